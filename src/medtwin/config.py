@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from pydantic import Field
+from pydantic import Field, SecretStr
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 
@@ -24,6 +24,20 @@ class Settings(BaseSettings):
     max_upload_bytes: int = Field(default=50 * 1024 * 1024, description="Largest accepted request body.")
     broker_url: str = Field(default="mqtt://127.0.0.1:1883", description="MQTT broker for device streams.")
     log_level: str = "info"
+    # --- security (medtwin.security) ---
+    key_file: Path | None = Field(default=None, description="JSON key ring (AES-GCM data keys, index, token and "
+                                  "pseudonym keys); create with `medtwin keys init`.")
+    keyring: SecretStr | None = Field(default=None, description="The key ring JSON itself, instead of key_file.")
+    demo: bool = Field(default=False, description="Demo mode: a missing key ring is generated into data_dir.")
+    access_token_minutes: int = Field(default=15, ge=1, le=24 * 60)
+    refresh_token_hours: int = Field(default=12, ge=1, le=24 * 90)
+    rate_limit_per_minute: int = Field(default=600, ge=1, description="Requests per client address per minute.")
+    login_attempts_per_minute: int = Field(default=10, ge=1, description="Token requests per client per minute.")
+    cors_origins: list[str] = Field(default_factory=list, description="Allowed CORS origins; empty = closed.")
+    tls_certfile: Path | None = Field(default=None, description="PEM certificate for `medtwin serve` (HTTPS).")
+    tls_keyfile: Path | None = Field(default=None, description="PEM private key for `medtwin serve` (HTTPS).")
+    deid_date_mode: str = Field(default="year", pattern="^(year|shift)$",
+                                description="Research export dates: 'year' (Safe Harbor) or 'shift'.")
 
     def resolved_database_url(self) -> str:
         if self.database_url:

@@ -1,0 +1,117 @@
+"""Tables of ``medtwin.security``: users, tokens, device keys, care teams, consent and the audit chain.
+
+Declared on the shared ``metadata``; created by the Alembic revision ``0002_security``.
+"""
+
+from __future__ import annotations
+
+from sqlalchemy import (
+    BigInteger,
+    Boolean,
+    Column,
+    DateTime,
+    ForeignKey,
+    Index,
+    Integer,
+    String,
+    Table,
+    Text,
+)
+
+from medtwin.store.schema import metadata
+
+users = Table(
+    "users",
+    metadata,
+    Column("id", String(36), primary_key=True),
+    Column("username", String(150), nullable=False, unique=True),
+    Column("password_hash", Text, nullable=False, doc="Argon2id hash"),
+    Column("role", String(20), nullable=False, doc="admin | clinician | patient | researcher"),
+    Column("patient_id", String(64), doc="For role 'patient': the one twin this user may see"),
+    Column("active", Boolean, nullable=False, default=True),
+    Column("token_generation", Integer, nullable=False, default=0,
+           doc="Bumped to revoke every token issued before"),
+    Column("created_at", DateTime(timezone=True), nullable=False),
+)
+
+refresh_tokens = Table(
+    "refresh_tokens",
+    metadata,
+    Column("jti", String(64), primary_key=True),
+    Column("user_id", String(36), ForeignKey("users.id", ondelete="CASCADE"), nullable=False, index=True),
+    Column("family", String(64), nullable=False, index=True, doc="All rotations of one login share it"),
+    Column("issued_at", DateTime(timezone=True), nullable=False),
+    Column("expires_at", DateTime(timezone=True), nullable=False),
+    Column("used_at", DateTime(timezone=True), doc="Set when rotated; a second use revokes the family"),
+    Column("revoked_at", DateTime(timezone=True)),
+)
+
+revoked_tokens = Table(
+    "revoked_tokens",
+    metadata,
+    Column("jti", String(64), primary_key=True),
+    Column("user_id", String(36), nullable=False),
+    Column("expires_at", DateTime(timezone=True), nullable=False),
+    Column("revoked_at", DateTime(timezone=True), nullable=False),
+)
+
+api_keys = Table(
+    "api_keys",
+    metadata,
+    Column("id", String(32), primary_key=True, doc="Public key id, part of the presented key"),
+    Column("name", String(200), nullable=False),
+    Column("patient_id", String(64), nullable=False, doc="The one patient this device writes for"),
+    Column("secret_hash", String(64), nullable=False, doc="HMAC-SHA256 of the secret part"),
+    Column("created_at", DateTime(timezone=True), nullable=False),
+    Column("created_by", String(150), nullable=False),
+    Column("revoked_at", DateTime(timezone=True)),
+)
+
+care_team = Table(
+    "care_team",
+    metadata,
+    Column("user_id", String(36), ForeignKey("users.id", ondelete="CASCADE"), primary_key=True),
+    Column("patient_id", String(64), primary_key=True),
+    Column("added_at", DateTime(timezone=True), nullable=False),
+)
+Index("ix_care_team_patient", care_team.c.patient_id)
+
+consents = Table(
+    "consents",
+    metadata,
+    Column("pk", BigInteger().with_variant(Integer, "sqlite"), primary_key=True, autoincrement=True),
+    Column("patient_id", String(64), nullable=False),
+    Column("purpose", String(32), nullable=False, doc="research"),
+    Column("decision", String(8), nullable=False, doc="permit | deny"),
+    Column("recorded_at", DateTime(timezone=True), nullable=False),
+    Column("recorded_by", String(150), nullable=False),
+)
+Index("ix_consents_patient_purpose", consents.c.patient_id, consents.c.purpose, consents.c.pk)
+
+audit_log = Table(
+    "audit_log",
+    metadata,
+    Column("seq", BigInteger().with_variant(Integer, "sqlite"), primary_key=True, autoincrement=False),
+    Column("at", String(40), nullable=False, doc="ISO 8601 UTC, exactly as hashed"),
+    Column("actor", String(200), nullable=False),
+    Column("role", String(20), nullable=False),
+    Column("action", String(20), nullable=False),
+    Column("resource_type", String(64), nullable=False),
+    Column("resource_id", String(200)),
+    Column("patient_id", String(64)),
+    Column("outcome", String(16), nullable=False, doc="success | denied | failure"),
+    Column("status", Integer),
+    Column("client", String(64)),
+    Column("detail", Text, doc="Canonical JSON, never PHI"),
+    Column("prev_hash", String(64), nullable=False),
+    Column("hash", String(64), nullable=False),
+)
+Index("ix_audit_log_patient", audit_log.c.patient_id)
+
+audit_head = Table(
+    "audit_head",
+    metadata,
+    Column("id", Integer, primary_key=True),
+    Column("seq", BigInteger().with_variant(Integer, "sqlite"), nullable=False),
+    Column("hash", String(64), nullable=False),
+)
