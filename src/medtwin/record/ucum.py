@@ -48,10 +48,7 @@ __all__ = [
 #: Base dimensions, in the order of ``UcumUnit.dimension``: length, mass, time, plane angle,
 #: temperature, electric charge, luminous intensity, amount of substance.
 DIMENSIONS: tuple[str, ...] = ("L", "M", "T", "A", "K", "Q", "F", "N")
-_N_DIM = len(DIMENSIONS)
-_MASS_PER_SUBSTANCE: tuple[int, ...] = tuple(
-    1 if d == "M" else -1 if d == "N" else 0 for d in DIMENSIONS
-)
+_MASS_PER_SUBSTANCE: tuple[int, ...] = tuple(1 if d == "M" else -1 if d == "N" else 0 for d in DIMENSIONS)
 
 
 class UcumError(ValueError):
@@ -119,7 +116,9 @@ class _Q:
         return _Q(self.factor**n, tuple((k, v * n) for k, v in self.exps if v * n))
 
 
-def _merge(a: tuple[tuple[str, int], ...], b: tuple[tuple[str, int], ...], sign: int) -> tuple[tuple[str, int], ...]:
+def _merge(
+    a: tuple[tuple[str, int], ...], b: tuple[tuple[str, int], ...], sign: int
+) -> tuple[tuple[str, int], ...]:
     out = dict(a)
     for k, v in b:
         out[k] = out.get(k, 0) + sign * v
@@ -330,7 +329,9 @@ class _Parser:
                 inner = s[self.pos + 1 : end]
                 bad = next((c for c in inner if not 33 <= ord(c) <= 126 or c in "[{}"), None)
                 if bad is not None:
-                    raise self.error(self.pos + 1 + inner.index(bad), f"character {bad!r} not allowed in '[...]'")
+                    raise self.error(
+                        self.pos + 1 + inner.index(bad), f"character {bad!r} not allowed in '[...]'"
+                    )
                 self.pos = end + 1
             elif ch in _STOP:
                 break
@@ -345,7 +346,12 @@ class _Parser:
 
     def _simple(self, token: str, start: int, top: bool) -> _Q:
         if token.isdigit() and token.isascii():
-            return _Q(float(int(token)))
+            number = int(token)
+            if number == 0:
+                raise self.error(start, "a numeric factor must be positive")
+            if len(token) > 300:
+                raise self.error(start, "numeric factor out of range")
+            return _Q(float(number))
         symbol, exponent = token, 1
         match = _EXPONENT.fullmatch(token)
         if match is not None and not token.endswith("]"):
@@ -360,7 +366,10 @@ class _Parser:
             self.n_components += 1
             if atom.special and exponent == 1:
                 self.lone = (atom, factor)
-        return (_Q(factor) * atom.quantity) ** exponent
+        try:
+            return (_Q(factor) * atom.quantity) ** exponent
+        except (OverflowError, ZeroDivisionError):
+            raise self.error(start, "magnitude out of range") from None
 
     def _resolves(self, symbol: str) -> bool:
         try:
@@ -407,8 +416,13 @@ def parse(code: str) -> UcumUnit:
     reg = _registry()
     parser = _Parser(code, reg.atoms.get, reg.prefixes)
     parser.lower_atoms = reg.lower_atoms
-    parsed = parser.parse()
+    try:
+        parsed = parser.parse()
+    except (OverflowError, ZeroDivisionError):
+        raise UcumError(code, 0, "magnitude out of range") from None
     q = parsed.quantity
+    if not (math.isfinite(q.factor) and q.factor > 0):
+        raise UcumError(code, 0, "magnitude out of range")
     dims = dict(q.exps)
     dimension = tuple(dims.pop(d, 0) for d in DIMENSIONS)
     arbitrary = tuple(sorted(dims.items()))
@@ -434,7 +448,9 @@ def is_commensurable(a: str, b: str) -> bool:
     return ua.dimension == ub.dimension and ua.arbitrary == ub.arbitrary
 
 
-def convert(value: float, from_code: str, to_code: str, *, molar_mass_g_per_mol: float | None = None) -> float:
+def convert(
+    value: float, from_code: str, to_code: str, *, molar_mass_g_per_mol: float | None = None
+) -> float:
     """Convert ``value`` from one UCUM unit to another.
 
     Offsets apply for lone special units (``Cel``, ``[degF]``). Mass and amount of substance are

@@ -62,7 +62,9 @@ def targets() -> Mapping[str, Target]:
     for row in csv.DictReader(lines):
         mm = row["molar_mass_g_per_mol"].strip()
         excluded = frozenset(u for u in row["exclude_units"].split(";") if u)
-        out[row["loinc"]] = Target(row["loinc"], row["name"], row["target_unit"], float(mm) if mm else None, excluded)
+        out[row["loinc"]] = Target(
+            row["loinc"], row["name"], row["target_unit"], float(mm) if mm else None, excluded
+        )
     return MappingProxyType(out)
 
 
