@@ -16,7 +16,7 @@ unit and meaning. Amounts are mg, volumes L, clearances L/h, rates 1/h, times h,
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 
 import numpy as np
@@ -340,7 +340,7 @@ def _simulate_closed_form(
 
 def ode_system(
     model: CompartmentModel, p: Mapping[str, Array], schedule: DoseSchedule, n: int
-) -> tuple[Array, list[float], object]:
+) -> tuple[Array, list[float], Callable[[float, Array], Array]]:
     """Rate matrix, breakpoints and jump function of the PK part, for models that extend it.
 
     The state is the PK states followed by one input-rate state (mg/h into the central compartment).

@@ -1,0 +1,198 @@
+"""The drug library: published population models as TOML data files in ``pharmaco/data/drugs``.
+
+Each file gives the structural model, typical parameter values with unit and source, covariate
+effects, between-subject variability (omega^2), residual error, and therapeutic/adverse targets.
+"""
+
+from __future__ import annotations
+
+import tomllib
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from importlib import resources
+from typing import Any
+
+import numpy as np
+from numpy.typing import NDArray
+
+from medtwin.pharmaco.dosing import Route
+from medtwin.pharmaco.errors import CovariateError, PharmacoInputError, UnknownDrugError
+from medtwin.pharmaco.pk import CompartmentModel
+from medtwin.pharmaco.population import BetweenSubjectVariability, ResidualError
+
+Array = NDArray[np.float64]
+
+_FORMS = ("power", "linear", "hinge_linear", "categorical_factor", "categorical_value")
+
+
+@dataclass(frozen=True)
+class Parameter:
+    name: str
+    value: float
+    unit: str
+    note: str
+    source: str
+
+
+@dataclass(frozen=True)
+class CovariateEffect:
+    """How one covariate modifies one parameter.
+
+    ``power``: x (cov/reference)^exponent; ``linear``: x (1 + slope (cov - reference));
+    ``hinge_linear``: x (1 + slope max(0, cov - reference)); ``categorical_factor``: x levels[cov];
+    ``categorical_value``: = levels[cov].
+    """
+
+    parameter: str
+    covariate: str
+    form: str
+    source: str
+    reference: float = 0.0
+    exponent: float = 1.0
+    slope: float = 0.0
+    levels: Mapping[str, float] = field(default_factory=dict)
+
+    def apply(self, value: Array, covariate: Any) -> Array:
+        if self.form in ("categorical_factor", "categorical_value"):
+            keys = [_level_key(c) for c in np.atleast_1d(np.asarray(covariate, dtype=object))]
+            unknown = [k for k in keys if k not in self.levels]
+            if unknown:
+                raise CovariateError(
+                    self.covariate, f"value {unknown[0]!r} not in {sorted(self.levels)} for {self.parameter}"
+                )
+            level = np.array([self.levels[k] for k in keys], dtype=float)
+            return value * level if self.form == "categorical_factor" else np.broadcast_to(level, value.shape).copy()
+        cov = np.asarray(covariate, dtype=float)
+        if not np.all(np.isfinite(cov)):
+            raise CovariateError(self.covariate, "must be a finite number")
+        if self.form == "power":
+            if np.any(cov < 0):
+                raise CovariateError(self.covariate, "must be >= 0")
+            return np.asarray(value * (cov / self.reference) ** self.exponent, dtype=float)
+        if self.form == "linear":
+            return np.asarray(value * (1.0 + self.slope * (cov - self.reference)), dtype=float)
+        return np.asarray(value * (1.0 + self.slope * np.maximum(cov - self.reference, 0.0)), dtype=float)
+
+
+def _level_key(value: Any) -> str:
+    if isinstance(value, bool | np.bool_):
+        return "1" if value else "0"
+    if isinstance(value, int | float | np.integer | np.floating):
+        return str(int(value)) if float(value).is_integer() else str(value)
+    return str(value).strip()
+
+
+@dataclass(frozen=True)
+class DrugModel:
+    """A drug's published population model."""
+
+    name: str
+    model_name: str
+    description: str
+    source: str
+    structure: CompartmentModel
+    parameters: Mapping[str, Parameter]
+    covariate_effects: tuple[CovariateEffect, ...]
+    bsv: BetweenSubjectVariability
+    residual: ResidualError
+    residual_output: str
+    targets: Mapping[str, Any]
+    dose_fraction: float
+    default_route: Route
+    default_dose: str
+    default_interval_h: float
+    default_infusion_duration_h: float
+    concentration_name: str
+
+    @property
+    def has_inr(self) -> bool:
+        return "INRmax" in self.parameters
+
+    @property
+    def required_covariates(self) -> tuple[str, ...]:
+        return tuple(dict.fromkeys(e.covariate for e in self.covariate_effects))
+
+    def typical_parameters(self, covariates: Mapping[str, Any] | None = None, n: int | None = None) -> dict[str, Array]:
+        """Typical (eta = 0) parameters for ``n`` patients given covariate arrays/lists of length n."""
+        covariates = dict(covariates or {})
+        sizes = [len(np.atleast_1d(np.asarray(v, dtype=object))) for v in covariates.values()]
+        size = n if n is not None else max([1, *sizes])
+        out = {k: np.full(size, p.value) for k, p in self.parameters.items()}
+        for effect in self.covariate_effects:
+            if effect.covariate not in covariates:
+                raise CovariateError(effect.covariate, f"required by the {self.model_name} model of {self.name}")
+            value = np.atleast_1d(np.asarray(covariates[effect.covariate], dtype=object))
+            if value.shape[0] not in (1, size):
+                raise CovariateError(effect.covariate, f"expected 1 or {size} values")
+            if value.shape[0] == 1 and size > 1:
+                value = np.repeat(value, size)
+            if effect.form not in ("categorical_factor", "categorical_value"):
+                value = value.astype(float)
+            out[effect.parameter] = effect.apply(out[effect.parameter], value)
+        return out
+
+    def sample_parameters(
+        self, covariates: Mapping[str, Any] | None, n: int, rng: np.random.Generator
+    ) -> dict[str, Array]:
+        """Individual parameters for ``n`` virtual patients (one batched draw)."""
+        typical = self.typical_parameters(covariates, n)
+        return self.bsv.apply(typical, self.bsv.sample_eta(n, rng))
+
+    def pk_parameters(self, parameters: Mapping[str, Array]) -> dict[str, Array]:
+        return {k: parameters[k] for k in self.structure.parameter_names if k in parameters}
+
+
+def _build(data: Mapping[str, Any], origin: str) -> DrugModel:
+    try:
+        drug = data["drug"]
+        params = {
+            k: Parameter(k, float(v["value"]), str(v["unit"]), str(v.get("note", "")), str(v["source"]))
+            for k, v in data["parameters"].items()
+        }
+        effects = []
+        for e in data.get("covariates", []):
+            if e["form"] not in _FORMS:
+                raise PharmacoInputError(f"{origin}: covariates.form", f"unknown form {e['form']!r}")
+            effects.append(
+                CovariateEffect(
+                    parameter=e["parameter"], covariate=e["covariate"], form=e["form"], source=e["source"],
+                    reference=float(e.get("reference", 0.0)), exponent=float(e.get("exponent", 1.0)),
+                    slope=float(e.get("slope", 0.0)),
+                    levels={str(k): float(v) for k, v in e.get("levels", {}).items()},
+                )
+            )
+        bsv = BetweenSubjectVariability.from_variances(data["bsv"]["names"], data["bsv"]["variances"])
+        res = data["residual"]
+        pk = data["pk"]
+        return DrugModel(
+            name=drug["name"], model_name=drug["model"], description=drug["description"], source=drug["source"],
+            structure=CompartmentModel(compartments=int(pk["compartments"]), absorption=bool(pk["absorption"])),
+            parameters=params, covariate_effects=tuple(effects), bsv=bsv,
+            residual=ResidualError(float(res["additive_sd"]), float(res["proportional"])),
+            residual_output=str(res["output"]), targets=dict(data["targets"]),
+            dose_fraction=float(drug.get("dose_fraction", 1.0)), default_route=Route(drug["default_route"]),
+            default_dose=str(drug["default_dose"]), default_interval_h=float(drug["default_interval_h"]),
+            default_infusion_duration_h=float(drug.get("default_infusion_duration_h", 0.0)),
+            concentration_name=str(drug.get("concentration_name", "concentration")),
+        )
+    except KeyError as exc:
+        raise PharmacoInputError(f"{origin}: {exc.args[0]}", "missing entry in drug file") from exc
+
+
+def available_drugs() -> list[str]:
+    folder = resources.files("medtwin.pharmaco").joinpath("data/drugs")
+    return sorted(p.name.removesuffix(".toml") for p in folder.iterdir() if p.name.endswith(".toml"))
+
+
+def load_drug(name: str) -> DrugModel:
+    """Load a drug model by name (case-insensitive); :class:`UnknownDrugError` names the drug if absent."""
+    key = name.strip().lower()
+    names = available_drugs()
+    if key not in names:
+        raise UnknownDrugError("drug", f"unknown drug {name!r}; available: {', '.join(names)}")
+    text = resources.files("medtwin.pharmaco").joinpath(f"data/drugs/{key}.toml").read_text(encoding="utf-8")
+    return _build(tomllib.loads(text), f"{key}.toml")
+
+
+def load_all(names: Sequence[str] | None = None) -> dict[str, DrugModel]:
+    return {n: load_drug(n) for n in (names or available_drugs())}
