@@ -5,3 +5,13 @@ from __future__ import annotations
 import typer
 
 app = typer.Typer(name="medtwin", help="Healthcare digital twins.", no_args_is_help=True, add_completion=False)
+
+from medtwin.cli import records as _records  # noqa: E402
+from medtwin.cli import server as _server  # noqa: E402
+
+app.command("import")(_records.import_command)
+app.command("patients")(_records.patients_command)
+app.command("show")(_records.show_command)
+app.command("export")(_records.export_command)
+app.command("serve")(_server.serve_command)
+app.command("demo")(_server.demo_command)

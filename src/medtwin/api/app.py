@@ -1,0 +1,49 @@
+"""The FastAPI application: routers under /api/v1, problem+json errors, body size limit, web pages."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+
+from fastapi import FastAPI
+
+from medtwin import __version__
+from medtwin.api.limits import BodySizeLimit
+from medtwin.api.problems import install_problem_handlers
+from medtwin.api.routers import patients, record, system
+from medtwin.config import Settings
+from medtwin.store.database import Store
+
+API_PREFIX = "/api/v1"
+
+
+def create_app(settings: Settings | None = None, *, store: Store | None = None) -> FastAPI:
+    """Build the app. Without ``store`` one is opened from ``settings`` and migrated at startup."""
+    settings = settings or Settings()
+    own_store = store is None
+    store = store or Store.from_settings(settings)
+
+    @asynccontextmanager
+    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        if own_store:
+            store.migrate()
+        yield
+        if own_store:
+            store.dispose()
+
+    app = FastAPI(
+        title="medtwin",
+        version=__version__,
+        summary="Healthcare digital twins: FHIR record, twin summaries, simulations.",
+        docs_url="/docs",
+        openapi_url="/openapi.json",
+        lifespan=lifespan,
+    )
+    app.state.settings = settings
+    app.state.store = store
+    install_problem_handlers(app)
+    app.include_router(system.router, prefix=API_PREFIX)
+    app.include_router(patients.router, prefix=API_PREFIX)
+    app.include_router(record.router, prefix=API_PREFIX)
+    app.add_middleware(BodySizeLimit, max_bytes=settings.max_upload_bytes)
+    return app

@@ -1,0 +1,135 @@
+"""Patients: list and search, twin summary, FHIR record bundle, observations, version history."""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Annotated, Any
+
+from fastapi import APIRouter, Depends, Query, Request
+from fastapi.responses import JSONResponse
+
+from medtwin.api.deps import Principal, StoreDep, guard
+from medtwin.api.problems import ProblemError
+from medtwin.api.schemas import (
+    ObservationPage,
+    ObservationPublic,
+    PatientPage,
+    PatientPublic,
+    TwinSummaryPublic,
+    TwinVersionPublic,
+)
+from medtwin.store.database import Store
+from medtwin.store.records import RecordRepository
+from medtwin.store.twins import TwinRepository
+from medtwin.twin.build import export_patient
+
+router = APIRouter(prefix="/patients", tags=["patients"])
+
+PatientId = Annotated[str, Query(min_length=1, max_length=64)]
+
+
+def _visible_patient(store: Store, principal: Principal, patient_id: str) -> str:
+    """The stored id of ``patient_id`` (id or MRN) if the caller may see it; 404 otherwise (never 403:
+    whether a patient exists is itself health information)."""
+    with store.connect() as connection:
+        resolved = RecordRepository(connection, store.codec).resolve_patient(patient_id)
+    if resolved is None or not principal.can_see(resolved):
+        raise ProblemError(404, "Not found", f"no patient {patient_id!r}", kind="not-found", field="patient_id")
+    return resolved
+
+
+@router.get("", response_model=PatientPage, summary="List or search patients")
+def list_patients(
+    store: StoreDep,
+    principal: Annotated[Principal, Depends(guard("read", "Patient"))],
+    name: Annotated[str | None, Query(max_length=200, description="Name word(s), case-insensitive")] = None,
+    identifier: Annotated[str | None, Query(max_length=200, description="An identifier value, e.g. the MRN")] = None,
+    limit: Annotated[int, Query(ge=1, le=500)] = 50,
+    offset: Annotated[int, Query(ge=0)] = 0,
+) -> PatientPage:
+    with store.connect() as connection:
+        records = RecordRepository(connection, store.codec)
+        ids = records.patient_ids(name=name, identifier=identifier, allowed=principal.patient_ids)
+        twins = TwinRepository(connection, store.codec)
+        items = []
+        for patient_id in ids[offset:offset + limit]:
+            latest = twins.latest(patient_id, "record")
+            summary: dict[str, Any] = latest.payload if latest else {}
+            items.append(PatientPublic(
+                id=patient_id, name=summary.get("name"), gender=summary.get("gender"),
+                birth_date=summary.get("birth_date"), age_years=summary.get("age_years"),
+                twin_version=latest.version if latest else None,
+                active_problems=len(summary.get("problems") or []),
+                active_medications=len(summary.get("medications") or []),
+            ))
+    return PatientPage(total=len(ids), limit=limit, offset=offset, items=items)
+
+
+@router.get("/{patient_id}", response_model=TwinSummaryPublic, summary="A patient's twin summary")
+def get_summary(
+    patient_id: str,
+    store: StoreDep,
+    principal: Annotated[Principal, Depends(guard("read", "Patient"))],
+) -> TwinSummaryPublic:
+    resolved = _visible_patient(store, principal, patient_id)
+    with store.connect() as connection:
+        latest = TwinRepository(connection, store.codec).latest(resolved, "record")
+    if latest is None:
+        raise ProblemError(404, "Not found", f"patient {patient_id!r} has no twin yet", kind="not-found",
+                           field="patient_id")
+    return TwinSummaryPublic(patient_id=resolved, version=latest.version, provenance=latest.provenance,
+                             summary=latest.payload)  # type: ignore[arg-type]
+
+
+@router.get("/{patient_id}/versions", response_model=list[TwinVersionPublic], summary="Twin version history")
+def get_versions(
+    patient_id: str,
+    store: StoreDep,
+    principal: Annotated[Principal, Depends(guard("read", "Patient"))],
+) -> list[TwinVersionPublic]:
+    resolved = _visible_patient(store, principal, patient_id)
+    with store.connect() as connection:
+        history = TwinRepository(connection, store.codec).history(resolved)
+    return [TwinVersionPublic(version=v.version, kind=v.kind, created_at=v.created_at, actor=v.actor,
+                              provenance=v.provenance) for v in history]
+
+
+@router.get(
+    "/{patient_id}/record",
+    summary="The patient's complete record as a FHIR R4 Bundle (like Patient/$everything)",
+    responses={200: {"content": {"application/fhir+json": {}}, "description": "FHIR searchset Bundle"}},
+)
+def get_record(
+    patient_id: str,
+    request: Request,
+    store: StoreDep,
+    principal: Annotated[Principal, Depends(guard("export", "Patient"))],
+) -> JSONResponse:
+    resolved = _visible_patient(store, principal, patient_id)
+    bundle = export_patient(store, resolved, base_url=str(request.base_url).rstrip("/") + "/fhir")
+    return JSONResponse(bundle, media_type="application/fhir+json")
+
+
+@router.get("/{patient_id}/observations", response_model=ObservationPage,
+            summary="A patient's observations by code and time range, newest first, paged")
+def get_observations(
+    patient_id: str,
+    store: StoreDep,
+    principal: Annotated[Principal, Depends(guard("read", "Observation"))],
+    code: Annotated[str | None, Query(max_length=128, description="e.g. LOINC 8867-4")] = None,
+    system: Annotated[str | None, Query(max_length=255, description="e.g. http://loinc.org")] = None,
+    start: Annotated[datetime | None, Query(description="inclusive, ISO 8601")] = None,
+    end: Annotated[datetime | None, Query(description="exclusive, ISO 8601")] = None,
+    limit: Annotated[int, Query(ge=1, le=1000)] = 100,
+    offset: Annotated[int, Query(ge=0)] = 0,
+) -> ObservationPage:
+    if start and end and end <= start:
+        raise ProblemError(422, "Invalid request", "'end' must be after 'start'", kind="validation",
+                           errors=[{"loc": ["query", "end"], "msg": "must be after start", "type": "value_error"}])
+    resolved = _visible_patient(store, principal, patient_id)
+    with store.connect() as connection:
+        total, rows = RecordRepository(connection, store.codec).observations(
+            resolved, code=code, system=system, start=start, end=end, limit=limit, offset=offset)
+    next_offset = offset + limit if offset + limit < total else None
+    return ObservationPage(total=total, limit=limit, offset=offset, next_offset=next_offset,
+                           items=[ObservationPublic(**row) for row in rows])

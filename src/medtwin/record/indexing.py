@@ -1,0 +1,202 @@
+"""What of a resource is indexed for queries: its patient, codes, effective time, status and values."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any
+
+from medtwin.record.fhirtime import FhirDateError, parse_datetime
+from medtwin.record.units import normalise
+
+# CodeableConcept elements that say what a resource is about, by resource type.
+CODE_ELEMENTS: dict[str, tuple[str, ...]] = {
+    "Observation": ("code",),
+    "Condition": ("code",),
+    "Procedure": ("code",),
+    "DiagnosticReport": ("code",),
+    "AllergyIntolerance": ("code",),
+    "Medication": ("code",),
+    "MedicationRequest": ("medicationCodeableConcept",),
+    "MedicationAdministration": ("medicationCodeableConcept",),
+    "MedicationStatement": ("medicationCodeableConcept",),
+    "MedicationDispense": ("medicationCodeableConcept",),
+    "Immunization": ("vaccineCode",),
+    "Encounter": ("type",),
+    "CarePlan": ("category",),
+    "DocumentReference": ("type",),
+    "Device": ("type",),
+    "SupplyDelivery": ("suppliedItem.itemCodeableConcept",),
+    "ImagingStudy": ("procedureCode",),
+    "Claim": ("type",),
+    "ExplanationOfBenefit": ("type",),
+}
+
+# Where a resource's clinically relevant time is, in order of preference.
+TIME_ELEMENTS: tuple[str, ...] = (
+    "effectiveDateTime", "effectivePeriod", "effectiveInstant", "occurrenceDateTime", "onsetDateTime",
+    "performedDateTime", "performedPeriod", "period", "authoredOn", "recordedDate", "started", "issued",
+    "created", "recorded", "date", "billablePeriod", "birthDate",
+)
+
+PATIENT_ELEMENTS: tuple[str, ...] = ("subject", "patient", "beneficiary")
+
+
+@dataclass(frozen=True, slots=True)
+class IndexRow:
+    element: str
+    system: str | None
+    code: str | None
+    display: str | None
+    effective_start: datetime | None
+    effective_end: datetime | None
+    status: str | None
+    value_num: float | None = None
+    value_unit: str | None = None
+    value_code: str | None = None
+    value_norm: float | None = None
+    unit_norm: str | None = None
+    unit_valid: bool | None = None
+    value_text: str | None = None
+
+
+def _get_path(resource: dict[str, Any], path: str) -> Any:
+    node: Any = resource
+    for part in path.split("."):
+        if not isinstance(node, dict):
+            return None
+        node = node.get(part)
+    return node
+
+
+def _time(value: Any) -> tuple[datetime | None, datetime | None]:
+    try:
+        if isinstance(value, str):
+            instant = parse_datetime(value)
+            return instant, None
+        if isinstance(value, dict):
+            start = parse_datetime(value["start"]) if isinstance(value.get("start"), str) else None
+            end = parse_datetime(value["end"]) if isinstance(value.get("end"), str) else None
+            return start, end
+    except FhirDateError:
+        return None, None
+    return None, None
+
+
+def effective_time(resource: dict[str, Any]) -> tuple[datetime | None, datetime | None]:
+    for element in TIME_ELEMENTS:
+        if element in resource:
+            start, end = _time(resource[element])
+            if start is not None or end is not None:
+                return start, end
+    return None, None
+
+
+def status_of(resource: dict[str, Any]) -> str | None:
+    clinical = resource.get("clinicalStatus")
+    if isinstance(clinical, dict):
+        for coding in clinical.get("coding") or []:
+            if isinstance(coding, dict) and coding.get("code"):
+                return str(coding["code"])
+    status = resource.get("status")
+    return status if isinstance(status, str) else None
+
+
+def patient_reference(resource: dict[str, Any]) -> str | None:
+    """The id of the Patient this resource belongs to (after references are resolved)."""
+    if resource.get("resourceType") == "Patient":
+        rid = resource.get("id")
+        return rid if isinstance(rid, str) else None
+    for element in PATIENT_ELEMENTS:
+        ref = resource.get(element)
+        if isinstance(ref, dict):
+            target = ref.get("reference")
+            if isinstance(target, str) and target.startswith("Patient/"):
+                return target[len("Patient/"):]
+    return _first_patient_reference(resource)
+
+
+def _first_patient_reference(node: Any) -> str | None:
+    if isinstance(node, dict):
+        target = node.get("reference")
+        if isinstance(target, str) and target.startswith("Patient/"):
+            return target[len("Patient/"):]
+        for value in node.values():
+            if isinstance(value, dict | list):
+                found = _first_patient_reference(value)
+                if found:
+                    return found
+    elif isinstance(node, list):
+        for value in node:
+            found = _first_patient_reference(value)
+            if found:
+                return found
+    return None
+
+
+def _codings(concept: Any) -> list[dict[str, Any]]:
+    concepts = concept if isinstance(concept, list) else [concept]
+    out: list[dict[str, Any]] = []
+    for item in concepts:
+        if isinstance(item, dict):
+            out.extend(c for c in item.get("coding") or [] if isinstance(c, dict))
+    return out
+
+
+def _value_fields(holder: dict[str, Any], system: str | None, code: str | None) -> dict[str, Any]:
+    quantity = holder.get("valueQuantity")
+    if isinstance(quantity, dict) and isinstance(quantity.get("value"), int | float):
+        ucum = quantity.get("code") if quantity.get("system") in (None, "http://unitsofmeasure.org") else None
+        unit_given = ucum or quantity.get("unit")
+        result = normalise(system, code, float(quantity["value"]), unit_given)
+        return {
+            "value_num": float(quantity["value"]),
+            "value_unit": quantity.get("unit"),
+            "value_code": quantity.get("code"),
+            "value_norm": result.value,
+            "unit_norm": result.unit,
+            "unit_valid": result.valid_ucum,
+        }
+    concept = holder.get("valueCodeableConcept")
+    if isinstance(concept, dict):
+        codings = _codings(concept)
+        text = codings[0].get("code") if codings else concept.get("text")
+        return {"value_text": text}
+    for key in ("valueString", "valueBoolean", "valueInteger", "valueDateTime"):
+        if key in holder:
+            value = holder[key]
+            if key == "valueInteger" and isinstance(value, int):
+                return {"value_num": float(value), "value_text": str(value)}
+            return {"value_text": str(value)}
+    return {}
+
+
+def index_rows(resource: dict[str, Any]) -> list[IndexRow]:
+    """One row per coding of the resource's code elements; Observation components get their own rows."""
+    rtype = resource.get("resourceType", "")
+    start, end = effective_time(resource)
+    status = status_of(resource)
+    rows: list[IndexRow] = []
+    for path in CODE_ELEMENTS.get(rtype, ()):
+        for coding in _codings(_get_path(resource, path)):
+            system, code = coding.get("system"), coding.get("code")
+            values = _value_fields(resource, system, code) if rtype == "Observation" else {}
+            rows.append(IndexRow("code", system, code, coding.get("display"), start, end, status, **values))
+    if rtype == "Observation":
+        for component in resource.get("component") or []:
+            if not isinstance(component, dict):
+                continue
+            for coding in _codings(component.get("code")):
+                system, code = coding.get("system"), coding.get("code")
+                values = _value_fields(component, system, code)
+                rows.append(IndexRow("component", system, code, coding.get("display"), start, end, status, **values))
+    return rows
+
+
+def unit_warnings(rows: list[IndexRow]) -> list[str]:
+    """Human-readable notes for values whose unit is not valid UCUM (kept, flagged, not converted)."""
+    return [
+        f"{row.code}: unit {row.value_code or row.value_unit!r} is not valid UCUM; value kept as given"
+        for row in rows
+        if row.unit_valid is False
+    ]

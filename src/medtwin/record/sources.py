@@ -1,0 +1,97 @@
+"""Reading FHIR input from files, folders and request bodies into import units.
+
+A unit is what is imported all-or-nothing: one JSON file (a Bundle or a single resource) or one ndjson
+file (Bulk FHIR: one resource per line).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import orjson
+
+from medtwin.record.errors import MalformedJsonError, RecordError
+
+# Files whose names say they hold shared resources (Synthea's hospital/practitioner bundles, Bulk FHIR
+# Practitioner.ndjson ...) are imported before the patient files that reference them.
+_FIRST = ("organization", "location", "practitioner", "hospital", "medication.", "patient.")
+
+
+@dataclass(frozen=True, slots=True)
+class RawUnit:
+    source: str
+    kind: str  # "json" | "ndjson"
+    data: Any  # dict for json, list[dict] for ndjson
+
+
+def parse_json_bytes(content: bytes, *, source: str) -> Any:
+    try:
+        return orjson.loads(content)
+    except orjson.JSONDecodeError as exc:
+        line = content.count(b"\n", 0, exc.pos) + 1 if exc.pos is not None else None
+        where = f" at line {line}" if line else ""
+        raise MalformedJsonError(f"malformed JSON{where}: {exc.msg}", source=source) from None
+
+
+def parse_ndjson_bytes(content: bytes, *, source: str) -> list[Any]:
+    resources: list[Any] = []
+    for number, line in enumerate(content.splitlines(), start=1):
+        if not line.strip():
+            continue
+        try:
+            resources.append(orjson.loads(line))
+        except orjson.JSONDecodeError as exc:
+            raise MalformedJsonError(f"malformed JSON on line {number}: {exc.msg}", source=source,
+                                     entry=number) from None
+    return resources
+
+
+def unit_from_bytes(content: bytes, *, source: str, ndjson: bool | None = None) -> RawUnit:
+    """Parse a request body or file content; ``ndjson=None`` guesses from the content."""
+    if ndjson is None:
+        ndjson = source.endswith((".ndjson", ".jsonl")) or _looks_like_ndjson(content)
+    if ndjson:
+        return RawUnit(source, "ndjson", parse_ndjson_bytes(content, source=source))
+    return RawUnit(source, "json", parse_json_bytes(content, source=source))
+
+
+def _looks_like_ndjson(content: bytes) -> bool:
+    stripped = content.strip()
+    if b"\n" not in stripped:
+        return False
+    first = stripped.split(b"\n", 1)[0].strip()
+    try:
+        orjson.loads(first)
+    except orjson.JSONDecodeError:
+        return False
+    return True
+
+
+def discover(paths: list[Path]) -> list[Path]:
+    """Expand folders to their .json/.ndjson files; shared-resource files first, then by name."""
+    files: list[Path] = []
+    for path in paths:
+        if path.is_dir():
+            files.extend(p for p in path.rglob("*") if p.is_file() and p.suffix in (".json", ".ndjson", ".jsonl")
+                         and p.name != "MANIFEST.json")
+        elif path.exists():
+            files.append(path)
+        else:
+            raise RecordError("no such file or folder", source=str(path))
+    return sorted(dict.fromkeys(files), key=_order_key)
+
+
+def _order_key(path: Path) -> tuple[int, str]:
+    name = path.name.lower()
+    for rank, prefix in enumerate(_FIRST):
+        if name.startswith(prefix):
+            return rank, name
+    return len(_FIRST), name
+
+
+def read_units(paths: list[Path]) -> Iterator[RawUnit]:
+    for path in discover(paths):
+        yield unit_from_bytes(path.read_bytes(), source=str(path))

@@ -1,0 +1,135 @@
+"""SQLAlchemy table definitions for the record, samples, imports and twin versions.
+
+One ``metadata`` for the whole application; other packages' tables (security, alerts, ...) are declared in
+their own modules of this package on the same ``metadata`` and get their own Alembic revision.
+"""
+
+from __future__ import annotations
+
+from sqlalchemy import (
+    BigInteger,
+    Boolean,
+    Column,
+    DateTime,
+    Float,
+    ForeignKey,
+    Index,
+    Integer,
+    LargeBinary,
+    MetaData,
+    String,
+    Table,
+    Text,
+    UniqueConstraint,
+)
+
+NAMING = {
+    "ix": "ix_%(column_0_label)s",
+    "uq": "uq_%(table_name)s_%(column_0_name)s",
+    "ck": "ck_%(table_name)s_%(constraint_name)s",
+    "fk": "fk_%(table_name)s_%(column_0_name)s_%(referred_table_name)s",
+    "pk": "pk_%(table_name)s",
+}
+
+metadata = MetaData(naming_convention=NAMING)
+
+imports = Table(
+    "imports",
+    metadata,
+    Column("id", String(36), primary_key=True),
+    Column("source", Text, nullable=False, doc="File name or 'api' etc."),
+    Column("started_at", DateTime(timezone=True), nullable=False),
+    Column("finished_at", DateTime(timezone=True)),
+    Column("actor", String(200), nullable=False, default="system"),
+    Column("status", String(20), nullable=False, doc="running | committed | failed"),
+    Column("created", Integer, nullable=False, default=0),
+    Column("updated", Integer, nullable=False, default=0),
+    Column("unchanged", Integer, nullable=False, default=0),
+    Column("summary", Text, doc="JSON: counts by type, warnings"),
+)
+
+resources = Table(
+    "resources",
+    metadata,
+    Column("pk", BigInteger().with_variant(Integer, "sqlite"), primary_key=True, autoincrement=True),
+    Column("resource_type", String(64), nullable=False),
+    Column("id", String(64), nullable=False, doc="FHIR logical id"),
+    Column("patient_id", String(64), index=True, doc="Patient this resource belongs to, if any"),
+    Column("version", Integer, nullable=False, default=1),
+    Column("last_updated", DateTime(timezone=True), nullable=False),
+    Column("import_id", String(36), ForeignKey("imports.id"), nullable=True),
+    Column("content_hash", String(64), nullable=False, doc="SHA-256 of canonical JSON"),
+    Column("content", LargeBinary, nullable=False, doc="Full resource JSON, sealed by the codec"),
+    UniqueConstraint("resource_type", "id", name="uq_resources_type_id"),
+)
+Index("ix_resources_patient_type", resources.c.patient_id, resources.c.resource_type)
+
+resource_index = Table(
+    "resource_index",
+    metadata,
+    Column("pk", BigInteger().with_variant(Integer, "sqlite"), primary_key=True, autoincrement=True),
+    Column("resource_pk", BigInteger().with_variant(Integer, "sqlite"),
+           ForeignKey("resources.pk", ondelete="CASCADE"), nullable=False, index=True),
+    Column("patient_id", String(64)),
+    Column("resource_type", String(64), nullable=False),
+    Column("element", String(64), nullable=False, default="code", doc="code | component | ..."),
+    Column("system", String(255)),
+    Column("code", String(128)),
+    Column("display", Text),
+    Column("effective_start", DateTime(timezone=True)),
+    Column("effective_end", DateTime(timezone=True)),
+    Column("status", String(64)),
+    Column("value_num", Float),
+    Column("value_unit", String(64), doc="original unit as given"),
+    Column("value_code", String(64), doc="original UCUM code as given"),
+    Column("value_norm", Float, doc="value in the normalised unit"),
+    Column("unit_norm", String(64)),
+    Column("unit_valid", Boolean, doc="False when the unit is not valid UCUM"),
+    Column("value_text", Text, doc="valueString / valueCodeableConcept code"),
+)
+Index("ix_resource_index_lookup", resource_index.c.patient_id, resource_index.c.code, resource_index.c.effective_start)
+Index("ix_resource_index_type", resource_index.c.patient_id, resource_index.c.resource_type)
+
+resource_identifiers = Table(
+    "resource_identifiers",
+    metadata,
+    Column("resource_pk", BigInteger().with_variant(Integer, "sqlite"),
+           ForeignKey("resources.pk", ondelete="CASCADE"), nullable=False, index=True),
+    Column("resource_type", String(64), nullable=False),
+    Column("token", String(128), nullable=False, doc="codec.blind('system|value')"),
+    Column("kind", String(16), nullable=False, default="identifier", doc="identifier | name"),
+)
+Index("ix_resource_identifiers_token", resource_identifiers.c.token, resource_identifiers.c.resource_type)
+
+samples = Table(
+    "samples",
+    metadata,
+    Column("pk", BigInteger().with_variant(Integer, "sqlite"), primary_key=True, autoincrement=True),
+    Column("patient_id", String(64), nullable=False),
+    Column("metric", String(64), nullable=False),
+    Column("time", DateTime(timezone=True), nullable=False),
+    Column("value", Float, nullable=False),
+    Column("unit", String(32), nullable=False),
+    Column("original_value", Float),
+    Column("original_unit", String(32)),
+    Column("device", String(128)),
+    Column("source", String(64)),
+    Column("idempotency_key", String(255), nullable=False),
+    Column("received_at", DateTime(timezone=True)),
+    UniqueConstraint("idempotency_key", name="uq_samples_idempotency_key"),
+)
+Index("ix_samples_patient_metric_time", samples.c.patient_id, samples.c.metric, samples.c.time)
+
+twin_versions = Table(
+    "twin_versions",
+    metadata,
+    Column("pk", BigInteger().with_variant(Integer, "sqlite"), primary_key=True, autoincrement=True),
+    Column("patient_id", String(64), nullable=False),
+    Column("version", Integer, nullable=False),
+    Column("kind", String(32), nullable=False, doc="summary | glucose | drug | ..."),
+    Column("created_at", DateTime(timezone=True), nullable=False),
+    Column("actor", String(200), nullable=False, default="system"),
+    Column("provenance", Text, nullable=False, doc="JSON: import ids, model, parameter set, algorithm"),
+    Column("payload", LargeBinary, nullable=False, doc="JSON sealed by the codec"),
+    UniqueConstraint("patient_id", "version", name="uq_twin_versions_patient_version"),
+)

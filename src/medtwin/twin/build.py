@@ -1,0 +1,183 @@
+"""Building twins from data: import FHIR units into the store and refresh each changed patient's twin
+(a new version, with provenance, whenever their record changed)."""
+
+from __future__ import annotations
+
+import uuid
+from collections import Counter
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from typing import Any
+
+import orjson
+from sqlalchemy import Connection, insert, update
+
+from medtwin.record.errors import RecordError
+from medtwin.record.export import references_of, searchset_bundle
+from medtwin.record.prepare import prepare
+from medtwin.record.sources import RawUnit
+from medtwin.store.database import Store
+from medtwin.store.records import RecordRepository
+from medtwin.store.schema import imports
+from medtwin.store.twins import TwinRepository
+from medtwin.twin.summary import PatientSummary, build_summary
+
+Clock = Callable[[], datetime]
+
+
+def utc_now() -> datetime:
+    return datetime.now(UTC)
+
+
+@dataclass
+class UnitReport:
+    source: str
+    kind: str = ""
+    import_id: str = ""
+    created: int = 0
+    updated: int = 0
+    unchanged: int = 0
+    by_type: Counter[str] = field(default_factory=Counter)
+    patients: list[str] = field(default_factory=list)
+    warnings: list[str] = field(default_factory=list)
+    error: RecordError | None = None
+
+    @property
+    def ok(self) -> bool:
+        return self.error is None
+
+
+@dataclass
+class ImportReport:
+    units: list[UnitReport] = field(default_factory=list)
+
+    @property
+    def ok(self) -> bool:
+        return all(u.ok for u in self.units)
+
+    @property
+    def errors(self) -> list[UnitReport]:
+        return [u for u in self.units if not u.ok]
+
+    def totals(self) -> dict[str, int]:
+        return {
+            "created": sum(u.created for u in self.units),
+            "updated": sum(u.updated for u in self.units),
+            "unchanged": sum(u.unchanged for u in self.units),
+            "failed_units": len(self.errors),
+        }
+
+    def by_type(self) -> Counter[str]:
+        total: Counter[str] = Counter()
+        for unit in self.units:
+            total.update(unit.by_type)
+        return total
+
+    def as_dict(self) -> dict[str, Any]:
+        return {
+            "ok": self.ok,
+            "totals": self.totals(),
+            "by_type": dict(sorted(self.by_type().items())),
+            "units": [
+                {
+                    "source": u.source, "kind": u.kind, "import_id": u.import_id or None, "created": u.created,
+                    "updated": u.updated, "unchanged": u.unchanged, "by_type": dict(sorted(u.by_type.items())),
+                    "patients": u.patients, "warnings": u.warnings,
+                    "error": None if u.error is None else {
+                        "kind": u.error.kind, "message": u.error.message, "source": u.error.source,
+                        "entry": u.error.entry, "field": u.error.field,
+                    },
+                }
+                for u in self.units
+            ],
+        }
+
+
+def refresh_twin(connection: Connection, store: Store, patient_id: str, *, provenance: dict[str, Any], actor: str,
+                 now: datetime) -> int:
+    """Rebuild a patient's record summary and store it as a new twin version; returns the version."""
+    records = RecordRepository(connection, store.codec)
+    summary = build_summary(patient_id, records.patient_resources(patient_id), now=now)
+    return TwinRepository(connection, store.codec).add_version(
+        patient_id, "record", summary.model_dump(mode="json"), provenance, actor=actor, now=now)
+
+
+def import_unit(store: Store, raw: RawUnit, *, actor: str = "system", clock: Clock = utc_now) -> UnitReport:
+    """Import one unit all-or-nothing. Returns a report; a bad unit's report carries the error and
+    nothing of it is stored (a failed import row records the attempt)."""
+    report = UnitReport(source=raw.source)
+    started = clock()
+    import_id = str(uuid.uuid4())
+    try:
+        with store.begin() as connection:
+            records = RecordRepository(connection, store.codec)
+            unit = prepare(raw.data, source=raw.source, existing=records,
+                           kind="ndjson" if raw.kind == "ndjson" else None)
+            report.kind = unit.kind
+            connection.execute(insert(imports).values(
+                id=import_id, source=raw.source, started_at=started, actor=actor, status="running",
+                created=0, updated=0, unchanged=0))
+            result = records.save_unit(unit, import_id=import_id, now=started)
+            report.created, report.updated, report.unchanged = result.created, result.updated, result.unchanged
+            report.by_type = result.by_type
+            report.warnings = result.warnings
+            report.patients = sorted(result.patients_changed)
+            provenance = {"import_id": import_id, "source": raw.source, "imported_at": started.isoformat(),
+                          "created": result.created, "updated": result.updated}
+            for patient_id in report.patients:
+                if records.exists("Patient", patient_id):
+                    refresh_twin(connection, store, patient_id, provenance=provenance, actor=actor, now=started)
+            connection.execute(update(imports).where(imports.c.id == import_id).values(
+                status="committed", finished_at=clock(), created=result.created, updated=result.updated,
+                unchanged=result.unchanged,
+                summary=orjson.dumps({"by_type": dict(result.by_type), "warnings": result.warnings[:200]}).decode()))
+            report.import_id = import_id
+    except RecordError as error:
+        report.error = error
+        with store.begin() as connection:
+            connection.execute(insert(imports).values(
+                id=import_id, source=raw.source, started_at=started, finished_at=clock(), actor=actor,
+                status="failed", created=0, updated=0, unchanged=0,
+                summary=orjson.dumps({"error": error.describe()}).decode()))
+    return report
+
+
+def import_units(store: Store, units: Iterable[RawUnit | RecordError], *, actor: str = "system",
+                 clock: Clock = utc_now, on_unit: Callable[[UnitReport], None] | None = None) -> ImportReport:
+    """Import units in order, each all-or-nothing; a unit that failed to parse is reported as failed."""
+    report = ImportReport()
+    for raw in units:
+        unit_report = UnitReport(source=raw.source or "?", error=raw) if isinstance(raw, RecordError) else \
+            import_unit(store, raw, actor=actor, clock=clock)
+        report.units.append(unit_report)
+        if on_unit is not None:
+            on_unit(unit_report)
+    return report
+
+
+def patient_summary(store: Store, patient_id: str) -> tuple[PatientSummary, int, dict[str, Any]] | None:
+    """The latest twin summary of a patient with its version number and provenance."""
+    with store.connect() as connection:
+        latest = TwinRepository(connection, store.codec).latest(patient_id, "record")
+    if latest is None:
+        return None
+    return PatientSummary.model_validate(latest.payload), latest.version, latest.provenance
+
+
+def export_patient(store: Store, patient_id: str, *, base_url: str = "urn:medtwin", clock: Clock = utc_now
+                   ) -> dict[str, Any] | None:
+    """The complete record of a patient plus every resource it references (transitively), as a Bundle."""
+    with store.connect() as connection:
+        records = RecordRepository(connection, store.codec)
+        if not records.exists("Patient", patient_id):
+            return None
+        collected = {f"{r['resourceType']}/{r['id']}": r for r in records.patient_resources(patient_id)}
+        frontier = set().union(*(references_of(r) for r in collected.values())) - set(collected)
+        while frontier:
+            keys = [tuple(k.split("/", 1)) for k in sorted(frontier)]
+            fetched = records.get_many([(t, i) for t, i in keys])
+            new = {f"{r['resourceType']}/{r['id']}": r for r in fetched}
+            collected.update(new)
+            frontier = set().union(*(references_of(r) for r in new.values())) - set(collected) if new else set()
+    return searchset_bundle(collected.values(), base_url=base_url, now=clock())
