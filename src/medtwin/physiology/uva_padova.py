@@ -1,0 +1,302 @@
+"""UVA/Padova 2008 type 1 diabetes model (13 states), vectorised over patients.
+
+Equations: Dalla Man, Rizza & Cobelli 2007, IEEE TBME 54(10):1740-1749 (oral glucose meal model with the
+nonlinear gastric emptying ``kempt(Qsto)``), with the subcutaneous insulin (Isc1, Isc2) and subcutaneous
+glucose (Gs) compartments of Kovatchev et al. 2009, J Diabetes Sci Technol 3(1):44-55, in the form of the
+academic UVA/Padova simulator as distributed with simglucose 0.2.11 (including its conventions: the
+"amount of the last meal" ``D`` is the stomach content at meal start plus carbohydrate eaten since,
+and derivatives of non-negative compartments are frozen at zero).
+
+State vector per patient (14 columns): the 13 model states below plus ``D`` (the last-meal amount,
+mg), a piecewise-constant memory that only changes at meal events (it has zero derivative).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, replace
+
+import numpy as np
+from numpy.typing import NDArray
+
+from medtwin.physiology.errors import PhysiologyInputError
+from medtwin.physiology.model import InputSpec, Model, OutputSpec, ParameterSpec, StateSpec
+from medtwin.physiology.parameters import ParameterTable, load_parameter_set
+
+Array = NDArray[np.float64]
+SOURCE = "Dalla Man et al. 2007 IEEE TBME 54(10):1740-9; values: UVA/Padova academic simulator via simglucose 0.2.11"
+PMOL_PER_UNIT = 6000.0  # pmol of insulin per international unit (simulator convention)
+
+STATES = (
+    StateSpec("qsto1", "mg", "glucose in stomach, solid phase"),
+    StateSpec("qsto2", "mg", "glucose in stomach, liquid phase"),
+    StateSpec("qgut", "mg", "glucose in intestine"),
+    StateSpec("Gp", "mg/kg", "glucose mass in plasma and rapidly equilibrating tissues"),
+    StateSpec("Gt", "mg/kg", "glucose mass in slowly equilibrating tissues"),
+    StateSpec("Ip", "pmol/kg", "insulin mass in plasma"),
+    StateSpec("X", "pmol/L", "insulin action on glucose utilisation"),
+    StateSpec("I1", "pmol/L", "delayed insulin, first compartment"),
+    StateSpec("Id", "pmol/L", "delayed insulin signal acting on production"),
+    StateSpec("Il", "pmol/kg", "insulin mass in liver"),
+    StateSpec("Isc1", "pmol/kg", "subcutaneous insulin, non-monomeric"),
+    StateSpec("Isc2", "pmol/kg", "subcutaneous insulin, monomeric"),
+    StateSpec("Gs", "mg/kg", "subcutaneous glucose"),
+    StateSpec("D", "mg", "amount of the last meal (event memory, zero derivative)"),
+)
+N_MODEL_STATES = 13
+
+_PARAMETER_META = {
+    "BW": ("kg", "body weight"),
+    "EGPb": ("mg/kg/min", "basal endogenous glucose production"),
+    "Gb": ("mg/dL", "basal plasma glucose"),
+    "Ib": ("pmol/L", "basal plasma insulin"),
+    "kabs": ("1/min", "intestinal absorption rate"),
+    "kmax": ("1/min", "maximal gastric emptying rate"),
+    "kmin": ("1/min", "minimal gastric emptying rate"),
+    "b": ("1", "fraction of the meal at which kempt falls to (kmax+kmin)/2"),
+    "d": ("1", "fraction of the meal at which kempt recovers to (kmax+kmin)/2"),
+    "Vg": ("dL/kg", "glucose distribution volume"),
+    "Vi": ("L/kg", "insulin distribution volume"),
+    "Vmx": ("mg/kg/min per pmol/L", "insulin-dependent utilisation slope (peripheral insulin sensitivity)"),
+    "Km0": ("mg/kg", "Michaelis-Menten constant of utilisation"),
+    "k1": ("1/min", "rate Gp -> Gt"),
+    "k2": ("1/min", "rate Gt -> Gp"),
+    "p2u": ("1/min", "rate of insulin action on utilisation"),
+    "m1": ("1/min", "liver -> plasma insulin rate"),
+    "m2": ("1/min", "plasma -> liver insulin rate"),
+    "m4": ("1/min", "peripheral insulin degradation rate"),
+    "m30": ("1/min", "hepatic insulin extraction rate"),
+    "ki": ("1/min", "delay of insulin action on production"),
+    "kp1": ("mg/kg/min", "extrapolated EGP at zero glucose and insulin"),
+    "kp2": ("1/min", "liver glucose effectiveness"),
+    "kp3": ("mg/kg/min per pmol/L", "insulin action on the liver (hepatic insulin sensitivity)"),
+    "f": ("1", "fraction of intestinal absorption appearing in plasma"),
+    "ke1": ("1/min", "glomerular filtration rate"),
+    "ke2": ("mg/kg", "renal threshold of glucose"),
+    "Fsnc": ("mg/kg/min", "insulin-independent utilisation"),
+    "Vm0": ("mg/kg/min", "insulin-independent part of utilisation Vm"),
+    "kd": ("1/min", "subcutaneous insulin degradation / transfer Isc1 -> Isc2"),
+    "ka1": ("1/min", "absorption of non-monomeric insulin"),
+    "ka2": ("1/min", "absorption of monomeric insulin"),
+    "ksc": ("1/min", "plasma -> subcutaneous glucose rate"),
+    "u2ss": ("pmol/kg/min", "steady-state basal insulin infusion"),
+}
+PARAMETER_NAMES = tuple(_PARAMETER_META)
+PARAMETERS = tuple(ParameterSpec(n, u, d, SOURCE) for n, (u, d) in _PARAMETER_META.items())
+INPUTS = (
+    InputSpec("carbohydrate_intake", "g/min", "carbohydrate eaten per minute"),
+    InputSpec("insulin_infusion", "U/min", "subcutaneous insulin delivery rate"),
+)
+OUTPUTS = (OutputSpec("subcutaneous_glucose", "mg/dL", "Gs / Vg, what a CGM measures"),)
+_I = {name: i for i, name in enumerate(PARAMETER_NAMES)}
+
+
+def rhs(t: float, y: Array, p: Array, u: Array) -> Array:
+    """Pure vectorised right-hand side; ``y`` (n, 14), ``p`` (n, 34), ``u`` (n, 2) -> ``dy/dt`` (n, 14)."""
+    g = p.T
+    x = y.T
+    bw = g[_I["BW"]]
+    kmax, kmin, kabs = g[_I["kmax"]], g[_I["kmin"]], g[_I["kabs"]]
+    b, d = g[_I["b"]], g[_I["d"]]
+    meal = u[:, 0] * 1000.0  # g/min -> mg/min
+    insulin = u[:, 1] * PMOL_PER_UNIT / bw  # U/min -> pmol/kg/min
+    qsto = x[0] + x[1]
+    dbar = x[13]
+    positive = dbar > 0
+    safe = np.where(positive, dbar, 1.0)
+    aa = 5.0 / (2.0 * safe * (1.0 - b))
+    cc = 5.0 / (2.0 * safe * d)
+    kgut = kmin + (kmax - kmin) / 2.0 * (
+        np.tanh(aa * (qsto - b * safe)) - np.tanh(cc * (qsto - d * safe)) + 2.0
+    )
+    kgut = np.where(positive, kgut, kmax)
+    out = np.empty_like(x)
+    out[0] = meal - kmax * x[0]
+    out[1] = kmax * x[0] - kgut * x[1]
+    out[2] = kgut * x[1] - kabs * x[2]
+    rate_of_appearance = g[_I["f"]] * kabs * x[2] / bw
+    egp = g[_I["kp1"]] - g[_I["kp2"]] * x[3] - g[_I["kp3"]] * x[8]
+    ke2 = g[_I["ke2"]]
+    renal = np.where(x[3] > ke2, g[_I["ke1"]] * (x[3] - ke2), 0.0)
+    k1, k2 = g[_I["k1"]], g[_I["k2"]]
+    out[3] = np.maximum(egp, 0.0) + rate_of_appearance - g[_I["Fsnc"]] - renal - k1 * x[3] + k2 * x[4]
+    utilisation = (g[_I["Vm0"]] + g[_I["Vmx"]] * x[6]) * x[4] / (g[_I["Km0"]] + x[4])
+    out[4] = -utilisation + k1 * x[3] - k2 * x[4]
+    m1, m2, m4, m30 = g[_I["m1"]], g[_I["m2"]], g[_I["m4"]], g[_I["m30"]]
+    ka1, ka2, kd = g[_I["ka1"]], g[_I["ka2"]], g[_I["kd"]]
+    out[5] = -(m2 + m4) * x[5] + m1 * x[9] + ka1 * x[10] + ka2 * x[11]
+    plasma_insulin = x[5] / g[_I["Vi"]]
+    p2u = g[_I["p2u"]]
+    out[6] = p2u * (plasma_insulin - g[_I["Ib"]]) - p2u * x[6]
+    ki = g[_I["ki"]]
+    out[7] = -ki * (x[7] - plasma_insulin)
+    out[8] = -ki * (x[8] - x[7])
+    out[9] = m2 * x[5] - (m1 + m30) * x[9]
+    out[10] = insulin - (ka1 + kd) * x[10]
+    out[11] = kd * x[10] - ka2 * x[11]
+    ksc = g[_I["ksc"]]
+    out[12] = ksc * (x[3] - x[12])
+    out[13] = 0.0
+    # non-negative compartments: derivative frozen where the state is negative (simulator convention)
+    for i in (3, 4, 5, 9, 10, 11, 12):
+        out[i] *= x[i] >= 0
+    return out.T
+
+
+UvaPadova2008 = Model(
+    name="UvaPadova2008",
+    states=STATES,
+    parameters=PARAMETERS,
+    inputs=INPUTS,
+    outputs=OUTPUTS,
+    rhs=rhs,
+    reference=SOURCE,
+)
+
+
+@dataclass(frozen=True)
+class PatientParameters:
+    """A batch of ``n`` patients: model parameters (n, 34), initial states (n, 14) and therapy settings."""
+
+    names: tuple[str, ...]
+    values: Array
+    initial_state: Array
+    carb_ratio_g_per_unit: Array
+    correction_factor_mg_dl_per_unit: Array
+    total_daily_insulin_units: Array
+
+    def __post_init__(self) -> None:
+        n = len(self.names)
+        if self.values.shape != (n, len(PARAMETER_NAMES)):
+            raise PhysiologyInputError(
+                "values", f"expected shape {(n, len(PARAMETER_NAMES))}, got {self.values.shape}"
+            )
+        if self.initial_state.shape != (n, len(STATES)):
+            raise PhysiologyInputError("initial_state", f"expected shape {(n, len(STATES))}")
+
+    @property
+    def n(self) -> int:
+        return len(self.names)
+
+    def get(self, name: str) -> Array:
+        return self.values[:, _I[name]]
+
+    def with_values(self, **updates: Array | float) -> PatientParameters:
+        values = self.values.copy()
+        for key, value in updates.items():
+            if key not in _I:
+                raise PhysiologyInputError(key, "unknown UVA/Padova parameter")
+            values[:, _I[key]] = value
+        return replace(self, values=values)
+
+    def basal_rate_u_per_min(self) -> Array:
+        """Steady-state basal insulin rate, U/min: ``u2ss * BW / 6000``."""
+        return self.get("u2ss") * self.get("BW") / PMOL_PER_UNIT
+
+    def subcutaneous_glucose(self, states: Array) -> Array:
+        """Output Gs / Vg in mg/dL for states shaped (..., n, 14)."""
+        return states[..., 12] / self.get("Vg")
+
+    def take(self, index: Array | list[int]) -> PatientParameters:
+        idx = np.asarray(index, dtype=int)
+        return PatientParameters(
+            names=tuple(self.names[i] for i in idx),
+            values=self.values[idx],
+            initial_state=self.initial_state[idx],
+            carb_ratio_g_per_unit=self.carb_ratio_g_per_unit[idx],
+            correction_factor_mg_dl_per_unit=self.correction_factor_mg_dl_per_unit[idx],
+            total_daily_insulin_units=self.total_daily_insulin_units[idx],
+        )
+
+    def to_dict(self) -> dict[str, object]:
+        return {
+            "names": list(self.names),
+            "parameters": {k: self.values[:, i].tolist() for k, i in _I.items()},
+            "initial_state": {s.name: self.initial_state[:, j].tolist() for j, s in enumerate(STATES)},
+            "carb_ratio_g_per_unit": self.carb_ratio_g_per_unit.tolist(),
+            "correction_factor_mg_dl_per_unit": self.correction_factor_mg_dl_per_unit.tolist(),
+            "total_daily_insulin_units": self.total_daily_insulin_units.tolist(),
+        }
+
+    @classmethod
+    def from_dict(cls, data: dict[str, object]) -> PatientParameters:
+        try:
+            names = tuple(str(x) for x in data["names"])  # type: ignore[attr-defined]
+            params = data["parameters"]
+            init = data["initial_state"]
+            values = np.column_stack([np.asarray(params[k], dtype=float) for k in PARAMETER_NAMES])  # type: ignore[index]
+            state = np.column_stack([np.asarray(init[s.name], dtype=float) for s in STATES])  # type: ignore[index]
+        except KeyError as exc:
+            raise PhysiologyInputError(str(exc.args[0]), "missing from patient parameters") from None
+        except (TypeError, ValueError) as exc:
+            raise PhysiologyInputError("parameters", f"malformed: {exc}") from None
+        return cls(
+            names=names,
+            values=values,
+            initial_state=state,
+            carb_ratio_g_per_unit=np.asarray(data["carb_ratio_g_per_unit"], dtype=float),
+            correction_factor_mg_dl_per_unit=np.asarray(
+                data["correction_factor_mg_dl_per_unit"], dtype=float
+            ),
+            total_daily_insulin_units=np.asarray(data["total_daily_insulin_units"], dtype=float),
+        )
+
+
+def from_table(table: ParameterTable) -> PatientParameters:
+    """Build :class:`PatientParameters` from a parameter table (checks every needed column is there)."""
+    values = np.column_stack([table.column(name) for name in PARAMETER_NAMES])
+    states = np.column_stack(
+        [table.column(f"x0_{s.name}") for s in STATES[:N_MODEL_STATES]] + [np.zeros(len(table.names))]
+    )
+    states[:, 13] = states[:, 0] + states[:, 1]
+    return PatientParameters(
+        names=table.names,
+        values=values,
+        initial_state=states,
+        carb_ratio_g_per_unit=table.column("CR"),
+        correction_factor_mg_dl_per_unit=table.column("CF"),
+        total_daily_insulin_units=table.column("TDI"),
+    )
+
+
+def virtual_patients(
+    names: list[str] | tuple[str, ...] | None = None, parameter_set: str = "uva_padova_2008"
+) -> PatientParameters:
+    """The shipped virtual patients (all 30 if ``names`` is None), e.g. ``virtual_patients(["adult#001"])``."""
+    table = load_parameter_set(parameter_set)
+    if names is not None:
+        table = table.rows(list(names))
+    return from_table(table)
+
+
+def steady_state_parameters(params: PatientParameters) -> PatientParameters:
+    """Recompute the basal steady state (Gp, Gt, insulin states, kp1, Vm0, u2ss) from Gb, Ib, EGPb.
+
+    Follows the steady-state relations of Dalla Man et al. 2007 (eqs. for Gtb, Vm0, kp1, Ilb) and the
+    subcutaneous steady state Isc1 = u2ss/(ka1+kd), Isc2 = kd Isc1 / ka2. Used when parameters are
+    averaged or personalised so that the patient rests at Gb under its basal insulin.
+    """
+    g = {name: params.get(name) for name in PARAMETER_NAMES}
+    gpb = g["Gb"] * g["Vg"]
+    renal = np.where(gpb > g["ke2"], g["ke1"] * (gpb - g["ke2"]), 0.0)
+    gtb = (g["Fsnc"] - g["EGPb"] + renal + g["k1"] * gpb) / g["k2"]
+    vm0 = (g["EGPb"] - g["Fsnc"] - renal) * (g["Km0"] + gtb) / gtb
+    ipb = g["Ib"] * g["Vi"]
+    ilb = g["m2"] * ipb / (g["m1"] + g["m30"])
+    kp1 = g["EGPb"] + g["kp2"] * gpb + g["kp3"] * g["Ib"]
+    u2ss = (g["m2"] + g["m4"]) * ipb - g["m1"] * ilb
+    isc1 = u2ss / (g["ka1"] + g["kd"])
+    isc2 = g["kd"] * isc1 / g["ka2"]
+    if np.any(vm0 <= 0) or np.any(gtb <= 0):
+        raise PhysiologyInputError("EGPb", "no positive steady state for these parameters")
+    updated = params.with_values(Vm0=vm0, kp1=kp1, u2ss=u2ss)
+    state = np.zeros_like(params.initial_state)
+    state[:, 3] = gpb
+    state[:, 4] = gtb
+    state[:, 5] = ipb
+    state[:, 7] = g["Ib"]
+    state[:, 8] = g["Ib"]
+    state[:, 9] = ilb
+    state[:, 10] = isc1
+    state[:, 11] = isc2
+    state[:, 12] = gpb
+    return replace(updated, initial_state=state)
