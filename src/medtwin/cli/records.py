@@ -53,9 +53,9 @@ def import_command(
     else:
         _print_report(report)
     if not report.ok:
-        for unit in report.errors:
-            assert unit.error is not None
-            err = unit.error
+        for failed in report.errors:
+            assert failed.error is not None
+            err = failed.error
             err_console.print(f"[bold red]failed:[/] {err.describe()}  [dim](nothing of this file was stored)[/]")
         raise typer.Exit(1)
 

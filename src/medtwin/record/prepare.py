@@ -181,6 +181,7 @@ def prepare(
 
 
 def _prepare(data: Any, *, source: str, existing: ExistingRecords, kind: str | None) -> PreparedUnit:
+    raw_entries: list[tuple[int, str | None, Any, Any]]
     if kind == "ndjson":
         raw_entries = [(n, None, None, r) for n, r in enumerate(data, start=1)]
         unit_kind = "ndjson"
@@ -211,9 +212,10 @@ def _prepare(data: Any, *, source: str, existing: ExistingRecords, kind: str | N
         url = (e.request or {}).get("url")
         write = True
         if method in (None, "POST"):
-            if method == "POST" and isinstance((e.request or {}).get("ifNoneExist"), str):
-                system, value = _parse_criteria(e.resource_type, e.request["ifNoneExist"], entry=e.number,
-                                                field="Bundle.entry.request.ifNoneExist")  # type: ignore[index]
+            criteria = (e.request or {}).get("ifNoneExist")
+            if method == "POST" and isinstance(criteria, str):
+                system, value = _parse_criteria(e.resource_type, criteria, entry=e.number,
+                                                field="Bundle.entry.request.ifNoneExist")
                 found = local_identifiers.get((e.resource_type, system, value)) or existing.find_by_identifier(
                     e.resource_type, system, value)
                 if found:

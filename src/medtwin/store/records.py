@@ -102,17 +102,17 @@ class RecordRepository:
 
         written: list[tuple[int, PreparedResource]] = []
         if new:
-            rows = [
+            new_rows = [
                 {
                     "resource_type": res.resource_type, "id": res.id, "patient_id": res.patient_id, "version": 1,
                     "last_updated": now, "import_id": import_id, "content_hash": digest, "content": blob,
                 }
                 for res, digest, blob in new
             ]
-            for start in range(0, len(rows), _CHUNK):
+            for start in range(0, len(new_rows), _CHUNK):
                 returned = self.connection.execute(
                     insert(resources).returning(resources.c.pk, sort_by_parameter_order=True),
-                    rows[start:start + _CHUNK],
+                    new_rows[start:start + _CHUNK],
                 ).all()
                 written.extend((int(r[0]), res) for r, (res, _, _) in zip(returned, new[start:start + _CHUNK],
                                                                             strict=True))

@@ -1,0 +1,20 @@
+#!/usr/bin/env bash
+# One command: set up medtwin, start the services the tests need, run lint, types and the whole test suite.
+# Extra arguments go to pytest (e.g. scripts/test.sh tests/record -x).
+set -euo pipefail
+ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
+cd "$ROOT"
+# shellcheck source=scripts/services.sh
+source "$ROOT/scripts/services.sh"
+ensure_packages
+bash "$ROOT/scripts/setup.sh"
+trap stop_services EXIT
+start_postgres
+
+echo "== ruff" >&2
+.venv/bin/ruff check src tests benchmarks examples
+echo "== mypy" >&2
+.venv/bin/mypy
+echo "== pytest" >&2
+mkdir -p test-artifacts
+.venv/bin/pytest -q "$@"

@@ -1,0 +1,64 @@
+"""The CLI as a user runs it: import, patients, show, export; failures exit non-zero naming file/entry."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+from typer.testing import CliRunner
+
+from medtwin.cli import app
+
+runner = CliRunner()
+
+
+@pytest.fixture
+def env(tmp_path: Path) -> dict[str, str]:
+    return {"MEDTWIN_DATA_DIR": str(tmp_path / "data"), "COLUMNS": "200"}
+
+
+def test_import_show_export(env: dict[str, str], synthea_dir: Path, tmp_path: Path) -> None:
+    files = [synthea_dir / "hospitalInformation.json", synthea_dir / "practitionerInformation.json",
+             synthea_dir / "Breana975_Harvey63_47e5d1f6-a017-1481-f0a2-49ef0edb3b72.json"]
+    result = runner.invoke(app, ["import", *map(str, files)], env=env)
+    assert result.exit_code == 0, result.output
+    expected = sum(len(json.loads(f.read_text())["entry"]) for f in files[2:])
+    assert "Imported resources by type" in result.output and "failed files: 0" in result.output
+    result = runner.invoke(app, ["patients"], env=env)
+    assert result.exit_code == 0 and "Breana975" in result.output
+    result = runner.invoke(app, ["show", "47e5d1f6-a017-1481-f0a2-49ef0edb3b72", "--json"], env=env)
+    assert result.exit_code == 0
+    shown = json.loads(result.output)
+    assert shown["summary"]["name"].startswith("Breana975")
+    out = tmp_path / "export.json"
+    patient_id = shown["summary"]["patient_id"]
+    result = runner.invoke(app, ["export", patient_id, "-o", str(out)], env=env)
+    assert result.exit_code == 0
+    exported = json.loads(out.read_text())
+    assert exported["resourceType"] == "Bundle"
+    assert sum(1 for e in exported["entry"] if e["resource"].get("id") and
+               e["resource"]["resourceType"] not in ("Practitioner", "PractitionerRole", "Organization", "Location")
+               ) == expected
+
+
+def test_bad_file_exits_nonzero_naming_file_and_entry(env: dict[str, str], tmp_path: Path) -> None:
+    bad = tmp_path / "bad.json"
+    bad.write_text(json.dumps({"resourceType": "Bundle", "type": "transaction", "entry": [
+        {"fullUrl": "urn:uuid:a", "request": {"method": "POST", "url": "Patient"},
+         "resource": {"resourceType": "Patient"}},
+        {"fullUrl": "urn:uuid:b", "request": {"method": "POST", "url": "Observation"},
+         "resource": {"resourceType": "Observation", "status": "final", "subject": {"reference": "urn:uuid:a"}}}]}))
+    good = tmp_path / "good.json"
+    good.write_text(json.dumps({"resourceType": "Patient", "id": "ok1"}))
+    result = runner.invoke(app, ["import", str(bad), str(good)], env=env)
+    assert result.exit_code == 1
+    assert "bad.json" in result.output and "entry 2" in result.output and "Observation.code" in result.output
+    listing = runner.invoke(app, ["patients"], env=env)
+    assert "ok1" in listing.output  # the good file was imported; nothing of the bad one
+    assert runner.invoke(app, ["show", "nobody"], env=env).exit_code == 1
+
+
+def test_missing_path(env: dict[str, str]) -> None:
+    result = runner.invoke(app, ["import", "/no/such/file.json"], env=env)
+    assert result.exit_code == 2 and "no such file" in result.output
