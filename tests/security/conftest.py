@@ -2,24 +2,14 @@
 
 from __future__ import annotations
 
-import os
-import secrets
 from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import pytest
-from sqlalchemy import create_engine, make_url, text
 
 from medtwin.security.crypto import AesGcmCodec, KeyRing
 from medtwin.store.database import Store
-
-
-def postgres_url() -> str | None:
-    url = os.environ.get("MEDTWIN_TEST_POSTGRES_URL")
-    if not url and os.environ.get("CI", "").lower() == "true":
-        pytest.fail("CI=true but MEDTWIN_TEST_POSTGRES_URL is not set: PostgreSQL tests must run in CI")
-    return url
 
 
 @pytest.fixture
@@ -50,37 +40,18 @@ def clock() -> FakeClock:
     return FakeClock()
 
 
-def make_store(kind: str, tmp_path: Path, codec: AesGcmCodec) -> Iterator[Store]:
-    if kind == "sqlite":
-        store = Store(f"sqlite:///{tmp_path / 'medtwin.db'}", codec)
-        store.migrate()
-        yield store
-        store.dispose()
-        return
-    base = postgres_url()
-    if not base:
-        pytest.skip("MEDTWIN_TEST_POSTGRES_URL not set")
-    name = f"mtsec_{secrets.token_hex(6)}"
-    admin = create_engine(base, isolation_level="AUTOCOMMIT")
-    with admin.connect() as conn:
-        conn.execute(text(f'CREATE DATABASE "{name}"'))
-    url = make_url(base).set(database=name).render_as_string(hide_password=False)
-    store = Store(url, codec)
-    try:
-        store.migrate()
-        yield store
-    finally:
-        store.dispose()
-        with admin.connect() as conn:
-            conn.execute(text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
-        admin.dispose()
-
-
-@pytest.fixture(params=["sqlite", pytest.param("postgres", marks=pytest.mark.postgres)])
-def store(request: pytest.FixtureRequest, tmp_path: Path, codec: AesGcmCodec) -> Iterator[Store]:
-    yield from make_store(request.param, tmp_path, codec)
+@pytest.fixture
+def store(database_url: str, codec: AesGcmCodec) -> Iterator[Store]:
+    """A migrated store sealing with AES-GCM, on SQLite and PostgreSQL (``database_url`` from tests/conftest)."""
+    instance = Store(database_url, codec)
+    instance.migrate()
+    yield instance
+    instance.dispose()
 
 
 @pytest.fixture
 def sqlite_store(tmp_path: Path, codec: AesGcmCodec) -> Iterator[Store]:
-    yield from make_store("sqlite", tmp_path, codec)
+    instance = Store(f"sqlite:///{tmp_path / 'medtwin.db'}", codec)
+    instance.migrate()
+    yield instance
+    instance.dispose()

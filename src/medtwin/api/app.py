@@ -11,17 +11,22 @@ from medtwin import __version__
 from medtwin.api.limits import BodySizeLimit
 from medtwin.api.problems import install_problem_handlers
 from medtwin.api.routers import patients, record, system
+from medtwin.api.security_middleware import install_security
 from medtwin.config import Settings
+from medtwin.security.crypto import AesGcmCodec, KeyRing, load_keyring
 from medtwin.store.database import Store
 
 API_PREFIX = "/api/v1"
 
 
-def create_app(settings: Settings | None = None, *, store: Store | None = None) -> FastAPI:
-    """Build the app. Without ``store`` one is opened from ``settings`` and migrated at startup."""
+def create_app(settings: Settings | None = None, *, store: Store | None = None,
+               keyring: KeyRing | None = None) -> FastAPI:
+    """Build the app. Without ``store`` one is opened from ``settings`` and migrated at startup.
+    Without ``keyring`` it is loaded from settings; none configured (outside demo mode) refuses to start."""
     settings = settings or Settings()
+    keyring = keyring or load_keyring(settings)
     own_store = store is None
-    store = store or Store.from_settings(settings)
+    store = store or Store.from_settings(settings, AesGcmCodec(keyring))
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
@@ -46,4 +51,5 @@ def create_app(settings: Settings | None = None, *, store: Store | None = None) 
     app.include_router(patients.router, prefix=API_PREFIX)
     app.include_router(record.router, prefix=API_PREFIX)
     app.add_middleware(BodySizeLimit, max_bytes=settings.max_upload_bytes)
+    install_security(app, settings, store, keyring)
     return app

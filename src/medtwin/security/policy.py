@@ -18,14 +18,14 @@ from sqlalchemy import Connection
 from medtwin.security.accounts import User, care_team_patients
 from medtwin.security.scopes import ROLE_CEILING, Scope, scope_allows
 
-ACTIONS = ("read", "write", "export", "simulate", "admin", "research")
+ACTIONS = ("read", "write", "export", "simulate", "admin", "research", "consent", "identity")
 
 ROLE_ACTIONS: dict[str, frozenset[str]] = {
     "admin": frozenset(ACTIONS),
-    "clinician": frozenset({"read", "write", "export", "simulate"}),
-    "patient": frozenset({"read", "export", "simulate"}),
-    "researcher": frozenset({"research"}),
-    "device": frozenset({"write"}),
+    "clinician": frozenset({"read", "write", "export", "simulate", "consent", "identity"}),
+    "patient": frozenset({"read", "export", "simulate", "consent", "identity"}),
+    "researcher": frozenset({"research", "identity"}),
+    "device": frozenset({"write", "identity"}),
 }
 #: What a device credential may write (nothing else, and only for its own patient).
 DEVICE_RESOURCES = frozenset({"samples", "Observation"})
@@ -91,9 +91,9 @@ def decide(principal: Principal, action: str, resource: str, method: str = "GET"
         return Decision(403, f"undeclared action {action!r}")
     if action not in ROLE_ACTIONS.get(principal.role, frozenset()):
         return Decision(403, f"role {principal.role} may not {action} {resource}")
-    if principal.role == "device" and resource not in DEVICE_RESOURCES:
+    if principal.role == "device" and action == "write" and resource not in DEVICE_RESOURCES:
         return Decision(403, f"a device may only write {', '.join(sorted(DEVICE_RESOURCES))}")
-    if action not in ("admin", "research"):
+    if action not in ("admin", "research", "identity"):
         scope_type = RESOURCE_SCOPE_TYPE.get(resource, resource)
         if not scope_allows(principal.scopes, scope_type, interaction_for(action, method)):
             return Decision(403, f"token scopes do not allow {action} on {resource}")

@@ -89,7 +89,7 @@ def scope_allows(scopes: frozenset[Scope], resource_type: str, interaction: str,
 ROLE_CEILING: dict[str, frozenset[Scope]] = {
     "admin": frozenset({Scope("system", "*", "cruds")}),
     "clinician": frozenset({Scope("user", "*", "cruds")}),
-    "patient": frozenset({Scope("patient", "*", "rs")}),
+    "patient": frozenset({Scope("patient", "*", "rs"), Scope("patient", "Consent", "crus")}),
     "researcher": frozenset({Scope("user", "*", "rs")}),
     "device": frozenset({Scope("patient", "Observation", "c")}),
 }

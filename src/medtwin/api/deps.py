@@ -1,0 +1,206 @@
+"""Request dependencies shared by every router: the store, settings and the access guard.
+
+Every route declares what it does with ``guard(action, resource)``: the guard authenticates the caller
+(a JWT access token, or a device key ``mtk_...``, as ``Authorization: Bearer``), checks role, token scopes
+and patient scope (:func:`medtwin.security.policy.decide`), records the decision for the audit middleware
+and returns the :class:`Principal` the handler passes on to the services (list queries filter with
+``principal.patient_ids``). A patient outside the caller's reach is answered 404, like a missing one.
+
+A route without a guard is a bug; ``tests/api/test_authorization.py`` fails on it.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import Annotated, Any
+
+from fastapi import Depends, Request
+from fastapi.security import OAuth2PasswordBearer
+
+from medtwin.api.problems import ProblemError
+from medtwin.config import Settings
+from medtwin.security.accounts import API_KEY_PREFIX, verify_api_key
+from medtwin.security.crypto import KeyRing
+from medtwin.security.policy import Principal, decide, principal_for_device, principal_for_user
+from medtwin.security.tokens import TokenError, TokenService
+from medtwin.store.database import Store
+
+__all__ = ["GUARD_MARKER", "AUDIT_SCOPE_KEY", "AuditContext", "Principal", "SecurityContext", "StoreDep",
+           "SettingsDep", "guard", "get_store", "get_settings", "client_address"]
+
+GUARD_MARKER = "__medtwin_guard__"
+AUDIT_SCOPE_KEY = "medtwin.audit"
+TOKEN_URL = "/api/v1/auth/token"
+
+oauth2_scheme = OAuth2PasswordBearer(tokenUrl=TOKEN_URL, auto_error=False,
+                                     description="JWT access token from the token endpoint, or a device key")
+
+
+@dataclass(frozen=True)
+class SecurityContext:
+    """What the security glue needs, built once per app by ``install_security``."""
+
+    keyring: KeyRing
+    tokens: TokenService
+    clock: Callable[[], datetime]
+    settings: Settings
+
+
+@dataclass
+class AuditContext:
+    """Filled in during a request (by the guard or the token endpoint); written by the audit middleware."""
+
+    client: str | None = None
+    action: str | None = None
+    resource_type: str | None = None
+    resource_id: str | None = None
+    patient_id: str | None = None
+    actor: str = "anonymous"
+    role: str = "none"
+    denied: bool = False
+    detail: dict[str, Any] = field(default_factory=dict)
+
+
+def client_address(request: Request) -> str | None:
+    return request.client.host if request.client else None
+
+
+def audit_context(request: Request) -> AuditContext:
+    ctx = request.scope.get(AUDIT_SCOPE_KEY)
+    if not isinstance(ctx, AuditContext):  # the app was built without the audit middleware
+        ctx = AuditContext(client=client_address(request))
+        request.scope[AUDIT_SCOPE_KEY] = ctx
+    return ctx
+
+
+def security_context(request: Request) -> SecurityContext:
+    ctx = getattr(request.app.state, "security", None)
+    if not isinstance(ctx, SecurityContext):  # fail closed
+        raise ProblemError(503, "Service unavailable", "authentication is not configured", kind="unavailable")
+    return ctx
+
+
+def _unauthorized(detail: str) -> ProblemError:
+    return ProblemError(401, "Not authenticated", detail, kind="not-authenticated",
+                        headers={"WWW-Authenticate": 'Bearer error="invalid_token"'})
+
+
+def _resolve_patient(store: Store, raw: str) -> str:
+    from medtwin.store.records import RecordRepository
+
+    with store.connect() as connection:
+        resolved = RecordRepository(connection, store.codec).resolve_patient(raw)
+    return resolved or raw
+
+
+def authenticate(request: Request, token: str | None) -> Principal:
+    """The caller, or 401."""
+    sec = security_context(request)
+    store: Store = request.app.state.store
+    if not token:
+        raise ProblemError(401, "Not authenticated", "an access token is required (Authorization: Bearer)",
+                           kind="not-authenticated", headers={"WWW-Authenticate": "Bearer"})
+    with store.begin() as connection:
+        if token.startswith(API_KEY_PREFIX):
+            key = verify_api_key(connection, token, sec.keyring.index_key)
+            if key is None:
+                raise _unauthorized("device key is unknown or revoked")
+            return principal_for_device(key.id, key.name, key.patient_id)
+        try:
+            claims = sec.tokens.verify_access(connection, token)
+        except TokenError as exc:
+            raise _unauthorized(str(exc)) from exc
+        return principal_for_user(connection, claims.user, claims.scopes)
+
+
+def guard(action: str, resource: str) -> Callable[..., Principal]:
+    """Declare and enforce the policy of a route: ``action`` in read/write/export/simulate/admin/research/
+    consent/identity, ``resource`` a FHIR type or a route family (``samples``, ``audit``, ...). A path
+    parameter named ``patient_id`` (an id or an MRN) is checked against the caller's patient scope."""
+
+    def dependency(request: Request, token: Annotated[str | None, Depends(oauth2_scheme)]) -> Principal:
+        audit = audit_context(request)
+        audit.action, audit.resource_type = action, resource
+        raw_patient = request.path_params.get("patient_id")
+        audit.resource_id = request.path_params.get("resource_id") or request.path_params.get("id")
+        try:
+            principal = authenticate(request, token)
+        except ProblemError:
+            audit.denied = True
+            raise
+        audit.actor, audit.role = principal.subject, principal.role
+        patient_id = None
+        if isinstance(raw_patient, str) and raw_patient:
+            patient_id = raw_patient
+            if principal.patient_ids is not None:
+                patient_id = _resolve_patient(request.app.state.store, raw_patient)
+        audit.patient_id = patient_id
+        decision = decide(principal, action, resource, request.method, patient_id)
+        if not decision.allowed:
+            audit.denied = True
+            audit.detail["reason"] = decision.reason
+            if decision.status == 404:
+                raise ProblemError(404, "Not found", f"no patient {raw_patient!r}", kind="not-found",
+                                   field="patient_id")
+            raise ProblemError(decision.status, "Forbidden", decision.reason, kind="forbidden")
+        request.state.principal = principal
+        return principal
+
+    setattr(dependency, GUARD_MARKER, (action, resource))
+    return dependency
+
+
+def get_store(request: Request) -> Store:
+    store: Store = request.app.state.store
+    return store
+
+
+def get_settings(request: Request) -> Settings:
+    settings: Settings = request.app.state.settings
+    return settings
+
+
+StoreDep = Annotated[Store, Depends(get_store)]
+SettingsDep = Annotated[Settings, Depends(get_settings)]
+
+
+@dataclass(frozen=True)
+class RoutePolicy:
+    method: str
+    path: str
+    policy: tuple[str, str] | None  # (action, resource) of the route's guard; None: no guard
+
+
+def _guards(dependant: Any) -> list[tuple[str, str]]:
+    found: list[tuple[str, str]] = []
+    marker = getattr(getattr(dependant, "call", None), GUARD_MARKER, None)
+    if marker is not None:
+        found.append(marker)
+    for sub in getattr(dependant, "dependencies", []) or []:
+        found.extend(_guards(sub))
+    return found
+
+
+def route_policies(app: Any) -> list[RoutePolicy]:
+    """Every API route of ``app`` with the policy its guard declares (walks included routers)."""
+    from fastapi.routing import APIRoute
+
+    def walk(routes: Any) -> Any:
+        for route in routes:
+            contexts = getattr(route, "effective_route_contexts", None)
+            if contexts is not None:
+                yield from contexts()
+            else:
+                yield route
+
+    result = []
+    for route in walk(app.routes):
+        dependant = getattr(route, "dependant", None)
+        if dependant is None and not isinstance(route, APIRoute):
+            continue
+        guards = _guards(dependant)
+        for method in sorted(route.methods or ()):
+            result.append(RoutePolicy(method, route.path, guards[0] if guards else None))
+    return result
