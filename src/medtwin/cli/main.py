@@ -15,3 +15,15 @@ app.command("show")(_records.show_command)
 app.command("export")(_records.export_command)
 app.command("serve")(_server.serve_command)
 app.command("demo")(_server.demo_command)
+
+from medtwin.cli.drug import app as drug_app  # noqa: E402
+
+app.add_typer(drug_app, name="drug")
+
+from medtwin.cli import security as _security  # noqa: E402
+
+app.add_typer(_security.users_app, name="users")
+app.add_typer(_security.audit_app, name="audit")
+app.add_typer(_security.keys_app, name="keys")
+app.add_typer(_security.consent_app, name="consent")
+app.add_typer(_security.research_app, name="research")

@@ -1,0 +1,269 @@
+"""`medtwin drug ...`: test drugs and doses on a patient's twin (PK/PD, PGx, dose individualisation)."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Annotated
+
+import typer
+from pydantic import ValidationError
+from rich.console import Console
+from rich.table import Table
+
+from medtwin.pharmaco.covariates import PatientCovariates, Sex
+from medtwin.pharmaco.dosing import DoseEvent, Regimen, Route
+from medtwin.pharmaco.errors import PharmacoInputError
+from medtwin.pharmaco.iwpc import IwpcInput, Race, iwpc_weekly_dose
+from medtwin.pharmaco.library import available_drugs, load_drug
+from medtwin.pharmaco.pgx import call_pgx
+from medtwin.pharmaco.twin import CompareRequest, IndividualiseRequest, Level, compare_regimens, individualise
+
+app = typer.Typer(help="Test drugs and doses on a patient's twin: PK/PD, pharmacogenomics, dose suggestions.",
+                  no_args_is_help=True)
+console = Console()
+
+
+def _fail(message: str) -> None:
+    console.print(f"[red]error:[/red] {message}")
+    raise typer.Exit(code=2)
+
+
+def _errors(exc: Exception) -> str:
+    if isinstance(exc, ValidationError):
+        return "; ".join(f"{'.'.join(str(x) for x in e['loc'])}: {e['msg']}" for e in exc.errors())
+    return str(exc)
+
+
+Age = Annotated[float, typer.Option(help="Age [years].")]
+Weight = Annotated[float, typer.Option(help="Weight [kg].")]
+
+
+def _patient(age: float, weight: float, sex: Sex, creatinine: float | None, cyp2c9: str | None,
+             vkorc1: str | None, dialysis: bool) -> PatientCovariates:
+    return PatientCovariates(age_years=age, weight_kg=weight, sex=sex, serum_creatinine_mg_dl=creatinine,
+                             cyp2c9=cyp2c9, vkorc1=vkorc1, dialysis=dialysis)
+
+
+@app.command("list")
+def list_drugs() -> None:
+    """List the drug library with model and source."""
+    table = Table(title="Drug library")
+    for col in ("drug", "model", "structure", "covariates", "source"):
+        table.add_column(col)
+    for name in available_drugs():
+        d = load_drug(name)
+        s = d.structure
+        table.add_row(name, d.model_name, f"{s.compartments}-cmt {'oral' if s.absorption else 'IV'}",
+                      ", ".join(d.required_covariates) or "-", d.source[:90] + "...")
+    console.print(table)
+
+
+@app.command("simulate")
+def simulate_command(
+    drug: str,
+    dose: Annotated[list[str], typer.Option(help="Dose with unit, repeatable to compare: '1 g'.")],
+    interval: Annotated[float, typer.Option(help="Dosing interval [h].")],
+    n_doses: Annotated[int, typer.Option(help="Number of doses.")] = 14,
+    route: Annotated[Route | None, typer.Option(help="Route (default: the drug's).")] = None,
+    infusion: Annotated[float, typer.Option(help="Infusion duration [h] (iv_infusion).")] = 0.0,
+    age: Age = 60.0,
+    weight: Weight = 70.0,
+    sex: Annotated[Sex, typer.Option()] = Sex.MALE,
+    creatinine: Annotated[float | None, typer.Option(help="Serum creatinine [mg/dL].")] = 1.0,
+    cyp2c9: Annotated[str | None, typer.Option(help="CYP2C9 diplotype, e.g. '*1/*3'.")] = "*1/*1",
+    vkorc1: Annotated[str | None, typer.Option(help="VKORC1 genotype: G/G, G/A, A/A.")] = "G/G",
+    dialysis: bool = False,
+    horizon: Annotated[float | None, typer.Option(help="Horizon [h] (default: end of dosing).")] = None,
+    samples: Annotated[int, typer.Option(help="Virtual patients for the prediction interval.")] = 500,
+    seed: int = 0,
+    plot: Annotated[Path | None, typer.Option(help="Write a PNG plot here.")] = None,
+    as_json: Annotated[bool, typer.Option("--json", help="Print the result as JSON.")] = False,
+) -> None:
+    """Simulate (and compare) regimens on the patient's twin: PTA and adverse-event probability."""
+    try:
+        model = load_drug(drug)
+        chosen = route or model.default_route
+        duration = infusion or (model.default_infusion_duration_h if chosen is Route.IV_INFUSION else 0.0)
+        regimens = [Regimen(dose=d, route=chosen, interval_h=interval, n_doses=n_doses, infusion_duration_h=duration)
+                    for d in dose]
+        request = CompareRequest(drug=drug, patient=_patient(age, weight, sex, creatinine, cyp2c9, vkorc1, dialysis),
+                                 regimens=regimens, horizon_h=horizon or interval * n_doses, n_samples=samples, seed=seed)
+        result = compare_regimens(request)
+    except (PharmacoInputError, ValidationError) as exc:
+        _fail(_errors(exc))
+        return
+    if as_json:
+        console.print_json(result.model_dump_json())
+    else:
+        table = Table(title=f"{result.drug} ({result.model}) - target {result.target}; adverse {result.adverse}")
+        for col in ("regimen", "metric (median [90% PI])", "P(target)", "P(adverse)"):
+            table.add_column(col)
+        for o in result.outcomes:
+            table.add_row(f"{o.regimen.dose} q{o.regimen.interval_h:g}h {o.regimen.route.value}",
+                          f"{o.metric_name}: {o.metric_p50:.3g} [{o.metric_p05:.3g}-{o.metric_p95:.3g}]",
+                          f"{o.probability_target:.1%}", f"{o.probability_adverse:.1%}")
+        console.print(table)
+    if plot is not None:
+        from medtwin.pharmaco.plotting import plot_comparison
+
+        console.print(f"plot written to {plot_comparison(result, plot)}")
+
+
+@app.command("compare")
+def compare_command(
+    drug: str,
+    regimen: Annotated[list[str], typer.Option(help="'DOSE,INTERVAL_H[,N_DOSES[,INFUSION_H]]', repeatable.")],
+    age: Age = 60.0,
+    weight: Weight = 70.0,
+    sex: Annotated[Sex, typer.Option()] = Sex.MALE,
+    creatinine: Annotated[float | None, typer.Option(help="Serum creatinine [mg/dL].")] = 1.0,
+    cyp2c9: Annotated[str | None, typer.Option()] = "*1/*1",
+    vkorc1: Annotated[str | None, typer.Option()] = "G/G",
+    horizon: Annotated[float, typer.Option(help="Horizon [h].")] = 168.0,
+    samples: int = 500,
+    seed: int = 0,
+    plot: Annotated[Path | None, typer.Option(help="Write a PNG plot here.")] = None,
+) -> None:
+    """Compare regimens of different doses and intervals (JSON result on stdout)."""
+    try:
+        model = load_drug(drug)
+        regimens = []
+        for i, text in enumerate(regimen):
+            parts = [p.strip() for p in text.split(",")]
+            if len(parts) < 2:
+                raise PharmacoInputError(f"regimen[{i}]", f"{text!r} must be 'DOSE,INTERVAL_H[,N_DOSES[,INFUSION_H]]'")
+            try:
+                interval = float(parts[1])
+                n = int(parts[2]) if len(parts) > 2 else max(1, int(horizon // interval))
+                inf = float(parts[3]) if len(parts) > 3 else model.default_infusion_duration_h
+            except ValueError as exc:
+                raise PharmacoInputError(f"regimen[{i}]", f"cannot read numbers in {text!r}") from exc
+            route = model.default_route
+            regimens.append(Regimen(dose=parts[0], route=route, interval_h=interval, n_doses=n,
+                                    infusion_duration_h=inf if route is Route.IV_INFUSION else 0.0))
+        result = compare_regimens(CompareRequest(
+            drug=drug, patient=_patient(age, weight, sex, creatinine, cyp2c9, vkorc1, False), regimens=regimens,
+            horizon_h=horizon, n_samples=samples, seed=seed))
+    except (PharmacoInputError, ValidationError) as exc:
+        _fail(_errors(exc))
+        return
+    summary = [{"regimen": o.regimen.model_dump(mode="json"), "metric": o.metric_name, "median": o.metric_p50,
+                "probability_target": o.probability_target, "probability_adverse": o.probability_adverse}
+               for o in result.outcomes]
+    typer.echo(json.dumps({"drug": result.drug, "target": result.target, "adverse": result.adverse,
+                           "outcomes": summary}, indent=2))
+    if plot is not None:
+        from medtwin.pharmaco.plotting import plot_comparison
+
+        plot_comparison(result, plot)
+
+
+@app.command("pgx")
+def pgx_command(
+    vcf: Annotated[Path, typer.Argument(help="VCF file (GRCh38).")],
+    sample: Annotated[str | None, typer.Option(help="Sample name if the VCF has several.")] = None,
+    cyp2d6_copy_number: Annotated[int | None, typer.Option(help="CYP2D6 total copy number.")] = None,
+    as_json: Annotated[bool, typer.Option("--json")] = False,
+) -> None:
+    """Call pharmacogene diplotypes and phenotypes from a VCF; CPIC recommendations."""
+    if not vcf.is_file():
+        _fail(f"vcf: file {vcf} not found")
+    try:
+        report = call_pgx(vcf.read_text(encoding="utf-8"), sample=sample, cyp2d6_copy_number=cyp2d6_copy_number)
+    except PharmacoInputError as exc:
+        _fail(str(exc))
+        return
+    if as_json:
+        console.print_json(report.model_dump_json())
+        return
+    table = Table(title=f"Pharmacogenomics: sample {report.sample} ({report.assembly})")
+    for col in ("gene", "diplotype", "activity score", "phenotype", "notes"):
+        table.add_column(col)
+    for g in report.genes.values():
+        notes = "; ".join(g.notes + [f"missing {m}" for m in g.missing_positions])
+        alt = f" (or {', '.join(g.alternatives)})" if g.alternatives else ""
+        table.add_row(g.gene, g.diplotype + alt, "-" if g.activity_score is None else f"{g.activity_score:g}",
+                      g.phenotype, notes)
+    console.print(table)
+    recs = Table(title="CPIC recommendations")
+    for col in ("drug", "gene", "phenotype", "recommendation"):
+        recs.add_column(col)
+    for r in report.recommendations:
+        recs.add_row(r.drug, r.gene, r.phenotype, r.recommendation)
+    console.print(recs)
+
+
+@app.command("warfarin-dose")
+def warfarin_dose(
+    age: Age,
+    height: Annotated[float, typer.Option(help="Height [cm].")],
+    weight: Weight,
+    vkorc1: Annotated[str, typer.Option(help="G/G, G/A, A/A or unknown.")],
+    cyp2c9: Annotated[str, typer.Option(help="e.g. *1/*1 or unknown.")],
+    race: Annotated[Race, typer.Option()] = Race.WHITE,
+    enzyme_inducer: bool = False,
+    amiodarone: bool = False,
+) -> None:
+    """IWPC 2009 pharmacogenetic warfarin dose."""
+    try:
+        dose = iwpc_weekly_dose(IwpcInput(age_years=age, height_cm=height, weight_kg=weight, vkorc1=vkorc1,
+                                          cyp2c9=cyp2c9, race=race, enzyme_inducer=enzyme_inducer,
+                                          amiodarone=amiodarone))
+    except (PharmacoInputError, ValidationError) as exc:
+        _fail(_errors(exc))
+        return
+    console.print(f"IWPC weekly dose: [bold]{dose.weekly_dose_mg:.1f} mg/week[/bold] ({dose.daily_dose_mg:.2f} mg/day)")
+
+
+@app.command("individualise")
+def individualise_command(
+    drug: str,
+    history: Annotated[Path, typer.Option(help="JSON list of dose events {time_h, amount, route, infusion_duration_h}.")],
+    level: Annotated[list[str], typer.Option(help="'TIME_H,VALUE,UNIT' measured level, repeatable.")],
+    age: Age = 60.0,
+    weight: Weight = 70.0,
+    sex: Annotated[Sex, typer.Option()] = Sex.MALE,
+    creatinine: Annotated[float | None, typer.Option()] = 1.0,
+    cyp2c9: Annotated[str | None, typer.Option()] = "*1/*1",
+    vkorc1: Annotated[str | None, typer.Option()] = "G/G",
+    max_adverse: Annotated[float, typer.Option(help="Largest acceptable adverse-event probability.")] = 0.1,
+    seed: int = 0,
+) -> None:
+    """MAP-estimate the patient's parameters from measured levels and suggest a regimen."""
+    try:
+        if not history.is_file():
+            raise PharmacoInputError("history", f"file {history} not found")
+        try:
+            events = [DoseEvent(**e) for e in json.loads(history.read_text(encoding="utf-8"))]
+        except json.JSONDecodeError as exc:
+            raise PharmacoInputError("history", f"not valid JSON: {exc}") from exc
+        levels = []
+        for i, text in enumerate(level):
+            parts = [p.strip() for p in text.split(",")]
+            if len(parts) != 3:
+                raise PharmacoInputError(f"level[{i}]", f"{text!r} must be 'TIME_H,VALUE,UNIT'")
+            try:
+                levels.append(Level(time_h=float(parts[0]), value=float(parts[1]), unit=parts[2]))
+            except ValueError as exc:
+                raise PharmacoInputError(f"level[{i}]", f"cannot read numbers in {text!r}") from exc
+        suggestion = individualise(IndividualiseRequest(
+            drug=drug, patient=_patient(age, weight, sex, creatinine, cyp2c9, vkorc1, False), history=events,
+            levels=levels, max_adverse_probability=max_adverse, seed=seed))
+    except (PharmacoInputError, ValidationError) as exc:
+        _fail(_errors(exc))
+        return
+    table = Table(title=f"{suggestion.drug}: individual parameters (MAP)")
+    for col in ("parameter", "population", "individual", "90% CI"):
+        table.add_column(col)
+    for p in suggestion.parameters:
+        table.add_row(f"{p.name} [{p.unit}]", f"{p.population:.3g}", f"{p.individual:.3g}",
+                      f"{p.ci90_low:.3g}-{p.ci90_high:.3g}")
+    console.print(table)
+    r = suggestion.regimen
+    if r is not None:
+        console.print(f"Suggested: [bold]{r.dose} every {r.interval_h:g} h {r.route.value}"
+                      f"{f' over {r.infusion_duration_h:g} h' if r.infusion_duration_h else ''}[/bold]; "
+                      f"P(target) {suggestion.probability_target:.1%}, P(adverse) {suggestion.probability_adverse:.1%}; "
+                      f"{suggestion.metric_name} median {suggestion.metric_p50:.3g}")
+    console.print(suggestion.note)
