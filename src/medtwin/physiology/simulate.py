@@ -35,6 +35,15 @@ class Event:
     bolus_units: Callable[[float, Array], Array]
 
 
+def fixed_bolus(units: float) -> Callable[[float, Array], Array]:
+    """An event action that gives the same bolus to every patient."""
+
+    def action(t: float, glucose: Array) -> Array:
+        return np.full(glucose.shape, units)
+
+    return action
+
+
 @dataclass(frozen=True)
 class Trajectory:
     t_min: Array  # (m,)

@@ -14,6 +14,7 @@ mg), a piecewise-constant memory that only changes at meal events (it has zero d
 from __future__ import annotations
 
 from dataclasses import dataclass, replace
+from typing import Any
 
 import numpy as np
 from numpy.typing import NDArray
@@ -218,13 +219,13 @@ class PatientParameters:
         }
 
     @classmethod
-    def from_dict(cls, data: dict[str, object]) -> PatientParameters:
+    def from_dict(cls, data: dict[str, Any]) -> PatientParameters:
         try:
-            names = tuple(str(x) for x in data["names"])  # type: ignore[attr-defined]
+            names = tuple(str(x) for x in data["names"])
             params = data["parameters"]
             init = data["initial_state"]
-            values = np.column_stack([np.asarray(params[k], dtype=float) for k in PARAMETER_NAMES])  # type: ignore[index]
-            state = np.column_stack([np.asarray(init[s.name], dtype=float) for s in STATES])  # type: ignore[index]
+            values = np.column_stack([np.asarray(params[k], dtype=np.float64) for k in PARAMETER_NAMES])
+            state = np.column_stack([np.asarray(init[s.name], dtype=np.float64) for s in STATES])
         except KeyError as exc:
             raise PhysiologyInputError(str(exc.args[0]), "missing from patient parameters") from None
         except (TypeError, ValueError) as exc:
