@@ -19,7 +19,7 @@ from medtwin.security import accounts, audit, consent
 from medtwin.security.accounts import AccountError, NotFoundError, utcnow
 from medtwin.security.consent import ConsentError
 from medtwin.security.crypto import AesGcmCodec, CryptoError, KeyRing, keyring_path, load_keyring, rotate_keys
-from medtwin.security.deid import DeidError, Deidentifier, export_research
+from medtwin.security.deid import Deidentifier, DeidError, export_research
 from medtwin.security.passwords import PasswordPolicyError, generate_password
 from medtwin.store.database import Store
 
