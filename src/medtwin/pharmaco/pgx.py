@@ -249,11 +249,11 @@ def _call_star_gene(gene: str, calls: list[VariantCall], haplotypes: dict[str, t
     options: list[tuple[str, str, float | None]] = []
     for a1, a2 in candidates:
         if gene == "CYP2D6":
-            for label, score in cyp2d6_scores(a1, a2, 2 if copy_number is None else copy_number):
-                options.append((label, _activity_phenotype(gene, score), score))
+            for label, cn_score in cyp2d6_scores(a1, a2, 2 if copy_number is None else copy_number):
+                options.append((label, _activity_phenotype(gene, cn_score), cn_score))
         else:
-            phen, score = phenotype_from_diplotype(gene, f"{a1}/{a2}")
-            options.append((f"{a1}/{a2}", phen, score))
+            phen, table_score = phenotype_from_diplotype(gene, f"{a1}/{a2}")
+            options.append((f"{a1}/{a2}", phen, table_score))
     if gene == "CYP2D6" and copy_number is None:
         notes.append("copy number not given: assumed 2 copies (no deletion or duplication)")
     phenotypes = {o[1] for o in options}
@@ -343,7 +343,7 @@ def build_vcf(genotypes: dict[str, str], sample: str = "SAMPLE", phased: bool = 
     for v in sorted(variants(), key=lambda x: (int(x.chrom), x.position)):
         if include is not None and v.rsid not in include:
             continue
-        h = alt_by_hap[v.rsid]
-        gt = f"{h[0]}{sep}{h[1]}" if phased else f"{min(h)}{sep}{max(h)}"
+        hap = alt_by_hap[v.rsid]
+        gt = f"{hap[0]}{sep}{hap[1]}" if phased else f"{min(hap)}{sep}{max(hap)}"
         lines.append(f"chr{v.chrom}\t{v.position}\t{v.rsid}\t{v.ref}\t{v.alt}\t.\tPASS\t.\tGT\t{gt}")
     return "\n".join(lines) + "\n"
