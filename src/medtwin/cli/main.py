@@ -27,3 +27,7 @@ app.add_typer(_security.audit_app, name="audit")
 app.add_typer(_security.keys_app, name="keys")
 app.add_typer(_security.consent_app, name="consent")
 app.add_typer(_security.research_app, name="research")
+
+from medtwin.cli.glucose import app as glucose_app  # noqa: E402
+
+app.add_typer(glucose_app, name="glucose")
