@@ -65,6 +65,7 @@ _DP_A: tuple[tuple[float, ...], ...] = (
     (9017 / 3168, -355 / 33, 46732 / 5247, 49 / 176, -5103 / 18656),
     (35 / 384, 0.0, 500 / 1113, 125 / 192, -2187 / 6784, 11 / 84),
 )
+_DP_A_ROWS = [np.array(row, dtype=float) for row in _DP_A]
 _DP_B = np.array([35 / 384, 0.0, 500 / 1113, 125 / 192, -2187 / 6784, 11 / 84, 0.0])
 _DP_E = np.array([-71 / 57600, 0.0, 71 / 16695, -71 / 1920, 17253 / 339200, -22 / 525, 1 / 40])
 _DP_P = np.array(
@@ -246,6 +247,7 @@ def _run_dopri5(
     y = _apply_jump(on_breakpoint, stops, t, y)
     h: float | None = solver.first_step
     k = np.empty((7, *y.shape))
+    flat = k.reshape(7, -1)  # a view: stage combinations become one matrix product
     while i_out < t_out.size and t_out[i_out] <= t:
         out[i_out] = y
         i_out += 1
@@ -262,16 +264,12 @@ def _run_dopri5(
             rejected = False
             while True:
                 for s in range(1, 7):
-                    a = _DP_A[s]
-                    acc = a[0] * k[0]
-                    for j in range(1, s):
-                        if a[j] != 0.0:
-                            acc = acc + a[j] * k[j]
+                    acc = (_DP_A_ROWS[s] @ flat[:s]).reshape(y.shape)
                     ts = seg_end if (last and _DP_C[s] == 1.0) else t + _DP_C[s] * step
                     k[s] = _evaluate(f, _stage_time(ts, seg_end), y + step * acc)
                 n_eval += 6
-                y_new = y + step * np.tensordot(_DP_B[:6], k[:6], axes=1)
-                err = step * np.tensordot(_DP_E, k, axes=1)
+                y_new = y + step * (_DP_B[:6] @ flat[:6]).reshape(y.shape)
+                err = step * (_DP_E @ flat).reshape(y.shape)
                 scale = solver.atol + solver.rtol * np.maximum(np.abs(y), np.abs(y_new))
                 finite = bool(np.all(np.isfinite(y_new)))
                 norm = _rms_norm(err / scale) if finite else math.inf
@@ -295,8 +293,8 @@ def _run_dopri5(
             if j > i_out:
                 x = (t_out[i_out:j] - t) / step
                 powers = np.stack([x, x * x, x**3, x**4], axis=1)  # (m, 4)
-                q = np.tensordot(_DP_P.T, k, axes=1)  # (4, n, k)
-                out[i_out:j] = y[None] + step * np.tensordot(powers, q, axes=1)
+                q = _DP_P.T @ flat  # (4, n*k)
+                out[i_out:j] = y[None] + step * (powers @ q).reshape(j - i_out, *y.shape)
                 i_out = j
             if not last and i_out < t_out.size and t_out[i_out] == t_new:
                 out[i_out] = y_new
