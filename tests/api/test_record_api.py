@@ -143,3 +143,20 @@ def test_synthea_bundle_over_http(client: TestClient, synthea_dir: Path) -> None
     response = post(client, (synthea_dir / "Rosa195_Kerluke267_5eb10682-8a75-58cf-2b96-f5a41e8dc0d5.json").read_bytes())
     assert response.status_code == 201, response.text
     assert response.json()["units"][0]["patients"]
+
+
+def test_clinician_cannot_import_into_another_teams_patient(client: TestClient, api_store: Any) -> None:
+    from medtwin.security import accounts
+
+    assert post(client, bundle(1)).status_code == 201  # the admin creates the patient
+    with api_store.begin() as connection:
+        accounts.create_user(connection, "dr-who", "a long enough password", "clinician")
+    token = client.post("/api/v1/auth/token", data={"grant_type": "password", "username": "dr-who",
+                                                     "password": "a long enough password"}).json()["access_token"]
+    changed = bundle(2)
+    response = client.post("/api/v1/record", content=json.dumps(changed).encode(),
+                           headers={"content-type": "application/fhir+json", "Authorization": f"Bearer {token}"})
+    assert response.status_code == 403 and response.json()["type"] == "urn:medtwin:problem:forbidden"
+    patient_id = client.get("/api/v1/patients").json()["items"][0]["id"]
+    # nothing of the refused bundle was stored: still one observation
+    assert client.get(f"/api/v1/patients/{patient_id}/observations").json()["total"] == 1

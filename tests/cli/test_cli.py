@@ -15,7 +15,15 @@ runner = CliRunner()
 
 @pytest.fixture
 def env(tmp_path: Path) -> dict[str, str]:
-    return {"MEDTWIN_DATA_DIR": str(tmp_path / "data"), "COLUMNS": "200"}
+    key_file = tmp_path / "keyring.json"
+    result = runner.invoke(app, ["keys", "init", "--out", str(key_file)])
+    assert result.exit_code == 0, result.output
+    return {"MEDTWIN_DATA_DIR": str(tmp_path / "data"), "MEDTWIN_KEY_FILE": str(key_file), "COLUMNS": "200"}
+
+
+def test_no_key_is_a_clear_error(tmp_path: Path) -> None:
+    result = runner.invoke(app, ["patients"], env={"MEDTWIN_DATA_DIR": str(tmp_path)})
+    assert result.exit_code == 2 and "MEDTWIN_KEY_FILE" in result.output
 
 
 def test_import_show_export(env: dict[str, str], synthea_dir: Path, tmp_path: Path) -> None:

@@ -70,10 +70,6 @@ def _scan(blob: bytes, phi: dict[str, set[str]]) -> list[str]:
     return hits
 
 
-@pytest.mark.xfail(strict=True, reason=(
-    "known leaks outside medtwin.security, to be fixed in the foundation: imports.source and twin "
-    "provenance keep the bundle file name (Synthea names files after the patient), and "
-    "resource_index.value_text keeps Observation valueString in plain text (LOINC 56799-0 'Address')"))
 def test_no_identifier_in_raw_database(store: Store, synthea_files: list[Path], tmp_path: Path) -> None:
     _import(store, synthea_files)
     phi = _phi(synthea_files)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import getpass
 from typing import NoReturn
 
 import typer
@@ -19,8 +20,15 @@ def load_settings() -> Settings:
 
 
 def open_store(settings: Settings) -> Store:
-    """The configured store, migrated to the newest schema."""
-    store = Store.from_settings(settings)
+    """The configured store (identifiers sealed with the configured key ring), migrated to the newest schema.
+    Without a key ring (and outside demo mode) this stops with the message saying how to make one."""
+    from medtwin.security.crypto import AesGcmCodec, CryptoError, load_keyring
+
+    try:
+        keyring = load_keyring(settings)
+    except CryptoError as error:
+        fail(str(error), 2)
+    store = Store.from_settings(settings, AesGcmCodec(keyring))
     store.migrate()
     return store
 
@@ -28,3 +36,24 @@ def open_store(settings: Settings) -> Store:
 def fail(message: str, code: int = 1) -> NoReturn:
     err_console.print(f"[bold red]error:[/] {message}")
     raise typer.Exit(code)
+
+
+def cli_actor() -> str:
+    """Who runs the command, for the audit trail."""
+    try:
+        return f"cli:{getpass.getuser()}"
+    except Exception:  # pragma: no cover - no login name in some containers
+        return "cli:unknown"
+
+
+def audit_cli(store: Store, action: str, resource: str, outcome: str = "success", patient_id: str | None = None,
+              resource_id: str | None = None, detail: dict[str, object] | None = None) -> None:
+    """Append an audit record for a CLI command that touched health data or accounts."""
+    from medtwin.security import audit
+    from medtwin.security.accounts import utcnow
+
+    with store.begin() as connection:
+        audit.append(connection, audit.AuditEntry(actor=cli_actor(), role="admin", action=action,
+                                                  resource_type=resource, resource_id=resource_id,
+                                                  patient_id=patient_id, outcome=outcome, client="cli",
+                                                  detail=detail), utcnow)

@@ -10,7 +10,7 @@ import typer
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
-from medtwin.cli.common import console, err_console, fail, load_settings, open_store
+from medtwin.cli.common import audit_cli, cli_actor, console, err_console, fail, load_settings, open_store
 from medtwin.record.errors import RecordError
 from medtwin.record.sources import RawUnit, discover, unit_from_bytes
 from medtwin.store.records import RecordRepository
@@ -46,7 +46,11 @@ def import_command(
         task = progress.add_task("", total=len(files))
         for unit in _units(files):
             progress.update(task, description=Path(unit.source or "?").name[:40])
-            report.units.extend(import_units(store, [unit]).units)
+            unit_report = import_units(store, [unit], actor=cli_actor()).units[0]
+            report.units.append(unit_report)
+            audit_cli(store, "write", "Bundle", outcome="success" if unit_report.ok else "failure",
+                      resource_id=unit_report.import_id or None,
+                      detail={"created": unit_report.created, "updated": unit_report.updated})
             progress.advance(task)
     if as_json:
         console.print_json(json.dumps(report.as_dict(), default=str))
@@ -85,6 +89,7 @@ def patients_command(
     store = open_store(load_settings())
     with store.connect() as connection:
         ids = RecordRepository(connection, store.codec).patient_ids(name=name)
+    audit_cli(store, "read", "Patient", detail={"listed": len(ids)})
     table = Table(title=f"{len(ids)} patient(s)")
     for column in ("id", "name", "sex", "age", "problems", "medications", "twin v."):
         table.add_column(column)
@@ -150,6 +155,7 @@ def show_command(
     with store.connect() as connection:
         resolved = RecordRepository(connection, store.codec).resolve_patient(patient)
     found = patient_summary(store, resolved) if resolved else None
+    audit_cli(store, "read", "Patient", outcome="success" if found else "failure", patient_id=resolved)
     if found is None:
         fail(f"no patient {patient!r} in the store (see `medtwin patients`)")
     summary, version, provenance = found
@@ -169,6 +175,7 @@ def export_command(
     with store.connect() as connection:
         resolved = RecordRepository(connection, store.codec).resolve_patient(patient)
     bundle = export_patient(store, resolved) if resolved else None
+    audit_cli(store, "export", "Patient", outcome="success" if bundle else "failure", patient_id=resolved)
     if bundle is None:
         fail(f"no patient {patient!r} in the store")
     output.parent.mkdir(parents=True, exist_ok=True)

@@ -3,7 +3,6 @@ health data or accounts appends an audit record (actor ``cli:<login>``)."""
 
 from __future__ import annotations
 
-import getpass
 import json
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -13,6 +12,8 @@ from typing import Annotated
 import typer
 from rich.table import Table
 
+from medtwin.cli.common import audit_cli as _audit
+from medtwin.cli.common import cli_actor as _actor
 from medtwin.cli.common import console, fail, load_settings
 from medtwin.config import Settings
 from medtwin.security import accounts, audit, consent
@@ -31,13 +32,6 @@ consent_app = typer.Typer(help="Patients' consent to research use.", no_args_is_
 research_app = typer.Typer(help="De-identified (Safe Harbor) exports for research.", no_args_is_help=True)
 
 
-def _actor() -> str:
-    try:
-        return f"cli:{getpass.getuser()}"
-    except Exception:  # pragma: no cover - no login name in some containers
-        return "cli:unknown"
-
-
 @contextmanager
 def _store(settings: Settings) -> Iterator[tuple[Store, KeyRing]]:
     try:
@@ -50,15 +44,6 @@ def _store(settings: Settings) -> Iterator[tuple[Store, KeyRing]]:
         yield store, ring
     finally:
         store.dispose()
-
-
-def _audit(store: Store, action: str, resource: str, outcome: str = "success", patient_id: str | None = None,
-           resource_id: str | None = None, detail: dict[str, object] | None = None) -> None:
-    with store.begin() as connection:
-        audit.append(connection, audit.AuditEntry(actor=_actor(), role="admin", action=action,
-                                                  resource_type=resource, resource_id=resource_id,
-                                                  patient_id=patient_id, outcome=outcome, client="cli",
-                                                  detail=detail), utcnow)
 
 
 # --- users ---------------------------------------------------------------------------------------

@@ -13,6 +13,7 @@ from medtwin.api.app import create_app
 from medtwin.cli.common import console, err_console, fail, load_settings, open_store
 from medtwin.config import Settings
 from medtwin.record.sources import RawUnit
+from medtwin.store.database import Store
 from medtwin.twin.build import import_units
 
 
@@ -34,6 +35,50 @@ def _run(settings: Settings, host: str, port: int) -> None:
     scheme = "https" if ssl else "http"
     console.print(f"[bold green]medtwin[/] serving on {scheme}://{host}:{port}/  (API docs: {scheme}://{host}:{port}/docs)")
     uvicorn.run(app, host=host, port=port, log_level=settings.log_level, access_log=False, **ssl)  # type: ignore[arg-type]
+
+
+DEMO_ROLES = (("demo-admin", "admin"), ("demo-clinician", "clinician"), ("demo-patient", "patient"),
+              ("demo-researcher", "researcher"))
+
+
+def demo_users(store: Store) -> list[tuple[str, str, str]]:
+    """(Re)create the demo accounts with fresh random passwords: the clinician cares for every other
+    patient, the patient account is the first patient; every demo patient consents to research."""
+    from medtwin.security import accounts, consent
+    from medtwin.security.passwords import generate_password
+    from medtwin.store.records import RecordRepository
+
+    out: list[tuple[str, str, str]] = []
+    with store.begin() as connection:
+        patient_ids = RecordRepository(connection, store.codec).patient_ids()
+        for username, role in DEMO_ROLES:
+            password = generate_password()
+            own = patient_ids[0] if role == "patient" and patient_ids else None
+            if accounts.find_user(connection, username) is None:
+                accounts.create_user(connection, username, password, role, patient_id=own)
+            else:
+                accounts.set_password(connection, username, password)
+                accounts.revoke_all_tokens(connection, username)
+            out.append((username, role, password))
+        team = set(accounts.care_team_patients(connection, accounts.require_user(connection, "demo-clinician").id))
+        for patient_id in patient_ids[::2]:
+            if patient_id not in team:
+                accounts.add_to_care_team(connection, "demo-clinician", patient_id)
+        for patient_id in patient_ids:
+            if consent.current_decision(connection, patient_id) is None:
+                consent.record_consent(connection, patient_id, "permit", "demo", accounts.utcnow)
+    return out
+
+
+def _print_demo_users(users: list[tuple[str, str, str]]) -> None:
+    from rich.table import Table
+
+    table = Table(title="demo accounts (new random passwords on every start)")
+    for column in ("username", "role", "password"):
+        table.add_column(column)
+    for row in users:
+        table.add_row(*row)
+    console.print(table)
 
 
 def demo_command(
@@ -66,6 +111,7 @@ def demo_command(
     totals = report.totals()
     console.print(f"demo store: {settings.data_dir.resolve()}  ({len(bundles)} patients; created "
                   f"{totals['created']}, unchanged {totals['unchanged']})")
+    _print_demo_users(demo_users(store))
     store.dispose()
     if not no_serve:
         _run(settings, host, port)

@@ -69,3 +69,9 @@ class UnresolvedReferenceError(RecordError):
 
 class UnsupportedError(RecordError):
     kind = "unsupported"
+
+
+class OutOfScopeError(RecordError):
+    """The unit touches a patient the importing user may not write to."""
+
+    kind = "forbidden"

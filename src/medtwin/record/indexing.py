@@ -41,6 +41,10 @@ TIME_ELEMENTS: tuple[str, ...] = (
 
 PATIENT_ELEMENTS: tuple[str, ...] = ("subject", "patient", "beneficiary")
 
+# Types outside the Patient compartment: never scanned for a patient reference.
+NOT_PATIENT_DATA = frozenset({"Organization", "Location", "Practitioner", "PractitionerRole", "Medication",
+                              "HealthcareService", "Endpoint", "Substance", "ValueSet", "CodeSystem"})
+
 
 @dataclass(frozen=True, slots=True)
 class IndexRow:
@@ -113,6 +117,8 @@ def patient_reference(resource: dict[str, Any]) -> str | None:
             target = ref.get("reference")
             if isinstance(target, str) and target.startswith("Patient/"):
                 return target[len("Patient/"):]
+    if resource.get("resourceType") in NOT_PATIENT_DATA:
+        return None
     return _first_patient_reference(resource)
 
 

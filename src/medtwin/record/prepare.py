@@ -8,6 +8,7 @@ logic runs against any store (or none).
 from __future__ import annotations
 
 import hashlib
+import re
 import uuid
 from collections.abc import Iterable
 from dataclasses import dataclass, field
@@ -290,6 +291,33 @@ def _new_id(e: _Entry) -> str:
     return str(uuid.uuid5(ID_NAMESPACE, basis))
 
 
+_REFERENCE = re.compile(rb'"reference":"((?:[^"\\\\]|\\\\.)*)"')
+
+
+class _Unresolved(Exception):
+    def __init__(self, reference: str) -> None:
+        super().__init__(reference)
+        self.reference = reference
+
+
+def _path_of_reference(node: Any, reference: str, path: str) -> str | None:
+    """The FHIRPath-like location of the first ``reference`` equal to ``reference``."""
+    if isinstance(node, dict):
+        if node.get("reference") == reference:
+            return f"{path}.reference"
+        for key, value in node.items():
+            if isinstance(value, dict | list):
+                found = _path_of_reference(value, reference, f"{path}.{key}")
+                if found:
+                    return found
+    elif isinstance(node, list):
+        for value in node:
+            found = _path_of_reference(value, reference, path)
+            if found:
+                return found
+    return None
+
+
 class _ReferenceResolver:
     def __init__(
         self,
@@ -304,21 +332,30 @@ class _ReferenceResolver:
         self.existing = existing
         self._cache: dict[str, str] = {}
 
-    def rewrite(self, node: Any, *, entry: int, path: str) -> Any:
-        if isinstance(node, dict):
-            out: dict[str, Any] = {}
-            for key, value in node.items():
-                if key == "reference" and isinstance(value, str):
-                    out[key] = self.resolve(value, entry=entry, path=f"{path}.reference")
-                elif isinstance(value, dict | list):
-                    out[key] = self.rewrite(value, entry=entry, path=f"{path}.{key}")
-                else:
-                    out[key] = value
-            return out
-        if isinstance(node, list):
-            return [self.rewrite(item, entry=entry, path=path) if isinstance(item, dict | list) else item
-                    for item in node]
-        return node
+    def rewrite(self, resource: dict[str, Any], *, entry: int, path: str) -> dict[str, Any]:
+        """A copy of ``resource`` with every ``reference`` resolved. Works on the serialised JSON (fast);
+        when a reference cannot be resolved, walks the tree once more to name the field."""
+        raw = orjson.dumps(resource)
+        if b'"reference":' not in raw:
+            return resource
+
+        def substitute(match: re.Match[bytes]) -> bytes:
+            literal = match.group(1)
+            reference = orjson.loads(b'"' + literal + b'"') if b"\\" in literal else literal.decode()
+            try:
+                resolved = self.resolve(reference, entry=entry, path=path)
+            except RecordError:
+                raise _Unresolved(reference) from None
+            return b'"reference":' + orjson.dumps(resolved)
+
+        try:
+            rewritten: dict[str, Any] = orjson.loads(_REFERENCE.sub(substitute, raw))
+        except _Unresolved as missing:
+            field = _path_of_reference(resource, missing.reference, path) or f"{path}.reference"
+            self._cache.pop(missing.reference, None)
+            self.resolve(missing.reference, entry=entry, path=field)  # raises, naming the field
+            raise
+        return rewritten
 
     def resolve(self, reference: str, *, entry: int, path: str) -> str:
         cached = self._cache.get(reference)

@@ -9,7 +9,7 @@ from datetime import UTC, datetime
 from typing import Any
 
 import orjson
-from sqlalchemy import Connection, and_, delete, func, insert, select, tuple_, update
+from sqlalchemy import Connection, Table, and_, delete, func, insert, select, tuple_, update
 
 from medtwin.record.indexing import index_rows, unit_warnings
 from medtwin.record.prepare import PreparedResource, PreparedUnit, content_hash
@@ -28,6 +28,27 @@ class UnitResult:
     patients_changed: set[str] = field(default_factory=set)
     patients_seen: set[str] = field(default_factory=set)
     warnings: list[str] = field(default_factory=list)
+
+
+def _sqlite_value(value: Any) -> Any:
+    if isinstance(value, datetime):
+        if value.tzinfo is not None:
+            value = value.astimezone(UTC).replace(tzinfo=None)
+        return value.strftime("%Y-%m-%d %H:%M:%S.%f")  # SQLAlchemy's SQLite DATETIME storage format
+    return value
+
+
+def bulk_insert(connection: Connection, table: Table, rows: list[dict[str, Any]]) -> None:
+    """Insert many rows. On SQLite straight through the driver's executemany (the index tables take tens of
+    thousands of rows per import); elsewhere through SQLAlchemy's executemany."""
+    if not rows:
+        return
+    if connection.dialect.name != "sqlite":
+        connection.execute(insert(table), rows)
+        return
+    columns = list(rows[0])
+    sql = f"INSERT INTO {table.name} ({', '.join(columns)}) VALUES ({', '.join('?' * len(columns))})"
+    connection.exec_driver_sql(sql, [tuple(_sqlite_value(row[c]) for c in columns) for row in rows])
 
 
 def _aware(value: datetime | None) -> datetime | None:
@@ -109,13 +130,23 @@ class RecordRepository:
                 }
                 for res, digest, blob in new
             ]
-            for start in range(0, len(new_rows), _CHUNK):
-                returned = self.connection.execute(
-                    insert(resources).returning(resources.c.pk, sort_by_parameter_order=True),
-                    new_rows[start:start + _CHUNK],
-                ).all()
-                written.extend((int(r[0]), res) for r, (res, _, _) in zip(returned, new[start:start + _CHUNK],
-                                                                            strict=True))
+            if self.connection.dialect.name == "sqlite":
+                bulk_insert(self.connection, resources, new_rows)
+                pks: dict[tuple[str, str], int] = {}
+                for start in range(0, len(new), _CHUNK):
+                    chunk = [(res.resource_type, res.id) for res, _, _ in new[start:start + _CHUNK]]
+                    pks.update(((t, i), int(pk)) for pk, t, i in self.connection.execute(
+                        select(resources.c.pk, resources.c.resource_type, resources.c.id)
+                        .where(tuple_(resources.c.resource_type, resources.c.id).in_(chunk))))
+                written.extend((pks[(res.resource_type, res.id)], res) for res, _, _ in new)
+            else:
+                for start in range(0, len(new_rows), _CHUNK):
+                    returned = self.connection.execute(
+                        insert(resources).returning(resources.c.pk, sort_by_parameter_order=True),
+                        new_rows[start:start + _CHUNK],
+                    ).all()
+                    written.extend((int(r[0]), res) for r, (res, _, _) in zip(returned, new[start:start + _CHUNK],
+                                                                                strict=True))
         for res, digest, blob, pk, version in changed:
             self.connection.execute(
                 update(resources).where(resources.c.pk == pk).values(
@@ -124,9 +155,10 @@ class RecordRepository:
                 )
             )
         if changed:
-            pks = [pk for _, _, _, pk, _ in changed]
-            self.connection.execute(delete(resource_index).where(resource_index.c.resource_pk.in_(pks)))
-            self.connection.execute(delete(resource_identifiers).where(resource_identifiers.c.resource_pk.in_(pks)))
+            changed_pks = [pk for _, _, _, pk, _ in changed]
+            self.connection.execute(delete(resource_index).where(resource_index.c.resource_pk.in_(changed_pks)))
+            self.connection.execute(
+                delete(resource_identifiers).where(resource_identifiers.c.resource_pk.in_(changed_pks)))
             written.extend((pk, res) for res, _, _, pk, _ in changed)
 
         index_batch: list[dict[str, Any]] = []
@@ -142,7 +174,8 @@ class RecordRepository:
                     "effective_start": row.effective_start, "effective_end": row.effective_end,
                     "status": row.status, "value_num": row.value_num, "value_unit": row.value_unit,
                     "value_code": row.value_code, "value_norm": row.value_norm, "unit_norm": row.unit_norm,
-                    "unit_valid": row.unit_valid, "value_text": row.value_text,
+                    "unit_valid": row.unit_valid,
+                    "value_text": None if row.value_text is None else self.codec.seal(row.value_text.encode()),
                 })
             tokens: set[tuple[str, str]] = set()
             for system, value in res.identifiers:
@@ -154,10 +187,8 @@ class RecordRepository:
                 {"resource_pk": pk, "resource_type": res.resource_type, "token": token, "kind": kind}
                 for token, kind in sorted(tokens)
             )
-        if index_batch:
-            self.connection.execute(insert(resource_index), index_batch)
-        if identifier_batch:
-            self.connection.execute(insert(resource_identifiers), identifier_batch)
+        bulk_insert(self.connection, resource_index, index_batch)
+        bulk_insert(self.connection, resource_identifiers, identifier_batch)
         return result
 
     # --- reading -----------------------------------------------------------------------------------
@@ -256,6 +287,7 @@ class RecordRepository:
                 "effective": _aware(row["effective_start"]), "status": row["status"],
                 "value": row["value_num"], "unit": row["value_code"] or row["value_unit"],
                 "value_normalised": row["value_norm"], "unit_normalised": row["unit_norm"],
-                "unit_valid": row["unit_valid"], "value_text": row["value_text"],
+                "unit_valid": row["unit_valid"],
+                "value_text": None if row["value_text"] is None else self.codec.open(row["value_text"]).decode(),
             })
         return total, page

@@ -37,7 +37,8 @@ imports = Table(
     "imports",
     metadata,
     Column("id", String(36), primary_key=True),
-    Column("source", Text, nullable=False, doc="File name or 'api' etc."),
+    Column("source", LargeBinary, nullable=False, info={"sealed": True},
+           doc="File name or 'request' (sealed: Synthea file names carry the patient's name)"),
     Column("started_at", DateTime(timezone=True), nullable=False),
     Column("finished_at", DateTime(timezone=True)),
     Column("actor", String(200), nullable=False, default="system"),
@@ -45,7 +46,7 @@ imports = Table(
     Column("created", Integer, nullable=False, default=0),
     Column("updated", Integer, nullable=False, default=0),
     Column("unchanged", Integer, nullable=False, default=0),
-    Column("summary", Text, doc="JSON: counts by type, warnings"),
+    Column("summary", LargeBinary, info={"sealed": True}, doc="JSON: counts by type, warnings (sealed)"),
 )
 
 resources = Table(
@@ -85,7 +86,8 @@ resource_index = Table(
     Column("value_norm", Float, doc="value in the normalised unit"),
     Column("unit_norm", String(64)),
     Column("unit_valid", Boolean, doc="False when the unit is not valid UCUM"),
-    Column("value_text", Text, doc="valueString / valueCodeableConcept code"),
+    Column("value_text", LargeBinary, info={"sealed": True},
+           doc="valueString / valueCodeableConcept code, sealed (free text may hold identifiers)"),
 )
 Index("ix_resource_index_lookup", resource_index.c.patient_id, resource_index.c.code, resource_index.c.effective_start)
 Index("ix_resource_index_type", resource_index.c.patient_id, resource_index.c.resource_type)
@@ -129,7 +131,8 @@ twin_versions = Table(
     Column("kind", String(32), nullable=False, doc="summary | glucose | drug | ..."),
     Column("created_at", DateTime(timezone=True), nullable=False),
     Column("actor", String(200), nullable=False, default="system"),
-    Column("provenance", Text, nullable=False, doc="JSON: import ids, model, parameter set, algorithm"),
+    Column("provenance", LargeBinary, nullable=False, info={"sealed": True},
+           doc="JSON: import ids, source, model, parameter set, algorithm (sealed)"),
     Column("payload", LargeBinary, nullable=False, doc="JSON sealed by the codec"),
     UniqueConstraint("patient_id", "version", name="uq_twin_versions_patient_version"),
 )

@@ -37,7 +37,7 @@ class TwinRepository:
         version = int(current or 0) + 1
         self.connection.execute(insert(twin_versions).values(
             patient_id=patient_id, version=version, kind=kind, created_at=now, actor=actor,
-            provenance=orjson.dumps(provenance).decode(),
+            provenance=self.codec.seal(orjson.dumps(provenance)),
             payload=self.codec.seal(orjson.dumps(payload)),
         ))
         return version
@@ -46,7 +46,7 @@ class TwinRepository:
         created = row.created_at if row.created_at.tzinfo else row.created_at.replace(tzinfo=UTC)
         return TwinVersion(
             patient_id=row.patient_id, version=row.version, kind=row.kind, created_at=created, actor=row.actor,
-            provenance=orjson.loads(row.provenance), payload=orjson.loads(self.codec.open(row.payload)),
+            provenance=orjson.loads(self.codec.open(row.provenance)), payload=orjson.loads(self.codec.open(row.payload)),
         )
 
     def latest(self, patient_id: str, kind: str | None = None) -> TwinVersion | None:

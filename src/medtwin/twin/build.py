@@ -13,7 +13,7 @@ from typing import Any
 import orjson
 from sqlalchemy import Connection, insert, update
 
-from medtwin.record.errors import RecordError
+from medtwin.record.errors import OutOfScopeError, RecordError
 from medtwin.record.export import references_of, searchset_bundle
 from medtwin.record.prepare import prepare
 from medtwin.record.sources import RawUnit
@@ -95,17 +95,21 @@ class ImportReport:
 
 
 def refresh_twin(connection: Connection, store: Store, patient_id: str, *, provenance: dict[str, Any], actor: str,
-                 now: datetime) -> int:
-    """Rebuild a patient's record summary and store it as a new twin version; returns the version."""
-    records = RecordRepository(connection, store.codec)
-    summary = build_summary(patient_id, records.patient_resources(patient_id), now=now)
+                 now: datetime, resources: list[dict[str, Any]] | None = None) -> int:
+    """Rebuild a patient's record summary and store it as a new twin version; returns the version.
+    ``resources``: the patient's complete record when the caller has it (saves reading it back)."""
+    if resources is None:
+        resources = RecordRepository(connection, store.codec).patient_resources(patient_id)
+    summary = build_summary(patient_id, resources, now=now)
     return TwinRepository(connection, store.codec).add_version(
         patient_id, "record", summary.model_dump(mode="json"), provenance, actor=actor, now=now)
 
 
-def import_unit(store: Store, raw: RawUnit, *, actor: str = "system", clock: Clock = utc_now) -> UnitReport:
+def import_unit(store: Store, raw: RawUnit, *, actor: str = "system", clock: Clock = utc_now,
+                allowed_patients: frozenset[str] | None = None) -> UnitReport:
     """Import one unit all-or-nothing. Returns a report; a bad unit's report carries the error and
-    nothing of it is stored (a failed import row records the attempt)."""
+    nothing of it is stored (a failed import row records the attempt). ``allowed_patients``: when given,
+    a unit touching any other patient is refused whole."""
     report = UnitReport(source=raw.source)
     started = clock()
     import_id = str(uuid.uuid4())
@@ -115,8 +119,17 @@ def import_unit(store: Store, raw: RawUnit, *, actor: str = "system", clock: Clo
             unit = prepare(raw.data, source=raw.source, existing=records,
                            kind="ndjson" if raw.kind == "ndjson" else None)
             report.kind = unit.kind
+            if allowed_patients is not None:
+                outside = next((r for r in unit.resources if r.patient_id and r.patient_id not in allowed_patients),
+                               None)
+                if outside is not None:
+                    raise OutOfScopeError("this unit writes to a patient outside your care team",
+                                          entry=outside.entry, field=f"{outside.resource_type}.subject")
+            existed_before = {r.id for r in unit.resources
+                              if r.resource_type == "Patient" and records.exists("Patient", r.id)}
             connection.execute(insert(imports).values(
-                id=import_id, source=raw.source, started_at=started, actor=actor, status="running",
+                id=import_id, source=store.codec.seal(raw.source.encode()), started_at=started, actor=actor,
+                status="running",
                 created=0, updated=0, unchanged=0))
             result = records.save_unit(unit, import_id=import_id, now=started)
             report.created, report.updated, report.unchanged = result.created, result.updated, result.unchanged
@@ -125,31 +138,40 @@ def import_unit(store: Store, raw: RawUnit, *, actor: str = "system", clock: Clo
             report.patients = sorted(result.patients_changed)
             provenance = {"import_id": import_id, "source": raw.source, "imported_at": started.isoformat(),
                           "created": result.created, "updated": result.updated}
+            # A patient created by this unit has no resources stored before it: their record is in the unit.
+            new_patients = {r.id for r in unit.resources if r.resource_type == "Patient"} - existed_before
+            in_unit: dict[str, list[dict[str, Any]]] = {}
+            for resource in unit.resources:
+                if resource.patient_id in new_patients:
+                    in_unit.setdefault(resource.patient_id, []).append(resource.content)
             for patient_id in report.patients:
-                if records.exists("Patient", patient_id):
-                    refresh_twin(connection, store, patient_id, provenance=provenance, actor=actor, now=started)
+                if patient_id in new_patients or records.exists("Patient", patient_id):
+                    refresh_twin(connection, store, patient_id, provenance=provenance, actor=actor, now=started,
+                                 resources=in_unit.get(patient_id))
             connection.execute(update(imports).where(imports.c.id == import_id).values(
                 status="committed", finished_at=clock(), created=result.created, updated=result.updated,
                 unchanged=result.unchanged,
-                summary=orjson.dumps({"by_type": dict(result.by_type), "warnings": result.warnings[:200]}).decode()))
+                summary=store.codec.seal(orjson.dumps({"by_type": dict(result.by_type),
+                                                       "warnings": result.warnings[:200]}))))
             report.import_id = import_id
     except RecordError as error:
         report.error = error
         with store.begin() as connection:
             connection.execute(insert(imports).values(
-                id=import_id, source=raw.source, started_at=started, finished_at=clock(), actor=actor,
-                status="failed", created=0, updated=0, unchanged=0,
-                summary=orjson.dumps({"error": error.describe()}).decode()))
+                id=import_id, source=store.codec.seal(raw.source.encode()), started_at=started,
+                finished_at=clock(), actor=actor, status="failed", created=0, updated=0, unchanged=0,
+                summary=store.codec.seal(orjson.dumps({"error": error.describe()}))))
     return report
 
 
 def import_units(store: Store, units: Iterable[RawUnit | RecordError], *, actor: str = "system",
-                 clock: Clock = utc_now, on_unit: Callable[[UnitReport], None] | None = None) -> ImportReport:
+                 clock: Clock = utc_now, on_unit: Callable[[UnitReport], None] | None = None,
+                 allowed_patients: frozenset[str] | None = None) -> ImportReport:
     """Import units in order, each all-or-nothing; a unit that failed to parse is reported as failed."""
     report = ImportReport()
     for raw in units:
         unit_report = UnitReport(source=raw.source or "?", error=raw) if isinstance(raw, RecordError) else \
-            import_unit(store, raw, actor=actor, clock=clock)
+            import_unit(store, raw, actor=actor, clock=clock, allowed_patients=allowed_patients)
         report.units.append(unit_report)
         if on_unit is not None:
             on_unit(unit_report)

@@ -6,11 +6,11 @@ from typing import Annotated
 
 from fastapi import APIRouter, Depends, Request
 from fastapi.responses import JSONResponse
+from starlette.concurrency import run_in_threadpool
 
 from medtwin.api.deps import Principal, StoreDep, guard
 from medtwin.api.problems import ProblemError, problem_response
 from medtwin.api.schemas import ImportResultPublic
-from medtwin.record.errors import RecordError
 from medtwin.record.sources import unit_from_bytes
 from medtwin.twin.build import import_units
 
@@ -46,17 +46,14 @@ async def import_record(
     body = await request.body()
     if not body.strip():
         raise ProblemError(422, "Invalid FHIR input", "empty request body", kind="empty", field="body")
-    try:
-        raw = unit_from_bytes(body, source="request", ndjson=media in NDJSON_TYPES)
-    except RecordError as error:
-        raise error
-    from starlette.concurrency import run_in_threadpool
+    raw = unit_from_bytes(body, source="request", ndjson=media in NDJSON_TYPES)
 
-    report = await run_in_threadpool(import_units, store, [raw], actor=principal.subject)
+    report = await run_in_threadpool(import_units, store, [raw], actor=principal.subject,
+                                     allowed_patients=principal.patient_ids)
     unit = report.units[0]
     if unit.error is not None:
         err = unit.error
-        return problem_response(422, "Invalid FHIR input", err.describe(), kind=err.kind,
+        return problem_response(403 if err.kind == "forbidden" else 422, "Invalid FHIR input", err.describe(), kind=err.kind,
                                 instance=request.url.path, source=err.source, entry=err.entry, field=err.field)
     status = 201 if unit.created or unit.updated else 200
     return JSONResponse(ImportResultPublic.model_validate(report.as_dict()).model_dump(mode="json"),
