@@ -10,9 +10,10 @@ from fastapi import FastAPI
 from medtwin import __version__
 from medtwin.api.limits import BodySizeLimit
 from medtwin.api.problems import install_problem_handlers
-from medtwin.api.routers import patients, record, system
+from medtwin.api.routers import drugs, glucose, patients, record, security_admin, system
 from medtwin.api.security_middleware import install_security
 from medtwin.config import Settings
+from medtwin.web import mount_web
 from medtwin.security.crypto import AesGcmCodec, KeyRing, load_keyring
 from medtwin.store.database import Store
 
@@ -40,16 +41,21 @@ def create_app(settings: Settings | None = None, *, store: Store | None = None,
         title="medtwin",
         version=__version__,
         summary="Healthcare digital twins: FHIR record, twin summaries, simulations.",
-        docs_url="/docs",
+        docs_url=None,
+        redoc_url=None,
         openapi_url="/openapi.json",
         lifespan=lifespan,
     )
     app.state.settings = settings
     app.state.store = store
     install_problem_handlers(app)
+    mount_web(app)
     app.include_router(system.router, prefix=API_PREFIX)
     app.include_router(patients.router, prefix=API_PREFIX)
     app.include_router(record.router, prefix=API_PREFIX)
+    app.include_router(drugs.router, prefix=API_PREFIX)
+    app.include_router(glucose.router, prefix=API_PREFIX)
+    app.include_router(security_admin.router, prefix=API_PREFIX)
     app.add_middleware(BodySizeLimit, max_bytes=settings.max_upload_bytes)
     install_security(app, settings, store, keyring)
     return app
