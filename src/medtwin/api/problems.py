@@ -9,7 +9,9 @@ from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
+from medtwin.physiology.errors import PhysiologyInputError
 from medtwin.record.errors import RecordError
+from medtwin.solve import SolverInputError
 
 PROBLEM_JSON = "application/problem+json"
 
@@ -50,6 +52,16 @@ def install_problem_handlers(app: FastAPI) -> None:
     async def _record(request: Request, exc: RecordError) -> JSONResponse:
         return problem_response(422, "Invalid FHIR input", exc.describe(), kind=exc.kind, instance=request.url.path,
                                 source=exc.source, entry=exc.entry, field=exc.field)
+
+    async def _model_input(request: Request, exc: Exception) -> JSONResponse:
+        field = getattr(exc, "field", None)
+        message = getattr(exc, "message", None) or str(exc).removeprefix(f"{field}: ")
+        return problem_response(422, "Invalid model input", f"{field}: {message}", kind="validation",
+                                instance=request.url.path, field=field,
+                                errors=[{"loc": [field], "msg": message, "type": "value_error"}])
+
+    app.add_exception_handler(PhysiologyInputError, _model_input)
+    app.add_exception_handler(SolverInputError, _model_input)
 
     @app.exception_handler(RequestValidationError)
     async def _validation(request: Request, exc: RequestValidationError) -> JSONResponse:

@@ -9,7 +9,15 @@ from typing import Any
 
 import numpy as np
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    ValidationError,
+    ValidationInfo,
+    field_validator,
+    model_validator,
+)
 
 from medtwin.physiology.errors import PhysiologyInputError
 
@@ -110,23 +118,25 @@ class Scenario(BaseModel):
             raise ValueError("must be a whole number of minutes")
         return value
 
-    @model_validator(mode="after")
-    def _timeline(self) -> Scenario:
-        for label, times in (
-            ("meals", [m.time_min for m in self.meals]),
-            ("boluses", [b.time_min for b in self.boluses]),
-        ):
-            for i in range(1, len(times)):
-                if times[i] <= times[i - 1]:
-                    raise PhysiologyInputError(
-                        f"{label}[{i}].time_min", "times must be strictly increasing (non-monotonic)"
-                    )
+    @field_validator("meals", "boluses")
+    @classmethod
+    def _timeline(cls, events: list[Any], info: ValidationInfo) -> list[Any]:
+        """Strictly increasing times within the horizon (a field validator, so errors carry its location)."""
+        label = info.field_name
+        times = [e.time_min for e in events]
+        for i in range(1, len(times)):
+            if times[i] <= times[i - 1]:
+                raise PhysiologyInputError(
+                    f"{label}[{i}].time_min", "times must be strictly increasing (non-monotonic)"
+                )
+        horizon = info.data.get("horizon_min")
+        if horizon is not None:
             for i, t in enumerate(times):
-                if t >= self.horizon_min:
+                if t >= horizon:
                     raise PhysiologyInputError(
-                        f"{label}[{i}].time_min", f"{t} min is beyond the horizon {self.horizon_min} min"
+                        f"{label}[{i}].time_min", f"{t} min is beyond the horizon {horizon} min"
                     )
-        return self
+        return events
 
     @property
     def minutes(self) -> int:
