@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from typing import Any
 
 from fastapi import FastAPI, Request
@@ -9,6 +10,7 @@ from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
+from medtwin.pharmaco.errors import PharmacoInputError
 from medtwin.physiology.errors import PhysiologyInputError
 from medtwin.record.errors import RecordError
 from medtwin.solve import SolverInputError
@@ -62,6 +64,13 @@ def install_problem_handlers(app: FastAPI) -> None:
 
     app.add_exception_handler(PhysiologyInputError, _model_input)
     app.add_exception_handler(SolverInputError, _model_input)
+
+    @app.exception_handler(PharmacoInputError)
+    async def _pharmaco(request: Request, exc: PharmacoInputError) -> JSONResponse:
+        kind = re.sub(r"(?<!^)(?=[A-Z])", "-", type(exc).__name__.removesuffix("Error")).lower()
+        return problem_response(422, "Invalid pharmacology input", str(exc), kind=kind, instance=request.url.path,
+                                field=exc.field, errors=[{"loc": exc.field.split("."), "msg": exc.message,
+                                                          "type": "value_error"}])
 
     @app.exception_handler(RequestValidationError)
     async def _validation(request: Request, exc: RequestValidationError) -> JSONResponse:

@@ -7,6 +7,7 @@ from typing import Any
 
 from pydantic import BaseModel, Field
 
+from medtwin.twin.pharmacogenomics import PgxSummary
 from medtwin.twin.summary import PatientSummary
 
 
@@ -41,6 +42,7 @@ class TwinSummaryPublic(BaseModel):
     version: int
     provenance: dict[str, Any]
     summary: PatientSummary
+    pharmacogenomics: PgxSummary | None = Field(default=None, description="Latest PGx phenotypes, if any")
 
 
 class ObservationPublic(BaseModel):

@@ -22,6 +22,7 @@ from medtwin.store.database import Store
 from medtwin.store.records import RecordRepository
 from medtwin.store.twins import TwinRepository
 from medtwin.twin.build import export_patient
+from medtwin.twin.pharmacogenomics import pgx_summary
 
 router = APIRouter(prefix="/patients", tags=["patients"])
 
@@ -78,7 +79,8 @@ def get_summary(
         raise ProblemError(404, "Not found", f"patient {patient_id!r} has no twin yet", kind="not-found",
                            field="patient_id")
     return TwinSummaryPublic(patient_id=resolved, version=latest.version, provenance=latest.provenance,
-                             summary=latest.payload)  # type: ignore[arg-type]
+                             summary=latest.payload,  # type: ignore[arg-type]
+                             pharmacogenomics=pgx_summary(store, resolved))
 
 
 @router.get("/{patient_id}/versions", response_model=list[TwinVersionPublic], summary="Twin version history")

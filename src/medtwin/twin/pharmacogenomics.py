@@ -1,0 +1,375 @@
+"""Pharmacology on the twin: pharmacogenomic reports as twin versions, and drug simulations whose covariates
+default from the patient's record and stored genotype, each result stored as a twin version with provenance.
+
+Covariate defaults (request values always win; each default names where it came from in ``covariate_sources``):
+
+* ``age_years``: the record summary's age (whole years, from the birth date);
+* ``sex``: the record gender when it is ``male`` or ``female`` (otherwise the request must give it);
+* ``weight_kg`` / ``height_cm``: the latest weight (LOINC 29463-7) / height (LOINC 8302-2) vital sign,
+  converted from lb / in when recorded so;
+* ``serum_creatinine_mg_dl``: the latest serum creatinine lab (LOINC 2160-0), converted from umol/L when
+  recorded so (1 mg/dL = 88.42 umol/L);
+* ``cyp2c9`` / ``vkorc1``: the latest stored PGx report, when that gene was called unambiguously;
+* ``dialysis``: false unless the request says otherwise (the record has no reliable dialysis flag).
+
+A value that cannot be read (unknown unit, out of physiological range) is an error naming the covariate,
+never silently replaced.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from collections.abc import Callable
+from datetime import datetime
+from typing import Any
+
+from pydantic import BaseModel, Field, ValidationError, field_validator
+
+from medtwin.pharmaco.covariates import PatientCovariates, Sex, check_range
+from medtwin.pharmaco.dosing import DoseEvent, Regimen
+from medtwin.pharmaco.errors import CovariateError
+from medtwin.pharmaco.library import DrugModel, available_drugs, load_drug
+from medtwin.pharmaco.pgx import INDETERMINATE, UNKNOWN, PgxReport, call_pgx, vkorc1_genotype
+from medtwin.pharmaco.twin import (
+    CompareRequest,
+    DoseSuggestion,
+    DrugComparison,
+    IndividualiseRequest,
+    Level,
+    compare_regimens,
+    individualise,
+)
+from medtwin.store.database import Store
+from medtwin.store.twins import TwinRepository, TwinVersion
+from medtwin.twin.summary import Measurement, PatientSummary
+
+__all__ = [
+    "CREATININE", "PGX_KIND", "SIMULATION_KIND", "CovariateInput", "DrugInfo", "PgxPhenotype", "PgxSummary",
+    "StoredPgx", "TwinCompareRequest", "TwinDoseSuggestion", "TwinDrugComparison", "TwinIndividualiseRequest",
+    "drug_library", "latest_pgx", "pgx_summary", "resolve_covariates", "run_comparison", "run_individualisation",
+    "store_pgx",
+]
+
+CREATININE = "2160-0"  # LOINC: Creatinine [Mass/volume] in Serum or Plasma
+PGX_KIND = "pgx"
+SIMULATION_KIND = "drug-simulation"
+RECORD_KIND = "record"
+
+Clock = Callable[[], datetime]
+
+_WEIGHT_TO_KG = {"kg": 1.0, "g": 0.001, "[lb_av]": 0.45359237, "lb": 0.45359237, "lbs": 0.45359237}
+_HEIGHT_TO_CM = {"cm": 1.0, "m": 100.0, "mm": 0.1, "[in_i]": 2.54, "in": 2.54}
+_CREATININE_TO_MG_DL = {"mg/dL": 1.0, "mg/dl": 1.0, "umol/L": 1 / 88.42, "µmol/L": 1 / 88.42, "mmol/L": 1000 / 88.42}
+
+
+# ---- request / response models -----------------------------------------------------------------------
+
+
+class CovariateInput(BaseModel):
+    """Patient covariates a request may give; any left out default from the twin (see module docs)."""
+
+    age_years: float | None = Field(default=None, description="Age [years]; default: the record's age.")
+    weight_kg: float | None = Field(default=None, description="Weight [kg]; default: latest weight vital sign.")
+    sex: Sex | None = Field(default=None, description="Default: the record's gender.")
+    height_cm: float | None = Field(default=None, description="Height [cm]; default: latest height vital sign.")
+    serum_creatinine_mg_dl: float | None = Field(
+        default=None, description="Serum creatinine [mg/dL]; default: latest LOINC 2160-0 lab.")
+    dialysis: bool | None = Field(default=None, description="Default: false.")
+    cyp2c9: str | None = Field(default=None, description="CYP2C9 diplotype; default: the stored PGx report.")
+    vkorc1: str | None = Field(default=None, description="VKORC1 rs9923231 genotype; default: the stored PGx report.")
+
+    @field_validator("age_years", "weight_kg", "height_cm", "serum_creatinine_mg_dl")
+    @classmethod
+    def _in_range(cls, value: float | None, info: Any) -> float | None:
+        if value is not None:
+            check_range(str(info.field_name), value)
+        return value
+
+
+class TwinCompareRequest(BaseModel):
+    """:class:`medtwin.pharmaco.twin.CompareRequest` with covariates optional (defaulted from the twin)."""
+
+    drug: str = Field(min_length=1, max_length=64)
+    patient: CovariateInput = Field(default_factory=CovariateInput)
+    regimens: list[Regimen] = Field(min_length=1, max_length=20)
+    horizon_h: float = Field(default=168.0, gt=0, le=24 * 120)
+    n_samples: int = Field(default=500, ge=20, le=20_000)
+    seed: int = 0
+    history: list[DoseEvent] = Field(default_factory=list, description="Doses already given (for levels).")
+    levels: list[Level] = Field(default_factory=list, description="Measured levels to personalise the twin.")
+
+
+class TwinIndividualiseRequest(BaseModel):
+    """:class:`medtwin.pharmaco.twin.IndividualiseRequest` with covariates optional (defaulted from the twin)."""
+
+    drug: str = Field(min_length=1, max_length=64)
+    patient: CovariateInput = Field(default_factory=CovariateInput)
+    history: list[DoseEvent] = Field(min_length=1)
+    levels: list[Level] = Field(min_length=1)
+    max_adverse_probability: float = Field(default=0.1, gt=0, lt=1)
+    intervals_h: list[float] | None = None
+    n_samples: int = Field(default=2000, ge=100, le=50_000)
+    seed: int = 0
+
+    @field_validator("intervals_h")
+    @classmethod
+    def _positive_intervals(cls, value: list[float] | None) -> list[float] | None:
+        if value is not None and (not value or any(not v > 0 for v in value)):
+            raise ValueError("intervals_h must be a non-empty list of intervals > 0 h")
+        return value
+
+
+class SimulationBasis(BaseModel):
+    """What a drug simulation ran on: the patient, the covariates used (and where each came from), the
+    twin versions read, and the twin version the result was stored as."""
+
+    patient_id: str
+    covariates: PatientCovariates
+    covariate_sources: dict[str, str]
+    record_version: int | None
+    pgx_version: int | None
+    twin_version: int
+
+
+class TwinDrugComparison(DrugComparison):
+    basis: SimulationBasis
+
+
+class TwinDoseSuggestion(DoseSuggestion):
+    basis: SimulationBasis
+
+
+class DrugInfo(BaseModel):
+    name: str
+    model: str
+    description: str
+    source: str
+    compartments: int
+    oral_absorption: bool
+    default_route: str
+    default_dose: str
+    default_interval_h: float
+    required_covariates: list[str]
+    response: str | None = Field(description="Modelled response besides concentration, e.g. 'INR'.")
+
+
+class PgxPhenotype(BaseModel):
+    gene: str
+    diplotype: str
+    phenotype: str
+    activity_score: float | None
+
+
+class PgxSummary(BaseModel):
+    """The latest pharmacogenomic phenotypes of a patient, for the twin summary."""
+
+    version: int
+    created_at: datetime
+    genes: list[PgxPhenotype]
+
+
+class StoredPgx(BaseModel):
+    patient_id: str
+    version: int
+    created_at: datetime
+    actor: str
+    provenance: dict[str, Any]
+    report: PgxReport
+
+
+# ---- drug library ------------------------------------------------------------------------------------
+
+
+def drug_library() -> list[DrugInfo]:
+    out = []
+    for name in available_drugs():
+        d = load_drug(name)
+        out.append(DrugInfo(
+            name=d.name, model=d.model_name, description=d.description, source=d.source,
+            compartments=d.structure.compartments, oral_absorption=d.structure.absorption,
+            default_route=d.default_route.value, default_dose=d.default_dose, default_interval_h=d.default_interval_h,
+            required_covariates=list(d.required_covariates), response="INR" if d.has_inr else None,
+        ))
+    return out
+
+
+# ---- pharmacogenomics ----------------------------------------------------------------------------------
+
+
+def store_pgx(store: Store, patient_id: str, vcf_text: str, *, actor: str, now: datetime, sample: str | None = None,
+              cyp2d6_copy_number: int | None = None) -> StoredPgx:
+    """Call genotypes from a GRCh38 VCF and store the report as a twin version of kind ``pgx`` whose
+    provenance names the VCF (sha256, size), sample, when and by whom."""
+    report = call_pgx(vcf_text, sample=sample, cyp2d6_copy_number=cyp2d6_copy_number)
+    raw = vcf_text.encode("utf-8")
+    provenance: dict[str, Any] = {
+        "source": "vcf", "vcf_sha256": hashlib.sha256(raw).hexdigest(), "vcf_bytes": len(raw),
+        "sample": report.sample, "assembly": report.assembly, "cyp2d6_copy_number": cyp2d6_copy_number,
+        "uploaded_at": now.isoformat(), "uploaded_by": actor,
+        "tables": {gene: result.table_version for gene, result in report.genes.items()},
+    }
+    payload = report.model_dump(mode="json")
+    with store.begin() as connection:
+        version = TwinRepository(connection, store.codec).add_version(
+            patient_id, PGX_KIND, payload, provenance, actor=actor, now=now)
+    return StoredPgx(patient_id=patient_id, version=version, created_at=now, actor=actor, provenance=provenance,
+                     report=report)
+
+
+def _stored(version: TwinVersion) -> StoredPgx:
+    return StoredPgx(patient_id=version.patient_id, version=version.version, created_at=version.created_at,
+                     actor=version.actor, provenance=version.provenance,
+                     report=PgxReport.model_validate(version.payload))
+
+
+def latest_pgx(store: Store, patient_id: str) -> StoredPgx | None:
+    with store.connect() as connection:
+        latest = TwinRepository(connection, store.codec).latest(patient_id, PGX_KIND)
+    return None if latest is None else _stored(latest)
+
+
+def pgx_summary(store: Store, patient_id: str) -> PgxSummary | None:
+    """Gene, diplotype, phenotype and activity score from the latest PGx report, or None without one."""
+    stored = latest_pgx(store, patient_id)
+    if stored is None:
+        return None
+    genes = [PgxPhenotype(gene=g.gene, diplotype=g.diplotype, phenotype=g.phenotype, activity_score=g.activity_score)
+             for g in stored.report.genes.values()]
+    return PgxSummary(version=stored.version, created_at=stored.created_at, genes=genes)
+
+
+# ---- covariates from the twin ----------------------------------------------------------------------------
+
+
+def _converted(name: str, item: Measurement, factors: dict[str, float]) -> float:
+    unit = (item.unit or "").strip()
+    if item.value is None or unit not in factors:
+        raise CovariateError(f"patient.{name}", f"the record's latest {item.display or item.code} ({item.value} {unit or 'no unit'})"
+                                   f" cannot be read as {name}; give patient.{name}")
+    return item.value * factors[unit]
+
+
+def _called(report: PgxReport | None, gene: str) -> str | None:
+    if report is None or gene not in report.genes:
+        return None
+    result = report.genes[gene]
+    if result.diplotype == UNKNOWN or result.phenotype in (UNKNOWN, INDETERMINATE) or result.alternatives:
+        return None
+    return vkorc1_genotype(result) if gene == "VKORC1" else result.diplotype
+
+
+def resolve_covariates(given: CovariateInput, summary: PatientSummary | None, record_version: int | None,
+                       pgx: StoredPgx | None) -> tuple[PatientCovariates, dict[str, str]]:
+    """Merge request covariates with defaults from the record summary and the PGx report. Returns the
+    covariates and, per covariate, where its value came from."""
+    values: dict[str, Any] = {}
+    sources: dict[str, str] = {}
+    for name, value in given.model_dump(exclude_none=True).items():
+        values[name], sources[name] = value, "request"
+    record = f"record v{record_version}"
+    if summary is not None:
+        if "age_years" not in values and summary.age_years is not None:
+            values["age_years"], sources["age_years"] = float(summary.age_years), f"{record}: birth date"
+        if "sex" not in values and summary.gender in (Sex.FEMALE.value, Sex.MALE.value):
+            values["sex"], sources["sex"] = summary.gender, f"{record}: gender"
+        measured = (("weight_kg", summary.weight, _WEIGHT_TO_KG), ("height_cm", summary.height, _HEIGHT_TO_CM),
+                    ("serum_creatinine_mg_dl", next((m for m in summary.labs if m.code == CREATININE), None),
+                     _CREATININE_TO_MG_DL))
+        for name, item, factors in measured:
+            if name not in values and item is not None:
+                values[name] = _converted(name, item, factors)
+                when = item.time.isoformat() if item.time else "undated"
+                sources[name] = f"{record}: LOINC {item.code} {item.value} {item.unit} at {when}"
+    for name, gene in (("cyp2c9", "CYP2C9"), ("vkorc1", "VKORC1")):
+        if name not in values and pgx is not None and (called := _called(pgx.report, gene)) is not None:
+            values[name], sources[name] = called, f"pgx v{pgx.version}: {gene}"
+    for name in ("age_years", "sex", "weight_kg"):
+        if name not in values:
+            raise CovariateError(f"patient.{name}", "not in the request and not in the patient's record")
+    try:
+        covariates = PatientCovariates(**values)
+    except ValidationError as exc:
+        first = exc.errors()[0]
+        name = ".".join(str(p) for p in first.get("loc", ()))
+        raise CovariateError(f"patient.{name}", f"{first.get('msg')} (from {sources.get(name, 'request')})") from exc
+    return covariates, sources
+
+
+#: model covariate names (as the domain reports them) -> request field
+_REQUEST_FIELD = {"CYP2C9": "patient.cyp2c9", "VKORC1": "patient.vkorc1", "age_years": "patient.age_years",
+                  "weight_kg": "patient.weight_kg", "height_cm": "patient.height_cm",
+                  "serum_creatinine_mg_dl": "patient.serum_creatinine_mg_dl",
+                  "crcl_ml_min": "patient.serum_creatinine_mg_dl", "dialysis": "patient.dialysis"}
+
+
+def _as_request_error(exc: CovariateError) -> CovariateError:
+    return CovariateError(_REQUEST_FIELD.get(exc.field, exc.field), exc.message)
+
+
+def _basis_inputs(store: Store, patient_id: str) -> tuple[PatientSummary | None, int | None, StoredPgx | None]:
+    with store.connect() as connection:
+        twins = TwinRepository(connection, store.codec)
+        record = twins.latest(patient_id, RECORD_KIND)
+        pgx = twins.latest(patient_id, PGX_KIND)
+    summary = PatientSummary.model_validate(record.payload) if record is not None else None
+    return summary, record.version if record is not None else None, _stored(pgx) if pgx is not None else None
+
+
+def _model_provenance(drug: DrugModel) -> dict[str, Any]:
+    return {"name": drug.name, "model": drug.model_name, "source": drug.source,
+            "parameters": {k: {"value": p.value, "unit": p.unit} for k, p in drug.parameters.items()}}
+
+
+def _store_simulation(store: Store, patient_id: str, operation: str, request: BaseModel, drug: DrugModel,
+                      covariates: PatientCovariates, sources: dict[str, str], record_version: int | None,
+                      pgx: StoredPgx | None, result: BaseModel, *, actor: str, now: datetime) -> SimulationBasis:
+    provenance: dict[str, Any] = {
+        "operation": operation, "request": request.model_dump(mode="json"), "drug_model": _model_provenance(drug),
+        "base": {"record_version": record_version, "pgx_version": pgx.version if pgx else None},
+        "covariates": covariates.model_dump(mode="json"), "covariate_sources": sources,
+        "computed_at": now.isoformat(), "requested_by": actor,
+    }
+    with store.begin() as connection:
+        version = TwinRepository(connection, store.codec).add_version(
+            patient_id, SIMULATION_KIND, {"operation": operation, "result": result.model_dump(mode="json")},
+            provenance, actor=actor, now=now)
+    return SimulationBasis(patient_id=patient_id, covariates=covariates, covariate_sources=sources,
+                           record_version=record_version, pgx_version=pgx.version if pgx else None,
+                           twin_version=version)
+
+
+def run_comparison(store: Store, patient_id: str, request: TwinCompareRequest, *, actor: str,
+                   clock: Clock) -> TwinDrugComparison:
+    """Compare regimens on the patient's twin (covariates defaulted from the twin) and store the result as a
+    ``drug-simulation`` twin version naming the request, the drug model and the record/PGx versions used."""
+    drug = load_drug(request.drug)
+    summary, record_version, pgx = _basis_inputs(store, patient_id)
+    covariates, sources = resolve_covariates(request.patient, summary, record_version, pgx)
+    try:
+        result = compare_regimens(CompareRequest(
+            drug=drug.name, patient=covariates, regimens=request.regimens, horizon_h=request.horizon_h,
+            n_samples=request.n_samples, seed=request.seed, history=request.history, levels=request.levels))
+    except CovariateError as exc:
+        raise _as_request_error(exc) from exc
+    basis = _store_simulation(store, patient_id, "compare", request, drug, covariates, sources, record_version, pgx,
+                              result, actor=actor, now=clock())
+    return TwinDrugComparison(**dict(result), basis=basis)
+
+
+def run_individualisation(store: Store, patient_id: str, request: TwinIndividualiseRequest, *, actor: str,
+                          clock: Clock) -> TwinDoseSuggestion:
+    """MAP dose individualisation on the patient's twin; stored like :func:`run_comparison`."""
+    drug = load_drug(request.drug)
+    summary, record_version, pgx = _basis_inputs(store, patient_id)
+    covariates, sources = resolve_covariates(request.patient, summary, record_version, pgx)
+    try:
+        result = individualise(IndividualiseRequest(
+            drug=drug.name, patient=covariates, history=request.history, levels=request.levels,
+            max_adverse_probability=request.max_adverse_probability, intervals_h=request.intervals_h,
+            n_samples=request.n_samples, seed=request.seed))
+    except CovariateError as exc:
+        raise _as_request_error(exc) from exc
+    basis = _store_simulation(store, patient_id, "individualise", request, drug, covariates, sources, record_version,
+                              pgx, result, actor=actor, now=clock())
+    return TwinDoseSuggestion(**dict(result), basis=basis)
+
