@@ -211,3 +211,12 @@ def test_patient_may_be_named_by_mrn(client: TestClient, af_patient: str) -> Non
     mrn = client.get(f"/api/v1/patients/{af_patient}/record").json()["entry"][0]["resource"]["identifier"][0]["value"]
     stored = upload_vcf(client, mrn, build_vcf(WARFARIN_GENOTYPE))
     assert stored.status_code == 201 and stored.json()["patient_id"] == af_patient
+
+
+def test_oversized_or_invalid_simulation_requests_are_refused_before_running(client: TestClient,
+                                                                          af_patient: str) -> None:
+    body = assert_problem(compare(client, af_patient, n_samples=20_000, horizon_h=24 * 120), 422)
+    assert body["errors"][0]["loc"] == ["body"] and "n_samples" in body["errors"][0]["msg"]
+    body = assert_problem(compare(client, af_patient, seed=-1), 422)
+    assert body["errors"][0]["loc"] == ["body", "seed"]
+    assert len(client.get(f"/api/v1/patients/{af_patient}/versions").json()) == 1  # nothing stored

@@ -23,7 +23,7 @@ from collections.abc import Callable
 from datetime import datetime
 from typing import Any
 
-from pydantic import BaseModel, Field, ValidationError, field_validator
+from pydantic import BaseModel, Field, ValidationError, field_validator, model_validator
 
 from medtwin.pharmaco.covariates import PatientCovariates, Sex, check_range
 from medtwin.pharmaco.dosing import DoseEvent, Regimen
@@ -56,6 +56,11 @@ SIMULATION_KIND = "drug-simulation"
 RECORD_KIND = "record"
 
 Clock = Callable[[], datetime]
+
+MAX_EVENTS = 2000
+MAX_LEVELS = 200
+#: bound on virtual patients x time points x regimens of one comparison (memory and time of a request)
+MAX_SIMULATED_POINTS = 5_000_000
 
 _WEIGHT_TO_KG = {"kg": 1.0, "g": 0.001, "[lb_av]": 0.45359237, "lb": 0.45359237, "lbs": 0.45359237}
 _HEIGHT_TO_CM = {"cm": 1.0, "m": 100.0, "mm": 0.1, "[in_i]": 2.54, "in": 2.54}
@@ -91,12 +96,22 @@ class TwinCompareRequest(BaseModel):
 
     drug: str = Field(min_length=1, max_length=64)
     patient: CovariateInput = Field(default_factory=CovariateInput)
-    regimens: list[Regimen] = Field(min_length=1, max_length=20)
+    regimens: list[Regimen] = Field(min_length=1, max_length=10)
     horizon_h: float = Field(default=168.0, gt=0, le=24 * 120)
     n_samples: int = Field(default=500, ge=20, le=20_000)
-    seed: int = 0
-    history: list[DoseEvent] = Field(default_factory=list, description="Doses already given (for levels).")
-    levels: list[Level] = Field(default_factory=list, description="Measured levels to personalise the twin.")
+    seed: int = Field(default=0, ge=0, le=2**63 - 1)
+    history: list[DoseEvent] = Field(default_factory=list, max_length=MAX_EVENTS,
+                                     description="Doses already given (for levels).")
+    levels: list[Level] = Field(default_factory=list, max_length=MAX_LEVELS,
+                                description="Measured levels to personalise the twin.")
+
+    @model_validator(mode="after")
+    def _bounded_work(self) -> TwinCompareRequest:
+        points = self.horizon_h / (0.25 if self.horizon_h <= 24 * 14 else 1.0) + 1
+        if self.n_samples * points * len(self.regimens) > MAX_SIMULATED_POINTS:
+            raise ValueError(f"n_samples x time points x regimens exceeds {MAX_SIMULATED_POINTS:.0e}; lower n_samples "
+                             "or horizon_h")
+        return self
 
 
 class TwinIndividualiseRequest(BaseModel):
@@ -104,12 +119,12 @@ class TwinIndividualiseRequest(BaseModel):
 
     drug: str = Field(min_length=1, max_length=64)
     patient: CovariateInput = Field(default_factory=CovariateInput)
-    history: list[DoseEvent] = Field(min_length=1)
-    levels: list[Level] = Field(min_length=1)
+    history: list[DoseEvent] = Field(min_length=1, max_length=MAX_EVENTS)
+    levels: list[Level] = Field(min_length=1, max_length=MAX_LEVELS)
     max_adverse_probability: float = Field(default=0.1, gt=0, lt=1)
-    intervals_h: list[float] | None = None
+    intervals_h: list[float] | None = Field(default=None, max_length=8)
     n_samples: int = Field(default=2000, ge=100, le=50_000)
-    seed: int = 0
+    seed: int = Field(default=0, ge=0, le=2**63 - 1)
 
     @field_validator("intervals_h")
     @classmethod
