@@ -82,6 +82,8 @@ def principal_for_device(key_id: str, name: str, patient_id: str) -> Principal:
 def interaction_for(action: str, method: str) -> str:
     if action == "write":
         return _WRITE_INTERACTION.get(method.upper(), "c")
+    if action == "consent" and method.upper() in _WRITE_INTERACTION:  # recording a decision needs Consent.u
+        return _WRITE_INTERACTION[method.upper()]
     return "r"
 
 
