@@ -2,7 +2,8 @@
 
 Prints simglucose's time for one patient-day, medtwin's time for 1,000 patients x 1 day in one batched
 solve, the per-patient-day speed ratio (target >= 1,000x) and medtwin's single-patient 24 h latency
-(target <= 50 ms). Run: ``.venv/bin/python benchmarks/bench_glucose.py [--patients 1000]``.
+(target <= 50 ms, the float path) against the array path at n=1 as the same-run baseline.
+Run: ``.venv/bin/python benchmarks/bench_glucose.py [--patients 1000]``.
 """
 
 from __future__ import annotations
@@ -83,16 +84,22 @@ def main() -> None:
     )
 
     single = virtual_patients(["adult#001"])
-    latencies = []
+    timings: dict[bool, list[float]] = {True: [], False: []}
     for _ in range(args.repeats):
-        start = time.perf_counter()
-        run_scenario(single, scenario, rng=np.random.default_rng(1))
-        latencies.append(time.perf_counter() - start)
+        for float_path in (False, True):
+            start = time.perf_counter()
+            run_scenario(single, scenario, rng=np.random.default_rng(1), float_path=float_path)
+            timings[float_path].append(time.perf_counter() - start)
+    array, floats = timings[False], timings[True]
     print(
-        f"medtwin single patient 24 h latency: best {min(latencies) * 1e3:.1f} ms, "
-        f"median {np.median(latencies) * 1e3:.1f} ms (target <= 50 ms)"
+        f"baseline single patient 24 h, array path (numpy at n=1): best {min(array) * 1e3:.1f} ms, "
+        f"median {np.median(array) * 1e3:.1f} ms"
     )
-
+    print(
+        f"medtwin single patient 24 h latency: best {min(floats) * 1e3:.1f} ms, "
+        f"median {np.median(floats) * 1e3:.1f} ms (target <= 50 ms), "
+        f"{min(array) / min(floats):.1f}x faster than the array path"
+    )
 
 if __name__ == "__main__":
     main()

@@ -99,8 +99,11 @@ def run_scenario(
     rng: np.random.Generator | None = None,
     pump: InsulinPump | None = None,
     solver: Solver = DEFAULT_SOLVER,
+    float_path: bool = True,
 ) -> tuple[Trajectory, Array, Array, Array, list[float]]:
-    """Batched closed-loop run: returns trajectory (per minute), CGM times, CGM readings (m, n), basal, bolus times."""
+    """Batched closed-loop run: returns trajectory (per minute), CGM times, CGM readings (m, n), basal, bolus times.
+
+    ``float_path``: see :func:`~medtwin.physiology.simulate.simulate_inputs` (one patient on plain floats)."""
     regimen = scenario.regimen if regimen is None else regimen
     rng = np.random.default_rng(scenario.seed) if rng is None else rng
     pump = InsulinPump() if pump is None else pump
@@ -114,7 +117,9 @@ def run_scenario(
     noise = sensor.noise_at(cgm_t, params.n, rng)
     carbs, insulin, events, basal, times = schedule_inputs(params, scenario, regimen, pump, sensor, noise)
     t_eval = np.unique(np.concatenate([np.arange(scenario.minutes + 1.0), cgm_t]))
-    trajectory = simulate_inputs(params, carbs, insulin, t_eval, events=events, solver=solver)
+    trajectory = simulate_inputs(
+        params, carbs, insulin, t_eval, events=events, solver=solver, float_path=float_path
+    )
     true_at_samples = trajectory.glucose_mg_dl[np.searchsorted(t_eval, cgm_t)]
     cgm = sensor.read(true_at_samples, noise)
     return trajectory, cgm_t, cgm, basal, times

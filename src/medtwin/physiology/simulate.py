@@ -16,7 +16,7 @@ import numpy as np
 from numpy.typing import NDArray
 
 from medtwin.physiology.errors import PhysiologyInputError
-from medtwin.physiology.uva_padova import PMOL_PER_UNIT, PatientParameters, rhs
+from medtwin.physiology.uva_padova import PMOL_PER_UNIT, PatientParameters, rhs, rhs_scalar
 from medtwin.solve import Dopri5, Solver, integrate
 
 Array = NDArray[np.float64]
@@ -74,8 +74,13 @@ def simulate_inputs(
     events: Sequence[Event] = (),
     initial_state: Array | None = None,
     solver: Solver = DEFAULT_SOLVER,
+    float_path: bool = True,
 ) -> Trajectory:
-    """Integrate all patients in one batched solve over per-minute inputs ``(n, T)``."""
+    """Integrate all patients in one batched solve over per-minute inputs ``(n, T)``.
+
+    With one patient and ``float_path`` (the default) the right-hand side runs the same model equations
+    on plain floats (:func:`~medtwin.physiology.uva_padova.rhs_scalar`): at n=1 numpy's per-call overhead
+    would dominate. ``float_path=False`` forces the array path (used to check and benchmark the two)."""
     n = params.n
     carbs = np.asarray(carbohydrate_g_per_min, dtype=float)
     insulin = np.asarray(insulin_u_per_min, dtype=float)
@@ -97,8 +102,17 @@ def simulate_inputs(
     inputs = np.stack([carbs, insulin], axis=2)  # (n, T, 2)
     last = horizon - 1
 
-    def f(t: float, y: Array) -> Array:
-        return rhs(t, y, values, inputs[:, min(int(t), last), :])
+    if n == 1 and float_path:  # the same equations on plain floats
+        parameters = values[0].tolist()
+        minute_inputs = inputs[0].tolist()
+
+        def f(t: float, y: Array) -> Array:
+            return np.array([rhs_scalar(t, y[0].tolist(), parameters, minute_inputs[min(int(t), last)])])
+
+    else:
+
+        def f(t: float, y: Array) -> Array:
+            return rhs(t, y, values, inputs[:, min(int(t), last), :])
 
     # breakpoints: input changes, eating minutes, events
     changes = np.flatnonzero(np.any(np.diff(inputs, axis=1) != 0, axis=(0, 2))) + 1

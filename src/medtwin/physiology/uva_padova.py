@@ -13,8 +13,10 @@ mg), a piecewise-constant memory that only changes at meal events (it has zero d
 
 from __future__ import annotations
 
+import math
+from collections.abc import Sequence
 from dataclasses import dataclass, replace
-from typing import Any
+from typing import Any, Protocol
 
 import numpy as np
 from numpy.typing import NDArray
@@ -91,56 +93,105 @@ OUTPUTS = (OutputSpec("subcutaneous_glucose", "mg/dL", "Gs / Vg, what a CGM meas
 _I = {name: i for i, name in enumerate(PARAMETER_NAMES)}
 
 
-def rhs(t: float, y: Array, p: Array, u: Array) -> Array:
-    """Pure vectorised right-hand side; ``y`` (n, 14), ``p`` (n, 34), ``u`` (n, 2) -> ``dy/dt`` (n, 14)."""
-    g = p.T
-    x = y.T
-    bw = g[_I["BW"]]
-    kmax, kmin, kabs = g[_I["kmax"]], g[_I["kmin"]], g[_I["kabs"]]
-    b, d = g[_I["b"]], g[_I["d"]]
-    meal = u[:, 0] * 1000.0  # g/min -> mg/min
-    insulin = u[:, 1] * PMOL_PER_UNIT / bw  # U/min -> pmol/kg/min
+class _Ops(Protocol):
+    """The few non-arithmetic operations the equations need, on arrays (numpy) or on plain floats."""
+
+    def tanh(self, x: Any) -> Any: ...
+    def where(self, condition: Any, a: Any, b: Any) -> Any: ...
+    def maximum(self, a: Any, b: Any) -> Any: ...
+
+
+class _NumpyOps:
+    tanh = staticmethod(np.tanh)
+    where = staticmethod(np.where)
+    maximum = staticmethod(np.maximum)
+
+
+class _FloatOps:
+    tanh = staticmethod(math.tanh)
+
+    @staticmethod
+    def where(condition: Any, a: Any, b: Any) -> Any:
+        return a if condition else b
+
+    @staticmethod
+    def maximum(a: Any, b: Any) -> Any:
+        return a if a >= b else b
+
+
+_NUMPY_OPS = _NumpyOps()
+_FLOAT_OPS = _FloatOps()
+_NONNEGATIVE = (3, 4, 5, 9, 10, 11, 12)
+# parameter positions, resolved once (the equations index plain sequences)
+(_BW, _KMAX, _KMIN, _KABS, _B, _D, _F, _KP1, _KP2, _KP3, _KE1, _KE2, _K1, _K2, _FSNC, _VM0, _VMX, _KM0, _M1,
+ _M2, _M4, _M30, _KA1, _KA2, _KD, _VI, _P2U, _IB, _KI, _KSC) = (
+    _I[k] for k in ("BW", "kmax", "kmin", "kabs", "b", "d", "f", "kp1", "kp2", "kp3", "ke1", "ke2", "k1", "k2",
+                    "Fsnc", "Vm0", "Vmx", "Km0", "m1", "m2", "m4", "m30", "ka1", "ka2", "kd", "Vi", "p2u", "Ib",
+                    "ki", "ksc"))
+
+
+def _equations(x: Sequence[Any] | Array, g: Sequence[Any] | Array, carbs_g_per_min: Any, insulin_u_per_min: Any,
+               ops: _Ops) -> list[Any]:
+    """The model equations, written once: ``x[i]`` is state ``i`` and ``g[j]`` parameter ``j``, each either
+    an array over patients or a float; returns the 14 derivatives in the same form."""
+    bw = g[_BW]
+    kmax, kmin, kabs = g[_KMAX], g[_KMIN], g[_KABS]
+    b, d = g[_B], g[_D]
+    meal = carbs_g_per_min * 1000.0  # g/min -> mg/min
+    insulin = insulin_u_per_min * PMOL_PER_UNIT / bw  # U/min -> pmol/kg/min
     qsto = x[0] + x[1]
     dbar = x[13]
     positive = dbar > 0
-    safe = np.where(positive, dbar, 1.0)
+    safe = ops.where(positive, dbar, 1.0)
     aa = 5.0 / (2.0 * safe * (1.0 - b))
     cc = 5.0 / (2.0 * safe * d)
     kgut = kmin + (kmax - kmin) / 2.0 * (
-        np.tanh(aa * (qsto - b * safe)) - np.tanh(cc * (qsto - d * safe)) + 2.0
+        ops.tanh(aa * (qsto - b * safe)) - ops.tanh(cc * (qsto - d * safe)) + 2.0
     )
-    kgut = np.where(positive, kgut, kmax)
-    out = np.empty_like(x)
-    out[0] = meal - kmax * x[0]
-    out[1] = kmax * x[0] - kgut * x[1]
-    out[2] = kgut * x[1] - kabs * x[2]
-    rate_of_appearance = g[_I["f"]] * kabs * x[2] / bw
-    egp = g[_I["kp1"]] - g[_I["kp2"]] * x[3] - g[_I["kp3"]] * x[8]
-    ke2 = g[_I["ke2"]]
-    renal = np.where(x[3] > ke2, g[_I["ke1"]] * (x[3] - ke2), 0.0)
-    k1, k2 = g[_I["k1"]], g[_I["k2"]]
-    out[3] = np.maximum(egp, 0.0) + rate_of_appearance - g[_I["Fsnc"]] - renal - k1 * x[3] + k2 * x[4]
-    utilisation = (g[_I["Vm0"]] + g[_I["Vmx"]] * x[6]) * x[4] / (g[_I["Km0"]] + x[4])
-    out[4] = -utilisation + k1 * x[3] - k2 * x[4]
-    m1, m2, m4, m30 = g[_I["m1"]], g[_I["m2"]], g[_I["m4"]], g[_I["m30"]]
-    ka1, ka2, kd = g[_I["ka1"]], g[_I["ka2"]], g[_I["kd"]]
-    out[5] = -(m2 + m4) * x[5] + m1 * x[9] + ka1 * x[10] + ka2 * x[11]
-    plasma_insulin = x[5] / g[_I["Vi"]]
-    p2u = g[_I["p2u"]]
-    out[6] = p2u * (plasma_insulin - g[_I["Ib"]]) - p2u * x[6]
-    ki = g[_I["ki"]]
-    out[7] = -ki * (x[7] - plasma_insulin)
-    out[8] = -ki * (x[8] - x[7])
-    out[9] = m2 * x[5] - (m1 + m30) * x[9]
-    out[10] = insulin - (ka1 + kd) * x[10]
-    out[11] = kd * x[10] - ka2 * x[11]
-    ksc = g[_I["ksc"]]
-    out[12] = ksc * (x[3] - x[12])
-    out[13] = 0.0
+    kgut = ops.where(positive, kgut, kmax)
+    rate_of_appearance = g[_F] * kabs * x[2] / bw
+    egp = g[_KP1] - g[_KP2] * x[3] - g[_KP3] * x[8]
+    ke2 = g[_KE2]
+    renal = ops.where(x[3] > ke2, g[_KE1] * (x[3] - ke2), 0.0)
+    k1, k2 = g[_K1], g[_K2]
+    utilisation = (g[_VM0] + g[_VMX] * x[6]) * x[4] / (g[_KM0] + x[4])
+    m1, m2, m4, m30 = g[_M1], g[_M2], g[_M4], g[_M30]
+    ka1, ka2, kd = g[_KA1], g[_KA2], g[_KD]
+    plasma_insulin = x[5] / g[_VI]
+    p2u = g[_P2U]
+    ki = g[_KI]
+    out = [
+        meal - kmax * x[0],
+        kmax * x[0] - kgut * x[1],
+        kgut * x[1] - kabs * x[2],
+        ops.maximum(egp, 0.0) + rate_of_appearance - g[_FSNC] - renal - k1 * x[3] + k2 * x[4],
+        -utilisation + k1 * x[3] - k2 * x[4],
+        -(m2 + m4) * x[5] + m1 * x[9] + ka1 * x[10] + ka2 * x[11],
+        p2u * (plasma_insulin - g[_IB]) - p2u * x[6],
+        -ki * (x[7] - plasma_insulin),
+        -ki * (x[8] - x[7]),
+        m2 * x[5] - (m1 + m30) * x[9],
+        insulin - (ka1 + kd) * x[10],
+        kd * x[10] - ka2 * x[11],
+        g[_KSC] * (x[3] - x[12]),
+        0.0 * dbar,  # the last-meal memory D only changes at meal events
+    ]
     # non-negative compartments: derivative frozen where the state is negative (simulator convention)
-    for i in (3, 4, 5, 9, 10, 11, 12):
-        out[i] *= x[i] >= 0
-    return out.T
+    for i in _NONNEGATIVE:
+        out[i] = out[i] * (x[i] >= 0)
+    return out
+
+
+def rhs(t: float, y: Array, p: Array, u: Array) -> Array:
+    """Pure vectorised right-hand side; ``y`` (n, 14), ``p`` (n, 34), ``u`` (n, 2) -> ``dy/dt`` (n, 14)."""
+    out = _equations(y.T, p.T, u[:, 0], u[:, 1], _NUMPY_OPS)
+    return np.stack(out).T  # (14, n) built row by row, returned as a view (n, 14)
+
+
+def rhs_scalar(t: float, y: Sequence[float], p: Sequence[float], u: Sequence[float]) -> list[float]:
+    """The same equations for one patient on plain floats (no per-operation numpy overhead): ``y`` 14 states,
+    ``p`` 34 parameters, ``u`` 2 inputs -> 14 derivatives."""
+    return _equations(y, p, u[0], u[1], _FLOAT_OPS)
 
 
 UvaPadova2008 = Model(
