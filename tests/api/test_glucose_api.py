@@ -183,6 +183,20 @@ def test_unknown_virtual_patient_is_422_naming_the_field(client: TestClient, pat
     assert response.json()["field"] == field
 
 
+def test_work_is_bounded_before_any_simulation(client: TestClient, patient: str, api_store: Store) -> None:
+    response = client.post(url(patient, "/compare"), json={
+        "scenario": {"horizon_min": 30 * 1440}, "virtual_patient": "adult#001", "n_ensemble": 500,
+        "regimens": [{"name": "a"}, {"name": "b"}]})
+    assert response.status_code == 422 and response.json()["errors"][0]["loc"] == ["body", "n_ensemble"]
+    log = {"body_weight_kg": 70, "basal_u_per_h": 1.0, "cgm_t_min": [0, 60 * 1440], "cgm_mg_dl": [120, 121]}
+    response = client.post(url(patient, "/fit"), params={"max_iterations": 30}, json=log)
+    assert response.status_code == 422 and response.json()["field"] == "max_iterations"
+    response = client.post(url(patient, "/fit"), json=dict(log, cgm_t_min=[0, 91 * 1440]))
+    assert response.status_code == 422 and "90 days" in response.json()["errors"][0]["msg"]
+    with api_store.connect() as connection:  # nothing was simulated or stored
+        assert [v.kind for v in TwinRepository(connection, api_store.codec).history(patient)] == ["record"]
+
+
 def test_bad_logs_are_422_naming_the_field(client: TestClient, patient: str) -> None:
     short = {"body_weight_kg": 70, "basal_u_per_h": 1.0, "cgm_t_min": [0, 5, 10], "cgm_mg_dl": [120, 121, 122]}
     response = client.post(url(patient, "/fit"), json=short)

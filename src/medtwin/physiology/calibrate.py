@@ -29,7 +29,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_valida
 from scipy.optimize import least_squares
 
 from medtwin.physiology.errors import PhysiologyInputError
-from medtwin.physiology.scenario import Bolus, Meal
+from medtwin.physiology.scenario import MAX_HORIZON_MIN, Bolus, Meal
 from medtwin.physiology.simulate import Event, eaten_per_minute, fixed_bolus, simulate_inputs
 from medtwin.physiology.uva_padova import (
     PARAMETER_NAMES,
@@ -67,6 +67,10 @@ class GlucoseLog(BaseModel):
             raise PhysiologyInputError("cgm_t_min", "times must be strictly increasing (non-monotonic)")
         if t[0] < 0:
             raise PhysiologyInputError("cgm_t_min", "negative time")
+        if not np.all(np.isfinite(t)) or t[-1] > MAX_HORIZON_MIN:
+            raise PhysiologyInputError("cgm_t_min", "a log spans at most 90 days")
+        if any(t > MAX_HORIZON_MIN for t in [m.time_min for m in self.meals] + [b.time_min for b in self.boluses]):
+            raise PhysiologyInputError("meals", "meals and boluses must lie within 90 days of the log start")
         if np.any(~np.isfinite(g)) or np.any(g < 20) or np.any(g > 700):
             raise PhysiologyInputError("cgm_mg_dl", "readings must lie within 20-700 mg/dL")
         for label, times in (

@@ -21,7 +21,7 @@ from typing import Any, Literal
 
 import numpy as np
 import orjson
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, ValidationInfo, field_validator
 
 from medtwin.physiology.calibrate import FITTED, FittedTwin, GlucoseLog, TwinCalibrator, sample_twins
 from medtwin.physiology.errors import PhysiologyInputError, UnknownPatientError
@@ -45,6 +45,9 @@ FIT_ALGORITHM = (
 )
 #: Spread of a virtual patient's ensemble: this fraction of the cohort's log-SD on the fitted parameters.
 VIRTUAL_ENSEMBLE_SPREAD = 0.25
+#: Work bounds of one request (a batched patient-day costs ~2 ms, a fit iteration-day ~0.15 s on 2 cores).
+MAX_COMPARE_MEMBER_DAYS = 2000
+MAX_FIT_ITERATION_DAYS = 600
 
 
 # --- requests -------------------------------------------------------------------------------------------
@@ -73,6 +76,19 @@ class CompareRequest(ParameterChoice):
     scenario: Scenario
     regimens: list[Regimen] = Field(min_length=1, max_length=10)
     n_ensemble: int = Field(default=50, ge=2, le=500, description="ensemble members (posterior draws)")
+
+    @field_validator("n_ensemble")
+    @classmethod
+    def _bounded_work(cls, value: int, info: ValidationInfo) -> int:
+        scenario, regimens = info.data.get("scenario"), info.data.get("regimens")
+        if isinstance(scenario, Scenario) and isinstance(regimens, list):
+            member_days = value * len(regimens) * scenario.horizon_min / 1440.0
+            if member_days > MAX_COMPARE_MEMBER_DAYS:
+                raise ValueError(
+                    f"n_ensemble x regimens x days = {member_days:g} exceeds {MAX_COMPARE_MEMBER_DAYS} "
+                    "simulated patient-days per request"
+                )
+        return value
 
 
 # --- responses ------------------------------------------------------------------------------------------
@@ -291,6 +307,13 @@ def fit(
     max_iterations: int = 30,
 ) -> GlucoseTwinPublic:
     """Personalise the glucose twin from a log (>= 3 days of CGM) and store it as a ``glucose`` version."""
+    days = log.minutes / 1440.0
+    if days * max_iterations > MAX_FIT_ITERATION_DAYS:
+        raise PhysiologyInputError(
+            "max_iterations",
+            f"{max_iterations} iterations x {days:.1f} days exceeds {MAX_FIT_ITERATION_DAYS} iteration-days; "
+            "lower max_iterations or send a shorter log",
+        )
     calibrator = TwinCalibrator(max_iterations=max_iterations).fit(log)
     twin = calibrator.to_twin()
     now = clock()
