@@ -13,9 +13,9 @@ from medtwin.api.problems import install_problem_handlers
 from medtwin.api.routers import drugs, glucose, patients, record, security_admin, system
 from medtwin.api.security_middleware import install_security
 from medtwin.config import Settings
-from medtwin.web import mount_web
 from medtwin.security.crypto import AesGcmCodec, KeyRing, load_keyring
 from medtwin.store.database import Store
+from medtwin.web import mount_web
 
 API_PREFIX = "/api/v1"
 
