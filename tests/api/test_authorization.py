@@ -46,7 +46,7 @@ WRONG_SCOPE = {"admin": "system/Immunization.rs", "clinician": "user/Immunizatio
 
 def may(role: str, action: str, resource: str) -> bool:
     if role == "device" and action == "write":
-        return resource in {"samples", "Observation"}
+        return resource == "samples"
     return action in MAY[role]
 
 

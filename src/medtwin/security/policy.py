@@ -28,7 +28,7 @@ ROLE_ACTIONS: dict[str, frozenset[str]] = {
     "device": frozenset({"write", "identity"}),
 }
 #: What a device credential may write (nothing else, and only for its own patient).
-DEVICE_RESOURCES = frozenset({"samples", "Observation"})
+DEVICE_RESOURCES = frozenset({"samples"})  # device streams only: not VCFs, not model fits
 #: Route resources that are not FHIR resource types, mapped to the type their scopes name.
 RESOURCE_SCOPE_TYPE = {"samples": "Observation", "patients": "Patient"}
 #: Actions checked against scopes, and the SMART interaction per HTTP method.
