@@ -126,7 +126,14 @@ def test_oversized_upload_is_413_and_server_stays_up(client: TestClient) -> None
 
     streamed = client.post("/api/v1/record", content=chunks(), headers={"content-type": "application/fhir+json"})
     assert streamed.status_code == 413
+
+    # the 200 MB upload of the issue: refused from its declared size, nothing read, nothing stored
+    two_hundred_mb = b"[" + b" " * (200 * 1024 * 1024) + b"]"
+    response = client.post("/api/v1/record", content=two_hundred_mb, headers={"content-type": "application/fhir+json"})
+    assert response.status_code == 413 and response.json()["status"] == 413
+    del two_hundred_mb
     assert client.get("/api/v1/health").json()["status"] == "ok"
+    assert client.get("/api/v1/patients").json()["total"] == 0
 
 
 def test_openapi_and_docs(client: TestClient) -> None:
