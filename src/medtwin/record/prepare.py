@@ -27,7 +27,7 @@ from medtwin.record.errors import (
     UnsupportedError,
 )
 from medtwin.record.fhir_spec import ID_PATTERN, REQUIRED_ELEMENTS, RESOURCE_TYPES, has_element
-from medtwin.record.indexing import patient_reference
+from medtwin.record.indexing import NOT_PATIENT_DATA, PATIENT_ELEMENTS
 
 # Server ids for POSTed entries: uuid5 of their fullUrl in this namespace (stable across imports).
 ID_NAMESPACE = uuid.UUID("5b0c7a64-8f0e-4c55-9a57-6d1b8f2e9c11")
@@ -55,13 +55,24 @@ class NoExistingRecords:
 
 @dataclass(slots=True)
 class PreparedResource:
+    """A resource ready to store. ``raw`` is its final JSON (server id, references resolved), the bytes that
+    are stored and hashed; ``source`` is the parsed input with the server id set but references as given,
+    enough for indexing and summaries (codes, times, values), so the final JSON is not parsed again."""
+
     resource_type: str
     id: str
-    content: dict[str, Any]
+    source: dict[str, Any]
+    raw: bytes
     entry: int
     patient_id: str | None = None
     identifiers: list[tuple[str | None, str]] = field(default_factory=list)
     name_tokens: list[str] = field(default_factory=list)
+
+    @property
+    def content(self) -> dict[str, Any]:
+        """The final resource as stored (parsed from ``raw``)."""
+        parsed: dict[str, Any] = orjson.loads(self.raw)
+        return parsed
 
 
 @dataclass(slots=True)
@@ -72,8 +83,9 @@ class PreparedUnit:
     matched_existing: int = 0  # conditional creates that found an existing resource
 
 
-def content_hash(resource: dict[str, Any]) -> str:
-    return hashlib.sha256(orjson.dumps(resource, option=orjson.OPT_SORT_KEYS)).hexdigest()
+def content_hash(raw: bytes) -> str:
+    """Hash of a resource's stored JSON (same input, same bytes: re-imports compare equal)."""
+    return hashlib.sha256(raw).hexdigest()
 
 
 def _identifiers(resource: dict[str, Any]) -> list[tuple[str | None, str]]:
@@ -264,21 +276,39 @@ def _prepare(data: Any, *, source: str, existing: ExistingRecords, kind: str | N
     for e, rid, write in assigned:
         if not write:
             continue
-        content = dict(e.resource)
-        content["id"] = rid
-        content = resolver.rewrite(content, entry=e.number, path=e.resource_type)
+        source = dict(e.resource)
+        source["id"] = rid
+        raw, resolved = resolver.rewrite(source, entry=e.number, path=e.resource_type)
         prepared.append(
             PreparedResource(
                 resource_type=e.resource_type,
                 id=rid,
-                content=content,
+                source=source,
+                raw=raw,
                 entry=e.number,
-                patient_id=patient_reference(content),
-                identifiers=_identifiers(content),
-                name_tokens=_name_tokens(content),
+                patient_id=_patient_id(source, resolved, resolver),
+                identifiers=_identifiers(source),
+                name_tokens=_name_tokens(source),
             )
         )
     return PreparedUnit(source=source, kind=unit_kind, resources=prepared, matched_existing=matched)
+
+
+def _patient_id(source: dict[str, Any], resolved: list[str], resolver: _ReferenceResolver) -> str | None:
+    """The Patient a resource belongs to: its subject/patient/beneficiary, else the first Patient reference."""
+    rtype = source.get("resourceType")
+    if rtype == "Patient":
+        rid = source.get("id")
+        return rid if isinstance(rid, str) else None
+    for element in PATIENT_ELEMENTS:
+        holder = source.get(element)
+        if isinstance(holder, dict) and isinstance(holder.get("reference"), str):
+            target = resolver.resolve(holder["reference"], entry=0, path=element)
+            if target.startswith("Patient/"):
+                return target[len("Patient/"):]
+    if rtype in NOT_PATIENT_DATA:
+        return None
+    return next((r[len("Patient/"):] for r in resolved if r.startswith("Patient/")), None)
 
 
 def _new_id(e: _Entry) -> str:
@@ -331,31 +361,41 @@ class _ReferenceResolver:
         self.local_identifiers = local_identifiers
         self.existing = existing
         self._cache: dict[str, str] = {}
+        self._bytes_cache: dict[bytes, tuple[str, bytes]] = {}
 
-    def rewrite(self, resource: dict[str, Any], *, entry: int, path: str) -> dict[str, Any]:
-        """A copy of ``resource`` with every ``reference`` resolved. Works on the serialised JSON (fast);
-        when a reference cannot be resolved, walks the tree once more to name the field."""
+    def rewrite(self, resource: dict[str, Any], *, entry: int, path: str) -> tuple[bytes, list[str]]:
+        """The JSON of ``resource`` with every ``reference`` resolved, and the resolved references in order.
+        Works on the serialised JSON (fast); when a reference cannot be resolved, walks the tree once more
+        to name the field."""
         raw = orjson.dumps(resource)
         if b'"reference":' not in raw:
-            return resource
+            return raw, []
+        resolved_in_order: list[str] = []
 
         def substitute(match: re.Match[bytes]) -> bytes:
             literal = match.group(1)
+            done = self._bytes_cache.get(literal)
+            if done is not None:
+                resolved_in_order.append(done[0])
+                return done[1]
             reference = orjson.loads(b'"' + literal + b'"') if b"\\" in literal else literal.decode()
             try:
                 resolved = self.resolve(reference, entry=entry, path=path)
             except RecordError:
                 raise _Unresolved(reference) from None
-            return b'"reference":' + orjson.dumps(resolved)
+            replacement = b'"reference":' + orjson.dumps(resolved)
+            self._bytes_cache[literal] = (resolved, replacement)
+            resolved_in_order.append(resolved)
+            return replacement
 
         try:
-            rewritten: dict[str, Any] = orjson.loads(_REFERENCE.sub(substitute, raw))
+            rewritten = _REFERENCE.sub(substitute, raw)
         except _Unresolved as missing:
             field = _path_of_reference(resource, missing.reference, path) or f"{path}.reference"
             self._cache.pop(missing.reference, None)
             self.resolve(missing.reference, entry=entry, path=field)  # raises, naming the field
             raise
-        return rewritten
+        return rewritten, resolved_in_order
 
     def resolve(self, reference: str, *, entry: int, path: str) -> str:
         cached = self._cache.get(reference)

@@ -9,7 +9,7 @@ from datetime import UTC, datetime
 from typing import Any
 
 import orjson
-from sqlalchemy import Connection, Table, and_, delete, func, insert, select, tuple_, update
+from sqlalchemy import Connection, DateTime, Table, and_, delete, func, insert, select, tuple_, update
 
 from medtwin.record.indexing import index_rows, unit_warnings
 from medtwin.record.prepare import PreparedResource, PreparedUnit, content_hash
@@ -47,8 +47,18 @@ def bulk_insert(connection: Connection, table: Table, rows: list[dict[str, Any]]
         connection.execute(insert(table), rows)
         return
     columns = list(rows[0])
+    datetimes = [i for i, c in enumerate(columns) if isinstance(table.c[c].type, DateTime)]
     sql = f"INSERT INTO {table.name} ({', '.join(columns)}) VALUES ({', '.join('?' * len(columns))})"
-    connection.exec_driver_sql(sql, [tuple(_sqlite_value(row[c]) for c in columns) for row in rows])
+    if datetimes:
+        params: list[tuple[Any, ...]] = []
+        for row in rows:
+            values = list(row.values())
+            for i in datetimes:
+                values[i] = _sqlite_value(values[i])
+            params.append(tuple(values))
+    else:
+        params = [tuple(row.values()) for row in rows]
+    connection.exec_driver_sql(sql, params)
 
 
 def _aware(value: datetime | None) -> datetime | None:
@@ -103,14 +113,14 @@ class RecordRepository:
         new: list[tuple[PreparedResource, str, bytes]] = []
         changed: list[tuple[PreparedResource, str, bytes, int, int]] = []
         for res in unit.resources:
-            digest = content_hash(res.content)
+            digest = content_hash(res.raw)
             if res.patient_id:
                 result.patients_seen.add(res.patient_id)
             found = existing.get((res.resource_type, res.id))
             if found is not None and found[1] == digest:
                 result.unchanged += 1
                 continue
-            blob = self.codec.seal(orjson.dumps(res.content))
+            blob = self.codec.seal(res.raw)
             if found is None:
                 new.append((res, digest, blob))
                 result.created += 1
@@ -164,7 +174,7 @@ class RecordRepository:
         index_batch: list[dict[str, Any]] = []
         identifier_batch: list[dict[str, Any]] = []
         for pk, res in written:
-            rows_for = index_rows(res.content)
+            rows_for = index_rows(res.source)
             result.warnings.extend(f"{res.resource_type}/{res.id} (entry {res.entry}): {w}"
                                    for w in unit_warnings(rows_for))
             for row in rows_for:

@@ -143,7 +143,7 @@ def import_unit(store: Store, raw: RawUnit, *, actor: str = "system", clock: Clo
             in_unit: dict[str, list[dict[str, Any]]] = {}
             for resource in unit.resources:
                 if resource.patient_id in new_patients:
-                    in_unit.setdefault(resource.patient_id, []).append(resource.content)
+                    in_unit.setdefault(resource.patient_id, []).append(resource.source)
             for patient_id in report.patients:
                 if patient_id in new_patients or records.exists("Patient", patient_id):
                     refresh_twin(connection, store, patient_id, provenance=provenance, actor=actor, now=started,
