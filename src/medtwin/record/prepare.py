@@ -276,19 +276,19 @@ def _prepare(data: Any, *, source: str, existing: ExistingRecords, kind: str | N
     for e, rid, write in assigned:
         if not write:
             continue
-        source = dict(e.resource)
-        source["id"] = rid
-        raw, resolved = resolver.rewrite(source, entry=e.number, path=e.resource_type)
+        given = dict(e.resource)
+        given["id"] = rid
+        raw, resolved = resolver.rewrite(given, entry=e.number, path=e.resource_type)
         prepared.append(
             PreparedResource(
                 resource_type=e.resource_type,
                 id=rid,
-                source=source,
+                source=given,
                 raw=raw,
                 entry=e.number,
-                patient_id=_patient_id(source, resolved, resolver),
-                identifiers=_identifiers(source),
-                name_tokens=_name_tokens(source),
+                patient_id=_patient_id(given, resolved, resolver),
+                identifiers=_identifiers(given),
+                name_tokens=_name_tokens(given),
             )
         )
     return PreparedUnit(source=source, kind=unit_kind, resources=prepared, matched_existing=matched)
