@@ -13,6 +13,7 @@ from rich.table import Table
 from medtwin.cli.common import audit_cli, cli_actor, console, err_console, fail, load_settings, open_store
 from medtwin.record.errors import RecordError
 from medtwin.record.sources import RawUnit, discover, unit_from_bytes
+from medtwin.store.database import Store
 from medtwin.store.records import RecordRepository
 from medtwin.twin.build import ImportReport, export_patient, import_units, patient_summary
 from medtwin.twin.summary import Measurement, PatientSummary
@@ -146,14 +147,18 @@ def print_summary(summary: PatientSummary, version: int, provenance: dict[str, o
             ("date", "modality", "description", "images"))
 
 
+def _resolve(store: Store, patient: str) -> str | None:
+    with store.connect() as connection:
+        return RecordRepository(connection, store.codec).resolve_patient(patient)
+
+
 def show_command(
     patient: Annotated[str, typer.Argument(help="Patient id or identifier (e.g. MRN)")],
     as_json: Annotated[bool, typer.Option("--json", help="Print the summary as JSON")] = False,
 ) -> None:
     """Show a patient's twin summary."""
     store = open_store(load_settings())
-    with store.connect() as connection:
-        resolved = RecordRepository(connection, store.codec).resolve_patient(patient)
+    resolved = _resolve(store, patient)
     found = patient_summary(store, resolved) if resolved else None
     audit_cli(store, "read", "Patient", outcome="success" if found else "failure", patient_id=resolved)
     if found is None:
@@ -172,8 +177,7 @@ def export_command(
 ) -> None:
     """Export a patient's complete record as one FHIR R4 Bundle."""
     store = open_store(load_settings())
-    with store.connect() as connection:
-        resolved = RecordRepository(connection, store.codec).resolve_patient(patient)
+    resolved = _resolve(store, patient)
     bundle = export_patient(store, resolved) if resolved else None
     audit_cli(store, "export", "Patient", outcome="success" if bundle else "failure", patient_id=resolved)
     if bundle is None:

@@ -28,7 +28,7 @@ from numpy.typing import NDArray
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 from scipy.optimize import least_squares
 
-from medtwin.physiology.errors import PhysiologyInputError
+from medtwin.physiology.errors import PhysiologyInputError, validate_input
 from medtwin.physiology.scenario import MAX_HORIZON_MIN, Bolus, Meal
 from medtwin.physiology.simulate import Event, eaten_per_minute, fixed_bolus, simulate_inputs
 from medtwin.physiology.uva_padova import (
@@ -88,16 +88,7 @@ class GlucoseLog(BaseModel):
 
 
 def parse_log(data: dict[str, Any]) -> GlucoseLog:
-    try:
-        return GlucoseLog.model_validate(data)
-    except PhysiologyInputError:
-        raise
-    except ValidationError as exc:
-        first = exc.errors()[0]
-        ctx_error = first.get("ctx", {}).get("error")
-        if isinstance(ctx_error, PhysiologyInputError):
-            raise ctx_error from None
-        raise PhysiologyInputError(".".join(str(p) for p in first["loc"]) or "log", first["msg"]) from None
+    return validate_input(GlucoseLog, data, lambda loc: ".".join(str(p) for p in loc) or "log")
 
 
 def population_patient(

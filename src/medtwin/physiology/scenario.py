@@ -13,13 +13,12 @@ from pydantic import (
     BaseModel,
     ConfigDict,
     Field,
-    ValidationError,
     ValidationInfo,
     field_validator,
     model_validator,
 )
 
-from medtwin.physiology.errors import PhysiologyInputError
+from medtwin.physiology.errors import PhysiologyInputError, validate_input
 
 MINUTES_PER_DAY = 1440
 MAX_HORIZON_MIN = 90 * MINUTES_PER_DAY
@@ -156,16 +155,7 @@ def parse_scenario(data: dict[str, Any] | Scenario) -> Scenario:
         return data
     if not isinstance(data, dict):
         raise PhysiologyInputError("scenario", "must be a mapping")
-    try:
-        return Scenario.model_validate(data)
-    except PhysiologyInputError:
-        raise
-    except ValidationError as exc:
-        first = exc.errors()[0]
-        ctx_error = first.get("ctx", {}).get("error")
-        if isinstance(ctx_error, PhysiologyInputError):
-            raise ctx_error from None
-        raise PhysiologyInputError(_location(tuple(first["loc"])), first["msg"]) from None
+    return validate_input(Scenario, data, _location)
 
 
 def load_scenario(path: str | Path) -> Scenario:
