@@ -222,20 +222,8 @@ def simulate(
     twin, source = _choose(store, patient_id, request)
     params = twin.parameters() if twin is not None else _virtual(request.virtual_patient)
     result = simulate_scenario(params, request.scenario, rng=rng, solver=solver)
-    digest = scenario_hash(request.scenario)
-    now = clock()
-    provenance = {
-        "operation": "simulate",
-        "scenario_hash": digest,
-        "model": MODEL,
-        "parameter_source": source.model_dump(exclude_none=True),
-        "solver": solver_description(solver),
-        "seed": request.seed,
-        "by": actor,
-        "at": now.isoformat(),
-    }
-    payload = {"scenario": request.scenario.model_dump(mode="json"), "result": result.model_dump(mode="json")}
-    version = _store_result(store, patient_id, payload, provenance, actor=actor, now=now)
+    version, digest = _record_run(store, patient_id, "simulate", request.scenario, source, result, {},
+                                  solver=solver_description(solver), seed=request.seed, actor=actor, clock=clock)
     return StoredSimulation(
         **result.model_dump(), patient_id=patient_id, result_version=version, source=source, scenario_hash=digest
     )
@@ -260,25 +248,26 @@ def compare(
         ensemble = virtual_ensemble(_virtual(request.virtual_patient), request.n_ensemble, rng)
         ensemble_kind = f"virtual patient, {VIRTUAL_ENSEMBLE_SPREAD:g} x cohort log-SD on {', '.join(FITTED)}"
     result = compare_regimens(ensemble, request.scenario, request.regimens, rng=rng)
-    digest = scenario_hash(request.scenario)
-    now = clock()
-    provenance = {
-        "operation": "compare",
-        "scenario_hash": digest,
-        "model": MODEL,
-        "parameter_source": source.model_dump(exclude_none=True),
-        "ensemble": {"n": request.n_ensemble, "from": ensemble_kind},
-        "regimens": [r.name for r in request.regimens],
-        "solver": solver_description(DEFAULT_SOLVER),
-        "seed": request.seed,
-        "by": actor,
-        "at": now.isoformat(),
-    }
-    payload = {"scenario": request.scenario.model_dump(mode="json"), "result": result.model_dump(mode="json")}
-    version = _store_result(store, patient_id, payload, provenance, actor=actor, now=now)
+    extra = {"ensemble": {"n": request.n_ensemble, "from": ensemble_kind},
+             "regimens": [r.name for r in request.regimens]}
+    version, digest = _record_run(store, patient_id, "compare", request.scenario, source, result, extra,
+                                  solver=solver_description(DEFAULT_SOLVER), seed=request.seed, actor=actor,
+                                  clock=clock)
     return StoredComparison(
         **result.model_dump(), patient_id=patient_id, result_version=version, source=source, scenario_hash=digest
     )
+
+
+def _record_run(store: Store, patient_id: str, operation: str, scenario: Scenario, source: Any, result: BaseModel,
+                extra: dict[str, Any], *, solver: Any, seed: Any, actor: str, clock: Clock) -> tuple[int, str]:
+    """Store a simulate/compare result as a ``glucose-simulation`` twin version; returns (version, hash)."""
+    digest = scenario_hash(scenario)
+    now = clock()
+    provenance = {"operation": operation, "scenario_hash": digest, "model": MODEL,
+                  "parameter_source": source.model_dump(exclude_none=True), **extra, "solver": solver,
+                  "seed": seed, "by": actor, "at": now.isoformat()}
+    payload = {"scenario": scenario.model_dump(mode="json"), "result": result.model_dump(mode="json")}
+    return _store_result(store, patient_id, payload, provenance, actor=actor, now=now), digest
 
 
 def _public(patient_id: str, stored: TwinVersion) -> GlucoseTwinPublic:
