@@ -10,6 +10,8 @@ ensure_packages
 bash "$ROOT/scripts/setup.sh"
 trap stop_services EXIT
 start_postgres
+start_mosquitto
+find_browser
 
 echo "== ruff" >&2
 .venv/bin/ruff check src tests benchmarks examples

@@ -136,3 +136,7 @@ twin_versions = Table(
     Column("payload", LargeBinary, nullable=False, doc="JSON sealed by the codec"),
     UniqueConstraint("patient_id", "version", name="uq_twin_versions_patient_version"),
 )
+
+# Register the other packages' tables on ``metadata`` (key rotation and migrations walk all of them).
+from medtwin.store import live_tables as _live_tables  # noqa: E402,F401
+from medtwin.store import security_tables as _security_tables  # noqa: E402,F401
