@@ -59,3 +59,30 @@ class Sample:
     device: str | None
     source: str  # http | websocket | mqtt | fleet | fhir
     idempotency_key: str
+
+
+@dataclass(frozen=True, slots=True)
+class GlucoseForecast:
+    """The live glucose twin's forecast after assimilating a CGM sample (all glucose in mg/dL).
+
+    ``horizons_min[i]`` minutes after ``issued_at`` the twin expects ``mean_mg_dl[i]``, with 80 % and 95 %
+    prediction intervals. ``issued_at`` is the data time of the last CGM sample folded in.
+    """
+
+    patient_id: str
+    issued_at: datetime
+    glucose_now_mg_dl: float  # filtered estimate at issued_at
+    horizons_min: tuple[int, ...]  # e.g. (5, 10, ..., 60)
+    mean_mg_dl: tuple[float, ...]
+    lower80_mg_dl: tuple[float, ...]
+    upper80_mg_dl: tuple[float, ...]
+    lower95_mg_dl: tuple[float, ...]
+    upper95_mg_dl: tuple[float, ...]
+    insulin_sensitivity_ratio: float  # current estimate relative to the twin's starting value (1 = unchanged)
+    twin_version: int | None  # glucose twin version the filter started from, if any
+
+    def at(self, minutes: int) -> tuple[float, float, float, float, float]:
+        """(mean, lower80, upper80, lower95, upper95) at a horizon in ``horizons_min``."""
+        i = self.horizons_min.index(minutes)
+        return (self.mean_mg_dl[i], self.lower80_mg_dl[i], self.upper80_mg_dl[i],
+                self.lower95_mg_dl[i], self.upper95_mg_dl[i])
