@@ -10,7 +10,7 @@ from fastapi import FastAPI
 from medtwin import __version__
 from medtwin.api.limits import BodySizeLimit
 from medtwin.api.problems import install_problem_handlers
-from medtwin.api.routers import drugs, glucose, patients, record, security_admin, system
+from medtwin.api.routers import dashboard, drugs, glucose, patients, record, security_admin, system
 from medtwin.api.security_middleware import install_security
 from medtwin.config import Settings
 from medtwin.security.crypto import AesGcmCodec, KeyRing, load_keyring
@@ -56,6 +56,7 @@ def create_app(settings: Settings | None = None, *, store: Store | None = None,
     app.include_router(drugs.router, prefix=API_PREFIX)
     app.include_router(glucose.router, prefix=API_PREFIX)
     app.include_router(security_admin.router, prefix=API_PREFIX)
+    app.include_router(dashboard.router, prefix=API_PREFIX)
     app.add_middleware(BodySizeLimit, max_bytes=settings.max_upload_bytes)
     install_security(app, settings, store, keyring)
     return app

@@ -1,0 +1,36 @@
+"""Aggregates for the clinician's dashboard (the web app at ``/``): one request per screen where the screen
+would otherwise need one request per patient. Thin: authorise, call :mod:`medtwin.twin.overview`."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from datetime import UTC, datetime
+from typing import Annotated
+
+from fastapi import APIRouter, Depends, Query, Request
+
+from medtwin.api.deps import Principal, SecurityContext, StoreDep, guard
+from medtwin.twin.overview import OverviewPage, patient_overview
+
+router = APIRouter(prefix="/dashboard", tags=["dashboard"])
+
+
+def _clock(request: Request) -> Callable[[], datetime]:
+    security = getattr(request.app.state, "security", None)
+    if isinstance(security, SecurityContext):
+        return security.clock
+    return lambda: datetime.now(UTC)
+
+
+@router.get("/patients", response_model=OverviewPage,
+            summary="Visible patients with their twin's latest state and open alerts, most urgent first")
+def patients(
+    request: Request,
+    store: StoreDep,
+    principal: Annotated[Principal, Depends(guard("read", "Patient"))],
+    q: Annotated[str | None, Query(max_length=200, description="name word(s), an identifier (MRN) or the id")] = None,
+    limit: Annotated[int, Query(ge=1, le=500)] = 100,
+    offset: Annotated[int, Query(ge=0)] = 0,
+) -> OverviewPage:
+    return patient_overview(store, allowed=principal.patient_ids, query=q, limit=limit, offset=offset,
+                            clock=_clock(request))
