@@ -1,0 +1,855 @@
+"""The one-page patient twin report for the clinician: who the patient is, what they have and take, their
+latest vitals and labs, CGM metrics with the AGP, recent device trends, the live glucose forecast, open
+alerts with the latest NEWS2, and which twin version (with provenance) it was drawn from.
+
+:func:`build_report` collects a :class:`PatientReport` from the store (one read, no writes);
+:func:`render_html` turns it into a self-contained HTML page (inline CSS and SVG charts, no scripts, no
+external resources) and :func:`render_pdf` into one A4 page (matplotlib, DejaVu Sans embedded).
+All times are UTC except the AGP's time of day, which is in the zone the CGM report names.
+
+Optional parts degrade to "none": a patient without samples has no CGM section or device trends (vital
+trends then come from the record's observations), without a live glucose filter there is no forecast, and
+without alert rows no alerts or NEWS2.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import hashlib
+import html
+import importlib
+import io
+import re
+import threading
+from collections.abc import Callable, Sequence
+from datetime import UTC, date, datetime, timedelta
+from typing import Any, Literal
+
+import numpy as np
+import orjson
+from jinja2 import Environment, PackageLoader, select_autoescape
+from markupsafe import Markup
+from pydantic import BaseModel, Field
+from sqlalchemy import Connection, case, func, select
+
+from medtwin import __version__
+from medtwin.physiology.metrics import AmbulatoryGlucoseProfile
+from medtwin.store.codec import Codec
+from medtwin.store.database import Store
+from medtwin.store.live_tables import alerts as alerts_table
+from medtwin.store.live_tables import twin_live_state
+from medtwin.store.records import RecordRepository
+from medtwin.store.schema import twin_versions
+from medtwin.store.twins import TwinRepository
+from medtwin.stream.model import DIASTOLIC_BP, GLUCOSE, HEART_RATE, SPO2, SYSTOLIC_BP
+from medtwin.twin.cgm_report import (
+    DEFAULT_DAYS,
+    TARGETS,
+    CgmReport,
+    Series,
+    cgm_report,
+    latest_time,
+    load_series,
+)
+from medtwin.twin.pharmacogenomics import PgxSummary, pgx_summary
+from medtwin.twin.summary import AllergyItem, Measurement, MedicationItem, PatientSummary, Problem
+
+DEFAULT_TREND_DAYS = 7
+TREND_BUCKETS = 336  # 7 days -> 30-minute buckets
+MR_TYPE = "MR"
+_SEVERITY_RANK = {"critical": 0, "high": 1, "medium": 2, "low": 3}
+
+
+# --- the report's data ----------------------------------------------------------------------------------
+
+
+class Identity(BaseModel):
+    patient_id: str
+    name: str | None
+    mrn: str | None
+    gender: str | None
+    birth_date: date | None
+    age_years: int | None
+    deceased: bool = False
+
+
+class TrendSeries(BaseModel):
+    """One metric over a window: bucket means with min-max (device samples) or single observations (record)."""
+
+    metric: str
+    label: str
+    source: Literal["device", "record"]
+    n_samples: int
+    start: datetime
+    end: datetime
+    t: list[float] = Field(description="UTC epoch seconds (bucket centres)")
+    mean: list[float]
+    low: list[float]
+    high: list[float]
+
+
+class TrendChart(BaseModel):
+    key: str
+    title: str
+    unit: str
+    series: list[TrendSeries] = Field(default_factory=list)
+    band: tuple[float, float] | None = Field(default=None, description="Reference band drawn behind the data")
+
+
+class ForecastView(BaseModel):
+    issued_at: datetime
+    glucose_now_mg_dl: float
+    horizons_min: list[int]
+    mean_mg_dl: list[float]
+    lower80_mg_dl: list[float]
+    upper80_mg_dl: list[float]
+    lower95_mg_dl: list[float]
+    upper95_mg_dl: list[float]
+    twin_version: int | None = None
+
+
+class AlertItem(BaseModel):
+    rule: str
+    severity: str
+    status: str
+    opened_at: datetime
+    last_seen_at: datetime
+    score: float | None
+    message: str
+
+
+class News2View(BaseModel):
+    score: float | None
+    at: datetime
+    status: str
+    severity: str
+
+
+class TwinInfo(BaseModel):
+    n_versions: int
+    latest_version: int | None = None
+    latest_kind: str | None = None
+    latest_created_at: datetime | None = None
+    latest_actor: str | None = None
+    latest_provenance: dict[str, str] = Field(default_factory=dict)
+    record_version: int | None = None
+    record_created_at: datetime | None = None
+    record_provenance: dict[str, str] = Field(default_factory=dict)
+
+
+class PatientReport(BaseModel):
+    identity: Identity
+    problems: list[Problem]
+    medications: list[MedicationItem]
+    allergies: list[AllergyItem]
+    pgx: PgxSummary | None
+    vitals: list[Measurement]
+    labs: list[Measurement]
+    cgm: CgmReport
+    trends: list[TrendChart]
+    forecast: ForecastView | None
+    alerts: list[AlertItem]
+    open_alerts_total: int
+    news2: News2View | None
+    twin: TwinInfo
+    trend_days: int
+    generated_at: datetime
+    medtwin_version: str = __version__
+
+
+# --- collecting it --------------------------------------------------------------------------------------
+
+
+def _age(birth: date | None, at: date) -> int | None:
+    if birth is None:
+        return None
+    return at.year - birth.year - ((at.month, at.day) < (birth.month, birth.day))
+
+
+def _mrn(patient: dict[str, Any] | None) -> str | None:
+    if not patient:
+        return None
+    for ident in patient.get("identifier") or []:
+        if not isinstance(ident, dict) or not ident.get("value"):
+            continue
+        codings = (ident.get("type") or {}).get("coding") or [] if isinstance(ident.get("type"), dict) else []
+        if any(isinstance(c, dict) and c.get("code") == MR_TYPE for c in codings):
+            return str(ident["value"])
+    return None
+
+
+def _bucketed(series: Series, start: datetime, end: datetime, *, metric: str, label: str,
+              buckets: int = TREND_BUCKETS) -> TrendSeries:
+    start_s, end_s = start.timestamp(), end.timestamp()
+    width = max((end_s - start_s) / buckets, 1.0)
+    index = np.clip(((series.t - start_s) // width).astype(np.int64), 0, buckets - 1)
+    present, first = np.unique(index, return_index=True)  # series.t is sorted, so index is too
+    counts = np.diff(np.append(first, index.size))
+    means = np.add.reduceat(series.values, first) / counts
+    return TrendSeries(
+        metric=metric, label=label, source="device", n_samples=len(series), start=start, end=end,
+        t=(start_s + (present + 0.5) * width).round(1).tolist(), mean=means.round(2).tolist(),
+        low=np.minimum.reduceat(series.values, first).tolist(), high=np.maximum.reduceat(series.values, first).tolist())
+
+
+def _device_trend(conn: Connection, patient_id: str, metric: str, label: str, days: int) -> TrendSeries | None:
+    end = latest_time(conn, patient_id, metric)
+    if end is None:
+        return None
+    start = end - timedelta(days=days)
+    series = load_series(conn, patient_id, metric, start, end)
+    return _bucketed(series, start, end, metric=metric, label=label) if len(series) else None
+
+
+def _record_trend(records: RecordRepository, patient_id: str, codes: Sequence[str], metric: str, label: str,
+                  limit: int = 24) -> TrendSeries | None:
+    """The latest observations of a vital sign from the record, when no device sends it."""
+    points: list[tuple[datetime, float]] = []
+    for code in codes:
+        _, rows = records.observations(patient_id, code=code, limit=limit)
+        points += [(r["effective"], float(r["value"])) for r in rows
+                   if r["effective"] is not None and r["value"] is not None]
+    if not points:
+        return None
+    points = sorted(points)[-limit:]
+    t = [p[0].timestamp() for p in points]
+    v = [p[1] for p in points]
+    return TrendSeries(metric=metric, label=label, source="record", n_samples=len(points), start=points[0][0],
+                       end=points[-1][0], t=t, mean=v, low=v, high=v)
+
+
+_VITALS: tuple[tuple[str, str, str, tuple[tuple[str, str, tuple[str, ...]], ...], tuple[float, float] | None],
+               ...] = (
+    ("heart_rate", "Heart rate", "/min", ((HEART_RATE, "heart rate", ("8867-4",)),), None),
+    ("blood_pressure", "Blood pressure", "mmHg", ((SYSTOLIC_BP, "systolic", ("8480-6",)),
+                                                   (DIASTOLIC_BP, "diastolic", ("8462-4",))), None),
+    ("spo2", "SpO\u2082", "%", ((SPO2, "SpO\u2082", ("59408-5", "2708-6")),), (94.0, 100.0)),
+)
+
+
+def _trends(conn: Connection, records: RecordRepository, patient_id: str, days: int) -> list[TrendChart]:
+    charts = [TrendChart(key="glucose", title="CGM glucose", unit="mg/dL", band=(70.0, 180.0))]
+    glucose = _device_trend(conn, patient_id, GLUCOSE, "glucose", days)
+    if glucose is not None:
+        charts[0].series.append(glucose)
+    for key, title, unit, metrics, band in _VITALS:
+        chart = TrendChart(key=key, title=title, unit=unit, band=band)
+        found = [s for s in (_device_trend(conn, patient_id, m, lab, days) for m, lab, _ in metrics) if s]
+        if not found:
+            found = [s for s in (_record_trend(records, patient_id, codes, m, lab) for m, lab, codes in metrics) if s]
+        chart.series = found
+        charts.append(chart)
+    return charts
+
+
+def _forecast(conn: Connection, codec: Codec, patient_id: str) -> ForecastView | None:
+    """The live glucose twin's latest forecast, if the live twin keeps one (degrades to None)."""
+    try:  # the live glucose twin is optional
+        reader = getattr(importlib.import_module("medtwin.twin.live"), "latest_forecast", None)
+    except ImportError:
+        reader = None
+    found: Any = None
+    if callable(reader):
+        try:
+            found = reader(conn, codec, patient_id)
+        except Exception:  # an optional section never breaks the report
+            found = None
+    if found is None:  # fall back to a forecast kept in the glucose filter's saved state
+        row = conn.execute(select(twin_live_state.c.payload).where(
+            twin_live_state.c.patient_id == patient_id, twin_live_state.c.kind == "glucose-filter")).first()
+        if row is not None:
+            try:
+                state = orjson.loads(codec.open(row[0]))
+                found = state.get("forecast") if isinstance(state, dict) else None
+            except Exception:
+                found = None
+    if found is None:
+        return None
+    try:
+        data = found if isinstance(found, dict) else {k: getattr(found, k) for k in ForecastView.model_fields
+                                                      if hasattr(found, k)}
+        return ForecastView.model_validate(data)
+    except Exception:
+        return None
+
+
+def _alerts(conn: Connection, patient_id: str, limit: int = 8) -> tuple[list[AlertItem], int, News2View | None]:
+    rank = case(_SEVERITY_RANK, value=alerts_table.c.severity, else_=9)
+    unresolved = (alerts_table.c.patient_id == patient_id) & (alerts_table.c.status != "resolved")
+    total = int(conn.execute(select(func.count()).select_from(alerts_table).where(unresolved)).scalar_one())
+    rows = conn.execute(select(alerts_table).where(unresolved)
+                        .order_by(rank, alerts_table.c.last_seen_at.desc()).limit(limit)).mappings().all()
+    items = [AlertItem(rule=r["rule"], severity=r["severity"], status=r["status"], opened_at=_utc(r["opened_at"]),
+                       last_seen_at=_utc(r["last_seen_at"]), score=r["score"], message=r["message"]) for r in rows]
+    news = conn.execute(select(alerts_table).where(alerts_table.c.patient_id == patient_id,
+                                                   alerts_table.c.rule == "news2")
+                        .order_by(alerts_table.c.last_seen_at.desc()).limit(1)).mappings().first()
+    news2 = None if news is None else News2View(score=news["score"], at=_utc(news["last_seen_at"]),
+                                                status=news["status"], severity=news["severity"])
+    return items, total, news2
+
+
+def _utc(value: datetime) -> datetime:
+    return value.replace(tzinfo=UTC) if value.tzinfo is None else value.astimezone(UTC)
+
+
+def _flat(provenance: dict[str, Any], limit: int = 8) -> dict[str, str]:
+    out: dict[str, str] = {}
+    for key, value in provenance.items():
+        if len(out) >= limit:
+            break
+        if isinstance(value, str | int | float | bool) and value != "":
+            out[str(key)] = str(value)
+            if isinstance(value, str) and re.fullmatch(r"\d{4}-\d\d-\d\dT[\d:.]+(Z|[+-]\d\d:\d\d)?", value):
+                with contextlib.suppress(ValueError):
+                    out[str(key)] = fmt_time(datetime.fromisoformat(value))
+    return out
+
+
+def _twin_info(conn: Connection, codec: Codec, patient_id: str, record: Any) -> TwinInfo:
+    twins = TwinRepository(conn, codec)
+    n = int(conn.execute(select(func.count()).select_from(twin_versions)
+                         .where(twin_versions.c.patient_id == patient_id)).scalar_one())
+    latest = twins.latest(patient_id)
+    info = TwinInfo(n_versions=n)
+    if latest is not None:
+        info.latest_version, info.latest_kind = latest.version, latest.kind
+        info.latest_created_at, info.latest_actor = latest.created_at, latest.actor
+        info.latest_provenance = _flat(latest.provenance)
+    if record is not None:
+        info.record_version, info.record_created_at = record.version, record.created_at
+        info.record_provenance = _flat(record.provenance)
+    return info
+
+
+def build_report(store: Store, patient_id: str, *, now: datetime, days: int = DEFAULT_DAYS,
+                 trend_days: int = DEFAULT_TREND_DAYS, tz: str = "UTC") -> PatientReport | None:
+    """Everything the report shows for a stored patient (their stored id); None if there is no such patient."""
+    with store.connect() as conn:
+        records = RecordRepository(conn, store.codec)
+        patient = records.get("Patient", patient_id)
+        record = TwinRepository(conn, store.codec).latest(patient_id, "record")
+        if patient is None and record is None:
+            return None
+        summary = (PatientSummary.model_validate(record.payload) if record is not None
+                   else PatientSummary(patient_id=patient_id, name=None, gender=None, birth_date=None, age_years=None))
+        cgm = cgm_report(store, patient_id, days=days, tz=tz, connection=conn)
+        trends = _trends(conn, records, patient_id, trend_days)
+        forecast = _forecast(conn, store.codec, patient_id)
+        alert_items, alert_total, news2 = _alerts(conn, patient_id)
+        twin = _twin_info(conn, store.codec, patient_id, record)
+    pgx = pgx_summary(store, patient_id)
+    identity = Identity(patient_id=patient_id, name=summary.name, mrn=_mrn(patient), gender=summary.gender,
+                        birth_date=summary.birth_date, deceased=summary.deceased,
+                        age_years=_age(summary.birth_date, now.date()) if not summary.deceased else summary.age_years)
+    labs = sorted(summary.labs, key=lambda m: m.time or datetime.min.replace(tzinfo=UTC), reverse=True)
+    return PatientReport(
+        identity=identity, problems=summary.problems, medications=summary.medications, allergies=summary.allergies,
+        pgx=pgx, vitals=summary.vitals, labs=labs, cgm=cgm, trends=trends, forecast=forecast, alerts=alert_items,
+        open_alerts_total=alert_total, news2=news2, twin=twin, trend_days=trend_days, generated_at=now)
+
+
+# --- text shared by both renderings ---------------------------------------------------------------------
+
+
+def clip(text: str | None, width: int) -> str:
+    text = " ".join((text or "").split())
+    return text if len(text) <= width else text[: width - 1].rstrip() + "\u2026"
+
+
+def _num(value: float) -> str:
+    return f"{value:.0f}" if abs(value) >= 100 else f"{value:.3g}"
+
+
+def fmt_measurement(m: Measurement) -> str:
+    value = m.text or "" if m.value is None else f"{_num(m.value)} {m.unit or ''}".strip()
+    return value
+
+
+def fmt_day(value: datetime | date | None) -> str:
+    return "" if value is None else f"{value:%Y-%m-%d}"
+
+
+def fmt_time(value: datetime | None) -> str:
+    return "" if value is None else f"{_utc(value):%Y-%m-%d %H:%M} UTC"
+
+
+def identity_line(identity: Identity) -> str:
+    parts = [f"MRN {identity.mrn}" if identity.mrn else "no MRN", identity.gender or "sex unknown"]
+    if identity.age_years is not None:
+        parts.append(f"{identity.age_years} y")
+    if identity.birth_date:
+        parts.append(f"born {identity.birth_date:%Y-%m-%d}")
+    if identity.deceased:
+        parts.append("deceased")
+    parts.append(f"id {identity.patient_id}")
+    return " \u00b7 ".join(parts)
+
+
+def cgm_lines(cgm: CgmReport) -> list[tuple[str, str, bool | None]]:
+    """(label, value, target met or None) rows of the CGM metrics."""
+    m = cgm.metrics
+    if m is None:
+        return []
+    met = cgm.targets_met
+    return [
+        ("Mean glucose", f"{m.mean_mg_dl:.0f} mg/dL", None),
+        ("GMI", f"{m.gmi_percent:.1f} %", None),
+        ("CV", f"{m.cv_percent:.1f} %", met.get("cv_percent")),
+        ("TIR 70\u2013180", f"{m.time_in_range_70_180_percent:.1f} %", met.get("time_in_range_70_180_percent")),
+        ("TBR <70 / <54", f"{m.time_below_70_percent:.1f} % / {m.time_below_54_percent:.1f} %",
+         met.get("time_below_70_percent", True) and met.get("time_below_54_percent", True)),
+        ("TAR >180 / >250", f"{m.time_above_180_percent:.1f} % / {m.time_above_250_percent:.1f} %",
+         met.get("time_above_180_percent", True) and met.get("time_above_250_percent", True)),
+        ("Hypo episodes <70 / <54", f"{m.hypo_episodes_below_70} / {m.hypo_episodes_below_54}", None),
+        ("LBGI / HBGI", f"{m.lbgi:.1f} / {m.hbgi:.1f}", None),
+    ]
+
+
+def coverage_line(cgm: CgmReport) -> str:
+    c = cgm.coverage
+    if c.end is None:
+        return "no CGM data"
+    verdict = "sufficient" if c.sufficient else "INSUFFICIENT (<70 %)"
+    return (f"{c.days} d to {c.end:%Y-%m-%d %H:%M} UTC \u00b7 {c.n_readings} readings every "
+            f"{c.sample_period_min:g} min \u00b7 CGM active {c.percent_time_active:.1f} % ({verdict})")
+
+
+def forecast_lines(forecast: ForecastView | None) -> list[str]:
+    if forecast is None:
+        return []
+    out = [f"now {forecast.glucose_now_mg_dl:.0f} mg/dL at {fmt_time(forecast.issued_at)}"]
+    wanted = [h for h in (15, 30, 60) if h in forecast.horizons_min] or forecast.horizons_min[-3:]
+    for h in wanted:
+        i = forecast.horizons_min.index(h)
+        out.append(f"+{h} min: {forecast.mean_mg_dl[i]:.0f} mg/dL (80 % {forecast.lower80_mg_dl[i]:.0f}\u2013"
+                   f"{forecast.upper80_mg_dl[i]:.0f})")
+    return out
+
+
+def news2_line(news2: News2View | None) -> str:
+    if news2 is None:
+        return "no NEWS2 recorded"
+    score = "?" if news2.score is None else f"{news2.score:.0f}"
+    return f"NEWS2 {score} ({news2.severity}, {news2.status}) at {fmt_time(news2.at)}"
+
+
+def alert_line(alert: AlertItem) -> str:
+    return f"[{alert.severity}] {alert.message} \u00b7 {alert.status} since {_utc(alert.opened_at):%m-%d %H:%M}"
+
+
+def twin_lines(twin: TwinInfo) -> list[str]:
+    if twin.latest_version is None:
+        return ["no twin version yet"]
+    out = [f"version {twin.latest_version} of {twin.n_versions} ({twin.latest_kind})",
+           f"{fmt_time(twin.latest_created_at)} by {twin.latest_actor}"]
+    if twin.record_version is not None and twin.record_version != twin.latest_version:
+        out.append(f"record summary: version {twin.record_version}, {fmt_time(twin.record_created_at)}")
+    prov = twin.record_provenance or twin.latest_provenance
+    out += [f"{k}: {v}" for k, v in prov.items() if k in ("import_id", "imported_at", "source", "algorithm",
+                                                             "model", "parameter_set")]
+    return out
+
+
+def report_filename(patient_id: str, generated_at: datetime, suffix: str) -> str:
+    """A download name without the patient's name: the stored id when it is a UUID, else a digest of it."""
+    if re.fullmatch(r"[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12}", patient_id):
+        key = patient_id.lower()
+    else:
+        key = "p" + hashlib.sha256(patient_id.encode()).hexdigest()[:16]
+    return f"twin-report-{key}-{_utc(generated_at):%Y%m%dT%H%MZ}.{suffix}"
+
+
+# --- HTML (inline SVG) ----------------------------------------------------------------------------------
+
+COLORS = {"band": "#d8f0d8", "outer": "#9dc3e6", "inner": "#2e75b6", "line": "#1f4e79", "second": "#c55a11",
+          "grid": "#dddddd", "text": "#333333"}
+_TICK_STEPS = (3600, 3 * 3600, 6 * 3600, 12 * 3600, 86400, 2 * 86400, 7 * 86400, 30 * 86400, 91 * 86400, 182 * 86400,
+               365 * 86400, 5 * 365 * 86400)
+
+
+def _time_ticks(start: float, end: float, most: int = 8) -> list[tuple[float, str]]:
+    span = max(end - start, 1.0)
+    step = next((s for s in _TICK_STEPS if span / s <= most), _TICK_STEPS[-1])
+    first = (start // step + 1) * step
+    fmt = "%H:%M" if step < 86400 else "%d %b" if step < 30 * 86400 else "%b %Y" if step < 365 * 86400 else "%Y"
+    return [(t, datetime.fromtimestamp(t, UTC).strftime(fmt)) for t in np.arange(first, end, step)]
+
+
+def _value_ticks(low: float, high: float, most: int = 5) -> list[float]:
+    span = max(high - low, 1e-9)
+    step = next(s for s in (1, 2, 5, 10, 20, 25, 50, 100, 200, 500, 1000, 1e9) if span / s <= most)
+    return [float(v) for v in np.arange(np.ceil(low / step) * step, high + 1e-9, step)]
+
+
+def _y_range(chart: TrendChart) -> tuple[float, float]:
+    if chart.key == "glucose":
+        return 40.0, 400.0
+    values = [v for s in chart.series for v in s.low + s.high]
+    if chart.band:
+        values += list(chart.band)
+    if not values:
+        return 0.0, 1.0
+    low, high = min(values), max(values)
+    pad = max((high - low) * 0.1, 2.0)
+    top = high + pad
+    if chart.key == "spo2":
+        top = min(top, 100.5)
+    return low - pad, top
+
+
+class _Frame:
+    """Maps data to SVG pixels inside margins, and draws axes."""
+
+    def __init__(self, width: int, height: int, x: tuple[float, float], y: tuple[float, float]) -> None:
+        self.w, self.h, self.x, self.y = width, height, x, y
+        self.left, self.right, self.top, self.bottom = 34, 6, 6, 16
+
+    def px(self, x: Any) -> Any:
+        return self.left + (np.asarray(x, dtype=float) - self.x[0]) / ((self.x[1] - self.x[0]) or 1.0) * (
+            self.w - self.left - self.right)
+
+    def py(self, y: Any) -> Any:
+        y = np.clip(np.asarray(y, dtype=float), self.y[0], self.y[1])
+        return self.h - self.bottom - (y - self.y[0]) / ((self.y[1] - self.y[0]) or 1.0) * (
+            self.h - self.top - self.bottom)
+
+    def axes(self, xticks: list[tuple[float, str]], yticks: list[float]) -> list[str]:
+        out = []
+        for v in yticks:
+            yy = float(self.py(v))
+            out.append(f'<line x1="{self.left}" x2="{self.w - self.right}" y1="{yy:.1f}" y2="{yy:.1f}" '
+                       f'class="grid"/><text x="{self.left - 3}" y="{yy + 3:.1f}" class="yt">{v:g}</text>')
+        for v, label in xticks:
+            xx = float(self.px(v))
+            out.append(f'<line x1="{xx:.1f}" x2="{xx:.1f}" y1="{self.top}" y2="{self.h - self.bottom}" '
+                       f'class="grid"/><text x="{xx:.1f}" y="{self.h - 4}" class="xt">{html.escape(label)}</text>')
+        out.append(f'<rect x="{self.left}" y="{self.top}" width="{self.w - self.left - self.right}" '
+                   f'height="{self.h - self.top - self.bottom}" class="frame"/>')
+        return out
+
+    def band(self, low: float, high: float, fill: str) -> str:
+        y1, y0 = float(self.py(high)), float(self.py(low))
+        return (f'<rect x="{self.left}" y="{y1:.1f}" width="{self.w - self.left - self.right}" '
+                f'height="{y0 - y1:.1f}" fill="{fill}"/>')
+
+    def polygon(self, x: Sequence[float], low: Sequence[float], high: Sequence[float], fill: str,
+                opacity: float = 1.0) -> str:
+        xs, lo, hi = self.px(x), self.py(low), self.py(high)
+        pts = [f"{a:.1f},{b:.1f}" for a, b in zip(xs, hi, strict=True)]
+        pts += [f"{a:.1f},{b:.1f}" for a, b in zip(xs[::-1], lo[::-1], strict=True)]
+        return f'<polygon points="{" ".join(pts)}" fill="{fill}" fill-opacity="{opacity}" stroke="none"/>'
+
+    def line(self, x: Sequence[float], y: Sequence[float], color: str, width: float = 1.2) -> str:
+        pts = " ".join(f"{a:.1f},{b:.1f}" for a, b in zip(self.px(x), self.py(y), strict=True))
+        return f'<polyline points="{pts}" fill="none" stroke="{color}" stroke-width="{width}"/>'
+
+    def dots(self, x: Sequence[float], y: Sequence[float], color: str) -> str:
+        return "".join(f'<circle cx="{a:.1f}" cy="{b:.1f}" r="2" fill="{color}"/>'
+                       for a, b in zip(self.px(x), self.py(y), strict=True))
+
+
+def _runs(t: Sequence[float], gap: float) -> list[slice]:
+    """Index ranges of ``t`` without a jump longer than ``gap`` (lines are broken at data gaps)."""
+    arr = np.asarray(t, dtype=float)
+    if arr.size == 0:
+        return []
+    cuts = np.nonzero(np.diff(arr) > gap)[0] + 1
+    edges = [0, *cuts.tolist(), arr.size]
+    return [slice(a, b) for a, b in zip(edges[:-1], edges[1:], strict=True)]
+
+
+def _svg(width: int, height: int, label: str, parts: list[str]) -> Markup:
+    return Markup(f'<svg viewBox="0 0 {width} {height}" width="{width}" height="{height}" role="img" '
+                  f'aria-label="{html.escape(label)}">{"".join(parts)}</svg>')
+
+
+def svg_agp(agp: AmbulatoryGlucoseProfile | None, width: int = 520, height: int = 190) -> Markup:
+    frame = _Frame(width, height, (0.0, 24.0), (0.0, 350.0))
+    parts = [frame.band(70, 180, COLORS["band"])]
+    parts += frame.axes([(h, f"{h:02d}:00") for h in range(0, 24, 3)], [54, 70, 180, 250, 350])
+    if agp is not None and agp.minute_of_day:
+        h = [m / 60.0 for m in agp.minute_of_day]
+        parts.append(frame.polygon(h, agp.p5, agp.p95, COLORS["outer"], 0.6))
+        parts.append(frame.polygon(h, agp.p25, agp.p75, COLORS["inner"], 0.6))
+        parts.append(frame.line(h, agp.p50, COLORS["line"], 1.6))
+    return _svg(width, height, "ambulatory glucose profile", parts)
+
+
+def svg_trend(chart: TrendChart, width: int = 340, height: int = 130) -> Markup:
+    series = chart.series
+    if not series:
+        return Markup('<p class="none">no data</p>')
+    start = min(s.t[0] for s in series if s.t)
+    end = max(s.t[-1] for s in series if s.t)
+    if end - start < 3600:
+        start, end = start - 1800, end + 1800
+    pad = (end - start) * 0.02
+    frame = _Frame(width, height, (start - pad, end + pad), _y_range(chart))
+    parts = [frame.band(*chart.band, COLORS["band"])] if chart.band else []
+    parts += frame.axes(_time_ticks(start, end, 6), _value_ticks(*frame.y))
+    for k, s in enumerate(series):
+        color = COLORS["line"] if k == 0 else COLORS["second"]
+        if s.source == "device":
+            gap = 3 * (s.end - s.start).total_seconds() / TREND_BUCKETS
+            for run in _runs(s.t, gap):
+                if run.stop - run.start > 1:
+                    parts.append(frame.polygon(s.t[run], s.low[run], s.high[run], color, 0.2))
+                    parts.append(frame.line(s.t[run], s.mean[run], color))
+                else:
+                    parts.append(frame.dots(s.t[run], s.mean[run], color))
+        else:
+            parts.append(frame.line(s.t, s.mean, color, 0.8))
+            parts.append(frame.dots(s.t, s.mean, color))
+    return _svg(width, height, chart.title, parts)
+
+
+def _environment() -> Environment:
+    env = Environment(loader=PackageLoader("medtwin.twin", "templates"), autoescape=select_autoescape(["html"]),
+                      trim_blocks=True, lstrip_blocks=True)
+    env.filters.update(day=fmt_day, time=fmt_time, measurement=fmt_measurement)
+    env.globals.update(svg_agp=svg_agp, svg_trend=svg_trend, identity_line=identity_line, cgm_lines=cgm_lines,
+                       coverage_line=coverage_line, forecast_lines=forecast_lines, news2_line=news2_line,
+                       alert_line=alert_line, twin_lines=twin_lines, targets=TARGETS)
+    return env
+
+
+_ENV: Environment | None = None
+
+
+def render_html(report: PatientReport) -> str:
+    """The report as one self-contained HTML document (inline CSS and SVG; no scripts, links or images)."""
+    global _ENV
+    if _ENV is None:
+        _ENV = _environment()
+    return _ENV.get_template("report.html").render(r=report)
+
+
+# --- PDF (one A4 page, matplotlib) ----------------------------------------------------------------------
+
+_PDF_LOCK = threading.Lock()  # matplotlib's font cache is not thread-safe; requests render one at a time
+A4_INCHES = (8.27, 11.69)
+LINE = 0.0112  # figure-fraction height of one 7-pt text line on A4
+
+
+class _Column:
+    """Writes lines of text down a column of the page, stopping at its floor."""
+
+    def __init__(self, fig: Any, x: float, y: float, floor: float, chars: int) -> None:
+        self.fig, self.x, self.y, self.floor, self.chars = fig, x, y, floor, chars
+
+    def heading(self, text: str) -> None:
+        if self.y - LINE < self.floor:
+            return
+        self.y -= 0.004
+        self.fig.text(self.x, self.y, text, fontsize=8, fontweight="bold", color=COLORS["line"], va="top")
+        self.y -= LINE * 1.15
+
+    def lines(self, rows: Sequence[str], most: int, empty: str = "none recorded") -> None:
+        rows = list(rows) or [empty]
+        room = max(int((self.y - self.floor) / LINE), 0)
+        shown = min(len(rows), most, room)
+        if shown < len(rows):
+            shown = max(shown - 1, 0)
+        for row in rows[:shown]:
+            self.fig.text(self.x, self.y, clip(row, self.chars), fontsize=7, va="top", color=COLORS["text"])
+            self.y -= LINE
+        if shown < len(rows) and room > 0:
+            self.fig.text(self.x, self.y, f"\u2026 and {len(rows) - shown} more", fontsize=7, va="top",
+                          color="#777777", style="italic")
+            self.y -= LINE
+        self.y -= LINE * 0.4
+
+
+def _style(ax: Any, title: str) -> None:
+    ax.set_title(title, fontsize=7.5, loc="left", pad=2, color=COLORS["line"], fontweight="bold")
+    ax.tick_params(labelsize=6, length=2, pad=1)
+    ax.grid(True, color=COLORS["grid"], linewidth=0.4)
+    for spine in ax.spines.values():
+        spine.set_linewidth(0.5)
+        spine.set_color("#999999")
+
+
+def _pdf_trend(ax: Any, chart: TrendChart) -> None:
+    from matplotlib import dates as mdates
+
+    title = f"{chart.title} [{chart.unit}]"
+    if chart.series:
+        title += f" \u00b7 {'device' if chart.series[0].source == 'device' else 'record'}"
+    _style(ax, title)
+    if not chart.series:
+        ax.text(0.5, 0.5, "no data", transform=ax.transAxes, ha="center", va="center", fontsize=7, color="#777777")
+        ax.set_xticks([])
+        ax.set_yticks([])
+        return
+    if chart.band:
+        ax.axhspan(*chart.band, color=COLORS["band"], lw=0)
+    for k, s in enumerate(chart.series):
+        color = COLORS["line"] if k == 0 else COLORS["second"]
+        x = np.asarray(s.t) / 86400.0  # matplotlib date numbers: days since 1970-01-01
+        if s.source == "device":
+            gap = 3 * (s.end - s.start).total_seconds() / TREND_BUCKETS / 86400.0
+            for run in _runs(x.tolist(), gap):
+                if run.stop - run.start > 1:
+                    ax.fill_between(x[run], s.low[run], s.high[run], color=color, alpha=0.2, lw=0)
+                    ax.plot(x[run], s.mean[run], color=color, lw=0.8, label=s.label if run.start == 0 else None)
+                else:
+                    ax.plot(x[run], s.mean[run], ".", color=color, ms=2)
+        else:
+            ax.plot(x, s.mean, "o-", color=color, lw=0.6, ms=2, label=s.label)
+    ax.set_ylim(*_y_range(chart))
+    locator = mdates.AutoDateLocator(minticks=3, maxticks=7, tz=UTC)
+    ax.xaxis.set_major_locator(locator)
+    span_days = (max(s.t[-1] for s in chart.series) - min(s.t[0] for s in chart.series)) / 86400.0
+    ax.xaxis.set_major_formatter(mdates.DateFormatter("%d %b", tz=UTC) if span_days <= 60
+                                 else mdates.ConciseDateFormatter(locator, tz=UTC, show_offset=False))
+    if len(chart.series) > 1:
+        ax.legend(fontsize=5.5, loc="best", frameon=False, ncol=2, handlelength=1.2)
+
+
+def _pdf_agp(ax: Any, agp: AmbulatoryGlucoseProfile | None, time_zone: str) -> None:
+    _style(ax, f"Ambulatory glucose profile [mg/dL] \u00b7 time of day ({time_zone})")
+    ax.axhspan(70, 180, color=COLORS["band"], lw=0)
+    if agp is not None and agp.minute_of_day:
+        h = np.asarray(agp.minute_of_day) / 60.0
+        ax.fill_between(h, agp.p5, agp.p95, color=COLORS["outer"], alpha=0.6, lw=0, label="5\u201395 %")
+        ax.fill_between(h, agp.p25, agp.p75, color=COLORS["inner"], alpha=0.6, lw=0, label="25\u201375 %")
+        ax.plot(h, agp.p50, color=COLORS["line"], lw=1.2, label="median")
+        ax.legend(fontsize=5.5, loc="upper right", frameon=False, ncol=3)
+    else:
+        ax.text(12, 175, "no CGM data", ha="center", va="center", fontsize=7, color="#777777")
+    ax.set_xlim(0, 24)
+    ax.set_ylim(0, 350)
+    ax.set_xticks(range(0, 25, 3), [f"{h:02d}:00" for h in range(0, 25, 3)])
+    ax.set_yticks([54, 70, 180, 250, 350])
+
+
+def _pdf_ranges(ax: Any, cgm: CgmReport) -> None:
+    """The consensus stacked bar of time in ranges."""
+    ax.set_axis_off()
+    m = cgm.metrics
+    if m is None:
+        return
+    parts = [(m.time_below_54_percent, "#8b0000", "<54"),
+             (m.time_below_70_percent - m.time_below_54_percent, "#e06666", "54\u201369"),
+             (m.time_in_range_70_180_percent, "#6aa84f", "70\u2013180"),
+             (m.time_above_180_percent - m.time_above_250_percent, "#f1c232", "181\u2013250"),
+             (m.time_above_250_percent, "#e69138", ">250")]
+    bottom = 0.0
+    for value, color, label in parts:
+        ax.bar(0, value, bottom=bottom, color=color, width=0.6)
+        if value >= 3:
+            ax.text(0.4, bottom + value / 2, f"{label}: {value:.0f} %", fontsize=5.5, va="center")
+        bottom += value
+    ax.set_xlim(-0.4, 2.2)
+    ax.set_ylim(0, 100)
+
+
+def render_pdf(report: PatientReport) -> bytes:
+    """The report as a one-page A4 PDF."""
+    import matplotlib
+
+    matplotlib.use("Agg", force=False)
+    from matplotlib.figure import Figure
+
+    # Type 3 fonts (matplotlib's default, with a ToUnicode map, so the text stays searchable): embedding
+    # Type 42 subsets of DejaVu with fontTools took 0.6 s of a 0.9 s page.
+    with _PDF_LOCK, matplotlib.rc_context({"pdf.fonttype": 3, "font.family": "DejaVu Sans",
+                                           "axes.unicode_minus": False}):
+        fig = Figure(figsize=A4_INCHES)
+        _pdf_page(fig, report)
+        buffer = io.BytesIO()
+        fig.savefig(buffer, format="pdf", metadata={
+            "Title": "medtwin patient twin report", "Creator": f"medtwin {report.medtwin_version}",
+            "Subject": "one-page patient twin report"})
+    return buffer.getvalue()
+
+
+def _pdf_page(fig: Any, r: PatientReport) -> None:
+    ident = r.identity
+    fig.text(0.04, 0.975, clip(ident.name or "(no name recorded)", 60), fontsize=14, fontweight="bold",
+             va="top", color=COLORS["line"])
+    fig.text(0.96, 0.975, "Patient twin report", fontsize=9, ha="right", va="top", color=COLORS["line"])
+    fig.text(0.96, 0.962, f"generated {fmt_time(r.generated_at)}", fontsize=6.5, ha="right", va="top",
+             color="#555555")
+    fig.text(0.04, 0.952, clip(identity_line(ident), 130), fontsize=7.5, va="top", color=COLORS["text"])
+    fig.add_artist(_hline(0.938))
+
+    # Record: three columns of text (about 155 characters of 7-pt DejaVu Sans per page width).
+    top, floor = 0.934, 0.70
+    left = _Column(fig, 0.04, top, floor, 48)
+    left.heading(f"Active problems ({len(r.problems)})")
+    left.lines([f"{clip(p.display or p.code, 36)}  {fmt_day(p.onset)}" for p in r.problems], 12)
+    left.heading(f"Allergies ({len(r.allergies)})")
+    left.lines([f"{a.display or a.code}{f' ({a.criticality})' if a.criticality else ''}" for a in r.allergies], 5,
+               "no known allergies recorded")
+    mid = _Column(fig, 0.355, top, floor, 48)
+    mid.heading(f"Medications ({len(r.medications)})")
+    mid.lines([f"{m.display or m.code}" for m in r.medications], 12)
+    mid.heading("Pharmacogenomics")
+    mid.lines([f"{g.gene} {g.diplotype}: {g.phenotype}" for g in (r.pgx.genes if r.pgx else [])], 6,
+              "no PGx result")
+    right = _Column(fig, 0.67, top, floor, 47)
+    right.heading("Latest vital signs")
+    right.lines([f"{clip(v.display or v.code, 24)}: {fmt_measurement(v)}  {fmt_day(v.time)}" for v in r.vitals], 10)
+    right.heading("Latest labs")
+    right.lines([f"{clip(v.display or v.code, 24)}: {fmt_measurement(v)}  {fmt_day(v.time)}" for v in r.labs], 10)
+    fig.add_artist(_hline(0.695))
+
+    # CGM: metrics, time-in-ranges bar, AGP.
+    fig.text(0.04, 0.69, "CGM (consensus metrics, Battelino 2019)", fontsize=8, fontweight="bold", va="top",
+             color=COLORS["line"])
+    fig.text(0.04, 0.676, clip(coverage_line(r.cgm), 150), fontsize=6.5, va="top",
+             color="#aa0000" if r.cgm.coverage.end is not None and not r.cgm.coverage.sufficient else "#555555")
+    y = 0.658
+    rows = cgm_lines(r.cgm) or [("", "no CGM samples stored", None)]
+    for label, value, ok in rows:
+        fig.text(0.04, y, label, fontsize=7, va="top", color=COLORS["text"])
+        fig.text(0.275, y, value, fontsize=7, va="top", ha="right", fontweight="bold",
+                 color="#aa0000" if ok is False else COLORS["text"])
+        y -= LINE * 1.05
+    y -= 0.003
+    for text in ("Targets (Battelino 2019): TIR >70 %, CV \u226436 %,", "TBR <4 % (<54 mg/dL: <1 %),",
+                 "TAR <25 % (>250 mg/dL: <5 %)"):
+        fig.text(0.04, y, text, fontsize=5.5, va="top", color="#777777")
+        y -= LINE * 0.75
+    _pdf_ranges(fig.add_axes((0.29, 0.515, 0.11, 0.14)), r.cgm)
+    _pdf_agp(fig.add_axes((0.43, 0.505, 0.53, 0.145)), r.cgm.agp, r.cgm.time_zone)
+
+    # Trends, 2 x 2.
+    fig.text(0.04, 0.478, f"Recent trends (last {r.trend_days} days of each stream; record observations when no "
+                          "device sends one)", fontsize=8, fontweight="bold", va="top", color=COLORS["line"])
+    boxes = ((0.07, 0.335), (0.57, 0.335), (0.07, 0.185), (0.57, 0.185))
+    for chart, (x, y0) in zip(r.trends, boxes, strict=False):
+        _pdf_trend(fig.add_axes((x, y0, 0.39, 0.11)), chart)
+    fig.add_artist(_hline(0.158))
+
+    # Live twin, alerts, provenance.
+    top, floor = 0.154, 0.03
+    a = _Column(fig, 0.04, top, floor, 50)
+    a.heading(f"Open alerts ({r.open_alerts_total})")
+    a.lines([alert_line(x) for x in r.alerts], 7, "no open alerts")
+    a.heading("NEWS2")
+    a.lines([news2_line(r.news2)], 1)
+    b = _Column(fig, 0.37, top, floor, 44)
+    b.heading("Glucose forecast (live twin)")
+    b.lines(forecast_lines(r.forecast), 5, "no live forecast")
+    c = _Column(fig, 0.67, top, floor, 47)
+    c.heading("Twin version and provenance")
+    c.lines(twin_lines(r.twin), 8)
+    fig.text(0.04, 0.016, f"Generated {fmt_time(r.generated_at)} by medtwin {r.medtwin_version}. Times in UTC. "
+                          "A model-based summary for clinical review; it does not replace clinical judgement.",
+             fontsize=5.5, va="bottom", color="#777777")
+
+
+def _hline(y: float) -> Any:
+    from matplotlib.lines import Line2D
+
+    return Line2D([0.04, 0.96], [y, y], linewidth=0.5, color="#999999")
+
+
+Renderer = Callable[[PatientReport], bytes]
+FORMATS: dict[str, tuple[str, Renderer]] = {
+    "pdf": ("application/pdf", render_pdf),
+    "html": ("text/html; charset=utf-8", lambda report: render_html(report).encode("utf-8")),
+}
