@@ -23,7 +23,7 @@ from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 import numpy as np
 from numpy.typing import NDArray
 from pydantic import BaseModel, Field
-from sqlalchemy import Connection, func, select
+from sqlalchemy import Connection
 
 from medtwin.physiology.errors import PhysiologyInputError
 from medtwin.physiology.metrics import (
@@ -34,7 +34,7 @@ from medtwin.physiology.metrics import (
     glucose_metrics,
 )
 from medtwin.store.database import Store
-from medtwin.store.schema import samples
+from medtwin.store.samples import SampleRepository
 from medtwin.stream.model import GLUCOSE
 
 DEFAULT_DAYS = 14
@@ -96,8 +96,8 @@ class CgmReport(BaseModel):
 
 
 @dataclass(frozen=True)
-class Series:
-    """Samples of one metric: times as UTC epoch seconds, values in the metric's canonical unit."""
+class Readings:
+    """Samples of one metric: times as UTC epoch seconds (ascending), values in the metric's canonical unit."""
 
     t: NDArray[np.float64]
     values: NDArray[np.float64]
@@ -106,30 +106,18 @@ class Series:
         return int(self.t.shape[0])
 
 
-def _aware(value: datetime) -> datetime:
-    return value.replace(tzinfo=UTC) if value.tzinfo is None else value.astimezone(UTC)
-
-
 def latest_time(connection: Connection, patient_id: str, metric: str) -> datetime | None:
-    found = connection.execute(select(func.max(samples.c.time)).where(
-        samples.c.patient_id == patient_id, samples.c.metric == metric)).scalar()
-    if found is None:
-        return None
-    if isinstance(found, str):  # SQLite returns max() of a DateTime column as text
-        found = datetime.fromisoformat(found)
-    return _aware(found)
+    """Time of the patient's newest sample of ``metric``."""
+    found = SampleRepository(connection).latest(patient_id, [metric]).get(metric)
+    return None if found is None else found.time.astimezone(UTC)
 
 
-def load_series(connection: Connection, patient_id: str, metric: str, start: datetime, end: datetime) -> Series:
+def load_readings(connection: Connection, patient_id: str, metric: str, start: datetime, end: datetime) -> Readings:
     """Samples with ``start < time <= end``, in time order."""
-    rows = connection.execute(
-        select(samples.c.time, samples.c.value)
-        .where(samples.c.patient_id == patient_id, samples.c.metric == metric,
-               samples.c.time > start, samples.c.time <= end)
-        .order_by(samples.c.time)).all()
-    t = np.fromiter((_aware(r[0]).timestamp() for r in rows), dtype=float, count=len(rows))
-    v = np.fromiter((float(r[1]) for r in rows), dtype=float, count=len(rows))
-    return Series(t, v)
+    series = SampleRepository(connection).series(patient_id, metric, start=start + timedelta(microseconds=1),
+                                                 end=end + timedelta(microseconds=1))
+    t = np.fromiter((x.timestamp() for x in series.times), dtype=float, count=len(series.times))
+    return Readings(t, np.asarray(series.values, dtype=float))
 
 
 def zone(name: str) -> ZoneInfo:
@@ -176,7 +164,7 @@ def slot_grid(t_epoch_s: NDArray[np.float64], values: NDArray[np.float64], end_s
     return grid, filled
 
 
-def compute_cgm_report(patient_id: str, series: Series, *, end: datetime | None, days: int = DEFAULT_DAYS,
+def compute_cgm_report(patient_id: str, series: Readings, *, end: datetime | None, days: int = DEFAULT_DAYS,
                        tz: ZoneInfo | None = None) -> CgmReport:
     """The report from the readings of the period (``series``, already restricted to it) ending at ``end``."""
     tz = tz or ZoneInfo("UTC")
@@ -211,7 +199,7 @@ def cgm_report(store: Store, patient_id: str, *, days: int = DEFAULT_DAYS, tz: s
 
     def run(conn: Connection) -> CgmReport:
         end = latest_time(conn, patient_id, GLUCOSE)
-        series = Series(np.empty(0), np.empty(0)) if end is None else load_series(
+        series = Readings(np.empty(0), np.empty(0)) if end is None else load_readings(
             conn, patient_id, GLUCOSE, end - timedelta(days=days), end)
         return compute_cgm_report(patient_id, series, end=end, days=days, tz=zone_info)
 

@@ -33,12 +33,14 @@ from pydantic import BaseModel, Field
 from sqlalchemy import Connection, case, func, select
 
 from medtwin import __version__
+from medtwin.alerts import news2
 from medtwin.physiology.metrics import AmbulatoryGlucoseProfile
 from medtwin.store.codec import Codec
 from medtwin.store.database import Store
 from medtwin.store.live_tables import alerts as alerts_table
 from medtwin.store.live_tables import twin_live_state
 from medtwin.store.records import RecordRepository
+from medtwin.store.samples import SampleRepository
 from medtwin.store.schema import twin_versions
 from medtwin.store.twins import TwinRepository
 from medtwin.stream.model import DIASTOLIC_BP, GLUCOSE, HEART_RATE, SPO2, SYSTOLIC_BP
@@ -46,10 +48,10 @@ from medtwin.twin.cgm_report import (
     DEFAULT_DAYS,
     TARGETS,
     CgmReport,
-    Series,
+    Readings,
     cgm_report,
     latest_time,
-    load_series,
+    load_readings,
 )
 from medtwin.twin.pharmacogenomics import PgxSummary, pgx_summary
 from medtwin.twin.summary import AllergyItem, Measurement, MedicationItem, PatientSummary, Problem
@@ -119,10 +121,14 @@ class AlertItem(BaseModel):
 
 
 class News2View(BaseModel):
+    """The latest NEWS2: scored now from the newest device vital signs, else the latest NEWS2 alert's score."""
+
     score: float | None
     at: datetime
-    status: str
-    severity: str
+    risk: str | None = Field(default=None, description="low | low-medium | medium | high (RCP 2017 Chart 2)")
+    source: Literal["device vitals", "alert"]
+    missing: list[str] = Field(default_factory=list, description="Parameters without a value in the hour before")
+    alert_status: str | None = None
 
 
 class TwinInfo(BaseModel):
@@ -178,7 +184,7 @@ def _mrn(patient: dict[str, Any] | None) -> str | None:
     return None
 
 
-def _bucketed(series: Series, start: datetime, end: datetime, *, metric: str, label: str,
+def _bucketed(series: Readings, start: datetime, end: datetime, *, metric: str, label: str,
               buckets: int = TREND_BUCKETS) -> TrendSeries:
     start_s, end_s = start.timestamp(), end.timestamp()
     width = max((end_s - start_s) / buckets, 1.0)
@@ -197,7 +203,7 @@ def _device_trend(conn: Connection, patient_id: str, metric: str, label: str, da
     if end is None:
         return None
     start = end - timedelta(days=days)
-    series = load_series(conn, patient_id, metric, start, end)
+    series = load_readings(conn, patient_id, metric, start, end)
     return _bucketed(series, start, end, metric=metric, label=label) if len(series) else None
 
 
@@ -273,6 +279,20 @@ def _forecast(conn: Connection, codec: Codec, patient_id: str) -> ForecastView |
         return None
 
 
+def _news2_now(conn: Connection, patient_id: str) -> News2View | None:
+    """NEWS2 of the newest observation set of the patient's device vital signs (RCP 2017), if any."""
+    latest = SampleRepository(conn).latest(patient_id, sorted(news2.NEWS2_METRICS))
+    found = news2.observation_set({m: (s.time, s.value) for m, s in latest.items()})
+    if found is None:
+        return None
+    try:
+        result = news2.score(found.vitals)
+    except news2.News2InputError:
+        return None
+    return News2View(score=result.aggregate, at=_utc(found.at), risk=result.risk, source="device vitals",
+                     missing=list(result.missing))
+
+
 def _alerts(conn: Connection, patient_id: str, limit: int = 8) -> tuple[list[AlertItem], int, News2View | None]:
     rank = case(_SEVERITY_RANK, value=alerts_table.c.severity, else_=9)
     unresolved = (alerts_table.c.patient_id == patient_id) & (alerts_table.c.status != "resolved")
@@ -281,12 +301,15 @@ def _alerts(conn: Connection, patient_id: str, limit: int = 8) -> tuple[list[Ale
                         .order_by(rank, alerts_table.c.last_seen_at.desc()).limit(limit)).mappings().all()
     items = [AlertItem(rule=r["rule"], severity=r["severity"], status=r["status"], opened_at=_utc(r["opened_at"]),
                        last_seen_at=_utc(r["last_seen_at"]), score=r["score"], message=r["message"]) for r in rows]
-    news = conn.execute(select(alerts_table).where(alerts_table.c.patient_id == patient_id,
-                                                   alerts_table.c.rule == "news2")
-                        .order_by(alerts_table.c.last_seen_at.desc()).limit(1)).mappings().first()
-    news2 = None if news is None else News2View(score=news["score"], at=_utc(news["last_seen_at"]),
-                                                status=news["status"], severity=news["severity"])
-    return items, total, news2
+    latest_news2 = _news2_now(conn, patient_id)
+    if latest_news2 is None:
+        row = conn.execute(select(alerts_table).where(alerts_table.c.patient_id == patient_id,
+                                                      alerts_table.c.rule == "news2")
+                           .order_by(alerts_table.c.last_seen_at.desc()).limit(1)).mappings().first()
+        if row is not None:
+            latest_news2 = News2View(score=row["score"], at=_utc(row["last_seen_at"]), source="alert",
+                                     alert_status=row["status"])
+    return items, total, latest_news2
 
 
 def _utc(value: datetime) -> datetime:
@@ -336,7 +359,7 @@ def build_report(store: Store, patient_id: str, *, now: datetime, days: int = DE
         cgm = cgm_report(store, patient_id, days=days, tz=tz, connection=conn)
         trends = _trends(conn, records, patient_id, trend_days)
         forecast = _forecast(conn, store.codec, patient_id)
-        alert_items, alert_total, news2 = _alerts(conn, patient_id)
+        alert_items, alert_total, news2_view = _alerts(conn, patient_id)
         twin = _twin_info(conn, store.codec, patient_id, record)
     pgx = pgx_summary(store, patient_id)
     identity = Identity(patient_id=patient_id, name=summary.name, mrn=_mrn(patient), gender=summary.gender,
@@ -346,7 +369,7 @@ def build_report(store: Store, patient_id: str, *, now: datetime, days: int = DE
     return PatientReport(
         identity=identity, problems=summary.problems, medications=summary.medications, allergies=summary.allergies,
         pgx=pgx, vitals=summary.vitals, labs=labs, cgm=cgm, trends=trends, forecast=forecast, alerts=alert_items,
-        open_alerts_total=alert_total, news2=news2, twin=twin, trend_days=trend_days, generated_at=now)
+        open_alerts_total=alert_total, news2=news2_view, twin=twin, trend_days=trend_days, generated_at=now)
 
 
 # --- text shared by both renderings ---------------------------------------------------------------------
@@ -427,11 +450,16 @@ def forecast_lines(forecast: ForecastView | None) -> list[str]:
     return out
 
 
-def news2_line(news2: News2View | None) -> str:
-    if news2 is None:
-        return "no NEWS2 recorded"
-    score = "?" if news2.score is None else f"{news2.score:.0f}"
-    return f"NEWS2 {score} ({news2.severity}, {news2.status}) at {fmt_time(news2.at)}"
+def news2_lines(view: News2View | None) -> list[str]:
+    if view is None:
+        return ["no NEWS2 (no device vital signs or NEWS2 alert)"]
+    score = "?" if view.score is None else f"{view.score:.0f}"
+    risk = f", {view.risk} risk" if view.risk else ""
+    out = [f"NEWS2 {score}{risk} at {fmt_time(view.at)}",
+           f"from {view.source}" + (f" ({view.alert_status})" if view.alert_status else "")]
+    if view.missing:
+        out.append("not measured within 1 h: " + ", ".join(view.missing) + " (score is a lower bound)")
+    return out
 
 
 def alert_line(alert: AlertItem) -> str:
@@ -609,7 +637,7 @@ def _environment() -> Environment:
                       trim_blocks=True, lstrip_blocks=True)
     env.filters.update(day=fmt_day, time=fmt_time, measurement=fmt_measurement)
     env.globals.update(svg_agp=svg_agp, svg_trend=svg_trend, identity_line=identity_line, cgm_lines=cgm_lines,
-                       coverage_line=coverage_line, forecast_lines=forecast_lines, news2_line=news2_line,
+                       coverage_line=coverage_line, forecast_lines=forecast_lines, news2_lines=news2_lines,
                        alert_line=alert_line, twin_lines=twin_lines, targets=TARGETS)
     return env
 
@@ -830,7 +858,7 @@ def _pdf_page(fig: Any, r: PatientReport) -> None:
     a.heading(f"Open alerts ({r.open_alerts_total})")
     a.lines([alert_line(x) for x in r.alerts], 7, "no open alerts")
     a.heading("NEWS2")
-    a.lines([news2_line(r.news2)], 1)
+    a.lines(news2_lines(r.news2), 3)
     b = _Column(fig, 0.37, top, floor, 44)
     b.heading("Glucose forecast (live twin)")
     b.lines(forecast_lines(r.forecast), 5, "no live forecast")
