@@ -1,0 +1,248 @@
+"""Alerts in the store: deduplicated, with a lifecycle ``open -> acknowledged -> resolved``.
+
+* **Deduplication.** While an alert with a ``dedupe_key`` is unresolved (open or acknowledged), a repeat of
+  its condition updates it (``last_seen_at``, ``occurrences``, ``score``, message and details; severity only
+  ever goes up) instead of adding a row: one alert per condition, not one per sample. An escalation
+  re-opens an acknowledged alert (the acknowledgement was for the lesser severity); ``acknowledged_*``
+  keep the last acknowledgement.
+* **Hysteresis.** :meth:`AlertRepository.open` is called when a condition *begins*; :meth:`touch` while
+  it *continues*. ``touch`` never creates a row, so an alert a clinician resolved while its condition
+  still held stays resolved until the condition clears and begins again (the engine tracks begin/clear).
+* **Transitions.** ``acknowledge``: open -> acknowledged; ``resolve``: open or acknowledged -> resolved
+  (by a user, or ``system`` when the condition clears, :meth:`clear`). Anything else raises
+  :class:`AlertTransitionError` (HTTP 409). Each transition is a compare-and-set ``UPDATE .. WHERE
+  status = ..``, so a user and the engine racing on one alert cannot both win.
+
+Times: ``opened_at`` / ``last_seen_at`` are *data* times (when the condition began / last held);
+``updated_at``, ``acknowledged_at``, ``resolved_at`` come from the clock.
+"""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import Callable, Iterable, Sequence
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from typing import Any, Final
+
+import orjson
+from sqlalchemy import Connection, case, func, insert, select, update
+
+from medtwin.store.codec import Codec
+from medtwin.store.live_tables import alerts
+
+SEVERITIES: Final = ("low", "medium", "high", "critical")
+SEVERITY_RANK: Final = {s: i for i, s in enumerate(SEVERITIES, start=1)}
+STATUSES: Final = ("open", "acknowledged", "resolved")
+UNRESOLVED: Final = ("open", "acknowledged")
+SYSTEM_ACTOR: Final = "system"
+
+
+class AlertTransitionError(Exception):
+    """The transition is not allowed from the alert's current status (HTTP 409)."""
+
+    def __init__(self, alert_id: str, status: str, action: str) -> None:
+        super().__init__(f"alert {alert_id} is {status}; it cannot be {action}")
+        self.alert_id, self.status, self.action = alert_id, status, action
+
+
+def _utc(value: datetime) -> datetime:
+    if value.tzinfo is None:
+        return value.replace(tzinfo=UTC)
+    return value.astimezone(UTC)
+
+
+def _iso(value: datetime | None) -> str | None:
+    return None if value is None else _utc(value).isoformat()
+
+
+@dataclass(frozen=True)
+class AlertCandidate:
+    """What a rule says about a patient right now."""
+
+    patient_id: str
+    rule: str
+    severity: str
+    dedupe_key: str
+    time: datetime  # data time the condition held
+    message: str
+    score: float | None = None
+    details: dict[str, Any] = field(default_factory=dict)
+    began_at: datetime | None = None  # data time the condition began (default: time)
+
+    def __post_init__(self) -> None:
+        if self.severity not in SEVERITY_RANK:
+            raise ValueError(f"severity: must be one of {', '.join(SEVERITIES)}, got {self.severity!r}")
+
+
+@dataclass(frozen=True)
+class Alert:
+    id: str
+    patient_id: str
+    rule: str
+    severity: str
+    status: str
+    dedupe_key: str
+    opened_at: datetime
+    updated_at: datetime
+    last_seen_at: datetime
+    occurrences: int
+    score: float | None
+    acknowledged_at: datetime | None
+    acknowledged_by: str | None
+    resolved_at: datetime | None
+    resolved_by: str | None
+    message: str
+    details: dict[str, Any]
+
+    def to_json(self) -> dict[str, Any]:
+        return {"id": self.id, "patient_id": self.patient_id, "rule": self.rule, "severity": self.severity,
+                "status": self.status, "dedupe_key": self.dedupe_key, "opened_at": _iso(self.opened_at),
+                "updated_at": _iso(self.updated_at), "last_seen_at": _iso(self.last_seen_at),
+                "occurrences": self.occurrences, "score": self.score,
+                "acknowledged_at": _iso(self.acknowledged_at), "acknowledged_by": self.acknowledged_by,
+                "resolved_at": _iso(self.resolved_at), "resolved_by": self.resolved_by,
+                "message": self.message, "details": self.details}
+
+
+def _maybe(value: datetime | None) -> datetime | None:
+    return None if value is None else _utc(value)
+
+
+class AlertRepository:
+    """Alerts on one connection (the caller owns the transaction)."""
+
+    def __init__(self, connection: Connection, codec: Codec, clock: Callable[[], datetime]) -> None:
+        self.connection, self.codec, self.clock = connection, codec, clock
+
+    # ------------------------------------------------------------------------------------------ reading
+
+    def _row(self, row: Any) -> Alert:
+        r = row._mapping
+        details = orjson.loads(self.codec.open(r["details"])) if r["details"] is not None else {}
+        return Alert(id=r["id"], patient_id=r["patient_id"], rule=r["rule"], severity=r["severity"],
+                     status=r["status"], dedupe_key=r["dedupe_key"], opened_at=_utc(r["opened_at"]),
+                     updated_at=_utc(r["updated_at"]), last_seen_at=_utc(r["last_seen_at"]),
+                     occurrences=int(r["occurrences"]), score=r["score"],
+                     acknowledged_at=_maybe(r["acknowledged_at"]), acknowledged_by=r["acknowledged_by"],
+                     resolved_at=_maybe(r["resolved_at"]), resolved_by=r["resolved_by"], message=r["message"],
+                     details=details)
+
+    def get(self, alert_id: str) -> Alert | None:
+        row = self.connection.execute(select(alerts).where(alerts.c.id == alert_id)).first()
+        return None if row is None else self._row(row)
+
+    def unresolved(self, dedupe_key: str) -> Alert | None:
+        row = self.connection.execute(
+            select(alerts).where(alerts.c.dedupe_key == dedupe_key, alerts.c.status.in_(UNRESOLVED))
+            .order_by(alerts.c.opened_at.desc()).limit(1)).first()
+        return None if row is None else self._row(row)
+
+    def unresolved_keys(self, patient_ids: Iterable[str]) -> set[str]:
+        ids = list(patient_ids)
+        keys: set[str] = set()
+        for start in range(0, len(ids), 500):
+            keys.update(self.connection.execute(
+                select(alerts.c.dedupe_key).where(alerts.c.patient_id.in_(ids[start:start + 500]),
+                                                  alerts.c.status.in_(UNRESOLVED))).scalars())
+        return keys
+
+    def list(self, *, allowed: frozenset[str] | None = None, patient_id: str | None = None,
+             statuses: Sequence[str] = UNRESOLVED, rule: str | None = None, limit: int = 100,
+             offset: int = 0) -> tuple[int, list[Alert]]:
+        """(total, page) most urgent first: open before acknowledged before resolved, then severity, then
+        the most recently seen. ``allowed``: the caller's visible patients (None: all)."""
+        conditions = [alerts.c.status.in_(list(statuses))]
+        if allowed is not None:
+            if not allowed:
+                return 0, []
+            conditions.append(alerts.c.patient_id.in_(sorted(allowed)))
+        if patient_id is not None:
+            conditions.append(alerts.c.patient_id == patient_id)
+        if rule is not None:
+            conditions.append(alerts.c.rule == rule)
+        total = int(self.connection.execute(select(func.count()).select_from(alerts).where(*conditions))
+                    .scalar_one())
+        status_rank = case({s: i for i, s in enumerate(STATUSES)}, value=alerts.c.status, else_=9)
+        severity_rank = case(SEVERITY_RANK, value=alerts.c.severity, else_=0)
+        rows = self.connection.execute(
+            select(alerts).where(*conditions)
+            .order_by(status_rank, severity_rank.desc(), alerts.c.last_seen_at.desc(), alerts.c.id)
+            .limit(limit).offset(offset)).all()
+        return total, [self._row(r) for r in rows]
+
+    # ------------------------------------------------------------------------------------------ engine
+
+    def open(self, candidate: AlertCandidate) -> tuple[Alert, str]:
+        """The condition began: a new alert (``"opened"``), or the unresolved one with the same key updated
+        (``"updated"`` / ``"escalated"``)."""
+        existing = self.touch(candidate)
+        if existing is not None:
+            return existing
+        now = _utc(self.clock())
+        alert_id = str(uuid.uuid4())
+        began = _utc(candidate.began_at or candidate.time)
+        self.connection.execute(insert(alerts).values(
+            id=alert_id, patient_id=candidate.patient_id, rule=candidate.rule, severity=candidate.severity,
+            status="open", dedupe_key=candidate.dedupe_key, opened_at=began, updated_at=now,
+            last_seen_at=_utc(candidate.time), occurrences=1, score=candidate.score, message=candidate.message,
+            details=self.codec.seal(orjson.dumps(candidate.details))))
+        created = self.get(alert_id)
+        assert created is not None
+        return created, "opened"
+
+    def touch(self, candidate: AlertCandidate, occurrences: int = 1) -> tuple[Alert, str] | None:
+        """The condition still holds: update the unresolved alert with this key (``"updated"``, or
+        ``"escalated"`` when the severity rose). None when there is none (resolved meanwhile: stays so)."""
+        current = self.unresolved(candidate.dedupe_key)
+        if current is None:
+            return None
+        escalated = SEVERITY_RANK[candidate.severity] > SEVERITY_RANK.get(current.severity, 0)
+        values: dict[str, Any] = {
+            "updated_at": _utc(self.clock()), "occurrences": alerts.c.occurrences + occurrences,
+            "last_seen_at": max(current.last_seen_at, _utc(candidate.time)), "score": candidate.score,
+            "message": candidate.message, "details": self.codec.seal(orjson.dumps(candidate.details)),
+        }
+        if escalated:
+            values.update(severity=candidate.severity, status="open")
+        done = self.connection.execute(update(alerts).where(
+            alerts.c.id == current.id, alerts.c.status.in_(UNRESOLVED)).values(**values))
+        if done.rowcount == 0:
+            return None
+        updated = self.get(current.id)
+        assert updated is not None
+        return updated, ("escalated" if escalated else "updated")
+
+    def clear(self, dedupe_key: str) -> Alert | None:
+        """The condition cleared: resolve the unresolved alert with this key by ``system``."""
+        current = self.unresolved(dedupe_key)
+        if current is None:
+            return None
+        try:
+            return self._transition(current.id, UNRESOLVED, "resolved", SYSTEM_ACTOR, "resolved")
+        except AlertTransitionError:
+            return None
+
+    # ------------------------------------------------------------------------------------------ users
+
+    def acknowledge(self, alert_id: str, actor: str) -> Alert:
+        return self._transition(alert_id, ("open",), "acknowledged", actor, "acknowledged")
+
+    def resolve(self, alert_id: str, actor: str) -> Alert:
+        return self._transition(alert_id, UNRESOLVED, "resolved", actor, "resolved")
+
+    def _transition(self, alert_id: str, allowed_from: Sequence[str], to: str, actor: str, verb: str) -> Alert:
+        now = _utc(self.clock())
+        values: dict[str, Any] = {"status": to, "updated_at": now}
+        if to == "acknowledged":
+            values.update(acknowledged_at=now, acknowledged_by=actor[:150])
+        else:
+            values.update(resolved_at=now, resolved_by=actor[:150])
+        done = self.connection.execute(update(alerts).where(
+            alerts.c.id == alert_id, alerts.c.status.in_(list(allowed_from))).values(**values))
+        current = self.get(alert_id)
+        if current is None:
+            raise LookupError(alert_id)
+        if done.rowcount == 0:
+            raise AlertTransitionError(alert_id, current.status, verb)
+        return current
