@@ -26,7 +26,7 @@ from datetime import UTC, datetime
 from typing import Any, Final
 
 import orjson
-from sqlalchemy import Connection, case, func, insert, select, update
+from sqlalchemy import ColumnElement, Connection, case, func, insert, select, update
 
 from medtwin.store.codec import Codec
 from medtwin.store.live_tables import alerts
@@ -152,7 +152,7 @@ class AlertRepository:
              offset: int = 0) -> tuple[int, list[Alert]]:
         """(total, page) most urgent first: open before acknowledged before resolved, then severity, then
         the most recently seen. ``allowed``: the caller's visible patients (None: all)."""
-        conditions = [alerts.c.status.in_(list(statuses))]
+        conditions: list[ColumnElement[bool]] = [alerts.c.status.in_(list(statuses))]
         if allowed is not None:
             if not allowed:
                 return 0, []
