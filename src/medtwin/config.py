@@ -39,6 +39,10 @@ class Settings(BaseSettings):
     deid_date_mode: str = Field(default="year", pattern="^(year|shift)$",
                                 description="Research export dates: 'year' (Safe Harbor) or 'shift'.")
 
+    # --- live samples (medtwin.stream) ---
+    device_samples_per_minute: int = Field(default=12_000, ge=1, description="Samples one device may send per "
+                                           "minute (token bucket; also the largest batch); beyond it 429.")
+
     def resolved_database_url(self) -> str:
         if self.database_url:
             return self.database_url

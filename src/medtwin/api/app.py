@@ -10,11 +10,13 @@ from fastapi import FastAPI
 from medtwin import __version__
 from medtwin.api.limits import BodySizeLimit
 from medtwin.api.problems import install_problem_handlers
-from medtwin.api.routers import dashboard, drugs, glucose, patients, record, security_admin, system
+from medtwin.api.routers import dashboard, drugs, glucose, patients, record, samples, security_admin, system
 from medtwin.api.security_middleware import install_security
 from medtwin.config import Settings
 from medtwin.security.crypto import AesGcmCodec, KeyRing, load_keyring
 from medtwin.store.database import Store
+from medtwin.stream.pipeline import IngestPipeline
+from medtwin.stream.ratelimit import TokenBucketLimiter
 from medtwin.web import mount_web
 
 API_PREFIX = "/api/v1"
@@ -48,6 +50,7 @@ def create_app(settings: Settings | None = None, *, store: Store | None = None,
     )
     app.state.settings = settings
     app.state.store = store
+    app.state.ingest = IngestPipeline(store, rate_limiter=TokenBucketLimiter(settings.device_samples_per_minute))
     install_problem_handlers(app)
     mount_web(app)
     app.include_router(system.router, prefix=API_PREFIX)
@@ -57,6 +60,7 @@ def create_app(settings: Settings | None = None, *, store: Store | None = None,
     app.include_router(glucose.router, prefix=API_PREFIX)
     app.include_router(security_admin.router, prefix=API_PREFIX)
     app.include_router(dashboard.router, prefix=API_PREFIX)
+    app.include_router(samples.router, prefix=API_PREFIX)
     app.add_middleware(BodySizeLimit, max_bytes=settings.max_upload_bytes)
     install_security(app, settings, store, keyring)
     return app

@@ -30,7 +30,7 @@ import orjson
 from medtwin.stream import metrics
 from medtwin.stream.model import SLEEP_STAGE
 
-__all__ = ["ParseResult", "PayloadError", "Problem", "Reading", "decode", "detect_format", "parse_fhir",
+__all__ = ["FieldError", "ParseResult", "PayloadError", "Problem", "Reading", "decode", "detect_format", "parse_fhir",
            "parse_omh", "parse_payload", "parse_samples", "parse_time"]
 
 LOINC = "http://loinc.org"
@@ -100,7 +100,9 @@ class ParseResult:
         return len(self.readings) + len(self.problems)
 
 
-class _Bad(Exception):
+class FieldError(ValueError):
+    """One wrong field of one sample: ``field`` is its JSON path, ``reason`` the code."""
+
     def __init__(self, field: str, reason: str, detail: str) -> None:
         super().__init__(detail)
         self.field, self.reason, self.detail = field, reason, detail
@@ -124,43 +126,43 @@ _MIN_TIME = datetime(1970, 1, 1, tzinfo=UTC)
 def parse_time(text: Any, field: str) -> datetime:
     """An ISO 8601 date-time with a timezone, as UTC. Naive times are refused (``naive-time``)."""
     if not isinstance(text, str):
-        raise _Bad(field, "bad-time" if text is not None else "missing",
+        raise FieldError(field, "bad-time" if text is not None else "missing",
                    "time must be an ISO 8601 date-time string with a timezone, e.g. 2024-05-01T12:00:00Z")
     try:
         parsed = datetime.fromisoformat(text)
     except ValueError:
-        raise _Bad(field, "bad-time", f"not an ISO 8601 date-time: {text[:64]!r}") from None
+        raise FieldError(field, "bad-time", f"not an ISO 8601 date-time: {text[:64]!r}") from None
     if parsed.tzinfo is None or parsed.utcoffset() is None:
-        raise _Bad(field, "naive-time", f"time {text[:64]!r} has no timezone (add Z or an offset like +01:00)")
+        raise FieldError(field, "naive-time", f"time {text[:64]!r} has no timezone (add Z or an offset like +01:00)")
     if len(text) < 16 or text[10] not in "Tt ":
-        raise _Bad(field, "bad-time", f"time {text[:64]!r} must include the time of day")
+        raise FieldError(field, "bad-time", f"time {text[:64]!r} must include the time of day")
     parsed = parsed.astimezone(UTC)
     if parsed < _MIN_TIME:
-        raise _Bad(field, "bad-time", f"time {text[:64]!r} is before 1970")
+        raise FieldError(field, "bad-time", f"time {text[:64]!r} is before 1970")
     return parsed
 
 
 def _number(value: Any, field: str) -> float:
     if isinstance(value, bool) or not isinstance(value, int | float):
-        raise _Bad(field, "missing" if value is None else "bad-value",
+        raise FieldError(field, "missing" if value is None else "bad-value",
                    f"value must be a number, got {type(value).__name__}" if value is not None else "value is required")
     number = float(value)
     if not math.isfinite(number):
-        raise _Bad(field, "bad-value", "value must be finite")
+        raise FieldError(field, "bad-value", "value must be finite")
     return number
 
 
 def _text(value: Any, field: str, *, required: bool, limit: int = 128) -> str | None:
     if value is None:
         if required:
-            raise _Bad(field, "missing", f"{field.rsplit('.', 1)[-1]} is required")
+            raise FieldError(field, "missing", f"{field.rsplit('.', 1)[-1]} is required")
         return None
     if isinstance(value, int) and not isinstance(value, bool):
         value = str(value)
     if not isinstance(value, str) or not value.strip():
-        raise _Bad(field, "malformed", "must be a non-empty string")
+        raise FieldError(field, "malformed", "must be a non-empty string")
     if len(value) > limit:
-        raise _Bad(field, "malformed", f"longer than {limit} characters")
+        raise FieldError(field, "malformed", f"longer than {limit} characters")
     return value
 
 
@@ -176,16 +178,16 @@ def _sample(item: Any, index: int, path: str) -> Reading | Problem:
     device = item.get("device")
     try:
         if not isinstance(metric, str) or not metric:
-            raise _Bad(_join(path, "metric"), "missing" if metric is None else "malformed",
+            raise FieldError(_join(path, "metric"), "missing" if metric is None else "malformed",
                        "metric must be a name such as glucose, heart_rate")
         if metric not in metrics.registry():
-            raise _Bad(_join(path, "metric"), "unknown-metric", f"unknown metric {metric[:64]!r}")
+            raise FieldError(_join(path, "metric"), "unknown-metric", f"unknown metric {metric[:64]!r}")
         time = parse_time(item.get("time"), _join(path, "time"))
         value = _number(item.get("value"), _join(path, "value"))
         unit = _text(item.get("unit"), _join(path, "unit"), required=True, limit=32)
         dev = _text(device, _join(path, "device"), required=False)
         client_id = _text(item.get("id"), _join(path, "id"), required=False, limit=_MAX_ID)
-    except _Bad as bad:
+    except FieldError as bad:
         return Problem(index, bad.field, bad.reason, bad.detail, raw=item,
                        metric=metric if isinstance(metric, str) else None,
                        device=device if isinstance(device, str) else None)
@@ -232,8 +234,8 @@ def _quantity(holder: dict[str, Any], path: str) -> tuple[float, str, dict[str, 
     quantity = holder.get("valueQuantity")
     if not isinstance(quantity, dict):
         if "valueInteger" in holder:
-            raise _Bad(_join(path, "valueInteger"), "unit", "valueInteger carries no unit; use valueQuantity")
-        raise _Bad(qpath, "missing", "valueQuantity is required"
+            raise FieldError(_join(path, "valueInteger"), "unit", "valueInteger carries no unit; use valueQuantity")
+        raise FieldError(qpath, "missing", "valueQuantity is required"
                    + (" (dataAbsentReason given)" if "dataAbsentReason" in holder else ""))
     value = _number(quantity.get("value"), _join(qpath, "value"))
     code = quantity.get("code")
@@ -259,8 +261,8 @@ def _fhir_time(resource: dict[str, Any], path: str, *, interval: bool = False) -
             return parse_time(period["end"], _join(ppath, "end")), start
         if start is not None and not interval:
             return start, start
-        raise _Bad(_join(ppath, "end"), "missing", "effectivePeriod needs an end")
-    raise _Bad(_join(path, "effectiveDateTime"), "missing", "effective[x] is required (the sample time)")
+        raise FieldError(_join(ppath, "end"), "missing", "effectivePeriod needs an end")
+    raise FieldError(_join(path, "effectiveDateTime"), "missing", "effective[x] is required (the sample time)")
 
 
 def _reference_id(reference: Any) -> str | None:
@@ -291,11 +293,11 @@ def _observation(resource: Any, index: int, path: str, out: ParseResult) -> None
     try:
         rtype = resource.get("resourceType")
         if rtype != "Observation":
-            raise _Bad(_join(path, "resourceType"), "unsupported",
+            raise FieldError(_join(path, "resourceType"), "unsupported",
                        f"only Observation resources carry samples, not {str(rtype)[:40]!r}")
         status = resource.get("status")
         if status in _SKIP_STATUS:
-            raise _Bad(_join(path, "status"), "status", f"an Observation with status {status!r} is not a sample")
+            raise FieldError(_join(path, "status"), "status", f"an Observation with status {status!r} is not a sample")
         rid = resource.get("id")
         client_id = rid if isinstance(rid, str) and 0 < len(rid) <= _MAX_ID else None
         subject = _reference_id(resource.get("subject"))
@@ -304,7 +306,7 @@ def _observation(resource: Any, index: int, path: str, out: ParseResult) -> None
         if any(c in BP_PANELS for c in codes) or (not codes and "component" in resource):
             components = resource.get("component")
             if not isinstance(components, list) or not components:
-                raise _Bad(_join(path, "component"), "missing", "a blood-pressure panel needs its components")
+                raise FieldError(_join(path, "component"), "missing", "a blood-pressure panel needs its components")
             time, _ = _fhir_time(resource, path)
             for j, component in enumerate(components):
                 cpath = _join(path, f"component[{j}]")
@@ -312,12 +314,12 @@ def _observation(resource: Any, index: int, path: str, out: ParseResult) -> None
             return
         metric = next((m for m in map(metrics.by_loinc, codes) if m is not None), None)
         if metric is None:
-            raise _Bad(code_path, "unknown-metric" if codes else "missing",
+            raise FieldError(code_path, "unknown-metric" if codes else "missing",
                        f"no supported LOINC code (got {', '.join(codes)[:80] or 'none'})")
         if metric == SLEEP_STAGE:
             time, start = _fhir_time(resource, path, interval=True)
             if start is None:
-                raise _Bad(_join(path, "effectivePeriod.start"), "missing",
+                raise FieldError(_join(path, "effectivePeriod.start"), "missing",
                            "a sleep observation needs effectivePeriod start and end")
             _sleep(start, time, device, client_id, index, path, resource, out, subject)
             return
@@ -326,7 +328,7 @@ def _observation(resource: Any, index: int, path: str, out: ParseResult) -> None
         fields = {**fields, "metric": code_path, "time": _join(path, "effective")}
         out.readings.append(Reading(metric, time, value, unit, device, client_id, index, path, fields, resource,
                                     subject))
-    except _Bad as bad:
+    except FieldError as bad:
         out.problems.append(Problem(index, bad.field, bad.reason, bad.detail, raw=resource, device=device))
 
 
@@ -334,18 +336,18 @@ def _component(component: Any, index: int, cpath: str, time: datetime, device: s
                subject: str | None, resource: dict[str, Any], out: ParseResult) -> None:
     try:
         if not isinstance(component, dict):
-            raise _Bad(cpath, "malformed", "a component must be an object")
+            raise FieldError(cpath, "malformed", "a component must be an object")
         codes = _loinc_codes(component.get("code"))
         metric = next((m for m in map(metrics.by_loinc, codes) if m is not None), None)
         if metric is None:
-            raise _Bad(_join(cpath, "code"), "unknown-metric",
+            raise FieldError(_join(cpath, "code"), "unknown-metric",
                        f"no supported LOINC code (got {', '.join(codes)[:80] or 'none'})")
         value, unit, fields = _quantity(component, cpath)
         fields = {**fields, "metric": _join(cpath, "code")}
         client_id = f"{obs_id}/{metric}" if obs_id else None
         out.readings.append(Reading(metric, time, value, unit, device, client_id, index, cpath, fields, resource,
                                     subject))
-    except _Bad as bad:
+    except FieldError as bad:
         out.problems.append(Problem(index, bad.field, bad.reason, bad.detail, raw=resource, device=device))
 
 
@@ -354,7 +356,7 @@ def _sleep(start: datetime, end: datetime, device: str | None, client_id: str | 
     """A sleep episode becomes two stage changes: asleep (stage not reported: 1, light) at its start,
     awake (0) at its end."""
     if end < start:
-        raise _Bad(_join(path, "effective"), "bad-time", "the sleep episode ends before it starts")
+        raise FieldError(_join(path, "effective"), "bad-time", "the sleep episode ends before it starts")
     for time, stage, tag in ((start, 1.0, "start"), (end, 0.0, "end")):
         out.readings.append(Reading(SLEEP_STAGE, time, stage, "{stage}", device,
                                     f"{client_id}/{tag}" if client_id else None, index, path,
@@ -406,11 +408,11 @@ _DURATION_UNITS = {"ms": 0.001, "sec": 1.0, "s": 1.0, "min": 60.0, "h": 3600.0, 
 
 def _omh_duration(value: Any, field: str) -> timedelta:
     if not isinstance(value, dict):
-        raise _Bad(field, "malformed", "duration must be {value, unit}")
+        raise FieldError(field, "malformed", "duration must be {value, unit}")
     number = _number(value.get("value"), _join(field, "value"))
     factor = _DURATION_UNITS.get(value.get("unit"))  # type: ignore[arg-type]
     if factor is None:
-        raise _Bad(_join(field, "unit"), "unit", f"duration unit must be one of {', '.join(_DURATION_UNITS)}")
+        raise FieldError(_join(field, "unit"), "unit", f"duration unit must be one of {', '.join(_DURATION_UNITS)}")
     return timedelta(seconds=number * factor)
 
 
@@ -419,13 +421,13 @@ def _omh_time(body: dict[str, Any], bpath: str) -> tuple[datetime, datetime | No
     fpath = _join(bpath, "effective_time_frame")
     frame = body.get("effective_time_frame")
     if not isinstance(frame, dict):
-        raise _Bad(fpath, "missing", "effective_time_frame is required")
+        raise FieldError(fpath, "missing", "effective_time_frame is required")
     if "date_time" in frame:
         return parse_time(frame["date_time"], _join(fpath, "date_time")), None
     interval = frame.get("time_interval")
     ipath = _join(fpath, "time_interval")
     if not isinstance(interval, dict):
-        raise _Bad(fpath, "missing", "effective_time_frame needs date_time or time_interval")
+        raise FieldError(fpath, "missing", "effective_time_frame needs date_time or time_interval")
     start = parse_time(interval["start_date_time"], _join(ipath, "start_date_time")) \
         if "start_date_time" in interval else None
     end = parse_time(interval["end_date_time"], _join(ipath, "end_date_time")) if "end_date_time" in interval else None
@@ -436,9 +438,9 @@ def _omh_time(body: dict[str, Any], bpath: str) -> tuple[datetime, datetime | No
         elif start is None and end is not None:
             start = end - length
     if end is None or start is None:
-        raise _Bad(ipath, "missing", "time_interval needs two of start_date_time, end_date_time, duration")
+        raise FieldError(ipath, "missing", "time_interval needs two of start_date_time, end_date_time, duration")
     if end < start:
-        raise _Bad(_join(ipath, "end_date_time"), "bad-time", "the interval ends before it starts")
+        raise FieldError(_join(ipath, "end_date_time"), "bad-time", "the interval ends before it starts")
     return end, start
 
 
@@ -456,26 +458,26 @@ def _omh_point(point: Any, index: int, path: str, out: ParseResult) -> None:
         body = point.get("body")
         bpath = _join(path, "body")
         if not isinstance(body, dict):
-            raise _Bad(bpath, "missing" if body is None else "malformed", "a data point needs a body object")
+            raise FieldError(bpath, "missing" if body is None else "malformed", "a data point needs a body object")
         schema_id = header.get("schema_id")
         schema = schema_id.get("name") if isinstance(schema_id, dict) else None
         if schema is None:
             schema = next((_BODY_KEY_SCHEMA[k] for k in body if k in _BODY_KEY_SCHEMA), None)
         if schema is None:
-            raise _Bad(_join(path, "header.schema_id.name"), "missing", "the schema is not named and the body "
+            raise FieldError(_join(path, "header.schema_id.name"), "missing", "the schema is not named and the body "
                        "has no known measure")
         hid = header.get("id")
         client_id = hid if isinstance(hid, str) and 0 < len(hid) <= _MAX_ID else None
         if schema in _OMH_SLEEP:
             end, start = _omh_time(body, bpath)
             if start is None:
-                raise _Bad(_join(bpath, "effective_time_frame.time_interval"), "missing",
+                raise FieldError(_join(bpath, "effective_time_frame.time_interval"), "missing",
                            "a sleep episode needs a time_interval")
             _sleep(start, end, device, client_id, index, bpath, point, out)
             return
         pairs = _OMH_BODY.get(schema)
         if pairs is None:
-            raise _Bad(_join(path, "header.schema_id.name"), "unknown-metric", f"unsupported schema {str(schema)[:64]!r}")
+            raise FieldError(_join(path, "header.schema_id.name"), "unknown-metric", f"unsupported schema {str(schema)[:64]!r}")
         time, _ = _omh_time(body, bpath)
         for prop, metric in pairs:
             mpath = _join(bpath, prop)
@@ -488,12 +490,12 @@ def _omh_point(point: Any, index: int, path: str, out: ParseResult) -> None:
                 assert unit_text is not None
                 value, unit, fields = value, unit_text, {"value": _join(mpath, "value"), "unit": _join(mpath, "unit")}
             else:
-                raise _Bad(mpath, "missing" if measure is None else "malformed", f"{prop} must be {{value, unit}}")
+                raise FieldError(mpath, "missing" if measure is None else "malformed", f"{prop} must be {{value, unit}}")
             cid = (f"{client_id}/{metric}" if len(pairs) > 1 else client_id) if client_id else None
             out.readings.append(Reading(metric, time, value, unit, device, cid, index, mpath,
                                         {**fields, "metric": _join(path, "header.schema_id.name"),
                                          "time": _join(bpath, "effective_time_frame")}, point))
-    except _Bad as bad:
+    except FieldError as bad:
         out.problems.append(Problem(index, bad.field, bad.reason, bad.detail, raw=point, device=device))
 
 
