@@ -123,3 +123,19 @@ def test_scope_search_and_paging(world: tuple[Store, list[str], dict[str, str]])
     assert [i.id for i in patient_overview(store, allowed=None, query=ids[2], clock=lambda: NOW).items] == [ids[2]]
     paged = patient_overview(store, allowed=None, limit=2, offset=2, clock=lambda: NOW)
     assert paged.total == 5 and len(paged.items) == 2 and [i.urgency_rank for i in paged.items] == [3, 4]
+
+
+def test_news2_from_device_vitals(world: tuple[Store, list[str], dict[str, str]]) -> None:
+    store, ids, _ = world
+    at = NOW - timedelta(minutes=3)
+    for metric, unit, value in (("heart_rate", "/min", 135.0), ("respiratory_rate", "/min", 26.0),
+                                ("spo2", "%", 90.0), ("systolic_bp", "mm[Hg]", 95.0)):
+        add_samples(store, ids[4], metric, unit, [(at, value)])
+    add_alert(store, ids[0], "hypo-l2", "critical")
+    page = patient_overview(store, allowed=None, clock=lambda: NOW)
+    top = page.items[0]
+    # RCP 2017 chart 1: pulse 131+ 3, respiration 25+ 3, SpO2 (scale 1) <= 91 3, systolic 91-100 2
+    assert top.id == ids[4] and top.news2 is not None
+    assert (top.news2.score, top.news2.band, top.news2.complete) == (11, "high", False)
+    assert top.heart_rate is not None and top.heart_rate.value == 135.0
+    assert page.items[1].id == ids[0] and page.items[1].news2 is None

@@ -25,15 +25,17 @@ from typing import Any, Literal
 from pydantic import BaseModel, Field
 from sqlalchemy import Connection, select
 
+from medtwin.alerts import news2 as news2_chart
 from medtwin.store.database import Store
 from medtwin.store.live_tables import alerts
 from medtwin.store.records import RecordRepository
+from medtwin.store.samples import SampleRepository
 from medtwin.store.schema import samples
 from medtwin.store.twins import TwinRepository
 from medtwin.stream.model import GLUCOSE, HEART_RATE
 
 __all__ = ["AlertCounts", "GlucoseReading", "News2Brief", "OverviewPage", "PatientOverview", "Reading",
-           "TREND_WINDOW", "STALE_AFTER", "glucose_trend", "patient_overview", "trend_category"]
+           "TREND_WINDOW", "STALE_AFTER", "device_news2", "glucose_trend", "patient_overview", "trend_category"]
 
 Clock = Callable[[], datetime]
 Trend = Literal["falling-fast", "falling", "falling-slowly", "steady", "rising-slowly", "rising", "rising-fast"]
@@ -65,6 +67,8 @@ class News2Brief(BaseModel):
     score: int
     band: str = Field(description="low | low-medium | medium | high")
     time: datetime | None = None
+    complete: bool | None = Field(default=None, description="all seven parameters measured within the window; an "
+                                                            "incomplete set's score is a lower bound")
 
 
 class AlertCounts(BaseModel):
@@ -195,8 +199,18 @@ def _glucose(points: list[tuple[datetime, float, str]], now: datetime) -> Glucos
 News2Source = Callable[[Connection, str], News2Brief | None]
 
 
-def _no_news2(connection: Connection, patient_id: str) -> News2Brief | None:
-    return None
+def device_news2(connection: Connection, patient_id: str) -> News2Brief | None:
+    """NEWS2 (RCP 2017, :mod:`medtwin.alerts.news2`) of the newest observation set of the patient's device
+    vital signs; None without any NEWS2 parameter or with a value the chart cannot score."""
+    latest = SampleRepository(connection).latest(patient_id, sorted(news2_chart.NEWS2_METRICS))
+    found = news2_chart.observation_set({m: (s.time, s.value) for m, s in latest.items()})
+    if found is None:
+        return None
+    try:
+        result = news2_chart.score(found.vitals)
+    except news2_chart.News2InputError:
+        return None
+    return News2Brief(score=result.aggregate, band=result.risk, time=_aware(found.at), complete=result.complete)
 
 
 def _patient_ids(records: RecordRepository, query: str | None, allowed: frozenset[str] | None) -> list[str]:
@@ -220,7 +234,7 @@ def patient_overview(
     limit: int = 100,
     offset: int = 0,
     clock: Clock = lambda: datetime.now(UTC),
-    news2: News2Source = _no_news2,
+    news2: News2Source = device_news2,
 ) -> OverviewPage:
     """The visible patients (``allowed``: None for all) matching ``query`` (name words, an identifier such
     as the MRN, or the id), most urgent first, paged."""
