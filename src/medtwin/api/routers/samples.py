@@ -18,15 +18,18 @@ import math
 from datetime import datetime
 from typing import Annotated, Any
 
+import anyio
 import orjson
-from fastapi import APIRouter, Depends, Query, Request
+from fastapi import APIRouter, Depends, Query, Request, WebSocket, WebSocketDisconnect
 from fastapi.responses import Response
 from pydantic import BaseModel, Field
 from sqlalchemy import select
 from starlette.concurrency import run_in_threadpool
 
-from medtwin.api.deps import Principal, StoreDep, guard
+from medtwin.api.deps import Principal, SecurityContext, StoreDep, guard
 from medtwin.api.problems import ProblemError
+from medtwin.security import accounts, audit
+from medtwin.security.policy import decide
 from medtwin.store.database import Store
 from medtwin.store.samples import SampleRepository
 from medtwin.store.security_tables import api_keys
@@ -277,3 +280,188 @@ def get_quarantine(
         {"id": r.pk, "received_at": r.received_at.isoformat(), "source": r.source, "device": r.device,
          "metric": r.metric, "time": r.time.isoformat() if r.time else None, "reason": r.reason,
          "field": r.field, "detail": r.detail, "payload": _payload_json(r.payload)} for r in rows]})
+
+
+# ------------------------------------------------------------------------------------------------------
+# WebSocket: a connected device or gateway streams batches over one socket.
+
+WS_AUTH_TIMEOUT_S = 10.0
+WS_RECHECK_S = 60.0  # re-verify the credential this often (expiry, revocation)
+WS_POLICY_VIOLATION = 1008
+WS_TOO_BIG = 1009
+
+
+def _dumps(value: Any) -> str:
+    return orjson.dumps(value).decode()
+
+
+def _ws_error(seq: Any, status: int, reason: str, detail: str, field: str | None = None,
+              **extra: Any) -> str:
+    error: dict[str, Any] = {"status": status, "reason": reason, "detail": detail, "field": field, **extra}
+    return _dumps({"seq": seq, "error": error})
+
+
+class _WsAuthError(Exception):
+    def __init__(self, status: int, detail: str) -> None:
+        super().__init__(detail)
+        self.status, self.detail = status, detail
+
+
+def _ws_authorise(websocket: WebSocket, token: str, raw_patient: str) -> tuple[Principal, str, str | None]:
+    """(principal, stored patient id, device) for a socket, or :class:`_WsAuthError` (401/403/404)."""
+    from medtwin.api.deps import _resolve_patient, authenticate  # the guard's own steps
+
+    try:
+        principal = authenticate(websocket, token)  # type: ignore[arg-type]  # uses only .app.state
+    except ProblemError as exc:
+        raise _WsAuthError(exc.status, exc.detail or exc.title) from None
+    store: Store = websocket.app.state.store
+    patient = _resolve_patient(store, raw_patient) if principal.patient_ids is not None else raw_patient
+    decision = decide(principal, "write", "samples", "POST", patient)
+    if not decision.allowed:
+        raise _WsAuthError(decision.status, "patient not found" if decision.status == 404 else decision.reason)
+    try:
+        patient = pipeline_of(websocket.app).resolve_patient(patient)
+    except UnknownPatientError:
+        raise _WsAuthError(404, "patient not found") from None
+    return principal, patient, device_name(store, principal)
+
+
+def _ws_audit(websocket: WebSocket, principal: Principal | None, patient: str | None, status: int,
+              denied: bool, detail: dict[str, Any]) -> None:
+    security = getattr(websocket.app.state, "security", None)
+    clock = security.clock if isinstance(security, SecurityContext) else accounts.utcnow
+    client = websocket.client.host if websocket.client else None
+    entry = audit.AuditEntry(
+        actor=principal.subject if principal else "anonymous", role=principal.role if principal else "none",
+        action="write", resource_type="samples", patient_id=patient,
+        outcome="success" if status < 400 else ("denied" if denied else "failure"), status=status, client=client,
+        detail={"route": websocket.url.path, "method": "WEBSOCKET", **detail})
+    store: Store = websocket.app.state.store
+    with store.begin() as connection:
+        audit.append(connection, entry, clock)
+
+
+def _bearer(websocket: WebSocket) -> str | None:
+    header = websocket.headers.get("authorization")
+    if header and header.lower().startswith("bearer "):
+        return header[7:].strip() or None
+    return None
+
+
+async def stream(websocket: WebSocket) -> None:
+    """``/patients/{patient_id}/stream``: authenticate (``Authorization: Bearer`` header, or a first message
+    ``{"token": "..."}`` within 10 s, for browsers), then send batches ``{"seq": n, "samples": payload}``
+    where ``payload`` is any format ``POST .../samples`` takes. Each batch is answered after its commit
+    with ``{"seq", "accepted", "duplicates", "quarantined": [{index, field, reason, detail}]}``; a bad
+    message gets ``{"seq", "error": {status, reason, detail, field}}`` and the socket stays open
+    (429: ``retry_after`` seconds). Authentication failures close the socket with code 1008."""
+    raw_patient = websocket.path_params.get("patient_id", "")
+    settings: Any = websocket.app.state.settings
+    max_bytes = int(getattr(settings, "max_upload_bytes", 50 * 1024 * 1024))
+    await websocket.accept()
+    token = _bearer(websocket)
+    try:
+        if token is None:
+            with anyio.fail_after(WS_AUTH_TIMEOUT_S):
+                first = await websocket.receive()
+            text = first.get("text") if first.get("text") is not None else first.get("bytes")
+            if first.get("type") == "websocket.disconnect":
+                return
+            try:
+                hello = orjson.loads(text or b"")
+            except orjson.JSONDecodeError:
+                hello = None
+            token = hello.get("token") if isinstance(hello, dict) and isinstance(hello.get("token"), str) else None
+            if token is None:
+                await websocket.send_text(_ws_error(None, 401, "not-authenticated", "send {\"token\": ...} first "
+                                                     "or an Authorization: Bearer header", "token"))
+                await websocket.close(WS_POLICY_VIOLATION, "not authenticated")
+                return
+        principal, patient, device = await run_in_threadpool(_ws_authorise, websocket, token, raw_patient)
+    except TimeoutError:
+        await websocket.close(WS_POLICY_VIOLATION, "no token within 10 s")
+        return
+    except _WsAuthError as exc:
+        await run_in_threadpool(_ws_audit, websocket, None, raw_patient, exc.status, True, {"reason": exc.detail})
+        await websocket.send_text(_ws_error(None, exc.status, "not-authenticated" if exc.status == 401
+                                             else "forbidden", exc.detail))
+        await websocket.close(WS_POLICY_VIOLATION, "not authorised")
+        return
+    except WebSocketDisconnect:
+        return
+    await run_in_threadpool(_ws_audit, websocket, principal, patient, 101, False, {"event": "connect"})
+    await websocket.send_text(_dumps({"ready": True, "patient_id": patient, "device": device}))
+    pipeline = pipeline_of(websocket.app)
+    checked = anyio.current_time()
+    totals = {"messages": 0, "accepted": 0, "duplicates": 0, "quarantined": 0}
+    try:
+        while True:
+            message = await websocket.receive()
+            if message["type"] == "websocket.disconnect":
+                break
+            data = message.get("bytes") if message.get("bytes") is not None else message.get("text")
+            if data is None:
+                continue
+            if len(data) > max_bytes:
+                await websocket.send_text(_ws_error(None, 413, "too-large", f"a message may hold {max_bytes} bytes"))
+                continue
+            if anyio.current_time() - checked > WS_RECHECK_S:
+                try:
+                    await run_in_threadpool(_ws_authorise, websocket, token, raw_patient)
+                except _WsAuthError as exc:
+                    await websocket.send_text(_ws_error(None, exc.status, "not-authenticated", exc.detail))
+                    await websocket.close(WS_POLICY_VIOLATION, "credential no longer valid")
+                    break
+                checked = anyio.current_time()
+            reply = await run_in_threadpool(_ws_batch, pipeline, data, patient, device)
+            totals["messages"] += 1
+            if "error" not in reply:
+                totals["accepted"] += reply["accepted"]
+                totals["duplicates"] += reply["duplicates"]
+                totals["quarantined"] += len(reply["quarantined"])
+            await websocket.send_text(_dumps(reply))
+    except WebSocketDisconnect:
+        pass
+    finally:
+        await run_in_threadpool(_ws_audit, websocket, principal, patient, 200, False, {"event": "close", **totals})
+
+
+def _ws_batch(pipeline: IngestPipeline, data: bytes | str, patient: str, device: str | None) -> dict[str, Any]:
+    """One WebSocket message -> its reply (never raises for bad input)."""
+    try:
+        message = orjson.loads(data)
+    except orjson.JSONDecodeError as exc:
+        return {"seq": None, "error": {"status": 422, "reason": "malformed", "field": "$",
+                                       "detail": f"the message is not JSON ({exc})"}}
+    if not isinstance(message, dict):
+        return {"seq": None, "error": {"status": 422, "reason": "malformed", "field": "$",
+                                       "detail": "a message is an object {\"seq\": n, \"samples\": ...}"}}
+    seq = message.get("seq")
+    if isinstance(seq, bool) or not isinstance(seq, int | str) or (isinstance(seq, str) and len(seq) > 64):
+        return {"seq": None, "error": {"status": 422, "reason": "missing" if seq is None else "malformed",
+                                       "field": "seq", "detail": "seq (an integer or a short string) is required"}}
+    if "samples" not in message:
+        return {"seq": seq, "error": {"status": 422, "reason": "missing", "field": "samples",
+                                      "detail": "samples (any payload POST .../samples takes) is required"}}
+    payload = message["samples"]
+    if not isinstance(payload, list | dict):
+        return {"seq": seq, "error": {"status": 422, "reason": "malformed", "field": "samples",
+                                      "detail": "samples must be a JSON array or object (not a string)"}}
+    try:
+        report = pipeline.ingest(payload, patient_id=patient, device=device, source="websocket")
+    except (UnknownPatientError, RateLimitedError, BatchTooLargeError, PayloadError) as exc:
+        problem = problem_for(exc)
+        field = problem.extensions.get("field")
+        if isinstance(exc, PayloadError):
+            field = f"samples.{exc.field}" if exc.field != "$" else "samples"
+        detail = exc.detail if isinstance(exc, PayloadError) else problem.detail
+        error = {"status": problem.status, "reason": problem.kind, "field": field, "detail": detail}
+        if isinstance(exc, RateLimitedError):
+            error["retry_after"] = problem.extensions.get("retry_after")
+        return {"seq": seq, "error": error}
+    return {"seq": seq, "accepted": report.accepted, "duplicates": report.duplicates,
+            "quarantined": [q.to_dict() for q in report.quarantined]}
+
+
+router.add_websocket_route(router.prefix + "/stream", stream, name="samples-stream")
