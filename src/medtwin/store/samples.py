@@ -118,19 +118,28 @@ class SampleRepository:
             return None
         return sqlite_time(value) if self.is_sqlite else value
 
-    def insert_ignore(self, rows: Sequence[Sample], received_at: datetime) -> set[str]:
-        """Insert samples whose idempotency key is new; returns the keys actually inserted."""
+    def insert_ignore(self, rows: Sequence[Sample], received_at: datetime, *,
+                      iso_times: Sequence[str] | None = None) -> set[str]:
+        """Insert samples whose idempotency key is new; returns the keys actually inserted.
+
+        ``iso_times`` (optional, for speed): each row's time as naive UTC ``isoformat(timespec=
+        "microseconds")``, already computed by the caller."""
         inserted: set[str] = set()
         if not rows:
             return inserted
         received = self._time_param(received_at)
         sqlite = self.is_sqlite
+        if sqlite:
+            times: Sequence[Any] = ([f"{t[:10]} {t[11:]}" for t in iso_times] if iso_times is not None
+                                    else [sqlite_time(s.time) for s in rows])
+        else:
+            times = [s.time for s in rows]
         for start in range(0, len(rows), _CHUNK):
             chunk = rows[start:start + _CHUNK]
             params: list[Any] = []
             extend = params.extend
-            for s in chunk:
-                extend((s.patient_id, s.metric, sqlite_time(s.time) if sqlite else s.time, s.value, s.unit,
+            for s, t in zip(chunk, times[start:start + _CHUNK], strict=True):
+                extend((s.patient_id, s.metric, t, s.value, s.unit,
                         s.original_value, s.original_unit, s.device, s.source, s.idempotency_key, received))
             sql = _insert_sql("samples", _SAMPLE_COLUMNS, len(chunk), self._marker, "idempotency_key")
             result = self.connection.exec_driver_sql(sql, tuple(params))

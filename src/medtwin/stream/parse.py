@@ -28,7 +28,7 @@ from typing import Any
 import orjson
 
 from medtwin.stream import metrics
-from medtwin.stream.model import SLEEP_STAGE
+from medtwin.stream.model import CANONICAL_UNITS, SLEEP_STAGE
 
 __all__ = ["FieldError", "ParseResult", "PayloadError", "Problem", "Reading", "decode", "detect_format", "parse_fhir",
            "parse_omh", "parse_payload", "parse_samples", "parse_time"]
@@ -127,7 +127,7 @@ def parse_time(text: Any, field: str) -> datetime:
     """An ISO 8601 date-time with a timezone, as UTC. Naive times are refused (``naive-time``)."""
     if not isinstance(text, str):
         raise FieldError(field, "bad-time" if text is not None else "missing",
-                   "time must be an ISO 8601 date-time string with a timezone, e.g. 2024-05-01T12:00:00Z")
+                         "time must be an ISO 8601 date-time string with a timezone, e.g. 2024-05-01T12:00:00Z")
     try:
         parsed = datetime.fromisoformat(text)
     except ValueError:
@@ -136,7 +136,8 @@ def parse_time(text: Any, field: str) -> datetime:
         raise FieldError(field, "naive-time", f"time {text[:64]!r} has no timezone (add Z or an offset like +01:00)")
     if len(text) < 16 or text[10] not in "Tt ":
         raise FieldError(field, "bad-time", f"time {text[:64]!r} must include the time of day")
-    parsed = parsed.astimezone(UTC)
+    if parsed.tzinfo is not UTC:
+        parsed = parsed.astimezone(UTC)
     if parsed < _MIN_TIME:
         raise FieldError(field, "bad-time", f"time {text[:64]!r} is before 1970")
     return parsed
@@ -145,7 +146,7 @@ def parse_time(text: Any, field: str) -> datetime:
 def _number(value: Any, field: str) -> float:
     if isinstance(value, bool) or not isinstance(value, int | float):
         raise FieldError(field, "missing" if value is None else "bad-value",
-                   f"value must be a number, got {type(value).__name__}" if value is not None else "value is required")
+                         f"value must be a number, got {type(value).__name__}" if value is not None else "value is required")
     number = float(value)
     if not math.isfinite(number):
         raise FieldError(field, "bad-value", "value must be finite")
@@ -170,7 +171,30 @@ def _text(value: Any, field: str, *, required: bool, limit: int = 128) -> str | 
 # JSON samples
 
 
+_KNOWN_METRICS = frozenset(CANONICAL_UNITS)
+
+
 def _sample(item: Any, index: int, path: str) -> Reading | Problem:
+    """One JSON sample. The common well-formed case (UTC time, plain types) is checked inline; anything
+    else goes through :func:`_sample_checked`, which names the wrong field."""
+    if type(item) is dict:
+        metric, text, value, unit = item.get("metric"), item.get("time"), item.get("value"), item.get("unit")
+        device, cid = item.get("device"), item.get("id")
+        if (type(metric) is str and metric in _KNOWN_METRICS and type(text) is str and len(text) >= 16
+                and text[10] in "Tt " and (type(value) is float or type(value) is int) and type(unit) is str
+                and 0 < len(unit) <= 32 and not unit.isspace()
+                and (device is None or (type(device) is str and 0 < len(device) <= 128 and not device.isspace()))
+                and (cid is None or (type(cid) is str and 0 < len(cid) <= _MAX_ID and not cid.isspace()))):
+            try:
+                time = datetime.fromisoformat(text)
+            except ValueError:
+                time = None
+            if time is not None and time.tzinfo is UTC and time >= _MIN_TIME and math.isfinite(value):
+                return Reading(metric, time, float(value), unit, device, cid, index, path, None, item)
+    return _sample_checked(item, index, path)
+
+
+def _sample_checked(item: Any, index: int, path: str) -> Reading | Problem:
     if not isinstance(item, dict):
         return Problem(index, path or "$", "malformed", "a sample must be a JSON object with metric, time, "
                        "value and unit", raw=item)
@@ -179,7 +203,7 @@ def _sample(item: Any, index: int, path: str) -> Reading | Problem:
     try:
         if not isinstance(metric, str) or not metric:
             raise FieldError(_join(path, "metric"), "missing" if metric is None else "malformed",
-                       "metric must be a name such as glucose, heart_rate")
+                             "metric must be a name such as glucose, heart_rate")
         if metric not in metrics.registry():
             raise FieldError(_join(path, "metric"), "unknown-metric", f"unknown metric {metric[:64]!r}")
         time = parse_time(item.get("time"), _join(path, "time"))
@@ -236,7 +260,7 @@ def _quantity(holder: dict[str, Any], path: str) -> tuple[float, str, dict[str, 
         if "valueInteger" in holder:
             raise FieldError(_join(path, "valueInteger"), "unit", "valueInteger carries no unit; use valueQuantity")
         raise FieldError(qpath, "missing", "valueQuantity is required"
-                   + (" (dataAbsentReason given)" if "dataAbsentReason" in holder else ""))
+                         + (" (dataAbsentReason given)" if "dataAbsentReason" in holder else ""))
     value = _number(quantity.get("value"), _join(qpath, "value"))
     code = quantity.get("code")
     if isinstance(code, str) and code and quantity.get("system") in (UCUM_SYSTEM, None):
@@ -294,7 +318,7 @@ def _observation(resource: Any, index: int, path: str, out: ParseResult) -> None
         rtype = resource.get("resourceType")
         if rtype != "Observation":
             raise FieldError(_join(path, "resourceType"), "unsupported",
-                       f"only Observation resources carry samples, not {str(rtype)[:40]!r}")
+                             f"only Observation resources carry samples, not {str(rtype)[:40]!r}")
         status = resource.get("status")
         if status in _SKIP_STATUS:
             raise FieldError(_join(path, "status"), "status", f"an Observation with status {status!r} is not a sample")
@@ -315,12 +339,12 @@ def _observation(resource: Any, index: int, path: str, out: ParseResult) -> None
         metric = next((m for m in map(metrics.by_loinc, codes) if m is not None), None)
         if metric is None:
             raise FieldError(code_path, "unknown-metric" if codes else "missing",
-                       f"no supported LOINC code (got {', '.join(codes)[:80] or 'none'})")
+                             f"no supported LOINC code (got {', '.join(codes)[:80] or 'none'})")
         if metric == SLEEP_STAGE:
             time, start = _fhir_time(resource, path, interval=True)
             if start is None:
                 raise FieldError(_join(path, "effectivePeriod.start"), "missing",
-                           "a sleep observation needs effectivePeriod start and end")
+                                 "a sleep observation needs effectivePeriod start and end")
             _sleep(start, time, device, client_id, index, path, resource, out, subject)
             return
         time, _ = _fhir_time(resource, path)
@@ -341,7 +365,7 @@ def _component(component: Any, index: int, cpath: str, time: datetime, device: s
         metric = next((m for m in map(metrics.by_loinc, codes) if m is not None), None)
         if metric is None:
             raise FieldError(_join(cpath, "code"), "unknown-metric",
-                       f"no supported LOINC code (got {', '.join(codes)[:80] or 'none'})")
+                             f"no supported LOINC code (got {', '.join(codes)[:80] or 'none'})")
         value, unit, fields = _quantity(component, cpath)
         fields = {**fields, "metric": _join(cpath, "code")}
         client_id = f"{obs_id}/{metric}" if obs_id else None
@@ -465,14 +489,14 @@ def _omh_point(point: Any, index: int, path: str, out: ParseResult) -> None:
             schema = next((_BODY_KEY_SCHEMA[k] for k in body if k in _BODY_KEY_SCHEMA), None)
         if schema is None:
             raise FieldError(_join(path, "header.schema_id.name"), "missing", "the schema is not named and the body "
-                       "has no known measure")
+                             "has no known measure")
         hid = header.get("id")
         client_id = hid if isinstance(hid, str) and 0 < len(hid) <= _MAX_ID else None
         if schema in _OMH_SLEEP:
             end, start = _omh_time(body, bpath)
             if start is None:
                 raise FieldError(_join(bpath, "effective_time_frame.time_interval"), "missing",
-                           "a sleep episode needs a time_interval")
+                                 "a sleep episode needs a time_interval")
             _sleep(start, end, device, client_id, index, bpath, point, out)
             return
         pairs = _OMH_BODY.get(schema)

@@ -51,7 +51,7 @@ import orjson
 from medtwin.store.database import Store
 from medtwin.store.samples import SampleRepository
 from medtwin.stream import metrics
-from medtwin.stream.model import Sample
+from medtwin.stream.model import CANONICAL_UNITS, Sample
 from medtwin.stream.parse import PayloadError, Problem, Reading, decode, parse_payload
 from medtwin.stream.ratelimit import RateLimiter, Unlimited
 
@@ -273,8 +273,12 @@ class IngestPipeline:
         good: list[Sample] = []
         bad: list[tuple[Problem, str | None]] = [(p, None) for p in problems]
         normalise = metrics.normalise
+        units = CANONICAL_UNITS
         seen: set[str] = set()
+        stamps: list[str] = []  # naive UTC ISO time of each good sample (key, and SQLite storage)
         duplicates = 0
+        prefix_dev: Any = object()
+        prefix = ""
         for r in readings:
             dev = device if device is not None else r.device
             try:
@@ -294,19 +298,24 @@ class IngestPipeline:
                                     "the Observation's subject is another patient", r.raw, r.metric, time, dev),
                             dev))
                 continue
-            key = idempotency_key(pid, dev, r.metric, time, r.client_id)
+            if dev is not prefix_dev:
+                prefix_dev, prefix = dev, f"{pid}|{dev or '-'}|"
+            stamp = time.replace(tzinfo=None).isoformat(timespec="microseconds")
+            key = f"{prefix}id:{r.client_id}" if r.client_id is not None else f"{prefix}{r.metric}|{stamp}Z"
+            if len(key) > _MAX_KEY:
+                key = _bounded(key)
             if key in seen:
                 duplicates += 1
                 continue
             seen.add(key)
-            good.append(Sample(pid, r.metric, time, value, metrics.registry()[r.metric].unit, r.value, r.unit,
-                               dev, source, key))
+            stamps.append(stamp)
+            good.append(Sample(pid, r.metric, time, value, units[r.metric], r.value, r.unit, dev, source, key))
         quarantine_rows = [self._quarantine_row(pid, p, dev if dev is not None else (device or p.device), source,
                                                 now) for p, dev in bad]
         with self.store.begin() as connection:
             repo = SampleRepository(connection, self.store.codec)
             repo.quarantine_ignore(quarantine_rows)
-            inserted = repo.insert_ignore(good, now)
+            inserted = repo.insert_ignore(good, now, iso_times=stamps)
         stored = [s for s in good if s.idempotency_key in inserted]
         stored.sort(key=lambda s: s.time)
         report.accepted = len(stored)
