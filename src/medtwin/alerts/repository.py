@@ -173,10 +173,10 @@ class AlertRepository:
 
     # ------------------------------------------------------------------------------------------ engine
 
-    def open(self, candidate: AlertCandidate) -> tuple[Alert, str]:
+    def open(self, candidate: AlertCandidate, occurrences: int = 1) -> tuple[Alert, str]:
         """The condition began: a new alert (``"opened"``), or the unresolved one with the same key updated
-        (``"updated"`` / ``"escalated"``)."""
-        existing = self.touch(candidate)
+        (``"updated"`` / ``"escalated"``). ``occurrences``: the evaluations (readings) that showed it."""
+        existing = self.touch(candidate, occurrences)
         if existing is not None:
             return existing
         now = _utc(self.clock())
@@ -185,7 +185,7 @@ class AlertRepository:
         self.connection.execute(insert(alerts).values(
             id=alert_id, patient_id=candidate.patient_id, rule=candidate.rule, severity=candidate.severity,
             status="open", dedupe_key=candidate.dedupe_key, opened_at=began, updated_at=now,
-            last_seen_at=_utc(candidate.time), occurrences=1, score=candidate.score, message=candidate.message,
+            last_seen_at=_utc(candidate.time), occurrences=occurrences, score=candidate.score, message=candidate.message,
             details=self.codec.seal(orjson.dumps(candidate.details))))
         created = self.get(alert_id)
         assert created is not None

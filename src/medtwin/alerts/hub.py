@@ -1,0 +1,225 @@
+"""The event hub: publish from any thread, deliver to asyncio subscribers (SSE and WebSocket streams).
+
+Events (:class:`Event`): ``alert`` (an alert opened / updated / escalated / acknowledged / resolved: the
+alert as JSON plus ``action``), ``samples`` (a patient's newly stored samples, for live charts) and
+``forecast`` (a :class:`~medtwin.stream.model.GlucoseForecast`). Each has a hub-wide increasing ``id``, the
+patient it concerns and ``published_at`` (epoch seconds; latency is measured from it). The JSON is encoded
+once per event, not once per subscriber.
+
+Delivery:
+
+* :meth:`EventHub.publish` is thread-safe and never blocks on a subscriber: it appends to each interested
+  subscriber's bounded buffer and wakes the subscriber's event loop (at most one pending wake-up per
+  subscriber, however many events arrive). Publishes are serialised (a short lock around numbering and
+  appending), so every subscriber sees ids in increasing order. The subscriber list is copy-on-write.
+* A subscriber too slow to keep up **loses its oldest events** (the buffer is a ring of ``queue_size``);
+  :meth:`Subscription.take_gap` tells the stream how many were lost since it last asked, so the client can
+  re-read the state over the REST API (the SSE/WebSocket streams send a ``lagged`` event).
+* Visibility: a subscription carries the caller's ``can_see(patient_id)`` (``Principal.can_see``) and an
+  optional patient filter; an event for a patient the subscriber may not see is never queued. Visibility
+  is the caller's as authenticated when the stream opened; streams are bounded in time (the API caps them
+  at the access token's lifetime), so a care-team change takes effect at the next reconnect.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import threading
+import time
+from collections import deque
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import Any, Final
+
+import orjson
+
+from medtwin.stream.model import GlucoseForecast, Sample
+
+EVENT_TYPES: Final = ("alert", "samples", "forecast")
+DEFAULT_QUEUE_SIZE: Final = 1000
+
+
+@dataclass(frozen=True, slots=True)
+class Event:
+    id: int
+    type: str
+    patient_id: str
+    published_at: float  # epoch seconds
+    data: dict[str, Any]
+    json: bytes = field(repr=False)  # {"id", "type", "patient_id", "published_at", "data"}
+
+    def sse(self) -> bytes:
+        """The event as one Server-Sent Events message."""
+        return b"id: %d\nevent: %s\ndata: %s\n\n" % (self.id, self.type.encode(), self.json)
+
+
+class Subscription:
+    """One stream's view of the hub. Consume with ``await get(timeout)`` on the loop that subscribed."""
+
+    def __init__(self, hub: EventHub, loop: asyncio.AbstractEventLoop, can_see: Callable[[str], bool],
+                 patients: frozenset[str] | None, types: frozenset[str] | None, queue_size: int) -> None:
+        self.hub, self.loop, self.can_see = hub, loop, can_see
+        self.patients, self.types = patients, types
+        self._buffer: deque[Event] = deque()
+        self._size = queue_size
+        self._lock = threading.Lock()
+        self._ready = asyncio.Event()
+        self._wake_pending = False
+        self.dropped = 0
+        self.delivered = 0
+        self._gap = 0
+        self.closed = False
+
+    def wants(self, event: Event) -> bool:
+        return ((self.types is None or event.type in self.types)
+                and (self.patients is None or event.patient_id in self.patients)
+                and self.can_see(event.patient_id))
+
+    def _offer(self, event: Event) -> None:
+        with self._lock:
+            if self.closed:
+                return
+            if len(self._buffer) >= self._size:
+                self._buffer.popleft()
+                self.dropped += 1
+                self._gap += 1
+            self._buffer.append(event)
+            if self._wake_pending:
+                return
+            self._wake_pending = True
+        try:
+            self.loop.call_soon_threadsafe(self._wake)
+        except RuntimeError:  # the subscriber's loop is gone
+            self.close()
+
+    def _wake(self) -> None:
+        with self._lock:
+            self._wake_pending = False
+        self._ready.set()
+
+    async def get(self, timeout: float | None = None) -> Event | None:
+        """The next event, or None after ``timeout`` seconds without one (or once closed)."""
+        while True:
+            with self._lock:
+                if self._buffer:
+                    self.delivered += 1
+                    return self._buffer.popleft()
+                if self.closed:
+                    return None
+            self._ready.clear()
+            try:
+                await asyncio.wait_for(self._ready.wait(), timeout)
+            except TimeoutError:
+                with self._lock:
+                    if not self._buffer:
+                        return None
+
+    def take_gap(self) -> int:
+        """Events lost (oldest dropped) since the last call."""
+        with self._lock:
+            gap, self._gap = self._gap, 0
+        return gap
+
+    def close(self) -> None:
+        with self._lock:
+            if self.closed:
+                return
+            self.closed = True
+        self.hub.unsubscribe(self)
+        with contextlib.suppress(RuntimeError):
+            self.loop.call_soon_threadsafe(self._ready.set)
+
+
+class EventHub:
+    """Fan-out of live events to subscribers (thread-safe publish, asyncio consumers)."""
+
+    def __init__(self, *, queue_size: int = DEFAULT_QUEUE_SIZE, wall_clock: Callable[[], float] = time.time) -> None:
+        self.queue_size = queue_size
+        self.wall_clock = wall_clock
+        self._lock = threading.Lock()
+        self._publish_lock = threading.Lock()
+        self._subscribers: tuple[Subscription, ...] = ()
+        self._next_id = 0
+        self.published = 0
+
+    @property
+    def subscriber_count(self) -> int:
+        return len(self._subscribers)
+
+    def subscribe(self, *, can_see: Callable[[str], bool], patients: Iterable[str] | None = None,
+                  types: Iterable[str] | None = None, queue_size: int | None = None,
+                  loop: asyncio.AbstractEventLoop | None = None) -> Subscription:
+        """A new subscription on ``loop`` (default: the running loop)."""
+        sub = Subscription(self, loop or asyncio.get_running_loop(), can_see,
+                           None if patients is None else frozenset(patients),
+                           None if types is None else frozenset(types), queue_size or self.queue_size)
+        with self._lock:
+            self._subscribers = (*self._subscribers, sub)
+        return sub
+
+    def unsubscribe(self, sub: Subscription) -> None:
+        with self._lock:
+            self._subscribers = tuple(s for s in self._subscribers if s is not sub)
+
+    def publish(self, type: str, patient_id: str, data: dict[str, Any]) -> Event:
+        """Publish an event (any thread). Returns it (with its id)."""
+        with self._publish_lock:  # ids and buffer order agree: every subscriber sees increasing ids
+            self._next_id += 1
+            event_id = self._next_id
+            self.published += 1
+            published_at = self.wall_clock()
+            envelope = {"id": event_id, "type": type, "patient_id": patient_id, "published_at": published_at,
+                        "data": data}
+            event = Event(event_id, type, patient_id, published_at, data, orjson.dumps(envelope))
+            for sub in self._subscribers:
+                if sub.wants(event):
+                    sub._offer(event)
+        return event
+
+    def close(self) -> None:
+        """End every subscription (their ``get`` returns None)."""
+        for sub in self._subscribers:
+            sub.close()
+
+
+# --- publishers for the pipeline and the live glucose twin ------------------------------------------------
+
+def sample_json(sample: Sample) -> dict[str, Any]:
+    return {"metric": sample.metric, "time": sample.time.isoformat(), "value": sample.value, "unit": sample.unit,
+            "device": sample.device}
+
+
+def samples_publisher(hub: EventHub) -> Callable[[list[Sample]], None]:
+    """A pipeline listener publishing one ``samples`` event per patient per stored batch."""
+
+    def publish_samples(samples: list[Sample]) -> None:
+        by_patient: dict[str, list[dict[str, Any]]] = {}
+        for sample in samples:
+            by_patient.setdefault(sample.patient_id, []).append(sample_json(sample))
+        for patient_id, items in by_patient.items():
+            hub.publish("samples", patient_id, {"samples": items})
+
+    return publish_samples
+
+
+def forecast_json(forecast: GlucoseForecast) -> dict[str, Any]:
+    def iso(value: datetime) -> str:
+        return value.isoformat()
+
+    return {"issued_at": iso(forecast.issued_at), "glucose_now_mg_dl": forecast.glucose_now_mg_dl,
+            "horizons_min": list(forecast.horizons_min), "mean_mg_dl": list(forecast.mean_mg_dl),
+            "lower80_mg_dl": list(forecast.lower80_mg_dl), "upper80_mg_dl": list(forecast.upper80_mg_dl),
+            "lower95_mg_dl": list(forecast.lower95_mg_dl), "upper95_mg_dl": list(forecast.upper95_mg_dl),
+            "insulin_sensitivity_ratio": forecast.insulin_sensitivity_ratio,
+            "twin_version": forecast.twin_version}
+
+
+def forecast_publisher(hub: EventHub) -> Callable[[GlucoseForecast], None]:
+    """A forecast listener publishing a ``forecast`` event."""
+
+    def publish_forecast(forecast: GlucoseForecast) -> None:
+        hub.publish("forecast", forecast.patient_id, forecast_json(forecast))
+
+    return publish_forecast

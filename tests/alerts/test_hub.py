@@ -1,0 +1,110 @@
+"""The event hub: thread-safe publish, visibility, bounded buffers that lose the oldest, wake-ups."""
+
+from __future__ import annotations
+
+import asyncio
+import threading
+import time
+from datetime import UTC, datetime
+
+import orjson
+
+from medtwin.alerts.hub import EventHub, forecast_publisher, samples_publisher
+from medtwin.stream.model import GlucoseForecast, Sample
+
+T0 = datetime(2025, 3, 1, tzinfo=UTC)
+
+
+def test_events_reach_only_subscribers_who_may_see_the_patient() -> None:
+    async def main() -> None:
+        hub = EventHub()
+        everyone = hub.subscribe(can_see=lambda p: True)
+        own_only = hub.subscribe(can_see=lambda p: p == "own")
+        filtered = hub.subscribe(can_see=lambda p: True, patients=["other"], types=["alert"])
+        hub.publish("alert", "own", {"n": 1})
+        hub.publish("samples", "other", {"n": 2})
+        hub.publish("alert", "other", {"n": 3})
+        got = [await everyone.get(0.5) for _ in range(3)]
+        assert [e.data["n"] for e in got if e] == [1, 2, 3]
+        assert [e.id for e in got if e] == [1, 2, 3]
+        first = await own_only.get(0.5)
+        assert first is not None and first.patient_id == "own" and await own_only.get(0.05) is None
+        only = await filtered.get(0.5)
+        assert only is not None and only.data == {"n": 3} and await filtered.get(0.05) is None
+        envelope = orjson.loads(only.json)
+        assert envelope["type"] == "alert" and envelope["patient_id"] == "other" and envelope["id"] == 3
+        assert only.sse().startswith(b"id: 3\nevent: alert\ndata: {") and only.sse().endswith(b"\n\n")
+        own_only.close()
+        assert hub.subscriber_count == 2 and await own_only.get(0.05) is None
+
+    asyncio.run(main())
+
+
+def test_publish_from_threads_wakes_the_loop_and_a_slow_subscriber_loses_the_oldest() -> None:
+    async def main() -> None:
+        hub = EventHub(queue_size=10)
+        fast = hub.subscribe(can_see=lambda p: True, queue_size=5000)
+        slow = hub.subscribe(can_see=lambda p: True)
+
+        def burst(offset: int) -> None:
+            for i in range(1000):
+                hub.publish("samples", "p", {"i": offset + i})
+
+        threads = [threading.Thread(target=burst, args=(k * 1000,)) for k in range(4)]
+        started = time.perf_counter()
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join()
+        publish_seconds = time.perf_counter() - started
+        received, ids = [], []
+        while (event := await fast.get(0.2)) is not None:
+            received.append(event.data["i"])
+            ids.append(event.id)
+        assert sorted(received) == list(range(4000))  # nothing lost when the buffer is large enough
+        assert ids == list(range(1, 4001))  # in id order, whatever thread published
+        kept = []
+        while (event := await slow.get(0.05)) is not None:
+            kept.append(event.id)
+        assert kept == list(range(3991, 4001))  # the newest 10
+        assert slow.dropped == 3990 and slow.take_gap() == 3990 and slow.take_gap() == 0
+        assert publish_seconds < 2.0  # never blocked by the slow subscriber
+
+    asyncio.run(main())
+
+
+def test_a_waiting_subscriber_wakes_on_a_publish_from_another_thread() -> None:
+    async def main() -> None:
+        hub = EventHub()
+        sub = hub.subscribe(can_see=lambda p: True)
+        timer = threading.Timer(0.05, lambda: hub.publish("alert", "p", {"x": 1}))
+        timer.start()
+        started = time.perf_counter()
+        event = await sub.get(5.0)
+        assert event is not None and event.data == {"x": 1}
+        assert time.perf_counter() - started < 1.0
+        hub.close()
+        assert await sub.get(1.0) is None and hub.subscriber_count == 0
+
+    asyncio.run(main())
+
+
+def test_pipeline_and_forecast_publishers() -> None:
+    async def main() -> None:
+        hub = EventHub()
+        sub = hub.subscribe(can_see=lambda p: True)
+        samples = [Sample(p, "glucose", T0, v, "mg/dL", v, "mg/dL", "cgm", "http", f"{p}{v}")
+                   for p, v in (("a", 100.0), ("b", 90.0), ("a", 95.0))]
+        samples_publisher(hub)(samples)
+        first, second = await sub.get(0.5), await sub.get(0.5)
+        assert first is not None and first.patient_id == "a" and [s["value"] for s in first.data["samples"]] == [
+            100.0, 95.0]
+        assert second is not None and second.patient_id == "b" and len(second.data["samples"]) == 1
+        forecast = GlucoseForecast("a", T0, 100.0, (5, 10), (98.0, 96.0), (90.0, 88.0), (106.0, 104.0),
+                                   (85.0, 80.0), (111.0, 112.0), 1.1, 3)
+        forecast_publisher(hub)(forecast)
+        third = await sub.get(0.5)
+        assert third is not None and third.type == "forecast" and third.data["mean_mg_dl"] == [98.0, 96.0]
+        assert third.data["issued_at"] == "2025-03-01T00:00:00+00:00" and third.data["twin_version"] == 3
+
+    asyncio.run(main())
