@@ -20,10 +20,9 @@ Delivery guarantees (what the subscriber does and why):
 * **Acks from an old connection are never sent.** A PUBACK carries only the packet id, which the broker may
   reuse for another message after a reconnect; messages received on a connection that has since dropped
   are stored but not acknowledged: the broker redelivers them and the idempotency key makes that a no-op.
-* **Flow control** is the broker's ``max_inflight_messages`` (medtwin.conf: 1000): how many
-  unacknowledged messages it sends at once. That bounds memory when a backlog arrives after an outage and
-  lets two batches be in flight (stock mosquitto's 20 would cap an ack-after-commit subscriber near
-  1,000 messages/s).
+* **Flow control.** At most ``max_queue`` received messages wait for the store; beyond that the network
+  thread stops reading and TCP holds the broker back, so a large backlog after an outage (or a database
+  that is down) does not fill memory.
 * **Reconnect** with exponential backoff (1 s doubling to 30 s) after the broker goes away, and subscribe
   again on every connect (a broker that lost its state has no subscription for us).
 * **A handler failure** (the database is down) acknowledges nothing: the batch is retried with backoff
@@ -167,10 +166,12 @@ class MqttSubscriber:
     acknowledging each message after the handler returned (see the module docstring)."""
 
     def __init__(self, handler: BatchHandler, *, broker_url: str, client_id: str, topic_prefix: str = "medtwin",
-                 batch_max: int = 500, batch_interval: float = 0.02,
+                 batch_max: int = 500, batch_interval: float = 0.02, max_queue: int = 5000,
                  keepalive: int = 30, monotonic: Callable[[], float] = time.monotonic) -> None:
         if batch_max < 1:
             raise MqttConfigError("batch_max: must be at least 1")
+        if max_queue < batch_max:
+            raise MqttConfigError("max_queue: must be at least batch_max")
         check_topic_part("client_id", client_id)
         self.handler = handler
         self.address = parse_broker_url(broker_url)
@@ -179,6 +180,7 @@ class MqttSubscriber:
         self.subscription = f"{self.topic_prefix}/+/+/+"
         self.batch_max = batch_max
         self.batch_interval = batch_interval
+        self.max_queue = max_queue
         self.keepalive = keepalive
         self.monotonic = monotonic
         self.stats = SubscriberStats()
@@ -229,6 +231,11 @@ class MqttSubscriber:
         item = InboundMessage(message.topic, bytes(message.payload), message.mid, message.qos, bool(message.dup),
                               self._conn.generation, self.monotonic())
         with self._cond:
+            # Backpressure: while the store is behind, stop reading from the socket (TCP then holds the
+            # broker back). The broker's own in-flight cap is not enough: mosquitto 2.0.11 was measured
+            # sending far more than max_inflight_messages unacknowledged messages from a backlog.
+            while len(self._queue) >= self.max_queue and not self._stopping:
+                self._cond.wait(0.5)
             if self._stopping:
                 return  # not acknowledged: the broker delivers it again to the next session
             self._queue.append(item)
@@ -285,7 +292,9 @@ class MqttSubscriber:
                     break
                 self._cond.wait(remaining)
             n = min(len(self._queue), self.batch_max)
-            return [self._queue.popleft() for _ in range(n)]
+            batch = [self._queue.popleft() for _ in range(n)]
+            self._cond.notify_all()  # room again for a network thread held back by max_queue
+            return batch
 
     def _run(self) -> None:
         while (batch := self._next_batch()) is not None:
