@@ -42,6 +42,16 @@ class Settings(BaseSettings):
     # --- live samples (medtwin.stream) ---
     device_samples_per_minute: int = Field(default=12_000, ge=1, description="Samples one device may send per "
                                            "minute (token bucket; also the largest batch); beyond it 429.")
+    # --- MQTT entrance (medtwin.stream.mqtt; broker_url above) ---
+    mqtt_enabled: bool = Field(default=False, description="Run the MQTT subscriber inside `medtwin serve` "
+                               "(`medtwin mqtt` runs it on its own).")
+    mqtt_client_id: str = Field(default="medtwin-ingest", min_length=1, max_length=128, pattern=r"^[^/+#\s]+$",
+                                description="Client id of the subscriber's persistent session: keep it fixed, "
+                                "or messages queued for the old one are never read.")
+    mqtt_topic_prefix: str = Field(default="medtwin", min_length=1, pattern=r"^[^+#\s]+$",
+                                   description="Topics are <prefix>/<patient>/<device>/<metric>.")
+    mqtt_batch_size: int = Field(default=500, ge=1, le=10_000, description="Messages stored per transaction.")
+    mqtt_batch_ms: int = Field(default=20, ge=0, le=5_000, description="Longest wait to fill a batch.")
 
     def resolved_database_url(self) -> str:
         if self.database_url:
