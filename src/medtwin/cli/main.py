@@ -16,6 +16,10 @@ app.command("export")(_records.export_command)
 app.command("serve")(_server.serve_command)
 app.command("demo")(_server.demo_command)
 
+from medtwin.cli import fleet as _fleet  # noqa: E402
+
+app.command("fleet")(_fleet.fleet_command)
+
 from medtwin.cli.drug import app as drug_app  # noqa: E402
 
 app.add_typer(drug_app, name="drug")

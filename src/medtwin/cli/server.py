@@ -87,8 +87,11 @@ def demo_command(
     patients: Annotated[int, typer.Option(min=1, max=200, help="How many synthetic patients")] = 6,
     fresh: Annotated[bool, typer.Option(help="Start from an empty demo store")] = False,
     no_serve: Annotated[bool, typer.Option("--no-serve", help="Prepare the demo store, then exit")] = False,
+    no_fleet: Annotated[bool, typer.Option("--no-fleet", help="Serve without the simulated devices")] = False,
+    speed: Annotated[float, typer.Option(min=1, max=3600, help="Simulated devices: time acceleration")] = 60.0,
 ) -> None:
-    """Create sample twins from medtwin's synthetic patients and serve them."""
+    """Create sample twins from medtwin's synthetic patients and serve them, with simulated devices streaming
+    into them (CGM, pump, wearable, BP cuff; see ``medtwin.stream.fleet``)."""
     from medtwin.synthetic import generate_bundles
 
     settings = load_settings()
@@ -112,6 +115,21 @@ def demo_command(
     console.print(f"demo store: {settings.data_dir.resolve()}  ({len(bundles)} patients; created "
                   f"{totals['created']}, unchanged {totals['unchanged']})")
     _print_demo_users(demo_users(store))
+    fleet = None
+    if not no_serve and not no_fleet:
+        from medtwin.cli import fleet as demo_fleet
+
+        try:
+            fleet = demo_fleet.prepare_demo_fleet(store, settings, bundles, host, port, speed=speed)
+            demo_fleet.describe_demo_fleet(fleet)
+        except Exception as exc:  # the demo serves without its devices
+            err_console.print(f"[yellow]simulated devices unavailable:[/] {exc}")
     store.dispose()
     if not no_serve:
-        _run(settings, host, port)
+        if fleet is not None:
+            fleet.start()
+        try:
+            _run(settings, host, port)
+        finally:
+            if fleet is not None:
+                fleet.stop()
