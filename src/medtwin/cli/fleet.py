@@ -49,8 +49,10 @@ class FleetPlan:
     @classmethod
     def make(cls, now: datetime, *, speed: float, lead: timedelta, history: timedelta,
              not_before: datetime | None = None) -> FleetPlan:
-        live_start = now - lead
-        origin = live_start - history
+        from medtwin.stream.fleet import floor_tick
+
+        live_start = floor_tick(now - lead)
+        origin = floor_tick(live_start - history)
         if not_before is not None and origin < not_before:  # continue after what an earlier run stored
             origin = min(not_before, now)
             live_start = max(live_start, origin)

@@ -186,7 +186,8 @@ def _ramp(minute: Array | float, onset: float, ramp: float, hold: float, recover
     return np.asarray(np.minimum(up, down), dtype=float)
 
 
-def _floor_5min(moment: datetime) -> datetime:
+def floor_tick(moment: datetime) -> datetime:
+    """``moment`` in UTC, down to the 5-minute grid the fleet's samples are on."""
     moment = moment.astimezone(UTC)
     return moment.replace(minute=moment.minute - moment.minute % TICK_MIN, second=0, microsecond=0)
 
@@ -202,7 +203,7 @@ class FleetSimulator:
         self.config = config or FleetConfig()
         self.script = script
         self.rng = rng
-        self.origin = _floor_5min(start)
+        self.origin = floor_tick(start)
         self.minute = 0  # simulated minutes since origin; the next tick covers [minute, minute + TICK_MIN)
         self._origin_local_min = (self.origin.hour * 60 + self.origin.minute + self.config.local_offset_min) % 1440
         self._epoch = int(self.origin.timestamp())
