@@ -265,6 +265,17 @@ def test_runner_sends_each_tick_once_the_accelerated_clock_has_passed_it() -> No
     assert stats.ticks == 24 + 12 and stats.failed_requests == 0 and stats.acknowledged == stats.samples
 
 
+def test_runner_uploads_every_n_ticks_together_and_flushes_on_stop() -> None:
+    recorder = _Recorder()
+    sim = FleetSimulator(_members(["type1_diabetes"]), START, np.random.default_rng(0))
+    runner = FleetRunner(sim, recorder, workers=1, upload_every=3, monotonic=lambda: recorder.now)
+    clock = AcceleratedClock(START, wall_start=0.0, speed=60.0, lead=timedelta(hours=24))
+    runner.run(clock, _FakeStop(recorder), duration_s=70.0)  # 14 ticks: 4 uploads of 3, then the last 2
+    cgm = [b for b, _k, _t in recorder.sent if b.device == CGM]
+    assert [len(b.samples) for b in cgm] == [3, 3, 3, 3, 2]
+    assert [t for b, _k, t in recorder.sent if b.device == CGM][:4] == [15.0, 30.0, 45.0, 60.0]
+
+
 # ------------------------------------------------------------------------------------------ transport
 def test_http_transport_retries_429_and_5xx_and_gives_up_on_other_4xx() -> None:
     answers = [httpx.Response(429, headers={"retry-after": "3"}), httpx.Response(503),

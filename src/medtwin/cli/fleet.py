@@ -122,7 +122,8 @@ class FleetThread:
 
 
 def build_fleet(members: list[FleetMember], client: Any, plan: FleetPlan, *, seed: int, workers: int,
-                max_batch: int, script: bool, stop: threading.Event | None = None) -> FleetRunner:
+                max_batch: int, script: bool, stop: threading.Event | None = None, upload_every: int = 1
+                ) -> FleetRunner:
     """Simulator (from ``plan.origin``), HTTP transport and runner for ``members``; with ``script`` the first
     type 1 member has the scripted hypoglycaemia and the first other member (an atrial fibrillation one if
     there is one) the deterioration, both soon after the live start."""
@@ -147,7 +148,7 @@ def build_fleet(members: list[FleetMember], client: Any, plan: FleetPlan, *, see
             time.sleep(seconds)
 
     transport = HttpTransport(client, retries=8, max_wait_s=30.0, sleep=pause)
-    return FleetRunner(simulator, transport, workers=workers, max_batch=max_batch)
+    return FleetRunner(simulator, transport, workers=workers, max_batch=max_batch, upload_every=upload_every)
 
 
 # ------------------------------------------------------------------------------------------ demo
@@ -234,6 +235,8 @@ def fleet_command(
     seed: Annotated[int, typer.Option(min=0, help="Seed of the simulation")] = 0,
     workers: Annotated[int, typer.Option(min=1, max=256, help="Concurrent uploads")] = 8,
     batch: Annotated[int, typer.Option(min=1, max=100_000, help="Most samples per request")] = 1000,
+    upload_every: Annotated[int, typer.Option(min=1, max=288, help="Devices upload every N readings (5 simulated "
+                                                "min each) in one request")] = 1,
     script: Annotated[bool, typer.Option("--script", help="Scripted hypoglycaemia and deterioration")] = False,
     ca_file: Annotated[Path | None, typer.Option(help="CA/certificate file to trust for https")] = None,
 ) -> None:
@@ -260,7 +263,7 @@ def fleet_command(
     client = _http_client(url, str(ca_file) if ca_file else True, workers)
     stop = threading.Event()
     runner = build_fleet(members, client, plan, seed=seed, workers=workers, max_batch=batch, script=script,
-                         stop=stop)
+                         stop=stop, upload_every=upload_every)
     console.print(f"fleet: {len(members)} patients, {sum(len(m.keys) for m in members)} devices -> {url}; "
                   f"{speed:g}x from {plan.live_start:%Y-%m-%d %H:%M} UTC")
     started = time.monotonic()

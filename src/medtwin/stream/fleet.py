@@ -576,11 +576,13 @@ class FleetRunner:
     """Drive a :class:`FleetSimulator` through a :class:`Transport`: backfill, then stream on the clock."""
 
     def __init__(self, simulator: FleetSimulator, transport: Transport, *, workers: int = 4,
-                 max_batch: int = 1000, monotonic: Callable[[], float] = time.monotonic) -> None:
+                 max_batch: int = 1000, upload_every: int = 1, monotonic: Callable[[], float] = time.monotonic
+                 ) -> None:
         self.sim = simulator
         self.transport = transport
         self.workers = max(1, workers)
         self.max_batch = max_batch
+        self.upload_every = max(1, upload_every)  # live: each device uploads every this many ticks
         self.monotonic = monotonic
         self.stats = FleetStats()
         self._keys = {mb.patient_id: dict(mb.keys) for mb in simulator.members}
@@ -645,8 +647,10 @@ class FleetRunner:
 
     def run(self, clock: AcceleratedClock, stop: threading.Event, duration_s: float | None = None) -> FleetStats:
         """Stream tick by tick: a tick is sent once the accelerated clock has passed its end, so every sample
-        is in the (simulated) past. Returns when ``stop`` is set or after ``duration_s`` wall seconds."""
+        is in the (simulated) past; with ``upload_every`` > 1 devices upload that many ticks together.
+        Returns when ``stop`` is set or after ``duration_s`` wall seconds."""
         end = None if duration_s is None else self.monotonic() + duration_s
+        pending: dict[tuple[str, str], list[dict[str, Any]]] = {}
         while not stop.is_set():
             due = clock.wall_at(self.sim.time + timedelta(minutes=TICK_MIN))
             if end is not None and due > end:
@@ -657,8 +661,14 @@ class FleetRunner:
             wait = due - self.monotonic()
             if wait > 0 and stop.wait(wait):
                 break
-            self._deliver(self._tick())
-            self.stats.max_lag_s = max(self.stats.max_lag_s, self.monotonic() - due)
+            for batch in self._tick():
+                pending.setdefault((batch.patient_id, batch.device), []).extend(batch.samples)
+            if self.stats.ticks % self.upload_every == 0:
+                self._deliver(DeviceBatch(p, d, s) for (p, d), s in pending.items())
+                pending = {}
+                self.stats.max_lag_s = max(self.stats.max_lag_s, self.monotonic() - due)
+        if pending:  # what was simulated is sent, also on stop
+            self._deliver(DeviceBatch(p, d, s) for (p, d), s in pending.items())
         return self.stats
 
 
