@@ -140,7 +140,8 @@ def normalise(metric: str, value: float, unit: str) -> float:
         raise MetricError("bad-value", "value", f"{metric}: value must be a finite number, got {value!r}")
     canonical = a * value + b if (a != 1.0 or b != 0.0) else float(value)
     s = registry()[metric]
-    if not s.min <= canonical <= s.max:
+    tolerance = 1e-9 * max(1.0, abs(s.max))  # conversion round-off at a bound (113 [degF] is 45 Cel)
+    if not s.min - tolerance <= canonical <= s.max + tolerance:
         raise MetricError("out-of-range", "value", f"{metric}: {value:g} {unit} is outside the plausible range "
                           f"{s.min:g}-{s.max:g} {s.unit}")
     if s.integer:

@@ -180,7 +180,7 @@ class IngestPipeline:
 
     def remove_listener(self, fn: Listener) -> None:
         with self._lock:
-            self._listeners = [f for f in self._listeners if f is not fn]
+            self._listeners = [f for f in self._listeners if f != fn]  # == : bound methods are new objects
 
     def _notify(self, stored: list[Sample]) -> None:
         for fn in self._listeners:
