@@ -139,3 +139,14 @@ def test_news2_from_device_vitals(world: tuple[Store, list[str], dict[str, str]]
     assert (top.news2.score, top.news2.band, top.news2.complete) == (11, "high", False)
     assert top.heart_rate is not None and top.heart_rate.value == 135.0
     assert page.items[1].id == ids[0] and page.items[1].news2 is None
+
+
+def test_low_news2_does_not_outrank_an_alert(world: tuple[Store, list[str], dict[str, str]]) -> None:
+    store, ids, _ = world
+    for metric, unit, value in (("heart_rate", "/min", 72.0), ("spo2", "%", 97.0), ("systolic_bp", "mm[Hg]", 120.0)):
+        add_samples(store, ids[0], metric, unit, [(NOW - timedelta(minutes=1), value)])
+    add_alert(store, ids[3], "hyper-l1", "low")
+    page = patient_overview(store, allowed=None, clock=lambda: NOW)
+    by_id = {i.id: i for i in page.items}
+    assert by_id[ids[0]].news2 is not None and (by_id[ids[0]].news2.score, by_id[ids[0]].news2.band) == (0, "low")
+    assert page.items[0].id == ids[3] and by_id[ids[0]].reasons == []

@@ -4,8 +4,8 @@ One row per patient: who (from the latest ``record`` twin version), the latest C
 the latest heart rate (both from ``samples``), the unresolved alerts (``alerts``) and a NEWS2 score when one
 is known. Rows come back most urgent first, ordered by, in turn:
 
-1. the NEWS2 clinical-risk band (high > medium > low-medium > low > none; Royal College of Physicians,
-   *National Early Warning Score (NEWS) 2*, 2017, chart 4),
+1. the NEWS2 clinical-risk band (high > medium > low-medium > low = none: a low score calls for no
+   escalation; Royal College of Physicians, *National Early Warning Score (NEWS) 2*, 2017, chart 4),
 2. predicted hypoglycaemia (an unresolved ``predicted-hypo`` alert),
 3. the highest severity among open (unacknowledged) alerts, then among acknowledged ones,
 4. the number of open alerts,
@@ -44,7 +44,8 @@ TREND_WINDOW = timedelta(minutes=15)
 #: A reading older than this (against the clock) is flagged stale: a sensor may have stopped sending.
 STALE_AFTER = timedelta(minutes=15)
 SEVERITY_RANK: dict[str, int] = {"low": 1, "medium": 2, "high": 3, "critical": 4}
-NEWS2_BAND_RANK: dict[str, int] = {"low": 1, "low-medium": 2, "medium": 3, "high": 4}
+#: A low NEWS2 (aggregate 0-4, no red score) needs no escalation: it ranks like no score at all.
+NEWS2_BAND_RANK: dict[str, int] = {"low": 0, "low-medium": 2, "medium": 3, "high": 4}
 UNRESOLVED = ("open", "acknowledged")
 PREDICTED_HYPO_RULE = "predicted-hypo"
 

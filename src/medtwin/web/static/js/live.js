@@ -1,0 +1,319 @@
+// Live tab: the latest-state tiles (glucose with trend and forecast, NEWS2, heart rate, blood pressure,
+// SpO2) and the stream charts (CGM with the twin's 30/60-min forecast and its 80/95 % bands, heart rate,
+// blood pressure, SpO2). New samples arrive on the event stream and are drawn without a reload; when the
+// stream is down the page polls the latest samples instead.
+import { call, errorText, maybe } from "./api.js";
+import { ago, clear, el, news2Badge, num, throttle, trendNode } from "./dom.js";
+import { Chart, lowerBound } from "./chart.js";
+import { onStatus, subscribe } from "./events.js";
+import { mountAlerts } from "./alerts.js";
+
+const MINUTE = 60_000, HOUR = 60 * MINUTE, DAY = 24 * HOUR;
+const RANGES = [["6 h", 6 * HOUR], ["24 h", DAY], ["3 d", 3 * DAY], ["7 d", 7 * DAY], ["30 d", 30 * DAY]];
+const COLORS = { glucose: "#0b5cad", forecast: "#6a3d9a", heart_rate: "#b3261e", systolic_bp: "#0b5cad",
+                 diastolic_bp: "#2e7d32", spo2: "#00695c" };
+// Metrics drawn, with the gap (ms) that breaks a line (a sensor off for longer than that).
+const STREAMS = { glucose: 16 * MINUTE, heart_rate: 5 * MINUTE, systolic_bp: 3 * HOUR, diastolic_bp: 3 * HOUR,
+                  spo2: 10 * MINUTE };
+const TILE_METRICS = ["heart_rate", "systolic_bp", "diastolic_bp", "spo2", "respiratory_rate", "body_temperature"];
+
+function parseTimes(times) {
+  const out = new Array(times.length);
+  for (let i = 0; i < times.length; i++) out[i] = Date.parse(times[i]);
+  return out;
+}
+
+/** Insert (t, v) keeping x sorted (new samples are nearly always last). */
+function insert(series, t, v) {
+  const xs = series.x;
+  if (!xs.length || t > xs[xs.length - 1]) { xs.push(t); series.y.push(v); return true; }
+  const i = lowerBound(xs, t);
+  if (xs[i] === t) { series.y[i] = v; return false; }
+  xs.splice(i, 0, t); series.y.splice(i, 0, v);
+  return true;
+}
+
+/** Samples from an event: a sample, a list of samples, or {samples: [...]} (patient_id on each or on the event). */
+function samplesOf(data) {
+  if (!data || typeof data !== "object") return [];
+  if (Array.isArray(data)) return data.flatMap(samplesOf);
+  if (Array.isArray(data.samples)) return data.samples.map((s) => ({ patient_id: data.patient_id, ...s }));
+  if (data.metric && data.value !== undefined && data.time) return [data];
+  return [];
+}
+
+export function mountLive(panel, tiles, ctx, openedAt) {
+  const id = ctx.id;
+  const base = `/patients/${encodeURIComponent(id)}`;
+  let windowMs = DAY;
+  let forecast = null;
+  let overview = null;
+  let latest = {};
+  let news2 = null;
+  let destroyed = false;
+  let pollTimer = null;
+  const unsubscribers = [];
+  const state = {};
+  for (const metric of Object.keys(STREAMS)) state[metric] = { x: [], y: [] };
+
+  // --- layout -------------------------------------------------------------------------------------------
+  const rangeGroup = el("div", { class: "segmented", role: "group", "aria-label": "Time window" });
+  for (const [label, ms] of RANGES) {
+    rangeGroup.append(el("button", { type: "button", "aria-pressed": ms === windowMs ? "true" : "false",
+      dataset: { ms: String(ms) }, on: { click: () => setWindow(ms) } }, label));
+  }
+  const status = el("p", { class: "muted live-note", "aria-live": "polite" });
+  const chartBox = (key, title) => el("figure", { class: "chart-card", id: `chart-${key}` },
+    el("figcaption", el("h3", title)), el("div", { class: "chart-host" }));
+  const figs = {
+    glucose: chartBox("glucose", "Glucose (CGM) with the twin's forecast"),
+    heart_rate: chartBox("hr", "Heart rate"),
+    bp: chartBox("bp", "Blood pressure"),
+    spo2: chartBox("spo2", "SpO₂"),
+  };
+  const alertsBox = el("aside", { class: "alerts-panel", "aria-labelledby": "alerts-title" });
+  clear(panel, el("div", { class: "live-grid" },
+    el("div", { class: "live-charts" }, el("div", { class: "live-toolbar" }, rangeGroup, status),
+       figs.glucose, figs.heart_rate, figs.bp, figs.spo2),
+    alertsBox));
+  const host = (fig) => fig.querySelector(".chart-host");
+
+  const glucoseChart = new Chart(host(figs.glucose), {
+    label: "Glucose", unit: "mg/dL", height: 240, yMin: 40, yMax: 250,
+    zones: [{ from: 70, to: 180, fill: "#e5f3e8" }],
+    rules: [{ y: 54, color: "#a61b1b" }, { y: 70, color: "#b26a00" }, { y: 180, color: "#b26a00" }],
+  });
+  const hrChart = new Chart(host(figs.heart_rate), { label: "Heart rate", unit: "/min", height: 150, yMin: 50, yMax: 110 });
+  const bpChart = new Chart(host(figs.bp), { label: "Blood pressure", unit: "mmHg", height: 150, yMin: 60, yMax: 150 });
+  const spo2Chart = new Chart(host(figs.spo2), { label: "SpO2", unit: "%", height: 130, yMin: 88, yMax: 100 });
+
+  const line = (metric, label, extra = {}) => ({ id: metric, label, type: "line", x: state[metric].x, y: state[metric].y,
+    color: COLORS[metric], gap: state[metric].gap || STREAMS[metric], ...extra });
+
+  function forecastSeries() {
+    if (!forecast) return [];
+    const t0 = Date.parse(forecast.issued_at);
+    const x = [t0, ...forecast.horizons_min.map((m) => t0 + m * MINUTE)];
+    const now = forecast.glucose_now_mg_dl;
+    const withNow = (arr) => [now, ...arr];
+    const fx = { x, y: withNow(forecast.mean_mg_dl) };
+    const band = (lo, hi) => ({ x, y: withNow(lo), y2: withNow(hi) });
+    const at = (i) => forecast.horizons_min[i - 1];
+    return [
+      { id: "f95", label: "95 % interval", type: "band", ...band(forecast.lower95_mg_dl, forecast.upper95_mg_dl),
+        color: COLORS.forecast, fill: "rgba(106, 61, 154, 0.14)", cursor: false },
+      { id: "f80", label: "80 % interval", type: "band", ...band(forecast.lower80_mg_dl, forecast.upper80_mg_dl),
+        color: COLORS.forecast, fill: "rgba(106, 61, 154, 0.28)", cursor: false },
+      { id: "forecast", label: "Forecast (mean)", type: "line", ...fx, color: COLORS.forecast, dash: [6, 4], width: 2,
+        describe: (i) => (i === 0 ? null : `forecast +${at(i)} min ${num(fx.y[i])} mg/dL (80 %: ${num(forecast.lower80_mg_dl[i - 1])}–${num(forecast.upper80_mg_dl[i - 1])})`) },
+    ];
+  }
+
+  function range() {
+    const now = Date.now();
+    let end = now;
+    for (const metric of Object.keys(STREAMS)) {
+      const xs = state[metric].x;
+      if (xs.length) end = Math.max(end, xs[xs.length - 1]);
+    }
+    return [end - windowMs, end];
+  }
+
+  function drawAll() {
+    const [x0, x1] = range();
+    const fEnd = forecast ? Date.parse(forecast.issued_at) + Math.max(...forecast.horizons_min) * MINUTE : x1;
+    glucoseChart.marks = [{ x: x1, label: "now", color: "#4a5568" }];
+    glucoseChart.setSeries([...forecastSeries(), line("glucose", "CGM glucose", { primary: true, dots: 2, width: 1.8 })]);
+    glucoseChart.setRange([x0, Math.max(x1, fEnd) + (windowMs <= DAY ? 5 * MINUTE : 0)]);
+    hrChart.setSeries([line("heart_rate", "Heart rate")]);
+    hrChart.setRange([x0, x1]);
+    bpChart.setSeries([line("systolic_bp", "Systolic", { dots: 2.5 }), line("diastolic_bp", "Diastolic", { dots: 2.5 })]);
+    bpChart.setRange([x0, x1]);
+    spo2Chart.setSeries([line("spo2", "SpO₂")]);
+    spo2Chart.setRange([x0, x1]);
+  }
+
+  // --- tiles --------------------------------------------------------------------------------------------
+  function tile(key, label, value, unit, sub, cls = "") {
+    return el("div", { class: `tile ${cls}`.trim(), id: `tile-${key}` },
+      el("h3", label), el("p", { class: "value" }, value, unit ? el("span", { class: "unit" }, ` ${unit}`) : null),
+      sub ? el("p", { class: "sub" }, sub) : null);
+  }
+
+  function forecastText() {
+    if (!forecast) return null;
+    const parts = [];
+    for (const h of [30, 60]) {
+      const i = forecast.horizons_min.indexOf(h);
+      if (i < 0) continue;
+      parts.push(el("span", { class: "fc", id: `forecast-${h}` }, `${h} min: `, el("strong", num(forecast.mean_mg_dl[i])),
+        ` (${num(forecast.lower80_mg_dl[i])}–${num(forecast.upper80_mg_dl[i])})`));
+    }
+    return parts.length ? el("span", { class: "forecast-line" }, "Forecast ", ...parts.flatMap((p, k) => (k ? [" · ", p] : [p]))) : null;
+  }
+
+  function renderTiles() {
+    const g = overview && overview.glucose;  // with the server's trend
+    const gl = latest.glucose;  // the newest reading (from events, ahead of the overview)
+    const newest = gl && (!g || Date.parse(gl.time) > Date.parse(g.time)) ? gl : g;
+    const glucoseValue = newest ? newest.value : null;
+    const glucoseTime = newest ? newest.time : null;
+    const cls = glucoseValue === null ? "" : glucoseValue < 54 ? "crit" : glucoseValue < 70 ? "low" : glucoseValue > 250 ? "high" : glucoseValue > 180 ? "warn" : "";
+    const glucoseTile = tile("glucose", "Glucose", glucoseValue === null ? "—" : el("span", { id: "glucose-now" }, num(glucoseValue)),
+      glucoseValue === null ? null : "mg/dL",
+      [g ? trendNode(g.trend, g.trend_mg_dl_per_min) : null, glucoseTime ? ` ${ago(glucoseTime)}` : " no readings",
+       g && g.stale ? el("span", { class: "stale" }, " · no recent reading") : null, el("br"), forecastText()], `glucose-tile ${cls}`);
+    const n = news2 || (overview && overview.news2);
+    const news2Tile = tile("news2", "NEWS2", n ? news2Badge(n) : "—", null,
+      n ? [`${(n.band || n.risk || "").replace("-", "–")} risk`, n.complete === false || (n.missing && n.missing.length) ? " · incomplete set" : "",
+           n.time || n.at ? ` · ${ago(n.time || n.at)}` : ""] : "no vital signs");
+    const v = (metric, digits = 0) => (latest[metric] ? num(latest[metric].value, digits) : "—");
+    const when = (metric) => (latest[metric] ? ago(latest[metric].time) : "no readings");
+    clear(tiles,
+      glucoseTile, news2Tile,
+      tile("hr", "Heart rate", v("heart_rate"), latest.heart_rate ? "/min" : null, when("heart_rate")),
+      tile("bp", "Blood pressure", latest.systolic_bp ? `${v("systolic_bp")}/${v("diastolic_bp")}` : "—",
+           latest.systolic_bp ? "mmHg" : null, when("systolic_bp")),
+      tile("spo2", "SpO₂", v("spo2"), latest.spo2 ? "%" : null, when("spo2")),
+      latest.respiratory_rate ? tile("rr", "Resp. rate", v("respiratory_rate"), "/min", when("respiratory_rate")) : null,
+      latest.body_temperature ? tile("temp", "Temperature", v("body_temperature", 1), "°C", when("body_temperature")) : null,
+    );
+  }
+
+  // --- loading ------------------------------------------------------------------------------------------
+  async function loadSeries() {
+    const [x0] = range();
+    const start = new Date(Math.min(x0, Date.now() - windowMs)).toISOString();
+    const width = Math.max(600, host(figs.glucose).clientWidth || 900);
+    const maxPoints = Math.max(1000, Math.round(width * 2));
+    const results = await Promise.all(Object.keys(STREAMS).map((metric) =>
+      call(`${base}/samples`, { query: { metric, start, max_points: maxPoints } })
+        .then((s) => [metric, s]).catch((error) => [metric, error])));
+    for (const [metric, s] of results) {
+      if (s instanceof Error) { status.textContent = `Could not load ${metric}: ${errorText(s)}`; continue; }
+      state[metric].x = parseTimes(s.times);
+      state[metric].y = s.values.slice();
+      state[metric].total = s.total;
+      // a downsampled series keeps a min and a max per bucket: a line may not break between buckets
+      const n = state[metric].x.length;
+      state[metric].gap = s.total > n && n > 1
+        ? Math.max(STREAMS[metric], (4 * (state[metric].x[n - 1] - state[metric].x[0])) / n) : STREAMS[metric];
+    }
+  }
+
+  async function loadLatest() {
+    const [lat, ov, fc, nw] = await Promise.all([
+      maybe(`${base}/samples/latest`).catch(() => null),
+      call("/dashboard/patients", { query: { q: id, limit: 1 } }).catch(() => null),
+      maybe(`${base}/forecast`).catch(() => null),
+      maybe(`${base}/news2`).catch(() => null),
+    ]);
+    if (lat) latest = lat.latest || {};
+    if (ov && ov.items && ov.items[0] && ov.items[0].id === id) overview = ov.items[0];
+    forecast = fc && fc.horizons_min ? fc : fc && fc.forecast ? fc.forecast : null;
+    news2 = nw && (nw.aggregate !== undefined || nw.score !== undefined) ? normaliseNews2(nw) : null;
+  }
+
+  function normaliseNews2(n) {
+    return { score: n.score ?? n.aggregate, band: n.band || n.risk, time: n.time || n.at, complete: n.complete,
+             missing: n.missing };
+  }
+
+  async function setWindow(ms) {
+    windowMs = ms;
+    for (const b of rangeGroup.querySelectorAll("button")) b.setAttribute("aria-pressed", b.dataset.ms === String(ms) ? "true" : "false");
+    const t = performance.now();
+    await loadSeries();
+    if (destroyed) return;
+    drawAll();
+    await new Promise((resolve) => requestAnimationFrame(() => requestAnimationFrame(resolve)));
+    const ms2 = Math.round(performance.now() - t);
+    window.medtwinTimings = { ...(window.medtwinTimings || {}), [`window_${ms / HOUR}h_ms`]: ms2 };
+    status.textContent = `Showing ${RANGES.find(([, v]) => v === ms)[0]} · ${state.glucose.total ?? state.glucose.x.length} CGM readings, ${state.heart_rate.total ?? state.heart_rate.x.length} heart-rate readings`;
+  }
+
+  // --- live updates -------------------------------------------------------------------------------------
+  const refreshDerived = throttle(async () => {
+    if (destroyed) return;
+    await loadLatest();
+    if (destroyed) return;
+    renderTiles();
+    drawAll();
+  }, 5000);
+
+  function onSamples(list) {
+    let changed = false;
+    for (const s of list) {
+      if (s.patient_id && s.patient_id !== id) continue;
+      const t = Date.parse(s.time);
+      if (s.metric in state) changed = insert(state[s.metric], t, Number(s.value)) || changed;
+      latest[s.metric] = { time: s.time, value: Number(s.value), unit: s.unit };
+      changed = true;
+    }
+    if (!changed) return;
+    renderTiles();
+    drawAll();
+    refreshDerived();
+  }
+
+  unsubscribers.push(subscribe(async (event) => {
+    const data = event.data || {};
+    if (event.type === "lagged") {  // events were lost: read the state again
+      await loadSeries();
+      refreshDerived();
+      return;
+    }
+    if (event.patient_id && event.patient_id !== id) return;
+    if (event.type === "samples" || event.type === "sample") {
+      onSamples(samplesOf(data).map((s) => ({ patient_id: event.patient_id, ...s })));
+    } else if (event.type === "forecast") {
+      if (data.horizons_min) { forecast = data; renderTiles(); drawAll(); } else refreshDerived();
+    } else if (event.type === "alert") refreshDerived();
+  }));
+
+  async function poll() {
+    const before = JSON.stringify(latest);
+    await loadLatest().catch(() => {});
+    if (destroyed) return;
+    if (JSON.stringify(latest) !== before) {
+      for (const [metric, s] of Object.entries(latest)) if (metric in state) insert(state[metric], Date.parse(s.time), s.value);
+    }
+    renderTiles();
+    drawAll();
+  }
+  unsubscribers.push(onStatus((s) => {
+    clearInterval(pollTimer);
+    pollTimer = s === "live" ? null : setInterval(poll, 15_000);
+  }));
+
+  const alerts = mountAlerts(alertsBox, ctx);
+
+  (async () => {
+    try {
+      await Promise.all([loadSeries(), loadLatest()]);
+      if (destroyed) return;
+      renderTiles();
+      drawAll();
+      await new Promise((resolve) => requestAnimationFrame(() => requestAnimationFrame(resolve)));
+      await alerts.ready;
+      const elapsed = Math.round(performance.now() - (openedAt ?? performance.now()));
+      window.medtwinTimings = { ...(window.medtwinTimings || {}), patient_open_ms: elapsed,
+        glucose_points: state.glucose.x.length, heart_rate_points: state.heart_rate.x.length };
+      panel.dataset.ready = "true";
+      status.textContent = `Showing 24 h · opened in ${elapsed} ms`;
+    } catch (error) {
+      status.textContent = errorText(error);
+    }
+  })();
+
+  return {
+    destroy() {
+      destroyed = true;
+      clearInterval(pollTimer);
+      for (const u of unsubscribers) u();
+      alerts.destroy();
+      for (const c of [glucoseChart, hrChart, bpChart, spo2Chart]) c.destroy();
+    },
+  };
+}
+

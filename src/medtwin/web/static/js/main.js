@@ -1,0 +1,101 @@
+// The medtwin dashboard: sign in, the patient list and the twin page, routed by the URL hash
+// (#/ the list, #/patients/<id>/<tab> a patient). Everything shown comes from /api/v1 with the user's token.
+import { call, errorText, login, onSession, signedIn, signOut } from "./api.js";
+import { $ } from "./dom.js";
+import * as events from "./events.js";
+import { showPatients, hidePatients } from "./patients.js";
+import { showPatient, hidePatient } from "./patient.js";
+
+const VIEWS = ["login-view", "list-view", "patient-view"];
+let current = null;
+
+function show(view) {
+  for (const id of VIEWS) $(id).hidden = id !== view;
+  $("logout").hidden = view === "login-view";
+}
+
+async function who() {
+  try {
+    const me = await call("/auth/me");
+    $("who").textContent = `${me.subject} · ${me.role}`;
+    return me;
+  } catch (error) {
+    $("who").textContent = "";
+    return null;
+  }
+}
+
+export async function route() {
+  if (!signedIn()) {
+    hidePatients(); hidePatient(); events.stop();
+    show("login-view");
+    document.title = "Sign in · medtwin";
+    $("username").focus();
+    return;
+  }
+  events.start();
+  const match = location.hash.match(/^#\/patients\/([^/]+)(?:\/([a-z-]+))?/);
+  if (match) {
+    hidePatients();
+    show("patient-view");
+    const id = decodeURIComponent(match[1]);
+    const tab = match[2] || "live";
+    current = `${id}`;
+    await showPatient(id, tab);
+  } else {
+    hidePatient();
+    current = null;
+    show("list-view");
+    document.title = "Patients · medtwin";
+    await showPatients();
+  }
+}
+
+$("login-form").addEventListener("submit", async (event) => {
+  event.preventDefault();
+  const error = $("login-error");
+  error.textContent = "";
+  const username = $("username").value.trim(), password = $("password").value;
+  if (!username || !password) { error.textContent = "Enter your user name and password."; return; }
+  const button = event.submitter || $("login-form").querySelector("button");
+  button.disabled = true;
+  try {
+    await login(username, password);
+    $("password").value = "";
+  } catch (e) {
+    error.textContent = e.status === 400 ? "User name or password is wrong, or the account is disabled." : errorText(e);
+  } finally {
+    button.disabled = false;
+  }
+});
+
+$("logout").addEventListener("click", () => signOut());
+
+onSession(async (_session, reason) => {
+  if (reason === "signed-in") {
+    await who();
+    await route();
+    $("main").focus();
+  } else if (reason === "signed-out" || reason === "expired") {
+    $("who").textContent = "";
+    if (reason === "expired") $("login-error").textContent = "Your session has ended: sign in again.";
+    await route();
+  }
+});
+
+events.onStatus((status) => {
+  const node = $("live-status");
+  node.hidden = status === "off";
+  node.className = `live-status status-${status}`;
+  node.textContent = { live: "● Live", connecting: "Connecting…", reconnecting: "Reconnecting…",
+                       unavailable: "Live updates unavailable" }[status] || "";
+});
+
+window.addEventListener("hashchange", () => { route().catch((e) => console.error(e)); });
+
+(async () => {
+  if (signedIn()) await who();
+  await route();
+})().catch((error) => { $("login-error").textContent = errorText(error); });
+
+export const currentPatient = () => current;

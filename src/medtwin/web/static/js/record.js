@@ -1,0 +1,113 @@
+// Record tab: the twin summary (GET /patients/{id}) as cards, and a timeline of encounters, labs, problems,
+// medications, immunisations and imaging (labs from GET /patients/{id}/observations, filtered to the lab
+// codes the summary lists). A lab's history opens as a chart.
+import { call, errorText } from "./api.js";
+import { clear, day, el, isoDay, num } from "./dom.js";
+import { Chart } from "./chart.js";
+
+const KINDS = [["encounter", "Encounters"], ["lab", "Labs"], ["problem", "Problems"], ["medication", "Medications"],
+               ["immunization", "Immunisations"], ["imaging", "Imaging"]];
+
+function measure(m) {
+  if (!m) return "—";
+  const value = m.value !== null && m.value !== undefined ? num(m.value, Math.abs(m.value) < 10 ? 1 : 0) : m.text;
+  return `${value ?? "—"} ${m.unit || ""}`.trim();
+}
+
+function card(title, rows, empty = "none recorded") {
+  return el("section", { class: "card" }, el("h3", title),
+    rows.length ? el("ul", rows) : el("p", { class: "muted" }, empty));
+}
+
+export async function mountRecord(panel, ctx) {
+  const s = ctx.summary.summary;
+  const labCodes = new Set((s.labs || []).map((l) => l.code));
+  const detail = el("div", { class: "lab-detail", id: "lab-detail" });
+  let observations = [];
+
+  function showLab(code, label) {
+    const points = observations.filter((o) => o.code === code && o.effective && o.value !== null)
+      .sort((a, b) => Date.parse(a.effective) - Date.parse(b.effective));
+    const host = el("div");
+    clear(detail, el("h3", `${label}: history`), host);
+    const unit = points.length ? points[0].unit || "" : "";
+    const chart = new Chart(host, { label: `${label} history`, unit, height: 160, digits: 1, empty: "No values recorded" });
+    chart.setSeries([{ id: code, label, type: "line", x: points.map((o) => Date.parse(o.effective)), y: points.map((o) => o.value),
+                       color: "#0b5cad", dots: 3, primary: true }]);
+    host.querySelector("canvas").focus();
+  }
+
+  const labRows = (s.labs || []).map((l) => el("li",
+    el("button", { type: "button", class: "link", on: { click: () => showLab(l.code, l.display || l.code) } }, l.display || l.code),
+    `: ${measure(l)} `, el("span", { class: "when" }, isoDay(l.time))));
+  const cards = el("div", { class: "cards" },
+    card("Patient", [
+      el("li", `Sex: ${s.gender || "unknown"}`), el("li", `Born: ${s.birth_date ? day(s.birth_date) : "?"} (age ${s.age_years ?? "?"})`),
+      el("li", `Height: ${measure(s.height)}`), el("li", `Weight: ${measure(s.weight)}`), el("li", `BMI: ${measure(s.bmi)}`),
+    ]),
+    card("Active problems", (s.problems || []).map((p) => el("li", p.display || p.code, " ", el("span", { class: "when" }, p.onset ? `since ${isoDay(p.onset)}` : "")))),
+    card("Medications", (s.medications || []).map((m) => el("li", m.display || m.code, m.dosage ? ` — ${m.dosage}` : "", " ",
+      el("span", { class: "when" }, isoDay(m.authored_on))))),
+    card("Allergies", (s.allergies || []).map((a) => el("li", a.display || a.code,
+      a.criticality ? el("span", { class: `chip ${a.criticality === "high" ? "crit" : ""}` }, a.criticality) : "",
+      a.category && a.category.length ? el("span", { class: "when" }, ` ${a.category.join(", ")}`) : ""))),
+    card("Latest vital signs", (s.vitals || []).map((v) => el("li", `${v.display || v.code}: ${measure(v)} `, el("span", { class: "when" }, isoDay(v.time))))),
+    card("Latest labs (select one for its history)", labRows),
+    card("Pharmacogenomics", ctx.summary.pharmacogenomics ? ctx.summary.pharmacogenomics.genes.map((g) =>
+      el("li", `${g.gene} ${g.diplotype}: ${g.phenotype}${g.activity_score !== null && g.activity_score !== undefined ? ` (activity ${g.activity_score})` : ""}`)) : [],
+      "no genotype on file"),
+  );
+
+  const filters = el("fieldset", { class: "filters" }, el("legend", "Show in the timeline"));
+  const shown = new Set(KINDS.map(([k]) => k));
+  const timeline = el("ol", { class: "timeline", id: "timeline" });
+  for (const [kind, label] of KINDS) {
+    const box = el("input", { type: "checkbox", id: `tl-${kind}`, checked: true, on: { change: (e) => {
+      if (e.target.checked) shown.add(kind); else shown.delete(kind);
+      render();
+    } } });
+    filters.append(el("label", { for: `tl-${kind}`, class: "check" }, box, ` ${label}`));
+  }
+  const status = el("p", { class: "muted", role: "status" }, "Loading labs…");
+  clear(panel, el("h2", { class: "visually-hidden" }, "Record"), cards, detail,
+        el("section", { class: "timeline-box", "aria-labelledby": "timeline-title" },
+          el("h2", { id: "timeline-title" }, "Timeline"), filters, status, timeline));
+
+  let events = [];
+  function build() {
+    events = [];
+    for (const e of s.encounters || []) events.push({ kind: "encounter", t: e.start, text: `${e.type || e.encounter_class || "Encounter"}${e.reason ? ` — ${e.reason}` : ""}` });
+    for (const p of s.problems || []) if (p.onset) events.push({ kind: "problem", t: p.onset, text: `${p.display || p.code} (onset)` });
+    for (const m of s.medications || []) if (m.authored_on) events.push({ kind: "medication", t: m.authored_on, text: `${m.display || m.code} prescribed` });
+    for (const i of s.immunizations || []) if (i.date) events.push({ kind: "immunization", t: i.date, text: i.display || i.code });
+    for (const i of s.imaging || []) events.push({ kind: "imaging", t: i.started, text: `${i.modalities.join(", ")} ${i.description || ""} (${i.series} series)` });
+    // labs: one entry per day, the values of that day together
+    const byDay = new Map();
+    for (const o of observations) {
+      if (!labCodes.has(o.code) || !o.effective) continue;
+      const key = isoDay(o.effective);
+      if (!byDay.has(key)) byDay.set(key, { kind: "lab", t: o.effective, items: [] });
+      byDay.get(key).items.push(`${o.display || o.code} ${o.value !== null ? num(o.value, Math.abs(o.value) < 10 ? 1 : 0) : o.value_text || ""} ${o.unit || ""}`.trim());
+    }
+    for (const entry of byDay.values()) events.push({ ...entry, text: entry.items.join(" · ") });
+    events = events.filter((e) => e.t).sort((a, b) => Date.parse(b.t) - Date.parse(a.t));
+  }
+  function render() {
+    const rows = events.filter((e) => shown.has(e.kind)).slice(0, 400).map((e) => el("li", { class: `tl-${e.kind}` },
+      el("time", { datetime: new Date(e.t).toISOString() }, isoDay(e.t)), " ",
+      el("span", { class: `kind kind-${e.kind}` }, KINDS.find(([k]) => k === e.kind)[1].replace(/s$/, "")), " ", e.text));
+    clear(timeline, rows.length ? rows : el("li", { class: "muted" }, "Nothing to show."));
+  }
+  build();
+  render();
+  try {
+    const page = await call(`/patients/${encodeURIComponent(ctx.id)}/observations`, { query: { limit: 1000 } });
+    observations = page.items;
+    status.textContent = `${page.total} observations on file${page.total > page.items.length ? ` (newest ${page.items.length} shown)` : ""}.`;
+    build();
+    render();
+  } catch (error) {
+    status.textContent = `Labs: ${errorText(error)}`;
+  }
+  return { destroy() {} };
+}
