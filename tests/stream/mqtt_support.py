@@ -9,9 +9,11 @@ import shutil
 import signal
 import socket
 import subprocess
+import sys
 import tempfile
 import time
 from collections.abc import Callable
+from dataclasses import dataclass
 from pathlib import Path
 
 from sqlalchemy import func, select
@@ -19,6 +21,7 @@ from tests.conftest import require_service
 
 from medtwin.record.sources import RawUnit
 from medtwin.security import accounts
+from medtwin.security.crypto import AesGcmCodec, KeyRing
 from medtwin.store.database import Store
 from medtwin.store.live_tables import quarantine
 from medtwin.store.schema import samples
@@ -120,9 +123,55 @@ def add_patient(store: Store, patient_id: str) -> None:
 
 def add_device(store: Store, patient_id: str, name: str = "cgm") -> str:
     """A device key bound to the patient; returns its public id (the topic's device level)."""
+    return add_device_key(store, patient_id, INDEX_KEY, name)[0]
+
+
+def add_device_key(store: Store, patient_id: str, index_key: bytes, name: str = "cgm") -> tuple[str, str]:
+    """A device key bound to the patient: (public id, the secret token a device presents over HTTP)."""
     with store.begin() as connection:
-        key, _secret = accounts.create_api_key(connection, name, patient_id, "test", INDEX_KEY)
-    return key.id
+        key, token = accounts.create_api_key(connection, name, patient_id, "test", index_key)
+    return key.id, token
+
+
+@dataclass
+class DataDir:
+    """A medtwin data folder as `medtwin serve` / `medtwin mqtt` use it: key ring file, SQLite store with
+    patients and one device key each."""
+
+    path: Path
+    key_file: Path
+    database: Path
+    patients: list[str]
+    devices: dict[str, tuple[str, str]]  # patient -> (key id, token)
+
+    def env(self, **extra: str) -> dict[str, str]:
+        env = {k: v for k, v in os.environ.items() if not k.startswith("MEDTWIN_")}
+        env.update({"MEDTWIN_DATA_DIR": str(self.path), "MEDTWIN_KEY_FILE": str(self.key_file),
+                    "MEDTWIN_LOG_LEVEL": "warning"}, **extra)
+        return env
+
+    def store(self) -> Store:
+        return Store(f"sqlite:///{self.database}")
+
+
+def make_data_dir(path: Path, patients: list[str]) -> DataDir:
+    keyring = KeyRing.generate()
+    key_file = path / "keys.json"
+    path.mkdir(parents=True, exist_ok=True)
+    keyring.save(key_file)
+    database = path / "medtwin.db"
+    store = Store(f"sqlite:///{database}", AesGcmCodec(keyring))
+    store.migrate()
+    devices = {}
+    for patient in patients:
+        add_patient(store, patient)
+        devices[patient] = add_device_key(store, patient, keyring.index_key)
+    store.dispose()
+    return DataDir(path, key_file, database, patients, devices)
+
+
+def medtwin_exe() -> str:
+    return str(Path(sys.executable).parent / "medtwin")
 
 
 def revoke_device(store: Store, key_id: str) -> None:

@@ -20,6 +20,10 @@ from medtwin.cli import fleet as _fleet  # noqa: E402
 
 app.command("fleet")(_fleet.fleet_command)
 
+from medtwin.cli import stream as _stream  # noqa: E402
+
+app.command("mqtt")(_stream.mqtt_command)
+
 from medtwin.cli.drug import app as drug_app  # noqa: E402
 
 app.add_typer(drug_app, name="drug")

@@ -51,6 +51,7 @@ import paho.mqtt.client as paho
 from paho.mqtt.enums import CallbackAPIVersion, MQTTErrorCode, MQTTProtocolVersion
 from sqlalchemy import Connection, select
 
+from medtwin.config import Settings
 from medtwin.store.samples import SampleRepository
 from medtwin.store.security_tables import api_keys
 from medtwin.stream.pipeline import (
@@ -545,6 +546,15 @@ class MqttIngest:
             for row in rows:
                 reason = row["reason"]
                 self.stats.quarantined_messages[reason] = self.stats.quarantined_messages.get(reason, 0) + 1
+
+
+def subscriber_from_settings(settings: Settings, pipeline: IngestPipeline) -> MqttSubscriber:
+    """The subscriber ``medtwin serve`` (``mqtt_enabled``) and ``medtwin mqtt`` run: broker, client id,
+    topic prefix and batching from settings, samples into ``pipeline``."""
+    return MqttSubscriber(MqttIngest(pipeline, topic_prefix=settings.mqtt_topic_prefix),
+                          broker_url=settings.broker_url, client_id=settings.mqtt_client_id,
+                          topic_prefix=settings.mqtt_topic_prefix, batch_max=settings.mqtt_batch_size,
+                          batch_interval=settings.mqtt_batch_ms / 1000)
 
 
 # --- publisher -----------------------------------------------------------------------------------------
