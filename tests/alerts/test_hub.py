@@ -105,6 +105,6 @@ def test_pipeline_and_forecast_publishers() -> None:
         forecast_publisher(hub)(forecast)
         third = await sub.get(0.5)
         assert third is not None and third.type == "forecast" and third.data["mean_mg_dl"] == [98.0, 96.0]
-        assert third.data["issued_at"] == "2025-03-01T00:00:00+00:00" and third.data["twin_version"] == 3
+        assert third.data["issued_at"] == "2025-03-01T00:00:00Z" and third.data["twin_version"] == 3
 
     asyncio.run(main())

@@ -30,7 +30,7 @@ import time
 from collections import deque
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
-from datetime import datetime
+from datetime import UTC, datetime
 from typing import Any, Final
 
 import orjson
@@ -186,8 +186,13 @@ class EventHub:
 
 # --- publishers for the pipeline and the live glucose twin ------------------------------------------------
 
+def iso_z(value: datetime) -> str:
+    """ISO 8601 UTC with a ``Z`` (as the API writes times)."""
+    return value.astimezone(UTC).isoformat().replace("+00:00", "Z")
+
+
 def sample_json(sample: Sample) -> dict[str, Any]:
-    return {"metric": sample.metric, "time": sample.time.isoformat(), "value": sample.value, "unit": sample.unit,
+    return {"metric": sample.metric, "time": iso_z(sample.time), "value": sample.value, "unit": sample.unit,
             "device": sample.device}
 
 
@@ -205,10 +210,7 @@ def samples_publisher(hub: EventHub) -> Callable[[list[Sample]], None]:
 
 
 def forecast_json(forecast: GlucoseForecast) -> dict[str, Any]:
-    def iso(value: datetime) -> str:
-        return value.isoformat()
-
-    return {"issued_at": iso(forecast.issued_at), "glucose_now_mg_dl": forecast.glucose_now_mg_dl,
+    return {"issued_at": iso_z(forecast.issued_at), "glucose_now_mg_dl": forecast.glucose_now_mg_dl,
             "horizons_min": list(forecast.horizons_min), "mean_mg_dl": list(forecast.mean_mg_dl),
             "lower80_mg_dl": list(forecast.lower80_mg_dl), "upper80_mg_dl": list(forecast.upper80_mg_dl),
             "lower95_mg_dl": list(forecast.lower95_mg_dl), "upper95_mg_dl": list(forecast.upper95_mg_dl),

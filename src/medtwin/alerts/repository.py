@@ -53,7 +53,8 @@ def _utc(value: datetime) -> datetime:
 
 
 def _iso(value: datetime | None) -> str | None:
-    return None if value is None else _utc(value).isoformat()
+    """ISO 8601 in UTC with a ``Z``, as the API's JSON writes times."""
+    return None if value is None else _utc(value).isoformat().replace("+00:00", "Z")
 
 
 @dataclass(frozen=True)
