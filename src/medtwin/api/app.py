@@ -10,6 +10,7 @@ from fastapi import FastAPI
 from medtwin import __version__
 from medtwin.api.limits import BodySizeLimit
 from medtwin.api.problems import install_problem_handlers
+from medtwin.api.routers import alerts as alerts_router
 from medtwin.api.routers import dashboard, drugs, glucose, patients, record, samples, security_admin, system
 from medtwin.api.security_middleware import install_security
 from medtwin.config import Settings
@@ -35,7 +36,9 @@ def create_app(settings: Settings | None = None, *, store: Store | None = None,
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         if own_store:
             store.migrate()
+        alerts_router.install(app, store)  # again: services added to app.state after create_app
         yield
+        alerts_router.shutdown(app)
         if own_store:
             store.dispose()
 
@@ -63,4 +66,6 @@ def create_app(settings: Settings | None = None, *, store: Store | None = None,
     app.include_router(samples.router, prefix=API_PREFIX)
     app.add_middleware(BodySizeLimit, max_bytes=settings.max_upload_bytes)
     install_security(app, settings, store, keyring)
+    app.include_router(alerts_router.router, prefix=API_PREFIX)
+    alerts_router.install(app, store)  # app.state.hub, app.state.alerts; listeners on ingest / live_glucose
     return app
