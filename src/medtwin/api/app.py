@@ -4,7 +4,9 @@ from __future__ import annotations
 
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
+from typing import TYPE_CHECKING
 
+import anyio
 from fastapi import FastAPI
 
 from medtwin import __version__
@@ -20,7 +22,27 @@ from medtwin.stream.pipeline import IngestPipeline
 from medtwin.stream.ratelimit import TokenBucketLimiter
 from medtwin.web import mount_web
 
+if TYPE_CHECKING:
+    from medtwin.stream.mqtt import MqttSubscriber
+
 API_PREFIX = "/api/v1"
+
+
+def _start_mqtt(app: FastAPI, settings: Settings) -> MqttSubscriber | None:
+    """With ``mqtt_enabled``, the MQTT subscriber feeding the app's ingest pipeline (``app.state.mqtt``)."""
+    subscriber = None
+    if settings.mqtt_enabled:
+        from medtwin.stream.mqtt import subscriber_from_settings
+
+        subscriber = subscriber_from_settings(settings, app.state.ingest)
+        subscriber.start()
+    app.state.mqtt = subscriber
+    return subscriber
+
+
+async def _stop_mqtt(subscriber: MqttSubscriber | None) -> None:
+    if subscriber is not None:
+        await anyio.to_thread.run_sync(subscriber.stop)  # stores and acknowledges what it received
 
 
 def create_app(settings: Settings | None = None, *, store: Store | None = None,
@@ -37,7 +59,9 @@ def create_app(settings: Settings | None = None, *, store: Store | None = None,
         if own_store:
             store.migrate()
         alerts_router.install(app, store)  # again: services added to app.state after create_app
+        mqtt = _start_mqtt(app, settings)  # after the ingest listeners are in place
         yield
+        await _stop_mqtt(mqtt)  # before them: its last batch still reaches the listeners
         alerts_router.shutdown(app)
         if own_store:
             store.dispose()
