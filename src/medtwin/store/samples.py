@@ -183,15 +183,17 @@ class SampleRepository:
             sql += f" AND time < {m}"
             params.append(self._time_param(end))
         sql += " ORDER BY time, pk"
-        rows = self.connection.exec_driver_sql(sql, tuple(params)).fetchall()
+        result = self.connection.exec_driver_sql(sql, tuple(params))
+        rows = result.cursor.fetchall() if result.cursor is not None else []  # plain tuples: no Row objects
+        result.close()
         if not rows:
             return np.empty(0, dtype="datetime64[us]"), np.empty(0)
-        times_raw, values = zip(*rows, strict=True)
+        values = np.fromiter((r[1] for r in rows), dtype=float, count=len(rows))
         if self.is_sqlite:
-            times = np.array(times_raw, dtype="datetime64[us]")
+            times = np.array([r[0] for r in rows], dtype="datetime64[us]")
         else:
-            times = np.array([t.astimezone(UTC).replace(tzinfo=None) for t in times_raw], dtype="datetime64[us]")
-        return times, np.asarray(values, dtype=float)
+            times = np.array([r[0].astimezone(UTC).replace(tzinfo=None) for r in rows], dtype="datetime64[us]")
+        return times, values
 
     def _downsampled(self, patient_id: str, metric: str, start: datetime | None, end: datetime | None,
                      max_points: int | None) -> tuple[np.ndarray, np.ndarray, int]:
