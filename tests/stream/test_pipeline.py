@@ -4,6 +4,7 @@ per-device rate limit (nothing stored, retry stores), listeners (only new sample
 
 from __future__ import annotations
 
+import hashlib
 import logging
 from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
@@ -20,6 +21,7 @@ from medtwin.store.samples import SampleRepository
 from medtwin.stream.model import Sample
 from medtwin.stream.parse import PayloadError, Reading
 from medtwin.stream.pipeline import (
+    MAX_QUARANTINED_PAYLOAD,
     BatchTooLargeError,
     IngestPipeline,
     RateLimitedError,
@@ -228,3 +230,14 @@ def test_resolves_patient_by_mrn_like_identifier(live_store: Store) -> None:
     assert pipeline.resolve_patient("p1") == "p1"
     with pytest.raises(UnknownPatientError):
         pipeline.resolve_patient("p3")
+
+
+def test_a_huge_unreadable_payload_keeps_its_head_and_digest(live_store: Store) -> None:
+    pipeline = _pipeline(live_store)
+    body = b"x" * (MAX_QUARANTINED_PAYLOAD + 10)
+    with pytest.raises(PayloadError):
+        pipeline.ingest(body, patient_id="p1", device="w", source="mqtt")
+    (row,) = _quarantine_rows(live_store)
+    kept = live_store.codec.open(row["payload"])  # type: ignore[arg-type]
+    assert len(kept) == MAX_QUARANTINED_PAYLOAD
+    assert f"of {len(body)} bytes kept" in str(row["detail"]) and hashlib.sha256(body).hexdigest() in str(row["detail"])

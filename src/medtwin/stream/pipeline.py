@@ -62,6 +62,8 @@ log = logging.getLogger("medtwin.stream")
 
 Listener = Callable[[list[Sample]], None]
 _MAX_KEY = 255
+#: An unreadable payload is quarantined whole up to this size (1 MiB), else its head and its SHA-256.
+MAX_QUARANTINED_PAYLOAD = 1 << 20
 
 
 class UnknownPatientError(LookupError):
@@ -340,6 +342,12 @@ class IngestPipeline:
                             exc: PayloadError) -> None:
         row = self._quarantine_row(pid, Problem(None, exc.field, exc.reason, exc.detail, raw=payload), device,
                                    source, self.clock())
+        body: bytes = row["payload"]
+        if len(body) > MAX_QUARANTINED_PAYLOAD:  # the sender got the error and still holds it; bound the store
+            digest = hashlib.sha256(body).hexdigest()
+            row["payload"] = body[:MAX_QUARANTINED_PAYLOAD]
+            row["detail"] = (f"{row['detail']} [first {MAX_QUARANTINED_PAYLOAD} of {len(body)} bytes kept; "
+                             f"sha256 {digest}]")[:2000]
         with self.store.begin() as connection:
             SampleRepository(connection, self.store.codec).quarantine_ignore([row])
 
