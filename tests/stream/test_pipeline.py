@@ -173,11 +173,12 @@ def test_rate_limit_refuses_whole_call_and_a_retry_after_refill_stores_it(live_s
         pipeline.ingest(burst, patient_id="p1", device="a", source="http")
     assert caught.value.retry_after == pytest.approx(10.0)  # 10 tokens left, 20 needed, 1 per second
     assert _count(live_store) == 50  # nothing of the refused call
-    # another device has its own bucket
+    # another device has its own bucket, and so has another caller (rate_key) of the same device name
     assert pipeline.ingest([hr(200)], patient_id="p1", device="b", source="http").accepted == 1
+    assert pipeline.ingest([hr(201)], patient_id="p1", device="a", source="http", rate_key="user:x").accepted == 1
     clock.now += 10.0
     assert pipeline.ingest(burst, patient_id="p1", device="a", source="http").accepted == 20
-    assert _count(live_store) == 71
+    assert _count(live_store) == 72
     with pytest.raises(BatchTooLargeError):
         pipeline.ingest([hr(300 + i) for i in range(61)], patient_id="p1", device="a", source="http")
 

@@ -213,10 +213,12 @@ class IngestPipeline:
         return found
 
     def ingest(self, payload: bytes | bytearray | str | list[Any] | dict[str, Any], *, patient_id: str,
-               device: str | None, source: str) -> IngestReport:
+               device: str | None, source: str, rate_key: str | None = None) -> IngestReport:
         """Ingest a payload in any supported format (JSON bytes/str, or already-decoded JSON).
 
         ``device``, when given, is the authenticated device and wins over a device named in the payload.
+        The rate limit bucket is ``(patient, rate_key or device)``: the HTTP and WebSocket entrances pass the
+        caller (``device:<key id>`` or the user name), MQTT and the fleet leave it to the device.
         Raises :class:`UnknownPatientError`, :class:`RateLimitedError`, :class:`BatchTooLargeError`, and
         :class:`PayloadError` for an unreadable payload (after quarantining it)."""
         pid = self.resolve_patient(patient_id)
@@ -224,13 +226,13 @@ class IngestPipeline:
             data = decode(payload) if isinstance(payload, bytes | bytearray | str) else payload
             parsed = parse_payload(data)
         except PayloadError as exc:
-            self._acquire(pid, device, 1)
+            self._acquire(pid, rate_key or device, 1)
             self._quarantine_payload(pid, device, source, payload, exc)
             raise
-        return self._store(pid, device, source, parsed.format, parsed.readings, parsed.problems)
+        return self._store(pid, device, source, parsed.format, parsed.readings, parsed.problems, rate_key)
 
     def ingest_samples(self, samples: Sequence[Reading | Sample], *, patient_id: str, device: str | None,
-                       source: str) -> IngestReport:
+                       source: str, rate_key: str | None = None) -> IngestReport:
         """Ingest already-parsed samples: :class:`~medtwin.stream.parse.Reading` (value in the device's
         unit, timezone-aware time) or :class:`~medtwin.stream.model.Sample` (re-validated; its own
         idempotency key is replaced by the pipeline's). Same checks, storage, report and listeners as
@@ -253,7 +255,7 @@ class IngestPipeline:
                                         raw=_reading_json(s), metric=s.metric, device=s.device))
                 continue
             readings.append(s)
-        return self._store(pid, device, source, "samples", readings, problems)
+        return self._store(pid, device, source, "samples", readings, problems, rate_key)
 
     # ------------------------------------------------------------------------------------ internals
 
@@ -267,9 +269,9 @@ class IngestPipeline:
         raise RateLimitedError(wait, device)
 
     def _store(self, pid: str, device: str | None, source: str, fmt: str, readings: list[Reading],
-               problems: list[Problem]) -> IngestReport:
+               problems: list[Problem], rate_key: str | None = None) -> IngestReport:
         report = IngestReport(pid, source, fmt, received=len(readings) + len(problems))
-        self._acquire(pid, device, report.received)
+        self._acquire(pid, rate_key or device, report.received)
         now = self.clock()
         latest = now + self.max_future if self.max_future is not None else None
         good: list[Sample] = []

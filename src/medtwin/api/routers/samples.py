@@ -188,7 +188,8 @@ async def post_samples(
 
     def work() -> IngestReport:
         device = device_name(store, principal)
-        return pipeline.ingest(body, patient_id=patient_id, device=device, source="http")
+        return pipeline.ingest(body, patient_id=patient_id, device=device, source="http",
+                               rate_key=principal.subject)
 
     try:
         report = await run_in_threadpool(work)
@@ -414,7 +415,7 @@ async def stream(websocket: WebSocket) -> None:
                     await websocket.close(WS_POLICY_VIOLATION, "credential no longer valid")
                     break
                 checked = anyio.current_time()
-            reply = await run_in_threadpool(_ws_batch, pipeline, data, patient, device)
+            reply = await run_in_threadpool(_ws_batch, pipeline, data, patient, device, principal.subject)
             totals["messages"] += 1
             if "error" not in reply:
                 totals["accepted"] += reply["accepted"]
@@ -427,7 +428,8 @@ async def stream(websocket: WebSocket) -> None:
         await run_in_threadpool(_ws_audit, websocket, principal, patient, 200, False, {"event": "close", **totals})
 
 
-def _ws_batch(pipeline: IngestPipeline, data: bytes | str, patient: str, device: str | None) -> dict[str, Any]:
+def _ws_batch(pipeline: IngestPipeline, data: bytes | str, patient: str, device: str | None,
+              rate_key: str) -> dict[str, Any]:
     """One WebSocket message -> its reply (never raises for bad input)."""
     try:
         message = orjson.loads(data)
@@ -449,7 +451,7 @@ def _ws_batch(pipeline: IngestPipeline, data: bytes | str, patient: str, device:
         return {"seq": seq, "error": {"status": 422, "reason": "malformed", "field": "samples",
                                       "detail": "samples must be a JSON array or object (not a string)"}}
     try:
-        report = pipeline.ingest(payload, patient_id=patient, device=device, source="websocket")
+        report = pipeline.ingest(payload, patient_id=patient, device=device, source="websocket", rate_key=rate_key)
     except (UnknownPatientError, RateLimitedError, BatchTooLargeError, PayloadError) as exc:
         problem = problem_for(exc)
         field = problem.extensions.get("field")
