@@ -57,6 +57,20 @@ WS_POLICY_VIOLATION = 1008
 assert set(EVENT_TYPES) == {"alert", "samples", "forecast"}
 
 
+#: One Server-Sent Events message of GET /events (the schema of each event in the stream).
+SSE_EVENT_SCHEMA: dict[str, Any] = {
+    "type": "object",
+    "properties": {
+        "event": {"type": "string", "enum": ["alert", "samples", "forecast", "lagged", "end", "error"]},
+        "data": {"type": "string", "description": "JSON. alert/samples/forecast: {id, type, patient_id, "
+                                                  "published_at, data}; lagged: {dropped}; end: {reason, events}; "
+                                                  "error: {status, detail}"},
+        "id": {"type": "string", "description": "the hub's event id (increasing)"},
+        "retry": {"type": "integer"},
+    },
+}
+
+
 class AlertPublic(BaseModel):
     id: str
     patient_id: str
@@ -368,9 +382,9 @@ async def _sse_stream(app: Any, sub: Subscription, visibility: _Visibility, toke
 
 @router.get("/events", summary="Live events (Server-Sent Events): alerts, samples, forecasts",
             response_class=StreamingResponse,
-            responses={200: {"content": {"text/event-stream": {"schema": {"type": "string"}}},
-                             "description": "an event stream; each message has id, event (alert | samples | "
-                                            "forecast | lagged | end | error) and data (JSON)"}})
+            responses={200: {"content": {"text/event-stream": {"schema": SSE_EVENT_SCHEMA}},
+                             "description": "an event stream; each message has an event name, data (JSON) and, "
+                                            "for hub events, an id"}})
 async def events(
     request: Request,
     store: StoreDep,
