@@ -52,10 +52,10 @@ class TokenBucketLimiter(RateLimiter):
             now = self.monotonic()
             tokens, at = self._buckets.get(key, (self.capacity, now))
             tokens = min(self.capacity, tokens + (now - at) * self.rate)
-            if tokens >= cost:
+            if tokens + 1e-9 >= cost:  # waiting exactly the answered time must be enough (float round-off)
                 if key not in self._buckets and len(self._buckets) >= self.max_keys:
                     self._forget_full(now)
-                self._buckets[key] = (tokens - cost, now)
+                self._buckets[key] = (max(tokens - cost, 0.0), now)
                 return None
             self._buckets[key] = (tokens, now)
             return (cost - tokens) / self.rate
