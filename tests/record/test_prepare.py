@@ -152,3 +152,91 @@ def test_ndjson_unit() -> None:
     unit = prepare(raw.data, source=raw.source, kind="ndjson")
     assert [(r.resource_type, r.id, r.patient_id) for r in unit.resources] == [("Patient", "a", "a"),
                                                                               ("Observation", "o", "a")]
+
+
+def test_server_ids_are_rfc4122_uuid5() -> None:
+    from medtwin.record.prepare import uuid5
+
+    for name in ("urn:uuid:1", "Organization?identifier=urn:org|o1", "Patient:{\"a\":\"é\"}", ""):
+        assert uuid5(name) == str(uuid.uuid5(ID_NAMESPACE, name))
+
+
+def test_reference_with_json_escapes_is_resolved_and_named() -> None:
+    # a fullUrl with a quote and a backslash: serialised with escapes, handled by the general path
+    odd = 'urn:uuid:we"ird\\one'
+    obs = observation("22222222-2222-2222-2222-222222222222", PID)
+    obs["resource"]["subject"] = {"reference": odd}
+    entries = [{**patient(PID), "fullUrl": odd}, obs]
+    unit = prepare(transaction(*entries), source="b.json")
+    new_pid = str(uuid.uuid5(ID_NAMESPACE, odd))
+    assert unit.resources[1].content["subject"] == {"reference": f"Patient/{new_pid}"}
+    assert unit.resources[1].patient_id == new_pid
+    obs["resource"]["hasMember"] = [{"reference": 'urn:uuid:no"such'}]
+    with pytest.raises(UnresolvedReferenceError) as info:
+        prepare(transaction(*entries), source="b.json")
+    assert (info.value.entry, info.value.field) == (2, "Observation.hasMember.reference")
+
+
+class _Counting(_Existing):
+    """The store of ``_Existing`` that also answers in batches, counting the questions."""
+
+    def __init__(self) -> None:
+        self.single = 0
+        self.batches: list[list[tuple[str, str | None, str]]] = []
+        self.key_batches: list[list[tuple[str, str]]] = []
+
+    def find_by_identifier(self, resource_type: str, system: str | None, value: str) -> str | None:
+        self.single += 1
+        return super().find_by_identifier(resource_type, system, value)
+
+    def find_by_identifiers(self, keys: list[tuple[str, str | None, str]]) -> dict[tuple[str, str | None, str], str]:
+        self.batches.append(list(keys))
+        found = {key: _Existing.find_by_identifier(self, *key) for key in keys}
+        return {key: rid for key, rid in found.items() if rid is not None}
+
+    def existing_keys(self, keys: list[tuple[str, str]]) -> set[tuple[str, str]]:
+        self.key_batches.append(list(keys))
+        return {key for key in keys if key == ("Patient", "stored")}
+
+    def exists(self, resource_type: str, resource_id: str) -> bool:
+        raise AssertionError("asked one at a time although the store answers in batches")
+
+
+def test_store_is_asked_in_batches_with_the_same_answers() -> None:
+    npi = "Practitioner?identifier=http://hl7.org/fhir/sid/us-npi|999"
+    entries = [
+        {"fullUrl": "urn:uuid:org", "request": {"method": "POST", "url": "Organization",
+                                                "ifNoneExist": "identifier=urn:org|o1"},
+         "resource": {"resourceType": "Organization", "identifier": [{"system": "urn:org", "value": "o1"}]}},
+        {"fullUrl": "urn:uuid:org2", "request": {"method": "POST", "url": "Organization",
+                                                 "ifNoneExist": "identifier=urn:org|new"},
+         "resource": {"resourceType": "Organization", "identifier": [{"system": "urn:org", "value": "new"}]}},
+    ] + [
+        {"fullUrl": f"urn:uuid:e{n}", "request": {"method": "POST", "url": "Encounter"},
+         "resource": {"resourceType": "Encounter", "status": "finished", "class": {"code": "AMB"},
+                      "subject": {"reference": "Patient/stored"},
+                      "participant": [{"individual": {"reference": npi}}],
+                      "serviceProvider": {"reference": "Organization?identifier=urn:org|new"}}}
+        for n in range(5)
+    ]
+    counting = _Counting()
+    unit = prepare({"resourceType": "Bundle", "type": "batch", "entry": entries}, source="b", existing=counting)
+    # one batch for the conditional creates, one for the references; nothing asked one at a time
+    assert counting.single == 0
+    assert counting.batches == [[("Organization", "urn:org", "o1"), ("Organization", "urn:org", "new")],
+                                [("Practitioner", "http://hl7.org/fhir/sid/us-npi", "999")]]
+    assert counting.key_batches == [[("Patient", "stored")]]
+    # the same resources as asking one at a time
+    class _OneByOne(_Existing):
+        def exists(self, resource_type: str, resource_id: str) -> bool:
+            return (resource_type, resource_id) == ("Patient", "stored")
+
+    one_by_one = prepare({"resourceType": "Bundle", "type": "batch", "entry": copy.deepcopy(entries)}, source="b",
+                         existing=_OneByOne())
+    assert [(r.id, r.raw, r.patient_id) for r in unit.resources] == \
+        [(r.id, r.raw, r.patient_id) for r in one_by_one.resources]
+    assert unit.matched_existing == one_by_one.matched_existing == 1
+    encounter = unit.resources[1].content
+    assert encounter["participant"][0]["individual"]["reference"] == "Practitioner/prac-1"
+    assert encounter["serviceProvider"]["reference"] == f"Organization/{unit.resources[0].id}"  # created in the unit
+    assert unit.resources[1].patient_id == "stored"

@@ -35,8 +35,13 @@ ID_NAMESPACE = uuid.UUID("5b0c7a64-8f0e-4c55-9a57-6d1b8f2e9c11")
 BUNDLE_KINDS = frozenset({"transaction", "batch", "collection", "searchset", "document", "message", "history"})
 
 
+IdentifierKey = tuple[str, str | None, str]  # (resource type, identifier system, identifier value)
+
+
 class ExistingRecords(Protocol):
-    """What the preparer may ask of the store."""
+    """What the preparer may ask of the store. A store may also offer the batch forms
+    ``find_by_identifiers(keys) -> {key: id}`` and ``existing_keys(keys) -> {(type, id)}`` (one query per
+    unit instead of one per lookup); the preparer uses them when present."""
 
     def find_by_identifier(self, resource_type: str, system: str | None, value: str) -> str | None: ...
 
@@ -51,6 +56,46 @@ class NoExistingRecords:
 
     def exists(self, resource_type: str, resource_id: str) -> bool:
         return False
+
+
+class _Prefetched:
+    """The store's answers for a whole unit, asked in batches when the store can (same answers as asking
+    one at a time: the store does not change while a unit is prepared)."""
+
+    def __init__(self, existing: ExistingRecords) -> None:
+        self.existing = existing
+        self.identifiers: dict[IdentifierKey, str | None] = {}
+        self.keys: dict[tuple[str, str], bool] = {}
+
+    def prefetch_identifiers(self, keys: Iterable[IdentifierKey]) -> None:
+        batch = getattr(self.existing, "find_by_identifiers", None)
+        missing = [k for k in dict.fromkeys(keys) if k not in self.identifiers]
+        if batch is None or not missing:
+            return
+        found: dict[IdentifierKey, str] = batch(missing)
+        for key in missing:
+            self.identifiers[key] = found.get(key)
+
+    def prefetch_keys(self, keys: Iterable[tuple[str, str]]) -> None:
+        batch = getattr(self.existing, "existing_keys", None)
+        missing = [k for k in dict.fromkeys(keys) if k not in self.keys]
+        if batch is None or not missing:
+            return
+        found: set[tuple[str, str]] = batch(missing)
+        for key in missing:
+            self.keys[key] = key in found
+
+    def find_by_identifier(self, resource_type: str, system: str | None, value: str) -> str | None:
+        key = (resource_type, system, value)
+        if key in self.identifiers:
+            return self.identifiers[key]
+        return self.existing.find_by_identifier(resource_type, system, value)
+
+    def exists(self, resource_type: str, resource_id: str) -> bool:
+        known = self.keys.get((resource_type, resource_id))
+        if known is not None:
+            return known
+        return self.existing.exists(resource_type, resource_id)
 
 
 @dataclass(slots=True)
@@ -193,6 +238,26 @@ def prepare(
         raise error.located(source=source) from None
 
 
+def _criteria_keys(entries: list[_Entry]) -> list[IdentifierKey]:
+    """The identifier lookups of the unit's conditional creates and updates (unparseable ones are left for
+    the main pass, which names them)."""
+    keys: list[IdentifierKey] = []
+    for e in entries:
+        if e.request is None:
+            continue
+        method = e.request.get("method")
+        criteria = e.request.get("ifNoneExist") if method == "POST" else e.request.get("url") if method == "PUT" \
+            else None
+        if not isinstance(criteria, str) or (method == "PUT" and "?" not in criteria):
+            continue
+        try:
+            system, value = _parse_criteria(e.resource_type, criteria, entry=e.number, field="")
+        except RecordError:
+            continue
+        keys.append((e.resource_type, system, value))
+    return keys
+
+
 def _prepare(data: Any, *, source: str, existing: ExistingRecords, kind: str | None) -> PreparedUnit:
     raw_entries: list[tuple[int, str | None, Any, Any]]
     if kind == "ndjson":
@@ -214,10 +279,14 @@ def _prepare(data: Any, *, source: str, existing: ExistingRecords, kind: str | N
             raise InvalidFieldError("entry.request must be an object", entry=number, field="Bundle.entry.request")
         entries.append(_Entry(number, full_url, request, resource, rtype))
 
+    # Conditional creates/updates ask the store: all of the unit's criteria in one batch.
+    store = _Prefetched(existing)
+    store.prefetch_identifiers(_criteria_keys(entries))
+
     # Identifiers present in this unit, for conditional references to resources created in it.
-    local_identifiers: dict[tuple[str, str | None, str], str] = {}
+    local_identifiers: dict[IdentifierKey, str] = {}
     ref_map: dict[str, str] = {}
-    assigned: list[tuple[_Entry, str, bool]] = []  # (entry, id, write?)
+    assigned: list[tuple[_Entry, str, bool, list[tuple[str | None, str]]]] = []  # (entry, id, write?, identifiers)
     seen_ids: dict[tuple[str, str], int] = {}
     matched = 0
     for e in entries:
@@ -229,7 +298,7 @@ def _prepare(data: Any, *, source: str, existing: ExistingRecords, kind: str | N
             if method == "POST" and isinstance(criteria, str):
                 system, value = _parse_criteria(e.resource_type, criteria, entry=e.number,
                                                 field="Bundle.entry.request.ifNoneExist")
-                found = local_identifiers.get((e.resource_type, system, value)) or existing.find_by_identifier(
+                found = local_identifiers.get((e.resource_type, system, value)) or store.find_by_identifier(
                     e.resource_type, system, value)
                 if found:
                     rid, write = found, False
@@ -246,7 +315,7 @@ def _prepare(data: Any, *, source: str, existing: ExistingRecords, kind: str | N
                                         field="Bundle.entry.request.url")
             if "?" in url:
                 system, value = _parse_criteria(e.resource_type, url, entry=e.number, field="Bundle.entry.request.url")
-                rid = existing.find_by_identifier(e.resource_type, system, value) or _new_id(e)
+                rid = store.find_by_identifier(e.resource_type, system, value) or _new_id(e)
             else:
                 parts = url.strip("/").split("/")
                 if len(parts) != 2 or parts[0] != e.resource_type or not ID_PATTERN.match(parts[1]):
@@ -266,19 +335,33 @@ def _prepare(data: Any, *, source: str, existing: ExistingRecords, kind: str | N
         old_id = e.resource.get("id")
         if isinstance(old_id, str) and old_id != rid:
             ref_map.setdefault(f"{e.resource_type}/{old_id}", f"{e.resource_type}/{rid}")
-        for system, value in _identifiers(e.resource):
+        identifiers = _identifiers(e.resource)
+        for system, value in identifiers:
             local_identifiers.setdefault((e.resource_type, system, value), rid)
-        assigned.append((e, rid, write))
+        assigned.append((e, rid, write, identifiers))
 
-    local_keys = {f"{e.resource_type}/{rid}" for e, rid, _ in assigned}
-    resolver = _ReferenceResolver(ref_map, local_keys, local_identifiers, existing)
-    prepared: list[PreparedResource] = []
-    for e, rid, write in assigned:
+    local_keys = {f"{e.resource_type}/{rid}" for e, rid, _, _ in assigned}
+    resolver = _ReferenceResolver(ref_map, local_keys, local_identifiers, store)
+
+    # Serialise each resource with its server id and cut its JSON at every reference; the references that
+    # need the store (conditional, or relative to a resource outside the unit) are then asked in one batch.
+    staged: list[tuple[_Entry, str, dict[str, Any], bytes, list[bytes] | None, list[tuple[str | None, str]]]] = []
+    literals: set[bytes] = set()
+    for e, rid, write, identifiers in assigned:
         if not write:
             continue
         given = dict(e.resource)
         given["id"] = rid
-        raw, resolved = resolver.rewrite(given, entry=e.number, path=e.resource_type)
+        raw = orjson.dumps(given)
+        pieces = raw.split(_REFERENCE_KEY) if _REFERENCE_KEY in raw else None
+        if pieces is not None:
+            literals.update(piece[:piece.find(b'"')] for piece in pieces[1:])
+        staged.append((e, rid, given, raw, pieces, identifiers))
+    resolver.prefetch(literals)
+
+    prepared: list[PreparedResource] = []
+    for e, rid, given, raw, pieces, identifiers in staged:
+        raw, resolved = resolver.rewrite(given, raw, pieces, entry=e.number, path=e.resource_type)
         prepared.append(
             PreparedResource(
                 resource_type=e.resource_type,
@@ -287,7 +370,7 @@ def _prepare(data: Any, *, source: str, existing: ExistingRecords, kind: str | N
                 raw=raw,
                 entry=e.number,
                 patient_id=_patient_id(given, resolved, resolver),
-                identifiers=_identifiers(given),
+                identifiers=identifiers,
                 name_tokens=_name_tokens(given),
             )
         )
@@ -318,10 +401,24 @@ def _new_id(e: _Entry) -> str:
         basis = f"{e.resource_type}?{e.request['ifNoneExist']}"  # type: ignore[index]
     else:
         basis = f"{e.resource_type}:{orjson.dumps(e.resource, option=orjson.OPT_SORT_KEYS).decode()}"
-    return str(uuid.uuid5(ID_NAMESPACE, basis))
+    return uuid5(basis)
 
 
-_REFERENCE = re.compile(rb'"reference":"((?:[^"\\\\]|\\\\.)*)"')
+_NAMESPACE_BYTES = ID_NAMESPACE.bytes
+
+
+def uuid5(name: str) -> str:
+    """``str(uuid.uuid5(ID_NAMESPACE, name))`` without building UUID objects (one per imported resource)."""
+    digest = bytearray(hashlib.sha1(_NAMESPACE_BYTES + name.encode("utf-8"), usedforsecurity=False).digest()[:16])
+    digest[6] = (digest[6] & 0x0F) | 0x50  # version 5
+    digest[8] = (digest[8] & 0x3F) | 0x80  # RFC 4122 variant
+    h = digest.hex()
+    return f"{h[:8]}-{h[8:12]}-{h[12:16]}-{h[16:20]}-{h[20:]}"
+
+
+# A JSON string after "reference": characters other than quote and backslash, or a backslash escape.
+_REFERENCE = re.compile(rb'"reference":"((?:[^"\\]|\\.)*)"')
+_REFERENCE_KEY = b'"reference":"'
 
 
 class _Unresolved(Exception):
@@ -353,47 +450,95 @@ class _ReferenceResolver:
         self,
         ref_map: dict[str, str],
         local_keys: set[str],
-        local_identifiers: dict[tuple[str, str | None, str], str],
-        existing: ExistingRecords,
+        local_identifiers: dict[IdentifierKey, str],
+        existing: _Prefetched,
     ) -> None:
         self.ref_map = ref_map
         self.local_keys = local_keys
         self.local_identifiers = local_identifiers
         self.existing = existing
         self._cache: dict[str, str] = {}
+        # JSON string content of a reference as serialised -> (resolved, bytes that replace '"reference":"<it>')
         self._bytes_cache: dict[bytes, tuple[str, bytes]] = {}
 
-    def rewrite(self, resource: dict[str, Any], *, entry: int, path: str) -> tuple[bytes, list[str]]:
-        """The JSON of ``resource`` with every ``reference`` resolved, and the resolved references in order.
-        Works on the serialised JSON (fast); when a reference cannot be resolved, walks the tree once more
-        to name the field."""
-        raw = orjson.dumps(resource)
-        if b'"reference":' not in raw:
+    def prefetch(self, literals: Iterable[bytes]) -> None:
+        """Ask the store, in two batches, about every reference of the unit that is neither a ``urn:`` nor
+        a local one: conditional references (by identifier) and ``Type/id`` of resources stored before."""
+        identifiers: list[IdentifierKey] = []
+        keys: list[tuple[str, str]] = []
+        for literal in literals:
+            if b"\\" in literal or literal.startswith((b"urn:", b"#", b"http:", b"https:")):
+                continue
+            reference = literal.decode("utf-8", "replace")
+            if reference in self.ref_map:
+                continue
+            if "?" in reference:
+                rtype = reference.split("?", 1)[0]
+                try:
+                    system, value = _parse_criteria(rtype, reference, entry=0, field="")
+                except RecordError:
+                    continue
+                if rtype in RESOURCE_TYPES and (rtype, system, value) not in self.local_identifiers:
+                    identifiers.append((rtype, system, value))
+                continue
+            parts = reference.split("/")
+            if len(parts) >= 2 and parts[0] in RESOURCE_TYPES and f"{parts[0]}/{parts[1]}" not in self.local_keys:
+                keys.append((parts[0], parts[1]))
+        self.existing.prefetch_identifiers(identifiers)
+        self.existing.prefetch_keys(keys)
+
+    def rewrite(self, resource: dict[str, Any], raw: bytes, pieces: list[bytes] | None, *, entry: int,
+                path: str) -> tuple[bytes, list[str]]:
+        """The JSON ``raw`` of ``resource`` with every ``reference`` resolved, and the resolved references in
+        order. ``pieces`` is ``raw`` split at ``"reference":"`` (None: no reference). Works on the serialised
+        JSON (fast); when a reference cannot be resolved, walks the tree once more to name the field."""
+        if pieces is None:
             return raw, []
+        out = [pieces[0]]
+        resolved_in_order: list[str] = []
+        cache = self._bytes_cache
+        for number in range(1, len(pieces)):
+            piece = pieces[number]
+            end = piece.find(b'"')
+            literal = piece[:end]
+            done = cache.get(literal)
+            if done is None:
+                if end < 0 or b"\\" in literal:  # an escape in the reference: the general (regex) path
+                    return self._rewrite_escaped(resource, raw, entry=entry, path=path)
+                resolved = self._resolve_or_name(resource, literal.decode(), entry=entry, path=path)
+                done = (resolved, _REFERENCE_KEY + orjson.dumps(resolved)[1:-1])
+                cache[literal] = done
+            resolved_in_order.append(done[0])
+            out.append(done[1])
+            out.append(piece[end:])
+        return b"".join(out), resolved_in_order
+
+    def _resolve_or_name(self, resource: dict[str, Any], reference: str, *, entry: int, path: str) -> str:
+        try:
+            return self.resolve(reference, entry=entry, path=path)
+        except RecordError:
+            field = _path_of_reference(resource, reference, path) or f"{path}.reference"
+            self._cache.pop(reference, None)
+            return self.resolve(reference, entry=entry, path=field)  # raises, naming the field
+
+    def _rewrite_escaped(self, resource: dict[str, Any], raw: bytes, *, entry: int,
+                         path: str) -> tuple[bytes, list[str]]:
         resolved_in_order: list[str] = []
 
         def substitute(match: re.Match[bytes]) -> bytes:
             literal = match.group(1)
-            done = self._bytes_cache.get(literal)
-            if done is not None:
-                resolved_in_order.append(done[0])
-                return done[1]
             reference = orjson.loads(b'"' + literal + b'"') if b"\\" in literal else literal.decode()
             try:
                 resolved = self.resolve(reference, entry=entry, path=path)
             except RecordError:
                 raise _Unresolved(reference) from None
-            replacement = b'"reference":' + orjson.dumps(resolved)
-            self._bytes_cache[literal] = (resolved, replacement)
             resolved_in_order.append(resolved)
-            return replacement
+            return b'"reference":' + orjson.dumps(resolved)
 
         try:
             rewritten = _REFERENCE.sub(substitute, raw)
         except _Unresolved as missing:
-            field = _path_of_reference(resource, missing.reference, path) or f"{path}.reference"
-            self._cache.pop(missing.reference, None)
-            self.resolve(missing.reference, entry=entry, path=field)  # raises, naming the field
+            self._resolve_or_name(resource, missing.reference, entry=entry, path=path)
             raise
         return rewritten, resolved_in_order
 
