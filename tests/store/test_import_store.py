@@ -159,3 +159,79 @@ def test_samples_table_enforces_idempotency_key(store: Store) -> None:
         connection.execute(samples.insert(), [row])
     with store.connect() as connection:
         assert connection.execute(select(func.count()).select_from(samples)).scalar_one() == 1
+
+
+def _index_rows_point_to_their_resources(store: Store) -> int:
+    """Every index and identifier row belongs to the resource it says (type, patient, code in the content)."""
+    from medtwin.store.schema import resource_identifiers
+
+    with store.connect() as connection:
+        stored = {pk: (t, i, p, orjson.loads(store.codec.open(c))) for pk, t, i, p, c in connection.execute(
+            select(resources.c.pk, resources.c.resource_type, resources.c.id, resources.c.patient_id,
+                   resources.c.content))}
+        checked = 0
+        for row in connection.execute(select(resource_index)):
+            rtype, _, patient, content = stored[row.resource_pk]
+            assert (row.resource_type, row.patient_id) == (rtype, patient)
+            assert row.code is None or f'"code":"{row.code}"'.encode() in orjson.dumps(content)
+            checked += 1
+        for row in connection.execute(select(resource_identifiers)):
+            assert row.resource_type == stored[row.resource_pk][0]
+    return checked
+
+
+def test_find_by_identifiers_answers_like_find_by_identifier(store: Store) -> None:
+    org = {"resourceType": "Organization", "id": "o1", "identifier": [{"system": "urn:org", "value": "A"},
+                                                                      {"value": "B"}]}
+    twin = {"resourceType": "Location", "id": "l1", "identifier": [{"system": "urn:org", "value": "A"}]}
+    assert import_units(store, [RawUnit("o.json", "json", org), RawUnit("l.json", "json", twin)]).ok
+    keys = [("Organization", "urn:org", "A"), ("Organization", None, "B"), ("Organization", None, "A"),
+            ("Location", "urn:org", "A"), ("Location", None, "B"), ("Patient", "urn:org", "A"),
+            ("Organization", "urn:other", "A")]
+    with store.connect() as connection:
+        records = RecordRepository(connection, store.codec)
+        one_by_one = {key: records.find_by_identifier(*key) for key in keys}
+        batch = records.find_by_identifiers(keys)
+        assert records.existing_keys([("Organization", "o1"), ("Organization", "l1"), ("Location", "l1")]) == \
+            {("Organization", "o1"), ("Location", "l1")}
+    assert batch == {key: rid for key, rid in one_by_one.items() if rid is not None}
+    assert batch[("Organization", None, "A")] == "o1" and ("Location", None, "B") not in batch
+
+
+def test_new_rows_get_their_own_keys(store: Store) -> None:
+    entries = [PATIENT] + [_obs(n, value=float(n)) for n in range(1, 40)]
+    assert import_units(store, [RawUnit("a.json", "json", _bundle(entries))]).ok
+    assert _index_rows_point_to_their_resources(store) == 39
+
+
+def test_new_rows_get_their_own_keys_when_sqlite_keys_are_not_consecutive(sqlite_store: Store) -> None:
+    # With a row at the largest rowid SQLite picks new rowids at random: the keys are read back instead.
+    from datetime import UTC, datetime
+
+    with sqlite_store.begin() as connection:
+        connection.execute(resources.insert().values(pk=2**63 - 1, resource_type="Basic", id="last", version=1,
+                                                     last_updated=datetime.now(UTC), content_hash="x",
+                                                     content=b"{}"))
+    entries = [PATIENT] + [_obs(n, value=float(n)) for n in range(1, 40)]
+    assert import_units(sqlite_store, [RawUnit("a.json", "json", _bundle(entries))]).ok
+    assert _index_rows_point_to_their_resources(sqlite_store) == 39
+
+
+def test_sqlite_looks_up_stored_versions_by_index(sqlite_store: Store) -> None:
+    from sqlalchemy import event
+
+    seen: list[tuple[str, Any]] = []
+
+    def record(conn: Any, cursor: Any, statement: str, parameters: Any, context: Any, executemany: bool) -> None:
+        if "JOIN resources AS r" in statement:
+            seen.append((statement, parameters))
+
+    event.listen(sqlite_store.engine, "before_cursor_execute", record)
+    assert import_units(sqlite_store, [RawUnit("a.json", "json", _bundle([PATIENT, _obs(1)]))]).ok
+    event.remove(sqlite_store.engine, "before_cursor_execute", record)
+    assert seen
+    with sqlite_store.connect() as connection:
+        for statement, parameters in seen:
+            plan = " ".join(str(r[-1]) for r in connection.exec_driver_sql(f"EXPLAIN QUERY PLAN {statement}",
+                                                                            parameters))
+            assert "SCAN resources" not in plan and "SCAN r " not in plan, plan

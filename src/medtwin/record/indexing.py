@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from datetime import datetime
+from functools import lru_cache
 from typing import Any
 
 from medtwin.record.fhirtime import FhirDateError, parse_datetime
@@ -73,17 +74,32 @@ def _get_path(resource: dict[str, Any], path: str) -> Any:
     return node
 
 
-def _time(value: Any) -> tuple[datetime | None, datetime | None]:
+@lru_cache(maxsize=1 << 16)
+def _instant(text: str) -> datetime | None:
+    """``parse_datetime`` or None, cached: a record repeats its times (an encounter's observations share it)."""
     try:
-        if isinstance(value, str):
-            instant = parse_datetime(value)
-            return instant, None
-        if isinstance(value, dict):
-            start = parse_datetime(value["start"]) if isinstance(value.get("start"), str) else None
-            end = parse_datetime(value["end"]) if isinstance(value.get("end"), str) else None
-            return start, end
+        return parse_datetime(text)
     except FhirDateError:
-        return None, None
+        return None
+
+
+def _time(value: Any) -> tuple[datetime | None, datetime | None]:
+    """(start, end) of a dateTime or Period; (None, None) when any part is not a valid FHIR dateTime."""
+    if isinstance(value, str):
+        return _instant(value), None
+    if isinstance(value, dict):
+        start = end = None
+        given = value.get("start")
+        if isinstance(given, str):
+            start = _instant(given)
+            if start is None:
+                return None, None
+        given = value.get("end")
+        if isinstance(given, str):
+            end = _instant(given)
+            if end is None:
+                return None, None
+        return start, end
     return None, None
 
 

@@ -6,6 +6,7 @@ from collections import Counter
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
+from functools import lru_cache
 from typing import Any
 
 import orjson
@@ -30,12 +31,15 @@ class UnitResult:
     warnings: list[str] = field(default_factory=list)
 
 
+@lru_cache(maxsize=1 << 16)
+def _sqlite_datetime(value: datetime) -> str:
+    if value.tzinfo is not None:
+        value = value.astimezone(UTC).replace(tzinfo=None)
+    return value.strftime("%Y-%m-%d %H:%M:%S.%f")  # SQLAlchemy's SQLite DATETIME storage format
+
+
 def _sqlite_value(value: Any) -> Any:
-    if isinstance(value, datetime):
-        if value.tzinfo is not None:
-            value = value.astimezone(UTC).replace(tzinfo=None)
-        return value.strftime("%Y-%m-%d %H:%M:%S.%f")  # SQLAlchemy's SQLite DATETIME storage format
-    return value
+    return _sqlite_datetime(value) if isinstance(value, datetime) else value
 
 
 def bulk_insert(connection: Connection, table: Table, rows: list[dict[str, Any]]) -> None:
@@ -48,7 +52,6 @@ def bulk_insert(connection: Connection, table: Table, rows: list[dict[str, Any]]
         return
     columns = list(rows[0])
     datetimes = [i for i, c in enumerate(columns) if isinstance(table.c[c].type, DateTime)]
-    sql = f"INSERT INTO {table.name} ({', '.join(columns)}) VALUES ({', '.join('?' * len(columns))})"
     if datetimes:
         params: list[tuple[Any, ...]] = []
         for row in rows:
@@ -58,7 +61,31 @@ def bulk_insert(connection: Connection, table: Table, rows: list[dict[str, Any]]
             params.append(tuple(values))
     else:
         params = [tuple(row.values()) for row in rows]
-    connection.exec_driver_sql(sql, params)
+    _sqlite_executemany(connection, table, columns, params)
+
+
+def _sqlite_executemany(connection: Connection, table: Table, columns: Sequence[str],
+                        params: list[tuple[Any, ...]]) -> None:
+    """INSERT rows given as tuples in ``columns`` order, datetimes already in SQLite's text form."""
+    if params:
+        sql = f"INSERT INTO {table.name} ({', '.join(columns)}) VALUES ({', '.join('?' * len(columns))})"
+        connection.exec_driver_sql(sql, params)
+
+
+_INDEX_COLUMNS = ("resource_pk", "patient_id", "resource_type", "element", "system", "code", "display",
+                  "effective_start", "effective_end", "status", "value_num", "value_unit", "value_code",
+                  "value_norm", "unit_norm", "unit_valid", "value_text")
+_IDENTIFIER_COLUMNS = ("resource_pk", "resource_type", "token", "kind")
+_RESOURCE_COLUMNS = ("resource_type", "id", "patient_id", "version", "last_updated", "import_id", "content_hash",
+                     "content")
+
+
+def _same(value: datetime) -> datetime:
+    return value
+
+
+def _maybe(convert: Any, value: datetime | None) -> Any:
+    return None if value is None else convert(value)
 
 
 def _aware(value: datetime | None) -> datetime | None:
@@ -94,24 +121,61 @@ class RecordRepository:
         ).first()
         return row is not None
 
+    def find_by_identifiers(self, keys: Sequence[tuple[str, str | None, str]]) -> dict[tuple[str, str | None, str], str]:
+        """``find_by_identifier`` for many (type, system, value) at once: the keys found, with their id."""
+        by_token: dict[tuple[str, str], list[tuple[str, str | None, str]]] = {}
+        for key in keys:
+            by_token.setdefault((self.identifier_token(key[1], key[2]), key[0]), []).append(key)
+        tokens = sorted({token for token, _ in by_token})
+        found: dict[tuple[str, str | None, str], str] = {}
+        for start in range(0, len(tokens), _CHUNK):
+            rows = self.connection.execute(
+                select(resource_identifiers.c.token, resource_identifiers.c.resource_type, resources.c.id)
+                .join(resources, resource_identifiers.c.resource_pk == resources.c.pk)
+                .where(resource_identifiers.c.token.in_(tokens[start:start + _CHUNK]))
+                .order_by(resources.c.pk)
+            )
+            for token, rtype, rid in rows:
+                for key in by_token.get((token, rtype), ()):
+                    found.setdefault(key, str(rid))
+        return found
+
+    def existing_keys(self, keys: Sequence[tuple[str, str]]) -> set[tuple[str, str]]:
+        """Which of the (type, id) keys are stored."""
+        return set(self._stored_versions(keys))
+
+    def _stored_versions(self, keys: Sequence[tuple[str, str]]) -> dict[tuple[str, str], tuple[int, str, int]]:
+        """(type, id) -> (pk, content hash, version) of the stored ones among ``keys``."""
+        out: dict[tuple[str, str], tuple[int, str, int]] = {}
+        sqlite = self.connection.dialect.name == "sqlite"
+        for start in range(0, len(keys), _CHUNK):
+            chunk = keys[start:start + _CHUNK]
+            if sqlite:
+                # A join with the keys as VALUES, through the driver: SQLite answers ``(a, b) IN (VALUES ...)``
+                # (what the tuple IN compiles to) by scanning the whole table, the join by the unique index.
+                rows: Iterable[Any] = self.connection.exec_driver_sql(
+                    "SELECT r.resource_type, r.id, r.pk, r.content_hash, r.version FROM "
+                    f"(VALUES {', '.join(['(?, ?)'] * len(chunk))}) AS k "
+                    "JOIN resources AS r ON r.resource_type = k.column1 AND r.id = k.column2",
+                    tuple(value for key in chunk for value in key))
+            else:
+                rows = self.connection.execute(
+                    select(resources.c.resource_type, resources.c.id, resources.c.pk, resources.c.content_hash,
+                           resources.c.version)
+                    .where(tuple_(resources.c.resource_type, resources.c.id).in_(chunk)))
+            for rtype, rid, pk, digest, version in rows:
+                out[(rtype, rid)] = (int(pk), digest, version)
+        return out
+
     # --- writing -----------------------------------------------------------------------------------
     def save_unit(self, unit: PreparedUnit, *, import_id: str | None, now: datetime) -> UnitResult:
         """Insert new resources, update changed ones, leave identical ones alone (idempotent)."""
         result = UnitResult(unchanged=unit.matched_existing)
-        keys = [(r.resource_type, r.id) for r in unit.resources]
-        existing: dict[tuple[str, str], tuple[int, str, int]] = {}
-        for start in range(0, len(keys), _CHUNK):
-            chunk = keys[start:start + _CHUNK]
-            rows = self.connection.execute(
-                select(resources.c.resource_type, resources.c.id, resources.c.pk, resources.c.content_hash,
-                       resources.c.version)
-                .where(tuple_(resources.c.resource_type, resources.c.id).in_(chunk))
-            )
-            for rtype, rid, pk, digest, version in rows:
-                existing[(rtype, rid)] = (pk, digest, version)
+        existing = self._stored_versions([(r.resource_type, r.id) for r in unit.resources])
 
         new: list[tuple[PreparedResource, str, bytes]] = []
         changed: list[tuple[PreparedResource, str, bytes, int, int]] = []
+        seal = self.codec.seal
         for res in unit.resources:
             digest = content_hash(res.raw)
             if res.patient_id:
@@ -120,7 +184,7 @@ class RecordRepository:
             if found is not None and found[1] == digest:
                 result.unchanged += 1
                 continue
-            blob = self.codec.seal(res.raw)
+            blob = seal(res.raw)
             if found is None:
                 new.append((res, digest, blob))
                 result.created += 1
@@ -131,25 +195,17 @@ class RecordRepository:
             if res.patient_id:
                 result.patients_changed.add(res.patient_id)
 
+        sqlite = self.connection.dialect.name == "sqlite"
         written: list[tuple[int, PreparedResource]] = []
         if new:
-            new_rows = [
-                {
-                    "resource_type": res.resource_type, "id": res.id, "patient_id": res.patient_id, "version": 1,
-                    "last_updated": now, "import_id": import_id, "content_hash": digest, "content": blob,
-                }
-                for res, digest, blob in new
-            ]
-            if self.connection.dialect.name == "sqlite":
-                bulk_insert(self.connection, resources, new_rows)
-                pks: dict[tuple[str, str], int] = {}
-                for start in range(0, len(new), _CHUNK):
-                    chunk = [(res.resource_type, res.id) for res, _, _ in new[start:start + _CHUNK]]
-                    pks.update(((t, i), int(pk)) for pk, t, i in self.connection.execute(
-                        select(resources.c.pk, resources.c.resource_type, resources.c.id)
-                        .where(tuple_(resources.c.resource_type, resources.c.id).in_(chunk))))
-                written.extend((pks[(res.resource_type, res.id)], res) for res, _, _ in new)
+            if sqlite:
+                written.extend(self._insert_new_sqlite(new, import_id=import_id, now=now))
             else:
+                new_rows = [
+                    {"resource_type": res.resource_type, "id": res.id, "patient_id": res.patient_id, "version": 1,
+                     "last_updated": now, "import_id": import_id, "content_hash": digest, "content": blob}
+                    for res, digest, blob in new
+                ]
                 for start in range(0, len(new_rows), _CHUNK):
                     returned = self.connection.execute(
                         insert(resources).returning(resources.c.pk, sort_by_parameter_order=True),
@@ -171,35 +227,67 @@ class RecordRepository:
                 delete(resource_identifiers).where(resource_identifiers.c.resource_pk.in_(changed_pks)))
             written.extend((pk, res) for res, _, _, pk, _ in changed)
 
-        index_batch: list[dict[str, Any]] = []
-        identifier_batch: list[dict[str, Any]] = []
+        # Index and identifier rows as tuples in _INDEX_COLUMNS / _IDENTIFIER_COLUMNS order (datetimes in
+        # SQLite's text form there: the rows go straight to the driver).
+        when = _sqlite_datetime if sqlite else _same
+        index_batch: list[tuple[Any, ...]] = []
+        identifier_batch: list[tuple[Any, ...]] = []
+        blind = self.codec.blind
         for pk, res in written:
             rows_for = index_rows(res.source)
-            result.warnings.extend(f"{res.resource_type}/{res.id} (entry {res.entry}): {w}"
-                                   for w in unit_warnings(rows_for))
-            for row in rows_for:
-                index_batch.append({
-                    "resource_pk": pk, "patient_id": res.patient_id, "resource_type": res.resource_type,
-                    "element": row.element, "system": row.system, "code": row.code, "display": row.display,
-                    "effective_start": row.effective_start, "effective_end": row.effective_end,
-                    "status": row.status, "value_num": row.value_num, "value_unit": row.value_unit,
-                    "value_code": row.value_code, "value_norm": row.value_norm, "unit_norm": row.unit_norm,
-                    "unit_valid": row.unit_valid,
-                    "value_text": None if row.value_text is None else self.codec.seal(row.value_text.encode()),
-                })
-            tokens: set[tuple[str, str]] = set()
-            for system, value in res.identifiers:
-                tokens.add((self.identifier_token(system, value), "identifier"))
-                tokens.add((self.identifier_token(None, value), "identifier"))
-            for name in res.name_tokens:
-                tokens.add((self.codec.blind(f"name:{name}"), "name"))
-            identifier_batch.extend(
-                {"resource_pk": pk, "resource_type": res.resource_type, "token": token, "kind": kind}
-                for token, kind in sorted(tokens)
-            )
-        bulk_insert(self.connection, resource_index, index_batch)
-        bulk_insert(self.connection, resource_identifiers, identifier_batch)
+            if rows_for:
+                for warning in unit_warnings(rows_for):
+                    result.warnings.append(f"{res.resource_type}/{res.id} (entry {res.entry}): {warning}")
+                begins, ends = rows_for[0].effective_start, rows_for[0].effective_end  # one time per resource
+                begins_value, ends_value = _maybe(when, begins), _maybe(when, ends)
+                for row in rows_for:
+                    index_batch.append((
+                        pk, res.patient_id, res.resource_type, row.element, row.system, row.code, row.display,
+                        begins_value if row.effective_start is begins else _maybe(when, row.effective_start),
+                        ends_value if row.effective_end is ends else _maybe(when, row.effective_end),
+                        row.status, row.value_num, row.value_unit, row.value_code, row.value_norm, row.unit_norm,
+                        row.unit_valid, None if row.value_text is None else seal(row.value_text.encode()),
+                    ))
+            if res.identifiers or res.name_tokens:
+                tokens: set[tuple[str, str]] = set()
+                for system, value in res.identifiers:
+                    tokens.add((blind(f"{system or ''}|{value}"), "identifier"))
+                    tokens.add((blind(f"|{value}"), "identifier"))
+                for name in res.name_tokens:
+                    tokens.add((blind(f"name:{name}"), "name"))
+                identifier_batch.extend((pk, res.resource_type, token, kind) for token, kind in sorted(tokens))
+        if sqlite:
+            _sqlite_executemany(self.connection, resource_index, _INDEX_COLUMNS, index_batch)
+            _sqlite_executemany(self.connection, resource_identifiers, _IDENTIFIER_COLUMNS, identifier_batch)
+        else:
+            for table, columns, batch in ((resource_index, _INDEX_COLUMNS, index_batch),
+                                          (resource_identifiers, _IDENTIFIER_COLUMNS, identifier_batch)):
+                if batch:
+                    self.connection.execute(insert(table), [dict(zip(columns, row, strict=True)) for row in batch])
         return result
+
+    def _insert_new_sqlite(self, new: list[tuple[PreparedResource, str, bytes]], *, import_id: str | None,
+                           now: datetime) -> list[tuple[int, PreparedResource]]:
+        """Insert new resources through the driver's executemany and return their primary keys.
+
+        Inside the unit's write transaction nobody else inserts, and SQLite gives each new row the largest
+        rowid so far + 1, so the rows get consecutive keys ending at ``last_insert_rowid()``; that is checked
+        (the first and last row must be the first and last resource) and, should it ever not hold, the keys
+        are read back by (type, id)."""
+        stamp = _sqlite_datetime(now)
+        params = [(res.resource_type, res.id, res.patient_id, 1, stamp, import_id, digest, blob)
+                  for res, digest, blob in new]
+        _sqlite_executemany(self.connection, resources, _RESOURCE_COLUMNS, params)
+        last = int(self.connection.exec_driver_sql("SELECT last_insert_rowid()").scalar_one())
+        first = last - len(new) + 1
+        ends = {int(pk): (rtype, rid) for pk, rtype, rid in self.connection.exec_driver_sql(
+            "SELECT pk, resource_type, id FROM resources WHERE pk IN (?, ?)", (first, last))}
+        resources_in_order = [res for res, _, _ in new]
+        head, tail = resources_in_order[0], resources_in_order[-1]
+        if ends.get(first) == (head.resource_type, head.id) and ends.get(last) == (tail.resource_type, tail.id):
+            return list(zip(range(first, last + 1), resources_in_order, strict=True))
+        stored = self._stored_versions([(res.resource_type, res.id) for res in resources_in_order])
+        return [(stored[(res.resource_type, res.id)][0], res) for res in resources_in_order]
 
     # --- reading -----------------------------------------------------------------------------------
     def _decode(self, blob: bytes) -> dict[str, Any]:
