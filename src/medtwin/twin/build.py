@@ -3,9 +3,12 @@
 
 from __future__ import annotations
 
+import gc
+import threading
 import uuid
 from collections import Counter
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
@@ -94,6 +97,34 @@ class ImportReport:
         }
 
 
+_gc_lock = threading.Lock()
+_gc_pausers = 0
+_gc_was_enabled = False
+
+
+@contextmanager
+def gc_paused() -> Iterator[None]:
+    """Pause Python's cyclic garbage collector while importing (re-entrant, thread-safe).
+
+    A unit is hundreds of thousands of parsed JSON dicts and lists. They hold no cycles and are freed by
+    reference counting, but while they are alive every collection the allocations trigger walks them
+    again: with the collector running, a fifth of the import time went to it. An import of the ten Synthea
+    patients leaves ~120 objects in cycles (SQLAlchemy's), collected when the pause ends."""
+    global _gc_pausers, _gc_was_enabled
+    with _gc_lock:
+        if _gc_pausers == 0:
+            _gc_was_enabled = gc.isenabled()
+            gc.disable()
+        _gc_pausers += 1
+    try:
+        yield
+    finally:
+        with _gc_lock:
+            _gc_pausers -= 1
+            if _gc_pausers == 0 and _gc_was_enabled:
+                gc.enable()
+
+
 def refresh_twin(connection: Connection, store: Store, patient_id: str, *, provenance: dict[str, Any], actor: str,
                  now: datetime, resources: list[dict[str, Any]] | None = None) -> int:
     """Rebuild a patient's record summary and store it as a new twin version; returns the version.
@@ -167,14 +198,17 @@ def import_unit(store: Store, raw: RawUnit, *, actor: str = "system", clock: Clo
 def import_units(store: Store, units: Iterable[RawUnit | RecordError], *, actor: str = "system",
                  clock: Clock = utc_now, on_unit: Callable[[UnitReport], None] | None = None,
                  allowed_patients: frozenset[str] | None = None) -> ImportReport:
-    """Import units in order, each all-or-nothing; a unit that failed to parse is reported as failed."""
+    """Import units in order, each all-or-nothing; a unit that failed to parse is reported as failed.
+
+    The cyclic garbage collector is paused meanwhile (see :func:`gc_paused`)."""
     report = ImportReport()
-    for raw in units:
-        unit_report = UnitReport(source=raw.source or "?", error=raw) if isinstance(raw, RecordError) else \
-            import_unit(store, raw, actor=actor, clock=clock, allowed_patients=allowed_patients)
-        report.units.append(unit_report)
-        if on_unit is not None:
-            on_unit(unit_report)
+    with gc_paused():
+        for raw in units:
+            unit_report = UnitReport(source=raw.source or "?", error=raw) if isinstance(raw, RecordError) else \
+                import_unit(store, raw, actor=actor, clock=clock, allowed_patients=allowed_patients)
+            report.units.append(unit_report)
+            if on_unit is not None:
+                on_unit(unit_report)
     return report
 
 
