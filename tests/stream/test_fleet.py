@@ -276,6 +276,24 @@ def test_runner_uploads_every_n_ticks_together_and_flushes_on_stop() -> None:
     assert [t for b, _k, t in recorder.sent if b.device == CGM][:4] == [15.0, 30.0, 45.0, 60.0]
 
 
+def test_delivery_sends_pump_inputs_first_and_each_devices_chunks_in_time_order() -> None:
+    recorder = _Recorder()
+    sim = FleetSimulator(_members(["type1_diabetes", "type1_diabetes"]), START, np.random.default_rng(0))
+    merged: dict[tuple[str, str], list[dict[str, Any]]] = {}
+    for _ in range(24 * 12):
+        for batch in sim.step():
+            merged.setdefault((batch.patient_id, batch.device), []).extend(batch.samples)
+    runner = FleetRunner(sim, recorder, workers=4, max_batch=20)
+    runner._deliver([DeviceBatch(p, d, s) for (p, d), s in sorted(merged.items(), key=lambda kv: kv[0][1])])
+    runner.close()
+    order = [b.device for b, _k, _t in recorder.sent]
+    assert set(order[:order.count(PUMP)]) == {PUMP}  # every pump request before any other
+    for (patient, device), sent in merged.items():
+        chunks = [b.samples for b, _k, _t in recorder.sent if (b.patient_id, b.device) == (patient, device)]
+        assert all(len(c) <= 20 for c in chunks) and [x for c in chunks for x in c] == sent
+    assert runner.stats.requests == len(recorder.sent) and runner.stats.acknowledged == runner.stats.samples
+
+
 # ------------------------------------------------------------------------------------------ transport
 def test_http_transport_retries_429_and_5xx_and_gives_up_on_other_4xx() -> None:
     answers = [httpx.Response(429, headers={"retry-after": "3"}), httpx.Response(503),

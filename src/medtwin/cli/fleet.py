@@ -78,6 +78,7 @@ class FleetThread:
     error: str | None = None
     thread: threading.Thread | None = None
     backfilled: bool = False
+    labels: dict[str, str] = field(default_factory=dict)  # patient id -> name to print
 
     def start(self) -> None:
         self.thread = threading.Thread(target=self._main, name="medtwin-fleet", daemon=True)
@@ -192,7 +193,12 @@ def prepare_demo_fleet(store: Store, settings: Settings, bundles: list[dict[str,
     client = _http_client(f"{scheme}://{connect}:{port}", verify)
     stop = threading.Event()
     runner = build_fleet(members, client, plan, seed=seed, workers=2, max_batch=2000, script=True, stop=stop)
-    return FleetThread(runner, plan, client, stop_event=stop)
+    labels = {}
+    for (pid, _a), bundle in zip(pairs, bundles, strict=False):
+        patient = next(e["resource"] for e in bundle["entry"] if e["resource"]["resourceType"] == "Patient")
+        name = (patient.get("name") or [{}])[0]
+        labels[pid] = " ".join([*name.get("given", []), name.get("family", "")]).strip()
+    return FleetThread(runner, plan, client, stop_event=stop, labels=labels)
 
 
 def describe_demo_fleet(fleet: FleetThread) -> None:
@@ -210,12 +216,14 @@ def describe_demo_fleet(fleet: FleetThread) -> None:
             note = f"missed meal after its bolus (+{script.hypo_after_min} min): hypoglycaemia alert"
         if script is not None and i == script.deterioration_member:
             note = f"deterioration from +{script.deterioration_after_min} min: NEWS2 alert"
-        table.add_row(member.patient_id[:8], member.archetype, ", ".join(member.keys), note)
+        label = fleet.labels.get(member.patient_id) or member.patient_id[:8]
+        table.add_row(label, member.archetype, ", ".join(member.keys), note)
     console.print(table)
     plan = fleet.plan
     catch_up = plan.lead.total_seconds() / (plan.speed - 1) if plan.speed > 1 else float("inf")
-    console.print(f"history {plan.origin:%Y-%m-%d %H:%M} to {plan.live_start:%Y-%m-%d %H:%M} UTC is sent at once; then "
-                  f"simulated time runs {plan.speed:g}x from {plan.live_start:%H:%M} UTC"
+    history = (f"history {plan.origin:%Y-%m-%d %H:%M} to {plan.live_start:%Y-%m-%d %H:%M} UTC is sent at once; then"
+               if plan.origin < plan.live_start else "continuing after the samples already stored:")
+    console.print(f"{history} simulated time runs {plan.speed:g}x from {plan.live_start:%Y-%m-%d %H:%M} UTC"
                   + (f" and reaches the present after {catch_up / 60:.0f} min (then real time)"
                      if catch_up != float("inf") else "")
                   + ". `medtwin demo --no-fleet` serves without it.")

@@ -593,35 +593,48 @@ class FleetRunner:
             self._pool.shutdown(wait=True, cancel_futures=True)
 
     def _deliver(self, batches: Iterable[DeviceBatch]) -> None:
-        # split into <= max_batch samples per request
-        parts = [DeviceBatch(b.patient_id, b.device, b.samples[i:i + self.max_batch])
-                 for b in batches for i in range(0, len(b.samples), self.max_batch)]
+        """Upload batches: devices in parallel, but a device's requests (<= ``max_batch`` samples each) in time
+        order, and pumps (the twin's inputs: meals, insulin) before the sensors reading their effect, so a
+        live twin that folds readings in as they come never sees a reading before the inputs preceding it."""
         started = time.perf_counter()
-
-        def one(batch: DeviceBatch) -> tuple[int, str | None]:
-            try:
-                return self.transport.send(batch, self._keys.get(batch.patient_id, {}).get(batch.device)), None
-            except SendError as exc:
-                if exc.status == 413 and len(batch.samples) > 1:  # more than the device may send at once
-                    half = len(batch.samples) // 2
-                    self.max_batch = max(1, min(self.max_batch, half))
-                    a = one(DeviceBatch(batch.patient_id, batch.device, batch.samples[:half]))
-                    b = one(DeviceBatch(batch.patient_id, batch.device, batch.samples[half:]))
-                    return a[0] + b[0], a[1] or b[1]
-                return 0, str(exc)
-
-        results = list(self._pool.map(one, parts)) if self._pool is not None else [one(p) for p in parts]
+        jobs = [b for b in batches if b.samples]
+        phases = [[b for b in jobs if b.device == PUMP], [b for b in jobs if b.device != PUMP]]
+        results: list[tuple[int, int, list[str]]] = []
+        for phase in phases:
+            if self._pool is not None and len(phase) > 1:
+                results += list(self._pool.map(self._send_device, phase))
+            else:
+                results += [self._send_device(b) for b in phase]
         self.stats.send_s += time.perf_counter() - started
-        self.stats.requests += len(parts)
-        self.stats.samples += sum(len(p.samples) for p in parts)
-        for acknowledged, error in results:
-            self.stats.acknowledged += acknowledged
-            if error is not None:
-                self.stats.failed_requests += 1
-                self.stats.last_error = error
-        errors = [e for _, e in results if e is not None]
+        self.stats.samples += sum(len(b.samples) for b in jobs)
+        errors = [e for _a, _r, errs in results for e in errs]
+        self.stats.acknowledged += sum(a for a, _r, _e in results)
+        self.stats.requests += sum(r for _a, r, _e in results)
+        self.stats.failed_requests += len(errors)
         if errors:
-            log.warning("fleet: %d of %d uploads failed, e.g. %s", len(errors), len(parts), errors[0])
+            self.stats.last_error = errors[-1]
+            log.warning("fleet: %d uploads failed, e.g. %s", len(errors), errors[0])
+
+    def _send_device(self, batch: DeviceBatch) -> tuple[int, int, list[str]]:
+        """One device's samples in order, in requests of at most ``max_batch`` (halved on 413):
+        (acknowledged, requests, errors)."""
+        key = self._keys.get(batch.patient_id, {}).get(batch.device)
+        acknowledged, requests, errors = 0, 0, []
+        queue = [batch.samples[i:i + self.max_batch] for i in range(0, len(batch.samples), self.max_batch)]
+        while queue:
+            chunk = queue.pop(0)
+            requests += 1
+            try:
+                acknowledged += self.transport.send(DeviceBatch(batch.patient_id, batch.device, chunk), key)
+            except SendError as exc:
+                if exc.status == 413 and len(chunk) > 1:  # more than the device may send at once
+                    half = len(chunk) // 2
+                    self.max_batch = max(1, min(self.max_batch, half))
+                    queue[:0] = [chunk[:half], chunk[half:]]
+                    requests -= 1
+                    continue
+                errors.append(str(exc))
+        return acknowledged, requests, errors
 
     def _tick(self) -> list[DeviceBatch]:
         started = time.perf_counter()
