@@ -24,6 +24,7 @@ from medtwin.store.database import Store
 from medtwin.store.live_tables import quarantine
 from medtwin.store.samples import SampleRepository
 from medtwin.store.schema import samples
+from medtwin.stream.model import Sample
 from medtwin.stream.mqtt import (
     InboundMessage,
     MqttConfigError,
@@ -118,7 +119,19 @@ def test_qos1_messages_stored_exactly_once(store: Store, broker: str, prefix: st
     for patient in patients:
         add_patient(store, patient)
         devices[patient] = add_device(store, patient)
-    ingest = MqttIngest(IngestPipeline(store), topic_prefix=prefix)
+    pipeline = IngestPipeline(store)
+    notified: list[str] = []
+    uncommitted: list[str] = []
+
+    def listener(batch: list[Sample]) -> None:  # as the alert engine and the event hub are told
+        notified.extend(s.idempotency_key for s in batch)
+        with store.connect() as connection:  # another connection sees them: committed before the call
+            found = {k for (k,) in connection.execute(select(samples.c.idempotency_key).where(
+                samples.c.idempotency_key.in_([s.idempotency_key for s in batch])))}
+        uncommitted.extend(s.idempotency_key for s in batch if s.idempotency_key not in found)
+
+    pipeline.add_listener(listener)
+    ingest = MqttIngest(pipeline, topic_prefix=prefix)
     n_messages = 1200
     expected_samples = 0
     with subscriber(ingest, broker, prefix, sessions) as sub, MqttPublisher(broker, topic_prefix=prefix) as pub:
@@ -137,6 +150,7 @@ def test_qos1_messages_stored_exactly_once(store: Store, broker: str, prefix: st
         assert wait_for(lambda: sub.stats.acked == n_messages + 1, 30), sub.stats
     assert sample_counts(store) == (expected_samples, expected_samples)
     assert ingest.stats.accepted == expected_samples and ingest.stats.duplicates == 0
+    assert len(notified) == len(set(notified)) == expected_samples and uncommitted == []
     assert sub.stats.handler_errors == 0 and sub.stats.stale_acks_skipped == 0
     assert sub.stats.batches < n_messages / 5, "messages were not batched"
     with store.connect() as connection:

@@ -41,7 +41,8 @@ import secrets
 import threading
 import time
 from collections import deque
-from collections.abc import Callable, Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 from urllib.parse import unquote, urlsplit
@@ -52,8 +53,10 @@ from paho.mqtt.enums import CallbackAPIVersion, MQTTErrorCode, MQTTProtocolVersi
 from sqlalchemy import Connection, select
 
 from medtwin.config import Settings
+from medtwin.store.database import Store
 from medtwin.store.samples import SampleRepository
 from medtwin.store.security_tables import api_keys
+from medtwin.stream.model import Sample
 from medtwin.stream.pipeline import (
     BatchTooLargeError,
     IngestPipeline,
@@ -376,6 +379,24 @@ def device_keys(connection: Connection, ids: Iterable[str]) -> dict[str, DeviceK
     return found
 
 
+class _BatchStore(Store):
+    """The store as :class:`MqttIngest`'s own pipeline sees it: while ``connection`` is set (a batch is being
+    stored), ``begin()`` hands out that connection, inside the batch's one transaction; reads and everything
+    else go to the real store (same engine, same codec)."""
+
+    def __init__(self, store: Store) -> None:  # shares the store's engine; no engine of its own
+        self.url, self.codec, self.is_sqlite, self.engine = store.url, store.codec, store.is_sqlite, store.engine
+        self.connection: Connection | None = None
+
+    @contextmanager
+    def begin(self) -> Iterator[Connection]:
+        if self.connection is None:
+            with self.engine.begin() as connection:
+                yield connection
+        else:
+            yield self.connection  # committed (or rolled back) by the batch
+
+
 @dataclass
 class _Group:
     """The sample messages of one (patient, device) in a batch: stored with one pipeline call."""
@@ -428,6 +449,12 @@ class MqttIngest:
         self.source = source
         self.stats = IngestStats()
         self._lock = threading.Lock()
+        # The pipeline's checks and storage, with every write of a batch in one transaction: a pipeline of
+        # our own over a store whose begin() joins the batch's transaction. Listeners stay on ``pipeline``
+        # and are told after the batch commits.
+        self._batch_store = _BatchStore(pipeline.store)
+        self._batch_pipeline = IngestPipeline(self._batch_store, clock=pipeline.clock,
+                                              rate_limiter=pipeline.rate_limiter, max_future=pipeline.max_future)
 
     def __call__(self, messages: Sequence[InboundMessage]) -> None:
         quarantine: list[dict[str, Any]] = []
@@ -459,12 +486,20 @@ class MqttIngest:
                 quarantine.append(self._row(message, parts, problem[0], problem[1], problem[2]))
                 continue
             groups.setdefault((patient_id, device), _Group()).messages.append((message, items))
-        if quarantine:
-            self._quarantine(quarantine)
-        for (patient_id, device), group in groups.items():
-            self._store_group(patient_id, device, group)
+        stored: list[list[Sample]] = []
+        with self.store.begin() as connection:
+            self._batch_store.connection = connection
+            try:
+                if quarantine:
+                    self._quarantine(quarantine)
+                for (patient_id, device), group in groups.items():
+                    self._store_group(patient_id, device, group, stored)
+            finally:
+                self._batch_store.connection = None
         with self._lock:
             self.stats.messages += len(messages)
+        for samples in stored:  # committed: what each pipeline call would have told its listeners
+            self.pipeline._notify(samples)
 
     # ---------------------------------------------------------------------------------------------
     def _topic(self, topic: str) -> tuple[str, str, str] | None:
@@ -497,10 +532,10 @@ class MqttIngest:
             items.append(item)  # anything else: the pipeline quarantines it as malformed
         return items, None
 
-    def _store_group(self, patient_id: str, device: str, group: _Group) -> None:
+    def _store_group(self, patient_id: str, device: str, group: _Group, stored: list[list[Sample]]) -> None:
         try:
-            self._account(self.pipeline.ingest(group.items(), patient_id=patient_id, device=device,
-                                               source=self.source))
+            stored.append(self._account(self._batch_pipeline.ingest(group.items(), patient_id=patient_id,
+                                                                    device=device, source=self.source)))
             return
         except UnknownPatientError:
             self._quarantine([self._row(m, (patient_id, device, None), "unknown-patient", "topic",
@@ -508,26 +543,29 @@ class MqttIngest:
             return
         except (RateLimitedError, BatchTooLargeError):
             if len(group.messages) == 1:
-                self._store_single(patient_id, device, *group.messages[0])
+                self._store_single(patient_id, device, *group.messages[0], stored)
                 return
         # the group as a whole is over the device's allowance: message by message, so what fits is stored
         for message, items in group.messages:
-            self._store_single(patient_id, device, message, items)
+            self._store_single(patient_id, device, message, items, stored)
 
-    def _store_single(self, patient_id: str, device: str, message: InboundMessage, items: list[Any]) -> None:
+    def _store_single(self, patient_id: str, device: str, message: InboundMessage, items: list[Any],
+                      stored: list[list[Sample]]) -> None:
         try:
-            self._account(self.pipeline.ingest(items, patient_id=patient_id, device=device, source=self.source))
+            stored.append(self._account(self._batch_pipeline.ingest(items, patient_id=patient_id, device=device,
+                                                                    source=self.source)))
         except RateLimitedError as exc:
             self._quarantine([self._row(message, (patient_id, device, None), "rate-limit", "$",
                                         f"device over its sample rate (retry after {exc.retry_after:.1f} s)")])
         except BatchTooLargeError as exc:
             self._quarantine([self._row(message, (patient_id, device, None), "too-large", "$", str(exc))])
 
-    def _account(self, report: IngestReport) -> None:
+    def _account(self, report: IngestReport) -> list[Sample]:
         with self._lock:
             self.stats.accepted += report.accepted
             self.stats.duplicates += report.duplicates
             self.stats.quarantined_samples += len(report.quarantined)
+        return report.stored
 
     def _row(self, message: InboundMessage, parts: tuple[str, str, str | None] | None, reason: str,
              field_path: str, detail: str) -> dict[str, Any]:
@@ -540,7 +578,7 @@ class MqttIngest:
                 "idempotency_key": f"q|{self.source}|{reason}|{digest}"}
 
     def _quarantine(self, rows: list[dict[str, Any]]) -> None:
-        with self.store.begin() as connection:
+        with self._batch_store.begin() as connection:
             SampleRepository(connection, self.store.codec).quarantine_ignore(rows)
         with self._lock:
             for row in rows:
