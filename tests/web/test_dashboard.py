@@ -196,3 +196,175 @@ def test_open_patient_with_30_days_of_data(world: World, browser: WebDriver) -> 
     wait(browser, lambda d: "window_24h_ms" in timings(d))
     axe(browser, "patient-live")
     shot(browser, "patient-live")
+
+
+def test_live_cgm_point_and_forecast_without_reload(world: World, browser: WebDriver) -> None:
+    open_patient(browser, world, world.heavy)
+    wait(browser, lambda d: "Live" in text(d, "#live-status"), message="the event stream to connect")
+    browser.execute_script("window.__sameDocument = 'yes'")
+    client = api(world)
+    forecast_before = text(browser, "#forecast-30")
+    draws_before = browser.execute_script("return document.querySelector('#chart-glucose canvas') && 1")
+    assert draws_before == 1
+    now = datetime.now(UTC).replace(microsecond=0)
+    values = [176.0, 181.0, 187.0]
+    for i, value in enumerate(values):  # three new readings, 5 min apart, the last one just now
+        t = now - timedelta(minutes=5 * (len(values) - 1 - i))
+        r = client.post(f"/patients/{world.heavy}/samples", json=[
+            {"metric": "glucose", "time": t.isoformat(), "value": value, "unit": "mg/dL", "id": f"live-{i}"}])
+        assert r.status_code == 200 and r.json()["accepted"] == 1, r.text
+        wait(browser, lambda d, v=value: text(d, "#glucose-now") == f"{v:.0f}", timeout=15,
+             message=f"the tile to show {value}")
+    wait(browser, lambda d: "latest 187 mg/dL" in text(d, "#chart-glucose .readout"), timeout=10,
+         message="the chart's latest reading")
+    wait(browser, lambda d: text(d, "#forecast-30") not in ("", forecast_before), timeout=20,
+         message="the 30-min forecast to appear or move")
+    forecast = client.get(f"/patients/{world.heavy}/forecast").json()
+    i30 = forecast["horizons_min"].index(30)
+    assert f"{forecast['mean_mg_dl'][i30]:.0f}" in text(browser, "#forecast-30")
+    assert browser.execute_script("return window.__sameDocument") == "yes"  # no reload happened
+    shot(browser, "patient-live-update")
+
+
+def test_alert_arrives_and_is_acknowledged(world: World, browser: WebDriver) -> None:
+    from medtwin.alerts.engine import publish_alert
+
+    open_patient(browser, world, world.heavy)
+    wait(browser, lambda d: "Live" in text(d, "#live-status"))
+    wait(browser, lambda d: d.find_elements(By.CSS_SELECTOR, "#alert-list li"), message="the alerts panel")
+    with world.store.begin() as connection:
+        alert, how = AlertRepository(connection, world.store.codec, lambda: datetime.now(UTC)).open(AlertCandidate(
+            patient_id=world.heavy, rule="predicted-hypo", severity="high", dedupe_key=f"{world.heavy}:predicted-hypo",
+            time=datetime.now(UTC), message="glucose predicted below 70 mg/dL in 25 min", score=25.0))
+    publish_alert(world.server.config.app.state.hub, how, alert)  # as the alert engine does after its commit
+    item = f"#alert-list li[data-id='{alert.id}']"
+    wait(browser, lambda d: d.find_elements(By.CSS_SELECTOR, item), timeout=15, message="the new alert in the panel")
+    wait(browser, lambda d: "predicted below 70" in d.execute_script(
+        "return document.getElementById('announcer').textContent"), message="the live-region announcement")
+    assert "Predicted hypoglycaemia" in text(browser, item)
+    axe(browser, "patient-alert")
+    shot(browser, "patient-alert")
+    css(browser, f"{item} button[aria-label^='Acknowledge']").click()
+    wait(browser, lambda d: css(d, item).get_attribute("data-status") == "acknowledged", message="acknowledged")
+    stored = api(world).get(f"/alerts/{alert.id}").json()
+    assert stored["status"] == "acknowledged" and stored["acknowledged_by"] == "demo-clinician"
+    css(browser, f"{item} button[aria-label^='Resolve']").click()
+    wait(browser, lambda d: not d.find_elements(By.CSS_SELECTOR, item), message="the resolved alert to leave the list")
+    assert api(world).get(f"/alerts/{alert.id}").json()["status"] == "resolved"
+
+
+def test_record_cgm_report_and_history_tabs(world: World, browser: WebDriver) -> None:
+    open_patient(browser, world, world.heavy, "record")
+    wait(browser, lambda d: "observations on file" in text(d, "#panel-record"), message="the record tab")
+    entries = browser.find_elements(By.CSS_SELECTOR, "#timeline li")
+    assert len(entries) > 10 and any("Lab" in e.text for e in entries) and any("Encounter" in e.text for e in entries)
+    dates = [e.find_element(By.TAG_NAME, "time").get_attribute("datetime") for e in entries[:20]]
+    assert dates == sorted(dates, reverse=True)
+    css(browser, "#panel-record .card button.link").click()  # a lab's history
+    wait(browser, lambda d: "history" in text(d, "#lab-detail h3"))
+    axe(browser, "patient-record")
+    shot(browser, "patient-record")
+
+    css(browser, "#tab-cgm").click()
+    wait(browser, lambda d: d.find_elements(By.CSS_SELECTOR, "#agp canvas"), message="the AGP chart")
+    report = api(world).get(f"/patients/{world.heavy}/cgm-report", params={"days": 14}).json()
+    tir = report["metrics"]["time_in_range_70_180_percent"]
+    assert f"In range 70–180: {tir:.1f} %" in text(browser, "#panel-cgm")
+    assert len(browser.find_elements(By.CSS_SELECTOR, "#panel-cgm table.targets tbody tr")) == len(report["targets"])
+    axe(browser, "patient-cgm")
+    shot(browser, "patient-cgm")
+
+    css(browser, "#tab-history").click()
+    wait(browser, lambda d: d.find_elements(By.CSS_SELECTOR, "#panel-history table.versions tbody tr"))
+    versions = api(world).get(f"/patients/{world.heavy}/versions").json()
+    rows = browser.find_elements(By.CSS_SELECTOR, "#panel-history table.versions tbody tr")
+    assert len(rows) == len(versions) and rows[0].text.startswith(f"v{versions[-1]['version']}")
+    axe(browser, "patient-history")
+    shot(browser, "patient-history")
+
+
+def test_what_if_two_regimens_side_by_side(world: World, browser: WebDriver) -> None:
+    open_patient(browser, world, world.heavy, "whatif")
+    wait(browser, lambda d: d.find_elements(By.ID, "run-glucose"), message="the what-if form")
+    axe(browser, "patient-whatif-form")
+    css(browser, "#run-glucose").click()
+    wait(browser, lambda d: d.find_elements(By.CSS_SELECTOR, "#glucose-compare"), timeout=90, message="the comparison")
+    heads = [h.text for h in browser.find_elements(By.CSS_SELECTOR, "#glucose-compare thead th")][1:]
+    assert heads == ["Current", "Basal +20 %"]
+    tir = [c.text for c in browser.find_elements(By.CSS_SELECTOR, "#glucose-compare tbody tr:first-child td")]
+    assert len(tir) == 2 and all("%" in c for c in tir)
+    saved = text(browser, "#glucose-saved")
+    latest = api(world).get(f"/patients/{world.heavy}/versions").json()[-1]
+    assert latest["kind"] == "glucose-simulation" and saved.endswith(f"saved as twin version {latest['version']}")
+    assert latest["provenance"]["regimens"] == ["Current", "Basal +20 %"]
+
+    css(browser, "#run-drug").click()  # theophylline: 300 mg vs 450 mg every 12 h
+    wait(browser, lambda d: d.find_elements(By.CSS_SELECTOR, "#drug-compare"), timeout=90, message="the drug comparison")
+    cols = browser.find_elements(By.CSS_SELECTOR, "#drug-compare thead th")[1:]
+    assert [c.text.split(" ")[0] for c in cols] == ["300", "450"]
+    assert "P(target)" in text(browser, "#drug-compare")
+    axe(browser, "patient-whatif")
+    shot(browser, "patient-whatif")
+
+
+def test_pdf_and_html_report_download(world: World, browser: WebDriver, downloads: Path) -> None:
+    open_patient(browser, world, world.heavy)
+    for kind, magic in (("pdf", b"%PDF"), ("html", b"<!")):
+        css(browser, f"#report-{kind}").click()
+        wait(browser, lambda d, k=kind: f"{k.upper()} report downloaded" in text(d, ".report-status"), timeout=60,
+             message=f"the {kind} report")
+        deadline = time.monotonic() + 20
+        files: list[Path] = []
+        while time.monotonic() < deadline:
+            files = [f for f in downloads.glob(f"*.{kind}")]
+            if files and not list(downloads.glob("*.crdownload")):
+                break
+            time.sleep(0.2)
+        assert files, f"no .{kind} file in {list(downloads.iterdir())}"
+        head = files[0].read_bytes()[:64]
+        assert head.lstrip().upper().startswith(magic.upper()), head
+
+
+def test_keyboard_only(world: World, browser: WebDriver) -> None:
+    browser.get(world.base_url + "/#/")
+    wait(browser, lambda d: d.find_elements(By.CSS_SELECTOR, "#patients tbody tr[data-id]"))
+    body = css(browser, "body")
+    body.click()
+    for _ in range(40):  # Tab through the page until the link to the patient with data has the focus
+        browser.switch_to.active_element.send_keys(Keys.TAB)
+        if browser.execute_script("const r = document.activeElement.closest('#patients tbody tr');"
+                                  "return r ? r.dataset.id : null") == world.heavy:
+            break
+    else:
+        raise AssertionError("the patient link is not reachable with Tab")
+    browser.switch_to.active_element.send_keys(Keys.ENTER)
+    wait(browser, lambda d: d.find_elements(By.CSS_SELECTOR, "#tab-live[aria-selected=true]"))
+    css(browser, "#tab-live").send_keys(Keys.ARROW_RIGHT)
+    wait(browser, lambda d: css(d, "#tab-record").get_attribute("aria-selected") == "true")
+    assert not css(browser, "#panel-record").get_attribute("hidden") and css(browser, "#panel-live").get_attribute("hidden")
+    browser.switch_to.active_element.send_keys(Keys.ARROW_LEFT)
+    wait(browser, lambda d: d.execute_script(
+        "const p = document.getElementById('panel-live'); return !p.hidden && p.dataset.ready === 'true'"))
+    canvas = css(browser, "#chart-glucose canvas")
+    canvas.send_keys(Keys.END)
+    canvas.send_keys(Keys.ARROW_LEFT)
+    wait(browser, lambda d: "CGM glucose" in text(d, "#chart-glucose .readout") and "latest" not in text(d, "#chart-glucose .readout"))
+    assert "mg/dL" in text(browser, "#chart-glucose .readout")
+
+
+def test_token_refresh_and_sign_out(world: World, browser: WebDriver) -> None:
+    browser.get(world.base_url + "/#/")
+    wait(browser, lambda d: d.find_elements(By.CSS_SELECTOR, "#patients tbody tr[data-id]"))
+    before = browser.execute_script("return JSON.parse(sessionStorage.getItem('medtwin.session'))")
+    browser.execute_script("const s = JSON.parse(sessionStorage.getItem('medtwin.session')); s.access = 'expired.or.revoked';"
+                           "sessionStorage.setItem('medtwin.session', JSON.stringify(s));")
+    browser.refresh()  # the first call answers 401; the page refreshes the token and carries on
+    wait(browser, lambda d: d.find_elements(By.CSS_SELECTOR, "#patients tbody tr[data-id]"), message="the list after refresh")
+    after = browser.execute_script("return JSON.parse(sessionStorage.getItem('medtwin.session'))")
+    assert after["access"] not in (before["access"], "expired.or.revoked") and after["refresh"] != before["refresh"]
+    css(browser, "#logout").click()
+    wait(browser, lambda d: css(d, "#login-view").is_displayed())
+    assert browser.execute_script("return sessionStorage.getItem('medtwin.session')") is None
+    reuse = httpx.post(world.base_url + "/api/v1/auth/token",
+                       data={"grant_type": "refresh_token", "refresh_token": after["refresh"]})
+    assert reuse.status_code == 400  # revoked on sign-out

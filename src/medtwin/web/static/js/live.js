@@ -169,7 +169,7 @@ export function mountLive(panel, tiles, ctx, openedAt) {
            n.time || n.at ? ` · ${ago(n.time || n.at)}` : ""] : "no vital signs");
     const v = (metric, digits = 0) => (latest[metric] ? num(latest[metric].value, digits) : "—");
     const when = (metric) => (latest[metric] ? ago(latest[metric].time) : "no readings");
-    clear(tiles,
+    clear(tiles, el("h2", { class: "visually-hidden" }, "Latest state"),
       glucoseTile, news2Tile,
       tile("hr", "Heart rate", v("heart_rate"), latest.heart_rate ? "/min" : null, when("heart_rate")),
       tile("bp", "Blood pressure", latest.systolic_bp ? `${v("systolic_bp")}/${v("diastolic_bp")}` : "—",

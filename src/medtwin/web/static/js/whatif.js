@@ -13,6 +13,15 @@ const LETTERS = "ABCD";
 const ROUTES = [["oral", "oral"], ["iv_bolus", "IV bolus"], ["iv_infusion", "IV infusion"]];
 let uid = 0;
 
+/** Ticks on an hour axis at 1, 2, 3, 6, 12, 24, 48 ... h steps, about one per 90 px. */
+function hourTicks(x0, x1, width) {
+  const want = Math.max(2, Math.floor(width / 90));
+  const step = [1, 2, 3, 6, 12, 24, 48, 72, 168, 336].find((h) => (x1 - x0) / h <= want) || 720;
+  const ticks = [];
+  for (let v = Math.ceil(x0 / step) * step; v <= x1 + 1e-9; v += step) ticks.push(v);
+  return ticks;
+}
+
 function field(label, input, hint) {
   const id = input.id || `f${++uid}`;
   input.id = id;
@@ -156,11 +165,11 @@ function renderGlucoseResult(box, r, elapsed) {
       outcomes.map((o) => el("td", { class: "num" }, main(o), sub ? el("span", { class: "sub" }, ` ${sub(o)}`) : null))))));
   const src = r.source.kind === "glucose_twin" ? `glucose twin v${r.source.glucose_twin_version}` : `virtual patient ${r.source.virtual_patient}`;
   clear(box, el("p", { class: "ok-text", id: "glucose-saved" }, `Compared ${outcomes.length} regimens on ${src} in ${elapsed} ms · saved as twin version ${r.result_version}`),
-    el("div", { class: "wi-grid" }, el("figure", { class: "chart-card" }, el("figcaption", el("h4", "Glucose, median and 5–95 % band")), host), table));
+    el("div", { class: "wi-grid" }, el("figure", { class: "chart-card" }, el("figcaption", el("h4", "Glucose, median and 5–95 % band")), host),
+      el("div", { class: "compare-wrap" }, table)));
   const chart = new Chart(host, { label: "What-if glucose trajectories", unit: "mg/dL", x: "number", height: 260, yMin: 40, yMax: 250,
     zones: [{ from: 70, to: 180, fill: "#e5f3e8" }], rules: [{ y: 70, color: "#b26a00" }, { y: 54, color: "#a61b1b" }],
-    xTickFormat: (h) => `${h} h`, xFormat: (h) => `${num(h, 1)} h`,
-    xTicks: (x0, x1) => { const step = x1 - x0 > 30 ? 12 : 3; const t = []; for (let v = 0; v <= x1; v += step) t.push(v); return t; } });
+    xTickFormat: (h) => `${h} h`, xFormat: (h) => `${num(h, 1)} h`, xTicks: hourTicks });
   const series = [];
   outcomes.forEach((o, i) => {
     const x = o.t_min.map((m) => m / 60);
@@ -332,11 +341,12 @@ function renderDrugResult(box, r) {
   clear(box, el("p", { class: "ok-text", id: "drug-saved" }, `Compared ${outcomes.length} regimens of ${r.drug}${r.basis ? ` · saved as twin version ${r.basis.twin_version}` : ""}`),
     el("div", { class: "wi-grid" },
       el("figure", { class: "chart-card" }, el("figcaption", el("h4", `${r.concentration_name}: median and 5–95 % band`)), concHost),
-      table),
+      el("div", { class: "compare-wrap" }, table)),
     hasResponse ? el("figure", { class: "chart-card" }, el("figcaption", el("h4", `${outcomes[0].response_name}: median and 5–95 % band`)), respHost) : null,
     basis);
   const make = (host, label, unit, key) => {
-    const chart = new Chart(host, { label, unit, x: "number", height: 240, digits: 2, xTickFormat: (h) => `${h} h`, xFormat: (h) => `${num(h, 1)} h` });
+    const chart = new Chart(host, { label, unit, x: "number", height: 240, digits: 2, xTickFormat: (h) => `${h} h`,
+                                    xFormat: (h) => `${num(h, 1)} h`, xTicks: hourTicks });
     const series = [];
     outcomes.forEach((o, i) => series.push({ id: `b${i}`, label: "", type: "band", x: o.times_h, y: o[`${key}_p05`], y2: o[`${key}_p95`], color: PALETTE[i], fill: FILLS[i], legend: false, cursor: false }));
     outcomes.forEach((o, i) => series.push({ id: `m${i}`, label: regimenText(o.regimen), type: "line", x: o.times_h, y: o[`${key}_p50`], color: PALETTE[i], width: 2, primary: i === 0,
