@@ -184,6 +184,11 @@ class IngestPipeline:
         with self._lock:
             self._listeners = [f for f in self._listeners if f != fn]  # == : bound methods are new objects
 
+    def notify(self, stored: list[Sample]) -> None:
+        """Hand newly stored samples to the listeners (as :meth:`ingest` does after its commit). For a caller
+        that stored through another pipeline inside its own, larger transaction (the MQTT batch handler)."""
+        self._notify(stored)
+
     def _notify(self, stored: list[Sample]) -> None:
         for fn in self._listeners:
             started = _time.perf_counter()
