@@ -106,6 +106,22 @@ def test_fleet_command_streams_history_then_accelerated_live_ticks(server: Serve
     assert len({r[0] for r in _rows(server.store)}) == 3
 
 
+def test_demo_plan_sends_the_last_day_then_runs_ahead_of_the_clock_and_continues_a_previous_run() -> None:
+    now = datetime(2026, 3, 1, 12, 2, 30, tzinfo=UTC)
+    plan = FleetPlan.make(now, speed=60, lead=timedelta(0), history=timedelta(hours=24), ahead=timedelta(hours=23))
+    assert plan.live_start == datetime(2026, 3, 1, 12, 0, tzinfo=UTC)
+    assert plan.origin == plan.live_start - timedelta(hours=24)
+    assert plan.live_start + plan.headroom == now + timedelta(hours=23)
+    clock = plan.clock(0.0)
+    assert clock.sim_at(3600.0) == now + timedelta(hours=24)  # 23 h ahead, then real time
+    later = FleetPlan.make(now, speed=60, lead=timedelta(0), history=timedelta(hours=24), ahead=timedelta(hours=23),
+                           not_before=now + timedelta(hours=5))
+    assert later.origin == later.live_start == now + timedelta(hours=5)
+    assert later.live_start + later.headroom == now + timedelta(hours=23)
+    behind = FleetPlan.make(now, speed=60, lead=timedelta(hours=24), history=timedelta(0))
+    assert behind.clock(0.0).sim_at(10**6) <= now + timedelta(seconds=10**6)
+
+
 def test_fleet_command_names_a_bad_archetype(server: Server) -> None:
     result = runner.invoke(app, ["fleet", "--url", server.url, "--archetypes", "type3_diabetes"], env=server.env)
     assert result.exit_code == 1 and "type3_diabetes" in result.output

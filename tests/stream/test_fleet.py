@@ -201,7 +201,7 @@ def test_same_seed_same_readings_and_members_differ() -> None:
 # ------------------------------------------------------------------------------------------ time
 def test_accelerated_clock_maps_wall_to_simulated_time_and_never_passes_the_present() -> None:
     sim_start = datetime(2026, 3, 1, 12, 0, tzinfo=UTC)
-    clock = AcceleratedClock(sim_start, wall_start=1000.0, speed=60.0, lead=timedelta(hours=1))
+    clock = AcceleratedClock(sim_start, wall_start=1000.0, speed=60.0, headroom=timedelta(hours=1))
     assert clock.sim_at(1000.0) == sim_start
     assert clock.sim_at(1005.0) == sim_start + timedelta(minutes=5)  # a CGM period every 5 s
     assert clock.catch_up_s == pytest.approx(3600 / 59)
@@ -215,6 +215,15 @@ def test_accelerated_clock_maps_wall_to_simulated_time_and_never_passes_the_pres
     assert clock.sim_at(caught + 10.0) - clock.sim_at(caught) == timedelta(seconds=10)
     with pytest.raises(ValueError):
         AcceleratedClock(sim_start, 0.0, 0.0, timedelta(0))
+
+
+def test_clock_ahead_of_the_present_stops_accelerating_at_its_headroom() -> None:
+    now = datetime(2026, 3, 1, 12, 0, tzinfo=UTC)
+    clock = AcceleratedClock(now, wall_start=0.0, speed=60.0, headroom=timedelta(hours=23))
+    assert clock.sim_at(60.0) == now + timedelta(hours=1)
+    for wall in (0.0, 600.0, clock.catch_up_s, 7200.0, 86400.0):
+        assert clock.sim_at(wall) <= now + timedelta(hours=23, seconds=wall)
+    assert clock.sim_at(7200.0) == now + timedelta(hours=23, seconds=7200)
 
 
 class _Recorder:
@@ -253,7 +262,7 @@ def test_runner_sends_each_tick_once_the_accelerated_clock_has_passed_it() -> No
     assert next(b for b, k, _t in backfill if k == "k-cgm").device == CGM
     recorder.sent.clear()
     live = START + timedelta(hours=2)
-    clock = AcceleratedClock(live, wall_start=0.0, speed=60.0, lead=timedelta(hours=24))
+    clock = AcceleratedClock(live, wall_start=0.0, speed=60.0, headroom=timedelta(hours=24))
     stats = runner.run(clock, _FakeStop(recorder), duration_s=60.0)
     glucose = [(s, t) for b, _k, t in recorder.sent for s in b.samples if s["metric"] == m.GLUCOSE]
     assert len(glucose) == 12  # 60 s at 60x = 60 simulated minutes = 12 CGM periods
@@ -269,7 +278,7 @@ def test_runner_uploads_every_n_ticks_together_and_flushes_on_stop() -> None:
     recorder = _Recorder()
     sim = FleetSimulator(_members(["type1_diabetes"]), START, np.random.default_rng(0))
     runner = FleetRunner(sim, recorder, workers=1, upload_every=3, monotonic=lambda: recorder.now)
-    clock = AcceleratedClock(START, wall_start=0.0, speed=60.0, lead=timedelta(hours=24))
+    clock = AcceleratedClock(START, wall_start=0.0, speed=60.0, headroom=timedelta(hours=24))
     runner.run(clock, _FakeStop(recorder), duration_s=70.0)  # 14 ticks: 4 uploads of 3, then the last 2
     cgm = [b for b, _k, _t in recorder.sent if b.device == CGM]
     assert [len(b.samples) for b in cgm] == [3, 3, 3, 3, 2]
@@ -318,6 +327,11 @@ def test_http_transport_retries_429_and_5xx_and_gives_up_on_other_4xx() -> None:
     with pytest.raises(SendError) as refused:
         HttpTransport(client, sleep=slept.append).send(batch, "mtk_x")
     assert refused.value.status == 403 and len(slept) == 2
+    quarantined = {"accepted": 1, "duplicates": 0, "quarantined": [{"reason": "future-time", "detail": "late"}]}
+    client = httpx.Client(base_url="http://fleet.test",
+                          transport=httpx.MockTransport(lambda r: httpx.Response(200, json=quarantined)))
+    partly = HttpTransport(client)
+    assert partly.send(batch, "mtk_x") == 1 and partly.quarantine_reasons == {"future-time"}
 
 
 def test_runner_splits_a_batch_the_server_finds_too_large() -> None:

@@ -39,29 +39,33 @@ def _http_client(url: str, verify: bool | str = True, workers: int = 4) -> httpx
 @dataclass
 class FleetPlan:
     """Where simulated time starts and how it runs: history ``[origin, live_start)`` is backfilled at once,
-    then live ticks follow the accelerated clock from ``live_start`` (``lead`` behind the present)."""
+    then live ticks follow the accelerated clock from ``live_start`` (``lead`` behind the present), never
+    more than ``ahead`` past the present (``headroom`` = how far simulated time may pull ahead of the
+    real-time line from ``live_start``)."""
 
     origin: datetime
     live_start: datetime
     speed: float
-    lead: timedelta
+    headroom: timedelta
+    bound: datetime  # the present + ahead, when planned
 
     @classmethod
     def make(cls, now: datetime, *, speed: float, lead: timedelta, history: timedelta,
-             not_before: datetime | None = None) -> FleetPlan:
+             ahead: timedelta = timedelta(0), not_before: datetime | None = None) -> FleetPlan:
         from medtwin.stream.fleet import floor_tick
 
         live_start = floor_tick(now - lead)
         origin = floor_tick(live_start - history)
         if not_before is not None and origin < not_before:  # continue after what an earlier run stored
-            origin = min(not_before, now)
+            origin = not_before
             live_start = max(live_start, origin)
-        return cls(origin, live_start, speed, now - live_start)
+        bound = now + ahead
+        return cls(origin, live_start, speed, max(bound - live_start, timedelta(0)), bound)
 
     def clock(self, wall_start: float) -> AcceleratedClock:
         from medtwin.stream.fleet import AcceleratedClock
 
-        return AcceleratedClock(self.live_start, wall_start, self.speed, self.lead)
+        return AcceleratedClock(self.live_start, wall_start, self.speed, self.headroom)
 
 
 @dataclass
@@ -172,10 +176,15 @@ def demo_members(store: Store, bundles: list[dict[str, Any]]) -> list[tuple[str,
 
 
 def prepare_demo_fleet(store: Store, settings: Settings, bundles: list[dict[str, Any]], host: str, port: int, *,
-                       speed: float = 60.0, lead_hours: float = 24.0, history_hours: float = 24.0, seed: int = 0,
-                       now: datetime | None = None) -> FleetThread:
+                       speed: float = 60.0, lead_hours: float = 0.0, ahead_hours: float = 23.0,
+                       history_hours: float = 24.0, seed: int = 0, now: datetime | None = None) -> FleetThread:
     """Device keys for the demo patients (``demo-cgm``, ``demo-pump``, ``demo-wearable``, ``demo-bp-cuff``),
-    and a fleet thread (not started) that streams to the demo server once it answers. A restarted demo
+    and a fleet thread (not started) that streams to the demo server once it answers.
+
+    Timeline (defaults): the last 24 h are sent at once, then simulated time runs ``speed`` x from the
+    present, up to 23 h ahead of the clock (the ingest pipeline accepts samples up to a day ahead), then in
+    real time: the dashboard, which compares readings with the wall clock, shows them as fresh and its
+    charts (which end at the newest reading) show history and live data together. A restarted demo
     continues after the newest stored sample instead of rewriting history."""
     from medtwin.stream.fleet import issue_device_keys, latest_sample_time
 
@@ -186,6 +195,7 @@ def prepare_demo_fleet(store: Store, settings: Settings, bundles: list[dict[str,
     now = now or datetime.now(UTC)
     last = latest_sample_time(store, [p for p, _ in pairs])
     plan = FleetPlan.make(now, speed=speed, lead=timedelta(hours=lead_hours), history=timedelta(hours=history_hours),
+                          ahead=timedelta(hours=ahead_hours),
                           not_before=None if last is None else last + timedelta(minutes=5))
     scheme = "https" if settings.tls_certfile and settings.tls_keyfile else "http"
     connect = "127.0.0.1" if host in ("0.0.0.0", "") else ("[::1]" if host == "::" else host)
@@ -220,12 +230,12 @@ def describe_demo_fleet(fleet: FleetThread) -> None:
         table.add_row(label, member.archetype, ", ".join(member.keys), note)
     console.print(table)
     plan = fleet.plan
-    catch_up = plan.lead.total_seconds() / (plan.speed - 1) if plan.speed > 1 else float("inf")
+    catch_up = plan.headroom.total_seconds() / (plan.speed - 1) if plan.speed > 1 else float("inf")
     history = (f"history {plan.origin:%Y-%m-%d %H:%M} to {plan.live_start:%Y-%m-%d %H:%M} UTC is sent at once; then"
                if plan.origin < plan.live_start else "continuing after the samples already stored:")
     console.print(f"{history} simulated time runs {plan.speed:g}x from {plan.live_start:%Y-%m-%d %H:%M} UTC"
-                  + (f" and reaches the present after {catch_up / 60:.0f} min (then real time)"
-                     if catch_up != float("inf") else "")
+                  + (f" for {catch_up / 60:.0f} min, then in real time (newest reading "
+                     f"{plan.bound:%Y-%m-%d %H:%M} UTC by then)" if catch_up != float("inf") else "")
                   + ". `medtwin demo --no-fleet` serves without it.")
 
 
@@ -237,7 +247,9 @@ def fleet_command(
     duration: Annotated[float | None, typer.Option(min=0, help="Wall seconds to stream (default: until Ctrl-C)")] = None,
     history_hours: Annotated[float, typer.Option(min=0, max=24 * 30, help="Hours of history sent at once first")] = 0.0,
     lead_hours: Annotated[float, typer.Option(min=0, max=24 * 365, help="Live simulated time starts this far "
-                                                 "behind the present (it never passes the present)")] = 24.0,
+                                                 "behind the present")] = 24.0,
+    ahead_hours: Annotated[float, typer.Option(min=0, max=23.5, help="How far simulated time may run ahead "
+                                                  "of the present (0: samples are never in the future)")] = 0.0,
     archetypes: Annotated[str, typer.Option(help="Comma-separated archetypes cycled over the patients, or 'all'")
                           ] = "all",
     seed: Annotated[int, typer.Option(min=0, help="Seed of the simulation")] = 0,
@@ -267,7 +279,7 @@ def fleet_command(
     finally:
         store.dispose()
     plan = FleetPlan.make(datetime.now(UTC), speed=speed, lead=timedelta(hours=lead_hours),
-                          history=timedelta(hours=history_hours))
+                          history=timedelta(hours=history_hours), ahead=timedelta(hours=ahead_hours))
     client = _http_client(url, str(ca_file) if ca_file else True, workers)
     stop = threading.Event()
     runner = build_fleet(members, client, plan, seed=seed, workers=workers, max_batch=batch, script=script,

@@ -8,9 +8,11 @@ Three parts, usable apart:
   member with type 1 diabetes (CGM = model glucose + the Breton & Kovatchev sensor error, pump basal and
   meal boluses from the basal-bolus controller, randomised meals, rescue carbohydrate below 60 mg/dL),
   and the vital-sign model below for everybody.
-* :class:`AcceleratedClock`: simulated time runs ``speed`` times faster than the wall clock from a start
-  ``lead`` behind the present, and never passes the present (once it catches up it runs at 1x), so no
-  sample is ever stamped in the future.
+* :class:`AcceleratedClock`: simulated time runs ``speed`` times faster than the wall clock, but never more
+  than ``headroom`` past the real-time line from its start (after that it runs at 1x). Started ``lead``
+  behind the present with ``headroom = lead`` no sample is ever in the future (``medtwin fleet``'s
+  default); the demo starts at the present and runs up to 23 h ahead (the ingest pipeline accepts samples
+  up to a day ahead of its clock), so wall-clock views show its readings as fresh.
 * :class:`FleetRunner`: backfills history as fast as the server takes it, then streams tick by tick on the
   accelerated clock through a :class:`Transport` (:class:`HttpTransport`: ``POST
   /api/v1/patients/{id}/samples`` with the device's own ``mtk_`` key, retries with backoff, ``Retry-After``
@@ -442,36 +444,37 @@ def _fixed(units: Array) -> Callable[[float, Array], Array]:
 # ---------------------------------------------------------------------------------------------- time
 @dataclass(frozen=True)
 class AcceleratedClock:
-    """Simulated time ``speed`` x faster than the wall clock, never past the present.
+    """Simulated time ``speed`` x faster than the wall clock, at most ``headroom`` ahead of real time.
 
-    At wall (monotonic) time ``wall_start`` the simulated time is ``sim_start``, ``lead`` behind the
-    present. Elapsed simulated time after ``x`` wall seconds is ``min(speed x, lead + x)``: accelerated
-    until it catches up with the present (after ``lead / (speed - 1)``), then real time."""
+    At wall (monotonic) time ``wall_start`` the simulated time is ``sim_start``. Elapsed simulated time
+    after ``x`` wall seconds is ``min(speed x, headroom + x)``: accelerated until it is ``headroom`` ahead
+    of the real-time line from ``sim_start`` (after ``headroom / (speed - 1)``), then real time. With
+    ``sim_start`` ``lead`` behind the present and ``headroom = lead`` it never passes the present."""
 
     sim_start: datetime
     wall_start: float
     speed: float
-    lead: timedelta
+    headroom: timedelta
 
     def __post_init__(self) -> None:
         if not self.speed > 0:
             raise ValueError("speed: must be positive")
-        if self.lead < timedelta(0):
-            raise ValueError("lead: must not be negative")
+        if self.headroom < timedelta(0):
+            raise ValueError("headroom: must not be negative")
 
     def sim_at(self, wall: float) -> datetime:
         x = max(wall - self.wall_start, 0.0)
-        return self.sim_start + timedelta(seconds=min(self.speed * x, self.lead.total_seconds() + x))
+        return self.sim_start + timedelta(seconds=min(self.speed * x, self.headroom.total_seconds() + x))
 
     def wall_at(self, sim: datetime) -> float:
         """The wall (monotonic) time at which simulated time reaches ``sim``."""
         e = (sim - self.sim_start).total_seconds()
-        return self.wall_start + max(e / self.speed, e - self.lead.total_seconds())
+        return self.wall_start + max(e / self.speed, e - self.headroom.total_seconds())
 
     @property
     def catch_up_s(self) -> float:
-        """Wall seconds until simulated time reaches the present (inf at speed <= 1)."""
-        return math.inf if self.speed <= 1 else self.lead.total_seconds() / (self.speed - 1)
+        """Wall seconds of acceleration, until the headroom is used up (inf at speed <= 1)."""
+        return math.inf if self.speed <= 1 else self.headroom.total_seconds() / (self.speed - 1)
 
 
 # ---------------------------------------------------------------------------------------------- transport
@@ -499,6 +502,7 @@ class HttpTransport:
                  sleep: Callable[[float], None] = time.sleep) -> None:
         self.client, self.retries, self.backoff_s, self.max_wait_s, self.sleep = client, retries, backoff_s, max_wait_s, sleep
         self.retried = 0
+        self.quarantine_reasons: set[str] = set()
         self._lock = threading.Lock()
 
     def send(self, batch: DeviceBatch, key: str | None) -> int:
@@ -517,7 +521,7 @@ class HttpTransport:
             else:
                 status = response.status_code
                 if status < 300:
-                    return _acknowledged(response, len(batch.samples))
+                    return self._acknowledged(response, batch)
                 detail = response.text[:300]
                 if status == 429:
                     wait = _retry_after(response.headers.get("retry-after"), wait)
@@ -530,26 +534,33 @@ class HttpTransport:
         raise SendError(f"{batch.device} -> {url}: gave up after {self.retries + 1} attempts: "
                         f"{status or ''} {detail}", status)
 
+    def _acknowledged(self, response: Any, batch: DeviceBatch) -> int:
+        """The count the server reports (``accepted`` + ``duplicates``), else everything sent; a quarantined
+        sample is logged (once per reason: e.g. ``future-time`` if the server accepts less ahead)."""
+        try:
+            body = response.json()
+        except ValueError:
+            return len(batch.samples)
+        if not isinstance(body, dict):
+            return len(batch.samples)
+        for item in body.get("quarantined") or ():
+            reason = str(item.get("reason")) if isinstance(item, dict) else "?"
+            with self._lock:
+                if reason in self.quarantine_reasons:
+                    continue
+                self.quarantine_reasons.add(reason)
+            log.warning("fleet: the server quarantined a %s sample (%s): %s", batch.device, reason,
+                        item.get("detail") if isinstance(item, dict) else item)
+        numbers = [body.get(k) for k in ("accepted", "duplicates")]
+        counted = [n for n in numbers if isinstance(n, int)]
+        return sum(counted) if counted else len(batch.samples)
+
 
 def _retry_after(header: str | None, default: float) -> float:
     try:
         return max(float(header), 0.0) if header is not None else default
     except ValueError:
         return default
-
-
-def _acknowledged(response: Any, sent: int) -> int:
-    """The count the server reports (``accepted`` + ``duplicates`` if it says so), else everything sent."""
-    try:
-        body = response.json()
-    except ValueError:
-        return sent
-    if isinstance(body, dict):
-        counts = [body.get(k) for k in ("accepted", "duplicates", "duplicate")]
-        numbers = [c for c in counts if isinstance(c, int)]
-        if numbers:
-            return sum(numbers)
-    return sent
 
 
 # ---------------------------------------------------------------------------------------------- runner
