@@ -25,11 +25,12 @@ from typing import Any, Literal
 from pydantic import BaseModel, Field
 from sqlalchemy import Connection, select
 
-from medtwin.alerts import news2 as news2_chart
+from medtwin.alerts import service as alert_service
+from medtwin.alerts.news2 import News2InputError
+from medtwin.store.codec import Codec
 from medtwin.store.database import Store
 from medtwin.store.live_tables import alerts
 from medtwin.store.records import RecordRepository
-from medtwin.store.samples import SampleRepository
 from medtwin.store.schema import samples
 from medtwin.store.twins import TwinRepository
 from medtwin.stream.model import GLUCOSE, HEART_RATE
@@ -200,18 +201,22 @@ def _glucose(points: list[tuple[datetime, float, str]], now: datetime) -> Glucos
 News2Source = Callable[[Connection, str], News2Brief | None]
 
 
-def device_news2(connection: Connection, patient_id: str) -> News2Brief | None:
-    """NEWS2 (RCP 2017, :mod:`medtwin.alerts.news2`) of the newest observation set of the patient's device
-    vital signs; None without any NEWS2 parameter or with a value the chart cannot score."""
-    latest = SampleRepository(connection).latest(patient_id, sorted(news2_chart.NEWS2_METRICS))
-    found = news2_chart.observation_set({m: (s.time, s.value) for m, s in latest.items()})
-    if found is None:
-        return None
-    try:
-        result = news2_chart.score(found.vitals)
-    except news2_chart.News2InputError:
-        return None
-    return News2Brief(score=result.aggregate, band=result.risk, time=_aware(found.at), complete=result.complete)
+def device_news2(codec: Codec) -> News2Source:
+    """NEWS2 (RCP 2017) of the newest observation set of a patient's device vital signs on the patient's SpO2
+    scale, as ``GET /patients/{id}/news2`` computes it (:func:`medtwin.alerts.service.latest_news2`); None
+    without any NEWS2 parameter or with a value the chart cannot score."""
+
+    def source(connection: Connection, patient_id: str) -> News2Brief | None:
+        try:
+            found = alert_service.latest_news2(connection, codec, patient_id)
+        except News2InputError:
+            return None
+        if found is None:
+            return None
+        return News2Brief(score=int(found["aggregate"]), band=str(found["risk"]),
+                          time=_aware(datetime.fromisoformat(found["at"])), complete=bool(found["complete"]))
+
+    return source
 
 
 def _patient_ids(records: RecordRepository, query: str | None, allowed: frozenset[str] | None) -> list[str]:
@@ -235,11 +240,12 @@ def patient_overview(
     limit: int = 100,
     offset: int = 0,
     clock: Clock = lambda: datetime.now(UTC),
-    news2: News2Source = device_news2,
+    news2: News2Source | None = None,
 ) -> OverviewPage:
     """The visible patients (``allowed``: None for all) matching ``query`` (name words, an identifier such
     as the MRN, or the id), most urgent first, paged."""
     now = clock()
+    news2 = news2 or device_news2(store.codec)
     rows: list[tuple[tuple[Any, ...], PatientOverview]] = []
     with store.connect() as connection:
         records = RecordRepository(connection, store.codec)

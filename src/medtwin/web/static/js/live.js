@@ -164,9 +164,12 @@ export function mountLive(panel, tiles, ctx, openedAt) {
       [g ? trendNode(g.trend, g.trend_mg_dl_per_min) : null, glucoseTime ? ` ${ago(glucoseTime)}` : " no readings",
        g && g.stale ? el("span", { class: "stale" }, " · no recent reading") : null, el("br"), forecastText()], `glucose-tile ${cls}`);
     const n = news2 || (overview && overview.news2);
+    const drivers = n && n.sub_scores ? n.sub_scores.filter((x) => x.score > 0).map((x) => `${x.label} ${x.score}`) : [];
     const news2Tile = tile("news2", "NEWS2", n ? news2Badge(n) : "—", null,
       n ? [`${(n.band || n.risk || "").replace("-", "–")} risk`, n.complete === false || (n.missing && n.missing.length) ? " · incomplete set" : "",
-           n.time || n.at ? ` · ${ago(n.time || n.at)}` : ""] : "no vital signs");
+           n.time || n.at ? ` · ${ago(n.time || n.at)}` : "", drivers.length ? el("span", { class: "drivers" }, el("br"), drivers.join(", ")) : null]
+        : "no vital signs");
+    if (n && n.response) news2Tile.title = `${n.response}${n.monitoring ? ` Monitoring: ${n.monitoring}.` : ""}`;
     const v = (metric, digits = 0) => (latest[metric] ? num(latest[metric].value, digits) : "—");
     const when = (metric) => (latest[metric] ? ago(latest[metric].time) : "no readings");
     clear(tiles, el("h2", { class: "visually-hidden" }, "Latest state"),
@@ -216,7 +219,7 @@ export function mountLive(panel, tiles, ctx, openedAt) {
 
   function normaliseNews2(n) {
     return { score: n.score ?? n.aggregate, band: n.band || n.risk, time: n.time || n.at, complete: n.complete,
-             missing: n.missing };
+             missing: n.missing, sub_scores: n.sub_scores, response: n.response, monitoring: n.monitoring };
   }
 
   async function setWindow(ms) {
