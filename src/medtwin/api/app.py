@@ -14,6 +14,7 @@ from medtwin.api.limits import BodySizeLimit
 from medtwin.api.problems import install_problem_handlers
 from medtwin.api.routers import alerts as alerts_router
 from medtwin.api.routers import dashboard, drugs, glucose, patients, record, samples, security_admin, system
+from medtwin.api.routers import reports as reports_router
 from medtwin.api.security_middleware import install_security
 from medtwin.config import Settings
 from medtwin.security.crypto import AesGcmCodec, KeyRing, load_keyring
@@ -88,6 +89,7 @@ def create_app(settings: Settings | None = None, *, store: Store | None = None,
     app.include_router(security_admin.router, prefix=API_PREFIX)
     app.include_router(dashboard.router, prefix=API_PREFIX)
     app.include_router(samples.router, prefix=API_PREFIX)
+    app.include_router(reports_router.router, prefix=API_PREFIX)
     app.add_middleware(BodySizeLimit, max_bytes=settings.max_upload_bytes)
     install_security(app, settings, store, keyring)
     app.include_router(alerts_router.router, prefix=API_PREFIX)

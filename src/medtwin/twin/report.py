@@ -30,14 +30,14 @@ import orjson
 from jinja2 import Environment, PackageLoader, select_autoescape
 from markupsafe import Markup
 from pydantic import BaseModel, Field
-from sqlalchemy import Connection, case, func, select
+from sqlalchemy import Connection, func, select
 
 from medtwin import __version__
 from medtwin.alerts import news2
+from medtwin.alerts.repository import STATUSES, AlertRepository
 from medtwin.physiology.metrics import AmbulatoryGlucoseProfile
 from medtwin.store.codec import Codec
 from medtwin.store.database import Store
-from medtwin.store.live_tables import alerts as alerts_table
 from medtwin.store.live_tables import twin_live_state
 from medtwin.store.records import RecordRepository
 from medtwin.store.samples import SampleRepository
@@ -53,13 +53,13 @@ from medtwin.twin.cgm_report import (
     latest_time,
     load_readings,
 )
+from medtwin.twin.overview import device_news2
 from medtwin.twin.pharmacogenomics import PgxSummary, pgx_summary
 from medtwin.twin.summary import AllergyItem, Measurement, MedicationItem, PatientSummary, Problem
 
 DEFAULT_TREND_DAYS = 7
 TREND_BUCKETS = 336  # 7 days -> 30-minute buckets
 MR_TYPE = "MR"
-_SEVERITY_RANK = {"critical": 0, "high": 1, "medium": 2, "low": 3}
 
 
 # --- the report's data ----------------------------------------------------------------------------------
@@ -279,37 +279,36 @@ def _forecast(conn: Connection, codec: Codec, patient_id: str) -> ForecastView |
         return None
 
 
-def _news2_now(conn: Connection, patient_id: str) -> News2View | None:
-    """NEWS2 of the newest observation set of the patient's device vital signs (RCP 2017), if any."""
+def _alerts(conn: Connection, codec: Codec, patient_id: str, now: datetime, limit: int = 8
+            ) -> tuple[list[AlertItem], int, News2View | None]:
+    """Unresolved alerts, most urgent first (the alert list's own order), and the latest NEWS2: scored from
+    the newest device vital signs as the dashboard does, else the score of the latest NEWS2 alert."""
+    repository = AlertRepository(conn, codec, lambda: now)
+    total, rows = repository.list(patient_id=patient_id, limit=limit)
+    items = [AlertItem(rule=a.rule, severity=a.severity, status=a.status, opened_at=_utc(a.opened_at),
+                       last_seen_at=_utc(a.last_seen_at), score=a.score, message=a.message) for a in rows]
+    brief = device_news2(conn, patient_id)
+    if brief is not None and brief.time is not None:
+        missing = [] if brief.complete else _news2_missing(conn, patient_id)
+        return items, total, News2View(score=brief.score, at=_utc(brief.time), risk=brief.band,
+                                       source="device vitals", missing=missing)
+    _, latest = repository.list(patient_id=patient_id, statuses=STATUSES, rule="news2", limit=1)
+    if not latest:
+        return items, total, None
+    alert = latest[0]
+    return items, total, News2View(score=alert.score, at=_utc(alert.last_seen_at), source="alert",
+                                   alert_status=alert.status)
+
+
+def _news2_missing(conn: Connection, patient_id: str) -> list[str]:
     latest = SampleRepository(conn).latest(patient_id, sorted(news2.NEWS2_METRICS))
     found = news2.observation_set({m: (s.time, s.value) for m, s in latest.items()})
     if found is None:
-        return None
+        return []
     try:
-        result = news2.score(found.vitals)
+        return list(news2.score(found.vitals).missing)
     except news2.News2InputError:
-        return None
-    return News2View(score=result.aggregate, at=_utc(found.at), risk=result.risk, source="device vitals",
-                     missing=list(result.missing))
-
-
-def _alerts(conn: Connection, patient_id: str, limit: int = 8) -> tuple[list[AlertItem], int, News2View | None]:
-    rank = case(_SEVERITY_RANK, value=alerts_table.c.severity, else_=9)
-    unresolved = (alerts_table.c.patient_id == patient_id) & (alerts_table.c.status != "resolved")
-    total = int(conn.execute(select(func.count()).select_from(alerts_table).where(unresolved)).scalar_one())
-    rows = conn.execute(select(alerts_table).where(unresolved)
-                        .order_by(rank, alerts_table.c.last_seen_at.desc()).limit(limit)).mappings().all()
-    items = [AlertItem(rule=r["rule"], severity=r["severity"], status=r["status"], opened_at=_utc(r["opened_at"]),
-                       last_seen_at=_utc(r["last_seen_at"]), score=r["score"], message=r["message"]) for r in rows]
-    latest_news2 = _news2_now(conn, patient_id)
-    if latest_news2 is None:
-        row = conn.execute(select(alerts_table).where(alerts_table.c.patient_id == patient_id,
-                                                      alerts_table.c.rule == "news2")
-                           .order_by(alerts_table.c.last_seen_at.desc()).limit(1)).mappings().first()
-        if row is not None:
-            latest_news2 = News2View(score=row["score"], at=_utc(row["last_seen_at"]), source="alert",
-                                     alert_status=row["status"])
-    return items, total, latest_news2
+        return []
 
 
 def _utc(value: datetime) -> datetime:
@@ -359,7 +358,7 @@ def build_report(store: Store, patient_id: str, *, now: datetime, days: int = DE
         cgm = cgm_report(store, patient_id, days=days, tz=tz, connection=conn)
         trends = _trends(conn, records, patient_id, trend_days)
         forecast = _forecast(conn, store.codec, patient_id)
-        alert_items, alert_total, news2_view = _alerts(conn, patient_id)
+        alert_items, alert_total, news2_view = _alerts(conn, store.codec, patient_id, now)
         twin = _twin_info(conn, store.codec, patient_id, record)
     pgx = pgx_summary(store, patient_id)
     identity = Identity(patient_id=patient_id, name=summary.name, mrn=_mrn(patient), gender=summary.gender,
@@ -718,11 +717,12 @@ def _pdf_trend(ax: Any, chart: TrendChart) -> None:
         if s.source == "device":
             gap = 3 * (s.end - s.start).total_seconds() / TREND_BUCKETS / 86400.0
             for run in _runs(x.tolist(), gap):
+                label = s.label if run.start == 0 else None
                 if run.stop - run.start > 1:
                     ax.fill_between(x[run], s.low[run], s.high[run], color=color, alpha=0.2, lw=0)
-                    ax.plot(x[run], s.mean[run], color=color, lw=0.8, label=s.label if run.start == 0 else None)
+                    ax.plot(x[run], s.mean[run], color=color, lw=0.8, label=label)
                 else:
-                    ax.plot(x[run], s.mean[run], ".", color=color, ms=2)
+                    ax.plot(x[run], s.mean[run], ".", color=color, ms=3, label=label)
         else:
             ax.plot(x, s.mean, "o-", color=color, lw=0.6, ms=2, label=s.label)
     ax.set_ylim(*_y_range(chart))

@@ -1,0 +1,118 @@
+"""Reports for the clinician: the CGM report as JSON (the dashboard charts it) and the one-page patient twin
+report as a PDF or HTML download.
+
+Thin: resolve the patient (id or MRN; 404 when unknown or not visible), call :mod:`medtwin.twin.cgm_report`
+or :mod:`medtwin.twin.report`. A report is an export of the patient's data (``guard("export", "Patient")``):
+the audit middleware records it with the format; the download name carries no patient name.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from datetime import UTC, datetime
+from typing import Annotated
+
+from fastapi import APIRouter, Depends, Query, Request
+from fastapi.responses import Response
+
+from medtwin.api.deps import Principal, SecurityContext, StoreDep, audit_context, guard
+from medtwin.api.problems import ProblemError
+from medtwin.physiology.errors import PhysiologyInputError
+from medtwin.store.database import Store
+from medtwin.store.records import RecordRepository
+from medtwin.twin.cgm_report import DEFAULT_DAYS, MAX_DAYS, CgmReport, cgm_report, zone
+from medtwin.twin.report import DEFAULT_TREND_DAYS, FORMATS, build_report, report_filename
+
+router = APIRouter(prefix="/patients/{patient_id}", tags=["reports"])
+
+Days = Annotated[int, Query(ge=1, le=MAX_DAYS, description="Days of CGM data, ending at the latest reading")]
+TimeZone = Annotated[str, Query(min_length=1, max_length=64,
+                                description="IANA time zone of the AGP's time of day (the record has none)")]
+TrendDays = Annotated[int, Query(ge=1, le=30, description="Days of each device stream on the trend charts")]
+
+
+def _visible_patient(store: Store, principal: Principal, patient_id: str) -> str:
+    """The stored id of ``patient_id`` (id or MRN) if the caller may see it; 404 otherwise."""
+    with store.connect() as connection:
+        resolved = RecordRepository(connection, store.codec).resolve_patient(patient_id)
+    if resolved is None or not principal.can_see(resolved):
+        raise ProblemError(404, "Not found", f"no patient {patient_id!r}", kind="not-found", field="patient_id")
+    return resolved
+
+
+def _clock(request: Request) -> Callable[[], datetime]:
+    security = getattr(request.app.state, "security", None)
+    if isinstance(security, SecurityContext):
+        return security.clock
+    return lambda: datetime.now(UTC)
+
+
+def _checked_zone(tz: str) -> str:
+    try:
+        return zone(tz).key
+    except PhysiologyInputError as exc:
+        raise ProblemError(422, "Invalid request", exc.message, kind="validation", field="tz",
+                           errors=[{"loc": ["query", "tz"], "msg": exc.message, "type": "value_error"}]) from exc
+
+
+@router.get("/cgm-report", response_model=CgmReport,
+            summary="CGM consensus metrics, data sufficiency and AGP percentiles over the last days of data")
+def get_cgm_report(
+    patient_id: str,
+    store: StoreDep,
+    principal: Annotated[Principal, Depends(guard("read", "Observation"))],
+    days: Days = DEFAULT_DAYS,
+    tz: TimeZone = "UTC",
+) -> CgmReport:
+    tz = _checked_zone(tz)
+    resolved = _visible_patient(store, principal, patient_id)
+    return cgm_report(store, resolved, days=days, tz=tz)
+
+
+def _report(fmt: str, patient_id: str, request: Request, store: Store, principal: Principal, days: int, tz: str,
+            trend_days: int) -> Response:
+    tz = _checked_zone(tz)
+    resolved = _visible_patient(store, principal, patient_id)
+    audit_context(request).detail["format"] = fmt
+    report = build_report(store, resolved, now=_clock(request)(), days=days, trend_days=trend_days, tz=tz)
+    if report is None:  # resolvable but without a Patient or a twin: nothing to report
+        raise ProblemError(404, "Not found", f"patient {patient_id!r} has no record", kind="not-found",
+                           field="patient_id")
+    media_type, render = FORMATS[fmt]
+    filename = report_filename(resolved, report.generated_at, fmt)
+    return Response(render(report), media_type=media_type,
+                    headers={"Content-Disposition": f'attachment; filename="{filename}"'})
+
+
+_PDF = {200: {"content": {"application/pdf": {"schema": {"type": "string", "format": "binary"}}},
+              "description": "One A4 page"}}
+_HTML = {200: {"content": {"text/html": {"schema": {"type": "string"}}},
+               "description": "A self-contained HTML document (inline CSS and SVG, no scripts or external resources)"}}
+
+
+@router.get("/report.pdf", response_class=Response, responses=_PDF,  # type: ignore[arg-type]
+            summary="The one-page patient twin report as a PDF download (an audited export)")
+def get_report_pdf(
+    patient_id: str,
+    request: Request,
+    store: StoreDep,
+    principal: Annotated[Principal, Depends(guard("export", "Patient"))],
+    days: Days = DEFAULT_DAYS,
+    tz: TimeZone = "UTC",
+    trend_days: TrendDays = DEFAULT_TREND_DAYS,
+) -> Response:
+    return _report("pdf", patient_id, request, store, principal, days, tz, trend_days)
+
+
+@router.get("/report.html", response_class=Response, responses=_HTML,  # type: ignore[arg-type]
+            summary="The patient twin report as a self-contained HTML download (an audited export)")
+def get_report_html(
+    patient_id: str,
+    request: Request,
+    store: StoreDep,
+    principal: Annotated[Principal, Depends(guard("export", "Patient"))],
+    days: Days = DEFAULT_DAYS,
+    tz: TimeZone = "UTC",
+    trend_days: TrendDays = DEFAULT_TREND_DAYS,
+) -> Response:
+    return _report("html", patient_id, request, store, principal, days, tz, trend_days)
