@@ -58,7 +58,7 @@ from medtwin.alerts.glucose import (
 )
 from medtwin.alerts.heart_rate import HrBaseline, HrRule
 from medtwin.alerts.hub import EventHub
-from medtwin.alerts.repository import SYSTEM_ACTOR, Alert, AlertCandidate, AlertRepository
+from medtwin.alerts.repository import SEVERITY_RANK, SYSTEM_ACTOR, Alert, AlertCandidate, AlertRepository
 from medtwin.security import audit
 from medtwin.store.database import Store
 from medtwin.store.live_tables import twin_live_state
@@ -86,9 +86,11 @@ class AlertConfig:
     glucose_period: timedelta = DEFAULT_PERIOD
     glucose_max_gap: timedelta = DEFAULT_MAX_GAP
     glucose_reorder_window: timedelta = DEFAULT_REORDER_WINDOW
-    persist_interval_s: float = 5.0
-    update_event_interval_s: float = 30.0
-    max_batch: int = 50_000  # samples per worker pass
+    persist_interval_s: float = 5.0  # save a patient's changed state at most this often
+    touch_interval_s: float = 2.0  # write a continuing condition's update at most this often per alert
+    update_event_interval_s: float = 30.0  # publish a plain "updated" event at most this often per alert
+    max_batch: int = 5_000  # samples per worker pass (bounds a pass's time, hence alert latency)
+    max_saves_per_pass: int = 250  # patient states saved per pass (spreads simultaneous bucket closes)
 
 
 @dataclass
@@ -104,6 +106,8 @@ class PatientState:
     dirty: bool = False
     urgent: bool = False  # save at the end of this pass
     saved_at: float = 0.0
+    news2_scores: dict[str, int] | None = None  # sub-scores of the last full NEWS2 (not saved)
+    news2_expires: datetime | None = None  # when a parameter of that set leaves the window
 
     def payload(self) -> dict[str, Any]:
         return {"episodes": self.episodes.to_json(),
@@ -134,7 +138,18 @@ class EngineStats:
     batch_seconds: list[float] = field(default_factory=list)  # the last 1000 passes
 
 
+@dataclass
+class _Touch:
+    """A continuing condition's updates, coalesced until written."""
+
+    state: PatientState
+    candidate: AlertCandidate
+    occurrences: int
+    escalates: bool
+
+
 _STOP: Final = object()
+_SYNC: Final = ("sync",)
 
 
 def _utc(value: datetime) -> datetime:
@@ -158,6 +173,11 @@ class AlertEngine:
         self._enqueued = 0
         self._done = 0
         self._last_update_event: dict[str, float] = {}
+        self._saves: queue.Queue[list[dict[str, Any]] | None] = queue.Queue()  # rows for the saver thread
+        self._saver: threading.Thread | None = None
+        self._pending: dict[str, _Touch] = {}  # dedupe key -> coalesced update
+        self._touched_at: dict[str, float] = {}  # dedupe key -> when last written (monotonic)
+        self._severity: dict[str, str] = {}  # dedupe key -> severity last written
 
     # ------------------------------------------------------------------------------------ inputs
 
@@ -194,6 +214,9 @@ class AlertEngine:
 
     def start(self) -> None:
         with self._lifecycle:
+            if self._saver is None or not self._saver.is_alive():
+                self._saver = threading.Thread(target=self._save_rows, name="medtwin-alerts-save", daemon=True)
+                self._saver.start()
             if self._thread is None or not self._thread.is_alive():
                 self._thread = threading.Thread(target=self._run, name="medtwin-alerts", daemon=True)
                 self._thread.start()
@@ -207,9 +230,16 @@ class AlertEngine:
             self._queue.put(_STOP)
             thread.join(timeout)
             self._thread = None
+            saver = self._saver
+            if saver is not None:
+                self._saves.put(None)
+                saver.join(timeout)
+                self._saver = None
 
     def flush(self, timeout: float = 10.0) -> bool:
-        """Wait until everything enqueued so far has been processed (tests, benchmarks)."""
+        """Wait until everything enqueued so far has been processed and written (coalesced updates and
+        patient state included)."""
+        self._put(_SYNC)
         deadline = time.monotonic() + timeout
         with self._progress:
             target = self._enqueued
@@ -221,8 +251,17 @@ class AlertEngine:
         return True
 
     def _run(self) -> None:
+        idle = max(0.05, min(self.config.touch_interval_s, self.config.persist_interval_s))
         while True:
-            item = self._queue.get()
+            try:
+                item = self._queue.get(timeout=idle)
+            except queue.Empty:  # nothing new: write what has come due
+                try:
+                    self._housekeeping()
+                except Exception:
+                    self.stats.errors += 1
+                    log.exception("alert engine housekeeping failed; continuing")
+                continue
             batch = [item]
             size = self._size(item)
             while size < self.config.max_batch:
@@ -233,22 +272,23 @@ class AlertEngine:
                 batch.append(item)
                 size += self._size(item)
             stop = any(i is _STOP for i in batch)
-            work = [i for i in batch if i is not _STOP]
-            if work:
-                try:
-                    self._process(work)
-                except Exception:
-                    self.stats.errors += 1
-                    log.exception("alert engine pass failed (%d items); continuing", len(work))
+            sync = stop or any(i is _SYNC for i in batch)
+            work = [i for i in batch if i is not _STOP and i is not _SYNC]
+            try:
+                self._process(work, sync=sync)
+            except Exception:
+                self.stats.errors += 1
+                log.exception("alert engine pass failed (%d items); continuing", len(work))
             with self._progress:
-                self._done += len(work)
+                self._done += len([i for i in batch if i is not _STOP])
                 self._progress.notify_all()
             if stop:
-                try:
-                    self._save(force=True)
-                except Exception:
-                    log.exception("saving alert state at stop failed")
                 return
+
+    def _housekeeping(self) -> None:
+        if self._pending:
+            self._publish(self._apply([]))
+        self._save()
 
     @staticmethod
     def _size(item: Any) -> int:
@@ -256,7 +296,7 @@ class AlertEngine:
 
     # ------------------------------------------------------------------------------------ one pass
 
-    def _process(self, work: list[Any]) -> None:
+    def _process(self, work: list[Any], sync: bool = False) -> None:
         started = time.perf_counter()
         samples: dict[str, list[Sample]] = {}
         forecasts: dict[str, list[GlucoseForecast]] = {}
@@ -284,9 +324,9 @@ class AlertEngine:
             mine = samples.get(pid, [])
             for verdict in self._evaluate(state, mine, forecasts.get(pid, []), rescore):
                 verdicts.append((state, verdict))
-        changes = self._apply(verdicts) if verdicts else []
+        changes = self._apply(verdicts, sync=sync) if verdicts or self._pending else []
         self._publish(changes)
-        self._save()
+        self._save(force=sync)
         elapsed = time.perf_counter() - started
         self.stats.batches += 1
         self.stats.last_batch_seconds = elapsed
@@ -375,14 +415,18 @@ class AlertEngine:
         return []
 
     def _news2(self, state: PatientState, samples: list[Sample], rescore: bool) -> list[Verdict]:
-        changed = rescore
+        updated: dict[str, float] = {}
+        newest: datetime | None = None
         for s in samples:
             current = state.vitals.get(s.metric)
             if current is None or s.time >= current[0]:
                 state.vitals[s.metric] = (s.time, s.value)
-                changed = True
-        if not changed:
+                updated[s.metric] = s.value
+                newest = s.time if newest is None or s.time > newest else newest
+        if not updated and not rescore:
             return []
+        if not rescore and newest is not None and self._same_news2(state, updated, newest):
+            return []  # every changed parameter is in the band it was: the same score, the same verdict
         chosen = news2_rule.observation_set(state.vitals, window=self.config.news2_window)
         if chosen is None:
             return []
@@ -394,6 +438,8 @@ class AlertEngine:
         summary = {**news2_rule.as_dict(result), "at": chosen.at.isoformat(),
                    "times": {k: v.isoformat() for k, v in chosen.times.items()}}
         state.news2, state.dirty = summary, True
+        state.news2_scores = {sub.parameter: sub.score for sub in result.sub_scores}
+        state.news2_expires = min(chosen.times.values()) + self.config.news2_window if chosen.times else None
         if result.triggered:
             incomplete = f" (incomplete set: {', '.join(result.missing)} missing)" if result.missing else ""
             message = f"NEWS2 {result.aggregate}: {result.risk} clinical risk{incomplete}"
@@ -404,6 +450,28 @@ class AlertEngine:
         if result.complete and NEWS2 in state.active:
             return [Verdict(NEWS2, False)]
         return []
+
+    def _same_news2(self, state: PatientState, updated: dict[str, float], newest: datetime) -> bool:
+        """True when NEWS2 cannot have changed: no parameter left the window, and each updated one is a
+        parameter of the last set whose value falls in the band it scored (SpO2 on Scale 1 only; any
+        change of oxygen or of Scale 2 saturation is scored in full)."""
+        scores, expires = state.news2_scores, state.news2_expires
+        if scores is None or expires is None or newest >= expires:
+            return False
+        chart = news2_rule.chart()
+        for metric, value in updated.items():
+            parameter = news2_rule.PARAMETER_OF[metric]
+            if parameter not in scores or parameter == "supplemental_oxygen":
+                return False
+            if parameter == "spo2":
+                if state.spo2_scale != 1:
+                    return False
+                key = "spo2_scale1"
+            else:
+                key = parameter
+            if chart.parameters[key].band(value).score != scores[parameter]:
+                return False
+        return True
 
     def _heart_rate(self, state: PatientState, samples: list[Sample]) -> list[Verdict]:
         for s in samples:
@@ -425,8 +493,12 @@ class AlertEngine:
 
     # ------------------------------------------------------------------------------------ alerts
 
-    def _apply(self, verdicts: list[tuple[PatientState, Verdict]]) -> list[tuple[str, Alert]]:
+    def _apply(self, verdicts: list[tuple[PatientState, Verdict]], sync: bool = False) -> list[tuple[str, Alert]]:
+        """Verdicts -> alert changes, in one transaction. A continuing condition is coalesced (occurrences
+        summed, the latest candidate kept) and written at most every ``touch_interval_s`` per alert, at
+        once when it escalates, before the alert is cleared or replaced, and on ``sync``."""
         changes: list[tuple[str, Alert]] = []
+        now = time.monotonic()
         with self.store.begin() as connection:
             repo = AlertRepository(connection, self.store.codec, self.clock)
             for state, verdict in verdicts:
@@ -434,20 +506,28 @@ class AlertEngine:
                 if verdict.holds and verdict.candidate is not None:
                     key = verdict.candidate.dedupe_key
                     if held == key:
-                        touched = repo.touch(verdict.candidate, verdict.occurrences)
-                        if touched is not None:
-                            changes.append((touched[1], touched[0]))
+                        self._coalesce(key, state, verdict)
                         continue
                     if held is not None:
+                        self._write_touch(repo, held, changes, now)
                         self._clear(repo, held, changes)
+                    self._pending.pop(key, None)
                     alert, how = repo.open(verdict.candidate, verdict.occurrences)
                     changes.append((how, alert))
+                    self._severity[key], self._touched_at[key] = alert.severity, now
                     state.active[verdict.rule] = key
                     state.dirty = state.urgent = True
                 elif held is not None:
+                    self._write_touch(repo, held, changes, now)
                     self._clear(repo, held, changes)
+                    self._severity.pop(held, None)
+                    self._touched_at.pop(held, None)
                     del state.active[verdict.rule]
                     state.dirty = state.urgent = True
+            interval = self.config.touch_interval_s
+            for key, touch in list(self._pending.items()):
+                if sync or touch.escalates or now - self._touched_at.get(key, 0.0) >= interval:
+                    self._write_touch(repo, key, changes, now)
             if self.audit_transitions:
                 for how, alert in changes:
                     if how == "opened" or (how == "resolved" and alert.resolved_by == SYSTEM_ACTOR):
@@ -460,6 +540,29 @@ class AlertEngine:
             else:
                 self.stats.updated += 1
         return changes
+
+    def _coalesce(self, key: str, state: PatientState, verdict: Verdict) -> None:
+        assert verdict.candidate is not None
+        written = SEVERITY_RANK.get(self._severity.get(key, ""), 0)
+        escalates = SEVERITY_RANK[verdict.candidate.severity] > written
+        pending = self._pending.get(key)
+        if pending is None:
+            self._pending[key] = _Touch(state, verdict.candidate, verdict.occurrences, escalates)
+        else:
+            pending.candidate = verdict.candidate
+            pending.occurrences += verdict.occurrences
+            pending.escalates = pending.escalates or escalates
+
+    def _write_touch(self, repo: AlertRepository, key: str, changes: list[tuple[str, Alert]], now: float) -> None:
+        pending = self._pending.pop(key, None)
+        if pending is None:
+            return
+        touched = repo.touch(pending.candidate, pending.occurrences)
+        self._touched_at[key] = now
+        if touched is not None:
+            alert, how = touched
+            self._severity[key] = alert.severity
+            changes.append((how, alert))
 
     @staticmethod
     def _clear(repo: AlertRepository, key: str, changes: list[tuple[str, Alert]]) -> None:
@@ -535,12 +638,17 @@ class AlertEngine:
             self._states[pid].saved_at = time.monotonic()
 
     def _save(self, force: bool = False) -> None:
+        """Save changed patient state: urgent ones (a held condition changed) and those not saved for
+        ``persist_interval_s``, at most ``max_saves_per_pass`` per call unless ``force``."""
         now_mono = time.monotonic()
         interval = self.config.persist_interval_s
         due = [s for s in self._states.values()
                if s.dirty and (force or s.urgent or now_mono - s.saved_at >= interval)]
         if not due:
             return
+        if not force and len(due) > self.config.max_saves_per_pass:
+            due.sort(key=lambda s: (not s.urgent, s.saved_at))
+            due = due[:self.config.max_saves_per_pass]
         now = _utc(self.clock())
         seal = self.store.codec.seal
         rows: list[dict[str, Any]] = []
@@ -551,13 +659,28 @@ class AlertEngine:
                 rows.append({"patient_id": state.patient_id, "kind": HR_KIND, "twin_version": None,
                              "updated_at": now, "data_time": state.data_time,
                              "payload": seal(orjson.dumps(state.hr.to_json()))})
-        with self.store.begin() as connection:
-            for start in range(0, len(rows), 500):
-                self._upsert(connection, rows[start:start + 500])
         for state in due:
             state.dirty = state.urgent = False
             state.hr.changed = False
             state.saved_at = now_mono
+        self._saves.put(rows)  # written by the saver thread: a pass never waits for the database here
+        if force:
+            self._saves.join()
+
+    def _save_rows(self) -> None:
+        while True:
+            rows = self._saves.get()
+            try:
+                if rows is None:
+                    return
+                with self.store.begin() as connection:
+                    for start in range(0, len(rows), 500):
+                        self._upsert(connection, rows[start:start + 500])
+            except Exception:
+                self.stats.errors += 1
+                log.exception("saving %d alert-state rows failed", len(rows or []))
+            finally:
+                self._saves.task_done()
 
     @staticmethod
     def _upsert(connection: Connection, rows: list[dict[str, Any]]) -> None:

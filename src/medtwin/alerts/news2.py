@@ -56,6 +56,7 @@ METRIC_OF: Final[dict[str, str]] = {
     "temperature": m.BODY_TEMPERATURE,
 }
 NEWS2_METRICS: Final = frozenset(METRIC_OF.values())
+PARAMETER_OF: Final[dict[str, str]] = {metric: parameter for parameter, metric in METRIC_OF.items()}
 RISKS: Final = ("low", "low-medium", "medium", "high")
 DEFAULT_WINDOW: Final = timedelta(minutes=60)
 
