@@ -34,13 +34,13 @@ from sqlalchemy import Connection, func, select
 
 from medtwin import __version__
 from medtwin.alerts import news2
+from medtwin.alerts import service as alert_service
 from medtwin.alerts.repository import STATUSES, AlertRepository
 from medtwin.physiology.metrics import AmbulatoryGlucoseProfile
 from medtwin.store.codec import Codec
 from medtwin.store.database import Store
 from medtwin.store.live_tables import twin_live_state
 from medtwin.store.records import RecordRepository
-from medtwin.store.samples import SampleRepository
 from medtwin.store.schema import twin_versions
 from medtwin.store.twins import TwinRepository
 from medtwin.stream.model import DIASTOLIC_BP, GLUCOSE, HEART_RATE, SPO2, SYSTOLIC_BP
@@ -53,7 +53,6 @@ from medtwin.twin.cgm_report import (
     latest_time,
     load_readings,
 )
-from medtwin.twin.overview import device_news2
 from medtwin.twin.pharmacogenomics import PgxSummary, pgx_summary
 from medtwin.twin.summary import AllergyItem, Measurement, MedicationItem, PatientSummary, Problem
 
@@ -128,6 +127,7 @@ class News2View(BaseModel):
     risk: str | None = Field(default=None, description="low | low-medium | medium | high (RCP 2017 Chart 2)")
     source: Literal["device vitals", "alert"]
     missing: list[str] = Field(default_factory=list, description="Parameters without a value in the hour before")
+    spo2_scale: int | None = Field(default=None, description="SpO2 scale the score used (1, or 2 for hypercapnia)")
     alert_status: str | None = None
 
 
@@ -282,33 +282,26 @@ def _forecast(conn: Connection, codec: Codec, patient_id: str) -> ForecastView |
 def _alerts(conn: Connection, codec: Codec, patient_id: str, now: datetime, limit: int = 8
             ) -> tuple[list[AlertItem], int, News2View | None]:
     """Unresolved alerts, most urgent first (the alert list's own order), and the latest NEWS2: scored from
-    the newest device vital signs as the dashboard does, else the score of the latest NEWS2 alert."""
+    the newest device vital signs on the patient's SpO2 scale as ``GET /patients/{id}/news2`` and the
+    dashboard do (:func:`medtwin.alerts.service.latest_news2`), else the score of the latest NEWS2 alert."""
     repository = AlertRepository(conn, codec, lambda: now)
     total, rows = repository.list(patient_id=patient_id, limit=limit)
     items = [AlertItem(rule=a.rule, severity=a.severity, status=a.status, opened_at=_utc(a.opened_at),
                        last_seen_at=_utc(a.last_seen_at), score=a.score, message=a.message) for a in rows]
-    brief = device_news2(conn, patient_id)
-    if brief is not None and brief.time is not None:
-        missing = [] if brief.complete else _news2_missing(conn, patient_id)
-        return items, total, News2View(score=brief.score, at=_utc(brief.time), risk=brief.band,
-                                       source="device vitals", missing=missing)
+    try:
+        scored = alert_service.latest_news2(conn, codec, patient_id)
+    except news2.News2InputError:  # a stored value outside the chart: no score rather than no report
+        scored = None
+    if scored is not None:
+        return items, total, News2View(score=scored["aggregate"], at=_utc(datetime.fromisoformat(scored["at"])),
+                                       risk=scored["risk"], source="device vitals", missing=list(scored["missing"]),
+                                       spo2_scale=scored.get("spo2_scale"))
     _, latest = repository.list(patient_id=patient_id, statuses=STATUSES, rule="news2", limit=1)
     if not latest:
         return items, total, None
     alert = latest[0]
     return items, total, News2View(score=alert.score, at=_utc(alert.last_seen_at), source="alert",
                                    alert_status=alert.status)
-
-
-def _news2_missing(conn: Connection, patient_id: str) -> list[str]:
-    latest = SampleRepository(conn).latest(patient_id, sorted(news2.NEWS2_METRICS))
-    found = news2.observation_set({m: (s.time, s.value) for m, s in latest.items()})
-    if found is None:
-        return []
-    try:
-        return list(news2.score(found.vitals).missing)
-    except news2.News2InputError:
-        return []
 
 
 def _utc(value: datetime) -> datetime:
@@ -455,7 +448,8 @@ def news2_lines(view: News2View | None) -> list[str]:
     score = "?" if view.score is None else f"{view.score:.0f}"
     risk = f", {view.risk} risk" if view.risk else ""
     out = [f"NEWS2 {score}{risk} at {fmt_time(view.at)}",
-           f"from {view.source}" + (f" ({view.alert_status})" if view.alert_status else "")]
+           f"from {view.source}" + (f" ({view.alert_status})" if view.alert_status else "")
+           + (f", SpO\u2082 scale {view.spo2_scale}" if view.spo2_scale else "")]
     if view.missing:
         out.append("not measured within 1 h: " + ", ".join(view.missing) + " (score is a lower bound)")
     return out
