@@ -159,3 +159,44 @@ def test_demo_fleet_streams_into_the_demo_patients_and_a_restart_continues(serve
     assert again.plan.origin == newest + timedelta(minutes=5)
     assert again.runner.sim.time == newest + timedelta(minutes=5)
     again.stop()
+
+
+def test_demo_command_streams_while_it_serves_and_stops_its_fleet_after(tmp_path: Path,
+                                                                         monkeypatch: pytest.MonkeyPatch) -> None:
+    """`medtwin demo`: device keys for its patients, the fleet started once the server is up, stopped when
+    the server returns (the real server, run for as long as the first samples take to arrive)."""
+    from medtwin.cli import server as server_cli
+
+    port = _free_port()
+    data = tmp_path / "demo"
+    seen: dict[str, int] = {}
+
+    def run_briefly(settings: Settings, host: str, port_: int) -> None:
+        uv = uvicorn.Server(uvicorn.Config(create_app(settings), host=host, port=port_, log_level="warning"))
+        thread = threading.Thread(target=uv.run, daemon=True)
+        thread.start()
+        store = Store.from_settings(settings, AesGcmCodec(KeyRing.load(data / "keyring.json")))
+        deadline = time.monotonic() + 60
+        try:
+            while time.monotonic() < deadline:
+                with store.connect() as connection:
+                    seen["glucose"] = len(connection.execute(
+                        select(samples.c.pk).where(samples.c.metric == "glucose")).all())
+                if seen["glucose"] > 288:  # the day of history and some live readings
+                    break
+                time.sleep(0.2)
+        finally:
+            store.dispose()
+            uv.should_exit = True
+            thread.join(10)
+
+    monkeypatch.setattr(server_cli, "_run", run_briefly)
+    result = runner.invoke(app, ["demo", "--patients", "2", "--port", str(port), "--speed", "3600"],
+                           env={"MEDTWIN_DATA_DIR": str(data), "COLUMNS": "200"})
+    assert result.exit_code == 0, result.output
+    assert "simulated devices (3600x" in result.output and "missed meal after its bolus" in result.output
+    assert seen["glucose"] > 288
+    assert not any(t.name == "medtwin-fleet" and t.is_alive() for t in threading.enumerate())
+    no_fleet = runner.invoke(app, ["demo", "--patients", "2", "--no-fleet", "--no-serve"],
+                             env={"MEDTWIN_DATA_DIR": str(data), "COLUMNS": "200"})
+    assert no_fleet.exit_code == 0 and "simulated devices" not in no_fleet.output
