@@ -3,16 +3,20 @@ records out, state persisted so a restarted engine resumes."""
 
 from __future__ import annotations
 
+import uuid
 from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 from sqlalchemy import select
 
 from medtwin.alerts.engine import AlertConfig, AlertEngine
 from medtwin.alerts.heart_rate import HrRule
 from medtwin.alerts.hub import Event, EventHub
+from medtwin.alerts.news2 import observation_set, score
 from medtwin.alerts.repository import AlertRepository
 from medtwin.security import audit
 from medtwin.store.database import Store
@@ -163,6 +167,9 @@ def vitals(minutes: float, **values: float) -> list[Sample]:
     return [sample(metric[k], minutes, v) for k, v in values.items()]
 
 
+VITAL_RANGES = {m.RESPIRATORY_RATE: (4, 40), m.SPO2: (80, 100), m.SUPPLEMENTAL_OXYGEN: (0, 1),
+                m.SYSTOLIC_BP: (70, 240), m.HEART_RATE: (30, 180), m.CONSCIOUSNESS: (0, 4),
+                m.BODY_TEMPERATURE: (34, 41)}
 NORMAL = {"rr": 16, "spo2": 97, "o2": 0, "sbp": 120, "hr": 70, "acvpu": 0, "temp": 37.0}
 
 
@@ -230,3 +237,27 @@ def test_patients_are_independent_and_late_readings_can_revoke_an_onset(engine_s
     engine.stop()
     p1 = next(a for a in alerts(engine_store) if a.patient_id == "p1")
     assert p1.status == "resolved" and p1.resolved_by == "system"
+
+
+@settings(max_examples=40, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(steps=st.lists(st.tuples(st.sampled_from(sorted(VITAL_RANGES)), st.floats(0, 1), st.integers(0, 90)),
+                      min_size=1, max_size=40),
+       scale=st.sampled_from([1, 2]))
+def test_news2_shortcut_never_misses_a_change(engine_store: Store, steps: list[tuple[str, float, int]],
+                                              scale: int) -> None:
+    """The engine skips re-scoring when no band can have changed; its NEWS2 must equal a full score of
+    the same observation set after every batch."""
+    engine = make_engine(engine_store)
+    pid = f"p-{uuid.uuid4().hex[:8]}"
+    state = engine._new_state(pid)
+    state.spo2_scale = scale
+    engine._states[pid] = state
+    minute = 0.0
+    for metric, fraction, gap in steps:
+        minute += gap
+        low, high = VITAL_RANGES[metric]
+        value = round(low + fraction * (high - low), 1)
+        engine._news2(state, [sample(metric, minute, value, pid)], rescore=False)
+        chosen = observation_set(state.vitals, window=engine.config.news2_window)
+        assert chosen is not None and state.news2 is not None
+        assert state.news2["aggregate"] == score(chosen.vitals, scale).aggregate, (metric, value, minute)
