@@ -39,3 +39,7 @@ app.add_typer(_security.research_app, name="research")
 from medtwin.cli.glucose import app as glucose_app  # noqa: E402
 
 app.add_typer(glucose_app, name="glucose")
+
+from medtwin.cli import report as _report  # noqa: E402
+
+app.command("report")(_report.report_command)
