@@ -108,3 +108,22 @@ def test_pipeline_and_forecast_publishers() -> None:
         assert third.data["issued_at"] == "2025-03-01T00:00:00Z" and third.data["twin_version"] == 3
 
     asyncio.run(main())
+
+
+def test_subscriptions_with_a_patient_set_are_indexed_and_can_change_their_set() -> None:
+    async def main() -> None:
+        hub = EventHub()
+        team = hub.subscribe(can_see=lambda p: True, patients=["a", "b"])
+        wide = hub.subscribe(can_see=lambda p: True)
+        assert set(hub._by_patient) == {"a", "b"} and hub._wide == (wide,)
+        hub.publish("samples", "c", {})
+        assert await team.get(0.05) is None and (await wide.get(0.5)) is not None
+        hub.set_patients(team, ["c"])
+        hub.publish("samples", "a", {})
+        hub.publish("samples", "c", {"to": "team"})
+        got = await team.get(0.5)
+        assert got is not None and got.data == {"to": "team"} and await team.get(0.05) is None
+        team.close()
+        assert hub._by_patient == {} and hub.subscriber_count == 1
+
+    asyncio.run(main())

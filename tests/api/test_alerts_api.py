@@ -22,6 +22,7 @@ import websockets
 from fastapi.testclient import TestClient
 
 from medtwin.api.app import create_app
+from medtwin.api.routers import alerts as alerts_router
 from medtwin.config import Settings
 from medtwin.record.sources import RawUnit
 from medtwin.security import accounts, audit
@@ -405,3 +406,25 @@ def test_real_server_streams_sse_incrementally_and_websocket_alerts(world: World
     assert frame["id"] == event["id"]
     print(f"\nPOST -> alert delivered: WebSocket {ws_seconds * 1000:.0f} ms, SSE {sse_seconds * 1000:.0f} ms")
     assert ws_seconds < 5 and sse_seconds < 5  # generous on a loaded machine; measured ~10-50 ms
+
+
+def test_a_care_team_change_reaches_an_open_stream_at_the_next_recheck(world: World,
+                                                                       monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(alerts_router, "RECHECK_S", 0.2)
+    leaving, staying = world.own[1], world.own[0]
+    token = world.clinician["Authorization"].removeprefix("Bearer ")
+    with world.client.websocket_connect("/api/v1/events/ws", headers=NO_AUTH) as ws:
+        ws.send_text(orjson.dumps({"token": token, "types": ["samples"]}).decode())
+        assert orjson.loads(ws.receive_text())["ready"] is True
+        post(world, leaving, "heart_rate", "/min", [(300, 80.0)])
+        assert orjson.loads(ws.receive_text())["patient_id"] == leaving
+        with world.store.begin() as connection:
+            assert accounts.remove_from_care_team(connection, "carol", leaving)
+        time.sleep(0.4)
+        post(world, leaving, "heart_rate", "/min", [(301, 81.0)])  # no longer carol's patient
+        post(world, staying, "heart_rate", "/min", [(301, 70.0)])
+        frame = orjson.loads(ws.receive_text())
+        assert (frame["type"], frame["patient_id"]) == ("samples", staying)
+    with world.store.begin() as connection:
+        accounts.add_to_care_team(connection, "carol", leaving)
+    flush(world)

@@ -16,7 +16,9 @@ Delivery:
   :meth:`Subscription.take_gap` tells the stream how many were lost since it last asked, so the client can
   re-read the state over the REST API (the SSE/WebSocket streams send a ``lagged`` event).
 * Visibility: a subscription carries the caller's ``can_see(patient_id)`` (``Principal.can_see``) and an
-  optional patient filter; an event for a patient the subscriber may not see is never queued. Visibility
+  optional patient set (a filter, or the caller's care team); an event for a patient the subscriber may
+  not see is never queued. Subscriptions with a patient set are indexed by patient, so a publish costs
+  the number of subscribers interested in that patient plus the unrestricted ones, not all of them. Visibility
   is the caller's as authenticated when the stream opened; streams are bounded in time (the API caps them
   at the access token's lifetime), so a care-team change takes effect at the next reconnect.
 """
@@ -141,6 +143,9 @@ class EventHub:
         self._lock = threading.Lock()
         self._publish_lock = threading.Lock()
         self._subscribers: tuple[Subscription, ...] = ()
+        # copy-on-write indexes: subscribers for every patient, and per patient those with a patient set
+        self._wide: tuple[Subscription, ...] = ()
+        self._by_patient: dict[str, tuple[Subscription, ...]] = {}
         self._next_id = 0
         self.published = 0
 
@@ -157,11 +162,27 @@ class EventHub:
                            None if types is None else frozenset(types), queue_size or self.queue_size)
         with self._lock:
             self._subscribers = (*self._subscribers, sub)
+            self._reindex()
         return sub
 
     def unsubscribe(self, sub: Subscription) -> None:
         with self._lock:
             self._subscribers = tuple(s for s in self._subscribers if s is not sub)
+            self._reindex()
+
+    def set_patients(self, sub: Subscription, patients: Iterable[str] | None) -> None:
+        """Change which patients a subscription receives (e.g. after the caller's care team changed)."""
+        with self._lock:
+            sub.patients = None if patients is None else frozenset(patients)
+            self._reindex()
+
+    def _reindex(self) -> None:
+        wide = tuple(s for s in self._subscribers if s.patients is None)
+        by_patient: dict[str, list[Subscription]] = {}
+        for sub in self._subscribers:
+            for patient in sub.patients or ():
+                by_patient.setdefault(patient, []).append(sub)
+        self._wide, self._by_patient = wide, {p: tuple(subs) for p, subs in by_patient.items()}
 
     def publish(self, type: str, patient_id: str, data: dict[str, Any]) -> Event:
         """Publish an event (any thread). Returns it (with its id)."""
@@ -173,7 +194,7 @@ class EventHub:
             envelope = {"id": event_id, "type": type, "patient_id": patient_id, "published_at": published_at,
                         "data": data}
             event = Event(event_id, type, patient_id, published_at, data, orjson.dumps(envelope))
-            for sub in self._subscribers:
+            for sub in (*self._wide, *self._by_patient.get(patient_id, ())):
                 if sub.wants(event):
                     sub._offer(event)
         return event

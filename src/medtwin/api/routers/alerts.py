@@ -341,8 +341,15 @@ class _Visibility:
         return self.principal.can_see(patient_id)
 
 
+def _refresh(sub: Subscription, visibility: _Visibility, principal: Principal, follow_care_team: bool) -> None:
+    """A re-checked credential: new visibility, and (without a patient filter) the new care team."""
+    if follow_care_team and principal.patient_ids != visibility.principal.patient_ids:
+        sub.hub.set_patients(sub, principal.patient_ids)
+    visibility.principal = principal
+
+
 async def _sse_stream(app: Any, sub: Subscription, visibility: _Visibility, token: str | None, timeout: float,
-                      max_events: int | None) -> AsyncIterator[bytes]:
+                      max_events: int | None, follow_care_team: bool) -> AsyncIterator[bytes]:
     loop = asyncio.get_running_loop()
     deadline = loop.time() + timeout
     next_check = loop.time() + RECHECK_S
@@ -359,7 +366,7 @@ async def _sse_stream(app: Any, sub: Subscription, visibility: _Visibility, toke
                 if principal is None or not decide(principal, "read", "Observation").allowed:
                     yield _sse("error", {"status": 401, "detail": "the credential is no longer valid"})
                     return
-                visibility.principal = principal
+                _refresh(sub, visibility, principal, follow_care_team)
                 next_check = now + RECHECK_S
             event = await sub.get(min(deadline - now, next_check - now, KEEPALIVE_S))
             if event is None:
@@ -368,6 +375,8 @@ async def _sse_stream(app: Any, sub: Subscription, visibility: _Visibility, toke
                     return
                 if loop.time() < deadline:
                     yield b": keepalive\n\n"
+                continue
+            if not sub.wants(event):  # queued before a re-check narrowed what the caller may see
                 continue
             gap = sub.take_gap()
             if gap:
@@ -397,14 +406,15 @@ async def events(
     hub = hub_of(request.app)
     if hub is None:
         raise ProblemError(503, "Service unavailable", "live events are not configured", kind="unavailable")
-    patients = None
+    patients = principal.patient_ids  # the care team (None: every patient), indexed in the hub
     if patient is not None:
-        patients = [await run_in_threadpool(_visible_patient, store, principal, patient, "patient")]
+        patients = frozenset({await run_in_threadpool(_visible_patient, store, principal, patient, "patient")})
     header = request.headers.get("authorization", "")
     token = header[7:].strip() if header.lower().startswith("bearer ") else None
     visibility = _Visibility(principal)
     sub = hub.subscribe(can_see=visibility, patients=patients, types=types)
-    return StreamingResponse(_sse_stream(request.app, sub, visibility, token, timeout, max_events),
+    return StreamingResponse(_sse_stream(request.app, sub, visibility, token, timeout, max_events,
+                                         follow_care_team=patient is None),
                              media_type="text/event-stream",
                              headers={"Cache-Control": "no-store", "X-Accel-Buffering": "no"})
 
@@ -491,7 +501,8 @@ async def events_ws(websocket: WebSocket) -> None:
         return
     await run_in_threadpool(_ws_audit, app, principal, client, 101, {"event": "connect", "patient": patient})
     visibility = _Visibility(principal)
-    sub = hub.subscribe(can_see=visibility, patients=None if patient is None else [patient], types=types)
+    sub = hub.subscribe(can_see=visibility, patients=principal.patient_ids if patient is None else [patient],
+                        types=types)
     state: dict[str, Any] = {"token": token, "sent": 0}
     await websocket.send_text(orjson.dumps({"ready": True, "patient": patient, "types": types}).decode())
 
@@ -499,19 +510,21 @@ async def events_ws(websocket: WebSocket) -> None:
         loop = asyncio.get_running_loop()
         next_check = loop.time() + RECHECK_S
         while True:
-            event = await sub.get(KEEPALIVE_S)
+            event = await sub.get(max(0.0, min(KEEPALIVE_S, next_check - loop.time())))
             if loop.time() >= next_check:
                 again = await run_in_threadpool(_reauthenticate, app, str(state["token"]))
                 if again is None:
                     await websocket.send_text('{"error":{"status":401,"detail":"the credential is no longer valid"}}')
                     await websocket.close(WS_POLICY_VIOLATION, "credential no longer valid")
                     return
-                visibility.principal = again
+                _refresh(sub, visibility, again, patient is None)
                 next_check = loop.time() + RECHECK_S
             if event is None:
                 if sub.closed:
                     await websocket.close(1001, "server going away")
                     return
+                continue
+            if not sub.wants(event):  # queued before a re-check narrowed what the caller may see
                 continue
             gap = sub.take_gap()
             if gap:
@@ -535,7 +548,8 @@ async def events_ws(websocket: WebSocket) -> None:
                 if again is None:
                     await websocket.send_text('{"error":{"status":401,"detail":"invalid token","field":"token"}}')
                 else:
-                    state["token"], visibility.principal = data["token"], again
+                    state["token"] = data["token"]
+                    _refresh(sub, visibility, again, patient is None)
             else:
                 await websocket.send_text('{"error":{"status":422,"detail":"send {\\"type\\": \\"ping\\"} or '
                                           '{\\"token\\": ...}","field":"$"}}')
