@@ -68,3 +68,18 @@ def test_producer_errors_reach_the_consumer_after_the_items_before() -> None:
     assert next(items) == 1
     with pytest.raises(ValueError, match="boom"):
         next(items)
+
+
+class _Tracked:
+    """An object a weak reference can watch."""
+
+
+def test_read_ahead_keeps_no_reference_to_the_item_in_hand() -> None:
+    import weakref
+
+    items = ahead(_Tracked() for _ in range(3))
+    first = next(items)
+    watch = weakref.ref(first)
+    del first  # the consumer drops it while the generator is suspended: nothing else holds it
+    assert watch() is None
+    items.close()

@@ -52,3 +52,20 @@ def test_collector_is_restored_when_the_import_raises(sqlite_store: Store) -> No
     with pytest.raises(RuntimeError):
         import_units(sqlite_store, units())
     assert gc.isenabled()
+
+
+def test_units_are_freed_on_the_release_thread(sqlite_store: Store) -> None:
+    import threading
+
+    freed_on: list[str] = []
+
+    class Data(dict):  # type: ignore[type-arg]
+        def __del__(self) -> None:
+            freed_on.append(threading.current_thread().name)
+
+    def units() -> Iterator[RawUnit]:
+        for n in range(3):
+            yield RawUnit(f"p{n}.json", "json", Data(PATIENT, id=f"p{n}"))
+
+    assert import_units(sqlite_store, units()).ok
+    assert freed_on == ["medtwin-release"] * 3

@@ -7,7 +7,7 @@ file (Bulk FHIR: one resource per line).
 from __future__ import annotations
 
 import threading
-from collections.abc import Iterable, Iterator
+from collections.abc import Generator, Iterable, Iterator
 from contextlib import suppress
 from dataclasses import dataclass
 from pathlib import Path
@@ -114,34 +114,35 @@ def read_units(paths: list[Path], *, read_ahead: int = 1) -> Iterator[RawUnit]:
 _ITEM, _END, _ERROR = 0, 1, 2
 
 
-def ahead(items: Iterable[T], depth: int = 1) -> Iterator[T]:
+def ahead(items: Iterable[T], depth: int = 1) -> Generator[T, None, None]:
     """Iterate ``items`` in a background thread, keeping up to ``depth`` of them ready (plus the one being
     produced). An exception of the producer is raised to the consumer in its place; when the consumer stops
     early the producer stops after the item it is producing."""
-    queue: Queue[tuple[int, Any]] = Queue(maxsize=max(depth, 1))
+    queue: Queue[list[Any]] = Queue(maxsize=max(depth, 1))
     stop = threading.Event()
 
     def produce() -> None:
         try:
             for item in items:
-                queue.put((_ITEM, item))
+                queue.put([_ITEM, item])
+                del item  # the consumer holds the only reference: it decides where the item is freed
                 if stop.is_set():
                     return
-            queue.put((_END, None))
+            queue.put([_END, None])
         except BaseException as error:  # handed to the consumer, raised there
-            queue.put((_ERROR, error))
+            queue.put([_ERROR, error])
 
     thread = threading.Thread(target=produce, name="medtwin-read-ahead", daemon=True)
     thread.start()
     try:
         while True:
-            kind, item = queue.get()
-            if kind == _ITEM:
-                yield item
-            elif kind == _END:
+            got = queue.get()
+            if got[0] == _ITEM:
+                yield got.pop()  # keeps no reference while the consumer works on it
+            elif got[0] == _END:
                 return
             else:
-                raise item
+                raise got[1]
     finally:
         stop.set()
         while thread.is_alive():  # let a producer blocked on a full queue finish
