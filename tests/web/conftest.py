@@ -148,6 +148,21 @@ def stop(world: World) -> None:
     world.store.dispose()
 
 
+def upload_genotype(world: World, patient_id: str) -> None:
+    """A warfarin-relevant genotype (CYP2C9 *1/*3, VKORC1 G/A) through POST /twins/{id}/drugs/pgx."""
+    import httpx
+
+    from medtwin.pharmaco.pgx import build_vcf
+
+    with httpx.Client(base_url=world.base_url + "/api/v1", timeout=60) as client:
+        token = client.post("/auth/token", data={"grant_type": "password", "username": "demo-admin",
+                                                  "password": world.users["demo-admin"]}).json()["access_token"]
+        vcf = build_vcf({"CYP2C9": "*1/*3", "VKORC1": "G/A", "CYP2D6": "*1/*4"}, sample="S1")
+        response = client.post(f"/twins/{patient_id}/drugs/pgx", content=vcf.encode(),
+                               headers={"content-type": "text/x-vcf", "Authorization": f"Bearer {token}"})
+        assert response.status_code == 201, response.text
+
+
 def require_browser() -> tuple[str, str]:
     chromium = os.environ.get("MEDTWIN_TEST_CHROMIUM") or shutil.which("chromium") or ""
     driver = os.environ.get("MEDTWIN_TEST_CHROMEDRIVER") or shutil.which("chromedriver") or ""
@@ -164,6 +179,7 @@ def world(tmp_path_factory: pytest.TempPathFactory) -> Iterator[World]:
     require_browser()
     instance = build_world(tmp_path_factory.mktemp("web"), free_port())
     start(instance)
+    upload_genotype(instance, instance.patients[2])
     yield instance
     stop(instance)
 
@@ -201,7 +217,9 @@ if __name__ == "__main__":  # look at the dashboard by hand with the test data
 
     port = int(sys.argv[1]) if len(sys.argv) > 1 else 8765
     w = build_world(Path(tempfile.mkdtemp(prefix="medtwin-web-")), port)
+    start(w)
+    upload_genotype(w, w.patients[2])
     print(f"{w.base_url}/  heavy patient {w.heavy}")
     for name, password in w.users.items():
         print(f"  {name}: {password}")
-    w.server.run()
+    w.thread.join()

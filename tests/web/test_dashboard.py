@@ -18,7 +18,7 @@ from typing import Any
 
 import httpx
 import pytest
-from selenium.common.exceptions import TimeoutException
+from selenium.common.exceptions import StaleElementReferenceException, TimeoutException
 from selenium.webdriver.common.by import By
 from selenium.webdriver.common.keys import Keys
 from selenium.webdriver.remote.webdriver import WebDriver
@@ -38,7 +38,8 @@ TIMINGS: dict[str, Any] = {}
 
 def wait(driver: WebDriver, condition: Callable[[WebDriver], Any], timeout: float = 20, message: str = "") -> Any:
     try:
-        return WebDriverWait(driver, timeout, poll_frequency=0.1).until(condition)
+        return WebDriverWait(driver, timeout, poll_frequency=0.1,
+                             ignored_exceptions=(StaleElementReferenceException,)).until(condition)
     except TimeoutException:
         shot(driver, "failure")
         logs = "\n".join(e["message"][:300] for e in driver.get_log("browser"))
@@ -50,8 +51,10 @@ def css(driver: WebDriver, selector: str) -> Any:
 
 
 def text(driver: WebDriver, selector: str) -> str:
-    found = driver.find_elements(By.CSS_SELECTOR, selector)
-    return found[0].text if found else ""
+    """The rendered text of the first match ('' if none), read in one call (parts of the page re-render)."""
+    found: str = driver.execute_script(
+        "const e = document.querySelector(arguments[0]); return e ? e.innerText : ''", selector)
+    return found
 
 
 def shot(driver: WebDriver, name: str) -> None:
@@ -94,6 +97,14 @@ def api(world: World, user: str = "demo-admin") -> httpx.Client:
     return client
 
 
+def list_rows(driver: WebDriver) -> list[dict[str, str]]:
+    """The patient list's rows (id, name, text), read atomically."""
+    rows: list[dict[str, str]] = driver.execute_script(
+        "return [...document.querySelectorAll('#patients tbody tr[data-id]')].map(r => ({id: r.dataset.id,"
+        " name: r.querySelector('th a').textContent, text: r.innerText}))")
+    return rows
+
+
 def timings(driver: WebDriver) -> dict[str, Any]:
     return driver.execute_script("return window.medtwinTimings || {}") or {}
 
@@ -127,11 +138,10 @@ def test_sign_in_and_patient_list(world: World, browser: WebDriver) -> None:
     wait(browser, lambda d: len(d.find_elements(By.CSS_SELECTOR, "#patients tbody tr[data-id]")) == 2,
          message="the clinician's two patients")
     assert "demo-clinician" in text(browser, "#who")
-    rows = browser.find_elements(By.CSS_SELECTOR, "#patients tbody tr[data-id]")
-    ids = [r.get_attribute("data-id") for r in rows]
-    assert ids == [world.patients[2], world.patients[0]]  # care team = patients[::2]; the alerted one first
-    assert "1 high" in rows[0].text and "glucose above 250" in rows[0].text
-    heavy = rows[1].text
+    rows = list_rows(browser)  # the list re-renders on live events: read it in one go
+    assert [r["id"] for r in rows] == [world.patients[2], world.patients[0]]  # care team = patients[::2]; alerted first
+    assert "1 high" in rows[0]["text"] and "glucose above 250" in rows[0]["text"]
+    heavy = rows[1]["text"]
     latest = api(world).get(f"/patients/{world.heavy}/samples/latest").json()["latest"]
     assert f"{latest['glucose']['value']:.0f}" in heavy and f"{latest['heart_rate']['value']:.0f}" in heavy
     axe(browser, "patients")
@@ -139,14 +149,14 @@ def test_sign_in_and_patient_list(world: World, browser: WebDriver) -> None:
 
     # sort by name, then search
     css(browser, "th[data-sort=name] button").click()
-    names = [r.find_element(By.CSS_SELECTOR, "th a").text for r in browser.find_elements(By.CSS_SELECTOR, "#patients tbody tr[data-id]")]
+    names = [r["name"] for r in list_rows(browser)]
     assert names == sorted(names, key=str.lower)
     assert css(browser, "th[data-sort=name]").get_attribute("aria-sort") == "ascending"
     full_name = api(world).get(f"/patients/{world.heavy}").json()["summary"]["name"]
     css(browser, "#search").send_keys(full_name)
     wait(browser, lambda d: len(d.find_elements(By.CSS_SELECTOR, "#patients tbody tr[data-id]")) == 1,
          message="the search to narrow the list")
-    assert css(browser, "#patients tbody tr[data-id]").get_attribute("data-id") == world.heavy
+    assert [r["id"] for r in list_rows(browser)] == [world.heavy]
     css(browser, "#search").send_keys(Keys.CONTROL, "a", Keys.DELETE)
     wait(browser, lambda d: len(d.find_elements(By.CSS_SELECTOR, "#patients tbody tr[data-id]")) == 2)
 
@@ -303,6 +313,18 @@ def test_what_if_two_regimens_side_by_side(world: World, browser: WebDriver) -> 
     cols = browser.find_elements(By.CSS_SELECTOR, "#drug-compare thead th")[1:]
     assert [c.text.split(" ")[0] for c in cols] == ["300", "450"]
     assert "P(target)" in text(browser, "#drug-compare")
+
+    # the suggested dose from a measured level (MAP individualisation on the twin)
+    css(browser, "details.individualise summary").click()
+    level = browser.find_elements(By.CSS_SELECTOR, "#dose-form table.rows")[1].find_element(
+        By.CSS_SELECTOR, "input[aria-label=Value]")
+    level.send_keys("6.5")
+    css(browser, "#run-individualise").click()
+    wait(browser, lambda d: d.find_elements(By.ID, "dose-suggestion"), timeout=120, message="the dose suggestion")
+    suggestion = text(browser, "#dose-suggestion")
+    versions = api(world).get(f"/patients/{world.heavy}/versions").json()
+    assert versions[-1]["kind"] == "drug-simulation"
+    assert suggestion.startswith(("Suggested: ", "No dose meets")) and "P(target)" in suggestion
     axe(browser, "patient-whatif")
     shot(browser, "patient-whatif")
 
@@ -350,6 +372,24 @@ def test_keyboard_only(world: World, browser: WebDriver) -> None:
     canvas.send_keys(Keys.ARROW_LEFT)
     wait(browser, lambda d: "CGM glucose" in text(d, "#chart-glucose .readout") and "latest" not in text(d, "#chart-glucose .readout"))
     assert "mg/dL" in text(browser, "#chart-glucose .readout")
+
+
+def test_pharmacogenomics_drive_the_warfarin_what_if(world: World, browser: WebDriver) -> None:
+    patient = world.patients[2]  # atrial fibrillation on warfarin, genotyped (CYP2C9 *1/*3, VKORC1 G/A)
+    open_patient(browser, world, patient, "whatif")
+    chips = [c.text for c in browser.find_elements(By.CSS_SELECTOR, ".chip.pgx")]
+    genes = {g["gene"]: g["phenotype"] for g in api(world).get(f"/patients/{patient}").json()["pharmacogenomics"]["genes"]}
+    assert f"CYP2C9 {genes['CYP2C9']}" in chips and len(chips) == len(genes)
+    wait(browser, lambda d: d.find_elements(By.ID, "wi-drug"), message="the drug form")
+    browser.execute_script("const s = document.getElementById('wi-drug'); s.value = 'warfarin';"
+                           "s.dispatchEvent(new Event('change'));")
+    assert css(browser, "#drug-form .regimen input").get_attribute("value") == "5 mg"
+    css(browser, "#run-drug").click()
+    wait(browser, lambda d: d.find_elements(By.CSS_SELECTOR, "#drug-compare"), timeout=120, message="warfarin")
+    assert "INR" in text(browser, "#drug-result")  # the response chart of a PK/PD model
+    basis = browser.execute_script("return document.querySelector('#drug-result details').textContent")
+    assert "*1/*3" in basis and "pgx" in basis.lower()  # CYP2C9 came from the stored genotype
+    shot(browser, "patient-warfarin")
 
 
 def test_token_refresh_and_sign_out(world: World, browser: WebDriver) -> None:

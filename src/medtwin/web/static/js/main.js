@@ -94,7 +94,7 @@ events.onStatus((status) => {
 window.addEventListener("hashchange", () => { route().catch((e) => console.error(e)); });
 
 (async () => {
-  if (signedIn()) await who();
+  if (signedIn()) who();  // in parallel with the first view's requests
   await route();
 })().catch((error) => { $("login-error").textContent = errorText(error); });
 
