@@ -17,7 +17,7 @@ T0 = datetime(2025, 3, 1, tzinfo=UTC)
 
 def test_events_reach_only_subscribers_who_may_see_the_patient() -> None:
     async def main() -> None:
-        hub = EventHub()
+        hub = EventHub(start_id=0)
         everyone = hub.subscribe(can_see=lambda p: True)
         own_only = hub.subscribe(can_see=lambda p: p == "own")
         filtered = hub.subscribe(can_see=lambda p: True, patients=["other"], types=["alert"])
@@ -42,7 +42,7 @@ def test_events_reach_only_subscribers_who_may_see_the_patient() -> None:
 
 def test_publish_from_threads_wakes_the_loop_and_a_slow_subscriber_loses_the_oldest() -> None:
     async def main() -> None:
-        hub = EventHub(queue_size=10)
+        hub = EventHub(queue_size=10, start_id=0)
         fast = hub.subscribe(can_see=lambda p: True, queue_size=5000)
         slow = hub.subscribe(can_see=lambda p: True)
 
@@ -125,5 +125,25 @@ def test_subscriptions_with_a_patient_set_are_indexed_and_can_change_their_set()
         assert got is not None and got.data == {"to": "team"} and await team.get(0.05) is None
         team.close()
         assert hub._by_patient == {} and hub.subscriber_count == 1
+
+    asyncio.run(main())
+
+
+def test_a_reconnecting_subscriber_gets_the_retained_events_after_its_last_id() -> None:
+    async def main() -> None:
+        hub = EventHub(replay_alerts=3, replay_other=4)
+        assert hub.first_id > 1_700_000_000_000_000  # ids outlive a restart: epoch ms x 1000
+        events = [hub.publish("alert" if i % 2 else "samples", "a" if i < 6 else "b", {"i": i}) for i in range(8)]
+        # alerts kept: i = 3, 5, 7; others kept: i = 0, 2, 4, 6 (none evicted yet)
+        resumed = hub.subscribe(can_see=lambda p: p == "a", after_id=events[2].id)
+        got = [e.data["i"] for e in [await resumed.get(0.1) for _ in range(4)] if e is not None]
+        assert got == [3, 4, 5] and resumed.take_gap() == 0  # in id order; patient b's events not replayed
+        alerts_only = hub.subscribe(can_see=lambda p: True, types=["alert"], after_id=events[0].id)
+        got = [e.data["i"] for e in [await alerts_only.get(0.1) for _ in range(4)] if e is not None]
+        assert got == [3, 5, 7] and alerts_only.take_gap() == 1  # alert i = 1 was evicted: a gap
+        stale = hub.subscribe(can_see=lambda p: True, after_id=12)  # an id of an earlier process
+        assert stale.take_gap() == 1
+        hub.publish("alert", "a", {"i": 8})
+        assert (await resumed.get(0.5)).data == {"i": 8}  # type: ignore[union-attr]  # then live
 
     asyncio.run(main())

@@ -428,3 +428,19 @@ def test_a_care_team_change_reaches_an_open_stream_at_the_next_recheck(world: Wo
     with world.store.begin() as connection:
         accounts.add_to_care_team(connection, "carol", leaving)
     flush(world)
+
+
+def test_sse_replays_what_followed_last_event_id(world: World) -> None:
+    hub = world.client.app.state.hub  # type: ignore[attr-defined]
+    own, other = world.own[0], world.others[0]
+    first = hub.publish("alert", own, {"n": 1})
+    hub.publish("alert", other, {"n": 2})  # not carol's
+    third = hub.publish("alert", own, {"n": 3})
+    r = world.client.get("/api/v1/events", params={"types": "alert", "max_events": 1, "timeout": 5},
+                         headers={**world.clinician, "Last-Event-ID": str(first.id)})
+    (message,) = parse_sse(r.text)
+    assert message["id"] == str(third.id) and message["data"]["data"] == {"n": 3}
+    r = world.client.get("/api/v1/events", params={"types": "alert", "max_events": 2, "timeout": 5},
+                         headers={**world.clinician, "Last-Event-ID": "7"})  # from before this process
+    lagged, replayed = parse_sse(r.text)[:2]
+    assert lagged["event"] == "lagged" and replayed["event"] == "alert"

@@ -41,6 +41,8 @@ from medtwin.stream.model import GlucoseForecast, Sample
 
 EVENT_TYPES: Final = ("alert", "samples", "forecast")
 DEFAULT_QUEUE_SIZE: Final = 1000
+REPLAY_ALERTS: Final = 5_000  # recent alert events kept for reconnecting streams (Last-Event-ID)
+REPLAY_OTHER: Final = 20_000  # recent samples/forecast events (seconds to minutes of a busy hub)
 
 
 @dataclass(frozen=True, slots=True)
@@ -137,16 +139,24 @@ class Subscription:
 class EventHub:
     """Fan-out of live events to subscribers (thread-safe publish, asyncio consumers)."""
 
-    def __init__(self, *, queue_size: int = DEFAULT_QUEUE_SIZE, wall_clock: Callable[[], float] = time.time) -> None:
+    def __init__(self, *, queue_size: int = DEFAULT_QUEUE_SIZE, wall_clock: Callable[[], float] = time.time,
+                 start_id: int | None = None, replay_alerts: int = REPLAY_ALERTS,
+                 replay_other: int = REPLAY_OTHER) -> None:
         self.queue_size = queue_size
         self.wall_clock = wall_clock
+        # ids keep increasing across restarts (epoch milliseconds x 1000 at start; < 2**53 for JSON
+        # numbers), so a Last-Event-ID from an earlier process is recognised as older than this one's
+        self.first_id = (int(wall_clock() * 1000) * 1000 if start_id is None else start_id) + 1
+        self._recent_alerts: deque[Event] = deque(maxlen=replay_alerts)
+        self._recent_other: deque[Event] = deque(maxlen=replay_other)
+        self._evicted = {"alert": 0, "other": 0}  # highest id dropped from each replay ring
         self._lock = threading.Lock()
         self._publish_lock = threading.Lock()
         self._subscribers: tuple[Subscription, ...] = ()
         # copy-on-write indexes: subscribers for every patient, and per patient those with a patient set
         self._wide: tuple[Subscription, ...] = ()
         self._by_patient: dict[str, tuple[Subscription, ...]] = {}
-        self._next_id = 0
+        self._next_id = self.first_id - 1
         self.published = 0
 
     @property
@@ -155,15 +165,35 @@ class EventHub:
 
     def subscribe(self, *, can_see: Callable[[str], bool], patients: Iterable[str] | None = None,
                   types: Iterable[str] | None = None, queue_size: int | None = None,
-                  loop: asyncio.AbstractEventLoop | None = None) -> Subscription:
-        """A new subscription on ``loop`` (default: the running loop)."""
+                  loop: asyncio.AbstractEventLoop | None = None, after_id: int | None = None) -> Subscription:
+        """A new subscription on ``loop`` (default: the running loop). ``after_id`` (a reconnecting
+        stream's Last-Event-ID): first replay the retained events after it that the subscription wants; if
+        some may have been lost (evicted, or from an earlier process) the subscription starts with a gap."""
         sub = Subscription(self, loop or asyncio.get_running_loop(), can_see,
                            None if patients is None else frozenset(patients),
                            None if types is None else frozenset(types), queue_size or self.queue_size)
-        with self._lock:
-            self._subscribers = (*self._subscribers, sub)
-            self._reindex()
+        with self._publish_lock:  # nothing is published between the replay and the registration
+            if after_id is not None:
+                self._replay(sub, after_id)
+            with self._lock:
+                self._subscribers = (*self._subscribers, sub)
+                self._reindex()
         return sub
+
+    def _replay(self, sub: Subscription, after_id: int) -> None:
+        wanted = sub.types if sub.types is not None else frozenset(EVENT_TYPES)
+        rings = []
+        if "alert" in wanted:
+            rings.append(("alert", self._recent_alerts))
+        if wanted - {"alert"}:
+            rings.append(("other", self._recent_other))
+        lost = after_id < self.first_id - 1 or any(self._evicted[name] > after_id for name, _ in rings)
+        events = sorted((e for _name, ring in rings for e in ring if e.id > after_id), key=lambda e: e.id)
+        if lost:
+            sub._gap = sub.dropped = 1  # at least one: the client re-reads the state
+        for event in events:
+            if sub.wants(event):
+                sub._offer(event)
 
     def unsubscribe(self, sub: Subscription) -> None:
         with self._lock:
@@ -194,6 +224,10 @@ class EventHub:
             envelope = {"id": event_id, "type": type, "patient_id": patient_id, "published_at": published_at,
                         "data": data}
             event = Event(event_id, type, patient_id, published_at, data, orjson.dumps(envelope))
+            name, ring = ("alert", self._recent_alerts) if type == "alert" else ("other", self._recent_other)
+            if ring.maxlen is not None and len(ring) == ring.maxlen:
+                self._evicted[name] = ring[0].id
+            ring.append(event)
             for sub in (*self._wide, *self._by_patient.get(patient_id, ())):
                 if sub.wants(event):
                     sub._offer(event)

@@ -12,9 +12,13 @@
   with ``Authorization: Bearer`` (read it with ``fetch()`` streaming: EventSource cannot send headers).
   The stream is bounded (``timeout`` seconds, ``max_events``); it re-checks the credential every 60 s
   (expiry, revocation, care-team changes) and ends with an ``error`` event when it no longer holds.
-  ``: keepalive`` comments every 15 s; ``lagged`` events say how many events a slow reader lost.
+  ``: keepalive`` comments every 15 s; ``lagged`` events say how many events a slow reader lost. A
+  reconnecting reader sends ``Last-Event-ID``: the hub replays the retained events after it (the last
+  5,000 alert events, 20,000 others), or starts with ``lagged`` when some may be gone (re-read the REST
+  state then).
 * WebSocket ``/events/ws``: the same events as JSON text frames; authenticate with ``Authorization:
-  Bearer`` or a first message ``{"token": "...", "patient": optional, "types": optional}`` within 10 s.
+  Bearer`` or a first message ``{"token": "...", "patient": optional, "types": optional,
+  "last_event_id": optional}`` within 10 s.
 """
 
 from __future__ import annotations
@@ -27,7 +31,7 @@ from typing import Annotated, Any, Literal
 
 import anyio
 import orjson
-from fastapi import APIRouter, Depends, Path, Query, Request, WebSocket, WebSocketDisconnect
+from fastapi import APIRouter, Depends, Header, Path, Query, Request, WebSocket, WebSocketDisconnect
 from fastapi.responses import StreamingResponse
 from pydantic import BaseModel, Field
 from starlette.concurrency import run_in_threadpool
@@ -402,6 +406,9 @@ async def events(
     types: Annotated[list[EventType] | None, Query(description="only these event types (repeat)")] = None,
     timeout: Annotated[float, Query(ge=0, le=3600, description="end the stream after this many seconds")] = 900,
     max_events: Annotated[int | None, Query(ge=1, le=1_000_000, description="end after this many events")] = None,
+    last_event_id: Annotated[str | None, Header(alias="Last-Event-ID", max_length=32,
+                                                 description="a reconnecting reader's last event id: replay "
+                                                             "what followed it")] = None,
 ) -> StreamingResponse:
     hub = hub_of(request.app)
     if hub is None:
@@ -412,11 +419,21 @@ async def events(
     header = request.headers.get("authorization", "")
     token = header[7:].strip() if header.lower().startswith("bearer ") else None
     visibility = _Visibility(principal)
-    sub = hub.subscribe(can_see=visibility, patients=patients, types=types)
+    sub = hub.subscribe(can_see=visibility, patients=patients, types=types,
+                        after_id=_event_id(last_event_id))
     return StreamingResponse(_sse_stream(request.app, sub, visibility, token, timeout, max_events,
                                          follow_care_team=patient is None),
                              media_type="text/event-stream",
                              headers={"Cache-Control": "no-store", "X-Accel-Buffering": "no"})
+
+
+def _event_id(raw: Any) -> int | None:
+    """A Last-Event-ID (header or WebSocket field); anything but a plain non-negative integer is ignored."""
+    if isinstance(raw, int) and not isinstance(raw, bool) and raw >= 0:
+        return raw
+    if isinstance(raw, str) and raw.isdigit() and len(raw) <= 18:
+        return int(raw)
+    return None
 
 
 def _ws_audit(app: Any, principal: Principal | None, client: str | None, status: int, detail: dict[str, Any],
@@ -467,7 +484,8 @@ async def events_ws(websocket: WebSocket) -> None:
     header = websocket.headers.get("authorization", "")
     token = header[7:].strip() if header.lower().startswith("bearer ") else None
     query = {"patient": websocket.query_params.get("patient"),
-             "types": websocket.query_params.getlist("types") or None}
+             "types": websocket.query_params.getlist("types") or None,
+             "last_event_id": websocket.query_params.get("last_event_id")}
     try:
         if token is None:
             with anyio.fail_after(WS_AUTH_TIMEOUT_S):
@@ -480,7 +498,8 @@ async def events_ws(websocket: WebSocket) -> None:
                 hello = None
             token = hello.get("token") if isinstance(hello, dict) and isinstance(hello.get("token"), str) else None
             if isinstance(hello, dict):
-                query = {"patient": hello.get("patient"), "types": hello.get("types")}
+                query = {"patient": hello.get("patient"), "types": hello.get("types"),
+                         "last_event_id": hello.get("last_event_id")}
         if token is None:
             raise ProblemError(401, "Not authenticated", "send {\"token\": ...} first or an Authorization header",
                                field="token")
@@ -502,7 +521,7 @@ async def events_ws(websocket: WebSocket) -> None:
     await run_in_threadpool(_ws_audit, app, principal, client, 101, {"event": "connect", "patient": patient})
     visibility = _Visibility(principal)
     sub = hub.subscribe(can_see=visibility, patients=principal.patient_ids if patient is None else [patient],
-                        types=types)
+                        types=types, after_id=_event_id(query.get("last_event_id")))
     state: dict[str, Any] = {"token": token, "sent": 0}
     await websocket.send_text(orjson.dumps({"ready": True, "patient": patient, "types": types}).decode())
 
