@@ -364,8 +364,17 @@ def test_long_lists_stay_on_one_page(patient: tuple[Store, str, np.ndarray, np.n
     R._pdf_page(figure, report)
     texts = [t.get_text() for t in figure.texts]
     assert "\u2026 and 29 more" in texts  # 11 of 40 shown, then the remainder counted
-    assert all(len(t) <= 160 for t in texts)
-    assert all(0.0 <= t.get_position()[1] <= 1.0 for t in figure.texts)
+    assert sum("Problem number" in t for t in texts) == 11
+    from matplotlib.backends.backend_agg import FigureCanvasAgg
+
+    renderer = FigureCanvasAgg(figure).get_renderer()
+    width = figure.get_figwidth() * figure.dpi
+    left_aligned = [t for t in figure.texts if t.get_ha() == "left"]
+    for x in (0.04, 0.355, 0.67):  # the record's three columns: every line ends before the next column
+        column = [t for t in left_aligned if t.get_position()[0] == x and 0.7 < t.get_position()[1] < 0.935]
+        assert column and all(t.get_window_extent(renderer).x1 <= (x + 0.305) * width for t in column), x
+    assert all(t.get_window_extent(renderer).x0 >= 0 and t.get_window_extent(renderer).x1 <= 0.97 * width
+               and 0.0 <= t.get_position()[1] <= 1.0 for t in figure.texts)
     assert page_count(R.render_pdf(report)) == 1
 
 

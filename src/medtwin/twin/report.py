@@ -23,6 +23,7 @@ import re
 import threading
 from collections.abc import Callable, Sequence
 from datetime import UTC, date, datetime, timedelta
+from functools import lru_cache
 from typing import Any, Literal
 
 import numpy as np
@@ -456,7 +457,7 @@ def news2_lines(view: News2View | None) -> list[str]:
 
 
 def alert_line(alert: AlertItem) -> str:
-    return f"[{alert.severity}] {alert.message} \u00b7 {alert.status} since {_utc(alert.opened_at):%m-%d %H:%M}"
+    return f"{_utc(alert.opened_at):%d %b %H:%M} [{alert.severity}, {alert.status}] {alert.message}"
 
 
 def twin_lines(twin: TwinInfo) -> list[str]:
@@ -653,17 +654,65 @@ A4_INCHES = (8.27, 11.69)
 LINE = 0.0112  # figure-fraction height of one 7-pt text line on A4
 
 
-class _Column:
-    """Writes lines of text down a column of the page, stopping at its floor."""
+@lru_cache(maxsize=2)
+def _font(bold: bool) -> Any:
+    from matplotlib import font_manager, ft2font
 
-    def __init__(self, fig: Any, x: float, y: float, floor: float, chars: int) -> None:
-        self.fig, self.x, self.y, self.floor, self.chars = fig, x, y, floor, chars
+    font = ft2font.FT2Font(font_manager.findfont(font_manager.FontProperties(
+        family="DejaVu Sans", weight="bold" if bold else "normal")))
+    font.set_size(1, 72)  # advances in points per point of font size
+    return font
+
+
+@lru_cache(maxsize=8192)
+def _advance(char: str, bold: bool) -> float:
+    from matplotlib import ft2font
+
+    load_flags = getattr(ft2font, "LoadFlags", None)  # matplotlib >= 3.10; before: module constants
+    flags = load_flags.NO_HINTING if load_flags is not None else getattr(ft2font, "LOAD_NO_HINTING")  # noqa: B009
+    glyph = _font(bold).load_char(ord(char), flags=flags)
+    return float(glyph.linearHoriAdvance) / 65536.0
+
+
+def fit(text: str | None, width: float, fontsize: float = 7.0, bold: bool = False) -> str:
+    """``text`` on one line, cut with an ellipsis to ``width`` (a fraction of the A4 page's width), measured
+    with DejaVu Sans' own advance widths."""
+    text = " ".join((text or "").split())
+    room = width * A4_INCHES[0] * 72.0 / fontsize
+    used = 0.0
+    for i, char in enumerate(text):
+        used += _advance(char, bold)
+        if used > room:
+            ellipsis = _advance("\u2026", bold)
+            while i > 0 and used - _advance(text[i], bold) + ellipsis > room:
+                used -= _advance(text[i], bold)
+                i -= 1
+            return text[:i].rstrip() + "\u2026"
+    return text
+
+
+def measure(text: str, fontsize: float = 7.0, bold: bool = False) -> float:
+    """Width of ``text`` as a fraction of the A4 page's width."""
+    return sum(_advance(c, bold) for c in text) * fontsize / (A4_INCHES[0] * 72.0)
+
+
+def labelled(label: str | None, suffix: str, width: float, fontsize: float = 7.0) -> str:
+    """``label`` cut so that ``suffix`` (a value, a date) always shows whole."""
+    return fit(label, max(width - measure(suffix, fontsize), 0.05), fontsize) + suffix
+
+
+class _Column:
+    """Writes lines of text down a column of the page (``width``: fraction of the page), down to its floor."""
+
+    def __init__(self, fig: Any, x: float, y: float, floor: float, width: float) -> None:
+        self.fig, self.x, self.y, self.floor, self.width = fig, x, y, floor, width
 
     def heading(self, text: str) -> None:
         if self.y - LINE < self.floor:
             return
         self.y -= 0.004
-        self.fig.text(self.x, self.y, text, fontsize=8, fontweight="bold", color=COLORS["line"], va="top")
+        self.fig.text(self.x, self.y, fit(text, self.width, 8, bold=True), fontsize=8, fontweight="bold",
+                      color=COLORS["line"], va="top")
         self.y -= LINE * 1.15
 
     def lines(self, rows: Sequence[str], most: int, empty: str = "none recorded") -> None:
@@ -673,7 +722,7 @@ class _Column:
         if shown < len(rows):
             shown = max(shown - 1, 0)
         for row in rows[:shown]:
-            self.fig.text(self.x, self.y, clip(row, self.chars), fontsize=7, va="top", color=COLORS["text"])
+            self.fig.text(self.x, self.y, fit(row, self.width), fontsize=7, va="top", color=COLORS["text"])
             self.y -= LINE
         if shown < len(rows) and room > 0:
             self.fig.text(self.x, self.y, f"\u2026 and {len(rows) - shown} more", fontsize=7, va="top",
@@ -720,10 +769,16 @@ def _pdf_trend(ax: Any, chart: TrendChart) -> None:
         else:
             ax.plot(x, s.mean, "o-", color=color, lw=0.6, ms=2, label=s.label)
     ax.set_ylim(*_y_range(chart))
-    locator = mdates.AutoDateLocator(minticks=3, maxticks=7, tz=UTC)
+    first = min(s.t[0] for s in chart.series) / 86400.0
+    last = max(s.t[-1] for s in chart.series) / 86400.0
+    if last - first < 1.0:  # a few readings: show the day around them
+        middle = (first + last) / 2
+        ax.set_xlim(middle - 0.5, middle + 0.5)
+    span_days = max(last - first, 1.0)
+    locator = mdates.AutoDateLocator(minticks=3, maxticks=5 if span_days < 2 else 7, tz=UTC)
     ax.xaxis.set_major_locator(locator)
-    span_days = (max(s.t[-1] for s in chart.series) - min(s.t[0] for s in chart.series)) / 86400.0
-    ax.xaxis.set_major_formatter(mdates.DateFormatter("%d %b", tz=UTC) if span_days <= 60
+    ax.xaxis.set_major_formatter(mdates.DateFormatter("%d %b %H:%M", tz=UTC) if span_days < 2
+                                 else mdates.DateFormatter("%d %b", tz=UTC) if span_days <= 60
                                  else mdates.ConciseDateFormatter(locator, tz=UTC, show_offset=False))
     if len(chart.series) > 1:
         ax.legend(fontsize=5.5, loc="best", frameon=False, ncol=2, handlelength=1.2)
@@ -789,39 +844,41 @@ def render_pdf(report: PatientReport) -> bytes:
 
 def _pdf_page(fig: Any, r: PatientReport) -> None:
     ident = r.identity
-    fig.text(0.04, 0.975, clip(ident.name or "(no name recorded)", 60), fontsize=14, fontweight="bold",
+    fig.text(0.04, 0.975, fit(ident.name or "(no name recorded)", 0.68, 14, bold=True), fontsize=14, fontweight="bold",
              va="top", color=COLORS["line"])
     fig.text(0.96, 0.975, "Patient twin report", fontsize=9, ha="right", va="top", color=COLORS["line"])
     fig.text(0.96, 0.962, f"generated {fmt_time(r.generated_at)}", fontsize=6.5, ha="right", va="top",
              color="#555555")
-    fig.text(0.04, 0.952, clip(identity_line(ident), 130), fontsize=7.5, va="top", color=COLORS["text"])
+    fig.text(0.04, 0.952, fit(identity_line(ident), 0.92, 7.5), fontsize=7.5, va="top", color=COLORS["text"])
     fig.add_artist(_hline(0.938))
 
     # Record: three columns of text (about 155 characters of 7-pt DejaVu Sans per page width).
     top, floor = 0.934, 0.70
-    left = _Column(fig, 0.04, top, floor, 48)
+    left = _Column(fig, 0.04, top, floor, 0.30)
     left.heading(f"Active problems ({len(r.problems)})")
-    left.lines([f"{clip(p.display or p.code, 36)}  {fmt_day(p.onset)}" for p in r.problems], 12)
+    left.lines([labelled(p.display or p.code, f"  {fmt_day(p.onset)}", 0.30) for p in r.problems], 12)
     left.heading(f"Allergies ({len(r.allergies)})")
     left.lines([f"{a.display or a.code}{f' ({a.criticality})' if a.criticality else ''}" for a in r.allergies], 5,
                "no known allergies recorded")
-    mid = _Column(fig, 0.355, top, floor, 48)
+    mid = _Column(fig, 0.355, top, floor, 0.30)
     mid.heading(f"Medications ({len(r.medications)})")
     mid.lines([f"{m.display or m.code}" for m in r.medications], 12)
     mid.heading("Pharmacogenomics")
     mid.lines([f"{g.gene} {g.diplotype}: {g.phenotype}" for g in (r.pgx.genes if r.pgx else [])], 6,
               "no PGx result")
-    right = _Column(fig, 0.67, top, floor, 47)
+    right = _Column(fig, 0.67, top, floor, 0.29)
     right.heading("Latest vital signs")
-    right.lines([f"{clip(v.display or v.code, 24)}: {fmt_measurement(v)}  {fmt_day(v.time)}" for v in r.vitals], 10)
+    right.lines([labelled(v.display or v.code, f": {fmt_measurement(v)}  {fmt_day(v.time)}", 0.29)
+                 for v in r.vitals], 10)
     right.heading("Latest labs")
-    right.lines([f"{clip(v.display or v.code, 24)}: {fmt_measurement(v)}  {fmt_day(v.time)}" for v in r.labs], 10)
+    right.lines([labelled(v.display or v.code, f": {fmt_measurement(v)}  {fmt_day(v.time)}", 0.29)
+                 for v in r.labs], 10)
     fig.add_artist(_hline(0.695))
 
     # CGM: metrics, time-in-ranges bar, AGP.
     fig.text(0.04, 0.69, "CGM (consensus metrics, Battelino 2019)", fontsize=8, fontweight="bold", va="top",
              color=COLORS["line"])
-    fig.text(0.04, 0.676, clip(coverage_line(r.cgm), 150), fontsize=6.5, va="top",
+    fig.text(0.04, 0.676, fit(coverage_line(r.cgm), 0.92, 6.5), fontsize=6.5, va="top",
              color="#aa0000" if r.cgm.coverage.end is not None and not r.cgm.coverage.sufficient else "#555555")
     y = 0.658
     rows = cgm_lines(r.cgm) or [("", "no CGM samples stored", None)]
@@ -848,15 +905,15 @@ def _pdf_page(fig: Any, r: PatientReport) -> None:
 
     # Live twin, alerts, provenance.
     top, floor = 0.154, 0.03
-    a = _Column(fig, 0.04, top, floor, 50)
+    a = _Column(fig, 0.04, top, floor, 0.36)
     a.heading(f"Open alerts ({r.open_alerts_total})")
     a.lines([alert_line(x) for x in r.alerts], 7, "no open alerts")
     a.heading("NEWS2")
     a.lines(news2_lines(r.news2), 3)
-    b = _Column(fig, 0.37, top, floor, 44)
+    b = _Column(fig, 0.42, top, floor, 0.245)
     b.heading("Glucose forecast (live twin)")
     b.lines(forecast_lines(r.forecast), 5, "no live forecast")
-    c = _Column(fig, 0.67, top, floor, 47)
+    c = _Column(fig, 0.68, top, floor, 0.28)
     c.heading("Twin version and provenance")
     c.lines(twin_lines(r.twin), 8)
     fig.text(0.04, 0.016, f"Generated {fmt_time(r.generated_at)} by medtwin {r.medtwin_version}. Times in UTC. "
