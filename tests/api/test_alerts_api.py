@@ -60,6 +60,15 @@ def _token(client: TestClient, username: str) -> dict[str, str]:
     return {"Authorization": f"Bearer {r.json()['access_token']}"}
 
 
+def without_live_glucose(app: Any) -> Any:
+    """Most tests here are about the rules on samples: the live glucose twin's forecasts (and the
+    predicted-hypoglycaemia alerts they bring, on their own schedule) are tested on their own below."""
+    live = getattr(app.state, "live_glucose", None)
+    if live is not None:
+        app.state.ingest.remove_listener(live.on_samples)
+    return app
+
+
 @pytest.fixture(scope="module")
 def world(tmp_path_factory: pytest.TempPathFactory) -> Iterator[World]:
     """One app for the module (password hashing is slow by design); each test has patients of its own."""
@@ -76,7 +85,7 @@ def world(tmp_path_factory: pytest.TempPathFactory) -> Iterator[World]:
         for pid in ids[:7]:
             accounts.add_to_care_team(connection, "carol", pid)
     settings = Settings(data_dir=tmp, rate_limit_per_minute=100_000)
-    with TestClient(create_app(settings, store=store, keyring=ring)) as client:
+    with TestClient(without_live_glucose(create_app(settings, store=store, keyring=ring))) as client:
         admin = _token(client, "admin")
         client.headers["Authorization"] = admin["Authorization"]  # the default caller: an admin
         yield World(client, store, ids[:7], ids[7:], _token(client, "carol"), admin)
@@ -328,7 +337,7 @@ def test_a_restarted_server_resumes_the_episode(api_store: Store, keyring: KeyRi
     settings = Settings(data_dir=tmp_path, rate_limit_per_minute=100_000)
 
     def run(points: list[tuple[float, float]]) -> list[dict[str, Any]]:
-        with TestClient(create_app(settings, store=api_store, keyring=keyring)) as client:
+        with TestClient(without_live_glucose(create_app(settings, store=api_store, keyring=keyring))) as client:
             with api_store.begin() as connection:  # a token without the (slow) password check
                 issued = client.app.state.security.tokens.issue(  # type: ignore[attr-defined]
                     connection, carol, ROLE_CEILING["clinician"])
@@ -357,8 +366,9 @@ def test_real_server_streams_sse_incrementally_and_websocket_alerts(world: World
     each get the alert while the stream stays open; delivery is measured from the POST that completes
     15 minutes of low glucose."""
     own = world.own[5]
-    app = create_app(Settings(data_dir=tmp_path, rate_limit_per_minute=100_000), store=world.store,
-                     keyring=world.client.app.state.security.keyring)  # type: ignore[attr-defined]
+    app = without_live_glucose(create_app(Settings(data_dir=tmp_path, rate_limit_per_minute=100_000),
+                                          store=world.store,
+                                          keyring=world.client.app.state.security.keyring))  # type: ignore[attr-defined]
     port = _free_port()
     server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning"))
     thread = threading.Thread(target=server.run, daemon=True)
@@ -444,3 +454,41 @@ def test_sse_replays_what_followed_last_event_id(world: World) -> None:
                          headers={**world.clinician, "Last-Event-ID": "7"})  # from before this process
     lagged, replayed = parse_sse(r.text)[:2]
     assert lagged["event"] == "lagged" and replayed["event"] == "alert"
+
+
+def test_live_glucose_forecasts_reach_the_hub_and_raise_predicted_hypoglycaemia(world: World, tmp_path: Path) -> None:
+    """The whole chain in one app: samples -> live glucose twin (its own worker) -> forecast listener ->
+    hub ``forecast`` event and the engine's predicted-hypo rule."""
+    app = create_app(Settings(data_dir=tmp_path, rate_limit_per_minute=100_000), store=world.store,
+                     keyring=world.client.app.state.security.keyring)  # type: ignore[attr-defined]
+    live = getattr(app.state, "live_glucose", None)
+    if live is None or not hasattr(live, "add_forecast_listener"):
+        pytest.skip("no live glucose twin in this app")
+    own = world.own[5]
+    with TestClient(app) as client:
+        hub, engine = app.state.hub, app.state.alerts
+        forecasts: list[Any] = []
+        hub.publish = _spy(hub.publish, forecasts)  # type: ignore[method-assign]
+        body = [{"metric": "glucose", "unit": "mg/dL", "value": 58.0,
+                 "time": (T0 + timedelta(hours=5, minutes=5 * i)).isoformat()} for i in range(4)]
+        assert client.post(f"/api/v1/patients/{own}/samples", json=body, headers=world.admin).status_code == 200
+        deadline = time.monotonic() + 60
+        found: list[dict[str, Any]] = []
+        while time.monotonic() < deadline and not found:
+            time.sleep(0.2)
+            engine.flush()
+            found = client.get("/api/v1/alerts", params={"patient": own, "rule": "predicted-hypo"},
+                               headers=world.admin).json()["items"]
+    assert any(kind == "forecast" and pid == own for kind, pid in forecasts), "no forecast event"
+    assert found, "no predicted-hypo alert from the live twin's forecast"
+    alert = found[0]
+    assert alert["severity"] in ("medium", "high") and alert["details"]["basis"] == "forecast mean"
+    assert alert["details"]["glucose_now_mg_dl"] < 70 and alert["score"] == 0.0  # already below: lead 0
+
+
+def _spy(publish: Any, seen: list[Any]) -> Any:
+    def wrapper(type: str, patient_id: str, data: dict[str, Any]) -> Any:
+        seen.append((type, patient_id))
+        return publish(type, patient_id, data)
+
+    return wrapper
