@@ -66,22 +66,25 @@ export function mountLive(panel, tiles, ctx, openedAt) {
   const chartBox = (key, title) => el("figure", { class: "chart-card", id: `chart-${key}` },
     el("figcaption", el("h3", title)), el("div", { class: "chart-host" }));
   const figs = {
-    glucose: chartBox("glucose", "Glucose (CGM) with the twin's forecast"),
+    near: chartBox("near", "Glucose now: the last 3 h and the twin's forecast"),
+    glucose: chartBox("glucose", "Glucose (CGM)"),
     heart_rate: chartBox("hr", "Heart rate"),
     bp: chartBox("bp", "Blood pressure"),
     spo2: chartBox("spo2", "SpO₂"),
   };
   const alertsBox = el("aside", { class: "alerts-panel", "aria-labelledby": "alerts-title" });
   clear(panel, el("div", { class: "live-grid" },
-    el("div", { class: "live-charts" }, el("div", { class: "live-toolbar" }, rangeGroup, status),
+    el("div", { class: "live-charts" }, figs.near, el("div", { class: "live-toolbar" }, rangeGroup, status),
        figs.glucose, figs.heart_rate, figs.bp, figs.spo2),
     alertsBox));
   const host = (fig) => fig.querySelector(".chart-host");
 
+  const glucoseZones = { zones: [{ from: 70, to: 180, fill: "#e5f3e8" }],
+    rules: [{ y: 54, color: "#a61b1b" }, { y: 70, color: "#b26a00" }, { y: 180, color: "#b26a00" }] };
+  const nearChart = new Chart(host(figs.near), { label: "Glucose, last 3 hours and forecast", unit: "mg/dL", height: 220,
+    yMin: 50, yMax: 200, ...glucoseZones, empty: "No CGM readings in the last 3 hours" });
   const glucoseChart = new Chart(host(figs.glucose), {
-    label: "Glucose", unit: "mg/dL", height: 240, yMin: 40, yMax: 250,
-    zones: [{ from: 70, to: 180, fill: "#e5f3e8" }],
-    rules: [{ y: 54, color: "#a61b1b" }, { y: 70, color: "#b26a00" }, { y: 180, color: "#b26a00" }],
+    label: "Glucose", unit: "mg/dL", height: 200, yMin: 40, yMax: 250, ...glucoseZones,
   });
   const hrChart = new Chart(host(figs.heart_rate), { label: "Heart rate", unit: "/min", height: 150, yMin: 50, yMax: 110 });
   const bpChart = new Chart(host(figs.bp), { label: "Blood pressure", unit: "mmHg", height: 150, yMin: 60, yMax: 150 });
@@ -122,9 +125,13 @@ export function mountLive(panel, tiles, ctx, openedAt) {
   function drawAll() {
     const [x0, x1] = range();
     const fEnd = forecast ? Date.parse(forecast.issued_at) + Math.max(...forecast.horizons_min) * MINUTE : x1;
+    const glucoseSeries = [...forecastSeries(), line("glucose", "CGM glucose", { primary: true, dots: 2, width: 1.8 })];
     glucoseChart.marks = [{ x: x1, label: "now", color: "#4a5568" }];
-    glucoseChart.setSeries([...forecastSeries(), line("glucose", "CGM glucose", { primary: true, dots: 2, width: 1.8 })]);
+    glucoseChart.setSeries(glucoseSeries);
     glucoseChart.setRange([x0, Math.max(x1, fEnd) + (windowMs <= DAY ? 5 * MINUTE : 0)]);
+    nearChart.marks = [{ x: x1, label: "now", color: "#4a5568" }];
+    nearChart.setSeries(glucoseSeries.map((s) => ({ ...s, dots: s.id === "glucose" ? 3 : s.dots, width: s.id === "glucose" ? 2.2 : s.width })));
+    nearChart.setRange([x1 - 3 * HOUR, Math.max(x1 + HOUR, fEnd) + 5 * MINUTE]);
     hrChart.setSeries([line("heart_rate", "Heart rate")]);
     hrChart.setRange([x0, x1]);
     bpChart.setSeries([line("systolic_bp", "Systolic", { dots: 2.5 }), line("diastolic_bp", "Diastolic", { dots: 2.5 })]);
@@ -315,7 +322,7 @@ export function mountLive(panel, tiles, ctx, openedAt) {
       clearInterval(pollTimer);
       for (const u of unsubscribers) u();
       alerts.destroy();
-      for (const c of [glucoseChart, hrChart, bpChart, spo2Chart]) c.destroy();
+      for (const c of [nearChart, glucoseChart, hrChart, bpChart, spo2Chart]) c.destroy();
     },
   };
 }
