@@ -64,7 +64,19 @@ def _validate(bundles: list[dict[str, Any]], get_fhir_model_class: Callable[[str
     return count, failed
 
 
+def cold_caches() -> None:
+    """Empty the caches of values derived from the input (parsed times, their SQLite text, parsed UCUM
+    units), so that each timed import starts as in a fresh process and no run profits from an earlier one."""
+    from medtwin.record import indexing, ucum
+    from medtwin.store import records
+
+    indexing._instant.cache_clear()
+    records._sqlite_datetime.cache_clear()
+    ucum.parse.cache_clear()
+
+
 def medtwin_import(folder: Path, *, read_ahead: int = 1, codec: Codec | None = None) -> tuple[int, float]:
+    cold_caches()
     with tempfile.TemporaryDirectory() as tmp:
         store = Store(f"sqlite:///{tmp}/bench.db", codec)
         store.migrate()

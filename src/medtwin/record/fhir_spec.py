@@ -52,4 +52,6 @@ def has_element(resource: dict[str, object], element: str) -> bool:
             key.startswith(stem) and key[len(stem):len(stem) + 1].isupper() and resource[key] not in (None, "", [], {})
             for key in resource
         )
-    return resource.get(element) not in (None, "", [], {})
+    value = resource.get(element)
+    # present unless None, "", [] or {} (0 and False are values): the same as `not in (None, "", [], {})`
+    return value is not None and (bool(value) or not isinstance(value, str | list | dict))
