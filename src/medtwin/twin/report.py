@@ -17,7 +17,6 @@ from __future__ import annotations
 import contextlib
 import hashlib
 import html
-import importlib
 import io
 import re
 import threading
@@ -27,7 +26,6 @@ from functools import lru_cache
 from typing import Any, Literal
 
 import numpy as np
-import orjson
 from jinja2 import Environment, PackageLoader, select_autoescape
 from markupsafe import Markup
 from pydantic import BaseModel, Field
@@ -40,11 +38,11 @@ from medtwin.alerts.repository import STATUSES, AlertRepository
 from medtwin.physiology.metrics import AmbulatoryGlucoseProfile
 from medtwin.store.codec import Codec
 from medtwin.store.database import Store
-from medtwin.store.live_tables import twin_live_state
 from medtwin.store.records import RecordRepository
 from medtwin.store.schema import twin_versions
 from medtwin.store.twins import TwinRepository
 from medtwin.stream.model import DIASTOLIC_BP, GLUCOSE, HEART_RATE, SPO2, SYSTOLIC_BP
+from medtwin.twin import live
 from medtwin.twin.cgm_report import (
     DEFAULT_DAYS,
     TARGETS,
@@ -107,6 +105,8 @@ class ForecastView(BaseModel):
     upper80_mg_dl: list[float]
     lower95_mg_dl: list[float]
     upper95_mg_dl: list[float]
+    insulin_sensitivity_ratio: float | None = Field(
+        default=None, description="Current insulin sensitivity estimate relative to the twin's starting value")
     twin_version: int | None = None
 
 
@@ -250,34 +250,19 @@ def _trends(conn: Connection, records: RecordRepository, patient_id: str, days: 
 
 
 def _forecast(conn: Connection, codec: Codec, patient_id: str) -> ForecastView | None:
-    """The live glucose twin's latest forecast, if the live twin keeps one (degrades to None)."""
-    try:  # the live glucose twin is optional
-        reader = getattr(importlib.import_module("medtwin.twin.live"), "latest_forecast", None)
-    except ImportError:
-        reader = None
-    found: Any = None
-    if callable(reader):
-        try:
-            found = reader(conn, codec, patient_id)
-        except Exception:  # an optional section never breaks the report
-            found = None
-    if found is None:  # fall back to a forecast kept in the glucose filter's saved state
-        row = conn.execute(select(twin_live_state.c.payload).where(
-            twin_live_state.c.patient_id == patient_id, twin_live_state.c.kind == "glucose-filter")).first()
-        if row is not None:
-            try:
-                state = orjson.loads(codec.open(row[0]))
-                found = state.get("forecast") if isinstance(state, dict) else None
-            except Exception:
-                found = None
+    """The live glucose twin's last saved forecast (:func:`medtwin.twin.live.latest_forecast`), or None."""
+    try:
+        found = live.latest_forecast(conn, codec, patient_id)
+    except (KeyError, TypeError, ValueError):  # a state this version cannot read: no forecast, still a report
+        return None
     if found is None:
         return None
-    try:
-        data = found if isinstance(found, dict) else {k: getattr(found, k) for k in ForecastView.model_fields
-                                                      if hasattr(found, k)}
-        return ForecastView.model_validate(data)
-    except Exception:
-        return None
+    return ForecastView(
+        issued_at=found.issued_at, glucose_now_mg_dl=found.glucose_now_mg_dl, horizons_min=list(found.horizons_min),
+        mean_mg_dl=list(found.mean_mg_dl), lower80_mg_dl=list(found.lower80_mg_dl),
+        upper80_mg_dl=list(found.upper80_mg_dl), lower95_mg_dl=list(found.lower95_mg_dl),
+        upper95_mg_dl=list(found.upper95_mg_dl), insulin_sensitivity_ratio=found.insulin_sensitivity_ratio,
+        twin_version=found.twin_version)
 
 
 def _alerts(conn: Connection, codec: Codec, patient_id: str, now: datetime, limit: int = 8
@@ -440,6 +425,9 @@ def forecast_lines(forecast: ForecastView | None) -> list[str]:
         i = forecast.horizons_min.index(h)
         out.append(f"+{h} min: {forecast.mean_mg_dl[i]:.0f} mg/dL (80 % {forecast.lower80_mg_dl[i]:.0f}\u2013"
                    f"{forecast.upper80_mg_dl[i]:.0f})")
+    if forecast.insulin_sensitivity_ratio is not None:
+        out.append(f"insulin sensitivity \u00d7{forecast.insulin_sensitivity_ratio:.2f} of the twin's"
+                   + (f" (v{forecast.twin_version})" if forecast.twin_version is not None else ""))
     return out
 
 
@@ -912,7 +900,7 @@ def _pdf_page(fig: Any, r: PatientReport) -> None:
     a.lines(news2_lines(r.news2), 3)
     b = _Column(fig, 0.42, top, floor, 0.245)
     b.heading("Glucose forecast (live twin)")
-    b.lines(forecast_lines(r.forecast), 5, "no live forecast")
+    b.lines(forecast_lines(r.forecast), 6, "no live forecast")
     c = _Column(fig, 0.68, top, floor, 0.28)
     c.heading("Twin version and provenance")
     c.lines(twin_lines(r.twin), 8)
