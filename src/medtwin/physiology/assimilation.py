@@ -82,6 +82,7 @@ _UPDATED_STATES = np.array([0, 1, 2, 3, 4, 6, 12])
 # states that cannot be negative (all but the insulin action X, which is relative to basal)
 _NONNEGATIVE = np.array([i for i in range(N_STATES) if i != 6])
 _VG_INDEX = _PARAM_INDEX["Vg"]
+_BW_INDEX = _PARAM_INDEX["BW"]
 _GP, _GT, _X, _I1, _ID, _IP, _IL, _ISC1, _ISC2, _GS, _D = 3, 4, 6, 7, 8, 5, 9, 10, 11, 12, 13
 MAX_BOLUS_U = 50.0
 MAX_BASAL_U_PER_H = 30.0
@@ -456,7 +457,8 @@ class _Plan:
 
     carbs_g: Array  # (P, M, K) grams eaten by each member in each step
     meal_start: NDArray[np.bool_]  # (P, K) a meal starts in this step (last-meal memory resets)
-    insulin_u: Array  # (P, K) units delivered in each step (basal + boluses)
+    insulin_u: Array  # (P, K) basal units delivered in each step
+    bolus_u: Array  # (P, K+1) bolus units given at each grid point (the nearest to the bolus time)
 
 
 def _plan(filters: Sequence[GlucoseFilter], t0: Array, step: Array, n_steps: int, settings: FilterSettings) -> _Plan:
@@ -497,10 +499,14 @@ def _plan(filters: Sequence[GlucoseFilter], t0: Array, step: Array, n_steps: int
     for i, f in enumerate(filters):
         for j, (t, u) in enumerate(f.boluses):
             bolus_t[i, j], bolus_u[i, j] = t, u
-    inside = (bolus_t[:, None, :] >= grid[:, :-1, None]) & (bolus_t[:, None, :] < grid[:, 1:, None])
-    # the last step also takes a bolus exactly at its end only if nothing follows: never (right-open)
-    insulin = insulin + np.sum(inside * bolus_u[:, None, :], axis=2)
-    return _Plan(carbs_g=carbs, meal_start=meal_start, insulin_u=insulin)
+    # a bolus before t1 is given at the nearest grid point (instantaneous, as the simulator does); one at or
+    # after t1 waits for the next advance
+    nearest = np.clip(np.round((bolus_t - t0[:, None]) / step[:, None]), 0, k)
+    due = bolus_t < grid[:, -1:]
+    boluses = np.zeros((p, k + 1))
+    rows = np.repeat(np.arange(p)[:, None], n_bolus, axis=1)
+    np.add.at(boluses, (rows[due], nearest[due].astype(int)), bolus_u[due])
+    return _Plan(carbs_g=carbs, meal_start=meal_start, insulin_u=insulin, bolus_u=boluses)
 
 
 def _integrate(states: Array, params: Array, step: Array, plan: _Plan, n_steps: int, disturbance: Array,
@@ -519,6 +525,7 @@ def _integrate(states: Array, params: Array, step: Array, plan: _Plan, n_steps: 
     insulin_rate = np.repeat(plan.insulin_u / step[:, None], m, axis=0)  # U/min
     eaten_mg = plan.carbs_g.reshape(n, n_steps) * 1000.0
     starts = np.repeat(plan.meal_start, m, axis=0)
+    bolus_pmol_per_kg = np.repeat(plan.bolus_u, m, axis=0) * PMOL_PER_UNIT / params.reshape(n, -1)[:, _BW_INDEX, None]
     u = np.empty((n, 2), order="F")
     last = n_steps - 1
 
@@ -537,6 +544,7 @@ def _integrate(states: Array, params: Array, step: Array, plan: _Plan, n_steps: 
             start = starts[:, k] & (now > 0)
             going = ~starts[:, k] & (now > 0)
             y[:, _D] = np.where(start, y[:, 0] + y[:, 1] + now, np.where(going, y[:, _D] + now, y[:, _D]))
+        y[:, _ISC1] += bolus_pmol_per_kg[:, k]
         return y
 
     grid = np.arange(n_steps + 1, dtype=float)

@@ -179,6 +179,8 @@ class ForecastScores:
     update_ms_per_sample: float  # wall time of assimilate() per patient-sample in this run's batch
     forecast_ms: float  # wall time of one forecast() call (all patients)
     insulin_sensitivity_ratio: dict[str, float] = field(default_factory=dict)
+    #: per patient: ``"{method}_{cgm|true}_{horizon}"`` -> RMSE (mg/dL)
+    per_patient: dict[str, dict[str, float]] = field(default_factory=dict)
 
     def ratio(self, method: str, horizon: int, against: str = "cgm") -> float:
         """RMSE of the twin over that of ``method`` (below 1: the twin is better)."""
@@ -250,6 +252,7 @@ def evaluate(patients: PatientParameters, days: int, rng: np.random.Generator,
     coverage80: dict[int, float] = {}
     coverage95: dict[int, float] = {}
     n_scored = 0
+    per_patient: dict[str, dict[str, float]] = {name: {} for name in patients.names}
     for hz in horizons:
         k = steps[hz]
         mask = ~np.isnan(predicted[hz])  # (P, T): forecasts issued at column j for column j + k
@@ -259,11 +262,13 @@ def evaluate(patients: PatientParameters, days: int, rng: np.random.Generator,
         persistence = cgm[:, issued]
         linear = np.stack([linear_forecast(t, cgm[i], hz, window_min)[issued] for i in range(len(logs))])
         twin = predicted[hz][:, issued]
-        for name, values in (("twin", twin), ("persistence", persistence), ("linear", linear)):
-            rmse_cgm[name][hz] = float(np.sqrt(np.mean((values - future_cgm) ** 2)))
-        for name, values in (("twin", predicted_true[hz][:, issued]), ("persistence", persistence),
-                             ("linear", linear)):
-            rmse_true[name][hz] = float(np.sqrt(np.mean((values - future_true) ** 2)))
+        for against, table, future, ours in (("cgm", rmse_cgm, future_cgm, twin),
+                                             ("true", rmse_true, future_true, predicted_true[hz][:, issued])):
+            for method, values in (("twin", ours), ("persistence", persistence), ("linear", linear)):
+                squared = (values - future) ** 2
+                table[method][hz] = float(np.sqrt(np.mean(squared)))
+                for i, name in enumerate(patients.names):
+                    per_patient[name][f"{method}_{against}_{hz}"] = float(np.sqrt(np.mean(squared[i])))
         lo95, lo80, hi80, hi95 = (bands[hz][b][:, issued] for b in range(4))
         coverage80[hz] = float(np.mean((future_cgm >= lo80) & (future_cgm <= hi80)))
         coverage95[hz] = float(np.mean((future_cgm >= lo95) & (future_cgm <= hi95)))
@@ -274,4 +279,5 @@ def evaluate(patients: PatientParameters, days: int, rng: np.random.Generator,
         update_ms_per_sample=1000 * update_s / ((t.size - 1) * len(filters)),
         forecast_ms=1000 * forecast_s / max(n_forecast_calls, 1),
         insulin_sensitivity_ratio={f.patient_id: f.insulin_sensitivity()[0] for f in filters},
+        per_patient=per_patient,
     )

@@ -1,0 +1,160 @@
+"""Benchmark: glucose forecasts of the live (assimilating) twin against persistence and linear extrapolation,
+and the cost of one assimilation update, all measured in one run.
+
+Accuracy. The filter's noise settings were tuned on TRAINING (adult#001-#003, adolescent#001, child#001);
+this script evaluates on the other 25 virtual patients (held out), each simulated for ``--days`` days with
+random meals, its basal-bolus therapy and the published CGM error model (Breton & Kovatchev 2008, via
+``CGMSensor``), streamed through one filter per patient started from the population patient of the cohort
+without that patient (leave-one-out). The first day is the filter's spin-up; forecasts are scored from then
+on, at every reading. Scores against the future CGM reading (what can be checked in practice) and against
+the true interstitial glucose of the simulation (the twin's own target; the headline, because the future
+sensor error is noise no forecaster can know): 30- and 60-min RMSE of the twin, persistence (the last
+reading) and linear extrapolation (least-squares line through the last 20 min), the ratios twin/baseline
+(target at 30 min: <= 0.75, i.e. at least 25 % better than both) and the coverage of the 80 % and 95 %
+prediction intervals.
+
+Cost. One update (advance to the next reading with the known inputs, then the analysis) for one patient,
+and per patient when 1,000 patients are updated in one batched step; the same-run baseline is the 1,000
+patients updated one at a time (target: <= 20 ms per sample per patient either way). A forecast (12
+horizons, all members) is timed the same way.
+
+Run: ``.venv/bin/python benchmarks/bench_forecast.py [--days 3] [--patients 1000]``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+
+from _machine import machine  # noqa: E402
+
+from medtwin.physiology.assimilation import (  # noqa: E402
+    FilterSettings,
+    add_input,
+    assimilate,
+    cohort_prior_draws,
+    start_filter,
+)
+from medtwin.physiology.calibrate import population_patient  # noqa: E402
+from medtwin.physiology.forecast import ForecastScores, evaluate, forecast  # noqa: E402
+from medtwin.physiology.uva_padova import virtual_patients  # noqa: E402
+
+TRAINING = ("adult#001", "adult#002", "adult#003", "adolescent#001", "child#001")
+
+
+def held_out() -> tuple[str, ...]:
+    return tuple(n for n in virtual_patients().names if n not in TRAINING)
+
+
+def report_accuracy(scores: ForecastScores) -> None:
+    print(f"held out: {len(scores.patients)} patients ({', '.join(scores.patients)}), {scores.days} days each, "
+          f"scored after the first {scores.warmup_min / 60:.0f} h: {scores.n_forecasts} forecasts per horizon")
+    for table, label in ((scores.rmse_true, "vs true interstitial glucose (headline)"),
+                         (scores.rmse_cgm, "vs the future CGM reading")):
+        print(f"RMSE {label}:")
+        for h in sorted(table["twin"]):
+            twin, pers, lin = table["twin"][h], table["persistence"][h], table["linear"][h]
+            print(f"  {h:2d} min: twin {twin:6.2f}  persistence {pers:6.2f}  linear {lin:6.2f} mg/dL   "
+                  f"ratio twin/persistence {twin / pers:.3f}  twin/linear {twin / lin:.3f}")
+    for h in sorted(scores.coverage80):
+        print(f"interval coverage {h} min: 80 % -> {100 * scores.coverage80[h]:.1f} %, "
+              f"95 % -> {100 * scores.coverage95[h]:.1f} %")
+    groups: dict[str, list[str]] = {}
+    for name in scores.patients:
+        groups.setdefault(name.split("#")[0], []).append(name)
+    print("30-min RMSE by group (mean over patients; twin / persistence / linear):")
+    for group, names in groups.items():
+        for against in ("true", "cgm"):
+            values = [np.mean([scores.per_patient[n][f"{m}_{against}_30"] for n in names])
+                      for m in ("twin", "persistence", "linear")]
+            print(f"  {group:10s} vs {against:4s}: {values[0]:6.2f} / {values[1]:6.2f} / {values[2]:6.2f}"
+                  f"   ratio {values[0] / values[1]:.3f} / {values[0] / values[2]:.3f}")
+    worse = [n for n in scores.patients
+             if scores.per_patient[n]["twin_true_30"] >= scores.per_patient[n]["persistence_true_30"]]
+    print(f"patients where the twin's 30-min RMSE (vs true) is not below persistence: {worse or 'none'}")
+    verdict = all(scores.ratio(m, 30, against) <= 0.75 for m in ("persistence", "linear")
+                  for against in ("true",))
+    print(f"target (30-min RMSE vs true <= 0.75 x both baselines): {'met' if verdict else 'NOT met'}; "
+          f"vs CGM: {scores.ratio('persistence', 30):.3f} / {scores.ratio('linear', 30):.3f}")
+
+
+def population_filters(n: int, settings: FilterSettings, rng: np.random.Generator) -> list:
+    cohort = virtual_patients()
+    reference = population_patient(70.0, 1.0, cohort)
+    draws = [cohort_prior_draws(reference, cohort, settings.n_members, rng) for _ in range(n)]
+    filters = [start_filter(f"p{i}", reference, time_min=0.0, glucose_mg_dl=float(rng.uniform(90, 200)),
+                            basal_u_per_h=1.0, settings=settings, rng=rng, prior_theta=draws[i]) for i in range(n)]
+    for i, f in enumerate(filters):  # a meal and its bolus in progress for a third of them
+        if i % 3 == 0:
+            add_input(f, "carbs", 2.0, 60.0, settings)
+            add_input(f, "bolus", 2.0, 6.0, settings)
+    return filters
+
+
+def report_cost(n_patients: int, settings: FilterSettings, repeats: int) -> None:
+    rng = np.random.default_rng(5)
+    single = population_filters(1, settings, rng)
+    times = []
+    for k in range(1, repeats + 1):
+        start = time.perf_counter()
+        assimilate(single, [5.0 * k], [150.0 + k], settings)
+        times.append(time.perf_counter() - start)
+    one_ms = 1000 * float(np.median(times))
+    start = time.perf_counter()
+    for _ in range(repeats):
+        forecast(single, settings)
+    one_forecast_ms = 1000 * (time.perf_counter() - start) / repeats
+    print(f"one patient ({settings.n_members} members): update {one_ms:.2f} ms per reading "
+          f"(median of {repeats}), forecast {one_forecast_ms:.2f} ms")
+
+    batch = population_filters(n_patients, settings, rng)
+    readings = rng.uniform(80, 220, n_patients)
+    start = time.perf_counter()
+    assimilate(batch, np.full(n_patients, 5.0), readings, settings)
+    batched_s = time.perf_counter() - start
+    start = time.perf_counter()
+    forecast(batch, settings)
+    forecast_s = time.perf_counter() - start
+    loop = population_filters(n_patients, settings, np.random.default_rng(5))
+    start = time.perf_counter()
+    for f, value in zip(loop, readings, strict=True):
+        assimilate([f], [5.0], [value], settings)
+    loop_s = time.perf_counter() - start
+    per_batched, per_loop = 1000 * batched_s / n_patients, 1000 * loop_s / n_patients
+    print(f"{n_patients} patients: one batched update {batched_s:.2f} s = {per_batched:.3f} ms per patient; "
+          f"one at a time (same-run baseline) {loop_s:.2f} s = {per_loop:.2f} ms per patient; "
+          f"batching speed-up {loop_s / batched_s:.1f}x")
+    print(f"{n_patients} patients: one batched forecast {forecast_s:.2f} s = {1000 * forecast_s / n_patients:.3f} "
+          f"ms per patient")
+    worst = max(one_ms, per_batched)
+    print(f"target (update <= 20 ms per sample per patient): {'met' if worst <= 20 else 'NOT met'} "
+          f"(worst {worst:.2f} ms)")
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--days", type=int, default=3, help="simulated days per patient (the first is spin-up)")
+    parser.add_argument("--patients", type=int, default=1000, help="patients in the batched cost measurement")
+    parser.add_argument("--seed", type=int, default=2024)
+    parser.add_argument("--every", type=int, default=1, help="forecast every n-th reading")
+    parser.add_argument("--repeats", type=int, default=50)
+    args = parser.parse_args()
+    settings = FilterSettings()
+    print(f"machine: {machine()}")
+    print(f"training (noise settings tuned on): {', '.join(TRAINING)}")
+    start = time.perf_counter()
+    scores = evaluate(virtual_patients(list(held_out())), args.days, np.random.default_rng(args.seed), settings,
+                      forecast_every=args.every)
+    print(f"evaluation took {time.perf_counter() - start:.0f} s")
+    report_accuracy(scores)
+    report_cost(args.patients, settings, args.repeats)
+
+
+if __name__ == "__main__":
+    main()

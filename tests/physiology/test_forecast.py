@@ -1,0 +1,100 @@
+"""Forecasts of the live twin: interval arithmetic against scipy, baselines against numpy, forecast shape and
+the held-out acceptance: the 30-min RMSE at least 25 % below persistence and linear extrapolation."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+from scipy.stats import norm
+
+from medtwin.physiology.assimilation import FilterSettings, add_input, start_filter
+from medtwin.physiology.errors import PhysiologyInputError
+from medtwin.physiology.forecast import (
+    evaluate,
+    forecast,
+    linear_forecast,
+    mixture_quantiles,
+    persistence_forecast,
+)
+from medtwin.physiology.uva_padova import virtual_patients
+
+#: The filter's noise settings were tuned on these (benchmarks/bench_forecast.py); never scored on them.
+TRAINING = ("adult#001", "adult#002", "adult#003", "adolescent#001", "child#001")
+
+
+def test_mixture_quantiles_of_one_normal_are_scipys() -> None:
+    means = np.array([[120.0], [80.0]])
+    sds = np.array([[15.0], [4.0]])
+    p = (0.025, 0.1, 0.9, 0.975)
+    q = mixture_quantiles(means, sds, p)
+    np.testing.assert_allclose(q, norm.ppf(np.asarray(p)[:, None], means[:, 0], sds[:, 0]), atol=1e-7)
+
+
+def test_mixture_quantiles_solve_the_mixture_cdf() -> None:
+    rng = np.random.default_rng(0)
+    means = rng.uniform(60, 250, (3, 32))
+    sds = rng.uniform(3, 20, (3, 32))
+    p = np.array([0.025, 0.1, 0.9, 0.975])
+    q = mixture_quantiles(means, sds, p)
+    cdf = norm.cdf((q[..., None] - means) / sds).mean(axis=-1)
+    np.testing.assert_allclose(cdf, np.repeat(p[:, None], 3, axis=1), atol=1e-9)
+    with pytest.raises(PhysiologyInputError) as info:
+        mixture_quantiles(means, sds, (0.0, 0.5))
+    assert info.value.field == "probabilities"
+
+
+def test_linear_extrapolation_is_the_least_squares_line() -> None:
+    rng = np.random.default_rng(1)
+    t = np.cumsum(rng.uniform(3, 7, 40))  # irregular spacing
+    y = 100 + 1.5 * np.sin(t / 30) * 40 + rng.normal(0, 5, t.size)
+    predicted = linear_forecast(t, y, 30.0, window_min=20.0)
+    for i in (10, 25, 39):
+        inside = (t > t[i] - 20.0) & (t <= t[i])
+        slope, intercept = np.polyfit(t[inside], y[inside], 1)
+        assert predicted[i] == pytest.approx(intercept + slope * (t[i] + 30.0), rel=1e-9)
+    line = linear_forecast(np.arange(0.0, 60.0, 5.0), 2.0 * np.arange(0.0, 60.0, 5.0) + 90, 30.0)
+    np.testing.assert_allclose(line[1:], 2.0 * (np.arange(5.0, 60.0, 5.0) + 30.0) + 90, rtol=1e-12)
+    assert line[0] == 90.0  # one reading in the window: persistence
+    np.testing.assert_array_equal(persistence_forecast(y), y)
+    with pytest.raises(PhysiologyInputError) as info:
+        linear_forecast(t[::-1], y, 30.0)
+    assert info.value.field == "times_min"
+
+
+def test_forecast_bands_are_ordered_and_a_known_meal_raises_the_forecast() -> None:
+    settings = FilterSettings(n_members=24)
+    patient = virtual_patients(["adolescent#004"])
+    fasting, fed = (start_filter(f"p{i}", patient, time_min=0.0, glucose_mg_dl=130.0, basal_u_per_h=0.87,
+                                 settings=settings, rng=np.random.default_rng(3)) for i in range(2))
+    add_input(fed, "carbs", 0.0, 60.0, settings)
+    result = forecast([fasting, fed], settings)
+    assert result.horizons_min == tuple(range(5, 65, 5)) and result.mean_mg_dl.shape == (2, 12)
+    assert np.all(result.lower95_mg_dl < result.lower80_mg_dl)
+    assert np.all(result.lower80_mg_dl < result.upper80_mg_dl)
+    assert np.all(result.upper80_mg_dl < result.upper95_mg_dl)
+    assert np.all((result.mean_mg_dl > result.lower95_mg_dl) & (result.mean_mg_dl < result.upper95_mg_dl))
+    width = result.upper95_mg_dl - result.lower95_mg_dl
+    assert np.all(np.diff(width, axis=1) > 0)  # uncertainty grows with the horizon
+    assert result.mean_mg_dl[1, -1] > result.mean_mg_dl[0, -1] + 20  # 60 g unbolused: clearly higher
+    assert 0.5 < result.insulin_sensitivity_ratio[0] < 2.0
+    with pytest.raises(PhysiologyInputError) as info:
+        forecast([fasting], settings, horizons_min=(30, 10))
+    assert info.value.field == "horizons_min"
+
+
+@pytest.mark.slow
+def test_held_out_30_min_forecast_beats_both_baselines_by_25_percent() -> None:
+    """Acceptance on patients the filter was not tuned on (every fifth of the 25 held-out patients in name
+    order: two adolescents, two adults, a child), two days each, scored on the second: pooled 30-min RMSE
+    against the true interstitial glucose at most 0.75 of persistence and of linear extrapolation, and against
+    the future CGM reading too; 80 % intervals cover between 70 and 95 % of the future readings."""
+    held_out = [n for n in virtual_patients().names if n not in TRAINING][::5]
+    assert held_out == ["adolescent#002", "adolescent#007", "adult#005", "adult#010", "child#006"]
+    scores = evaluate(virtual_patients(held_out), 2, np.random.default_rng(42), forecast_every=2)
+    for method in ("persistence", "linear"):
+        assert scores.ratio(method, 30, "true") <= 0.75, (method, scores.rmse_true)
+        assert scores.ratio(method, 30, "cgm") <= 0.75, (method, scores.rmse_cgm)
+    assert 0.70 <= scores.coverage80[30] <= 0.95
+    assert 0.88 <= scores.coverage95[30] <= 0.995
+    assert scores.rmse_true["twin"][60] < scores.rmse_true["persistence"][60]
+    assert scores.n_forecasts == 5 * len(range(288, 577 - 12, 2))  # every other reading of day 2, 60 min ahead
