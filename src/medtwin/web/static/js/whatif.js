@@ -74,7 +74,7 @@ function mealsEditor() {
            read: () => [...rows.children].map((r) => r.read()) };
 }
 
-async function glucoseSection(ctx) {
+async function glucoseSection(ctx, open) {
   const base = `/twins/${encodeURIComponent(ctx.id)}/glucose`;
   const twin = await maybe(base).catch(() => null);
   const virtual = textInput("adult#001", { id: "wi-virtual", maxlength: "64" });
@@ -140,8 +140,8 @@ async function glucoseSection(ctx) {
       run.disabled = false;
     }
   });
-  return el("section", { class: "wi-section", "aria-labelledby": "wi-glucose-title" },
-    el("h3", { id: "wi-glucose-title" }, "Insulin regimens (type 1 diabetes twin)"), form, result);
+  return el("details", { class: "wi-section", id: "wi-glucose", open: open || undefined },
+    el("summary", el("h3", { id: "wi-glucose-title" }, "Insulin regimens (type 1 diabetes twin)")), form, result);
 }
 
 function renderGlucoseResult(box, r, elapsed) {
@@ -313,8 +313,8 @@ async function drugSection(ctx) {
     }
   });
 
-  return el("section", { class: "wi-section", "aria-labelledby": "wi-drug-title" },
-    el("h3", { id: "wi-drug-title" }, "Drug regimens (PK/PD with pharmacogenomics)"), form, result,
+  return el("details", { class: "wi-section", id: "wi-drugs", open: true },
+    el("summary", el("h3", { id: "wi-drug-title" }, "Drug regimens (PK/PD with pharmacogenomics)")), form, result,
     el("details", { class: "individualise" }, el("summary", "Suggested dose from measured levels"), indForm, suggestion));
 }
 
@@ -373,7 +373,10 @@ function renderSuggestion(box, r) {
 
 export async function mountWhatIf(panel, ctx) {
   clear(panel, el("h2", "What-if: regimens on the twin"), el("p", { class: "muted" }, "Loading…"));
-  const [glucose, drugs] = await Promise.all([glucoseSection(ctx), drugSection(ctx).catch((error) =>
+  // the insulin section starts open for a patient with CGM readings, folded for the others
+  const row = await call("/dashboard/patients", { query: { q: ctx.id, limit: 1 } }).catch(() => null);
+  const hasCgm = Boolean(row && row.items && row.items[0] && row.items[0].glucose);
+  const [glucose, drugs] = await Promise.all([glucoseSection(ctx, hasCgm), drugSection(ctx).catch((error) =>
     el("section", { class: "wi-section" }, el("h3", "Drug regimens"), el("p", { class: "error" }, errorText(error))))]);
   clear(panel, el("h2", "What-if: regimens on the twin"),
     el("p", { class: "muted" }, "Each run simulates the regimens on this patient's twin and is kept as a new twin version (see History)."),
