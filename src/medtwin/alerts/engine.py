@@ -90,7 +90,7 @@ class AlertConfig:
     touch_interval_s: float = 2.0  # write a continuing condition's update at most this often per alert
     update_event_interval_s: float = 30.0  # publish a plain "updated" event at most this often per alert
     max_batch: int = 5_000  # samples per worker pass (bounds a pass's time, hence alert latency)
-    max_saves_per_pass: int = 250  # patient states saved per pass (spreads simultaneous bucket closes)
+    max_saves_per_pass: int = 100  # patient states saved per pass (spreads simultaneous bucket closes)
 
 
 @dataclass
@@ -193,14 +193,7 @@ class AlertEngine:
     def set_spo2_scale(self, patient_id: str, scale: int, *, actor: str) -> None:
         """Record the clinician's SpO2 scale choice for a patient (1, or 2 for hypercapnic respiratory
         failure) and re-score NEWS2 with it."""
-        if scale not in (1, 2):
-            raise news2_rule.News2InputError("spo2_scale", f"must be 1 or 2, got {scale!r}")
-        now = _utc(self.clock())
-        payload = {"spo2_scale": scale, "set_by": actor, "set_at": now.isoformat()}
-        with self.store.begin() as connection:
-            self._upsert(connection, [{"patient_id": patient_id, "kind": SCALE_KIND, "twin_version": None,
-                                       "updated_at": now, "data_time": None,
-                                       "payload": self.store.codec.seal(orjson.dumps(payload))}])
+        save_spo2_scale(self.store, patient_id, scale, actor=actor, clock=self.clock)
         self._put(("scale", patient_id, scale))
 
     def _put(self, item: Any) -> None:
@@ -634,8 +627,10 @@ class AlertEngine:
                             state.spo2_scale = int(payload.get("spo2_scale", 1))
                     except Exception:
                         log.exception("unreadable %s state for a patient; starting it afresh", kind)
-        for pid in patient_ids:
-            self._states[pid].saved_at = time.monotonic()
+        now = time.monotonic()
+        interval = self.config.persist_interval_s
+        for i, pid in enumerate(patient_ids):  # staggered: patients loaded together do not all come due at once
+            self._states[pid].saved_at = now - interval * ((i * 0.618034) % 1.0)
 
     def _save(self, force: bool = False) -> None:
         """Save changed patient state: urgent ones (a held condition changed) and those not saved for
@@ -703,6 +698,18 @@ class AlertEngine:
     def held(self, patient_id: str) -> dict[str, str]:
         state = self._states.get(patient_id)
         return {} if state is None else dict(state.active)
+
+
+def save_spo2_scale(store: Store, patient_id: str, scale: int, *, actor: str, clock: Callable[[], datetime]) -> None:
+    """Store a patient's SpO2 scale choice (``twin_live_state`` kind ``news2-scale``)."""
+    if scale not in (1, 2):
+        raise news2_rule.News2InputError("spo2_scale", f"must be 1 or 2, got {scale!r}")
+    now = _utc(clock())
+    payload = {"spo2_scale": scale, "set_by": actor, "set_at": now.isoformat()}
+    with store.begin() as connection:
+        AlertEngine._upsert(connection, [{"patient_id": patient_id, "kind": SCALE_KIND, "twin_version": None,
+                                          "updated_at": now, "data_time": None,
+                                          "payload": store.codec.seal(orjson.dumps(payload))}])
 
 
 def publish_alert(hub: EventHub, action: str, alert: Alert) -> None:

@@ -37,7 +37,7 @@ from pydantic import BaseModel, Field
 from starlette.concurrency import run_in_threadpool
 
 from medtwin.alerts import service
-from medtwin.alerts.engine import RULES, AlertEngine
+from medtwin.alerts.engine import RULES, AlertEngine, save_spo2_scale
 from medtwin.alerts.hub import EVENT_TYPES, EventHub, Subscription
 from medtwin.alerts.news2 import News2InputError
 from medtwin.alerts.repository import STATUSES, UNRESOLVED, Alert, AlertTransitionError
@@ -312,8 +312,11 @@ def set_spo2_scale(
     principal: Annotated[Principal, Depends(guard("write", "Observation"))],
 ) -> Spo2ScalePublic:
     resolved = _visible_patient(store, principal, patient_id)
-    engine = engine_of(request.app) or AlertEngine(store, clock=_clock(request.app))
-    engine.set_spo2_scale(resolved, body.scale, actor=principal.subject)
+    engine = engine_of(request.app)
+    if engine is not None:  # stores it and re-scores the live NEWS2
+        engine.set_spo2_scale(resolved, body.scale, actor=principal.subject)
+    else:
+        save_spo2_scale(store, resolved, body.scale, actor=principal.subject, clock=_clock(request.app))
     audit_context(request).detail["spo2_scale"] = body.scale
     return Spo2ScalePublic(patient_id=resolved, spo2_scale=body.scale)
 
