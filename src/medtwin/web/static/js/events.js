@@ -56,7 +56,7 @@ async function run(signal) {
       const headers = { Accept: "text/event-stream" };
       if (lastId) headers["Last-Event-ID"] = lastId;
       const response = await authFetch(path, { headers, signal });
-      if (response.status === 404) { setStatus("unavailable"); return; }
+      if (response.status === 404 || response.status === 403) { setStatus("unavailable"); return; }
       if (!response.ok || !response.body) throw new Error(`HTTP ${response.status}`);
       setStatus("live");
       retry = 1000;

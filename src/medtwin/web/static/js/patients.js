@@ -94,7 +94,9 @@ export async function loadPatients() {
       $("list-count").textContent = `${page.total} patient${page.total === 1 ? "" : "s"}${q ? ` matching “${q}”` : ""} · updated ${new Date(page.generated_at).toLocaleTimeString()}`;
       render();
     } catch (error) {
-      $("list-error").textContent = errorText(error);
+      $("list-error").textContent = error.status === 403
+        ? "This account's role has no access to patient records (researchers use the de-identified research export)."
+        : errorText(error);
     } finally {
       loading = null;
     }
