@@ -112,6 +112,16 @@ def test_cgm_is_the_model_glucose_plus_sensor_error_and_matches_one_long_solve()
     assert truth.min() > 40 and truth.max() > 150  # meals move glucose
 
 
+def test_solving_in_smaller_batches_gives_the_same_glucose() -> None:
+    def day(batch: int) -> np.ndarray:
+        sim = FleetSimulator(_members(["type1_diabetes"] * 5), START, np.random.default_rng(9),
+                             FleetConfig(solve_batch=batch))
+        return np.array([(sim.step(), sim.last_glucose.copy())[1] for _ in range(12 * 12)])
+
+    whole, pairs = day(1000), day(2)
+    assert np.max(np.abs(whole - pairs)) < 0.2 and np.ptp(whole) > 50
+
+
 def test_scripted_missed_meal_bolus_causes_a_hypoglycaemia_and_a_rescue() -> None:
     script = DemoScript(start=START + timedelta(hours=3), hypo_member=0)
     sim = FleetSimulator(_members(["type1_diabetes", "healthy_adult"]), START, np.random.default_rng(3),
