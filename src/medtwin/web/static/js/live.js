@@ -50,6 +50,7 @@ export function mountLive(panel, tiles, ctx, openedAt) {
   let overview = null;
   let latest = {};
   let news2 = null;
+  let twin = null;
   let destroyed = false;
   let pollTimer = null;
   const unsubscribers = [];
@@ -72,11 +73,13 @@ export function mountLive(panel, tiles, ctx, openedAt) {
     bp: chartBox("bp", "Blood pressure"),
     spo2: chartBox("spo2", "SpO₂"),
   };
-  const alertsBox = el("aside", { class: "alerts-panel", "aria-labelledby": "alerts-title" });
+  const alertsBox = el("div", { class: "alerts-box" });
+  const twinBox = el("section", { class: "twin-box", id: "live-twin", "aria-labelledby": "live-twin-title" });
+  const side = el("aside", { class: "alerts-panel", "aria-label": "Alerts and the live twin" }, alertsBox, twinBox);
   clear(panel, el("div", { class: "live-grid" },
     el("div", { class: "live-charts" }, figs.near, el("div", { class: "live-toolbar" }, rangeGroup, status),
        figs.glucose, figs.heart_rate, figs.bp, figs.spo2),
-    alertsBox));
+    side));
   const host = (fig) => fig.querySelector(".chart-host");
 
   const glucoseZones = { zones: [{ from: 70, to: 180, fill: "#e5f3e8" }],
@@ -188,6 +191,28 @@ export function mountLive(panel, tiles, ctx, openedAt) {
       latest.respiratory_rate ? tile("rr", "Resp. rate", v("respiratory_rate"), "/min", when("respiratory_rate")) : null,
       latest.body_temperature ? tile("temp", "Temperature", v("body_temperature", 1), "°C", when("body_temperature")) : null,
     );
+    renderTwin();
+  }
+
+  function renderTwin() {
+    if (!twin) {
+      clear(twinBox, el("h2", { id: "live-twin-title" }, "Live glucose twin"),
+            el("p", { class: "muted" }, "Not following this patient (it starts with the first CGM reading)."));
+      return;
+    }
+    const ci = twin.insulin_sensitivity_ci95 || [];
+    const from = twin.started_from || {};
+    const source = from.kind === "glucose_twin" ? `fitted glucose twin v${from.glucose_twin_version}` : "the cohort prior";
+    clear(twinBox, el("h2", { id: "live-twin-title" }, "Live glucose twin"),
+      el("dl", { class: "facts-grid" },
+        el("dt", "Insulin sensitivity"), el("dd", { id: "live-isr" }, `×${num(twin.insulin_sensitivity_ratio, 2)}`,
+          ci.length === 2 ? el("span", { class: "sub" }, ` (95 %: ${num(ci[0], 2)}–${num(ci[1], 2)})`) : null),
+        el("dt", "Filtered glucose"), el("dd", `${num(twin.glucose_now_mg_dl)} mg/dL`),
+        el("dt", "Following since"), el("dd", `${ago(twin.started_at)} · ${twin.samples_assimilated} reading${twin.samples_assimilated === 1 ? "" : "s"}`),
+        el("dt", "Started from"), el("dd", source),
+        twin.live_twin_version ? [el("dt", "Saved as"), el("dd", `twin version ${twin.live_twin_version}`)] : null),
+      el("p", { class: "sub" }, "Insulin sensitivity is relative to the twin it started from (1 = unchanged)."),
+      twin.algorithm ? el("details", { class: "sub" }, el("summary", "Method"), el("p", twin.algorithm)) : null);
   }
 
   // --- loading ------------------------------------------------------------------------------------------
@@ -212,12 +237,14 @@ export function mountLive(panel, tiles, ctx, openedAt) {
   }
 
   async function loadLatest() {
-    const [lat, ov, fc, nw] = await Promise.all([
+    const [lat, ov, fc, nw, tw] = await Promise.all([
       maybe(`${base}/samples/latest`).catch(() => null),
       call("/dashboard/patients", { query: { q: id, limit: 1 } }).catch(() => null),
       maybe(`${base}/forecast`).catch(() => null),
       maybe(`${base}/news2`).catch(() => null),
+      maybe(`${base}/twin/live`).catch(() => null),
     ]);
+    twin = tw;
     if (lat) latest = lat.latest || {};
     if (ov && ov.items && ov.items[0] && ov.items[0].id === id) overview = ov.items[0];
     forecast = fc && fc.horizons_min ? fc : fc && fc.forecast ? fc.forecast : null;
