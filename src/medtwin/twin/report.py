@@ -482,7 +482,8 @@ def _time_ticks(start: float, end: float, most: int = 8) -> list[tuple[float, st
     span = max(end - start, 1.0)
     step = next((s for s in _TICK_STEPS if span / s <= most), _TICK_STEPS[-1])
     first = (start // step + 1) * step
-    fmt = "%H:%M" if step < 86400 else "%d %b" if step < 30 * 86400 else "%b %Y" if step < 365 * 86400 else "%Y"
+    fmt = ("%d %b %H:%M" if span <= 6 * 3600 else "%H:%M") if step < 86400 else \
+        "%d %b" if step < 30 * 86400 else "%b %Y" if step < 365 * 86400 else "%Y"
     return [(t, datetime.fromtimestamp(t, UTC).strftime(fmt)) for t in np.arange(first, end, step)]
 
 
