@@ -10,6 +10,7 @@ screenshot in test-artifacts/.
 from __future__ import annotations
 
 import json
+import re
 import time
 from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
@@ -195,12 +196,19 @@ def test_open_patient_with_30_days_of_data(world: World, browser: WebDriver) -> 
     assert f"latest {latest['glucose']['value']:.0f} mg/dL" in text(browser, "#chart-glucose .readout")
 
     # the whole 30 days: 8,640 CGM and 43,200 heart-rate readings, downsampled by the API to the chart width
-    css(browser, ".segmented button:last-child").click()
-    wait(browser, lambda d: "window_720h_ms" in timings(d), message="the 30-day window")
-    record_timing("switch_to_30_days_ms", timings(browser)["window_720h_ms"])
-    wait(browser, lambda d: "8640 CGM readings" in text(d, ".live-note") or "CGM readings" in text(d, ".live-note"))
-    note = text(browser, ".live-note")
-    assert "43200 heart-rate readings" in note or "heart-rate readings" in note
+    switches = []
+    for _ in range(3):
+        browser.execute_script("delete window.medtwinTimings.window_720h_ms; delete window.medtwinTimings.window_24h_ms")
+        css(browser, ".segmented button:last-child").click()
+        wait(browser, lambda d: "window_720h_ms" in timings(d), message="the 30-day window")
+        switches.append(timings(browser)["window_720h_ms"])
+        if len(switches) < 3:
+            css(browser, ".segmented button:nth-child(2)").click()
+            wait(browser, lambda d: "window_24h_ms" in timings(d))
+    record_timing("switch_to_30_days_ms (load + draw 8,640 CGM + 43,200 HR, 3 runs)", switches)
+    found = re.search(r"Showing 30 d · (\d+) CGM readings, (\d+) heart-rate readings", text(browser, ".live-note"))
+    assert found, text(browser, ".live-note")
+    assert int(found.group(1)) > 8600 and int(found.group(2)) > 43000  # the stored 30 days (less the minutes since)
     shot(browser, "patient-30-days")
     css(browser, ".segmented button:nth-child(2)").click()
     wait(browser, lambda d: "window_24h_ms" in timings(d))
