@@ -202,7 +202,10 @@ def prepare_demo_fleet(store: Store, settings: Settings, bundles: list[dict[str,
     verify: bool | str = str(settings.tls_certfile) if scheme == "https" else True
     client = _http_client(f"{scheme}://{connect}:{port}", verify)
     stop = threading.Event()
-    runner = build_fleet(members, client, plan, seed=seed, workers=2, max_batch=2000, script=True, stop=stop)
+    # about one request per device per 5 wall seconds at any speed: the fleet shares the server's per-address
+    # rate limit (Settings.rate_limit_per_minute) with the browser on the same machine
+    runner = build_fleet(members, client, plan, seed=seed, workers=2, max_batch=2000, script=True, stop=stop,
+                         upload_every=max(1, round(speed / 60)))
     labels = {}
     for (pid, _a), bundle in zip(pairs, bundles, strict=False):
         patient = next(e["resource"] for e in bundle["entry"] if e["resource"]["resourceType"] == "Patient")
