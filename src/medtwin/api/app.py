@@ -4,9 +4,11 @@ from __future__ import annotations
 
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
+from datetime import UTC, datetime
 from typing import TYPE_CHECKING
 
 import anyio
+import numpy as np
 from fastapi import FastAPI
 
 from medtwin import __version__
@@ -14,6 +16,7 @@ from medtwin.api.limits import BodySizeLimit
 from medtwin.api.problems import install_problem_handlers
 from medtwin.api.routers import alerts as alerts_router
 from medtwin.api.routers import dashboard, drugs, glucose, patients, record, samples, security_admin, system
+from medtwin.api.routers import live as live_router
 from medtwin.api.routers import reports as reports_router
 from medtwin.api.security_middleware import install_security
 from medtwin.config import Settings
@@ -21,6 +24,7 @@ from medtwin.security.crypto import AesGcmCodec, KeyRing, load_keyring
 from medtwin.store.database import Store
 from medtwin.stream.pipeline import IngestPipeline
 from medtwin.stream.ratelimit import TokenBucketLimiter
+from medtwin.twin.live import LiveGlucoseService
 from medtwin.web import mount_web
 
 if TYPE_CHECKING:
@@ -63,6 +67,7 @@ def create_app(settings: Settings | None = None, *, store: Store | None = None,
         mqtt = _start_mqtt(app, settings)  # after the ingest listeners are in place
         yield
         await _stop_mqtt(mqtt)  # before them: its last batch still reaches the listeners
+        await anyio.to_thread.run_sync(app.state.live_glucose.close)  # its last forecasts reach the alerts
         alerts_router.shutdown(app)
         if own_store:
             store.dispose()
@@ -79,6 +84,14 @@ def create_app(settings: Settings | None = None, *, store: Store | None = None,
     app.state.settings = settings
     app.state.store = store
     app.state.ingest = IngestPipeline(store, rate_limiter=TokenBucketLimiter(settings.device_samples_per_minute))
+
+    def live_clock() -> datetime:
+        security = getattr(app.state, "security", None)
+        clock = getattr(security, "clock", None)
+        return clock() if callable(clock) else datetime.now(UTC)
+
+    app.state.live_glucose = LiveGlucoseService(store, clock=live_clock, rng=np.random.default_rng())
+    app.state.ingest.add_listener(app.state.live_glucose.on_samples)
     install_problem_handlers(app)
     mount_web(app)
     app.include_router(system.router, prefix=API_PREFIX)
@@ -90,6 +103,7 @@ def create_app(settings: Settings | None = None, *, store: Store | None = None,
     app.include_router(dashboard.router, prefix=API_PREFIX)
     app.include_router(samples.router, prefix=API_PREFIX)
     app.include_router(reports_router.router, prefix=API_PREFIX)
+    app.include_router(live_router.router, prefix=API_PREFIX)
     app.add_middleware(BodySizeLimit, max_bytes=settings.max_upload_bytes)
     install_security(app, settings, store, keyring)
     app.include_router(alerts_router.router, prefix=API_PREFIX)

@@ -223,9 +223,7 @@ class LiveGlucoseService:
         self.batches = 0
         self.last_batch_seconds = 0.0
         self._thread: threading.Thread | None = None
-        if start_worker:
-            self._thread = threading.Thread(target=self._run, name="live-glucose", daemon=True)
-            self._thread.start()
+        self._start_worker = start_worker  # the worker thread starts with the first queued sample
 
     # --- public API -------------------------------------------------------------------------------------
 
@@ -237,6 +235,9 @@ class LiveGlucoseService:
         with self._queue_lock:
             for sample in wanted:
                 self._queue.setdefault(sample.patient_id, []).append(sample)
+            if self._start_worker and self._thread is None and not self._closing:
+                self._thread = threading.Thread(target=self._run, name="live-glucose", daemon=True)
+                self._thread.start()
         self._wake.set()
 
     def add_forecast_listener(self, fn: ForecastListener) -> None:
@@ -263,7 +264,8 @@ class LiveGlucoseService:
 
     def close(self, timeout_s: float = 30.0) -> None:
         """Stop the worker after it has processed what is queued."""
-        self._closing = True
+        with self._queue_lock:
+            self._closing = True
         self._wake.set()
         if self._thread is not None:
             self._thread.join(timeout_s)
