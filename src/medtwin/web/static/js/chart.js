@@ -44,6 +44,13 @@ export function formatTime(t) {
   return `${d.getDate()} ${MONTHS[d.getMonth()]} ${pad2(d.getHours())}:${pad2(d.getMinutes())}`;
 }
 
+const charts = new Set();
+
+/** Stop charts whose element has left the page (their resize observers would keep them alive). */
+export function sweepCharts() {
+  for (const chart of charts) if (!chart.host.isConnected) chart.destroy();
+}
+
 export class Chart {
   /**
    * @param host element to fill (canvas + readout + legend)
@@ -77,11 +84,12 @@ export class Chart {
     this.canvas.addEventListener("blur", () => this.setCursor(null));
     this.resizer = new ResizeObserver(() => this.update());
     this.resizer.observe(host);
+    charts.add(this);
     this.pending = false;
     this.drawCount = 0;
   }
 
-  destroy() { this.resizer.disconnect(); this.host.replaceChildren(); }
+  destroy() { this.resizer.disconnect(); this.host.replaceChildren(); charts.delete(this); }
 
   /** series: [{id, label, type: "line"|"points"|"band", x: [], y: [], y2: [] (band top), color, fill, width,
    *  dash, gap (x distance that breaks a line), primary, legend (default true), describe(i) -> text}] */

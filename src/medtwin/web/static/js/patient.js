@@ -4,6 +4,7 @@
 import { call, download, errorText } from "./api.js";
 import { $, el, clear, day } from "./dom.js";
 import { mountLive } from "./live.js";
+import { sweepCharts } from "./chart.js";
 
 export const TABS = [
   ["live", "Live"], ["record", "Record"], ["cgm", "CGM report"], ["whatif", "What-if"], ["history", "History"],
@@ -22,6 +23,7 @@ export function hidePatient() {
   for (const handle of Object.values(page.mounted)) if (handle && handle.destroy) handle.destroy();
   page = null;
   $("patient-view").replaceChildren();
+  sweepCharts();
 }
 
 function header(ctx) {
