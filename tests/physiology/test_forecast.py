@@ -3,6 +3,11 @@ the held-out acceptance: the 30-min RMSE at least 25 % below persistence and lin
 
 from __future__ import annotations
 
+import re
+import runpy
+import sys
+from pathlib import Path
+
 import numpy as np
 import pytest
 from scipy.stats import norm
@@ -98,3 +103,17 @@ def test_held_out_30_min_forecast_beats_both_baselines_by_25_percent() -> None:
     assert 0.88 <= scores.coverage95[30] <= 0.995
     assert scores.rmse_true["twin"][60] < scores.rmse_true["persistence"][60]
     assert scores.n_forecasts == 5 * len(range(288, 577 - 12, 2))  # every other reading of day 2, 60 min ahead
+
+
+@pytest.mark.slow
+def test_live_forecast_example_runs_and_draws(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    script = Path(__file__).resolve().parents[2] / "examples" / "glucose_live_forecast.py"
+    sys.argv = [str(script), "--out", str(tmp_path)]
+    runpy.run_path(str(script), run_name="__main__")
+    out = capsys.readouterr().out
+    assert "289 CGM readings" in out and "live twin after 288 readings" in out
+    rows = [line for line in out.splitlines() if line[:2].isdigit() and ":" in line[:5]]
+    assert len(rows) == 23  # a forecast after each hourly upload with an hour of data after it
+    twin, naive = (float(x) for x in re.findall(r"RMSE ([\d.]+) mg/dL \(the last reading as forecast: ([\d.]+)", out)[0])
+    assert twin < naive
+    assert (tmp_path / "live_glucose_forecast.png").read_bytes()[:4] == b"\x89PNG"
