@@ -194,7 +194,7 @@ def test_demo_command_streams_while_it_serves_and_stops_its_fleet_after(tmp_path
     result = runner.invoke(app, ["demo", "--patients", "2", "--port", str(port), "--speed", "3600"],
                            env={"MEDTWIN_DATA_DIR": str(data), "COLUMNS": "200"})
     assert result.exit_code == 0, result.output
-    assert "simulated devices (3600x" in result.output and "missed meal after its bolus" in result.output
+    assert "simulated devices (3600x" in result.output and "skips a meal after its bolus" in result.output
     assert seen["glucose"] > 288
     assert not any(t.name == "medtwin-fleet" and t.is_alive() for t in threading.enumerate())
     no_fleet = runner.invoke(app, ["demo", "--patients", "2", "--no-fleet", "--no-serve"],

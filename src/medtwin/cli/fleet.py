@@ -225,10 +225,14 @@ def describe_demo_fleet(fleet: FleetThread) -> None:
         table.add_column(column)
     for i, member in enumerate(sim.members):
         note = ""
+        wall = 60.0 / fleet.plan.speed  # wall seconds per simulated minute
         if script is not None and i == script.hypo_member:
-            note = f"missed meal after its bolus (+{script.hypo_after_min} min): hypoglycaemia alert"
+            note = (f"skips a meal after its bolus at +{script.hypo_after_min * wall:.0f} s: "
+                    f"hypo alerts ~{(script.hypo_after_min + 60) * wall / 60:.0f}-"
+                    f"{(script.hypo_after_min + 100) * wall / 60:.0f} min in")
         if script is not None and i == script.deterioration_member:
-            note = f"deterioration from +{script.deterioration_after_min} min: NEWS2 alert"
+            note = (f"deteriorates from +{script.deterioration_after_min * wall / 60:.0f} min: NEWS2 alert "
+                    f"~{(script.deterioration_after_min + script.ramp_min / 2) * wall / 60:.1f} min in")
         label = fleet.labels.get(member.patient_id) or member.patient_id[:8]
         table.add_row(label, member.archetype, ", ".join(member.keys), note)
     console.print(table)
