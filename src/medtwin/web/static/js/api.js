@@ -58,7 +58,10 @@ export function refresh() {
     const token = session.refresh;
     refreshing = tokenRequest({ grant_type: "refresh_token", refresh_token: token })
       .then((body) => { store(body); emit("refreshed"); })
-      .catch((error) => { if (session && session.refresh === token) clear("expired"); throw error; })
+      .catch((error) => {  // a refused refresh token ends the session; a network error does not
+        if (error instanceof ApiError && error.status === 400 && session && session.refresh === token) clear("expired");
+        throw error;
+      })
       .finally(() => { refreshing = null; });
   }
   return refreshing;
