@@ -42,7 +42,32 @@ function samplesOf(data) {
   return [];
 }
 
-export function mountLive(panel, tiles, ctx, openedAt) {
+function seriesRequests(base, startMs, width) {
+  const start = new Date(startMs).toISOString();
+  const maxPoints = Math.max(1000, Math.round(Math.max(600, width) * 2));  // two points per pixel column
+  return Promise.all(Object.keys(STREAMS).map((metric) =>
+    call(`${base}/samples`, { query: { metric, start, max_points: maxPoints } })
+      .then((s) => [metric, s]).catch((error) => [metric, error])));
+}
+
+function latestRequests(id) {
+  const base = `/patients/${encodeURIComponent(id)}`;
+  return Promise.all([
+    maybe(`${base}/samples/latest`).catch(() => null),
+    call("/dashboard/patients", { query: { q: id, limit: 1 } }).catch(() => null),
+    maybe(`${base}/forecast`).catch(() => null),
+    maybe(`${base}/news2`).catch(() => null),
+    maybe(`${base}/twin/live`).catch(() => null),
+  ]);
+}
+
+/** Start the live tab's requests while the page is still asking for the summary (one round trip less). */
+export function prefetchLive(id) {
+  return { series: seriesRequests(`/patients/${encodeURIComponent(id)}`, Date.now() - DAY, window.innerWidth * 0.66),
+           latest: latestRequests(id) };
+}
+
+export function mountLive(panel, tiles, ctx, openedAt, prefetched) {
   const id = ctx.id;
   const base = `/patients/${encodeURIComponent(id)}`;
   let windowMs = DAY;
@@ -216,14 +241,10 @@ export function mountLive(panel, tiles, ctx, openedAt) {
   }
 
   // --- loading ------------------------------------------------------------------------------------------
-  async function loadSeries() {
+  async function loadSeries(requested) {
     const [x0] = range();
-    const start = new Date(Math.min(x0, Date.now() - windowMs)).toISOString();
-    const width = Math.max(600, host(figs.glucose).clientWidth || 900);
-    const maxPoints = Math.max(1000, Math.round(width * 2));
-    const results = await Promise.all(Object.keys(STREAMS).map((metric) =>
-      call(`${base}/samples`, { query: { metric, start, max_points: maxPoints } })
-        .then((s) => [metric, s]).catch((error) => [metric, error])));
+    const results = await (requested || seriesRequests(base, Math.min(x0, Date.now() - windowMs),
+                                                        host(figs.glucose).clientWidth || 900));
     for (const [metric, s] of results) {
       if (s instanceof Error) { status.textContent = `Could not load ${metric}: ${errorText(s)}`; continue; }
       state[metric].x = parseTimes(s.times);
@@ -236,14 +257,8 @@ export function mountLive(panel, tiles, ctx, openedAt) {
     }
   }
 
-  async function loadLatest() {
-    const [lat, ov, fc, nw, tw] = await Promise.all([
-      maybe(`${base}/samples/latest`).catch(() => null),
-      call("/dashboard/patients", { query: { q: id, limit: 1 } }).catch(() => null),
-      maybe(`${base}/forecast`).catch(() => null),
-      maybe(`${base}/news2`).catch(() => null),
-      maybe(`${base}/twin/live`).catch(() => null),
-    ]);
+  async function loadLatest(requested) {
+    const [lat, ov, fc, nw, tw] = await (requested || latestRequests(id));
     twin = tw;
     if (lat) latest = lat.latest || {};
     if (ov && ov.items && ov.items[0] && ov.items[0].id === id) overview = ov.items[0];
@@ -327,7 +342,7 @@ export function mountLive(panel, tiles, ctx, openedAt) {
 
   (async () => {
     try {
-      await Promise.all([loadSeries(), loadLatest()]);
+      await Promise.all([loadSeries(prefetched && prefetched.series), loadLatest(prefetched && prefetched.latest)]);
       if (destroyed) return;
       renderTiles();
       drawAll();

@@ -3,7 +3,7 @@
 // Each tab is built the first time it is opened and torn down when the page is left.
 import { call, download, errorText } from "./api.js";
 import { $, el, clear, day } from "./dom.js";
-import { mountLive } from "./live.js";
+import { mountLive, prefetchLive } from "./live.js";
 import { sweepCharts } from "./chart.js";
 
 export const TABS = [
@@ -128,6 +128,7 @@ export async function showPatient(id, tab) {
   clear(view, el("p", { class: "muted" }, "Loading…"));
   page = { id, mounted: {}, tab, started };
   let summary;
+  const prefetched = tab === "live" ? prefetchLive(id) : null;
   try {
     summary = await call(`/patients/${encodeURIComponent(id)}`);
   } catch (error) {
@@ -144,6 +145,6 @@ export async function showPatient(id, tab) {
   }));
   clear(view, el("nav", { class: "crumbs" }, el("a", { href: "#/" }, "← All patients")),
         header(ctx), tiles, tabBar(id, tab), panels);
-  page.mounted.live = mountLive($("panel-live"), tiles, ctx, started);
+  page.mounted.live = mountLive($("panel-live"), tiles, ctx, started, prefetched);
   await select(tab);
 }
