@@ -72,6 +72,7 @@ from medtwin.stream.pipeline import (
 log = logging.getLogger("medtwin.stream.mqtt")
 
 _TOPIC_FORBIDDEN = ("/", "+", "#", "\x00")
+SLOW_COMMIT_S = 0.1  # a batch transaction longer than this is logged as a warning
 _MAX_KEY = 255  # samples.idempotency_key: longer keys are shortened by the pipeline's idempotency_key()
 
 
@@ -423,6 +424,8 @@ class IngestStats:
     duplicates: int = 0
     quarantined_samples: int = 0
     quarantined_messages: dict[str, int] = field(default_factory=dict)  # reason -> messages
+    slowest_commit_s: float = 0.0  # longest batch transaction (mostly waiting for another writer's lock)
+    slow_commits: int = 0  # batch transactions over SLOW_COMMIT_S
 
 
 class MqttIngest:
@@ -513,6 +516,7 @@ class MqttIngest:
                 slow.append((patient_id, device, group))
             else:
                 fast.append(prepared)
+        started = time.perf_counter()
         with self.store.begin() as connection:
             self._batch_store.connection = connection
             try:
@@ -526,6 +530,9 @@ class MqttIngest:
                     self._store_group(patient_id, device, group, stored)
             finally:
                 self._batch_store.connection = None
+        took = time.perf_counter() - started
+        if took > SLOW_COMMIT_S:
+            log.warning("storing %d MQTT messages took %.0f ms (the database was busy?)", len(messages), took * 1000)
         for good, _, repeated in fast:
             new = [s for s in good if s.idempotency_key in inserted]
             new.sort(key=_by_time)
@@ -535,6 +542,8 @@ class MqttIngest:
             stored.append(new)
         with self._lock:
             self.stats.messages += len(messages)
+            self.stats.slowest_commit_s = max(self.stats.slowest_commit_s, took)
+            self.stats.slow_commits += took > SLOW_COMMIT_S
         for samples in stored:  # committed: what each pipeline call would have told its listeners
             if samples:
                 self.pipeline._notify(samples)
