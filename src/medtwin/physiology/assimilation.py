@@ -129,7 +129,7 @@ class FilterSettings:
     min_log_multiplier: float = math.log(0.2)
     max_log_multiplier: float = math.log(5.0)
     carb_error_sd_log: float = 0.15
-    forecast_noise_mg_dl_per_sqrt_min: float = 2.0  # unmodelled spread added to prediction intervals
+    forecast_noise_mg_dl_per_min: float = 0.18  # unmodelled SD added to prediction intervals, x horizon
     max_gap_min: float = 720.0
     late_input_min: float = 60.0
     eating_rate_g_per_min: float = EATING_RATE_G_PER_MIN

@@ -5,10 +5,10 @@ knows (meals being eaten or announced ahead, boluses given, the basal rate and a
 future meal is assumed. The **mean** is the expected CGM reading (interstitial glucose plus the decaying
 sensor error the filter has estimated); ``glucose_mean_mg_dl`` is the expected interstitial glucose alone.
 **Prediction intervals** are for the future CGM reading: each member contributes a normal component with
-the sensor error's conditional variance at that horizon (the error is an OU process), the white reading
-noise, and an unmodelled spread growing with the horizon (``forecast_noise_mg_dl_per_sqrt_min``, tuned on
-the training patients for coverage); the interval ends are quantiles of that equal-weight mixture, found by
-bisection (deterministic, no sampling).
+the sensor error's conditional variance at that horizon (the error is an OU process) and an unmodelled SD
+growing in proportion to the horizon (``forecast_noise_mg_dl_per_min``: a trend error, tuned on the training
+patients for coverage); the interval ends are quantiles of that equal-weight mixture, found by bisection
+(deterministic, no sampling).
 
 Baselines, from the readings alone: persistence (the last reading) and linear extrapolation of the
 least-squares line through the readings of the last ``window_min`` minutes.
@@ -109,8 +109,8 @@ def forecast(filters: Sequence[GlucoseFilter], settings: FilterSettings,
     decay = np.exp(-h / settings.sensor_tau_min)  # (H,)
     mu = settings.sensor_mean_mg_dl
     reading = glucose + mu + decay[None, :, None] * (error[:, None, :] - mu)
-    variance = (settings.sensor_sd_mg_dl**2 * (1 - decay**2) + settings.white_sd_mg_dl**2
-                + settings.forecast_noise_mg_dl_per_sqrt_min**2 * h)
+    variance = (settings.sensor_sd_mg_dl**2 * (1 - decay**2)
+                + (settings.forecast_noise_mg_dl_per_min * h) ** 2)
     sds = np.broadcast_to(np.sqrt(variance)[None, :, None], reading.shape)
     q = mixture_quantiles(reading, sds, (0.025, 0.1, 0.9, 0.975))
     now = np.stack([f.states[:, _GS] / f.reference[_VG] for f in filters]).mean(axis=1)
