@@ -271,6 +271,37 @@ def test_alert_arrives_and_is_acknowledged(world: World, browser: WebDriver) -> 
     assert api(world).get(f"/alerts/{alert.id}").json()["status"] == "resolved"
 
 
+
+def test_alert_worklist_across_patients(world: World, browser: WebDriver) -> None:
+    from medtwin.alerts.engine import publish_alert
+
+    browser.get(world.base_url + "/#/alerts")
+    wait(browser, lambda d: "most urgent first" in text(d, "#alerts-view"), message="the worklist")
+    client = api(world)
+    open_before = client.get("/alerts", params={"status": "open", "limit": 1}).json()["total"]
+    with world.store.begin() as connection:
+        alert, how = AlertRepository(connection, world.store.codec, lambda: datetime.now(UTC)).open(AlertCandidate(
+            patient_id=world.patients[2], rule="news2", severity="critical", dedupe_key=f"{world.patients[2]}:news2",
+            time=datetime.now(UTC), message="NEWS2 8: high clinical risk", score=8.0))
+    publish_alert(world.server.config.app.state.hub, how, alert)
+    item = f"#worklist li[data-id='{alert.id}']"
+    wait(browser, lambda d: d.find_elements(By.CSS_SELECTOR, item), timeout=15, message="the alert in the worklist")
+    name = client.get(f"/patients/{world.patients[2]}").json()["summary"]["name"]
+    assert name in text(browser, item) and text(browser, "#worklist li .badge") == "critical"  # most severe first
+    wait(browser, lambda d: text(d, "#alert-count") == str(open_before + 1), message="the header count")
+    wait(browser, lambda d: f"critical alert for {name}" in d.execute_script(
+        "return document.getElementById('announcer').textContent"), message="the announcement with the patient's name")
+    axe(browser, "alerts")
+    shot(browser, "alerts")
+    css(browser, f"{item} button[aria-label^='Acknowledge']").click()
+    wait(browser, lambda d: text(d, "#alert-count") == str(open_before) or (open_before == 0 and not css(
+        d, "#alert-count").is_displayed()), message="the count after acknowledging")
+    assert client.get(f"/alerts/{alert.id}").json()["status"] == "acknowledged"
+    css(browser, f"{item} .alert-patient a").click()
+    wait(browser, lambda d: d.execute_script(
+        "const p = document.getElementById('panel-live'); return p && p.dataset.ready === 'true'"))
+    assert text(browser, "#patient-title") == name
+
 def test_record_cgm_report_and_history_tabs(world: World, browser: WebDriver) -> None:
     open_patient(browser, world, world.heavy, "record")
     wait(browser, lambda d: "observations on file" in text(d, "#panel-record"), message="the record tab")

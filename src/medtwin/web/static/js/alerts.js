@@ -1,5 +1,5 @@
 // The alerts panel of a patient: unresolved alerts first (most severe first, as the API orders them),
-// acknowledge / resolve buttons, and a live announcement when a new alert arrives on the event stream.
+// acknowledge / resolve buttons (new alerts are announced by worklist.js, on every screen).
 import { call, errorText } from "./api.js";
 import { announce, ago, clear, el, severityBadge, throttle } from "./dom.js";
 import { subscribe } from "./events.js";
@@ -10,18 +10,55 @@ const RULES = {
   "hr-deviation": "Heart rate deviation",
 };
 
-function listOf(data) {
+export function listOf(data) {
   if (Array.isArray(data)) return data;
   if (data && Array.isArray(data.items)) return data.items;
   if (data && Array.isArray(data.alerts)) return data.alerts;
   return [];
 }
 
+/** POST acknowledge|resolve, announce it, then reload; errors go to ``note``. */
+export async function transition(alert, action, button, note, reload) {
+  button.disabled = true;
+  try {
+    await call(`/alerts/${encodeURIComponent(alert.id)}/${action}`, { method: "POST" });
+    const done = action === "acknowledge" ? "acknowledged" : "resolved";
+    announce(`Alert ${done}: ${alert.message}`, { toast: false });
+    note.textContent = `${done[0].toUpperCase()}${done.slice(1)}: ${alert.message}`;
+    await reload();
+  } catch (error) {
+    note.textContent = errorText(error);
+    button.disabled = false;
+  }
+}
+
+/** One alert as a list item with its actions; ``patient`` (optional) is a link to the patient's page. */
+export function alertItem(a, act, patient = null) {
+  const actions = el("div", { class: "alert-actions" });
+  if (a.status === "open") {
+    actions.append(el("button", { type: "button", class: "secondary small", "aria-label": `Acknowledge: ${a.message}`,
+      on: { click: (e) => act(a, "acknowledge", e.currentTarget) } }, "Acknowledge"));
+  }
+  if (a.status !== "resolved") {
+    actions.append(el("button", { type: "button", class: "secondary small", "aria-label": `Resolve: ${a.message}`,
+      on: { click: (e) => act(a, "resolve", e.currentTarget) } }, "Resolve"));
+  }
+  const who = a.status === "acknowledged" ? ` · acknowledged by ${a.acknowledged_by || "?"} ${ago(a.acknowledged_at)}`
+    : a.status === "resolved" ? ` · resolved by ${a.resolved_by || "?"} ${ago(a.resolved_at)}` : "";
+  return el("li", { class: `alert-item status-${a.status} sev-border-${a.severity}`, dataset: { id: a.id, status: a.status } },
+    el("div", { class: "alert-top" }, severityBadge(a.severity), " ",
+       el("strong", RULES[a.rule] || a.rule), el("span", { class: "alert-status" }, a.status)),
+    patient ? el("p", { class: "alert-patient" }, el("a", { href: `#/patients/${encodeURIComponent(a.patient_id)}` }, patient)) : null,
+    el("p", { class: "alert-msg" }, a.message),
+    el("p", { class: "sub" }, `since ${ago(a.opened_at)}`, a.occurrences > 1 ? ` · ${a.occurrences}×` : "",
+       ` · last ${ago(a.last_seen_at)}`, who),
+    actions);
+}
+
 export function mountAlerts(box, ctx) {
   const id = ctx.id;
   let showAll = false;
   let destroyed = false;
-  let known = null;  // ids seen, to announce only new alerts
   const list = el("ul", { class: "alert-list", id: "alert-list" });
   const note = el("p", { class: "muted", role: "status" });
   const toggle = el("button", { type: "button", class: "link", "aria-pressed": "false", on: { click: () => {
@@ -32,39 +69,8 @@ export function mountAlerts(box, ctx) {
   } } }, "Show resolved too");
   clear(box, el("div", { class: "alerts-head" }, el("h2", { id: "alerts-title" }, "Alerts"), toggle), note, list);
 
-  async function act(alert, action, button) {
-    button.disabled = true;
-    try {
-      await call(`/alerts/${encodeURIComponent(alert.id)}/${action}`, { method: "POST" });
-      announce(`Alert ${action === "acknowledge" ? "acknowledged" : "resolved"}: ${alert.message}`, { toast: false });
-      note.textContent = `${action === "acknowledge" ? "Acknowledged" : "Resolved"}: ${alert.message}`;
-      await load();
-    } catch (error) {
-      note.textContent = errorText(error);
-      button.disabled = false;
-    }
-  }
-
-  function item(a) {
-    const actions = el("div", { class: "alert-actions" });
-    if (a.status === "open") {
-      actions.append(el("button", { type: "button", class: "secondary small", "aria-label": `Acknowledge: ${a.message}`,
-        on: { click: (e) => act(a, "acknowledge", e.currentTarget) } }, "Acknowledge"));
-    }
-    if (a.status !== "resolved") {
-      actions.append(el("button", { type: "button", class: "secondary small", "aria-label": `Resolve: ${a.message}`,
-        on: { click: (e) => act(a, "resolve", e.currentTarget) } }, "Resolve"));
-    }
-    const who = a.status === "acknowledged" ? ` · acknowledged by ${a.acknowledged_by || "?"} ${ago(a.acknowledged_at)}`
-      : a.status === "resolved" ? ` · resolved by ${a.resolved_by || "?"} ${ago(a.resolved_at)}` : "";
-    return el("li", { class: `alert-item status-${a.status} sev-border-${a.severity}`, dataset: { id: a.id, status: a.status } },
-      el("div", { class: "alert-top" }, severityBadge(a.severity), " ",
-         el("strong", RULES[a.rule] || a.rule), el("span", { class: "alert-status" }, a.status)),
-      el("p", { class: "alert-msg" }, a.message),
-      el("p", { class: "sub" }, `since ${ago(a.opened_at)}`, a.occurrences > 1 ? ` · ${a.occurrences}×` : "",
-         ` · last ${ago(a.last_seen_at)}`, who),
-      actions);
-  }
+  const act = (alert, action, button) => transition(alert, action, button, note, load);
+  const item = (a) => alertItem(a, act);
 
   async function load() {
     try {
@@ -73,10 +79,6 @@ export function mountAlerts(box, ctx) {
       if (destroyed) return;
       let alerts = listOf(data);
       if (!showAll) alerts = alerts.filter((a) => a.status !== "resolved");
-      const fresh = known ? alerts.filter((a) => !known.has(a.id) && a.status === "open") : [];
-      known = new Set([...(known || []), ...alerts.map((a) => a.id)]);
-      for (const a of fresh) announce(`New ${a.severity} alert for ${ctx.summary.summary.name || "this patient"}: ${a.message}`,
-                                      { severity: a.severity });
       clear(list, alerts.map(item));
       if (!alerts.length) list.append(el("li", { class: "muted" }, showAll ? "No alerts." : "No unresolved alerts."));
     } catch (error) {

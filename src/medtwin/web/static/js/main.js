@@ -5,13 +5,19 @@ import { $ } from "./dom.js";
 import * as events from "./events.js";
 import { showPatients, hidePatients } from "./patients.js";
 import { showPatient, hidePatient } from "./patient.js";
+import { hideWorklist, showWorklist, watchAlerts } from "./worklist.js";
 
-const VIEWS = ["login-view", "list-view", "patient-view"];
+const VIEWS = ["login-view", "list-view", "patient-view", "alerts-view"];
+let stopWatch = null;
 let current = null;
 
 function show(view) {
   for (const id of VIEWS) $(id).hidden = id !== view;
   $("logout").hidden = view === "login-view";
+  $("main-nav").hidden = view === "login-view";
+  for (const [link, views] of [["nav-patients", ["list-view", "patient-view"]], ["nav-alerts", ["alerts-view"]]]) {
+    if (views.includes(view)) $(link).setAttribute("aria-current", "page"); else $(link).removeAttribute("aria-current");
+  }
 }
 
 async function who() {
@@ -27,23 +33,30 @@ async function who() {
 
 export async function route() {
   if (!signedIn()) {
-    hidePatients(); hidePatient(); events.stop();
+    hidePatients(); hidePatient(); hideWorklist(); events.stop();
+    if (stopWatch) { stopWatch(); stopWatch = null; }
     show("login-view");
     document.title = "Sign in · medtwin";
     $("username").focus();
     return;
   }
   events.start();
+  if (!stopWatch) stopWatch = watchAlerts();
   const match = location.hash.match(/^#\/patients\/([^/]+)(?:\/([a-z-]+))?/);
-  if (match) {
-    hidePatients();
+  if (location.hash.startsWith("#/alerts")) {
+    hidePatients(); hidePatient();
+    show("alerts-view");
+    document.title = "Alerts · medtwin";
+    await showWorklist();
+  } else if (match) {
+    hidePatients(); hideWorklist();
     show("patient-view");
     const id = decodeURIComponent(match[1]);
     const tab = match[2] || "live";
     current = `${id}`;
     await showPatient(id, tab);
   } else {
-    hidePatient();
+    hidePatient(); hideWorklist();
     current = null;
     show("list-view");
     document.title = "Patients · medtwin";

@@ -4,6 +4,7 @@
 import { call, errorText } from "./api.js";
 import { $, ago, debounce, el, news2Badge, num, severityBadge, throttle, trendNode } from "./dom.js";
 import { subscribe } from "./events.js";
+import { rememberNames } from "./worklist.js";
 
 const SEVERITIES = ["critical", "high", "medium", "low"];
 const NEWS2_RANK = { high: 4, medium: 3, "low-medium": 2, low: 1 };
@@ -90,6 +91,7 @@ export async function loadPatients() {
     try {
       const page = await call("/dashboard/patients", { query: { q, limit: 500 } });
       items = page.items;
+      rememberNames(items);
       $("list-error").textContent = "";
       $("list-count").textContent = `${page.total} patient${page.total === 1 ? "" : "s"}${q ? ` matching “${q}”` : ""} · updated ${new Date(page.generated_at).toLocaleTimeString()}`;
       render();
