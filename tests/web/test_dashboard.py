@@ -70,7 +70,10 @@ def shot(driver: WebDriver, name: str) -> None:
 
 
 def axe(driver: WebDriver, name: str) -> list[dict[str, Any]]:
-    """Run axe-core on the page; fail on critical violations; keep the report in test-artifacts/."""
+    """Run axe-core on the page; fail on critical violations; keep the report in test-artifacts/. Also fail on
+    anything the Content Security Policy refused since the last check (an inline script or style)."""
+    refused = [e["message"] for e in driver.get_log("browser") if "Content Security Policy" in e["message"]]
+    assert not refused, f"CSP violations on {name}: {refused}"
     driver.execute_script(AXE.read_text(encoding="utf-8"))
     result = driver.execute_async_script(
         "const done = arguments[arguments.length - 1];"
