@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import argparse
 import http.client
+import logging
 import multiprocessing
 import os
 import pwd
@@ -542,6 +543,7 @@ def main() -> None:
     parser.add_argument("--smoke", action="store_true", help="small sizes (seconds, for the test)")
     args = parser.parse_args()
     sizes = SMOKE if args.smoke else Sizes()
+    logging.getLogger("medtwin").setLevel(logging.ERROR)  # the in-process subscriber's notes would interleave
     print(f"machine: {machine()}; load average {os.getloadavg()[0]:.1f} (other processes share these cores)")
     started = time.perf_counter()
     with tempfile.TemporaryDirectory(prefix="medtwin-bench-") as tmp:
