@@ -147,3 +147,22 @@ def test_a_reconnecting_subscriber_gets_the_retained_events_after_its_last_id() 
         assert (await resumed.get(0.5)).data == {"i": 8}  # type: ignore[union-attr]  # then live
 
     asyncio.run(main())
+
+
+def test_samples_nobody_watches_are_not_built_but_a_reconnecting_reader_learns_of_the_gap() -> None:
+    async def main() -> None:
+        hub = EventHub(start_id=0)
+        watcher = hub.subscribe(can_see=lambda p: True, patients=["watched"])
+        assert hub.has_audience("watched") and not hub.has_audience("quiet")
+        samples = [Sample(p, "heart_rate", T0, 70.0, "/min", 70.0, "/min", "hr", "http", p)
+                   for p in ("quiet", "watched")]
+        samples_publisher(hub)(samples)
+        assert hub.published == 1  # only the watched patient's event was built
+        got = await watcher.get(0.5)
+        assert got is not None and got.patient_id == "watched" and got.id == 2  # id 1 went to the skipped one
+        late = hub.subscribe(can_see=lambda p: True, after_id=0)
+        assert late.take_gap() == 1  # it may have missed the quiet patient's samples: re-read
+        current = hub.subscribe(can_see=lambda p: True, after_id=got.id)
+        assert current.take_gap() == 0
+
+    asyncio.run(main())

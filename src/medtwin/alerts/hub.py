@@ -214,6 +214,17 @@ class EventHub:
                 by_patient.setdefault(patient, []).append(sub)
         self._wide, self._by_patient = wide, {p: tuple(subs) for p, subs in by_patient.items()}
 
+    def has_audience(self, patient_id: str) -> bool:
+        """Whether any current subscription could receive an event about ``patient_id``."""
+        return bool(self._wide or self._by_patient.get(patient_id))
+
+    def skip(self, type: str) -> None:
+        """Account for an event not worth building (nobody listening): it takes an id and counts as evicted,
+        so a reader reconnecting with an older Last-Event-ID is told it may have missed something."""
+        with self._publish_lock:
+            self._next_id += 1
+            self._evicted["alert" if type == "alert" else "other"] = self._next_id
+
     def publish(self, type: str, patient_id: str, data: dict[str, Any]) -> Event:
         """Publish an event (any thread). Returns it (with its id)."""
         with self._publish_lock:  # ids and buffer order agree: every subscriber sees increasing ids
@@ -252,14 +263,19 @@ def sample_json(sample: Sample) -> dict[str, Any]:
 
 
 def samples_publisher(hub: EventHub) -> Callable[[list[Sample]], None]:
-    """A pipeline listener publishing one ``samples`` event per patient per stored batch."""
+    """A pipeline listener publishing one ``samples`` event per patient per stored batch. Runs inline on the
+    ingest thread, so a patient nobody is watching costs one dictionary lookup (the samples stay readable
+    through the API; a reconnecting reader is told it may have missed some and re-reads)."""
 
     def publish_samples(samples: list[Sample]) -> None:
-        by_patient: dict[str, list[dict[str, Any]]] = {}
+        by_patient: dict[str, list[Sample]] = {}
         for sample in samples:
-            by_patient.setdefault(sample.patient_id, []).append(sample_json(sample))
+            by_patient.setdefault(sample.patient_id, []).append(sample)
         for patient_id, items in by_patient.items():
-            hub.publish("samples", patient_id, {"samples": items})
+            if hub.has_audience(patient_id):
+                hub.publish("samples", patient_id, {"samples": [sample_json(s) for s in items]})
+            else:
+                hub.skip("samples")
 
     return publish_samples
 
