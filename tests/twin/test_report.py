@@ -6,7 +6,6 @@ self-contained and escaped, optional sections degrade to "none"."""
 from __future__ import annotations
 
 import re
-import time
 import uuid
 import zlib
 from collections.abc import Iterator
@@ -305,17 +304,13 @@ def test_pdf_is_one_valid_page_and_html_is_self_contained(
         patient: tuple[Store, str, np.ndarray, np.ndarray]) -> None:
     store, patient_id, _t, _g = patient
     add_vitals(store, patient_id)
-    R.render_pdf(R.build_report(store, patient_id, now=NOW))  # type: ignore[arg-type]  # warm: imports, fonts
-    started = time.process_time()  # CPU time of this process: other work on a shared machine does not count
     report = R.build_report(store, patient_id, now=NOW)
     assert report is not None and report.cgm.metrics is not None
-    pdf = R.render_pdf(report)
-    elapsed = time.process_time() - started
+    pdf = R.render_pdf(report)  # its speed is measured by benchmarks, not asserted here
     assert_valid_pdf(pdf)
     assert page_count(pdf) == 1
     assert re.search(rb"/MediaBox\s*\[\s*0 0 595\.\d+ 841\.\d+\s*\]", pdf)  # A4 in points
     assert report.identity.name and report.identity.name.encode() not in pdf  # not in the metadata either
-    assert elapsed < 2.0, elapsed  # ~0.4 s on an idle core
     document = R.render_html(report)
     for forbidden in ("<script", "<link", "<img", "<iframe", "src=", "href=", "url(", "@import", "http://",
                       "https://", "//cdn"):
