@@ -58,10 +58,10 @@ class LocalBroker:
     :meth:`restart` stops it with SIGTERM (mosquitto saves its state) and starts it again on the same port
     and data folder, as an operator restarting the service would."""
 
-    def __init__(self, config: str) -> None:
+    def __init__(self, config: str, port: int | None = None) -> None:
         require_mosquitto()
         self.dir = Path(tempfile.mkdtemp(prefix="medtwin-mqtt-test-"))
-        self.port = free_port()
+        self.port = port or free_port()
         self.conf = self.dir / "mosquitto.conf"
         self.conf.write_text(f"{config}\nlistener {self.port} 127.0.0.1\npersistence_location {self.dir}/\n"
                              f"log_dest file {self.dir}/mosquitto.log\n")

@@ -18,7 +18,15 @@ from medtwin.stream.mqtt import MqttIngest, MqttPublisher, MqttSubscriber, sampl
 from medtwin.stream.pipeline import IngestPipeline
 
 sys.path.insert(0, str(Path(__file__).parent))
-from mqtt_support import LocalBroker, add_device, add_patient, medtwin_config, sample_counts, wait_for  # noqa: E402
+from mqtt_support import (  # noqa: E402
+    LocalBroker,
+    add_device,
+    add_patient,
+    free_port,
+    medtwin_config,
+    sample_counts,
+    wait_for,
+)
 
 T0 = datetime(2026, 3, 1, 8, 0, tzinfo=UTC)
 STOCK = "allow_anonymous true\n"  # mosquitto's defaults: max_queued_messages 1000, no persistence
@@ -145,3 +153,26 @@ def test_broker_restart_mid_stream_loses_and_duplicates_nothing(sqlite_store: St
     assert 0 < stored_before < n and restarted_at < n, "the restart was not mid-stream"
     assert sample_counts(store) == (n, n)
     assert sub.stats.connects >= 2 and pub.connects >= 2
+
+
+def test_a_subscriber_started_before_the_broker_connects_when_it_comes_up(
+        sqlite_store: Store, patient_device: tuple[str, str]) -> None:
+    """`medtwin serve` must not need the broker at start (nor die when it is late): it keeps trying."""
+    patient, device = patient_device
+    port = free_port()
+    sub = MqttSubscriber(MqttIngest(IngestPipeline(sqlite_store)), broker_url=f"mqtt://127.0.0.1:{port}",
+                         client_id="medtwin-ingest")
+    sub.start()
+    broker = None
+    try:
+        assert not sub.wait_connected(1.5)
+        broker = LocalBroker(medtwin_config(), port=port)
+        assert sub.wait_connected(40), "the subscriber never connected to the late broker"
+        with MqttPublisher(broker.url) as pub:
+            pub.publish_raw(sample_topic("medtwin", patient, device, "heart_rate"), payload(1))
+            assert pub.wait_all(10)
+        assert wait_for(lambda: sample_counts(sqlite_store)[0] == 1, 10)
+    finally:
+        sub.stop()
+        if broker is not None:
+            broker.close()
