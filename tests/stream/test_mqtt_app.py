@@ -9,16 +9,25 @@ from pathlib import Path
 
 import pytest
 from fastapi.testclient import TestClient
+from sqlalchemy import select
 
 from medtwin.api.app import create_app
 from medtwin.config import Settings
 from medtwin.security.crypto import AesGcmCodec, KeyRing
 from medtwin.store.database import Store
+from medtwin.store.schema import samples
 from medtwin.stream.model import Sample
 from medtwin.stream.mqtt import MqttPublisher, drop_session
 
 sys.path.insert(0, str(Path(__file__).parent))
-from mqtt_support import add_device, add_patient, sample_counts, shared_broker_url, wait_for  # noqa: E402
+from mqtt_support import (  # noqa: E402
+    add_device,
+    add_device_key,
+    add_patient,
+    sample_counts,
+    shared_broker_url,
+    wait_for,
+)
 
 
 @pytest.fixture
@@ -68,3 +77,43 @@ def test_serve_without_mqtt_enabled_starts_no_subscriber(app_store: Store, keyri
     with TestClient(app):
         assert app.state.mqtt is None
     assert Settings().mqtt_enabled is False  # off unless asked for
+
+
+def test_a_sample_sent_over_http_and_mqtt_is_stored_once(app_store: Store, keyring: KeyRing, tmp_path: Path) -> None:
+    """The same device key over both entrances: same stored device (the key's name), same idempotency
+    keys, same canonical values, same rate bucket. MQTT stores most batches without a pipeline call per
+    device, so this pins it to what the pipeline does."""
+    broker = shared_broker_url()
+    prefix = f"app{uuid.uuid4().hex[:8]}"
+    add_patient(app_store, "both-p")
+    key_id, token = add_device_key(app_store, "both-p", keyring.index_key, "libre")
+    settings = Settings(data_dir=tmp_path, broker_url=broker, mqtt_enabled=True, mqtt_topic_prefix=prefix,
+                        mqtt_client_id=f"{prefix}-ingest", device_samples_per_minute=5)
+    by_id = {"time": "2026-03-01T09:00:00.5+01:00", "value": 7.2, "unit": "mmol/L", "id": "reading-17"}
+    by_time = {"time": "2026-03-01T08:05:00Z", "value": 130, "unit": "mg/dL"}
+    app = create_app(settings, store=app_store, keyring=keyring)
+    try:
+        with TestClient(app) as client:
+            response = client.post("/api/v1/patients/both-p/samples", headers={"Authorization": f"Bearer {token}"},
+                                   json=[{**by_id, "metric": "glucose"}, {**by_time, "metric": "glucose"}])
+            assert response.status_code == 200 and response.json()["accepted"] == 2, response.text
+            subscriber = app.state.mqtt
+            assert subscriber.wait_connected(10)
+            with MqttPublisher(broker, topic_prefix=prefix) as pub:
+                pub.publish("both-p", key_id, "glucose", [by_id, by_time, {**by_time, "time": "2026-03-01T08:10:00Z"}])
+                pub.publish("both-p", key_id, "glucose", {**by_time, "time": "2026-03-01T08:15:00Z"})  # 6th: over
+                assert pub.wait_all(10)
+            assert wait_for(lambda: subscriber.stats.acked == 2, 10)
+            ingest = subscriber.handler
+    finally:
+        drop_session(broker, f"{prefix}-ingest")
+    assert (ingest.stats.accepted, ingest.stats.duplicates) == (1, 2)
+    assert ingest.stats.quarantined_messages == {"rate-limit": 1}  # the bucket of 5 is the key's, both ways
+    with app_store.connect() as connection:
+        rows = connection.execute(select(samples.c.idempotency_key, samples.c.value, samples.c.device,
+                                         samples.c.source).order_by(samples.c.time)).all()
+    assert [(r.idempotency_key, r.device, r.source) for r in rows] == [
+        ("both-p|libre|id:reading-17", "libre", "http"),
+        ("both-p|libre|glucose|2026-03-01T08:05:00.000000Z", "libre", "http"),
+        ("both-p|libre|glucose|2026-03-01T08:10:00.000000Z", "libre", "mqtt")]
+    assert rows[0].value == pytest.approx(7.2 * 18.0156)

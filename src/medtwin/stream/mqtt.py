@@ -376,6 +376,7 @@ def drop_session(broker_url: str, client_id: str, timeout: float = 10.0) -> None
 @dataclass(frozen=True, slots=True)
 class DeviceKey:
     id: str
+    name: str  # what samples are stored under, as over HTTP (``api.routers.samples.device_name``)
     patient_id: str
     revoked: bool
 
@@ -385,10 +386,10 @@ def device_keys(connection: Connection, ids: Iterable[str]) -> dict[str, DeviceK
     wanted = sorted(set(ids))
     found: dict[str, DeviceKey] = {}
     for start in range(0, len(wanted), 500):
-        rows = connection.execute(select(api_keys.c.id, api_keys.c.patient_id, api_keys.c.revoked_at)
+        rows = connection.execute(select(api_keys.c.id, api_keys.c.name, api_keys.c.patient_id, api_keys.c.revoked_at)
                                   .where(api_keys.c.id.in_(wanted[start:start + 500])))
-        for key_id, patient_id, revoked_at in rows:
-            found[key_id] = DeviceKey(key_id, patient_id, revoked_at is not None)
+        for key_id, name, patient_id, revoked_at in rows:
+            found[key_id] = DeviceKey(key_id, name, patient_id, revoked_at is not None)
     return found
 
 
@@ -416,8 +417,10 @@ class _BatchStore(Store):
 
 @dataclass
 class _Group:
-    """The sample messages of one (patient, device) in a batch: stored with one pipeline call."""
+    """The sample messages of one (patient, device key) in a batch: stored as one pipeline call would."""
 
+    device: str  # the key's name: the stored device, as over HTTP
+    rate_key: str  # "device:<key id>": the key's rate bucket, shared with HTTP and WebSocket
     messages: list[tuple[InboundMessage, list[Any]]] = field(default_factory=list)
 
     def items(self) -> list[Any]:
@@ -440,7 +443,9 @@ class MqttIngest:
 
     * The topic names the patient, the device and the metric. **The device must be a device key id**
       (``medtwin users device-key``: the public part of the key) that is not revoked and is bound to the
-      topic's patient: the api_keys table is the device registry, looked up once per batch. The broker
+      topic's patient: the api_keys table is the device registry, looked up once per batch. As over HTTP,
+      samples are stored under the key's name and share its rate bucket (``device:<key id>``), so a sample
+      a device sends both ways is stored once. The broker
       should also authenticate publishers and restrict each to its own topics (deploy/mosquitto/medtwin.conf
       shows how); the check here means a device can never write for another patient.
     * The payload is one sample object or a JSON array of them, ``metric`` taken from the topic (a sample
@@ -509,18 +514,21 @@ class MqttIngest:
                 continue
             items, problem = self._items(message.payload, metric)
             if problem is not None:
-                quarantine.append(self._row(message, parts, problem[0], problem[1], problem[2]))
+                quarantine.append(self._row(message, (patient_id, key.name, metric), *problem))
                 continue
-            groups.setdefault((patient_id, device), _Group()).messages.append((message, items))
+            group = groups.get((patient_id, device))
+            if group is None:
+                group = groups[(patient_id, device)] = _Group(key.name, f"device:{key.id}")
+            group.messages.append((message, items))
         stored: list[list[Sample]] = []
         now = self.pipeline.clock()
         fast: list[tuple[list[Sample], list[str], int]] = []
         inserted: set[str] = set()
-        slow: list[tuple[str, str, _Group]] = []
-        for (patient_id, device), group in groups.items():
-            prepared = self._prepare(patient_id, device, group.items(), now)
+        slow: list[tuple[str, _Group]] = []
+        for (patient_id, _key_id), group in groups.items():
+            prepared = self._prepare(patient_id, group, now)
             if prepared is None:
-                slow.append((patient_id, device, group))
+                slow.append((patient_id, group))
             else:
                 fast.append(prepared)
         started = time.perf_counter()
@@ -533,8 +541,8 @@ class MqttIngest:
                     rows = [s for good, _, _ in fast for s in good]
                     inserted = SampleRepository(connection, self.store.codec).insert_ignore(
                         rows, now, iso_times=[t for _, stamps, _ in fast for t in stamps])
-                for patient_id, device, group in slow:
-                    self._store_group(patient_id, device, group, stored)
+                for patient_id, group in slow:
+                    self._store_group(patient_id, group, stored)
             finally:
                 self._batch_store.connection = None
         took = time.perf_counter() - started
@@ -555,16 +563,17 @@ class MqttIngest:
             if samples:
                 self.pipeline._notify(samples)
 
-    def _prepare(self, patient_id: str, device: str, items: list[Any],
-                 now: datetime) -> tuple[list[Sample], list[str], int] | None:
+    def _prepare(self, patient_id: str, group: _Group, now: datetime) -> tuple[list[Sample], list[str], int] | None:
         """The common case without a pipeline call per (patient, device): every item a well-formed sample
         whose unit converts, in range and not in the future, the device within its rate. The samples (in
         the pipeline's canonical form, with its idempotency keys) and their naive UTC times, and how many
         repeated an earlier item; None when anything needs the pipeline's full treatment (a bad sample to
         quarantine, an unknown patient, a rate limit), which :meth:`_store_group` then gives it."""
+        items = group.items()
         parsed = parse_samples(items)
         if parsed.problems:
             return None
+        device = group.device
         pipeline = self.pipeline
         try:
             pid = pipeline.resolve_patient(patient_id)
@@ -593,7 +602,7 @@ class MqttIngest:
             seen.add(key)
             good.append(Sample(pid, r.metric, when, value, units[r.metric], r.value, r.unit, device, source, key))
             stamps.append(stamp)
-        if pipeline.rate_limiter.try_acquire((pid, device), len(items)) is not None:
+        if pipeline.rate_limiter.try_acquire((pid, group.rate_key), len(items)) is not None:
             return None  # the pipeline raises the matching error (and takes nothing)
         return good, stamps, len(parsed.readings) - len(good)
 
@@ -628,10 +637,11 @@ class MqttIngest:
             items.append(item)  # anything else: the pipeline quarantines it as malformed
         return items, None
 
-    def _store_group(self, patient_id: str, device: str, group: _Group, stored: list[list[Sample]]) -> None:
+    def _store_group(self, patient_id: str, group: _Group, stored: list[list[Sample]]) -> None:
+        device = group.device
         try:
-            stored.append(self._account(self._batch_pipeline.ingest(group.items(), patient_id=patient_id,
-                                                                    device=device, source=self.source)))
+            stored.append(self._account(self._batch_pipeline.ingest(
+                group.items(), patient_id=patient_id, device=device, source=self.source, rate_key=group.rate_key)))
             return
         except UnknownPatientError:
             self._quarantine([self._row(m, (patient_id, device, None), "unknown-patient", "topic",
@@ -639,17 +649,18 @@ class MqttIngest:
             return
         except (RateLimitedError, BatchTooLargeError):
             if len(group.messages) == 1:
-                self._store_single(patient_id, device, *group.messages[0], stored)
+                self._store_single(patient_id, group, *group.messages[0], stored)
                 return
         # the group as a whole is over the device's allowance: message by message, so what fits is stored
         for message, items in group.messages:
-            self._store_single(patient_id, device, message, items, stored)
+            self._store_single(patient_id, group, message, items, stored)
 
-    def _store_single(self, patient_id: str, device: str, message: InboundMessage, items: list[Any],
+    def _store_single(self, patient_id: str, group: _Group, message: InboundMessage, items: list[Any],
                       stored: list[list[Sample]]) -> None:
+        device = group.device
         try:
-            stored.append(self._account(self._batch_pipeline.ingest(items, patient_id=patient_id, device=device,
-                                                                    source=self.source)))
+            stored.append(self._account(self._batch_pipeline.ingest(
+                items, patient_id=patient_id, device=device, source=self.source, rate_key=group.rate_key)))
         except RateLimitedError as exc:
             self._quarantine([self._row(message, (patient_id, device, None), "rate-limit", "$",
                                         f"device over its sample rate (retry after {exc.retry_after:.1f} s)")])
