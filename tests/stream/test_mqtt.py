@@ -374,3 +374,24 @@ def test_a_failing_store_acknowledges_nothing_and_is_retried(sqlite_store: Store
     assert sub.stats.handler_errors == 3
     assert acked_while_failing == [0, 0, 0]
     assert sample_counts(store) == (20, 20)
+
+
+def test_a_revoked_device_key_is_refused_within_the_registry_ttl(sqlite_store: Store) -> None:
+    store = sqlite_store
+    add_patient(store, "p-rev")
+    device = add_device(store, "p-rev")
+    clock = [100.0]
+    ingest = MqttIngest(IngestPipeline(store), registry_ttl=2.0, monotonic=lambda: clock[0])
+    topic = sample_topic("medtwin", "p-rev", device, "heart_rate")
+
+    def message(i: int) -> InboundMessage:
+        return InboundMessage(topic, orjson.dumps(hr(i)), i, 1, False, 1, 0.0)
+
+    ingest([message(1)])
+    revoke_device(store, device)
+    clock[0] += 1.0
+    ingest([message(2)])  # the registry entry is 1 s old: still the cached (active) key
+    clock[0] += 1.5
+    ingest([message(3)])  # 2.5 s: read again, revoked
+    assert sample_counts(store) == (2, 2)
+    assert quarantine_reasons(store) == {"revoked-device": 1}
