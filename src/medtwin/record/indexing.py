@@ -2,10 +2,9 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
 from datetime import datetime
 from functools import lru_cache
-from typing import Any
+from typing import Any, NamedTuple
 
 from medtwin.record.fhirtime import FhirDateError, parse_datetime
 from medtwin.record.units import normalise
@@ -47,8 +46,10 @@ NOT_PATIENT_DATA = frozenset({"Organization", "Location", "Practitioner", "Pract
                               "HealthcareService", "Endpoint", "Substance", "ValueSet", "CodeSystem"})
 
 
-@dataclass(frozen=True, slots=True)
-class IndexRow:
+class IndexRow(NamedTuple):
+    """One row of ``resource_index`` (without the resource's key, patient and type), in column order. A
+    named tuple: tens of thousands are made per import, and the store writes them as tuples."""
+
     element: str
     system: str | None
     code: str | None

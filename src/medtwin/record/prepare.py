@@ -343,9 +343,10 @@ def _prepare(data: Any, *, source: str, existing: ExistingRecords, kind: str | N
     local_keys = {f"{e.resource_type}/{rid}" for e, rid, _, _ in assigned}
     resolver = _ReferenceResolver(ref_map, local_keys, local_identifiers, store)
 
-    # Serialise each resource with its server id and cut its JSON at every reference; the references that
-    # need the store (conditional, or relative to a resource outside the unit) are then asked in one batch.
-    staged: list[tuple[_Entry, str, dict[str, Any], bytes, list[bytes] | None, list[tuple[str | None, str]]]] = []
+    # Serialise each resource with its server id; the references that may need the store (conditional, or
+    # relative to a resource outside the unit) are then asked in one batch, and the JSON is cut at every
+    # reference to rewrite them.
+    staged: list[tuple[_Entry, str, dict[str, Any], bytes, list[tuple[str | None, str]]]] = []
     literals: set[bytes] = set()
     for e, rid, write, identifiers in assigned:
         if not write:
@@ -353,14 +354,14 @@ def _prepare(data: Any, *, source: str, existing: ExistingRecords, kind: str | N
         given = dict(e.resource)
         given["id"] = rid
         raw = orjson.dumps(given)
-        pieces = raw.split(_REFERENCE_KEY) if _REFERENCE_KEY in raw else None
-        if pieces is not None:
-            literals.update(piece[:piece.find(b'"')] for piece in pieces[1:])
-        staged.append((e, rid, given, raw, pieces, identifiers))
+        if _REFERENCE_KEY in raw:
+            literals.update(_STORE_REFERENCE.findall(raw))
+        staged.append((e, rid, given, raw, identifiers))
     resolver.prefetch(literals)
 
     prepared: list[PreparedResource] = []
-    for e, rid, given, raw, pieces, identifiers in staged:
+    for e, rid, given, raw, identifiers in staged:
+        pieces = raw.split(_REFERENCE_KEY) if _REFERENCE_KEY in raw else None
         raw, resolved = resolver.rewrite(given, raw, pieces, entry=e.number, path=e.resource_type)
         prepared.append(
             PreparedResource(
@@ -419,6 +420,8 @@ def uuid5(name: str) -> str:
 # A JSON string after "reference": characters other than quote and backslash, or a backslash escape.
 _REFERENCE = re.compile(rb'"reference":"((?:[^"\\]|\\.)*)"')
 _REFERENCE_KEY = b'"reference":"'
+# References that may need the store (neither urn: nor contained nor absolute), without escapes.
+_STORE_REFERENCE = re.compile(rb'"reference":"((?!urn:|#|https?:)[^"\\]*)"')
 
 
 class _Unresolved(Exception):

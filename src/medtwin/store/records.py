@@ -238,16 +238,16 @@ class RecordRepository:
             if rows_for:
                 for warning in unit_warnings(rows_for):
                     result.warnings.append(f"{res.resource_type}/{res.id} (entry {res.entry}): {warning}")
+                head = (pk, res.patient_id, res.resource_type)
                 begins, ends = rows_for[0].effective_start, rows_for[0].effective_end  # one time per resource
-                begins_value, ends_value = _maybe(when, begins), _maybe(when, ends)
+                shared = (_maybe(when, begins), _maybe(when, ends))
                 for row in rows_for:
-                    index_batch.append((
-                        pk, res.patient_id, res.resource_type, row.element, row.system, row.code, row.display,
-                        begins_value if row.effective_start is begins else _maybe(when, row.effective_start),
-                        ends_value if row.effective_end is ends else _maybe(when, row.effective_end),
-                        row.status, row.value_num, row.value_unit, row.value_code, row.value_norm, row.unit_norm,
-                        row.unit_valid, None if row.value_text is None else seal(row.value_text.encode()),
-                    ))
+                    # row: element, system, code, display, start, end, status, value_num ... unit_valid, value_text
+                    times = shared if row[4] is begins and row[5] is ends else (_maybe(when, row[4]),
+                                                                                _maybe(when, row[5]))
+                    text = row[13]
+                    index_batch.append(head + row[:4] + times + row[6:13] +
+                                       (None if text is None else seal(text.encode()),))
             if res.identifiers or res.name_tokens:
                 tokens: set[tuple[str, str]] = set()
                 for system, value in res.identifiers:
