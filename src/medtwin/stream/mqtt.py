@@ -826,8 +826,3 @@ class MqttPublisher:
 
     def __exit__(self, *_exc: object) -> None:
         self.close()
-
-
-def iter_chunks(items: Sequence[Any], size: int) -> Iterable[Sequence[Any]]:
-    for start in range(0, len(items), size):
-        yield items[start:start + size]
