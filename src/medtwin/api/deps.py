@@ -13,7 +13,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from datetime import datetime
+from datetime import UTC, datetime
 from typing import Annotated, Any
 
 from fastapi import Depends, Request
@@ -204,3 +204,23 @@ def route_policies(app: Any) -> list[RoutePolicy]:
         for method in sorted(route.methods or ()):
             result.append(RoutePolicy(method, route.path, guards[0] if guards else None))
     return result
+
+
+def visible_patient(store: Store, principal: Principal, patient_id: str, field: str = "patient_id") -> str:
+    """The stored id of ``patient_id`` (an id or an MRN) if the caller may see it; 404 otherwise (never 403:
+    whether a patient exists is itself health information). ``field`` names the input in the problem."""
+    from medtwin.store.records import RecordRepository
+
+    with store.connect() as connection:
+        resolved = RecordRepository(connection, store.codec).resolve_patient(patient_id)
+    if resolved is None or not principal.can_see(resolved):
+        raise ProblemError(404, "Not found", f"no patient {patient_id!r}", kind="not-found", field=field)
+    return resolved
+
+
+def app_clock(app: Any) -> Callable[[], datetime]:
+    """The app's clock (the security context's, which tests may set), else UTC wall time."""
+    security = getattr(app.state, "security", None)
+    if isinstance(security, SecurityContext):
+        return security.clock
+    return lambda: datetime.now(UTC)

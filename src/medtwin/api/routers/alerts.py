@@ -26,7 +26,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 from collections.abc import AsyncIterator, Callable
-from datetime import UTC, datetime
+from datetime import datetime
 from typing import Annotated, Any, Literal
 
 import anyio
@@ -41,12 +41,20 @@ from medtwin.alerts.engine import RULES, AlertEngine, save_spo2_scale
 from medtwin.alerts.hub import EVENT_TYPES, EventHub, Subscription
 from medtwin.alerts.news2 import News2InputError
 from medtwin.alerts.repository import STATUSES, UNRESOLVED, Alert, AlertTransitionError
-from medtwin.api.deps import Principal, SecurityContext, StoreDep, audit_context, authenticate, guard
+from medtwin.api.deps import (
+    Principal,
+    SecurityContext,
+    StoreDep,
+    app_clock,
+    audit_context,
+    authenticate,
+    guard,
+    visible_patient,
+)
 from medtwin.api.problems import ProblemError
 from medtwin.security import accounts, audit
 from medtwin.security.policy import decide
 from medtwin.store.database import Store
-from medtwin.store.records import RecordRepository
 
 router = APIRouter(tags=["alerts"])
 
@@ -147,11 +155,6 @@ class Spo2ScalePublic(BaseModel):
 
 # --- helpers ----------------------------------------------------------------------------------------------
 
-def _clock(app: Any) -> Callable[[], datetime]:
-    security = getattr(app.state, "security", None)
-    if isinstance(security, SecurityContext):
-        return security.clock
-    return lambda: datetime.now(UTC)
 
 
 def hub_of(app: Any) -> EventHub | None:
@@ -164,13 +167,6 @@ def engine_of(app: Any) -> AlertEngine | None:
     return engine if isinstance(engine, AlertEngine) else None
 
 
-def _visible_patient(store: Store, principal: Principal, patient_id: str, field: str = "patient_id") -> str:
-    """The stored id of ``patient_id`` (id or MRN) if the caller may see it; 404 otherwise."""
-    with store.connect() as connection:
-        resolved = RecordRepository(connection, store.codec).resolve_patient(patient_id)
-    if resolved is None or not principal.can_see(resolved):
-        raise ProblemError(404, "Not found", f"no patient {patient_id!r}", kind="not-found", field=field)
-    return resolved
 
 
 def _statuses(status: StatusFilter) -> tuple[str, ...]:
@@ -204,7 +200,7 @@ def list_alerts(
     limit: Limit = 100,
     offset: Offset = 0,
 ) -> AlertPage:
-    patient_id = _visible_patient(store, principal, patient, "patient") if patient is not None else None
+    patient_id = visible_patient(store, principal, patient, "patient") if patient is not None else None
     total, items = service.list_alerts(store, allowed=principal.patient_ids, patient_id=patient_id,
                                        statuses=_statuses(status), rule=rule, limit=limit, offset=offset)
     return _page(total, limit, offset, items)
@@ -220,7 +216,7 @@ def patient_alerts(
     limit: Limit = 100,
     offset: Offset = 0,
 ) -> AlertPage:
-    resolved = _visible_patient(store, principal, patient_id)
+    resolved = visible_patient(store, principal, patient_id)
     total, items = service.list_alerts(store, allowed=principal.patient_ids, patient_id=resolved,
                                        statuses=_statuses(status), rule=rule, limit=limit, offset=offset)
     return _page(total, limit, offset, items)
@@ -247,7 +243,7 @@ def _transition(request: Request, store: Store, principal: Principal, alert_id: 
     ctx.resource_id = alert_id
     try:
         alert = service.transition(store, alert_id, action, actor=principal.subject, can_see=principal.can_see,
-                                   clock=_clock(request.app), hub=hub_of(request.app))
+                                   clock=app_clock(request.app), hub=hub_of(request.app))
     except service.AlertNotFound:
         raise _not_found(alert_id) from None
     except AlertTransitionError as exc:
@@ -290,7 +286,7 @@ def get_news2(
     store: StoreDep,
     principal: Annotated[Principal, Depends(guard("read", "Observation"))],
 ) -> News2Public:
-    resolved = _visible_patient(store, principal, patient_id)
+    resolved = visible_patient(store, principal, patient_id)
     try:
         with store.connect() as connection:
             found = service.latest_news2(connection, store.codec, resolved)
@@ -311,12 +307,12 @@ def set_spo2_scale(
     store: StoreDep,
     principal: Annotated[Principal, Depends(guard("write", "Observation"))],
 ) -> Spo2ScalePublic:
-    resolved = _visible_patient(store, principal, patient_id)
+    resolved = visible_patient(store, principal, patient_id)
     engine = engine_of(request.app)
     if engine is not None:  # stores it and re-scores the live NEWS2
         engine.set_spo2_scale(resolved, body.scale, actor=principal.subject)
     else:
-        save_spo2_scale(store, resolved, body.scale, actor=principal.subject, clock=_clock(request.app))
+        save_spo2_scale(store, resolved, body.scale, actor=principal.subject, clock=app_clock(request.app))
     audit_context(request).detail["spo2_scale"] = body.scale
     return Spo2ScalePublic(patient_id=resolved, spo2_scale=body.scale)
 
@@ -418,7 +414,7 @@ async def events(
         raise ProblemError(503, "Service unavailable", "live events are not configured", kind="unavailable")
     patients = principal.patient_ids  # the care team (None: every patient), indexed in the hub
     if patient is not None:
-        patients = frozenset({await run_in_threadpool(_visible_patient, store, principal, patient, "patient")})
+        patients = frozenset({await run_in_threadpool(visible_patient, store, principal, patient, "patient")})
     header = request.headers.get("authorization", "")
     token = header[7:].strip() if header.lower().startswith("bearer ") else None
     visibility = _Visibility(principal)
@@ -461,7 +457,7 @@ def _ws_authorise(app: Any, token: str, patient: str | None) -> tuple[Principal,
     if not decision.allowed:
         raise ProblemError(decision.status, "Forbidden", decision.reason)
     if patient is not None:
-        patient = _visible_patient(app.state.store, principal, patient, "patient")
+        patient = visible_patient(app.state.store, principal, patient, "patient")
     return principal, patient
 
 
@@ -602,7 +598,7 @@ def install(app: Any, store: Store) -> None:
     if hub_of(app) is None:
         app.state.hub = EventHub()
     if engine_of(app) is None:
-        app.state.alerts = AlertEngine(store, clock=lambda: _clock(app)(), hub=app.state.hub)
+        app.state.alerts = AlertEngine(store, clock=lambda: app_clock(app)(), hub=app.state.hub)
     wired: set[str] = getattr(app.state, "alerts_wired", set())
     app.state.alerts_wired = wired
     from medtwin.alerts.hub import forecast_publisher, samples_publisher

@@ -3,23 +3,16 @@ would otherwise need one request per patient. Thin: authorise, call :mod:`medtwi
 
 from __future__ import annotations
 
-from collections.abc import Callable
-from datetime import UTC, datetime
 from typing import Annotated
 
 from fastapi import APIRouter, Depends, Query, Request
 
-from medtwin.api.deps import Principal, SecurityContext, StoreDep, guard
+from medtwin.api.deps import Principal, StoreDep, app_clock, guard
 from medtwin.twin.overview import OverviewPage, patient_overview
 
 router = APIRouter(prefix="/dashboard", tags=["dashboard"])
 
 
-def _clock(request: Request) -> Callable[[], datetime]:
-    security = getattr(request.app.state, "security", None)
-    if isinstance(security, SecurityContext):
-        return security.clock
-    return lambda: datetime.now(UTC)
 
 
 @router.get("/patients", response_model=OverviewPage,
@@ -33,4 +26,4 @@ def patients(
     offset: Annotated[int, Query(ge=0)] = 0,
 ) -> OverviewPage:
     return patient_overview(store, allowed=principal.patient_ids, query=q, limit=limit, offset=offset,
-                            clock=_clock(request))
+                            clock=app_clock(request.app))

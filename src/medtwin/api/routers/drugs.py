@@ -11,9 +11,8 @@ from typing import Annotated
 from fastapi import APIRouter, Depends, Query, Request
 from starlette.concurrency import run_in_threadpool
 
-from medtwin.api.deps import Principal, StoreDep, guard
+from medtwin.api.deps import Principal, StoreDep, guard, visible_patient
 from medtwin.api.problems import ProblemError
-from medtwin.api.routers.patients import _visible_patient
 from medtwin.twin.build import utc_now
 from medtwin.twin.pharmacogenomics import (
     DrugInfo,
@@ -49,7 +48,7 @@ async def compare(
     store: StoreDep,
     principal: Annotated[Principal, Depends(guard("simulate", "MedicationRequest"))],
 ) -> TwinDrugComparison:
-    resolved = _visible_patient(store, principal, patient_id)
+    resolved = visible_patient(store, principal, patient_id)
     return await run_in_threadpool(run_comparison, store, resolved, body, actor=principal.subject, clock=utc_now)
 
 
@@ -62,7 +61,7 @@ async def individualise(
     store: StoreDep,
     principal: Annotated[Principal, Depends(guard("simulate", "MedicationRequest"))],
 ) -> TwinDoseSuggestion:
-    resolved = _visible_patient(store, principal, patient_id)
+    resolved = visible_patient(store, principal, patient_id)
     return await run_in_threadpool(run_individualisation, store, resolved, body, actor=principal.subject,
                                    clock=utc_now)
 
@@ -87,7 +86,7 @@ async def upload_pgx(
     if media not in VCF_TYPES:
         raise ProblemError(415, "Unsupported media type", f"send the VCF as {', '.join(VCF_TYPES)}, not "
                            f"{media or 'nothing'!r}", kind="unsupported-media-type", field="content-type")
-    resolved = _visible_patient(store, principal, patient_id)
+    resolved = visible_patient(store, principal, patient_id)
     raw = await request.body()
     try:
         text = raw.decode("utf-8")
@@ -106,7 +105,7 @@ def get_pgx(
     store: StoreDep,
     principal: Annotated[Principal, Depends(guard("read", "Observation"))],
 ) -> StoredPgx:
-    resolved = _visible_patient(store, principal, patient_id)
+    resolved = visible_patient(store, principal, patient_id)
     stored = latest_pgx(store, resolved)
     if stored is None:
         raise ProblemError(404, "Not found", f"patient {patient_id!r} has no pharmacogenomic report yet",

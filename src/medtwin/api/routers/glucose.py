@@ -6,37 +6,21 @@ generator, call :mod:`medtwin.twin.glucose`.
 
 from __future__ import annotations
 
-from collections.abc import Callable
-from datetime import UTC, datetime
 from typing import Annotated
 
 import numpy as np
 from fastapi import APIRouter, Depends, Query, Request
 
-from medtwin.api.deps import Principal, SecurityContext, StoreDep, guard
+from medtwin.api.deps import Principal, StoreDep, app_clock, guard, visible_patient
 from medtwin.api.problems import ProblemError
 from medtwin.physiology.calibrate import GlucoseLog
-from medtwin.store.database import Store
-from medtwin.store.records import RecordRepository
 from medtwin.twin import glucose as service
 
 router = APIRouter(prefix="/twins/{patient_id}/glucose", tags=["glucose"])
 
 
-def _visible_patient(store: Store, principal: Principal, patient_id: str) -> str:
-    """The stored id of ``patient_id`` (id or MRN) if the caller may see it; 404 otherwise."""
-    with store.connect() as connection:
-        resolved = RecordRepository(connection, store.codec).resolve_patient(patient_id)
-    if resolved is None or not principal.can_see(resolved):
-        raise ProblemError(404, "Not found", f"no patient {patient_id!r}", kind="not-found", field="patient_id")
-    return resolved
 
 
-def _clock(request: Request) -> Callable[[], datetime]:
-    security = getattr(request.app.state, "security", None)
-    if isinstance(security, SecurityContext):
-        return security.clock
-    return lambda: datetime.now(UTC)
 
 
 def _rng(seed: int | None, default: int) -> np.random.Generator:
@@ -51,8 +35,8 @@ def simulate(
     store: StoreDep,
     principal: Annotated[Principal, Depends(guard("simulate", "Observation"))],
 ) -> service.StoredSimulation:
-    resolved = _visible_patient(store, principal, patient_id)
-    return service.simulate(store, resolved, body, actor=principal.subject, clock=_clock(request),
+    resolved = visible_patient(store, principal, patient_id)
+    return service.simulate(store, resolved, body, actor=principal.subject, clock=app_clock(request.app),
                             rng=_rng(body.seed, body.scenario.seed))
 
 
@@ -65,8 +49,8 @@ def compare(
     store: StoreDep,
     principal: Annotated[Principal, Depends(guard("simulate", "Observation"))],
 ) -> service.StoredComparison:
-    resolved = _visible_patient(store, principal, patient_id)
-    return service.compare(store, resolved, body, actor=principal.subject, clock=_clock(request),
+    resolved = visible_patient(store, principal, patient_id)
+    return service.compare(store, resolved, body, actor=principal.subject, clock=app_clock(request.app),
                            rng=_rng(body.seed, body.scenario.seed))
 
 
@@ -80,8 +64,8 @@ def fit(
     principal: Annotated[Principal, Depends(guard("write", "Observation"))],
     max_iterations: Annotated[int, Query(ge=1, le=100, description="optimiser evaluation budget")] = 30,
 ) -> service.GlucoseTwinPublic:
-    resolved = _visible_patient(store, principal, patient_id)
-    return service.fit(store, resolved, body, actor=principal.subject, clock=_clock(request),
+    resolved = visible_patient(store, principal, patient_id)
+    return service.fit(store, resolved, body, actor=principal.subject, clock=app_clock(request.app),
                        max_iterations=max_iterations)
 
 
@@ -91,7 +75,7 @@ def get_twin(
     store: StoreDep,
     principal: Annotated[Principal, Depends(guard("read", "Observation"))],
 ) -> service.GlucoseTwinPublic:
-    resolved = _visible_patient(store, principal, patient_id)
+    resolved = visible_patient(store, principal, patient_id)
     found = service.latest(store, resolved)
     if found is None:
         raise ProblemError(404, "Not found", f"patient {patient_id!r} has no fitted glucose twin",

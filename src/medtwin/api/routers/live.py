@@ -13,10 +13,8 @@ from typing import Annotated, Any
 from fastapi import APIRouter, Depends, Request
 from pydantic import BaseModel, Field
 
-from medtwin.api.deps import Principal, StoreDep, guard
+from medtwin.api.deps import Principal, StoreDep, guard, visible_patient
 from medtwin.api.problems import ProblemError
-from medtwin.store.database import Store
-from medtwin.store.records import RecordRepository
 from medtwin.stream.model import GlucoseForecast
 from medtwin.twin import live as service
 
@@ -45,12 +43,6 @@ class GlucoseForecastPublic(BaseModel):
         return cls.model_validate(data)
 
 
-def _visible_patient(store: Store, principal: Principal, patient_id: str) -> str:
-    with store.connect() as connection:
-        resolved = RecordRepository(connection, store.codec).resolve_patient(patient_id)
-    if resolved is None or not principal.can_see(resolved):
-        raise ProblemError(404, "Not found", f"no patient {patient_id!r}", kind="not-found", field="patient_id")
-    return resolved
 
 
 def _service(request: Request) -> service.LiveGlucoseService | None:
@@ -66,7 +58,7 @@ def get_forecast(
     store: StoreDep,
     principal: Annotated[Principal, Depends(guard("read", "Observation"))],
 ) -> GlucoseForecastPublic:
-    resolved = _visible_patient(store, principal, patient_id)
+    resolved = visible_patient(store, principal, patient_id)
     live = _service(request)
     if live is not None:
         found = live.latest_forecast(resolved)
@@ -87,7 +79,7 @@ def get_live_twin(
     store: StoreDep,
     principal: Annotated[Principal, Depends(guard("read", "Observation"))],
 ) -> service.LiveTwinStatus:
-    resolved = _visible_patient(store, principal, patient_id)
+    resolved = visible_patient(store, principal, patient_id)
     live = _service(request)
     if live is not None:
         found = live.status(resolved)

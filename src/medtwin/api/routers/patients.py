@@ -8,7 +8,7 @@ from typing import Annotated, Any
 from fastapi import APIRouter, Depends, Query, Request
 from fastapi.responses import JSONResponse
 
-from medtwin.api.deps import Principal, StoreDep, guard
+from medtwin.api.deps import Principal, StoreDep, guard, visible_patient
 from medtwin.api.problems import ProblemError
 from medtwin.api.schemas import (
     ObservationPage,
@@ -18,7 +18,6 @@ from medtwin.api.schemas import (
     TwinSummaryPublic,
     TwinVersionPublic,
 )
-from medtwin.store.database import Store
 from medtwin.store.records import RecordRepository
 from medtwin.store.twins import TwinRepository
 from medtwin.twin.build import export_patient
@@ -29,14 +28,6 @@ router = APIRouter(prefix="/patients", tags=["patients"])
 PatientId = Annotated[str, Query(min_length=1, max_length=64)]
 
 
-def _visible_patient(store: Store, principal: Principal, patient_id: str) -> str:
-    """The stored id of ``patient_id`` (id or MRN) if the caller may see it; 404 otherwise (never 403:
-    whether a patient exists is itself health information)."""
-    with store.connect() as connection:
-        resolved = RecordRepository(connection, store.codec).resolve_patient(patient_id)
-    if resolved is None or not principal.can_see(resolved):
-        raise ProblemError(404, "Not found", f"no patient {patient_id!r}", kind="not-found", field="patient_id")
-    return resolved
 
 
 @router.get("", response_model=PatientPage, summary="List or search patients")
@@ -72,7 +63,7 @@ def get_summary(
     store: StoreDep,
     principal: Annotated[Principal, Depends(guard("read", "Patient"))],
 ) -> TwinSummaryPublic:
-    resolved = _visible_patient(store, principal, patient_id)
+    resolved = visible_patient(store, principal, patient_id)
     with store.connect() as connection:
         latest = TwinRepository(connection, store.codec).latest(resolved, "record")
     if latest is None:
@@ -89,7 +80,7 @@ def get_versions(
     store: StoreDep,
     principal: Annotated[Principal, Depends(guard("read", "Patient"))],
 ) -> list[TwinVersionPublic]:
-    resolved = _visible_patient(store, principal, patient_id)
+    resolved = visible_patient(store, principal, patient_id)
     with store.connect() as connection:
         history = TwinRepository(connection, store.codec).history(resolved)
     return [TwinVersionPublic(version=v.version, kind=v.kind, created_at=v.created_at, actor=v.actor,
@@ -107,7 +98,7 @@ def get_record(
     store: StoreDep,
     principal: Annotated[Principal, Depends(guard("export", "Patient"))],
 ) -> JSONResponse:
-    resolved = _visible_patient(store, principal, patient_id)
+    resolved = visible_patient(store, principal, patient_id)
     bundle = export_patient(store, resolved, base_url=str(request.base_url).rstrip("/") + "/fhir")
     return JSONResponse(bundle, media_type="application/fhir+json")
 
@@ -128,7 +119,7 @@ def get_observations(
     if start and end and end <= start:
         raise ProblemError(422, "Invalid request", "'end' must be after 'start'", kind="validation",
                            errors=[{"loc": ["query", "end"], "msg": "must be after start", "type": "value_error"}])
-    resolved = _visible_patient(store, principal, patient_id)
+    resolved = visible_patient(store, principal, patient_id)
     with store.connect() as connection:
         total, rows = RecordRepository(connection, store.codec).observations(
             resolved, code=code, system=system, start=start, end=end, limit=limit, offset=offset)

@@ -8,18 +8,22 @@ the audit middleware records it with the format; the download name carries no pa
 
 from __future__ import annotations
 
-from collections.abc import Callable
-from datetime import UTC, datetime
 from typing import Annotated
 
 from fastapi import APIRouter, Depends, Query, Request
 from fastapi.responses import Response
 
-from medtwin.api.deps import Principal, SecurityContext, StoreDep, audit_context, guard
+from medtwin.api.deps import (
+    Principal,
+    StoreDep,
+    app_clock,
+    audit_context,
+    guard,
+    visible_patient,
+)
 from medtwin.api.problems import ProblemError
 from medtwin.physiology.errors import PhysiologyInputError
 from medtwin.store.database import Store
-from medtwin.store.records import RecordRepository
 from medtwin.twin.cgm_report import DEFAULT_DAYS, MAX_DAYS, CgmReport, cgm_report, zone
 from medtwin.twin.report import DEFAULT_TREND_DAYS, FORMATS, build_report, report_filename
 
@@ -31,20 +35,8 @@ TimeZone = Annotated[str, Query(min_length=1, max_length=64,
 TrendDays = Annotated[int, Query(ge=1, le=30, description="Days of each device stream on the trend charts")]
 
 
-def _visible_patient(store: Store, principal: Principal, patient_id: str) -> str:
-    """The stored id of ``patient_id`` (id or MRN) if the caller may see it; 404 otherwise."""
-    with store.connect() as connection:
-        resolved = RecordRepository(connection, store.codec).resolve_patient(patient_id)
-    if resolved is None or not principal.can_see(resolved):
-        raise ProblemError(404, "Not found", f"no patient {patient_id!r}", kind="not-found", field="patient_id")
-    return resolved
 
 
-def _clock(request: Request) -> Callable[[], datetime]:
-    security = getattr(request.app.state, "security", None)
-    if isinstance(security, SecurityContext):
-        return security.clock
-    return lambda: datetime.now(UTC)
 
 
 def _checked_zone(tz: str) -> str:
@@ -65,16 +57,16 @@ def get_cgm_report(
     tz: TimeZone = "UTC",
 ) -> CgmReport:
     tz = _checked_zone(tz)
-    resolved = _visible_patient(store, principal, patient_id)
+    resolved = visible_patient(store, principal, patient_id)
     return cgm_report(store, resolved, days=days, tz=tz)
 
 
 def _report(fmt: str, patient_id: str, request: Request, store: Store, principal: Principal, days: int, tz: str,
             trend_days: int) -> Response:
     tz = _checked_zone(tz)
-    resolved = _visible_patient(store, principal, patient_id)
+    resolved = visible_patient(store, principal, patient_id)
     audit_context(request).detail["format"] = fmt
-    report = build_report(store, resolved, now=_clock(request)(), days=days, trend_days=trend_days, tz=tz)
+    report = build_report(store, resolved, now=app_clock(request.app)(), days=days, trend_days=trend_days, tz=tz)
     if report is None:  # resolvable but without a Patient or a twin: nothing to report
         raise ProblemError(404, "Not found", f"patient {patient_id!r} has no record", kind="not-found",
                            field="patient_id")
