@@ -16,14 +16,23 @@ from functools import cache
 from importlib import resources
 from typing import Any
 
-from pydantic import BaseModel, Field
-
 from medtwin.pharmaco.errors import GenotypeError, PharmacoInputError
+from medtwin.pharmaco.pgx.types import (
+    INDETERMINATE,
+    UNKNOWN,
+    DiplotypeCandidate,
+    DrugRecommendation,
+    GeneResult,
+    PgxReport,
+    Status,
+    VariantCall,
+)
 from medtwin.pharmaco.vcf import read_vcf
 
+__all__ = ["INDETERMINATE", "UNKNOWN", "DiplotypeCandidate", "DrugRecommendation", "GeneResult", "PgxReport",
+           "Status", "VariantCall"]
+
 GENES = ("CYP2C9", "CYP2C19", "CYP2D6", "VKORC1", "SLCO1B1")
-UNKNOWN = "unknown"
-INDETERMINATE = "Indeterminate"
 
 
 def _data(name: str) -> str:
@@ -142,46 +151,6 @@ def cyp2d6_scores(allele1: str, allele2: str, copy_number: int) -> list[tuple[st
     if allele2 != allele1:
         options.append((f"{allele1}/{allele2}x{extra + 1}", v1 + v2 * (extra + 1)))
     return options
-
-
-class VariantCall(BaseModel):
-    gene: str
-    rsid: str
-    chrom: str
-    position: int
-    ref: str
-    alt: str
-    genotype: str = Field(description="Plus-strand genotype, e.g. 'C/T', or 'unknown'.")
-    alt_dosage: int | None
-    phased: bool
-
-
-class GeneResult(BaseModel):
-    gene: str
-    diplotype: str = Field(description="Star-allele diplotype, or 'unknown'.")
-    alternatives: list[str] = Field(default_factory=list, description="Other diplotypes equally consistent.")
-    activity_score: float | None = None
-    phenotype: str = Field(description="CPIC phenotype term, 'unknown' or 'Indeterminate'.")
-    missing_positions: list[str] = Field(default_factory=list)
-    notes: list[str] = Field(default_factory=list)
-    table_version: str = ""
-
-
-class DrugRecommendation(BaseModel):
-    drug: str
-    gene: str
-    phenotype: str
-    recommendation: str
-    classification: str
-    source: str
-
-
-class PgxReport(BaseModel):
-    sample: str
-    assembly: str
-    genes: dict[str, GeneResult]
-    variants: list[VariantCall]
-    recommendations: list[DrugRecommendation]
 
 
 def _variant_calls(vcf_text: str, sample: str | None) -> tuple[str, str, list[VariantCall], dict[str, tuple[int, ...] | None]]:
