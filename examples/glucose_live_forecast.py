@@ -21,8 +21,8 @@ import numpy as np  # noqa: E402
 from medtwin.physiology.synthetic import synthetic_log  # noqa: E402
 from medtwin.physiology.uva_padova import virtual_patients  # noqa: E402
 from medtwin.store.database import Store  # noqa: E402
-from medtwin.stream.model import GlucoseForecast  # noqa: E402
 from medtwin.twin.live import LiveGlucoseService, samples_from_log  # noqa: E402
+from medtwin.vocab import GlucoseForecast  # noqa: E402
 
 START = datetime(2024, 9, 2, tzinfo=UTC)  # midnight: meals at about 07:00, 12:30, (16:00), 19:00
 

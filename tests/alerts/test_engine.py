@@ -13,6 +13,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from sqlalchemy import select
 
+from medtwin import vocab as m
 from medtwin.alerts.engine import AlertConfig, AlertEngine
 from medtwin.alerts.heart_rate import HrRule
 from medtwin.alerts.hub import Event, EventHub
@@ -21,8 +22,7 @@ from medtwin.alerts.repository import AlertRepository
 from medtwin.security import audit
 from medtwin.store.database import Store
 from medtwin.store.live_tables import twin_live_state
-from medtwin.stream import model as m
-from medtwin.stream.model import GlucoseForecast, Sample
+from medtwin.vocab import GlucoseForecast, Sample
 
 T0 = datetime(2025, 3, 1, 2, 0, tzinfo=UTC)
 NOW = datetime(2025, 3, 1, 9, 0, tzinfo=UTC)
@@ -134,9 +134,11 @@ def test_restart_resumes_episodes_and_held_conditions(store: Store) -> None:
 
 def forecast(now: float, means: list[float], minutes: float = 0, patient: str = "p1") -> GlucoseForecast:
     horizons = tuple(range(5, 5 * len(means) + 1, 5))
-    return GlucoseForecast(patient, T0 + timedelta(minutes=minutes), now, horizons, tuple(means),
-                           tuple(v - 10 for v in means), tuple(v + 10 for v in means),
-                           tuple(v - 20 for v in means), tuple(v + 20 for v in means), 1.0, 4)
+    return GlucoseForecast(
+        patient_id=patient, issued_at=T0 + timedelta(minutes=minutes), glucose_now_mg_dl=now, horizons_min=horizons,
+        mean_mg_dl=tuple(means), lower80_mg_dl=tuple(v - 10 for v in means),
+        upper80_mg_dl=tuple(v + 10 for v in means), lower95_mg_dl=tuple(v - 20 for v in means),
+        upper95_mg_dl=tuple(v + 20 for v in means), insulin_sensitivity_ratio=1.0, twin_version=4)
 
 
 def test_predicted_hypo_opens_escalates_and_clears_with_hysteresis(engine_store: Store) -> None:

@@ -13,7 +13,7 @@ from hypothesis import strategies as st
 
 from medtwin.alerts.glucose import EpisodeTracker, episodes, predict_hypo
 from medtwin.physiology.metrics import count_episodes
-from medtwin.stream.model import GlucoseForecast
+from medtwin.vocab import GlucoseForecast
 
 T0 = datetime(2025, 3, 1, 2, 0, tzinfo=UTC)
 

@@ -10,7 +10,7 @@ from datetime import UTC, datetime
 import orjson
 
 from medtwin.alerts.hub import EventHub, forecast_publisher, samples_publisher
-from medtwin.stream.model import GlucoseForecast, Sample
+from medtwin.vocab import GlucoseForecast, Sample
 
 T0 = datetime(2025, 3, 1, tzinfo=UTC)
 
@@ -100,8 +100,10 @@ def test_pipeline_and_forecast_publishers() -> None:
         assert first is not None and first.patient_id == "a" and [s["value"] for s in first.data["samples"]] == [
             100.0, 95.0]
         assert second is not None and second.patient_id == "b" and len(second.data["samples"]) == 1
-        forecast = GlucoseForecast("a", T0, 100.0, (5, 10), (98.0, 96.0), (90.0, 88.0), (106.0, 104.0),
-                                   (85.0, 80.0), (111.0, 112.0), 1.1, 3)
+        forecast = GlucoseForecast(
+            patient_id="a", issued_at=T0, glucose_now_mg_dl=100.0, horizons_min=(5, 10), mean_mg_dl=(98.0, 96.0),
+            lower80_mg_dl=(90.0, 88.0), upper80_mg_dl=(106.0, 104.0), lower95_mg_dl=(85.0, 80.0),
+            upper95_mg_dl=(111.0, 112.0), insulin_sensitivity_ratio=1.1, twin_version=3)
         forecast_publisher(hub)(forecast)
         third = await sub.get(0.5)
         assert third is not None and third.type == "forecast" and third.data["mean_mg_dl"] == [98.0, 96.0]

@@ -14,9 +14,9 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from medtwin import vocab as m
 from medtwin.alerts import news2
 from medtwin.alerts.news2 import News2InputError, VitalSigns, observation_set, parse_chart, score
-from medtwin.stream import model as m
 
 NORMAL = VitalSigns(respiratory_rate=16, spo2=97, supplemental_oxygen=False, systolic_bp=120, heart_rate=70,
                     consciousness=0, temperature=37.0)

@@ -22,9 +22,9 @@ from medtwin.store.database import Store
 from medtwin.store.records import RecordRepository
 from medtwin.store.samples import SampleRepository
 from medtwin.store.security_tables import audit_log
-from medtwin.stream.model import Sample
 from medtwin.synthetic import generate_bundles
 from medtwin.twin.build import import_units
+from medtwin.vocab import Sample
 
 END = datetime(2026, 1, 1, 8, 0, tzinfo=UTC)
 PW = "a long enough password"

@@ -19,8 +19,8 @@ from medtwin.config import Settings
 from medtwin.store.database import Store
 from medtwin.store.samples import SampleRepository
 from medtwin.store.security_tables import audit_log
-from medtwin.stream.model import Sample
 from medtwin.synthetic import write_bundles
+from medtwin.vocab import Sample
 
 runner = CliRunner()
 END = datetime(2026, 1, 1, 8, 0, tzinfo=UTC)

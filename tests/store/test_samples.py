@@ -15,7 +15,7 @@ from medtwin.security.crypto import AesGcmCodec, KeyRing
 from medtwin.store.database import Store
 from medtwin.store.live_tables import quarantine
 from medtwin.store.samples import SampleRepository, downsample_indices
-from medtwin.stream.model import Sample
+from medtwin.vocab import Sample
 
 T0 = datetime(2024, 3, 1, tzinfo=UTC)
 

@@ -15,6 +15,7 @@ import pytest
 from fastapi.testclient import TestClient
 from sqlalchemy import select
 
+from medtwin import vocab as m
 from medtwin.alerts import news2
 from medtwin.api.app import create_app
 from medtwin.config import Settings
@@ -27,7 +28,6 @@ from medtwin.solve import Dopri5
 from medtwin.store.database import Store
 from medtwin.store.schema import samples
 from medtwin.stream import metrics
-from medtwin.stream import model as m
 from medtwin.stream.fleet import (
     BP_CUFF,
     CGM,

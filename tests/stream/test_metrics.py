@@ -10,7 +10,7 @@ from hypothesis import strategies as st
 
 from medtwin.record import ucum
 from medtwin.stream import metrics
-from medtwin.stream.model import CANONICAL_UNITS
+from medtwin.vocab import CANONICAL_UNITS
 
 
 def test_every_canonical_metric_has_a_spec_with_a_sourced_range() -> None:

@@ -24,7 +24,6 @@ from medtwin.store.database import Store
 from medtwin.store.live_tables import quarantine
 from medtwin.store.samples import SampleRepository
 from medtwin.store.schema import samples
-from medtwin.stream.model import Sample
 from medtwin.stream.mqtt import (
     InboundMessage,
     MqttConfigError,
@@ -37,6 +36,7 @@ from medtwin.stream.mqtt import (
 )
 from medtwin.stream.pipeline import IngestPipeline
 from medtwin.stream.ratelimit import TokenBucketLimiter
+from medtwin.vocab import Sample
 
 sys.path.insert(0, str(Path(__file__).parent))
 from mqtt_support import (  # noqa: E402

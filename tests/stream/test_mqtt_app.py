@@ -16,8 +16,8 @@ from medtwin.config import Settings
 from medtwin.security.crypto import AesGcmCodec, KeyRing
 from medtwin.store.database import Store
 from medtwin.store.schema import samples
-from medtwin.stream.model import Sample
 from medtwin.stream.mqtt import MqttPublisher, drop_session
+from medtwin.vocab import Sample
 
 sys.path.insert(0, str(Path(__file__).parent))
 from mqtt_support import (  # noqa: E402

@@ -12,7 +12,6 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from medtwin.stream.model import CANONICAL_UNITS
 from medtwin.stream.parse import (
     FieldError,
     ParseResult,
@@ -23,6 +22,7 @@ from medtwin.stream.parse import (
     parse_payload,
     parse_time,
 )
+from medtwin.vocab import CANONICAL_UNITS
 
 T = "2024-05-01T08:00:00Z"
 

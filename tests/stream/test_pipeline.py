@@ -18,7 +18,6 @@ from medtwin.security.crypto import AesGcmCodec, KeyRing
 from medtwin.store.database import Store
 from medtwin.store.live_tables import quarantine
 from medtwin.store.samples import SampleRepository
-from medtwin.stream.model import Sample
 from medtwin.stream.parse import PayloadError, Reading
 from medtwin.stream.pipeline import (
     MAX_QUARANTINED_PAYLOAD,
@@ -30,6 +29,7 @@ from medtwin.stream.pipeline import (
 )
 from medtwin.stream.ratelimit import TokenBucketLimiter
 from medtwin.twin.build import import_units
+from medtwin.vocab import Sample
 
 T0 = datetime(2024, 5, 1, 8, 0, tzinfo=UTC)
 NOW = datetime(2024, 5, 2, tzinfo=UTC)

@@ -18,8 +18,8 @@ from medtwin.physiology.uva_padova import PARAMETER_NAMES, virtual_patients
 from medtwin.store.database import Store
 from medtwin.store.live_tables import twin_live_state
 from medtwin.store.twins import TwinRepository
-from medtwin.stream.model import CARBS, GLUCOSE, INSULIN_BASAL, GlucoseForecast, Sample
 from medtwin.twin.live import LiveGlucoseService, latest_forecast, load_state, samples_from_log
+from medtwin.vocab import CARBS, GLUCOSE, INSULIN_BASAL, GlucoseForecast, Sample
 
 T0 = datetime(2024, 5, 1, tzinfo=UTC)
 NOW = datetime(2024, 6, 1, tzinfo=UTC)

@@ -23,12 +23,12 @@ from medtwin.store.database import Store
 from medtwin.store.live_tables import alerts, twin_live_state
 from medtwin.store.records import RecordRepository
 from medtwin.store.samples import SampleRepository
-from medtwin.stream.model import CANONICAL_UNITS, GlucoseForecast, Sample
 from medtwin.synthetic import generate_bundles
 from medtwin.twin import live
 from medtwin.twin import report as R
 from medtwin.twin.build import import_units
 from medtwin.twin.cgm_report import cgm_report, zone
+from medtwin.vocab import CANONICAL_UNITS, GlucoseForecast, Sample
 
 END = datetime(2026, 1, 1, 8, 0, tzinfo=UTC)  # the latest CGM reading
 NOW = datetime(2026, 1, 2, 12, 0, tzinfo=UTC)
@@ -256,12 +256,15 @@ def test_report_collects_every_section(patient: tuple[Store, str, np.ndarray, np
     store, patient_id, t, g = patient
     add_vitals(store, patient_id)
     add_alerts(store, patient_id)
-    forecast = GlucoseForecast(patient_id, END, 101.0, (15, 30, 60), (95.0, 88.0, 76.0), (90.0, 80.0, 62.0),
-                               (100.0, 96.0, 90.0), (86.0, 74.0, 55.0), (104.0, 102.0, 97.0), 0.85, 3)
+    forecast = GlucoseForecast(
+        patient_id=patient_id, issued_at=END, glucose_now_mg_dl=101.0, horizons_min=(15, 30, 60),
+        mean_mg_dl=(95.0, 88.0, 76.0), lower80_mg_dl=(90.0, 80.0, 62.0), upper80_mg_dl=(100.0, 96.0, 90.0),
+        lower95_mg_dl=(86.0, 74.0, 55.0), upper95_mg_dl=(104.0, 102.0, 97.0), insulin_sensitivity_ratio=0.85,
+        twin_version=3)
     with store.begin() as connection:  # as the live glucose service saves its state
         connection.execute(insert(twin_live_state).values(
             patient_id=patient_id, kind=live.STATE_KIND, twin_version=3, updated_at=END, data_time=END,
-            payload=store.codec.seal(orjson.dumps({"forecast": live.forecast_to_dict(forecast)}))))
+            payload=store.codec.seal(orjson.dumps({"forecast": forecast.to_json()}))))
     report = R.build_report(store, patient_id, now=NOW)
     assert report is not None
     bundle = generate_bundles(n_patients=1)[0]
@@ -290,7 +293,7 @@ def test_report_collects_every_section(patient: tuple[Store, str, np.ndarray, np
     assert report.news2.source == "device vitals" and report.news2.missing == []
     assert report.open_alerts_total == 2
     assert [a.rule for a in report.alerts] == ["hypo-l2", "hyper-l1"]  # open before acknowledged, no resolved
-    assert report.forecast is not None and report.forecast.mean_mg_dl == [95.0, 88.0, 76.0]
+    assert report.forecast is not None and report.forecast.mean_mg_dl == (95.0, 88.0, 76.0)
     assert R.forecast_lines(report.forecast)[1:] == ["+15 min: 95 mg/dL (80 % 90\u2013100)",
                                                      "+30 min: 88 mg/dL (80 % 80\u201396)",
                                                      "+60 min: 76 mg/dL (80 % 62\u201390)",

@@ -31,9 +31,9 @@ from medtwin.security.crypto import AesGcmCodec, KeyRing
 from medtwin.store.database import Store
 from medtwin.store.records import RecordRepository
 from medtwin.store.samples import SampleRepository
-from medtwin.stream.model import CANONICAL_UNITS, Sample
 from medtwin.synthetic import generate_bundles
 from medtwin.twin.build import import_units
+from medtwin.vocab import CANONICAL_UNITS, Sample
 
 REPO = Path(__file__).resolve().parents[2]
 ARTIFACTS = REPO / "test-artifacts"

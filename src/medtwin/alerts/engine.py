@@ -62,7 +62,7 @@ from medtwin.alerts.repository import SEVERITY_RANK, SYSTEM_ACTOR, Alert, AlertC
 from medtwin.security import audit
 from medtwin.store.database import Store
 from medtwin.store.live_tables import twin_live_state
-from medtwin.stream.model import GLUCOSE, HEART_RATE, GlucoseForecast, Sample
+from medtwin.vocab import GLUCOSE, HEART_RATE, GlucoseForecast, Sample
 
 log = logging.getLogger("medtwin.alerts")
 

@@ -39,7 +39,7 @@ from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Any, Final
 
-from medtwin.stream.model import GlucoseForecast
+from medtwin.vocab import GlucoseForecast
 
 HYPO_L1: Final = 70.0
 HYPO_L2: Final = 54.0

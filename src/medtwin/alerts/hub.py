@@ -2,7 +2,7 @@
 
 Events (:class:`Event`): ``alert`` (an alert opened / updated / escalated / acknowledged / resolved: the
 alert as JSON plus ``action``), ``samples`` (a patient's newly stored samples, for live charts) and
-``forecast`` (a :class:`~medtwin.stream.model.GlucoseForecast`). Each has a hub-wide increasing ``id``, the
+``forecast`` (a :class:`~medtwin.vocab.GlucoseForecast`). Each has a hub-wide increasing ``id``, the
 patient it concerns and ``published_at`` (epoch seconds; latency is measured from it). The JSON is encoded
 once per event, not once per subscriber.
 
@@ -37,7 +37,7 @@ from typing import Any, Final
 
 import orjson
 
-from medtwin.stream.model import GlucoseForecast, Sample
+from medtwin.vocab import GlucoseForecast, Sample
 
 EVENT_TYPES: Final = ("alert", "samples", "forecast")
 DEFAULT_QUEUE_SIZE: Final = 1000
@@ -281,12 +281,9 @@ def samples_publisher(hub: EventHub) -> Callable[[list[Sample]], None]:
 
 
 def forecast_json(forecast: GlucoseForecast) -> dict[str, Any]:
-    return {"issued_at": iso_z(forecast.issued_at), "glucose_now_mg_dl": forecast.glucose_now_mg_dl,
-            "horizons_min": list(forecast.horizons_min), "mean_mg_dl": list(forecast.mean_mg_dl),
-            "lower80_mg_dl": list(forecast.lower80_mg_dl), "upper80_mg_dl": list(forecast.upper80_mg_dl),
-            "lower95_mg_dl": list(forecast.lower95_mg_dl), "upper95_mg_dl": list(forecast.upper95_mg_dl),
-            "insulin_sensitivity_ratio": forecast.insulin_sensitivity_ratio,
-            "twin_version": forecast.twin_version}
+    """The forecast event's payload: the forecast's fields (:class:`~medtwin.vocab.GlucoseForecast`) but the
+    patient, who is the event's own."""
+    return forecast.model_dump(mode="json", exclude={"patient_id"})
 
 
 def forecast_publisher(hub: EventHub) -> Callable[[GlucoseForecast], None]:

@@ -3,7 +3,7 @@
 Source: Royal College of Physicians. *National Early Warning Score (NEWS) 2: Standardising the assessment
 of acute-illness severity in the NHS.* Updated report of a working party. London: RCP, 2017 -- Chart 1
 (scoring system), Chart 2 (thresholds and triggers), Chart 4 (clinical response). The parameter bands are
-data, not code: ``alerts/data/news2_rcp2017.toml`` (with the citation), checked for contiguity on load.
+data, not code: the vocabulary's ``vocab/data/news2_rcp2017.toml`` (with the citation), checked for contiguity on load.
 
 Scoring (:func:`score`):
 
@@ -36,12 +36,11 @@ from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from decimal import ROUND_HALF_UP, Decimal
 from functools import lru_cache
-from importlib import resources
 from typing import Any, Final
 
-from medtwin.stream import model as m
+from medtwin import vocab as m
+from medtwin.vocab.news2 import news2_chart_text
 
-DATA_FILE: Final = "news2_rcp2017.toml"
 #: Parameter keys in chart order (the SpO2 key is resolved per scale).
 PARAMETERS: Final = ("respiratory_rate", "spo2", "supplemental_oxygen", "systolic_bp", "heart_rate",
                      "consciousness", "temperature")
@@ -153,7 +152,7 @@ def parse_chart(text: str) -> Chart:
 @lru_cache(maxsize=1)
 def chart() -> Chart:
     """The RCP 2017 chart from the package data file."""
-    return parse_chart(resources.files("medtwin.alerts").joinpath("data", DATA_FILE).read_text("utf-8"))
+    return parse_chart(news2_chart_text())
 
 
 @dataclass(frozen=True)

@@ -23,7 +23,7 @@ from sqlalchemy import Connection, func, select
 from medtwin.store.codec import Codec
 from medtwin.store.live_tables import quarantine
 from medtwin.store.schema import samples
-from medtwin.stream.model import CANONICAL_UNITS, Sample
+from medtwin.vocab import CANONICAL_UNITS, Sample
 
 __all__ = ["QuarantineRow", "SampleRepository", "Series", "downsample_indices", "sqlite_time"]
 

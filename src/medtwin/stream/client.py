@@ -30,7 +30,7 @@ def make_batch(metric: str, start: datetime, n: int, *, step_s: float = 1.0, uni
                value: float = 70.0, spread: float = 10.0, id_prefix: str | None = None) -> list[dict[str, Any]]:
     """``n`` synthetic samples of ``metric`` every ``step_s`` seconds from ``start`` (values cycle over
     ``value .. value + spread``); with ``id_prefix`` each carries a client id."""
-    from medtwin.stream.model import CANONICAL_UNITS
+    from medtwin.vocab import CANONICAL_UNITS
 
     unit = unit or CANONICAL_UNITS[metric]
     base = start.astimezone(UTC)

@@ -61,11 +61,11 @@ from urllib.parse import quote
 import numpy as np
 from numpy.typing import NDArray
 
+from medtwin import vocab as m
 from medtwin.physiology.devices import BasalBolusController, CGMSensor, InsulinPump
 from medtwin.physiology.simulate import Event, simulate_inputs
 from medtwin.physiology.uva_padova import PatientParameters, virtual_patients
 from medtwin.solve import Dopri5, Solver
-from medtwin.stream import model as m
 
 if TYPE_CHECKING:  # pragma: no cover
     import httpx

@@ -1,7 +1,8 @@
 """The metric registry: canonical unit, accepted device units and their conversion, plausible range, and
 the FHIR (LOINC) codes and Open mHealth / IEEE 1752.1 schema names that map to each metric.
 
-The data is in ``stream/data/metrics.toml`` with a one-line source per range. Conversions use
+The data is the vocabulary's ``vocab/data/metrics.toml`` (:mod:`medtwin.vocab.metrics`: names, labels, display
+units), with a one-line source per range; this module adds the conversion rules. Conversions use
 :mod:`medtwin.record.ucum`; every accepted unit converts linearly (``canonical = a * value + b``: ``b`` is
 non-zero only for temperatures), so each (metric, unit) pair is resolved once and cached.
 
@@ -13,15 +14,13 @@ with a machine-readable ``reason`` (``unknown-metric``, ``unit``, ``bad-value``,
 from __future__ import annotations
 
 import math
-import tomllib
 from collections.abc import Mapping
 from dataclasses import dataclass
 from functools import lru_cache
-from importlib import resources
 from types import MappingProxyType
 
 from medtwin.record import ucum
-from medtwin.stream.model import CANONICAL_UNITS
+from medtwin.vocab.metrics import read_metrics_file
 
 __all__ = ["MetricError", "MetricSpec", "by_loinc", "by_omh_schema", "normalise", "registry", "spec",
            "unit_factor"]
@@ -57,14 +56,10 @@ class MetricSpec:
 
 @lru_cache(maxsize=1)
 def registry() -> Mapping[str, MetricSpec]:
-    """metric name -> spec, for every metric of ``CANONICAL_UNITS``."""
-    text = resources.files("medtwin.stream").joinpath("data", "metrics.toml").read_text(encoding="utf-8")
-    data = tomllib.loads(text)
+    """metric name -> spec, for every metric of the vocabulary."""
     out: dict[str, MetricSpec] = {}
-    for name, row in data.items():
+    for name, row in read_metrics_file().items():
         unit = row["unit"]
-        if CANONICAL_UNITS.get(name) != unit:
-            raise RuntimeError(f"metrics.toml: {name} unit {unit!r} differs from CANONICAL_UNITS")
         dimensionless = ucum.parse(unit).is_dimensionless or not any(ucum.parse(unit).dimension)
         out[name] = MetricSpec(
             name=name, unit=unit, units=tuple(row.get("units", ())), aliases=MappingProxyType(
@@ -73,9 +68,6 @@ def registry() -> Mapping[str, MetricSpec]:
             strict=bool(row.get("strict", False)) or dimensionless,
             molar_mass_g_per_mol=row.get("molar_mass"), loinc=tuple(row.get("loinc", ())),
             omh=tuple(row.get("omh", ())))
-    missing = set(CANONICAL_UNITS) - set(out)
-    if missing:
-        raise RuntimeError(f"metrics.toml lacks {sorted(missing)}")
     return MappingProxyType(out)
 
 

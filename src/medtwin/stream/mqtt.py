@@ -60,7 +60,6 @@ from medtwin.store.database import Store
 from medtwin.store.samples import SampleRepository
 from medtwin.store.security_tables import api_keys
 from medtwin.stream import metrics
-from medtwin.stream.model import CANONICAL_UNITS, Sample
 from medtwin.stream.parse import parse_samples
 from medtwin.stream.pipeline import (
     BatchTooLargeError,
@@ -70,6 +69,7 @@ from medtwin.stream.pipeline import (
     UnknownPatientError,
     idempotency_key,
 )
+from medtwin.vocab import CANONICAL_UNITS, Sample
 
 log = logging.getLogger("medtwin.stream.mqtt")
 

@@ -28,7 +28,7 @@ from typing import Any
 import orjson
 
 from medtwin.stream import metrics
-from medtwin.stream.model import CANONICAL_UNITS, SLEEP_STAGE
+from medtwin.vocab import CANONICAL_UNITS, SLEEP_STAGE
 
 __all__ = ["FieldError", "ParseResult", "PayloadError", "Problem", "Reading", "decode", "detect_format", "parse_fhir",
            "parse_omh", "parse_payload", "parse_samples", "parse_time"]

@@ -51,9 +51,9 @@ import orjson
 from medtwin.store.database import Store
 from medtwin.store.samples import SampleRepository
 from medtwin.stream import metrics
-from medtwin.stream.model import CANONICAL_UNITS, Sample
 from medtwin.stream.parse import PayloadError, Problem, Reading, decode, parse_payload
 from medtwin.stream.ratelimit import RateLimiter, Unlimited
+from medtwin.vocab import CANONICAL_UNITS, Sample
 
 __all__ = ["BatchTooLargeError", "IngestPipeline", "IngestReport", "Listener", "QuarantinedItem",
            "RateLimitedError", "UnknownPatientError", "idempotency_key"]
@@ -239,7 +239,7 @@ class IngestPipeline:
     def ingest_samples(self, samples: Sequence[Reading | Sample], *, patient_id: str, device: str | None,
                        source: str, rate_key: str | None = None) -> IngestReport:
         """Ingest already-parsed samples: :class:`~medtwin.stream.parse.Reading` (value in the device's
-        unit, timezone-aware time) or :class:`~medtwin.stream.model.Sample` (re-validated; its own
+        unit, timezone-aware time) or :class:`~medtwin.vocab.Sample` (re-validated; its own
         idempotency key is replaced by the pipeline's). Same checks, storage, report and listeners as
         :meth:`ingest`."""
         pid = self.resolve_patient(patient_id)

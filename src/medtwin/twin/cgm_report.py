@@ -36,7 +36,7 @@ from medtwin.physiology.metrics import (
 )
 from medtwin.store.database import Store
 from medtwin.store.samples import SampleRepository
-from medtwin.stream.model import GLUCOSE
+from medtwin.vocab import GLUCOSE
 
 DEFAULT_DAYS = 14
 MAX_DAYS = 90

@@ -36,7 +36,6 @@ import math
 import threading
 import time
 from collections.abc import Callable
-from dataclasses import asdict
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
@@ -63,8 +62,8 @@ from medtwin.store.codec import Codec
 from medtwin.store.database import Store
 from medtwin.store.live_tables import twin_live_state
 from medtwin.store.twins import TwinRepository
-from medtwin.stream.model import CARBS, GLUCOSE, INSULIN_BASAL, INSULIN_BOLUS, GlucoseForecast, Sample
 from medtwin.twin.glucose import GLUCOSE_KIND, latest_twin_version
+from medtwin.vocab import CARBS, GLUCOSE, INSULIN_BASAL, INSULIN_BOLUS, GlucoseForecast, Sample
 
 log = logging.getLogger("medtwin.live")
 
@@ -128,27 +127,6 @@ class LiveTwinStatus(BaseModel):
     algorithm: str = ALGORITHM
 
 
-def forecast_to_dict(item: GlucoseForecast) -> dict[str, Any]:
-    data = asdict(item)
-    data["issued_at"] = item.issued_at.isoformat()
-    return data
-
-
-def forecast_from_dict(data: dict[str, Any]) -> GlucoseForecast:
-    return GlucoseForecast(
-        patient_id=str(data["patient_id"]), issued_at=datetime.fromisoformat(data["issued_at"]),
-        glucose_now_mg_dl=float(data["glucose_now_mg_dl"]),
-        horizons_min=tuple(int(h) for h in data["horizons_min"]),
-        mean_mg_dl=tuple(float(v) for v in data["mean_mg_dl"]),
-        lower80_mg_dl=tuple(float(v) for v in data["lower80_mg_dl"]),
-        upper80_mg_dl=tuple(float(v) for v in data["upper80_mg_dl"]),
-        lower95_mg_dl=tuple(float(v) for v in data["lower95_mg_dl"]),
-        upper95_mg_dl=tuple(float(v) for v in data["upper95_mg_dl"]),
-        insulin_sensitivity_ratio=float(data["insulin_sensitivity_ratio"]),
-        twin_version=None if data.get("twin_version") is None else int(data["twin_version"]),
-    )
-
-
 def load_state(connection: Connection, codec: Codec, patient_id: str) -> dict[str, Any] | None:
     """The saved payload of a patient's glucose filter (filter, forecast, status, versions), or None."""
     row = connection.execute(select(twin_live_state.c.payload).where(
@@ -163,7 +141,7 @@ def latest_forecast(connection: Connection, codec: Codec, patient_id: str) -> Gl
     """The last saved forecast of a patient (for readers without the running service, e.g. reports)."""
     state = load_state(connection, codec, patient_id)
     found = None if state is None else state.get("forecast")
-    return None if not found else forecast_from_dict(found)
+    return None if not found else GlucoseForecast.from_json(found)
 
 
 def latest_status(connection: Connection, codec: Codec, patient_id: str) -> LiveTwinStatus | None:
@@ -405,7 +383,7 @@ class LiveGlucoseService:
                 raise PhysiologyInputError("n_members", "the saved filter has another ensemble size")
             found = state.get("forecast")
             live = _Live(filt, StartedFrom.model_validate(state["started_from"]), state.get("live_version"),
-                         float(state["last_version_min"]), forecast_from_dict(found) if found else None)
+                         float(state["last_version_min"]), GlucoseForecast.from_json(found) if found else None)
         except (PhysiologyInputError, KeyError, TypeError, ValueError):
             log.warning("saved glucose filter of a patient could not be resumed; starting a new one")
             return None
@@ -503,7 +481,7 @@ class LiveGlucoseService:
                     "started_from": live.started.model_dump(mode="json"),
                     "live_version": live.live_version,
                     "last_version_min": live.last_version_min,
-                    "forecast": None if live.forecast is None else forecast_to_dict(live.forecast),
+                    "forecast": None if live.forecast is None else live.forecast.to_json(),
                     "status": self._status(live).model_dump(mode="json"),
                 }
                 _save_state(connection, self.store.codec, pid, payload, data_time=from_minutes(filt.time_min),

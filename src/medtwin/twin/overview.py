@@ -33,7 +33,7 @@ from medtwin.store.live_tables import alerts
 from medtwin.store.records import RecordRepository
 from medtwin.store.schema import samples
 from medtwin.store.twins import TwinRepository
-from medtwin.stream.model import GLUCOSE, HEART_RATE
+from medtwin.vocab import GLUCOSE, HEART_RATE
 
 __all__ = ["AlertCounts", "GlucoseReading", "News2Brief", "OverviewPage", "PatientOverview", "Reading",
            "TREND_WINDOW", "STALE_AFTER", "device_news2", "glucose_trend", "patient_overview", "trend_category"]

@@ -41,7 +41,6 @@ from medtwin.store.database import Store
 from medtwin.store.records import RecordRepository
 from medtwin.store.schema import twin_versions
 from medtwin.store.twins import TwinRepository
-from medtwin.stream.model import DIASTOLIC_BP, GLUCOSE, HEART_RATE, SPO2, SYSTOLIC_BP
 from medtwin.twin import live
 from medtwin.twin.cgm_report import (
     DEFAULT_DAYS,
@@ -54,6 +53,7 @@ from medtwin.twin.cgm_report import (
 )
 from medtwin.twin.pharmacogenomics import PgxSummary, pgx_summary
 from medtwin.twin.summary import AllergyItem, Measurement, MedicationItem, PatientSummary, Problem
+from medtwin.vocab import DIASTOLIC_BP, GLUCOSE, HEART_RATE, SPO2, SYSTOLIC_BP, GlucoseForecast
 
 DEFAULT_TREND_DAYS = 7
 TREND_BUCKETS = 336  # 7 days -> 30-minute buckets
@@ -94,20 +94,6 @@ class TrendChart(BaseModel):
     unit: str
     series: list[TrendSeries] = Field(default_factory=list)
     band: tuple[float, float] | None = Field(default=None, description="Reference band drawn behind the data")
-
-
-class ForecastView(BaseModel):
-    issued_at: datetime
-    glucose_now_mg_dl: float
-    horizons_min: list[int]
-    mean_mg_dl: list[float]
-    lower80_mg_dl: list[float]
-    upper80_mg_dl: list[float]
-    lower95_mg_dl: list[float]
-    upper95_mg_dl: list[float]
-    insulin_sensitivity_ratio: float | None = Field(
-        default=None, description="Current insulin sensitivity estimate relative to the twin's starting value")
-    twin_version: int | None = None
 
 
 class AlertItem(BaseModel):
@@ -154,7 +140,7 @@ class PatientReport(BaseModel):
     labs: list[Measurement]
     cgm: CgmReport
     trends: list[TrendChart]
-    forecast: ForecastView | None
+    forecast: GlucoseForecast | None
     alerts: list[AlertItem]
     open_alerts_total: int
     news2: News2View | None
@@ -249,20 +235,13 @@ def _trends(conn: Connection, records: RecordRepository, patient_id: str, days: 
     return charts
 
 
-def _forecast(conn: Connection, codec: Codec, patient_id: str) -> ForecastView | None:
+def _forecast(conn: Connection, codec: Codec, patient_id: str) -> GlucoseForecast | None:
     """The live glucose twin's last saved forecast (:func:`medtwin.twin.live.latest_forecast`), or None."""
     try:
         found = live.latest_forecast(conn, codec, patient_id)
     except (KeyError, TypeError, ValueError):  # a state this version cannot read: no forecast, still a report
         return None
-    if found is None:
-        return None
-    return ForecastView(
-        issued_at=found.issued_at, glucose_now_mg_dl=found.glucose_now_mg_dl, horizons_min=list(found.horizons_min),
-        mean_mg_dl=list(found.mean_mg_dl), lower80_mg_dl=list(found.lower80_mg_dl),
-        upper80_mg_dl=list(found.upper80_mg_dl), lower95_mg_dl=list(found.lower95_mg_dl),
-        upper95_mg_dl=list(found.upper95_mg_dl), insulin_sensitivity_ratio=found.insulin_sensitivity_ratio,
-        twin_version=found.twin_version)
+    return found
 
 
 def _alerts(conn: Connection, codec: Codec, patient_id: str, now: datetime, limit: int = 8
@@ -416,7 +395,7 @@ def coverage_line(cgm: CgmReport) -> str:
             f"{c.sample_period_min:g} min \u00b7 CGM active {c.percent_time_active:.1f} % ({verdict})")
 
 
-def forecast_lines(forecast: ForecastView | None) -> list[str]:
+def forecast_lines(forecast: GlucoseForecast | None) -> list[str]:
     if forecast is None:
         return []
     out = [f"now {forecast.glucose_now_mg_dl:.0f} mg/dL at {fmt_time(forecast.issued_at)}"]

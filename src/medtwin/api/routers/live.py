@@ -7,42 +7,16 @@ runs without one.
 
 from __future__ import annotations
 
-from datetime import datetime
-from typing import Annotated, Any
+from typing import Annotated
 
 from fastapi import APIRouter, Depends, Request
-from pydantic import BaseModel, Field
 
 from medtwin.api.deps import Principal, StoreDep, guard, visible_patient
 from medtwin.api.problems import ProblemError
-from medtwin.stream.model import GlucoseForecast
 from medtwin.twin import live as service
+from medtwin.vocab import GlucoseForecast
 
 router = APIRouter(prefix="/patients/{patient_id}", tags=["live twin"])
-
-
-class GlucoseForecastPublic(BaseModel):
-    """Glucose forecast of the live twin (mg/dL): ``mean_mg_dl[i]`` is the expected CGM reading
-    ``horizons_min[i]`` minutes after ``issued_at``, with 80 % and 95 % prediction intervals for the reading."""
-
-    patient_id: str
-    issued_at: datetime = Field(description="data time of the last CGM reading folded in")
-    glucose_now_mg_dl: float = Field(description="filtered interstitial glucose at issued_at")
-    horizons_min: list[int]
-    mean_mg_dl: list[float]
-    lower80_mg_dl: list[float]
-    upper80_mg_dl: list[float]
-    lower95_mg_dl: list[float]
-    upper95_mg_dl: list[float]
-    insulin_sensitivity_ratio: float = Field(description="current estimate over the twin's starting value")
-    twin_version: int | None = Field(description="fitted glucose twin version the filter started from, if any")
-
-    @classmethod
-    def of(cls, item: GlucoseForecast) -> GlucoseForecastPublic:
-        data: dict[str, Any] = service.forecast_to_dict(item)
-        return cls.model_validate(data)
-
-
 
 
 def _service(request: Request) -> service.LiveGlucoseService | None:
@@ -50,14 +24,14 @@ def _service(request: Request) -> service.LiveGlucoseService | None:
     return found if isinstance(found, service.LiveGlucoseService) else None
 
 
-@router.get("/forecast", response_model=GlucoseForecastPublic,
+@router.get("/forecast", response_model=GlucoseForecast,
             summary="The live glucose twin's latest forecast (5-60 min, 80 % and 95 % prediction intervals)")
 def get_forecast(
     patient_id: str,
     request: Request,
     store: StoreDep,
     principal: Annotated[Principal, Depends(guard("read", "Observation"))],
-) -> GlucoseForecastPublic:
+) -> GlucoseForecast:
     resolved = visible_patient(store, principal, patient_id)
     live = _service(request)
     if live is not None:
@@ -68,7 +42,7 @@ def get_forecast(
     if found is None:
         raise ProblemError(404, "Not found", f"patient {patient_id!r} has no live glucose forecast yet "
                            "(it follows the first CGM reading)", kind="not-found", field="patient_id")
-    return GlucoseForecastPublic.of(found)
+    return found
 
 
 @router.get("/twin/live", response_model=service.LiveTwinStatus,
