@@ -8,6 +8,7 @@ from pathlib import Path
 
 import pytest
 
+from medtwin.security import audit
 from medtwin.security.crypto import AesGcmCodec, KeyRing
 from medtwin.store.database import Store
 
@@ -42,9 +43,11 @@ def clock() -> FakeClock:
 
 @pytest.fixture
 def store(database_url: str, codec: AesGcmCodec) -> Iterator[Store]:
-    """A migrated store sealing with AES-GCM, on SQLite and PostgreSQL (``database_url`` from tests/conftest)."""
+    """A migrated store sealing with AES-GCM, on SQLite and PostgreSQL (``database_url`` from tests/conftest);
+    its audit chain is keyed with the key ring's audit key."""
     instance = Store(database_url, codec)
     instance.migrate()
+    audit.bind(instance.engine, codec.keyring)
     yield instance
     instance.dispose()
 
@@ -53,5 +56,6 @@ def store(database_url: str, codec: AesGcmCodec) -> Iterator[Store]:
 def sqlite_store(tmp_path: Path, codec: AesGcmCodec) -> Iterator[Store]:
     instance = Store(f"sqlite:///{tmp_path / 'medtwin.db'}", codec)
     instance.migrate()
+    audit.bind(instance.engine, codec.keyring)
     yield instance
     instance.dispose()

@@ -130,3 +130,18 @@ def test_failed_rotation_keeps_data_readable(sqlite_store: Store, tmp_path: Path
         blob = conn.execute(select(resources.c.content).where(resources.c.id == "p0")).scalar_one()
     assert AesGcmCodec(ring).key_id_of(blob) == keyring.active  # nothing was rewritten
     assert json.loads(AesGcmCodec(ring).open(blob))["id"] == "p0"
+
+
+def test_audit_keys_round_trip_and_a_ring_without_them_gets_a_stable_derived_key() -> None:
+    ring = KeyRing.generate().with_new_audit_key()
+    again = KeyRing.from_json(ring.to_json())
+    assert again.audit_keys == ring.audit_keys and again.audit_active == ring.audit_active
+    assert len(ring.audit_keys) == 2 and ring.audit_active.startswith("a")
+    old = json.loads(ring.to_json())
+    del old["audit_keys"], old["audit_active"]  # a key ring file written before audit keys existed
+    first, second = KeyRing.from_json(json.dumps(old)), KeyRing.from_json(json.dumps(old))
+    assert first.audit_active == "a-derived" and first.audit_keys == second.audit_keys
+    assert first.audit_keys["a-derived"] not in (ring.token_key, ring.index_key)
+    old["audit_keys"], old["audit_active"] = {"a1": old["index_key"]}, "a2"
+    with pytest.raises(CryptoError, match="audit_active"):
+        KeyRing.from_json(json.dumps(old))

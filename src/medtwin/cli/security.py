@@ -40,6 +40,7 @@ def _store(settings: Settings) -> Iterator[tuple[Store, KeyRing]]:
         fail(str(exc))
     store = Store.from_settings(settings, AesGcmCodec(ring))
     store.migrate()
+    audit.bind(store.engine, ring)
     try:
         yield store, ring
     finally:
@@ -148,14 +149,47 @@ def users_revoke_key(key_id: str) -> None:
 
 
 # --- audit ---------------------------------------------------------------------------------------
+def _read_checkpoint(path: Path) -> audit.Checkpoint:
+    try:
+        return audit.Checkpoint.from_json(path.read_text(encoding="utf-8"))
+    except OSError as exc:
+        fail(f"checkpoint: cannot read {path}: {exc.strerror}")
+    except audit.AuditKeyError as exc:
+        fail(f"checkpoint {path}: {exc}")
+
+
 @audit_app.command("verify")
-def audit_verify() -> None:
-    """Check the hash chain; exits 1 naming the first bad record and the kind of tampering."""
+def audit_verify(checkpoint: Annotated[Path | None, typer.Option(
+        help="A checkpoint file from `medtwin audit checkpoint`: also detect truncation and re-chaining")] = None
+                 ) -> None:
+    """Check the keyed chain (and a checkpoint); exits 1 naming the first bad record and the kind of tampering."""
+    cp = _read_checkpoint(checkpoint) if checkpoint is not None else None
     with _store(load_settings()) as (store, _ring), store.connect() as connection:
-        result = audit.verify(connection)
+        result = audit.verify(connection) if cp is None else audit.verify_checkpoint(connection, cp)
     if not result.ok:
         fail(f"audit chain broken at record {result.first_bad_seq} ({result.problem}): {result.message}")
-    console.print(f"audit chain intact: {result.count} records; head {result.head_seq} {result.head_hash}")
+    legacy = f" ({result.unkeyed} from before the chain was keyed)" if result.unkeyed else ""
+    held = f"; holds checkpoint record {cp.seq} of {cp.at}" if cp is not None else ""
+    console.print(f"audit chain intact: {result.count} records{legacy}; head {result.head_seq} "
+                  f"{result.head_hash}{held}")
+
+
+@audit_app.command("checkpoint")
+def audit_checkpoint(out: Annotated[Path, typer.Option(help="Where to write the sealed checkpoint (JSON); keep "
+                                                       "it outside the database server")]) -> None:
+    """Verify the chain, then export its head sealed with the audit key (for `audit verify --checkpoint`)."""
+    with _store(load_settings()) as (store, _ring):
+        with store.connect() as connection:
+            result = audit.verify(connection)
+            if not result.ok:
+                fail(f"no checkpoint of a broken chain: record {result.first_bad_seq} ({result.problem}): "
+                     f"{result.message}")
+            cp = audit.checkpoint(connection, utcnow)
+        tmp = out.with_name(out.name + ".tmp")
+        tmp.write_text(cp.to_json() + "\n", encoding="utf-8")
+        tmp.replace(out)
+        _audit(store, "admin", "AuditEvent", detail={"op": "checkpoint", "seq": cp.seq})
+    console.print(f"checkpoint of record {cp.seq} ({cp.hash}) written to {out}")
 
 
 @audit_app.command("export")
@@ -199,6 +233,23 @@ def keys_rotate(keep_old: Annotated[bool, typer.Option(help="Keep retired keys i
         _audit(store, "admin", "KeyRing", detail={"op": "rotate", "key_id": report.new_key_id,
                                                   "blobs": sum(report.blobs_rewritten.values())})
     console.print(f"active key {report.new_key_id}; re-encrypted {report.blobs_rewritten}")
+
+
+@keys_app.command("rotate-audit")
+def keys_rotate_audit() -> None:
+    """New active audit key for sealing new audit records; the old ones stay to verify older records."""
+    settings = load_settings()
+    if settings.keyring is not None:
+        fail("keys rotate-audit needs MEDTWIN_KEY_FILE (a key given inline in MEDTWIN_KEYRING cannot be rewritten)")
+    path = keyring_path(settings)
+    try:
+        ring = KeyRing.load(path).with_new_audit_key()
+    except CryptoError as exc:
+        fail(f"{path}: {exc}")
+    ring.save(path)
+    with _store(settings) as (store, _ring):
+        _audit(store, "admin", "KeyRing", detail={"op": "rotate-audit", "key_id": ring.audit_active})
+    console.print(f"active audit key {ring.audit_active}; {len(ring.audit_keys)} audit keys in {path}")
 
 
 # --- consent -------------------------------------------------------------------------------------

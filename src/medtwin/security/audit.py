@@ -1,36 +1,91 @@
-"""The audit trail: an append-only hash chain in the database.
+"""The audit trail: an append-only chain of records in the database, sealed with a key from the key ring.
 
-Each record's ``hash = SHA-256(prev_hash || canonical JSON of its fields)``; ``prev_hash`` is the hash of
-the record before it (64 zeros for the first). A one-row ``audit_head`` table holds the newest sequence
-number and hash; appends lock it first (an ``UPDATE``), so concurrent writers are serialised on SQLite and
-PostgreSQL alike and sequence numbers have no gaps.
+Each record's ``hash = HMAC-SHA256(audit key, prev_hash || canonical JSON of its fields and key id)``;
+``key_id`` names the audit key of the key ring that sealed it (so the audit key can be rotated while older
+records stay verifiable), ``prev_hash`` is the hash of the record before it (64 zeros for the first).
+Records written before the chain was keyed (migration ``0004_keyed_audit``) have ``key_id`` NULL and a plain
+``SHA-256``; they are verified as such, but after the first keyed record every record must be keyed. Someone
+who can write to the database but does not hold the key can therefore neither append a valid record nor edit
+and re-chain one. A one-row ``audit_head`` table holds the newest sequence number and hash; appends lock it
+first (an ``UPDATE``), so concurrent writers are serialised on SQLite and PostgreSQL alike and sequence
+numbers have no gaps.
 
 :func:`verify` walks the chain and names the first bad record and the kind of tampering:
-``modified`` (fields no longer match the hash), ``deleted`` (a missing record: a gap, a link to a hash
-that is no longer there, or a chain shorter than the head says), ``inserted`` (a record whose successor
-links past it, or records beyond the head) and ``reordered`` (a record linking to one that comes later).
-Publishing the head hash elsewhere (it is printed by ``medtwin audit verify``) also catches an attacker who
-rewrites the whole chain and the head together.
+``modified`` (fields no longer match the MAC), ``deleted`` (a missing record: a gap, a link to a hash that is
+no longer there, or a chain shorter than the head says), ``inserted`` (a record whose successor links past
+it, records beyond the head, or an unkeyed record after keyed ones), ``reordered`` (a record linking to one
+that comes later) and ``unverifiable`` (sealed with an audit key the key ring does not hold).
+
+Deleting the tail *and* rewinding the head leaves a shorter chain that is intact in itself; so does a chain
+rewritten from scratch by someone holding the key. Against both, :func:`checkpoint` exports the head sealed
+with the audit key (``medtwin audit checkpoint --out FILE``; keep the file elsewhere) and
+:func:`verify_checkpoint` checks that the chain still holds the checkpointed record with the same hash
+(``truncated`` or ``modified`` otherwise).
+
+The key comes from the key ring bound to the database engine (:func:`bind`, done by the API's
+``install_security`` and by the CLI), else from the key ring the process loaded
+(:func:`medtwin.security.crypto.load_keyring` calls :func:`use_by_default`); a store without any key ring
+(tests with the plain codec) writes unkeyed records, and refuses to once the chain is keyed.
 """
 
 from __future__ import annotations
 
 import hashlib
+import hmac
 import json
 import uuid
-from collections.abc import Callable, Iterator
+import weakref
+from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from sqlalchemy import Connection, insert, select, update
+from sqlalchemy import Connection, Engine, insert, select, update
 
 from medtwin.store.security_tables import audit_head, audit_log
+
+if TYPE_CHECKING:
+    from medtwin.security.crypto import KeyRing
 
 GENESIS = "0" * 64
 OUTCOMES = ("success", "denied", "failure")
 HASHED_FIELDS = ("at", "actor", "role", "action", "resource_type", "resource_id", "patient_id", "outcome",
                  "status", "client", "detail")
+CHECKPOINT_VERSION = 1
+
+
+class AuditKeyError(RuntimeError):
+    """The chain is keyed but no audit key is available, or a checkpoint is invalid."""
+
+
+@dataclass(frozen=True)
+class AuditKeys:
+    """The audit keys of a key ring: the active one seals new records, all of them verify."""
+
+    active: str
+    keys: Mapping[str, bytes]
+
+    @classmethod
+    def from_keyring(cls, ring: KeyRing) -> AuditKeys:
+        return cls(ring.audit_active, dict(ring.audit_keys))
+
+
+_BOUND: weakref.WeakKeyDictionary[Engine, AuditKeys] = weakref.WeakKeyDictionary()
+_DEFAULT: list[AuditKeys] = []
+
+
+def bind(engine: Engine, ring: KeyRing) -> None:
+    """Seal and verify the audit chain of this engine's database with ``ring``'s audit keys."""
+    _BOUND[engine] = AuditKeys.from_keyring(ring)
+
+
+def use_by_default(ring: KeyRing) -> None:
+    """The audit keys for engines not bound with :func:`bind` (the key ring this process loaded)."""
+    _DEFAULT[:] = [AuditKeys.from_keyring(ring)]
+
+
+def keys_for(conn: Connection) -> AuditKeys | None:
+    return _BOUND.get(conn.engine) or (_DEFAULT[0] if _DEFAULT else None)
 
 
 @dataclass(frozen=True)
@@ -63,29 +118,40 @@ class AuditRecord:
     detail: str | None
     prev_hash: str
     hash: str
+    key_id: str | None = None
 
 
 def canonical(fields: dict[str, Any]) -> bytes:
     return json.dumps(fields, sort_keys=True, separators=(",", ":"), ensure_ascii=False).encode("utf-8")
 
 
-def record_hash(fields: dict[str, Any], prev_hash: str) -> str:
+def record_hash(fields: dict[str, Any], prev_hash: str, key: bytes | None = None, key_id: str | None = None) -> str:
+    """The seal of one record: HMAC-SHA256 with ``key`` (its id sealed too), or plain SHA-256 without one
+    (records from before the chain was keyed)."""
     payload = {k: fields.get(k) for k in HASHED_FIELDS}
-    return hashlib.sha256(prev_hash.encode("ascii") + canonical(payload)).hexdigest()
+    if key is None:
+        return hashlib.sha256(prev_hash.encode("ascii") + canonical(payload)).hexdigest()
+    payload["key_id"] = key_id
+    return hmac.new(key, prev_hash.encode("ascii") + canonical(payload), hashlib.sha256).hexdigest()
 
 
 def _clip(value: str | None, n: int) -> str | None:
     return None if value is None else value[:n]
 
 
-def append(conn: Connection, entry: AuditEntry, clock: Callable[[], datetime]) -> AuditRecord:
+def append(conn: Connection, entry: AuditEntry, clock: Callable[[], datetime],
+           keys: AuditKeys | None = None) -> AuditRecord:
     """Append one record inside the caller's transaction (commit it promptly: it holds the chain lock)."""
     if entry.outcome not in OUTCOMES:
         raise ValueError(f"outcome: must be one of {', '.join(OUTCOMES)}")
+    keys = keys or keys_for(conn)
     locked = conn.execute(update(audit_head).where(audit_head.c.id == 1).values(seq=audit_head.c.seq + 1))
     if locked.rowcount == 0:  # tables made without the migration's seed row
         conn.execute(insert(audit_head).values(id=1, seq=1, hash=GENESIS))
     seq, prev_hash = conn.execute(select(audit_head.c.seq, audit_head.c.hash).where(audit_head.c.id == 1)).one()
+    if keys is None and conn.execute(select(audit_log.c.key_id).where(
+            audit_log.c.seq == seq - 1, audit_log.c.key_id.is_not(None))).first() is not None:
+        raise AuditKeyError("the audit chain is keyed but no audit key is configured (load the key ring)")
     at = clock().astimezone(UTC).isoformat(timespec="microseconds")
     fields: dict[str, Any] = {
         "at": at, "actor": _clip(entry.actor, 200) or "", "role": entry.role[:20], "action": entry.action[:20],
@@ -94,10 +160,11 @@ def append(conn: Connection, entry: AuditEntry, clock: Callable[[], datetime]) -
         "client": _clip(entry.client, 64),
         "detail": None if entry.detail is None else canonical(entry.detail).decode("utf-8"),
     }
-    digest = record_hash(fields, prev_hash)
-    conn.execute(insert(audit_log).values(seq=seq, prev_hash=prev_hash, hash=digest, **fields))
+    key_id = None if keys is None else keys.active
+    digest = record_hash(fields, prev_hash, None if keys is None else keys.keys[keys.active], key_id)
+    conn.execute(insert(audit_log).values(seq=seq, prev_hash=prev_hash, hash=digest, key_id=key_id, **fields))
     conn.execute(update(audit_head).where(audit_head.c.id == 1).values(hash=digest))
-    return AuditRecord(seq=seq, prev_hash=prev_hash, hash=digest, **fields)
+    return AuditRecord(seq=seq, prev_hash=prev_hash, hash=digest, key_id=key_id, **fields)
 
 
 def _row(row: Any) -> AuditRecord:
@@ -123,51 +190,162 @@ class Verification:
     head_seq: int
     head_hash: str
     first_bad_seq: int | None = None
-    problem: str | None = None  # modified | deleted | inserted | reordered
+    problem: str | None = None  # modified | deleted | inserted | reordered | unverifiable | truncated
     message: str = "audit chain intact"
+    unkeyed: int = 0  # records from before the chain was keyed (plain SHA-256)
 
 
-def verify(conn: Connection) -> Verification:
+def _seal_problem(rec: AuditRecord, keys: AuditKeys | None, keyed_seen: bool) -> tuple[str, str] | None:
+    """(problem, message) when the record's own seal is wrong, else None."""
+    fields = {k: getattr(rec, k) for k in HASHED_FIELDS}
+    if rec.key_id is None:
+        if keyed_seen:
+            return "inserted", (f"record {rec.seq} was inserted: it has no audit key although records before it "
+                                "have, so medtwin did not write it")
+        if record_hash(fields, rec.prev_hash) != rec.hash:
+            return "modified", f"record {rec.seq} was modified: its content does not match its hash"
+        return None
+    key = None if keys is None else keys.keys.get(rec.key_id)
+    if key is None:
+        return "unverifiable", (f"record {rec.seq} is sealed with audit key {rec.key_id!r}, which is not in the "
+                                "key ring: load the key ring that wrote it")
+    if not hmac.compare_digest(record_hash(fields, rec.prev_hash, key, rec.key_id), rec.hash):
+        return "modified", (f"record {rec.seq} was modified (or forged): its content does not match its "
+                            "keyed hash")
+    return None
+
+
+def _link_problem(rows: list[AuditRecord], i: int, prev_hash: str, expected_seq: int,
+                  position: dict[str, int]) -> tuple[int, str, str] | None:
+    """(seq, problem, message) when record ``i`` does not follow the one before it, else None."""
+    rec = rows[i]
+    if rec.prev_hash != prev_hash:
+        j = position.get(rec.prev_hash)
+        if j is not None and j > i:
+            return rec.seq, "reordered", f"record {rec.seq} was reordered: it follows record {rows[j].seq} in the chain"
+        if j is not None and j < i - 1:
+            first = rows[j + 1]
+            return first.seq, "inserted", f"record {first.seq} was inserted: record {rec.seq} links to record {rows[j].seq}"
+        nxt = rows[i + 1] if i + 1 < len(rows) else None
+        if nxt is not None and nxt.prev_hash == prev_hash:
+            return rec.seq, "inserted", f"record {rec.seq} was inserted: it is not part of the chain"
+        return expected_seq, "deleted", (f"record {expected_seq} was deleted: record {rec.seq} links to a record "
+                                         "that is missing")
+    if rec.seq != expected_seq:
+        return expected_seq, "deleted", f"record {expected_seq} was deleted (sequence jumps to {rec.seq})"
+    return None
+
+
+def _head_problem(last_seq: int, last_hash: str, head_seq: int, head_hash: str) -> tuple[int, str, str] | None:
+    if last_seq < head_seq:
+        return last_seq + 1, "deleted", (f"record {last_seq + 1} was deleted: the chain ends at {last_seq}, the head "
+                                         f"says {head_seq}")
+    if last_seq > head_seq:
+        return head_seq + 1, "inserted", f"record {head_seq + 1} was inserted: the head ends the chain at {head_seq}"
+    if last_hash != head_hash:
+        return last_seq, "modified", f"record {last_seq} does not match the head hash"
+    return None
+
+
+def verify(conn: Connection, keys: AuditKeys | None = None) -> Verification:
+    keys = keys or keys_for(conn)
     rows = [_row(r) for r in conn.execute(select(audit_log).order_by(audit_log.c.seq))]
     head = conn.execute(select(audit_head.c.seq, audit_head.c.hash).where(audit_head.c.id == 1)).first()
     head_seq, head_hash = (int(head[0]), str(head[1])) if head is not None else (0, GENESIS)
     position = {r.hash: i for i, r in enumerate(rows)}
+    unkeyed = sum(1 for r in rows if r.key_id is None)
 
     def bad(seq: int, problem: str, message: str) -> Verification:
-        return Verification(False, len(rows), head_seq, head_hash, seq, problem, message)
+        return Verification(False, len(rows), head_seq, head_hash, seq, problem, message, unkeyed)
 
-    prev_hash, expected_seq = GENESIS, 1
+    prev_hash, expected_seq, keyed_seen = GENESIS, 1, False
     for i, rec in enumerate(rows):
-        fields = {k: getattr(rec, k) for k in HASHED_FIELDS}
-        if record_hash(fields, rec.prev_hash) != rec.hash:
-            return bad(rec.seq, "modified", f"record {rec.seq} was modified: its content does not match its hash")
-        if rec.prev_hash != prev_hash:
-            j = position.get(rec.prev_hash)
-            if j is not None and j > i:
-                return bad(rec.seq, "reordered",
-                           f"record {rec.seq} was reordered: it follows record {rows[j].seq} in the chain")
-            if j is not None and j < i - 1:
-                first = rows[j + 1]
-                return bad(first.seq, "inserted",
-                           f"record {first.seq} was inserted: record {rec.seq} links to record {rows[j].seq}")
-            nxt = rows[i + 1] if i + 1 < len(rows) else None
-            if nxt is not None and nxt.prev_hash == prev_hash:
-                return bad(rec.seq, "inserted", f"record {rec.seq} was inserted: it is not part of the chain")
-            return bad(expected_seq, "deleted",
-                       f"record {expected_seq} was deleted: record {rec.seq} links to a record that is missing")
-        if rec.seq != expected_seq:
-            return bad(expected_seq, "deleted", f"record {expected_seq} was deleted (sequence jumps to {rec.seq})")
-        prev_hash, expected_seq = rec.hash, rec.seq + 1
-    last_seq = expected_seq - 1
-    if last_seq < head_seq:
-        return bad(last_seq + 1, "deleted",
-                   f"record {last_seq + 1} was deleted: the chain ends at {last_seq}, the head says {head_seq}")
-    if last_seq > head_seq or prev_hash != head_hash:
-        if last_seq > head_seq:
-            return bad(head_seq + 1, "inserted",
-                       f"record {head_seq + 1} was inserted: the head ends the chain at {head_seq}")
-        return bad(last_seq, "modified", f"record {last_seq} does not match the head hash")
-    return Verification(True, len(rows), head_seq, head_hash)
+        sealed = _seal_problem(rec, keys, keyed_seen)
+        if sealed is not None:
+            return bad(rec.seq, *sealed)
+        linked = _link_problem(rows, i, prev_hash, expected_seq, position)
+        if linked is not None:
+            return bad(*linked)
+        prev_hash, expected_seq, keyed_seen = rec.hash, rec.seq + 1, keyed_seen or rec.key_id is not None
+    ended = _head_problem(expected_seq - 1, prev_hash, head_seq, head_hash)
+    if ended is not None:
+        return bad(*ended)
+    return Verification(True, len(rows), head_seq, head_hash, unkeyed=unkeyed)
+
+
+# --- checkpoints -------------------------------------------------------------------------------
+@dataclass(frozen=True)
+class Checkpoint:
+    """The head of the chain at one moment, sealed with an audit key (kept outside the database)."""
+
+    seq: int
+    hash: str
+    at: str
+    key_id: str
+    mac: str
+
+    def _payload(self) -> bytes:
+        return canonical({"version": CHECKPOINT_VERSION, "seq": self.seq, "hash": self.hash, "at": self.at,
+                          "key_id": self.key_id})
+
+    def to_json(self) -> str:
+        return json.dumps({"version": CHECKPOINT_VERSION, "seq": self.seq, "hash": self.hash, "at": self.at,
+                           "key_id": self.key_id, "mac": self.mac}, indent=2)
+
+    @classmethod
+    def from_json(cls, text: str) -> Checkpoint:
+        try:
+            data = json.loads(text)
+        except json.JSONDecodeError as exc:
+            raise AuditKeyError(f"checkpoint is not valid JSON: {exc.msg} (line {exc.lineno})") from exc
+        if not isinstance(data, dict) or data.get("version") != CHECKPOINT_VERSION:
+            raise AuditKeyError(f"checkpoint field 'version' must be {CHECKPOINT_VERSION}")
+        types = {"seq": int, "hash": str, "at": str, "key_id": str, "mac": str}
+        for name, kind in types.items():
+            if not isinstance(data.get(name), kind) or isinstance(data.get(name), bool):
+                raise AuditKeyError(f"checkpoint field '{name}' must be a {kind.__name__}")
+        return cls(data["seq"], data["hash"], data["at"], data["key_id"], data["mac"])
+
+
+def _checkpoint_mac(cp: Checkpoint, key: bytes) -> str:
+    return hmac.new(key, b"medtwin audit checkpoint|" + cp._payload(), hashlib.sha256).hexdigest()
+
+
+def checkpoint(conn: Connection, clock: Callable[[], datetime], keys: AuditKeys | None = None) -> Checkpoint:
+    """The current head, sealed with the active audit key (verify the chain first: this trusts the head)."""
+    keys = keys or keys_for(conn)
+    if keys is None:
+        raise AuditKeyError("a checkpoint needs the audit key: no key ring is loaded")
+    head = conn.execute(select(audit_head.c.seq, audit_head.c.hash).where(audit_head.c.id == 1)).first()
+    seq, digest = (int(head[0]), str(head[1])) if head is not None else (0, GENESIS)
+    unsigned = Checkpoint(seq, digest, clock().astimezone(UTC).isoformat(timespec="seconds"), keys.active, "")
+    return Checkpoint(seq, digest, unsigned.at, keys.active, _checkpoint_mac(unsigned, keys.keys[keys.active]))
+
+
+def verify_checkpoint(conn: Connection, cp: Checkpoint, keys: AuditKeys | None = None) -> Verification:
+    """:func:`verify`, then: the checkpoint is genuine and the chain still holds its record unchanged."""
+    keys = keys or keys_for(conn)
+    result = verify(conn, keys)
+    if not result.ok:
+        return result
+    key = None if keys is None else keys.keys.get(cp.key_id)
+    if key is None or not hmac.compare_digest(_checkpoint_mac(cp, key), cp.mac):
+        return Verification(False, result.count, result.head_seq, result.head_hash, cp.seq, "checkpoint-invalid",
+                            "the checkpoint's seal does not match (forged checkpoint or another key ring)",
+                            result.unkeyed)
+    if cp.seq == 0:
+        return result
+    stored = conn.execute(select(audit_log.c.hash).where(audit_log.c.seq == cp.seq)).scalar()
+    if stored is None:
+        return Verification(False, result.count, result.head_seq, result.head_hash, result.head_seq + 1,
+                            "truncated", f"the chain was truncated: it ends at record {result.head_seq}, the "
+                            f"checkpoint of {cp.at} holds record {cp.seq}", result.unkeyed)
+    if stored != cp.hash:
+        return Verification(False, result.count, result.head_seq, result.head_hash, cp.seq, "modified",
+                            f"record {cp.seq} differs from the checkpoint of {cp.at}: the chain was rewritten "
+                            "up to it", result.unkeyed)
+    return Verification(True, result.count, result.head_seq, result.head_hash, unkeyed=result.unkeyed,
+                        message=f"audit chain intact and holds the checkpoint of {cp.at} (record {cp.seq})")
 
 
 # --- FHIR AuditEvent ---------------------------------------------------------------------------

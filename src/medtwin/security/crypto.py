@@ -8,10 +8,16 @@ The header (magic and key id) is authenticated as associated data, so a blob can
 another key. Identifier lookups use a keyed blind index, ``HMAC-SHA256(index_key, value)``, whose key
 never rotates with the data keys: blind tokens stay valid and MRN lookups keep working after a rotation.
 
+Audit keys seal the audit chain (``HMAC-SHA256``, see :mod:`medtwin.security.audit`); each record names the
+key id it was sealed with, so a new audit key can be made active (``medtwin keys rotate-audit``) while the old
+ones stay in the ring to verify older records. A key ring written before audit keys existed gets one derived
+from its token key (id ``a-derived``), so existing installations keep a stable audit key without a rewrite.
+
 Key ring file (JSON, mode 0600)::
 
     {"version": 1, "active": "k-...", "keys": {"k-...": "<base64 32 bytes>", ...},
-     "index_key": "<b64>", "token_key": "<b64>", "pseudonym_key": "<b64>"}
+     "index_key": "<b64>", "token_key": "<b64>", "pseudonym_key": "<b64>",
+     "audit_active": "a-...", "audit_keys": {"a-...": "<b64>", ...}}
 """
 
 from __future__ import annotations
@@ -23,7 +29,7 @@ import json
 import os
 import secrets
 from collections.abc import Iterable
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -39,6 +45,7 @@ MAGIC = b"MTE1"
 NONCE_BYTES = 12
 KEY_BYTES = 32
 KEYRING_FILE_NAME = "keyring.json"
+DERIVED_AUDIT_KEY_ID = "a-derived"
 
 
 class CryptoError(Exception):
@@ -65,14 +72,23 @@ def _b64e(raw: bytes) -> str:
     return base64.b64encode(raw).decode("ascii")
 
 
-def new_key_id(now: datetime | None = None) -> str:
+def new_key_id(now: datetime | None = None, prefix: str = "k") -> str:
     stamp = (now or datetime.now(UTC)).strftime("%Y%m%d")
-    return f"k{stamp}-{secrets.token_hex(3)}"
+    return f"{prefix}{stamp}-{secrets.token_hex(3)}"
+
+
+def _check_key_ids(keys: dict[str, bytes], name: str) -> None:
+    for kid, key in keys.items():
+        if not kid or len(kid.encode("ascii", "replace")) > 64 or not kid.isascii():
+            raise CryptoError(f"key ring field '{name}': invalid key id {kid!r}")
+        if len(key) != KEY_BYTES:
+            raise CryptoError(f"key ring field '{name}.{kid}' must be {KEY_BYTES} bytes")
 
 
 @dataclass(frozen=True)
 class KeyRing:
-    """Data keys by id (one active for sealing), plus the stable index, token and pseudonym keys."""
+    """Data keys by id (one active for sealing), the stable index, token and pseudonym keys, and the audit
+    keys by id (one active for sealing new audit records; none given: one derived from the token key)."""
 
     active: str
     keys: dict[str, bytes]
@@ -80,25 +96,32 @@ class KeyRing:
     token_key: bytes
     pseudonym_key: bytes
     retired: frozenset[str] = field(default_factory=frozenset)
+    audit_keys: dict[str, bytes] = field(default_factory=dict)
+    audit_active: str = ""
 
     def __post_init__(self) -> None:
         if self.active not in self.keys:
             raise CryptoError(f"key ring field 'active': key id {self.active!r} is not in 'keys'")
-        for kid, key in self.keys.items():
-            if not kid or len(kid.encode("ascii", "replace")) > 64 or not kid.isascii():
-                raise CryptoError(f"key ring field 'keys': invalid key id {kid!r}")
-            if len(key) != KEY_BYTES:
-                raise CryptoError(f"key ring field 'keys.{kid}' must be {KEY_BYTES} bytes")
+        _check_key_ids(self.keys, "keys")
+        if not self.audit_keys:  # a ring from before audit keys: a stable key derived from the token key
+            derived = hmac.new(self.token_key, b"medtwin audit chain key v1", hashlib.sha256).digest()
+            object.__setattr__(self, "audit_keys", {DERIVED_AUDIT_KEY_ID: derived})
+            object.__setattr__(self, "audit_active", self.audit_active or DERIVED_AUDIT_KEY_ID)
+        _check_key_ids(self.audit_keys, "audit_keys")
+        if self.audit_active not in self.audit_keys:
+            raise CryptoError(f"key ring field 'audit_active': key id {self.audit_active!r} is not in 'audit_keys'")
 
     @classmethod
     def generate(cls) -> KeyRing:
-        kid = new_key_id()
+        kid, audit_kid = new_key_id(), new_key_id(prefix="a")
         return cls(
             active=kid,
             keys={kid: AESGCM.generate_key(bit_length=256)},
             index_key=secrets.token_bytes(KEY_BYTES),
             token_key=secrets.token_bytes(KEY_BYTES),
             pseudonym_key=secrets.token_bytes(KEY_BYTES),
+            audit_keys={audit_kid: secrets.token_bytes(KEY_BYTES)},
+            audit_active=audit_kid,
         )
 
     def with_new_active_key(self) -> KeyRing:
@@ -108,14 +131,21 @@ class KeyRing:
             kid = new_key_id()
         keys = dict(self.keys)
         keys[kid] = AESGCM.generate_key(bit_length=256)
-        return KeyRing(kid, keys, self.index_key, self.token_key, self.pseudonym_key)
+        return replace(self, active=kid, keys=keys)
+
+    def with_new_audit_key(self) -> KeyRing:
+        """A copy with a fresh audit key made active; the old ones stay to verify the records they sealed."""
+        kid = new_key_id(prefix="a")
+        while kid in self.audit_keys:
+            kid = new_key_id(prefix="a")
+        return replace(self, audit_keys={**self.audit_keys, kid: secrets.token_bytes(KEY_BYTES)}, audit_active=kid)
 
     def without_keys(self, key_ids: Iterable[str]) -> KeyRing:
         drop = set(key_ids)
         if self.active in drop:
             raise CryptoError("cannot retire the active key")
         keys = {k: v for k, v in self.keys.items() if k not in drop}
-        return KeyRing(self.active, keys, self.index_key, self.token_key, self.pseudonym_key)
+        return replace(self, keys=keys)
 
     # --- serialisation -------------------------------------------------------------------------
     def to_json(self) -> str:
@@ -127,6 +157,8 @@ class KeyRing:
                 "index_key": _b64e(self.index_key),
                 "token_key": _b64e(self.token_key),
                 "pseudonym_key": _b64e(self.pseudonym_key),
+                "audit_active": self.audit_active,
+                "audit_keys": {k: _b64e(v) for k, v in sorted(self.audit_keys.items())},
             },
             indent=2,
         )
@@ -147,12 +179,18 @@ class KeyRing:
         active = data.get("active")
         if not isinstance(active, str):
             raise CryptoError("key ring field 'active' must be a key id string")
+        audit_keys = data.get("audit_keys", {})
+        audit_active = data.get("audit_active", "")
+        if not isinstance(audit_keys, dict) or not isinstance(audit_active, str):
+            raise CryptoError("key ring fields 'audit_keys' and 'audit_active' must be an object and a key id")
         return cls(
             active=active,
             keys={str(k): _b64d(v, f"keys.{k}") for k, v in keys.items()},
             index_key=_b64d(data.get("index_key"), "index_key"),
             token_key=_b64d(data.get("token_key"), "token_key"),
             pseudonym_key=_b64d(data.get("pseudonym_key"), "pseudonym_key"),
+            audit_keys={str(k): _b64d(v, f"audit_keys.{k}") for k, v in audit_keys.items()},
+            audit_active=audit_active,
         )
 
     @classmethod
@@ -186,7 +224,16 @@ def keyring_path(settings: Settings) -> Path:
 
 def load_keyring(settings: Settings) -> KeyRing:
     """The key ring from ``MEDTWIN_KEYRING`` or ``MEDTWIN_KEY_FILE``; in demo mode one is generated into
-    the data folder. Anything else refuses, with the settings to use named."""
+    the data folder. Anything else refuses, with the settings to use named. Its audit keys become the
+    process's default for sealing the audit chain."""
+    from medtwin.security import audit
+
+    ring = _load_keyring(settings)
+    audit.use_by_default(ring)
+    return ring
+
+
+def _load_keyring(settings: Settings) -> KeyRing:
     if settings.keyring is not None:
         return KeyRing.from_json(settings.keyring.get_secret_value())
     if settings.key_file is not None:

@@ -1,6 +1,6 @@
 """Tables of ``medtwin.security``: users, tokens, device keys, care teams, consent and the audit chain.
 
-Declared on the shared ``metadata``; created by the Alembic revision ``0002_security``.
+Declared on the shared ``metadata``; created by the Alembic revisions ``0002_security`` and ``0004_keyed_audit``.
 """
 
 from __future__ import annotations
@@ -104,7 +104,8 @@ audit_log = Table(
     Column("client", String(64)),
     Column("detail", Text, doc="Canonical JSON, never PHI"),
     Column("prev_hash", String(64), nullable=False),
-    Column("hash", String(64), nullable=False),
+    Column("hash", String(64), nullable=False, doc="HMAC-SHA256 with audit key key_id (SHA-256 when NULL)"),
+    Column("key_id", String(64), doc="Audit key id in the key ring; NULL: record from before 0004 (unkeyed)"),
 )
 Index("ix_audit_log_patient", audit_log.c.patient_id)
 
@@ -114,4 +115,14 @@ audit_head = Table(
     Column("id", Integer, primary_key=True),
     Column("seq", BigInteger().with_variant(Integer, "sqlite"), nullable=False),
     Column("hash", String(64), nullable=False),
+)
+
+login_throttle = Table(
+    "login_throttle",
+    metadata,
+    Column("account", String(64), primary_key=True, doc="Blind index of the user name (known or not)"),
+    Column("failures", Integer, nullable=False, doc="Consecutive failed logins"),
+    Column("last_failure_at", DateTime(timezone=True), nullable=False),
+    Column("blocked_until", DateTime(timezone=True), doc="No attempt is checked before this time"),
+    Column("locked", Boolean, nullable=False, doc="Hard lockout: only an administrator unlocks"),
 )

@@ -71,10 +71,11 @@ class AuditVerificationPublic(BaseModel):
     ok: bool
     count: int = Field(description="Records in the chain")
     head_seq: int
-    head_hash: str = Field(description="Publish this elsewhere to detect a rewrite of the whole chain")
+    head_hash: str = Field(description="Keep checkpoints (`medtwin audit checkpoint`) to detect truncation")
     first_bad_seq: int | None
-    problem: Literal["modified", "deleted", "inserted", "reordered"] | None
+    problem: Literal["modified", "deleted", "inserted", "reordered", "unverifiable"] | None
     message: str
+    unkeyed: int = Field(0, description="Records from before the chain was keyed (plain SHA-256)")
 
 
 class BundleLink(BaseModel):
@@ -212,7 +213,8 @@ def audit_verify(
         result = audit.verify(connection)
     return AuditVerificationPublic(ok=result.ok, count=result.count, head_seq=result.head_seq,
                                    head_hash=result.head_hash, first_bad_seq=result.first_bad_seq,
-                                   problem=result.problem, message=result.message)  # type: ignore[arg-type]
+                                   problem=result.problem, message=result.message,  # type: ignore[arg-type]
+                                   unkeyed=result.unkeyed)
 
 
 @router.get("/audit/events", response_model=AuditEventBundle, response_class=FhirJSONResponse,
