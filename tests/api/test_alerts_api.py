@@ -22,7 +22,7 @@ import websockets
 from fastapi.testclient import TestClient
 
 from medtwin.api.app import create_app
-from medtwin.api.routers import alerts as alerts_router
+from medtwin.api import realtime
 from medtwin.config import Settings
 from medtwin.record.sources import RawUnit
 from medtwin.security import accounts, audit
@@ -63,9 +63,8 @@ def _token(client: TestClient, username: str) -> dict[str, str]:
 def without_live_glucose(app: Any) -> Any:
     """Most tests here are about the rules on samples: the live glucose twin's forecasts (and the
     predicted-hypoglycaemia alerts they bring, on their own schedule) are tested on their own below."""
-    live = getattr(app.state, "live_glucose", None)
-    if live is not None:
-        app.state.ingest.remove_listener(live.on_samples)
+    services = app.state.services
+    services.ingest.remove_listener(services.live_glucose.on_samples)
     return app
 
 
@@ -106,7 +105,7 @@ def low_glucose(world: World, patient: str, start: float = 0, n: int = 3, value:
 
 
 def flush(world: World) -> None:
-    assert world.client.app.state.alerts.flush(10)  # type: ignore[attr-defined]
+    assert world.client.app.state.services.alerts.flush(10)  # type: ignore[attr-defined]
 
 
 def parse_sse(text: str) -> list[dict[str, Any]]:
@@ -128,7 +127,7 @@ class SseReader:
     """A GET /events request on a background thread (the test client returns a response once it ends)."""
 
     def __init__(self, world: World, params: dict[str, Any], headers: dict[str, str] | None = None) -> None:
-        self.hub = world.client.app.state.hub  # type: ignore[attr-defined]
+        self.hub = world.client.app.state.services.hub  # type: ignore[attr-defined]
         before = self.hub.subscriber_count
         self.response: Any = None
         self.thread = threading.Thread(target=self._run, args=(world.client, params, headers), daemon=True)
@@ -285,7 +284,7 @@ def test_events_need_a_token_and_read_rights(world: World) -> None:
     assert r.status_code == 401 and r.headers["content-type"].startswith("application/problem+json")
     with world.store.begin() as connection:
         _, device_key = accounts.create_api_key(connection, "cgm", world.own[5], "admin",
-                                                world.client.app.state.security.keyring.index_key)  # type: ignore[attr-defined]
+                                                world.client.app.state.services.keyring.index_key)  # type: ignore[attr-defined]
     r = world.client.get("/api/v1/events", params={"timeout": 0}, headers={"Authorization": f"Bearer {device_key}"})
     assert r.status_code == 403
     r = world.client.get("/api/v1/events", params={"timeout": -1})
@@ -339,7 +338,7 @@ def test_a_restarted_server_resumes_the_episode(api_store: Store, keyring: KeyRi
     def run(points: list[tuple[float, float]]) -> list[dict[str, Any]]:
         with TestClient(without_live_glucose(create_app(settings, store=api_store, keyring=keyring))) as client:
             with api_store.begin() as connection:  # a token without the (slow) password check
-                issued = client.app.state.security.tokens.issue(  # type: ignore[attr-defined]
+                issued = client.app.state.services.security.tokens.issue(  # type: ignore[attr-defined]
                     connection, carol, ROLE_CEILING["clinician"])
             headers = {"Authorization": f"Bearer {issued.access_token}"}
             w = World(client, api_store, [own], [], headers, headers)
@@ -368,7 +367,7 @@ def test_real_server_streams_sse_incrementally_and_websocket_alerts(world: World
     own = world.own[5]
     app = without_live_glucose(create_app(Settings(data_dir=tmp_path, rate_limit_per_minute=100_000),
                                           store=world.store,
-                                          keyring=world.client.app.state.security.keyring))  # type: ignore[attr-defined]
+                                          keyring=world.client.app.state.services.keyring))  # type: ignore[attr-defined]
     port = _free_port()
     server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning"))
     thread = threading.Thread(target=server.run, daemon=True)
@@ -420,7 +419,7 @@ def test_real_server_streams_sse_incrementally_and_websocket_alerts(world: World
 
 def test_a_care_team_change_reaches_an_open_stream_at_the_next_recheck(world: World,
                                                                        monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setattr(alerts_router, "RECHECK_S", 0.2)
+    monkeypatch.setattr(realtime, "RECHECK_S", 0.2)
     leaving, staying = world.own[1], world.own[0]
     token = world.clinician["Authorization"].removeprefix("Bearer ")
     with world.client.websocket_connect("/api/v1/events/ws", headers=NO_AUTH) as ws:
@@ -441,7 +440,7 @@ def test_a_care_team_change_reaches_an_open_stream_at_the_next_recheck(world: Wo
 
 
 def test_sse_replays_what_followed_last_event_id(world: World) -> None:
-    hub = world.client.app.state.hub  # type: ignore[attr-defined]
+    hub = world.client.app.state.services.hub  # type: ignore[attr-defined]
     own, other = world.own[0], world.others[0]
     first = hub.publish("alert", own, {"n": 1})
     hub.publish("alert", other, {"n": 2})  # not carol's
@@ -460,13 +459,10 @@ def test_live_glucose_forecasts_reach_the_hub_and_raise_predicted_hypoglycaemia(
     """The whole chain in one app: samples -> live glucose twin (its own worker) -> forecast listener ->
     hub ``forecast`` event and the engine's predicted-hypo rule."""
     app = create_app(Settings(data_dir=tmp_path, rate_limit_per_minute=100_000), store=world.store,
-                     keyring=world.client.app.state.security.keyring)  # type: ignore[attr-defined]
-    live = getattr(app.state, "live_glucose", None)
-    if live is None or not hasattr(live, "add_forecast_listener"):
-        pytest.skip("no live glucose twin in this app")
+                     keyring=world.client.app.state.services.keyring)  # type: ignore[attr-defined]
     own = world.own[5]
     with TestClient(app) as client:
-        hub, engine = app.state.hub, app.state.alerts
+        hub, engine = app.state.services.hub, app.state.services.alerts
         forecasts: list[Any] = []
         hub.publish = _spy(hub.publish, forecasts)  # type: ignore[method-assign]
         body = [{"metric": "glucose", "unit": "mg/dL", "value": 58.0,

@@ -65,7 +65,7 @@ def test_posted_samples_reach_the_live_twin_and_its_forecast(client: TestClient,
     readings = sum(1 for s in samples if s["metric"] == "glucose")
     response = client.post(f"{base}/samples", json=samples)
     assert response.status_code == 200 and response.json()["accepted"] == len(samples), response.text
-    service = client.app.state.live_glucose  # type: ignore[attr-defined]
+    service = client.app.state.services.live_glucose  # type: ignore[attr-defined]
     _wait_for(service, patient, T0 + timedelta(hours=10))  # the worker thread folds them in
 
     forecast = client.get(f"{base}/forecast")

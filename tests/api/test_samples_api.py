@@ -85,7 +85,7 @@ def world(tmp_path_factory: pytest.TempPathFactory) -> Iterator[World]:
 
 @pytest.fixture
 def client(world: World) -> Iterator[TestClient]:
-    pipeline = world.client.app.state.ingest  # type: ignore[attr-defined]
+    pipeline = world.client.app.state.services.ingest  # type: ignore[attr-defined]
     limiter = pipeline.rate_limiter
     yield world.client
     pipeline.rate_limiter = limiter
@@ -241,7 +241,7 @@ class FakeMonotonic:
 def test_burst_beyond_the_device_rate_is_429_stores_nothing_and_a_retry_after_refill_stores(
         client: TestClient, devices: Devices, api_store: Store) -> None:
     clock = FakeMonotonic()
-    client.app.state.ingest.rate_limiter = TokenBucketLimiter(120, monotonic=clock)  # type: ignore[attr-defined]
+    client.app.state.services.ingest.rate_limiter = TokenBucketLimiter(120, monotonic=clock)  # type: ignore[attr-defined]
     assert _post(client, devices.patient, [hr(i) for i in range(100)], token=devices.own).json()["accepted"] == 100
     burst = [hr(200 + i) for i in range(50)]
     r = _post(client, devices.patient, burst, token=devices.own)
@@ -300,7 +300,7 @@ def test_websocket_stream_with_header_token(client: TestClient, devices: Devices
 
 def test_websocket_first_message_token_and_rate_limit(client: TestClient, devices: Devices) -> None:
     clock = FakeMonotonic()
-    client.app.state.ingest.rate_limiter = TokenBucketLimiter(60, monotonic=clock)  # type: ignore[attr-defined]
+    client.app.state.services.ingest.rate_limiter = TokenBucketLimiter(60, monotonic=clock)  # type: ignore[attr-defined]
     token = client.headers["Authorization"].split(" ", 1)[1]
     with client.websocket_connect(f"/api/v1/patients/MRN-{devices.patient}/stream",
                                   headers={"Authorization": ""}) as ws:

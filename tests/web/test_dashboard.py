@@ -257,7 +257,7 @@ def test_alert_arrives_and_is_acknowledged(world: World, browser: WebDriver) -> 
         alert, how = AlertRepository(connection, world.store.codec, lambda: datetime.now(UTC)).open(AlertCandidate(
             patient_id=world.heavy, rule="predicted-hypo", severity="high", dedupe_key=f"{world.heavy}:predicted-hypo",
             time=datetime.now(UTC), message="glucose predicted below 70 mg/dL in 25 min", score=25.0))
-    publish_alert(world.server.config.app.state.hub, how, alert)  # as the alert engine does after its commit
+    publish_alert(world.server.config.app.state.services.hub, how, alert)  # as the alert engine does after its commit
     item = f"#alert-list li[data-id='{alert.id}']"
     wait(browser, lambda d: d.find_elements(By.CSS_SELECTOR, item), timeout=15, message="the new alert in the panel")
     wait(browser, lambda d: "predicted below 70" in d.execute_script(
@@ -286,7 +286,7 @@ def test_alert_worklist_across_patients(world: World, browser: WebDriver) -> Non
         alert, how = AlertRepository(connection, world.store.codec, lambda: datetime.now(UTC)).open(AlertCandidate(
             patient_id=world.patients[2], rule="news2", severity="critical", dedupe_key=f"{world.patients[2]}:news2",
             time=datetime.now(UTC), message="NEWS2 8: high clinical risk", score=8.0))
-    publish_alert(world.server.config.app.state.hub, how, alert)
+    publish_alert(world.server.config.app.state.services.hub, how, alert)
     item = f"#worklist li[data-id='{alert.id}']"
     wait(browser, lambda d: d.find_elements(By.CSS_SELECTOR, item), timeout=15, message="the alert in the worklist")
     name = client.get(f"/patients/{world.patients[2]}").json()["summary"]["name"]

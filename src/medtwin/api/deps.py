@@ -11,24 +11,31 @@ A route without a guard is a bug; ``tests/api/test_authorization.py`` fails on i
 
 from __future__ import annotations
 
-from collections.abc import Callable
+import math
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
-from datetime import UTC, datetime
+from datetime import datetime
 from typing import Annotated, Any
 
 from fastapi import Depends, Request
 from fastapi.security import OAuth2PasswordBearer
+from sqlalchemy import select
 
 from medtwin.api.problems import ProblemError
+from medtwin.api.services import Services, services_of
 from medtwin.config import Settings
 from medtwin.security.accounts import API_KEY_PREFIX, verify_api_key
 from medtwin.security.crypto import KeyRing
 from medtwin.security.policy import Principal, decide, principal_for_device, principal_for_user
 from medtwin.security.tokens import TokenError, TokenService
 from medtwin.store.database import Store
+from medtwin.store.security_tables import api_keys
+from medtwin.stream.parse import PayloadError
+from medtwin.stream.pipeline import BatchTooLargeError, RateLimitedError, UnknownPatientError
 
-__all__ = ["GUARD_MARKER", "AUDIT_SCOPE_KEY", "AuditContext", "Principal", "SecurityContext", "StoreDep",
-           "SettingsDep", "guard", "get_store", "get_settings", "client_address"]
+__all__ = ["GUARD_MARKER", "AUDIT_SCOPE_KEY", "AuditContext", "Principal", "SecurityContext", "ServicesDep",
+           "StoreDep", "SettingsDep", "guard", "get_services", "get_store", "get_settings", "client_address"]
 
 GUARD_MARKER = "__medtwin_guard__"
 AUDIT_SCOPE_KEY = "medtwin.audit"
@@ -76,10 +83,7 @@ def audit_context(request: Request) -> AuditContext:
 
 
 def security_context(request: Request) -> SecurityContext:
-    ctx = getattr(request.app.state, "security", None)
-    if not isinstance(ctx, SecurityContext):  # fail closed
-        raise ProblemError(503, "Service unavailable", "authentication is not configured", kind="unavailable")
-    return ctx
+    return services_of(request.app).security
 
 
 def _unauthorized(detail: str) -> ProblemError:
@@ -97,8 +101,13 @@ def _resolve_patient(store: Store, raw: str) -> str:
 
 def authenticate(request: Request, token: str | None) -> Principal:
     """The caller, or 401."""
-    sec = security_context(request)
-    store: Store = request.app.state.store
+    return authenticate_token(services_of(request.app), token)
+
+
+def authenticate_token(services: Services, token: str | None) -> Principal:
+    """The caller holding ``token`` (a JWT access token or a device key), or 401. Also what the event
+    streams and sockets call to re-check a credential (:mod:`medtwin.api.realtime`)."""
+    sec, store = services.security, services.store
     if not token:
         raise ProblemError(401, "Not authenticated", "an access token is required (Authorization: Bearer)",
                            kind="not-authenticated", headers={"WWW-Authenticate": "Bearer"})
@@ -135,7 +144,7 @@ def guard(action: str, resource: str) -> Callable[..., Principal]:
         if isinstance(raw_patient, str) and raw_patient:
             patient_id = raw_patient
             if principal.patient_ids is not None:
-                patient_id = _resolve_patient(request.app.state.store, raw_patient)
+                patient_id = _resolve_patient(services_of(request.app).store, raw_patient)
         audit.patient_id = patient_id
         decision = decide(principal, action, resource, request.method, patient_id)
         if not decision.allowed:
@@ -152,16 +161,20 @@ def guard(action: str, resource: str) -> Callable[..., Principal]:
     return dependency
 
 
+def get_services(request: Request) -> Services:
+    """The app's services (``app.state.services``, built by ``create_app``)."""
+    return services_of(request.app)
+
+
 def get_store(request: Request) -> Store:
-    store: Store = request.app.state.store
-    return store
+    return services_of(request.app).store
 
 
 def get_settings(request: Request) -> Settings:
-    settings: Settings = request.app.state.settings
-    return settings
+    return services_of(request.app).settings
 
 
+ServicesDep = Annotated[Services, Depends(get_services)]
 StoreDep = Annotated[Store, Depends(get_store)]
 SettingsDep = Annotated[Settings, Depends(get_settings)]
 
@@ -219,8 +232,42 @@ def visible_patient(store: Store, principal: Principal, patient_id: str, field: 
 
 
 def app_clock(app: Any) -> Callable[[], datetime]:
-    """The app's clock (the security context's, which tests may set), else UTC wall time."""
-    security = getattr(app.state, "security", None)
-    if isinstance(security, SecurityContext):
-        return security.clock
-    return lambda: datetime.now(UTC)
+    """The app's clock (the security context's)."""
+    return services_of(app).clock
+
+
+def device_name(store: Store, principal: Principal) -> str | None:
+    """The device a device key stands for (its name), or None for users: what samples are stored under."""
+    if principal.kind != "device":
+        return None
+    key_id = principal.subject.removeprefix("device:")
+    with store.connect() as connection:
+        name = connection.execute(select(api_keys.c.name).where(api_keys.c.id == key_id)).scalar()
+    return str(name) if name else principal.subject
+
+
+@contextmanager
+def ingest_errors() -> Iterator[None]:
+    """Ingest errors (unknown patient, rate limit, batch too large, bad payload) as their HTTP problems."""
+    try:
+        yield
+    except (UnknownPatientError, RateLimitedError, BatchTooLargeError, PayloadError) as exc:
+        raise ingest_problem(exc) from None
+
+
+def ingest_problem(exc: Exception) -> ProblemError:
+    """The HTTP problem for an ingest error of :mod:`medtwin.stream.pipeline` (HTTP and WebSocket replies);
+    any other exception is raised again."""
+    if isinstance(exc, UnknownPatientError):
+        return ProblemError(404, "Not found", f"no patient {exc.patient_id!r}", kind="not-found", field="patient_id")
+    if isinstance(exc, RateLimitedError):
+        retry = max(1, math.ceil(exc.retry_after))
+        return ProblemError(429, "Too many requests", f"{exc}; nothing of this request was stored",
+                            kind="rate-limited", retry_after=retry, headers={"Retry-After": str(retry)})
+    if isinstance(exc, BatchTooLargeError):
+        return ProblemError(413, "Request too large", f"{exc}; split the batch", kind="batch-too-large",
+                            field="body", limit=exc.limit)
+    if isinstance(exc, PayloadError):
+        return ProblemError(422, "Invalid samples", f"{exc.field}: {exc.detail}", kind=exc.reason, field=exc.field,
+                            errors=[{"loc": ["body", exc.field], "msg": exc.detail, "type": exc.reason}])
+    raise exc

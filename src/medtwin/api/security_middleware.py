@@ -165,14 +165,15 @@ class SecurityHeaders:
 
 
 def install_security(app: FastAPI, settings: Settings, store: Store, keyring: KeyRing,
-                     clock: Callable[[], datetime] = utcnow) -> None:
+                     clock: Callable[[], datetime] = utcnow) -> SecurityContext:
     """Authentication context, the auth router and the middleware stack (outermost first: security
-    headers, rate limit, CORS if configured, audit). Call once, at the end of ``create_app``."""
+    headers, rate limit, CORS if configured, audit). Call once, at the end of ``create_app``; the context
+    it returns goes into the app's services (``Services.security``)."""
     from medtwin.api.routers import auth
 
     tokens = TokenService(keyring.token_key, clock, access_ttl=timedelta(minutes=settings.access_token_minutes),
                           refresh_ttl=timedelta(hours=settings.refresh_token_hours))
-    app.state.security = SecurityContext(keyring=keyring, tokens=tokens, clock=clock, settings=settings)
+    context = SecurityContext(keyring=keyring, tokens=tokens, clock=clock, settings=settings)
     app.include_router(auth.router, prefix="/api/v1")
     app.add_middleware(AuditMiddleware, store=store, clock=clock)
     if settings.cors_origins:
@@ -182,3 +183,4 @@ def install_security(app: FastAPI, settings: Settings, store: Store, keyring: Ke
     app.add_middleware(RateLimit, per_minute=settings.rate_limit_per_minute,
                        login_per_minute=settings.login_attempts_per_minute)
     app.add_middleware(SecurityHeaders)
+    return context

@@ -1,7 +1,7 @@
 """The live glucose twin over HTTP: the latest forecast and the filter's status.
 
 Thin: resolve the patient (id or MRN; 404 when unknown or not visible), ask the running
-:class:`medtwin.twin.live.LiveGlucoseService` (``app.state.live_glucose``), or the saved state when the app
+:class:`medtwin.twin.live.LiveGlucoseService` (``Services.live_glucose``), or the saved state when the app
 runs without one.
 """
 
@@ -13,6 +13,7 @@ from fastapi import APIRouter, Depends, Request
 
 from medtwin.api.deps import Principal, StoreDep, guard, visible_patient
 from medtwin.api.problems import ProblemError
+from medtwin.api.services import services_of
 from medtwin.twin import live as service
 from medtwin.vocab import GlucoseForecast
 
@@ -20,8 +21,7 @@ router = APIRouter(prefix="/patients/{patient_id}", tags=["live twin"])
 
 
 def _service(request: Request) -> service.LiveGlucoseService | None:
-    found = getattr(request.app.state, "live_glucose", None)
-    return found if isinstance(found, service.LiveGlucoseService) else None
+    return services_of(request.app).live_glucose
 
 
 @router.get("/forecast", response_model=GlucoseForecast,

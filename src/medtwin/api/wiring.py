@@ -1,0 +1,71 @@
+"""Building, connecting, starting and stopping the app's services (called by the app factory only).
+
+Why here and not in routers: a router declares routes; which service listens to which (samples -> live
+glucose twin, alert engine and event hub; forecasts -> alert engine and hub) and in which order they stop
+is the application's shape, decided once, in one place that reads top to bottom.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from datetime import datetime
+
+import anyio
+import numpy as np
+
+from medtwin.alerts.engine import AlertEngine
+from medtwin.alerts.hub import EventHub, forecast_publisher, samples_publisher
+from medtwin.api.deps import SecurityContext
+from medtwin.api.services import Services
+from medtwin.config import Settings
+from medtwin.security.crypto import KeyRing
+from medtwin.store.database import Store
+from medtwin.stream.pipeline import IngestPipeline
+from medtwin.stream.ratelimit import TokenBucketLimiter
+from medtwin.twin.live import LiveGlucoseService
+
+__all__ = ["build_services", "start", "stop"]
+
+
+def build_services(settings: Settings, store: Store, keyring: KeyRing, security: SecurityContext, *,
+                   own_store: bool) -> Services:
+    """Every service of the app, connected: the ingest pipeline feeds the live glucose twin, the alert
+    engine and the event hub (in that order); the live twin's forecasts feed the engine and the hub."""
+    clock: Callable[[], datetime] = security.clock
+    ingest = IngestPipeline(store, rate_limiter=TokenBucketLimiter(settings.device_samples_per_minute))
+    live_glucose = LiveGlucoseService(store, clock=clock, rng=np.random.default_rng())
+    hub = EventHub()
+    alerts = AlertEngine(store, clock=clock, hub=hub)
+    ingest.add_listener(live_glucose.on_samples)
+    ingest.add_listener(alerts.on_samples)
+    ingest.add_listener(samples_publisher(hub))
+    live_glucose.add_forecast_listener(alerts.on_forecast)
+    live_glucose.add_forecast_listener(forecast_publisher(hub))
+    mqtt = None
+    if settings.mqtt_enabled:  # built now (no connection yet), started by the lifespan
+        from medtwin.stream.mqtt import subscriber_from_settings
+
+        mqtt = subscriber_from_settings(settings, ingest)
+    return Services(settings=settings, store=store, keyring=keyring, security=security, ingest=ingest,
+                    live_glucose=live_glucose, hub=hub, alerts=alerts, mqtt=mqtt, own_store=own_store)
+
+
+def start(services: Services) -> None:
+    """At startup: migrate a store the app opened, then accept MQTT samples (the listeners are in place)."""
+    if services.own_store:
+        services.store.migrate()
+    if services.mqtt is not None:
+        services.mqtt.start()
+
+
+async def stop(services: Services) -> None:
+    """At shutdown, upstream first so that nothing received is lost: MQTT stores and acknowledges its last
+    batch (reaching the listeners), the live twin's last forecasts reach the alerts, the engine drains and
+    saves its state, every event stream ends; then a store the app opened is closed."""
+    if services.mqtt is not None:
+        await anyio.to_thread.run_sync(services.mqtt.stop)
+    await anyio.to_thread.run_sync(services.live_glucose.close)
+    services.alerts.stop()
+    services.hub.close()
+    if services.own_store:
+        services.store.dispose()
