@@ -1,10 +1,10 @@
 """Drive the UVA/Padova model over a minute grid of inputs with the batched solver.
 
 Inputs are piecewise constant per minute (``carbohydrate_g_per_min`` and ``insulin_u_per_min``, arrays
-``(n, T)`` over minutes ``[0, T)``), as a pump and a meal are delivered. Breakpoints are placed where an
-input changes and at every minute of eating (the last-meal memory ``D`` is updated there, as the
-simulator does). Instantaneous events (a bolus whose size is decided from the glucose at that moment)
-are jumps applied by the solver exactly at their time.
+``(n, T)`` over minutes ``[0, T)``), as a pump and a meal are delivered. Since issue #12 this is a thin
+front of the generic simulator (:func:`medtwin.model.simulate.simulate`): the model declares the stops at
+every minute of eating and the last-meal memory ``D`` jump (``on_input_step``), and a bolus is a dose on
+the ``insulin_bolus`` route whose size may be decided from the glucose at that moment.
 """
 
 from __future__ import annotations
@@ -15,9 +15,11 @@ from dataclasses import dataclass
 import numpy as np
 from numpy.typing import NDArray
 
+from medtwin.model.simulate import simulate
+from medtwin.model.timeline import Dose, Timeline
 from medtwin.physiology.errors import PhysiologyInputError
-from medtwin.physiology.uva_padova import PMOL_PER_UNIT, PatientParameters, rhs, rhs_scalar
-from medtwin.solve import Dopri5, Solver, integrate
+from medtwin.physiology.uva_padova import PatientParameters, UvaPadova2008
+from medtwin.solve import Dopri5, Solver
 
 Array = NDArray[np.float64]
 #: Default solver for the glucose model: error well below 0.01 mg/dL against a 1e-10 reference.
@@ -96,62 +98,35 @@ def simulate_inputs(
     if t_eval.size == 0 or t_eval[0] < 0 or t_eval[-1] > horizon:
         raise PhysiologyInputError("t_eval_min", f"must lie within [0, {horizon}] minutes")
     y0 = params.initial_state.copy() if initial_state is None else np.array(initial_state, dtype=float)
-    values = params.values
-    body_weight = params.get("BW")
     vg = params.get("Vg")
-    inputs = np.stack([carbs, insulin], axis=2)  # (n, T, 2)
-    last = horizon - 1
-
-    if n == 1 and float_path:  # the same equations on plain floats
-        parameters = values[0].tolist()
-        minute_inputs = inputs[0].tolist()
-
-        def f(t: float, y: Array) -> Array:
-            return np.array([rhs_scalar(t, y[0].tolist(), parameters, minute_inputs[min(int(t), last)])])
-
-    else:
-
-        def f(t: float, y: Array) -> Array:
-            return rhs(t, y, values, inputs[:, min(int(t), last), :])
-
-    # breakpoints: input changes, eating minutes, events
-    changes = np.flatnonzero(np.any(np.diff(inputs, axis=1) != 0, axis=(0, 2))) + 1
-    eating = np.any(carbs > 0, axis=0)
-    eating_minutes = np.flatnonzero(eating)
-    previous_eating = np.concatenate([np.zeros((n, 1), dtype=bool), carbs[:, :-1] > 0], axis=1)
-    event_times = sorted({float(e.time_min) for e in events})
-    stops = np.unique(
-        np.concatenate([changes, eating_minutes, np.asarray(event_times, dtype=float)]).astype(float)
+    doses = tuple(
+        Dose("insulin_bolus", float(e.time_min), _bolus_amount(e.bolus_units, vg)) for e in events
     )
-    by_time: dict[float, list[int]] = {}
-    for i, event in enumerate(events):
-        by_time.setdefault(float(event.time_min), []).append(i)
-    delivered = np.zeros((n, len(events)))
-
-    def jump(t: float, y: Array) -> Array:
-        minute = int(round(t))
-        if float(minute) == t and minute < horizon and eating[minute]:
-            now = carbs[:, minute] * 1000.0
-            starting = (now > 0) & ~previous_eating[:, minute]
-            continuing = (now > 0) & previous_eating[:, minute]
-            y[:, 13] = np.where(
-                starting, y[:, 0] + y[:, 1] + now, np.where(continuing, y[:, 13] + now, y[:, 13])
-            )
-        for i in by_time.get(t, []):
-            units = np.broadcast_to(np.asarray(events[i].bolus_units(t, y[:, 12] / vg), dtype=float), (n,))
-            if np.any(units < 0) or not np.all(np.isfinite(units)):
-                raise PhysiologyInputError(
-                    "bolus_units", f"event at t={t} min gave a negative or non-finite bolus"
-                )
-            delivered[:, i] = units
-            y[:, 10] += units * PMOL_PER_UNIT / body_weight
-        return y
-
-    solution = integrate(f, y0, t_eval, solver=solver, breakpoints=stops, on_breakpoint=jump)
+    timeline = Timeline(
+        t_eval=t_eval,
+        input_times=np.arange(horizon, dtype=float),
+        input_values=np.stack([carbs, insulin], axis=2),  # (n, T, 2)
+        doses=doses,
+    )
+    solution = simulate(UvaPadova2008, params.values, timeline, solver, initial_state=y0,
+                        float_path=float_path, method="ode")
+    assert solution.states is not None
     return Trajectory(
         t_min=solution.t,
-        states=solution.y,
-        glucose_mg_dl=solution.y[:, :, 12] / vg,
-        bolus_units=delivered,
+        states=solution.states,
+        glucose_mg_dl=solution.states[:, :, 12] / vg,
+        bolus_units=solution.delivered,
         n_steps=solution.n_steps,
     )
+
+
+def _bolus_amount(decide: Callable[[float, Array], Array], vg: Array) -> Callable[[float, Array, Array], Array]:
+    """A dose amount decided at its time from the subcutaneous glucose (mg/dL), as a bolus calculator does."""
+
+    def amount(t: float, y: Array, p: Array) -> Array:
+        units = np.asarray(decide(t, y[:, 12] / vg), dtype=float)
+        if np.any(units < 0) or not np.all(np.isfinite(units)):
+            raise PhysiologyInputError("bolus_units", f"event at t={t} min gave a negative or non-finite bolus")
+        return units
+
+    return amount

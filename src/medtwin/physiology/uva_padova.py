@@ -21,8 +21,8 @@ from typing import Any, Protocol
 import numpy as np
 from numpy.typing import NDArray
 
+from medtwin.model.spec import DoseRoute, InputSpec, Model, OutputSpec, ParameterSpec, StateSpec
 from medtwin.physiology.errors import PhysiologyInputError
-from medtwin.physiology.model import InputSpec, Model, OutputSpec, ParameterSpec, StateSpec
 from medtwin.physiology.parameters import ParameterTable, load_parameter_set
 
 Array = NDArray[np.float64]
@@ -86,8 +86,8 @@ _PARAMETER_META = {
 PARAMETER_NAMES = tuple(_PARAMETER_META)
 PARAMETERS = tuple(ParameterSpec(n, u, d, SOURCE) for n, (u, d) in _PARAMETER_META.items())
 INPUTS = (
-    InputSpec("carbohydrate_intake", "g/min", "carbohydrate eaten per minute"),
-    InputSpec("insulin_infusion", "U/min", "subcutaneous insulin delivery rate"),
+    InputSpec("carbohydrate_intake", "g/min", "carbohydrate eaten per minute", upper=100.0),
+    InputSpec("insulin_infusion", "U/min", "subcutaneous insulin delivery rate", upper=0.5),
 )
 OUTPUTS = (OutputSpec("subcutaneous_glucose", "mg/dL", "Gs / Vg, what a CGM measures"),)
 _I = {name: i for i, name in enumerate(PARAMETER_NAMES)}
@@ -194,6 +194,52 @@ def rhs_scalar(t: float, y: Sequence[float], p: Sequence[float], u: Sequence[flo
     return _equations(y, p, u[0], u[1], _FLOAT_OPS)
 
 
+def _meal_memory(t: float, y: Array, p: Array, u_new: Array, u_old: Array) -> Array:
+    """Input-step jump: the last-meal memory ``D`` restarts at a meal's first eating minute (plus what is in
+    the stomach) and grows by what is eaten each further minute, as the academic simulator does."""
+    now = u_new[:, 0] * 1000.0
+    eating_before = u_old[:, 0] > 0
+    starting = (now > 0) & ~eating_before
+    continuing = (now > 0) & eating_before
+    y[:, 13] = np.where(starting, y[:, 0] + y[:, 1] + now, np.where(continuing, y[:, 13] + now, y[:, 13]))
+    return y
+
+
+def _eating_steps(u: Array) -> NDArray[np.bool_]:
+    """Every input step with carbohydrate eaten needs a solver stop (``D`` is updated there)."""
+    return np.asarray(np.any(u[:, :, 0] > 0, axis=0))
+
+
+def _insulin_units_to_pmol_per_kg(units: Array, p: Array) -> Array:
+    return np.asarray(units * PMOL_PER_UNIT / p[:, _BW], dtype=float)
+
+
+def _observe(states: Array, p: Array) -> Array:
+    return np.asarray((states[..., 12] / p[:, _I["Vg"]])[..., None], dtype=float)
+
+
+def basal_state(p: Array) -> Array:
+    """(n, 14) the basal steady state of parameter rows ``p`` (n, 34): the relations of Dalla Man et al. 2007
+    used by :func:`steady_state_parameters`, for the states only (a generic model's initial state)."""
+    g = {name: p[:, j] for name, j in _I.items()}
+    gpb = g["Gb"] * g["Vg"]
+    renal = np.where(gpb > g["ke2"], g["ke1"] * (gpb - g["ke2"]), 0.0)
+    gtb = (g["Fsnc"] - g["EGPb"] + renal + g["k1"] * gpb) / g["k2"]
+    ipb = g["Ib"] * g["Vi"]
+    ilb = g["m2"] * ipb / (g["m1"] + g["m30"])
+    isc1 = g["u2ss"] / (g["ka1"] + g["kd"])
+    state = np.zeros((p.shape[0], len(STATES)))
+    state[:, 3], state[:, 4], state[:, 5] = gpb, gtb, ipb
+    state[:, 7] = state[:, 8] = g["Ib"]
+    state[:, 9], state[:, 10], state[:, 11], state[:, 12] = ilb, isc1, g["kd"] * isc1 / g["ka2"], gpb
+    return state
+
+
+INSULIN_BOLUS = DoseRoute("insulin_bolus", "U", "Isc1", "subcutaneous insulin bolus",
+                          scale=_insulin_units_to_pmol_per_kg, upper=50.0)
+#: Parameters an ensemble filter may estimate online (see :mod:`.assimilation`).
+DRIFTING = ("Vmx", "kp3", "kp1", "kabs", "kmax", "kmin", "p2u")
+
 UvaPadova2008 = Model(
     name="UvaPadova2008",
     states=STATES,
@@ -202,6 +248,16 @@ UvaPadova2008 = Model(
     outputs=OUTPUTS,
     rhs=rhs,
     reference=SOURCE,
+    doses=(INSULIN_BOLUS,),
+    time_unit="min",
+    observe=_observe,
+    initial_state=basal_state,
+    drifting=DRIFTING,
+    on_input_step=_meal_memory,
+    input_stops=_eating_steps,
+    rhs_scalar=rhs_scalar,
+    parameter_file="medtwin.physiology:data/uva_padova_2008_patients.csv",
+    nonnegative=tuple(STATES[i].name for i in _NONNEGATIVE),
 )
 
 

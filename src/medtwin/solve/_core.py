@@ -18,6 +18,7 @@ from __future__ import annotations
 import math
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
+from typing import Protocol, runtime_checkable
 
 import numpy as np
 from numpy.typing import ArrayLike, NDArray
@@ -113,6 +114,11 @@ class Dopri5:
         if self.first_step is not None and not (self.first_step > 0 and math.isfinite(self.first_step)):
             raise SolverInputError("first_step", f"must be positive and finite, got {self.first_step!r}")
 
+    def run(self, f: RightHandSide, y: Array, t_out: Array, stops: Array,
+            on_breakpoint: JumpFunction | None, out: Array) -> tuple[int, int, int]:
+        """Fill ``out`` (len(t_out), n, k); returns (steps, rejected steps, right-hand-side evaluations)."""
+        return _run_dopri5(f, y, t_out, stops, on_breakpoint, self, out)
+
 
 @dataclass(frozen=True)
 class RK4:
@@ -129,8 +135,24 @@ class RK4:
         if not (self.step > 0 and math.isfinite(self.step)):
             raise SolverInputError("step", f"must be a positive finite number, got {self.step!r}")
 
+    def run(self, f: RightHandSide, y: Array, t_out: Array, stops: Array,
+            on_breakpoint: JumpFunction | None, out: Array) -> tuple[int, int, int]:
+        """Fill ``out`` (len(t_out), n, k); returns (steps, rejected steps, right-hand-side evaluations)."""
+        return _run_rk4(f, y, t_out, stops, on_breakpoint, self, out)
 
-Solver = Dopri5 | RK4
+
+@runtime_checkable
+class Solver(Protocol):
+    """What :func:`integrate` needs of a solver: one method that marches a batch over ``t_out``.
+
+    ``run(f, y0 (n, k), t_out (m,), stops (breakpoints inside the range, sorted), on_breakpoint, out)``
+    fills ``out`` (m, n, k) with the states at ``t_out`` (right-continuous at breakpoints, jumps applied)
+    and returns ``(n_steps, n_rejected, n_evaluations)``. A new solver is a class with this method; the
+    integrator dispatches to it without knowing its type (why: adding a solver must not edit this file).
+    """
+
+    def run(self, f: RightHandSide, y: Array, t_out: Array, stops: Array,
+            on_breakpoint: JumpFunction | None, out: Array) -> tuple[int, int, int]: ...
 
 
 def _check_inputs(
@@ -178,12 +200,10 @@ def integrate(
     solver = Dopri5() if solver is None else solver
     y, t_out, stops, squeeze = _check_inputs(y0, t_eval, breakpoints)
     out = np.empty((t_out.size, *y.shape))
-    if isinstance(solver, Dopri5):
-        n_steps, n_rej, n_eval = _run_dopri5(f, y, t_out, stops, on_breakpoint, solver, out)
-    elif isinstance(solver, RK4):
-        n_steps, n_rej, n_eval = _run_rk4(f, y, t_out, stops, on_breakpoint, solver, out)
-    else:
-        raise SolverInputError("solver", f"unknown solver type {type(solver).__name__}")
+    run = getattr(solver, "run", None)
+    if not callable(run):
+        raise SolverInputError("solver", f"{type(solver).__name__} has no run(...) method (see solve.Solver)")
+    n_steps, n_rej, n_eval = run(f, y, t_out, stops, on_breakpoint, out)
     return Solution(t=t_out, y=out, n_steps=n_steps, n_rejected=n_rej, n_evaluations=n_eval)
 
 

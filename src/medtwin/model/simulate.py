@@ -1,0 +1,162 @@
+"""The one simulator: ``simulate(model, params[N], timeline, solver)`` for every declared model.
+
+It builds the solver's right-hand side from the model's pure ``rhs`` and the timeline's piecewise-constant
+inputs, the stops (input steps that change or that the model asks for, dose times) and one jump function
+(the model's ``on_input_step`` then the doses in timeline order). A model that declares an ``analytic``
+solution is dispatched to it when no solver is asked for (the PK closed form is the same model's fast path).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+from numpy.typing import NDArray
+
+from medtwin.model.errors import ModelInputError
+from medtwin.model.spec import Model
+from medtwin.model.timeline import Timeline
+from medtwin.solve import Dopri5, Solver, integrate
+
+Array = NDArray[np.float64]
+DEFAULT_SOLVER = Dopri5(rtol=1e-6, atol=1e-8)
+
+
+@dataclass(frozen=True)
+class Simulation:
+    """``t`` (m,), ``outputs`` (m, n, n_outputs), ``states`` (m, n, k) or None (analytic outputs only),
+    ``delivered`` (n, n_doses) the dose amounts given (in the route's unit), ``method``."""
+
+    model: str
+    t: Array
+    outputs: Array
+    output_names: tuple[str, ...]
+    states: Array | None
+    delivered: Array
+    n_steps: int
+    method: str
+
+    def output(self, name: str) -> Array:
+        """(m, n) one output."""
+        if name not in self.output_names:
+            raise ModelInputError(name, f"unknown output; known: {', '.join(self.output_names)}")
+        return self.outputs[:, :, self.output_names.index(name)]
+
+
+def simulate(model: Model, params: Any, timeline: Timeline, solver: Solver | None = None, *,
+             initial_state: Array | None = None, float_path: bool = True, method: str = "auto") -> Simulation:
+    """Simulate every parameter row of ``params`` (n, P) over ``timeline`` in one batched run.
+
+    ``method``: ``"auto"`` (the model's analytic solution when it has one, no solver and no initial state are
+    given and no dose amount depends on the state), ``"analytic"`` or ``"ode"``. With one patient,
+    ``float_path`` and a declared ``rhs_scalar`` the right-hand side runs on plain floats."""
+    p = model.check_parameters(params)
+    if method not in ("auto", "analytic", "ode"):
+        raise ModelInputError("method", f"unknown method {method!r}; use auto, analytic or ode")
+    analytic_ok = (model.analytic is not None and initial_state is None
+                   and not any(callable(d.amount) for d in timeline.doses))
+    if method == "analytic" and not analytic_ok:
+        raise ModelInputError("method", f"{model.name} has no analytic solution for this timeline")
+    if analytic_ok and (method == "analytic" or (method == "auto" and solver is None)):
+        assert model.analytic is not None
+        outputs = np.asarray(model.analytic(model, p, timeline), dtype=float)
+        return Simulation(model.name, np.asarray(timeline.t_eval, dtype=float), outputs, model.output_names,
+                          None, _given(model, p, timeline), 0, "analytic")
+    return _integrate(model, p, timeline, solver or DEFAULT_SOLVER, initial_state, float_path)
+
+
+def _given(model: Model, p: Array, timeline: Timeline) -> Array:
+    n = p.shape[0]
+    out = np.zeros((n, len(timeline.doses)))
+    for i, dose in enumerate(timeline.doses):
+        out[:, i] = np.broadcast_to(np.asarray(dose.amount, dtype=float), (n,))
+    return out
+
+
+def _input_index(times: Array) -> Callable[[float], int]:
+    """Step index holding at time t (right-continuous); a uniform grid avoids a search per call."""
+    last = times.shape[0] - 1
+    if last == 0:
+        return lambda t: 0
+    t0, dt = float(times[0]), float(times[1] - times[0])
+    if t0 == 0.0 and dt == 1.0 and np.array_equal(times, np.arange(times.shape[0], dtype=float)):
+        return lambda t: min(int(t), last)
+    if np.allclose(np.diff(times), dt, rtol=0.0, atol=1e-12 * max(1.0, abs(dt))):
+        return lambda t: min(max(int((t - t0) / dt), 0), last)
+    return lambda t: min(max(int(np.searchsorted(times, t, side="right")) - 1, 0), last)
+
+
+def _dose_times(model: Model, p: Array, timeline: Timeline) -> list[Array]:
+    n = p.shape[0]
+    times = []
+    for dose in timeline.doses:
+        route = model.dose_route(dose.route)
+        t = np.full(n, float(dose.time))
+        if route.lag is not None:
+            t = t + p[:, model.parameter_index(route.lag)]
+        times.append(t)
+    return times
+
+
+def _integrate(model: Model, p: Array, timeline: Timeline, solver: Solver, initial_state: Array | None,
+               float_path: bool) -> Simulation:
+    n = p.shape[0]
+    u = timeline.values_for(model, n)
+    times = np.asarray(timeline.input_times, dtype=float)
+    index = _input_index(times)
+    if n == 1 and float_path and model.rhs_scalar is not None:
+        scalar = model.rhs_scalar
+        parameters = p[0].tolist()
+        step_inputs = u[0].tolist()
+
+        def f(t: float, y: Array) -> Array:
+            return np.array([scalar(t, y[0].tolist(), parameters, step_inputs[index(t)])])
+    else:
+        rhs = model.rhs
+
+        def f(t: float, y: Array) -> Array:
+            return rhs(t, y, p, u[:, index(t), :])
+
+    step_set = {float(t): k for k, t in enumerate(times)}
+    changes = np.flatnonzero(np.any(np.diff(u, axis=1) != 0, axis=(0, 2))) + 1
+    asked = np.flatnonzero(model.input_stops(u)) if model.input_stops is not None else np.zeros(0, dtype=int)
+    dose_times = _dose_times(model, p, timeline)
+    stops = np.unique(np.concatenate([times[changes], times[asked], *dose_times]).astype(float))
+    delivered = np.zeros((n, len(timeline.doses)))
+    routes = [model.dose_route(d.route) for d in timeline.doses]
+    targets = [model.state_index(r.state) for r in routes]
+    step_jump = model.on_input_step
+    zeros = np.zeros_like(u[:, 0, :])
+
+    def jump(t: float, y: Array) -> Array:
+        k = step_set.get(t)
+        if step_jump is not None and k is not None:
+            y = step_jump(t, y, p, u[:, k, :], u[:, k - 1, :] if k > 0 else zeros)
+        tol = 1e-12 * max(1.0, abs(t))
+        for i, dose in enumerate(timeline.doses):
+            hit = np.abs(dose_times[i] - t) <= tol
+            if not hit.any():
+                continue
+            raw = dose.amount(t, y, p) if callable(dose.amount) else dose.amount
+            amount = np.broadcast_to(np.asarray(raw, dtype=float), (n,))
+            if np.any(amount < 0) or not np.all(np.isfinite(amount)):
+                raise ModelInputError(f"doses[{i}].amount", f"at t={t} a negative or non-finite amount")
+            delivered[hit, i] = amount[hit]
+            convert = routes[i].scale
+            delta = amount if convert is None else convert(amount, p)
+            if hit.all():
+                y[:, targets[i]] += delta
+            else:
+                y[hit, targets[i]] += delta[hit]
+        return y
+
+    y0 = model.start(p) if initial_state is None else np.array(initial_state, dtype=float)
+    if y0.shape != (n, len(model.states)):
+        raise ModelInputError("initial_state", f"expected shape {(n, len(model.states))}, got {y0.shape}")
+    t_eval = np.asarray(timeline.t_eval, dtype=float)
+    solution = integrate(f, y0, t_eval, solver=solver, breakpoints=stops, on_breakpoint=jump)
+    outputs = model.outputs_of(solution.y, p)
+    return Simulation(model.name, solution.t, outputs, model.output_names, solution.y, delivered,
+                      solution.n_steps, "ode")
