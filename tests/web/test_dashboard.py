@@ -339,8 +339,12 @@ def test_what_if_two_regimens_side_by_side(world: World, browser: WebDriver) -> 
     open_patient(browser, world, world.heavy, "whatif")
     wait(browser, lambda d: d.find_elements(By.ID, "run-glucose"), message="the what-if form")
     axe(browser, "patient-whatif-form")
+    basis = api(world).get(f"/twins/{world.heavy}/glucose/basis").json()  # the live twin once CGM streamed
+    assert css(browser, "#wi-basis").get_attribute("data-kind") == basis["kind"] != "none"
+    assert text(browser, "#wi-basis") == basis["description"] and not browser.find_elements(By.ID, "wi-virtual")
     css(browser, "#run-glucose").click()
     wait(browser, lambda d: d.find_elements(By.CSS_SELECTOR, "#glucose-compare"), timeout=90, message="the comparison")
+    assert text(browser, "#glucose-basis").startswith("Basis: the patient's")
     heads = [h.text for h in browser.find_elements(By.CSS_SELECTOR, "#glucose-compare thead th")][1:]
     assert heads == ["Current", "Basal +20 %"]
     tir = [c.text for c in browser.find_elements(By.CSS_SELECTOR, "#glucose-compare tbody tr:first-child td")]
@@ -419,6 +423,9 @@ def test_keyboard_only(world: World, browser: WebDriver) -> None:
 def test_pharmacogenomics_drive_the_warfarin_what_if(world: World, browser: WebDriver) -> None:
     patient = world.patients[2]  # atrial fibrillation on warfarin, genotyped (CYP2C9 *1/*3, VKORC1 G/A)
     open_patient(browser, world, patient, "whatif")
+    wait(browser, lambda d: d.find_elements(By.ID, "wi-basis"), message="the glucose what-if basis")
+    assert css(browser, "#wi-basis").get_attribute("data-kind") == "none"  # no glucose twin: says so, asks for one
+    assert "no glucose twin" in text(browser, "#wi-basis") and browser.find_elements(By.ID, "wi-virtual")
     chips = [c.text for c in browser.find_elements(By.CSS_SELECTOR, ".chip.pgx")]
     genes = {g["gene"]: g["phenotype"] for g in api(world).get(f"/patients/{patient}").json()["pharmacogenomics"]["genes"]}
     assert f"CYP2C9 {genes['CYP2C9']}" in chips and len(chips) == len(genes)

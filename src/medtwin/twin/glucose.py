@@ -1,12 +1,11 @@
-"""The type 1 diabetes twin as a service: fit a patient's glucose twin from a log, simulate scenarios and
-compare regimens on it (or on a named virtual patient), and keep every result as a twin version.
+"""The fitted type 1 diabetes twin as a service: personalise a patient's glucose twin from a log and keep it
+as a twin version; ensembles around it or around a shipped virtual patient.
 
-Twin versions written here (``twin_versions`` rows, payload sealed by the store's codec):
-
-* kind ``"glucose"``: a fitted :class:`~medtwin.physiology.calibrate.FittedTwin`; provenance names the
-  algorithm, parameter set, data span, who fitted it and when;
-* kind ``"glucose-simulation"``: a simulate or compare result; provenance names the scenario hash, the
-  model, the parameter source (virtual patient name or glucose twin version) and the solver.
+Twin versions written here (``twin_versions`` rows, payload sealed by the store's codec): kind ``"glucose"``,
+a fitted :class:`~medtwin.physiology.calibrate.FittedTwin`; provenance names the algorithm, parameter set,
+data span, who fitted it and when. What-if runs on the patient's own twin (live, else fitted) live in
+:mod:`medtwin.twin.glucose_whatif` (kind ``"glucose-simulation"``), which sits above this module and the live
+twin (:mod:`medtwin.twin.live`, which starts from the fitted twin).
 
 Services take what they need as arguments (the store, a clock, a ``numpy.random.Generator``); the HTTP
 layer only parses, authorises and calls them.
@@ -16,21 +15,19 @@ from __future__ import annotations
 
 import hashlib
 from collections.abc import Callable
+from dataclasses import asdict, is_dataclass
 from datetime import datetime
-from typing import Any, Literal
+from typing import Any
 
 import numpy as np
 import orjson
-from pydantic import BaseModel, ConfigDict, Field, ValidationInfo, field_validator
+from pydantic import BaseModel
 
 from medtwin.physiology.calibrate import FITTED, FittedTwin, GlucoseLog, TwinCalibrator, sample_twins
 from medtwin.physiology.errors import PhysiologyInputError, UnknownPatientError
-from medtwin.physiology.scenario import Regimen, Scenario
-from medtwin.physiology.service import SimulationResult, simulate_scenario
-from medtwin.physiology.simulate import DEFAULT_SOLVER
+from medtwin.physiology.scenario import Scenario
 from medtwin.physiology.uva_padova import PARAMETER_NAMES, PatientParameters, virtual_patients
-from medtwin.physiology.whatif import ComparisonResult, compare_regimens
-from medtwin.solve import Dopri5, Solver
+from medtwin.solve import Solver
 from medtwin.store.database import Store
 from medtwin.store.twins import TwinRepository, TwinVersion
 
@@ -50,72 +47,7 @@ MAX_COMPARE_MEMBER_DAYS = 2000
 MAX_FIT_ITERATION_DAYS = 600
 
 
-# --- requests -------------------------------------------------------------------------------------------
-
-
-class ParameterChoice(BaseModel):
-    """Which parameters to run: the patient's fitted glucose twin if one is stored (and ``use_twin``),
-    else the named virtual patient."""
-
-    virtual_patient: str | None = Field(
-        default=None, max_length=64, description="shipped virtual patient, e.g. adult#001"
-    )
-    use_twin: bool = Field(default=True, description="prefer the patient's fitted glucose twin if stored")
-    seed: int | None = Field(
-        default=None, ge=0, le=2**63 - 1, description="random seed (default: the scenario's seed)"
-    )
-
-
-class SimulateRequest(ParameterChoice):
-    model_config = ConfigDict(extra="forbid")
-    scenario: Scenario
-
-
-class CompareRequest(ParameterChoice):
-    model_config = ConfigDict(extra="forbid")
-    scenario: Scenario
-    regimens: list[Regimen] = Field(min_length=1, max_length=10)
-    n_ensemble: int = Field(default=50, ge=2, le=500, description="ensemble members (posterior draws)")
-
-    @field_validator("n_ensemble")
-    @classmethod
-    def _bounded_work(cls, value: int, info: ValidationInfo) -> int:
-        scenario, regimens = info.data.get("scenario"), info.data.get("regimens")
-        if isinstance(scenario, Scenario) and isinstance(regimens, list):
-            member_days = value * len(regimens) * scenario.horizon_min / 1440.0
-            if member_days > MAX_COMPARE_MEMBER_DAYS:
-                raise ValueError(
-                    f"n_ensemble x regimens x days = {member_days:g} exceeds {MAX_COMPARE_MEMBER_DAYS} "
-                    "simulated patient-days per request"
-                )
-        return value
-
-
 # --- responses ------------------------------------------------------------------------------------------
-
-
-class ParameterSource(BaseModel):
-    kind: Literal["virtual_patient", "glucose_twin"]
-    virtual_patient: str | None = None
-    glucose_twin_version: int | None = None
-
-
-class StoredSimulation(SimulationResult):
-    """A simulation result and the twin version it was stored as."""
-
-    patient_id: str
-    result_version: int
-    source: ParameterSource
-    scenario_hash: str
-
-
-class StoredComparison(ComparisonResult):
-    """A regimen comparison and the twin version it was stored as."""
-
-    patient_id: str
-    result_version: int
-    source: ParameterSource
-    scenario_hash: str
 
 
 class GlucoseTwinPublic(BaseModel):
@@ -142,9 +74,9 @@ def scenario_hash(scenario: Scenario) -> str:
 
 
 def solver_description(solver: Solver) -> dict[str, Any]:
-    if isinstance(solver, Dopri5):
-        return {"name": "Dopri5", "rtol": solver.rtol, "atol": solver.atol}
-    return {"name": "RK4", "step": solver.step}
+    """The solver's class name and its settings (a solver is a small frozen dataclass)."""
+    settings: dict[str, Any] = asdict(solver) if is_dataclass(solver) and not isinstance(solver, type) else {}
+    return {"name": type(solver).__name__, **settings}
 
 
 def _fitted_twin(version: TwinVersion) -> FittedTwin:
@@ -156,7 +88,8 @@ def latest_twin_version(store: Store, patient_id: str) -> TwinVersion | None:
         return TwinRepository(connection, store.codec).latest(patient_id, GLUCOSE_KIND)
 
 
-def _virtual(name: str | None) -> PatientParameters:
+def virtual_patient(name: str | None) -> PatientParameters:
+    """A shipped virtual patient by name (e.g. adult#001); a missing or unknown name names the field."""
     if name is None:
         raise PhysiologyInputError(
             "virtual_patient", "the patient has no fitted glucose twin; name a virtual patient (e.g. adult#001)"
@@ -165,15 +98,6 @@ def _virtual(name: str | None) -> PatientParameters:
         return virtual_patients([name], PARAMETER_SET)
     except UnknownPatientError as exc:
         raise PhysiologyInputError("virtual_patient", exc.message) from None
-
-
-def _choose(store: Store, patient_id: str, choice: ParameterChoice) -> tuple[FittedTwin | None, ParameterSource]:
-    """The fitted twin (if used) and the parameter source; validates a virtual patient name up front."""
-    stored = latest_twin_version(store, patient_id) if choice.use_twin else None
-    if stored is not None:
-        return _fitted_twin(stored), ParameterSource(kind="glucose_twin", glucose_twin_version=stored.version)
-    _virtual(choice.virtual_patient)
-    return None, ParameterSource(kind="virtual_patient", virtual_patient=choice.virtual_patient)
 
 
 def virtual_ensemble(patient: PatientParameters, n: int, rng: np.random.Generator) -> PatientParameters:
@@ -187,87 +111,15 @@ def virtual_ensemble(patient: PatientParameters, n: int, rng: np.random.Generato
     return sample_twins(patient, thetas, float(patient.basal_rate_u_per_min()[0] * 60.0))
 
 
-def _twin_ensemble(twin: FittedTwin, n: int, rng: np.random.Generator) -> PatientParameters:
+def twin_ensemble(twin: FittedTwin, n: int, rng: np.random.Generator) -> PatientParameters:
+    """``n`` posterior draws (Laplace, log-normal) of a fitted twin, each at its own steady state."""
     patient = twin.parameters()
     mean = np.log([twin.fitted[k] for k in FITTED])
     thetas = rng.multivariate_normal(mean, np.asarray(twin.covariance_log), size=n)
     return sample_twins(patient, thetas, float(patient.basal_rate_u_per_min()[0] * 60.0))
 
 
-def _store_result(
-    store: Store, patient_id: str, payload: dict[str, Any], provenance: dict[str, Any], *, actor: str,
-    now: datetime,
-) -> int:
-    with store.begin() as connection:
-        return TwinRepository(connection, store.codec).add_version(
-            patient_id, SIMULATION_KIND, payload, provenance, actor=actor, now=now
-        )
-
-
 # --- services -------------------------------------------------------------------------------------------
-
-
-def simulate(
-    store: Store,
-    patient_id: str,
-    request: SimulateRequest,
-    *,
-    actor: str,
-    clock: Clock,
-    rng: np.random.Generator,
-    solver: Solver = DEFAULT_SOLVER,
-) -> StoredSimulation:
-    """Simulate ``request.scenario`` on the patient's glucose twin (or a virtual patient); store the result
-    as a ``glucose-simulation`` twin version naming where its parameters came from."""
-    twin, source = _choose(store, patient_id, request)
-    params = twin.parameters() if twin is not None else _virtual(request.virtual_patient)
-    result = simulate_scenario(params, request.scenario, rng=rng, solver=solver)
-    version, digest = _record_run(store, patient_id, "simulate", request.scenario, source, result, {},
-                                  solver=solver_description(solver), seed=request.seed, actor=actor, clock=clock)
-    return StoredSimulation(
-        **result.model_dump(), patient_id=patient_id, result_version=version, source=source, scenario_hash=digest
-    )
-
-
-def compare(
-    store: Store,
-    patient_id: str,
-    request: CompareRequest,
-    *,
-    actor: str,
-    clock: Clock,
-    rng: np.random.Generator,
-) -> StoredComparison:
-    """Compare regimens over an ensemble: posterior draws of the fitted twin, or draws around the virtual
-    patient; stored as a ``glucose-simulation`` twin version."""
-    twin, source = _choose(store, patient_id, request)
-    if twin is not None:
-        ensemble = _twin_ensemble(twin, request.n_ensemble, rng)
-        ensemble_kind = "fitted posterior (Laplace, log-normal)"
-    else:
-        ensemble = virtual_ensemble(_virtual(request.virtual_patient), request.n_ensemble, rng)
-        ensemble_kind = f"virtual patient, {VIRTUAL_ENSEMBLE_SPREAD:g} x cohort log-SD on {', '.join(FITTED)}"
-    result = compare_regimens(ensemble, request.scenario, request.regimens, rng=rng)
-    extra = {"ensemble": {"n": request.n_ensemble, "from": ensemble_kind},
-             "regimens": [r.name for r in request.regimens]}
-    version, digest = _record_run(store, patient_id, "compare", request.scenario, source, result, extra,
-                                  solver=solver_description(DEFAULT_SOLVER), seed=request.seed, actor=actor,
-                                  clock=clock)
-    return StoredComparison(
-        **result.model_dump(), patient_id=patient_id, result_version=version, source=source, scenario_hash=digest
-    )
-
-
-def _record_run(store: Store, patient_id: str, operation: str, scenario: Scenario, source: Any, result: BaseModel,
-                extra: dict[str, Any], *, solver: Any, seed: Any, actor: str, clock: Clock) -> tuple[int, str]:
-    """Store a simulate/compare result as a ``glucose-simulation`` twin version; returns (version, hash)."""
-    digest = scenario_hash(scenario)
-    now = clock()
-    provenance = {"operation": operation, "scenario_hash": digest, "model": MODEL,
-                  "parameter_source": source.model_dump(exclude_none=True), **extra, "solver": solver,
-                  "seed": seed, "by": actor, "at": now.isoformat()}
-    payload = {"scenario": scenario.model_dump(mode="json"), "result": result.model_dump(mode="json")}
-    return _store_result(store, patient_id, payload, provenance, actor=actor, now=now), digest
 
 
 def _public(patient_id: str, stored: TwinVersion) -> GlucoseTwinPublic:

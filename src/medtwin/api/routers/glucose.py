@@ -1,7 +1,8 @@
-"""The type 1 diabetes twin of a patient: fit from a glucose log, simulate scenarios, compare regimens.
+"""The type 1 diabetes twin of a patient: fit from a glucose log, simulate scenarios, compare regimens on the
+patient's own twin (live, else fitted, else a named virtual patient), and say which.
 
 Thin: resolve the patient (id or MRN; 404 when unknown or not visible), build the clock and the random
-generator, call :mod:`medtwin.twin.glucose`.
+generator, call :mod:`medtwin.twin.glucose` and :mod:`medtwin.twin.glucose_whatif`.
 """
 
 from __future__ import annotations
@@ -15,42 +16,50 @@ from medtwin.api.deps import Principal, StoreDep, app_clock, guard, visible_pati
 from medtwin.api.problems import ProblemError
 from medtwin.physiology.calibrate import GlucoseLog
 from medtwin.twin import glucose as service
+from medtwin.twin import glucose_whatif as whatif
 
 router = APIRouter(prefix="/twins/{patient_id}/glucose", tags=["glucose"])
-
-
-
-
 
 
 def _rng(seed: int | None, default: int) -> np.random.Generator:
     return np.random.default_rng(default if seed is None else seed)
 
 
-@router.post("/simulate", response_model=service.StoredSimulation, summary="Simulate a scenario on the twin")
+@router.get("/basis", response_model=whatif.WhatIfBasis,
+            summary="Which twin a what-if would run on: the live twin, else the fitted twin, else none")
+def basis(
+    patient_id: str,
+    store: StoreDep,
+    principal: Annotated[Principal, Depends(guard("read", "Observation"))],
+) -> whatif.WhatIfBasis:
+    resolved = visible_patient(store, principal, patient_id)
+    return whatif.basis(store, resolved)
+
+
+@router.post("/simulate", response_model=whatif.StoredSimulation, summary="Simulate a scenario on the twin")
 def simulate(
     patient_id: str,
-    body: service.SimulateRequest,
+    body: whatif.SimulateRequest,
     request: Request,
     store: StoreDep,
     principal: Annotated[Principal, Depends(guard("simulate", "Observation"))],
-) -> service.StoredSimulation:
+) -> whatif.StoredSimulation:
     resolved = visible_patient(store, principal, patient_id)
-    return service.simulate(store, resolved, body, actor=principal.subject, clock=app_clock(request.app),
+    return whatif.simulate(store, resolved, body, actor=principal.subject, clock=app_clock(request.app),
                             rng=_rng(body.seed, body.scenario.seed))
 
 
-@router.post("/compare", response_model=service.StoredComparison,
-             summary="Compare regimens with uncertainty bands over the twin's ensemble")
+@router.post("/compare", response_model=whatif.StoredComparison,
+             summary="Compare regimens with uncertainty bands over the ensemble of the patient's own twin")
 def compare(
     patient_id: str,
-    body: service.CompareRequest,
+    body: whatif.CompareRequest,
     request: Request,
     store: StoreDep,
     principal: Annotated[Principal, Depends(guard("simulate", "Observation"))],
-) -> service.StoredComparison:
+) -> whatif.StoredComparison:
     resolved = visible_patient(store, principal, patient_id)
-    return service.compare(store, resolved, body, actor=principal.subject, clock=app_clock(request.app),
+    return whatif.compare(store, resolved, body, actor=principal.subject, clock=app_clock(request.app),
                            rng=_rng(body.seed, body.scenario.seed))
 
 

@@ -76,11 +76,14 @@ function mealsEditor() {
 
 async function glucoseSection(ctx, open) {
   const base = `/twins/${encodeURIComponent(ctx.id)}/glucose`;
-  const twin = await maybe(base).catch(() => null);
+  // which twin the comparison runs on (live twin, else fitted twin, else a named virtual patient): the server decides
+  const basis = await maybe(`${base}/basis`).catch(() => null);
+  const twin = basis && basis.kind !== "none" ? basis : null;
   const virtual = textInput("adult#001", { id: "wi-virtual", maxlength: "64" });
   const source = twin
-    ? el("p", { class: "source" }, `Runs on the patient's fitted glucose twin v${twin.version} (${twin.n_readings} readings), ensemble from its posterior.`)
-    : el("div", { class: "source" }, el("p", "No fitted glucose twin yet: the comparison runs on a shipped virtual patient with an ensemble around it."),
+    ? el("p", { class: "source", id: "wi-basis", "data-kind": twin.kind }, twin.description)
+    : el("div", { class: "source", id: "wi-basis", "data-kind": "none" },
+         el("p", basis ? basis.description : "No glucose twin of this patient yet: the comparison runs on a shipped virtual patient, not on this patient."),
          field("Virtual patient", virtual, "e.g. adult#001, adolescent#003, child#002"));
   const horizon = el("select", { id: "wi-horizon" }, [1, 2, 3].map((d) => el("option", { value: String(d) }, `${d * 24} h`)));
   const ensemble = numberInput(50, { id: "wi-ensemble", min: "2", max: "200", step: "1" });
@@ -163,8 +166,10 @@ function renderGlucoseResult(box, r, elapsed) {
     el("thead", el("tr", el("th", { scope: "col" }, "Metric"), outcomes.map((o, i) => el("th", { scope: "col" }, el("span", { class: `dot c${i}` }), o.regimen.name)))),
     el("tbody", rows.map(([label, main, sub]) => el("tr", el("th", { scope: "row" }, label),
       outcomes.map((o) => el("td", { class: "num" }, main(o), sub ? el("span", { class: "sub" }, ` ${sub(o)}`) : null))))));
-  const src = r.source.kind === "glucose_twin" ? `glucose twin v${r.source.glucose_twin_version}` : `virtual patient ${r.source.virtual_patient}`;
+  const src = r.source.kind === "live_twin" ? `live twin${r.source.live_twin_version == null ? "" : ` v${r.source.live_twin_version}`}`
+    : r.source.kind === "glucose_twin" ? `glucose twin v${r.source.glucose_twin_version}` : `virtual patient ${r.source.virtual_patient}`;
   clear(box, el("p", { class: "ok-text", id: "glucose-saved" }, `Compared ${outcomes.length} regimens on ${src} in ${elapsed} ms · saved as twin version ${r.result_version}`),
+    el("p", { class: "muted", id: "glucose-basis" }, `Basis: ${r.source.description}`),
     el("div", { class: "wi-grid" }, el("figure", { class: "chart-card" }, el("figcaption", el("h4", "Glucose, median and 5–95 % band")), host),
       el("div", { class: "compare-wrap" }, table)));
   const chart = new Chart(host, { label: "What-if glucose trajectories", unit: "mg/dL", x: "number", height: 260, yMin: 40, yMax: 250,
