@@ -310,7 +310,7 @@ def simulate(
     if method == "auto":
         method = "closed_form" if model.has_closed_form else "ode"
     if method == "closed_form":
-        return _simulate_closed_form(model, p, schedule, t, n)
+        return simulate_closed_form(model, p, schedule, t, n)
     if method == "ode":
         if t.ndim != 1:
             raise PharmacoInputError("t_h", "the ODE method needs output times shared by all patients (1-D)")
@@ -318,9 +318,10 @@ def simulate(
     raise PharmacoInputError("method", f"unknown method {method!r}; use 'closed_form', 'ode' or 'auto'")
 
 
-def _simulate_closed_form(
+def simulate_closed_form(
     model: CompartmentModel, p: Mapping[str, Array], schedule: DoseSchedule, t: Array, n: int
 ) -> PkResult:
+    """The closed form on validated parameters (n,) each: the analytic fast path of the generic PK model."""
     if not model.has_closed_form:
         raise PharmacoInputError("method", "no closed form with transit compartments; use method='ode'")
     a = model.rate_matrix(p)

@@ -13,6 +13,7 @@ import re
 from dataclasses import dataclass
 from importlib import resources
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 from numpy.typing import NDArray
@@ -92,6 +93,23 @@ def parse_parameter_csv(text: str, origin: str = "<text>") -> ParameterTable:
         units[name] = unit
     if "name" not in id_positions:
         raise PhysiologyInputError("name", "parameter file needs a 'name' column")
+    names, groups, values = _read_rows(reader, header, columns, id_positions)
+    if not names:
+        raise PhysiologyInputError("rows", f"{origin} has no patients")
+    return ParameterTable(
+        names=tuple(names),
+        groups=tuple(groups),
+        columns=tuple(columns),
+        units=units,
+        values=np.asarray(values, dtype=float),
+        source="\n".join(comments),
+    )
+
+
+def _read_rows(
+    reader: Any, header: list[str], columns: list[str], id_positions: dict[str, int]
+) -> tuple[list[str], list[str], list[list[float]]]:
+    """The patient rows: name, age group and one checked number per unit column."""
     names: list[str] = []
     groups: list[str] = []
     values: list[list[float]] = []
@@ -106,38 +124,27 @@ def parse_parameter_csv(text: str, origin: str = "<text>") -> ParameterTable:
             raise PhysiologyInputError(
                 "name", f"row {row_number}: empty or duplicate patient name {patient!r}"
             )
-        record: list[float] = []
-        for column, position in zip(columns, numeric_positions, strict=True):
-            try:
-                value = float(row[position])
-            except ValueError:
-                raise PhysiologyInputError(
-                    column, f"row {row_number} ({patient}): not a number: {row[position]!r}"
-                ) from None
-            if not np.isfinite(value):
-                raise PhysiologyInputError(column, f"row {row_number} ({patient}): not finite")
-            if column in POSITIVE_COLUMNS and value <= 0:
-                raise PhysiologyInputError(
-                    column, f"row {row_number} ({patient}): must be positive, got {value}"
-                )
-            if value < 0 and not column.startswith("x0_"):
-                raise PhysiologyInputError(
-                    column, f"row {row_number} ({patient}): must not be negative, got {value}"
-                )
-            record.append(value)
+        values.append([
+            _cell(column, row[position], row_number, patient)
+            for column, position in zip(columns, numeric_positions, strict=True)
+        ])
         names.append(patient)
         groups.append(row[id_positions["age_group"]].strip() if "age_group" in id_positions else "")
-        values.append(record)
-    if not names:
-        raise PhysiologyInputError("rows", f"{origin} has no patients")
-    return ParameterTable(
-        names=tuple(names),
-        groups=tuple(groups),
-        columns=tuple(columns),
-        units=units,
-        values=np.asarray(values, dtype=float),
-        source="\n".join(comments),
-    )
+    return names, groups, values
+
+
+def _cell(column: str, text: str, row_number: int, patient: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        raise PhysiologyInputError(column, f"row {row_number} ({patient}): not a number: {text!r}") from None
+    if not np.isfinite(value):
+        raise PhysiologyInputError(column, f"row {row_number} ({patient}): not finite")
+    if column in POSITIVE_COLUMNS and value <= 0:
+        raise PhysiologyInputError(column, f"row {row_number} ({patient}): must be positive, got {value}")
+    if value < 0 and not column.startswith("x0_"):
+        raise PhysiologyInputError(column, f"row {row_number} ({patient}): must not be negative, got {value}")
+    return value
 
 
 def load_parameter_file(path: str | Path) -> ParameterTable:
