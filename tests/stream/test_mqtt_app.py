@@ -12,6 +12,7 @@ from fastapi.testclient import TestClient
 from sqlalchemy import select
 
 from medtwin.api.app import create_app
+from medtwin.api.services import services_of
 from medtwin.config import Settings
 from medtwin.security.crypto import AesGcmCodec, KeyRing
 from medtwin.store.database import Store
@@ -54,9 +55,9 @@ def test_serve_runs_the_subscriber_when_enabled(app_store: Store, keyring: KeyRi
     seen: list[Sample] = []
     try:
         with TestClient(app):
-            subscriber = app.state.mqtt
+            subscriber = services_of(app).mqtt
             assert subscriber is not None and subscriber.wait_connected(10)
-            app.state.ingest.add_listener(seen.extend)  # what the alert engine and the hub get
+            services_of(app).ingest.add_listener(seen.extend)  # what the alert engine and the hub get
             with MqttPublisher(broker, topic_prefix=prefix) as pub:
                 for i in range(50):
                     pub.publish("app-p", device, "spo2",
@@ -75,7 +76,7 @@ def test_serve_runs_the_subscriber_when_enabled(app_store: Store, keyring: KeyRi
 def test_serve_without_mqtt_enabled_starts_no_subscriber(app_store: Store, keyring: KeyRing, tmp_path: Path) -> None:
     app = create_app(Settings(data_dir=tmp_path), store=app_store, keyring=keyring)
     with TestClient(app):
-        assert app.state.mqtt is None
+        assert services_of(app).mqtt is None
     assert Settings().mqtt_enabled is False  # off unless asked for
 
 
@@ -97,7 +98,7 @@ def test_a_sample_sent_over_http_and_mqtt_is_stored_once(app_store: Store, keyri
             response = client.post("/api/v1/patients/both-p/samples", headers={"Authorization": f"Bearer {token}"},
                                    json=[{**by_id, "metric": "glucose"}, {**by_time, "metric": "glucose"}])
             assert response.status_code == 200 and response.json()["accepted"] == 2, response.text
-            subscriber = app.state.mqtt
+            subscriber = services_of(app).mqtt
             assert subscriber.wait_connected(10)
             with MqttPublisher(broker, topic_prefix=prefix) as pub:
                 pub.publish("both-p", key_id, "glucose", [by_id, by_time, {**by_time, "time": "2026-03-01T08:10:00Z"}])

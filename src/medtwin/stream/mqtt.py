@@ -43,10 +43,9 @@ import secrets
 import threading
 import time
 from collections import deque
-from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
-from contextlib import contextmanager
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
-from datetime import UTC, datetime
+from datetime import datetime
 from typing import Any, Protocol
 from urllib.parse import unquote, urlsplit
 
@@ -56,26 +55,20 @@ from paho.mqtt.enums import CallbackAPIVersion, MQTTErrorCode, MQTTProtocolVersi
 from sqlalchemy import Connection, select
 
 from medtwin.config import Settings
-from medtwin.store.database import Store
-from medtwin.store.samples import SampleRepository
 from medtwin.store.security_tables import api_keys
-from medtwin.stream import metrics
 from medtwin.stream.parse import parse_samples
 from medtwin.stream.pipeline import (
     BatchTooLargeError,
     IngestPipeline,
-    IngestReport,
+    Prepared,
     RateLimitedError,
     UnknownPatientError,
-    idempotency_key,
 )
-from medtwin.vocab import CANONICAL_UNITS, Sample
 
 log = logging.getLogger("medtwin.stream.mqtt")
 
 _TOPIC_FORBIDDEN = ("/", "+", "#", "\x00")
 SLOW_COMMIT_S = 0.25  # a batch transaction longer than this is logged as a warning
-_MAX_KEY = 255  # samples.idempotency_key: longer keys are shortened by the pipeline's idempotency_key()
 
 
 class MqttConfigError(ValueError):
@@ -393,26 +386,17 @@ def device_keys(connection: Connection, ids: Iterable[str]) -> dict[str, DeviceK
     return found
 
 
-def _by_time(sample: Sample) -> datetime:
-    return sample.time
+_UNKNOWN = ("unknown-device", "topic", "not an active device key")
 
 
-class _BatchStore(Store):
-    """The store as :class:`MqttIngest`'s own pipeline sees it: while ``connection`` is set (a batch is being
-    stored), ``begin()`` hands out that connection, inside the batch's one transaction; reads and everything
-    else go to the real store (same engine, same codec)."""
-
-    def __init__(self, store: Store) -> None:  # shares the store's engine; no engine of its own
-        self.url, self.codec, self.is_sqlite, self.engine = store.url, store.codec, store.is_sqlite, store.engine
-        self.connection: Connection | None = None
-
-    @contextmanager
-    def begin(self) -> Iterator[Connection]:
-        if self.connection is None:
-            with self.engine.begin() as connection:
-                yield connection
-        else:
-            yield self.connection  # committed (or rolled back) by the batch
+def _refusal(key: DeviceKey | None, patient_id: str, device: str) -> tuple[str, str, str] | None:
+    """Why a message from this device key on this patient's topic is refused whole: (reason, field, detail)."""
+    if key is None or key.revoked:
+        return ("unknown-device" if key is None else "revoked-device", "topic",
+                f"device {device[:64]!r} is not an active device key")
+    if key.patient_id != patient_id:
+        return ("device-patient-mismatch", "topic", f"device {device[:64]!r} is not registered for this patient")
+    return None
 
 
 @dataclass
@@ -485,14 +469,28 @@ class MqttIngest:
         self.source = source
         self.stats = IngestStats()
         self._lock = threading.Lock()
-        # The pipeline's checks and storage, with every write of a batch in one transaction: a pipeline of
-        # our own over a store whose begin() joins the batch's transaction. Listeners stay on ``pipeline``
-        # and are told after the batch commits.
-        self._batch_store = _BatchStore(pipeline.store)
-        self._batch_pipeline = IngestPipeline(self._batch_store, clock=pipeline.clock,
-                                              rate_limiter=pipeline.rate_limiter, max_future=pipeline.max_future)
 
     def __call__(self, messages: Sequence[InboundMessage]) -> None:
+        quarantine, groups = self._route(messages)
+        now = self.pipeline.clock()
+        prepared: list[Prepared] = []
+        for (patient_id, _key_id), group in groups.items():
+            self._prepare_group(patient_id, group, now, prepared, quarantine)
+        started = time.perf_counter()
+        with self.store.begin() as connection:
+            self.pipeline.write(connection, prepared, quarantine)
+        took = time.perf_counter() - started
+        if took > SLOW_COMMIT_S:
+            log.warning("storing %d MQTT messages took %.0f ms (waiting for the database, or for the CPU)",
+                        len(messages), took * 1000)
+        self._account(len(messages), prepared, quarantine, took)
+        for p in prepared:  # committed: tell the listeners, one call per pipeline call
+            if p.report.stored:
+                self.pipeline.notify(p.report.stored)
+
+    def _route(self, messages: Sequence[InboundMessage]) -> tuple[list[dict[str, Any]], dict[tuple[str, str], _Group]]:
+        """Quarantine rows for the messages refused whole (topic, device, payload) and the others grouped by
+        (patient, device key), in arrival order."""
         quarantine: list[dict[str, Any]] = []
         groups: dict[tuple[str, str], _Group] = {}
         topics: list[tuple[InboundMessage, tuple[str, str, str]]] = []
@@ -504,17 +502,12 @@ class MqttIngest:
             else:
                 topics.append((message, parts))
         keys = self._device_keys({device for _, (_, device, _) in topics})
-        for message, (patient_id, device, metric) in topics:
-            parts = (patient_id, device, metric)
+        for message, parts in topics:
+            patient_id, device, metric = parts
             key = keys.get(device)
-            if key is None or key.revoked:
-                reason = "unknown-device" if key is None else "revoked-device"
-                quarantine.append(self._row(message, parts, reason, "topic",
-                                            f"device {device[:64]!r} is not an active device key"))
-                continue
-            if key.patient_id != patient_id:
-                quarantine.append(self._row(message, parts, "device-patient-mismatch", "topic",
-                                            f"device {device[:64]!r} is not registered for this patient"))
+            refused = _refusal(key, patient_id, device)
+            if refused is not None or key is None:  # (key is None is always refused; said for the type checker)
+                quarantine.append(self._row(message, parts, *(refused or _UNKNOWN)))
                 continue
             items, problem = self._items(message.payload, metric)
             if problem is not None:
@@ -524,92 +517,34 @@ class MqttIngest:
             if group is None:
                 group = groups[(patient_id, device)] = _Group(key.name, f"device:{key.id}")
             group.messages.append((message, items))
-        stored: list[list[Sample]] = []
-        now = self.pipeline.clock()
-        fast: list[tuple[list[Sample], list[str], int]] = []
-        inserted: set[str] = set()
-        slow: list[tuple[str, _Group]] = []
-        for (patient_id, _key_id), group in groups.items():
-            prepared = self._prepare(patient_id, group, now)
-            if prepared is None:
-                slow.append((patient_id, group))
-            else:
-                fast.append(prepared)
-        started = time.perf_counter()
-        with self.store.begin() as connection:
-            self._batch_store.connection = connection
-            try:
-                if quarantine:
-                    self._quarantine(quarantine)
-                if fast:
-                    rows = [s for good, _, _ in fast for s in good]
-                    inserted = SampleRepository(connection, self.store.codec).insert_ignore(
-                        rows, now, iso_times=[t for _, stamps, _ in fast for t in stamps])
-                for patient_id, group in slow:
-                    self._store_group(patient_id, group, stored)
-            finally:
-                self._batch_store.connection = None
-        took = time.perf_counter() - started
-        if took > SLOW_COMMIT_S:
-            log.warning("storing %d MQTT messages took %.0f ms (waiting for the database, or for the CPU)", len(messages),
-                        took * 1000)
-        for good, _, repeated in fast:
-            new = [s for s in good if s.idempotency_key in inserted]
-            new.sort(key=_by_time)
-            with self._lock:
-                self.stats.accepted += len(new)
-                self.stats.duplicates += repeated + len(good) - len(new)
-            stored.append(new)
-        with self._lock:
-            self.stats.messages += len(messages)
-            self.stats.slowest_commit_s = max(self.stats.slowest_commit_s, took)
-            self.stats.slow_commits += took > SLOW_COMMIT_S
-        for samples in stored:  # committed: what each pipeline call would have told its listeners
-            if samples:
-                self.pipeline._notify(samples)
+        return quarantine, groups
 
-    def _prepare(self, patient_id: str, group: _Group, now: datetime) -> tuple[list[Sample], list[str], int] | None:
-        """The common case without a pipeline call per (patient, device): every item a well-formed sample
-        whose unit converts, in range and not in the future, the device within its rate. The samples (in
-        the pipeline's canonical form, with its idempotency keys) and their naive UTC times, and how many
-        repeated an earlier item; None when anything needs the pipeline's full treatment (a bad sample to
-        quarantine, an unknown patient, a rate limit), which :meth:`_store_group` then gives it."""
-        items = group.items()
-        parsed = parse_samples(items)
-        if parsed.problems:
-            return None
-        device = group.device
-        pipeline = self.pipeline
+    def _prepare_group(self, patient_id: str, group: _Group, now: datetime, prepared: list[Prepared],
+                       quarantine: list[dict[str, Any]]) -> None:
+        """The pipeline's checks for one (patient, device) group, as one pipeline call; the group is
+        quarantined whole for an unknown patient, and message by message when over the device's rate."""
         try:
-            pid = pipeline.resolve_patient(patient_id)
+            prepared.append(self._prepare(patient_id, group, group.items(), now))
+            return
         except UnknownPatientError:
-            return None
-        latest = now + pipeline.max_future if pipeline.max_future is not None else None
-        seen: set[str] = set()
-        good: list[Sample] = []
-        stamps: list[str] = []
-        prefix = f"{pid}|{device}|"  # the pipeline's idempotency_key(), inlined as the pipeline does
-        normalise, units, source = metrics.normalise, CANONICAL_UNITS, self.source
-        for r in parsed.readings:
+            quarantine.extend(self._row(m, (patient_id, group.device, None), "unknown-patient", "topic",
+                                        "no such patient") for m, _ in group.messages)
+            return
+        except (RateLimitedError, BatchTooLargeError):
+            pass
+        # the group as a whole is over the device's allowance: message by message, so what fits is stored
+        for message, items in group.messages:
             try:
-                value = normalise(r.metric, r.value, r.unit)
-            except metrics.MetricError:
-                return None
-            when = r.time if r.time.tzinfo is UTC else r.time.astimezone(UTC)
-            if latest is not None and when > latest:
-                return None
-            stamp = when.replace(tzinfo=None).isoformat(timespec="microseconds")
-            key = f"{prefix}id:{r.client_id}" if r.client_id is not None else f"{prefix}{r.metric}|{stamp}Z"
-            if len(key) > _MAX_KEY:
-                key = idempotency_key(pid, device, r.metric, when, r.client_id)
-            if key in seen:
-                continue
-            seen.add(key)
-            good.append(Sample(pid, r.metric, when, value, units[r.metric], r.value, r.unit, device, source, key))
-            stamps.append(stamp)
-        if pipeline.rate_limiter.try_acquire((pid, group.rate_key), len(items)) is not None:
-            return None  # the pipeline raises the matching error (and takes nothing)
-        return good, stamps, len(parsed.readings) - len(good)
+                prepared.append(self._prepare(patient_id, group, items, now))
+            except RateLimitedError as exc:
+                quarantine.append(self._row(message, (patient_id, group.device, None), "rate-limit", "$",
+                                            f"device over its sample rate (retry after {exc.retry_after:.1f} s)"))
+            except BatchTooLargeError as exc:
+                quarantine.append(self._row(message, (patient_id, group.device, None), "too-large", "$", str(exc)))
+
+    def _prepare(self, patient_id: str, group: _Group, items: list[Any], now: datetime) -> Prepared:
+        return self.pipeline.prepare(parse_samples(items), patient_id=patient_id, device=group.device,
+                                     source=self.source, rate_key=group.rate_key, now=now)
 
     # ---------------------------------------------------------------------------------------------
     def _device_keys(self, ids: set[str]) -> dict[str, DeviceKey]:
@@ -662,42 +597,20 @@ class MqttIngest:
             items.append(item)  # anything else: the pipeline quarantines it as malformed
         return items, None
 
-    def _store_group(self, patient_id: str, group: _Group, stored: list[list[Sample]]) -> None:
-        device = group.device
-        try:
-            stored.append(self._account(self._batch_pipeline.ingest(
-                group.items(), patient_id=patient_id, device=device, source=self.source, rate_key=group.rate_key)))
-            return
-        except UnknownPatientError:
-            self._quarantine([self._row(m, (patient_id, device, None), "unknown-patient", "topic",
-                                        "no such patient") for m, _ in group.messages])
-            return
-        except (RateLimitedError, BatchTooLargeError):
-            if len(group.messages) == 1:
-                self._store_single(patient_id, group, *group.messages[0], stored)
-                return
-        # the group as a whole is over the device's allowance: message by message, so what fits is stored
-        for message, items in group.messages:
-            self._store_single(patient_id, group, message, items, stored)
-
-    def _store_single(self, patient_id: str, group: _Group, message: InboundMessage, items: list[Any],
-                      stored: list[list[Sample]]) -> None:
-        device = group.device
-        try:
-            stored.append(self._account(self._batch_pipeline.ingest(
-                items, patient_id=patient_id, device=device, source=self.source, rate_key=group.rate_key)))
-        except RateLimitedError as exc:
-            self._quarantine([self._row(message, (patient_id, device, None), "rate-limit", "$",
-                                        f"device over its sample rate (retry after {exc.retry_after:.1f} s)")])
-        except BatchTooLargeError as exc:
-            self._quarantine([self._row(message, (patient_id, device, None), "too-large", "$", str(exc))])
-
-    def _account(self, report: IngestReport) -> list[Sample]:
+    def _account(self, messages: int, prepared: list[Prepared], quarantine: list[dict[str, Any]],
+                 took: float) -> None:
         with self._lock:
-            self.stats.accepted += report.accepted
-            self.stats.duplicates += report.duplicates
-            self.stats.quarantined_samples += len(report.quarantined)
-        return report.stored
+            stats = self.stats
+            stats.messages += messages
+            for p in prepared:
+                stats.accepted += p.report.accepted
+                stats.duplicates += p.report.duplicates
+                stats.quarantined_samples += len(p.report.quarantined)
+            for row in quarantine:
+                reason = row["reason"]
+                stats.quarantined_messages[reason] = stats.quarantined_messages.get(reason, 0) + 1
+            stats.slowest_commit_s = max(stats.slowest_commit_s, took)
+            stats.slow_commits += took > SLOW_COMMIT_S
 
     def _row(self, message: InboundMessage, parts: tuple[str, str, str | None] | None, reason: str,
              field_path: str, detail: str) -> dict[str, Any]:
@@ -708,14 +621,6 @@ class MqttIngest:
                 "source": self.source, "reason": reason, "field": field_path, "detail": detail[:2000],
                 "payload": orjson.dumps({"topic": message.topic, "payload": message.payload.decode("utf-8", "replace")}),
                 "idempotency_key": f"q|{self.source}|{reason}|{digest}"}
-
-    def _quarantine(self, rows: list[dict[str, Any]]) -> None:
-        with self._batch_store.begin() as connection:
-            SampleRepository(connection, self.store.codec).quarantine_ignore(rows)
-        with self._lock:
-            for row in rows:
-                reason = row["reason"]
-                self.stats.quarantined_messages[reason] = self.stats.quarantined_messages.get(reason, 0) + 1
 
 
 def subscriber_from_settings(settings: Settings, pipeline: IngestPipeline) -> MqttSubscriber:

@@ -7,6 +7,13 @@ One pipeline serves every entrance (HTTP, WebSocket, MQTT, the simulated fleet):
     report = pipeline.ingest(body_bytes, patient_id="p1", device="cgm-1", source="http")
     report = pipeline.ingest_samples([Reading(...), ...], patient_id="p1", device="cgm-1", source="fleet")
 
+    # the two halves ingest() is made of, for an entrance that writes many calls in one transaction (MQTT):
+    prepared = [pipeline.prepare(parse_samples(items), patient_id=p, device=d, source="mqtt") for ...]
+    with store.begin() as connection:
+        pipeline.write(connection, prepared)      # fills each prepared.report
+    for p in prepared:
+        pipeline.notify(p.report.stored)
+
 Semantics:
 
 * **At-least-once in, exactly-once stored.** Each sample's idempotency key is
@@ -39,6 +46,7 @@ from __future__ import annotations
 
 import hashlib
 import logging
+import math
 import threading
 import time as _time
 from collections.abc import Callable, Sequence
@@ -47,15 +55,16 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import orjson
+from sqlalchemy import Connection
 
 from medtwin.store.database import Store
 from medtwin.store.samples import SampleRepository
 from medtwin.stream import metrics
-from medtwin.stream.parse import PayloadError, Problem, Reading, decode, parse_payload
+from medtwin.stream.parse import ParseResult, PayloadError, Problem, Reading, decode, parse_payload
 from medtwin.stream.ratelimit import RateLimiter, Unlimited
 from medtwin.vocab import CANONICAL_UNITS, Sample
 
-__all__ = ["BatchTooLargeError", "IngestPipeline", "IngestReport", "Listener", "QuarantinedItem",
+__all__ = ["BatchTooLargeError", "IngestPipeline", "IngestReport", "Listener", "Prepared", "QuarantinedItem",
            "RateLimitedError", "UnknownPatientError", "idempotency_key"]
 
 log = logging.getLogger("medtwin.stream")
@@ -116,6 +125,25 @@ class IngestReport:
         return {"patient_id": self.patient_id, "source": self.source, "format": self.format,
                 "received": self.received, "accepted": self.accepted, "duplicates": self.duplicates,
                 "quarantined": [q.to_dict() for q in self.quarantined]}
+
+
+@dataclass(slots=True)
+class Prepared:
+    """One call's samples as :meth:`IngestPipeline.prepare` left them: checked, normalised and keyed, nothing
+    written yet. :meth:`IngestPipeline.write` stores any number of them in the caller's transaction and
+    completes ``report`` (accepted, duplicates, stored)."""
+
+    report: IngestReport  # ``quarantined`` already filled
+    samples: list[Sample]  # the good samples, unique within the call, in payload order
+    stamps: list[str]  # naive UTC ISO time of each sample (in its key, and SQLite's storage format)
+    quarantine: list[dict[str, Any]]  # the call's quarantine rows (one per bad sample)
+    repeated: int  # samples that repeated an earlier one of the call
+    received_at: datetime
+    indexes: list[int | None] = field(default_factory=list)  # each sample's position in the payload
+
+
+def _by_time(sample: Sample) -> datetime:
+    return sample.time
 
 
 def _utcnow() -> datetime:
@@ -234,7 +262,7 @@ class IngestPipeline:
             self._acquire(pid, rate_key or device, 1)
             self._quarantine_payload(pid, device, source, payload, exc)
             raise
-        return self._store(pid, device, source, parsed.format, parsed.readings, parsed.problems, rate_key)
+        return self._store(pid, device, source, parsed, rate_key)
 
     def ingest_samples(self, samples: Sequence[Reading | Sample], *, patient_id: str, device: str | None,
                        source: str, rate_key: str | None = None) -> IngestReport:
@@ -260,7 +288,72 @@ class IngestPipeline:
                                         raw=_reading_json(s), metric=s.metric, device=s.device))
                 continue
             readings.append(s)
-        return self._store(pid, device, source, "samples", readings, problems, rate_key)
+        return self._store(pid, device, source, ParseResult("samples", readings, problems), rate_key)
+
+    # ------------------------------------------------------------------------------------ prepare + write
+    # The two halves of every entrance: HTTP/WebSocket/fleet call them through ingest() (one call, one
+    # transaction); the MQTT batch handler prepares each (patient, device) group of a batch and writes them
+    # all in one transaction.
+
+    def prepare(self, parsed: ParseResult, *, patient_id: str, device: str | None, source: str,
+                rate_key: str | None = None, now: datetime | None = None) -> Prepared:
+        """Check one call's parsed samples without writing anything: resolve the patient, charge the rate
+        bucket ``(patient, rate_key or device)`` for the whole call, convert units, check range, time and
+        FHIR subject, and key each sample. ``now`` (default ``clock()``) is the receipt time.
+
+        Raises :class:`UnknownPatientError`, :class:`RateLimitedError` or :class:`BatchTooLargeError`
+        (nothing charged then)."""
+        return self._prepare(self.resolve_patient(patient_id), device, source, parsed, rate_key, now)
+
+    def write(self, connection: Connection, batch: Sequence[Prepared],
+              quarantine: Sequence[dict[str, Any]] = ()) -> None:
+        """Store prepared calls on ``connection``, inside the caller's transaction: one quarantine insert
+        (the calls' bad samples plus ``quarantine``, rows shaped like :meth:`SampleRepository.quarantine_ignore`
+        takes) and one sample insert for all of them, stamped with the first call's ``received_at``. Then
+        completes each report: ``accepted`` and ``stored`` (time order) count a key at most once across the
+        batch, ``duplicates`` the rest. Listeners are not told: call :meth:`notify` after the commit."""
+        repo = SampleRepository(connection, self.store.codec)
+        rows = [*quarantine, *(row for p in batch for row in p.quarantine)]
+        if rows:
+            repo.quarantine_ignore(rows)
+        if not batch:
+            return
+        if len(batch) == 1:
+            samples, stamps = batch[0].samples, batch[0].stamps
+        else:
+            samples = [s for p in batch for s in p.samples]
+            stamps = [t for p in batch for t in p.stamps]
+        inserted = repo.insert_ignore(samples, batch[0].received_at, iso_times=stamps)
+        held = repo.stored_values([s.idempotency_key for s in samples if s.idempotency_key not in inserted])
+        for p in batch:
+            stored = [s for s in p.samples if s.idempotency_key in inserted]
+            if len(batch) > 1:
+                inserted.difference_update(s.idempotency_key for s in stored)  # claimed by this call
+            conflicts = self._conflicts(repo, p, held, inserted)
+            stored.sort(key=_by_time)
+            p.report.accepted = len(stored)
+            p.report.duplicates = p.repeated + len(p.samples) - len(stored) - conflicts
+            p.report.stored = stored
+
+    def _conflicts(self, repo: SampleRepository, p: Prepared, held: dict[str, float], inserted: set[str]) -> int:
+        """Quarantine (reason ``conflict``) each sample of ``p`` whose key already holds a different value: a
+        resent sample is a duplicate, a different value under the same key is never silently dropped."""
+        rows: list[dict[str, Any]] = []
+        for i, s in enumerate(p.samples):
+            old = held.get(s.idempotency_key)
+            if s.idempotency_key in inserted or old is None or math.isclose(old, s.value, rel_tol=1e-9, abs_tol=1e-12):
+                continue
+            index = p.indexes[i] if i < len(p.indexes) else None
+            field = f"[{index}].value" if index is not None else "value"
+            detail = (f"{old:g} {s.unit} is already stored under this sample's key ({s.device or '-'}, {s.metric} at "
+                      f"{s.time.isoformat()}); {s.value:g} was not stored")
+            p.report.quarantined.append(QuarantinedItem(index, field, "conflict", detail))
+            rows.append(self._quarantine_row(s.patient_id, Problem(index, field, "conflict", detail,
+                                                                   _sample_json(s), s.metric, s.time, s.device),
+                                             s.device, s.source, p.received_at))
+        if rows:
+            repo.quarantine_ignore(rows)
+        return len(rows)
 
     # ------------------------------------------------------------------------------------ internals
 
@@ -273,40 +366,37 @@ class IngestPipeline:
             raise BatchTooLargeError(cost, limit)
         raise RateLimitedError(wait, device)
 
-    def _store(self, pid: str, device: str | None, source: str, fmt: str, readings: list[Reading],
-               problems: list[Problem], rate_key: str | None = None) -> IngestReport:
-        report = IngestReport(pid, source, fmt, received=len(readings) + len(problems))
+    def _store(self, pid: str, device: str | None, source: str, parsed: ParseResult,
+               rate_key: str | None = None) -> IngestReport:
+        prepared = self._prepare(pid, device, source, parsed, rate_key, None)
+        with self.store.begin() as connection:
+            self.write(connection, [prepared])
+        if prepared.report.stored:
+            self._notify(prepared.report.stored)
+        return prepared.report
+
+    def _prepare(self, pid: str, device: str | None, source: str, parsed: ParseResult, rate_key: str | None,
+                 now: datetime | None) -> Prepared:
+        report = IngestReport(pid, source, parsed.format, received=parsed.count)
         self._acquire(pid, rate_key or device, report.received)
-        now = self.clock()
+        now = self.clock() if now is None else now
         latest = now + self.max_future if self.max_future is not None else None
         good: list[Sample] = []
-        bad: list[tuple[Problem, str | None]] = [(p, None) for p in problems]
-        normalise = metrics.normalise
+        bad: list[Problem] = list(parsed.problems)
         units = CANONICAL_UNITS
-        seen: set[str] = set()
+        seen: dict[str, float] = {}  # key -> value, of the call's good samples
+        indexes: list[int | None] = []
         stamps: list[str] = []  # naive UTC ISO time of each good sample (key, and SQLite storage)
-        duplicates = 0
+        repeated = 0
         prefix_dev: Any = object()
         prefix = ""
-        for r in readings:
+        for r in parsed.readings:
             dev = device if device is not None else r.device
-            try:
-                value = normalise(r.metric, r.value, r.unit)
-            except metrics.MetricError as err:
-                bad.append((Problem(r.index, r.field_path(err.field), err.reason, err.detail,
-                                    r.raw if r.raw is not None else _reading_json(r), r.metric, r.time, dev), dev))
+            checked = self._check(r, pid, dev, latest)
+            if type(checked) is Problem:
+                bad.append(checked)
                 continue
-            time = r.time if r.time.tzinfo is UTC else r.time.astimezone(UTC)
-            if latest is not None and time > latest:
-                bad.append((Problem(r.index, r.field_path("time"), "future-time",
-                                    f"time {time.isoformat()} is more than {self.max_future} after the server "
-                                    "clock", r.raw, r.metric, time, dev), dev))
-                continue
-            if r.subject is not None and r.subject != pid:
-                bad.append((Problem(r.index, r.field_path("subject"), "patient-mismatch",
-                                    "the Observation's subject is another patient", r.raw, r.metric, time, dev),
-                            dev))
-                continue
+            value, time = checked  # type: ignore[misc]
             if dev is not prefix_dev:
                 prefix_dev, prefix = dev, f"{pid}|{dev or '-'}|"
             stamp = time.replace(tzinfo=None).isoformat(timespec="microseconds")
@@ -314,27 +404,39 @@ class IngestPipeline:
             if len(key) > _MAX_KEY:
                 key = _bounded(key)
             if key in seen:
-                duplicates += 1
+                if not math.isclose(seen[key], value, rel_tol=1e-9, abs_tol=1e-12):  # never a silent duplicate
+                    bad.append(Problem(r.index, r.field_path("value"), "conflict", f"another sample of this call has "
+                                       f"the same key with value {seen[key]:g}; {value:g} was not stored", r.raw,
+                                       r.metric, time, dev))
+                else:
+                    repeated += 1
                 continue
-            seen.add(key)
+            seen[key] = value
             stamps.append(stamp)
+            indexes.append(r.index)
             good.append(Sample(pid, r.metric, time, value, units[r.metric], r.value, r.unit, dev, source, key))
-        quarantine_rows = [self._quarantine_row(pid, p, dev if dev is not None else (device or p.device), source,
-                                                now) for p, dev in bad]
-        with self.store.begin() as connection:
-            repo = SampleRepository(connection, self.store.codec)
-            repo.quarantine_ignore(quarantine_rows)
-            inserted = repo.insert_ignore(good, now, iso_times=stamps)
-        stored = [s for s in good if s.idempotency_key in inserted]
-        stored.sort(key=lambda s: s.time)
-        report.accepted = len(stored)
-        report.duplicates = duplicates + len(good) - len(stored)
-        report.quarantined = sorted((QuarantinedItem(p.index, p.field, p.reason, p.detail) for p, _ in bad),
+        report.quarantined = sorted((QuarantinedItem(p.index, p.field, p.reason, p.detail) for p in bad),
                                     key=lambda q: (q.index if q.index is not None else -1, q.field))
-        report.stored = stored
-        if stored:
-            self._notify(stored)
-        return report
+        rows = [self._quarantine_row(pid, p, device or p.device, source, now) for p in bad]
+        return Prepared(report, good, stamps, rows, repeated, now, indexes)
+
+    def _check(self, r: Reading, pid: str, dev: str | None,
+               latest: datetime | None) -> tuple[float, datetime] | Problem:
+        """A reading's value in its metric's canonical unit and its UTC time, or the problem with it."""
+        try:
+            value = metrics.normalise(r.metric, r.value, r.unit)
+        except metrics.MetricError as err:
+            return Problem(r.index, r.field_path(err.field), err.reason, err.detail,
+                           r.raw if r.raw is not None else _reading_json(r), r.metric, r.time, dev)
+        time = r.time if r.time.tzinfo is UTC else r.time.astimezone(UTC)
+        if latest is not None and time > latest:
+            return Problem(r.index, r.field_path("time"), "future-time",
+                           f"time {time.isoformat()} is more than {self.max_future} after the server clock", r.raw,
+                           r.metric, time, dev)
+        if r.subject is not None and r.subject != pid:
+            return Problem(r.index, r.field_path("subject"), "patient-mismatch",
+                           "the Observation's subject is another patient", r.raw, r.metric, time, dev)
+        return value, time
 
     def _quarantine_row(self, pid: str, problem: Problem, device: str | None, source: str,
                         now: datetime) -> dict[str, Any]:
@@ -357,6 +459,11 @@ class IngestPipeline:
                              f"sha256 {digest}]")[:2000]
         with self.store.begin() as connection:
             SampleRepository(connection, self.store.codec).quarantine_ignore([row])
+
+
+def _sample_json(s: Sample) -> dict[str, Any]:
+    return {"metric": s.metric, "time": s.time.isoformat(), "value": s.original_value, "unit": s.original_unit,
+            "device": s.device}
 
 
 def _reading_json(r: Reading) -> dict[str, Any]:
