@@ -92,3 +92,22 @@ def test_audit_key_rotation_keeps_old_records_verifiable(env: dict[str, str]) ->
     assert key_ids[:2] == [before.audit_active] * 2 and key_ids[-2:] == [after.audit_active] * 2
     result = runner.invoke(app, ["audit", "verify"], env=env)
     assert result.exit_code == 0 and "5 records" in result.output, result.output
+
+
+def test_users_unlock_clears_a_lockout(env: dict[str, str]) -> None:
+    from medtwin.security import login_throttle
+    from medtwin.security.accounts import utcnow
+
+    ring = KeyRing.load(Path(env["MEDTWIN_KEY_FILE"]))
+    assert runner.invoke(app, ["audit", "verify"], env=env).exit_code == 0  # creates the database
+    key = login_throttle.account_key(ring.index_key, "alice")
+    with _db(env) as db:
+        db.execute("INSERT INTO login_throttle (account, failures, last_failure_at, locked) VALUES (?, 100, ?, 1)",
+                   (key, utcnow().isoformat()))
+    db.close()
+    result = runner.invoke(app, ["users", "unlock", "alice"], env=env)
+    assert result.exit_code == 0 and "unlocked alice" in result.output, result.output
+    with _db(env) as db:
+        assert db.execute("SELECT count(*) FROM login_throttle").fetchone()[0] == 0
+    db.close()
+    assert "no failed logins" in runner.invoke(app, ["users", "unlock", "alice"], env=env).output

@@ -16,7 +16,7 @@ from medtwin.cli.common import audit_cli as _audit
 from medtwin.cli.common import cli_actor as _actor
 from medtwin.cli.common import console, fail, load_settings
 from medtwin.config import Settings
-from medtwin.security import accounts, audit, consent
+from medtwin.security import accounts, audit, consent, login_throttle
 from medtwin.security.accounts import AccountError, NotFoundError, utcnow
 from medtwin.security.consent import ConsentError
 from medtwin.security.crypto import AesGcmCodec, CryptoError, KeyRing, keyring_path, load_keyring, rotate_keys
@@ -109,6 +109,16 @@ def users_disable(username: str) -> None:
 @users_app.command("enable")
 def users_enable(username: str) -> None:
     _user_op("enable", username, accounts.set_active, True)
+
+
+@users_app.command("unlock")
+def users_unlock(username: str) -> None:
+    """Clear the failed-login count and any lockout of an account name (see docs/security.md)."""
+    with _store(load_settings()) as (store, ring):
+        with store.begin() as connection:
+            cleared = login_throttle.unlock(connection, ring.index_key, username)
+        _audit(store, "admin", "User", detail={"op": "unlock"})
+    console.print(f"unlocked {username}" if cleared else f"{username}: no failed logins recorded")
 
 
 @users_app.command("care-team-add")

@@ -18,7 +18,7 @@ from medtwin.security.passwords import hash_password, verify_password
 from medtwin.store.security_tables import api_keys, care_team, users
 
 Clock = Callable[[], datetime]
-USER_ROLES = ("admin", "clinician", "patient", "researcher")
+USER_ROLES = ("admin", "clinician", "patient", "researcher", "integration")
 _USERNAME = re.compile(r"^[A-Za-z0-9._@-]{3,150}$")
 API_KEY_PREFIX = "mtk_"
 
@@ -64,7 +64,7 @@ def create_user(conn: Connection, username: str, password: str, role: str,
     if not _USERNAME.match(username):
         raise AccountError("username: 3-150 characters of letters, digits and . _ @ -")
     _check_role(role, patient_id)
-    password_hash = hash_password(password)
+    password_hash = hash_password(password, user_inputs=[username, role])
     user_id = str(uuid.uuid4())
     try:
         with conn.begin_nested():
@@ -110,7 +110,7 @@ def authenticate(conn: Connection, username: str, password: str) -> User | None:
 def set_password(conn: Connection, username: str, password: str) -> None:
     user = require_user(conn, username)
     conn.execute(update(users).where(users.c.id == user.id).values(
-        password_hash=hash_password(password), token_generation=users.c.token_generation + 1))
+        password_hash=hash_password(password, user_inputs=[username, user.role]), token_generation=users.c.token_generation + 1))
 
 
 def set_role(conn: Connection, username: str, role: str, patient_id: str | None = None) -> User:

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import math
+from datetime import datetime
 from typing import Annotated
 
 from fastapi import APIRouter, Depends, Form, Request
@@ -9,9 +11,11 @@ from pydantic import BaseModel
 
 from medtwin.api.deps import Principal, StoreDep, audit_context, guard, security_context
 from medtwin.api.problems import ProblemError
-from medtwin.security.accounts import authenticate
+from medtwin.security import login_throttle
+from medtwin.security.accounts import User, authenticate
 from medtwin.security.scopes import ScopeError, clamp_to_role, format_scopes, parse_scopes
 from medtwin.security.tokens import TokenError, TokenPair
+from medtwin.store.database import Store
 
 router = APIRouter(prefix="/auth", tags=["auth"])
 
@@ -78,28 +82,51 @@ def token(
         requested = parse_scopes(scope) if scope else None
     except ScopeError as exc:
         raise _grant_error("invalid_scope", f"scope: {exc}") from exc
+    try:
+        user = _checked_login(store, sec.keyring.index_key, sec.clock(), username, password)
+    except ProblemError:
+        ctx.denied = True
+        raise
+    ctx.role = user.role
+    granted = clamp_to_role(requested, user.role)
+    if not granted:
+        ctx.denied = True
+        raise _grant_error("invalid_scope", f"scope: none of {scope!r} is allowed for role {user.role}")
     with store.begin() as connection:
-        user = authenticate(connection, username, password)
-        if user is None:
-            ctx.denied = True
-            raise _grant_error("invalid_grant", "username or password is wrong, or the account is disabled")
-        ctx.role = user.role
-        granted = clamp_to_role(requested, user.role)
-        if not granted:
-            ctx.denied = True
-            raise _grant_error("invalid_scope", f"scope: none of {scope!r} is allowed for role {user.role}")
         pair = sec.tokens.issue(connection, user, granted)
     return _response(pair)
 
 
-@router.post("/revoke", status_code=200, summary="Revoke a refresh token and its rotations (logout)")
+def _checked_login(store: Store, index_key: bytes, now: datetime, username: str, password: str) -> User:
+    """The user, after the per-account throttle (:mod:`medtwin.security.login_throttle`) let the attempt
+    through and the password matched; the failure is committed before the problem is raised."""
+    key = login_throttle.account_key(index_key, username)
+    with store.begin() as connection:
+        refusal = login_throttle.check(connection, key, now)
+        user = None if refusal is not None else authenticate(connection, username, password)
+        if refusal is None and user is None:
+            login_throttle.record_failure(connection, key, now)
+        elif user is not None:
+            login_throttle.record_success(connection, key)
+    if user is not None:
+        return user
+    if refusal is not None and refusal.locked:
+        raise _grant_error("invalid_grant", refusal.message)
+    if refusal is not None:
+        raise ProblemError(429, "Too many requests", refusal.message, kind="login-throttled",
+                         headers={"Retry-After": str(max(1, math.ceil(refusal.retry_after_s)))})
+    raise _grant_error("invalid_grant", "username or password is wrong, or the account is disabled")
+
+
+@router.post("/revoke", status_code=200,
+             summary="Revoke a token (RFC 7009): a refresh token ends its session, access tokens included (logout)")
 def revoke(request: Request, store: StoreDep, token: Annotated[str, Form(max_length=4096)]) -> dict[str, str]:
     sec = security_context(request)
     ctx = audit_context(request)
     ctx.action, ctx.resource_type = "logout", "token"
     with store.begin() as connection:
         try:
-            sec.tokens.revoke_refresh(connection, token)
+            sec.tokens.revoke(connection, token)
         except TokenError as exc:  # RFC 7009: an invalid token is not an error for the client
             ctx.detail["note"] = str(exc)
     return {"status": "revoked"}
