@@ -1,14 +1,20 @@
-"""A small, strict VCF 4.x reader for pharmacogene positions (single sample, GRCh38, phased or not).
+"""A strict, streaming VCF 4.x reader for pharmacogene positions.
 
-Only what genotype calling needs: header checks (assembly), sample selection, and GT at the requested
-positions. Any malformed data line is an error naming the line number; a GRCh37/hg19 file is rejected.
+Only what genotype calling needs: header checks (assembly), sample selection, and GT/PS of the records that
+overlap the requested regions. Lines outside the regions are skipped after reading CHROM and POS only, so a
+whole-genome VCF (plain or gzip) streams in seconds. gVCF reference blocks (``END=`` in INFO) that cover a
+requested position are kept. Any malformed line that is read is an error naming the file and line number; a
+GRCh37/hg19 file is rejected.
 """
 
 from __future__ import annotations
 
+import gzip
 import re
-from collections.abc import Iterable
-from dataclasses import dataclass
+from bisect import bisect_right
+from collections.abc import Iterable, Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
 
 from medtwin.pharmaco.errors import VcfError
 
@@ -18,6 +24,12 @@ _GRCH38_MARKERS = ("grch38", "hg38", "b38", "hs38")
 _GRCH37_LENGTHS = {"10": 135534747, "12": 133851895, "16": 90354753, "22": 51304566}
 _GRCH38_LENGTHS = {"10": 133797422, "12": 133275309, "16": 90338345, "22": 50818468}
 _CONTIG = re.compile(r"^##contig=<(.*)>$")
+_REF = re.compile(r"[ACGTN]+")
+_ALT = re.compile(r"[ACGTN*]+|<[^>]+>|[ACGTN]*[\[\]].*")
+_FIXED = ["CHROM", "POS", "ID", "REF", "ALT", "QUAL", "FILTER", "INFO"]
+#: how far before a requested position a record may start and still overlap it (longest REF we look back for)
+LOOKBACK = 100
+WHOLE_CHROMOSOME = "*"
 
 
 @dataclass(frozen=True)
@@ -28,10 +40,22 @@ class VcfRecord:
     alts: tuple[str, ...]
     alleles: tuple[int | None, ...]  # indices into (ref, *alts); None for '.'
     phased: bool
+    phase_set: str | None = None  # PS value; WHOLE_CHROMOSOME when phased without PS
+    end: int | None = None  # last position of a gVCF reference block (INFO END=)
+    line: int = 0
 
     def allele_sequences(self) -> tuple[str | None, ...]:
         seqs = (self.ref, *self.alts)
         return tuple(None if a is None else seqs[a] for a in self.alleles)
+
+    @property
+    def last(self) -> int:
+        """Last reference position the record covers."""
+        return max(self.end or 0, self.position + len(self.ref) - 1)
+
+    @property
+    def is_reference_block(self) -> bool:
+        return self.end is not None and all(a == 0 for a in self.alleles)
 
 
 @dataclass(frozen=True)
@@ -39,6 +63,8 @@ class VcfGenotypes:
     sample: str
     assembly: str  # "GRCh38" or "unspecified"
     records: dict[tuple[str, int], VcfRecord]
+    overlapping: list[VcfRecord] = field(default_factory=list)
+    lines: int = 0
 
 
 def normalise_chrom(chrom: str) -> str:
@@ -56,40 +82,45 @@ def _parse_contig(line: str) -> dict[str, str]:
     return out
 
 
-def _assembly_from_header(lines: list[str]) -> str:
+def _check_contig(contig: dict[str, str], where: str) -> bool:
+    """True if the contig line shows GRCh38; raises if it shows GRCh37."""
+    declared = contig.get("assembly", "").lower()
+    if any(m in declared for m in _GRCH37_MARKERS):
+        raise VcfError(where, f"declares assembly {contig['assembly']}; GRCh38 is required")
+    chrom = normalise_chrom(contig.get("id", ""))
+    length = contig.get("length", "")
+    if chrom in _GRCH37_LENGTHS and length.isdigit():
+        if int(length) == _GRCH37_LENGTHS[chrom]:
+            raise VcfError(where, f"chr{chrom} length {length} is GRCh37; GRCh38 is required")
+        if int(length) == _GRCH38_LENGTHS[chrom]:
+            return True
+    return any(m in declared for m in _GRCH38_MARKERS)
+
+
+def _assembly_from_header(lines: list[str], name: str) -> str:
     assembly = "unspecified"
     for i, line in enumerate(lines, start=1):
         low = line.lower()
+        where = f"{name} line {i}"
         if low.startswith("##reference=") or low.startswith("##assembly="):
             value = low.split("=", 1)[1]
             if any(m in value for m in _GRCH37_MARKERS):
-                raise VcfError("reference", f"header line {i} declares GRCh37/hg19 ({line.strip()}); GRCh38 is required")
+                raise VcfError(where, f"declares GRCh37/hg19 ({line.strip()}); GRCh38 is required")
             if any(m in value for m in _GRCH38_MARKERS):
                 assembly = "GRCh38"
         contig = _parse_contig(line) if low.startswith("##contig=") else {}
-        if contig:
-            declared = contig.get("assembly", "").lower()
-            if any(m in declared for m in _GRCH37_MARKERS):
-                raise VcfError("contig", f"header line {i} declares assembly {contig['assembly']}; GRCh38 is required")
-            if any(m in declared for m in _GRCH38_MARKERS):
-                assembly = "GRCh38"
-            chrom = normalise_chrom(contig.get("id", ""))
-            length = contig.get("length", "")
-            if chrom in _GRCH37_LENGTHS and length.isdigit():
-                if int(length) == _GRCH37_LENGTHS[chrom]:
-                    raise VcfError("contig", f"header line {i}: chr{chrom} length {length} is GRCh37; GRCh38 is required")
-                if int(length) == _GRCH38_LENGTHS[chrom]:
-                    assembly = "GRCh38"
+        if contig and _check_contig(contig, where):
+            assembly = "GRCh38"
     return assembly
 
 
-def _parse_gt(text: str, n_alleles: int, where: str) -> tuple[tuple[int | None, ...], bool]:
+def parse_gt(text: str, n_alleles: int, where: str) -> tuple[tuple[int | None, ...], bool]:
+    """GT text -> (allele indices or None, phased). Raises naming ``where`` on a malformed GT."""
     if text in (".", ""):
         return (None, None), False
     phased = "|" in text
-    parts = re.split(r"[|/]", text)
     alleles: list[int | None] = []
-    for p in parts:
+    for p in re.split(r"[|/]", text):
         if p == ".":
             alleles.append(None)
         elif p.isdigit() and int(p) < n_alleles:
@@ -101,68 +132,176 @@ def _parse_gt(text: str, n_alleles: int, where: str) -> tuple[tuple[int | None, 
     return tuple(alleles), phased and len(alleles) == 2
 
 
+def _info_end(info: str, where: str) -> int | None:
+    for item in info.split(";"):
+        if item.startswith("END="):
+            value = item[4:]
+            if not value.isdigit():
+                raise VcfError(where, f"INFO END={value!r} is not a position")
+            return int(value)
+    return None
+
+
+def parse_record(line: str, column: int, n_columns: int, where: str, number: int = 0) -> VcfRecord:
+    """One VCF data line -> the record of the sample in ``column``; errors name ``where``."""
+    fields = line.split("\t")
+    if len(fields) != n_columns:
+        raise VcfError(where, f"expected {n_columns} tab-separated columns, found {len(fields)}")
+    chrom, pos_text, _id, ref, alt = fields[:5]
+    if not pos_text.isdigit() or int(pos_text) < 1:
+        raise VcfError(where, f"POS {pos_text!r} is not a positive integer")
+    ref = ref.upper()
+    if not _REF.fullmatch(ref):
+        raise VcfError(where, f"REF {ref!r} is not a DNA sequence")
+    alts = tuple(a.upper() for a in alt.split(",") if a != ".")
+    if any(not _ALT.fullmatch(a) for a in alts):
+        raise VcfError(where, f"ALT {alt!r} is not valid")
+    fmt = fields[8].split(":")
+    if "GT" not in fmt:
+        raise VcfError(where, "FORMAT has no GT field")
+    values = fields[column].split(":")
+    gt_at = fmt.index("GT")
+    alleles, phased = parse_gt(values[gt_at] if gt_at < len(values) else ".", 1 + len(alts), where)
+    phase_set = None
+    if phased:
+        ps_at = fmt.index("PS") if "PS" in fmt else -1
+        ps = values[ps_at] if 0 <= ps_at < len(values) else "."
+        phase_set = WHOLE_CHROMOSOME if ps in (".", "") else ps
+    end = _info_end(fields[7], where) if "END=" in fields[7] else None
+    return VcfRecord(normalise_chrom(chrom), int(pos_text), ref, alts, alleles, phased, phase_set, end, number)
+
+
+class _Regions:
+    """Sorted, merged regions per chromosome (both 'chrN' and 'N' spellings), tested with bisect."""
+
+    def __init__(self, regions: Iterable[tuple[str, int, int]]) -> None:
+        merged: dict[str, list[list[int]]] = {}
+        for chrom, start, end in sorted((normalise_chrom(c), s, e) for c, s, e in regions):
+            spans = merged.setdefault(chrom, [])
+            if spans and start <= spans[-1][1] + 1:
+                spans[-1][1] = max(spans[-1][1], end)
+            else:
+                spans.append([start, end])
+        self.by_chrom: dict[bytes, tuple[list[int], list[int]]] = {}
+        for chrom, spans in merged.items():
+            starts = [s - LOOKBACK for s, _ in spans]
+            ends = [e for _, e in spans]
+            for spelling in (chrom, f"chr{chrom}"):
+                self.by_chrom[spelling.encode()] = (starts, ends)
+
+    def hit(self, chrom: bytes, pos: int) -> bool:
+        spans = self.by_chrom.get(chrom)
+        if spans is None:
+            return False
+        i = bisect_right(spans[0], pos) - 1
+        return i >= 0 and pos <= spans[1][i]
+
+    def block_hit(self, chrom: bytes, start: int, end: int) -> bool:
+        spans = self.by_chrom.get(chrom)
+        if spans is None:
+            return False
+        i = bisect_right(spans[0], end) - 1
+        return i >= 0 and start <= spans[1][i]
+
+
+def _open_lines(source: str | Path | Iterable[str] | Iterable[bytes]) -> Iterator[bytes]:
+    if isinstance(source, Path):
+        with source.open("rb") as probe:
+            magic = probe.read(2)
+        opener = gzip.open if magic == b"\x1f\x8b" else open
+        with opener(source, "rb") as handle:
+            yield from handle
+        return
+    lines: Iterable[str | bytes] = source.splitlines() if isinstance(source, str) else source
+    for line in lines:
+        yield line.encode("utf-8") if isinstance(line, str) else line
+
+
+class _Header:
+    def __init__(self, name: str) -> None:
+        self.name = name
+        self.meta: list[str] = []
+        self.columns: list[str] = []
+        self.column = -1
+        self.sample = ""
+        self.assembly = "unspecified"
+
+    def read(self, line: str, number: int, sample: str | None) -> None:
+        self.columns = line[1:].split("\t")
+        self.assembly = _assembly_from_header(self.meta, self.name)
+        where = f"{self.name} line {number}"
+        if self.columns[:8] != _FIXED:
+            raise VcfError(where, "header must start with the 8 fixed VCF columns, tab-separated")
+        if len(self.columns) < 10 or self.columns[8] != "FORMAT":
+            raise VcfError(where, "the VCF has no FORMAT/sample columns, so no genotypes")
+        samples = self.columns[9:]
+        if sample is None:
+            if len(samples) != 1:
+                raise VcfError(f"{self.name} sample", f"the VCF has {len(samples)} samples ({', '.join(samples)}); "
+                                                      "choose one")
+            self.sample = samples[0]
+        elif sample not in samples:
+            raise VcfError(f"{self.name} sample",
+                           f"sample {sample!r} is not in the VCF (samples: {', '.join(samples)})")
+        else:
+            self.sample = sample
+        self.column = 9 + samples.index(self.sample)
+
+
+def _wanted(raw: bytes, regions: _Regions | None, where: str) -> bool:
+    t1 = raw.find(b"\t")
+    t2 = raw.find(b"\t", t1 + 1)
+    if t1 < 0 or t2 < 0:
+        raise VcfError(where, "expected tab-separated columns")
+    try:
+        pos = int(raw[t1 + 1:t2])
+    except ValueError:
+        raise VcfError(where, f"POS {raw[t1 + 1:t2].decode(errors='replace')!r} is not a positive integer") from None
+    if regions is None or regions.hit(raw[:t1], pos):
+        return True
+    if b"END=" in raw:
+        info = raw.split(b"\t", 8)[7]
+        m = re.search(rb"(?:^|;)END=(\d+)", info)
+        return m is not None and regions.block_hit(raw[:t1], pos, int(m.group(1)))
+    return False
+
+
 def read_vcf(
-    text: str | Iterable[str], sample: str | None = None, positions: set[tuple[str, int]] | None = None
+    source: str | Path | Iterable[str] | Iterable[bytes],
+    sample: str | None = None,
+    positions: set[tuple[str, int]] | None = None,
+    regions: Iterable[tuple[str, int, int]] | None = None,
+    name: str = "VCF",
 ) -> VcfGenotypes:
-    """Parse VCF text (or lines). ``positions`` limits which records are kept ((chrom without 'chr', pos))."""
-    lines = text.splitlines() if isinstance(text, str) else [ln.rstrip("\n") for ln in text]
-    meta: list[str] = []
-    header: list[str] | None = None
+    """Stream a VCF (text, lines, or a path to a plain or gzip file) and keep the chosen sample's records that
+    overlap ``regions`` ((chrom, first, last), 1-based inclusive) or ``positions`` ((chrom, pos)); all if neither.
+    """
+    wanted = list(regions or []) + [(c, p, p) for c, p in (positions or set())]
+    spans = _Regions(wanted) if (regions is not None or positions is not None) else None
+    header = _Header(name)
     records: dict[tuple[str, int], VcfRecord] = {}
-    column = -1
-    assembly = "unspecified"
-    chosen = ""
-    for number, raw in enumerate(lines, start=1):
-        line = raw.rstrip("\r")
-        if header is None:
+    overlapping: list[VcfRecord] = []
+    number = 0
+    for number, raw in enumerate(_open_lines(source), start=1):
+        if not header.columns:
+            line = raw.decode("utf-8", errors="replace").rstrip("\r\n")
             if line.startswith("##"):
-                meta.append(line)
-                continue
-            if line.startswith("#CHROM"):
-                header = line[1:].split("\t")
-                assembly = _assembly_from_header(meta)
-                if header[:8] != ["CHROM", "POS", "ID", "REF", "ALT", "QUAL", "FILTER", "INFO"]:
-                    raise VcfError(f"line {number}", "header must start with the 8 fixed VCF columns, tab-separated")
-                if len(header) < 10 or header[8] != "FORMAT":
-                    raise VcfError("sample", "the VCF has no FORMAT/sample columns, so no genotypes")
-                samples = header[9:]
-                if sample is None:
-                    if len(samples) != 1:
-                        raise VcfError("sample", f"the VCF has {len(samples)} samples ({', '.join(samples)}); choose one")
-                    chosen = samples[0]
-                elif sample not in samples:
-                    raise VcfError("sample", f"sample {sample!r} is not in the VCF (samples: {', '.join(samples)})")
-                else:
-                    chosen = sample
-                column = 9 + samples.index(chosen)
-                continue
-            if not line.strip():
-                continue
-            raise VcfError(f"line {number}", "data before the #CHROM header line")
-        if not line.strip():
+                header.meta.append(line)
+            elif line.startswith("#CHROM"):
+                header.read(line, number, sample)
+            elif line.strip():
+                raise VcfError(f"{name} line {number}", "data before the #CHROM header line")
             continue
-        fields = line.split("\t")
-        where = f"line {number}"
-        if len(fields) != len(header):
-            raise VcfError(where, f"expected {len(header)} tab-separated columns, found {len(fields)}")
-        chrom, pos_text, _id, ref, alt = fields[:5]
-        if not pos_text.isdigit() or int(pos_text) < 1:
-            raise VcfError(where, f"POS {pos_text!r} is not a positive integer")
-        if not re.fullmatch(r"[ACGTNacgtn]+", ref):
-            raise VcfError(where, f"REF {ref!r} is not a DNA sequence")
-        alts = tuple(a for a in alt.split(",") if a != ".")
-        if any(not re.fullmatch(r"[ACGTNacgtn*]+|<[^>]+>", a) for a in alts):
-            raise VcfError(where, f"ALT {alt!r} is not valid")
-        key = (normalise_chrom(chrom), int(pos_text))
-        fmt = fields[8].split(":")
-        if "GT" not in fmt:
-            raise VcfError(where, "FORMAT has no GT field")
-        values = fields[column].split(":")
-        gt_text = values[fmt.index("GT")] if fmt.index("GT") < len(values) else "."
-        alleles, phased = _parse_gt(gt_text, 1 + len(alts), where)
-        if positions is not None and key not in positions:
+        if not raw.strip() or raw.startswith(b"#"):
             continue
-        records[key] = VcfRecord(key[0], key[1], ref.upper(), tuple(a.upper() for a in alts), alleles, phased)
-    if header is None:
-        raise VcfError("header", "no #CHROM header line; is this a VCF?")
-    return VcfGenotypes(sample=chosen, assembly=assembly, records=records)
+        where = f"{name} line {number}"
+        if not _wanted(raw, spans, where):
+            continue
+        record = parse_record(raw.decode("utf-8", errors="replace").rstrip("\r\n"), header.column,
+                              len(header.columns), where, number)
+        overlapping.append(record)
+        records.setdefault((record.chrom, record.position), record)
+    if not header.columns:
+        raise VcfError(f"{name} header", "no #CHROM header line; is this a VCF?")
+    return VcfGenotypes(sample=header.sample, assembly=header.assembly, records=records, overlapping=overlapping,
+                        lines=number)
