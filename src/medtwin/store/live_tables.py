@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from sqlalchemy import BigInteger, Column, DateTime, Float, Index, Integer, LargeBinary, String, Table, Text
 
-from medtwin.store.schema import metadata
+from medtwin.store.metadata import metadata
 
 _PK = BigInteger().with_variant(Integer, "sqlite")
 

@@ -1,7 +1,8 @@
 """SQLAlchemy table definitions for the record, samples, imports and twin versions.
 
-One ``metadata`` for the whole application; other packages' tables (security, alerts, ...) are declared in
-their own modules of this package on the same ``metadata`` and get their own Alembic revision.
+One ``metadata`` for the whole application (``medtwin.store.metadata``); other packages' tables (security,
+alerts, ...) are declared in their own modules of this package on the same ``metadata`` and get their own
+Alembic revision. This module imports them all, so its ``metadata`` holds every table.
 """
 
 from __future__ import annotations
@@ -16,22 +17,20 @@ from sqlalchemy import (
     Index,
     Integer,
     LargeBinary,
-    MetaData,
     String,
     Table,
     Text,
     UniqueConstraint,
 )
 
-NAMING = {
-    "ix": "ix_%(column_0_label)s",
-    "uq": "uq_%(table_name)s_%(column_0_name)s",
-    "ck": "ck_%(table_name)s_%(constraint_name)s",
-    "fk": "fk_%(table_name)s_%(column_0_name)s_%(referred_table_name)s",
-    "pk": "pk_%(table_name)s",
-}
+# Every table module declares its tables on the one ``metadata`` (store/metadata.py); importing them here
+# puts all tables on it for whoever imports this module (key rotation and migrations walk all of them).
+from medtwin.store import live_tables as _live_tables  # noqa: F401
+from medtwin.store import security_tables as _security_tables  # noqa: F401
+from medtwin.store.metadata import NAMING, metadata
 
-metadata = MetaData(naming_convention=NAMING)
+__all__ = ["NAMING", "imports", "metadata", "resource_identifiers", "resource_index", "resources", "samples",
+           "twin_versions"]
 
 imports = Table(
     "imports",
@@ -136,7 +135,3 @@ twin_versions = Table(
     Column("payload", LargeBinary, nullable=False, doc="JSON sealed by the codec"),
     UniqueConstraint("patient_id", "version", name="uq_twin_versions_patient_version"),
 )
-
-# Register the other packages' tables on ``metadata`` (key rotation and migrations walk all of them).
-from medtwin.store import live_tables as _live_tables  # noqa: E402,F401
-from medtwin.store import security_tables as _security_tables  # noqa: E402,F401

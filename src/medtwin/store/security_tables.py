@@ -18,7 +18,7 @@ from sqlalchemy import (
     Text,
 )
 
-from medtwin.store.schema import metadata
+from medtwin.store.metadata import metadata
 
 users = Table(
     "users",
