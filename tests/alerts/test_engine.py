@@ -18,7 +18,11 @@ from medtwin.alerts.engine import AlertConfig, AlertEngine
 from medtwin.alerts.heart_rate import HrRule
 from medtwin.alerts.hub import Event, EventHub
 from medtwin.alerts.news2 import observation_set, score
+from medtwin.alerts.registry import create_rules
 from medtwin.alerts.repository import AlertRepository
+from medtwin.alerts.rule import RuleInput
+from medtwin.alerts.rules.heart_rate import HeartRateDeviationRule
+from medtwin.alerts.rules.news2 import News2Rule
 from medtwin.security import audit
 from medtwin.store.database import Store
 from medtwin.store.live_tables import twin_live_state
@@ -52,8 +56,10 @@ def glucose(values: list[float], start_min: float = 0, patient: str = "p1") -> l
     return [sample(m.GLUCOSE, start_min + 5 * i, v, patient) for i, v in enumerate(values)]
 
 
-def make_engine(store: Store, hub: EventHub | None = None, **config: Any) -> AlertEngine:
-    return AlertEngine(store, clock=lambda: NOW, hub=hub, config=AlertConfig(**config))
+def make_engine(store: Store, hub: EventHub | None = None, hr: HrRule | None = None, **config: Any) -> AlertEngine:
+    rules = None if hr is None else [r if r.info.name != "hr-deviation" else HeartRateDeviationRule(hr)
+                                     for r in create_rules()]
+    return AlertEngine(store, clock=lambda: NOW, hub=hub, config=AlertConfig(**config), rules=rules)
 
 
 def alerts(store: Store, statuses: tuple[str, ...] = ("open", "acknowledged", "resolved")) -> list[Any]:
@@ -129,7 +135,7 @@ def test_restart_resumes_episodes_and_held_conditions(store: Store) -> None:
     assert same.id == alert.id and same.occurrences == 5 and same.details["extreme_mg_dl"] == 57
     with store.connect() as connection:
         kinds = set(connection.execute(select(twin_live_state.c.kind)).scalars())
-    assert kinds == {"alert-state", "hr-baseline"}
+    assert kinds == {"alert-state", "alert-rule:glucose-episodes"}  # one row per rule that has state
 
 
 def forecast(now: float, means: list[float], minutes: float = 0, patient: str = "p1") -> GlucoseForecast:
@@ -190,7 +196,7 @@ def test_news2_alerts_on_a_red_score_escalates_and_clears_only_on_a_complete_set
     (alert,) = alerts(engine_store)
     assert (alert.severity, alert.score, alert.details["risk"]) == ("high", 6.0, "medium")
     assert {s["parameter"]: s["score"] for s in alert.details["sub_scores"]}["temperature"] == 2
-    assert engine.latest_news2("p1")["aggregate"] == 6  # type: ignore[index]
+    assert engine.summary("p1", "news2")["aggregate"] == 6  # type: ignore[index]
     engine.on_samples(vitals(15, **NORMAL))
     engine.stop()
     (alert,) = alerts(engine_store)
@@ -201,15 +207,15 @@ def test_spo2_scale_2_is_a_per_patient_flag_that_rescoring_uses(engine_store: St
     engine = make_engine(engine_store)
     engine.on_samples(vitals(0, **{**NORMAL, "o2": 1, "spo2": 98}))  # scale 1: 2 (oxygen), low risk
     engine.flush()
-    assert alerts(engine_store) == [] and engine.latest_news2("p1")["aggregate"] == 2  # type: ignore[index]
-    engine.set_spo2_scale("p1", 2, actor="dr-a")  # scale 2 on oxygen at 98 %: +3, a red score
+    assert alerts(engine_store) == [] and engine.summary("p1", "news2")["aggregate"] == 2  # type: ignore[index]
+    engine.set_setting("p1", "spo2_scale", 2, actor="dr-a")  # scale 2 on oxygen at 98 %: +3, a red score
     engine.stop()
     (alert,) = alerts(engine_store)
     assert alert.score == 5.0 and alert.details["spo2_scale"] == 2 and alert.severity == "high"
     restarted = make_engine(engine_store)
     restarted.on_samples(vitals(1, spo2=98))
     restarted.stop()
-    assert restarted.latest_news2("p1")["spo2_scale"] == 2  # type: ignore[index]
+    assert restarted.summary("p1", "news2")["spo2_scale"] == 2  # type: ignore[index]
 
 
 def test_heart_rate_deviation_from_the_personal_baseline(engine_store: Store) -> None:
@@ -249,17 +255,15 @@ def test_news2_shortcut_never_misses_a_change(engine_store: Store, steps: list[t
                                               scale: int) -> None:
     """The engine skips re-scoring when no band can have changed; its NEWS2 must equal a full score of
     the same observation set after every batch."""
-    engine = make_engine(engine_store)
+    rule = News2Rule()
     pid = f"p-{uuid.uuid4().hex[:8]}"
-    state = engine._new_state(pid)
-    state.spo2_scale = scale
-    engine._states[pid] = state
+    state = rule.new_state()
     minute = 0.0
     for metric, fraction, gap in steps:
         minute += gap
         low, high = VITAL_RANGES[metric]
         value = round(low + fraction * (high - low), 1)
-        engine._news2(state, [sample(metric, minute, value, pid)], rescore=False)
-        chosen = observation_set(state.vitals, window=engine.config.news2_window)
-        assert chosen is not None and state.news2 is not None
-        assert state.news2["aggregate"] == score(chosen.vitals, scale).aggregate, (metric, value, minute)
+        rule.evaluate(RuleInput(pid, [sample(metric, minute, value, pid)], settings={"spo2_scale": scale}), state)
+        chosen = observation_set(state.vitals, window=rule.window)
+        assert chosen is not None and state.latest is not None
+        assert state.latest["aggregate"] == score(chosen.vitals, scale).aggregate, (metric, value, minute)

@@ -1,20 +1,13 @@
-"""Glucose rules: predicted hypoglycaemia from the live twin's forecast, and consensus glucose episodes.
+"""Glucose rule science: consensus glucose episodes over a live stream, and predicted hypoglycaemia from the
+live twin's forecast. The alert rules that use them are :mod:`medtwin.alerts.rules.glucose_episodes` and
+:mod:`medtwin.alerts.rules.predicted_hypo`.
 
-Glucose levels are the international consensus's (Battelino T et al. Clinical targets for continuous
-glucose monitoring data interpretation: recommendations from the international consensus on time in range.
-Diabetes Care 2019;42(8):1593-1603): level 1 hypoglycaemia < 70 mg/dL, level 2 < 54 mg/dL, level 1
-hyperglycaemia > 180 mg/dL, level 2 > 250 mg/dL.
+Thresholds and THE episode definition are the vocabulary's (:mod:`medtwin.vocab.glucose`,
+:mod:`medtwin.vocab.episodes`: international consensus 2023, an episode begins after >= 15 consecutive
+minutes beyond the threshold and ends after >= 15 consecutive minutes back within it), the same that the CGM
+report counts with. Each level is tracked on its own, so a level 2 hypoglycaemia is also a level 1 one.
+Streaming details, decided here:
 
-**Episodes** (Danne T et al. International consensus on use of continuous glucose monitoring. Diabetes Care
-2017;40(12):1631-1640; the same 15-minute rule in Battelino 2019): an episode of a level *begins* when
-readings stay beyond the level's threshold for at least 15 consecutive minutes, and *ends* when they stay
-back on the other side of that same threshold (>= 70 for level 1 hypoglycaemia, >= 54 for level 2, <= 180
-and <= 250 for hyperglycaemia) for at least 15 consecutive minutes. Each level is tracked on its own, so
-a level 2 hypoglycaemia is also a level 1 one. Streaming details, decided here:
-
-* a run's duration counts each reading as covering one nominal reading interval (``period``, 5 min for a
-  CGM), the same convention as :func:`medtwin.physiology.metrics.count_episodes`: three 5-minute readings
-  below 70 are 15 minutes below 70;
 * gaps: readings further apart than ``max_gap`` (15 min) are not consecutive; a gap restarts the run that
   would begin or end an episode but does not end an episode by itself (missing data is not recovery);
 * out-of-order arrival: readings are kept in time order for ``reorder_window`` (60 min) behind the newest
@@ -40,97 +33,11 @@ from datetime import datetime, timedelta
 from typing import Any, Final
 
 from medtwin.vocab import GlucoseForecast
+from medtwin.vocab.episodes import DEFAULT_MAX_GAP, DEFAULT_PERIOD, EpisodeState, find_episodes, step
+from medtwin.vocab.glucose import GLUCOSE_LEVELS, HYPO_L1, HYPO_L2
 
-HYPO_L1: Final = 70.0
-HYPO_L2: Final = 54.0
-HYPER_L1: Final = 180.0
-HYPER_L2: Final = 250.0
-EPISODE_MIN: Final = timedelta(minutes=15)
-DEFAULT_PERIOD: Final = timedelta(minutes=5)
-DEFAULT_MAX_GAP: Final = timedelta(minutes=15)
 DEFAULT_REORDER_WINDOW: Final = timedelta(minutes=60)
-
-
-@dataclass(frozen=True)
-class EpisodeLevel:
-    rule: str  # alert rule name
-    threshold: float
-    below: bool  # True: hypoglycaemia (beyond = value < threshold); False: hyperglycaemia (value > threshold)
-    severity: str
-    label: str
-
-    def beyond(self, value: float) -> bool:
-        return value < self.threshold if self.below else value > self.threshold
-
-
-LEVELS: Final = (
-    EpisodeLevel("hypo-l2", HYPO_L2, True, "critical", "level 2 hypoglycaemia (< 54 mg/dL)"),
-    EpisodeLevel("hypo-l1", HYPO_L1, True, "high", "level 1 hypoglycaemia (< 70 mg/dL)"),
-    EpisodeLevel("hyper-l2", HYPER_L2, False, "medium", "level 2 hyperglycaemia (> 250 mg/dL)"),
-    EpisodeLevel("hyper-l1", HYPER_L1, False, "low", "level 1 hyperglycaemia (> 180 mg/dL)"),
-)
-LEVEL_BY_RULE: Final = {level.rule: level for level in LEVELS}
-
-
-@dataclass
-class EpisodeState:
-    """The state machine of one level after the readings folded in so far (JSON-serialisable)."""
-
-    in_episode: bool = False
-    episode_start: datetime | None = None  # first reading of the run that began the episode
-    run_start: datetime | None = None  # current run (beyond when outside, back when inside an episode)
-    last_time: datetime | None = None
-    extreme: float | None = None  # nadir (hypo) / peak (hyper) of the current episode or run
-    last_value: float | None = None
-    ended_at: datetime | None = None  # when the last episode's back-in-range run began
-
-    def to_json(self) -> dict[str, Any]:
-        return {k: (v.isoformat() if isinstance(v, datetime) else v) for k, v in self.__dict__.items()}
-
-    @classmethod
-    def from_json(cls, raw: dict[str, Any]) -> EpisodeState:
-        state = cls()
-        for key, value in raw.items():
-            if key in ("episode_start", "run_start", "last_time", "ended_at") and value is not None:
-                value = datetime.fromisoformat(value)
-            setattr(state, key, value)
-        return state
-
-    def copy(self) -> EpisodeState:
-        return EpisodeState(**self.__dict__)
-
-
-def step(level: EpisodeLevel, state: EpisodeState, time: datetime, value: float, *,
-         period: timedelta = DEFAULT_PERIOD, max_gap: timedelta = DEFAULT_MAX_GAP) -> EpisodeState:
-    """Fold one reading (in time order) into ``state``; returns a new state."""
-    s = state.copy()
-    if s.last_time is not None and time - s.last_time > max_gap:
-        s.run_start = None  # not consecutive
-    beyond = level.beyond(value)
-    worse = min if level.below else max
-    if not s.in_episode:
-        if beyond:
-            if s.run_start is None:
-                s.run_start, s.extreme = time, value
-            else:
-                s.extreme = worse(s.extreme if s.extreme is not None else value, value)
-            if time - s.run_start + period >= EPISODE_MIN:
-                s.in_episode, s.episode_start, s.ended_at = True, s.run_start, None
-                s.run_start = None
-        else:
-            s.run_start, s.extreme = None, None
-    else:
-        if beyond:
-            s.run_start = None
-            s.extreme = worse(s.extreme if s.extreme is not None else value, value)
-        else:
-            if s.run_start is None:
-                s.run_start = time
-            if time - s.run_start + period >= EPISODE_MIN:
-                s.in_episode, s.ended_at = False, s.run_start
-                s.run_start = None
-    s.last_time, s.last_value = time, value
-    return s
+LEVELS: Final = GLUCOSE_LEVELS
 
 
 @dataclass
@@ -144,7 +51,7 @@ class EpisodeTracker:
     period: timedelta = DEFAULT_PERIOD
     max_gap: timedelta = DEFAULT_MAX_GAP
     reorder_window: timedelta = DEFAULT_REORDER_WINDOW
-    committed: dict[str, EpisodeState] = field(default_factory=lambda: {lv.rule: EpisodeState() for lv in LEVELS})
+    committed: dict[str, EpisodeState] = field(default_factory=lambda: {lv.name: EpisodeState() for lv in LEVELS})
     pending: list[tuple[datetime, float]] = field(default_factory=list)
     dropped_late: int = 0
     _current: dict[str, EpisodeState] | None = field(default=None, repr=False)
@@ -189,17 +96,17 @@ class EpisodeTracker:
             return
         for time, value in self.pending[:n]:
             for level in LEVELS:
-                self.committed[level.rule] = step(level, self.committed[level.rule], time, value,
+                self.committed[level.name] = step(level, self.committed[level.name], time, value,
                                                   period=self.period, max_gap=self.max_gap)
         del self.pending[:n]
 
     def _fold(self) -> dict[str, EpisodeState]:
         states = {}
         for level in LEVELS:
-            state = self.committed[level.rule]
+            state = self.committed[level.name]
             for time, value in self.pending:
                 state = step(level, state, time, value, period=self.period, max_gap=self.max_gap)
-            states[level.rule] = state
+            states[level.name] = state
         return states
 
     def current(self) -> dict[str, EpisodeState]:
@@ -224,24 +131,10 @@ class EpisodeTracker:
 
 def episodes(times: list[datetime], values: list[float], *, period: timedelta = DEFAULT_PERIOD,
              max_gap: timedelta = DEFAULT_MAX_GAP) -> dict[str, list[tuple[datetime, datetime | None, float]]]:
-    """Every episode of every level in a whole series (any order): rule -> [(start, end or None, extreme)].
-    ``end`` is the first reading of the back-in-range run that ended it; None: still going."""
-    order = sorted(zip(times, values, strict=True))
-    found: dict[str, list[tuple[datetime, datetime | None, float]]] = {lv.rule: [] for lv in LEVELS}
-    for level in LEVELS:
-        state = EpisodeState()
-        for time, value in order:
-            before = state
-            state = step(level, state, time, value, period=period, max_gap=max_gap)
-            if state.in_episode and not before.in_episode:
-                found[level.rule].append((state.episode_start or time, None, state.extreme or value))
-            elif before.in_episode and not state.in_episode:
-                start, _end, _ = found[level.rule][-1]
-                found[level.rule][-1] = (start, state.ended_at, before.extreme or value)
-        if state.in_episode and found[level.rule]:
-            start, end, _ = found[level.rule][-1]
-            found[level.rule][-1] = (start, end, state.extreme if state.extreme is not None else 0.0)
-    return found
+    """Every episode of every level in a whole series (any order): level -> [(start, end or None, extreme)].
+    ``end`` is the first reading of the back-within run that ended it; None: still going."""
+    return {level.name: [(e.start, e.end, e.extreme_mg_dl) for e in find_episodes(
+        level, times, values, period=period, max_gap=max_gap)] for level in LEVELS}
 
 
 @dataclass(frozen=True)

@@ -15,9 +15,10 @@ import orjson
 from sqlalchemy import Connection, select
 
 from medtwin.alerts import news2 as news2_rule
-from medtwin.alerts.engine import SCALE_KIND, publish_alert
+from medtwin.alerts.engine import publish_alert
 from medtwin.alerts.hub import EventHub
 from medtwin.alerts.repository import Alert, AlertRepository
+from medtwin.alerts.rules.news2 import SPO2_SCALE
 from medtwin.store.codec import Codec
 from medtwin.store.database import Store
 from medtwin.store.live_tables import twin_live_state
@@ -65,7 +66,7 @@ def transition(store: Store, alert_id: str, action: str, *, actor: str, can_see:
 def spo2_scale(connection: Connection, codec: Codec, patient_id: str) -> tuple[int, dict[str, Any] | None]:
     """The patient's SpO2 scale (1 unless a clinician chose 2) and who chose it when."""
     blob = connection.execute(select(twin_live_state.c.payload).where(
-        twin_live_state.c.patient_id == patient_id, twin_live_state.c.kind == SCALE_KIND)).scalar()
+        twin_live_state.c.patient_id == patient_id, twin_live_state.c.kind == SPO2_SCALE.kind)).scalar()
     if blob is None:
         return 1, None
     payload = orjson.loads(codec.open(blob))

@@ -1,5 +1,8 @@
 """CGM metrics of the international consensus (Battelino et al. 2019, Diabetes Care 42(8):1593-1603).
 
+Thresholds and episodes are the vocabulary's (:mod:`medtwin.vocab.glucose`, :mod:`medtwin.vocab.episodes`:
+the 2023 consensus episode, which the alerts use too).
+
 All functions are vectorised over patients: glucose arrays are (m readings, n patients).
 LBGI/HBGI after Kovatchev et al. 1997 (Diabetes Care 20(11):1655-8, symmetrisation
 f(G) = 1.509 (ln(G)^1.084 - 5.381), risk 10 f^2), averaged over all readings.
@@ -15,9 +18,13 @@ from numpy.typing import NDArray
 from pydantic import BaseModel
 
 from medtwin.physiology.errors import PhysiologyInputError
+from medtwin.vocab.episodes import count_episodes
+from medtwin.vocab.glucose import HYPER_L1, HYPER_L2, HYPO_L1, HYPO_L2
+
+__all__ = ["AmbulatoryGlucoseProfile", "GlucoseMetrics", "ambulatory_glucose_profile", "count_episodes",
+           "glucose_metrics", "risk_indices"]
 
 Array = NDArray[np.float64]
-EPISODE_MIN_DURATION_MIN = 15.0
 
 
 class GlucoseMetrics(BaseModel):
@@ -67,21 +74,6 @@ def risk_indices(glucose_mg_dl: Array) -> tuple[Array, Array]:
     return np.mean(np.where(f < 0, risk, 0.0), axis=0), np.mean(np.where(f > 0, risk, 0.0), axis=0)
 
 
-def count_episodes(
-    mask: NDArray[Any], sample_period_min: float, min_duration_min: float = EPISODE_MIN_DURATION_MIN
-) -> NDArray[np.int64]:
-    """Number of runs of consecutive True readings lasting at least ``min_duration_min``, per patient."""
-    m = np.asarray(mask, dtype=bool)
-    padded = np.zeros((m.shape[0] + 2, m.shape[1]), dtype=np.int8)
-    padded[1:-1] = m
-    edges = np.diff(padded, axis=0).T  # (n, m+1)
-    starts = np.nonzero(edges == 1)
-    ends = np.nonzero(edges == -1)
-    lengths = ends[1] - starts[1]  # pairs align: both sorted by (patient, time)
-    long_enough = lengths * sample_period_min >= min_duration_min
-    return np.bincount(starts[0][long_enough], minlength=m.shape[1]).astype(np.int64)
-
-
 def glucose_metrics(glucose_mg_dl: Array, sample_period_min: float) -> list[GlucoseMetrics]:
     """Consensus metrics for each patient (column) of ``glucose_mg_dl`` sampled every ``sample_period_min``."""
     if not sample_period_min > 0:
@@ -99,15 +91,15 @@ def glucose_metrics(glucose_mg_dl: Array, sample_period_min: float) -> list[Gluc
         "sd_mg_dl": sd,
         "cv_percent": 100.0 * sd / mean,
         "gmi_percent": 3.31 + 0.02392 * mean,
-        "time_in_range_70_180_percent": pct((g >= 70) & (g <= 180)),
-        "time_below_70_percent": pct(g < 70),
-        "time_below_54_percent": pct(g < 54),
-        "time_above_180_percent": pct(g > 180),
-        "time_above_250_percent": pct(g > 250),
-        "hypo_episodes_below_70": count_episodes(g < 70, sample_period_min),
-        "hypo_episodes_below_54": count_episodes(g < 54, sample_period_min),
-        "hyper_episodes_above_180": count_episodes(g > 180, sample_period_min),
-        "hyper_episodes_above_250": count_episodes(g > 250, sample_period_min),
+        "time_in_range_70_180_percent": pct((g >= HYPO_L1) & (g <= HYPER_L1)),
+        "time_below_70_percent": pct(g < HYPO_L1),
+        "time_below_54_percent": pct(g < HYPO_L2),
+        "time_above_180_percent": pct(g > HYPER_L1),
+        "time_above_250_percent": pct(g > HYPER_L2),
+        "hypo_episodes_below_70": count_episodes(g < HYPO_L1, sample_period_min),
+        "hypo_episodes_below_54": count_episodes(g < HYPO_L2, sample_period_min),
+        "hyper_episodes_above_180": count_episodes(g > HYPER_L1, sample_period_min),
+        "hyper_episodes_above_250": count_episodes(g > HYPER_L2, sample_period_min),
         "lbgi": lbgi,
         "hbgi": hbgi,
     }

@@ -9,7 +9,8 @@ CGM samples (``samples`` rows with metric ``"glucose"``, mg/dL).
   The sample period is the median spacing of the readings, rounded to whole minutes (5 for most CGMs,
   15 for Libre-type sensors).
 * **Metrics** are :func:`medtwin.physiology.metrics.glucose_metrics` over the readings of the period, except
-  that the episode counts do not bridge gaps: readings are placed in their slots and an empty slot ends a run.
+  that episodes are counted on the slot grid: an empty slot breaks a run but does not end an episode (the
+  one definition, :mod:`medtwin.vocab.episodes`, as the alerts apply it).
 * **AGP**: 5/25/50/75/95th percentiles by time of day in 15-minute bins, in the time zone ``tz`` (IANA
   name, default ``UTC``: the record holds no patient time zone); the zone is stated in the report.
 """
@@ -31,12 +32,13 @@ from medtwin.physiology.metrics import (
     AmbulatoryGlucoseProfile,
     GlucoseMetrics,
     ambulatory_glucose_profile,
-    count_episodes,
     glucose_metrics,
 )
 from medtwin.store.database import Store
 from medtwin.store.samples import SampleRepository
 from medtwin.vocab import GLUCOSE
+from medtwin.vocab.episodes import count_episodes
+from medtwin.vocab.glucose import HYPER_L1, HYPER_L2, HYPO_L1, HYPO_L2
 
 DEFAULT_DAYS = 14
 MAX_DAYS = 90
@@ -180,11 +182,10 @@ def compute_cgm_report(patient_id: str, series: Readings, *, end: datetime | Non
     grid, filled = slot_grid(series.t, series.values, end.timestamp(), period, days)
     active = 100.0 * float(filled.mean())
     metrics = glucose_metrics(series.values, period)[0]
-    below70, below54 = filled & (grid < 70), filled & (grid < 54)
-    above180, above250 = filled & (grid > 180), filled & (grid > 250)
-    counts = {name: int(count_episodes(mask[:, None], period)[0]) for name, mask in (
-        ("hypo_episodes_below_70", below70), ("hypo_episodes_below_54", below54),
-        ("hyper_episodes_above_180", above180), ("hyper_episodes_above_250", above250))}
+    counts = {name: int(count_episodes(grid < threshold if below else grid > threshold, period,
+                                       present=filled)[0]) for name, threshold, below in (
+        ("hypo_episodes_below_70", HYPO_L1, True), ("hypo_episodes_below_54", HYPO_L2, True),
+        ("hyper_episodes_above_180", HYPER_L1, False), ("hyper_episodes_above_250", HYPER_L2, False))}
     metrics = metrics.model_copy(update=counts)
     agp = ambulatory_glucose_profile(minute_of_day(series.t, tz), series.values, bin_min=AGP_BIN_MIN)
     coverage = CgmCoverage(start=end - timedelta(days=days), end=end, days=days, sample_period_min=period,

@@ -275,7 +275,7 @@ def set_spo2_scale(
     principal: Annotated[Principal, Depends(guard("write", "Observation"))],
 ) -> Spo2ScalePublic:
     resolved = visible_patient(services.store, principal, patient_id)
-    services.alerts.set_spo2_scale(resolved, body.scale, actor=principal.subject)  # stores, re-scores NEWS2
+    services.alerts.set_setting(resolved, "spo2_scale", body.scale, actor=principal.subject)  # re-scores NEWS2
     audit_context(request).detail["spo2_scale"] = body.scale
     return Spo2ScalePublic(patient_id=resolved, spo2_scale=body.scale)
 

@@ -1,0 +1,115 @@
+"""The alert-rule plug-in interface: what a rule declares and what the engine hands it.
+
+A rule (:class:`AlertRule`) is an object with
+
+* ``info``: :class:`RuleInfo`, its name and what it consumes (sample metrics, forecasts, patient settings),
+  and the alert kinds it raises (:class:`AlertKind`: name, label, description, severities), which the
+  dashboard shows through ``GET /api/v1/vocabulary``;
+* ``new_state()``, ``state_to_json(state)``, ``state_from_json(raw)``: its per-patient state, saved by the
+  engine in ``twin_live_state`` and restored after a restart;
+* ``evaluate(data, state) -> [Verdict]``: fold new data (:class:`RuleInput`) into the state (mutating it)
+  and say, per alert kind, whether a condition *holds* (with the alert candidate) or *clears*; no verdict is
+  no change. An empty input gives no verdict;
+* ``summary(state)``: what the rule last computed, for display (e.g. the latest NEWS2), or None.
+
+The engine (:mod:`medtwin.alerts.engine`) knows no rule: it routes data by ``info``, keeps the states and
+turns verdicts into alert changes. Rules are found by :mod:`medtwin.alerts.registry`.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import Any, Protocol, runtime_checkable
+
+from medtwin.alerts.repository import SEVERITIES, AlertCandidate
+from medtwin.vocab import GlucoseForecast, Sample
+
+__all__ = ["AlertKind", "AlertRule", "RuleInfo", "RuleInput", "Verdict"]
+
+
+@dataclass(frozen=True)
+class AlertKind:
+    """An alert a rule raises (``Alert.rule`` is its ``name``)."""
+
+    name: str
+    label: str  # short, for a badge or a list
+    description: str  # one or two sentences, with the source of the threshold
+    severities: tuple[str, ...]  # the severities it may have, least severe first
+
+    def as_json(self) -> dict[str, Any]:
+        return {"name": self.name, "label": self.label, "description": self.description,
+                "severities": list(self.severities)}
+
+
+@dataclass(frozen=True)
+class RuleInfo:
+    name: str
+    label: str
+    description: str
+    alerts: tuple[AlertKind, ...]
+    metrics: tuple[str, ...] = ()  # sample metrics it reads (vocabulary names)
+    forecasts: tuple[str, ...] = ()  # forecasts it reads ("glucose": :class:`~medtwin.vocab.GlucoseForecast`)
+    settings: tuple[str, ...] = ()  # per-patient settings it reads (e.g. "spo2_scale")
+    source: str = ""  # where its thresholds come from
+
+    def check(self) -> None:
+        """Raise ValueError naming the first incomplete field."""
+        if not 0 < len(self.name) <= 21 or not self.name.replace("-", "").isalnum():
+            raise ValueError(f"rule {self.name!r}: name must be 1-21 letters, digits or '-' (a state kind)")
+        for name in ("name", "label", "description"):
+            if not getattr(self, name).strip():
+                raise ValueError(f"rule {self.name!r}: {name} is empty")
+        if not self.alerts:
+            raise ValueError(f"rule {self.name!r}: alerts is empty")
+        if not (self.metrics or self.forecasts or self.settings):
+            raise ValueError(f"rule {self.name!r}: consumes nothing (metrics, forecasts, settings)")
+        for kind in self.alerts:
+            if not kind.name or not kind.label.strip() or not kind.description.strip():
+                raise ValueError(f"rule {self.name!r}: alert {kind.name!r} lacks a name, label or description")
+            if not kind.severities or any(s not in SEVERITIES for s in kind.severities):
+                raise ValueError(f"rule {self.name!r}: alert {kind.name!r} severities must be among {SEVERITIES}")
+
+    def as_json(self) -> dict[str, Any]:
+        return {"name": self.name, "label": self.label, "description": self.description,
+                "alerts": [k.as_json() for k in self.alerts], "metrics": list(self.metrics),
+                "forecasts": list(self.forecasts), "settings": list(self.settings), "source": self.source}
+
+
+@dataclass(frozen=True)
+class RuleInput:
+    """New data of one patient for one rule, in one engine pass."""
+
+    patient_id: str
+    samples: Sequence[Sample] = ()  # newly stored samples of the rule's metrics, in arrival order
+    forecasts: Sequence[GlucoseForecast] = ()  # new forecasts, in issue order
+    settings: Mapping[str, Any] = field(default_factory=dict)  # the patient's current settings
+    changed_settings: frozenset[str] = frozenset()  # settings changed since the last pass
+    held: Mapping[str, str] = field(default_factory=dict)  # alert name -> dedupe key of the condition held
+
+    @property
+    def empty(self) -> bool:
+        return not self.samples and not self.forecasts and not self.changed_settings
+
+
+@dataclass(frozen=True)
+class Verdict:
+    rule: str  # the alert kind's name
+    holds: bool
+    candidate: AlertCandidate | None = None
+    occurrences: int = 1
+
+
+@runtime_checkable
+class AlertRule(Protocol):
+    info: RuleInfo
+
+    def new_state(self) -> Any: ...
+
+    def evaluate(self, data: RuleInput, state: Any) -> list[Verdict]: ...
+
+    def state_to_json(self, state: Any) -> dict[str, Any]: ...
+
+    def state_from_json(self, raw: dict[str, Any]) -> Any: ...
+
+    def summary(self, state: Any) -> dict[str, Any] | None: ...

@@ -1,0 +1,120 @@
+"""NEWS2 (RCP 2017) over the latest vital signs within the window (:mod:`medtwin.alerts.news2`): an alert
+while the clinical risk is low-medium or above, cleared by a complete set below the trigger."""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta
+from typing import Any, Final
+
+from medtwin.alerts import news2 as chart
+from medtwin.alerts.repository import AlertCandidate
+from medtwin.alerts.rule import AlertKind, RuleInfo, RuleInput, Verdict
+from medtwin.alerts.settings import Setting, declare
+
+log = logging.getLogger("medtwin.alerts")
+NAME: Final = "news2"
+SCALE: Final = "spo2_scale"  # the per-patient setting (1, or 2 for hypercapnic respiratory failure)
+SPO2_SCALE: Final = declare(Setting(SCALE, "news2-scale", (1, 2), 1, "NEWS2 SpO2 scale: 2 only for confirmed "
+                                    "hypercapnic respiratory failure, chosen by a clinician (RCP 2017)"))
+#: NEWS2 clinical risk -> alert severity (a "low" NEWS2 raises no alert).
+SEVERITY: Final = {"low-medium": "medium", "medium": "high", "high": "critical"}
+
+
+@dataclass
+class News2State:
+    vitals: dict[str, tuple[datetime, float]] = field(default_factory=dict)
+    latest: dict[str, Any] | None = None  # the latest NEWS2 (chart.as_dict + at + times)
+    scores: dict[str, int] | None = None  # sub-scores of the last full NEWS2 (not saved)
+    expires: datetime | None = None  # when a parameter of that set leaves the window (not saved)
+
+
+@dataclass
+class News2Rule:
+    window: timedelta = chart.DEFAULT_WINDOW
+
+    info = RuleInfo(
+        name=NAME, label="NEWS2",
+        description="National Early Warning Score 2 over the latest vital signs within 60 minutes; an alert from "
+                    "low-medium clinical risk (a 3 in one parameter) upwards.",
+        alerts=(AlertKind(NAME, "NEWS2", "NEWS2 clinical risk low-medium (medium alert), medium (high) or high "
+                          "(critical), RCP 2017 Chart 2.", ("medium", "high", "critical")),),
+        metrics=tuple(sorted(chart.NEWS2_METRICS)), settings=(SCALE,),
+        source="Royal College of Physicians. National Early Warning Score (NEWS) 2. London: RCP, 2017")
+
+    def new_state(self) -> News2State:
+        return News2State()
+
+    def state_to_json(self, state: News2State) -> dict[str, Any]:
+        return {"vitals": {k: [t.isoformat(), v] for k, (t, v) in state.vitals.items()}, "latest": state.latest}
+
+    def state_from_json(self, raw: dict[str, Any]) -> News2State:
+        return News2State(vitals={k: (datetime.fromisoformat(t), float(v)) for k, (t, v) in raw.get("vitals", {}).items()},
+                          latest=raw.get("latest"))
+
+    def summary(self, state: News2State) -> dict[str, Any] | None:
+        return state.latest
+
+    def evaluate(self, data: RuleInput, state: News2State) -> list[Verdict]:
+        scale = int(data.settings.get(SCALE, 1))
+        rescore = SCALE in data.changed_settings
+        updated: dict[str, float] = {}
+        newest: datetime | None = None
+        for s in data.samples:
+            if s.metric not in chart.NEWS2_METRICS:
+                continue
+            current = state.vitals.get(s.metric)
+            if current is None or s.time >= current[0]:
+                state.vitals[s.metric] = (s.time, s.value)
+                updated[s.metric] = s.value
+                newest = s.time if newest is None or s.time > newest else newest
+        if not updated and not rescore:
+            return []
+        if not rescore and newest is not None and self._same(state, updated, newest, scale):
+            return []  # every changed parameter is in the band it was: the same score, the same verdict
+        return self._score(data, state, scale)
+
+    def _score(self, data: RuleInput, state: News2State, scale: int) -> list[Verdict]:
+        chosen = chart.observation_set(state.vitals, window=self.window)
+        if chosen is None:
+            return []
+        try:
+            result = chart.score(chosen.vitals, scale)
+        except chart.News2InputError:
+            log.warning("NEWS2 not scored for a patient: %s", "value outside the chart's range")
+            return []
+        state.latest = {**chart.as_dict(result), "at": chosen.at.isoformat(),
+                        "times": {k: v.isoformat() for k, v in chosen.times.items()}}
+        state.scores = {sub.parameter: sub.score for sub in result.sub_scores}
+        state.expires = min(chosen.times.values()) + self.window if chosen.times else None
+        pid = data.patient_id
+        if result.triggered:
+            incomplete = f" (incomplete set: {', '.join(result.missing)} missing)" if result.missing else ""
+            message = f"NEWS2 {result.aggregate}: {result.risk} clinical risk{incomplete}"
+            candidate = AlertCandidate(pid, NAME, SEVERITY[result.risk], f"{pid}:{NAME}", chosen.at, message,
+                                       score=float(result.aggregate), details=state.latest)
+            return [Verdict(NAME, True, candidate)]
+        if result.complete and NAME in data.held:
+            return [Verdict(NAME, False)]
+        return []
+
+    @staticmethod
+    def _same(state: News2State, updated: dict[str, float], newest: datetime, scale: int) -> bool:
+        """True when NEWS2 cannot have changed: no parameter left the window, and each updated one is a
+        parameter of the last set whose value falls in the band it scored (SpO2 on Scale 1 only; any
+        change of oxygen or of Scale 2 saturation is scored in full)."""
+        scores, expires = state.scores, state.expires
+        if scores is None or expires is None or newest >= expires:
+            return False
+        parameters = chart.chart().parameters
+        for metric, value in updated.items():
+            parameter = chart.PARAMETER_OF[metric]
+            if parameter not in scores or parameter == "supplemental_oxygen":
+                return False
+            if parameter == "spo2" and scale != 1:
+                return False
+            key = "spo2_scale1" if parameter == "spo2" else parameter
+            if parameters[key].band(value).score != scores[parameter]:
+                return False
+        return True

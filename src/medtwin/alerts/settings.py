@@ -1,0 +1,110 @@
+"""Per-patient settings that alert rules read (e.g. NEWS2's SpO2 scale), stored in ``twin_live_state``.
+
+A rule declares the settings it reads (``RuleInfo.settings``) and their allowed values with
+:func:`declare`; the engine validates, stores and hands them to the rule (``RuleInput.settings``).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from typing import Any
+
+import orjson
+from sqlalchemy import Connection, select
+
+from medtwin.store.codec import Codec
+from medtwin.store.database import Store
+from medtwin.store.live_tables import twin_live_state
+
+__all__ = ["Setting", "SettingError", "declare", "declared", "load_settings", "save_setting", "setting_kind",
+           "upsert_state"]
+
+
+class SettingError(ValueError):
+    """A setting that cannot be stored; ``field`` names it."""
+
+    def __init__(self, field: str, message: str) -> None:
+        super().__init__(f"{field}: {message}")
+        self.field, self.message = field, message
+
+
+@dataclass(frozen=True)
+class Setting:
+    key: str
+    kind: str  # twin_live_state kind the value is stored under
+    allowed: tuple[Any, ...]
+    default: Any
+    description: str
+
+
+_declared: dict[str, Setting] = {}
+
+
+def declare(setting: Setting) -> Setting:
+    _declared[setting.key] = setting
+    return setting
+
+
+def declared() -> dict[str, Setting]:
+    return dict(_declared)
+
+
+def setting_kind(key: str) -> str:
+    found = _declared.get(key)
+    return found.kind if found is not None else f"alert-setting:{key}"
+
+
+def _utc(value: datetime) -> datetime:
+    return value.replace(tzinfo=UTC) if value.tzinfo is None else value.astimezone(UTC)
+
+
+def upsert_state(connection: Connection, rows: list[dict[str, Any]]) -> None:
+    """Insert or update ``twin_live_state`` rows (patient_id, kind, twin_version, updated_at, data_time,
+    payload) in one statement."""
+    from sqlalchemy.dialects import postgresql, sqlite
+
+    insert = postgresql.insert if connection.dialect.name == "postgresql" else sqlite.insert
+    stmt = insert(twin_live_state)
+    stmt = stmt.on_conflict_do_update(
+        index_elements=[twin_live_state.c.patient_id, twin_live_state.c.kind],
+        set_={"updated_at": stmt.excluded.updated_at, "data_time": stmt.excluded.data_time,
+              "payload": stmt.excluded.payload})
+    connection.execute(stmt, rows)
+
+
+def save_setting(store: Store, patient_id: str, key: str, value: Any, *, actor: str,
+                 clock: Callable[[], datetime]) -> None:
+    """Validate and store a patient's setting (payload ``{key: value, set_by, set_at}``)."""
+    found = _declared.get(key)
+    if found is None:
+        raise SettingError(key, f"unknown setting; known: {', '.join(sorted(_declared))}")
+    if value not in found.allowed or isinstance(value, bool):
+        raise SettingError(key, f"must be one of {', '.join(map(str, found.allowed))}, got {value!r}")
+    now = _utc(clock())
+    payload = {key: value, "set_by": actor, "set_at": now.isoformat()}
+    with store.begin() as connection:
+        upsert_state(connection, [{"patient_id": patient_id, "kind": found.kind, "twin_version": None,
+                                   "updated_at": now, "data_time": None,
+                                   "payload": store.codec.seal(orjson.dumps(payload))}])
+
+
+def load_settings(connection: Connection, codec: Codec, patient_ids: Iterable[str]
+                  ) -> dict[str, dict[str, Any]]:
+    """patient -> {setting: value} for the declared settings that are stored."""
+    by_kind = {s.kind: s for s in _declared.values()}
+    ids = list(patient_ids)
+    out: dict[str, dict[str, Any]] = {}
+    if not by_kind or not ids:
+        return out
+    for start in range(0, len(ids), 500):
+        rows = connection.execute(select(twin_live_state.c.patient_id, twin_live_state.c.kind,
+                                         twin_live_state.c.payload).where(
+            twin_live_state.c.patient_id.in_(ids[start:start + 500]),
+            twin_live_state.c.kind.in_(list(by_kind)))).all()
+        for pid, kind, blob in rows:
+            setting = by_kind[kind]
+            payload = orjson.loads(codec.open(blob))
+            out.setdefault(pid, {})[setting.key] = payload.get(setting.key, setting.default)
+    return out
