@@ -46,12 +46,14 @@ class Simulation:
 
 
 def simulate(model: Model, params: Any, timeline: Timeline, solver: Solver | None = None, *,
-             initial_state: Array | None = None, float_path: bool = True, method: str = "auto") -> Simulation:
+             initial_state: Array | None = None, float_path: bool = True, method: str = "auto",
+             resume: bool = False) -> Simulation:
     """Simulate every parameter row of ``params`` (n, P) over ``timeline`` in one batched run.
 
     ``method``: ``"auto"`` (the model's analytic solution when it has one, no solver and no initial state are
     given and no dose amount depends on the state), ``"analytic"`` or ``"ode"``. With one patient,
-    ``float_path`` and a declared ``rhs_scalar`` the right-hand side runs on plain floats."""
+    ``float_path`` and a declared ``rhs_scalar`` the right-hand side runs on plain floats. ``resume``: the
+    ``initial_state`` is already past every jump at ``t_eval[0]`` (a filter continuing from its last time)."""
     p = model.check_parameters(params)
     if method not in ("auto", "analytic", "ode"):
         raise ModelInputError("method", f"unknown method {method!r}; use auto, analytic or ode")
@@ -64,7 +66,7 @@ def simulate(model: Model, params: Any, timeline: Timeline, solver: Solver | Non
         outputs = np.asarray(model.analytic(model, p, timeline), dtype=float)
         return Simulation(model.name, np.asarray(timeline.t_eval, dtype=float), outputs, model.output_names,
                           None, _given(model, p, timeline), 0, "analytic")
-    return _integrate(model, p, timeline, solver or DEFAULT_SOLVER, initial_state, float_path)
+    return _integrate(model, p, timeline, solver or DEFAULT_SOLVER, initial_state, float_path, resume)
 
 
 def _given(model: Model, p: Array, timeline: Timeline) -> Array:
@@ -101,7 +103,7 @@ def _dose_times(model: Model, p: Array, timeline: Timeline) -> list[Array]:
 
 
 def _integrate(model: Model, p: Array, timeline: Timeline, solver: Solver, initial_state: Array | None,
-               float_path: bool) -> Simulation:
+               float_path: bool, resume: bool) -> Simulation:
     n = p.shape[0]
     u = timeline.values_for(model, n)
     times = np.asarray(timeline.input_times, dtype=float)
@@ -124,6 +126,8 @@ def _integrate(model: Model, p: Array, timeline: Timeline, solver: Solver, initi
     asked = np.flatnonzero(model.input_stops(u)) if model.input_stops is not None else np.zeros(0, dtype=int)
     dose_times = _dose_times(model, p, timeline)
     stops = np.unique(np.concatenate([times[changes], times[asked], *dose_times]).astype(float))
+    if resume:
+        stops = stops[stops > timeline.t_eval[0]]
     delivered = np.zeros((n, len(timeline.doses)))
     routes = [model.dose_route(d.route) for d in timeline.doses]
     targets = [model.state_index(r.state) for r in routes]
