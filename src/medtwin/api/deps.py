@@ -236,6 +236,70 @@ def app_clock(app: Any) -> Callable[[], datetime]:
     return services_of(app).clock
 
 
+# --- the parameter bundles routes share -------------------------------------------------------------------
+
+@dataclass(frozen=True)
+class Caller:
+    """Who calls (the guard's principal) and the app's services: what most routes need."""
+
+    principal: Principal
+    services: Services
+
+    @property
+    def store(self) -> Store:
+        return self.services.store
+
+    @property
+    def actor(self) -> str:
+        return self.principal.subject
+
+    @property
+    def clock(self) -> Callable[[], datetime]:
+        return self.services.clock
+
+
+@dataclass(frozen=True)
+class PatientCall(Caller):
+    """A call about one patient the caller may see: ``patient_id`` is the stored id, ``requested`` the path's
+    (an id or an MRN, for messages)."""
+
+    patient_id: str
+    requested: str
+
+
+def caller(action: str, resource: str) -> Callable[..., Caller]:
+    """Dependency: :func:`guard` (``action`` on ``resource``) and the services, as one :class:`Caller`.
+    (``Depends`` as a default, not in ``Annotated``: annotations are strings here and a closure variable in
+    one would not resolve.)"""
+
+    def dependency(request: Request, principal: Principal = Depends(guard(action, resource))) -> Caller:
+        return Caller(principal, services_of(request.app))
+
+    return dependency
+
+
+def patient_call(action: str, resource: str) -> Callable[..., PatientCall]:
+    """Dependency for routes under ``/{patient_id}``: the guard, then the patient (id or MRN) resolved, 404
+    when missing or out of the caller's reach (:func:`visible_patient`), as one :class:`PatientCall`."""
+
+    def dependency(patient_id: str, request: Request,
+                   principal: Principal = Depends(guard(action, resource))) -> PatientCall:
+        services = services_of(request.app)
+        resolved = visible_patient(services.store, principal, patient_id)
+        return PatientCall(principal, services, resolved, patient_id)
+
+    return dependency
+
+
+#: The common bundles, one per policy (``guard`` action and resource): a route takes one parameter.
+PatientReader = Annotated[PatientCall, Depends(patient_call("read", "Patient"))]
+PatientExporter = Annotated[PatientCall, Depends(patient_call("export", "Patient"))]
+ObservationReader = Annotated[PatientCall, Depends(patient_call("read", "Observation"))]
+ObservationWriter = Annotated[PatientCall, Depends(patient_call("write", "Observation"))]
+ObservationSimulator = Annotated[PatientCall, Depends(patient_call("simulate", "Observation"))]
+MedicationSimulator = Annotated[PatientCall, Depends(patient_call("simulate", "MedicationRequest"))]
+
+
 def device_name(store: Store, principal: Principal) -> str | None:
     """The device a device key stands for (its name), or None for users: what samples are stored under."""
     if principal.kind != "device":

@@ -24,6 +24,7 @@ streams' protocol (SSE and WebSocket) lives in :mod:`medtwin.api.realtime`, the 
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from datetime import datetime
 from typing import Annotated, Any, Literal
 
@@ -38,15 +39,19 @@ from medtwin.alerts.news2 import News2InputError
 from medtwin.alerts.repository import STATUSES, UNRESOLVED, Alert, AlertTransitionError
 from medtwin.api import realtime
 from medtwin.api.deps import (
+    Caller,
+    ObservationReader,
+    ObservationWriter,
+    PatientCall,
     Principal,
     ServicesDep,
-    StoreDep,
     audit_context,
+    caller,
     guard,
+    patient_call,
     visible_patient,
 )
 from medtwin.api.problems import ProblemError
-from medtwin.api.services import Services
 
 router = APIRouter(tags=["alerts"])
 
@@ -151,49 +156,54 @@ def _statuses(status: StatusFilter) -> tuple[str, ...]:
     return (status,)
 
 
-def _page(total: int, limit: int, offset: int, items: list[Alert]) -> AlertPage:
-    return AlertPage(total=total, limit=limit, offset=offset, items=[AlertPublic.of(a) for a in items])
-
-
 Status = Annotated[StatusFilter, Query(description="unresolved (open + acknowledged, the default), open, "
                                                    "acknowledged, resolved or all")]
 Rule = Annotated[RuleName | None, Query(description="only this rule")]
 Limit = Annotated[int, Query(ge=1, le=500)]
 Offset = Annotated[int, Query(ge=0, le=1_000_000)]
+FlagReader = Annotated[Caller, Depends(caller("read", "Flag"))]
+FlagWriter = Annotated[Caller, Depends(caller("write", "Flag"))]
+
+
+@dataclass(frozen=True)
+class AlertFilter:
+    """The query of an alert list: which statuses and rule, which page."""
+
+    status: StatusFilter
+    rule: str | None
+    limit: int
+    offset: int
+
+    def page(self, caller: Caller, patient_id: str | None) -> AlertPage:
+        total, items = service.list_alerts(caller.store, allowed=caller.principal.patient_ids, patient_id=patient_id,
+                                           statuses=_statuses(self.status), rule=self.rule, limit=self.limit,
+                                           offset=self.offset)
+        return AlertPage(total=total, limit=self.limit, offset=self.offset, items=[AlertPublic.of(a) for a in items])
+
+
+def _alert_filter(status: Status = "unresolved", rule: Rule = None, limit: Limit = 100,
+                  offset: Offset = 0) -> AlertFilter:
+    return AlertFilter(status, rule, limit, offset)
+
+
+Filter = Annotated[AlertFilter, Depends(_alert_filter)]
 
 
 # --- alerts -----------------------------------------------------------------------------------------------
 
 @router.get("/alerts", response_model=AlertPage, summary="Alerts of the caller's patients, most urgent first")
 def list_alerts(
-    store: StoreDep,
-    principal: Annotated[Principal, Depends(guard("read", "Flag"))],
-    status: Status = "unresolved",
+    call: FlagReader,
+    query: Filter,
     patient: Annotated[str | None, Query(min_length=1, max_length=64, description="a patient id or MRN")] = None,
-    rule: Rule = None,
-    limit: Limit = 100,
-    offset: Offset = 0,
 ) -> AlertPage:
-    patient_id = visible_patient(store, principal, patient, "patient") if patient is not None else None
-    total, items = service.list_alerts(store, allowed=principal.patient_ids, patient_id=patient_id,
-                                       statuses=_statuses(status), rule=rule, limit=limit, offset=offset)
-    return _page(total, limit, offset, items)
+    patient_id = visible_patient(call.store, call.principal, patient, "patient") if patient is not None else None
+    return query.page(call, patient_id)
 
 
 @router.get("/patients/{patient_id}/alerts", response_model=AlertPage, summary="A patient's alerts")
-def patient_alerts(
-    patient_id: str,
-    store: StoreDep,
-    principal: Annotated[Principal, Depends(guard("read", "Flag"))],
-    status: Status = "unresolved",
-    rule: Rule = None,
-    limit: Limit = 100,
-    offset: Offset = 0,
-) -> AlertPage:
-    resolved = visible_patient(store, principal, patient_id)
-    total, items = service.list_alerts(store, allowed=principal.patient_ids, patient_id=resolved,
-                                       statuses=_statuses(status), rule=rule, limit=limit, offset=offset)
-    return _page(total, limit, offset, items)
+def patient_alerts(call: Annotated[PatientCall, Depends(patient_call("read", "Flag"))], query: Filter) -> AlertPage:
+    return query.page(call, call.patient_id)
 
 
 def _not_found(alert_id: str) -> ProblemError:
@@ -201,24 +211,19 @@ def _not_found(alert_id: str) -> ProblemError:
 
 
 @router.get("/alerts/{alert_id}", response_model=AlertPublic, summary="One alert")
-def get_alert(
-    alert_id: AlertId,
-    store: StoreDep,
-    principal: Annotated[Principal, Depends(guard("read", "Flag"))],
-) -> AlertPublic:
+def get_alert(alert_id: AlertId, call: FlagReader) -> AlertPublic:
     try:
-        return AlertPublic.of(service.get_alert(store, alert_id, principal.can_see))
+        return AlertPublic.of(service.get_alert(call.store, alert_id, call.principal.can_see))
     except service.AlertNotFound:
         raise _not_found(alert_id) from None
 
 
-def _transition(request: Request, services: Services, principal: Principal, alert_id: str,
-                action: str) -> AlertPublic:
+def _transition(request: Request, call: Caller, alert_id: str, action: str) -> AlertPublic:
     ctx = audit_context(request)
     ctx.resource_id = alert_id
     try:
-        alert = service.transition(services.store, alert_id, action, actor=principal.subject,
-                                   can_see=principal.can_see, clock=services.clock, hub=services.hub)
+        alert = service.transition(call.store, alert_id, action, actor=call.actor, can_see=call.principal.can_see,
+                                   clock=call.clock, hub=call.services.hub)
     except service.AlertNotFound:
         raise _not_found(alert_id) from None
     except AlertTransitionError as exc:
@@ -232,52 +237,38 @@ def _transition(request: Request, services: Services, principal: Principal, aler
 
 @router.post("/alerts/{alert_id}/acknowledge", response_model=AlertPublic,
              summary="Acknowledge an open alert (409 unless it is open)")
-def acknowledge(alert_id: AlertId, request: Request, services: ServicesDep,
-                principal: Annotated[Principal, Depends(guard("write", "Flag"))]) -> AlertPublic:
-    return _transition(request, services, principal, alert_id, "acknowledge")
+def acknowledge(alert_id: AlertId, request: Request, call: FlagWriter) -> AlertPublic:
+    return _transition(request, call, alert_id, "acknowledge")
 
 
 @router.post("/alerts/{alert_id}/resolve", response_model=AlertPublic,
              summary="Resolve an open or acknowledged alert (409 when already resolved)")
-def resolve(alert_id: AlertId, request: Request, services: ServicesDep,
-            principal: Annotated[Principal, Depends(guard("write", "Flag"))]) -> AlertPublic:
-    return _transition(request, services, principal, alert_id, "resolve")
+def resolve(alert_id: AlertId, request: Request, call: FlagWriter) -> AlertPublic:
+    return _transition(request, call, alert_id, "resolve")
 
 
 # --- NEWS2 ------------------------------------------------------------------------------------------------
 
 @router.get("/patients/{patient_id}/news2", response_model=News2Public,
             summary="NEWS2 (RCP 2017) over the latest vital signs, with every parameter's sub-score")
-def get_news2(
-    patient_id: str,
-    store: StoreDep,
-    principal: Annotated[Principal, Depends(guard("read", "Observation"))],
-) -> News2Public:
-    resolved = visible_patient(store, principal, patient_id)
+def get_news2(call: ObservationReader) -> News2Public:
     try:
-        with store.connect() as connection:
-            found = service.latest_news2(connection, store.codec, resolved)
+        with call.store.connect() as connection:
+            found = service.latest_news2(connection, call.store.codec, call.patient_id)
     except News2InputError as exc:
         raise ProblemError(422, "Invalid vital sign", str(exc), kind="validation", field=exc.field) from None
     if found is None:
-        raise ProblemError(404, "Not found", f"patient {patient_id!r} has no vital signs", kind="not-found",
+        raise ProblemError(404, "Not found", f"patient {call.requested!r} has no vital signs", kind="not-found",
                            field="patient_id")
-    return News2Public.model_validate({"patient_id": resolved, **found})
+    return News2Public.model_validate({"patient_id": call.patient_id, **found})
 
 
 @router.put("/patients/{patient_id}/news2/spo2-scale", response_model=Spo2ScalePublic,
             summary="Choose the patient's SpO2 scale (2: hypercapnic respiratory failure)")
-def set_spo2_scale(
-    patient_id: str,
-    body: Spo2ScaleBody,
-    request: Request,
-    services: ServicesDep,
-    principal: Annotated[Principal, Depends(guard("write", "Observation"))],
-) -> Spo2ScalePublic:
-    resolved = visible_patient(services.store, principal, patient_id)
-    services.alerts.set_setting(resolved, "spo2_scale", body.scale, actor=principal.subject)  # re-scores NEWS2
+def set_spo2_scale(body: Spo2ScaleBody, request: Request, call: ObservationWriter) -> Spo2ScalePublic:
+    call.services.alerts.set_setting(call.patient_id, "spo2_scale", body.scale, actor=call.actor)  # re-scores NEWS2
     audit_context(request).detail["spo2_scale"] = body.scale
-    return Spo2ScalePublic(patient_id=resolved, spo2_scale=body.scale)
+    return Spo2ScalePublic(patient_id=call.patient_id, spo2_scale=body.scale)
 
 
 # --- event streams (the protocol: medtwin.api.realtime) ---------------------------------------------

@@ -5,9 +5,9 @@ from __future__ import annotations
 
 from typing import Annotated
 
-from fastapi import APIRouter, Depends, Query, Request
+from fastapi import APIRouter, Depends, Query
 
-from medtwin.api.deps import Principal, StoreDep, app_clock, guard
+from medtwin.api.deps import Caller, caller
 from medtwin.twin.overview import OverviewPage, patient_overview
 
 router = APIRouter(prefix="/dashboard", tags=["dashboard"])
@@ -18,12 +18,10 @@ router = APIRouter(prefix="/dashboard", tags=["dashboard"])
 @router.get("/patients", response_model=OverviewPage,
             summary="Visible patients with their twin's latest state and open alerts, most urgent first")
 def patients(
-    request: Request,
-    store: StoreDep,
-    principal: Annotated[Principal, Depends(guard("read", "Patient"))],
+    call: Annotated[Caller, Depends(caller("read", "Patient"))],
     q: Annotated[str | None, Query(max_length=200, description="name word(s), an identifier (MRN) or the id")] = None,
     limit: Annotated[int, Query(ge=1, le=500)] = 100,
     offset: Annotated[int, Query(ge=0)] = 0,
 ) -> OverviewPage:
-    return patient_overview(store, allowed=principal.patient_ids, query=q, limit=limit, offset=offset,
-                            clock=app_clock(request.app))
+    return patient_overview(call.store, allowed=call.principal.patient_ids, query=q, limit=limit, offset=offset,
+                            clock=call.clock)

@@ -8,22 +8,15 @@ the audit middleware records it with the format; the download name carries no pa
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from typing import Annotated
 
 from fastapi import APIRouter, Depends, Query, Request
 from fastapi.responses import Response
 
-from medtwin.api.deps import (
-    Principal,
-    StoreDep,
-    app_clock,
-    audit_context,
-    guard,
-    visible_patient,
-)
+from medtwin.api.deps import ObservationReader, PatientCall, PatientExporter, audit_context
 from medtwin.api.problems import ProblemError
 from medtwin.physiology.errors import PhysiologyInputError
-from medtwin.store.database import Store
 from medtwin.twin.cgm_report import DEFAULT_DAYS, MAX_DAYS, CgmReport, cgm_report, zone
 from medtwin.twin.report import DEFAULT_TREND_DAYS, FORMATS, build_report, report_filename
 
@@ -33,10 +26,6 @@ Days = Annotated[int, Query(ge=1, le=MAX_DAYS, description="Days of CGM data, en
 TimeZone = Annotated[str, Query(min_length=1, max_length=64,
                                 description="IANA time zone of the AGP's time of day (the record has none)")]
 TrendDays = Annotated[int, Query(ge=1, le=30, description="Days of each device stream on the trend charts")]
-
-
-
-
 
 
 def _checked_zone(tz: str) -> str:
@@ -49,29 +38,34 @@ def _checked_zone(tz: str) -> str:
 
 @router.get("/cgm-report", response_model=CgmReport,
             summary="CGM consensus metrics, data sufficiency and AGP percentiles over the last days of data")
-def get_cgm_report(
-    patient_id: str,
-    store: StoreDep,
-    principal: Annotated[Principal, Depends(guard("read", "Observation"))],
-    days: Days = DEFAULT_DAYS,
-    tz: TimeZone = "UTC",
-) -> CgmReport:
-    tz = _checked_zone(tz)
-    resolved = visible_patient(store, principal, patient_id)
-    return cgm_report(store, resolved, days=days, tz=tz)
+def get_cgm_report(call: ObservationReader, days: Days = DEFAULT_DAYS, tz: TimeZone = "UTC") -> CgmReport:
+    return cgm_report(call.store, call.patient_id, days=days, tz=_checked_zone(tz))
 
 
-def _report(fmt: str, patient_id: str, request: Request, store: Store, principal: Principal, days: int, tz: str,
-            trend_days: int) -> Response:
-    tz = _checked_zone(tz)
-    resolved = visible_patient(store, principal, patient_id)
+@dataclass(frozen=True)
+class ReportQuery:
+    days: int
+    tz: str
+    trend_days: int
+
+
+def _report_query(days: Days = DEFAULT_DAYS, tz: TimeZone = "UTC",
+                  trend_days: TrendDays = DEFAULT_TREND_DAYS) -> ReportQuery:
+    return ReportQuery(days, _checked_zone(tz), trend_days)
+
+
+Report = Annotated[ReportQuery, Depends(_report_query)]
+
+
+def _report(fmt: str, request: Request, call: PatientCall, query: ReportQuery) -> Response:
     audit_context(request).detail["format"] = fmt
-    report = build_report(store, resolved, now=app_clock(request.app)(), days=days, trend_days=trend_days, tz=tz)
+    report = build_report(call.store, call.patient_id, now=call.clock(), days=query.days,
+                          trend_days=query.trend_days, tz=query.tz)
     if report is None:  # resolvable but without a Patient or a twin: nothing to report
-        raise ProblemError(404, "Not found", f"patient {patient_id!r} has no record", kind="not-found",
+        raise ProblemError(404, "Not found", f"patient {call.requested!r} has no record", kind="not-found",
                            field="patient_id")
     media_type, render = FORMATS[fmt]
-    filename = report_filename(resolved, report.generated_at, fmt)
+    filename = report_filename(call.patient_id, report.generated_at, fmt)
     return Response(render(report), media_type=media_type,
                     headers={"Content-Disposition": f'attachment; filename="{filename}"'})
 
@@ -84,27 +78,11 @@ _HTML = {200: {"content": {"text/html": {"schema": {"type": "string"}}},
 
 @router.get("/report.pdf", response_class=Response, responses=_PDF,  # type: ignore[arg-type]
             summary="The one-page patient twin report as a PDF download (an audited export)")
-def get_report_pdf(
-    patient_id: str,
-    request: Request,
-    store: StoreDep,
-    principal: Annotated[Principal, Depends(guard("export", "Patient"))],
-    days: Days = DEFAULT_DAYS,
-    tz: TimeZone = "UTC",
-    trend_days: TrendDays = DEFAULT_TREND_DAYS,
-) -> Response:
-    return _report("pdf", patient_id, request, store, principal, days, tz, trend_days)
+def get_report_pdf(request: Request, call: PatientExporter, query: Report) -> Response:
+    return _report("pdf", request, call, query)
 
 
 @router.get("/report.html", response_class=Response, responses=_HTML,  # type: ignore[arg-type]
             summary="The patient twin report as a self-contained HTML download (an audited export)")
-def get_report_html(
-    patient_id: str,
-    request: Request,
-    store: StoreDep,
-    principal: Annotated[Principal, Depends(guard("export", "Patient"))],
-    days: Days = DEFAULT_DAYS,
-    tz: TimeZone = "UTC",
-    trend_days: TrendDays = DEFAULT_TREND_DAYS,
-) -> Response:
-    return _report("html", patient_id, request, store, principal, days, tz, trend_days)
+def get_report_html(request: Request, call: PatientExporter, query: Report) -> Response:
+    return _report("html", request, call, query)
