@@ -3,7 +3,8 @@ covariance.
 
 Fitted parameters are estimated on the log scale (they stay positive): ``theta = log(value)`` with prior
 ``N(log(base), prior_sd_log^2)`` from the model's :class:`~medtwin.model.spec.ParameterSpec` (or the
-constructor's override) and Gaussian observation noise of SD ``noise_sd`` in the output's unit. The
+constructor's override) and Gaussian observation noise of SD ``sqrt(noise_sd^2 + (proportional * prediction)^2)`` in the output's unit
+(evaluated at the current prediction, iteratively reweighted). The
 Jacobian comes from one batched simulation of ``1 + n_fitted`` parameter rows (forward differences), the
 minimiser is scipy's trust-region least squares, the covariance the inverse Gauss-Newton information at the
 MAP (Laplace). Estimator style: configuration in the constructor, :meth:`MapFit.fit` returns self, fitted
@@ -76,12 +77,14 @@ class MapFit:
 
     def __init__(self, model: Model, *, base: Array | None = None, fitted: Sequence[str] | None = None,
                  prior_sd_log: Mapping[str, float] | None = None, noise_sd: float = 1.0,
-                 solver: Solver | None = None, max_iterations: int = 50, step: float = 1e-4) -> None:
+                 proportional: float = 0.0, solver: Solver | None = None, max_iterations: int = 50,
+                 step: float = 1e-4) -> None:
         self.model = model
         self.base = base
         self.fitted = fitted
         self.prior_sd_log = prior_sd_log
         self.noise_sd = noise_sd
+        self.proportional = proportional
         self.solver = solver
         self.max_iterations = max_iterations
         self.step = step
@@ -100,8 +103,8 @@ class MapFit:
             raise ModelInputError("prior_sd_log", "every fitted parameter needs a positive prior SD")
         if np.any(base[0, index] <= 0):
             raise ModelInputError("base", "fitted parameters must be positive (they are fitted on the log scale)")
-        if not self.noise_sd > 0:
-            raise ModelInputError("noise_sd", "must be positive")
+        if not (self.noise_sd >= 0 and self.proportional >= 0 and self.noise_sd + self.proportional > 0):
+            raise ModelInputError("noise_sd", "noise_sd and proportional must be >= 0, not both 0")
         return base, index, sd
 
     def fit(self, observations: Observations) -> MapFit:
@@ -130,15 +133,18 @@ class MapFit:
                 cache[key] = run.output(observations.output)[pick]  # (m, 1 + k): value and differences
             return cache[key]
 
+        def noise(prediction: Array) -> Array:
+            return np.asarray(np.sqrt(self.noise_sd**2 + (self.proportional * prediction) ** 2), dtype=float)
+
         def residuals(prediction: Array, theta: Array) -> Array:
-            return np.concatenate([(observed - prediction) / self.noise_sd, (theta - mean) / sd])
+            return np.concatenate([(observed - prediction) / noise(prediction), (theta - mean) / sd])
 
         def fun(theta: Array) -> Array:
             return residuals(predictions(theta)[:, 0], theta)
 
         def jac(theta: Array) -> Array:
             pred = predictions(theta)
-            data = -(pred[:, 1:] - pred[:, :1]) / self.step / self.noise_sd
+            data = -(pred[:, 1:] - pred[:, :1]) / self.step / noise(pred[:, 0])[:, None]
             return np.vstack([data, np.diag(1.0 / sd)])
 
         result = least_squares(fun, mean.copy(), jac=jac, method="trf", max_nfev=self.max_iterations, x_scale=sd)

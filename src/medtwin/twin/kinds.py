@@ -69,11 +69,14 @@ class Panel:
 
 @dataclass(frozen=True)
 class Personalisation:
-    """Which parameters are fitted from which observed output (noise SD in the output's unit)."""
+    """Which parameters are fitted from which observed output; the observation error has SD
+    ``sqrt(noise_sd^2 + (proportional * value)^2)`` (``noise_sd`` in the output's unit), from ``noise_source``."""
 
     fitted: tuple[str, ...]
     observed_output: str
     noise_sd: float
+    proportional: float = 0.0
+    noise_source: str = ""
     prior_sd_log: Mapping[str, float] = field(default_factory=dict)
     observed_loinc: tuple[str, ...] = ()
 
@@ -111,7 +114,8 @@ class TwinKind:
             "model": self.model.describe(),
             "consumes": {"loinc": list(self.consumes_loinc), "device_metrics": list(self.device_metrics)},
             "personalisation": {"fitted": list(p.fitted), "observed_output": p.observed_output,
-                                "noise_sd": p.noise_sd, "observed_loinc": list(p.observed_loinc)},
+                                "noise_sd": p.noise_sd, "proportional": p.proportional,
+                                "noise_source": p.noise_source, "observed_loinc": list(p.observed_loinc)},
             "forecasts": list(self.forecasts),
             "alert_rules": list(self.alert_rules),
             "panel": {"title": self.panel.title,

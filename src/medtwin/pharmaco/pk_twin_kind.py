@@ -1,0 +1,83 @@
+"""Drug twins as twin kinds: one kind per drug file of the library (entry point ``drugs``).
+
+Each kind is the drug's compartmental PK model (:func:`medtwin.pharmaco.pk_model.drug_model`) at its
+typical values; personalisation fits the parameters with between-subject variability from measured
+concentrations with the drug file's residual error (when the file states it on another output, e.g.
+warfarin's INR, an assumed 10 % proportional error, said so in ``noise_source``). A drug file added to
+``pharmaco/data/drugs/`` becomes a kind without an edit here.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+from numpy.typing import NDArray
+
+from medtwin.model.parameters import load_parameters
+from medtwin.model.spec import Model
+from medtwin.pharmaco.dosing import Route
+from medtwin.pharmaco.library import DrugModel, available_drugs, load_drug
+from medtwin.pharmaco.pk_model import drug_model
+from medtwin.pharmaco.units import parse_amount_mg
+from medtwin.twin.kinds import Chart, Control, Panel, Personalisation, TwinKind
+
+Array = NDArray[np.float64]
+ASSUMED_PROPORTIONAL = 0.10
+EXAMPLE_DOSES = 4
+
+
+def _personalisation(drug: DrugModel, model: Model) -> Personalisation:
+    fitted = tuple(k for k in drug.bsv.names if k in model.parameter_names)
+    if drug.residual_output == "concentration":
+        return Personalisation(fitted, "concentration", drug.residual.additive_sd, drug.residual.proportional,
+                               noise_source=f"{drug.name} drug file [residual]")
+    return Personalisation(fitted, "concentration", 0.0, ASSUMED_PROPORTIONAL,
+                           noise_source=f"assumed {ASSUMED_PROPORTIONAL:.0%} proportional: the drug file gives "
+                                        f"its residual error on {drug.residual_output}")
+
+
+def _example(drug: DrugModel) -> dict[str, Any]:
+    """The drug's default regimen, four doses, observed hourly to one interval after the last."""
+    tau = drug.default_interval_h
+    dose_mg = _mg(drug.default_dose) * drug.dose_fraction  # the modelled fraction (e.g. S-warfarin)
+    stop = tau * (EXAMPLE_DOSES + 1)
+    scenario: dict[str, Any] = {"t_eval": {"start": 0.0, "stop": stop, "step": min(1.0, tau / 4)}}
+    if drug.default_route is Route.IV_INFUSION:
+        duration = drug.default_infusion_duration_h
+        rate = dose_mg / duration
+        scenario["inputs"] = {"infusion_rate": [pair for i in range(EXAMPLE_DOSES)
+                                                for pair in ([i * tau, rate], [i * tau + duration, 0.0])]}
+    else:
+        scenario["doses"] = [{"route": drug.default_route.value, "time": i * tau, "amount": dose_mg}
+                             for i in range(EXAMPLE_DOSES)]
+    return scenario
+
+
+def _mg(text: str) -> float:
+    return parse_amount_mg(text, field="default_dose")
+
+
+def drug_kind(name: str) -> TwinKind:
+    drug = load_drug(name)
+    model = drug_model(drug)
+    controls = [Control("infusion_rate", "input", "mg/h", 0.0, 1e4, 0.0, "Infusion rate")]
+    controls += [Control(route, "dose", "mg", 0.0, 1e5, _mg(drug.default_dose), route.replace("_", " "))
+                 for route in model.dose_names]
+    return TwinKind(
+        name=f"drug-{drug.name}",
+        title=f"{drug.name.capitalize()} ({drug.model_name})",
+        model_factory=lambda: model,
+        base_parameters=lambda m: load_parameters(m).values[:1],
+        personalisation=_personalisation(drug, model),
+        forecasts=("concentration",),
+        panel=Panel(drug.name.capitalize(), (Chart("concentration", "mg/L", drug.concentration_name),),
+                    tuple(controls)),
+        example_scenario=_example(drug),
+        description=drug.description,
+    )
+
+
+def drug_kinds() -> list[TwinKind]:
+    """One kind per drug file (the ``medtwin.twin_kinds`` entry point ``drugs``)."""
+    return [drug_kind(name) for name in available_drugs()]
