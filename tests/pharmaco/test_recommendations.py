@@ -56,7 +56,7 @@ def test_bad_table_names_file_and_entry() -> None:
 
 
 @pytest.mark.parametrize(("drug", "gene", "phenotype", "score", "expected", "classification"), [
-    ("clopidogrel", "CYP2C19", "Poor Metabolizer", None, "Do not use clopidogrel", "Strong"),
+    ("clopidogrel", "CYP2C19", "Poor Metabolizer", None, "Avoid clopidogrel", "Strong"),
     ("clopidogrel", "CYP2C19", "Normal Metabolizer", None, "75 mg", "Strong"),
     ("tacrolimus", "CYP3A5", "Normal Metabolizer", None, "1.5 to 2 times", "Strong"),
     ("tacrolimus", "CYP3A5", "Poor Metabolizer", None, "usual dose", "Strong"),

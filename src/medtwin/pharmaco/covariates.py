@@ -48,6 +48,20 @@ def check_range(name: str, value: ArrayLike) -> Array:
     return arr
 
 
+class GeneStatus(BaseModel):
+    """A pharmacogene as a drug model may use it: the CPIC phenotype (and activity score) when the gene is
+    callable, otherwise why not. A model applies a genotype effect only for a callable gene."""
+
+    model_config = ConfigDict(frozen=True)
+
+    gene: str
+    phenotype: str | None = Field(default=None, description="CPIC phenotype term, e.g. 'Poor Metabolizer'.")
+    activity_score: float | None = Field(default=None, ge=0, le=10, description="CPIC activity score.")
+    callable: bool = True
+    reason: str = Field(default="", description="Why the gene is not callable ('' when it is).")
+    source: str = Field(default="request", description="Where the value came from, e.g. 'pgx v3' or 'request'.")
+
+
 class PatientCovariates(BaseModel):
     """The covariates a drug model may use. Values outside physiological ranges are rejected."""
 
@@ -61,6 +75,8 @@ class PatientCovariates(BaseModel):
     dialysis: bool = False
     cyp2c9: str | None = Field(default=None, description="CYP2C9 diplotype, e.g. '*1/*3'.")
     vkorc1: str | None = Field(default=None, description="VKORC1 rs9923231 genotype, e.g. 'G/A'.")
+    pharmacogenes: dict[str, GeneStatus] = Field(
+        default_factory=dict, description="Pharmacogenes by gene symbol, for the drug models' genotype effects.")
 
     @field_validator("age_years", "weight_kg", "height_cm", "serum_creatinine_mg_dl")
     @classmethod
@@ -84,6 +100,7 @@ class PatientCovariates(BaseModel):
             "age_years": np.array([self.age_years]),
             "weight_kg": np.array([self.weight_kg]),
             "dialysis": np.array([1.0 if self.dialysis else 0.0]),
+            "sex": [self.sex.value],
         }
         if self.serum_creatinine_mg_dl is not None:
             values["crcl_ml_min"] = np.array([self.crcl_ml_min])

@@ -14,7 +14,9 @@ from typing import Any
 
 import numpy as np
 from numpy.typing import NDArray
+from pydantic import BaseModel, Field
 
+from medtwin.pharmaco.covariates import GeneStatus
 from medtwin.pharmaco.dosing import Route
 from medtwin.pharmaco.errors import CovariateError, PharmacoInputError, UnknownDrugError
 from medtwin.pharmaco.pk import CompartmentModel
@@ -74,6 +76,44 @@ class CovariateEffect:
         return np.asarray(value * (1.0 + self.slope * np.maximum(cov - self.reference, 0.0)), dtype=float)
 
 
+@dataclass(frozen=True)
+class GenotypeEffect:
+    """A pharmacogene's effect on one parameter: ``parameter`` x ``levels[phenotype]`` (``by = "phenotype"``) or
+    x ``levels[activity score]`` (``by = "activity_score"``). ``avoid``: levels for which the guideline says
+    not to give the drug; the model then has no parameter value and refuses to simulate."""
+
+    gene: str
+    parameter: str
+    by: str
+    levels: Mapping[str, float]
+    avoid: Mapping[str, str]
+    source: str
+
+    def level_of(self, status: GeneStatus) -> str | None:
+        if self.by == "activity_score":
+            if status.activity_score is None:
+                return None
+            return next((k for k in (*self.levels, *self.avoid) if abs(float(k) - status.activity_score) < 1e-9),
+                        f"{status.activity_score:g}")
+        return status.phenotype
+
+    def describe(self, status: GeneStatus) -> str:
+        if self.by == "activity_score" and status.activity_score is not None:
+            return f"{status.gene} activity score {status.activity_score:g}" + (
+                f" ({status.phenotype})" if status.phenotype else "")
+        return f"{status.gene} {status.phenotype or 'phenotype not given'}"
+
+
+class GenotypeAdjustment(BaseModel):
+    """What a pharmacogene did to a simulation, and why (shown with every what-if answer)."""
+
+    gene: str
+    parameter: str
+    factor: float = Field(description="Multiplier on the parameter's population value (1 when not applied).")
+    applied: bool
+    reason: str = Field(description="Gene, phenotype, factor and source; or why the population value was used.")
+
+
 def _level_key(value: Any) -> str:
     if isinstance(value, bool | np.bool_):
         return "1" if value else "0"
@@ -103,6 +143,9 @@ class DrugModel:
     default_interval_h: float
     default_infusion_duration_h: float
     concentration_name: str
+    genotype_effects: tuple[GenotypeEffect, ...] = ()
+    dose_candidates_mg: tuple[float, float, float] | None = None
+    individualise_intervals_h: tuple[float, ...] | None = None
 
     @property
     def has_inr(self) -> bool:
@@ -141,6 +184,35 @@ class DrugModel:
     def pk_parameters(self, parameters: Mapping[str, Array]) -> dict[str, Array]:
         return {k: parameters[k] for k in self.structure.parameter_names if k in parameters}
 
+    def genotype_adjustments(self, genes: Mapping[str, GeneStatus]) -> list[GenotypeAdjustment]:
+        """The factor each genotype effect puts on its parameter for this patient, with the reason. A gene
+        absent, not callable, or with a phenotype the file has no factor for leaves the population value (factor
+        1) and says so; a level the guideline says to avoid raises :class:`CovariateError` naming the gene."""
+        return [self._adjustment(effect, genes.get(effect.gene)) for effect in self.genotype_effects]
+
+    def _adjustment(self, effect: GenotypeEffect, status: GeneStatus | None) -> GenotypeAdjustment:
+        population = f"population {effect.parameter} used (no genotype adjustment)"
+        if status is None:
+            return GenotypeAdjustment(gene=effect.gene, parameter=effect.parameter, factor=1.0, applied=False,
+                                      reason=f"{effect.gene} unknown (not in a stored PGx report or the request): {population}")
+        if not status.callable:
+            why = status.reason or f"{effect.gene} not callable"
+            return GenotypeAdjustment(gene=effect.gene, parameter=effect.parameter, factor=1.0, applied=False,
+                                      reason=f"{why} ({status.source}): {population}")
+        level = effect.level_of(status)
+        described = effect.describe(status)
+        if level is not None and level in effect.avoid:
+            raise CovariateError(effect.gene, f"{described} ({status.source}): {effect.avoid[level]}; the {self.name} "
+                                              f"model has no parameter value for this genotype, so it is not simulated")
+        if level is None or level not in effect.levels:
+            return GenotypeAdjustment(gene=effect.gene, parameter=effect.parameter, factor=1.0, applied=False,
+                                      reason=f"{described} ({status.source}): the {self.name} model cites no "
+                                             f"{effect.parameter} factor for it; {population}")
+        factor = effect.levels[level]
+        return GenotypeAdjustment(gene=effect.gene, parameter=effect.parameter, factor=factor, applied=True,
+                                  reason=f"{described} ({status.source}): {self.name} {effect.parameter} x {factor:g} "
+                                         f"-- {effect.source}")
+
 
 def _build(data: Mapping[str, Any], origin: str) -> DrugModel:
     try:
@@ -161,6 +233,7 @@ def _build(data: Mapping[str, Any], origin: str) -> DrugModel:
                     levels={str(k): float(v) for k, v in e.get("levels", {}).items()},
                 )
             )
+        genotype = tuple(_genotype_effect(g, params, origin) for g in data.get("genotype", []))
         bsv = BetweenSubjectVariability.from_variances(data["bsv"]["names"], data["bsv"]["variances"])
         res = data["residual"]
         pk = data["pk"]
@@ -174,9 +247,37 @@ def _build(data: Mapping[str, Any], origin: str) -> DrugModel:
             default_dose=str(drug["default_dose"]), default_interval_h=float(drug["default_interval_h"]),
             default_infusion_duration_h=float(drug.get("default_infusion_duration_h", 0.0)),
             concentration_name=str(drug.get("concentration_name", "concentration")),
+            genotype_effects=genotype,
+            dose_candidates_mg=_candidates(drug.get("dose_candidates_mg"), origin),
+            individualise_intervals_h=tuple(float(v) for v in drug["individualise_intervals_h"])
+            if "individualise_intervals_h" in drug else None,
         )
     except KeyError as exc:
         raise PharmacoInputError(f"{origin}: {exc.args[0]}", "missing entry in drug file") from exc
+
+
+def _genotype_effect(entry: Mapping[str, Any], params: Mapping[str, Parameter], origin: str) -> GenotypeEffect:
+    where = f"{origin}: genotype[{entry.get('gene', '?')}]"
+    if entry.get("parameter") not in params:
+        raise PharmacoInputError(f"{where}.parameter", f"{entry.get('parameter')!r} is not a parameter of the model")
+    if entry.get("by") not in ("phenotype", "activity_score"):
+        raise PharmacoInputError(f"{where}.by", "must be 'phenotype' or 'activity_score'")
+    levels = {str(k): float(v) for k, v in entry.get("levels", {}).items()}
+    if not levels or any(not v > 0 for v in levels.values()):
+        raise PharmacoInputError(f"{where}.levels", "give at least one factor, every factor > 0")
+    if not str(entry.get("source", "")).strip():
+        raise PharmacoInputError(f"{where}.source", "every genotype factor needs its source")
+    return GenotypeEffect(gene=str(entry["gene"]), parameter=str(entry["parameter"]), by=str(entry["by"]),
+                          levels=levels, avoid={str(k): str(v) for k, v in entry.get("avoid", {}).items()},
+                          source=str(entry["source"]))
+
+
+def _candidates(value: Any, origin: str) -> tuple[float, float, float] | None:
+    if value is None:
+        return None
+    if len(value) != 3 or not 0 < float(value[0]) <= float(value[1]) or not float(value[2]) > 0:
+        raise PharmacoInputError(f"{origin}: drug.dose_candidates_mg", "give [lowest, highest, step] in mg")
+    return float(value[0]), float(value[1]), float(value[2])
 
 
 def available_drugs() -> list[str]:

@@ -14,7 +14,7 @@ from medtwin.pharmaco.covariates import PatientCovariates
 from medtwin.pharmaco.dosing import DoseEvent, DoseSchedule, Regimen, Route
 from medtwin.pharmaco.errors import PharmacoInputError
 from medtwin.pharmaco.estimation import map_estimate
-from medtwin.pharmaco.library import DrugModel, load_drug
+from medtwin.pharmaco.library import DrugModel, GenotypeAdjustment, load_drug
 from medtwin.pharmaco.pd import simulate_pkpd, warfarin_inr, warfarin_inr_rate, warfarin_inr_steady_state
 from medtwin.pharmaco.pk import simulate, steady_state
 
@@ -73,6 +73,8 @@ class DrugComparison(BaseModel):
     adverse: str
     personalised_from_levels: bool
     outcomes: list[RegimenOutcome]
+    genotype: list[GenotypeAdjustment] = Field(
+        default_factory=list, description="Each pharmacogene effect of the model: applied or not, and why.")
 
 
 class IndividualiseRequest(BaseModel):
@@ -107,6 +109,8 @@ class DoseSuggestion(BaseModel):
     parameters: list[ParameterEstimate]
     feasible: bool
     note: str
+    genotype: list[GenotypeAdjustment] = Field(
+        default_factory=list, description="Each pharmacogene effect of the model: applied or not, and why.")
 
 
 # ---- helpers ---------------------------------------------------------------------------------------
@@ -144,9 +148,19 @@ def _posterior(drug: DrugModel, typical: Mapping[str, Array], history: list[Dose
                         drug.residual, observed)
 
 
-def _sample_parameters(drug: DrugModel, patient: PatientCovariates, n: int, rng: np.random.Generator,
+def typical_with_genotype(drug: DrugModel, patient: PatientCovariates) -> tuple[dict[str, Array],
+                                                                             list[GenotypeAdjustment]]:
+    """Typical parameters of one patient with the model's genotype factors applied (each with its reason)."""
+    typical = drug.typical_parameters(patient.as_arrays(), 1)
+    adjustments = drug.genotype_adjustments(patient.pharmacogenes)
+    for adjustment in adjustments:
+        if adjustment.applied:
+            typical[adjustment.parameter] = typical[adjustment.parameter] * adjustment.factor
+    return typical, adjustments
+
+
+def _sample_parameters(drug: DrugModel, typical1: Mapping[str, Array], n: int, rng: np.random.Generator,
                        history: list[DoseEvent], levels: list[Level]) -> tuple[dict[str, Array], bool, object]:
-    typical1 = drug.typical_parameters(patient.as_arrays(), 1)
     if levels:
         if not history:
             raise PharmacoInputError("history", "measured levels need the doses that produced them")
@@ -154,7 +168,8 @@ def _sample_parameters(drug: DrugModel, patient: PatientCovariates, n: int, rng:
         eta = rng.multivariate_normal(post.eta[0], post.covariance[0], size=n)
         typical = {k: np.repeat(v, n) for k, v in typical1.items()}
         return drug.bsv.apply(typical, eta), True, post
-    return drug.sample_parameters(patient.as_arrays(), n, rng), False, None
+    typical = {k: np.repeat(v, n) for k, v in typical1.items()}
+    return drug.bsv.apply(typical, drug.bsv.sample_eta(n, rng)), False, None
 
 
 def _targets_text(drug: DrugModel) -> tuple[str, str]:
@@ -174,7 +189,8 @@ def compare_regimens(request: CompareRequest) -> DrugComparison:
     prediction intervals, the probability of target attainment and of crossing the adverse threshold."""
     drug = load_drug(request.drug)
     rng = np.random.default_rng(request.seed)
-    params, personalised, _ = _sample_parameters(drug, request.patient, request.n_samples, rng, request.history,
+    typical1, adjustments = typical_with_genotype(drug, request.patient)
+    params, personalised, _ = _sample_parameters(drug, typical1, request.n_samples, rng, request.history,
                                                  request.levels)
     t = drug.targets
     step = 0.25 if request.horizon_h <= 24 * 14 else 1.0
@@ -198,9 +214,15 @@ def compare_regimens(request: CompareRequest) -> DrugComparison:
         else:
             conc = simulate(drug.structure, drug.pk_parameters(params), schedule, times).concentration_mg_l
             last = times >= times[-1] - 24.0
-            if t.get("metric") == "AUC24":
-                metric = np.trapezoid(conc[:, last], times[last], axis=1)
-                metric_name = "AUC over the last 24 h [mg*h/L]"
+            if t.get("metric") in ("AUC24", "AUC"):
+                window = last if t.get("metric") == "AUC24" else np.ones_like(times, dtype=bool)
+                metric = np.trapezoid(conc[:, window], times[window], axis=1)
+                metric_name = ("AUC over the last 24 h [mg*h/L]" if t.get("metric") == "AUC24"
+                               else f"AUC over the {request.horizon_h:g} h horizon [mg*h/L]")
+                p_adverse = np.mean(metric > t["adverse_threshold"])
+            elif t.get("metric") == "trough":
+                metric = conc[:, -1]
+                metric_name = f"trough concentration at {request.horizon_h:g} h [mg/L]"
                 p_adverse = np.mean(metric > t["adverse_threshold"])
             else:
                 metric = conc[:, last].mean(axis=1)
@@ -224,18 +246,42 @@ def compare_regimens(request: CompareRequest) -> DrugComparison:
     target, adverse = _targets_text(drug)
     return DrugComparison(drug=drug.name, model=drug.model_name, source=drug.source,
                           concentration_name=drug.concentration_name, target=target, adverse=adverse,
-                          personalised_from_levels=personalised, outcomes=outcomes)
+                          personalised_from_levels=personalised, outcomes=outcomes, genotype=adjustments)
 
 
 # ---- dose individualisation --------------------------------------------------------------------------
 
 
 def _candidate_doses(drug: DrugModel) -> Array:
+    if drug.dose_candidates_mg is not None:
+        low, high, step = drug.dose_candidates_mg
+        return np.arange(low, high + step / 2, step)
     if drug.has_inr:
         return np.arange(0.5, 20.01, 0.5)
     if drug.name == "vancomycin":
         return np.arange(250.0, 4000.1, 250.0)
     return np.arange(50.0, 1500.1, 50.0)
+
+
+def _steady_state_metric(drug: DrugModel, params: Mapping[str, Array], amount: float, tau: float, duration: float,
+                         f_oral: Array) -> tuple[Array, Array]:
+    """The target metric at steady state for each parameter set, and whether it is adverse."""
+    t = drug.targets
+    route = drug.default_route
+    average = f_oral * amount / tau / params["CL"]  # exact steady-state average for linear PK
+    if drug.has_inr:
+        metric = warfarin_inr_steady_state(average, params)
+        return metric, metric > t["adverse_threshold"]
+    if t.get("metric") in ("AUC24", "AUC"):
+        metric = average * (24.0 if t.get("metric") == "AUC24" else tau)  # AUC over 24 h / over one interval
+        return metric, metric > t["adverse_threshold"]
+    grid = np.linspace(0.0, tau, 25)[:-1]
+    profile = steady_state(drug.structure, drug.pk_parameters(params), amount, tau, route, grid,
+                           infusion_duration_h=duration)
+    if t.get("metric") == "trough":
+        trough = profile.min(axis=1)
+        return trough, trough > t["adverse_threshold"]
+    return average, profile.max(axis=1) > t["adverse_threshold"]
 
 
 def individualise(request: IndividualiseRequest) -> DoseSuggestion:
@@ -244,34 +290,23 @@ def individualise(request: IndividualiseRequest) -> DoseSuggestion:
     ``max_adverse_probability`` (both over the posterior). Ties go to the smaller daily dose."""
     drug = load_drug(request.drug)
     rng = np.random.default_rng(request.seed)
-    typical1 = drug.typical_parameters(request.patient.as_arrays(), 1)
+    typical1, adjustments = typical_with_genotype(drug, request.patient)
     post = _posterior(drug, typical1, request.history, request.levels)
     eta = rng.multivariate_normal(post.eta[0], post.covariance[0], size=request.n_samples)
     params = drug.bsv.apply({k: np.repeat(v, request.n_samples) for k, v in typical1.items()}, eta)
     t = drug.targets
     route = drug.default_route
-    intervals = request.intervals_h or ([24.0] if drug.has_inr else [8.0, 12.0, 24.0] if drug.name == "vancomycin"
-                                        else [8.0, 12.0])
+    intervals = request.intervals_h or (list(drug.individualise_intervals_h) if drug.individualise_intervals_h
+                                        else [24.0] if drug.has_inr else [8.0, 12.0, 24.0]
+                                        if drug.name == "vancomycin" else [8.0, 12.0])
     best: tuple[float, float, float, Regimen, Array] | None = None
     fallback: tuple[float, float, float, Regimen, Array] | None = None
     f_oral = params["F"] if "F" in params and route is Route.ORAL else np.ones(request.n_samples)
     for tau in intervals:
         for dose in _candidate_doses(drug):
-            duration = min(drug.default_infusion_duration_h * max(1.0, dose / 1000.0), tau) if route is Route.IV_INFUSION else 0.0
-            amount = dose * drug.dose_fraction
-            average = f_oral * amount / tau / params["CL"]  # exact steady-state average for linear PK
-            if drug.has_inr:
-                metric = warfarin_inr_steady_state(average, params)
-                adverse = metric > t["adverse_threshold"]
-            elif t.get("metric") == "AUC24":
-                metric = average * 24.0
-                adverse = metric > t["adverse_threshold"]
-            else:
-                metric = average
-                grid = np.linspace(0.0, tau, 25)[:-1]
-                peak = steady_state(drug.structure, drug.pk_parameters(params), amount, tau, route, grid,
-                                    infusion_duration_h=duration).max(axis=1)
-                adverse = peak > t["adverse_threshold"]
+            per_gram = max(1.0, dose / 1000.0) if drug.name == "vancomycin" else 1.0  # vancomycin: 1 h per gram
+            duration = min(drug.default_infusion_duration_h * per_gram, tau) if route is Route.IV_INFUSION else 0.0
+            metric, adverse = _steady_state_metric(drug, params, dose * drug.dose_fraction, tau, duration, f_oral)
             p_target = float(np.mean((metric >= t["target_low"]) & (metric <= t["target_high"])))
             p_adverse = float(np.mean(adverse))
             regimen = Regimen(dose=f"{dose:g} mg", route=route, interval_h=tau, n_doses=1, infusion_duration_h=duration)
@@ -290,12 +325,14 @@ def individualise(request: IndividualiseRequest) -> DoseSuggestion:
         estimates.append(ParameterEstimate(
             name=name, unit=drug.parameters[name].unit, population=float(typical1[name][0]), individual=value,
             ci90_low=value * float(np.exp(-1.645 * sd)), ci90_high=value * float(np.exp(1.645 * sd))))
-    metric_name = "steady-state INR" if drug.has_inr else (
-        "steady-state AUC24 [mg*h/L]" if t.get("metric") == "AUC24" else "steady-state average concentration [mg/L]")
+    metric_name = "steady-state INR" if drug.has_inr else {
+        "AUC24": "steady-state AUC24 [mg*h/L]", "AUC": "steady-state AUC per dosing interval [mg*h/L]",
+        "trough": "steady-state trough concentration [mg/L]"}.get(str(t.get("metric")),
+                                                                 "steady-state average concentration [mg/L]")
     return DoseSuggestion(
         drug=drug.name, regimen=regimen, probability_target=p_target, probability_adverse=-neg_adverse,
         metric_name=metric_name, metric_p50=float(np.median(metric)), metric_p05=float(np.percentile(metric, 5)),
-        metric_p95=float(np.percentile(metric, 95)), parameters=estimates, feasible=best is not None,
+        metric_p95=float(np.percentile(metric, 95)), parameters=estimates, feasible=best is not None, genotype=adjustments,
         note=("MAP estimate from measured levels; probabilities over the posterior of the individual parameters."
               if best is not None else
               "No candidate keeps the adverse probability below the threshold; showing the safest regimen."),

@@ -9,7 +9,10 @@ Covariate defaults (request values always win; each default names where it came 
   converted from lb / in when recorded so;
 * ``serum_creatinine_mg_dl``: the latest serum creatinine lab (LOINC 2160-0), converted from umol/L when
   recorded so (1 mg/dL = 88.42 umol/L);
-* ``cyp2c9`` / ``vkorc1``: the latest stored PGx report, when that gene was called unambiguously;
+* ``cyp2c9`` / ``vkorc1``: the latest stored PGx report, when that gene is callable
+  (:func:`medtwin.pharmaco.recommendations.callability`);
+* ``pharmacogenes``: every gene of the latest stored PGx report with its CPIC phenotype and activity score when
+  callable, or the reason it is not (a drug model then uses its population value and says so);
 * ``dialysis``: false unless the request says otherwise (the record has no reliable dialysis flag).
 
 A value that cannot be read (unknown unit, out of physiological range) is an error naming the covariate,
@@ -25,11 +28,12 @@ from typing import Any
 
 from pydantic import BaseModel, Field, ValidationError, field_validator, model_validator
 
-from medtwin.pharmaco.covariates import PatientCovariates, Sex, check_range
+from medtwin.pharmaco.covariates import GeneStatus, PatientCovariates, Sex, check_range
 from medtwin.pharmaco.dosing import DoseEvent, Regimen
 from medtwin.pharmaco.errors import CovariateError
 from medtwin.pharmaco.library import DrugModel, available_drugs, load_drug
-from medtwin.pharmaco.pgx import INDETERMINATE, UNKNOWN, PgxReport, call_pgx, vkorc1_genotype
+from medtwin.pharmaco.pgx import PgxReport, call_pgx, vkorc1_genotype
+from medtwin.pharmaco.recommendations import callability
 from medtwin.pharmaco.twin import (
     CompareRequest,
     DoseSuggestion,
@@ -70,6 +74,19 @@ _CREATININE_TO_MG_DL = {"mg/dL": 1.0, "mg/dl": 1.0, "umol/L": 1 / 88.42, "µmol/
 # ---- request / response models -----------------------------------------------------------------------
 
 
+class GeneInput(BaseModel):
+    """A pharmacogene given in a request (it then wins over the stored PGx report)."""
+
+    phenotype: str | None = Field(default=None, max_length=80, description="CPIC phenotype, e.g. 'Poor Metabolizer'.")
+    activity_score: float | None = Field(default=None, ge=0, le=10, description="CPIC activity score (e.g. DPYD).")
+
+    @model_validator(mode="after")
+    def _something(self) -> GeneInput:
+        if self.phenotype is None and self.activity_score is None:
+            raise ValueError("give phenotype or activity_score")
+        return self
+
+
 class CovariateInput(BaseModel):
     """Patient covariates a request may give; any left out default from the twin (see module docs)."""
 
@@ -82,6 +99,9 @@ class CovariateInput(BaseModel):
     dialysis: bool | None = Field(default=None, description="Default: false.")
     cyp2c9: str | None = Field(default=None, description="CYP2C9 diplotype; default: the stored PGx report.")
     vkorc1: str | None = Field(default=None, description="VKORC1 rs9923231 genotype; default: the stored PGx report.")
+    pharmacogenes: dict[str, GeneInput] = Field(
+        default_factory=dict, max_length=20,
+        description="Phenotypes by gene symbol (e.g. CYP3A5, DPYD); default: the stored PGx report's callable genes.")
 
     @field_validator("age_years", "weight_kg", "height_cm", "serum_creatinine_mg_dl")
     @classmethod
@@ -173,6 +193,12 @@ class PgxPhenotype(BaseModel):
     diplotype: str
     phenotype: str
     activity_score: float | None
+    status: str = Field(default="called", description="Caller status: called, ambiguous, not_callable, "
+                                                       "outside_call or no_data.")
+    callable: bool = Field(default=True, description="Whether recommendations and dose models may use this gene.")
+    inferred: bool = Field(default=False, description="Phenotype shown because all candidate diplotypes agree; "
+                                                      "not confident, not acted on.")
+    reason: str = Field(default="", description="Why the gene is not callable ('' when it is).")
 
 
 class PgxSummary(BaseModel):
@@ -248,8 +274,12 @@ def pgx_summary(store: Store, patient_id: str) -> PgxSummary | None:
     stored = latest_pgx(store, patient_id)
     if stored is None:
         return None
-    genes = [PgxPhenotype(gene=g.gene, diplotype=g.diplotype, phenotype=g.phenotype, activity_score=g.activity_score)
-             for g in stored.report.genes.values()]
+    genes = []
+    for g in stored.report.genes.values():
+        verdict = callability(g)
+        genes.append(PgxPhenotype(gene=g.gene, diplotype=g.diplotype, phenotype=g.phenotype,
+                                  activity_score=g.activity_score, status=str(getattr(g, "status", "called")),
+                                  callable=verdict.callable, inferred=verdict.inferred, reason=verdict.reason))
     return PgxSummary(version=stored.version, created_at=stored.created_at, genes=genes)
 
 
@@ -265,12 +295,32 @@ def _converted(name: str, item: Measurement, factors: dict[str, float]) -> float
 
 
 def _called(report: PgxReport | None, gene: str) -> str | None:
-    if report is None or gene not in report.genes:
-        return None
-    result = report.genes[gene]
-    if result.diplotype == UNKNOWN or result.phenotype in (UNKNOWN, INDETERMINATE) or result.alternatives:
+    result = None if report is None else report.genes.get(gene)
+    if result is None or not callability(result).callable:
         return None
     return vkorc1_genotype(result) if gene == "VKORC1" else result.diplotype
+
+
+def _pharmacogenes(given: CovariateInput, pgx: StoredPgx | None, sources: dict[str, str]) -> dict[str, GeneStatus]:
+    """Request genes (callable by the requester's word), then every other gene of the stored report: its CPIC
+    phenotype when callable, else why not."""
+    genes: dict[str, GeneStatus] = {}
+    for gene, value in given.pharmacogenes.items():
+        genes[gene] = GeneStatus(gene=gene, phenotype=value.phenotype, activity_score=value.activity_score,
+                                 source="request")
+        sources[f"pharmacogenes.{gene}"] = "request"
+    if pgx is None:
+        return genes
+    where = f"pgx v{pgx.version}"
+    for gene, result in pgx.report.genes.items():
+        if gene in genes:
+            continue
+        verdict = callability(result)
+        genes[gene] = GeneStatus(gene=gene, phenotype=result.phenotype if verdict.callable else None,
+                                 activity_score=result.activity_score if verdict.callable else None,
+                                 callable=verdict.callable, reason=verdict.reason, source=where)
+        sources[f"pharmacogenes.{gene}"] = f"{where}: {gene}" + ("" if verdict.callable else " (not callable)")
+    return genes
 
 
 def resolve_covariates(given: CovariateInput, summary: PatientSummary | None, record_version: int | None,
@@ -279,7 +329,7 @@ def resolve_covariates(given: CovariateInput, summary: PatientSummary | None, re
     covariates and, per covariate, where its value came from."""
     values: dict[str, Any] = {}
     sources: dict[str, str] = {}
-    for name, value in given.model_dump(exclude_none=True).items():
+    for name, value in given.model_dump(exclude_none=True, exclude={"pharmacogenes"}).items():
         values[name], sources[name] = value, "request"
     record = f"record v{record_version}"
     if summary is not None:
@@ -298,6 +348,7 @@ def resolve_covariates(given: CovariateInput, summary: PatientSummary | None, re
     for name, gene in (("cyp2c9", "CYP2C9"), ("vkorc1", "VKORC1")):
         if name not in values and pgx is not None and (called := _called(pgx.report, gene)) is not None:
             values[name], sources[name] = called, f"pgx v{pgx.version}: {gene}"
+    values["pharmacogenes"] = _pharmacogenes(given, pgx, sources)
     for name in ("age_years", "sex", "weight_kg"):
         if name not in values:
             raise CovariateError(f"patient.{name}", "not in the request and not in the patient's record")
@@ -312,6 +363,8 @@ def resolve_covariates(given: CovariateInput, summary: PatientSummary | None, re
 
 #: model covariate names (as the domain reports them) -> request field
 _REQUEST_FIELD = {"CYP2C9": "patient.cyp2c9", "VKORC1": "patient.vkorc1", "age_years": "patient.age_years",
+                  "CYP3A5": "patient.pharmacogenes.CYP3A5", "DPYD": "patient.pharmacogenes.DPYD",
+                  "CYP2C19": "patient.pharmacogenes.CYP2C19", "sex": "patient.sex",
                   "weight_kg": "patient.weight_kg", "height_cm": "patient.height_cm",
                   "serum_creatinine_mg_dl": "patient.serum_creatinine_mg_dl",
                   "crcl_ml_min": "patient.serum_creatinine_mg_dl", "dialysis": "patient.dialysis"}
