@@ -36,6 +36,7 @@ from medtwin.pharmaco.pgx.types import (
     Status,
     VariantCall,
 )
+from medtwin.pharmaco.recommendations import recommend as cpic_recommend
 from medtwin.pharmaco.vcf import read_vcf
 
 __all__ = ["GENES", "INDETERMINATE", "UNKNOWN", "DiplotypeCandidate", "DrugRecommendation", "GeneResult",
@@ -130,4 +131,5 @@ def call_pgx(vcf: str | Path, sample: str | None = None, cyp2d6_copy_number: int
         result = call_gene(d, observed, cyp2d6_copy_number if gene == "CYP2D6" else None)
         genes[gene] = from_outside_call(d, outside[gene], result) if gene in outside else result
     return PgxReport(sample=parsed.sample, assembly=parsed.assembly, genes=genes, variants=calls,
-                     recommendations=recommend(genes), definition_version=definition_version())
+                     recommendations=[DrugRecommendation.model_validate(r, from_attributes=True)  # CPIC tables: B's module
+                                      for r in cpic_recommend(genes)], definition_version=definition_version())
