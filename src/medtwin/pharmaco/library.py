@@ -292,7 +292,12 @@ def load_drug(name: str) -> DrugModel:
     if key not in names:
         raise UnknownDrugError("drug", f"unknown drug {name!r}; available: {', '.join(names)}")
     text = resources.files("medtwin.pharmaco").joinpath(f"data/drugs/{key}.toml").read_text(encoding="utf-8")
-    return _build(tomllib.loads(text), f"{key}.toml")
+    return parse_drug(text, f"{key}.toml")
+
+
+def parse_drug(text: str, origin: str) -> DrugModel:
+    """A drug model from TOML text; errors name ``origin`` and the entry."""
+    return _build(tomllib.loads(text), origin)
 
 
 def load_all(names: Sequence[str] | None = None) -> dict[str, DrugModel]:
