@@ -98,6 +98,16 @@ def test_weight_bounds_a_batch_and_idle_runs_when_nothing_arrives() -> None:
     worker.stop()
 
 
+def test_none_is_an_item_like_any_other() -> None:
+    seen: list[None] = []
+    worker: Worker[None] = Worker("t-none", lambda items, flushing: seen.extend(items), idle=lambda: None,
+                                  idle_interval_s=0.05)
+    worker.put(None)
+    worker.put(None)
+    assert worker.flush(timeout=5) and seen == [None, None]
+    worker.stop()
+
+
 def test_max_batch_must_be_positive() -> None:
     with pytest.raises(ValueError, match="max_batch"):
         Worker("t-bad", lambda items, flushing: None, max_batch=0)

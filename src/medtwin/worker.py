@@ -30,6 +30,7 @@ __all__ = ["Worker"]
 T = TypeVar("T")
 _STOP: Final = object()
 _FLUSH: Final = object()
+_IDLE: Final = object()  # nothing arrived within idle_interval_s
 
 
 def _one(_item: object) -> int:
@@ -118,18 +119,18 @@ class Worker(Generic[T]):
             self.start()
         return target
 
-    def _next(self) -> object | None:
+    def _next(self) -> object:
         if self._idle is None:
             return self._queue.get()
         try:
             return self._queue.get(timeout=self.idle_interval_s)
         except queue.Empty:
-            return None
+            return _IDLE
 
     def _run(self) -> None:
         while True:
             first = self._next()
-            if first is None:
+            if first is _IDLE:
                 self._guarded(self._idle, "idle step")
                 continue
             if self.gather_s > 0 and first is not _STOP and first is not _FLUSH:

@@ -147,13 +147,13 @@ def test_the_worker_thread_processes_and_close_drains(sqlite_store: Store) -> No
     assert service.status("p1") is not None and service.batches >= 1
     service.on_samples(_samples()[24:40])
     service.close()
-    assert service._thread is not None and not service._thread.is_alive()
+    assert not service._worker.running
     assert service.pending() == 0
     status = service.status("p1")
     assert status is not None and status.data_time == max(s.time for s in _samples()[:40] if s.metric == GLUCOSE)
     service.on_samples(_samples()[40:50])  # after close: queued, not processed, no thread restarted
     time.sleep(0.05)
-    assert service.pending() > 0 and not service._thread.is_alive()
+    assert service.pending() > 0 and not service._worker.running
 
 
 def test_inputs_before_the_first_reading_late_readings_and_other_metrics(sqlite_store: Store) -> None:

@@ -4,8 +4,9 @@ ensemble filter (:mod:`medtwin.physiology.assimilation`) as they arrive, with a 
 How it runs:
 
 * :meth:`LiveGlucoseService.on_samples` is an ingest-pipeline listener: it only queues the samples that
-  matter here (glucose, carbohydrate, insulin bolus, basal rate) and wakes the worker thread, which waits
-  ``batch_delay_s`` to gather more and then calls :meth:`~LiveGlucoseService.process_pending`. That call
+  matter here (glucose, carbohydrate, insulin bolus, basal rate) and wakes the worker
+  (:class:`medtwin.worker.Worker`), which waits ``batch_delay_s`` to gather more and then calls
+  :meth:`~LiveGlucoseService.process_pending`. That call
   takes every queued patient at once: per patient the samples in time order, the k-th CGM reading of every
   patient in one batched ensemble step (the inputs before it added first), then one batched forecast for all
   patients that got a reading, saved and handed to the forecast listeners (alerts, event hub) after commit.
@@ -64,6 +65,7 @@ from medtwin.store.live_tables import twin_live_state
 from medtwin.store.twins import TwinRepository
 from medtwin.twin.glucose import GLUCOSE_KIND, latest_twin_version
 from medtwin.vocab import CARBS, GLUCOSE, INSULIN_BASAL, INSULIN_BOLUS, GlucoseForecast, Sample
+from medtwin.worker import Worker
 
 log = logging.getLogger("medtwin.live")
 
@@ -196,12 +198,11 @@ class LiveGlucoseService:
         self._live: dict[str, _Live] = {}
         self._waiting_inputs: dict[str, list[Sample]] = {}  # inputs before a patient's first reading
         self._listeners: list[ForecastListener] = []
-        self._wake = threading.Event()
         self._closing = False
         self.batches = 0
         self.last_batch_seconds = 0.0
-        self._thread: threading.Thread | None = None
         self._start_worker = start_worker  # the worker thread starts with the first queued sample
+        self._worker: Worker[None] = Worker("live-glucose", self._wake_up, gather_s=batch_delay_s, logger=log)
 
     # --- public API -------------------------------------------------------------------------------------
 
@@ -213,10 +214,9 @@ class LiveGlucoseService:
         with self._queue_lock:
             for sample in wanted:
                 self._queue.setdefault(sample.patient_id, []).append(sample)
-            if self._start_worker and self._thread is None and not self._closing:
-                self._thread = threading.Thread(target=self._run, name="live-glucose", daemon=True)
-                self._thread.start()
-        self._wake.set()
+            wake = self._start_worker and not self._closing
+        if wake:
+            self._worker.put(None)  # wake-ups coalesce: one pass takes everything queued
 
     def add_forecast_listener(self, fn: ForecastListener) -> None:
         """``fn(forecast)`` is called (on the worker thread, after the batch is saved) for every new forecast."""
@@ -244,28 +244,14 @@ class LiveGlucoseService:
         """Stop the worker after it has processed what is queued."""
         with self._queue_lock:
             self._closing = True
-        self._wake.set()
-        if self._thread is not None:
-            self._thread.join(timeout_s)
-            if self._thread.is_alive():
-                log.warning("live glucose worker did not stop within %.0f s", timeout_s)
-                return
+        if not self._worker.stop(timeout_s):
+            return
         self.process_pending()
 
     # --- worker -----------------------------------------------------------------------------------------
 
-    def _run(self) -> None:
-        while True:
-            self._wake.wait()
-            self._wake.clear()
-            if not self._closing and self.batch_delay_s > 0:
-                time.sleep(self.batch_delay_s)  # gather the rest of a burst into the same batch
-            try:
-                self.process_pending()
-            except Exception:  # the worker must survive one bad batch
-                log.exception("live glucose batch failed")
-            if self._closing:
-                return
+    def _wake_up(self, _wakes: list[None], _flushing: bool) -> None:
+        self.process_pending()  # an exception is logged by the worker, which goes on
 
     def process_pending(self) -> int:
         """Process everything queued (synchronously); returns the number of readings folded in."""
