@@ -16,6 +16,7 @@ from medtwin.api.routers import dashboard, drugs, glucose, patients, record, sam
 from medtwin.api.routers import live as live_router
 from medtwin.api.routers import reports as reports_router
 from medtwin.api.routers import twins as twins_router
+from medtwin.api.routers import vocabulary as vocabulary_router
 from medtwin.api.security_middleware import install_security
 from medtwin.api.services import Services, services_of
 from medtwin.config import Settings
@@ -68,6 +69,7 @@ def create_app(settings: Settings | None = None, *, store: Store | None = None,
     app.include_router(reports_router.router, prefix=API_PREFIX)
     app.include_router(live_router.router, prefix=API_PREFIX)
     app.include_router(twins_router.router, prefix=API_PREFIX)
+    app.include_router(vocabulary_router.router, prefix=API_PREFIX)
     app.add_middleware(BodySizeLimit, max_bytes=settings.max_upload_bytes)
     security = install_security(app, settings, store, keyring)
     app.include_router(alerts_router.router, prefix=API_PREFIX)
