@@ -266,6 +266,11 @@ class PatientCall(Caller):
     patient_id: str
     requested: str
 
+    def not_found(self, what: str) -> ProblemError:
+        """404 for a visible patient without ``what`` (e.g. ``"no vital signs"``)."""
+        return ProblemError(404, "Not found", f"patient {self.requested!r} has {what}", kind="not-found",
+                            field="patient_id")
+
 
 def caller(action: str, resource: str) -> Callable[..., Caller]:
     """Dependency: :func:`guard` (``action`` on ``resource``) and the services, as one :class:`Caller`.

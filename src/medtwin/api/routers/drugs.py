@@ -11,7 +11,14 @@ from typing import Annotated
 from fastapi import APIRouter, Depends, Query, Request
 from starlette.concurrency import run_in_threadpool
 
-from medtwin.api.deps import Principal, StoreDep, guard, visible_patient
+from medtwin.api.deps import (
+    MedicationSimulator,
+    ObservationReader,
+    Principal,
+    StoreDep,
+    guard,
+    visible_patient,
+)
 from medtwin.api.problems import ProblemError
 from medtwin.twin.build import utc_now
 from medtwin.twin.pharmacogenomics import (
@@ -42,27 +49,16 @@ def list_drugs(principal: Annotated[Principal, Depends(guard("read", "Medication
 @on_twin.post("/compare", response_model=TwinDrugComparison,
               summary="Compare regimens on the patient's twin (stored as a drug-simulation twin version)",
               responses={422: {"description": "Invalid input (problem+json naming the field)"}})
-async def compare(
-    patient_id: str,
-    body: TwinCompareRequest,
-    store: StoreDep,
-    principal: Annotated[Principal, Depends(guard("simulate", "MedicationRequest"))],
-) -> TwinDrugComparison:
-    resolved = visible_patient(store, principal, patient_id)
-    return await run_in_threadpool(run_comparison, store, resolved, body, actor=principal.subject, clock=utc_now)
+async def compare(body: TwinCompareRequest, call: MedicationSimulator) -> TwinDrugComparison:
+    return await run_in_threadpool(run_comparison, call.store, call.patient_id, body, actor=call.actor,
+                                   clock=utc_now)
 
 
 @on_twin.post("/individualise", response_model=TwinDoseSuggestion,
               summary="Suggest a dose from measured levels (MAP), stored as a drug-simulation twin version",
               responses={422: {"description": "Invalid input (problem+json naming the field)"}})
-async def individualise(
-    patient_id: str,
-    body: TwinIndividualiseRequest,
-    store: StoreDep,
-    principal: Annotated[Principal, Depends(guard("simulate", "MedicationRequest"))],
-) -> TwinDoseSuggestion:
-    resolved = visible_patient(store, principal, patient_id)
-    return await run_in_threadpool(run_individualisation, store, resolved, body, actor=principal.subject,
+async def individualise(body: TwinIndividualiseRequest, call: MedicationSimulator) -> TwinDoseSuggestion:
+    return await run_in_threadpool(run_individualisation, call.store, call.patient_id, body, actor=call.actor,
                                    clock=utc_now)
 
 
@@ -100,15 +96,10 @@ async def upload_pgx(
 
 @on_twin.get("/pgx", response_model=StoredPgx, summary="The patient's latest pharmacogenomic report",
              responses={404: {"description": "No patient, or no PGx report stored yet"}})
-def get_pgx(
-    patient_id: str,
-    store: StoreDep,
-    principal: Annotated[Principal, Depends(guard("read", "Observation"))],
-) -> StoredPgx:
-    resolved = visible_patient(store, principal, patient_id)
-    stored = latest_pgx(store, resolved)
+def get_pgx(call: ObservationReader) -> StoredPgx:
+    stored = latest_pgx(call.store, call.patient_id)
     if stored is None:
-        raise ProblemError(404, "Not found", f"patient {patient_id!r} has no pharmacogenomic report yet",
+        raise ProblemError(404, "Not found", f"patient {call.requested!r} has no pharmacogenomic report yet",
                            kind="not-found", field="pgx")
     return stored
 
