@@ -8,9 +8,10 @@ import math
 import pytest
 from pydantic import ValidationError
 
-from medtwin.pharmaco.errors import VcfError
+from medtwin.pharmaco.errors import PharmacoInputError, VcfError
 from medtwin.pharmaco.iwpc import IwpcInput, Race, coefficients, iwpc_weekly_dose
-from medtwin.pharmaco.pgx import build_vcf, call_pgx, phenotype_from_diplotype, variants
+from medtwin.pharmaco.pgx import build_vcf, call_pgx, phenotype_from_diplotype, vkorc1_genotype
+from medtwin.pharmaco.pgx.definitions import definition
 
 # CPIC CYP2C19 diplotype -> phenotype examples (Lee 2022, Table 1)
 CYP2C19_EXPECTED = {
@@ -26,6 +27,7 @@ CYP2C19_EXPECTED = {
     "*3/*3": "Poor Metabolizer",
     "*1/*4": "Intermediate Metabolizer",
     "*4/*4": "Poor Metabolizer",
+    "*1/*9": "Likely Intermediate Metabolizer",
 }
 # CPIC CYP2D6 (Caudle 2020 activity-score consensus): AS and phenotype
 CYP2D6_EXPECTED = {
@@ -40,6 +42,17 @@ CYP2D6_EXPECTED = {
     "*17/*41": (1.0, "Intermediate Metabolizer"),
     "*4/*4": (0.0, "Poor Metabolizer"),
     "*5/*5": (0.0, "Poor Metabolizer"),
+    "*1x2/*1": (3.0, "Ultrarapid Metabolizer"),
+    "*1x2/*4": (2.0, "Normal Metabolizer"),
+}
+# CPIC CYP2C9 (Theken 2020) and DPYD (Amstutz 2018) activity scores
+ACTIVITY_EXPECTED = {
+    ("CYP2C9", "*1/*1"): (2.0, "Normal Metabolizer"),
+    ("CYP2C9", "*1/*3"): (1.0, "Intermediate Metabolizer"),
+    ("CYP2C9", "*2/*3"): (0.5, "Poor Metabolizer"),
+    ("DPYD", "Reference/c.1905+1G>A (*2A)"): (1.0, "Intermediate Metabolizer"),
+    ("DPYD", "c.1905+1G>A (*2A)/c.2846A>T"): (0.5, "Poor Metabolizer"),
+    ("DPYD", "Reference/c.2846A>T"): (1.5, "Intermediate Metabolizer"),
 }
 
 
@@ -55,61 +68,112 @@ def test_cyp2d6_cpic_activity_scores(diplotype: str, expected: tuple[float, str]
     assert phenotype == expected[1]
 
 
-def test_cyp2d6_copy_number_duplication_and_deletion() -> None:
+@pytest.mark.parametrize(("key", "expected"), sorted(ACTIVITY_EXPECTED.items()))
+def test_cyp2c9_and_dpyd_activity_scores(key: tuple[str, str], expected: tuple[float, str]) -> None:
+    phenotype, score = phenotype_from_diplotype(*key)
+    assert (score, phenotype) == (pytest.approx(expected[0]), expected[1])
+
+
+def test_cyp2d6_allele_without_cpic_value_is_indeterminate() -> None:
+    assert phenotype_from_diplotype("CYP2D6", "*1/*146") == ("Indeterminate", None)
+
+
+def test_cyp2d6_copy_number_gives_candidates_but_no_confident_phenotype() -> None:
     vcf = build_vcf({"CYP2D6": "*1/*1"})
-    assert call_pgx(vcf, cyp2d6_copy_number=3).genes["CYP2D6"].phenotype == "Ultrarapid Metabolizer"
-    assert call_pgx(vcf, cyp2d6_copy_number=3).genes["CYP2D6"].activity_score == 3.0
+    dup = call_pgx(vcf, cyp2d6_copy_number=3).genes["CYP2D6"]
+    assert [(c.diplotype, c.activity_score, c.phenotype) for c in dup.candidates] == [
+        ("*1x2/*1", 3.0, "Ultrarapid Metabolizer")]
+    assert dup.phenotype == "unknown" and not dup.phenotype_confident
     single = call_pgx(build_vcf({"CYP2D6": "*4/*4"}), cyp2d6_copy_number=1).genes["CYP2D6"]
-    assert single.diplotype == "*4/*5" and single.phenotype == "Poor Metabolizer"
+    assert [c.diplotype for c in single.candidates] == ["*4/*5"]
+    assert single.candidates[0].phenotype == "Poor Metabolizer" and single.phenotype == "unknown"
 
 
 STAR_GENES = {
     "CYP2C9": ["*1", "*2", "*3"],
-    "CYP2C19": ["*1", "*2", "*3", "*17"],
+    "CYP2C19": ["*1", "*2", "*3", "*17", "*38"],
     "CYP2D6": ["*1", "*2", "*4", "*10", "*17", "*41"],
-    "SLCO1B1": ["*1", "*5"],
+    "SLCO1B1": ["*1", "*5", "*15"],
+    "CYP3A5": ["*1", "*3", "*6", "*7"],
+    "TPMT": ["*1", "*2", "*3A"],
 }
 
 
-@pytest.mark.parametrize("phased", [True, False])
 @pytest.mark.parametrize("gene", sorted(STAR_GENES))
-def test_vcf_from_known_diplotypes_is_called_back(gene: str, phased: bool) -> None:
+def test_phased_vcf_from_known_diplotypes_is_called_back(gene: str) -> None:
     for a, b in itertools.combinations_with_replacement(STAR_GENES[gene], 2):
         diplotype = f"{a}/{b}"
-        result = call_pgx(build_vcf({gene: diplotype}, phased=phased)).genes[gene]
-        assert result.diplotype == diplotype, (diplotype, result)
-        assert result.phenotype == phenotype_from_diplotype(gene, diplotype)[0]
+        result = call_pgx(build_vcf({gene: diplotype}, phased=True)).genes[gene]
+        assert result.status == "called" and result.diplotype == diplotype, (diplotype, result)
+        if gene != "CYP2D6":
+            assert result.phenotype == phenotype_from_diplotype(gene, diplotype)[0]
+            assert result.phenotype_confident
 
 
-def test_phased_cyp2c19_star4_and_star17_are_resolved() -> None:
+def test_unphased_cyp2c19_star4_star17_lists_both_readings_and_their_common_phenotype() -> None:
     result = call_pgx(build_vcf({"CYP2C19": "*4/*17"}, phased=True)).genes["CYP2C19"]
-    assert result.diplotype == "*4/*17" and result.alternatives == []
+    assert result.diplotype == "*4/*17" and result.alternatives == [] and result.status == "called"
     unphased = call_pgx(build_vcf({"CYP2C19": "*4/*17"})).genes["CYP2C19"]
-    assert set([unphased.diplotype, *unphased.alternatives]) == {"*1/*4", "*4/*17"}
+    assert unphased.status == "ambiguous" and unphased.diplotype == "unknown"
+    assert {c.diplotype for c in unphased.candidates} == {"*1/*4", "*4/*17"}
     assert unphased.phenotype == "Intermediate Metabolizer"  # both readings agree
+    assert unphased.phenotype_confident and unphased.phenotype_inferred
 
 
-def test_missing_position_makes_the_gene_unknown_not_reference() -> None:
-    everything = {v.rsid for v in variants()}
-    vcf = build_vcf({"CYP2D6": "*1/*1"}, include=everything - {"rs3892097"})
-    report = call_pgx(vcf)
-    assert report.genes["CYP2D6"].diplotype == "unknown"
+def test_unphased_tpmt_star1_star3a_is_not_confidently_named() -> None:
+    """*1/*3A and *3B/*3C give the same unphased genotypes: IM or PM cannot be told apart."""
+    result = call_pgx(build_vcf({"TPMT": "*1/*3A"})).genes["TPMT"]
+    assert result.status == "ambiguous" and not result.phenotype_confident
+    assert {c.diplotype: c.phenotype for c in result.candidates} == {
+        "*1/*3A": "Intermediate Metabolizer", "*3B/*3C": "Poor Metabolizer"}
+    assert "PharmCAT's score" in result.notes[0] and "*1/*3A" in result.notes[0]
+
+
+def test_missing_position_is_not_assumed_reference() -> None:
+    cyp2d6 = definition("CYP2D6")
+    star4 = next(p.position for p in cyp2d6.positions if p.rsid == "rs3892097")
+    report = call_pgx(build_vcf({"CYP2D6": "*1/*1"}, omit={star4}))
+    assert report.genes["CYP2D6"].status == "ambiguous" and report.genes["CYP2D6"].diplotype == "unknown"
     assert report.genes["CYP2D6"].phenotype == "unknown"
     assert any("rs3892097" in m for m in report.genes["CYP2D6"].missing_positions)
-    assert report.genes["CYP2C19"].diplotype == "*1/*1"
-    no_call = build_vcf({}).replace("rs4149056\tT\tC\t.\tPASS\t.\tGT\t0/0", "rs4149056\tT\tC\t.\tPASS\t.\tGT\t./.")
-    assert call_pgx(no_call).genes["SLCO1B1"].phenotype == "unknown"
+    assert report.genes["CYP2C19"].status == "called" and report.genes["CYP2C19"].diplotype == "*38/*38"
+    slco1b1 = next(p.position for p in definition("SLCO1B1").positions if p.rsid == "rs4149056")
+    no_call = build_vcf({}).replace(f"{slco1b1}\trs4149056\tT\tC\t.\tPASS\t.\tGT\t0/0",
+                                    f"{slco1b1}\trs4149056\tT\tC\t.\tPASS\t.\tGT\t./.")
+    result = call_pgx(no_call).genes["SLCO1B1"]
+    assert result.status == "ambiguous" and result.phenotype == "unknown" and not result.phenotype_confident
+    assert {c.phenotype for c in result.candidates} >= {"Normal Function", "Decreased Function"}
 
 
-def test_vkorc1_and_slco1b1_and_recommendations() -> None:
+def test_vkorc1_slco1b1_and_recommendations() -> None:
     report = call_pgx(build_vcf({"VKORC1": "A/A", "SLCO1B1": "*5/*5", "CYP2C19": "*2/*2", "CYP2D6": "*1/*2"},
-                                sample="NA12878"))
+                                sample="NA12878", phased=True))
     assert report.sample == "NA12878" and report.assembly == "GRCh38"
-    assert report.genes["VKORC1"].diplotype.endswith("A/A")
+    assert vkorc1_genotype(report.genes["VKORC1"]) == "A/A" and report.genes["VKORC1"].phenotype == "-1639 AA"
     recs = {r.drug: r for r in report.recommendations}
     assert recs["simvastatin"].phenotype == "Poor Function" and "alternative statin" in recs["simvastatin"].recommendation
     assert recs["clopidogrel"].phenotype == "Poor Metabolizer" and "Avoid clopidogrel" in recs["clopidogrel"].recommendation
-    assert recs["codeine"].phenotype == "Normal Metabolizer" and "label-recommended" in recs["codeine"].recommendation
+    assert recs["codeine"].phenotype == "unknown" and recs["codeine"].classification == "No recommendation"
+
+
+def test_outside_call_gives_cyp2d6_a_confident_phenotype() -> None:
+    vcf = build_vcf({"CYP2D6": "*1/*4"})
+    report = call_pgx(vcf, outside_calls="# from a CYP2D6 caller\nCYP2D6\t*1x2/*4\n")
+    cyp2d6 = report.genes["CYP2D6"]
+    assert cyp2d6.status == "outside_call" and cyp2d6.diplotype == "*1x2/*4"
+    assert (cyp2d6.activity_score, cyp2d6.phenotype, cyp2d6.phenotype_confident) == (2.0, "Normal Metabolizer", True)
+    assert any("*1/*4" in n for n in cyp2d6.notes)
+    by_phenotype = call_pgx(vcf, outside_calls="CYP2D6\t\tPoor Metabolizer\n").genes["CYP2D6"]
+    assert by_phenotype.phenotype == "Poor Metabolizer" and by_phenotype.diplotype == "unknown"
+    by_score = call_pgx(vcf, outside_calls="CYP2D6\t\t\t0.5\n").genes["CYP2D6"]
+    assert by_score.phenotype == "Intermediate Metabolizer" and by_score.activity_score == 0.5
+
+
+def test_bad_outside_call_names_the_line() -> None:
+    with pytest.raises(PharmacoInputError, match="line 2.*CYP9Z9"):
+        call_pgx(build_vcf({}), outside_calls="CYP2D6\t*1/*1\nCYP9Z9\t*1/*1\n")
+    with pytest.raises(PharmacoInputError, match="line 2.*second call"):
+        call_pgx(build_vcf({}), outside_calls="CYP2D6\t*1/*1\nCYP2D6\t*1/*4\n")
 
 
 def test_grch37_vcf_is_rejected() -> None:
@@ -118,15 +182,16 @@ def test_grch37_vcf_is_rejected() -> None:
     hg19 = build_vcf({}).replace("##reference=GRCh38", "##contig=<ID=chr22,length=51304566,assembly=hg19>")
     with pytest.raises(VcfError) as info:
         call_pgx(hg19)
-    assert info.value.field == "contig"
+    assert "line 2" in info.value.field
 
 
 def test_malformed_line_names_the_line() -> None:
     lines = build_vcf({}).splitlines()
-    lines[6] = lines[6].replace("\t", " ", 2)
+    lines[6] = lines[6].replace("\t", " ", 4)
     with pytest.raises(VcfError, match="line 7"):
         call_pgx("\n".join(lines))
-    bad_pos = build_vcf({}).replace("94942290", "9494229x")
+    first = definition("ABCG2").positions[0].position
+    bad_pos = build_vcf({}).replace(f"\t{first}\t", "\t8901234x\t")
     with pytest.raises(VcfError, match="POS"):
         call_pgx(bad_pos)
 
@@ -135,10 +200,16 @@ def test_sample_selection_errors() -> None:
     vcf = build_vcf({}, sample="alice")
     with pytest.raises(VcfError, match="'bob' is not in the VCF"):
         call_pgx(vcf, sample="bob")
-    two = vcf.replace("\talice", "\talice\tcarol").replace("GT\t0/0", "GT\t0/0\t0/1")
+    two = vcf.replace("\talice", "\talice\tcarol").replace("GT\t0/0", "GT\t0/0\t0/0")
+    star3 = build_vcf({"CYP2C9": "*3/*3"}, sample="x").splitlines()
+    two_lines = two.splitlines()
+    for i, line in enumerate(star3):
+        if line.startswith("chr10\t94981296"):
+            two_lines[i] = two_lines[i][: two_lines[i].rindex("\t")] + "\t" + line.split("\t")[-1]
     with pytest.raises(VcfError, match="2 samples"):
-        call_pgx(two)
-    assert call_pgx(two, sample="carol").genes["CYP2C9"].diplotype == "*2/*3"
+        call_pgx("\n".join(two_lines))
+    assert call_pgx("\n".join(two_lines), sample="carol").genes["CYP2C9"].diplotype == "*3/*3"
+    assert call_pgx("\n".join(two_lines), sample="alice").genes["CYP2C9"].diplotype == "*1/*1"
 
 
 def test_iwpc_reference_patient() -> None:

@@ -65,7 +65,7 @@ def _cyp2d6_copies(a: str, b: str, copy_number: int) -> list[DiplotypeCandidate]
         options = [f"{a}/*5"] if a == b else []
     else:
         extra = copy_number - 1
-        options = sorted({f"{a}x{extra}/{b}", f"{a}/{b}x{extra}"})
+        options = [f"{a}x{extra}/{b}"] if a == b else [f"{a}x{extra}/{b}", f"{a}/{b}x{extra}"]
     out = []
     for option in options:
         x, y = option.split("/")
@@ -79,6 +79,11 @@ def _agreement(candidates: list[DiplotypeCandidate]) -> tuple[str, float | None]
     scores = {c.activity_score for c in candidates}
     phenotype = phenotypes.pop() if len(phenotypes) == 1 else INDETERMINATE
     return phenotype, (scores.pop() if len(scores) == 1 else None)
+
+
+def _pharmcat_score(gene: GeneDefinition, pair: tuple[str, str]) -> int:
+    """PharmCAT's diplotype score: defining positions of both alleles (the reference allele: all of them)."""
+    return sum(len(gene.positions) if name == gene.reference else gene.allele(name).score for name in pair)
 
 
 def _priority(gene: GeneDefinition, pairs: list[tuple[str, str]]) -> list[tuple[str, str]]:
@@ -147,8 +152,12 @@ def call_gene(gene: GeneDefinition, observed: list[Observed], copy_number: int |
     found: MatchResult = match(gene, observed)
     if not found.diplotypes:
         return _not_callable(gene, found.unexplained, missing, found.partial)
-    pairs = _priority(gene, found.diplotypes)
-    result = _from_candidates(gene, _candidates(gene.gene, pairs, copy_number), missing, [])
+    pairs = sorted(_priority(gene, found.diplotypes), key=lambda p: -_pharmcat_score(gene, p))
+    notes = []
+    if len(pairs) > 1:
+        notes.append(f"PharmCAT's score (most defining positions) would report {pairs[0][0]}/{pairs[0][1]}; "
+                     "the data cannot exclude the other candidates")
+    result = _from_candidates(gene, _candidates(gene.gene, pairs, copy_number), missing, notes)
     if gene.gene == "CYP2D6":
         return _cyp2d6_without_outside(result, copy_number)
     return result

@@ -75,14 +75,42 @@ def call_dpyd(gene: GeneDefinition, observed: list[Observed]) -> DpydCall:
     if unexplained:
         return DpydCall(found, unexplained, [])
     missing = {j for j, o in enumerate(observed) if o.alleles is None}
-    hidden = [a.name for a in _variant_alleles(gene) if set(a.defining) & missing]
-    options: list[list[str]] = [found]
-    options += [found + [h] for h in hidden] + [found + [h, h] for h in hidden]
-    # two copies of the lowest-valued hidden allele give the lowest possible score, so truncating the pairs
-    # of different hidden alleles never hides a lower phenotype
-    options += [found + list(p) for p in list(combinations(hidden, 2))[:MAX_MISSING_PAIRS]]
+    if not missing:
+        return DpydCall(found, [], [_diplotype(found)])
     seen: dict[str, DiplotypeCandidate] = {}
-    for option in options:
-        candidate = _diplotype(option)
-        seen.setdefault(candidate.diplotype, candidate)
+    for filled in _hypotheses(gene, observed, missing):
+        hypothetical, left = _count_alleles(gene, filled)
+        if not left:
+            candidate = _diplotype(hypothetical)
+            seen.setdefault(candidate.diplotype, candidate)
     return DpydCall(found, [], list(seen.values()))
+
+
+def _fill(observed: list[Observed], missing: set[int], carried: list[NamedAllele]) -> list[Observed] | None:
+    """Observed genotypes with the missing positions set to carry ``carried`` (else reference)."""
+    counts: dict[int, list[str]] = {j: [] for j in missing}
+    for allele in carried:
+        for j, seq in allele.defining.items():
+            if j in counts:
+                counts[j].append(seq)
+    out = list(observed)
+    for j, alts in counts.items():
+        if len(alts) > 2:
+            return None
+        ref = observed[j].position.ref
+        a, b = (alts + [ref, ref])[:2]
+        out[j] = Observed(observed[j].position, (a, b), None, "hypothesis")
+    return out
+
+
+def _hypotheses(gene: GeneDefinition, observed: list[Observed], missing: set[int]) -> list[list[Observed]]:
+    """Every way the missing positions could carry zero, one (1 or 2 copies) or two different named variants.
+
+    Two copies of the lowest-valued hidden allele give the lowest possible score, so truncating the pairs of
+    different hidden alleles never hides a lower phenotype.
+    """
+    hidden = [a for a in _variant_alleles(gene) if set(a.defining) & missing]
+    options: list[list[NamedAllele]] = [[]] + [[h] for h in hidden] + [[h, h] for h in hidden]
+    options += [list(p) for p in list(combinations(hidden, 2))[:MAX_MISSING_PAIRS]]
+    filled = (_fill(observed, missing, option) for option in options)
+    return [f for f in filled if f is not None]

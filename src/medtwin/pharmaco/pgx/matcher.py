@@ -104,8 +104,7 @@ def _prune(fit: BoolArray, specific: BoolArray) -> BoolArray:
     return out
 
 
-def _pairs(gene: GeneDefinition, matrix: BoolArray) -> list[tuple[str, str]]:
-    names = [a.name for a in gene.alleles]
+def _pairs(names: list[str], matrix: BoolArray) -> list[tuple[str, str]]:
     rows, cols = np.nonzero(np.triu(matrix))
     pairs: set[tuple[str, str]] = set()
     for i, j in zip(rows.tolist(), cols.tolist(), strict=True):
@@ -128,16 +127,19 @@ def match(gene: GeneDefinition, observed: list[Observed]) -> MatchResult:
     masks = masks_for(gene)
     g0, g1 = _codes(observed, gene.ignored_positions)
     m0, m1 = _fits(masks, g0), _fits(masks, g1)
+    missing = [o for o in observed if o.alleles is None and o.position.position not in gene.ignored_positions]
+    single, sets = _groups(observed)
+    # an allele in a fitting pair carries one of the two observed alleles everywhere: pair only those
+    keep = np.flatnonzero((m0 | m1).all(axis=1))
+    if keep.size:
+        k0, k1 = m0[keep], m1[keep]
+        fit = _failures(k0[:, None, :] & k1[None, :, :], k1[:, None, :] & k0[None, :, :], single, sets) == 0
+        if fit.any():
+            pruned = _prune(fit, _more_specific(masks[keep], g0 != _MISSING))
+            return MatchResult(_pairs([gene.alleles[i].name for i in keep.tolist()], pruned), missing)
     o0 = m0[:, None, :] & m1[None, :, :]
     o1 = m1[:, None, :] & m0[None, :, :]
-    single, sets = _groups(observed)
-    failures = _failures(o0, o1, single, sets)
-    missing = [o for o in observed if o.alleles is None and o.position.position not in gene.ignored_positions]
-    fit = failures == 0
-    if fit.any():
-        pruned = _prune(fit, _more_specific(masks, g0 != _MISSING))
-        return MatchResult(_pairs(gene, pruned), missing)
-    return _not_callable(gene, observed, failures, o0, o1, missing)
+    return _not_callable(gene, observed, _failures(o0, o1, single, sets), o0, o1, missing)
 
 
 def _failing_positions(o0: BoolArray, o1: BoolArray, i: int, j: int, observed: list[Observed]) -> set[int]:
