@@ -7,7 +7,7 @@ distribution (``N(0, prior_sd_log^2)``). Between observations the members are si
 with the known inputs and doses of the timeline, and the multipliers drift as random walks
 (``drift_sd_log`` per square-root time unit). At an observation of one output the augmented vector is
 updated with the Kalman gain estimated from the ensemble, each member against its own perturbed copy of the
-reading. Randomness comes only from the filter's ``numpy.random.Generator``; the whole filter (with the
+reading; the observation error has SD ``sqrt(obs_sd^2 + (proportional * predicted mean)^2)``. Randomness comes only from the filter's ``numpy.random.Generator``; the whole filter (with the
 generator state) round-trips through JSON, so a stored filter resumes exactly.
 """
 
@@ -37,20 +37,23 @@ class EnsembleFilter:
     """Ensemble Kalman filter of ``model`` around parameter row ``base`` observing ``output`` (see module)."""
 
     def __init__(self, model: Model, *, base: Array | None = None, output: str | None = None,
-                 obs_sd: float = 1.0, n_members: int = 32, drift_sd_log: float = 0.01,
+                 obs_sd: float = 1.0, proportional: float = 0.0, n_members: int = 32, drift_sd_log: float = 0.01,
                  prior_sd_log: Mapping[str, float] | None = None, rng: np.random.Generator | None = None,
                  solver: Solver | None = None) -> None:
         if not model.drifting:
             raise ModelInputError("drifting", f"{model.name} declares no drifting parameters to assimilate")
         if not 4 <= n_members <= 1000:
             raise ModelInputError("n_members", "must be between 4 and 1000")
-        if not (obs_sd > 0 and drift_sd_log >= 0):
-            raise ModelInputError("obs_sd", "obs_sd must be positive and drift_sd_log non-negative")
+        if not (obs_sd >= 0 and proportional >= 0 and obs_sd + proportional > 0):
+            raise ModelInputError("obs_sd", "obs_sd and proportional must be >= 0, not both 0")
+        if not drift_sd_log >= 0:
+            raise ModelInputError("drift_sd_log", "must be non-negative")
         self.model = model
         self.base = model.check_parameters(model.defaults() if base is None else base)[:1]
         self.output = output or model.output_names[0]
         self._output = model.output_index(self.output)
         self.obs_sd = float(obs_sd)
+        self.proportional = float(proportional)
         self.n_members = n_members
         self.drift_sd_log = float(drift_sd_log)
         override = dict(prior_sd_log or {})
@@ -105,8 +108,10 @@ class EnsembleFilter:
         anomaly = predicted - predicted.mean()
         m = predicted.size
         variance = float(anomaly @ anomaly) / (m - 1)
-        gain = ((z - z.mean(axis=0)).T @ anomaly) / (m - 1) / (variance + self.obs_sd**2)
-        perturbed = value + self.obs_sd * self.rng.standard_normal(m)
+        noise_sd = math.hypot(self.obs_sd, self.proportional * float(predicted.mean()))
+        total = variance + noise_sd**2
+        gain = ((z - z.mean(axis=0)).T @ anomaly) / (m - 1) / total if total > 0 else np.zeros(z.shape[1])
+        perturbed = value + noise_sd * self.rng.standard_normal(m)
         z = z + np.outer(perturbed - predicted, gain)
         self.states_ = z[:, :k]
         if self._nonnegative:
@@ -154,6 +159,7 @@ class EnsembleFilter:
         """JSON-ready; floats round-trip exactly; the generator state's 128-bit integers are strings."""
         return {
             "format": FORMAT, "model": self.model.name, "output": self.output, "obs_sd": self.obs_sd,
+            "proportional": self.proportional,
             "drift_sd_log": self.drift_sd_log, "prior_sd_log": self.prior_sd.tolist(),
             "base": self.base[0].tolist(), "states": self.states_.tolist(), "theta": self.theta_.tolist(),
             "time": self.time_, "n_assimilated": self.n_assimilated_, "innovations": list(self.innovations_),
@@ -174,7 +180,8 @@ class EnsembleFilter:
             prior = dict(zip(model.drifting, (float(x) for x in data["prior_sd_log"]), strict=True))
             states = np.asarray(data["states"], dtype=float)
             filt = cls(model, base=np.asarray(data["base"], dtype=float)[None], output=str(data["output"]),
-                       obs_sd=float(data["obs_sd"]), n_members=states.shape[0],
+                       obs_sd=float(data["obs_sd"]), proportional=float(data.get("proportional", 0.0)),
+                       n_members=states.shape[0],
                        drift_sd_log=float(data["drift_sd_log"]), prior_sd_log=prior,
                        rng=np.random.Generator(bit_generator), solver=solver)
             filt.states_ = states.reshape(-1, len(model.states))

@@ -20,7 +20,7 @@ from medtwin.model.fit import MapFit, Observations
 from medtwin.model.simulate import simulate
 from medtwin.model.timeline import Timeline
 from medtwin.model.whatif import compare
-from medtwin.twin.kinds import Personalisation, TwinKind
+from medtwin.twin.kinds import TwinKind
 
 Array = NDArray[np.float64]
 
@@ -104,18 +104,13 @@ def assimilate_kind(kind: TwinKind, request: AssimilateRequest) -> dict[str, Any
             filt.assimilate(t, value, observations.timeline)
     else:
         filt = EnsembleFilter(model, base=base_parameters(kind, request.parameters), output=observations.output,
-                              obs_sd=_filter_sd(p, observations), n_members=request.n_members, drift_sd_log=kind.drift_sd_log,
+                              obs_sd=p.noise_sd, proportional=p.proportional, n_members=request.n_members, drift_sd_log=kind.drift_sd_log,
                               prior_sd_log=p.prior_sd_log or None,
                               rng=np.random.default_rng(request.seed)).fit(observations)
     mean, sd = filt.predicted()
     return {"kind": kind.name, "model": model.name, "time": filt.time_, "n_assimilated": filt.n_assimilated_,
             "estimates": filt.estimates(), "predicted": {"output": filt.output, "mean": mean, "sd": sd},
             "innovations": list(filt.innovations_), "filter": filt.to_dict()}
-
-
-def _filter_sd(p: Personalisation, observations: Observations) -> float:
-    """The filter's (additive) observation SD: the kind's error model at the median observed value."""
-    return float(np.hypot(p.noise_sd, p.proportional * np.median(np.abs(observations.values))))
 
 
 def _ensemble(kind: TwinKind, request: CompareRequest, rng: np.random.Generator) -> tuple[Array, str]:
