@@ -235,6 +235,14 @@ def test_heart_rate_deviation_from_the_personal_baseline(engine_store: Store) ->
     assert alerts(engine_store)[0].status == "resolved"
 
 
+def test_the_issue_example_opens_one_alert(engine_store: Store) -> None:
+    engine = make_engine(engine_store)
+    engine.on_samples(glucose([65, 65, 65, 75, 65, 65, 65]))
+    engine.stop()
+    (alert,) = alerts(engine_store)
+    assert (alert.rule, alert.status, alert.opened_at, alert.occurrences) == ("hypo-l1", "open", T0, 6)
+
+
 def test_patients_are_independent_and_late_readings_can_revoke_an_onset(engine_store: Store) -> None:
     engine = make_engine(engine_store)
     engine.on_samples(glucose([60, 60, 60], patient="p1") + glucose([300, 300, 300], patient="p2"))

@@ -106,15 +106,19 @@ def test_state_survives_a_json_round_trip() -> None:
 
 @settings(max_examples=60, deadline=None)
 @given(values=st.lists(st.sampled_from([50.0, 60.0, 100.0, 200.0, 260.0]), min_size=1, max_size=60))
-def test_onsets_agree_with_the_batch_metrics_on_regular_series(values: list[float]) -> None:
-    """On a gap-free 5-minute series, the streaming tracker finds at least the runs that
-    ``physiology.metrics.count_episodes`` counts (it may merge runs whose recovery lasted < 15 min)."""
+def test_episodes_equal_the_cgm_metrics_on_regular_series(values: list[float]) -> None:
+    """On a gap-free 5-minute series, the alerts' episodes are exactly the ones the CGM metrics
+    (``physiology.metrics.count_episodes``) count: one definition (consensus 2023)."""
     found = episodes([t for t, _ in series(values)], values)
     g = np.array(values)[:, None]
     for rule, mask in (("hypo-l1", g < 70), ("hypo-l2", g < 54), ("hyper-l1", g > 180), ("hyper-l2", g > 250)):
-        runs = int(count_episodes(mask, 5.0)[0])
-        assert len(found[rule]) <= runs
-        assert (len(found[rule]) == 0) == (runs == 0)
+        assert len(found[rule]) == int(count_episodes(mask, 5.0)[0])
+
+
+def test_the_issue_example_is_one_level_1_episode() -> None:
+    values = [65.0, 65.0, 65.0, 75.0, 65.0, 65.0, 65.0]  # 5 min back at 75 does not end the episode
+    found = episodes([t for t, _ in series(values)], values)
+    assert [(start, end) for start, end, _x in found["hypo-l1"]] == [(T0, None)] and found["hypo-l2"] == []
 
 
 def forecast(now: float, means: list[float], lower80: list[float] | None = None) -> GlucoseForecast:
