@@ -77,7 +77,10 @@ def test_pgx_upload_is_stored_and_shown_in_the_summary(client: TestClient, af_pa
     assert stored["provenance"]["uploaded_by"] == "admin" and stored["actor"] == "admin"
 
     versions = client.get(f"/api/v1/patients/{af_patient}/versions").json()
-    assert [v["kind"] for v in versions] == ["record", "pgx"]
+    # the calls went into the record (Genomics Reporting Observations: a new record version), then the pgx version
+    assert [v["kind"] for v in versions] == ["record", "record", "pgx"]
+    assert stored["provenance"]["record"]["stored"] is True
+    assert versions[1]["provenance"]["import_id"] == stored["provenance"]["record"]["import_id"]
     assert versions[-1]["version"] == stored["version"]
     assert versions[-1]["provenance"]["vcf_sha256"] == stored["provenance"]["vcf_sha256"]
     latest = client.get(f"/api/v1/twins/{af_patient}/drugs/pgx").json()

@@ -43,8 +43,12 @@ from medtwin.pharmaco.twin import (
     compare_regimens,
     individualise,
 )
+from medtwin.record.genomics import IG_CITATION, report_observations, transaction_bundle
+from medtwin.record.sources import RawUnit
 from medtwin.store.database import Store
+from medtwin.store.records import RecordRepository
 from medtwin.store.twins import TwinRepository, TwinVersion
+from medtwin.twin.build import import_unit
 from medtwin.twin.summary import Measurement, PatientSummary
 
 __all__ = [
@@ -240,11 +244,18 @@ def drug_library() -> list[DrugInfo]:
 def store_pgx(store: Store, patient_id: str, vcf_text: str, *, actor: str, now: datetime, sample: str | None = None,
               cyp2d6_copy_number: int | None = None) -> StoredPgx:
     """Call genotypes from a GRCh38 VCF and store the report as a twin version of kind ``pgx`` whose
-    provenance names the VCF (sha256, size), sample, when and by whom."""
+    provenance names the VCF (sha256, size), sample, when and by whom.
+
+    The called genes also go into the patient's FHIR record as Genomics Reporting IG Observations
+    (:mod:`medtwin.record.genomics`) through the record import (:func:`medtwin.twin.build.import_unit`), so they
+    appear in the record export. The import commits in its own transaction, before the pgx version: a failed
+    import stores neither. A patient with no Patient resource in the record gets the twin version only."""
     report = call_pgx(vcf_text, sample=sample, cyp2d6_copy_number=cyp2d6_copy_number)
     raw = vcf_text.encode("utf-8")
+    digest = hashlib.sha256(raw).hexdigest()
+    record = _record_observations(store, patient_id, report, digest, actor=actor, now=now)
     provenance: dict[str, Any] = {
-        "source": "vcf", "vcf_sha256": hashlib.sha256(raw).hexdigest(), "vcf_bytes": len(raw),
+        "source": "vcf", "vcf_sha256": digest, "vcf_bytes": len(raw), "record": record,
         "sample": report.sample, "assembly": report.assembly, "cyp2d6_copy_number": cyp2d6_copy_number,
         "uploaded_at": now.isoformat(), "uploaded_by": actor,
         "tables": {gene: result.table_version for gene, result in report.genes.items()},
@@ -255,6 +266,23 @@ def store_pgx(store: Store, patient_id: str, vcf_text: str, *, actor: str, now: 
             patient_id, PGX_KIND, payload, provenance, actor=actor, now=now)
     return StoredPgx(patient_id=patient_id, version=version, created_at=now, actor=actor, provenance=provenance,
                      report=report)
+
+
+def _record_observations(store: Store, patient_id: str, report: PgxReport, digest: str, *, actor: str,
+                         now: datetime) -> dict[str, Any]:
+    with store.connect() as connection:
+        exists = RecordRepository(connection, store.codec).exists("Patient", patient_id)
+    if not exists:
+        return {"stored": False, "reason": f"no Patient/{patient_id} in the record"}
+    observations = report_observations(report.genes, patient_id=patient_id, issued=now, report_key=digest,
+                                       definition_version=report.definition_version,
+                                       source=f"VCF sha256 {digest[:16]}..., sample {report.sample}")
+    unit = import_unit(store, RawUnit(f"pgx-vcf-{digest[:16]}", "json", transaction_bundle(observations)),
+                       actor=actor, clock=lambda: now)
+    if unit.error is not None:
+        raise unit.error
+    return {"stored": True, "import_id": unit.import_id, "observations": len(observations),
+            "created": unit.created, "unchanged": unit.unchanged, "profiles": IG_CITATION}
 
 
 def _stored(version: TwinVersion) -> StoredPgx:
