@@ -15,9 +15,7 @@ from medtwin.pharmaco.covariates import PatientCovariates, Sex
 from medtwin.pharmaco.dosing import DoseEvent, Regimen, Route
 from medtwin.pharmaco.errors import PharmacoInputError
 from medtwin.pharmaco.iwpc import IwpcInput, Race, iwpc_weekly_dose
-from medtwin.pharmaco.library import available_drugs, load_drug
 from medtwin.pharmaco.pgx import call_pgx
-from medtwin.pharmaco.twin import CompareRequest, IndividualiseRequest, Level, compare_regimens, individualise
 
 app = typer.Typer(help="Test drugs and doses on a patient's twin: PK/PD, pharmacogenomics, dose suggestions.",
                   no_args_is_help=True)
@@ -48,6 +46,7 @@ def _patient(age: float, weight: float, sex: Sex, creatinine: float | None, cyp2
 @app.command("list")
 def list_drugs() -> None:
     """List the drug library with model and source."""
+    from medtwin.pharmaco.library import available_drugs, load_drug
     table = Table(title="Drug library")
     for col in ("drug", "model", "structure", "covariates", "source"):
         table.add_column(col)
@@ -81,6 +80,8 @@ def simulate_command(
     as_json: Annotated[bool, typer.Option("--json", help="Print the result as JSON.")] = False,
 ) -> None:
     """Simulate (and compare) regimens on the patient's twin: PTA and adverse-event probability."""
+    from medtwin.pharmaco.library import load_drug
+    from medtwin.pharmaco.twin import CompareRequest, compare_regimens
     try:
         model = load_drug(drug)
         chosen = route or model.default_route
@@ -126,6 +127,8 @@ def compare_command(
     plot: Annotated[Path | None, typer.Option(help="Write a PNG plot here.")] = None,
 ) -> None:
     """Compare regimens of different doses and intervals (JSON result on stdout)."""
+    from medtwin.pharmaco.library import load_drug
+    from medtwin.pharmaco.twin import CompareRequest, compare_regimens
     try:
         model = load_drug(drug)
         regimens = []
@@ -231,6 +234,7 @@ def individualise_command(
     seed: int = 0,
 ) -> None:
     """MAP-estimate the patient's parameters from measured levels and suggest a regimen."""
+    from medtwin.pharmaco.twin import IndividualiseRequest, Level, individualise
     try:
         if not history.is_file():
             raise PharmacoInputError("history", f"file {history} not found")
