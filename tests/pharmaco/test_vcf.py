@@ -166,7 +166,7 @@ def test_errors_name_the_file_and_line(tmp_path: Path) -> None:
 def test_only_needed_records_are_parsed() -> None:
     """A malformed record far from every pharmacogene is never parsed; the same record on a position is."""
     abcg2 = definition("ABCG2").positions[0]
-    far = f"chr4\t1000\t.\tG\tT\t.\tPASS\t.\tGT\tnonsense\n"
+    far = "chr4\t1000\t.\tG\tT\t.\tPASS\t.\tGT\tnonsense\n"
     assert read_vcf(HEADER + far, regions=[("4", abcg2.position, abcg2.position)]).overlapping == []
     near = far.replace("\t1000\t", f"\t{abcg2.position}\t")
     with pytest.raises(VcfError, match="invalid GT"):
