@@ -37,7 +37,7 @@ def test_genomics_observations_follow_the_ig_profiles_and_validate() -> None:
                                        definition_version=report.definition_version)
     for resource in observations:
         parsed = Observation.model_validate(resource)
-        assert parsed.status == "final" and parsed.subject.reference == "Patient/p1"
+        assert parsed.status == "final" and parsed.subject is not None and parsed.subject.reference == "Patient/p1"
         assert report.definition_version in resource["note"][0]["text"] and IG_CITATION in resource["note"][0]["text"]
 
     (genotype,) = by_profile(observations, "CYP2C19", "genotype")
