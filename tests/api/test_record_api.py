@@ -17,7 +17,8 @@ def bundle(n_obs: int = 3) -> dict[str, Any]:
     entries: list[dict[str, Any]] = [{
         "fullUrl": "urn:uuid:p", "request": {"method": "POST", "url": "Patient"},
         "resource": {"resourceType": "Patient", "name": [{"family": "Rivera", "given": ["Ana"]}], "gender": "female",
-                     "birthDate": "1990-06-01", "identifier": [{"system": "urn:mrn", "value": "MRN-77"}]}}]
+                     "birthDate": "1990-06-01", "identifier": [{"system": "urn:mrn", "value": "MRN-77", "type": {"coding": [{
+                         "system": "http://terminology.hl7.org/CodeSystem/v2-0203", "code": "MR"}]}}]}}]
     for i in range(n_obs):
         entries.append({"fullUrl": f"urn:uuid:o{i}", "request": {"method": "POST", "url": "Observation"},
                         "resource": {"resourceType": "Observation", "status": "final",

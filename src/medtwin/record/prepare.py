@@ -112,6 +112,10 @@ class PreparedResource:
     patient_id: str | None = None
     identifiers: list[tuple[str | None, str]] = field(default_factory=list)
     name_tokens: list[str] = field(default_factory=list)
+    #: What chose the id: ``url`` (PUT Type/id), ``id`` (the resource's own id, no request), ``fullUrl`` or
+    #: ``content`` (derived by the server), ``criteria`` (a conditional update found it). Writers that may
+    #: not create resources under ids of their choosing are refused ``url`` and ``id`` ids they cannot reach.
+    named_by: str = "content"
 
     @property
     def content(self) -> dict[str, Any]:
@@ -258,7 +262,8 @@ def _criteria_keys(entries: list[_Entry]) -> list[IdentifierKey]:
     return keys
 
 
-def _prepare(data: Any, *, source: str, existing: ExistingRecords, kind: str | None) -> PreparedUnit:
+def _read_entries(data: Any, kind: str | None) -> tuple[str, list[_Entry]]:
+    """The unit's kind and its entries, each a validated resource."""
     raw_entries: list[tuple[int, str | None, Any, Any]]
     if kind == "ndjson":
         raw_entries = [(n, None, None, r) for n, r in enumerate(data, start=1)]
@@ -278,6 +283,11 @@ def _prepare(data: Any, *, source: str, existing: ExistingRecords, kind: str | N
         if request is not None and not isinstance(request, dict):
             raise InvalidFieldError("entry.request must be an object", entry=number, field="Bundle.entry.request")
         entries.append(_Entry(number, full_url, request, resource, rtype))
+    return unit_kind, entries
+
+
+def _prepare(data: Any, *, source: str, existing: ExistingRecords, kind: str | None) -> PreparedUnit:
+    unit_kind, entries = _read_entries(data, kind)
 
     # Conditional creates/updates ask the store: all of the unit's criteria in one batch.
     store = _Prefetched(existing)
@@ -286,45 +296,12 @@ def _prepare(data: Any, *, source: str, existing: ExistingRecords, kind: str | N
     # Identifiers present in this unit, for conditional references to resources created in it.
     local_identifiers: dict[IdentifierKey, str] = {}
     ref_map: dict[str, str] = {}
-    assigned: list[tuple[_Entry, str, bool, list[tuple[str | None, str]]]] = []  # (entry, id, write?, identifiers)
+    assigned: list[_Assigned] = []
     seen_ids: dict[tuple[str, str], int] = {}
     matched = 0
     for e in entries:
-        method = (e.request or {}).get("method")
-        url = (e.request or {}).get("url")
-        write = True
-        if method in (None, "POST"):
-            criteria = (e.request or {}).get("ifNoneExist")
-            if method == "POST" and isinstance(criteria, str):
-                system, value = _parse_criteria(e.resource_type, criteria, entry=e.number,
-                                                field="Bundle.entry.request.ifNoneExist")
-                found = local_identifiers.get((e.resource_type, system, value)) or store.find_by_identifier(
-                    e.resource_type, system, value)
-                if found:
-                    rid, write = found, False
-                    matched += 1
-                else:
-                    rid = _new_id(e)
-            elif method == "POST":
-                rid = _new_id(e)
-            else:
-                rid = e.resource.get("id") or _new_id(e)
-        elif method == "PUT":
-            if not isinstance(url, str) or not url:
-                raise MissingFieldError("PUT entry without request.url", entry=e.number,
-                                        field="Bundle.entry.request.url")
-            if "?" in url:
-                system, value = _parse_criteria(e.resource_type, url, entry=e.number, field="Bundle.entry.request.url")
-                rid = store.find_by_identifier(e.resource_type, system, value) or _new_id(e)
-            else:
-                parts = url.strip("/").split("/")
-                if len(parts) != 2 or parts[0] != e.resource_type or not ID_PATTERN.match(parts[1]):
-                    raise InvalidFieldError(f"PUT url {url!r} does not name {e.resource_type}/<id>",
-                                            entry=e.number, field="Bundle.entry.request.url")
-                rid = parts[1]
-        else:
-            raise UnsupportedError(f"request.method {method!r} is not supported by import", entry=e.number,
-                                   field="Bundle.entry.request.method")
+        rid, write, named_by = _assign_id(e, store, local_identifiers)
+        matched += not write
         key = (e.resource_type, rid)
         if write and key in seen_ids:
             raise InvalidFieldError(f"{e.resource_type}/{rid} appears twice in this unit (entry {seen_ids[key]})",
@@ -338,44 +315,91 @@ def _prepare(data: Any, *, source: str, existing: ExistingRecords, kind: str | N
         identifiers = _identifiers(e.resource)
         for system, value in identifiers:
             local_identifiers.setdefault((e.resource_type, system, value), rid)
-        assigned.append((e, rid, write, identifiers))
+        assigned.append(_Assigned(e, rid, write, identifiers, named_by))
 
-    local_keys = {f"{e.resource_type}/{rid}" for e, rid, _, _ in assigned}
+    local_keys = {f"{a.entry.resource_type}/{a.id}" for a in assigned}
     resolver = _ReferenceResolver(ref_map, local_keys, local_identifiers, store)
 
     # Serialise each resource with its server id; the references that may need the store (conditional, or
     # relative to a resource outside the unit) are then asked in one batch, and the JSON is cut at every
     # reference to rewrite them.
-    staged: list[tuple[_Entry, str, dict[str, Any], bytes, list[tuple[str | None, str]]]] = []
+    staged: list[tuple[_Assigned, dict[str, Any], bytes]] = []
     literals: set[bytes] = set()
-    for e, rid, write, identifiers in assigned:
-        if not write:
+    for a in assigned:
+        if not a.write:
             continue
-        given = dict(e.resource)
-        given["id"] = rid
+        given = dict(a.entry.resource)
+        given["id"] = a.id
         raw = orjson.dumps(given)
         if _REFERENCE_KEY in raw:
             literals.update(_STORE_REFERENCE.findall(raw))
-        staged.append((e, rid, given, raw, identifiers))
+        staged.append((a, given, raw))
     resolver.prefetch(literals)
 
     prepared: list[PreparedResource] = []
-    for e, rid, given, raw, identifiers in staged:
+    for a, given, raw in staged:
+        e = a.entry
         pieces = raw.split(_REFERENCE_KEY) if _REFERENCE_KEY in raw else None
         raw, resolved = resolver.rewrite(given, raw, pieces, entry=e.number, path=e.resource_type)
         prepared.append(
             PreparedResource(
                 resource_type=e.resource_type,
-                id=rid,
+                id=a.id,
                 source=given,
                 raw=raw,
                 entry=e.number,
                 patient_id=_patient_id(given, resolved, resolver),
-                identifiers=identifiers,
+                identifiers=a.identifiers,
                 name_tokens=_name_tokens(given),
+                named_by=a.named_by,
             )
         )
     return PreparedUnit(source=source, kind=unit_kind, resources=prepared, matched_existing=matched)
+
+
+@dataclass(slots=True)
+class _Assigned:
+    entry: _Entry
+    id: str
+    write: bool  # False: a conditional create that matched a stored resource
+    identifiers: list[tuple[str | None, str]]
+    named_by: str
+
+
+def _assign_id(e: _Entry, store: _Prefetched, local_identifiers: dict[IdentifierKey, str]) -> tuple[str, bool, str]:
+    """The server id of an entry, whether it is written, and what named the id (see
+    :attr:`PreparedResource.named_by`)."""
+    method = (e.request or {}).get("method")
+    url = (e.request or {}).get("url")
+    if method in (None, "POST"):
+        criteria = (e.request or {}).get("ifNoneExist")
+        if method == "POST" and isinstance(criteria, str):
+            system, value = _parse_criteria(e.resource_type, criteria, entry=e.number,
+                                            field="Bundle.entry.request.ifNoneExist")
+            found = local_identifiers.get((e.resource_type, system, value)) or store.find_by_identifier(
+                e.resource_type, system, value)
+            return (found, False, "criteria") if found else (_new_id(e), True, _new_id_basis(e))
+        if method is None and isinstance(e.resource.get("id"), str):
+            return e.resource["id"], True, "id"
+        return _new_id(e), True, _new_id_basis(e)
+    if method == "PUT":
+        if not isinstance(url, str) or not url:
+            raise MissingFieldError("PUT entry without request.url", entry=e.number, field="Bundle.entry.request.url")
+        if "?" in url:
+            system, value = _parse_criteria(e.resource_type, url, entry=e.number, field="Bundle.entry.request.url")
+            found = store.find_by_identifier(e.resource_type, system, value)
+            return (found, True, "criteria") if found else (_new_id(e), True, _new_id_basis(e))
+        parts = url.strip("/").split("/")
+        if len(parts) != 2 or parts[0] != e.resource_type or not ID_PATTERN.match(parts[1]):
+            raise InvalidFieldError(f"PUT url {url!r} does not name {e.resource_type}/<id>",
+                                    entry=e.number, field="Bundle.entry.request.url")
+        return parts[1], True, "url"
+    raise UnsupportedError(f"request.method {method!r} is not supported by import", entry=e.number,
+                           field="Bundle.entry.request.method")
+
+
+def _new_id_basis(e: _Entry) -> str:
+    return "fullUrl" if e.full_url else "content"
 
 
 def _patient_id(source: dict[str, Any], resolved: list[str], resolver: _ReferenceResolver) -> str | None:

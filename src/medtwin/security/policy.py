@@ -26,6 +26,7 @@ ROLE_ACTIONS: dict[str, frozenset[str]] = {
     "patient": frozenset({"read", "export", "simulate", "consent", "identity"}),
     "researcher": frozenset({"research", "identity"}),
     "device": frozenset({"write", "identity"}),
+    "integration": frozenset({"write", "identity"}),  # shared resources only (scopes, write_policy)
 }
 #: What a device credential may write (nothing else, and only for its own patient).
 DEVICE_RESOURCES = frozenset({"samples"})  # device streams only: not VCFs, not model fits
@@ -66,7 +67,7 @@ def principal_for_user(conn: Connection, user: User, scopes: frozenset[Scope]) -
         patient_ids = care_team_patients(conn, user.id)
     elif user.role == "patient":
         patient_ids = frozenset({user.patient_id}) if user.patient_id else frozenset()
-    elif user.role == "researcher":
+    elif user.role in ("researcher", "integration"):
         patient_ids = frozenset()  # never any identified patient
     else:
         patient_ids = None

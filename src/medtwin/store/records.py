@@ -144,6 +144,17 @@ class RecordRepository:
         """Which of the (type, id) keys are stored."""
         return set(self._stored_versions(keys))
 
+    def patients_of(self, keys: Sequence[tuple[str, str]]) -> dict[tuple[str, str], str | None]:
+        """The stored ones among the (type, id) keys, each with the patient it belongs to (for write checks)."""
+        out: dict[tuple[str, str], str | None] = {}
+        for start in range(0, len(keys), _CHUNK):
+            rows = self.connection.execute(
+                select(resources.c.resource_type, resources.c.id, resources.c.patient_id)
+                .where(tuple_(resources.c.resource_type, resources.c.id).in_(list(keys[start:start + _CHUNK]))))
+            for rtype, rid, patient_id in rows:
+                out[(str(rtype), str(rid))] = None if patient_id is None else str(patient_id)
+        return out
+
     def _stored_versions(self, keys: Sequence[tuple[str, str]]) -> dict[tuple[str, str], tuple[int, str, int]]:
         """(type, id) -> (pk, content hash, version) of the stored ones among ``keys``."""
         out: dict[tuple[str, str], tuple[int, str, int]] = {}

@@ -146,6 +146,16 @@ class SampleRepository:
             inserted.update(r[0] for r in result.fetchall())
         return inserted
 
+    def stored_values(self, keys: Sequence[str]) -> dict[str, float]:
+        """The stored value (canonical unit) of each of ``keys`` that is stored: tells a resent sample from a
+        different value under the same idempotency key."""
+        found: dict[str, float] = {}
+        for start in range(0, len(keys), _CHUNK):
+            rows = self.connection.execute(select(samples.c.idempotency_key, samples.c.value)
+                                           .where(samples.c.idempotency_key.in_(list(keys[start:start + _CHUNK]))))
+            found.update((str(key), float(value)) for key, value in rows)
+        return found
+
     def quarantine_ignore(self, rows: Sequence[dict[str, Any]]) -> int:
         """Quarantine rows (``payload`` as plaintext bytes, sealed here); a known idempotency key is skipped.
         Returns how many were new."""

@@ -17,10 +17,11 @@ from typing import Any
 import orjson
 from sqlalchemy import Connection, insert, update
 
-from medtwin.record.errors import OutOfScopeError, RecordError
+from medtwin.record.errors import RecordError
 from medtwin.record.export import references_of, searchset_bundle
-from medtwin.record.prepare import prepare
+from medtwin.record.prepare import ExistingRecords, PreparedUnit, prepare
 from medtwin.record.sources import RawUnit
+from medtwin.security.write_policy import ReachLimitedRecords, Writer, authorise_unit
 from medtwin.store.database import Store
 from medtwin.store.records import RecordRepository
 from medtwin.store.schema import imports
@@ -137,26 +138,33 @@ def refresh_twin(connection: Connection, store: Store, patient_id: str, *, prove
         patient_id, "record", summary.model_dump(mode="json"), provenance, actor=actor, now=now)
 
 
+def _prepare_authorised(records: RecordRepository, raw: RawUnit, writer: Writer | None) -> PreparedUnit:
+    """Prepare a unit as the writer sees the store (a restricted writer does not see what is outside their
+    reach) and authorise every resource of it against its stored version (see ``security.write_policy``)."""
+    existing: ExistingRecords = records
+    if writer is not None and writer.patient_ids is not None:
+        existing = ReachLimitedRecords(records, writer, records.patients_of)
+    unit = prepare(raw.data, source=raw.source, existing=existing, kind="ndjson" if raw.kind == "ndjson" else None)
+    try:
+        authorise_unit(writer, unit.resources, records.patients_of([(r.resource_type, r.id) for r in unit.resources]))
+    except RecordError as error:
+        raise error.located(source=raw.source) from None
+    return unit
+
+
 def import_unit(store: Store, raw: RawUnit, *, actor: str = "system", clock: Clock = utc_now,
-                allowed_patients: frozenset[str] | None = None) -> UnitReport:
+                writer: Writer | None = None) -> UnitReport:
     """Import one unit all-or-nothing. Returns a report; a bad unit's report carries the error and
-    nothing of it is stored (a failed import row records the attempt). ``allowed_patients``: when given,
-    a unit touching any other patient is refused whole."""
+    nothing of it is stored (a failed import row records the attempt). ``writer``: who writes, authorised
+    resource by resource against the stored versions; None for a trusted local import (the CLI)."""
     report = UnitReport(source=raw.source)
     started = clock()
     import_id = str(uuid.uuid4())
     try:
         with store.begin() as connection:
             records = RecordRepository(connection, store.codec)
-            unit = prepare(raw.data, source=raw.source, existing=records,
-                           kind="ndjson" if raw.kind == "ndjson" else None)
+            unit = _prepare_authorised(records, raw, writer)
             report.kind = unit.kind
-            if allowed_patients is not None:
-                outside = next((r for r in unit.resources if r.patient_id and r.patient_id not in allowed_patients),
-                               None)
-                if outside is not None:
-                    raise OutOfScopeError("this unit writes to a patient outside your care team",
-                                          entry=outside.entry, field=f"{outside.resource_type}.subject")
             existed_before = {r.id for r in unit.resources
                               if r.resource_type == "Patient" and records.exists("Patient", r.id)}
             connection.execute(insert(imports).values(
@@ -198,7 +206,7 @@ def import_unit(store: Store, raw: RawUnit, *, actor: str = "system", clock: Clo
 
 def import_units(store: Store, units: Iterable[RawUnit | RecordError], *, actor: str = "system",
                  clock: Clock = utc_now, on_unit: Callable[[UnitReport], None] | None = None,
-                 allowed_patients: frozenset[str] | None = None) -> ImportReport:
+                 writer: Writer | None = None) -> ImportReport:
     """Import units in order, each all-or-nothing; a unit that failed to parse is reported as failed.
 
     The cyclic garbage collector is paused meanwhile (see :func:`gc_paused`)."""
@@ -206,7 +214,7 @@ def import_units(store: Store, units: Iterable[RawUnit | RecordError], *, actor:
     with gc_paused(), _released_in_background() as release:
         for raw in units:
             unit_report = UnitReport(source=raw.source or "?", error=raw) if isinstance(raw, RecordError) else \
-                import_unit(store, raw, actor=actor, clock=clock, allowed_patients=allowed_patients)
+                import_unit(store, raw, actor=actor, clock=clock, writer=writer)
             report.units.append(unit_report)
             if on_unit is not None:
                 on_unit(unit_report)

@@ -8,7 +8,8 @@ from typing import Annotated, Any
 from fastapi import APIRouter, Depends, Query, Request
 from fastapi.responses import JSONResponse
 
-from medtwin.api.deps import Principal, StoreDep, guard, visible_patient
+from medtwin.api.deps import ObservationReader, PatientExporter, PatientReader, Principal, StoreDep, guard
+from medtwin.api.paging import Offset
 from medtwin.api.problems import ProblemError
 from medtwin.api.schemas import (
     ObservationPage,
@@ -37,7 +38,7 @@ def list_patients(
     name: Annotated[str | None, Query(max_length=200, description="Name word(s), case-insensitive")] = None,
     identifier: Annotated[str | None, Query(max_length=200, description="An identifier value, e.g. the MRN")] = None,
     limit: Annotated[int, Query(ge=1, le=500)] = 50,
-    offset: Annotated[int, Query(ge=0)] = 0,
+    offset: Offset = 0,
 ) -> PatientPage:
     with store.connect() as connection:
         records = RecordRepository(connection, store.codec)
@@ -58,31 +59,20 @@ def list_patients(
 
 
 @router.get("/{patient_id}", response_model=TwinSummaryPublic, summary="A patient's twin summary")
-def get_summary(
-    patient_id: str,
-    store: StoreDep,
-    principal: Annotated[Principal, Depends(guard("read", "Patient"))],
-) -> TwinSummaryPublic:
-    resolved = visible_patient(store, principal, patient_id)
-    with store.connect() as connection:
-        latest = TwinRepository(connection, store.codec).latest(resolved, "record")
+def get_summary(call: PatientReader) -> TwinSummaryPublic:
+    with call.store.connect() as connection:
+        latest = TwinRepository(connection, call.store.codec).latest(call.patient_id, "record")
     if latest is None:
-        raise ProblemError(404, "Not found", f"patient {patient_id!r} has no twin yet", kind="not-found",
-                           field="patient_id")
-    return TwinSummaryPublic(patient_id=resolved, version=latest.version, provenance=latest.provenance,
+        raise call.not_found("no twin yet")
+    return TwinSummaryPublic(patient_id=call.patient_id, version=latest.version, provenance=latest.provenance,
                              summary=latest.payload,  # type: ignore[arg-type]
-                             pharmacogenomics=pgx_summary(store, resolved))
+                             pharmacogenomics=pgx_summary(call.store, call.patient_id))
 
 
 @router.get("/{patient_id}/versions", response_model=list[TwinVersionPublic], summary="Twin version history")
-def get_versions(
-    patient_id: str,
-    store: StoreDep,
-    principal: Annotated[Principal, Depends(guard("read", "Patient"))],
-) -> list[TwinVersionPublic]:
-    resolved = visible_patient(store, principal, patient_id)
-    with store.connect() as connection:
-        history = TwinRepository(connection, store.codec).history(resolved)
+def get_versions(call: PatientReader) -> list[TwinVersionPublic]:
+    with call.store.connect() as connection:
+        history = TwinRepository(connection, call.store.codec).history(call.patient_id)
     return [TwinVersionPublic(version=v.version, kind=v.kind, created_at=v.created_at, actor=v.actor,
                               provenance=v.provenance) for v in history]
 
@@ -92,37 +82,28 @@ def get_versions(
     summary="The patient's complete record as a FHIR R4 Bundle (like Patient/$everything)",
     responses={200: {"content": {"application/fhir+json": {}}, "description": "FHIR searchset Bundle"}},
 )
-def get_record(
-    patient_id: str,
-    request: Request,
-    store: StoreDep,
-    principal: Annotated[Principal, Depends(guard("export", "Patient"))],
-) -> JSONResponse:
-    resolved = visible_patient(store, principal, patient_id)
-    bundle = export_patient(store, resolved, base_url=str(request.base_url).rstrip("/") + "/fhir")
+def get_record(request: Request, call: PatientExporter) -> JSONResponse:
+    bundle = export_patient(call.store, call.patient_id, base_url=str(request.base_url).rstrip("/") + "/fhir")
     return JSONResponse(bundle, media_type="application/fhir+json")
 
 
 @router.get("/{patient_id}/observations", response_model=ObservationPage,
             summary="A patient's observations by code and time range, newest first, paged")
 def get_observations(
-    patient_id: str,
-    store: StoreDep,
-    principal: Annotated[Principal, Depends(guard("read", "Observation"))],
+    call: ObservationReader,
     code: Annotated[str | None, Query(max_length=128, description="e.g. LOINC 8867-4")] = None,
     system: Annotated[str | None, Query(max_length=255, description="e.g. http://loinc.org")] = None,
     start: Annotated[datetime | None, Query(description="inclusive, ISO 8601")] = None,
     end: Annotated[datetime | None, Query(description="exclusive, ISO 8601")] = None,
     limit: Annotated[int, Query(ge=1, le=1000)] = 100,
-    offset: Annotated[int, Query(ge=0)] = 0,
+    offset: Offset = 0,
 ) -> ObservationPage:
     if start and end and end <= start:
         raise ProblemError(422, "Invalid request", "'end' must be after 'start'", kind="validation",
                            errors=[{"loc": ["query", "end"], "msg": "must be after start", "type": "value_error"}])
-    resolved = visible_patient(store, principal, patient_id)
-    with store.connect() as connection:
-        total, rows = RecordRepository(connection, store.codec).observations(
-            resolved, code=code, system=system, start=start, end=end, limit=limit, offset=offset)
+    with call.store.connect() as connection:
+        total, rows = RecordRepository(connection, call.store.codec).observations(
+            call.patient_id, code=code, system=system, start=start, end=end, limit=limit, offset=offset)
     next_offset = offset + limit if offset + limit < total else None
     return ObservationPage(total=total, limit=limit, offset=offset, next_offset=next_offset,
                            items=[ObservationPublic(**row) for row in rows])

@@ -12,11 +12,14 @@ from medtwin.api.deps import Principal, StoreDep, guard
 from medtwin.api.problems import ProblemError, problem_response
 from medtwin.api.schemas import ImportResultPublic
 from medtwin.record.sources import unit_from_bytes
+from medtwin.security.write_policy import Writer
 from medtwin.twin.build import import_units
 
 router = APIRouter(prefix="/record", tags=["record"])
 
 JSON_TYPES = ("application/fhir+json", "application/json")
+#: Refusals of the write policy; every other unit error is invalid input (422).
+_ERROR_STATUS = {"forbidden": (403, "Forbidden"), "not-found": (404, "Not found")}
 NDJSON_TYPES = ("application/fhir+ndjson", "application/x-ndjson", "application/ndjson")
 
 
@@ -31,6 +34,10 @@ NDJSON_TYPES = ("application/fhir+ndjson", "application/x-ndjson", "application/
         "application/fhir+ndjson": {"schema": {"type": "string"}},
     }}},
     responses={200: {"description": "Nothing new: every resource was already stored"},
+               403: {"description": "The caller may not write a resource of the unit (role, scope, a shared "
+                                    "resource, a move between patients); nothing stored"},
+               404: {"description": "An entry updates a resource the caller cannot reach (missing or outside "
+                                    "their patients alike); nothing stored"},
                422: {"description": "Invalid FHIR input (problem+json naming entry and field)"}},
 )
 async def import_record(
@@ -48,13 +55,14 @@ async def import_record(
         raise ProblemError(422, "Invalid FHIR input", "empty request body", kind="empty", field="body")
     raw = unit_from_bytes(body, source="request", ndjson=media in NDJSON_TYPES)
 
-    report = await run_in_threadpool(import_units, store, [raw], actor=principal.subject,
-                                     allowed_patients=principal.patient_ids)
+    writer = Writer(principal.role, principal.patient_ids, principal.scopes)
+    report = await run_in_threadpool(import_units, store, [raw], actor=principal.subject, writer=writer)
     unit = report.units[0]
     if unit.error is not None:
         err = unit.error
-        return problem_response(403 if err.kind == "forbidden" else 422, "Invalid FHIR input", err.describe(), kind=err.kind,
-                                instance=request.url.path, source=err.source, entry=err.entry, field=err.field)
+        status, title = _ERROR_STATUS.get(err.kind, (422, "Invalid FHIR input"))
+        return problem_response(status, title, err.describe(), kind=err.kind, instance=request.url.path,
+                                source=err.source, entry=err.entry, field=err.field)
     status = 201 if unit.created or unit.updated else 200
     return JSONResponse(ImportResultPublic.model_validate(report.as_dict()).model_dump(mode="json"),
                         status_code=status)

@@ -26,6 +26,7 @@ from starlette.concurrency import run_in_threadpool
 
 from medtwin.api import realtime
 from medtwin.api.deps import Principal, ServicesDep, device_name, guard, ingest_errors, ingest_problem
+from medtwin.api.paging import Offset
 from medtwin.api.problems import ProblemError
 from medtwin.store.samples import SampleRepository
 from medtwin.stream import metrics
@@ -48,7 +49,7 @@ class QuarantinedItemPublic(BaseModel):
 
 class IngestReportPublic(BaseModel):
     patient_id: str
-    source: str
+    source: str = Field(description="http | websocket | mqtt: the entrance the samples came through")
     format: str = Field(description="samples | fhir | omh")
     received: int = Field(description="Items read from the payload")
     accepted: int = Field(description="Newly stored samples")
@@ -151,7 +152,8 @@ async def post_samples(patient_id: str, request: Request, services: ServicesDep,
 
     def work() -> IngestReport:
         device = device_name(services.store, principal)
-        return services.ingest.ingest(body, patient_id=patient_id, device=device, source="http",
+        return services.ingest.ingest(body, patient_id=patient_id, device=device,
+                                      source="http" if principal.kind == "device" else "manual",
                                       rate_key=principal.subject)
 
     with ingest_errors():
@@ -212,7 +214,7 @@ def _payload_json(payload: bytes | None) -> Any:
 
 @router.get("/quarantine", response_model=QuarantinePage, summary="Samples that were not accepted, and why")
 def get_quarantine(resolved: SamplesOf, services: ServicesDep, limit: Annotated[int, Query(ge=1, le=500)] = 50,
-                   offset: Annotated[int, Query(ge=0)] = 0) -> Response:
+                   offset: Offset = 0) -> Response:
     store = services.store
     with store.connect() as connection:
         total, rows = SampleRepository(connection, store.codec).quarantined(resolved, limit=limit, offset=offset)
