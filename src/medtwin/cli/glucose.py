@@ -6,22 +6,17 @@ import csv
 import json
 import tempfile
 from pathlib import Path
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated
 
-import numpy as np
 import typer
 from rich.console import Console
 from rich.progress import Progress, SpinnerColumn, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
-from medtwin.physiology.calibrate import FittedTwin, TwinCalibrator, parse_log, twin_samples
 from medtwin.physiology.errors import PhysiologyInputError
-from medtwin.physiology.metrics import ambulatory_glucose_profile
-from medtwin.physiology.plots import agp_png, trajectory_html, trajectory_png
-from medtwin.physiology.scenario import Regimen, load_scenario
-from medtwin.physiology.service import simulate_scenario
-from medtwin.physiology.uva_padova import PatientParameters, virtual_patients
-from medtwin.physiology.whatif import compare_regimens
+
+if TYPE_CHECKING:  # the model, solver and plotting stack is imported by the command that runs
+    from medtwin.physiology.uva_padova import PatientParameters
 
 app = typer.Typer(
     help="Type 1 diabetes twin (UVA/Padova 2008): simulate, fit, compare.", no_args_is_help=True
@@ -36,6 +31,8 @@ def _fail(error: Exception) -> None:
 
 
 def _patient(patient: str | None, twin: Path | None) -> PatientParameters:
+    from medtwin.physiology.calibrate import FittedTwin
+    from medtwin.physiology.uva_padova import virtual_patients
     if (patient is None) == (twin is None):
         raise PhysiologyInputError("patient", "give exactly one of --patient NAME or --twin FILE")
     if twin is not None:
@@ -55,6 +52,12 @@ def simulate(
     out: Annotated[Path, typer.Option(help="output folder for CSV and plots")] = Path("glucose-out"),
 ) -> None:
     """Simulate a scenario; writes glucose.csv, metrics.json, trajectory PNG/HTML and AGP PNG."""
+    import numpy as np
+
+    from medtwin.physiology.metrics import ambulatory_glucose_profile
+    from medtwin.physiology.plots import agp_png, trajectory_html, trajectory_png
+    from medtwin.physiology.scenario import load_scenario
+    from medtwin.physiology.service import simulate_scenario
     try:
         params = _patient(patient, twin)
         parsed = load_scenario(scenario)
@@ -116,6 +119,7 @@ def fit(
     out: Annotated[Path, typer.Option(help="fitted twin JSON to write")] = Path("twin.json"),
 ) -> None:
     """Personalise the twin (MAP with cohort priors) from >= 3 days of CGM, insulin and meals."""
+    from medtwin.physiology.calibrate import TwinCalibrator, parse_log
     try:
         if not log.is_file():
             raise PhysiologyInputError("log", f"no such file: {log}")
@@ -158,6 +162,11 @@ def compare(
     out: Annotated[Path | None, typer.Option(help="write the comparison JSON here")] = None,
 ) -> None:
     """Compare the current regimen with alternatives; metrics with a 5-95% band over the posterior."""
+    import numpy as np
+
+    from medtwin.physiology.calibrate import FittedTwin, twin_samples
+    from medtwin.physiology.scenario import Regimen, load_scenario
+    from medtwin.physiology.whatif import compare_regimens
     rng = np.random.default_rng(seed)
     try:
         if twin is not None and patient is None:
