@@ -38,15 +38,20 @@ MAY = {
     "patient": {"read", "export", "simulate", "consent", "identity"},
     "researcher": {"research", "identity"},
     "device": {"identity"},  # plus write on samples/Observation only
+    "integration": {"identity"},  # plus write through the FHIR import (shared resources only) only
 }
 PATIENT_SCOPED = {"clinician", "patient", "device"}
 WRONG_SCOPE = {"admin": "system/Immunization.rs", "clinician": "user/Immunization.rs",
-               "patient": "patient/Immunization.rs", "researcher": "user/Immunization.rs"}
+               "patient": "patient/Immunization.rs", "researcher": "user/Immunization.rs",
+               "integration": "system/Organization.c"}
+USERS = ("admin", "clinician", "patient", "researcher", "integration")
 
 
 def may(role: str, action: str, resource: str) -> bool:
     if role == "device" and action == "write":
         return resource == "samples"
+    if role == "integration" and action == "write":
+        return resource == "Bundle"
     return action in MAY[role]
 
 
@@ -77,7 +82,7 @@ def world(tmp_path_factory: pytest.TempPathFactory) -> Iterator[World]:
     wrong: dict[str, str] = {}
     expired: dict[str, str] = {}
     with store.begin() as conn:
-        for role in ("admin", "clinician", "patient", "researcher"):
+        for role in USERS:
             user = accounts.create_user(conn, role, PW, role, patient_id=own if role == "patient" else None)
             expired[role] = past.issue(conn, user, parse_scopes("user/*.rs")).access_token
         accounts.add_to_care_team(conn, "clinician", own)
@@ -86,7 +91,7 @@ def world(tmp_path_factory: pytest.TempPathFactory) -> Iterator[World]:
         accounts.revoke_api_key(conn, revoked.split("_")[1])
     settings = Settings(data_dir=tmp, rate_limit_per_minute=100_000, login_attempts_per_minute=1000)
     with TestClient(create_app(settings, store=store, keyring=ring)) as client:
-        for role in ("admin", "clinician", "patient", "researcher"):
+        for role in USERS:
             r = client.post("/api/v1/auth/token", data={"grant_type": "password", "username": role, "password": PW})
             assert r.status_code == 200, r.text
             tokens[role] = r.json()["access_token"]
@@ -138,7 +143,7 @@ def _guarded(world: World) -> list[tuple[str, str, str, str]]:
     return [(r.method, r.path, *r.policy) for r in route_policies(world.client.app) if r.policy is not None]
 
 
-@pytest.mark.parametrize("role", ["admin", "clinician", "patient", "researcher", "device"])
+@pytest.mark.parametrize("role", ["admin", "clinician", "patient", "researcher", "device", "integration"])
 def test_matrix(world: World, role: str) -> None:
     failures = []
     for method, path, action, resource in _guarded(world):
