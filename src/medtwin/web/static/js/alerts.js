@@ -3,12 +3,7 @@
 import { call, errorText } from "./api.js";
 import { announce, ago, clear, el, severityBadge, throttle } from "./dom.js";
 import { subscribe } from "./events.js";
-
-const RULES = {
-  "predicted-hypo": "Predicted hypoglycaemia", "hypo-l1": "Hypoglycaemia level 1", "hypo-l2": "Hypoglycaemia level 2",
-  "hyper-l1": "Hyperglycaemia level 1", "hyper-l2": "Hyperglycaemia level 2", news2: "NEWS2",
-  "hr-deviation": "Heart rate deviation",
-};
+import { alertDescription, alertLabel } from "./vocab.js";
 
 export function listOf(data) {
   if (Array.isArray(data)) return data;
@@ -47,7 +42,7 @@ export function alertItem(a, act, patient = null) {
     : a.status === "resolved" ? ` · resolved by ${a.resolved_by || "?"} ${ago(a.resolved_at)}` : "";
   return el("li", { class: `alert-item status-${a.status} sev-border-${a.severity}`, dataset: { id: a.id, status: a.status } },
     el("div", { class: "alert-top" }, severityBadge(a.severity), " ",
-       el("strong", RULES[a.rule] || a.rule), el("span", { class: "alert-status" }, a.status)),
+       el("strong", { title: alertDescription(a.rule) }, alertLabel(a.rule)), el("span", { class: "alert-status" }, a.status)),
     patient ? el("p", { class: "alert-patient" }, el("a", { href: `#/patients/${encodeURIComponent(a.patient_id)}` }, patient)) : null,
     el("p", { class: "alert-msg" }, a.message),
     el("p", { class: "sub" }, `since ${ago(a.opened_at)}`, a.occurrences > 1 ? ` · ${a.occurrences}×` : "",

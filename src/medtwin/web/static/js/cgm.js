@@ -3,13 +3,22 @@
 import { call, errorText } from "./api.js";
 import { clear, day, el, num } from "./dom.js";
 import { Chart } from "./chart.js";
+import { displayUnit, glucoseLevels, glucoseZones } from "./vocab.js";
 
 const pad2 = (n) => String(n).padStart(2, "0");
-const RANGES = [
-  ["time_above_250_percent", "Very high > 250", "rng-vhigh"], ["time_above_180_percent", "High 181–250", "rng-high"],
-  ["time_in_range_70_180_percent", "In range 70–180", "rng-in"], ["time_below_70_percent", "Low 54–69", "rng-low"],
-  ["time_below_54_percent", "Very low < 54", "rng-vlow"],
-];
+
+/** The five ranges of the time-in-ranges bar, labelled with the vocabulary's thresholds (mg/dL). */
+function ranges() {
+  const t = glucoseLevels();
+  const label = (words, bounds) => (t ? `${words} ${bounds(t)}` : words);
+  return [
+    ["time_above_250_percent", label("Very high", (x) => `> ${x.vhigh}`), "rng-vhigh"],
+    ["time_above_180_percent", label("High", (x) => `${x.high + 1}–${x.vhigh}`), "rng-high"],
+    ["time_in_range_70_180_percent", label("In range", (x) => `${x.low}–${x.high}`), "rng-in"],
+    ["time_below_70_percent", label("Low", (x) => `${x.vlow}–${x.low - 1}`), "rng-low"],
+    ["time_below_54_percent", label("Very low", (x) => `< ${x.vlow}`), "rng-vlow"],
+  ];
+}
 
 export async function mountCgm(panel, ctx) {
   const tz = Intl.DateTimeFormat().resolvedOptions().timeZone || "UTC";
@@ -35,6 +44,9 @@ export async function mountCgm(panel, ctx) {
     // time in ranges: "Low 54-69" is below 70 minus below 54; "High 181-250" above 180 minus above 250
     const share = { ...m, time_below_70_percent: m.time_below_70_percent - m.time_below_54_percent,
                     time_above_180_percent: m.time_above_180_percent - m.time_above_250_percent };
+    const RANGES = ranges();
+    const t = glucoseLevels();
+    const mgdl = displayUnit("glucose");
     const bar = el("div", { class: "tir-bar", role: "img", "aria-label": RANGES.map(([k, label]) => `${label}: ${num(share[k], 1)} %`).join(", ") });
     const legend = el("ul", { class: "tir-legend" });
     for (const [key, label, cls] of RANGES) {
@@ -53,10 +65,10 @@ export async function mountCgm(panel, ctx) {
       el("dt", "Period"), el("dd", c.start ? `${day(c.start)} – ${day(c.end)} (${c.days} days)` : "—"),
       el("dt", "CGM active"), el("dd", `${num(c.percent_time_active, 1)} %`, c.sufficient ? "" : el("span", { class: "warn-text" }, " — below 70 %: interpret with care")),
       el("dt", "Readings"), el("dd", `${c.n_readings}${c.sample_period_min ? `, every ${c.sample_period_min} min` : ""}`),
-      el("dt", "Mean glucose"), el("dd", `${num(m.mean_mg_dl)} mg/dL`),
+      el("dt", "Mean glucose"), el("dd", `${num(m.mean_mg_dl)} ${mgdl}`),
       el("dt", "GMI"), el("dd", `${num(m.gmi_percent, 1)} %`),
       el("dt", "Variability (CV)"), el("dd", `${num(m.cv_percent, 1)} %`),
-      el("dt", "Hypo episodes < 70 / < 54"), el("dd", `${m.hypo_episodes_below_70} / ${m.hypo_episodes_below_54}`));
+      el("dt", t ? `Hypo episodes < ${t.low} / < ${t.vlow}` : "Hypo episodes level 1 / level 2"), el("dd", `${m.hypo_episodes_below_70} / ${m.hypo_episodes_below_54}`));
     const agpHost = el("div");
     clear(body,
       el("div", { class: "cgm-grid" },
@@ -69,8 +81,7 @@ export async function mountCgm(panel, ctx) {
     if (r.agp) {
       const a = r.agp;
       chart = new Chart(agpHost, {
-        label: "Ambulatory glucose profile", unit: "mg/dL", x: "number", height: 260, yMin: 40, yMax: 300,
-        zones: [{ from: 70, to: 180, fill: "#e5f3e8" }], rules: [{ y: 54, color: "#a61b1b" }, { y: 70, color: "#b26a00" }, { y: 180, color: "#b26a00" }],
+        label: "Ambulatory glucose profile", unit: mgdl, x: "number", height: 260, yMin: 40, yMax: 300, ...glucoseZones(),
         xTicks: (x0, x1) => { const t = []; for (let v = 0; v <= 1440; v += 180) if (v >= x0 && v <= x1) t.push(v); return t; },
         xTickFormat: (v) => `${pad2(Math.floor(v / 60) % 24)}:00`,
         xFormat: (v) => `${pad2(Math.floor(v / 60))}:${pad2(Math.round(v % 60))}`,

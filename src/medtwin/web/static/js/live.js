@@ -7,6 +7,7 @@ import { ago, clear, el, news2Badge, num, throttle, trendNode } from "./dom.js";
 import { Chart, lowerBound } from "./chart.js";
 import { onStatus, subscribe } from "./events.js";
 import { mountAlerts } from "./alerts.js";
+import { displayUnit, glucoseClass, glucoseZones as vocabZones, metricLabel } from "./vocab.js";
 
 const MINUTE = 60_000, HOUR = 60 * MINUTE, DAY = 24 * HOUR;
 const RANGES = [["6 h", 6 * HOUR], ["24 h", DAY], ["3 d", 3 * DAY], ["7 d", 7 * DAY], ["30 d", 30 * DAY]];
@@ -107,16 +108,16 @@ export function mountLive(panel, tiles, ctx, openedAt, prefetched) {
     side));
   const host = (fig) => fig.querySelector(".chart-host");
 
-  const glucoseZones = { zones: [{ from: 70, to: 180, fill: "#e5f3e8" }],
-    rules: [{ y: 54, color: "#a61b1b" }, { y: 70, color: "#b26a00" }, { y: 180, color: "#b26a00" }] };
-  const nearChart = new Chart(host(figs.near), { label: "Glucose, last 3 hours and forecast", unit: "mg/dL", height: 220,
+  const glucoseZones = vocabZones();
+  const unit = displayUnit;
+  const nearChart = new Chart(host(figs.near), { label: "Glucose, last 3 hours and forecast", unit: unit("glucose"), height: 220,
     yMin: 50, yMax: 200, ...glucoseZones, empty: "No CGM readings in the last 3 hours" });
   const glucoseChart = new Chart(host(figs.glucose), {
-    label: "Glucose", unit: "mg/dL", height: 200, yMin: 40, yMax: 250, ...glucoseZones,
+    label: metricLabel("glucose"), unit: unit("glucose"), height: 200, yMin: 40, yMax: 250, ...glucoseZones,
   });
-  const hrChart = new Chart(host(figs.heart_rate), { label: "Heart rate", unit: "/min", height: 150, yMin: 50, yMax: 110 });
-  const bpChart = new Chart(host(figs.bp), { label: "Blood pressure", unit: "mmHg", height: 150, yMin: 60, yMax: 150 });
-  const spo2Chart = new Chart(host(figs.spo2), { label: "SpO2", unit: "%", height: 130, yMin: 88, yMax: 100 });
+  const hrChart = new Chart(host(figs.heart_rate), { label: metricLabel("heart_rate"), unit: unit("heart_rate"), height: 150, yMin: 50, yMax: 110 });
+  const bpChart = new Chart(host(figs.bp), { label: "Blood pressure", unit: unit("systolic_bp"), height: 150, yMin: 60, yMax: 150 });
+  const spo2Chart = new Chart(host(figs.spo2), { label: metricLabel("spo2"), unit: unit("spo2"), height: 130, yMin: 88, yMax: 100 });
 
   const line = (metric, label, extra = {}) => ({ id: metric, label, type: "line", x: state[metric].x, y: state[metric].y,
     color: COLORS[metric], gap: state[metric].gap || STREAMS[metric], ...extra });
@@ -160,7 +161,7 @@ export function mountLive(panel, tiles, ctx, openedAt, prefetched) {
     nearChart.marks = [{ x: x1, label: "now", color: "#4a5568" }];
     nearChart.setSeries(glucoseSeries.map((s) => ({ ...s, dots: s.id === "glucose" ? 3 : s.dots, width: s.id === "glucose" ? 2.2 : s.width })));
     nearChart.setRange([x1 - 3 * HOUR, Math.max(x1 + HOUR, fEnd) + 5 * MINUTE]);
-    hrChart.setSeries([line("heart_rate", "Heart rate")]);
+    hrChart.setSeries([line("heart_rate", metricLabel("heart_rate"))]);
     hrChart.setRange([x0, x1]);
     bpChart.setSeries([line("systolic_bp", "Systolic", { dots: 2.5 }), line("diastolic_bp", "Diastolic", { dots: 2.5 })]);
     bpChart.setRange([x0, x1]);
@@ -193,9 +194,9 @@ export function mountLive(panel, tiles, ctx, openedAt, prefetched) {
     const newest = gl && (!g || Date.parse(gl.time) > Date.parse(g.time)) ? gl : g;
     const glucoseValue = newest ? newest.value : null;
     const glucoseTime = newest ? newest.time : null;
-    const cls = glucoseValue === null ? "" : glucoseValue < 54 ? "crit" : glucoseValue < 70 ? "low" : glucoseValue > 250 ? "high" : glucoseValue > 180 ? "warn" : "";
-    const glucoseTile = tile("glucose", "Glucose", glucoseValue === null ? "—" : el("span", { id: "glucose-now" }, num(glucoseValue)),
-      glucoseValue === null ? null : "mg/dL",
+    const cls = glucoseClass(glucoseValue);
+    const glucoseTile = tile("glucose", metricLabel("glucose"), glucoseValue === null ? "—" : el("span", { id: "glucose-now" }, num(glucoseValue)),
+      glucoseValue === null ? null : unit("glucose"),
       [g ? trendNode(g.trend, g.trend_mg_dl_per_min) : null, glucoseTime ? ` ${ago(glucoseTime)}` : " no readings",
        g && g.stale ? el("span", { class: "stale" }, " · no recent reading") : null, el("br"), forecastText()], `glucose-tile ${cls}`);
     const n = news2 || (overview && overview.news2);
@@ -209,12 +210,12 @@ export function mountLive(panel, tiles, ctx, openedAt, prefetched) {
     const when = (metric) => (latest[metric] ? ago(latest[metric].time) : "no readings");
     clear(tiles, el("h2", { class: "visually-hidden" }, "Latest state"),
       glucoseTile, news2Tile,
-      tile("hr", "Heart rate", v("heart_rate"), latest.heart_rate ? "/min" : null, when("heart_rate")),
+      tile("hr", metricLabel("heart_rate"), v("heart_rate"), latest.heart_rate ? unit("heart_rate") : null, when("heart_rate")),
       tile("bp", "Blood pressure", latest.systolic_bp ? `${v("systolic_bp")}/${v("diastolic_bp")}` : "—",
-           latest.systolic_bp ? "mmHg" : null, when("systolic_bp")),
-      tile("spo2", "SpO₂", v("spo2"), latest.spo2 ? "%" : null, when("spo2")),
-      latest.respiratory_rate ? tile("rr", "Resp. rate", v("respiratory_rate"), "/min", when("respiratory_rate")) : null,
-      latest.body_temperature ? tile("temp", "Temperature", v("body_temperature", 1), "°C", when("body_temperature")) : null,
+           latest.systolic_bp ? unit("systolic_bp") : null, when("systolic_bp")),
+      tile("spo2", metricLabel("spo2"), v("spo2"), latest.spo2 ? unit("spo2") : null, when("spo2")),
+      latest.respiratory_rate ? tile("rr", metricLabel("respiratory_rate"), v("respiratory_rate"), unit("respiratory_rate"), when("respiratory_rate")) : null,
+      latest.body_temperature ? tile("temp", metricLabel("body_temperature"), v("body_temperature", 1), unit("body_temperature"), when("body_temperature")) : null,
     );
     renderTwin();
   }

@@ -5,6 +5,7 @@ import { $ } from "./dom.js";
 import * as events from "./events.js";
 import { showPatients, hidePatients } from "./patients.js";
 import { showPatient, hidePatient } from "./patient.js";
+import { loadVocabulary } from "./vocab.js";
 import { hideWorklist, showWorklist, watchAlerts } from "./worklist.js";
 
 const VIEWS = ["login-view", "list-view", "patient-view", "alerts-view"];
@@ -40,6 +41,7 @@ export async function route() {
     $("username").focus();
     return;
   }
+  await loadVocabulary();  // labels, units and thresholds of every view come from it
   events.start();
   if (!stopWatch) stopWatch = watchAlerts();
   const match = location.hash.match(/^#\/patients\/([^/]+)(?:\/([a-z-]+))?/);

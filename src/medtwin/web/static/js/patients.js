@@ -5,6 +5,7 @@ import { call, errorText } from "./api.js";
 import { $, ago, debounce, el, news2Badge, num, severityBadge, throttle, trendNode } from "./dom.js";
 import { subscribe } from "./events.js";
 import { rememberNames } from "./worklist.js";
+import { displayUnit, glucoseClass } from "./vocab.js";
 
 const SEVERITIES = ["critical", "high", "medium", "low"];
 const NEWS2_RANK = { high: 4, medium: 3, "low-medium": 2, low: 1 };
@@ -37,7 +38,8 @@ function sorted() {
 function glucoseCell(p) {
   if (!p.glucose) return el("td", { class: "muted" }, "—");
   const g = p.glucose;
-  const low = g.value < 70, high = g.value > 180;
+  const cls = glucoseClass(g.value);
+  const low = cls === "crit" || cls === "low", high = cls === "warn" || cls === "high";
   return el("td", { class: `num glucose ${low ? "is-low" : high ? "is-high" : ""}` },
     el("strong", num(g.value)), " ", trendNode(g.trend, g.trend_mg_dl_per_min),
     el("span", { class: `when ${g.stale ? "stale" : ""}`, title: new Date(g.time).toString() },
@@ -65,7 +67,7 @@ function row(p) {
     el("td", { class: "num" }, p.age_years ?? "—", el("span", { class: "sub" }, p.gender ? ` ${p.gender[0].toUpperCase()}` : "")),
     glucoseCell(p),
     el("td", { class: "num" }, news2Badge(p.news2)),
-    el("td", { class: "num" }, p.heart_rate ? el("span", {}, num(p.heart_rate.value), el("span", { class: "unit" }, " /min")) : "—"),
+    el("td", { class: "num" }, p.heart_rate ? el("span", {}, num(p.heart_rate.value), el("span", { class: "unit" }, ` ${displayUnit("heart_rate")}`)) : "—"),
     alertsCell(p),
     el("td", { class: "problems" }, p.problems.join(", ") || "—",
        p.n_problems > p.problems.length ? el("span", { class: "muted" }, ` +${p.n_problems - p.problems.length}`) : null),

@@ -1,0 +1,59 @@
+// The one vocabulary (GET /api/v1/vocabulary): metric labels and display units, the consensus glucose
+// thresholds and the alert rules' labels. Loaded once after sign-in (main.js awaits it before a view is
+// drawn); nothing in the dashboard keeps its own copy. Before it has loaded (or if it could not be), names
+// are shown as they are and no glucose zones are drawn: no made-up threshold.
+import { call } from "./api.js";
+
+let vocab = null;
+let pending = null;
+
+function index(doc) {
+  const levels = new Map(doc.glucose.levels.map((lv) => [lv.name, lv]));
+  return {
+    doc,
+    metrics: new Map(doc.metrics.map((m) => [m.name, m])),
+    levels,
+    alerts: new Map(doc.alert_rules.flatMap((r) => r.alerts.map((k) => [k.name, k]))),
+  };
+}
+
+/** Load the vocabulary (once; later calls reuse it). Resolves to null if it cannot be read. */
+export function loadVocabulary() {
+  if (vocab) return Promise.resolve(vocab);
+  if (!pending) {
+    pending = call("/vocabulary").then((doc) => { vocab = index(doc); return vocab; })
+      .catch((error) => { console.error("vocabulary not loaded", error); return null; })
+      .finally(() => { pending = null; });
+  }
+  return pending;
+}
+
+export const metricLabel = (name) => vocab?.metrics.get(name)?.label ?? name;
+export const displayUnit = (name) => vocab?.metrics.get(name)?.display_unit ?? "";
+export const alertLabel = (rule) => vocab?.alerts.get(rule)?.label ?? rule;
+export const alertDescription = (rule) => vocab?.alerts.get(rule)?.description ?? "";
+
+/** A consensus glucose threshold in mg/dL ("hypo-l2", "hypo-l1", "hyper-l1", "hyper-l2"), or null. */
+export const glucoseThreshold = (level) => vocab?.levels.get(level)?.threshold_mg_dl ?? null;
+
+/** The thresholds as {vlow, low, high, vhigh} (mg/dL), or null before the vocabulary has loaded. */
+export function glucoseLevels() {
+  if (!vocab) return null;
+  return { vlow: glucoseThreshold("hypo-l2"), low: glucoseThreshold("hypo-l1"),
+           high: glucoseThreshold("hyper-l1"), vhigh: glucoseThreshold("hyper-l2") };
+}
+
+/** Chart options drawing the target range and the level lines of the glucose thresholds. */
+export function glucoseZones() {
+  const t = glucoseLevels();
+  if (!t) return { zones: [], rules: [] };
+  return { zones: [{ from: t.low, to: t.high, fill: "#e5f3e8" }],
+           rules: [{ y: t.vlow, color: "#a61b1b" }, { y: t.low, color: "#b26a00" }, { y: t.high, color: "#b26a00" }] };
+}
+
+/** "crit" | "low" | "high" | "warn" | "" for a glucose value against the thresholds. */
+export function glucoseClass(value) {
+  const t = glucoseLevels();
+  if (value === null || value === undefined || !t) return "";
+  return value < t.vlow ? "crit" : value < t.low ? "low" : value > t.vhigh ? "high" : value > t.high ? "warn" : "";
+}
