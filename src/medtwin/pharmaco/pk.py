@@ -462,4 +462,4 @@ def steady_state(
         shifted = np.mod(tt[None, :] - lag[:, None], tau)
         zq = z0[:, None, :] * np.exp(w[:, None, :] * shifted[..., None])
     conc = np.einsum("noi,nti->nto", obs, zq)[..., 0]
-    return conc / p["V1"][:, None]
+    return np.asarray(conc / p["V1"][:, None], dtype=float)

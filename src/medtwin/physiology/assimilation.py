@@ -193,11 +193,11 @@ class GlucoseFilter:
 
     def member_parameters(self) -> Array:
         """(M, 34): the reference with each member's multipliers applied."""
-        return _member_parameters(self.reference[None, :], self.theta[None])[0]
+        return np.asarray(_member_parameters(self.reference[None, :], self.theta[None])[0], dtype=float)
 
     def glucose_mg_dl(self) -> Array:
         """Members' interstitial glucose (mg/dL), the sensor error removed."""
-        return self.states[:, _GS] / self.reference[_PARAM_INDEX["Vg"]]
+        return np.asarray(self.states[:, _GS] / self.reference[_PARAM_INDEX["Vg"]], dtype=float)
 
     def multiplier(self, name: str) -> tuple[float, float]:
         """(exp(mean log multiplier), SD of the log multiplier) of an AUGMENTED parameter."""
@@ -592,7 +592,7 @@ def _advance(filters: Sequence[GlucoseFilter], t1: Array, settings: FilterSettin
             _add_process_noise(f, float(duration[i]), settings)
         _consume_inputs(f, float(t1[i]), settings)
         f.time_min = float(t1[i])
-    return end
+    return np.asarray(end, dtype=float)
 
 
 def _add_process_noise(f: GlucoseFilter, minutes: float, settings: FilterSettings) -> None:

@@ -134,7 +134,7 @@ def simulate_scenario(
     solver: Solver = DEFAULT_SOLVER,
 ) -> SimulationResult:
     """Simulate ``scenario`` for every patient in ``params`` (one batched solve); JSON-ready result."""
-    scenario = parse_scenario(scenario)  # type: ignore[arg-type]
+    scenario = parse_scenario(scenario)
     if params.n == 0:
         raise PhysiologyInputError("params", "no patients")
     trajectory, cgm_t, cgm, basal, times = run_scenario(params, scenario, rng=rng, pump=pump, solver=solver)

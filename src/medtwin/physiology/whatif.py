@@ -47,7 +47,7 @@ def compare_regimens(
     Glucose is the noise-free subcutaneous glucose sampled every ``sample_period_min``; bands are the
     5th-95th percentiles over the ensemble. Meal boluses use the noise-free glucose (sensor noise off).
     """
-    scenario = parse_scenario(scenario)  # type: ignore[arg-type]
+    scenario = parse_scenario(scenario)
     if not regimens:
         raise PhysiologyInputError("regimens", "give at least one regimen")
     names = [r.name for r in regimens]
