@@ -244,10 +244,7 @@ class Caller:
 
     principal: Principal
     services: Services
-
-    @property
-    def store(self) -> Store:
-        return self.services.store
+    store: Store  # services.store, the one most routes use
 
     @property
     def actor(self) -> str:
@@ -278,7 +275,8 @@ def caller(action: str, resource: str) -> Callable[..., Caller]:
     one would not resolve.)"""
 
     def dependency(request: Request, principal: Principal = Depends(guard(action, resource))) -> Caller:
-        return Caller(principal, services_of(request.app))
+        services = services_of(request.app)
+        return Caller(principal, services, services.store)
 
     return dependency
 
@@ -291,7 +289,7 @@ def patient_call(action: str, resource: str) -> Callable[..., PatientCall]:
                    principal: Principal = Depends(guard(action, resource))) -> PatientCall:
         services = services_of(request.app)
         resolved = visible_patient(services.store, principal, patient_id)
-        return PatientCall(principal, services, resolved, patient_id)
+        return PatientCall(principal, services, services.store, resolved, patient_id)
 
     return dependency
 

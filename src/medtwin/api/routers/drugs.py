@@ -6,7 +6,8 @@ Simulations are CPU-bound and run in the thread pool.
 
 from __future__ import annotations
 
-from typing import Annotated
+from collections.abc import Callable
+from typing import Annotated, Any, TypeVar
 
 from fastapi import APIRouter, Depends, Query, Request
 from starlette.concurrency import run_in_threadpool
@@ -14,6 +15,7 @@ from starlette.concurrency import run_in_threadpool
 from medtwin.api.deps import (
     MedicationSimulator,
     ObservationReader,
+    PatientCall,
     Principal,
     StoreDep,
     guard,
@@ -36,6 +38,7 @@ from medtwin.twin.pharmacogenomics import (
 )
 
 VCF_TYPES = ("text/plain", "text/x-vcf", "text/vcf")
+T = TypeVar("T")
 
 library = APIRouter(prefix="/drugs", tags=["drugs"])
 on_twin = APIRouter(prefix="/twins/{patient_id}/drugs", tags=["drugs"])
@@ -46,20 +49,23 @@ def list_drugs(principal: Annotated[Principal, Depends(guard("read", "Medication
     return drug_library()
 
 
+async def _in_pool(run: Callable[..., T], call: PatientCall, body: Any) -> T:
+    """``run(store, patient, body, actor=..., clock=...)`` in the thread pool (simulations are CPU-bound)."""
+    return await run_in_threadpool(run, call.store, call.patient_id, body, actor=call.actor, clock=utc_now)
+
+
 @on_twin.post("/compare", response_model=TwinDrugComparison,
               summary="Compare regimens on the patient's twin (stored as a drug-simulation twin version)",
               responses={422: {"description": "Invalid input (problem+json naming the field)"}})
 async def compare(body: TwinCompareRequest, call: MedicationSimulator) -> TwinDrugComparison:
-    return await run_in_threadpool(run_comparison, call.store, call.patient_id, body, actor=call.actor,
-                                   clock=utc_now)
+    return await _in_pool(run_comparison, call, body)
 
 
 @on_twin.post("/individualise", response_model=TwinDoseSuggestion,
               summary="Suggest a dose from measured levels (MAP), stored as a drug-simulation twin version",
               responses={422: {"description": "Invalid input (problem+json naming the field)"}})
 async def individualise(body: TwinIndividualiseRequest, call: MedicationSimulator) -> TwinDoseSuggestion:
-    return await run_in_threadpool(run_individualisation, call.store, call.patient_id, body, actor=call.actor,
-                                   clock=utc_now)
+    return await _in_pool(run_individualisation, call, body)
 
 
 @on_twin.post(
