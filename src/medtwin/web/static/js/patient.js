@@ -26,6 +26,23 @@ export function hidePatient() {
   sweepCharts();
 }
 
+// A PGx chip says what may be acted on: a callable gene's CPIC phenotype; a phenotype all candidate diplotypes
+// agree on as "inferred" (shown, never used for a dose); otherwise "not callable", with the reason as the title.
+function pgxChip(g) {
+  const why = g.reason || "";
+  if (g.callable !== false) {
+    const score = g.activity_score !== null && g.activity_score !== undefined ? `, activity score ${g.activity_score}` : "";
+    return el("span", { class: "chip pgx", "data-gene": g.gene, title: `diplotype ${g.diplotype}${score}` },
+              `${g.gene} ${g.phenotype}`);
+  }
+  if (g.inferred) {
+    return el("span", { class: "chip pgx", "data-gene": g.gene, "data-callable": "false", title: why },
+              `${g.gene} ${g.phenotype} · inferred (all candidates agree)`);
+  }
+  return el("span", { class: "chip pgx", "data-gene": g.gene, "data-callable": "false", title: why },
+            `${g.gene} not callable`);
+}
+
 function header(ctx) {
   const s = ctx.summary.summary;
   const facts = [s.age_years !== null && s.age_years !== undefined ? `${s.age_years} y` : null, s.gender,
@@ -37,8 +54,7 @@ function header(ctx) {
   const problems = (s.problems || []).map((p) => el("span", { class: "chip" }, p.display || p.code || "?"));
   const meds = (s.medications || []).map((m) => el("span", { class: "chip med" }, m.display || m.code || "?"));
   const genes = ctx.summary.pharmacogenomics ? ctx.summary.pharmacogenomics.genes : [];
-  const pgx = genes.map((g) => el("span", { class: "chip pgx", title: `diplotype ${g.diplotype}` },
-                                 `${g.gene} ${g.phenotype}`));
+  const pgx = genes.map(pgxChip);
   const reportStatus = el("span", { class: "muted report-status", role: "status" });
   const reportButton = (kind, label) => el("button", { type: "button", class: "secondary", id: `report-${kind}`, on: {
     click: async (event) => {
