@@ -15,7 +15,7 @@ from medtwin.pharmaco.covariates import PatientCovariates, Sex
 from medtwin.pharmaco.dosing import DoseEvent, Regimen, Route
 from medtwin.pharmaco.errors import PharmacoInputError
 from medtwin.pharmaco.iwpc import IwpcInput, Race, iwpc_weekly_dose
-from medtwin.pharmaco.pgx import call_pgx
+from medtwin.pharmaco.pgx import GeneResult, call_pgx
 
 app = typer.Typer(help="Test drugs and doses on a patient's twin: PK/PD, pharmacogenomics, dose suggestions.",
                   no_args_is_help=True)
@@ -162,32 +162,54 @@ def compare_command(
         plot_comparison(result, plot)
 
 
+def _pgx_why(g: GeneResult) -> str:
+    """Why a gene result is less than a confident call, in one cell."""
+    parts: list[str] = []
+    if g.status == "not_callable":
+        parts.append(f"not callable: {', '.join(g.unexplained_positions) or 'see warnings'}")
+    if g.missing_positions:
+        shown = ", ".join(g.missing_positions[:3]) + (" ..." if len(g.missing_positions) > 3 else "")
+        parts.append(f"{len(g.missing_positions)} missing: {shown}")
+    parts += g.warnings[:2] + g.notes[:1]
+    return "; ".join(parts)
+
+
+def _pgx_diplotype(g: GeneResult) -> str:
+    if g.status in ("called", "outside_call"):
+        return g.diplotype
+    if g.status == "ambiguous":
+        shown = ", ".join(c.diplotype for c in g.candidates[:4])
+        return f"one of {shown}" + (f" (+{len(g.candidates) - 4})" if len(g.candidates) > 4 else "")
+    return "not callable" if g.status == "not_callable" else "no data"
+
+
 @app.command("pgx")
 def pgx_command(
-    vcf: Annotated[Path, typer.Argument(help="VCF file (GRCh38).")],
+    vcf: Annotated[Path, typer.Argument(help="VCF file (GRCh38), plain or gzip; gVCF reference blocks count.")],
     sample: Annotated[str | None, typer.Option(help="Sample name if the VCF has several.")] = None,
+    outside_calls: Annotated[Path | None, typer.Option(
+        "--outside-calls", help="PharmCAT outside-call TSV: gene, diplotype or phenotype, activity score.")] = None,
     cyp2d6_copy_number: Annotated[int | None, typer.Option(help="CYP2D6 total copy number.")] = None,
     as_json: Annotated[bool, typer.Option("--json")] = False,
 ) -> None:
-    """Call pharmacogene diplotypes and phenotypes from a VCF; CPIC recommendations."""
+    """Call 13 pharmacogenes from every PharmCAT defining position; CPIC phenotypes; says 'not callable' and why."""
     if not vcf.is_file():
-        _fail(f"vcf: file {vcf} not found")
+        _fail(f"{vcf}: file not found")
     try:
-        report = call_pgx(vcf.read_text(encoding="utf-8"), sample=sample, cyp2d6_copy_number=cyp2d6_copy_number)
+        report = call_pgx(vcf, sample=sample, cyp2d6_copy_number=cyp2d6_copy_number, outside_calls=outside_calls)
     except PharmacoInputError as exc:
         _fail(str(exc))
         return
     if as_json:
         console.print_json(report.model_dump_json())
         return
-    table = Table(title=f"Pharmacogenomics: sample {report.sample} ({report.assembly})")
-    for col in ("gene", "diplotype", "activity score", "phenotype", "notes"):
+    table = Table(title=f"Pharmacogenomics: sample {report.sample} ({report.assembly}); {report.definition_version}")
+    for col in ("gene", "status", "diplotype", "activity score", "phenotype", "why"):
         table.add_column(col)
     for g in report.genes.values():
-        notes = "; ".join(g.notes + [f"missing {m}" for m in g.missing_positions])
-        alt = f" (or {', '.join(g.alternatives)})" if g.alternatives else ""
-        table.add_row(g.gene, g.diplotype + alt, "-" if g.activity_score is None else f"{g.activity_score:g}",
-                      g.phenotype, notes)
+        phenotype = g.phenotype + (" (all candidates agree)" if g.phenotype_inferred else "")
+        table.add_row(g.gene, g.status.replace("_", " "), _pgx_diplotype(g),
+                      "-" if g.activity_score is None else f"{g.activity_score:g}", phenotype, _pgx_why(g))
     console.print(table)
     recs = Table(title="CPIC recommendations")
     for col in ("drug", "gene", "phenotype", "recommendation"):

@@ -8,9 +8,6 @@ named allele explains makes the gene "not callable"; CYP2D6 needs an outside cal
 
 from __future__ import annotations
 
-import csv
-import io
-from functools import cache
 from pathlib import Path
 
 from medtwin.pharmaco.errors import PharmacoInputError
@@ -18,7 +15,6 @@ from medtwin.pharmaco.pgx.caller import call_gene, from_outside_call
 from medtwin.pharmaco.pgx.definitions import (
     GENES,
     GeneDefinition,
-    data_text,
     definition_version,
     gene_definitions,
 )
@@ -40,7 +36,7 @@ from medtwin.pharmaco.recommendations import recommend as cpic_recommend
 from medtwin.pharmaco.vcf import read_vcf
 
 __all__ = ["GENES", "INDETERMINATE", "UNKNOWN", "DiplotypeCandidate", "DrugRecommendation", "GeneResult",
-           "PgxReport", "Status", "VariantCall", "build_vcf", "call_pgx", "phenotype_from_diplotype", "recommend",
+           "PgxReport", "Status", "VariantCall", "build_vcf", "call_pgx", "phenotype_from_diplotype",
            "vkorc1_genotype"]
 
 
@@ -60,31 +56,6 @@ def vkorc1_genotype(result: GeneResult) -> str | None:
         return result.diplotype.split()[-1]
     variants = result.diplotype.count("variant")
     return {0: "G/G", 1: "G/A", 2: "A/A"}.get(variants)
-
-
-@cache
-def recommendation_table() -> tuple[dict[str, str], ...]:
-    return tuple(csv.DictReader(io.StringIO(data_text("cpic_recommendations.csv"))))
-
-
-def recommend(genes: dict[str, GeneResult],
-              drugs: tuple[str, ...] = ("clopidogrel", "codeine", "simvastatin")) -> list[DrugRecommendation]:
-    out = []
-    for drug in drugs:
-        rows = [r for r in recommendation_table() if r["drug"] == drug]
-        if not rows:
-            raise PharmacoInputError("drug", f"no CPIC recommendation table for {drug!r}")
-        gene = rows[0]["gene"]
-        phen = genes[gene].phenotype if genes[gene].phenotype_confident else genes[gene].phenotype
-        row = next((r for r in rows if r["phenotype"] == phen), None) if genes[gene].phenotype_confident else None
-        if row is None:
-            out.append(DrugRecommendation(drug=drug, gene=gene, phenotype=phen, classification="No recommendation",
-                                          recommendation=f"No genotype-guided recommendation: {gene} phenotype is {phen}.",
-                                          source=rows[0]["source"]))
-        else:
-            out.append(DrugRecommendation(drug=drug, gene=gene, phenotype=phen, recommendation=row["recommendation"],
-                                          classification=row["classification"], source=row["source"]))
-    return out
 
 
 def _variant_call(gene: str, obs: Observed) -> VariantCall:
