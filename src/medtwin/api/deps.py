@@ -303,10 +303,15 @@ ObservationSimulator = Annotated[PatientCall, Depends(patient_call("simulate", "
 MedicationSimulator = Annotated[PatientCall, Depends(patient_call("simulate", "MedicationRequest"))]
 
 
-def device_name(store: Store, principal: Principal) -> str | None:
-    """The device a device key stands for (its name), or None for users: what samples are stored under."""
+#: The device of a person's own sample entries: ``manual:<user id>``.
+MANUAL_DEVICE_PREFIX = "manual:"
+
+
+def device_name(store: Store, principal: Principal) -> str:
+    """What samples are stored under: a device key's device (its name); a person's entries are manual entries
+    ``manual:<user id>``, never under a device named in the payload (a person cannot speak for a device)."""
     if principal.kind != "device":
-        return None
+        return f"{MANUAL_DEVICE_PREFIX}{principal.user_id or principal.subject}"
     key_id = principal.subject.removeprefix("device:")
     with store.connect() as connection:
         name = connection.execute(select(api_keys.c.name).where(api_keys.c.id == key_id)).scalar()
