@@ -225,3 +225,29 @@ def test_oversized_or_invalid_simulation_requests_are_refused_before_running(cli
     body = assert_problem(compare(client, af_patient, seed=-1), 422)
     assert body["errors"][0]["loc"] == ["body", "seed"]
     assert len(client.get(f"/api/v1/patients/{af_patient}/versions").json()) == 1  # nothing stored
+
+
+def test_tacrolimus_what_if_over_http_changes_with_the_stored_genotype_and_says_why(client: TestClient,
+                                                                                    af_patient: str) -> None:
+    body = {"drug": "tacrolimus", "horizon_h": 336, "n_samples": 200, "seed": 4,
+            "regimens": [{"dose": "3.5 mg", "route": "oral", "interval_h": 12, "n_doses": 28}]}
+    url = f"/api/v1/twins/{af_patient}/drugs/compare"
+    before = client.post(url, json=body).json()
+    assert before["genotype"][0]["applied"] is False and before["genotype"][0]["reason"].startswith("CYP3A5 unknown")
+    version = upload_vcf(client, af_patient, build_vcf({"CYP3A5": "*1/*1"})).json()["version"]
+    after = client.post(url, json=body).json()
+    (effect,) = after["genotype"]
+    assert effect["applied"] is True and effect["factor"] == 1.75
+    assert effect["reason"].startswith(f"CYP3A5 Normal Metabolizer (pgx v{version}): tacrolimus CL x 1.75")
+    assert after["outcomes"][0]["metric_p50"] < before["outcomes"][0]["metric_p50"] / 1.5  # expresser: lower troughs
+    assert after["basis"]["covariate_sources"]["pharmacogenes.CYP3A5"] == f"pgx v{version}: CYP3A5"
+
+
+def test_dpyd_poor_metaboliser_fluorouracil_is_refused_naming_the_gene(client: TestClient, af_patient: str) -> None:
+    body = {"drug": "fluorouracil", "horizon_h": 60, "n_samples": 50,
+            "patient": {"pharmacogenes": {"DPYD": {"activity_score": 0}}},
+            "regimens": [{"dose": "4320 mg", "route": "iv_infusion", "interval_h": 336, "n_doses": 1,
+                          "infusion_duration_h": 46}]}
+    problem = assert_problem(client.post(f"/api/v1/twins/{af_patient}/drugs/compare", json=body), 422,
+                             "patient.pharmacogenes.DPYD")
+    assert "CPIC recommends avoiding fluoropyrimidines" in problem["detail"]
