@@ -21,8 +21,8 @@ import uvicorn
 import websockets
 from fastapi.testclient import TestClient
 
-from medtwin.api.app import create_app
 from medtwin.api import realtime
+from medtwin.api.app import create_app
 from medtwin.config import Settings
 from medtwin.record.sources import RawUnit
 from medtwin.security import accounts, audit
