@@ -1,21 +1,27 @@
-"""What every command shares: settings, opening the store, printing errors."""
+"""What every command shares: settings, opening the store, printing errors.
+
+Light to import (every command module imports it): the settings, store and security modules are imported when
+a helper is called, not here (see ``cli/main.py`` on start-up time)."""
 
 from __future__ import annotations
 
 import getpass
-from typing import NoReturn
+from typing import TYPE_CHECKING, NoReturn
 
 import typer
 from rich.console import Console
 
-from medtwin.config import Settings
-from medtwin.store.database import Store
+if TYPE_CHECKING:
+    from medtwin.config import Settings
+    from medtwin.store.database import Store
 
 console = Console()
 err_console = Console(stderr=True)
 
 
 def load_settings() -> Settings:
+    from medtwin.config import Settings
+
     return Settings()
 
 
@@ -23,6 +29,7 @@ def open_store(settings: Settings) -> Store:
     """The configured store (identifiers sealed with the configured key ring), migrated to the newest schema.
     Without a key ring (and outside demo mode) this stops with the message saying how to make one."""
     from medtwin.security.crypto import AesGcmCodec, CryptoError, load_keyring
+    from medtwin.store.database import Store
 
     try:
         keyring = load_keyring(settings)
