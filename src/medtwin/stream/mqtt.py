@@ -437,13 +437,13 @@ class MqttIngest:
       naming another metric is quarantined as ``topic-mismatch``).
     * **One transaction per batch**, whatever the number of patients in it (devices publish a sample or a
       few at a time, so a batch of 500 messages is typically hundreds of (patient, device) groups; a
-      transaction and a pipeline call for each cost ~280 us of CPU per message, this ~35 us). Groups whose
-      samples are all well-formed, convertible, in range and within the device's rate are checked here
-      with the pipeline's own parser, unit registry, idempotency keys and rate limiter, and inserted with
-      one statement; any other group goes through ``IngestPipeline.ingest`` (quarantine of bad samples,
-      errors) inside the same transaction. The pipeline's listeners are told after the commit, one call
-      per (patient, device) with its newly stored samples in time order, as ``ingest`` would. Field
-      paths in quarantine rows index the samples of the group.
+      transaction and a pipeline call for each cost ~280 us of CPU per message). Each group is checked by
+      ``IngestPipeline.prepare`` (the pipeline's parse, units, range, keys and rate limit; nothing written)
+      and the whole batch, with the quarantine rows of refused messages, is stored by one
+      ``IngestPipeline.write`` in one transaction: the same code HTTP runs, no copy of the checks here. The
+      pipeline's listeners are told after the commit, one call per (patient, device) with its newly stored
+      samples in time order, as ``ingest`` would. Field paths in quarantine rows index the samples of the
+      group.
     * **Nothing is dropped.** A message is quarantined whole (sealed, with the reason; keyed by a hash of
       topic and payload so a redelivery is quarantined once) when its topic is malformed (``topic``), its
       device is unknown, revoked or bound to another patient (``unknown-device``, ``revoked-device``,
