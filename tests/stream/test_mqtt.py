@@ -17,7 +17,7 @@ import orjson
 import paho.mqtt.client as paho
 import pytest
 from paho.mqtt.enums import CallbackAPIVersion
-from sqlalchemy import select
+from sqlalchemy import event, select
 
 from medtwin.security.crypto import AesGcmCodec, KeyRing
 from medtwin.store.database import Store
@@ -395,3 +395,35 @@ def test_a_revoked_device_key_is_refused_within_the_registry_ttl(sqlite_store: S
     ingest([message(3)])  # 2.5 s: read again, revoked
     assert sample_counts(store) == (2, 2)
     assert quarantine_reasons(store) == {"revoked-device": 1}
+
+
+def test_a_batch_is_one_transaction_through_the_pipelines_own_checks(sqlite_store: Store) -> None:
+    """Two patients, a bad value, a value conflicting with one stored over HTTP and an unknown device in one
+    batch: one commit; the sample-level reasons are the pipeline's own (as over HTTP); the listeners hear of
+    each (patient, device) after that commit."""
+    store = sqlite_store
+    add_patient(store, "p-a")
+    add_patient(store, "p-b")
+    dev_a, dev_b = add_device(store, "p-a"), add_device(store, "p-b")
+    pipeline = IngestPipeline(store)
+    http = pipeline.ingest([{**hr(0), "metric": "heart_rate"}], patient_id="p-a", device="cgm", source="http")
+    assert http.accepted == 1
+    commits = [0]
+    event.listen(store.engine, "commit", lambda _connection: commits.__setitem__(0, commits[0] + 1))
+    heard: list[tuple[str, int, int]] = []
+    pipeline.add_listener(lambda stored: heard.append((stored[0].patient_id, len(stored), commits[0])))
+
+    def message(device: str, patient: str, payload: object, mid: int) -> InboundMessage:
+        return InboundMessage(sample_topic("medtwin", patient, device, "heart_rate"), orjson.dumps(payload), mid, 1,
+                              False, 1, 0.0)
+
+    ingest = MqttIngest(pipeline)
+    ingest([message(dev_a, "p-a", [hr(1), {**hr(0), "value": 99}], 1),
+            message(dev_b, "p-b", [hr(1), {**hr(2), "value": -5}], 2),
+            message("no-such-key", "p-a", hr(3), 3)])
+    assert commits[0] == 1
+    assert quarantine_reasons(store) == {"conflict": 1, "out-of-range": 1, "unknown-device": 1}
+    assert sorted(heard) == [("p-a", 1, 1), ("p-b", 1, 1)]
+    assert sample_counts(store) == (3, 3)
+    assert (ingest.stats.accepted, ingest.stats.quarantined_samples) == (2, 2)
+    assert ingest.stats.quarantined_messages == {"unknown-device": 1}

@@ -18,7 +18,7 @@ from medtwin.security.crypto import AesGcmCodec, KeyRing
 from medtwin.store.database import Store
 from medtwin.store.live_tables import quarantine
 from medtwin.store.samples import SampleRepository
-from medtwin.stream.parse import PayloadError, Reading
+from medtwin.stream.parse import PayloadError, Reading, parse_samples
 from medtwin.stream.pipeline import (
     MAX_QUARANTINED_PAYLOAD,
     BatchTooLargeError,
@@ -242,3 +242,35 @@ def test_a_huge_unreadable_payload_keeps_its_head_and_digest(live_store: Store) 
     kept = live_store.codec.open(row["payload"])  # type: ignore[arg-type]
     assert len(kept) == MAX_QUARANTINED_PAYLOAD
     assert f"of {len(body)} bytes kept" in str(row["detail"]) and hashlib.sha256(body).hexdigest() in str(row["detail"])
+
+
+def test_prepare_writes_nothing_and_write_stores_several_calls_in_the_callers_transaction(live_store: Store) -> None:
+    pipeline = _pipeline(live_store)
+    seen: list[list[Sample]] = []
+    pipeline.add_listener(seen.append)
+    first = pipeline.prepare(parse_samples([hr(0), hr(5), hr(0)]), patient_id="p1", device="watch", source="t")
+    second = pipeline.prepare(parse_samples([hr(10), {"metric": "heart_rate"}]), patient_id="p2", device="watch",
+                              source="t")
+    assert _count(live_store, "p1") == 0 and _quarantine_rows(live_store) == []  # prepared, nothing written
+    assert [q.reason for q in second.report.quarantined] == ["missing"] and first.repeated == 1
+    with pytest.raises(RuntimeError), live_store.begin() as connection:  # the caller's transaction rolls back
+        pipeline.write(connection, [first, second])
+        raise RuntimeError("after the write, before the commit")
+    assert _count(live_store, "p1") == 0 and _quarantine_rows(live_store) == []
+    with live_store.begin() as connection:
+        pipeline.write(connection, [first, second])
+    assert (first.report.accepted, first.report.duplicates) == (2, 1)
+    assert (second.report.accepted, second.report.duplicates) == (1, 0)
+    assert [s.time for s in first.report.stored] == [T0, T0 + timedelta(minutes=5)]
+    assert _count(live_store, "p1") == 2 and _count(live_store, "p2") == 1 and len(_quarantine_rows(live_store)) == 1
+    assert seen == []  # listeners are the caller's to tell, after its commit
+
+
+def test_write_counts_a_key_once_across_the_calls_of_a_batch(live_store: Store) -> None:
+    pipeline = _pipeline(live_store)
+    calls = [pipeline.prepare(parse_samples([hr(0), hr(1)]), patient_id="p1", device="watch", source="t"),
+             pipeline.prepare(parse_samples([hr(1), hr(2)]), patient_id="p1", device="watch", source="t")]
+    with live_store.begin() as connection:
+        pipeline.write(connection, calls)
+    assert [(c.report.accepted, c.report.duplicates) for c in calls] == [(2, 0), (1, 1)]
+    assert sum(len(c.report.stored) for c in calls) == _count(live_store) == 3
