@@ -145,3 +145,112 @@ def test_research_export_is_deidentified(sqlite_store: Store, synthea_files: lis
     again = (tmp_path / "again" / "Patient.ndjson").read_text()
     assert again == (out / "Patient.ndjson").read_text()
     shutil.rmtree(tmp_path / "again")
+
+
+# --- issue 13, defect 4: no identifier in the database after API use by every role ---------------
+def _identifiers(files: list[Path]) -> list[dict[str, str]]:
+    """Per patient, its identifier values by HL7 v2-0203 type (MR, SS, DL, PPN) and its names."""
+    out = []
+    for path in files[2:]:
+        patient = next(e["resource"] for e in json.loads(path.read_text())["entry"]
+                       if e["resource"]["resourceType"] == "Patient")
+        by_type = {c["code"]: i["value"] for i in patient["identifier"] for c in i.get("type", {}).get("coding", [])}
+        out.append({**by_type, "family": patient["name"][0]["family"]})
+    return out
+
+
+def _raw_database(store: Store) -> bytes:
+    """Every byte the database holds: the SQLite file and its WAL (read while open, before a checkpoint
+    folds the WAL in, and again after), or a data-only pg_dump of PostgreSQL."""
+    if store.is_sqlite:
+        path = Path(store.url.split("///", 1)[1])
+        live = b"".join(p.read_bytes() for p in sorted(path.parent.glob(path.name + "*")))
+        assert Path(str(path) + "-wal").exists()
+        store.dispose()
+        return live + b"".join(p.read_bytes() for p in path.parent.glob(path.name + "*"))
+    from sqlalchemy import make_url
+
+    dsn = make_url(store.url).set(drivername="postgresql").render_as_string(hide_password=False)
+    return subprocess.run([str(PG_DUMP), "--data-only", dsn], check=True, capture_output=True).stdout
+
+
+def _api_session(client: Any, tokens: dict[str, str], patients: list[dict[str, str]], ids: list[str]) -> dict[str, int]:
+    """Ordinary use by every role, naming patients by id, MRN and (wrongly) SSN, licence and passport."""
+    statuses: dict[str, int] = {}
+    for role, token in tokens.items():
+        h = {"Authorization": f"Bearer {token}"}
+        client.get("/api/v1/auth/me", headers=h)
+        client.get("/api/v1/patients", headers=h, params={"name": patients[0]["family"]})
+        client.get("/api/v1/alerts", headers=h, params={"patient": patients[0]["MR"]})
+        for k in (0, 2):  # in the clinician's care team / not
+            for kind, value in (("id", ids[k]), ("MR", patients[k]["MR"]), ("SS", patients[k]["SS"]),
+                                ("DL", patients[k].get("DL", "")), ("PPN", patients[k].get("PPN", ""))):
+                if not value:
+                    continue
+                for tail in ("", "/observations", "/consent", "/alerts", "/samples/latest"):
+                    r = client.get(f"/api/v1/patients/{value}{tail}", headers=h)
+                    statuses[f"{role} {kind} {k}{tail}"] = r.status_code
+                client.post(f"/api/v1/patients/{value}/samples", headers=h, json={"samples": [
+                    {"metric": "heart_rate", "value": 71, "unit": "/min", "time": "2026-01-15T11:00:00Z",
+                     "id": f"{role}-{kind}-{k}"}]})
+                client.get("/api/v1/audit/events", headers=h, params={"patient_id": value})
+    client.post("/api/v1/auth/token", data={"grant_type": "password", "username": "admin", "password": "wrong!"})
+    for role, k, kind in (("device", 0, "MR"), ("admin", 2, "SS"), ("clinician", 2, "DL")):  # sample sockets
+        with client.websocket_connect(f"/api/v1/patients/{patients[k][kind]}/stream",
+                                      headers={"Authorization": f"Bearer {tokens[role]}"}) as ws:
+            first = ws.receive_json()
+            statuses[f"{role} {kind} {k}/stream"] = 101 if first.get("ready") else first["error"]["status"]
+    return statuses
+
+
+def test_no_identifier_in_database_after_api_use_by_every_role(store: Store, synthea_files: list[Path],
+                                                               keyring: KeyRing, tmp_path: Path) -> None:
+    from fastapi.testclient import TestClient
+
+    from medtwin.api.app import create_app
+    from medtwin.config import Settings
+    from medtwin.security import accounts, audit
+    from medtwin.store.security_tables import audit_log
+
+    _import(store, synthea_files)
+    patients = _identifiers(synthea_files)
+    pw = "privacy scan password"
+    with store.begin() as conn:
+        from medtwin.store.records import RecordRepository
+
+        repo = RecordRepository(conn, store.codec)
+        ids = [repo.resolve_patient(p["MR"]) or "" for p in patients]
+        assert all(ids) and len(set(ids)) == 10
+        for role in ("admin", "clinician", "patient", "researcher"):
+            accounts.create_user(conn, role, pw, role, patient_id=ids[0] if role == "patient" else None)
+        accounts.add_to_care_team(conn, "clinician", ids[0])
+        _, device = accounts.create_api_key(conn, "cgm", ids[0], "admin", keyring.index_key)
+    settings = Settings(data_dir=tmp_path, rate_limit_per_minute=1_000_000, login_attempts_per_minute=1_000_000)
+    with TestClient(create_app(settings, store=store, keyring=keyring)) as client:
+        tokens = {role: client.post("/api/v1/auth/token", data={"grant_type": "password", "username": role,
+                                                                 "password": pw}).json()["access_token"]
+                  for role in ("admin", "clinician", "patient", "researcher")}
+        tokens["device"] = device
+        statuses = _api_session(client, tokens, patients, ids)
+    # MRN lookup in a path is a feature; an SSN, licence or passport number in a URL resolves to nothing
+    assert statuses["admin MR 2"] == statuses["admin id 2"] == statuses["clinician MR 0"] == 200
+    assert statuses["admin SS 2"] == statuses["admin DL 2"] == statuses["admin PPN 2"] == 404
+    assert statuses["clinician MR 2"] == statuses["clinician SS 0"] == 404
+    assert (statuses["device MR 0/stream"], statuses["admin SS 2/stream"], statuses["clinician DL 2/stream"]) == (
+        101, 404, 404)
+    with store.connect() as conn:
+        records = list(audit.records(conn))
+        assert audit.verify(conn).ok
+        roles = {r.role for r in records}
+        routes = {json.loads(r.detail)["route"] for r in records if r.detail and "route" in json.loads(r.detail)}
+        patient_ids = {r.patient_id for r in records if r.patient_id}
+        n = conn.execute(select(audit_log.c.seq)).all()
+    assert {"admin", "clinician", "patient", "researcher", "device"} <= roles and len(n) > 300
+    assert "/api/v1/patients/{patient_id}/observations" in routes
+    assert all(p in ids or p.startswith("blind:") for p in patient_ids), patient_ids - set(ids)
+    raw = _raw_database(store)
+    phi = _phi(synthea_files)
+    values = {kind: {p[kind] for p in patients if kind in p} for kind in ("MR", "SS", "DL", "PPN")}
+    assert len(values["SS"]) == 10 and len(values["MR"]) == 10
+    hits = _scan(raw, phi) + [f"{kind}: {v}" for kind, vs in values.items() for v in vs if v.encode() in raw]
+    assert not hits, f"plaintext identifiers in the database after API use: {hits[:10]}"

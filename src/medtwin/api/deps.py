@@ -12,6 +12,7 @@ A route without a guard is a bug; ``tests/api/test_authorization.py`` fails on i
 from __future__ import annotations
 
 import math
+import re
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
@@ -91,12 +92,56 @@ def _unauthorized(detail: str) -> ProblemError:
                         headers={"WWW-Authenticate": 'Bearer error="invalid_token"'})
 
 
-def _resolve_patient(store: Store, raw: str) -> str:
+#: The identifier type (HL7 v2 table 0203) a path may name a patient by, besides the patient's id.
+PATH_IDENTIFIER_TYPE = ("http://terminology.hl7.org/CodeSystem/v2-0203", "MR")
+#: Systems of national person identifiers (SSN, passport, driver's licence, Medicare), never taken in a path.
+PERSON_ID_SYSTEMS = ("http://hl7.org/fhir/sid/us-ssn", "http://hl7.org/fhir/sid/passport-",
+                     "urn:oid:2.16.840.1.113883.4.3.", "http://hl7.org/fhir/sid/us-mbi",
+                     "http://hl7.org/fhir/sid/us-medicare", "urn:oid:2.16.840.1.113883.4.1")
+_SSN_SHAPE = re.compile(r"^\d{3}-?\d{2}-?\d{4}$")
+
+
+def _path_identifier(identifier: dict[str, Any], raw: str) -> bool:
+    """Whether ``identifier`` (of a stored Patient) may name the patient in a path as ``raw``: its type is
+    MR, or it has no type, its system is no national person identifier and the value is not SSN-shaped."""
+    if identifier.get("value") != raw:
+        return False
+    codings = (identifier.get("type") or {}).get("coding") or []
+    if codings:
+        system, code = PATH_IDENTIFIER_TYPE
+        return any(c.get("system") == system and c.get("code") == code for c in codings)
+    id_system = str(identifier.get("system") or "")
+    return not id_system.startswith(PERSON_ID_SYSTEMS) and not _SSN_SHAPE.match(raw)
+
+
+def resolve_path_patient(store: Store, raw: str) -> str | None:
+    """The stored id of the patient a path names by id or by medical record number, else None.
+
+    Only a record number is accepted (type v2-0203 ``MR``, or an untyped local identifier: see
+    :func:`_path_identifier`): an SSN, driver's licence or passport number in a URL would be written by every
+    proxy and access log on the way, so those are found through the search API (``GET /patients?identifier=``,
+    where the value stays in the query) and never resolve in a path."""
     from medtwin.store.records import RecordRepository
 
     with store.connect() as connection:
-        resolved = RecordRepository(connection, store.codec).resolve_patient(raw)
-    return resolved or raw
+        repo = RecordRepository(connection, store.codec)
+        if repo.exists("Patient", raw):
+            return raw
+        found = repo.find_by_identifier("Patient", None, raw)
+        patient = repo.get("Patient", found) if found is not None else None
+    if any(_path_identifier(i, raw) for i in (patient or {}).get("identifier", []) if isinstance(i, dict)):
+        return found
+    return None
+
+
+def _resolve_patient(store: Store, raw: str) -> str:
+    """The stored id (:func:`resolve_path_patient`), else a blind index of ``raw``: never the raw value, which
+    may be an identifier, since what the guard decides on is written to the audit log."""
+    return resolve_path_patient(store, raw) or _blind_reference(store, raw)
+
+
+def _blind_reference(store: Store, raw: str) -> str:
+    return "blind:" + store.codec.blind(f"path-patient|{raw}")[:40]
 
 
 def authenticate(request: Request, token: str | None) -> Principal:
@@ -141,10 +186,8 @@ def guard(action: str, resource: str) -> Callable[..., Principal]:
             raise
         audit.actor, audit.role = principal.subject, principal.role
         patient_id = None
-        if isinstance(raw_patient, str) and raw_patient:
-            patient_id = raw_patient
-            if principal.patient_ids is not None:
-                patient_id = _resolve_patient(services_of(request.app).store, raw_patient)
+        if isinstance(raw_patient, str) and raw_patient:  # resolved before anything is logged
+            patient_id = _resolve_patient(services_of(request.app).store, raw_patient)
         audit.patient_id = patient_id
         decision = decide(principal, action, resource, request.method, patient_id)
         if not decision.allowed:
@@ -220,12 +263,10 @@ def route_policies(app: Any) -> list[RoutePolicy]:
 
 
 def visible_patient(store: Store, principal: Principal, patient_id: str, field: str = "patient_id") -> str:
-    """The stored id of ``patient_id`` (an id or an MRN) if the caller may see it; 404 otherwise (never 403:
-    whether a patient exists is itself health information). ``field`` names the input in the problem."""
-    from medtwin.store.records import RecordRepository
-
-    with store.connect() as connection:
-        resolved = RecordRepository(connection, store.codec).resolve_patient(patient_id)
+    """The stored id of ``patient_id`` (an id or an MRN: :func:`resolve_path_patient`) if the caller may see
+    it; 404 otherwise (never 403: whether a patient exists is itself health information). ``field`` names
+    the input in the problem."""
+    resolved = resolve_path_patient(store, patient_id)
     if resolved is None or not principal.can_see(resolved):
         raise ProblemError(404, "Not found", f"no patient {patient_id!r}", kind="not-found", field=field)
     return resolved

@@ -124,8 +124,10 @@ class SocketAudit:
 
 def _socket_audit(websocket: WebSocket, services: Services, action: str, resource_type: str,
                   resource_id: str | None = None) -> SocketAudit:
+    from medtwin.api.security_middleware import route_template  # the route as declared: no identifier logged
+
     client = websocket.client.host if websocket.client else None
-    return SocketAudit(services, action, resource_type, websocket.url.path, client, resource_id)
+    return SocketAudit(services, action, resource_type, route_template(websocket.scope), client, resource_id)
 
 
 async def _until_first_ends(*parts: Callable[[], Awaitable[None]]) -> None:
@@ -416,7 +418,7 @@ def _authorise_samples(services: Services, token: str, raw_patient: str) -> tupl
     from medtwin.api.deps import _resolve_patient  # the guard's own step: an MRN of a patient in reach
 
     principal = authenticate_token(services, token)
-    patient = _resolve_patient(services.store, raw_patient) if principal.patient_ids is not None else raw_patient
+    patient = _resolve_patient(services.store, raw_patient)  # id or MRN only, for every role
     decision = decide(principal, "write", "samples", "POST", patient)
     if not decision.allowed:
         raise ProblemError(decision.status, "Forbidden",
@@ -560,7 +562,7 @@ async def sample_socket(websocket: WebSocket) -> None:
         return
     except ProblemError as exc:
         detail = exc.detail or exc.title
-        await log.log(None, exc.status, {"reason": detail}, denied=True, patient_id=raw_patient)
+        await log.log(None, exc.status, {"reason": detail}, denied=True)  # raw_patient may be an identifier
         await websocket.send_text(_dumps(_sample_error(None, exc.status, "not-authenticated" if exc.status == 401
                                                        else "forbidden", detail)))
         await websocket.close(POLICY_VIOLATION, "not authorised")

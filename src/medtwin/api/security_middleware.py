@@ -46,6 +46,23 @@ def _problem(status: int, title: str, detail: str, headers: list[tuple[bytes, by
     return start, {"type": "http.response.body", "body": body}
 
 
+def route_template(scope: Scope) -> str:
+    """The path of the request as its route declares it (``/api/v1/patients/{patient_id}``), never the path
+    as sent: a path parameter may hold an identifier, and the audit log holds none. Without a matched
+    route, the path with every path parameter's value replaced by its name."""
+    path = str(scope.get("path", ""))
+    params = {k: str(v) for k, v in (scope.get("path_params") or {}).items()}
+    template = getattr(scope.get("route"), "path", None)
+    if isinstance(template, str):  # the route's own path, under whatever prefix it was mounted
+        rendered = template
+        for name, value in params.items():
+            rendered = rendered.replace("{" + name + "}", value)
+        if path.endswith(rendered):
+            return path[: len(path) - len(rendered)] + template
+    by_value = {value: "{" + name + "}" for name, value in params.items() if value}
+    return "/".join(by_value.get(segment, segment) for segment in path.split("/"))
+
+
 class AuditMiddleware:
     def __init__(self, app: ASGIApp, store: Store, clock: Callable[[], datetime]) -> None:
         self.app, self.store, self.clock = app, store, clock
@@ -67,7 +84,6 @@ class AuditMiddleware:
         client = scope.get("client")
         ctx = AuditContext(client=client[0] if client else None)
         ctx.detail["method"] = scope.get("method")
-        ctx.detail["route"] = scope.get("path")
         scope[AUDIT_SCOPE_KEY] = ctx
         swallow = False
 
@@ -76,6 +92,7 @@ class AuditMiddleware:
             if swallow:
                 return
             if message["type"] == "http.response.start" and ctx.action is not None:
+                ctx.detail["route"] = route_template(scope)
                 try:
                     await anyio.to_thread.run_sync(self._write, ctx, int(message["status"]))
                 except Exception:
@@ -174,6 +191,7 @@ def install_security(app: FastAPI, settings: Settings, store: Store, keyring: Ke
     tokens = TokenService(keyring.token_key, clock, access_ttl=timedelta(minutes=settings.access_token_minutes),
                           refresh_ttl=timedelta(hours=settings.refresh_token_hours))
     context = SecurityContext(keyring=keyring, tokens=tokens, clock=clock, settings=settings)
+    audit.bind(store.engine, keyring)  # this database's audit chain is sealed with this ring's audit key
     app.include_router(auth.router, prefix="/api/v1")
     app.add_middleware(AuditMiddleware, store=store, clock=clock)
     if settings.cors_origins:

@@ -18,7 +18,15 @@ from fastapi.responses import FileResponse, JSONResponse
 from pydantic import BaseModel, ConfigDict, Field
 from starlette.background import BackgroundTask
 
-from medtwin.api.deps import Principal, SettingsDep, StoreDep, audit_context, guard, security_context
+from medtwin.api.deps import (
+    Principal,
+    SettingsDep,
+    StoreDep,
+    audit_context,
+    guard,
+    security_context,
+    visible_patient,
+)
 from medtwin.api.problems import ProblemError
 from medtwin.security import audit, consent
 from medtwin.security.accounts import utcnow
@@ -99,11 +107,7 @@ class AuditEventBundle(BaseModel):
 # --- helpers -----------------------------------------------------------------------------------------
 def _existing_patient(store: Store, principal: Principal, raw: str) -> str:
     """The stored id of ``raw`` (id or MRN), or 404 when it does not exist or is out of the caller's reach."""
-    with store.connect() as connection:
-        resolved = RecordRepository(connection, store.codec).resolve_patient(raw)
-    if resolved is None or not principal.can_see(resolved):
-        raise ProblemError(404, "Not found", f"no patient {raw!r}", kind="not-found", field="patient_id")
-    return resolved
+    return visible_patient(store, principal, raw)
 
 
 def _aware(value: datetime) -> datetime:
@@ -231,7 +235,7 @@ def audit_events(
     with store.connect() as connection:
         wanted = None
         if patient_id is not None:
-            wanted = RecordRepository(connection, store.codec).resolve_patient(patient_id) or patient_id
+            wanted = RecordRepository(connection, store.codec).resolve_patient(patient_id) or ""  # none: no records
         rows = list(audit.records(connection, patient_id=wanted, since_seq=since_seq, limit=limit))
     audit_context(request).detail["records"] = len(rows)
     links = [BundleLink(relation="self", url=str(request.url))]
