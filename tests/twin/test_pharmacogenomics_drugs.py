@@ -11,12 +11,19 @@ import numpy as np
 import pytest
 
 from medtwin.pharmaco.covariates import GeneStatus, PatientCovariates
-from medtwin.pharmaco.dosing import Regimen, Route
+from medtwin.pharmaco.dosing import DoseEvent, Regimen, Route
 from medtwin.pharmaco.errors import CovariateError, PharmacoInputError
 from medtwin.pharmaco.library import load_drug, parse_drug
 from medtwin.pharmaco.pgx import build_vcf
 from medtwin.pharmaco.pk import simulate, steady_state
-from medtwin.pharmaco.twin import CompareRequest, compare_regimens, typical_with_genotype
+from medtwin.pharmaco.twin import (
+    CompareRequest,
+    IndividualiseRequest,
+    Level,
+    compare_regimens,
+    individualise,
+    typical_with_genotype,
+)
 from medtwin.store.database import Store
 from medtwin.twin.pharmacogenomics import (
     CovariateInput,
@@ -190,3 +197,20 @@ def test_stored_dpyd_avoid_is_a_request_error_naming_the_gene(sqlite_store: Stor
     with pytest.raises(CovariateError) as info:
         run_comparison(sqlite_store, "p1", request, actor="t", clock=lambda: NOW)
     assert info.value.field == "patient.pharmacogenes.DPYD" and "avoiding fluoropyrimidines" in info.value.message
+
+
+def test_individualise_starts_from_the_genotype_adjusted_prior_and_says_why() -> None:
+    history = [DoseEvent(time_h=12.0 * i, amount="3.5 mg", route="oral") for i in range(10)]  # type: ignore[arg-type]
+    levels = [Level(time_h=119.5, value=0.008, unit="mg/L")]
+
+    def run(phenotype: str) -> tuple[float, list[str]]:
+        out = individualise(IndividualiseRequest(drug="tacrolimus", patient=patient(CYP3A5=gene("CYP3A5", phenotype)),
+                                                 history=history, levels=levels, n_samples=200, seed=2))
+        cl = next(p for p in out.parameters if p.name == "CL")
+        assert out.regimen is not None and out.regimen.route == "oral"
+        return cl.population, [g.reason for g in out.genotype]
+
+    expresser, reasons = run("Normal Metabolizer")
+    non, _ = run("Poor Metabolizer")
+    assert expresser == pytest.approx(22.9 * 1.75) and non == pytest.approx(22.9)
+    assert "CYP3A5 Normal Metabolizer (test): tacrolimus CL x 1.75" in reasons[0]
