@@ -274,6 +274,22 @@ def test_patient_data_without_a_resolvable_patient_is_refused(world: World, role
     assert world.count() == count
 
 
+def test_a_posted_entry_whose_derived_id_is_another_patients_gets_a_fresh_id(world: World) -> None:
+    """A POSTed entry's id is derived from its fullUrl: reusing the fullUrl another patient's resource was
+    imported with creates a new resource, exactly as an unused fullUrl does (no collision to observe)."""
+    taken = world.write("admin", transaction(post_entry(observation(None, f"Patient/{P3}", 90), "urn:uuid:reused")))
+    assert taken.status_code == 201
+    before = world.count()
+    reused = world.write("clinician", transaction(post_entry(observation(None, f"Patient/{P1}", 91), "urn:uuid:reused")))
+    fresh = world.write("clinician", transaction(post_entry(observation(None, f"Patient/{P1}", 92), "urn:uuid:unused")))
+    assert reused.status_code == fresh.status_code == 201, reused.text
+    assert reused.json()["totals"] == fresh.json()["totals"] == {"created": 1, "updated": 0, "unchanged": 0,
+                                                                  "failed_units": 0}
+    assert world.count() == before + 2
+    again = world.write("clinician", transaction(post_entry(observation(None, f"Patient/{P1}", 91), "urn:uuid:reused")))
+    assert again.status_code == 200 and again.json()["totals"]["unchanged"] == 1  # still idempotent
+
+
 # --- defect 3: no existence oracle ------------------------------------------------------------------------
 
 @pytest.mark.parametrize(("present", "absent"), [

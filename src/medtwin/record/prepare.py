@@ -41,7 +41,10 @@ IdentifierKey = tuple[str, str | None, str]  # (resource type, identifier system
 class ExistingRecords(Protocol):
     """What the preparer may ask of the store. A store may also offer the batch forms
     ``find_by_identifiers(keys) -> {key: id}`` and ``existing_keys(keys) -> {(type, id)}`` (one query per
-    unit instead of one per lookup); the preparer uses them when present."""
+    unit instead of one per lookup); the preparer uses them when present. A store seen by a writer who may
+    not see all of it offers ``hidden_keys(keys) -> {(type, id)}``: ids taken by resources the writer cannot
+    see, which an id the server derives (from a fullUrl or the content) then steps around, so that writer
+    gets the answer a free id gets."""
 
     def find_by_identifier(self, resource_type: str, system: str | None, value: str) -> str | None: ...
 
@@ -66,6 +69,8 @@ class _Prefetched:
         self.existing = existing
         self.identifiers: dict[IdentifierKey, str | None] = {}
         self.keys: dict[tuple[str, str], bool] = {}
+        self.hidden: set[tuple[str, str]] = set()
+        self.hidden_keys = getattr(existing, "hidden_keys", None)
 
     def prefetch_identifiers(self, keys: Iterable[IdentifierKey]) -> None:
         batch = getattr(self.existing, "find_by_identifiers", None)
@@ -84,6 +89,18 @@ class _Prefetched:
         found: set[tuple[str, str]] = batch(missing)
         for key in missing:
             self.keys[key] = key in found
+
+    def prefetch_hidden(self, keys: Iterable[tuple[str, str]]) -> None:
+        if self.hidden_keys is not None:
+            self.hidden.update(self.hidden_keys(list(dict.fromkeys(keys))))
+
+    def free_id(self, resource_type: str, rid: str) -> str:
+        """``rid``, or (when a resource the writer cannot see holds it) the next id derived from it."""
+        while (resource_type, rid) in self.hidden or (
+                self.hidden_keys is not None and self.hidden_keys([(resource_type, rid)])):
+            self.hidden.add((resource_type, rid))
+            rid = uuid5(f"{rid}/taken")
+        return rid
 
     def find_by_identifier(self, resource_type: str, system: str | None, value: str) -> str | None:
         key = (resource_type, system, value)
@@ -292,6 +309,8 @@ def _prepare(data: Any, *, source: str, existing: ExistingRecords, kind: str | N
     # Conditional creates/updates ask the store: all of the unit's criteria in one batch.
     store = _Prefetched(existing)
     store.prefetch_identifiers(_criteria_keys(entries))
+    if store.hidden_keys is not None:
+        store.prefetch_hidden((e.resource_type, _new_id(e)) for e in entries)
 
     # Identifiers present in this unit, for conditional references to resources created in it.
     local_identifiers: dict[IdentifierKey, str] = {}
@@ -378,17 +397,17 @@ def _assign_id(e: _Entry, store: _Prefetched, local_identifiers: dict[Identifier
                                             field="Bundle.entry.request.ifNoneExist")
             found = local_identifiers.get((e.resource_type, system, value)) or store.find_by_identifier(
                 e.resource_type, system, value)
-            return (found, False, "criteria") if found else (_new_id(e), True, _new_id_basis(e))
+            return (found, False, "criteria") if found else (_derived_id(e, store), True, _new_id_basis(e))
         if method is None and isinstance(e.resource.get("id"), str):
             return e.resource["id"], True, "id"
-        return _new_id(e), True, _new_id_basis(e)
+        return _derived_id(e, store), True, _new_id_basis(e)
     if method == "PUT":
         if not isinstance(url, str) or not url:
             raise MissingFieldError("PUT entry without request.url", entry=e.number, field="Bundle.entry.request.url")
         if "?" in url:
             system, value = _parse_criteria(e.resource_type, url, entry=e.number, field="Bundle.entry.request.url")
             found = store.find_by_identifier(e.resource_type, system, value)
-            return (found, True, "criteria") if found else (_new_id(e), True, _new_id_basis(e))
+            return (found, True, "criteria") if found else (_derived_id(e, store), True, _new_id_basis(e))
         parts = url.strip("/").split("/")
         if len(parts) != 2 or parts[0] != e.resource_type or not ID_PATTERN.match(parts[1]):
             raise InvalidFieldError(f"PUT url {url!r} does not name {e.resource_type}/<id>",
@@ -396,6 +415,11 @@ def _assign_id(e: _Entry, store: _Prefetched, local_identifiers: dict[Identifier
         return parts[1], True, "url"
     raise UnsupportedError(f"request.method {method!r} is not supported by import", entry=e.number,
                            field="Bundle.entry.request.method")
+
+
+def _derived_id(e: _Entry, store: _Prefetched) -> str:
+    rid = _new_id(e)
+    return rid if store.hidden_keys is None else store.free_id(e.resource_type, rid)
 
 
 def _new_id_basis(e: _Entry) -> str:

@@ -6,7 +6,8 @@ did not exist (OWASP API1; the read routes already answer 404 for it):
 
 * :class:`ReachLimitedRecords` is what the preparer asks of the store: a Patient outside reach, or patient
   data stored for one, is not found by id, by identifier or by a conditional create, so a reference to it
-  fails as "resolves to nothing" and ``ifNoneExist`` does not match it, the same answers a missing one gets;
+  fails as "resolves to nothing", ``ifNoneExist`` does not match it, and an id the server derives (from a
+  fullUrl or the content) that such a resource holds is derived again: the answers a missing one gets;
 * :func:`authorise_unit` checks each prepared resource against the stored version's patient as well as the
   new one (as HAPI FHIR's AuthorizationInterceptor does): an id the writer chose (``PUT Type/id``, or a
   resource's own id) that is not a resource they can reach is refused 404 whether it exists or not (such
@@ -81,6 +82,12 @@ class ReachLimitedRecords:
 
     def exists(self, resource_type: str, resource_id: str) -> bool:
         return (resource_type, resource_id) in self._visible([(resource_type, resource_id)])
+
+    def hidden_keys(self, keys: Sequence[Key]) -> set[Key]:
+        """The keys held by patient data the writer cannot see (a server-derived id steps around them)."""
+        owned = [k for k in dict.fromkeys(keys) if in_patient_compartment(k[0])]
+        stored = self.patients_of(owned) if owned else {}
+        return {k for k, patient in stored.items() if not self.writer.reaches(patient)}
 
     def existing_keys(self, keys: Sequence[Key]) -> set[Key]:
         return self._visible(keys)

@@ -145,8 +145,9 @@ def _prepare_authorised(records: RecordRepository, raw: RawUnit, writer: Writer 
     if writer is not None and writer.patient_ids is not None:
         existing = ReachLimitedRecords(records, writer, records.patients_of)
     unit = prepare(raw.data, source=raw.source, existing=existing, kind="ndjson" if raw.kind == "ndjson" else None)
-    try:
-        authorise_unit(writer, unit.resources, records.patients_of([(r.resource_type, r.id) for r in unit.resources]))
+    keys = [(r.resource_type, r.id) for r in unit.resources]
+    try:  # a trusted import (no writer) is checked for patient data without a patient only: no stored versions
+        authorise_unit(writer, unit.resources, {} if writer is None else records.patients_of(keys))
     except RecordError as error:
         raise error.located(source=raw.source) from None
     return unit
