@@ -148,9 +148,18 @@ class RecordRepository:
         """The stored ones among the (type, id) keys, each with the patient it belongs to (for write checks)."""
         out: dict[tuple[str, str], str | None] = {}
         for start in range(0, len(keys), _CHUNK):
-            rows = self.connection.execute(
-                select(resources.c.resource_type, resources.c.id, resources.c.patient_id)
-                .where(tuple_(resources.c.resource_type, resources.c.id).in_(list(keys[start:start + _CHUNK]))))
+            chunk = keys[start:start + _CHUNK]
+            rows: Iterable[Any]
+            if self.connection.dialect.name == "sqlite":  # a join with VALUES: see _stored_versions
+                rows = self.connection.exec_driver_sql(
+                    "SELECT r.resource_type, r.id, r.patient_id FROM "
+                    f"(VALUES {', '.join(['(?, ?)'] * len(chunk))}) AS k "
+                    "JOIN resources AS r ON r.resource_type = k.column1 AND r.id = k.column2",
+                    tuple(value for key in chunk for value in key))
+            else:
+                rows = self.connection.execute(
+                    select(resources.c.resource_type, resources.c.id, resources.c.patient_id)
+                    .where(tuple_(resources.c.resource_type, resources.c.id).in_(list(chunk))))
             for rtype, rid, patient_id in rows:
                 out[(str(rtype), str(rid))] = None if patient_id is None else str(patient_id)
         return out
