@@ -24,9 +24,9 @@ from __future__ import annotations
 import hashlib
 from collections.abc import Callable
 from datetime import datetime
-from typing import Any
+from typing import Annotated, Any
 
-from pydantic import BaseModel, Field, ValidationError, field_validator, model_validator
+from pydantic import BaseModel, Field, StringConstraints, ValidationError, field_validator, model_validator
 
 from medtwin.pharmaco.covariates import GeneStatus, PatientCovariates, Sex, check_range
 from medtwin.pharmaco.dosing import DoseEvent, Regimen
@@ -78,6 +78,9 @@ _CREATININE_TO_MG_DL = {"mg/dL": 1.0, "mg/dl": 1.0, "umol/L": 1 / 88.42, "µmol/
 # ---- request / response models -----------------------------------------------------------------------
 
 
+GeneSymbol = Annotated[str, StringConstraints(pattern=r"^[A-Z][A-Z0-9-]{1,15}$")]
+
+
 class GeneInput(BaseModel):
     """A pharmacogene given in a request (it then wins over the stored PGx report)."""
 
@@ -103,7 +106,7 @@ class CovariateInput(BaseModel):
     dialysis: bool | None = Field(default=None, description="Default: false.")
     cyp2c9: str | None = Field(default=None, description="CYP2C9 diplotype; default: the stored PGx report.")
     vkorc1: str | None = Field(default=None, description="VKORC1 rs9923231 genotype; default: the stored PGx report.")
-    pharmacogenes: dict[str, GeneInput] = Field(
+    pharmacogenes: dict[GeneSymbol, GeneInput] = Field(
         default_factory=dict, max_length=20,
         description="Phenotypes by gene symbol (e.g. CYP3A5, DPYD); default: the stored PGx report's callable genes.")
 
