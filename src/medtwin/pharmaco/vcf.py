@@ -10,11 +10,16 @@ GRCh37/hg19 file is rejected.
 from __future__ import annotations
 
 import gzip
+import io
 import re
-from bisect import bisect_right
 from collections.abc import Iterable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import BinaryIO
+
+import numpy as np
+import numpy.typing as npt
 
 from medtwin.pharmaco.errors import VcfError
 
@@ -29,6 +34,7 @@ _ALT = re.compile(r"[ACGTN*]+|<[^>]+>|[ACGTN]*[\[\]].*")
 _FIXED = ["CHROM", "POS", "ID", "REF", "ALT", "QUAL", "FILTER", "INFO"]
 #: how far before a requested position a record may start and still overlap it (longest REF we look back for)
 LOOKBACK = 100
+CHUNK_BYTES = 1 << 21
 WHOLE_CHROMOSOME = "*"
 
 
@@ -171,50 +177,117 @@ def parse_record(line: str, column: int, n_columns: int, where: str, number: int
     return VcfRecord(normalise_chrom(chrom), int(pos_text), ref, alts, alleles, phased, phase_set, end, number)
 
 
+def chrom_code(name: bytes) -> int:
+    """The first 8 bytes of a chromosome name packed into an integer (0-padded); names are at most 8 bytes."""
+    return int.from_bytes(name[:8].ljust(8, b"\0"), "big")
+
+
 class _Regions:
-    """Sorted, merged regions per chromosome (both 'chrN' and 'N' spellings), tested with bisect."""
+    """Merged regions per chromosome ('chrN' and 'N' spellings), as numpy arrays keyed by packed name."""
 
     def __init__(self, regions: Iterable[tuple[str, int, int]]) -> None:
         merged: dict[str, list[list[int]]] = {}
         for chrom, start, end in sorted((normalise_chrom(c), s, e) for c, s, e in regions):
             spans = merged.setdefault(chrom, [])
-            if spans and start <= spans[-1][1] + 1:
+            if spans and start - LOOKBACK <= spans[-1][1] + 1:
                 spans[-1][1] = max(spans[-1][1], end)
             else:
                 spans.append([start, end])
-        self.by_chrom: dict[bytes, tuple[list[int], list[int]]] = {}
+        self.by_code: dict[int, tuple[npt.NDArray[np.int64], npt.NDArray[np.int64]]] = {}
+        self.by_chrom: dict[str, tuple[npt.NDArray[np.int64], npt.NDArray[np.int64]]] = {}
         for chrom, spans in merged.items():
-            starts = [s - LOOKBACK for s, _ in spans]
-            ends = [e for _, e in spans]
+            arrays = (np.array([s - LOOKBACK for s, _ in spans], dtype=np.int64),
+                      np.array([e for _, e in spans], dtype=np.int64))
+            self.by_chrom[chrom] = arrays
             for spelling in (chrom, f"chr{chrom}"):
-                self.by_chrom[spelling.encode()] = (starts, ends)
+                if len(spelling) <= 8:
+                    self.by_code[chrom_code(spelling.encode())] = arrays
 
-    def hit(self, chrom: bytes, pos: int) -> bool:
-        spans = self.by_chrom.get(chrom)
+    def overlaps(self, record: VcfRecord) -> bool:
+        spans = self.by_chrom.get(record.chrom)
         if spans is None:
             return False
-        i = bisect_right(spans[0], pos) - 1
-        return i >= 0 and pos <= spans[1][i]
-
-    def block_hit(self, chrom: bytes, start: int, end: int) -> bool:
-        spans = self.by_chrom.get(chrom)
-        if spans is None:
-            return False
-        i = bisect_right(spans[0], end) - 1
-        return i >= 0 and start <= spans[1][i]
+        i = int(np.searchsorted(spans[0], record.last, side="right")) - 1
+        return i >= 0 and record.position <= int(spans[1][i])
 
 
-def _open_lines(source: str | Path | Iterable[str] | Iterable[bytes]) -> Iterator[bytes]:
+def _column_ints(arr: npt.NDArray[np.uint8], first: npt.NDArray[np.int64], length: npt.NDArray[np.int64],
+                 width: int) -> tuple[npt.NDArray[np.int64], npt.NDArray[np.bool_]]:
+    """Decimal integers of ``length`` digits from ``first`` (vectorised); and which were not all digits."""
+    value = np.zeros(first.size, dtype=np.int64)
+    bad = np.zeros(first.size, dtype=np.bool_)
+    last = arr.size - 1
+    for k in range(width):
+        active = k < length
+        digit = arr[np.minimum(first + k, last)].astype(np.int64) - 48
+        bad |= active & ((digit < 0) | (digit > 9))
+        value = np.where(active, value * 10 + digit, value)
+    return value, bad
+
+
+def _codes(arr: npt.NDArray[np.uint8], starts: npt.NDArray[np.int64], length: npt.NDArray[np.int64]) -> npt.NDArray[np.uint64]:
+    code = np.zeros(starts.size, dtype=np.uint64)
+    last = arr.size - 1
+    for k in range(8):
+        byte = np.where(k < length, arr[np.minimum(starts + k, last)], 0).astype(np.uint64)
+        code = code * np.uint64(256) + byte
+    return code
+
+
+def scan_chunk(chunk: bytes, spans: _Regions | None) -> tuple[npt.NDArray[np.int64], npt.NDArray[np.int64],
+                                                               npt.NDArray[np.int64]]:
+    """Line starts, line ends and the indices of the lines to parse in a chunk of whole lines.
+
+    CHROM and POS of every line are read with numpy; a line is chosen when it lies in a region (or starts up to
+    LOOKBACK bases before one), when it has INFO END= (a gVCF block that may cover a region), or when CHROM/POS
+    are malformed (so that parsing it reports the line).
+    """
+    arr = np.frombuffer(chunk, dtype=np.uint8)
+    ends = np.flatnonzero(arr == 10).astype(np.int64)
+    starts = np.concatenate(([0], ends[:-1] + 1)).astype(np.int64)
+    first = arr[np.minimum(starts, arr.size - 1)]
+    data = (ends > starts) & (first != ord("#")) & (first != 13)
+    if spans is None:
+        return starts, ends, np.flatnonzero(data)
+    tabs = np.flatnonzero(arr == 9).astype(np.int64)
+    tabs = np.concatenate((tabs, [arr.size, arr.size]))
+    i1 = np.searchsorted(tabs, starts)
+    t1, t2 = tabs[i1], tabs[np.minimum(i1 + 1, tabs.size - 1)]
+    bad = t2 >= ends
+    pos, bad_digits = _column_ints(arr, t1 + 1, t2 - t1 - 1, 10)
+    bad |= bad_digits | (t2 - t1 - 1 < 1) | (t2 - t1 - 1 > 10)
+    length = t1 - starts
+    code = _codes(arr, starts, length)
+    hit = np.zeros(starts.size, dtype=np.bool_)
+    for key, (low, high) in spans.by_code.items():
+        mine = np.flatnonzero((code == np.uint64(key)) & (length <= 8))
+        if mine.size:
+            i = np.searchsorted(low, pos[mine], side="right") - 1
+            hit[mine[(i >= 0) & (pos[mine] <= high[np.maximum(i, 0)])]] = True
+    if b"END=" in chunk:
+        at = np.array([m.start() for m in re.finditer(rb"END=", chunk)], dtype=np.int64)
+        hit[np.searchsorted(ends, at)] = True
+    return starts, ends, np.flatnonzero(data & (hit | bad))
+
+
+@contextmanager
+def _binary(source: str | Path | Iterable[str] | Iterable[bytes]) -> Iterator[BinaryIO]:
+    """A binary stream of the VCF: a plain or gzip file (by its magic bytes), text, or lines."""
     if isinstance(source, Path):
         with source.open("rb") as probe:
             magic = probe.read(2)
-        opener = gzip.open if magic == b"\x1f\x8b" else open
-        with opener(source, "rb") as handle:
-            yield from handle
+        if magic == b"\x1f\x8b":
+            with gzip.open(source, "rb") as zipped:
+                yield zipped  # type: ignore[misc]
+        else:
+            with source.open("rb") as plain:
+                yield plain
         return
-    lines: Iterable[str | bytes] = source.splitlines() if isinstance(source, str) else source
-    for line in lines:
-        yield line.encode("utf-8") if isinstance(line, str) else line
+    if isinstance(source, str):
+        yield io.BytesIO(source.encode("utf-8"))
+        return
+    lines = (x.encode("utf-8") if isinstance(x, str) else x for x in source)
+    yield io.BytesIO(b"".join(x.rstrip(b"\r\n") + b"\n" for x in lines))
 
 
 class _Header:
@@ -248,24 +321,6 @@ class _Header:
         self.column = 9 + samples.index(self.sample)
 
 
-def _wanted(raw: bytes, regions: _Regions | None, where: str) -> bool:
-    t1 = raw.find(b"\t")
-    t2 = raw.find(b"\t", t1 + 1)
-    if t1 < 0 or t2 < 0:
-        raise VcfError(where, "expected tab-separated columns")
-    try:
-        pos = int(raw[t1 + 1:t2])
-    except ValueError:
-        raise VcfError(where, f"POS {raw[t1 + 1:t2].decode(errors='replace')!r} is not a positive integer") from None
-    if regions is None or regions.hit(raw[:t1], pos):
-        return True
-    if b"END=" in raw:
-        info = raw.split(b"\t", 8)[7]
-        m = re.search(rb"(?:^|;)END=(\d+)", info)
-        return m is not None and regions.block_hit(raw[:t1], pos, int(m.group(1)))
-    return False
-
-
 def read_vcf(
     source: str | Path | Iterable[str] | Iterable[bytes],
     sample: str | None = None,
@@ -281,27 +336,48 @@ def read_vcf(
     header = _Header(name)
     records: dict[tuple[str, int], VcfRecord] = {}
     overlapping: list[VcfRecord] = []
-    number = 0
-    for number, raw in enumerate(_open_lines(source), start=1):
-        if not header.columns:
-            line = raw.decode("utf-8", errors="replace").rstrip("\r\n")
-            if line.startswith("##"):
-                header.meta.append(line)
-            elif line.startswith("#CHROM"):
-                header.read(line, number, sample)
-            elif line.strip():
-                raise VcfError(f"{name} line {number}", "data before the #CHROM header line")
-            continue
-        if not raw.strip() or raw.startswith(b"#"):
-            continue
-        where = f"{name} line {number}"
-        if not _wanted(raw, spans, where):
-            continue
-        record = parse_record(raw.decode("utf-8", errors="replace").rstrip("\r\n"), header.column,
-                              len(header.columns), where, number)
-        overlapping.append(record)
-        records.setdefault((record.chrom, record.position), record)
-    if not header.columns:
-        raise VcfError(f"{name} header", "no #CHROM header line; is this a VCF?")
+    with _binary(source) as handle:
+        number = _read_header(handle, header, sample)
+        for line, number_of_line in _data_lines(handle, spans, number, name):
+            record = parse_record(line, header.column, len(header.columns), f"{name} line {number_of_line}",
+                                  number_of_line)
+            if spans is None or spans.overlaps(record):
+                overlapping.append(record)
+                records.setdefault((record.chrom, record.position), record)
+            number = max(number, number_of_line)
     return VcfGenotypes(sample=header.sample, assembly=header.assembly, records=records, overlapping=overlapping,
                         lines=number)
+
+
+def _read_header(handle: BinaryIO, header: _Header, sample: str | None) -> int:
+    for number, raw in enumerate(iter(handle.readline, b""), start=1):
+        line = raw.decode("utf-8", errors="replace").rstrip("\r\n")
+        if line.startswith("##"):
+            header.meta.append(line)
+        elif line.startswith("#CHROM"):
+            header.read(line, number, sample)
+            return number
+        elif line.strip():
+            raise VcfError(f"{header.name} line {number}", "data before the #CHROM header line")
+    raise VcfError(f"{header.name} header", "no #CHROM header line; is this a VCF?")
+
+
+def _data_lines(handle: BinaryIO, spans: _Regions | None, number: int, name: str) -> Iterator[tuple[str, int]]:
+    """(line text, line number) of the data lines that may overlap ``spans`` (all lines if None), read in
+    chunks; malformed lines are always returned, so that parsing them raises an error naming the line."""
+    rest = b""
+    while True:
+        block = handle.read(CHUNK_BYTES)
+        data = rest + block
+        if not block:
+            chunk, rest = (data if data.endswith(b"\n") or not data else data + b"\n"), b""
+        else:
+            cut = data.rfind(b"\n")
+            chunk, rest = data[:cut + 1], data[cut + 1:]
+        if chunk:
+            starts, ends, chosen = scan_chunk(chunk, spans)
+            for k in chosen.tolist():
+                yield chunk[starts[k]:ends[k]].decode("utf-8", errors="replace").rstrip("\r"), number + 1 + k
+            number += len(ends)
+        if not block:
+            return
