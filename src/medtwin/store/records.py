@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from collections import Counter
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from functools import lru_cache
@@ -92,6 +92,17 @@ def _aware(value: datetime | None) -> datetime | None:
     if value is not None and value.tzinfo is None:
         return value.replace(tzinfo=UTC)
     return value
+
+
+def _identifier_rows(pk: int, res: PreparedResource, blind: Callable[[str], str]) -> list[tuple[Any, ...]]:
+    """A resource's blind identifier and name tokens as rows in _IDENTIFIER_COLUMNS order."""
+    tokens: set[tuple[str, str]] = set()
+    for system, value in res.identifiers:
+        tokens.add((blind(f"{system or ''}|{value}"), "identifier"))
+        tokens.add((blind(f"|{value}"), "identifier"))
+    for name in res.name_tokens:
+        tokens.add((blind(f"name:{name}"), "name"))
+    return [(pk, res.resource_type, token, kind) for token, kind in sorted(tokens)]
 
 
 class RecordRepository:
@@ -191,8 +202,26 @@ class RecordRepository:
     def save_unit(self, unit: PreparedUnit, *, import_id: str | None, now: datetime) -> UnitResult:
         """Insert new resources, update changed ones, leave identical ones alone (idempotent)."""
         result = UnitResult(unchanged=unit.matched_existing)
-        existing = self._stored_versions([(r.resource_type, r.id) for r in unit.resources])
+        new, changed = self._sort_out(unit, result)
+        sqlite = self.connection.dialect.name == "sqlite"
+        written = self._insert_new(new, import_id=import_id, now=now, sqlite=sqlite)
+        written.extend(self._update_changed(changed, import_id=import_id, now=now))
+        index_batch, identifier_batch = self._index_batches(written, result, sqlite)
+        if sqlite:
+            _sqlite_executemany(self.connection, resource_index, _INDEX_COLUMNS, index_batch)
+            _sqlite_executemany(self.connection, resource_identifiers, _IDENTIFIER_COLUMNS, identifier_batch)
+        else:
+            for table, columns, batch in ((resource_index, _INDEX_COLUMNS, index_batch),
+                                          (resource_identifiers, _IDENTIFIER_COLUMNS, identifier_batch)):
+                if batch:
+                    self.connection.execute(insert(table), [dict(zip(columns, row, strict=True)) for row in batch])
+        return result
 
+    def _sort_out(self, unit: PreparedUnit, result: UnitResult) -> tuple[
+            list[tuple[PreparedResource, str, bytes]], list[tuple[PreparedResource, str, bytes, int, int]]]:
+        """The unit's new resources and its changed ones (with their stored pk and version), sealed; identical
+        ones are counted as unchanged. Fills the counts of ``result``."""
+        existing = self._stored_versions([(r.resource_type, r.id) for r in unit.resources])
         new: list[tuple[PreparedResource, str, bytes]] = []
         changed: list[tuple[PreparedResource, str, bytes, int, int]] = []
         seal = self.codec.seal
@@ -214,25 +243,33 @@ class RecordRepository:
             result.by_type[res.resource_type] += 1
             if res.patient_id:
                 result.patients_changed.add(res.patient_id)
+        return new, changed
 
-        sqlite = self.connection.dialect.name == "sqlite"
+    def _insert_new(self, new: list[tuple[PreparedResource, str, bytes]], *, import_id: str | None, now: datetime,
+                    sqlite: bool) -> list[tuple[int, PreparedResource]]:
+        """Insert new resources; their primary keys with them."""
+        if not new:
+            return []
+        if sqlite:
+            return self._insert_new_sqlite(new, import_id=import_id, now=now)
         written: list[tuple[int, PreparedResource]] = []
-        if new:
-            if sqlite:
-                written.extend(self._insert_new_sqlite(new, import_id=import_id, now=now))
-            else:
-                new_rows = [
-                    {"resource_type": res.resource_type, "id": res.id, "patient_id": res.patient_id, "version": 1,
-                     "last_updated": now, "import_id": import_id, "content_hash": digest, "content": blob}
-                    for res, digest, blob in new
-                ]
-                for start in range(0, len(new_rows), _CHUNK):
-                    returned = self.connection.execute(
-                        insert(resources).returning(resources.c.pk, sort_by_parameter_order=True),
-                        new_rows[start:start + _CHUNK],
-                    ).all()
-                    written.extend((int(r[0]), res) for r, (res, _, _) in zip(returned, new[start:start + _CHUNK],
-                                                                                strict=True))
+        new_rows = [
+            {"resource_type": res.resource_type, "id": res.id, "patient_id": res.patient_id, "version": 1,
+             "last_updated": now, "import_id": import_id, "content_hash": digest, "content": blob}
+            for res, digest, blob in new
+        ]
+        for start in range(0, len(new_rows), _CHUNK):
+            returned = self.connection.execute(
+                insert(resources).returning(resources.c.pk, sort_by_parameter_order=True),
+                new_rows[start:start + _CHUNK],
+            ).all()
+            written.extend((int(r[0]), res) for r, (res, _, _) in zip(returned, new[start:start + _CHUNK],
+                                                                        strict=True))
+        return written
+
+    def _update_changed(self, changed: list[tuple[PreparedResource, str, bytes, int, int]], *,
+                        import_id: str | None, now: datetime) -> list[tuple[int, PreparedResource]]:
+        """New versions of changed resources; their old index and identifier rows are deleted."""
         for res, digest, blob, pk, version in changed:
             self.connection.execute(
                 update(resources).where(resources.c.pk == pk).values(
@@ -240,19 +277,22 @@ class RecordRepository:
                     content_hash=digest, content=blob,
                 )
             )
-        if changed:
-            changed_pks = [pk for _, _, _, pk, _ in changed]
-            self.connection.execute(delete(resource_index).where(resource_index.c.resource_pk.in_(changed_pks)))
-            self.connection.execute(
-                delete(resource_identifiers).where(resource_identifiers.c.resource_pk.in_(changed_pks)))
-            written.extend((pk, res) for res, _, _, pk, _ in changed)
+        if not changed:
+            return []
+        changed_pks = [pk for _, _, _, pk, _ in changed]
+        self.connection.execute(delete(resource_index).where(resource_index.c.resource_pk.in_(changed_pks)))
+        self.connection.execute(
+            delete(resource_identifiers).where(resource_identifiers.c.resource_pk.in_(changed_pks)))
+        return [(pk, res) for res, _, _, pk, _ in changed]
 
-        # Index and identifier rows as tuples in _INDEX_COLUMNS / _IDENTIFIER_COLUMNS order (datetimes in
-        # SQLite's text form there: the rows go straight to the driver).
+    def _index_batches(self, written: list[tuple[int, PreparedResource]], result: UnitResult,
+                       sqlite: bool) -> tuple[list[tuple[Any, ...]], list[tuple[Any, ...]]]:
+        """Index and identifier rows as tuples in _INDEX_COLUMNS / _IDENTIFIER_COLUMNS order (datetimes in
+        SQLite's text form there: the rows go straight to the driver). Unit warnings go to ``result``."""
         when = _sqlite_datetime if sqlite else _same
         index_batch: list[tuple[Any, ...]] = []
         identifier_batch: list[tuple[Any, ...]] = []
-        blind = self.codec.blind
+        seal, blind = self.codec.seal, self.codec.blind
         for pk, res in written:
             rows_for = index_rows(res.source)
             if rows_for:
@@ -269,22 +309,8 @@ class RecordRepository:
                     index_batch.append(head + row[:4] + times + row[6:13] +
                                        (None if text is None else seal(text.encode()),))
             if res.identifiers or res.name_tokens:
-                tokens: set[tuple[str, str]] = set()
-                for system, value in res.identifiers:
-                    tokens.add((blind(f"{system or ''}|{value}"), "identifier"))
-                    tokens.add((blind(f"|{value}"), "identifier"))
-                for name in res.name_tokens:
-                    tokens.add((blind(f"name:{name}"), "name"))
-                identifier_batch.extend((pk, res.resource_type, token, kind) for token, kind in sorted(tokens))
-        if sqlite:
-            _sqlite_executemany(self.connection, resource_index, _INDEX_COLUMNS, index_batch)
-            _sqlite_executemany(self.connection, resource_identifiers, _IDENTIFIER_COLUMNS, identifier_batch)
-        else:
-            for table, columns, batch in ((resource_index, _INDEX_COLUMNS, index_batch),
-                                          (resource_identifiers, _IDENTIFIER_COLUMNS, identifier_batch)):
-                if batch:
-                    self.connection.execute(insert(table), [dict(zip(columns, row, strict=True)) for row in batch])
-        return result
+                identifier_batch.extend(_identifier_rows(pk, res, blind))
+        return index_batch, identifier_batch
 
     def _insert_new_sqlite(self, new: list[tuple[PreparedResource, str, bytes]], *, import_id: str | None,
                            now: datetime) -> list[tuple[int, PreparedResource]]:
