@@ -146,6 +146,14 @@ def test_dpyd_activity_score_0_is_not_simulated_cpic_says_avoid() -> None:
         assert info.value.field == "DPYD" and "CPIC recommends avoiding" in info.value.message
 
 
+def test_dpyd_phenotype_without_activity_score_maps_to_the_same_cpic_rows() -> None:
+    normal, _ = fluorouracil({"DPYD": gene("DPYD", "Normal Metabolizer")}, n=400)
+    reduced, reasons = fluorouracil({"DPYD": gene("DPYD", "Intermediate Metabolizer")}, n=400)
+    assert reduced / normal == pytest.approx(2.0, rel=0.01) and "DPYD Intermediate Metabolizer" in reasons[0]
+    with pytest.raises(CovariateError, match="CPIC recommends avoiding"):  # never simulated as a normal clearance
+        fluorouracil({"DPYD": gene("DPYD", "Poor Metabolizer")}, n=50)
+
+
 def test_not_callable_dpyd_uses_the_population_and_says_so() -> None:
     population, _ = fluorouracil({}, n=400)
     not_callable, reasons = fluorouracil({"DPYD": gene(

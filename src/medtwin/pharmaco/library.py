@@ -90,11 +90,12 @@ class GenotypeEffect:
     source: str
 
     def level_of(self, status: GeneStatus) -> str | None:
-        if self.by == "activity_score":
-            if status.activity_score is None:
-                return None
-            return next((k for k in (*self.levels, *self.avoid) if abs(float(k) - status.activity_score) < 1e-9),
-                        f"{status.activity_score:g}")
+        """The level key for this patient: the activity score when the effect is by score and the score is
+        known, else the phenotype (a file may list phenotypes as levels of a score effect too)."""
+        if self.by == "activity_score" and status.activity_score is not None:
+            score = status.activity_score
+            return next((k for k in (*self.levels, *self.avoid) if _is_number(k) and abs(float(k) - score) < 1e-9),
+                        f"{score:g}")
         return status.phenotype
 
     def describe(self, status: GeneStatus) -> str:
@@ -112,6 +113,14 @@ class GenotypeAdjustment(BaseModel):
     factor: float = Field(description="Multiplier on the parameter's population value (1 when not applied).")
     applied: bool
     reason: str = Field(description="Gene, phenotype, factor and source; or why the population value was used.")
+
+
+def _is_number(text: str) -> bool:
+    try:
+        float(text)
+    except ValueError:
+        return False
+    return True
 
 
 def _level_key(value: Any) -> str:
