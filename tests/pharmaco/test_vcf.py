@@ -171,3 +171,29 @@ def test_only_needed_records_are_parsed() -> None:
     near = far.replace("\t1000\t", f"\t{abcg2.position}\t")
     with pytest.raises(VcfError, match="invalid GT"):
         read_vcf(HEADER + near, regions=[("4", abcg2.position, abcg2.position)])
+
+
+# ---- the numpy chunk scanner agrees with a line-by-line reading ----------------------------------------------
+
+LINE = st.tuples(st.sampled_from(["chr1", "1", "chr10", "chr22", "chrX", "chrUn_KI270302v1", "22"]),
+                 st.integers(1, 3000), st.booleans())
+
+
+@settings(max_examples=200)
+@given(st.lists(LINE, max_size=40), st.lists(st.tuples(st.sampled_from(["1", "10", "22"]), st.integers(1, 3000),
+                                                      st.integers(0, 50)), min_size=1, max_size=5))
+def test_chunk_scanner_picks_exactly_the_lines_near_a_region(lines: list[tuple[str, int, bool]],
+                                                             regions: list[tuple[str, int, int]]) -> None:
+    from medtwin.pharmaco.vcf import LOOKBACK, _Regions, scan_chunk
+
+    spans = _Regions([(c, s, s + w) for c, s, w in regions])
+    text = "".join(f"{c}\t{p}\t.\tA\tG\t.\tPASS\t{'END=' + str(p + 5) if end else '.'}\tGT\t0/1\n"
+                   for c, p, end in lines)
+    starts, ends, chosen = scan_chunk(text.encode(), spans)
+    expected = set()
+    for k, (c, p, end) in enumerate(lines):
+        near = any(c.removeprefix("chr") == rc and s - LOOKBACK <= p <= s + w for rc, s, w in regions)
+        if near or end:
+            expected.add(k)
+    assert set(chosen.tolist()) == expected
+    assert len(ends) == len(lines)

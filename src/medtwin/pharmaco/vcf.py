@@ -244,6 +244,8 @@ def scan_chunk(chunk: bytes, spans: _Regions | None) -> tuple[npt.NDArray[np.int
     """
     arr = np.frombuffer(chunk, dtype=np.uint8)
     ends = np.flatnonzero(arr == 10).astype(np.int64)
+    if not ends.size:
+        return ends, ends, ends
     starts = np.concatenate(([0], ends[:-1] + 1)).astype(np.int64)
     first = arr[np.minimum(starts, arr.size - 1)]
     data = (ends > starts) & (first != ord("#")) & (first != 13)
