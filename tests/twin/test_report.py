@@ -17,6 +17,7 @@ import orjson
 import pytest
 from sqlalchemy import insert
 
+from medtwin.alerts.glucose import episodes
 from medtwin.physiology.metrics import glucose_metrics
 from medtwin.record.sources import RawUnit
 from medtwin.store.database import Store
@@ -145,20 +146,24 @@ def test_sufficiency_counts_the_slots_with_a_reading(store: Store, gap_days: int
     assert report.coverage.sufficient is sufficient and report.metrics is not None
 
 
-def test_episodes_do_not_bridge_a_gap(store: Store) -> None:
+def test_a_gap_does_not_end_an_episode_but_15_minutes_back_within_does(store: Store) -> None:
+    """The one definition (vocab.episodes, as the alerts apply it): missing readings are not recovery."""
     (patient_id,) = import_patients(store)
     t = cgm_times(1)
     g = np.full(t.size, 120.0)
     g[100:110] = 60.0  # 50 minutes below 70 ...
-    g[122:132] = 60.0  # ... a gap, then 50 more minutes below 70
+    g[122:132] = 60.0  # ... an hour without readings, then 50 more minutes below 70: the same episode
+    g[140:150] = 60.0  # after 40 minutes back within range: a second episode
     keep = np.ones(t.size, dtype=bool)
     keep[110:122] = False
     store_samples(store, patient_id, "glucose", t[keep], g[keep])
     report = cgm_report(store, patient_id, days=1)
     assert report.metrics is not None
-    assert glucose_metrics(g[keep], 5.0)[0].hypo_episodes_below_70 == 1  # the plain count joins the runs
     assert report.metrics.hypo_episodes_below_70 == 2
+    assert glucose_metrics(g[keep], 5.0)[0].hypo_episodes_below_70 == 2  # the gap-blind count agrees here
     assert report.metrics.n_readings == int(keep.sum())
+    times = [datetime.fromtimestamp(float(x), UTC) for x in t[keep]]
+    assert len(episodes(times, [float(v) for v in g[keep]])["hypo-l1"]) == 2  # the alerts count the same
 
 
 def test_jittered_readings_fill_their_own_slots(store: Store) -> None:

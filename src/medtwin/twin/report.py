@@ -54,9 +54,11 @@ from medtwin.twin.cgm_report import (
 from medtwin.twin.pharmacogenomics import PgxSummary, pgx_summary
 from medtwin.twin.summary import AllergyItem, Measurement, MedicationItem, PatientSummary, Problem
 from medtwin.vocab import DIASTOLIC_BP, GLUCOSE, HEART_RATE, SPO2, SYSTOLIC_BP, GlucoseForecast
+from medtwin.vocab.glucose import HYPER_L1, HYPER_L2, HYPO_L1, HYPO_L2
 
 DEFAULT_TREND_DAYS = 7
 TREND_BUCKETS = 336  # 7 days -> 30-minute buckets
+LEVEL_TICKS = tuple(round(v) for v in (HYPO_L2, HYPO_L1, HYPER_L1, HYPER_L2))  # glucose axes: the thresholds
 MR_TYPE = "MR"
 
 
@@ -221,7 +223,7 @@ _VITALS: tuple[tuple[str, str, str, tuple[tuple[str, str, tuple[str, ...]], ...]
 
 
 def _trends(conn: Connection, records: RecordRepository, patient_id: str, days: int) -> list[TrendChart]:
-    charts = [TrendChart(key="glucose", title="CGM glucose", unit="mg/dL", band=(70.0, 180.0))]
+    charts = [TrendChart(key="glucose", title="CGM glucose", unit="mg/dL", band=(HYPO_L1, HYPER_L1))]
     glucose = _device_trend(conn, patient_id, GLUCOSE, "glucose", days)
     if glucose is not None:
         charts[0].series.append(glucose)
@@ -556,8 +558,8 @@ def _svg(width: int, height: int, label: str, parts: list[str]) -> Markup:
 
 def svg_agp(agp: AmbulatoryGlucoseProfile | None, width: int = 520, height: int = 190) -> Markup:
     frame = _Frame(width, height, (0.0, 24.0), (0.0, 350.0))
-    parts = [frame.band(70, 180, COLORS["band"])]
-    parts += frame.axes([(h, f"{h:02d}:00") for h in range(0, 24, 3)], [54, 70, 180, 250, 350])
+    parts = [frame.band(HYPO_L1, HYPER_L1, COLORS["band"])]
+    parts += frame.axes([(h, f"{h:02d}:00") for h in range(0, 24, 3)], [*LEVEL_TICKS, 350])
     if agp is not None and agp.minute_of_day:
         h = [m / 60.0 for m in agp.minute_of_day]
         parts.append(frame.polygon(h, agp.p5, agp.p95, COLORS["outer"], 0.6))
@@ -754,7 +756,7 @@ def _pdf_trend(ax: Any, chart: TrendChart) -> None:
 
 def _pdf_agp(ax: Any, agp: AmbulatoryGlucoseProfile | None, time_zone: str) -> None:
     _style(ax, f"Ambulatory glucose profile [mg/dL] \u00b7 time of day ({time_zone})")
-    ax.axhspan(70, 180, color=COLORS["band"], lw=0)
+    ax.axhspan(HYPO_L1, HYPER_L1, color=COLORS["band"], lw=0)
     if agp is not None and agp.minute_of_day:
         h = np.asarray(agp.minute_of_day) / 60.0
         ax.fill_between(h, agp.p5, agp.p95, color=COLORS["outer"], alpha=0.6, lw=0, label="5\u201395 %")
@@ -766,7 +768,7 @@ def _pdf_agp(ax: Any, agp: AmbulatoryGlucoseProfile | None, time_zone: str) -> N
     ax.set_xlim(0, 24)
     ax.set_ylim(0, 350)
     ax.set_xticks(range(0, 25, 3), [f"{h:02d}:00" for h in range(0, 25, 3)])
-    ax.set_yticks([54, 70, 180, 250, 350])
+    ax.set_yticks([*LEVEL_TICKS, 350])
 
 
 def _pdf_ranges(ax: Any, cgm: CgmReport) -> None:

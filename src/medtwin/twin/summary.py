@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections import Counter
+from collections.abc import Callable
 from datetime import date, datetime
 from typing import Any
 
@@ -155,25 +156,109 @@ def _measurements(observation: dict[str, Any], when: datetime | None) -> list[Me
     return out
 
 
+def _life_dates(patient: dict[str, Any] | None) -> tuple[date | None, bool, date | None]:
+    """(birth date, deceased, date of death) of a Patient resource; unreadable dates are None."""
+    if patient is None:
+        return None, False, None
+    birth: date | None = None
+    deceased_at: date | None = None
+    try:
+        birth = parse_date(patient["birthDate"]) if isinstance(patient.get("birthDate"), str) else None
+    except FhirDateError:
+        birth = None
+    if isinstance(patient.get("deceasedDateTime"), str):
+        try:
+            deceased_at = parse_date(patient["deceasedDateTime"])
+        except FhirDateError:
+            deceased_at = None
+        return birth, True, deceased_at
+    return birth, patient.get("deceasedBoolean") is True, None
+
+
+def _keep_latest(resource: dict[str, Any], start: datetime | None, vitals: dict[str, Measurement],
+                 labs: dict[str, Measurement], oldest: datetime) -> None:
+    """Fold an Observation's measurements into the latest vital signs or labs by code."""
+    if resource.get("status") in ("entered-in-error", "cancelled"):
+        return
+    categories = _categories(resource)
+    target = vitals if "vital-signs" in categories else labs if "laboratory" in categories else None
+    if target is None:
+        return
+    for item in _measurements(resource, start):
+        previous = target.get(item.code)
+        if previous is None or (item.time or oldest) >= (previous.time or oldest):
+            target[item.code] = item
+
+
+def _condition(summary: PatientSummary, resource: dict[str, Any], start: datetime | None,
+               end: datetime | None) -> None:
+    status = status_of(resource)
+    verification = _first_coding(resource.get("verificationStatus")).get("code")
+    if status in ("active", "recurrence", "relapse") and verification not in ("refuted", "entered-in-error"):
+        coding = _first_coding(resource.get("code"))
+        summary.problems.append(Problem(code=coding.get("code"), system=coding.get("system"),
+                                        display=coding.get("display"), onset=start, status=status))
+
+
+def _medication(summary: PatientSummary, resource: dict[str, Any], start: datetime | None,
+                end: datetime | None) -> None:
+    if resource.get("status") == "active":
+        coding = _first_coding(resource.get("medicationCodeableConcept"))
+        dosage = next((d.get("text") for d in resource.get("dosageInstruction") or []
+                       if isinstance(d, dict) and d.get("text")), None)
+        summary.medications.append(MedicationItem(code=coding.get("code"), display=coding.get("display"),
+                                                  status="active", authored_on=start, dosage=dosage))
+
+
+def _allergy(summary: PatientSummary, resource: dict[str, Any], start: datetime | None,
+             end: datetime | None) -> None:
+    if status_of(resource) in (None, "active"):
+        coding = _first_coding(resource.get("code"))
+        summary.allergies.append(AllergyItem(
+            code=coding.get("code"), display=coding.get("display"),
+            category=[str(c) for c in resource.get("category") or []],
+            criticality=resource.get("criticality"), recorded=start))
+
+
+def _immunization(summary: PatientSummary, resource: dict[str, Any], start: datetime | None,
+                  end: datetime | None) -> None:
+    if resource.get("status") == "completed":
+        coding = _first_coding(resource.get("vaccineCode"))
+        summary.immunizations.append(ImmunizationItem(code=coding.get("code"), display=coding.get("display"),
+                                                      date=start))
+
+
+def _encounter(summary: PatientSummary, resource: dict[str, Any], start: datetime | None,
+               end: datetime | None) -> None:
+    reason = _first_coding(resource.get("reasonCode")).get("display")
+    summary.encounters.append(EncounterItem(
+        id=str(resource.get("id")), start=start, end=end,
+        encounter_class=(resource.get("class") or {}).get("code") if isinstance(resource.get("class"), dict)
+        else None,
+        type=_first_coding(resource.get("type")).get("display"), reason=reason))
+
+
+def _imaging(summary: PatientSummary, resource: dict[str, Any], start: datetime | None,
+             end: datetime | None) -> None:
+    series = [s for s in resource.get("series") or [] if isinstance(s, dict)]
+    modalities = sorted({str(s["modality"].get("code")) for s in series
+                         if isinstance(s.get("modality"), dict) and s["modality"].get("code")})
+    summary.imaging.append(ImagingItem(
+        id=str(resource.get("id")), started=start, modalities=modalities,
+        description=resource.get("description") or _first_coding(resource.get("procedureCode")).get("display"),
+        series=len(series), instances=sum(len(s.get("instance") or []) for s in series)))
+
+
+_ITEMS: dict[str, Callable[[PatientSummary, dict[str, Any], datetime | None, datetime | None], None]] = {
+    "Condition": _condition, "MedicationRequest": _medication, "AllergyIntolerance": _allergy,
+    "Immunization": _immunization, "Encounter": _encounter, "ImagingStudy": _imaging,
+}
+
+
 def build_summary(patient_id: str, resources: list[dict[str, Any]], *, now: datetime) -> PatientSummary:
     """Build the summary of one patient from all their resources (any order)."""
     patient = next((r for r in resources if r.get("resourceType") == "Patient" and r.get("id") == patient_id), None)
-    birth: date | None = None
-    deceased_at: date | None = None
-    deceased = False
-    if patient is not None:
-        try:
-            birth = parse_date(patient["birthDate"]) if isinstance(patient.get("birthDate"), str) else None
-        except FhirDateError:
-            birth = None
-        if isinstance(patient.get("deceasedDateTime"), str):
-            deceased = True
-            try:
-                deceased_at = parse_date(patient["deceasedDateTime"])
-            except FhirDateError:
-                deceased_at = None
-        elif patient.get("deceasedBoolean") is True:
-            deceased = True
+    birth, deceased, deceased_at = _life_dates(patient)
     summary = PatientSummary(
         patient_id=patient_id,
         name=_name(patient) if patient else None,
@@ -183,71 +268,21 @@ def build_summary(patient_id: str, resources: list[dict[str, Any]], *, now: date
         deceased=deceased,
         resource_counts=dict(sorted(Counter(str(r.get("resourceType")) for r in resources).items())),
     )
+    oldest = datetime.min.replace(tzinfo=now.tzinfo)
     latest_vitals: dict[str, Measurement] = {}
     latest_labs: dict[str, Measurement] = {}
     for resource in resources:
         rtype = resource.get("resourceType")
         start, end = effective_time(resource)
         if rtype == "Observation":
-            if resource.get("status") in ("entered-in-error", "cancelled"):
-                continue
-            categories = _categories(resource)
-            target = latest_vitals if "vital-signs" in categories else latest_labs if "laboratory" in categories else None
-            if target is None:
-                continue
-            for item in _measurements(resource, start):
-                previous = target.get(item.code)
-                if previous is None or (item.time or datetime.min.replace(tzinfo=now.tzinfo)) >= (
-                        previous.time or datetime.min.replace(tzinfo=now.tzinfo)):
-                    target[item.code] = item
-        elif rtype == "Condition":
-            status = status_of(resource)
-            verification = _first_coding(resource.get("verificationStatus")).get("code")
-            if status in ("active", "recurrence", "relapse") and verification not in ("refuted", "entered-in-error"):
-                coding = _first_coding(resource.get("code"))
-                summary.problems.append(Problem(code=coding.get("code"), system=coding.get("system"),
-                                                display=coding.get("display"), onset=start, status=status))
-        elif rtype == "MedicationRequest":
-            if resource.get("status") == "active":
-                coding = _first_coding(resource.get("medicationCodeableConcept"))
-                dosage = next((d.get("text") for d in resource.get("dosageInstruction") or []
-                               if isinstance(d, dict) and d.get("text")), None)
-                summary.medications.append(MedicationItem(code=coding.get("code"), display=coding.get("display"),
-                                                          status="active", authored_on=start, dosage=dosage))
-        elif rtype == "AllergyIntolerance":
-            status = status_of(resource)
-            if status in (None, "active"):
-                coding = _first_coding(resource.get("code"))
-                summary.allergies.append(AllergyItem(
-                    code=coding.get("code"), display=coding.get("display"),
-                    category=[str(c) for c in resource.get("category") or []],
-                    criticality=resource.get("criticality"), recorded=start))
-        elif rtype == "Immunization":
-            if resource.get("status") == "completed":
-                coding = _first_coding(resource.get("vaccineCode"))
-                summary.immunizations.append(ImmunizationItem(code=coding.get("code"), display=coding.get("display"),
-                                                              date=start))
-        elif rtype == "Encounter":
-            reason = _first_coding(resource.get("reasonCode")).get("display")
-            summary.encounters.append(EncounterItem(
-                id=str(resource.get("id")), start=start, end=end,
-                encounter_class=(resource.get("class") or {}).get("code") if isinstance(resource.get("class"), dict)
-                else None,
-                type=_first_coding(resource.get("type")).get("display"), reason=reason))
-        elif rtype == "ImagingStudy":
-            series = [s for s in resource.get("series") or [] if isinstance(s, dict)]
-            modalities = sorted({str(s["modality"].get("code")) for s in series
-                                 if isinstance(s.get("modality"), dict) and s["modality"].get("code")})
-            summary.imaging.append(ImagingItem(
-                id=str(resource.get("id")), started=start, modalities=modalities,
-                description=resource.get("description") or _first_coding(resource.get("procedureCode")).get("display"),
-                series=len(series), instances=sum(len(s.get("instance") or []) for s in series)))
+            _keep_latest(resource, start, latest_vitals, latest_labs, oldest)
+        elif isinstance(rtype, str) and rtype in _ITEMS:
+            _ITEMS[rtype](summary, resource, start, end)
     summary.vitals = sorted(latest_vitals.values(), key=lambda m: m.code)
     summary.labs = sorted(latest_labs.values(), key=lambda m: m.code)
     summary.height = latest_vitals.get(HEIGHT)
     summary.weight = latest_vitals.get(WEIGHT)
     summary.bmi = latest_vitals.get(BMI)
-    oldest = datetime.min.replace(tzinfo=now.tzinfo)
     summary.problems.sort(key=lambda p: p.onset or oldest, reverse=True)
     summary.medications.sort(key=lambda m: m.authored_on or oldest, reverse=True)
     summary.immunizations.sort(key=lambda i: i.date or oldest, reverse=True)
