@@ -10,7 +10,7 @@ from fastapi import FastAPI
 from medtwin import __version__
 from medtwin.api import wiring
 from medtwin.api.limits import BodySizeLimit
-from medtwin.api.problems import install_problem_handlers
+from medtwin.api.problems import document_problems, install_problem_handlers
 from medtwin.api.routers import alerts as alerts_router
 from medtwin.api.routers import dashboard, drugs, glucose, patients, record, samples, security_admin, system
 from medtwin.api.routers import live as live_router
@@ -57,6 +57,7 @@ def create_app(settings: Settings | None = None, *, store: Store | None = None,
         lifespan=lifespan,
     )
     install_problem_handlers(app)
+    document_problems(app)  # every operation lists its 401/403/404/409/422/429 problem+json answers
     mount_web(app)
     for module in (system, patients, record, drugs, glucose, security_admin, dashboard, samples,
                    reports_router, live_router, twins_router, vocabulary_router):

@@ -91,3 +91,86 @@ def install_problem_handlers(app: FastAPI) -> None:
     async def _unexpected(request: Request, exc: Exception) -> JSONResponse:
         return problem_response(500, "Internal server error", "an unexpected error occurred; it has been logged",
                                 kind="internal", instance=request.url.path)
+
+
+# --- the problems in the OpenAPI document ----------------------------------------------------------
+PROBLEM_SCHEMA: dict[str, Any] = {
+    "title": "Problem",
+    "type": "object",
+    "description": "RFC 7807 problem details; extension members (field, errors, reason, ...) name what is wrong",
+    "required": ["type", "title", "status"],
+    "properties": {
+        "type": {"type": "string", "description": "urn:medtwin:problem:<kind>"},
+        "title": {"type": "string"},
+        "status": {"type": "integer", "minimum": 400, "maximum": 599},
+        "detail": {"type": "string"},
+        "instance": {"type": "string", "description": "The request path"},
+        "errors": {"type": "array", "items": {"type": "object", "additionalProperties": True}},
+    },
+    "additionalProperties": True,
+}
+_PROBLEM_REF = {"$ref": "#/components/schemas/Problem"}
+_DESCRIPTIONS = {400: "Bad request", 401: "Not authenticated (no, expired, revoked or tampered token)",
+                 403: "Forbidden: the role or the token's scopes do not allow this",
+                 404: "Not found, or outside the caller's reach (the two look the same)",
+                 409: "Conflict with the stored state", 413: "Request body too large",
+                 415: "Unsupported media type", 422: "Invalid input (the problem names the field)",
+                 429: "Too many requests; see Retry-After"}
+_WRITES = ("post", "put", "patch", "delete")
+
+
+def problem_statuses(method: str, operation: dict[str, Any]) -> set[int]:
+    """The problem statuses an operation can answer, from what it declares: every one may be rate limited
+    (429); a secured one 401/403 (and 409 for a write); one naming a patient or another path parameter 404;
+    one with inputs 422; one with a body 413/415."""
+    params = operation.get("parameters") or []
+    statuses = {429}
+    if operation.get("security"):
+        statuses |= {401, 403} | ({409} if method in _WRITES else set())
+    if any(p.get("in") == "path" or p.get("name") in ("patient", "patient_id") for p in params):
+        statuses.add(404)
+    if params or "requestBody" in operation:
+        statuses.add(422)
+    if "requestBody" in operation:
+        statuses |= {413, 415}
+    return statuses
+
+
+def add_problem_responses(document: dict[str, Any]) -> dict[str, Any]:
+    """Document the problem+json answers on every operation of an OpenAPI document (in place)."""
+    components = document.setdefault("components", {}).setdefault("schemas", {})
+    components["Problem"] = PROBLEM_SCHEMA
+    for name in ("HTTPValidationError", "ValidationError"):  # FastAPI's 422 body, which medtwin never sends
+        components.pop(name, None)
+    for item in document.get("paths", {}).values():
+        for method, operation in item.items():
+            if not isinstance(operation, dict) or "responses" not in operation:
+                continue
+            responses = operation["responses"]
+            for status in problem_statuses(method, operation) | {int(s) for s in responses if str(s).isdigit()}:
+                if status < 400:
+                    continue
+                entry = responses.setdefault(str(status), {"description": _DESCRIPTIONS.get(status, "Error")})
+                entry["content"] = {PROBLEM_JSON: {"schema": _PROBLEM_REF}}
+    return document
+
+
+def document_problems(app: FastAPI) -> None:
+    """Make ``app.openapi()`` list the problem responses of every route (applied once, in the app factory)."""
+    generate = app.openapi
+
+    def openapi() -> dict[str, Any]:
+        if app.openapi_schema is None:
+            app.openapi_schema = add_problem_responses(generate())
+        return app.openapi_schema
+
+    app.openapi = openapi  # type: ignore[method-assign]
+
+
+def require_media_type(request: Request, accepted: tuple[str, ...]) -> str:
+    """The request's media type if it is one of ``accepted``, else 415 problem+json naming them."""
+    media = request.headers.get("content-type", "").split(";")[0].strip().lower()
+    if media not in accepted:
+        raise ProblemError(415, "Unsupported media type", f"send {', '.join(accepted)}, not {media or 'nothing'!r}",
+                           kind="unsupported-media-type", field="content-type")
+    return media

@@ -34,7 +34,8 @@ def _run(settings: Settings, host: str, port: int) -> None:
         ssl = {"ssl_certfile": str(settings.tls_certfile), "ssl_keyfile": str(settings.tls_keyfile)}
     scheme = "https" if ssl else "http"
     console.print(f"[bold green]medtwin[/] serving on {scheme}://{host}:{port}/  (API docs: {scheme}://{host}:{port}/docs)")
-    uvicorn.run(app, host=host, port=port, log_level=settings.log_level, access_log=False, **ssl)  # type: ignore[arg-type]
+    uvicorn.run(app, host=host, port=port, log_level=settings.log_level, access_log=False,
+                server_header=False, **ssl)  # type: ignore[arg-type]  # server_header: no "server: uvicorn"
 
 
 DEMO_ROLES = (("demo-admin", "admin"), ("demo-clinician", "clinician"), ("demo-patient", "patient"),

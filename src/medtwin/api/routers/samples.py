@@ -27,7 +27,7 @@ from starlette.concurrency import run_in_threadpool
 from medtwin.api import realtime
 from medtwin.api.deps import Principal, ServicesDep, device_name, guard, ingest_errors, ingest_problem
 from medtwin.api.paging import Offset
-from medtwin.api.problems import ProblemError
+from medtwin.api.problems import ProblemError, require_media_type
 from medtwin.store.samples import SampleRepository
 from medtwin.stream import metrics
 from medtwin.stream.parse import FieldError, parse_time
@@ -148,6 +148,7 @@ SamplesOf = Annotated[str, Depends(_resolved)]
                         429: {"description": "Device over its rate; nothing stored; see Retry-After"}})
 async def post_samples(patient_id: str, request: Request, services: ServicesDep,
                        principal: Annotated[Principal, Depends(guard("write", "samples"))]) -> Response:
+    require_media_type(request, (JSON, "application/fhir+json"))  # not text/plain (the documented bodies)
     body = await request.body()
 
     def work() -> IngestReport:
