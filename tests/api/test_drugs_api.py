@@ -237,8 +237,8 @@ def test_tacrolimus_what_if_over_http_changes_with_the_stored_genotype_and_says_
     version = upload_vcf(client, af_patient, build_vcf({"CYP3A5": "*1/*1"})).json()["version"]
     after = client.post(url, json=body).json()
     (effect,) = after["genotype"]
-    assert effect["applied"] is True and effect["factor"] == 1.75
-    assert effect["reason"].startswith(f"CYP3A5 Normal Metabolizer (pgx v{version}): tacrolimus CL x 1.75")
+    assert effect["applied"] is True and effect["factor"] == 2.0
+    assert effect["reason"].startswith(f"CYP3A5 Normal Metabolizer (pgx v{version}): tacrolimus CL x 2 -- Passey 2011")
     assert after["outcomes"][0]["metric_p50"] < before["outcomes"][0]["metric_p50"] / 1.5  # expresser: lower troughs
     assert after["basis"]["covariate_sources"]["pharmacogenes.CYP3A5"] == f"pgx v{version}: CYP3A5"
 

@@ -34,6 +34,8 @@ from medtwin.twin.pharmacogenomics import (
 )
 
 NOW = datetime(2025, 5, 1, 12, 0, tzinfo=UTC)
+#: Passey 2011 CL/F of a 55-year-old CYP3A5 non-expresser, days 11-180: 38.4 x 0.71 x (55 / 50)^-0.4 [L/h]
+TACROLIMUS_CL = 38.4 * 0.71 * (55 / 50) ** -0.4
 
 
 def patient(**genes: GeneStatus) -> PatientCovariates:
@@ -53,22 +55,22 @@ def test_tacrolimus_clearance_factor_for_cyp3a5_expressers_with_its_reason() -> 
     drug = load_drug("tacrolimus")
     expresser, adjustments = typical_with_genotype(drug, patient(CYP3A5=gene("CYP3A5", "Normal Metabolizer")))
     non, _ = typical_with_genotype(drug, patient(CYP3A5=gene("CYP3A5", "Poor Metabolizer")))
-    assert non["CL"][0] == pytest.approx(22.9)
-    assert expresser["CL"][0] / non["CL"][0] == pytest.approx(1.75)  # CPIC 1.5-2x dose, midpoint
+    assert non["CL"][0] == pytest.approx(TACROLIMUS_CL)
+    assert expresser["CL"][0] / non["CL"][0] == pytest.approx(2.00)  # Passey 2011 *1/*1; CPIC: 1.5-2x the dose
     (adjustment,) = adjustments
-    assert adjustment.applied and adjustment.factor == 1.75
-    assert "CYP3A5 Normal Metabolizer" in adjustment.reason and "Birdwell 2015" in adjustment.reason
+    assert adjustment.applied and adjustment.factor == 2.00
+    assert "CYP3A5 Normal Metabolizer" in adjustment.reason and "Passey 2011" in adjustment.reason
 
 
 def test_tacrolimus_steady_state_average_matches_closed_form_for_each_genotype() -> None:
     drug = load_drug("tacrolimus")
     dose, tau = 3.5, 12.0
-    for phenotype, factor in (("Poor Metabolizer", 1.0), ("Intermediate Metabolizer", 1.75)):
+    for phenotype, factor in (("Poor Metabolizer", 1.0), ("Intermediate Metabolizer", 1.69)):
         typical, _ = typical_with_genotype(drug, patient(CYP3A5=gene("CYP3A5", phenotype)))
         grid = np.linspace(0.0, tau, 2401)[:-1]
         profile = steady_state(drug.structure, drug.pk_parameters(typical), dose, tau, Route.ORAL, grid)
         average = float(profile.mean())  # rectangle rule on a fine grid of one interval
-        assert average == pytest.approx(dose / tau / (22.9 * factor), rel=2e-3)  # Css,avg = F D / (tau CL)
+        assert average == pytest.approx(dose / tau / (TACROLIMUS_CL * factor), rel=2e-3)  # Css,avg = F D / (tau CL)
 
 
 def test_tacrolimus_what_if_changes_with_genotype_and_says_why() -> None:
@@ -89,9 +91,9 @@ def test_tacrolimus_what_if_changes_with_genotype_and_says_why() -> None:
         return dose * ka / (v * (ka - k)) * (np.exp(-k * tau) / (1 - np.exp(-k * tau))
                                              - np.exp(-ka * tau) / (1 - np.exp(-ka * tau)))
 
-    expected = trough(22.9) / trough(22.9 * 1.75)  # 2.05: faster elimination lowers the trough more than 1/1.75
+    expected = trough(TACROLIMUS_CL) / trough(TACROLIMUS_CL * 2.0)  # ~2.4: faster elimination lowers it more than 1/2
     assert non / expresser == pytest.approx(expected, rel=0.05)  # same draws; median over 400 virtual patients
-    assert "x 1.75" in reasons[0]
+    assert "tacrolimus CL x 2 -- Passey 2011" in reasons[0]
     unknown, why, applied_unknown = run({"CYP3A5": gene("CYP3A5", callable=False,
                                                         reason="CYP3A5 not callable because defining positions missing")})
     assert unknown == pytest.approx(non) and applied_unknown == [False]  # population = the file's CL
@@ -165,7 +167,7 @@ def test_not_callable_dpyd_uses_the_population_and_says_so() -> None:
 
 def test_genotype_entry_without_source_is_refused_naming_the_entry() -> None:
     text = resources.files("medtwin.pharmaco").joinpath("data/drugs/tacrolimus.toml").read_text(encoding="utf-8")
-    broken = text.replace('source = "CPIC tacrolimus guideline', 'unsourced = "CPIC tacrolimus guideline')
+    broken = text.replace('source = "Passey 2011 (Br J', 'unsourced = "Passey 2011 (Br J')
     with pytest.raises(PharmacoInputError) as info:
         parse_drug(broken, "tacrolimus.toml")
     assert info.value.field == "tacrolimus.toml: genotype[CYP3A5].source"
@@ -220,5 +222,5 @@ def test_individualise_starts_from_the_genotype_adjusted_prior_and_says_why() ->
 
     expresser, reasons = run("Normal Metabolizer")
     non, _ = run("Poor Metabolizer")
-    assert expresser == pytest.approx(22.9 * 1.75) and non == pytest.approx(22.9)
-    assert "CYP3A5 Normal Metabolizer (test): tacrolimus CL x 1.75" in reasons[0]
+    assert expresser == pytest.approx(TACROLIMUS_CL * 2.0) and non == pytest.approx(TACROLIMUS_CL)
+    assert "CYP3A5 Normal Metabolizer (test): tacrolimus CL x 2" in reasons[0]
