@@ -7,24 +7,29 @@ Model input errors come back as problem+json 422 naming the field (the app's han
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import Annotated, Any
 
 from fastapi import APIRouter, Depends
+from pydantic import BaseModel
 
-from medtwin.api.deps import Principal, StoreDep, guard, visible_patient
+from medtwin.api.deps import ObservationSimulator, Principal, guard
 from medtwin.api.problems import ProblemError
 from medtwin.twin import kind_service as service
 from medtwin.twin.kinds import TwinKind, UnknownTwinKindError, get, kinds
 
 router = APIRouter(tags=["twins"])
-Simulating = Annotated[Principal, Depends(guard("simulate", "Observation"))]
 
 
-def _kind(name: str) -> TwinKind:
+def _kind(kind: str) -> TwinKind:
+    """The registered kind named in the path, or 404."""
     try:
-        return get(name)
+        return get(kind)
     except UnknownTwinKindError as exc:
         raise ProblemError(404, "Not found", exc.message, kind="not-found", field="kind") from None
+
+
+Kind = Annotated[TwinKind, Depends(_kind)]
 
 
 @router.get("/twin-kinds", summary="The registered twin kinds: model, units, personalisation, panel descriptor")
@@ -32,32 +37,28 @@ def list_kinds(principal: Annotated[Principal, Depends(guard("read", "Observatio
     return [kind.describe() for kind in kinds().values()]
 
 
-@router.post("/patients/{patient_id}/twins/{kind}/simulate", summary="Simulate a scenario on a twin kind")
-def simulate(patient_id: str, kind: str, body: service.SimulateRequest, store: StoreDep,
-             principal: Simulating) -> dict[str, Any]:
-    visible_patient(store, principal, patient_id)
-    return service.simulate_kind(_kind(kind), body)
+#: The framework's actions on any kind: request model, service call, summary. One route each, the same shape.
+_ACTIONS: dict[str, tuple[type[BaseModel], Callable[[TwinKind, Any], dict[str, Any]], str]] = {
+    "simulate": (service.SimulateRequest, service.simulate_kind, "Simulate a scenario on a twin kind"),
+    "fit": (service.FitRequest, service.fit_kind,
+            "MAP fit of the kind's personalised parameters from observations (Laplace covariance)"),
+    "assimilate": (service.AssimilateRequest, service.assimilate_kind,
+                   "Ensemble Kalman filter over the kind's drifting parameters (returns the filter state)"),
+    "compare": (service.CompareRequest, service.compare_kind,
+                "What-if: scenarios over a posterior (or population) ensemble, 5-95 % bands"),
+}
 
 
-@router.post("/patients/{patient_id}/twins/{kind}/fit",
-             summary="MAP fit of the kind's personalised parameters from observations (Laplace covariance)")
-def fit(patient_id: str, kind: str, body: service.FitRequest, store: StoreDep,
-        principal: Simulating) -> dict[str, Any]:
-    visible_patient(store, principal, patient_id)
-    return service.fit_kind(_kind(kind), body)
+def _endpoint(action: str, body_type: type[BaseModel],
+              run: Callable[[TwinKind, Any], dict[str, Any]]) -> Callable[..., dict[str, Any]]:
+    def endpoint(body: Any, call: ObservationSimulator, kind: Kind) -> dict[str, Any]:
+        return run(kind, body)  # call: the guard and the patient (404 when out of reach)
+
+    endpoint.__annotations__ = {**endpoint.__annotations__, "body": body_type}  # the body's schema per action
+    endpoint.__name__ = endpoint.__qualname__ = action
+    return endpoint
 
 
-@router.post("/patients/{patient_id}/twins/{kind}/assimilate",
-             summary="Ensemble Kalman filter over the kind's drifting parameters (returns the filter state)")
-def assimilate(patient_id: str, kind: str, body: service.AssimilateRequest, store: StoreDep,
-               principal: Simulating) -> dict[str, Any]:
-    visible_patient(store, principal, patient_id)
-    return service.assimilate_kind(_kind(kind), body)
-
-
-@router.post("/patients/{patient_id}/twins/{kind}/compare",
-             summary="What-if: scenarios over a posterior (or population) ensemble, 5-95 % bands")
-def compare(patient_id: str, kind: str, body: service.CompareRequest, store: StoreDep,
-            principal: Simulating) -> dict[str, Any]:
-    visible_patient(store, principal, patient_id)
-    return service.compare_kind(_kind(kind), body)
+for _action, (_body, _run, _summary) in _ACTIONS.items():
+    router.add_api_route(f"/patients/{{patient_id}}/twins/{{kind}}/{_action}", _endpoint(_action, _body, _run),
+                         methods=["POST"], summary=_summary)
