@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from collections import Counter
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from functools import lru_cache
@@ -157,46 +157,31 @@ class RecordRepository:
 
     def patients_of(self, keys: Sequence[tuple[str, str]]) -> dict[tuple[str, str], str | None]:
         """The stored ones among the (type, id) keys, each with the patient it belongs to (for write checks)."""
-        out: dict[tuple[str, str], str | None] = {}
-        for start in range(0, len(keys), _CHUNK):
-            chunk = keys[start:start + _CHUNK]
-            rows: Iterable[Any]
-            if self.connection.dialect.name == "sqlite":  # a join with VALUES: see _stored_versions
-                rows = self.connection.exec_driver_sql(
-                    "SELECT r.resource_type, r.id, r.patient_id FROM "
-                    f"(VALUES {', '.join(['(?, ?)'] * len(chunk))}) AS k "
-                    "JOIN resources AS r ON r.resource_type = k.column1 AND r.id = k.column2",
-                    tuple(value for key in chunk for value in key))
-            else:
-                rows = self.connection.execute(
-                    select(resources.c.resource_type, resources.c.id, resources.c.patient_id)
-                    .where(tuple_(resources.c.resource_type, resources.c.id).in_(list(chunk))))
-            for rtype, rid, patient_id in rows:
-                out[(str(rtype), str(rid))] = None if patient_id is None else str(patient_id)
-        return out
+        return {(str(rtype), str(rid)): None if patient_id is None else str(patient_id)
+                for rtype, rid, patient_id in self._stored_rows(keys, ("patient_id",))}
 
     def _stored_versions(self, keys: Sequence[tuple[str, str]]) -> dict[tuple[str, str], tuple[int, str, int]]:
         """(type, id) -> (pk, content hash, version) of the stored ones among ``keys``."""
-        out: dict[tuple[str, str], tuple[int, str, int]] = {}
+        return {(rtype, rid): (int(pk), digest, version)
+                for rtype, rid, pk, digest, version in self._stored_rows(keys, ("pk", "content_hash", "version"))}
+
+    def _stored_rows(self, keys: Sequence[tuple[str, str]], columns: tuple[str, ...]) -> Iterator[Any]:
+        """``(resource_type, id, *columns)`` of the stored resources among the (type, id) keys, in chunks."""
         sqlite = self.connection.dialect.name == "sqlite"
         for start in range(0, len(keys), _CHUNK):
             chunk = keys[start:start + _CHUNK]
             if sqlite:
                 # A join with the keys as VALUES, through the driver: SQLite answers ``(a, b) IN (VALUES ...)``
                 # (what the tuple IN compiles to) by scanning the whole table, the join by the unique index.
-                rows: Iterable[Any] = self.connection.exec_driver_sql(
-                    "SELECT r.resource_type, r.id, r.pk, r.content_hash, r.version FROM "
+                yield from self.connection.exec_driver_sql(
+                    f"SELECT r.resource_type, r.id, {', '.join(f'r.{c}' for c in columns)} FROM "
                     f"(VALUES {', '.join(['(?, ?)'] * len(chunk))}) AS k "
                     "JOIN resources AS r ON r.resource_type = k.column1 AND r.id = k.column2",
                     tuple(value for key in chunk for value in key))
             else:
-                rows = self.connection.execute(
-                    select(resources.c.resource_type, resources.c.id, resources.c.pk, resources.c.content_hash,
-                           resources.c.version)
-                    .where(tuple_(resources.c.resource_type, resources.c.id).in_(chunk)))
-            for rtype, rid, pk, digest, version in rows:
-                out[(rtype, rid)] = (int(pk), digest, version)
-        return out
+                yield from self.connection.execute(
+                    select(resources.c.resource_type, resources.c.id, *(resources.c[c] for c in columns))
+                    .where(tuple_(resources.c.resource_type, resources.c.id).in_(list(chunk))))
 
     # --- writing -----------------------------------------------------------------------------------
     def save_unit(self, unit: PreparedUnit, *, import_id: str | None, now: datetime) -> UnitResult:
