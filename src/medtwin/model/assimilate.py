@@ -23,6 +23,7 @@ from numpy.typing import NDArray
 
 from medtwin.model.errors import ModelInputError
 from medtwin.model.fit import Observations
+from medtwin.model.rngstate import generator_from_json, generator_to_json
 from medtwin.model.simulate import simulate
 from medtwin.model.spec import Model
 from medtwin.model.timeline import Timeline
@@ -163,7 +164,7 @@ class EnsembleFilter:
             "drift_sd_log": self.drift_sd_log, "prior_sd_log": self.prior_sd.tolist(),
             "base": self.base[0].tolist(), "states": self.states_.tolist(), "theta": self.theta_.tolist(),
             "time": self.time_, "n_assimilated": self.n_assimilated_, "innovations": list(self.innovations_),
-            "drifting": list(self.model.drifting), "rng": _stringify(self.rng.bit_generator.state),
+            "drifting": list(self.model.drifting), "rng": generator_to_json(self.rng),
         }
 
     @classmethod
@@ -174,16 +175,13 @@ class EnsembleFilter:
                 raise ModelInputError("filter", f"not a stored {model.name} filter (format {FORMAT})")
             if list(data["drifting"]) != list(model.drifting):
                 raise ModelInputError("filter.drifting", "the model's drifting parameters changed")
-            state = _integerify(data["rng"])
-            bit_generator = getattr(np.random, state["bit_generator"])()
-            bit_generator.state = state
             prior = dict(zip(model.drifting, (float(x) for x in data["prior_sd_log"]), strict=True))
             states = np.asarray(data["states"], dtype=float)
             filt = cls(model, base=np.asarray(data["base"], dtype=float)[None], output=str(data["output"]),
                        obs_sd=float(data["obs_sd"]), proportional=float(data.get("proportional", 0.0)),
                        n_members=states.shape[0],
                        drift_sd_log=float(data["drift_sd_log"]), prior_sd_log=prior,
-                       rng=np.random.Generator(bit_generator), solver=solver)
+                       rng=generator_from_json(data["rng"]), solver=solver)
             filt.states_ = states.reshape(-1, len(model.states))
             filt.theta_ = np.asarray(data["theta"], dtype=float).reshape(-1, len(model.drifting))
             filt.time_ = float(data["time"])
@@ -195,18 +193,3 @@ class EnsembleFilter:
         except (TypeError, ValueError, AttributeError) as exc:
             raise ModelInputError("filter", f"malformed stored filter: {exc}") from None
 
-
-def _stringify(value: Any) -> Any:
-    if isinstance(value, dict):
-        return {k: _stringify(v) for k, v in value.items()}
-    if isinstance(value, int) and not isinstance(value, bool) and abs(value) >= 2**53:
-        return {"int": str(value)}
-    return value
-
-
-def _integerify(value: Any) -> Any:
-    if isinstance(value, dict):
-        if set(value) == {"int"}:
-            return int(value["int"])
-        return {k: _integerify(v) for k, v in value.items()}
-    return value

@@ -57,10 +57,18 @@ from typing import Any
 import numpy as np
 from numpy.typing import NDArray
 
+from medtwin.model.rngstate import generator_from_json, generator_to_json
 from medtwin.physiology.devices import CGMSensor
 from medtwin.physiology.errors import PhysiologyInputError
 from medtwin.physiology.scenario import MAX_MEAL_CARBS_G
-from medtwin.physiology.uva_padova import PARAMETER_NAMES, PMOL_PER_UNIT, STATES, PatientParameters, rhs
+from medtwin.physiology.uva_padova import (
+    DRIFTING,
+    PARAMETER_NAMES,
+    PMOL_PER_UNIT,
+    STATES,
+    PatientParameters,
+    rhs,
+)
 from medtwin.solve import RK4, integrate
 
 Array = NDArray[np.float64]
@@ -68,7 +76,7 @@ Array = NDArray[np.float64]
 #: Eating speed of an announced meal, g/min (the academic simulator's and :func:`.simulate.eaten_per_minute`'s).
 EATING_RATE_G_PER_MIN = 5.0
 #: Parameters the filter estimates online, as log multipliers on the twin's starting values.
-AUGMENTED: tuple[str, ...] = ("Vmx", "kp3", "kp1", "kabs", "kmax", "kmin", "p2u")
+AUGMENTED: tuple[str, ...] = DRIFTING  # the model's declared drifting parameters (one source of truth)
 #: The parameters whose multipliers make up the reported insulin sensitivity (geometric mean).
 INSULIN_SENSITIVITY: tuple[str, ...] = ("Vmx", "kp3")
 #: Log-SD of each augmented parameter over the 30 published virtual patients (Gaussian prior, no cohort draws).
@@ -216,7 +224,6 @@ class GlucoseFilter:
 
     def to_dict(self) -> dict[str, Any]:
         """JSON-ready; floats round-trip exactly; the generator state's 128-bit integers are strings."""
-        state = self.rng.bit_generator.state
         return {
             "format": 1,
             "patient_id": self.patient_id,
@@ -228,7 +235,7 @@ class GlucoseFilter:
             "augmented": list(AUGMENTED),
             "time_min": self.time_min,
             "basal_u_per_h": self.basal_u_per_h,
-            "rng": _stringify(state),
+            "rng": generator_to_json(self.rng),
             "started_min": self.started_min,
             "source": self.source,
             "meals": [{"time_min": m.time_min, "carbs_g": m.carbs_g, "factors": m.factors.tolist()}
@@ -246,9 +253,7 @@ class GlucoseFilter:
         try:
             if data.get("format") != 1 or tuple(data["augmented"]) != AUGMENTED:
                 raise PhysiologyInputError("filter", "stored filter state has an unknown format")
-            state = _integerify(data["rng"])
-            bit_generator = getattr(np.random, state["bit_generator"])()
-            bit_generator.state = state
+            rng = generator_from_json(data["rng"])
             reading = data.get("last_reading_mg_dl")
             return cls(
                 patient_id=str(data["patient_id"]),
@@ -259,7 +264,7 @@ class GlucoseFilter:
                 disturbance=np.asarray(data["disturbance"], dtype=float),
                 time_min=float(data["time_min"]),
                 basal_u_per_h=float(data["basal_u_per_h"]),
-                rng=np.random.Generator(bit_generator),
+                rng=rng,
                 started_min=float(data["started_min"]),
                 source=dict(data.get("source") or {}),
                 meals=[MealInput(float(m["time_min"]), float(m["carbs_g"]), np.asarray(m["factors"], dtype=float))
@@ -275,22 +280,6 @@ class GlucoseFilter:
             raise
         except (KeyError, TypeError, ValueError, AttributeError) as exc:
             raise PhysiologyInputError("filter", f"stored filter state is malformed: {exc!r}") from None
-
-
-def _stringify(value: Any) -> Any:
-    if isinstance(value, dict):
-        return {k: _stringify(v) for k, v in value.items()}
-    if isinstance(value, int) and not isinstance(value, bool):
-        return {"int": str(value)}
-    return value
-
-
-def _integerify(value: Any) -> Any:
-    if isinstance(value, dict):
-        if set(value) == {"int"}:
-            return int(value["int"])
-        return {k: _integerify(v) for k, v in value.items()}
-    return value
 
 
 # --- starting a filter ----------------------------------------------------------------------------------
