@@ -20,6 +20,7 @@ import pytest
 import uvicorn
 import websockets
 from fastapi.testclient import TestClient
+from starlette.websockets import WebSocketDisconnect
 
 from medtwin.api import realtime
 from medtwin.api.app import create_app
@@ -210,6 +211,50 @@ def test_websocket_refuses_a_bad_token_and_a_patient_outside_the_care_team(world
         records = [r for r in audit.records(connection, since_seq=before) if r.resource_id == "events"]
     assert [(r.actor, r.outcome, r.status) for r in records] == [("anonymous", "denied", 401),
                                                                  ("anonymous", "denied", 404)]
+
+
+def test_websocket_answers_pings_and_refuses_a_bad_refresh_token_without_closing(world: World) -> None:
+    token = world.clinician["Authorization"].removeprefix("Bearer ")
+    with world.client.websocket_connect("/api/v1/events/ws", headers=NO_AUTH) as ws:
+        ws.send_text(orjson.dumps({"token": token, "types": ["samples"]}).decode())
+        assert orjson.loads(ws.receive_text())["ready"] is True
+        ws.send_text('{"token": "garbage"}')
+        assert orjson.loads(ws.receive_text()) == {"error": {"status": 401, "detail": "invalid token",
+                                                             "field": "token"}}
+        ws.send_text("[1, 2]")
+        assert orjson.loads(ws.receive_text())["error"]["status"] == 422
+        ws.send_text(orjson.dumps({"token": token}).decode())  # a valid refresh is taken silently
+        ws.send_text('{"type": "ping"}')
+        assert orjson.loads(ws.receive_text()) == {"type": "pong"}
+
+
+def test_an_event_stream_ends_when_its_token_is_revoked(world: World, monkeypatch: pytest.MonkeyPatch) -> None:
+    """At the next re-check: the WebSocket gets a 401 error and close code 1008, SSE an ``error`` event."""
+    monkeypatch.setattr(realtime, "RECHECK_S", 0.2)
+    with world.store.begin() as connection:
+        carol = accounts.require_user(connection, "carol")
+        pairs = [world.client.app.state.services.security.tokens.issue(  # type: ignore[attr-defined]
+            connection, carol, ROLE_CEILING["clinician"]) for _ in range(2)]
+    ws_token, sse_token = (pair.access_token for pair in pairs)
+    with world.client.websocket_connect("/api/v1/events/ws", headers=NO_AUTH) as ws:
+        ws.send_text(orjson.dumps({"token": ws_token, "types": ["alert"]}).decode())
+        assert orjson.loads(ws.receive_text())["ready"] is True
+        with world.store.begin() as connection:
+            world.client.app.state.services.security.tokens.revoke(connection, ws_token)  # type: ignore[attr-defined]
+        time.sleep(0.5)  # past the re-check: an event published now must not reach the revoked reader
+        world.client.app.state.services.hub.publish("alert", world.own[0], {"n": 1})  # type: ignore[attr-defined]
+        assert orjson.loads(ws.receive_text())["error"]["status"] == 401
+        with pytest.raises(WebSocketDisconnect) as closed:
+            ws.receive_text()
+        assert closed.value.code == 1008
+    reader = SseReader(world, {"types": "alert", "timeout": 10}, {"Authorization": f"Bearer {sse_token}"})
+    with world.store.begin() as connection:
+        world.client.app.state.services.security.tokens.revoke(connection, sse_token)  # type: ignore[attr-defined]
+    messages = reader.messages()
+    assert messages == [{"event": "error", "data": {"status": 401, "detail": "the credential is no longer valid"}}]
+    r = world.client.get("/api/v1/events", params={"types": "alert", "timeout": 5},
+                         headers={"Authorization": f"Bearer {sse_token}"})
+    assert r.status_code == 401  # and a new stream is refused at the door
 
 
 def test_a_hundred_low_readings_are_one_alert(world: World) -> None:

@@ -22,6 +22,7 @@ import websockets
 from fastapi.testclient import TestClient
 from starlette.websockets import WebSocketDisconnect
 
+from medtwin.api import realtime
 from medtwin.api.app import create_app
 from medtwin.config import Settings
 from medtwin.record.sources import RawUnit
@@ -331,6 +332,38 @@ def test_websocket_refuses_bad_credentials(client: TestClient, devices: Devices,
         with pytest.raises(WebSocketDisconnect) as closed:
             ws.receive_json()
         assert closed.value.code == 1008
+
+
+def test_websocket_oversized_message_is_refused_and_the_socket_stays_open(client: TestClient, devices: Devices) -> None:
+    limit = client.app.state.services.settings.max_upload_bytes  # type: ignore[attr-defined]
+    with client.websocket_connect(f"/api/v1/patients/{devices.patient}/stream", headers=_as(devices.own)) as ws:
+        ws.receive_json()
+        ws.send_text(" " * (limit + 1))
+        assert ws.receive_json() == {"seq": None, "error": {"status": 413, "reason": "too-large", "field": None,
+                                                            "detail": f"a message may hold {limit} bytes"}}
+        ws.send_text(orjson.dumps({"seq": 1, "samples": [hr(0)]}).decode())
+        assert ws.receive_json()["accepted"] == 1
+
+
+def test_websocket_closes_when_its_device_key_is_revoked(client: TestClient, devices: Devices, world: World,
+                                                          monkeypatch: pytest.MonkeyPatch) -> None:
+    """The credential is checked again (every ``RECHECK_S``; here on every message): a revoked key's socket
+    gets a 401 error and is closed with 1008, and nothing of the message is stored."""
+    monkeypatch.setattr(realtime, "RECHECK_S", 0.0)
+    with client.websocket_connect(f"/api/v1/patients/{devices.patient}/stream", headers=_as(devices.own)) as ws:
+        ws.receive_json()
+        ws.send_text(orjson.dumps({"seq": 1, "samples": [hr(0)]}).decode())
+        assert ws.receive_json()["accepted"] == 1
+        with world.store.begin() as conn:
+            (key,) = [k for k in accounts.list_api_keys(conn) if k.patient_id == devices.patient]
+            accounts.revoke_api_key(conn, key.id)
+        ws.send_text(orjson.dumps({"seq": 2, "samples": [hr(1)]}).decode())
+        error = ws.receive_json()["error"]
+        assert (error["status"], error["reason"]) == (401, "not-authenticated")
+        with pytest.raises(WebSocketDisconnect) as closed:
+            ws.receive_json()
+        assert closed.value.code == 1008
+    assert _count(world.store, devices.patient) == 1
 
 
 # ------------------------------------------------------------------------------------------ real server
