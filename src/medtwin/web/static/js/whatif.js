@@ -343,7 +343,12 @@ function renderDrugResult(box, r) {
   const basis = r.basis ? el("details", el("summary", "Covariates used"), el("ul", Object.entries(r.basis.covariates || {}).map(([k, v]) =>
     el("li", `${k}: ${v === null ? "—" : typeof v === "object" ? JSON.stringify(v) : v}${r.basis.covariate_sources && r.basis.covariate_sources[k] ? ` (${r.basis.covariate_sources[k]})` : ""}`))),
     el("p", { class: "muted" }, `Saved as twin version ${r.basis.twin_version}.`)) : null;
+  // what each pharmacogene did to this answer, and why (applied, or the population value and the reason)
+  const genotype = (r.genotype || []).length ? el("ul", { class: "genotype-effects", id: "drug-genotype" },
+    r.genotype.map((g) => el("li", { class: g.applied ? "applied" : "not-applied" },
+      `${g.gene} → ${g.parameter} ×${num(g.factor, 2)}${g.applied ? "" : " (not applied)"}: ${g.reason}`))) : null;
   clear(box, el("p", { class: "ok-text", id: "drug-saved" }, `Compared ${outcomes.length} regimens of ${r.drug}${r.basis ? ` · saved as twin version ${r.basis.twin_version}` : ""}`),
+    genotype,
     el("div", { class: "wi-grid" },
       el("figure", { class: "chart-card" }, el("figcaption", el("h4", `${r.concentration_name}: median and 5–95 % band`)), concHost),
       el("div", { class: "compare-wrap" }, table)),
