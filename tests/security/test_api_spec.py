@@ -46,7 +46,7 @@ def _operations(document: dict[str, Any]) -> list[tuple[str, str, dict[str, Any]
 
 def test_every_operation_documents_its_problems(app_and_store: tuple[Any, Store]) -> None:
     document = app_and_store[0].openapi()
-    assert document["components"]["schemas"]["Problem"]["required"] == ["type", "title", "status"]
+    assert document["components"]["schemas"]["ProblemDetails"]["required"] == ["type", "title", "status"]
     assert "HTTPValidationError" not in document["components"]["schemas"]
     ops = _operations(document)
     assert len(ops) >= 30
@@ -63,7 +63,7 @@ def test_every_operation_documents_its_problems(app_and_store: tuple[Any, Store]
         assert expected <= set(responses), (method, path, expected - set(responses))
         for status, response in responses.items():
             if int(status) >= 400:
-                assert response["content"] == {PROBLEM: {"schema": {"$ref": "#/components/schemas/Problem"}}}, (
+                assert response["content"] == {PROBLEM: {"schema": {"$ref": "#/components/schemas/ProblemDetails"}}}, (
                     method, path, status)
                 counts[status] = counts.get(status, 0) + 1
     secured = sum(1 for _m, _p, op in ops if op.get("security"))
@@ -112,3 +112,9 @@ def test_medtwin_serve_sends_no_server_banner(tmp_path: Path) -> None:
     finally:
         proc.terminate()
         proc.wait(timeout=30)
+
+
+def test_problem_schema_does_not_replace_a_model_of_the_same_family(app_and_store: tuple[Any, Store]) -> None:
+    schemas = app_and_store[0].openapi()["components"]["schemas"]
+    assert "ProblemDetails" in schemas and schemas["ProblemDetails"]["properties"]["status"]["type"] == "integer"
+    assert schemas.get("Problem") != schemas["ProblemDetails"]  # the summary's problem-list entry keeps its own

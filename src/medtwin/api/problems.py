@@ -95,7 +95,7 @@ def install_problem_handlers(app: FastAPI) -> None:
 
 # --- the problems in the OpenAPI document ----------------------------------------------------------
 PROBLEM_SCHEMA: dict[str, Any] = {
-    "title": "Problem",
+    "title": "ProblemDetails",
     "type": "object",
     "description": "RFC 7807 problem details; extension members (field, errors, reason, ...) name what is wrong",
     "required": ["type", "title", "status"],
@@ -109,7 +109,7 @@ PROBLEM_SCHEMA: dict[str, Any] = {
     },
     "additionalProperties": True,
 }
-_PROBLEM_REF = {"$ref": "#/components/schemas/Problem"}
+_PROBLEM_REF = {"$ref": "#/components/schemas/ProblemDetails"}
 _DESCRIPTIONS = {400: "Bad request", 401: "Not authenticated (no, expired, revoked or tampered token)",
                  403: "Forbidden: the role or the token's scopes do not allow this",
                  404: "Not found, or outside the caller's reach (the two look the same)",
@@ -139,7 +139,7 @@ def problem_statuses(method: str, operation: dict[str, Any]) -> set[int]:
 def add_problem_responses(document: dict[str, Any]) -> dict[str, Any]:
     """Document the problem+json answers on every operation of an OpenAPI document (in place)."""
     components = document.setdefault("components", {}).setdefault("schemas", {})
-    components["Problem"] = PROBLEM_SCHEMA
+    components["ProblemDetails"] = PROBLEM_SCHEMA  # not "Problem": a problem-list entry has that name
     for name in ("HTTPValidationError", "ValidationError"):  # FastAPI's 422 body, which medtwin never sends
         components.pop(name, None)
     for item in document.get("paths", {}).values():
