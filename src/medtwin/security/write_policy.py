@@ -74,11 +74,13 @@ class ReachLimitedRecords:
 
     def _visible(self, keys: Iterable[Key]) -> set[Key]:
         keys = list(dict.fromkeys(keys))
-        shared = {k for k in keys if not in_patient_compartment(k[0])}
-        owned = [k for k in keys if k not in shared]
+        shared = [k for k in keys if not in_patient_compartment(k[0])]
+        owned = [k for k in keys if in_patient_compartment(k[0])]
         stored = self.patients_of(owned) if owned else {}
-        return {k for k in shared if self.existing.exists(*k)} | {
-            k for k, patient in stored.items() if self.writer.reaches(patient)}
+        batch = getattr(self.existing, "existing_keys", None)
+        shared_stored = set(batch(shared)) if batch is not None and shared else {
+            k for k in shared if self.existing.exists(*k)}
+        return shared_stored | {k for k, patient in stored.items() if self.writer.reaches(patient)}
 
     def exists(self, resource_type: str, resource_id: str) -> bool:
         return (resource_type, resource_id) in self._visible([(resource_type, resource_id)])
