@@ -124,3 +124,15 @@ def test_descriptor_is_consistent_with_the_model(kind: TwinKind) -> None:
     assert set(model.drifting) <= set(model.parameter_names)
     assert set(kind.alert_rules) <= set(rule_names()), f"{kind.name}: unknown alert rule"
     assert set(kind.device_metrics) <= set(metrics()), f"{kind.name}: unknown device metric"
+
+
+def test_base_is_consistent_and_fit_returns_a_laplace_posterior(kind: TwinKind) -> None:
+    model = kind.model
+    base = kind.base()
+    assert np.allclose(model.consistent(base), base, rtol=1e-9, atol=0.0)  # the shipped row is at rest
+    result = kind_service.fit_kind(kind, kind_service.FitRequest(observations=observations(kind, 5)))
+    covariance = np.asarray(result["covariance_log"])
+    assert np.allclose(covariance, covariance.T) and np.all(np.linalg.eigvalsh(covariance) > 0)
+    for name in kind.personalisation.fitted:  # noise-free data of the base: the MAP is the base
+        j = model.parameter_index(name)
+        assert result["fitted"][name] == pytest.approx(base[0, j], rel=1e-3)

@@ -17,6 +17,8 @@ simulator used to special-case is declared by the model instead:
 * ``on_input_step(t, y, p, u_new, u_old)``: a jump the model makes when its inputs step (UVA/Padova's
   last-meal memory ``D``), and ``input_stops(u)`` which input steps need an exact solver stop;
 * ``drifting``: the parameters an ensemble Kalman filter may estimate online;
+* ``derive``: derived parameters recomputed from the others after a fit or a population draw moved them
+  (UVA/Padova's basal steady state: ``Vm0``, ``kp1``, ``u2ss`` from ``Gb``, ``Ib``, ``EGPb``);
 * ``analytic``: an optional closed-form solution; :func:`~medtwin.model.simulate.simulate` dispatches to it
   (the PK superposition of exponentials) and integrates otherwise;
 * ``rhs_scalar``: an optional plain-float right-hand side for a single patient (numpy's per-call overhead

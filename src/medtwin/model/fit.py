@@ -4,7 +4,8 @@ covariance.
 Fitted parameters are estimated on the log scale (they stay positive): ``theta = log(value)`` with prior
 ``N(log(base), prior_sd_log^2)`` from the model's :class:`~medtwin.model.spec.ParameterSpec` (or the
 constructor's override) and Gaussian observation noise of SD ``sqrt(noise_sd^2 + (proportional * prediction)^2)`` in the output's unit
-(evaluated at the current prediction, iteratively reweighted). The
+(evaluated at the current prediction, iteratively reweighted), never below 1 % of the proportional error of
+the largest observation (a quantification limit: else a prediction of 0 would carry infinite weight). The
 Jacobian comes from one batched simulation of ``1 + n_fitted`` parameter rows (forward differences), the
 minimiser is scipy's trust-region least squares, the covariance the inverse Gauss-Newton information at the
 MAP (Laplace). Estimator style: configuration in the constructor, :meth:`MapFit.fit` returns self, fitted
@@ -120,7 +121,7 @@ class MapFit:
         def rows(thetas: Array) -> Array:
             params = np.repeat(base, thetas.shape[0], axis=0)
             params[:, index] = np.exp(thetas)
-            return params
+            return model.consistent(params)
 
         cache: dict[bytes, Array] = {}
 
@@ -133,8 +134,13 @@ class MapFit:
                 cache[key] = run.output(observations.output)[pick]  # (m, 1 + k): value and differences
             return cache[key]
 
+        floor = 0.01 * self.proportional * float(np.max(np.abs(observed)))
+        if self.noise_sd == 0 and floor == 0:
+            raise ModelInputError("values", "with a proportional-only error, some observation must be non-zero")
+
         def noise(prediction: Array) -> Array:
-            return np.asarray(np.sqrt(self.noise_sd**2 + (self.proportional * prediction) ** 2), dtype=float)
+            sd = np.sqrt(self.noise_sd**2 + (self.proportional * prediction) ** 2)
+            return np.asarray(np.maximum(sd, floor), dtype=float)
 
         def residuals(prediction: Array, theta: Array) -> Array:
             return np.concatenate([(observed - prediction) / noise(prediction), (theta - mean) / sd])
@@ -170,7 +176,7 @@ class MapFit:
         thetas = rng.multivariate_normal(self.theta_, self.covariance_, size=n)
         params = np.repeat(self.parameters_, n, axis=0)
         params[:, self._index] = np.exp(thetas)
-        return params
+        return self.model.consistent(params)
 
     def to_dict(self) -> dict[str, Any]:
         """JSON-ready result (natural-scale estimates and SDs, log-scale covariance, all parameter values)."""

@@ -107,6 +107,7 @@ class Model:
     rhs_scalar: ScalarRightHandSide | None = None
     parameter_file: str = ""  # "package:relative/path.csv" or a file path; see medtwin.model.parameters
     nonnegative: tuple[str, ...] = ()  # states clipped at 0 in filters
+    derive: Callable[[Array], Array] | None = None  # params (n, P) -> params with derived ones recomputed
 
     @property
     def state_names(self) -> tuple[str, ...]:
@@ -161,6 +162,11 @@ class Model:
             if not np.all(np.isfinite(column)):
                 raise ModelInputError(spec.name, "must be finite")
         return values
+
+    def consistent(self, params: Array) -> Array:
+        """Parameter rows with the model's derived parameters recomputed from the others (e.g. the basal
+        steady state after a fit moved the basal glucose); the rows as they are without ``derive``."""
+        return params if self.derive is None else np.asarray(self.derive(params), dtype=float)
 
     def start(self, params: Array) -> Array:
         """(n, k) initial states for parameter rows ``params``."""

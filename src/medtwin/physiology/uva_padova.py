@@ -235,6 +235,16 @@ def basal_state(p: Array) -> Array:
     return state
 
 
+def _steady_state(p: Array) -> Array:
+    """Parameter rows with ``Vm0``, ``kp1`` and ``u2ss`` recomputed for the basal steady state (see
+    :func:`steady_state_parameters`): a fit or a draw that moves ``Gb`` keeps the patient at rest."""
+    n = p.shape[0]
+    rows = PatientParameters(names=("row",) * n, values=np.array(p, dtype=float),
+                             initial_state=np.zeros((n, len(STATES))), carb_ratio_g_per_unit=np.ones(n),
+                             correction_factor_mg_dl_per_unit=np.ones(n), total_daily_insulin_units=np.ones(n))
+    return steady_state_parameters(rows).values
+
+
 INSULIN_BOLUS = DoseRoute("insulin_bolus", "U", "Isc1", "subcutaneous insulin bolus",
                           scale=_insulin_units_to_pmol_per_kg, upper=50.0)
 #: Parameters an ensemble filter may estimate online (see :mod:`.assimilation`).
@@ -258,6 +268,7 @@ UvaPadova2008 = Model(
     rhs_scalar=rhs_scalar,
     parameter_file="medtwin.physiology:data/uva_padova_2008_patients.csv",
     nonnegative=tuple(STATES[i].name for i in _NONNEGATIVE),
+    derive=_steady_state,
 )
 
 

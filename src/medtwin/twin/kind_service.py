@@ -131,14 +131,14 @@ def _ensemble(kind: TwinKind, request: CompareRequest, rng: np.random.Generator)
         index = [model.parameter_index(k) for k in names]
         rows = np.repeat(base, n, axis=0)
         rows[:, index] = np.exp(rng.multivariate_normal(theta, covariance, size=n))
-        return rows, "fitted posterior (Laplace)"
+        return model.consistent(rows), "fitted posterior (Laplace)"
     p = kind.personalisation
     index = [model.parameter_index(k) for k in p.fitted]
     sd = np.array([p.prior_sd_log.get(k, model.parameters[j].prior_sd_log) for k, j in zip(p.fitted, index,
                                                                                             strict=True)])
     rows = np.repeat(base, n, axis=0)
     rows[:, index] *= np.exp(rng.standard_normal((n, len(index))) * sd)
-    return rows, "population (no fitted twin given)"
+    return model.consistent(rows), "population (no fitted twin given)"
 
 
 def compare_kind(kind: TwinKind, request: CompareRequest) -> dict[str, Any]:
