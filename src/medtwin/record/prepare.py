@@ -70,6 +70,7 @@ class _Prefetched:
         self.identifiers: dict[IdentifierKey, str | None] = {}
         self.keys: dict[tuple[str, str], bool] = {}
         self.hidden: set[tuple[str, str]] = set()
+        self.checked: set[tuple[str, str]] = set()  # keys whose hidden-ness is known
         self.hidden_keys = getattr(existing, "hidden_keys", None)
 
     def prefetch_identifiers(self, keys: Iterable[IdentifierKey]) -> None:
@@ -92,15 +93,19 @@ class _Prefetched:
 
     def prefetch_hidden(self, keys: Iterable[tuple[str, str]]) -> None:
         if self.hidden_keys is not None:
-            self.hidden.update(self.hidden_keys(list(dict.fromkeys(keys))))
+            asked = list(dict.fromkeys(keys))
+            self.hidden.update(self.hidden_keys(asked))
+            self.checked.update(asked)
 
     def free_id(self, resource_type: str, rid: str) -> str:
         """``rid``, or (when a resource the writer cannot see holds it) the next id derived from it."""
-        while (resource_type, rid) in self.hidden or (
-                self.hidden_keys is not None and self.hidden_keys([(resource_type, rid)])):
-            self.hidden.add((resource_type, rid))
+        while True:
+            key = (resource_type, rid)
+            if key not in self.checked:
+                self.prefetch_hidden([key])
+            if key not in self.hidden:
+                return rid
             rid = uuid5(f"{rid}/taken")
-        return rid
 
     def find_by_identifier(self, resource_type: str, system: str | None, value: str) -> str | None:
         key = (resource_type, system, value)
