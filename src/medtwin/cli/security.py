@@ -51,7 +51,7 @@ def _store(settings: Settings) -> Iterator[tuple[Store, KeyRing]]:
 @users_app.command("create")
 def users_create(
     username: str,
-    role: Annotated[str, typer.Option(help="admin | clinician | patient | researcher")],
+    role: Annotated[str, typer.Option(help="admin | clinician | patient | researcher | integration")],
     patient_id: Annotated[str | None, typer.Option(help="For role patient: their patient id")] = None,
     generate: Annotated[bool, typer.Option("--generate", help="Generate a random password and print it")] = False,
 ) -> None:
