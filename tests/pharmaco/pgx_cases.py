@@ -3,8 +3,10 @@ package), each with a known truth, and a judge that sorts every answer into corr
 the candidates, no confident wrong phenotype) / not callable (with a reason) / wrong.
 
 Cases per gene: every named allele with the reference allele; pairs of the common alleles (AMP tier-1 alleles
-from PharmCAT's exemptions, plus a few CPIC-relevant ones) incl. homozygous, unphased and phased (PS); a defining
-position removed; a defining position no-call; a novel base at a defining position (must be not callable).
+from PharmCAT's exemptions, plus a few CPIC-relevant ones) incl. homozygous, unphased and phased (PS); two
+common alleles' variants on one phased haplotype (a combination: not callable unless a named allele is exactly
+that haplotype); a defining position removed; a defining position no-call; a novel base at a defining position
+(must be not callable).
 
     python tests/pharmaco/pgx_cases.py      # prints the counts per gene
 """
@@ -55,6 +57,12 @@ def truth_phenotype(gene: str, a: str, b: str) -> str | None:
     return phenotype_rows(gene).get(key)
 
 
+def dpyd_activity(name: str) -> float:
+    doc = json.loads((SHARED / "phenotypes" / "DPYD.json").read_text(encoding="utf-8"))
+    value = next(a["activityValue"] for a in doc["namedAlleles"] if a["name"] == name)
+    return 1.0 if value in (None, "n/a") else float(value)
+
+
 def reference(gene: str) -> str:
     return str(next(n["name"] for n in translation(gene)["namedAlleles"] if n["reference"]))
 
@@ -67,6 +75,20 @@ def _vcf_index(variant: dict[str, Any], allele: str | None) -> int:
     if variant["ref"] in allowed:
         return 0
     return next(k for k, s in enumerate(seqs) if s in allowed)
+
+
+def carries(gene: str, name: str, written: list[int]) -> bool:
+    """Whether the named allele's definition (IUPAC sets; reference where not defined) accepts a haplotype."""
+    doc = translation(gene)
+    named = next((n for n in doc["namedAlleles"] if n["name"] == name), None)
+    if named is None:
+        return False
+    for v, allele, index in zip(doc["variants"], named["alleles"], written, strict=True):
+        seq = [v["ref"], *v["alts"]][index]
+        allowed = {v["ref"]} if allele is None else (set(IUPAC.get(allele, allele)) if len(allele) == 1 else {allele})
+        if seq not in allowed:
+            return False
+    return True
 
 
 def haplotype(gene: str, name: str) -> list[int]:
@@ -83,6 +105,7 @@ class Case:
     vcf: str
     named: str = ""
     position: int | None = None
+    haplotypes: tuple[list[int], list[int]] | None = None  # combination cases: the written haplotypes
 
 
 def write_vcf(gene: str, h0: list[int], h1: list[int], phased: bool, drop: int | None = None,
@@ -144,10 +167,25 @@ def cases(gene: str) -> list[Case]:
         ha, hb = haplotype(gene, a), haplotype(gene, b)
         out.append(Case(gene, "pair", (a, b), write_vcf(gene, ha, hb, False), f"{a}/{b}"))
         out.append(Case(gene, "pair phased", (a, b), write_vcf(gene, ha, hb, True), f"{a}/{b}"))
+    out += _combinations(gene, href)
     for j, v in enumerate(doc["variants"]):
         base = _novel_base(v)
         if base is not None and j % 5 == 0:
             out.append(Case(gene, "novel", None, write_vcf(gene, href, href, False, novel=(j, base)), base, j))
+    return out
+
+
+def _combinations(gene: str, href: list[int]) -> list[Case]:
+    """Two common alleles' variants on one phased haplotype, the reference on the other (PharmCAT's '[a + b]')."""
+    out = []
+    common = [a for a in common_alleles(gene) if a != reference(gene)]
+    for a, b in itertools.combinations(common, 2):
+        ha, hb = haplotype(gene, a), haplotype(gene, b)
+        if any(x and y for x, y in zip(ha, hb, strict=True)):
+            continue  # overlapping definitions: not a clean combination
+        both = [max(x, y) for x, y in zip(ha, hb, strict=True)]
+        out.append(Case(gene, "combination", None, write_vcf(gene, both, href, True), f"[{a} + {b}]",
+                        haplotypes=(both, href)))
     return out
 
 
@@ -163,6 +201,8 @@ def _same(diplotype: str, truth: tuple[str, str]) -> bool:
 
 def judge(case: Case, result: Any) -> tuple[str, str]:
     """('correct'|'ambiguous'|'not callable'|'wrong', why) for one gene result."""
+    if case.kind == "combination":
+        return _judge_combination(case, result)
     if case.truth is None:
         where = str(translation(case.gene)["variants"][case.position or 0]["position"])
         ok = result.status == "not_callable" and any(where in p for p in result.unexplained_positions)
@@ -184,6 +224,25 @@ def judge(case: Case, result: Any) -> tuple[str, str]:
     if result.status == "no_data" and result.missing_positions:
         return "not callable", ""
     return "wrong", f"{doc_label(case)}: status {result.status} without reason"
+
+
+def _judge_combination(case: Case, result: Any) -> tuple[str, str]:
+    """Not callable, or a named diplotype whose haplotypes are exactly the written ones (then it is that)."""
+    if result.status == "not_callable":
+        return "not callable", ""
+    assert case.haplotypes is not None
+    if case.gene == "DPYD":  # PharmCAT's rule for phased DPYD: the lowest-function allele of each haplotype
+        a, b = case.named.strip("[]").split(" + ")
+        lowest = min((a, b), key=lambda n: (dpyd_activity(n), n))
+        called = result.status == "called" and _same(result.diplotype, (reference("DPYD"), lowest))
+        return ("correct", "") if called else ("wrong", f"{doc_label(case)}: called {result.diplotype}")
+    h0, h1 = case.haplotypes
+    for candidate in result.candidates:
+        a, b = (p.strip() for p in candidate.diplotype.split("/"))
+        if (carries(case.gene, a, h0) and carries(case.gene, b, h1)) or (carries(case.gene, b, h0)
+                                                                       and carries(case.gene, a, h1)):
+            return ("correct" if result.status == "called" else "ambiguous"), ""
+    return "wrong", f"{doc_label(case)}: answered {result.status} {[c.diplotype for c in result.candidates]}"
 
 
 def doc_label(case: Case) -> str:

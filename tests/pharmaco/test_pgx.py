@@ -241,3 +241,31 @@ def test_iwpc_bad_input_names_the_field() -> None:
         IwpcInput(age_years=60, height_cm=170, weight_kg=70, vkorc1="G/G", cyp2c9="*1/*9")
     with pytest.raises(ValidationError, match="weight_kg"):
         IwpcInput(age_years=60, height_cm=170, weight_kg=700, vkorc1="G/G", cyp2c9="*1/*1")
+
+
+def test_dpyd_two_lowest_function_rule_and_phase() -> None:
+    """Unphased: the two lowest-function variants (PharmCAT); phased in cis: the lowest on each haplotype."""
+    dpyd = definition("DPYD")
+    star2a = dpyd.allele("c.1905+1G>A (*2A)")
+    c2846 = dpyd.allele("c.2846A>T")
+    (i, a1), (j, a2) = next(iter(star2a.defining.items())), next(iter(c2846.defining.items()))
+    p1, p2 = dpyd.positions[i], dpyd.positions[j]
+    base = build_vcf({})
+
+    def with_gts(gt1: str, gt2: str) -> str:
+        text = base
+        for p, gt in ((p1, gt1), (p2, gt2)):
+            old = f"{p.position}\t{p.rsid}\t{p.ref}\t{','.join(p.alts)}\t.\tPASS\t.\tGT\t0/0"
+            assert old in text
+            text = text.replace(old, old.replace("GT\t0/0", f"GT:PS\t{gt}:7" if "|" in gt else f"GT\t{gt}"))
+        return text
+
+    unphased = call_pgx(with_gts("0/1", "0/1")).genes["DPYD"]
+    assert (unphased.diplotype, unphased.activity_score, unphased.phenotype) == (
+        "c.1905+1G>A (*2A)/c.2846A>T", 0.5, "Poor Metabolizer")
+    trans = call_pgx(with_gts("1|0", "0|1")).genes["DPYD"]
+    assert (trans.diplotype, trans.activity_score) == ("c.1905+1G>A (*2A)/c.2846A>T", 0.5)
+    cis = call_pgx(with_gts("1|0", "1|0")).genes["DPYD"]
+    assert (cis.diplotype, cis.activity_score, cis.phenotype) == (
+        "Reference/c.1905+1G>A (*2A)", 1.0, "Intermediate Metabolizer")
+    assert (a1, a2) == (p1.alts[0], p2.alts[0])

@@ -54,12 +54,14 @@ def _count_alleles(gene: GeneDefinition, observed: list[Observed]) -> tuple[list
     return found, unexplained
 
 
-def _diplotype(found: list[str]) -> DiplotypeCandidate:
-    def value(name: str) -> float:
-        v = allele_activity("DPYD", name)
-        return 1.0 if v is None else v
+def _value(name: str) -> float:
+    """CPIC activity value; an allele without one counts as normal (1.0) when choosing the lowest."""
+    v = allele_activity("DPYD", name)
+    return 1.0 if v is None else v
 
-    lowest = sorted(found, key=lambda n: (value(n), n))[:2]
+
+def _diplotype(found: list[str]) -> DiplotypeCandidate:
+    lowest = sorted(found, key=lambda n: (_value(n), n))[:2]
     while len(lowest) < 2:
         lowest.append(REFERENCE)
     a, b = sorted(lowest, key=lambda n: (n != REFERENCE, n))
@@ -75,6 +77,8 @@ def call_dpyd(gene: GeneDefinition, observed: list[Observed]) -> DpydCall:
     if unexplained:
         return DpydCall(found, unexplained, [])
     missing = {j for j, o in enumerate(observed) if o.alleles is None}
+    if not missing and (phased := _phased(gene, observed)) is not None:
+        return phased
     if not missing:
         return DpydCall(found, [], [_diplotype(found)])
     seen: dict[str, DiplotypeCandidate] = {}
@@ -84,6 +88,26 @@ def call_dpyd(gene: GeneDefinition, observed: list[Observed]) -> DpydCall:
             candidate = _diplotype(hypothetical)
             seen.setdefault(candidate.diplotype, candidate)
     return DpydCall(found, [], list(seen.values()))
+
+
+def _phased(gene: GeneDefinition, observed: list[Observed]) -> DpydCall | None:
+    """With every heterozygous variant in one phase set, PharmCAT takes the lowest-function allele of each
+    haplotype; None when the data are not phased that way (then the unphased rule applies)."""
+    hets = [o for o in observed if o.heterozygous]
+    if not hets or any(o.phase_set is None for o in hets) or len({o.phase_set for o in hets}) > 1:
+        return None
+    lowest: list[str] = []
+    found: list[str] = []
+    for h in (0, 1):
+        one = [o if o.alleles is None else Observed(o.position, (o.alleles[h], o.position.ref)) for o in observed]
+        on_h, left = _count_alleles(gene, one)
+        if left:
+            return DpydCall(found + on_h, left, [])
+        found += on_h
+        lowest.append(min(on_h, key=lambda n: (_value(n), n)) if on_h else REFERENCE)
+    a, b = sorted(lowest, key=lambda n: (n != REFERENCE, n))
+    phenotype, score = phenotype_of("DPYD", a, b)
+    return DpydCall(found, [], [DiplotypeCandidate(diplotype=f"{a}/{b}", phenotype=phenotype, activity_score=score)])
 
 
 def _fill(observed: list[Observed], missing: set[int], carried: list[NamedAllele]) -> list[Observed] | None:

@@ -168,13 +168,22 @@ def _not_callable(gene: GeneDefinition, observed: list[Observed], failures: npt.
         bad = _failing_positions(o0, o1, i, j, observed)
         common = bad if common is None else common & bad
         if len(partial) < 5:
-            labels = ", ".join(_describe(observed[k]) for k in sorted(bad))
-            partial.append(f"{gene.alleles[i].name}/{gene.alleles[j].name} + {labels}")
+            partial.append(_partial(gene, observed, gene.alleles[i].name, gene.alleles[j].name, bad))
     unknown = {k for k, o in enumerate(observed) if o.alleles and any(a.startswith(UNRECOGNISED) for a in o.alleles)}
     chosen = sorted((common or set()) | unknown)
     if not chosen:  # every best partial leaves a different position unexplained: name them all
         chosen = sorted({k for k, o in enumerate(observed) if o.non_reference})
     return MatchResult([], missing, [observed[k] for k in chosen], partial)
+
+
+def _partial(gene: GeneDefinition, observed: list[Observed], a: str, b: str, bad: set[int]) -> str:
+    """'a/b + the variants left over', naming a combination when the leftover is exactly one named allele."""
+    left = {k: a2 for k in bad for a2 in (observed[k].alleles or ()) if a2 != observed[k].position.ref}
+    for allele in gene.alleles:
+        variants = {k: v for k, v in allele.defining.items() if v != gene.positions[k].ref}
+        if variants and variants == left:
+            return f"{a}/{b} + {allele.name} (combination: [{a} + {allele.name}]/{b} or {a}/[{b} + {allele.name}])"
+    return f"{a}/{b} + " + ", ".join(_describe(observed[k]) for k in sorted(bad))
 
 
 def _describe(obs: Observed) -> str:
