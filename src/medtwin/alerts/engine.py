@@ -255,10 +255,20 @@ class AlertEngine:
             newest = max(s.time for s in samples)
             if state.data_time is None or newest > state.data_time:
                 state.data_time = newest
-        routed: dict[str, tuple[AlertRule, list[Sample]]] = {}
+        by_metric: dict[str, list[Sample]] = {}
         for s in samples:
-            for rule in self._by_metric.get(s.metric, ()):
-                routed.setdefault(rule.info.name, (rule, []))[1].append(s)
+            found = by_metric.get(s.metric)
+            if found is None:
+                by_metric[s.metric] = [s]
+            else:
+                found.append(s)
+        routed: dict[str, tuple[AlertRule, list[Sample]]] = {}
+        for metric, items in by_metric.items():
+            for rule in self._by_metric.get(metric, ()):
+                if rule.info.name in routed:
+                    routed[rule.info.name][1].extend(items)
+                else:
+                    routed[rule.info.name] = (rule, list(items))
         if forecasts:
             for rule in self._forecast_rules:
                 routed.setdefault(rule.info.name, (rule, []))

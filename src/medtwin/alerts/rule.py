@@ -81,7 +81,7 @@ class RuleInput:
     """New data of one patient for one rule, in one engine pass."""
 
     patient_id: str
-    samples: Sequence[Sample] = ()  # newly stored samples of the rule's metrics, in arrival order
+    samples: Sequence[Sample] = ()  # new samples of the rule's metrics: by metric, each in arrival order
     forecasts: Sequence[GlucoseForecast] = ()  # new forecasts, in issue order
     settings: Mapping[str, Any] = field(default_factory=dict)  # the patient's current settings
     changed_settings: frozenset[str] = frozenset()  # settings changed since the last pass
