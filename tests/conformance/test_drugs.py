@@ -1,6 +1,6 @@
 """Every drug file of the library (pharmaco/data/drugs/*.toml; a new file is picked up without an edit here)
-passes the model contract, and its closed form (the fast path) agrees with the integrated ODE of the same
-model."""
+passes the model contract, and its fast path (the closed form; the default solver for PK/INR) agrees with
+the same model integrated tightly."""
 
 from __future__ import annotations
 
@@ -46,4 +46,6 @@ def test_closed_form_equals_the_ode_and_batches_equal_loops(name: str) -> None:
     assert peak > 0 and np.all(np.isfinite(exact.outputs))
     assert np.max(np.abs(exact.outputs - integrated.outputs)) <= 1e-6 * peak
     loop = np.concatenate([simulate(model, rows[i:i + 1], timeline).outputs for i in range(4)], axis=1)
-    assert np.max(np.abs(exact.outputs - loop)) <= 1e-9 * peak
+    # the closed form is per patient; an integrated batch shares adaptive steps (equal to the tolerance)
+    tolerance = 1e-9 if exact.method == "analytic" else 1e-5
+    assert np.max(np.abs(exact.outputs - loop)) <= tolerance * peak

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Mapping
+from dataclasses import replace
 
 import numpy as np
 from numpy.typing import NDArray
@@ -21,6 +22,7 @@ from medtwin.model.spec import DoseRoute, InputSpec, Model, OutputSpec, Paramete
 from medtwin.model.timeline import Timeline
 from medtwin.pharmaco.dosing import DoseSchedule, Route
 from medtwin.pharmaco.library import DrugModel
+from medtwin.pharmaco.pd import WARFARIN_PD_NAMES, warfarin_inr_rate
 from medtwin.pharmaco.pk import PARAMETER_INFO, CompartmentModel, simulate_closed_form
 
 Array = NDArray[np.float64]
@@ -128,9 +130,58 @@ def _schedule(timeline: Timeline, n: int, model: Model) -> DoseSchedule:
 
 
 def drug_model(drug: DrugModel) -> Model:
-    """The PK model of a library drug: typical values (no covariates) as defaults, between-subject SDs as the
-    population distribution, the drug file (with its source) as the parameter file."""
+    """The model of a library drug: typical values (no covariates) as defaults, between-subject SDs as the
+    population distribution, the drug file (with its source) as the parameter file; PK, or PK + the INR
+    response (:func:`warfarin_pkpd_model`) for a drug with the Hamberg INR parameters."""
     sd = {k: math.sqrt(float(drug.bsv.omega[j, j])) for j, k in enumerate(drug.bsv.names)}
     defaults = {k: p.value for k, p in drug.parameters.items()}
-    return pk_model(drug.structure, name=f"PK_{drug.name}", defaults=defaults, prior_sd_log=sd,
-                    source=drug.source, parameter_file=f"medtwin.pharmaco:data/drugs/{drug.name}.toml")
+    pk = pk_model(drug.structure, name=f"PK_{drug.name}", defaults=defaults, prior_sd_log=sd,
+                  source=drug.source, parameter_file=f"medtwin.pharmaco:data/drugs/{drug.name}.toml")
+    return warfarin_pkpd_model(pk, drug, sd) if drug.has_inr else pk
+
+
+def warfarin_pkpd_model(pk: Model, drug: DrugModel, prior_sd_log: Mapping[str, float]) -> Model:
+    """PK plus the warfarin INR transit model (Hamberg et al. 2007, :func:`medtwin.pharmaco.pd.warfarin_inr_rate`)
+    on the generic interface: seven clotting-factor activity states (1 at baseline), output ``INR``."""
+    extra = tuple(
+        ParameterSpec(k, drug.parameters[k].unit, drug.parameters[k].note, drug.parameters[k].source,
+                      drug.parameters[k].value, float(prior_sd_log.get(k, 0.0)))
+        for k in WARFARIN_PD_NAMES
+    )
+    n_pk, k_pk = len(pk.parameters), len(pk.states)
+    central = pk.state_index("central")
+    v1 = pk.parameter_index("V1")
+    column = {k: n_pk + j for j, k in enumerate(WARFARIN_PD_NAMES)}
+    pk_rhs = pk.rhs
+
+    def rhs(t: float, y: Array, p: Array, u: Array) -> Array:
+        dy = np.empty_like(y)
+        dy[:, :k_pk] = pk_rhs(t, y[:, :k_pk], p[:, :n_pk], u)
+        rate = warfarin_inr_rate({k: p[:, j] for k, j in column.items()})
+        dy[:, k_pk:] = rate(y[:, central] / p[:, v1], y[:, k_pk:])
+        return dy
+
+    def observe(states: Array, p: Array) -> Array:
+        concentration = states[..., central] / p[:, v1]
+        clotting = np.clip(1.0 - states[..., k_pk + 5] * states[..., k_pk + 6], 0.0, None)
+        inr = p[:, column["INRbase"]] + p[:, column["INRmax"]] * clotting ** p[:, column["lambda"]]
+        return np.stack([concentration, inr], axis=-1)
+
+    def start(p: Array) -> Array:
+        return np.concatenate([np.zeros((p.shape[0], k_pk)), np.ones((p.shape[0], 7))], axis=1)
+
+    return replace(
+        pk,
+        name=f"PKPD_{drug.name}",
+        states=pk.states + tuple(StateSpec(f"A{i + 1}", "1", "clotting-factor activity relative to baseline")
+                                 for i in range(7)),
+        parameters=pk.parameters + extra,
+        outputs=(pk.outputs[0], OutputSpec("INR", "1", "international normalised ratio")),
+        rhs=rhs,
+        observe=observe,
+        initial_state=start,
+        analytic=None,
+        drifting=(*pk.drifting, "EC50"),
+        nonnegative=pk.nonnegative,
+        reference=f"{pk.reference}; INR: Hamberg et al. 2007 Clin Pharmacol Ther 81:529-538",
+    )

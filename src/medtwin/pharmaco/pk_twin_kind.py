@@ -1,10 +1,10 @@
 """Drug twins as twin kinds: one kind per drug file of the library (entry point ``drugs``).
 
-Each kind is the drug's compartmental PK model (:func:`medtwin.pharmaco.pk_model.drug_model`) at its
-typical values; personalisation fits the parameters with between-subject variability from measured
-concentrations with the drug file's residual error (when the file states it on another output, e.g.
-warfarin's INR, an assumed 10 % proportional error, said so in ``noise_source``). A drug file added to
-``pharmaco/data/drugs/`` becomes a kind without an edit here.
+Each kind is the drug's model (:func:`medtwin.pharmaco.pk_model.drug_model`: compartmental PK, plus the
+INR response for warfarin) at its typical values; personalisation fits the parameters with between-subject
+variability from the output the drug file states its residual error on (concentration, or INR), with that
+error (when that output is not modelled: concentrations with an assumed 10 % proportional error, said so in
+``noise_source``). A drug file added to ``pharmaco/data/drugs/`` becomes a kind without an edit here.
 """
 
 from __future__ import annotations
@@ -29,9 +29,9 @@ EXAMPLE_DOSES = 4
 
 def _personalisation(drug: DrugModel, model: Model) -> Personalisation:
     fitted = tuple(k for k in drug.bsv.names if k in model.parameter_names)
-    if drug.residual_output == "concentration":
-        return Personalisation(fitted, "concentration", drug.residual.additive_sd, drug.residual.proportional,
-                               noise_source=f"{drug.name} drug file [residual]")
+    if drug.residual_output in model.output_names:
+        return Personalisation(fitted, drug.residual_output, drug.residual.additive_sd,
+                               drug.residual.proportional, noise_source=f"{drug.name} drug file [residual]")
     return Personalisation(fitted, "concentration", 0.0, ASSUMED_PROPORTIONAL,
                            noise_source=f"assumed {ASSUMED_PROPORTIONAL:.0%} proportional: the drug file gives "
                                         f"its residual error on {drug.residual_output}")
@@ -70,9 +70,10 @@ def drug_kind(name: str) -> TwinKind:
         model_factory=lambda: model,
         base_parameters=lambda m: load_parameters(m).values[:1],
         personalisation=_personalisation(drug, model),
-        forecasts=("concentration",),
-        panel=Panel(drug.name.capitalize(), (Chart("concentration", "mg/L", drug.concentration_name),),
-                    tuple(controls)),
+        forecasts=model.output_names,
+        panel=Panel(drug.name.capitalize(), tuple(Chart(o.name, o.unit, drug.concentration_name if
+                                                        o.name == "concentration" else o.description)
+                                                  for o in model.outputs), tuple(controls)),
         example_scenario=_example(drug),
         description=drug.description,
     )
