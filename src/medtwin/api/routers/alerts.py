@@ -51,6 +51,7 @@ from medtwin.api.deps import (
     patient_call,
     visible_patient,
 )
+from medtwin.api.paging import Offset
 from medtwin.api.problems import ProblemError
 
 router = APIRouter(tags=["alerts"])
@@ -160,7 +161,6 @@ Status = Annotated[StatusFilter, Query(description="unresolved (open + acknowled
                                                    "acknowledged, resolved or all")]
 Rule = Annotated[RuleName | None, Query(description="only this rule")]
 Limit = Annotated[int, Query(ge=1, le=500)]
-Offset = Annotated[int, Query(ge=0, le=1_000_000)]
 FlagReader = Annotated[Caller, Depends(caller("read", "Flag"))]
 FlagWriter = Annotated[Caller, Depends(caller("write", "Flag"))]
 
