@@ -319,7 +319,8 @@ def test_a_conditional_create_does_not_match_a_resource_outside_reach(world: Wor
 # --- defect 6: bounded paging -----------------------------------------------------------------------------
 
 @pytest.mark.parametrize("path", [f"/api/v1/patients/{P1}/observations", f"/api/v1/patients/{P1}/quarantine",
-                                  "/api/v1/patients", "/api/v1/dashboard/patients"])
+                                  "/api/v1/patients", "/api/v1/dashboard/patients", "/api/v1/alerts",
+                                  f"/api/v1/patients/{P1}/alerts"])
 @pytest.mark.parametrize(("name", "value"), [("offset", "9223372036854775808"), ("offset", "1000001"),
                                              ("limit", "9223372036854775808")])
 def test_paging_parameters_are_bounded(world: World, path: str, name: str, value: str) -> None:
