@@ -197,3 +197,28 @@ def test_chunk_scanner_picks_exactly_the_lines_near_a_region(lines: list[tuple[s
             expected.add(k)
     assert set(chosen.tolist()) == expected
     assert len(ends) == len(lines)
+
+
+def test_wrong_assembly_without_header_is_caught_by_ref_alleles(tmp_path: Path) -> None:
+    """No ##reference line, but the REF alleles at the defining positions are not GRCh38's."""
+    flip = {"A": "C", "C": "G", "G": "T", "T": "A"}
+    lines = []
+    for line in build_vcf({}).splitlines():
+        fields = line.split("\t")
+        if line.startswith("##reference"):
+            continue
+        if not line.startswith("#") and len(fields[3]) == 1:
+            fields[3] = flip[fields[3]]
+            fields[4] = ",".join(a for a in fields[4].split(",") if a != fields[3]) or "N"
+        lines.append("\t".join(fields))
+    path = tmp_path / "other_assembly.vcf"
+    path.write_text("\n".join(lines) + "\n")
+    with pytest.raises(VcfError, match=r"other_assembly\.vcf line \d+.*REF disagrees with GRCh38"):
+        call_pgx(path)
+    one = build_vcf({}).splitlines()
+    k = next(i for i, x in enumerate(one) if x.startswith("chr4\t"))
+    fields = one[k].split("\t")
+    fields[3], fields[4] = flip[fields[3]], "N"
+    one[k] = "\t".join(fields)
+    abcg2 = call_pgx("\n".join(one) + "\n").genes["ABCG2"]  # one odd position: missing, with the reason
+    assert abcg2.status == "no_data" and "disagrees" in abcg2.warnings[1]

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from medtwin.pharmaco.errors import PharmacoInputError
+from medtwin.pharmaco.errors import PharmacoInputError, VcfError
 from medtwin.pharmaco.pgx.caller import call_gene, from_outside_call
 from medtwin.pharmaco.pgx.definitions import (
     GENES,
@@ -18,7 +18,7 @@ from medtwin.pharmaco.pgx.definitions import (
     definition_version,
     gene_definitions,
 )
-from medtwin.pharmaco.pgx.genotypes import Observed, observe
+from medtwin.pharmaco.pgx.genotypes import ABSENT, Observed, observe
 from medtwin.pharmaco.pgx.outside import OutsideCall, parse_outside_calls, read_outside_calls
 from medtwin.pharmaco.pgx.phenotypes import phenotype_of
 from medtwin.pharmaco.pgx.testdata import build_vcf
@@ -84,6 +84,16 @@ def _outside(outside_calls: str | Path | dict[str, OutsideCall] | None) -> dict[
     return outside_calls
 
 
+def _check_reference(observed: dict[str, list[Observed]], label: str) -> None:
+    """Many REF alleles that disagree with GRCh38 mean the wrong assembly, not a few odd positions."""
+    read = [o for obs in observed.values() for o in obs if o.reason != ABSENT]
+    wrong = [o for o in read if o.reason.startswith("REF")]
+    if len(wrong) >= 3 and len(wrong) >= 0.2 * len(read):
+        raise VcfError(f"{label} line {wrong[0].line}",
+                       f"REF disagrees with GRCh38 at {len(wrong)} of {len(read)} pharmacogene positions read "
+                       f"(first: {wrong[0].position.label}); is the VCF on another assembly?")
+
+
 def call_pgx(vcf: str | Path, sample: str | None = None, cyp2d6_copy_number: int | None = None,
              outside_calls: str | Path | dict[str, OutsideCall] | None = None, name: str | None = None) -> PgxReport:
     """Call all 13 genes from a GRCh38 VCF (text, or a path to a plain or gzip file)."""
@@ -95,9 +105,11 @@ def call_pgx(vcf: str | Path, sample: str | None = None, cyp2d6_copy_number: int
     parsed = read_vcf(vcf, sample=sample, regions=_regions(definitions), name=label)
     genes: dict[str, GeneResult] = {}
     calls: list[VariantCall] = []
+    observed_by_gene = {gene: observe(definitions[gene], parsed.overlapping) for gene in GENES}
+    _check_reference(observed_by_gene, label)
     for gene in GENES:
         d = definitions[gene]
-        observed = observe(d, parsed.overlapping)
+        observed = observed_by_gene[gene]
         calls += [_variant_call(gene, o) for o in observed]
         result = call_gene(d, observed, cyp2d6_copy_number if gene == "CYP2D6" else None)
         genes[gene] = from_outside_call(d, outside[gene], result) if gene in outside else result

@@ -16,7 +16,7 @@ from __future__ import annotations
 
 from medtwin.pharmaco.pgx.definitions import GeneDefinition
 from medtwin.pharmaco.pgx.dpyd import call_dpyd
-from medtwin.pharmaco.pgx.genotypes import Observed
+from medtwin.pharmaco.pgx.genotypes import ABSENT, Observed
 from medtwin.pharmaco.pgx.matcher import MatchResult, allele_sort_key, match
 from medtwin.pharmaco.pgx.outside import OutsideCall
 from medtwin.pharmaco.pgx.phenotypes import (
@@ -103,6 +103,7 @@ def _from_candidates(gene: GeneDefinition, candidates: list[DiplotypeCandidate],
     inferred = status == "ambiguous" and confident
     if missing:
         warnings.append(f"{len(missing)} defining position(s) missing or no-call; not assumed reference")
+        warnings += [f"{_label(o)}: {o.reason}" for o in missing if o.reason != ABSENT][:5]
     if inferred:
         warnings.append(f"phenotype inferred: all {len(candidates)} candidate diplotype(s) give {phenotype}")
     if status == "ambiguous" and not confident and len({c.phenotype for c in candidates}) > 1:
@@ -142,7 +143,8 @@ def call_gene(gene: GeneDefinition, observed: list[Observed], copy_number: int |
     missing = [o for o in observed if o.alleles is None and o.position.position not in gene.ignored_positions]
     if len(missing) == len(observed):
         return _result(gene, "no_data", missing_positions=[_label(o) for o in missing],
-                       warnings=[f"none of the {len(observed)} {gene.gene} defining positions is in the VCF"])
+                       warnings=[f"none of the {len(observed)} {gene.gene} defining positions is in the VCF"]
+                       + [f"{_label(o)}: {o.reason}" for o in missing if o.reason != ABSENT][:5])
     required = [o for o in missing if o.position.position in gene.required_positions]
     if required:
         return _result(gene, "not_callable", missing_positions=[_label(o) for o in missing],

@@ -14,6 +14,7 @@ from medtwin.pharmaco.pgx.definitions import GeneDefinition, Position
 from medtwin.pharmaco.vcf import VcfRecord
 
 UNRECOGNISED = "?"
+ABSENT = "absent from the VCF"
 
 
 @dataclass(frozen=True)
@@ -22,6 +23,7 @@ class Observed:
     alleles: tuple[str, str] | None  # definition alleles (or '?seq'); None = missing / no-call
     phase_set: str | None = None  # None: unphased
     reason: str = ""  # why missing, or where the genotype came from
+    line: int = 0  # VCF line read (0: none)
 
     @property
     def heterozygous(self) -> bool:
@@ -76,8 +78,8 @@ def _from_record(position: Position, record: VcfRecord) -> Observed:
     seqs = record.allele_sequences()
     matched = [match_allele(position, record, s) if s is not None else None for s in seqs]
     if any(m is None for m in matched):
-        return Observed(position, None,
-                        reason=f"REF {record.ref} at line {record.line} disagrees with the definition's REF {position.ref}")
+        return Observed(position, None, reason=f"REF {record.ref} at line {record.line} disagrees with the "
+                                               f"definition's REF {position.ref}", line=record.line)
     a, b = (str(m) for m in matched)
     return Observed(position, (a, b), record.phase_set if record.phased else None, f"line {record.line}")
 
@@ -111,5 +113,5 @@ def observe(gene: GeneDefinition, records: list[VcfRecord]) -> list[Observed]:
         if block is not None:
             out.append(_from_record(position, block))
         else:
-            out.append(Observed(position, None, reason="absent from the VCF"))
+            out.append(Observed(position, None, reason=ABSENT))
     return out
