@@ -21,6 +21,9 @@ from functools import cache
 from pathlib import Path
 from typing import Any
 
+from medtwin.pharmaco.pgx import call_pgx
+from medtwin.pharmaco.pgx.definitions import GENES
+
 REPO = Path(__file__).resolve().parents[2]
 SHARED = REPO.parent / "shared" / "data" / "pgx-definitions"
 IUPAC = {"R": "AG", "Y": "CT", "S": "CG", "W": "AT", "K": "GT", "M": "AC", "B": "CGT", "D": "AGT", "H": "ACT",
@@ -250,8 +253,6 @@ def doc_label(case: Case) -> str:
 
 
 def run(gene: str) -> Tally:
-    from medtwin.pharmaco.pgx import call_pgx
-
     tally = Tally()
     for case in cases(gene):
         result = call_pgx(case.vcf).genes[gene]
@@ -262,9 +263,6 @@ def run(gene: str) -> Tally:
             tally.wrong.append(why)
     return tally
 
-
-GENES = ("ABCG2", "CYP2B6", "CYP2C19", "CYP2C9", "CYP2D6", "CYP3A5", "CYP4F2", "DPYD", "NUDT15", "SLCO1B1",
-         "TPMT", "UGT1A1", "VKORC1")
 
 if __name__ == "__main__":
     print(f"{'gene':8} {'cases':>6} {'correct':>8} {'ambiguous':>10} {'not callable':>13} {'wrong':>6}")

@@ -14,8 +14,8 @@ import sys
 from pathlib import Path
 from typing import Any
 
-GENES = ("ABCG2", "CYP2B6", "CYP2C19", "CYP2C9", "CYP2D6", "CYP3A5", "CYP4F2", "DPYD", "NUDT15", "SLCO1B1",
-         "TPMT", "UGT1A1", "VKORC1")
+from medtwin.pharmaco.pgx.definitions import GENES
+
 SOURCE = {
     "name": "PharmCAT (PharmGKB/ClinPGx) allele definitions and CPIC phenotype tables",
     "url": "https://github.com/PharmGKB/PharmCAT",
