@@ -6,11 +6,11 @@ import json
 from importlib import resources
 
 import pytest
+from tests.pharmaco.pgx_cases import SHARED, phenotype_rows
 
 from medtwin.pharmaco.pgx.convert import convert_definitions, convert_phenotypes, dump
 from medtwin.pharmaco.pgx.definitions import GENES, gene_definitions
 from medtwin.pharmaco.pgx.phenotypes import phenotype_of
-from tests.pharmaco.pgx_cases import SHARED, phenotype_rows
 
 DATA = resources.files("medtwin.pharmaco").joinpath("data/pgx")
 needs_shared = pytest.mark.skipif(not SHARED.is_dir(), reason="needs ../shared/data/pgx-definitions")
