@@ -130,7 +130,8 @@ def test_http_ingest_survives_sigkill_of_the_server(tmp_path: Path) -> None:
                                         value=60 + b % 30)) for b in range(per_patient // per_batch)]
             for p in patients}
     # ... whose times restart every batch: only the ids keep the samples apart (time-keyed would collide)
-    done, retries, errors, lock = [0], [0], [], threading.Lock()
+    done, retries, lock = [0], [0], threading.Lock()
+    errors: list[str] = []
     server.start()
     senders = [threading.Thread(target=_send_with_retries,
                                 args=(url, data.devices[p][1], p, work[p], done, retries, errors, lock))

@@ -17,7 +17,7 @@ from medtwin.config import Settings
 from medtwin.security.crypto import AesGcmCodec, KeyRing
 from medtwin.store.database import Store
 from medtwin.store.schema import samples
-from medtwin.stream.mqtt import MqttPublisher, drop_session
+from medtwin.stream.mqtt import MqttIngest, MqttPublisher, drop_session
 from medtwin.vocab import Sample
 
 sys.path.insert(0, str(Path(__file__).parent))
@@ -99,13 +99,14 @@ def test_a_sample_sent_over_http_and_mqtt_is_stored_once(app_store: Store, keyri
                                    json=[{**by_id, "metric": "glucose"}, {**by_time, "metric": "glucose"}])
             assert response.status_code == 200 and response.json()["accepted"] == 2, response.text
             subscriber = services_of(app).mqtt
-            assert subscriber.wait_connected(10)
+            assert subscriber is not None and subscriber.wait_connected(10)
             with MqttPublisher(broker, topic_prefix=prefix) as pub:
                 pub.publish("both-p", key_id, "glucose", [by_id, by_time, {**by_time, "time": "2026-03-01T08:10:00Z"}])
                 pub.publish("both-p", key_id, "glucose", {**by_time, "time": "2026-03-01T08:15:00Z"})  # 6th: over
                 assert pub.wait_all(10)
             assert wait_for(lambda: subscriber.stats.acked == 2, 10)
             ingest = subscriber.handler
+            assert isinstance(ingest, MqttIngest)
     finally:
         drop_session(broker, f"{prefix}-ingest")
     assert (ingest.stats.accepted, ingest.stats.duplicates) == (1, 2)
