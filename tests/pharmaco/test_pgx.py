@@ -269,3 +269,12 @@ def test_dpyd_two_lowest_function_rule_and_phase() -> None:
     assert (cis.diplotype, cis.activity_score, cis.phenotype) == (
         "Reference/c.1905+1G>A (*2A)", 1.0, "Intermediate Metabolizer")
     assert (a1, a2) == (p1.alts[0], p2.alts[0])
+
+
+def test_extra_position_rs12777823_is_read_and_reported_not_used() -> None:
+    """PharmCAT's exemptions list rs12777823 (CPIC warfarin, African ancestry) as an extra CYP2C9 position."""
+    vcf = build_vcf({"CYP2C9": "*1/*1"}) + "chr10\t94645745\trs12777823\tG\tA\t.\tPASS\t.\tGT\t0/1\n"
+    report = call_pgx(vcf)
+    extra = next(v for v in report.variants if v.rsid == "rs12777823")
+    assert (extra.gene, extra.genotype, extra.alt_dosage) == ("CYP2C9", "G/A", 1)
+    assert report.genes["CYP2C9"].status == "called" and report.genes["CYP2C9"].diplotype == "*1/*1"

@@ -71,7 +71,7 @@ def _variant_call(gene: str, obs: Observed) -> VariantCall:
 
 
 def _regions(definitions: dict[str, GeneDefinition]) -> list[tuple[str, int, int]]:
-    return [(d.chrom, p.position, p.last) for d in definitions.values() for p in d.positions]
+    return [(d.chrom, p.position, p.last) for d in definitions.values() for p in (*d.positions, *d.extra_positions)]
 
 
 def _outside(outside_calls: str | Path | dict[str, OutsideCall] | None) -> dict[str, OutsideCall]:
@@ -110,7 +110,7 @@ def call_pgx(vcf: str | Path, sample: str | None = None, cyp2d6_copy_number: int
     for gene in GENES:
         d = definitions[gene]
         observed = observed_by_gene[gene]
-        calls += [_variant_call(gene, o) for o in observed]
+        calls += [_variant_call(gene, o) for o in (*observed, *observe(d, parsed.overlapping, extra=True))]
         result = call_gene(d, observed, cyp2d6_copy_number if gene == "CYP2D6" else None)
         genes[gene] = from_outside_call(d, outside[gene], result) if gene in outside else result
     return PgxReport(sample=parsed.sample, assembly=parsed.assembly, genes=genes, variants=calls,

@@ -81,6 +81,7 @@ class GeneDefinition:
     required_positions: frozenset[int]
     ignored_alleles: frozenset[str]
     priorities: tuple[tuple[frozenset[str], str], ...]  # unphased diplotype priorities: (set of options, pick)
+    extra_positions: tuple[Position, ...] = ()  # read and reported, not used for the call (CYP2C9 rs12777823)
 
     def allele(self, name: str) -> NamedAllele:
         for a in self.alleles:
@@ -108,9 +109,11 @@ def _gene(gene: str, raw: dict[str, Any]) -> GeneDefinition:
     alleles = tuple(NamedAllele(name, {int(i): a for i, a in defs.items()})
                     for name, defs in raw["alleles"] if name not in ignored_alleles)
     priorities = tuple((frozenset(p["list"]), str(p["pick"])) for p in exemptions.get("unphasedDiplotypePriorities", []))
+    extra = tuple(Position(-1, chrom, int(p[0]), p[1], str(p[2]), tuple(p[3]), f"g.{p[0]}")
+                  for p in exemptions.get("extraPositions", []))
     return GeneDefinition(gene, chrom, str(raw["version"]), str(raw["genome_build"]), str(raw["reference"]),
                           positions, alleles, ignored, frozenset(int(p) for p in exemptions.get("requiredPositions", [])),
-                          ignored_alleles, priorities)
+                          ignored_alleles, priorities, extra)
 
 
 @cache

@@ -95,12 +95,16 @@ def _covers(record: VcfRecord, position: Position) -> bool:
     return record.position <= position.last and position.position <= record.last
 
 
-def observe(gene: GeneDefinition, records: list[VcfRecord]) -> list[Observed]:
-    """One :class:`Observed` per defining position of ``gene``, in definition order."""
-    starts = {p.position for p in gene.positions}
-    here = [r for r in records if r.chrom == gene.chrom and r.position <= gene.last and r.last >= gene.first - 1]
+def observe(gene: GeneDefinition, records: list[VcfRecord], extra: bool = False) -> list[Observed]:
+    """One :class:`Observed` per defining position of ``gene``, in definition order (or per extra position)."""
+    positions = gene.extra_positions if extra else gene.positions
+    if not positions:
+        return []
+    starts = {p.position for p in positions}
+    first, last = min(p.position for p in positions), max(p.last for p in positions)
+    here = [r for r in records if r.chrom == gene.chrom and r.position <= last and r.last >= first - 1]
     out = []
-    for position in gene.positions:
+    for position in positions:
         exact = [r for r in here if r.position == position.position and not r.is_reference_block]
         if not exact:  # another spelling of the same variant, not sitting on another defining position
             exact = [r for r in here if r.position not in starts and not r.is_reference_block and _covers(r, position)]
