@@ -122,7 +122,7 @@ _WRITES = ("post", "put", "patch", "delete")
 def problem_statuses(method: str, operation: dict[str, Any]) -> set[int]:
     """The problem statuses an operation can answer, from what it declares: every one may be rate limited
     (429); a secured one 401/403 (and 409 for a write); one naming a patient or another path parameter 404;
-    one with inputs 422; one with a body 413/415."""
+    one with inputs 422; one with a body 400 (unparseable), 413 and 415."""
     params = operation.get("parameters") or []
     statuses = {429}
     if operation.get("security"):
@@ -132,7 +132,7 @@ def problem_statuses(method: str, operation: dict[str, Any]) -> set[int]:
     if params or "requestBody" in operation:
         statuses.add(422)
     if "requestBody" in operation:
-        statuses |= {413, 415}
+        statuses |= {400, 413, 415}  # 400: a body that does not parse (JSON syntax)
     return statuses
 
 
