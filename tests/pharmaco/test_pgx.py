@@ -87,6 +87,8 @@ def test_cyp2d6_copy_number_gives_candidates_but_no_confident_phenotype() -> Non
     single = call_pgx(build_vcf({"CYP2D6": "*4/*4"}), cyp2d6_copy_number=1).genes["CYP2D6"]
     assert [c.diplotype for c in single.candidates] == ["*4/*5"]
     assert single.candidates[0].phenotype == "Poor Metabolizer" and single.phenotype == "unknown"
+    contradiction = call_pgx(build_vcf({"CYP2D6": "*1/*4"}, phased=True), cyp2d6_copy_number=1).genes["CYP2D6"]
+    assert contradiction.status == "not_callable" and "contradicts" in contradiction.warnings[0]
 
 
 STAR_GENES = {

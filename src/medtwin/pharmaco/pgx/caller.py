@@ -159,7 +159,12 @@ def call_gene(gene: GeneDefinition, observed: list[Observed], copy_number: int |
     if len(pairs) > 1:
         notes.append(f"PharmCAT's score (most defining positions) would report {pairs[0][0]}/{pairs[0][1]}; "
                      "the data cannot exclude the other candidates")
-    result = _from_candidates(gene, _candidates(gene.gene, pairs, copy_number), missing, notes)
+    candidates = _candidates(gene.gene, pairs, copy_number)
+    if not candidates:
+        return _result(gene, "not_callable", phenotype=INDETERMINATE, missing_positions=[_label(o) for o in missing],
+                       warnings=[f"copy number {copy_number} contradicts the SNV diplotype(s) "
+                                 f"{', '.join(f'{a}/{b}' for a, b in pairs)} (one copy cannot be heterozygous)"])
+    result = _from_candidates(gene, candidates, missing, notes)
     if gene.gene == "CYP2D6":
         return _cyp2d6_without_outside(result, copy_number)
     return result
