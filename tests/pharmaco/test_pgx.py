@@ -280,3 +280,13 @@ def test_extra_position_rs12777823_is_read_and_reported_not_used() -> None:
     extra = next(v for v in report.variants if v.rsid == "rs12777823")
     assert (extra.gene, extra.genotype, extra.alt_dosage) == ("CYP2C9", "G/A", 1)
     assert report.genes["CYP2C9"].status == "called" and report.genes["CYP2C9"].diplotype == "*1/*1"
+
+
+def test_a_report_stored_before_the_full_definitions_is_never_confident() -> None:
+    from medtwin.pharmaco.pgx import GeneResult
+
+    old = GeneResult.model_validate({"gene": "CYP2C9", "diplotype": "*1/*1", "phenotype": "Normal Metabolizer",
+                                     "alternatives": [], "missing_positions": [], "notes": [], "table_version": "x"})
+    assert old.status == "called" and not old.phenotype_confident and "call the VCF again" in old.warnings[0]
+    fresh = call_pgx(build_vcf({})).genes["CYP2C9"]
+    assert GeneResult.model_validate(fresh.model_dump()) == fresh

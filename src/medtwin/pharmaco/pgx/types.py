@@ -8,12 +8,15 @@ whether the diplotype was called, is ambiguous, cannot be called, came from an o
 
 from __future__ import annotations
 
-from typing import Literal
+from typing import Any, Literal
 
-from pydantic import BaseModel, Field
+from pydantic import BaseModel, Field, model_validator
 
 UNKNOWN = "unknown"
 INDETERMINATE = "Indeterminate"
+
+LEGACY_WARNING = ("called before PharmCAT's full allele definitions were used (14 positions only): not a confident "
+                  "call; call the VCF again")
 
 Status = Literal["called", "ambiguous", "not_callable", "outside_call", "no_data"]
 
@@ -58,6 +61,16 @@ class GeneResult(BaseModel):
     notes: list[str] = Field(default_factory=list)
     table_version: str = Field(default="", description="Version and source of the CPIC phenotype table used.")
     definition_version: str = Field(default="", description="Version of the PharmCAT allele definitions used.")
+
+    @model_validator(mode="before")
+    @classmethod
+    def _legacy(cls, data: Any) -> Any:
+        """A result stored before the full definitions (no status) is read, but never as a confident call."""
+        if isinstance(data, dict) and "status" not in data:
+            data = {**data, "status": "no_data" if data.get("diplotype", UNKNOWN) == UNKNOWN else "called",
+                    "phenotype_confident": False,
+                    "warnings": [*data.get("warnings", []), LEGACY_WARNING]}
+        return data
 
 
 class DrugRecommendation(BaseModel):
