@@ -119,7 +119,7 @@ def world(tmp_path_factory: pytest.TempPathFactory) -> Iterator[World]:
     tokens = {"device": device, "anonymous": ""}
     from schemathesis.python.asgi import get_client
 
-    with get_client(app) as client:
+    with get_client(app) as client:  # type: ignore[arg-type]  # FastAPI is an ASGI app
         for role in ("admin", "clinician", "patient", "researcher"):
             r = client.post("/api/v1/auth/token", data={"grant_type": "password", "username": role, "password": PW})
             assert r.status_code == 200, r.text
