@@ -338,6 +338,8 @@ class IngestPipeline:
     def _conflicts(self, repo: SampleRepository, p: Prepared, held: dict[str, float], inserted: set[str]) -> int:
         """Quarantine (reason ``conflict``) each sample of ``p`` whose key already holds a different value: a
         resent sample is a duplicate, a different value under the same key is never silently dropped."""
+        if not held:  # nothing of the batch was stored before (the common case)
+            return 0
         rows: list[dict[str, Any]] = []
         for i, s in enumerate(p.samples):
             old = held.get(s.idempotency_key)
