@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated
 
 import typer
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
@@ -12,14 +12,17 @@ from rich.table import Table
 
 from medtwin.cli.common import audit_cli, cli_actor, console, err_console, fail, load_settings, open_store
 from medtwin.record.errors import RecordError
-from medtwin.record.sources import RawUnit, discover, unit_from_bytes
-from medtwin.store.database import Store
-from medtwin.store.records import RecordRepository
-from medtwin.twin.build import ImportReport, export_patient, import_units, patient_summary
-from medtwin.twin.summary import Measurement, PatientSummary
+
+if TYPE_CHECKING:  # the record store and the twin builder are imported by the command that runs
+    from medtwin.record.sources import RawUnit
+    from medtwin.store.database import Store
+    from medtwin.twin.build import ImportReport
+    from medtwin.twin.summary import Measurement, PatientSummary
 
 
 def _units(files: list[Path]) -> list[RawUnit | RecordError]:
+    from medtwin.record.sources import unit_from_bytes
+
     out: list[RawUnit | RecordError] = []
     for path in files:
         try:
@@ -34,6 +37,9 @@ def import_command(
     as_json: Annotated[bool, typer.Option("--json", help="Print the report as JSON")] = False,
 ) -> None:
     """Import FHIR R4 data. Each file is imported all or nothing; re-importing is harmless."""
+    from medtwin.record.sources import discover
+    from medtwin.twin.build import ImportReport, import_units
+
     try:
         files = discover(paths)
     except RecordError as error:
@@ -87,6 +93,9 @@ def patients_command(
     name: Annotated[str | None, typer.Option(help="Search by name word(s)")] = None,
 ) -> None:
     """List the patients in the store."""
+    from medtwin.store.records import RecordRepository
+    from medtwin.twin.build import patient_summary
+
     store = open_store(load_settings())
     with store.connect() as connection:
         ids = RecordRepository(connection, store.codec).patient_ids(name=name)
@@ -148,6 +157,8 @@ def print_summary(summary: PatientSummary, version: int, provenance: dict[str, o
 
 
 def _resolve(store: Store, patient: str) -> str | None:
+    from medtwin.store.records import RecordRepository
+
     with store.connect() as connection:
         return RecordRepository(connection, store.codec).resolve_patient(patient)
 
@@ -157,6 +168,8 @@ def show_command(
     as_json: Annotated[bool, typer.Option("--json", help="Print the summary as JSON")] = False,
 ) -> None:
     """Show a patient's twin summary."""
+    from medtwin.twin.build import patient_summary
+
     store = open_store(load_settings())
     resolved = _resolve(store, patient)
     found = patient_summary(store, resolved) if resolved else None
@@ -176,6 +189,8 @@ def export_command(
     output: Annotated[Path, typer.Option("-o", "--output", help="Where to write the FHIR Bundle (.json)")],
 ) -> None:
     """Export a patient's complete record as one FHIR R4 Bundle."""
+    from medtwin.twin.build import export_patient
+
     store = open_store(load_settings())
     resolved = _resolve(store, patient)
     bundle = export_patient(store, resolved) if resolved else None

@@ -4,17 +4,15 @@ from __future__ import annotations
 
 import shutil
 from pathlib import Path
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated
 
 import typer
-import uvicorn
 
-from medtwin.api.app import create_app
 from medtwin.cli.common import console, err_console, fail, load_settings, open_store
-from medtwin.config import Settings
-from medtwin.record.sources import RawUnit
-from medtwin.store.database import Store
-from medtwin.twin.build import import_units
+
+if TYPE_CHECKING:  # the API app, the server and the store are imported by the command that runs
+    from medtwin.config import Settings
+    from medtwin.store.database import Store
 
 
 def serve_command(
@@ -27,6 +25,10 @@ def serve_command(
 
 
 def _run(settings: Settings, host: str, port: int) -> None:
+    import uvicorn
+
+    from medtwin.api.app import create_app
+
     store = open_store(settings)
     app = create_app(settings, store=store)
     ssl = {}
@@ -93,7 +95,9 @@ def demo_command(
 ) -> None:
     """Create sample twins from medtwin's synthetic patients and serve them, with simulated devices streaming
     into them (CGM, pump, wearable, BP cuff; see ``medtwin.stream.fleet``)."""
+    from medtwin.record.sources import RawUnit
     from medtwin.synthetic import generate_bundles
+    from medtwin.twin.build import import_units
 
     settings = load_settings()
     if "data_dir" not in settings.model_fields_set:
