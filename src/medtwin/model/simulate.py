@@ -50,8 +50,8 @@ def simulate(model: Model, params: Any, timeline: Timeline, solver: Solver | Non
              resume: bool = False) -> Simulation:
     """Simulate every parameter row of ``params`` (n, P) over ``timeline`` in one batched run.
 
-    ``method``: ``"auto"`` (the model's analytic solution when it has one, no solver and no initial state are
-    given and no dose amount depends on the state), ``"analytic"`` or ``"ode"``. With one patient,
+    ``method``: ``"auto"`` (the model's analytic solution when it has one, no initial state is given and no
+    dose amount depends on the state; else ``solver``), ``"analytic"`` or ``"ode"``. With one patient,
     ``float_path`` and a declared ``rhs_scalar`` the right-hand side runs on plain floats. ``resume``: the
     ``initial_state`` is already past every jump at ``t_eval[0]`` (a filter continuing from its last time)."""
     p = model.check_parameters(params)
@@ -61,7 +61,7 @@ def simulate(model: Model, params: Any, timeline: Timeline, solver: Solver | Non
                    and not any(callable(d.amount) for d in timeline.doses))
     if method == "analytic" and not analytic_ok:
         raise ModelInputError("method", f"{model.name} has no analytic solution for this timeline")
-    if analytic_ok and (method == "analytic" or (method == "auto" and solver is None)):
+    if analytic_ok and method in ("analytic", "auto"):
         assert model.analytic is not None
         outputs = np.asarray(model.analytic(model, p, timeline), dtype=float)
         return Simulation(model.name, np.asarray(timeline.t_eval, dtype=float), outputs, model.output_names,
