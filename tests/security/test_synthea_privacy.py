@@ -190,9 +190,10 @@ def _api_session(client: Any, tokens: dict[str, str], patients: list[dict[str, s
                 for tail in ("", "/observations", "/consent", "/alerts", "/samples/latest"):
                     r = client.get(f"/api/v1/patients/{value}{tail}", headers=h)
                     statuses[f"{role} {kind} {k}{tail}"] = r.status_code
-                client.post(f"/api/v1/patients/{value}/samples", headers=h, json={"samples": [
+                r = client.post(f"/api/v1/patients/{value}/samples", headers=h, json=[
                     {"metric": "heart_rate", "value": 71, "unit": "/min", "time": "2026-01-15T11:00:00Z",
-                     "id": f"{role}-{kind}-{k}"}]})
+                     "id": f"{role}-{kind}-{k}"}])
+                statuses[f"{role} {kind} {k} POST samples"] = r.status_code
                 client.get("/api/v1/audit/events", headers=h, params={"patient_id": value})
     client.post("/api/v1/auth/token", data={"grant_type": "password", "username": "admin", "password": "wrong!"})
     for role, k, kind in (("device", 0, "MR"), ("admin", 2, "SS"), ("clinician", 2, "DL")):  # sample sockets
@@ -236,6 +237,8 @@ def test_no_identifier_in_database_after_api_use_by_every_role(store: Store, syn
     assert statuses["admin MR 2"] == statuses["admin id 2"] == statuses["clinician MR 0"] == 200
     assert statuses["admin SS 2"] == statuses["admin DL 2"] == statuses["admin PPN 2"] == 404
     assert statuses["clinician MR 2"] == statuses["clinician SS 0"] == 404
+    assert statuses["device MR 0 POST samples"] == statuses["admin id 2/samples/latest"] == 200
+    assert statuses["admin SS 2 POST samples"] == statuses["admin PPN 2/samples/latest"] == 404
     assert (statuses["device MR 0/stream"], statuses["admin SS 2/stream"], statuses["clinician DL 2/stream"]) == (
         101, 404, 404)
     with store.connect() as conn:

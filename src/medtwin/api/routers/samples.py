@@ -25,7 +25,15 @@ from pydantic import BaseModel, Field
 from starlette.concurrency import run_in_threadpool
 
 from medtwin.api import realtime
-from medtwin.api.deps import Principal, ServicesDep, device_name, guard, ingest_errors, ingest_problem
+from medtwin.api.deps import (
+    Principal,
+    ServicesDep,
+    device_name,
+    guard,
+    ingest_errors,
+    ingest_problem,
+    visible_patient,
+)
 from medtwin.api.paging import Offset
 from medtwin.api.problems import ProblemError, require_media_type
 from medtwin.store.samples import SampleRepository
@@ -132,10 +140,12 @@ problem_for = ingest_problem  # the name the ingest error mapping had here
 
 
 def _resolved(patient_id: str, services: ServicesDep,
-              _: Annotated[Principal, Depends(guard("read", "samples"))]) -> str:
-    """The stored id of a patient the caller may read the samples of (the guard checked the scope)."""
+              principal: Annotated[Principal, Depends(guard("read", "samples"))]) -> str:
+    """The stored id of a patient the caller may read the samples of (the guard checked the scope); by id or
+    MRN only (:func:`medtwin.api.deps.resolve_path_patient`)."""
+    stored = visible_patient(services.store, principal, patient_id)
     with ingest_errors():
-        return services.ingest.resolve_patient(patient_id)
+        return services.ingest.resolve_patient(stored)
 
 
 SamplesOf = Annotated[str, Depends(_resolved)]
@@ -153,7 +163,8 @@ async def post_samples(patient_id: str, request: Request, services: ServicesDep,
 
     def work() -> IngestReport:
         device = device_name(services.store, principal)
-        return services.ingest.ingest(body, patient_id=patient_id, device=device,
+        stored = visible_patient(services.store, principal, patient_id)  # by id or MRN only
+        return services.ingest.ingest(body, patient_id=stored, device=device,
                                       source="http" if principal.kind == "device" else "manual",
                                       rate_key=principal.subject)
 
