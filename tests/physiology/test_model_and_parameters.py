@@ -101,3 +101,24 @@ def test_patient_parameters_round_trip_dict() -> None:
     with pytest.raises(PhysiologyInputError) as info:
         PatientParameters.from_dict(broken)
     assert info.value.field == "Vmx"
+
+
+def test_uva_padova_on_the_generic_interface_rests_at_its_basal_state() -> None:
+    """Declared initial state = the shipped steady state; at basal insulin and no meal the generic simulator
+    keeps every virtual patient at Gb for a day (a physiological invariant, all 30 in one batch)."""
+    from medtwin.model.parameters import load_parameters
+    from medtwin.model.simulate import simulate
+    from medtwin.model.timeline import Timeline
+    from medtwin.physiology.uva_padova import PMOL_PER_UNIT, UvaPadova2008, basal_state, virtual_patients
+
+    model = UvaPadova2008
+    table = load_parameters(model)
+    patients = virtual_patients()
+    assert table.names == patients.names and np.array_equal(table.values, patients.values)
+    assert np.allclose(basal_state(table.values)[:, :13], patients.initial_state[:, :13], rtol=1e-6, atol=1e-9)
+    basal = table.values[:, model.parameter_index("u2ss")] * table.values[:, model.parameter_index("BW")] / PMOL_PER_UNIT
+    values = np.zeros((30, 1, 2))
+    values[:, 0, 1] = basal
+    run = simulate(model, table.values, Timeline(t_eval=np.array([0.0, 720.0, 1440.0]), input_values=values))
+    gb = table.values[:, model.parameter_index("Gb")]
+    assert np.max(np.abs(run.output("subcutaneous_glucose") - gb[None, :])) < 0.05

@@ -60,7 +60,10 @@ class Timeline:
             raise ModelInputError(sorted(unknown)[0], "unknown scenario field (t_eval, inputs, doses)")
         t_eval = _output_times(data.get("t_eval"))
         times, values = _inputs(model, data.get("inputs") or {}, t_eval)
-        doses = tuple(_dose(model, i, d, t_eval) for i, d in enumerate(data.get("doses") or []))
+        raw_doses = data.get("doses") or []
+        if not isinstance(raw_doses, Sequence) or isinstance(raw_doses, str):
+            raise ModelInputError("doses", "must be a list of {route, time, amount}")
+        doses = tuple(_dose(model, i, d, t_eval) for i, d in enumerate(raw_doses))
         return cls(t_eval=t_eval, input_times=times, input_values=values, doses=doses)
 
 
@@ -82,10 +85,10 @@ def _output_times(raw: Any) -> Array:
         step = _number(raw.get("step"), "t_eval.step")
         if step <= 0 or stop <= start:
             raise ModelInputError("t_eval", "needs step > 0 and stop > start")
-        count = int(math.floor((stop - start) / step + 1e-9)) + 1
-        if count > MAX_OUTPUT_TIMES:
+        count = (stop - start) / step + 1e-9 + 1
+        if not count <= MAX_OUTPUT_TIMES:
             raise ModelInputError("t_eval", f"more than {MAX_OUTPUT_TIMES} output times")
-        return start + step * np.arange(count, dtype=float)
+        return start + step * np.arange(int(math.floor(count)), dtype=float)
     if not isinstance(raw, Sequence) or isinstance(raw, str) or not raw:
         raise ModelInputError("t_eval", "must be a non-empty list of times")
     if len(raw) > MAX_OUTPUT_TIMES:
