@@ -66,3 +66,20 @@ def test_errors_name_the_field(data: dict[str, Any], field: str) -> None:
     with pytest.raises(ModelInputError) as info:
         Timeline.from_dict(MODEL, data)
     assert info.value.field == field
+
+
+@settings(max_examples=200, deadline=None)
+@given(st.fixed_dictionaries({}, optional={"scenario": st.one_of(numbers, st.lists(numbers, max_size=2),
+                                                                  st.just({"t_eval": [0, 60]})),
+                                           "output": st.one_of(numbers, st.just("subcutaneous_glucose")),
+                                           "t": st.one_of(numbers, st.lists(numbers, max_size=3)),
+                                           "values": st.one_of(numbers, st.lists(numbers, max_size=3))}))
+def test_observations_parse_or_name_the_field(data: dict[str, Any]) -> None:
+    from medtwin.model.fit import Observations
+
+    try:
+        parsed = Observations.from_dict(MODEL, data)
+    except ModelInputError as exc:
+        assert exc.field
+        return
+    assert parsed.t.shape == parsed.values.shape and np.all(np.isfinite(parsed.values))

@@ -54,7 +54,10 @@ class Observations:
             raise ModelInputError("values", f"needs one value per time ({t.size} times, {values.size} values)")
         if t.size > 1 and not np.all(np.diff(t) > 0):
             raise ModelInputError("t", "times must be strictly increasing")
-        scenario = dict(data.get("scenario") or {})
+        raw = data.get("scenario") or {}
+        if not isinstance(raw, Mapping):
+            raise ModelInputError("scenario", "must be a mapping (t_eval, inputs, doses)")
+        scenario = dict(raw)
         start = float(min(0.0, t[0]))
         scenario.setdefault("t_eval", [start] + ([float(t[-1])] if t[-1] > start else []))
         timeline = Timeline.from_dict(model, scenario)
