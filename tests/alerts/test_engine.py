@@ -8,6 +8,7 @@ from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
+import orjson
 import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
@@ -136,6 +137,38 @@ def test_restart_resumes_episodes_and_held_conditions(store: Store) -> None:
     with store.connect() as connection:
         kinds = set(connection.execute(select(twin_live_state.c.kind)).scalars())
     assert kinds == {"alert-state", "alert-rule:glucose-episodes"}  # one row per rule that has state
+
+
+def test_state_saved_before_rules_were_plug_ins_is_resumed(store: Store) -> None:
+    """An ``alert-state`` row with episodes, vitals and NEWS2 and an ``hr-baseline`` row (the earlier
+    layout) are read by the rules' ``legacy_state``, then saved in their own rows."""
+    from medtwin.alerts.glucose import EpisodeTracker
+    from medtwin.alerts.heart_rate import HrBaseline
+    from medtwin.alerts.settings import upsert_state
+
+    tracker = EpisodeTracker()
+    tracker.add([(T0 + timedelta(minutes=5 * i), 60.0) for i in range(2)])  # 10 minutes low
+    baseline = HrBaseline()
+    for i in range(30):
+        baseline.add(T0 + timedelta(minutes=i), 70.0)
+    legacy = {"episodes": tracker.to_json(), "active": {},
+              "vitals": {m.RESPIRATORY_RATE: [T0.isoformat(), 8.0]}, "news2": {"aggregate": 3}}
+    seal = store.codec.seal
+    with store.begin() as connection:
+        upsert_state(connection, [
+            {"patient_id": "p1", "kind": "alert-state", "twin_version": None, "updated_at": NOW,
+             "data_time": T0, "payload": seal(orjson.dumps(legacy))},
+            {"patient_id": "p1", "kind": "hr-baseline", "twin_version": None, "updated_at": NOW,
+             "data_time": T0, "payload": seal(orjson.dumps(baseline.to_json()))}])
+    engine = make_engine(store)
+    engine.on_samples(glucose([60], start_min=10))  # the third low reading: 15 minutes, an episode
+    engine.stop()
+    (alert,) = alerts(store)
+    assert (alert.rule, alert.opened_at, alert.occurrences) == ("hypo-l1", T0, 3)
+    assert engine.summary("p1", "news2") == {"aggregate": 3}
+    with store.connect() as connection:
+        kinds = set(connection.execute(select(twin_live_state.c.kind)).scalars())
+    assert {"alert-rule:glucose-episodes", "alert-rule:news2", "alert-rule:hr-deviation"} <= kinds
 
 
 def forecast(now: float, means: list[float], minutes: float = 0, patient: str = "p1") -> GlucoseForecast:

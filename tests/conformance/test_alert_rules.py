@@ -115,6 +115,10 @@ def test_metadata_is_complete(name: str) -> None:
     assert set(rule.info.settings) <= set(declared()), "reads an undeclared setting"
     assert set(rule.info.forecasts) <= {"glucose"}
     assert orjson.loads(orjson.dumps(rule.info.as_json()))["name"] == name
+    assert bool(rule.info.legacy_kinds) == callable(getattr(rule, "legacy_state", None)), \
+        "legacy_kinds and legacy_state go together"
+    if rule.info.legacy_kinds:
+        assert rule.legacy_state({}) is None  # type: ignore[attr-defined]  # nothing saved: nothing restored
 
 
 @pytest.mark.parametrize("name", NAMES)

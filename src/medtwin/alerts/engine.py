@@ -397,7 +397,9 @@ class AlertEngine:
             return
         for pid in patient_ids:
             self._states[pid] = self._new_state(pid)
-        by_kind = {RULE_KIND_PREFIX + rule.info.name: rule for rule in self.rules}
+        kinds = {STATE_KIND, *(RULE_KIND_PREFIX + r.info.name for r in self.rules),
+                 *(k for r in self.rules for k in r.info.legacy_kinds)}
+        found: dict[str, dict[str, bytes]] = {}
         codec = self.store.codec
         with self.store.connect() as connection:
             for pid, settings in load_settings(connection, codec, patient_ids).items():
@@ -406,25 +408,48 @@ class AlertEngine:
                 rows = connection.execute(select(twin_live_state.c.patient_id, twin_live_state.c.kind,
                                                  twin_live_state.c.payload).where(
                     twin_live_state.c.patient_id.in_(patient_ids[start:start + 500]),
-                    twin_live_state.c.kind.in_([STATE_KIND, *by_kind]))).all()
+                    twin_live_state.c.kind.in_(sorted(kinds)))).all()
                 for pid, kind, blob in rows:
-                    self._restore(self._states[pid], by_kind.get(kind), kind, blob)
+                    found.setdefault(pid, {})[kind] = blob
+        for pid, blobs in found.items():
+            self._restore(self._states[pid], blobs)
         now = time.monotonic()
         interval = self.config.persist_interval_s
         for i, pid in enumerate(patient_ids):  # staggered: patients loaded together do not all come due at once
             self._states[pid].saved_at = now - interval * ((i * 0.618034) % 1.0)
 
-    def _restore(self, state: PatientState, rule: AlertRule | None, kind: str, blob: bytes) -> None:
+    def _open(self, blobs: dict[str, bytes], kind: str) -> Any:
         try:
-            payload = orjson.loads(self.store.codec.open(blob))
-            if rule is not None:
-                state.rules[rule.info.name] = rule.state_from_json(payload)
-            else:
-                state.active = dict(payload.get("active", {}))
-                if payload.get("data_time"):
-                    state.data_time = datetime.fromisoformat(payload["data_time"])
+            return orjson.loads(self.store.codec.open(blobs[kind]))
         except Exception:
             log.exception("unreadable %s state for a patient; starting it afresh", kind)
+            return None
+
+    def _restore(self, state: PatientState, blobs: dict[str, bytes]) -> None:
+        """A patient's saved state: the held conditions, and each rule's state from its own row or, for a
+        state saved by an earlier version, from the rule's ``legacy_state`` over its ``legacy_kinds``."""
+        held = self._open(blobs, STATE_KIND) if STATE_KIND in blobs else None
+        if isinstance(held, dict):
+            state.active = {str(k): str(v) for k, v in dict(held.get("active", {})).items()}
+            if held.get("data_time"):
+                state.data_time = datetime.fromisoformat(held["data_time"])
+        for rule in self.rules:
+            name, kind = rule.info.name, RULE_KIND_PREFIX + rule.info.name
+            legacy = getattr(rule, "legacy_state", None)
+            try:
+                if kind in blobs:
+                    payload = self._open(blobs, kind)
+                    if isinstance(payload, dict):
+                        state.rules[name] = rule.state_from_json(payload)
+                elif legacy is not None and any(k in blobs for k in rule.info.legacy_kinds):
+                    old = {k: self._open(blobs, k) for k in rule.info.legacy_kinds if k in blobs}
+                    restored = legacy({k: v for k, v in old.items() if isinstance(v, dict)})
+                    if restored is not None:
+                        state.rules[name] = restored
+                        state.touched.add(name)  # saved in its own row from now on
+                        state.dirty = True
+            except Exception:
+                log.exception("unreadable %s state for a patient; starting it afresh", name)
 
     def _rows(self, state: PatientState, now: datetime, force: bool) -> list[dict[str, Any]]:
         seal = self.store.codec.seal

@@ -10,7 +10,9 @@ A rule (:class:`AlertRule`) is an object with
 * ``evaluate(data, state) -> [Verdict]``: fold new data (:class:`RuleInput`) into the state (mutating it)
   and say, per alert kind, whether a condition *holds* (with the alert candidate) or *clears*; no verdict is
   no change. An empty input gives no verdict;
-* ``summary(state)``: what the rule last computed, for display (e.g. the latest NEWS2), or None.
+* ``summary(state)``: what the rule last computed, for display (e.g. the latest NEWS2), or None;
+* optionally ``save_due(state)`` (is the state worth a write now?) and ``legacy_state(payloads)`` (the state
+  from rows an earlier version saved, ``info.legacy_kinds``).
 
 The engine (:mod:`medtwin.alerts.engine`) knows no rule: it routes data by ``info``, keeps the states and
 turns verdicts into alert changes. Rules are found by :mod:`medtwin.alerts.registry`.
@@ -52,6 +54,9 @@ class RuleInfo:
     forecasts: tuple[str, ...] = ()  # forecasts it reads ("glucose": :class:`~medtwin.vocab.GlucoseForecast`)
     settings: tuple[str, ...] = ()  # per-patient settings it reads (e.g. "spo2_scale")
     source: str = ""  # where its thresholds come from
+    #: ``twin_live_state`` kinds an earlier version saved this rule's state under; with them the rule has
+    #: ``legacy_state({kind: payload}) -> state | None`` and the engine converts on first load
+    legacy_kinds: tuple[str, ...] = ()
 
     def check(self) -> None:
         """Raise ValueError naming the first incomplete field."""

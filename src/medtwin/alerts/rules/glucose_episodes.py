@@ -38,7 +38,7 @@ class GlucoseEpisodesRule:
                                f"An episode of {level.label}: >= 15 consecutive minutes beyond "
                                f"{level.threshold_mg_dl:.0f} mg/dL (international consensus 2023).",
                                (SEVERITY[level.name],)) for level in LEVELS),
-        metrics=(GLUCOSE,), source=EPISODE_SOURCE)
+        metrics=(GLUCOSE,), source=EPISODE_SOURCE, legacy_kinds=("alert-state",))
 
     def new_state(self) -> EpisodeTracker:
         return EpisodeTracker(period=self.period, max_gap=self.max_gap, reorder_window=self.reorder_window)
@@ -49,6 +49,11 @@ class GlucoseEpisodesRule:
     def state_from_json(self, raw: dict[str, Any]) -> EpisodeTracker:
         return EpisodeTracker.from_json(raw, period=self.period, max_gap=self.max_gap,
                                         reorder_window=self.reorder_window)
+
+    def legacy_state(self, payloads: dict[str, dict[str, Any]]) -> EpisodeTracker | None:
+        """Before rules were plug-ins the trackers were saved under ``alert-state`` ``episodes``."""
+        raw = payloads.get("alert-state", {}).get("episodes")
+        return self.state_from_json(raw) if isinstance(raw, dict) else None
 
     def summary(self, state: EpisodeTracker) -> dict[str, Any] | None:
         return {name: s.in_episode for name, s in state.current().items()}

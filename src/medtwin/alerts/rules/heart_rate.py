@@ -24,7 +24,7 @@ class HeartRateDeviationRule:
                     "baseline holds 12 hours of data.",
         alerts=(AlertKind(NAME, "Heart rate deviation", "Current heart rate |z| >= 4 and >= 20 /min from the "
                           "personal baseline median; high when |z| >= 6.", ("medium", "high")),),
-        metrics=(HEART_RATE,), source="engineering thresholds for a personal deviation signal (not a clinical "
+        metrics=(HEART_RATE,), legacy_kinds=("hr-baseline",), source="engineering thresholds for a personal deviation signal (not a clinical "
                                       "standard; absolute limits are NEWS2's)")
 
     def new_state(self) -> HrBaseline:
@@ -40,6 +40,11 @@ class HeartRateDeviationRule:
 
     def state_from_json(self, raw: dict[str, Any]) -> HrBaseline:
         return HrBaseline.from_json(raw, self.rule)
+
+    def legacy_state(self, payloads: dict[str, dict[str, Any]]) -> HrBaseline | None:
+        """Before rules were plug-ins the baseline was saved under its own kind ``hr-baseline``."""
+        raw = payloads.get("hr-baseline")
+        return None if raw is None else self.state_from_json(raw)
 
     def summary(self, state: HrBaseline) -> dict[str, Any] | None:
         result = state.evaluate()

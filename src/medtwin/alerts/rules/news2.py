@@ -41,7 +41,8 @@ class News2Rule:
         alerts=(AlertKind(NAME, "NEWS2", "NEWS2 clinical risk low-medium (medium alert), medium (high) or high "
                           "(critical), RCP 2017 Chart 2.", ("medium", "high", "critical")),),
         metrics=tuple(sorted(chart.NEWS2_METRICS)), settings=(SCALE,),
-        source="Royal College of Physicians. National Early Warning Score (NEWS) 2. London: RCP, 2017")
+        source="Royal College of Physicians. National Early Warning Score (NEWS) 2. London: RCP, 2017",
+        legacy_kinds=("alert-state",))
 
     def new_state(self) -> News2State:
         return News2State()
@@ -52,6 +53,13 @@ class News2Rule:
     def state_from_json(self, raw: dict[str, Any]) -> News2State:
         return News2State(vitals={k: (datetime.fromisoformat(t), float(v)) for k, (t, v) in raw.get("vitals", {}).items()},
                           latest=raw.get("latest"))
+
+    def legacy_state(self, payloads: dict[str, dict[str, Any]]) -> News2State | None:
+        """Before rules were plug-ins the vitals and the latest NEWS2 were saved under ``alert-state``."""
+        raw = payloads.get("alert-state", {})
+        if "vitals" not in raw:
+            return None
+        return self.state_from_json({"vitals": raw["vitals"], "latest": raw.get("news2")})
 
     def summary(self, state: News2State) -> dict[str, Any] | None:
         return state.latest
