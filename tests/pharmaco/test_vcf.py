@@ -92,6 +92,36 @@ def test_equivalent_deletions_match_the_left_aligned_definition(case: tuple[str,
         assert matched is None  # windows do not touch: not readable without the genome, reported missing
 
 
+@st.composite
+def insertions(draw: st.DrawFn) -> tuple[str, int, str, int, str, int]:
+    """A reference, an insertion written left-aligned (anchor, inserted bases) and an equivalent placement."""
+    seq = draw(st.text(draw(st.sampled_from(["AT", "ACGT", "CA"])), min_size=12, max_size=30))
+    k = draw(st.integers(1, 4))
+    i = draw(st.integers(1, len(seq) - 4))
+    hap = seq[:i] + draw(st.text("ACGT", min_size=k, max_size=k)) + seq[i:]
+    same = [j for j in range(1, len(seq) - 3) if hap[:j] == seq[:j] and hap[j + k:] == seq[j:]]
+    left, j = min(same), draw(st.sampled_from(same))
+    return seq, left, hap[left:left + k], j, hap[j:j + k], draw(st.integers(0, 2))
+
+
+@settings(max_examples=300)
+@given(insertions())
+def test_equivalent_insertions_match_the_left_aligned_definition(case: tuple[str, int, str, int, str, int]) -> None:
+    seq, left, inserted, j, inserted_here, pad = case
+    anchor = seq[left - 1]
+    position = Position(0, "1", left, None, anchor, (anchor + inserted,), "ins")
+    ref = seq[j - 1:j + pad]
+    record = VcfRecord("1", j, ref, (seq[j - 1] + inserted_here + seq[j:j + pad],), (0, 1), False)
+    touches = j <= position.last + 1
+    if touches:
+        assert match_allele(position, record, record.alts[0]) == position.alts[0]
+        assert match_allele(position, record, ref) == position.ref
+    else:
+        assert match_allele(position, record, record.alts[0]) is None  # windows apart: reported missing
+    other = seq[j - 1] + "G" * (len(inserted) + 1) + seq[j:j + pad]  # one base longer: never the same
+    assert match_allele(position, record, other) in (None, *[UNRECOGNISED + other])
+
+
 @given(st.text("ACGT", min_size=10, max_size=20), st.integers(1, 5))
 def test_a_longer_deletion_is_unrecognised(seq: str, i: int) -> None:
     position = Position(0, "1", i, None, seq[i - 1:i + 1], (seq[i - 1],), "del")
