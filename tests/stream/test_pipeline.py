@@ -274,3 +274,15 @@ def test_write_counts_a_key_once_across_the_calls_of_a_batch(live_store: Store) 
         pipeline.write(connection, calls)
     assert [(c.report.accepted, c.report.duplicates) for c in calls] == [(2, 0), (1, 1)]
     assert sum(len(c.report.stored) for c in calls) == _count(live_store) == 3
+
+
+def test_a_different_value_for_a_key_claimed_earlier_in_the_same_batch_is_quarantined(live_store: Store) -> None:
+    pipeline = _pipeline(live_store)
+    calls = [pipeline.prepare(parse_samples([hr(0, 70)]), patient_id="p1", device="watch", source="t"),
+             pipeline.prepare(parse_samples([hr(0, 71), hr(1)]), patient_id="p1", device="watch", source="t"),
+             pipeline.prepare(parse_samples([hr(0, 70)]), patient_id="p1", device="watch", source="t")]
+    with live_store.begin() as connection:
+        pipeline.write(connection, calls)
+    assert [(c.report.accepted, c.report.duplicates) for c in calls] == [(1, 0), (1, 0), (0, 1)]
+    assert [q.reason for q in calls[1].report.quarantined] == ["conflict"]
+    assert [r["reason"] for r in _quarantine_rows(live_store)] == ["conflict"]

@@ -330,6 +330,8 @@ class IngestPipeline:
             if len(batch) > 1:
                 inserted.difference_update(s.idempotency_key for s in stored)  # claimed by this call
             conflicts = self._conflicts(repo, p, held, inserted)
+            if len(batch) > 1:  # a later call of the batch with one of these keys is compared with them
+                held.update((s.idempotency_key, s.value) for s in stored)
             stored.sort(key=_by_time)
             p.report.accepted = len(stored)
             p.report.duplicates = p.repeated + len(p.samples) - len(stored) - conflicts
