@@ -44,16 +44,15 @@ from datetime import UTC, datetime
 from typing import Any, Final
 
 import orjson
-from sqlalchemy import Connection, select
+from sqlalchemy import Connection
 
 from medtwin.alerts import registry
 from medtwin.alerts.hub import EventHub
 from medtwin.alerts.repository import SEVERITY_RANK, SYSTEM_ACTOR, Alert, AlertCandidate, AlertRepository
 from medtwin.alerts.rule import AlertRule, RuleInput, Verdict
-from medtwin.alerts.settings import load_settings, save_setting, upsert_state
+from medtwin.alerts.settings import load_settings, save_setting, state_rows, upsert_state
 from medtwin.security import audit
 from medtwin.store.database import Store
-from medtwin.store.live_tables import twin_live_state
 from medtwin.vocab import GlucoseForecast, Sample
 from medtwin.worker import Worker
 
@@ -404,13 +403,8 @@ class AlertEngine:
         with self.store.connect() as connection:
             for pid, settings in load_settings(connection, codec, patient_ids).items():
                 self._states[pid].settings.update(settings)
-            for start in range(0, len(patient_ids), 500):
-                rows = connection.execute(select(twin_live_state.c.patient_id, twin_live_state.c.kind,
-                                                 twin_live_state.c.payload).where(
-                    twin_live_state.c.patient_id.in_(patient_ids[start:start + 500]),
-                    twin_live_state.c.kind.in_(sorted(kinds)))).all()
-                for pid, kind, blob in rows:
-                    found.setdefault(pid, {})[kind] = blob
+            for pid, kind, blob in state_rows(connection, patient_ids, kinds):
+                found.setdefault(pid, {})[kind] = blob
         for pid, blobs in found.items():
             self._restore(self._states[pid], blobs)
         now = time.monotonic()

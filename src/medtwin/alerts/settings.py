@@ -6,7 +6,7 @@ A rule declares the settings it reads (``RuleInfo.settings``) and their allowed 
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
@@ -19,7 +19,7 @@ from medtwin.store.database import Store
 from medtwin.store.live_tables import twin_live_state
 
 __all__ = ["Setting", "SettingError", "declare", "declared", "load_settings", "save_setting", "setting_kind",
-           "upsert_state"]
+           "state_rows", "upsert_state"]
 
 
 class SettingError(ValueError):
@@ -94,17 +94,24 @@ def load_settings(connection: Connection, codec: Codec, patient_ids: Iterable[st
                   ) -> dict[str, dict[str, Any]]:
     """patient -> {setting: value} for the declared settings that are stored."""
     by_kind = {s.kind: s for s in _declared.values()}
-    ids = list(patient_ids)
     out: dict[str, dict[str, Any]] = {}
-    if not by_kind or not ids:
-        return out
-    for start in range(0, len(ids), 500):
+    for pid, kind, blob in state_rows(connection, list(patient_ids), by_kind):
+        setting = by_kind[kind]
+        payload = orjson.loads(codec.open(blob))
+        out.setdefault(pid, {})[setting.key] = payload.get(setting.key, setting.default)
+    return out
+
+
+def state_rows(connection: Connection, patient_ids: list[str], kinds: Iterable[str]
+               ) -> Iterator[tuple[str, str, bytes]]:
+    """(patient, kind, sealed payload) of the ``twin_live_state`` rows of these patients and kinds."""
+    wanted = sorted(set(kinds))
+    if not wanted:
+        return
+    for start in range(0, len(patient_ids), 500):
         rows = connection.execute(select(twin_live_state.c.patient_id, twin_live_state.c.kind,
                                          twin_live_state.c.payload).where(
-            twin_live_state.c.patient_id.in_(ids[start:start + 500]),
-            twin_live_state.c.kind.in_(list(by_kind)))).all()
+            twin_live_state.c.patient_id.in_(patient_ids[start:start + 500]),
+            twin_live_state.c.kind.in_(wanted))).all()
         for pid, kind, blob in rows:
-            setting = by_kind[kind]
-            payload = orjson.loads(codec.open(blob))
-            out.setdefault(pid, {})[setting.key] = payload.get(setting.key, setting.default)
-    return out
+            yield str(pid), str(kind), blob
