@@ -5,7 +5,7 @@ import { call, errorText } from "./api.js";
 import { $, ago, debounce, el, news2Badge, num, severityBadge, throttle, trendNode } from "./dom.js";
 import { subscribe } from "./events.js";
 import { rememberNames } from "./worklist.js";
-import { displayUnit, glucoseClass } from "./vocab.js";
+import { alertLabel, displayUnit, glucoseClass } from "./vocab.js";
 
 const SEVERITIES = ["critical", "high", "medium", "low"];
 const NEWS2_RANK = { high: 4, medium: 3, "low-medium": 2, low: 1 };
@@ -48,7 +48,7 @@ function glucoseCell(p) {
 
 function alertsCell(p) {
   const cell = el("td", { class: "alerts-cell" });
-  if (p.predicted_hypo) cell.append(el("span", { class: "badge sev-high" }, "predicted hypo"), " ");
+  if (p.predicted_hypo) cell.append(el("span", { class: "badge sev-high" }, alertLabel("predicted-hypo")), " ");
   for (const severity of SEVERITIES) {
     const n = p.alerts.by_severity[severity];
     if (n) cell.append(severityBadge(severity, n), " ");
