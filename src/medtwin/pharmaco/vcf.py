@@ -312,12 +312,11 @@ class _Header:
         samples = self.columns[9:]
         if sample is None:
             if len(samples) != 1:
-                raise VcfError(f"{self.name} sample", f"the VCF has {len(samples)} samples ({', '.join(samples)}); "
-                                                      "choose one")
+                raise VcfError(f"{where} (sample)", f"the VCF has {len(samples)} samples ({', '.join(samples)}); "
+                                                    "choose one")
             self.sample = samples[0]
         elif sample not in samples:
-            raise VcfError(f"{self.name} sample",
-                           f"sample {sample!r} is not in the VCF (samples: {', '.join(samples)})")
+            raise VcfError(f"{where} (sample)", f"sample {sample!r} is not in the VCF (samples: {', '.join(samples)})")
         else:
             self.sample = sample
         self.column = 9 + samples.index(self.sample)
