@@ -155,8 +155,11 @@ def test_request_covariates_win_over_the_record(client: TestClient, af_patient: 
     assert response.json()["outcomes"][1]["probability_adverse"] > 0.5
 
 
-def test_warfarin_without_any_genotype_names_the_covariate(client: TestClient, af_patient: str) -> None:
-    assert_problem(compare(client, af_patient), 422, "patient.cyp2c9")
+def test_warfarin_without_any_genotype_is_not_an_error(client: TestClient, af_patient: str) -> None:
+    # issue #15 item 4: the genotype-unknown model runs instead (tests/api/test_warfarin_genotype_unknown.py)
+    response = compare(client, af_patient)
+    assert response.status_code == 200, response.text
+    assert [m["covariate"] for m in response.json()["population_genotypes"]] == ["CYP2C9", "VKORC1"]
 
 
 def test_individualise_vancomycin_from_levels(client: TestClient, af_patient: str) -> None:

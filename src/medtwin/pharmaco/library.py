@@ -105,6 +105,35 @@ class GenotypeEffect:
         return f"{status.gene} {status.phenotype or 'phenotype not given'}"
 
 
+@dataclass(frozen=True)
+class PopulationGenotypes:
+    """Allele frequencies of a categorical genotype covariate in one population, for the genotype-unknown model:
+    diplotypes in Hardy-Weinberg proportions, one drawn per virtual subject (so the bands include the genotype
+    uncertainty). Alleles are listed in the order used to name diplotypes (``"*1/*3"``, ``"G/A"``)."""
+
+    covariate: str
+    population: str
+    alleles: Mapping[str, float]
+    source: str
+    citation: str = ""  # short form of the source, for one-line answers
+
+    def diplotypes(self) -> tuple[tuple[str, ...], Array]:
+        """Every diplotype (first allele the earlier-listed one) and its Hardy-Weinberg frequency."""
+        names = list(self.alleles)
+        p = np.array([self.alleles[a] for a in names], dtype=float)
+        keys, freqs = [], []
+        for i, first in enumerate(names):
+            for j in range(i, len(names)):
+                keys.append(f"{first}/{names[j]}")
+                freqs.append(p[i] * p[j] * (1.0 if i == j else 2.0))
+        return tuple(keys), np.asarray(freqs, dtype=float)
+
+    def sample(self, n: int, rng: np.random.Generator) -> NDArray[np.object_]:
+        """``n`` diplotypes drawn from the Hardy-Weinberg frequencies."""
+        keys, freqs = self.diplotypes()
+        return np.asarray(keys, dtype=object)[rng.choice(len(keys), size=n, p=freqs / freqs.sum())]
+
+
 class GenotypeAdjustment(BaseModel):
     """What a pharmacogene did to a simulation, and why (shown with every what-if answer)."""
 
@@ -155,6 +184,7 @@ class DrugModel:
     genotype_effects: tuple[GenotypeEffect, ...] = ()
     dose_candidates_mg: tuple[float, float, float] | None = None
     individualise_intervals_h: tuple[float, ...] | None = None
+    population_genotypes: Mapping[str, PopulationGenotypes] = field(default_factory=dict)
 
     @property
     def has_inr(self) -> bool:
@@ -243,6 +273,8 @@ def _build(data: Mapping[str, Any], origin: str) -> DrugModel:
                 )
             )
         genotype = tuple(_genotype_effect(g, params, origin) for g in data.get("genotype", []))
+        frequencies = {g.covariate: g for g in (_population_genotypes(entry, effects, origin)
+                                                for entry in data.get("population_genotypes", []))}
         bsv = BetweenSubjectVariability.from_variances(data["bsv"]["names"], data["bsv"]["variances"])
         res = data["residual"]
         pk = data["pk"]
@@ -260,6 +292,7 @@ def _build(data: Mapping[str, Any], origin: str) -> DrugModel:
             dose_candidates_mg=_candidates(drug.get("dose_candidates_mg"), origin),
             individualise_intervals_h=tuple(float(v) for v in drug["individualise_intervals_h"])
             if "individualise_intervals_h" in drug else None,
+            population_genotypes=frequencies,
         )
     except KeyError as exc:
         raise PharmacoInputError(f"{origin}: {exc.args[0]}", "missing entry in drug file") from exc
@@ -279,6 +312,29 @@ def _genotype_effect(entry: Mapping[str, Any], params: Mapping[str, Parameter], 
     return GenotypeEffect(gene=str(entry["gene"]), parameter=str(entry["parameter"]), by=str(entry["by"]),
                           levels=levels, avoid={str(k): str(v) for k, v in entry.get("avoid", {}).items()},
                           source=str(entry["source"]))
+
+
+def _population_genotypes(entry: Mapping[str, Any], effects: Sequence[CovariateEffect],
+                          origin: str) -> PopulationGenotypes:
+    """One ``[[population_genotypes]]`` entry: frequencies summing to 1, every diplotype a level of the
+    covariate's categorical effects, and a source."""
+    where = f"{origin}: population_genotypes[{entry.get('covariate', '?')}]"
+    alleles = {str(k): float(v) for k, v in entry.get("alleles", {}).items()}
+    if len(alleles) < 2 or any(not 0 <= v <= 1 for v in alleles.values()) or abs(sum(alleles.values()) - 1) > 1e-6:
+        raise PharmacoInputError(f"{where}.alleles", "give at least two allele frequencies in [0, 1] summing to 1")
+    for name in ("covariate", "population", "source"):
+        if not str(entry.get(name, "")).strip():
+            raise PharmacoInputError(f"{where}.{name}", "missing or empty")
+    result = PopulationGenotypes(covariate=str(entry["covariate"]), population=str(entry["population"]),
+                                 alleles=alleles, source=str(entry["source"]),
+                                 citation=str(entry.get("citation", "")).strip() or str(entry["source"]))
+    levels = [e.levels for e in effects if e.covariate == result.covariate and e.levels]
+    if not levels:
+        raise PharmacoInputError(f"{where}.covariate", f"{result.covariate!r} has no categorical effect in the model")
+    unknown = [k for k in result.diplotypes()[0] if any(k not in lv for lv in levels)]
+    if unknown:
+        raise PharmacoInputError(f"{where}.alleles", f"diplotype {unknown[0]!r} is not a level of the model")
+    return result
 
 
 def _candidates(value: Any, origin: str) -> tuple[float, float, float] | None:

@@ -12,7 +12,7 @@ from pydantic import BaseModel, Field
 
 from medtwin.pharmaco.covariates import PatientCovariates
 from medtwin.pharmaco.dosing import DoseEvent, DoseSchedule, Regimen, Route
-from medtwin.pharmaco.errors import PharmacoInputError
+from medtwin.pharmaco.errors import CovariateError, PharmacoInputError
 from medtwin.pharmaco.estimation import map_estimate
 from medtwin.pharmaco.library import DrugModel, GenotypeAdjustment, load_drug
 from medtwin.pharmaco.pd import simulate_pkpd, warfarin_inr, warfarin_inr_rate, warfarin_inr_steady_state
@@ -64,6 +64,17 @@ class RegimenOutcome(BaseModel):
     probability_adverse: float
 
 
+class PopulationGenotypeUse(BaseModel):
+    """A genotype covariate the patient has none for, simulated over population frequencies instead: each
+    virtual subject's diplotype is drawn from ``frequencies`` (Hardy-Weinberg proportions of cited alleles)."""
+
+    covariate: str
+    population: str
+    frequencies: dict[str, float] = Field(description="Diplotype -> population frequency.")
+    source: str
+    citation: str = Field(description="Short form of the source.")
+
+
 class DrugComparison(BaseModel):
     drug: str
     model: str
@@ -75,6 +86,9 @@ class DrugComparison(BaseModel):
     outcomes: list[RegimenOutcome]
     genotype: list[GenotypeAdjustment] = Field(
         default_factory=list, description="Each pharmacogene effect of the model: applied or not, and why.")
+    population_genotypes: list[PopulationGenotypeUse] = Field(
+        default_factory=list, description="Genotype covariates not known for this patient, simulated over "
+                                          "population frequencies (the genotype-unknown model).")
 
 
 class IndividualiseRequest(BaseModel):
@@ -148,10 +162,12 @@ def _posterior(drug: DrugModel, typical: Mapping[str, Array], history: list[Dose
                         drug.residual, observed)
 
 
-def typical_with_genotype(drug: DrugModel, patient: PatientCovariates) -> tuple[dict[str, Array],
-                                                                             list[GenotypeAdjustment]]:
-    """Typical parameters of one patient with the model's genotype factors applied (each with its reason)."""
-    typical = drug.typical_parameters(patient.as_arrays(), 1)
+def typical_with_genotype(drug: DrugModel, patient: PatientCovariates,
+                          covariates: Mapping[str, object] | None = None,
+                          n: int = 1) -> tuple[dict[str, Array], list[GenotypeAdjustment]]:
+    """Typical parameters of ``n`` subjects (default: the patient's covariates, one subject) with the model's
+    genotype factors applied (each with its reason)."""
+    typical = drug.typical_parameters(patient.as_arrays() if covariates is None else covariates, n)
     adjustments = drug.genotype_adjustments(patient.pharmacogenes)
     for adjustment in adjustments:
         if adjustment.applied:
@@ -159,16 +175,47 @@ def typical_with_genotype(drug: DrugModel, patient: PatientCovariates) -> tuple[
     return typical, adjustments
 
 
-def _sample_parameters(drug: DrugModel, typical1: Mapping[str, Array], n: int, rng: np.random.Generator,
+def unknown_genotypes(drug: DrugModel, patient: PatientCovariates) -> list[str]:
+    """The model's genotype covariates this patient has no value for and the drug file gives population
+    frequencies for (simulated over those frequencies by :func:`compare_regimens`)."""
+    known = patient.as_arrays()
+    return [c for c in drug.required_covariates if c not in known and c in drug.population_genotypes]
+
+
+def _typical_population(drug: DrugModel, patient: PatientCovariates, n: int, rng: np.random.Generator,
+                        levels: list[Level]) -> tuple[dict[str, Array], list[GenotypeAdjustment],
+                                                      list[PopulationGenotypeUse]]:
+    """Typical parameters of ``n`` virtual subjects: the patient's own (repeated), or, for a genotype the
+    patient has none for, each subject's diplotype drawn from the population frequencies."""
+    unknown = unknown_genotypes(drug, patient)
+    if not unknown:
+        typical1, adjustments = typical_with_genotype(drug, patient)
+        return {k: np.repeat(v, n) for k, v in typical1.items()}, adjustments, []
+    if levels:
+        raise CovariateError(unknown[0], "unknown, and measured levels are fitted for one genotype: give the "
+                                         "genotype to personalise from levels (without levels the what-if "
+                                         "simulates over population genotype frequencies)")
+    covariates = patient.as_arrays()
+    used = []
+    for name in unknown:
+        table = drug.population_genotypes[name]
+        covariates[name] = table.sample(n, rng)
+        keys, freqs = table.diplotypes()
+        used.append(PopulationGenotypeUse(covariate=name, population=table.population, source=table.source,
+                                          citation=table.citation,
+                                          frequencies={k: round(float(f), 6) for k, f in zip(keys, freqs, strict=True)}))
+    typical, adjustments = typical_with_genotype(drug, patient, covariates, n)
+    return typical, adjustments, used
+
+
+def _sample_parameters(drug: DrugModel, typical: Mapping[str, Array], n: int, rng: np.random.Generator,
                        history: list[DoseEvent], levels: list[Level]) -> tuple[dict[str, Array], bool, object]:
     if levels:
         if not history:
             raise PharmacoInputError("history", "measured levels need the doses that produced them")
-        post = _posterior(drug, typical1, history, levels)
+        post = _posterior(drug, {k: v[:1] for k, v in typical.items()}, history, levels)
         eta = rng.multivariate_normal(post.eta[0], post.covariance[0], size=n)
-        typical = {k: np.repeat(v, n) for k, v in typical1.items()}
         return drug.bsv.apply(typical, eta), True, post
-    typical = {k: np.repeat(v, n) for k, v in typical1.items()}
     return drug.bsv.apply(typical, drug.bsv.sample_eta(n, rng)), False, None
 
 
@@ -183,14 +230,16 @@ def _targets_text(drug: DrugModel) -> tuple[str, str]:
 # ---- what-if -----------------------------------------------------------------------------------------
 
 
-def compare_regimens(request: CompareRequest) -> DrugComparison:
+def compare_regimens(request: CompareRequest, model: DrugModel | None = None) -> DrugComparison:
     """Simulate each regimen on the patient's twin (a virtual population of plausible parameter sets:
     the population prior, or the posterior given measured levels) and summarise trajectories with 90%
-    prediction intervals, the probability of target attainment and of crossing the adverse threshold."""
-    drug = load_drug(request.drug)
+    prediction intervals, the probability of target attainment and of crossing the adverse threshold.
+    ``model``: a parsed drug model instead of the library's ``request.drug`` (e.g. a variant for a test)."""
+    drug = model or load_drug(request.drug)
     rng = np.random.default_rng(request.seed)
-    typical1, adjustments = typical_with_genotype(drug, request.patient)
-    params, personalised, _ = _sample_parameters(drug, typical1, request.n_samples, rng, request.history,
+    typical, adjustments, mixture = _typical_population(drug, request.patient, request.n_samples, rng,
+                                                        request.levels)
+    params, personalised, _ = _sample_parameters(drug, typical, request.n_samples, rng, request.history,
                                                  request.levels)
     t = drug.targets
     step = 0.25 if request.horizon_h <= 24 * 14 else 1.0
@@ -246,7 +295,8 @@ def compare_regimens(request: CompareRequest) -> DrugComparison:
     target, adverse = _targets_text(drug)
     return DrugComparison(drug=drug.name, model=drug.model_name, source=drug.source,
                           concentration_name=drug.concentration_name, target=target, adverse=adverse,
-                          personalised_from_levels=personalised, outcomes=outcomes, genotype=adjustments)
+                          personalised_from_levels=personalised, outcomes=outcomes, genotype=adjustments,
+                          population_genotypes=mixture)
 
 
 # ---- dose individualisation --------------------------------------------------------------------------

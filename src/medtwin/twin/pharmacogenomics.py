@@ -42,6 +42,7 @@ from medtwin.pharmaco.twin import (
     Level,
     compare_regimens,
     individualise,
+    unknown_genotypes,
 )
 from medtwin.record.genomics import IG_CITATION, report_observations, transaction_bundle
 from medtwin.record.sources import RawUnit
@@ -49,6 +50,13 @@ from medtwin.store.database import Store
 from medtwin.store.records import RecordRepository
 from medtwin.store.twins import TwinRepository, TwinVersion
 from medtwin.twin.build import import_unit
+from medtwin.twin.drug_genotype import (
+    GENOTYPE_FIELDS,
+    ClinicalDose,
+    clinical_dose,
+    genotype_note,
+    missing_genotype,
+)
 from medtwin.twin.summary import Measurement, PatientSummary
 
 __all__ = [
@@ -175,6 +183,10 @@ class SimulationBasis(BaseModel):
 
 class TwinDrugComparison(DrugComparison):
     basis: SimulationBasis
+    genotype_note: str | None = Field(default=None, description="One sentence: the genotype used and where it came "
+                                      "from, or that none was usable and the genotype-unknown model ran.")
+    clinical_dose: ClinicalDose | None = Field(default=None, description="Without a genotype (warfarin): the IWPC "
+                                               "2009 clinical algorithm's dose, a genotype-free alternative.")
 
 
 class TwinDoseSuggestion(DoseSuggestion):
@@ -376,9 +388,11 @@ def resolve_covariates(given: CovariateInput, summary: PatientSummary | None, re
                 values[name] = _converted(name, item, factors)
                 when = item.time.isoformat() if item.time else "undated"
                 sources[name] = f"{record}: LOINC {item.code} {item.value} {item.unit} at {when}"
-    for name, gene in (("cyp2c9", "CYP2C9"), ("vkorc1", "VKORC1")):
+    for name, gene in GENOTYPE_FIELDS.items():
         if name not in values and pgx is not None and (called := _called(pgx.report, gene)) is not None:
             values[name], sources[name] = called, f"pgx v{pgx.version}: {gene}"
+        elif name not in values:
+            sources[name] = missing_genotype(pgx.report if pgx else None, pgx.version if pgx else None, gene)
     values["pharmacogenes"] = _pharmacogenes(given, pgx, sources)
     for name in ("age_years", "sex", "weight_kg"):
         if name not in values:
@@ -421,7 +435,8 @@ def _model_provenance(drug: DrugModel) -> dict[str, Any]:
 
 def _store_simulation(store: Store, patient_id: str, operation: str, request: BaseModel, drug: DrugModel,
                       covariates: PatientCovariates, sources: dict[str, str], record_version: int | None,
-                      pgx: StoredPgx | None, result: BaseModel, *, actor: str, now: datetime) -> SimulationBasis:
+                      pgx: StoredPgx | None, result: BaseModel, *, actor: str, now: datetime,
+                      answer: dict[str, Any] | None = None) -> SimulationBasis:
     provenance: dict[str, Any] = {
         "operation": operation, "request": request.model_dump(mode="json"), "drug_model": _model_provenance(drug),
         "base": {"record_version": record_version, "pgx_version": pgx.version if pgx else None},
@@ -430,7 +445,8 @@ def _store_simulation(store: Store, patient_id: str, operation: str, request: Ba
     }
     with store.begin() as connection:
         version = TwinRepository(connection, store.codec).add_version(
-            patient_id, SIMULATION_KIND, {"operation": operation, "result": result.model_dump(mode="json")},
+            patient_id, SIMULATION_KIND,
+            {"operation": operation, "result": result.model_dump(mode="json"), **(answer or {})},
             provenance, actor=actor, now=now)
     return SimulationBasis(patient_id=patient_id, covariates=covariates, covariate_sources=sources,
                            record_version=record_version, pgx_version=pgx.version if pgx else None,
@@ -450,9 +466,12 @@ def run_comparison(store: Store, patient_id: str, request: TwinCompareRequest, *
             n_samples=request.n_samples, seed=request.seed, history=request.history, levels=request.levels))
     except CovariateError as exc:
         raise _as_request_error(exc) from exc
+    note = genotype_note(drug, covariates, sources, result.population_genotypes)
+    alternative = clinical_dose(drug, covariates, summary, result.population_genotypes)
+    answer = {"genotype_note": note, "clinical_dose": alternative.model_dump(mode="json") if alternative else None}
     basis = _store_simulation(store, patient_id, "compare", request, drug, covariates, sources, record_version, pgx,
-                              result, actor=actor, now=clock())
-    return TwinDrugComparison(**dict(result), basis=basis)
+                              result, actor=actor, now=clock(), answer=answer)
+    return TwinDrugComparison(**dict(result), basis=basis, genotype_note=note, clinical_dose=alternative)
 
 
 def run_individualisation(store: Store, patient_id: str, request: TwinIndividualiseRequest, *, actor: str,
@@ -461,6 +480,10 @@ def run_individualisation(store: Store, patient_id: str, request: TwinIndividual
     drug = load_drug(request.drug)
     summary, record_version, pgx = _basis_inputs(store, patient_id)
     covariates, sources = resolve_covariates(request.patient, summary, record_version, pgx)
+    for gene in unknown_genotypes(drug, covariates):
+        name = next(f for f, g in GENOTYPE_FIELDS.items() if g == gene)
+        raise CovariateError(f"patient.{name}", f"{sources[name]}; a dose from measured levels is fitted for one "
+                                                "genotype: give it in the request or upload a PGx report")
     try:
         result = individualise(IndividualiseRequest(
             drug=drug.name, patient=covariates, history=request.history, levels=request.levels,
