@@ -54,6 +54,7 @@ from medtwin.twin.cgm_report import (
 from medtwin.twin.pharmacogenomics import PgxSummary, pgx_summary
 from medtwin.twin.summary import AllergyItem, Measurement, MedicationItem, PatientSummary, Problem
 from medtwin.vocab import DIASTOLIC_BP, GLUCOSE, HEART_RATE, SPO2, SYSTOLIC_BP, GlucoseForecast
+from medtwin.vocab import metrics as vocab_metrics
 from medtwin.vocab.glucose import HYPER_L1, HYPER_L2, HYPO_L1, HYPO_L2
 
 DEFAULT_TREND_DAYS = 7
@@ -213,25 +214,28 @@ def _record_trend(records: RecordRepository, patient_id: str, codes: Sequence[st
                        end=points[-1][0], t=t, mean=v, low=v, high=v)
 
 
-_VITALS: tuple[tuple[str, str, str, tuple[tuple[str, str, tuple[str, ...]], ...], tuple[float, float] | None],
-               ...] = (
-    ("heart_rate", "Heart rate", "/min", ((HEART_RATE, "heart rate", ("8867-4",)),), None),
-    ("blood_pressure", "Blood pressure", "mmHg", ((SYSTOLIC_BP, "systolic", ("8480-6",)),
-                                                   (DIASTOLIC_BP, "diastolic", ("8462-4",))), None),
-    ("spo2", "SpO\u2082", "%", ((SPO2, "SpO\u2082", ("59408-5", "2708-6")),), (94.0, 100.0)),
+#: trend charts of vital signs: key, title, (metric, series label), reference band; units and LOINC codes are
+#: the vocabulary's
+_VITALS: tuple[tuple[str, str, tuple[tuple[str, str], ...], tuple[float, float] | None], ...] = (
+    ("heart_rate", "Heart rate", ((HEART_RATE, "heart rate"),), None),
+    ("blood_pressure", "Blood pressure", ((SYSTOLIC_BP, "systolic"), (DIASTOLIC_BP, "diastolic")), None),
+    ("spo2", "SpO\u2082", ((SPO2, "SpO\u2082"),), (94.0, 100.0)),
 )
 
 
 def _trends(conn: Connection, records: RecordRepository, patient_id: str, days: int) -> list[TrendChart]:
-    charts = [TrendChart(key="glucose", title="CGM glucose", unit="mg/dL", band=(HYPO_L1, HYPER_L1))]
+    table = vocab_metrics()
+    charts = [TrendChart(key="glucose", title="CGM glucose", unit=table[GLUCOSE].display_unit,
+                         band=(HYPO_L1, HYPER_L1))]
     glucose = _device_trend(conn, patient_id, GLUCOSE, "glucose", days)
     if glucose is not None:
         charts[0].series.append(glucose)
-    for key, title, unit, metrics, band in _VITALS:
-        chart = TrendChart(key=key, title=title, unit=unit, band=band)
-        found = [s for s in (_device_trend(conn, patient_id, m, lab, days) for m, lab, _ in metrics) if s]
+    for key, title, metrics, band in _VITALS:
+        chart = TrendChart(key=key, title=title, unit=table[metrics[0][0]].display_unit, band=band)
+        found = [s for s in (_device_trend(conn, patient_id, m, lab, days) for m, lab in metrics) if s]
         if not found:
-            found = [s for s in (_record_trend(records, patient_id, codes, m, lab) for m, lab, codes in metrics) if s]
+            found = [s for s in (_record_trend(records, patient_id, table[m].loinc, m, lab) for m, lab in metrics)
+                     if s]
         chart.series = found
         charts.append(chart)
     return charts
