@@ -59,3 +59,24 @@ def test_the_cgm_report_counts_the_example_as_one_episode(client: TestClient) ->
     metrics = report.json()["metrics"]
     assert metrics["hypo_episodes_below_70"] == 1 and metrics["hypo_episodes_below_54"] == 0
     assert metrics["hyper_episodes_above_180"] == 0
+
+
+def test_a_rule_registered_at_run_time_changes_the_document_and_its_etag(client: TestClient) -> None:
+    from medtwin.alerts import registry
+    from medtwin.alerts.rule import AlertKind, RuleInfo
+    from medtwin.alerts.rules.news2 import News2Rule
+
+    class Renamed(News2Rule):
+        info = RuleInfo(name="test-news2-copy", label="NEWS2 (copy)", description="A test-only copy.",
+                        alerts=(AlertKind("test-news2-copy", "NEWS2 copy", "Test only.", ("high",)),),
+                        metrics=("spo2",))
+
+    before = client.get("/api/v1/vocabulary")
+    registry.register("test-news2-copy", Renamed)
+    try:
+        after = client.get("/api/v1/vocabulary", headers={"If-None-Match": before.headers["etag"]})
+        assert after.status_code == 200 and after.headers["etag"] != before.headers["etag"]
+        assert "test-news2-copy" in {r["name"] for r in after.json()["alert_rules"]}
+    finally:
+        registry.unregister("test-news2-copy")
+    assert client.get("/api/v1/vocabulary").headers["etag"] == before.headers["etag"]

@@ -18,7 +18,8 @@ from typing import Any, Final
 
 from medtwin.alerts.rule import AlertKind, AlertRule
 
-__all__ = ["BUILTIN", "GROUP", "alert_kinds", "create_rules", "register", "rule_names", "unregister"]
+__all__ = ["BUILTIN", "GROUP", "alert_kinds", "create_rules", "generation", "register", "rule_names",
+           "unregister"]
 
 log = logging.getLogger("medtwin.alerts")
 GROUP: Final = "medtwin.alert_rules"
@@ -33,6 +34,7 @@ BUILTIN: Final = {
 Factory = Callable[[], Any]
 _lock = threading.Lock()
 _registered: dict[str, Factory] = {}
+_generation = 0  # changes with every register/unregister (entry points change only with a new process)
 
 
 def _load(target: str) -> Factory:
@@ -58,13 +60,22 @@ def _factories() -> dict[str, Factory]:
 def register(name: str, factory: Factory) -> None:
     """Add (or replace) a rule: ``factory()`` returns an :class:`~medtwin.alerts.rule.AlertRule` whose
     ``info.name`` is ``name``."""
+    global _generation
     with _lock:
         _registered[name] = factory
+        _generation += 1
 
 
 def unregister(name: str) -> None:
+    global _generation
     with _lock:
         _registered.pop(name, None)
+        _generation += 1
+
+
+def generation() -> int:
+    """A number that changes whenever the set of rules may have (for caches of what is derived from it)."""
+    return _generation
 
 
 def create_rules() -> list[AlertRule]:

@@ -18,7 +18,7 @@ from typing import Annotated, Any
 import orjson
 from fastapi import APIRouter, Depends, Request, Response
 
-from medtwin.alerts.registry import create_rules
+from medtwin.alerts.registry import create_rules, generation
 from medtwin.api.deps import Principal, guard
 from medtwin.vocab import vocabulary
 
@@ -31,13 +31,25 @@ def document() -> dict[str, Any]:
     return {**vocabulary(), "alert_rules": [rule.info.as_json() for rule in create_rules()]}
 
 
+_cached: tuple[int, bytes, str] | None = None
+
+
+def _body() -> tuple[bytes, str]:
+    """The serialised document and its ETag, rebuilt only when the registered rules change."""
+    global _cached
+    current = generation()
+    if _cached is None or _cached[0] != current:
+        body = orjson.dumps(document(), option=orjson.OPT_SORT_KEYS)
+        _cached = (current, body, f'"{hashlib.sha256(body).hexdigest()[:32]}"')
+    return _cached[1], _cached[2]
+
+
 @router.get("/vocabulary", summary="Metrics, units, glucose thresholds, the episode definition, forecast fields, "
             "the NEWS2 chart and the alert rules (read only)",
             responses={200: {"content": {"application/json": {}}}, 304: {"description": "Not modified"}})
 def get_vocabulary(request: Request,
                    principal: Annotated[Principal, Depends(guard("identity", "vocabulary"))]) -> Response:
-    body = orjson.dumps(document(), option=orjson.OPT_SORT_KEYS)
-    etag = f'"{hashlib.sha256(body).hexdigest()[:32]}"'
+    body, etag = _body()
     headers = {"ETag": etag, "Cache-Control": CACHE_CONTROL}
     match = request.headers.get("if-none-match", "")
     if etag in {tag.strip() for tag in match.split(",")} or match.strip() == "*":
