@@ -196,6 +196,9 @@ def _api_session(client: Any, tokens: dict[str, str], patients: list[dict[str, s
                 statuses[f"{role} {kind} {k} POST samples"] = r.status_code
                 client.get("/api/v1/audit/events", headers=h, params={"patient_id": value})
     client.post("/api/v1/auth/token", data={"grant_type": "password", "username": "admin", "password": "wrong!"})
+    for k in (1, 3):  # an identifier typed as a user name (no such account): not kept in the audit log
+        client.post("/api/v1/auth/token", data={"grant_type": "password", "username": patients[k]["MR"],
+                                                 "password": "whatever it is"})
     for role, k, kind in (("device", 0, "MR"), ("admin", 2, "SS"), ("clinician", 2, "DL")):  # sample sockets
         with client.websocket_connect(f"/api/v1/patients/{patients[k][kind]}/stream",
                                       headers={"Authorization": f"Bearer {tokens[role]}"}) as ws:

@@ -12,7 +12,7 @@ from pydantic import BaseModel
 from medtwin.api.deps import Principal, StoreDep, audit_context, guard, security_context
 from medtwin.api.problems import ProblemError
 from medtwin.security import login_throttle
-from medtwin.security.accounts import User, authenticate
+from medtwin.security.accounts import User, authenticate, find_user
 from medtwin.security.scopes import ScopeError, clamp_to_role, format_scopes, parse_scopes
 from medtwin.security.tokens import TokenError, TokenPair
 from medtwin.store.database import Store
@@ -77,7 +77,7 @@ def token(
     ctx.action = "login"
     if not username or password is None:
         raise _grant_error("invalid_request", "username and password: required for grant_type=password")
-    ctx.actor = username
+    ctx.actor = _login_actor(store, sec.keyring.index_key, username)
     try:
         requested = parse_scopes(scope) if scope else None
     except ScopeError as exc:
@@ -95,6 +95,14 @@ def token(
     with store.begin() as connection:
         pair = sec.tokens.issue(connection, user, granted)
     return _response(pair)
+
+
+def _login_actor(store: Store, index_key: bytes, username: str) -> str:
+    """Who the audit record of a login names: the account, or for a name that is no account a blind index
+    of it (what was typed may be anything, a patient's identifier included, and the audit log holds none)."""
+    with store.connect() as connection:
+        known = find_user(connection, username) is not None
+    return username if known else "unknown-user:" + login_throttle.account_key(index_key, username)[:24]
 
 
 def _checked_login(store: Store, index_key: bytes, now: datetime, username: str, password: str) -> User:
