@@ -149,7 +149,9 @@ export async function download(path, filename) {
 
 export function errorText(error) {
   if (!(error instanceof ApiError)) return error && error.message ? error.message : String(error);
-  const fields = error.errors.map((e) => `${(e.loc || []).filter((p) => p !== "body").join(".")}: ${e.msg}`);
+  // a field the detail already names ("patient.cyp2c9: ...") is not repeated
+  const fields = error.errors.map((e) => `${(e.loc || []).filter((p) => p !== "body").join(".")}: ${e.msg}`)
+    .filter((text) => !error.message.includes(text));
   return fields.length ? `${error.message} (${fields.join("; ")})` : error.message;
 }
 

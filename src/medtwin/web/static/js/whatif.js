@@ -33,6 +33,7 @@ const val = (input) => (input.value === "" ? null : Number(input.value));
 
 function errorBox(box, error) {
   clear(box, el("p", { class: "error", role: "alert" }, errorText(error)));
+  box.scrollIntoView({ block: "nearest" });  // in the result box, where the answer would be, not only a toast
 }
 
 // ---------------------------------------------------------------------------------------------- insulin
@@ -291,17 +292,24 @@ async function drugSection(ctx) {
     }
   });
 
-  // suggested dose from measured levels
-  const history = rowsEditor("Doses given", [["time_h", "Time (h)", "number"], ["amount", "Amount", "text"], ["route", "Route", "select", ROUTES]],
-    [{ time_h: 0, amount: info().default_dose, route: info().default_route }]);
-  const levels = rowsEditor("Measured levels", [["time_h", "Time (h)", "number"], ["value", "Value", "number"], ["unit", "Unit", "text"]],
-    [{ time_h: 12, value: "", unit: info().response === "INR" ? "1" : "mg/L" }]);
+  // suggested dose from measured levels; the first rows follow the chosen drug (its dose, route and level unit)
+  let history, levels;
+  const rowsHost = el("div", { class: "row wrap" });
+  const resetRows = () => {
+    history = rowsEditor("Doses given", [["time_h", "Time (h)", "number"], ["amount", "Amount", "text"], ["route", "Route", "select", ROUTES]],
+      [{ time_h: 0, amount: info().default_dose, route: info().default_route }]);
+    levels = rowsEditor("Measured levels", [["time_h", "Time (h)", "number"], ["value", "Value", "number"], ["unit", "Unit", "text"]],
+      [{ time_h: 12, value: "", unit: info().response === "INR" ? "1" : "mg/L" }]);
+    clear(rowsHost, history.node, levels.node);
+  };
+  resetRows();
+  select.addEventListener("change", resetRows);
   const maxAdverse = numberInput(0.1, { min: "0.01", max: "0.5", step: "0.01", id: "wi-max-adverse" });
   const suggestion = el("div", { class: "wi-result", id: "dose-result", "aria-live": "polite" });
   const suggest = el("button", { type: "submit", id: "run-individualise" }, "Suggest a dose");
   const indForm = el("form", { class: "wi-form", id: "dose-form" },
     el("p", { class: "muted" }, "With measured levels the twin is personalised (MAP) and the API suggests the dose with the best chance of reaching the target within the acceptable risk."),
-    el("div", { class: "row wrap" }, history.node, levels.node), field("Acceptable probability of the adverse range", maxAdverse),
+    rowsHost, field("Acceptable probability of the adverse range", maxAdverse),
     el("div", { class: "actions" }, suggest));
   indForm.addEventListener("submit", async (event) => {
     event.preventDefault();
@@ -347,8 +355,14 @@ function renderDrugResult(box, r) {
   const genotype = (r.genotype || []).length ? el("ul", { class: "genotype-effects", id: "drug-genotype" },
     r.genotype.map((g) => el("li", { class: g.applied ? "applied" : "not-applied" },
       `${g.gene} → ${g.parameter} ×${num(g.factor, 2)}${g.applied ? "" : " (not applied)"}: ${g.reason}`))) : null;
+  // the genotype the answer ran on, in one sentence: the stored one (and its pgx version), or the
+  // genotype-unknown model over population frequencies, with the IWPC clinical dose as a genotype-free number
+  const unknown = (r.population_genotypes || []).length > 0;
+  const note = r.genotype_note ? el("p", { class: unknown ? "warn-text" : "muted", id: "drug-genotype-note" }, r.genotype_note) : null;
+  const clinical = r.clinical_dose ? el("p", { id: "drug-clinical-dose" },
+    `Genotype-free alternative: ${num(r.clinical_dose.daily_dose_mg, 1)} mg/day (${num(r.clinical_dose.weekly_dose_mg, 1)} mg/week) by the ${r.clinical_dose.algorithm}; ${r.clinical_dose.basis}.`) : null;
   clear(box, el("p", { class: "ok-text", id: "drug-saved" }, `Compared ${outcomes.length} regimens of ${r.drug}${r.basis ? ` · saved as twin version ${r.basis.twin_version}` : ""}`),
-    genotype,
+    note, clinical, genotype,
     el("div", { class: "wi-grid" },
       el("figure", { class: "chart-card" }, el("figcaption", el("h4", `${r.concentration_name}: median and 5–95 % band`)), concHost),
       el("div", { class: "compare-wrap" }, table)),
