@@ -5,32 +5,20 @@ population frequencies), said in one sentence, with the IWPC clinical dose besid
 
 from __future__ import annotations
 
-import json
 from typing import Any
 
 import numpy as np
 import pytest
 from fastapi.testclient import TestClient
+from tests.api import test_drugs_api
 
 from medtwin.pharmaco.iwpc import IwpcClinicalInput, Race, iwpc_clinical_weekly_dose
 from medtwin.pharmaco.library import load_drug
 from medtwin.pharmaco.pgx import build_vcf
 from medtwin.pharmaco.pgx.testdata import gene_definitions
-from medtwin.synthetic import archetype_keys, generate_bundles
 
 N = 600
-
-
-@pytest.fixture
-def af_patient(client: TestClient) -> str:
-    """The demo's atrial-fibrillation-on-warfarin archetype, imported like the demo does (no PGx report)."""
-    index = archetype_keys().index("atrial_fibrillation")
-    bundle = generate_bundles(n_patients=index + 1)[index]
-    response = client.post("/api/v1/record", content=json.dumps(bundle).encode(),
-                           headers={"content-type": "application/fhir+json"})
-    assert response.status_code == 201, response.text
-    (patient_id,) = response.json()["units"][0]["patients"]
-    return str(patient_id)
+af_patient = test_drugs_api.af_patient  # the fixture: the demo's AF-on-warfarin patient, record only
 
 
 def upload(client: TestClient, patient: str, vcf: str) -> int:

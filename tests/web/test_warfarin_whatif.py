@@ -7,15 +7,13 @@ naming its pgx version, and an error (individualising without a genotype) appear
 from __future__ import annotations
 
 import json
-from collections.abc import Callable
 from typing import Any
 
 import httpx
 import pytest
-from selenium.common.exceptions import StaleElementReferenceException, TimeoutException
 from selenium.webdriver.common.by import By
 from selenium.webdriver.remote.webdriver import WebDriver
-from selenium.webdriver.support.ui import WebDriverWait
+from tests.web.test_pgx_chips import wait
 
 from medtwin.security import accounts
 from medtwin.synthetic import archetype_keys, generate_bundles
@@ -23,15 +21,6 @@ from medtwin.synthetic import archetype_keys, generate_bundles
 World = Any  # tests/web/conftest.py: World (base_url, store, users, patients, heavy)
 pytestmark = pytest.mark.slow
 AF = archetype_keys().index("atrial_fibrillation")
-
-
-def wait(driver: WebDriver, condition: Callable[[WebDriver], Any], timeout: float = 30, message: str = "") -> Any:
-    try:
-        return WebDriverWait(driver, timeout, poll_frequency=0.1,
-                             ignored_exceptions=(StaleElementReferenceException,)).until(condition)
-    except TimeoutException:
-        logs = "\n".join(e["message"][:300] for e in driver.get_log("browser"))  # type: ignore[attr-defined]
-        raise AssertionError(f"timed out: {message}\nbrowser log:\n{logs}") from None
 
 
 def api(world: World) -> httpx.Client:
