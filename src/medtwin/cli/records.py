@@ -3,8 +3,9 @@
 from __future__ import annotations
 
 import json
+from collections.abc import Callable
 from pathlib import Path
-from typing import TYPE_CHECKING, Annotated
+from typing import TYPE_CHECKING, Annotated, TypeVar
 
 import typer
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
@@ -18,6 +19,8 @@ if TYPE_CHECKING:  # the record store and the twin builder are imported by the c
     from medtwin.store.database import Store
     from medtwin.twin.build import ImportReport
     from medtwin.twin.summary import Measurement, PatientSummary
+
+T = TypeVar("T")
 
 
 def _units(files: list[Path]) -> list[RawUnit | RecordError]:
@@ -163,6 +166,18 @@ def _resolve(store: Store, patient: str) -> str | None:
         return RecordRepository(connection, store.codec).resolve_patient(patient)
 
 
+def _patient_read(patient: str, action: str, read: Callable[[Store, str], T | None], missing: str) -> T:
+    """Resolve ``patient`` (id or identifier), ``read`` what the command needs, audit the read as ``action``
+    (failure when there is no such patient) and stop with ``missing`` when there is nothing."""
+    store = open_store(load_settings())
+    resolved = _resolve(store, patient)
+    found = read(store, resolved) if resolved else None
+    audit_cli(store, action, "Patient", outcome="success" if found else "failure", patient_id=resolved)
+    if found is None:
+        fail(missing)
+    return found
+
+
 def show_command(
     patient: Annotated[str, typer.Argument(help="Patient id or identifier (e.g. MRN)")],
     as_json: Annotated[bool, typer.Option("--json", help="Print the summary as JSON")] = False,
@@ -170,13 +185,8 @@ def show_command(
     """Show a patient's twin summary."""
     from medtwin.twin.build import patient_summary
 
-    store = open_store(load_settings())
-    resolved = _resolve(store, patient)
-    found = patient_summary(store, resolved) if resolved else None
-    audit_cli(store, "read", "Patient", outcome="success" if found else "failure", patient_id=resolved)
-    if found is None:
-        fail(f"no patient {patient!r} in the store (see `medtwin patients`)")
-    summary, version, provenance = found
+    summary, version, provenance = _patient_read(
+        patient, "read", patient_summary, f"no patient {patient!r} in the store (see `medtwin patients`)")
     if as_json:
         console.print_json(json.dumps({"version": version, "provenance": provenance,
                                        "summary": summary.model_dump(mode="json")}))
@@ -191,12 +201,7 @@ def export_command(
     """Export a patient's complete record as one FHIR R4 Bundle."""
     from medtwin.twin.build import export_patient
 
-    store = open_store(load_settings())
-    resolved = _resolve(store, patient)
-    bundle = export_patient(store, resolved) if resolved else None
-    audit_cli(store, "export", "Patient", outcome="success" if bundle else "failure", patient_id=resolved)
-    if bundle is None:
-        fail(f"no patient {patient!r} in the store")
+    bundle = _patient_read(patient, "export", export_patient, f"no patient {patient!r} in the store")
     output.parent.mkdir(parents=True, exist_ok=True)
     output.write_text(json.dumps(bundle, indent=1, ensure_ascii=False))
     console.print(f"wrote {bundle['total']} resources to {output}")
