@@ -3,8 +3,9 @@
 from __future__ import annotations
 
 import json
+from collections.abc import Callable
 from pathlib import Path
-from typing import Annotated
+from typing import Annotated, TypeVar
 
 import typer
 from pydantic import ValidationError
@@ -20,6 +21,7 @@ from medtwin.pharmaco.pgx import GeneResult, call_pgx
 app = typer.Typer(help="Test drugs and doses on a patient's twin: PK/PD, pharmacogenomics, dose suggestions.",
                   no_args_is_help=True)
 console = Console()
+T = TypeVar("T")
 
 
 def _fail(message: str) -> None:
@@ -31,6 +33,19 @@ def _errors(exc: Exception) -> str:
     if isinstance(exc, ValidationError):
         return "; ".join(f"{'.'.join(str(x) for x in e['loc'])}: {e['msg']}" for e in exc.errors())
     return str(exc)
+
+
+def _entry(option: str, i: int, text: str, usage: str, min_parts: int, max_parts: int | None,
+           read: Callable[[list[str]], T]) -> T:
+    """The ``i``-th value of a repeatable comma-separated ``option``, split and given to ``read``. Too few or
+    too many parts, or a ``ValueError`` from ``read``, stop with an error naming ``option[i]`` and the text."""
+    parts = [p.strip() for p in text.split(",")]
+    if len(parts) < min_parts or (max_parts is not None and len(parts) > max_parts):
+        raise PharmacoInputError(f"{option}[{i}]", f"{text!r} must be '{usage}'")
+    try:
+        return read(parts)
+    except ValueError as exc:
+        raise PharmacoInputError(f"{option}[{i}]", f"cannot read numbers in {text!r}") from exc
 
 
 Age = Annotated[float, typer.Option(help="Age [years].")]
@@ -131,19 +146,19 @@ def compare_command(
     from medtwin.pharmaco.twin import CompareRequest, compare_regimens
     try:
         model = load_drug(drug)
+
+        def numbers(parts: list[str]) -> tuple[str, float, int, float]:
+            interval = float(parts[1])
+            n = int(parts[2]) if len(parts) > 2 else max(1, int(horizon // interval))
+            inf = float(parts[3]) if len(parts) > 3 else model.default_infusion_duration_h
+            return parts[0], interval, n, inf
+
         regimens = []
         for i, text in enumerate(regimen):
-            parts = [p.strip() for p in text.split(",")]
-            if len(parts) < 2:
-                raise PharmacoInputError(f"regimen[{i}]", f"{text!r} must be 'DOSE,INTERVAL_H[,N_DOSES[,INFUSION_H]]'")
-            try:
-                interval = float(parts[1])
-                n = int(parts[2]) if len(parts) > 2 else max(1, int(horizon // interval))
-                inf = float(parts[3]) if len(parts) > 3 else model.default_infusion_duration_h
-            except ValueError as exc:
-                raise PharmacoInputError(f"regimen[{i}]", f"cannot read numbers in {text!r}") from exc
+            dose, interval, n, inf = _entry("regimen", i, text, "DOSE,INTERVAL_H[,N_DOSES[,INFUSION_H]]", 2, None,
+                                            numbers)
             route = model.default_route
-            regimens.append(Regimen(dose=parts[0], route=route, interval_h=interval, n_doses=n,
+            regimens.append(Regimen(dose=dose, route=route, interval_h=interval, n_doses=n,
                                     infusion_duration_h=inf if route is Route.IV_INFUSION else 0.0))
         result = compare_regimens(CompareRequest(
             drug=drug, patient=_patient(age, weight, sex, creatinine, cyp2c9, vkorc1, False), regimens=regimens,
@@ -264,15 +279,9 @@ def individualise_command(
             events = [DoseEvent(**e) for e in json.loads(history.read_text(encoding="utf-8"))]
         except json.JSONDecodeError as exc:
             raise PharmacoInputError("history", f"not valid JSON: {exc}") from exc
-        levels = []
-        for i, text in enumerate(level):
-            parts = [p.strip() for p in text.split(",")]
-            if len(parts) != 3:
-                raise PharmacoInputError(f"level[{i}]", f"{text!r} must be 'TIME_H,VALUE,UNIT'")
-            try:
-                levels.append(Level(time_h=float(parts[0]), value=float(parts[1]), unit=parts[2]))
-            except ValueError as exc:
-                raise PharmacoInputError(f"level[{i}]", f"cannot read numbers in {text!r}") from exc
+        levels = [_entry("level", i, text, "TIME_H,VALUE,UNIT", 3, 3,
+                         lambda parts: Level(time_h=float(parts[0]), value=float(parts[1]), unit=parts[2]))
+                  for i, text in enumerate(level)]
         suggestion = individualise(IndividualiseRequest(
             drug=drug, patient=_patient(age, weight, sex, creatinine, cyp2c9, vkorc1, False), history=events,
             levels=levels, max_adverse_probability=max_adverse, seed=seed))
