@@ -139,3 +139,17 @@ def test_individualising_without_a_genotype_names_the_field_once(client: TestCli
     assert problem["detail"] == ("patient.cyp2c9: No CYP2C9 genotype stored; a dose from measured levels is fitted "
                                  "for one genotype: give it in the request or upload a PGx report")
     assert problem["detail"].count("patient.cyp2c9") == 1
+
+
+def test_a_vkorc1_position_missing_from_the_vcf_is_not_read_as_reference(client: TestClient, af_patient: str) -> None:
+    (position,) = [p.position for p in gene_definitions()["VKORC1"].positions]
+    version = upload(client, af_patient, build_vcf({"CYP2C9": "*1/*3", "VKORC1": "A/A"}, sample="S1", omit={position}))
+    result = compare(client, af_patient)
+
+    assert [m["covariate"] for m in result["population_genotypes"]] == ["VKORC1"]
+    covariates = result["basis"]["covariates"]
+    assert covariates["vkorc1"] is None and covariates["cyp2c9"] == "*1/*3"  # not G/G: a missing site is not reference
+    assert result["genotype_note"].startswith(f"VKORC1 in pgx v{version} is not used: VKORC1 not callable because "
+                                              "defining positions missing or no-call (rs9923231")
+    # the stored CYP2C9 is used: the same numbers as giving it in the request with VKORC1 unknown
+    assert inr(result) == pytest.approx(inr(compare(client, af_patient, cyp2c9="*1/*3")))
