@@ -83,7 +83,10 @@ def test_a_registered_rule_runs_in_the_engine_and_is_listed(registered: None, sq
             statuses=("open", "acknowledged", "resolved"), limit=10)[1]
     assert [a.rule for a in found if a.rule == "news2"] == ["news2"]  # SpO2 85 % is a NEWS2 red score too
     (alert,) = [a for a in found if a.rule != "news2"]
-    assert (alert.rule, alert.status, alert.resolved_by) == ("test-low-spo2", "resolved", "system")
+    # a high alert is not resolved by the system when its condition clears (issue 15 item 3): it stays open,
+    # marked condition cleared at the data time of the reading that cleared it, until a person acknowledges it
+    assert (alert.rule, alert.status, alert.resolved_by) == ("test-low-spo2", "open", None)
+    assert alert.condition_cleared_at == T0 + timedelta(minutes=2)
     listed = {r["name"]: r for r in document()["alert_rules"]}
     assert listed["test-low-spo2"]["alerts"][0]["label"] == "Low SpO2"
 

@@ -20,9 +20,11 @@ pass. A pass groups it by patient and
    new forecasts, changed settings, the conditions held);
 2. turns the verdicts into alert changes in **one transaction**: a condition that *begins* opens an alert
    (or updates the unresolved one with the same key), one that *continues* updates it (``touch``: never a
-   new alert, so a clinician's "resolved" sticks until the condition clears), one that *clears* resolves it
-   as ``system``. Openings and system resolutions are audited (actor ``system``);
-3. publishes ``alert`` events (opened, escalated, resolved at once; plain updates at most every
+   new alert, so a clinician's "resolved" sticks until the condition clears), one that *clears* resolves a
+   low or medium alert as ``system`` but only marks an open high or critical one ``condition_cleared_at``
+   (``cleared``: it waits for a person, :meth:`AlertRepository.clear`). Openings, system resolutions and
+   clearings are audited (actor ``system``);
+3. publishes ``alert`` events (opened, escalated, recurred, cleared, resolved at once; plain updates at most every
    ``update_event_interval_s`` per alert, so a long episode is not a stream of events);
 4. saves changed state to ``twin_live_state``: each rule's state under kind ``alert-rule:<name>`` (when the
    rule says it is due, :meth:`AlertRule.save_due` if it has one) and the held conditions under
@@ -97,6 +99,7 @@ class EngineStats:
     opened: int = 0
     updated: int = 0
     resolved: int = 0
+    cleared: int = 0  # serious alerts left open for a person when their condition cleared
     events: int = 0
     errors: int = 0
     last_batch_seconds: float = 0.0
@@ -302,7 +305,7 @@ class AlertEngine:
                         continue
                     if held is not None:
                         self._write_touch(repo, held, changes, now)
-                        self._clear(repo, held, changes)
+                        self._clear(repo, held, changes, state.data_time)
                     self._pending.pop(key, None)
                     alert, how = repo.open(verdict.candidate, verdict.occurrences)
                     changes.append((how, alert))
@@ -311,7 +314,7 @@ class AlertEngine:
                     state.dirty = state.urgent = True
                 elif held is not None:
                     self._write_touch(repo, held, changes, now)
-                    self._clear(repo, held, changes)
+                    self._clear(repo, held, changes, state.data_time)
                     self._severity.pop(held, None)
                     self._touched_at.pop(held, None)
                     del state.active[verdict.rule]
@@ -322,13 +325,15 @@ class AlertEngine:
                     self._write_touch(repo, key, changes, now)
             if self.audit_transitions:
                 for how, alert in changes:
-                    if how == "opened" or (how == "resolved" and alert.resolved_by == SYSTEM_ACTOR):
+                    if how in ("opened", "cleared") or (how == "resolved" and alert.resolved_by == SYSTEM_ACTOR):
                         self._audit(connection, how, alert)
         for how, _alert in changes:
             if how == "opened":
                 self.stats.opened += 1
             elif how == "resolved":
                 self.stats.resolved += 1
+            elif how == "cleared":
+                self.stats.cleared += 1
             else:
                 self.stats.updated += 1
         return changes
@@ -357,10 +362,10 @@ class AlertEngine:
             changes.append((how, alert))
 
     @staticmethod
-    def _clear(repo: AlertRepository, key: str, changes: list[tuple[str, Alert]]) -> None:
-        cleared = repo.clear(key)
+    def _clear(repo: AlertRepository, key: str, changes: list[tuple[str, Alert]], at: datetime | None) -> None:
+        cleared = repo.clear(key, at)
         if cleared is not None:
-            changes.append(("resolved", cleared))
+            changes.append((cleared[1], cleared[0]))
 
     def _audit(self, connection: Connection, how: str, alert: Alert) -> None:
         audit.append(connection, audit.AuditEntry(
@@ -517,6 +522,7 @@ class AlertEngine:
 
 
 def publish_alert(hub: EventHub, action: str, alert: Alert) -> None:
-    """An ``alert`` event: ``{"action": opened|updated|escalated|acknowledged|resolved, "alert": {...}}``."""
+    """An ``alert`` event: ``{"action": opened|updated|escalated|recurred|cleared|acknowledged|resolved,
+    "alert": {...}}`` (``cleared``: a serious alert's condition cleared; it stays open for a person)."""
     hub.publish("alert", alert.patient_id, {"action": action, "alert": alert.to_json()})
 

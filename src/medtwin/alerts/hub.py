@@ -1,6 +1,6 @@
 """The event hub: publish from any thread, deliver to asyncio subscribers (SSE and WebSocket streams).
 
-Events (:class:`Event`): ``alert`` (an alert opened / updated / escalated / acknowledged / resolved: the
+Events (:class:`Event`): ``alert`` (an alert opened / updated / escalated / recurred / cleared / acknowledged / resolved: the
 alert as JSON plus ``action``), ``samples`` (a patient's newly stored samples, for live charts) and
 ``forecast`` (a :class:`~medtwin.vocab.GlucoseForecast`). Each has a hub-wide increasing ``id``, the
 patient it concerns and ``published_at`` (epoch seconds; latency is measured from it). The JSON is encoded

@@ -9,11 +9,19 @@
   it *continues*. ``touch`` never creates a row, so an alert a clinician resolved while its condition
   still held stays resolved until the condition clears and begins again (the engine tracks begin/clear).
 * **Transitions.** ``acknowledge``: open -> acknowledged; ``resolve``: open or acknowledged -> resolved
-  (by a user, or ``system`` when the condition clears, :meth:`clear`). Anything else raises
-  :class:`AlertTransitionError` (HTTP 409). Each transition is a compare-and-set ``UPDATE .. WHERE
-  status = ..``, so a user and the engine racing on one alert cannot both win.
+  by a user. Anything else raises :class:`AlertTransitionError` (HTTP 409). Each transition is a
+  compare-and-set ``UPDATE .. WHERE status = ..``, so a user and the engine racing on one alert cannot both
+  win.
+* **The condition clears** (:meth:`clear`). A low or medium alert is resolved by ``system``. A serious one
+  (:func:`needs_person`: high or critical, from :data:`SEVERITY_LEVELS`) is never closed by the system
+  alone: while open it stays open with ``condition_cleared_at`` set (on the worklist, "condition cleared")
+  until a person acknowledges it, and that acknowledgement closes it (``resolved_by`` is the person); one a
+  person had already acknowledged is resolved by ``system`` (``acknowledged_by`` keeps who saw it). The
+  condition beginning again while the alert is unresolved updates it (``"recurred"``) and unsets
+  ``condition_cleared_at``.
 
-Times: ``opened_at`` / ``last_seen_at`` are *data* times (when the condition began / last held);
+Times: ``opened_at`` / ``last_seen_at`` / ``condition_cleared_at`` are *data* times (when the condition
+began / last held / stopped holding);
 ``updated_at``, ``acknowledged_at``, ``resolved_at`` come from the clock.
 """
 
@@ -31,8 +39,12 @@ from sqlalchemy import ColumnElement, Connection, case, func, insert, select, up
 from medtwin.store.codec import Codec
 from medtwin.store.live_tables import alerts
 
-SEVERITIES: Final = ("low", "medium", "high", "critical")
+#: The alert severities, least severe first, and whether an alert of that severity needs a person to close
+#: it (the one definition: :func:`needs_person`; rules declare their severities among these names).
+SEVERITY_LEVELS: Final = (("low", False), ("medium", False), ("high", True), ("critical", True))
+SEVERITIES: Final = tuple(name for name, _ in SEVERITY_LEVELS)
 SEVERITY_RANK: Final = {s: i for i, s in enumerate(SEVERITIES, start=1)}
+NEEDS_PERSON: Final = frozenset(name for name, person in SEVERITY_LEVELS if person)
 STATUSES: Final = ("open", "acknowledged", "resolved")
 UNRESOLVED: Final = ("open", "acknowledged")
 SYSTEM_ACTOR: Final = "system"
@@ -44,6 +56,12 @@ class AlertTransitionError(Exception):
     def __init__(self, alert_id: str, status: str, action: str) -> None:
         super().__init__(f"alert {alert_id} is {status}; it cannot be {action}")
         self.alert_id, self.status, self.action = alert_id, status, action
+
+
+def needs_person(severity: str) -> bool:
+    """Whether an alert of this severity is closed only by a person: when its condition clears the system
+    marks it "condition cleared" and leaves it open (high and critical)."""
+    return severity in NEEDS_PERSON
 
 
 def _utc(value: datetime) -> datetime:
@@ -95,6 +113,11 @@ class Alert:
     resolved_by: str | None
     message: str
     details: dict[str, Any]
+    condition_cleared_at: datetime | None = None
+
+    @property
+    def needs_person(self) -> bool:
+        return needs_person(self.severity)
 
     def to_json(self) -> dict[str, Any]:
         return {"id": self.id, "patient_id": self.patient_id, "rule": self.rule, "severity": self.severity,
@@ -103,7 +126,8 @@ class Alert:
                 "occurrences": self.occurrences, "score": self.score,
                 "acknowledged_at": _iso(self.acknowledged_at), "acknowledged_by": self.acknowledged_by,
                 "resolved_at": _iso(self.resolved_at), "resolved_by": self.resolved_by,
-                "message": self.message, "details": self.details}
+                "message": self.message, "details": self.details,
+                "condition_cleared_at": _iso(self.condition_cleared_at), "needs_person": self.needs_person}
 
 
 def _maybe(value: datetime | None) -> datetime | None:
@@ -127,7 +151,7 @@ class AlertRepository:
                      occurrences=int(r["occurrences"]), score=r["score"],
                      acknowledged_at=_maybe(r["acknowledged_at"]), acknowledged_by=r["acknowledged_by"],
                      resolved_at=_maybe(r["resolved_at"]), resolved_by=r["resolved_by"], message=r["message"],
-                     details=details)
+                     details=details, condition_cleared_at=_maybe(r["condition_cleared_at"]))
 
     def get(self, alert_id: str) -> Alert | None:
         row = self.connection.execute(select(alerts).where(alerts.c.id == alert_id)).first()
@@ -193,8 +217,9 @@ class AlertRepository:
         return created, "opened"
 
     def touch(self, candidate: AlertCandidate, occurrences: int = 1) -> tuple[Alert, str] | None:
-        """The condition still holds: update the unresolved alert with this key (``"updated"``, or
-        ``"escalated"`` when the severity rose). None when there is none (resolved meanwhile: stays so)."""
+        """The condition still holds: update the unresolved alert with this key (``"updated"``,
+        ``"escalated"`` when the severity rose, ``"recurred"`` when its condition had cleared). None when there
+        is none (resolved meanwhile: stays so)."""
         current = self.unresolved(candidate.dedupe_key)
         if current is None:
             return None
@@ -203,6 +228,7 @@ class AlertRepository:
             "updated_at": _utc(self.clock()), "occurrences": alerts.c.occurrences + occurrences,
             "last_seen_at": max(current.last_seen_at, _utc(candidate.time)), "score": candidate.score,
             "message": candidate.message, "details": self.codec.seal(orjson.dumps(candidate.details)),
+            "condition_cleared_at": None,
         }
         if escalated:
             values.update(severity=candidate.severity, status="open")
@@ -212,21 +238,39 @@ class AlertRepository:
             return None
         updated = self.get(current.id)
         assert updated is not None
-        return updated, ("escalated" if escalated else "updated")
+        recurred = current.condition_cleared_at is not None
+        return updated, ("escalated" if escalated else "recurred" if recurred else "updated")
 
-    def clear(self, dedupe_key: str) -> Alert | None:
-        """The condition cleared: resolve the unresolved alert with this key by ``system``."""
+    def clear(self, dedupe_key: str, at: datetime | None = None) -> tuple[Alert, str] | None:
+        """The condition cleared (at data time ``at``, default the clock): ``(alert, "resolved")`` when the
+        system resolved the unresolved alert with this key (low/medium, or serious and already acknowledged by
+        a person), ``(alert, "cleared")`` when it is serious and open: it stays open, marked
+        ``condition_cleared_at``. None: nothing unresolved (or a person closed it meanwhile)."""
         current = self.unresolved(dedupe_key)
         if current is None:
             return None
+        if current.needs_person:
+            cleared = self.connection.execute(update(alerts).where(
+                alerts.c.id == current.id, alerts.c.status == "open", alerts.c.condition_cleared_at.is_(None)).values(
+                condition_cleared_at=_utc(at or self.clock()), updated_at=_utc(self.clock())))
+            if cleared.rowcount:
+                alert = self.get(current.id)
+                assert alert is not None
+                return alert, "cleared"
+            allowed: tuple[str, ...] = ("acknowledged",)  # a person saw it (escalation re-opens)
+        else:
+            allowed = UNRESOLVED
         try:
-            return self._transition(current.id, UNRESOLVED, "resolved", SYSTEM_ACTOR, "resolved")
+            return self._transition(current.id, allowed, "resolved", SYSTEM_ACTOR, "resolved"), "resolved"
         except AlertTransitionError:
             return None
 
     # ------------------------------------------------------------------------------------------ users
 
     def acknowledge(self, alert_id: str, actor: str) -> Alert:
+        """open -> acknowledged; an open alert whose condition has cleared is closed by this acknowledgement
+        (resolved by ``actor``), decided in the same compare-and-set, so a condition recurring meanwhile
+        leaves it acknowledged instead."""
         return self._transition(alert_id, ("open",), "acknowledged", actor, "acknowledged")
 
     def resolve(self, alert_id: str, actor: str) -> Alert:
@@ -236,7 +280,11 @@ class AlertRepository:
         now = _utc(self.clock())
         values: dict[str, Any] = {"status": to, "updated_at": now}
         if to == "acknowledged":
-            values.update(acknowledged_at=now, acknowledged_by=actor[:150])
+            gone = alerts.c.condition_cleared_at.is_not(None)
+            values.update(acknowledged_at=now, acknowledged_by=actor[:150],
+                          status=case((gone, "resolved"), else_="acknowledged"),
+                          resolved_at=case((gone, now), else_=alerts.c.resolved_at),
+                          resolved_by=case((gone, actor[:150]), else_=alerts.c.resolved_by))
         else:
             values.update(resolved_at=now, resolved_by=actor[:150])
         done = self.connection.execute(update(alerts).where(

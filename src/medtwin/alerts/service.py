@@ -49,15 +49,16 @@ def get_alert(store: Store, alert_id: str, can_see: Callable[[str], bool]) -> Al
 
 def transition(store: Store, alert_id: str, action: str, *, actor: str, can_see: Callable[[str], bool],
                clock: Clock, hub: EventHub | None) -> Alert:
-    """``action``: acknowledge | resolve, by ``actor``; publishes the ``alert`` event after the commit."""
+    """``action``: acknowledge | resolve, by ``actor``; publishes the ``alert`` event after the commit. An
+    acknowledged alert whose condition had cleared is closed by it (status ``resolved`` by ``actor``)."""
     with store.begin() as connection:
         repo = AlertRepository(connection, store.codec, clock)
         current = repo.get(alert_id)
         if current is None or not can_see(current.patient_id):
             raise AlertNotFound(alert_id)
         alert = repo.acknowledge(alert_id, actor) if action == "acknowledge" else repo.resolve(alert_id, actor)
-    if hub is not None:
-        publish_alert(hub, "acknowledged" if action == "acknowledge" else "resolved", alert)
+    if hub is not None:  # acknowledging an alert whose condition has cleared closes it: "resolved"
+        publish_alert(hub, "acknowledged" if alert.status == "acknowledged" else "resolved", alert)
     return alert
 
 

@@ -1,6 +1,6 @@
 """Tables of the live twin: quarantined samples, alerts and the online filter's state.
 
-Declared on the shared ``metadata``; created by the Alembic revision ``0003_live``. Accepted samples go to
+Declared on the shared ``metadata``; created by the Alembic revision ``0003_live`` (``alerts.condition_cleared_at``: ``0005``). Accepted samples go to
 ``samples`` (``medtwin.store.schema``).
 """
 
@@ -49,7 +49,10 @@ alerts = Table(
     Column("acknowledged_at", DateTime(timezone=True)),
     Column("acknowledged_by", String(150)),
     Column("resolved_at", DateTime(timezone=True)),
-    Column("resolved_by", String(150), doc="A user, or 'system' when the condition cleared"),
+    Column("resolved_by", String(150), doc="A user, or 'system' when a low/medium alert's condition cleared"),
+    Column("condition_cleared_at", DateTime(timezone=True),
+           doc="Data time an unresolved serious alert's condition cleared; it stays until a person acknowledges "
+               "it (revision 0005)"),
     Column("message", Text, nullable=False, doc="One line for a clinician, never free-text PHI"),
     Column("details", LargeBinary, info={"sealed": True}, doc="JSON: the rule's inputs and outputs (sealed)"),
 )
