@@ -27,8 +27,13 @@ from medtwin.alerts.repository import (
     AlertTransitionError,
     needs_person,
 )
+from medtwin.record.sources import RawUnit
 from medtwin.security import audit
 from medtwin.store.database import Store
+from medtwin.store.records import RecordRepository
+from medtwin.synthetic import generate_bundles
+from medtwin.twin.build import import_units
+from medtwin.twin.overview import patient_overview
 from medtwin.vocab import Sample
 
 T0 = datetime(2025, 3, 1, 2, 0, tzinfo=UTC)
@@ -202,3 +207,23 @@ def test_cgm_39_for_a_few_minutes_then_recovery_stays_on_the_worklist_until_ackn
 
 def orjson_detail(detail: str | None) -> str:
     return str(orjson.loads(detail or "{}").get("transition"))
+
+
+def test_the_patient_list_keeps_counting_a_cleared_serious_alert_but_drops_its_prediction_badge(
+        sqlite_store: Store) -> None:
+    assert import_units(sqlite_store, [RawUnit("p.json", "json", b) for b in generate_bundles(n_patients=1)],
+                        actor="test").ok
+    with sqlite_store.connect() as connection:
+        (pid,) = RecordRepository(connection, sqlite_store.codec).patient_ids()
+    with sqlite_store.begin() as connection:
+        repo = AlertRepository(connection, sqlite_store.codec, Clock())
+        repo.open(AlertCandidate(pid, "predicted-hypo", "high", f"{pid}:predicted-hypo", T0, "forecast 50 mg/dL"))
+
+    def row() -> tuple[bool, int, str | None]:
+        (item,) = patient_overview(sqlite_store, allowed=None, clock=lambda: NOW).items
+        return item.predicted_hypo, item.alerts.open, item.alerts.top_severity
+
+    assert row() == (True, 1, "high")
+    with sqlite_store.begin() as connection:
+        AlertRepository(connection, sqlite_store.codec, Clock()).clear(f"{pid}:predicted-hypo")
+    assert row() == (False, 1, "high")  # still on the list for a person; no longer a current prediction

@@ -298,6 +298,33 @@ def test_acknowledge_resolve_flow_409_and_audit(world: World) -> None:
     assert missing.status_code == 404 and missing.json()["field"] == "alert_id"
 
 
+def test_a_level_2_hypo_that_recovers_stays_on_the_worklist_until_a_person_acknowledges_it(world: World) -> None:
+    """Issue 15 item 3: CGM 39 mg/dL for 15 min then recovery: not resolved by the system; the default list
+    shows it marked condition cleared; the clinician's acknowledgement closes it, audited; 'resolved' lists it."""
+    own, c = world.own[6], world.client
+    post(world, own, "glucose", "mg/dL", [(200 + 5 * i, 39.0) for i in range(4)])
+    post(world, own, "glucose", "mg/dL", [(220 + 5 * i, 110.0) for i in range(4)])
+    flush(world)
+    listed = c.get("/api/v1/alerts", params={"patient": own}, headers=world.clinician).json()["items"]
+    (l2,) = [a for a in listed if a["rule"] == "hypo-l2"]
+    assert (l2["severity"], l2["status"], l2["resolved_by"], l2["needs_person"]) == ("critical", "open", None, True)
+    assert l2["condition_cleared_at"] == (T0 + timedelta(minutes=235)).isoformat().replace("+00:00", "Z")
+    assert l2["id"] in [a["id"] for a in c.get("/api/v1/alerts", params={"status": "open", "limit": 500},
+                                               headers=world.clinician).json()["items"]]
+    with world.store.connect() as connection:
+        before = audit.verify(connection).count
+    r = c.post(f"/api/v1/alerts/{l2['id']}/acknowledge", headers=world.clinician)
+    assert r.status_code == 200, r.text
+    assert (r.json()["status"], r.json()["acknowledged_by"], r.json()["resolved_by"]) == ("resolved", "carol", "carol")
+    with world.store.connect() as connection:
+        (record,) = [x for x in audit.records(connection, since_seq=before) if x.resource_id == l2["id"]]
+    assert (record.actor, record.status, orjson.loads(record.detail or "{}")["transition"]) == ("carol", 200, "resolved")
+    still = c.get("/api/v1/alerts", params={"patient": own}, headers=world.clinician).json()["items"]
+    assert l2["id"] not in [a["id"] for a in still]
+    resolved = c.get("/api/v1/alerts", params={"patient": own, "status": "resolved"}, headers=world.clinician).json()
+    assert l2["id"] in [a["id"] for a in resolved["items"]]
+
+
 def test_another_clinicians_patient_is_invisible(world: World) -> None:
     other = world.others[1]
     low_glucose(world, other)
@@ -318,7 +345,7 @@ def test_another_clinicians_patient_is_invisible(world: World) -> None:
     admin = SseReader(world, {"timeout": 2, "patient": other})
     carol = SseReader(world, {"timeout": 2}, world.clinician)  # no filter: everything carol may see
     low_glucose(world, other, start=100)
-    low_glucose(world, other, start=120, value=90.0)  # recovery: the alert is resolved by the system
+    low_glucose(world, other, start=120, value=90.0)  # recovery: the (high) alert is marked condition cleared
     seen_by_admin = admin.messages()
     assert {m["event"] for m in seen_by_admin} == {"samples", "alert", "end"}
     assert [m["event"] for m in carol.messages()] == ["end"]  # none of it reached carol

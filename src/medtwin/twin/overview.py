@@ -157,7 +157,7 @@ def _alerts_by_patient(connection: Connection, patient_ids: Iterable[str]) -> di
     for start in range(0, len(ids), 500):  # bound the IN list
         rows = connection.execute(
             select(alerts.c.patient_id, alerts.c.rule, alerts.c.severity, alerts.c.status, alerts.c.message,
-                   alerts.c.opened_at)
+                   alerts.c.opened_at, alerts.c.condition_cleared_at)
             .where(alerts.c.status.in_(UNRESOLVED), alerts.c.patient_id.in_(ids[start:start + 500]))
         ).all()
         for row in rows:
@@ -259,7 +259,8 @@ def patient_overview(
             glucose = _glucose(_latest(connection, patient_id, GLUCOSE, 12), now)
             heart = _reading(_latest(connection, patient_id, HEART_RATE, 1), now)
             score = news2(connection, patient_id)
-            predicted_hypo = any(r.rule == PREDICTED_HYPO_RULE for r in alert_rows)
+            # a serious alert whose condition cleared stays unresolved for a person: no longer a prediction
+            predicted_hypo = any(r.rule == PREDICTED_HYPO_RULE and r.condition_cleared_at is None for r in alert_rows)
             counts = _alert_counts(alert_rows)
             reasons = []
             band_rank = NEWS2_BAND_RANK.get(score.band, 0) if score else 0

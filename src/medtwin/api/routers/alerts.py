@@ -2,10 +2,12 @@
 streams' protocol (SSE and WebSocket) lives in :mod:`medtwin.api.realtime`, the engine and hub wiring in
 :mod:`medtwin.api.wiring`.
 
-* ``GET /alerts`` (the caller's visible patients, most urgent first), ``GET /alerts/{alert_id}``,
-  ``GET /patients/{patient_id}/alerts``; ``POST /alerts/{alert_id}/acknowledge`` and ``.../resolve``
-  (write; 404 for an alert of a patient the caller cannot see; 409 for a transition its status does not
-  allow). Alerts are FHIR ``Flag``-like, so their scope type is ``Flag``.
+* ``GET /alerts`` (the caller's visible patients, most urgent first; ``status``: unresolved by default,
+  which keeps every serious alert whose condition cleared until a person acknowledges it, or resolved,
+  ...), ``GET /alerts/{alert_id}``, ``GET /patients/{patient_id}/alerts``; ``POST
+  /alerts/{alert_id}/acknowledge`` (closes an alert whose condition has cleared: ``resolved`` by the
+  caller) and ``.../resolve`` (write; 404 for an alert of a patient the caller cannot see; 409 for a
+  transition its status does not allow). Alerts are FHIR ``Flag``-like, so their scope type is ``Flag``.
 * ``GET /patients/{patient_id}/news2``: NEWS2 over the stored vital signs with every sub-score;
   ``PUT /patients/{patient_id}/news2/spo2-scale``: the clinician's Scale 1/2 choice.
 * ``GET /events``: Server-Sent Events (``text/event-stream``): ``alert``, ``samples``, ``forecast``
@@ -94,9 +96,15 @@ class AlertPublic(BaseModel):
     acknowledged_at: datetime | None
     acknowledged_by: str | None
     resolved_at: datetime | None
-    resolved_by: str | None = Field(description="a user, or 'system' when the condition cleared")
+    resolved_by: str | None = Field(description="a user, or 'system' when a low or medium alert's condition "
+                                                "cleared (or a serious one a person had acknowledged)")
     message: str
     details: dict[str, Any]
+    condition_cleared_at: datetime | None = Field(
+        default=None, description="data time the condition stopped holding while the alert was open: a serious "
+                                  "alert stays open ('condition cleared') until a person acknowledges it")
+    needs_person: bool = Field(default=False, description="high or critical: closed only by a person, never by "
+                                                          "the system alone")
 
     @classmethod
     def of(cls, alert: Alert) -> AlertPublic:
@@ -236,7 +244,8 @@ def _transition(request: Request, call: Caller, alert_id: str, action: str) -> A
 
 
 @router.post("/alerts/{alert_id}/acknowledge", response_model=AlertPublic,
-             summary="Acknowledge an open alert (409 unless it is open)")
+             summary="Acknowledge an open alert (409 unless it is open); one whose condition has cleared is "
+                     "thereby resolved by the caller")
 def acknowledge(alert_id: AlertId, request: Request, call: FlagWriter) -> AlertPublic:
     return _transition(request, call, alert_id, "acknowledge")
 
