@@ -14,7 +14,7 @@ from numpy.typing import NDArray
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
 from medtwin.pharmaco.errors import DoseError
-from medtwin.pharmaco.units import parse_amount_mg
+from medtwin.pharmaco.units import MassText, parse_amount_mg
 
 Array = NDArray[np.float64]
 
@@ -40,15 +40,9 @@ class DoseEvent(BaseModel):
     model_config = ConfigDict(frozen=True)
 
     time_h: float = Field(ge=0, description="Time of administration [h] from the start of the scenario.")
-    amount: str = Field(description="Dose with a mass unit, e.g. '500 mg'.")
+    amount: MassText = Field(description="Dose with a mass unit, e.g. '500 mg'.")
     route: Route = Route.ORAL
     infusion_duration_h: float = Field(default=0.0, ge=0, description="Infusion duration [h].")
-
-    @field_validator("amount")
-    @classmethod
-    def _amount_has_unit(cls, value: str) -> str:
-        parse_amount_mg(value, field="amount")
-        return value
 
     @model_validator(mode="after")
     def _duration_matches_route(self) -> DoseEvent:
@@ -65,18 +59,12 @@ class Regimen(BaseModel):
 
     model_config = ConfigDict(frozen=True)
 
-    dose: str = Field(description="Dose with a mass unit, e.g. '1 g' or '5 mg'.")
+    dose: MassText = Field(description="Dose with a mass unit, e.g. '1 g' or '5 mg'.")
     route: Route = Route.ORAL
     interval_h: float = Field(description="Dosing interval [h], > 0.")
     n_doses: int = Field(default=1, ge=1, le=100_000)
     infusion_duration_h: float = Field(default=0.0, ge=0, description="Infusion duration [h].")
     start_h: float = Field(default=0.0, ge=0, description="Time of the first dose [h].")
-
-    @field_validator("dose")
-    @classmethod
-    def _dose_has_unit(cls, value: str) -> str:
-        parse_amount_mg(value, field="dose")
-        return value
 
     @field_validator("interval_h")
     @classmethod

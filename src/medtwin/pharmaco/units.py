@@ -4,6 +4,9 @@ from __future__ import annotations
 
 import math
 import re
+from typing import Annotated
+
+from pydantic import AfterValidator, ValidationInfo
 
 from medtwin.pharmaco.errors import DoseError
 
@@ -52,3 +55,13 @@ def parse_amount_mg(text: str | float | int, field: str = "dose") -> float:
     if not unit:
         raise DoseError(field, f"dose {text!r} has no unit; write it like '500 mg'")
     return to_milligrams(float(number), unit, field)
+
+
+def _has_mass_unit(value: str, info: ValidationInfo) -> str:
+    """A dose text must carry a mass unit (``"500 mg"``); the error names the field it stands in."""
+    parse_amount_mg(value, field=info.field_name or "dose")
+    return value
+
+
+#: a pydantic field type: dose text with a mass unit, checked by :func:`parse_amount_mg` when a model is made
+MassText = Annotated[str, AfterValidator(_has_mass_unit)]
