@@ -213,40 +213,42 @@ class Deidentifier:
         if isinstance(node, dict):
             if "reference" in node and key not in ("extension",):
                 return self._reference(node)
-            out: dict[str, Any] = {}
-            for k, v in node.items():
-                if k in DROP_KEYS or k.startswith("_"):
-                    continue
-                if k == "text" and not (isinstance(v, str) and "coding" in node):
-                    continue  # narrative, annotation and dosage text; keep CodeableConcept.text
-                if k == "display" and "code" not in node:
-                    continue  # displays outside codings (reference labels, payor names, ...)
-                if k in ("address", "valueAddress"):
-                    addrs = v if isinstance(v, list) else [v]
-                    reduced = [a for a in (self._address(x) for x in addrs if isinstance(x, dict)) if a]
-                    if reduced and k == "address":
-                        out[k] = reduced if isinstance(v, list) else reduced[0]
-                    continue
-                if k == "extension":
-                    if isinstance(v, list):
-                        kept = self._extensions(v, patient_id, nested=False)
-                        if kept:
-                            out[k] = kept
-                    continue
-                if k == "meta":
-                    if isinstance(v, dict) and isinstance(v.get("profile"), list):
-                        out[k] = {"profile": v["profile"]}
-                    continue
-                value = self._walk(v, patient_id, k)
-                if value is not None and value != [] and value != {}:
-                    out[k] = value
-            return out
+            return self._object(node, patient_id)
         if isinstance(node, list):
             items = [self._walk(v, patient_id, key) for v in node]
             return [v for v in items if v is not None and v != {} and v != []]
         if isinstance(node, str):
             return self._string(node, key, patient_id)
         return node
+
+    def _object(self, node: dict[str, Any], patient_id: str) -> dict[str, Any]:
+        """A JSON object (not a reference): each element dropped, reduced or walked."""
+        out: dict[str, Any] = {}
+        for k, v in node.items():
+            if k in DROP_KEYS or k.startswith("_"):
+                continue
+            if k == "text" and not (isinstance(v, str) and "coding" in node):
+                continue  # narrative, annotation and dosage text; keep CodeableConcept.text
+            if k == "display" and "code" not in node:
+                continue  # displays outside codings (reference labels, payor names, ...)
+            value = self._element(k, v, patient_id)
+            if value is not None and value != [] and value != {}:
+                out[k] = value
+        return out
+
+    def _element(self, k: str, v: Any, patient_id: str) -> Any:
+        """One element's de-identified value (None, [] or {}: leave it out)."""
+        if k in ("address", "valueAddress"):
+            addrs = v if isinstance(v, list) else [v]
+            reduced = [a for a in (self._address(x) for x in addrs if isinstance(x, dict)) if a]
+            if not reduced or k != "address":
+                return None  # valueAddress (free text about a place) is dropped; address keeps the reduced form
+            return reduced if isinstance(v, list) else reduced[0]
+        if k == "extension":
+            return self._extensions(v, patient_id, nested=False) if isinstance(v, list) else None
+        if k == "meta":
+            return {"profile": v["profile"]} if isinstance(v, dict) and isinstance(v.get("profile"), list) else None
+        return self._walk(v, patient_id, k)
 
     def _string(self, value: str, key: str, patient_id: str) -> str | None:
         if key in NON_TEXT_KEYS and key != "system":
