@@ -13,6 +13,7 @@ import httpx
 import pytest
 from selenium.webdriver.common.by import By
 from selenium.webdriver.remote.webdriver import WebDriver
+from tests.web.test_dashboard import shot
 from tests.web.test_pgx_chips import wait
 
 from medtwin.security import accounts
@@ -105,6 +106,7 @@ def test_warfarin_what_if_without_a_stored_genotype_answers_and_says_so(world: W
     assert shown.startswith(f"Genotype-free alternative: {dose['daily_dose_mg']:.1f} mg/day "
                             f"({dose['weekly_dose_mg']:.1f} mg/week) by the IWPC 2009 clinical algorithm"), shown
     assert visible_on_top(browser, "#drug-genotype-note")
+    shot(browser, "warfarin-genotype-unknown")
 
 
 def test_individualising_without_a_genotype_shows_the_error_once_in_the_result_box(

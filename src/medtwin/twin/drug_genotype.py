@@ -76,9 +76,9 @@ def clinical_dose(drug: DrugModel, covariates: PatientCovariates, summary: Patie
     dose = iwpc_clinical_weekly_dose(IwpcClinicalInput(
         age_years=covariates.age_years, height_cm=covariates.height_cm, weight_kg=covariates.weight_kg,
         race=Race.MIXED_OR_MISSING, enzyme_inducer=inducer, amiodarone=amiodarone))
+    found = [name for name, taken in (("amiodarone", amiodarone), ("an enzyme inducer", inducer)) if taken]
+    medication = (" and ".join(found) if found else "no amiodarone or enzyme inducer") + " in the active medication list"
     basis = (f"age {covariates.age_years:g} y, height {covariates.height_cm:g} cm, weight {covariates.weight_kg:g} kg; "
-             f"race not recorded (the algorithm's 'missing or mixed' term); amiodarone "
-             f"{'in' if amiodarone else 'not in'} and enzyme inducers {'in' if inducer else 'not in'} the active "
-             f"medication list")
+             f"race not recorded (the algorithm's 'missing or mixed' term); {medication}")
     return ClinicalDose(algorithm=dose.source, weekly_dose_mg=round(dose.weekly_dose_mg, 2),
                         daily_dose_mg=round(dose.daily_dose_mg, 2), basis=basis)
