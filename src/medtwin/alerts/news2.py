@@ -39,6 +39,7 @@ from functools import lru_cache
 from typing import Any, Final
 
 from medtwin import vocab as m
+from medtwin.errors import InputError
 from medtwin.vocab.news2 import news2_chart_text
 
 #: Parameter keys in chart order (the SpO2 key is resolved per scale).
@@ -60,12 +61,8 @@ RISKS: Final = ("low", "low-medium", "medium", "high")
 DEFAULT_WINDOW: Final = timedelta(minutes=60)
 
 
-class News2InputError(ValueError):
+class News2InputError(InputError):
     """A vital-sign value cannot be scored; ``field`` names it."""
-
-    def __init__(self, field: str, message: str) -> None:
-        super().__init__(f"{field}: {message}")
-        self.field, self.message = field, message
 
 
 @dataclass(frozen=True)

@@ -14,6 +14,7 @@ from typing import Any
 import orjson
 from sqlalchemy import Connection, select
 
+from medtwin.errors import InputError
 from medtwin.store.codec import Codec
 from medtwin.store.database import Store
 from medtwin.store.live_tables import twin_live_state
@@ -22,12 +23,8 @@ __all__ = ["Setting", "SettingError", "declare", "declared", "load_settings", "s
            "state_rows", "upsert_state"]
 
 
-class SettingError(ValueError):
+class SettingError(InputError):
     """A setting that cannot be stored; ``field`` names it."""
-
-    def __init__(self, field: str, message: str) -> None:
-        super().__init__(f"{field}: {message}")
-        self.field, self.message = field, message
 
 
 @dataclass(frozen=True)

@@ -2,14 +2,11 @@
 
 from __future__ import annotations
 
+from medtwin.errors import InputError
 
-class PharmacoInputError(ValueError):
+
+class PharmacoInputError(InputError):
     """Bad input to a pharmaco function; ``field`` names the offending field or item."""
-
-    def __init__(self, field: str, message: str) -> None:
-        super().__init__(f"{field}: {message}")
-        self.field = field
-        self.message = message
 
 
 class DoseError(PharmacoInputError):
