@@ -1,7 +1,9 @@
 // The alerts panel of a patient: unresolved alerts first (most severe first, as the API orders them),
-// acknowledge / resolve buttons (new alerts are announced by worklist.js, on every screen).
+// acknowledge / resolve buttons (new alerts are announced by worklist.js, on every screen). A serious alert
+// whose condition has cleared stays open until a person acknowledges it (the server decides which:
+// ``needs_person``); it is marked "condition cleared at HH:MM" and acknowledging it closes it.
 import { call, errorText } from "./api.js";
-import { announce, ago, clear, el, severityBadge, throttle } from "./dom.js";
+import { announce, ago, clear, clock, el, severityBadge, throttle } from "./dom.js";
 import { subscribe } from "./events.js";
 import { alertDescription, alertLabel } from "./vocab.js";
 
@@ -16,8 +18,9 @@ export function listOf(data) {
 export async function transition(alert, action, button, note, reload) {
   button.disabled = true;
   try {
-    await call(`/alerts/${encodeURIComponent(alert.id)}/${action}`, { method: "POST" });
-    const done = action === "acknowledge" ? "acknowledged" : "resolved";
+    const after = await call(`/alerts/${encodeURIComponent(alert.id)}/${action}`, { method: "POST" });
+    const done = after && after.status === "resolved" && action === "acknowledge" ? "acknowledged and closed"
+      : action === "acknowledge" ? "acknowledged" : "resolved";
     announce(`Alert ${done}: ${alert.message}`, { toast: false });
     note.textContent = `${done[0].toUpperCase()}${done.slice(1)}: ${alert.message}`;
     await reload();
@@ -40,9 +43,15 @@ export function alertItem(a, act, patient = null) {
   }
   const who = a.status === "acknowledged" ? ` · acknowledged by ${a.acknowledged_by || "?"} ${ago(a.acknowledged_at)}`
     : a.status === "resolved" ? ` · resolved by ${a.resolved_by || "?"} ${ago(a.resolved_at)}` : "";
-  return el("li", { class: `alert-item status-${a.status} sev-border-${a.severity}`, dataset: { id: a.id, status: a.status } },
+  const cleared = a.condition_cleared_at && a.status !== "resolved"
+    ? el("p", { class: "alert-cleared", title: "The condition no longer holds; a person acknowledges the alert to close it." },
+         `condition cleared at ${clock(a.condition_cleared_at)}`, a.status === "open" ? " · awaiting acknowledgement" : "")
+    : null;
+  return el("li", { class: `alert-item status-${a.status} sev-border-${a.severity}${cleared ? " cleared" : ""}`,
+                    dataset: { id: a.id, status: a.status, cleared: a.condition_cleared_at ? "true" : "false" } },
     el("div", { class: "alert-top" }, severityBadge(a.severity), " ",
        el("strong", { title: alertDescription(a.rule) }, alertLabel(a.rule)), el("span", { class: "alert-status" }, a.status)),
+    cleared,
     patient ? el("p", { class: "alert-patient" }, el("a", { href: `#/patients/${encodeURIComponent(a.patient_id)}` }, patient)) : null,
     el("p", { class: "alert-msg" }, a.message),
     el("p", { class: "sub" }, `since ${ago(a.opened_at)}`, a.occurrences > 1 ? ` · ${a.occurrences}×` : "",

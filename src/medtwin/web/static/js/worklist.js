@@ -1,6 +1,7 @@
-// Alerts across the caller's patients: the worklist view (#/alerts, GET /alerts most urgent first), the
-// open-alert count in the header, and the announcement of every new or escalated alert in the assertive
-// live region, whatever screen is showing.
+// Alerts across the caller's patients: the worklist view (#/alerts, GET /alerts most urgent first; by default
+// every unresolved alert, including serious ones whose condition cleared and await a person; a "Resolved"
+// filter for the closed ones), the open-alert count in the header, and the announcement of every new,
+// escalated or recurring alert in the assertive live region, whatever screen is showing.
 import { call, errorText } from "./api.js";
 import { $, announce, clear, el, throttle } from "./dom.js";
 import { subscribe } from "./events.js";
@@ -41,10 +42,10 @@ export function watchAlerts() {
     if (event.type !== "alert" || !event.data || !event.data.alert) return;
     refreshCount();
     const { action, alert } = event.data;
-    if (action !== "opened" && action !== "escalated") return;
+    const verb = { opened: "New", escalated: "Escalated", recurred: "Recurring" }[action];
+    if (!verb) return;
     const who = await nameOf(alert.patient_id);
-    announce(`${action === "opened" ? "New" : "Escalated"} ${alert.severity} alert for ${who}: ${alert.message}`,
-             { severity: alert.severity });
+    announce(`${verb} ${alert.severity} alert for ${who}: ${alert.message}`, { severity: alert.severity });
   });
   const stop = unsubscribeWatch;
   return () => { stop(); unsubscribeWatch = null; };
@@ -53,7 +54,8 @@ export function watchAlerts() {
 export async function showWorklist() {
   const view = $("alerts-view");
   const status = el("select", { id: "worklist-status" },
-    [["unresolved", "Unresolved"], ["open", "Open (not acknowledged)"], ["acknowledged", "Acknowledged"], ["all", "All"]]
+    [["unresolved", "Unresolved"], ["open", "Open (not acknowledged)"], ["acknowledged", "Acknowledged"],
+     ["resolved", "Resolved"], ["all", "All"]]
       .map(([v, l]) => el("option", { value: v }, l)));
   const list = el("ul", { class: "alert-list worklist", id: "worklist" });
   const note = el("p", { class: "muted", role: "status" });
