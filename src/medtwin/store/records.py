@@ -20,15 +20,22 @@ from medtwin.store.schema import resource_identifiers, resource_index, resources
 _CHUNK = 400
 
 
-@dataclass
-class UnitResult:
+@dataclass(kw_only=True)
+class UnitCounts:
+    """What storing one unit did: resources created, updated and unchanged, by resource type, and warnings.
+    Shared by the store's :class:`UnitResult` and the import report (``medtwin.twin.build.UnitReport``)."""
+
     created: int = 0
     updated: int = 0
     unchanged: int = 0
     by_type: Counter[str] = field(default_factory=Counter)
+    warnings: list[str] = field(default_factory=list)
+
+
+@dataclass(kw_only=True)
+class UnitResult(UnitCounts):
     patients_changed: set[str] = field(default_factory=set)
     patients_seen: set[str] = field(default_factory=set)
-    warnings: list[str] = field(default_factory=list)
 
 
 @lru_cache(maxsize=1 << 16)

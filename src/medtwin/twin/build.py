@@ -23,7 +23,7 @@ from medtwin.record.prepare import ExistingRecords, PreparedUnit, prepare
 from medtwin.record.sources import RawUnit
 from medtwin.security.write_policy import ReachLimitedRecords, Writer, authorise_unit
 from medtwin.store.database import Store
-from medtwin.store.records import RecordRepository
+from medtwin.store.records import RecordRepository, UnitCounts
 from medtwin.store.schema import imports
 from medtwin.store.twins import TwinRepository
 from medtwin.twin.summary import PatientSummary, build_summary
@@ -36,16 +36,11 @@ def utc_now() -> datetime:
 
 
 @dataclass
-class UnitReport:
+class UnitReport(UnitCounts):
     source: str
     kind: str = ""
     import_id: str = ""
-    created: int = 0
-    updated: int = 0
-    unchanged: int = 0
-    by_type: Counter[str] = field(default_factory=Counter)
     patients: list[str] = field(default_factory=list)
-    warnings: list[str] = field(default_factory=list)
     error: RecordError | None = None
 
     @property
