@@ -3,9 +3,10 @@
 from __future__ import annotations
 
 import json
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from pathlib import Path
-from typing import Annotated, TypeVar
+from typing import Annotated, NoReturn, TypeVar
 
 import typer
 from pydantic import ValidationError
@@ -24,7 +25,7 @@ console = Console()
 T = TypeVar("T")
 
 
-def _fail(message: str) -> None:
+def _fail(message: str) -> NoReturn:
     console.print(f"[red]error:[/red] {message}")
     raise typer.Exit(code=2)
 
@@ -33,6 +34,16 @@ def _errors(exc: Exception) -> str:
     if isinstance(exc, ValidationError):
         return "; ".join(f"{'.'.join(str(x) for x in e['loc'])}: {e['msg']}" for e in exc.errors())
     return str(exc)
+
+
+@contextmanager
+def _bad_input_stops() -> Iterator[None]:
+    """Bad input inside (a pharmaco error or a pydantic validation error) stops the command with exit code 2
+    and a message naming each offending field."""
+    try:
+        yield
+    except (PharmacoInputError, ValidationError) as exc:
+        _fail(_errors(exc))
 
 
 def _entry(option: str, i: int, text: str, usage: str, min_parts: int, max_parts: int | None,
@@ -97,7 +108,7 @@ def simulate_command(
     """Simulate (and compare) regimens on the patient's twin: PTA and adverse-event probability."""
     from medtwin.pharmaco.library import load_drug
     from medtwin.pharmaco.twin import CompareRequest, compare_regimens
-    try:
+    with _bad_input_stops():
         model = load_drug(drug)
         chosen = route or model.default_route
         duration = infusion or (model.default_infusion_duration_h if chosen is Route.IV_INFUSION else 0.0)
@@ -106,9 +117,6 @@ def simulate_command(
         request = CompareRequest(drug=drug, patient=_patient(age, weight, sex, creatinine, cyp2c9, vkorc1, dialysis),
                                  regimens=regimens, horizon_h=horizon or interval * n_doses, n_samples=samples, seed=seed)
         result = compare_regimens(request)
-    except (PharmacoInputError, ValidationError) as exc:
-        _fail(_errors(exc))
-        return
     if as_json:
         console.print_json(result.model_dump_json())
     else:
@@ -144,7 +152,7 @@ def compare_command(
     """Compare regimens of different doses and intervals (JSON result on stdout)."""
     from medtwin.pharmaco.library import load_drug
     from medtwin.pharmaco.twin import CompareRequest, compare_regimens
-    try:
+    with _bad_input_stops():
         model = load_drug(drug)
 
         def numbers(parts: list[str]) -> tuple[str, float, int, float]:
@@ -163,9 +171,6 @@ def compare_command(
         result = compare_regimens(CompareRequest(
             drug=drug, patient=_patient(age, weight, sex, creatinine, cyp2c9, vkorc1, False), regimens=regimens,
             horizon_h=horizon, n_samples=samples, seed=seed))
-    except (PharmacoInputError, ValidationError) as exc:
-        _fail(_errors(exc))
-        return
     summary = [{"regimen": o.regimen.model_dump(mode="json"), "metric": o.metric_name, "median": o.metric_p50,
                 "probability_target": o.probability_target, "probability_adverse": o.probability_adverse}
                for o in result.outcomes]
@@ -246,13 +251,10 @@ def warfarin_dose(
     amiodarone: bool = False,
 ) -> None:
     """IWPC 2009 pharmacogenetic warfarin dose."""
-    try:
+    with _bad_input_stops():
         dose = iwpc_weekly_dose(IwpcInput(age_years=age, height_cm=height, weight_kg=weight, vkorc1=vkorc1,
                                           cyp2c9=cyp2c9, race=race, enzyme_inducer=enzyme_inducer,
                                           amiodarone=amiodarone))
-    except (PharmacoInputError, ValidationError) as exc:
-        _fail(_errors(exc))
-        return
     console.print(f"IWPC weekly dose: [bold]{dose.weekly_dose_mg:.1f} mg/week[/bold] ({dose.daily_dose_mg:.2f} mg/day)")
 
 
@@ -272,7 +274,7 @@ def individualise_command(
 ) -> None:
     """MAP-estimate the patient's parameters from measured levels and suggest a regimen."""
     from medtwin.pharmaco.twin import IndividualiseRequest, Level, individualise
-    try:
+    with _bad_input_stops():
         if not history.is_file():
             raise PharmacoInputError("history", f"file {history} not found")
         try:
@@ -285,9 +287,6 @@ def individualise_command(
         suggestion = individualise(IndividualiseRequest(
             drug=drug, patient=_patient(age, weight, sex, creatinine, cyp2c9, vkorc1, False), history=events,
             levels=levels, max_adverse_probability=max_adverse, seed=seed))
-    except (PharmacoInputError, ValidationError) as exc:
-        _fail(_errors(exc))
-        return
     table = Table(title=f"{suggestion.drug}: individual parameters (MAP)")
     for col in ("parameter", "population", "individual", "90% CI"):
         table.add_column(col)
