@@ -29,11 +29,7 @@ FORBIDDEN = {
     "store": SERVICES_AND_INTERFACES,
 }
 #: (importing module, imported package) -> why it is still there.
-EXCEPTIONS: dict[tuple[str, str], str] = {
-    ("medtwin.physiology.twin_kind", "twin"): "the glucose twin kind declares itself with medtwin.twin.kinds "
-                                              "(the TwinKind descriptor types belong in the domain)",
-    ("medtwin.pharmaco.pk_twin_kind", "twin"): "the drug twin kinds declare themselves with medtwin.twin.kinds",
-}
+EXCEPTIONS: dict[tuple[str, str], str] = {}
 
 
 def module_name(path: Path) -> str:

@@ -15,10 +15,10 @@ from typing import Any
 import numpy as np
 from numpy.typing import NDArray
 
+from medtwin.model.kinds import TwinKind, kinds
 from medtwin.model.simulate import simulate
 from medtwin.model.spec import Model
 from medtwin.model.timeline import Timeline
-from medtwin.twin.kinds import TwinKind, kinds
 
 Array = NDArray[np.float64]
 TEST_KINDS = Path(__file__).resolve().parents[1] / "twinkinds"

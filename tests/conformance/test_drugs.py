@@ -7,13 +7,13 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
+from medtwin.model.kinds import kinds
 from medtwin.model.parameters import load_parameters
 from medtwin.model.simulate import simulate
 from medtwin.model.timeline import Timeline
 from medtwin.pharmaco.library import available_drugs, load_drug
 from medtwin.pharmaco.pk_model import drug_model
 from medtwin.solve import Dopri5
-from medtwin.twin.kinds import kinds
 
 DRUGS = available_drugs()
 

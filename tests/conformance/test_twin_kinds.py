@@ -13,11 +13,11 @@ from tests.conformance.harness import all_kinds, example, observations, populati
 
 from medtwin.alerts.registry import rule_names
 from medtwin.model.assimilate import EnsembleFilter
+from medtwin.model.kinds import TwinKind
 from medtwin.model.parameters import load_parameters
 from medtwin.model.simulate import simulate
 from medtwin.model.timeline import Timeline
 from medtwin.twin import kind_service
-from medtwin.twin.kinds import TwinKind
 from medtwin.vocab.metrics import metrics
 
 KINDS = all_kinds()

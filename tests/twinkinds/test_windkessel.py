@@ -20,6 +20,7 @@ from typer.testing import CliRunner
 from medtwin.api.app import create_app
 from medtwin.cli.main import app as cli_app
 from medtwin.config import Settings
+from medtwin.model.kinds import kinds
 from medtwin.model.simulate import simulate
 from medtwin.model.timeline import Timeline
 from medtwin.record.sources import RawUnit
@@ -29,7 +30,6 @@ from medtwin.store.database import Store
 from medtwin.store.records import RecordRepository
 from medtwin.synthetic import generate_bundles
 from medtwin.twin.build import import_units
-from medtwin.twin.kinds import kinds
 
 
 def _load() -> ModuleType:

@@ -14,9 +14,9 @@ from pathlib import Path
 import numpy as np
 from numpy.typing import NDArray
 
+from medtwin.model.kinds import Chart, Control, Panel, Personalisation, TwinKind, register
 from medtwin.model.parameters import load_parameters
 from medtwin.model.spec import DoseRoute, InputSpec, Model, OutputSpec, ParameterSpec, StateSpec
-from medtwin.twin.kinds import Chart, Control, Panel, Personalisation, TwinKind, register
 
 Array = NDArray[np.float64]
 PARAMETER_FILE = str(Path(__file__).with_name("windkessel_params.csv"))

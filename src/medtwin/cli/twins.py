@@ -56,7 +56,7 @@ def _run(kind: str, source: Path | None, call: Any) -> dict[str, Any]:
     from pydantic import ValidationError
 
     from medtwin.model.errors import ModelInputError
-    from medtwin.twin.kinds import get
+    from medtwin.model.kinds import get
 
     try:
         found = get(kind)
@@ -82,7 +82,7 @@ def _write(result: dict[str, Any], out: Path | None) -> None:
 @app.command("kinds")
 def kinds_command(as_json: Annotated[bool, typer.Option("--json", help="the full descriptors as JSON")] = False) -> None:
     """List the registered twin kinds (entry points and registrations) with their outputs and units."""
-    from medtwin.twin.kinds import kinds, load_errors
+    from medtwin.model.kinds import kinds, load_errors
 
     found = kinds()
     if as_json:

@@ -52,11 +52,11 @@ UVA/Padova (:mod:`medtwin.physiology.uva_padova`) and the compartmental PK model
 (:mod:`medtwin.pharmaco.pk_model`) implement the interface; their long-standing entry points
 (``simulate_inputs``, ``pharmaco.pk.simulate``, ``physiology.whatif.compare_regimens``) keep their results.
 
-**Twin kinds are plug-ins** (:mod:`medtwin.twin.kinds`): a :class:`~medtwin.twin.kinds.TwinKind` names its
+**Twin kinds are plug-ins** (:mod:`medtwin.model.kinds`): a :class:`~medtwin.model.kinds.TwinKind` names its
 model, the record data (LOINC) and device metrics it consumes, what it personalises from which observation,
 what it forecasts, the alert rules it contributes (by name) and the dashboard panel descriptor. Kinds come
 from the ``medtwin.twin_kinds`` entry-point group (a third-party package adds one in its own
-``pyproject.toml``) or from :func:`~medtwin.twin.kinds.register` (tests). The API
+``pyproject.toml``) or from :func:`~medtwin.model.kinds.register` (tests). The API
 (``api/routers/twins.py``) and the CLI (``medtwin twin ...``) serve every registered kind through the
 generic path; ``tests/conformance/`` checks every registered model, kind and drug.
 """

@@ -14,13 +14,13 @@ from typing import Any
 import numpy as np
 from numpy.typing import NDArray
 
+from medtwin.model.kinds import Chart, Control, Panel, Personalisation, TwinKind
 from medtwin.model.parameters import load_parameters
 from medtwin.model.spec import Model
 from medtwin.pharmaco.dosing import Route
 from medtwin.pharmaco.library import DrugModel, available_drugs, load_drug
 from medtwin.pharmaco.pk_model import drug_model
 from medtwin.pharmaco.units import parse_amount_mg
-from medtwin.twin.kinds import Chart, Control, Panel, Personalisation, TwinKind
 
 Array = NDArray[np.float64]
 ASSUMED_PROPORTIONAL = 0.10

@@ -13,11 +13,11 @@ from typing import Any
 import numpy as np
 from numpy.typing import NDArray
 
+from medtwin.model.kinds import Chart, Control, Panel, Personalisation, TwinKind
 from medtwin.model.parameters import load_parameters
 from medtwin.model.spec import Model
 from medtwin.physiology.calibrate import FITTED
 from medtwin.physiology.uva_padova import PMOL_PER_UNIT, UvaPadova2008
-from medtwin.twin.kinds import Chart, Control, Panel, Personalisation, TwinKind
 from medtwin.vocab.metrics import CARBS, GLUCOSE, INSULIN_BASAL, INSULIN_BOLUS, metrics
 
 Array = NDArray[np.float64]

@@ -18,11 +18,11 @@ from pydantic import BaseModel, ConfigDict, Field
 from medtwin.model.assimilate import EnsembleFilter
 from medtwin.model.errors import ModelInputError
 from medtwin.model.fit import MapFit, Observations
+from medtwin.model.kinds import TwinKind
 from medtwin.model.simulate import simulate
 from medtwin.model.timeline import Timeline
 from medtwin.model.whatif import compare
 from medtwin.solve import Dopri5, SolverFailure
-from medtwin.twin.kinds import TwinKind
 
 Array = NDArray[np.float64]
 #: The generic default tolerances with a step budget: a request cannot keep a worker busy for minutes on a

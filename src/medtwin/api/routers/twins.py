@@ -1,7 +1,7 @@
 """Every registered twin kind over HTTP: list the kinds, simulate, fit, assimilate and compare on a patient.
 
 Thin: resolve the patient (id or MRN; 404 when unknown or out of reach, like a missing one), look the kind
-up in the registry (:mod:`medtwin.twin.kinds`; 404 when unknown), call :mod:`medtwin.twin.kind_service`.
+up in the registry (:mod:`medtwin.model.kinds`; 404 when unknown), call :mod:`medtwin.twin.kind_service`.
 Model input errors come back as problem+json 422 naming the field (the app's handlers).
 """
 
@@ -15,8 +15,8 @@ from pydantic import BaseModel
 
 from medtwin.api.deps import ObservationSimulator, Principal, guard
 from medtwin.api.problems import ProblemError
+from medtwin.model.kinds import TwinKind, UnknownTwinKindError, get, kinds
 from medtwin.twin import kind_service as service
-from medtwin.twin.kinds import TwinKind, UnknownTwinKindError, get, kinds
 
 router = APIRouter(tags=["twins"])
 
