@@ -21,7 +21,8 @@
   ``condition_cleared_at``.
 
 Times: ``opened_at`` / ``last_seen_at`` / ``condition_cleared_at`` are *data* times (when the condition
-began / last held / stopped holding);
+began / last held / was seen cleared: the engine passes the newest reading of the pass whose verdict cleared
+it, so for a consensus glucose episode up to 15 min after the glucose was back in range);
 ``updated_at``, ``acknowledged_at``, ``resolved_at`` come from the clock.
 """
 
