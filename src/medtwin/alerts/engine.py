@@ -327,6 +327,10 @@ class AlertEngine:
                 for how, alert in changes:
                     if how in ("opened", "cleared") or (how == "resolved" and alert.resolved_by == SYSTEM_ACTOR):
                         self._audit(connection, how, alert)
+        self._count(changes)
+        return changes
+
+    def _count(self, changes: list[tuple[str, Alert]]) -> None:
         for how, _alert in changes:
             if how == "opened":
                 self.stats.opened += 1
@@ -336,7 +340,6 @@ class AlertEngine:
                 self.stats.cleared += 1
             else:
                 self.stats.updated += 1
-        return changes
 
     def _coalesce(self, key: str, state: PatientState, verdict: Verdict) -> None:
         assert verdict.candidate is not None
