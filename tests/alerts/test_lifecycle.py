@@ -5,9 +5,12 @@ medium alerts are still resolved by ``system``. On SQLite and PostgreSQL."""
 from __future__ import annotations
 
 import contextlib
+import threading
+import time
 import uuid
 from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
+from typing import Any
 
 import orjson
 import pytest
@@ -238,3 +241,32 @@ def test_a_level_2_episode_that_begins_and_ends_within_one_pass_still_opens_an_a
     engine.stop()
     _, found = service.list_alerts(sqlite_store, allowed=None, statuses=UNRESOLVED)
     assert "hypo-l2" in [a.rule for a in found]
+
+
+def test_a_recurrence_racing_an_acknowledgement_leaves_the_alert_acknowledged_not_closed(store: Store) -> None:
+    """Compare-and-set: the engine's update (the condition is back) holds the row; a clinician's acknowledgement
+    of the cleared alert waits for it and then sees the condition held again, so it does not close the alert."""
+    with store.begin() as connection:
+        repo = AlertRepository(connection, store.codec, Clock())
+        alert, _ = repo.open(cand("critical"))
+        repo.clear(alert.dedupe_key)
+    result: dict[str, Any] = {}
+    engine_has_row = threading.Event()
+
+    def clinician() -> None:
+        engine_has_row.wait(10)
+        with store.begin() as connection:
+            result["ack"] = AlertRepository(connection, store.codec, Clock()).acknowledge(alert.id, "dr-a")
+
+    thread = threading.Thread(target=clinician)
+    thread.start()
+    with store.begin() as connection:
+        touched = AlertRepository(connection, store.codec, Clock()).touch(cand("critical", minutes=30))
+        assert touched is not None and touched[1] == "recurred"
+        engine_has_row.set()
+        time.sleep(0.5)  # the acknowledgement is now waiting for this transaction
+        assert "ack" not in result
+    thread.join(30)
+    acked = result["ack"]
+    assert (acked.status, acked.acknowledged_by, acked.resolved_by, acked.condition_cleared_at) == (
+        "acknowledged", "dr-a", None, None)
