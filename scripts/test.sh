@@ -17,6 +17,9 @@ echo "== ruff" >&2
 .venv/bin/ruff check src tests benchmarks examples
 echo "== mypy" >&2
 .venv/bin/mypy
+echo "== mypy --strict (domain packages: numpy/scipy/pydantic only, no store or web)" >&2
+.venv/bin/mypy --strict -p medtwin.record -p medtwin.physiology -p medtwin.solve -p medtwin.pharmaco \
+  -p medtwin.synthetic -p medtwin.vocab -p medtwin.model -m medtwin.errors
 echo "== pytest" >&2
 mkdir -p test-artifacts
 .venv/bin/pytest -q "$@"

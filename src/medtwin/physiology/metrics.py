@@ -84,7 +84,7 @@ def glucose_metrics(glucose_mg_dl: Array, sample_period_min: float) -> list[Gluc
     lbgi, hbgi = risk_indices(g)
 
     def pct(mask: NDArray[Any]) -> Array:
-        return 100.0 * np.mean(mask, axis=0)
+        return np.asarray(100.0 * np.mean(mask, axis=0), dtype=float)
 
     columns: dict[str, NDArray[Any]] = {
         "mean_mg_dl": mean,

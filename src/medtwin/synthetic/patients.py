@@ -78,7 +78,7 @@ def ckd_epi_2021(creatinine_mg_dl: float, age_years: float, female: bool) -> flo
     kappa, alpha = (0.7, -0.241) if female else (0.9, -0.302)
     ratio = creatinine_mg_dl / kappa
     egfr = 142.0 * min(ratio, 1.0) ** alpha * max(ratio, 1.0) ** -1.200 * 0.9938**age_years
-    return egfr * 1.012 if female else egfr
+    return float(egfr * 1.012 if female else egfr)
 
 
 # --------------------------------------------------------------------------------------------------
