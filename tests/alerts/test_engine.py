@@ -190,7 +190,9 @@ def test_predicted_hypo_opens_escalates_and_clears_with_hysteresis(engine_store:
     (alert,) = alerts(engine_store)
     assert (alert.rule, alert.severity, alert.score) == ("predicted-hypo", "medium", 21.7)
     assert alert.details["predicted_mg_dl"] == 66 and alert.details["twin_version"] == 4
-    assert alert.message == "Hypoglycaemia predicted in 22 min: forecast 66 mg/dL (now 95 mg/dL)"
+    # measured value and forecast named apart (#15 item 1); this hand-made forecast carries no reading
+    assert alert.message == ("Hypoglycaemia predicted in 22 min: CGM reading not recorded; "
+                             "forecast 66 (95 % 46-86) in 25 min")
     engine.on_forecast(forecast(80, [70, 60, 52, 48, 46, 45], minutes=5))  # steeper: below 54
     engine.on_forecast(forecast(85, [84, 82, 80, 78, 76, 75], minutes=10))  # the hysteresis band: no change
     engine.flush()

@@ -12,7 +12,7 @@ import numpy as np
 import pytest
 from scipy.stats import norm
 
-from medtwin.physiology.assimilation import FilterSettings, add_input, start_filter
+from medtwin.physiology.assimilation import FilterSettings, add_input, assimilate, start_filter
 from medtwin.physiology.errors import PhysiologyInputError
 from medtwin.physiology.forecast import (
     evaluate,
@@ -85,6 +85,32 @@ def test_forecast_bands_are_ordered_and_a_known_meal_raises_the_forecast() -> No
     with pytest.raises(PhysiologyInputError) as info:
         forecast([fasting], settings, horizons_min=(30, 10))
     assert info.value.field == "horizons_min"
+
+
+def test_the_forecast_starts_at_the_expected_reading_and_the_sensor_offset_decays() -> None:
+    """#15 item 1: horizon 0 is the expected CGM reading (glucose plus the estimated sensor error), which after
+    an analysis sits by the reading; the offset to the glucose estimate decays with the error's OU time."""
+    settings = FilterSettings(n_members=24)
+    patient = virtual_patients(["adolescent#004"])
+    filt = start_filter("p", patient, time_min=0.0, glucose_mg_dl=130.0, basal_u_per_h=0.87, settings=settings,
+                        rng=np.random.default_rng(5))
+    assimilate([filt], [5.0], [150.0], settings)  # a jump physiology cannot make in 5 min
+    result = forecast([filt], settings, horizons_min=(1, 30, 60))
+    offset = float(filt.sensor_error.mean())
+    assert result.sensor_offset_mg_dl[0] == pytest.approx(offset)
+    assert result.cgm_now_mg_dl[0] == pytest.approx(result.glucose_now_mg_dl[0] + offset)
+    # the analysis moves the expected reading from the prediction (130) towards the reading, the estimate less
+    assert 130.0 < result.cgm_now_mg_dl[0] < 150.0
+    assert abs(result.cgm_now_mg_dl[0] - 150.0) < abs(result.glucose_now_mg_dl[0] - 150.0)
+    steady = start_filter("q", patient, time_min=0.0, glucose_mg_dl=120.0, basal_u_per_h=0.87, settings=settings,
+                          rng=np.random.default_rng(6))
+    for k in range(1, 13):  # an hour of readings at 120 mg/dL: the reading up to its white noise
+        assimilate([steady], [5.0 * k], [120.0], settings)
+    assert abs(forecast([steady], settings).cgm_now_mg_dl[0] - 120.0) < settings.white_sd_mg_dl
+    # the expected reading's excess over the expected glucose is the offset decayed by exp(-h / tau)
+    excess = result.mean_mg_dl[0] - result.glucose_mean_mg_dl[0]
+    mu, tau = settings.sensor_mean_mg_dl, settings.sensor_tau_min
+    np.testing.assert_allclose(excess, mu + (offset - mu) * np.exp(-np.array([1.0, 30.0, 60.0]) / tau), atol=1e-9)
 
 
 @pytest.mark.slow

@@ -16,7 +16,9 @@ Streaming details, decided here:
 * a repeated timestamp replaces the earlier value (a corrected reading).
 
 **Predicted hypoglycaemia** (:func:`predict_hypo`) uses the forecast **mean**: an alert when the mean
-trajectory (starting at the filtered estimate now) falls below 70 mg/dL within 30 minutes, with the lead
+trajectory of the expected CGM reading (from horizon 0, ``start_mg_dl``: the last reading less the white
+noise the filter attributes to it; never the sensor-corrected glucose estimate, which no sensor showed) falls
+below 70 mg/dL within 30 minutes, with the lead
 time to the crossing (linear interpolation between horizons) and the predicted value. The mean, not the
 lower 80 % bound, because the bound of a wide forecast sits below 70 for much of a normal night at
 100-120 mg/dL (constant false alarms); the lower bounds at the crossing are reported in the details so a
@@ -165,7 +167,7 @@ def predict_hypo(forecast: GlucoseForecast, *, threshold: float = HYPO_L1, horiz
                  severe_threshold: float = HYPO_L2, clear_margin: float = 10.0) -> PredictedHypo:
     """Does the forecast mean cross below ``threshold`` within ``horizon_min`` minutes? (module docstring)"""
     points: list[tuple[float, float, float | None, float | None]] = [
-        (0.0, forecast.glucose_now_mg_dl, None, None)]
+        (0.0, forecast.start_mg_dl, None, None)]  # expected CGM reading now, never the glucose estimate
     for i, h in enumerate(forecast.horizons_min):
         if 0 < h <= horizon_min:
             points.append((float(h), forecast.mean_mg_dl[i], forecast.lower80_mg_dl[i], forecast.lower95_mg_dl[i]))

@@ -4,6 +4,10 @@ A forecast propagates the filter's ensemble (:mod:`.assimilation`) forward with 
 knows (meals being eaten or announced ahead, boluses given, the basal rate and announced changes); no
 future meal is assumed. The **mean** is the expected CGM reading (interstitial glucose plus the decaying
 sensor error the filter has estimated); ``glucose_mean_mg_dl`` is the expected interstitial glucose alone.
+So the forecast starts where the data are: at horizon 0 it is ``cgm_now_mg_dl``, the ensemble mean of
+glucose plus sensor error, which after the analysis equals the last reading up to the white noise the
+filter attributes to it; ``sensor_offset_mg_dl`` (the mean sensor error) is what separates the reading from
+``glucose_now_mg_dl`` and decays with the error's correlation time.
 **Prediction intervals** are for the future CGM reading: each member contributes a normal component with
 the sensor error's conditional variance at that horizon (the error is an OU process) and an unmodelled SD
 growing in proportion to the horizon (``forecast_noise_mg_dl_per_min``: a trend error, tuned on the training
@@ -61,6 +65,8 @@ class EnsembleForecast:
     issued_min: Array  # (P,) data time of the last reading folded in
     horizons_min: tuple[int, ...]
     glucose_now_mg_dl: Array  # (P,) filtered interstitial glucose at issued_min
+    cgm_now_mg_dl: Array  # (P,) expected CGM reading at issued_min (horizon 0: glucose + sensor error)
+    sensor_offset_mg_dl: Array  # (P,) mean estimated sensor error at issued_min (reading minus glucose)
     glucose_mean_mg_dl: Array  # (P, H) expected interstitial glucose
     mean_mg_dl: Array  # (P, H) expected CGM reading
     lower80_mg_dl: Array
@@ -114,12 +120,15 @@ def forecast(filters: Sequence[GlucoseFilter], settings: FilterSettings,
     sds = np.broadcast_to(np.sqrt(variance)[None, :, None], reading.shape)
     q = mixture_quantiles(reading, sds, (0.025, 0.1, 0.9, 0.975))
     now = np.stack([f.states[:, _GS] / f.reference[_VG] for f in filters]).mean(axis=1)
+    offset = error.mean(axis=1)
     log_si = np.stack([f.theta[:, _SI].mean(axis=1) for f in filters])
     return EnsembleForecast(
         patient_ids=tuple(f.patient_id for f in filters),
         issued_min=np.array([f.time_min for f in filters]),
         horizons_min=horizons,
         glucose_now_mg_dl=now,
+        cgm_now_mg_dl=now + offset,
+        sensor_offset_mg_dl=offset,
         glucose_mean_mg_dl=glucose.mean(axis=2),
         mean_mg_dl=reading.mean(axis=2),
         lower95_mg_dl=q[0], lower80_mg_dl=q[1], upper80_mg_dl=q[2], upper95_mg_dl=q[3],
@@ -163,6 +172,26 @@ def linear_forecast(times_min: Array, readings: Array, horizon_min: float, windo
 # --- evaluation -----------------------------------------------------------------------------------------
 
 
+ALERT_HORIZONS_MIN: tuple[int, ...] = (5, 10, 15, 20, 25, 30)
+
+
+@dataclass(frozen=True)
+class ForecastPaths:
+    """What an alert rule would have seen at each reading of an evaluation (NaN before the warm-up), for
+    scoring alerts against what happened: ``(P, T)`` unless noted, glucose in mg/dL."""
+
+    times_min: Array  # (T,)
+    cgm_mg_dl: Array  # the readings
+    truth_mg_dl: Array  # true interstitial glucose of the simulation
+    glucose_now_mg_dl: Array  # the filter's estimate (sensor error removed)
+    cgm_now_mg_dl: Array  # expected reading at horizon 0
+    horizons_min: tuple[int, ...]
+    mean_mg_dl: Array  # (P, T, K) expected reading at each horizon
+    glucose_mean_mg_dl: Array  # (P, T, K) expected interstitial glucose (sensor error removed)
+    lower95_mg_dl: Array  # (P, T, K)
+    upper95_mg_dl: Array  # (P, T, K)
+
+
 @dataclass(frozen=True)
 class ForecastScores:
     """RMSEs (mg/dL) by method and horizon, against the future CGM reading and the true interstitial glucose;
@@ -181,6 +210,7 @@ class ForecastScores:
     insulin_sensitivity_ratio: dict[str, float] = field(default_factory=dict)
     #: per patient: ``"{method}_{cgm|true}_{horizon}"`` -> RMSE (mg/dL)
     per_patient: dict[str, dict[str, float]] = field(default_factory=dict)
+    paths: ForecastPaths | None = None  # the short-horizon forecasts, for alert scoring
 
     def ratio(self, method: str, horizon: int, against: str = "cgm") -> float:
         """RMSE of the twin over that of ``method`` (below 1: the twin is better)."""
@@ -225,6 +255,10 @@ def evaluate(patients: PatientParameters, days: int, rng: np.random.Generator,
     predicted = {h: np.full(cgm.shape, np.nan) for h in horizons}
     predicted_true = {h: np.full(cgm.shape, np.nan) for h in horizons}
     bands = {h: np.full((4, *cgm.shape), np.nan) for h in horizons}
+    every = tuple(sorted(set(horizons) | set(ALERT_HORIZONS_MIN)))
+    short = [every.index(h) for h in ALERT_HORIZONS_MIN]
+    now_est, now_cgm = np.full(cgm.shape, np.nan), np.full(cgm.shape, np.nan)
+    short_paths = np.full((4, *cgm.shape, len(short)), np.nan)
     update_s = forecast_s = 0.0
     n_forecast_calls = 0
     for j in range(1, t.size):
@@ -239,10 +273,14 @@ def evaluate(patients: PatientParameters, days: int, rng: np.random.Generator,
         update_s += time.perf_counter() - start
         if t[j] >= warmup_min and j % forecast_every == 0 and j + max(steps.values()) < t.size:
             start = time.perf_counter()
-            result = forecast(filters, settings, horizons)
+            result = forecast(filters, settings, every)
             forecast_s += time.perf_counter() - start
             n_forecast_calls += 1
-            for k, hz in enumerate(horizons):
+            now_est[:, j], now_cgm[:, j] = result.glucose_now_mg_dl, result.cgm_now_mg_dl
+            short_paths[:, :, j] = (result.mean_mg_dl[:, short], result.lower95_mg_dl[:, short],
+                                    result.upper95_mg_dl[:, short], result.glucose_mean_mg_dl[:, short])
+            for hz in horizons:
+                k = every.index(hz)
                 predicted[hz][:, j] = result.mean_mg_dl[:, k]
                 predicted_true[hz][:, j] = result.glucose_mean_mg_dl[:, k]
                 bands[hz][:, :, j] = (result.lower95_mg_dl[:, k], result.lower80_mg_dl[:, k],
@@ -280,4 +318,8 @@ def evaluate(patients: PatientParameters, days: int, rng: np.random.Generator,
         forecast_ms=1000 * forecast_s / max(n_forecast_calls, 1),
         insulin_sensitivity_ratio={f.patient_id: f.insulin_sensitivity()[0] for f in filters},
         per_patient=per_patient,
+        paths=ForecastPaths(times_min=t, cgm_mg_dl=cgm, truth_mg_dl=truth, glucose_now_mg_dl=now_est,
+                            cgm_now_mg_dl=now_cgm, horizons_min=ALERT_HORIZONS_MIN, mean_mg_dl=short_paths[0],
+                            lower95_mg_dl=short_paths[1], upper95_mg_dl=short_paths[2],
+                            glucose_mean_mg_dl=short_paths[3]),
     )

@@ -65,6 +65,7 @@ from medtwin.store.live_tables import twin_live_state
 from medtwin.store.twins import TwinRepository
 from medtwin.twin.glucose import GLUCOSE_KIND, latest_twin_version
 from medtwin.vocab import CARBS, GLUCOSE, INSULIN_BASAL, INSULIN_BOLUS, GlucoseForecast, Sample
+from medtwin.vocab.forecast import TREND_WINDOW_MIN, glucose_trend_mg_dl_per_min
 from medtwin.worker import Worker
 
 log = logging.getLogger("medtwin.live")
@@ -169,12 +170,23 @@ class _Live:
     """A patient's filter and what the service keeps beside it."""
 
     def __init__(self, filt: GlucoseFilter, started: StartedFrom, live_version: int | None,
-                 last_version_min: float, forecast: GlucoseForecast | None) -> None:
+                 last_version_min: float, forecast: GlucoseForecast | None,
+                 recent: list[tuple[float, float]] | None = None) -> None:
         self.filter = filt
         self.started = started
         self.live_version = live_version
         self.last_version_min = last_version_min
         self.forecast = forecast
+        self.recent: list[tuple[float, float]] = recent or []  # (minute, mg/dL) readings folded in, newest last
+
+    def remember(self, minute: float, value: float) -> None:
+        """Keep a reading the filter folded in, and those of the trend window before it."""
+        if self.recent and minute <= self.recent[-1][0]:
+            return
+        self.recent = [r for r in self.recent if r[0] >= minute - TREND_WINDOW_MIN] + [(minute, value)]
+
+    def trend(self) -> float | None:
+        return glucose_trend_mg_dl_per_min([t for t, _ in self.recent], [v for _, v in self.recent])
 
 
 class LiveGlucoseService:
@@ -285,6 +297,7 @@ class LiveGlucoseService:
                     self._waiting_inputs[patient_id] = items[-500:]
                     continue
                 live = self._start(patient_id, items[first], items[:first])
+                live.remember(to_minutes(items[first].time), items[first].value)
                 self._live[patient_id] = live
                 new.add(patient_id)
                 items = items[first + 1:]
@@ -302,20 +315,7 @@ class LiveGlucoseService:
                     inputs.append(sample)
             rounds[patient_id] = steps
             trailing[patient_id] = inputs
-        assimilated = 0
-        depth = max((len(v) for v in rounds.values()), default=0)
-        for k in range(depth):
-            batch = [(pid, steps[k]) for pid, steps in rounds.items() if k < len(steps)]
-            filters = []
-            for pid, (inputs, _reading) in batch:
-                filt = self._live[pid].filter
-                for sample in inputs:
-                    add_input(filt, _INPUTS[sample.metric], to_minutes(sample.time), sample.value, settings)
-                filters.append(filt)
-            times = np.array([to_minutes(reading.time) for _pid, (_inputs, reading) in batch])
-            values = np.array([reading.value for _pid, (_inputs, reading) in batch])
-            innovations = assimilate(filters, times, values, settings)
-            assimilated += int(np.sum(~np.isnan(innovations)))
+        assimilated = self._assimilate(rounds)
         for pid, inputs in trailing.items():
             for sample in inputs:
                 add_input(self._live[pid].filter, _INPUTS[sample.metric], to_minutes(sample.time), sample.value,
@@ -331,11 +331,36 @@ class LiveGlucoseService:
                     log.exception("forecast listener %r failed", fn)
         return assimilated + len(new)
 
+    def _assimilate(self, rounds: dict[str, list[tuple[list[Sample], Sample]]]) -> int:
+        """The k-th reading of every patient in one batched step (its inputs added first); the readings folded
+        in are remembered for the measured trend. Returns how many were folded in."""
+        settings = self.settings
+        assimilated = 0
+        depth = max((len(v) for v in rounds.values()), default=0)
+        for k in range(depth):
+            batch = [(pid, steps[k]) for pid, steps in rounds.items() if k < len(steps)]
+            filters = []
+            for pid, (inputs, _reading) in batch:
+                filt = self._live[pid].filter
+                for sample in inputs:
+                    add_input(filt, _INPUTS[sample.metric], to_minutes(sample.time), sample.value, settings)
+                filters.append(filt)
+            times = np.array([to_minutes(reading.time) for _pid, (_inputs, reading) in batch])
+            values = np.array([reading.value for _pid, (_inputs, reading) in batch])
+            before = [f.n_assimilated for f in filters]
+            innovations = assimilate(filters, times, values, settings)
+            assimilated += int(np.sum(~np.isnan(innovations)))
+            for (pid, _step), filt, count, minute, value in zip(batch, filters, before, times, values, strict=True):
+                if filt.n_assimilated > count:  # folded in (a late reading is skipped)
+                    self._live[pid].remember(float(minute), float(value))
+        return assimilated
+
     def _forecast(self, patient_ids: list[str]) -> list[GlucoseForecast]:
         lives = [self._live[pid] for pid in patient_ids]
         result: EnsembleForecast = forecast([live.filter for live in lives], self.settings, self.horizons_min)
         out = []
         for i, live in enumerate(lives):
+            trend = live.trend()
             item = GlucoseForecast(
                 patient_id=live.filter.patient_id,
                 issued_at=from_minutes(float(result.issued_min[i])),
@@ -348,6 +373,10 @@ class LiveGlucoseService:
                 upper95_mg_dl=_rounded(result.upper95_mg_dl[i]),
                 insulin_sensitivity_ratio=round(float(result.insulin_sensitivity_ratio[i]), 4),
                 twin_version=live.started.glucose_twin_version,
+                last_reading_mg_dl=None if math.isnan(live.filter.last_reading_mg_dl) else live.filter.last_reading_mg_dl,
+                trend_mg_dl_per_min=None if trend is None else round(trend, 3),
+                cgm_now_mg_dl=round(float(result.cgm_now_mg_dl[i]), 2),
+                sensor_offset_mg_dl=round(float(result.sensor_offset_mg_dl[i]), 2),
             )
             live.forecast = item
             out.append(item)
@@ -368,8 +397,10 @@ class LiveGlucoseService:
             if filt.n_members != self.settings.n_members:
                 raise PhysiologyInputError("n_members", "the saved filter has another ensemble size")
             found = state.get("forecast")
+            recent = [(float(t), float(v)) for t, v in state.get("recent_readings", [])]
             live = _Live(filt, StartedFrom.model_validate(state["started_from"]), state.get("live_version"),
-                         float(state["last_version_min"]), GlucoseForecast.from_json(found) if found else None)
+                         float(state["last_version_min"]), GlucoseForecast.from_json(found) if found else None,
+                         recent)
         except (PhysiologyInputError, KeyError, TypeError, ValueError):
             log.warning("saved glucose filter of a patient could not be resumed; starting a new one")
             return None
@@ -468,6 +499,7 @@ class LiveGlucoseService:
                     "live_version": live.live_version,
                     "last_version_min": live.last_version_min,
                     "forecast": None if live.forecast is None else live.forecast.to_json(),
+                    "recent_readings": [list(r) for r in live.recent],
                     "status": self._status(live).model_dump(mode="json"),
                 }
                 _save_state(connection, self.store.codec, pid, payload, data_time=from_minutes(filt.time_min),

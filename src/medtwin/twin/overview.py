@@ -34,6 +34,7 @@ from medtwin.store.records import RecordRepository
 from medtwin.store.schema import samples
 from medtwin.store.twins import TwinRepository
 from medtwin.vocab import GLUCOSE, HEART_RATE
+from medtwin.vocab.forecast import TREND_WINDOW_MIN, glucose_trend_mg_dl_per_min
 
 __all__ = ["AlertCounts", "GlucoseReading", "News2Brief", "OverviewPage", "PatientOverview", "Reading",
            "TREND_WINDOW", "STALE_AFTER", "device_news2", "glucose_trend", "patient_overview", "trend_category"]
@@ -41,7 +42,7 @@ __all__ = ["AlertCounts", "GlucoseReading", "News2Brief", "OverviewPage", "Patie
 Clock = Callable[[], datetime]
 Trend = Literal["falling-fast", "falling", "falling-slowly", "steady", "rising-slowly", "rising", "rising-fast"]
 
-TREND_WINDOW = timedelta(minutes=15)
+TREND_WINDOW = timedelta(minutes=TREND_WINDOW_MIN)
 #: A reading older than this (against the clock) is flagged stale: a sensor may have stopped sending.
 STALE_AFTER = timedelta(minutes=15)
 SEVERITY_RANK: dict[str, int] = {"low": 1, "medium": 2, "high": 3, "critical": 4}
@@ -122,20 +123,14 @@ def trend_category(rate_mg_dl_per_min: float) -> Trend:
 
 def glucose_trend(points: Sequence[tuple[datetime, float]]) -> float | None:
     """Least-squares slope (mg/dL/min) of the readings within :data:`TREND_WINDOW` of the newest one
-    (``points`` newest first); None with fewer than two readings or a span under 4 minutes."""
-    if len(points) < 2:
+    (``points`` newest first); None with fewer than two readings or a span under 4 minutes. The one
+    definition is :func:`medtwin.vocab.forecast.glucose_trend_mg_dl_per_min` (the forecast and the alerts
+    quote the same trend)."""
+    if not points:
         return None
     newest = points[0][0]
-    window = [(t, v) for t, v in points if newest - t <= TREND_WINDOW]
-    if len(window) < 2:
-        return None
-    xs = [(t - newest).total_seconds() / 60.0 for t, _ in window]
-    if max(xs) - min(xs) < 4.0:
-        return None
-    ys = [v for _, v in window]
-    mx, my = sum(xs) / len(xs), sum(ys) / len(ys)
-    sxx = sum((x - mx) ** 2 for x in xs)
-    return sum((x - mx) * (y - my) for x, y in zip(xs, ys, strict=True)) / sxx
+    return glucose_trend_mg_dl_per_min([(t - newest).total_seconds() / 60.0 for t, _ in points],
+                                       [v for _, v in points])
 
 
 def _aware(moment: datetime) -> datetime:

@@ -1,5 +1,19 @@
 """Predicted hypoglycaemia from the live glucose twin's forecast (:func:`medtwin.alerts.glucose.predict_hypo`:
-the forecast mean below 70 mg/dL within the horizon; clears at 70 + margin, hysteresis)."""
+the forecast mean below 70 mg/dL within the horizon; clears at 70 + margin, hysteresis).
+
+**What it decides on**: the expected CGM path (the forecast mean of the *reading*; at horizon 0 the last
+reading less the white noise the filter attributes to it), not the twin's sensor-corrected glucose path. Why: the alert is read beside the CGM trace
+and acted on with a finger-stick or the CGM; a sensor offset the twin believes in is itself an estimate (a
+wrong one would raise an alarm while every number on the screen reads normal, the #15 failure), and the
+offset decays with the sensor error's ~40-min correlation time, so within the 30-min horizon both paths
+converge anyway. ``benchmarks/bench_forecast.py`` scores both anchors against true hypoglycaemia.
+
+**What it says**: the measured value and the forecast separately, in the one sentence of
+:meth:`medtwin.vocab.GlucoseForecast.sentence` ("CGM 87 mg/dL, falling 2 mg/dL/min; forecast 62 (95 % 48-76)
+in 30 min"; with a material sensor offset it adds "sensor reads ~X mg/dL above the twin's estimate").
+``details`` hold the measured reading (``cgm_mg_dl``), its trend, and the forecast; ``glucose_now_mg_dl`` in
+the details is the twin's estimate, labelled as such, never the alert's value.
+"""
 
 from __future__ import annotations
 
@@ -54,16 +68,34 @@ class PredictedHypoRule:
     def _one(self, patient_id: str, forecast: GlucoseForecast, held: bool) -> Verdict | None:
         result = predict_hypo(forecast, horizon_min=self.horizon_min, clear_margin=self.clear_margin_mg_dl)
         if result.predicted and result.severity is not None and result.lead_time_min is not None:
-            if result.lead_time_min == 0:
-                message = (f"Glucose {result.glucose_now_mg_dl:.0f} mg/dL is below 70 mg/dL; forecast lowest "
-                           f"{result.minimum_mg_dl:.0f} mg/dL within {self.horizon_min:.0f} min")
+            shown = self._shown_horizon(forecast, result.lead_time_min)
+            reading = forecast.last_reading_mg_dl
+            if result.lead_time_min == 0 and reading is not None and reading < HYPO_L1:
+                message = f"CGM below {HYPO_L1:.0f} mg/dL: {forecast.sentence(shown)}"
+            elif result.lead_time_min == 0:
+                message = f"Hypoglycaemia predicted now: {forecast.sentence(shown)}"
             else:
-                message = (f"Hypoglycaemia predicted in {result.lead_time_min:.0f} min: forecast "
-                           f"{result.predicted_mg_dl:.0f} mg/dL (now {result.glucose_now_mg_dl:.0f} mg/dL)")
+                message = f"Hypoglycaemia predicted in {result.lead_time_min:.0f} min: {forecast.sentence(shown)}"
+            mean, _lo80, _hi80, lo95, hi95 = forecast.at(shown)
+            details = {**result.details(), "twin_version": forecast.twin_version,
+                       "cgm_mg_dl": forecast.last_reading_mg_dl, "cgm_time": forecast.issued_at.isoformat(),
+                       "trend_mg_dl_per_min": forecast.trend_mg_dl_per_min,
+                       "sensor_offset_mg_dl": forecast.sensor_offset_mg_dl,
+                       "forecast": {"horizon_min": shown, "mean_mg_dl": mean, "lower95_mg_dl": lo95,
+                                    "upper95_mg_dl": hi95},
+                       "anchor": "last CGM reading" if forecast.last_reading_mg_dl is not None else "twin estimate"}
             candidate = AlertCandidate(patient_id, NAME, result.severity, f"{patient_id}:{NAME}",
-                                       forecast.issued_at, message, score=result.lead_time_min,
-                                       details={**result.details(), "twin_version": forecast.twin_version})
+                                       forecast.issued_at, message, score=result.lead_time_min, details=details)
             return Verdict(NAME, True, candidate)
         if result.cleared and held:
             return Verdict(NAME, False)
         return None
+
+    def _shown_horizon(self, forecast: GlucoseForecast, lead_min: float) -> int:
+        """The forecast horizon the message quotes: the first at or after the crossing that is below 70 mg/dL
+        (already below: the lowest within the horizon), else the last within the horizon."""
+        within = [(h, m) for h, m in zip(forecast.horizons_min, forecast.mean_mg_dl, strict=True)
+                  if 0 < h <= self.horizon_min] or [(forecast.horizons_min[0], forecast.mean_mg_dl[0])]
+        if lead_min == 0:
+            return min(within, key=lambda p: p[1])[0]
+        return next((h for h, m in within if h >= lead_min and m < HYPO_L1), within[-1][0])
