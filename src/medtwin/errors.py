@@ -1,6 +1,7 @@
 """The house error for bad input: a ``ValueError`` that names the offending field.
 
-Packages subclass it (``News2InputError``, ``SettingError``, ``PharmacoInputError``) so that a caller can
+Packages subclass it (``News2InputError``, ``SettingError``, ``PharmacoInputError``, ``PhysiologyInputError``,
+``SolverInputError``) so that a caller can
 report any of them the same way: ``field`` says where, ``message`` what is wrong.
 """
 

@@ -7,16 +7,13 @@ from typing import Any, TypeVar
 
 from pydantic import BaseModel, ValidationError
 
+from medtwin.errors import InputError
+
 ModelT = TypeVar("ModelT", bound=BaseModel)
 
 
-class PhysiologyInputError(ValueError):
+class PhysiologyInputError(InputError):
     """Bad input (scenario, parameter file, patient name, log). ``field`` names the offending item."""
-
-    def __init__(self, field: str, message: str) -> None:
-        super().__init__(f"{field}: {message}")
-        self.field = field
-        self.message = message
 
 
 class UnknownPatientError(PhysiologyInputError, KeyError):

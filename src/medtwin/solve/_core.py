@@ -23,17 +23,15 @@ from typing import Protocol, runtime_checkable
 import numpy as np
 from numpy.typing import ArrayLike, NDArray
 
+from medtwin.errors import InputError
+
 Array = NDArray[np.float64]
 RightHandSide = Callable[[float, Array], Array]
 JumpFunction = Callable[[float, Array], Array]
 
 
-class SolverInputError(ValueError):
+class SolverInputError(InputError):
     """Invalid argument given to a solver; ``field`` names the offending argument."""
-
-    def __init__(self, field: str, message: str) -> None:
-        super().__init__(f"{field}: {message}")
-        self.field = field
 
 
 class SolverFailure(RuntimeError):
