@@ -79,16 +79,21 @@ def map_estimate(
         r_prior = e @ whiten.T
         return np.concatenate([r_obs, r_prior], axis=1), f, s
 
-    lam = np.full(n, 1e-2)
-    r, f, sd = residuals(eta)
-    obj = np.sum(r * r, axis=1)
-    jac = np.zeros((n, m + p, p))
-    for _ in range(max_iterations):
+    def jacobian(e: Array, r: Array, sd: Array) -> Array:
+        """(n, m + p, p) forward differences of the residuals at ``e`` (residuals ``r``, SD held at ``sd``)."""
+        jac = np.zeros((n, m + p, p))
         for j in range(p):
-            e2 = eta.copy()
+            e2 = e.copy()
             e2[:, j] += step
             r2, _, _ = residuals(e2, sd)
             jac[:, :, j] = (r2 - r) / step
+        return jac
+
+    lam = np.full(n, 1e-2)
+    r, f, sd = residuals(eta)
+    obj = np.sum(r * r, axis=1)
+    for _ in range(max_iterations):
+        jac = jacobian(eta, r, sd)
         jtj = np.einsum("nkp,nkq->npq", jac, jac)
         jtr = np.einsum("nkp,nk->np", jac, r)
         diag = np.einsum("npp->np", jtj)
@@ -109,11 +114,7 @@ def map_estimate(
         converged = np.where(better, gain < 1e-10 * (1.0 + obj), lam >= 1e5)
         if np.all(converged):
             break
-    for j in range(p):
-        e2 = eta.copy()
-        e2[:, j] += step
-        r2, _, _ = residuals(e2, sd)
-        jac[:, :, j] = (r2 - r) / step
+    jac = jacobian(eta, r, sd)
     information = np.einsum("nkp,nkq->npq", jac, jac)
     covariance = np.linalg.inv(information + 1e-12 * np.eye(p))
     objective = obj + 2.0 * np.sum(np.where(w, np.log(sd), 0.0), axis=1)
