@@ -36,6 +36,7 @@ def test_the_sentence_of_the_issue() -> None:
     assert f.sentence(30) == "CGM 87 mg/dL, falling 2 mg/dL/min; forecast 62 (95 % 48-76) in 30 min"
     assert f.summary == f.sentence(30) and f.to_json()["summary"] == f.summary
     assert make([90], reading=91, estimate=90, trend=0.04).sentence(5).startswith("CGM 91 mg/dL, steady;")
+    assert make([90], reading=91, estimate=90, trend=0.8).sentence(5).startswith("CGM 91 mg/dL, steady (+0.8 mg/dL/min);")
     assert make([90], reading=91, estimate=90, trend=1.26).sentence(5).startswith("CGM 91 mg/dL, rising 1.3 mg/dL/min;")
     assert make([90], reading=91, estimate=90).sentence(5).startswith("CGM 91 mg/dL; forecast 90")
 
@@ -88,8 +89,8 @@ def test_a_reading_below_70_says_so_with_the_reading() -> None:
     f = make([64, 62, 61, 60, 60, 61], reading=66, estimate=64, expected=65.5, offset=1.5, trend=-0.6)
     (verdict,) = PredictedHypoRule().evaluate(RuleInput("p", forecasts=(f,)), {})
     assert verdict.candidate is not None and verdict.candidate.score == 0
-    assert verdict.candidate.message == ("CGM below 70 mg/dL: CGM 66 mg/dL, falling 0.6 mg/dL/min; forecast 60 "
-                                         "(95 % 46-74) in 20 min")
+    assert verdict.candidate.message == ("CGM below 70 mg/dL: CGM 66 mg/dL, steady (-0.6 mg/dL/min); forecast 60 "
+                                         "(95 % 46-74) in 20 min")  # steady: the list's arrow band
 
 
 def test_the_expected_reading_below_70_with_a_reading_above_says_predicted_now() -> None:

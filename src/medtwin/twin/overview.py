@@ -34,7 +34,7 @@ from medtwin.store.records import RecordRepository
 from medtwin.store.schema import samples
 from medtwin.store.twins import TwinRepository
 from medtwin.vocab import GLUCOSE, HEART_RATE
-from medtwin.vocab.forecast import TREND_WINDOW_MIN, glucose_trend_mg_dl_per_min
+from medtwin.vocab.forecast import STEADY_MG_DL_PER_MIN, TREND_WINDOW_MIN, glucose_trend_mg_dl_per_min
 
 __all__ = ["AlertCounts", "GlucoseReading", "News2Brief", "OverviewPage", "PatientOverview", "Reading",
            "TREND_WINDOW", "STALE_AFTER", "device_news2", "glucose_trend", "patient_overview", "trend_category"]
@@ -111,7 +111,7 @@ class OverviewPage(BaseModel):
 def trend_category(rate_mg_dl_per_min: float) -> Trend:
     """The CGM trend arrow of a rate of change (mg/dL/min)."""
     magnitude = abs(rate_mg_dl_per_min)
-    if magnitude <= 1.0:
+    if magnitude <= STEADY_MG_DL_PER_MIN:
         return "steady"
     direction = "rising" if rate_mg_dl_per_min > 0 else "falling"
     if magnitude <= 2.0:

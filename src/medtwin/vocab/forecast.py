@@ -9,11 +9,13 @@ from typing import Any, Final
 
 from pydantic import BaseModel, ConfigDict, Field, computed_field
 
-__all__ = ["SENSOR_OFFSET_MATERIAL_MG_DL", "TREND_WINDOW_MIN", "GlucoseForecast", "forecast_fields",
+__all__ = ["SENSOR_OFFSET_MATERIAL_MG_DL", "STEADY_MG_DL_PER_MIN", "TREND_WINDOW_MIN", "GlucoseForecast", "forecast_fields",
            "glucose_trend_mg_dl_per_min"]
 
 #: readings within this many minutes of the newest give the measured trend (least-squares slope)
 TREND_WINDOW_MIN: Final = 15.0
+#: a trend within +- this is "steady", as the trend arrows of common CGM systems (Dexcom G6 user guide)
+STEADY_MG_DL_PER_MIN: Final = 1.0
 #: a sensor-error estimate at least this large (mg/dL) is said out loud beside the measured value
 SENSOR_OFFSET_MATERIAL_MG_DL: Final = 10.0
 
@@ -136,6 +138,8 @@ def _trend_words(trend: float | None) -> str:
     size = round(abs(trend), 1)
     if size == 0:
         return ", steady"
+    if abs(trend) <= STEADY_MG_DL_PER_MIN:  # the arrow of the patient list shows steady: say so, with the number
+        return f", steady ({'-' if trend < 0 else '+'}{size:g} mg/dL/min)"
     return f", {'falling' if trend < 0 else 'rising'} {size:g} mg/dL/min"
 
 

@@ -126,7 +126,9 @@ export function mountLive(panel, tiles, ctx, openedAt, prefetched) {
     if (!forecast) return [];
     const t0 = Date.parse(forecast.issued_at);
     const x = [t0, ...forecast.horizons_min.map((m) => t0 + m * MINUTE)];
-    const now = forecast.glucose_now_mg_dl;
+    // The forecast is of the CGM reading and is drawn from the last reading (where the data are); the
+    // twin's sensor-corrected estimate is never drawn as if it were a reading (issue 15 item 1).
+    const now = forecast.last_reading_mg_dl ?? forecast.cgm_now_mg_dl ?? forecast.glucose_now_mg_dl;
     const withNow = (arr) => [now, ...arr];
     const fx = { x, y: withNow(forecast.mean_mg_dl) };
     const band = (lo, hi) => ({ x, y: withNow(lo), y2: withNow(hi) });
@@ -138,7 +140,13 @@ export function mountLive(panel, tiles, ctx, openedAt, prefetched) {
         color: COLORS.forecast, fill: "rgba(106, 61, 154, 0.28)", cursor: false },
       { id: "forecast", label: "Forecast (mean)", type: "line", ...fx, color: COLORS.forecast, dash: [6, 4], width: 2,
         describe: (i) => (i === 0 ? null : `forecast +${at(i)} min ${num(fx.y[i])} mg/dL (80 %: ${num(forecast.lower80_mg_dl[i - 1])}–${num(forecast.upper80_mg_dl[i - 1])})`) },
+      ...(materialOffset() ? [{ id: "twin-estimate", label: "Twin's glucose estimate (sensor error removed)", type: "points",
+        x: [t0], y: [forecast.glucose_now_mg_dl], color: COLORS.forecast, cursor: false }] : []),
     ];
+  }
+
+  function materialOffset() {
+    return Boolean(forecast && forecast.material_offset);  // the threshold is the vocabulary's (vocab/forecast.py)
   }
 
   function range() {
@@ -161,6 +169,10 @@ export function mountLive(panel, tiles, ctx, openedAt, prefetched) {
     nearChart.marks = [{ x: x1, label: "now", color: "#4a5568" }];
     nearChart.setSeries(glucoseSeries.map((s) => ({ ...s, dots: s.id === "glucose" ? 3 : s.dots, width: s.id === "glucose" ? 2.2 : s.width })));
     nearChart.setRange([x1 - 3 * HOUR, Math.max(x1 + HOUR, fEnd) + 5 * MINUTE]);
+    const fc = glucoseSeries.find((s) => s.id === "forecast");
+    const cgm = state.glucose.y;  // what is drawn, for a reader (and the browser test) to compare
+    figs.near.dataset.forecastStart = fc ? String(fc.y[0]) : "";
+    figs.near.dataset.lastCgm = cgm.length ? String(cgm[cgm.length - 1]) : "";
     hrChart.setSeries([line("heart_rate", metricLabel("heart_rate"))]);
     hrChart.setRange([x0, x1]);
     bpChart.setSeries([line("systolic_bp", "Systolic", { dots: 2.5 }), line("diastolic_bp", "Diastolic", { dots: 2.5 })]);
@@ -178,6 +190,8 @@ export function mountLive(panel, tiles, ctx, openedAt, prefetched) {
 
   function forecastText() {
     if (!forecast) return null;
+    // the one sentence the alerts use too: measured value and trend, then the forecast (vocab/forecast.py)
+    if (forecast.summary) return el("span", { class: "forecast-line" }, el("span", { class: "fc", id: "forecast-30" }, forecast.summary));
     const parts = [];
     for (const h of [30, 60]) {
       const i = forecast.horizons_min.indexOf(h);
@@ -226,6 +240,8 @@ export function mountLive(panel, tiles, ctx, openedAt, prefetched) {
             el("p", { class: "muted" }, "Not following this patient (it starts with the first CGM reading)."));
       return;
     }
+    // the newer of the forecast and the status (a forecast event arrives before the status is read again)
+    const now = forecast && Date.parse(forecast.issued_at) >= Date.parse(twin.data_time) ? forecast : twin;
     const ci = twin.insulin_sensitivity_ci95 || [];
     const from = twin.started_from || {};
     const source = from.kind === "glucose_twin" ? `fitted glucose twin v${from.glucose_twin_version}` : "the cohort prior";
@@ -233,7 +249,9 @@ export function mountLive(panel, tiles, ctx, openedAt, prefetched) {
       el("dl", { class: "facts-grid" },
         el("dt", "Insulin sensitivity"), el("dd", { id: "live-isr" }, `×${num(twin.insulin_sensitivity_ratio, 2)}`,
           ci.length === 2 ? el("span", { class: "sub" }, ` (95 %: ${num(ci[0], 2)}–${num(ci[1], 2)})`) : null),
-        el("dt", "Filtered glucose"), el("dd", `${num(twin.glucose_now_mg_dl)} mg/dL`),
+        el("dt", "Glucose estimate"), el("dd", { title: "the twin's interstitial glucose with the estimated sensor error removed; not a reading" },
+          `${num(now.glucose_now_mg_dl)} mg/dL`,
+          now.last_reading_mg_dl != null ? el("span", { class: "sub" }, ` (last CGM reading ${num(now.last_reading_mg_dl)})`) : null),
         el("dt", "Following since"), el("dd", `${ago(twin.started_at)} · ${twin.samples_assimilated} reading${twin.samples_assimilated === 1 ? "" : "s"}`),
         el("dt", "Started from"), el("dd", source),
         twin.live_twin_version ? [el("dt", "Saved as"), el("dd", `twin version ${twin.live_twin_version}`)] : null),
@@ -320,7 +338,8 @@ export function mountLive(panel, tiles, ctx, openedAt, prefetched) {
     if (event.type === "samples" || event.type === "sample") {
       onSamples(samplesOf(data).map((s) => ({ patient_id: event.patient_id, ...s })));
     } else if (event.type === "forecast") {
-      if (data.horizons_min) { forecast = data; renderTiles(); drawAll(); } else refreshDerived();
+      if (data.horizons_min) { forecast = data; renderTiles(); drawAll(); }
+      refreshDerived();  // the twin's status too, so its estimate and the forecast's never disagree on screen
     } else if (event.type === "alert") refreshDerived();
   }));
 
