@@ -42,6 +42,7 @@ from typing import TYPE_CHECKING, Any
 
 from sqlalchemy import Connection, Engine, insert, select, update
 
+from medtwin.security.crypto import versioned_json
 from medtwin.store.security_tables import audit_head, audit_log
 
 if TYPE_CHECKING:
@@ -294,12 +295,7 @@ class Checkpoint:
 
     @classmethod
     def from_json(cls, text: str) -> Checkpoint:
-        try:
-            data = json.loads(text)
-        except json.JSONDecodeError as exc:
-            raise AuditKeyError(f"checkpoint is not valid JSON: {exc.msg} (line {exc.lineno})") from exc
-        if not isinstance(data, dict) or data.get("version") != CHECKPOINT_VERSION:
-            raise AuditKeyError(f"checkpoint field 'version' must be {CHECKPOINT_VERSION}")
+        data = versioned_json(text, "checkpoint", CHECKPOINT_VERSION, AuditKeyError)
         types = {"seq": int, "hash": str, "at": str, "key_id": str, "mac": str}
         for name, kind in types.items():
             if not isinstance(data.get(name), kind) or isinstance(data.get(name), bool):

@@ -28,7 +28,7 @@ import hmac
 import json
 import os
 import secrets
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime
 from pathlib import Path
@@ -54,6 +54,20 @@ class CryptoError(Exception):
 
 class KeyRingMissingError(CryptoError):
     """No key ring is configured and the caller may not generate one."""
+
+
+def versioned_json(text: str, what: str, version: int, error: Callable[[str], Exception]) -> dict[str, Any]:
+    """``text`` as a JSON object whose field ``version`` is ``version`` (the key ring, an audit checkpoint);
+    otherwise ``error(message)``, the message naming the document ``what``."""
+    try:
+        data = json.loads(text)
+    except json.JSONDecodeError as exc:
+        raise error(f"{what} is not valid JSON: {exc.msg} (line {exc.lineno})") from exc
+    if not isinstance(data, dict):
+        raise error(f"{what} must be a JSON object")
+    if data.get("version") != version:
+        raise error(f"{what} field 'version' must be {version}")
+    return data
 
 
 def _b64d(value: Any, name: str) -> bytes:
@@ -165,14 +179,7 @@ class KeyRing:
 
     @classmethod
     def from_json(cls, text: str) -> KeyRing:
-        try:
-            data = json.loads(text)
-        except json.JSONDecodeError as exc:
-            raise CryptoError(f"key ring is not valid JSON: {exc.msg} (line {exc.lineno})") from exc
-        if not isinstance(data, dict):
-            raise CryptoError("key ring must be a JSON object")
-        if data.get("version") != 1:
-            raise CryptoError("key ring field 'version' must be 1")
+        data = versioned_json(text, "key ring", 1, CryptoError)
         keys = data.get("keys")
         if not isinstance(keys, dict) or not keys:
             raise CryptoError("key ring field 'keys' must be a non-empty object")
