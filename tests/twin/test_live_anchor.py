@@ -86,3 +86,18 @@ def test_the_trend_survives_a_restart(sqlite_store: Store, tmp_path: object) -> 
     assert resumed.trend_mg_dl_per_min == uninterrupted.trend_mg_dl_per_min is not None
     assert resumed == uninterrupted
     reference.dispose()
+
+
+def test_the_report_quotes_the_reading_and_names_an_estimate_as_one() -> None:
+    from medtwin.twin.report import forecast_lines
+
+    f = GlucoseForecast(patient_id="p", issued_at=T0, glucose_now_mg_dl=66.0, horizons_min=(15, 30),
+                        mean_mg_dl=(80.0, 72.0), lower80_mg_dl=(70.0, 60.0), upper80_mg_dl=(90.0, 84.0),
+                        lower95_mg_dl=(65.0, 55.0), upper95_mg_dl=(95.0, 89.0), insulin_sensitivity_ratio=1.0,
+                        last_reading_mg_dl=87.0, trend_mg_dl_per_min=-1.6, cgm_now_mg_dl=86.0,
+                        sensor_offset_mg_dl=20.0)
+    first = forecast_lines(f)[0]
+    assert first.startswith("CGM 87 mg/dL, falling 1.6 mg/dL/min; forecast 72 (95 % 55-89) in 30 min; sensor reads "
+                            "~20 mg/dL above the twin's estimate (glucose 66 mg/dL)")
+    saved_before = f.model_copy(update={"last_reading_mg_dl": None})  # a forecast saved before #15 item 1
+    assert forecast_lines(saved_before)[0].startswith("twin estimate 66 mg/dL (sensor error removed)")

@@ -404,7 +404,11 @@ def coverage_line(cgm: CgmReport) -> str:
 def forecast_lines(forecast: GlucoseForecast | None) -> list[str]:
     if forecast is None:
         return []
-    out = [f"now {forecast.glucose_now_mg_dl:.0f} mg/dL at {fmt_time(forecast.issued_at)}"]
+    if forecast.last_reading_mg_dl is not None:  # the measured value, never the estimate as a reading (#15.1)
+        out = [f"{forecast.summary} (at {fmt_time(forecast.issued_at)})"]
+    else:
+        out = [f"twin estimate {forecast.glucose_now_mg_dl:.0f} mg/dL (sensor error removed) at "
+               f"{fmt_time(forecast.issued_at)}"]
     wanted = [h for h in (15, 30, 60) if h in forecast.horizons_min] or forecast.horizons_min[-3:]
     for h in wanted:
         i = forecast.horizons_min.index(h)
