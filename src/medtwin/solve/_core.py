@@ -231,6 +231,24 @@ def _apply_jump(on_breakpoint: JumpFunction | None, stops: Array, t: float, y: A
     return y
 
 
+def _jump_and_write(on_breakpoint: JumpFunction | None, stops: Array, t: float, y: Array, t_out: Array,
+                    out: Array, i_out: int) -> tuple[Array, int]:
+    """At a segment boundary ``t``: apply the jump, then write the state for every requested time up to ``t``
+    (outputs requested exactly at a breakpoint are taken after the jump). Returns the state and next output."""
+    y = _apply_jump(on_breakpoint, stops, t, y)
+    while i_out < t_out.size and t_out[i_out] <= t:
+        out[i_out] = y
+        i_out += 1
+    return y, i_out
+
+
+def _first_after(t_out: Array, i_out: int, t: float) -> int:
+    """Index of the first requested time at or after ``t``, searching from ``i_out``."""
+    while i_out < t_out.size and t_out[i_out] < t:
+        i_out += 1
+    return i_out
+
+
 def _rms_norm(x: Array) -> float:
     # sum / k rather than np.mean: same value, a fraction of the per-call overhead (it runs every step)
     return math.sqrt(float((x * x).sum(axis=1).max()) / x.shape[1]) if x.size else 0.0
@@ -262,15 +280,11 @@ def _run_dopri5(
 ) -> tuple[int, int, int]:
     bounds = _segments(t_out, stops)
     n_steps = n_rej = n_eval = 0
-    i_out = 0
     t = bounds[0]
-    y = _apply_jump(on_breakpoint, stops, t, y)
+    y, i_out = _jump_and_write(on_breakpoint, stops, t, y, t_out, out, 0)
     h: float | None = solver.first_step
     k = np.empty((7, *y.shape))
     flat = k.reshape(7, -1)  # a view: stage combinations become one matrix product
-    while i_out < t_out.size and t_out[i_out] <= t:
-        out[i_out] = y
-        i_out += 1
     for seg_end in bounds[1:]:
         k[0] = _evaluate(f, t, y)
         n_eval += 1
@@ -307,9 +321,7 @@ def _run_dopri5(
                 raise SolverFailure(f"more than max_steps={solver.max_steps} steps")
             t_new = seg_end if last else t + step
             # dense output for requested times strictly inside (t, t_new)
-            j = i_out
-            while j < t_out.size and t_out[j] < t_new:
-                j += 1
+            j = _first_after(t_out, i_out, t_new)
             if j > i_out:
                 x = (t_out[i_out:j] - t) / step
                 powers = x[:, None] ** _POWERS  # (m, 4)
@@ -327,10 +339,7 @@ def _run_dopri5(
             h = max(h, new_h) if last else new_h
             t, y = t_new, y_new
             k[0] = k[6]
-        y = _apply_jump(on_breakpoint, stops, t, y)
-        if i_out < t_out.size and t_out[i_out] == t:
-            out[i_out] = y
-            i_out += 1
+        y, i_out = _jump_and_write(on_breakpoint, stops, t, y, t_out, out, i_out)
     return n_steps, n_rej, n_eval
 
 
@@ -345,12 +354,8 @@ def _run_rk4(
 ) -> tuple[int, int, int]:
     bounds = _segments(t_out, stops)
     n_steps = n_eval = 0
-    i_out = 0
     t = bounds[0]
-    y = _apply_jump(on_breakpoint, stops, t, y)
-    while i_out < t_out.size and t_out[i_out] <= t:
-        out[i_out] = y
-        i_out += 1
+    y, i_out = _jump_and_write(on_breakpoint, stops, t, y, t_out, out, 0)
     for seg_end in bounds[1:]:
         n_sub = max(1, math.ceil((seg_end - t) / solver.step - 1e-9))
         grid = t + (seg_end - t) * np.arange(n_sub + 1) / n_sub
@@ -369,9 +374,7 @@ def _run_rk4(
             n_steps += 1
             if not np.all(np.isfinite(y_new)):
                 raise SolverFailure(f"non-finite state at t={t_b}")
-            j = i_out
-            while j < t_out.size and t_out[j] < t_b:
-                j += 1
+            j = _first_after(t_out, i_out, t_b)
             if j > i_out:  # cubic Hermite between (t_a, y, k1) and (t_b, y_new, k_end)
                 s = ((t_out[i_out:j] - t_a) / h)[:, None, None]
                 h00 = 2 * s**3 - 3 * s**2 + 1
@@ -384,8 +387,5 @@ def _run_rk4(
             if i_out < t_out.size and t_out[i_out] == t and i < n_sub - 1:
                 out[i_out] = y
                 i_out += 1
-        y = _apply_jump(on_breakpoint, stops, t, y)
-        if i_out < t_out.size and t_out[i_out] == t:
-            out[i_out] = y
-            i_out += 1
+        y, i_out = _jump_and_write(on_breakpoint, stops, t, y, t_out, out, i_out)
     return n_steps, 0, n_eval
