@@ -40,7 +40,7 @@ def test_mixture_quantiles_solve_the_mixture_cdf() -> None:
     means = rng.uniform(60, 250, (3, 32))
     sds = rng.uniform(3, 20, (3, 32))
     p = np.array([0.025, 0.1, 0.9, 0.975])
-    q = mixture_quantiles(means, sds, p)
+    q = mixture_quantiles(means, sds, p.tolist())
     cdf = norm.cdf((q[..., None] - means) / sds).mean(axis=-1)
     np.testing.assert_allclose(cdf, np.repeat(p[:, None], 3, axis=1), atol=1e-9)
     with pytest.raises(PhysiologyInputError) as info:
