@@ -1,19 +1,28 @@
-"""Glucose rules: consensus episodes (begin and end after 15 min, per level, gaps, late readings) and
-predicted hypoglycaemia from a forecast (lead time, predicted value, hysteresis)."""
+"""Glucose rules: consensus episodes (begin and end after 15 min, per level, gaps, late readings), their
+alerts the same however the readings fall into engine passes, and predicted hypoglycaemia from a forecast
+(lead time, predicted value, hysteresis)."""
 
 from __future__ import annotations
 
 import random
+import uuid
 from collections.abc import Sequence
 from datetime import UTC, datetime, timedelta
+from typing import Any
 
 import numpy as np
-from hypothesis import given, settings
+from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
+from medtwin import vocab as m
+from medtwin.alerts.engine import AlertEngine
 from medtwin.alerts.glucose import EpisodeTracker, episodes, predict_hypo
+from medtwin.alerts.repository import SYSTEM_ACTOR, AlertRepository, needs_person
+from medtwin.alerts.rule import RuleInput
+from medtwin.alerts.rules.glucose_episodes import SEVERITY, GlucoseEpisodesRule
 from medtwin.physiology.metrics import count_episodes
-from medtwin.vocab import GlucoseForecast
+from medtwin.store.database import Store
+from medtwin.vocab import GlucoseForecast, Sample
 
 T0 = datetime(2025, 3, 1, 2, 0, tzinfo=UTC)
 
@@ -119,6 +128,128 @@ def test_the_issue_example_is_one_level_1_episode() -> None:
     values = [65.0, 65.0, 65.0, 75.0, 65.0, 65.0, 65.0]  # 5 min back at 75 does not end the episode
     found = episodes([t for t, _ in series(values)], values)
     assert [(start, end) for start, end, _x in found["hypo-l1"]] == [(T0, None)] and found["hypo-l2"] == []
+
+
+# --- the alerts do not depend on how the readings are grouped into engine passes ----------------------------
+
+VALUES = [40.0, 60.0, 100.0, 200.0, 260.0]  # beyond every threshold in turn (54, 70, 180, 250 mg/dL)
+STEPS = [5, 5, 5, 5, 10, 20, 30]  # minutes; > 15 is a gap: not consecutive
+
+
+@st.composite
+def split_series(draw: st.DrawFn, max_size: int = 48) -> tuple[list[tuple[datetime, float]], list[int], int]:
+    """Readings in time order (with gaps), cut points splitting them into passes, and a shuffle seed."""
+    runs = draw(st.lists(st.tuples(st.sampled_from(VALUES), st.integers(1, 6)), min_size=1, max_size=max_size))
+    values = [value for value, n in runs for _ in range(n)][:max_size]  # runs: episodes begin and end often
+    steps = draw(st.lists(st.sampled_from(STEPS), min_size=len(values), max_size=len(values)))
+    times = np.cumsum([0, *steps[1:]])
+    readings = [(at(float(t)), v) for t, v in zip(times, values, strict=True)]
+    cuts = sorted(draw(st.sets(st.integers(1, max(len(values) - 1, 1)), max_size=len(values))))
+    return readings, cuts, draw(st.integers(0, 2**16))
+
+
+def passes(readings: list[tuple[datetime, float]], cuts: list[int], seed: int) -> list[list[tuple[datetime, float]]]:
+    """Contiguous chunks, each in a shuffled order (a pass may hold its readings in any order)."""
+    chunks = [readings[a:b] for a, b in zip([0, *cuts], [*cuts, len(readings)], strict=True) if readings[a:b]]
+    rng = random.Random(seed)
+    return [rng.sample(chunk, len(chunk)) for chunk in chunks]
+
+
+def glucose_samples(patient: str, chunk: list[tuple[datetime, float]]) -> list[Sample]:
+    return [Sample(patient, m.GLUCOSE, t, v, "mg/dL", v, "mg/dL", "dev", "test", f"{patient}|{t.isoformat()}")
+            for t, v in chunk]
+
+
+def rule_alerts(chunks: list[list[tuple[datetime, float]]]) -> tuple[set[tuple[str, datetime]],
+                                                                   dict[tuple[str, datetime], datetime | None]]:
+    """The rule pass after pass, holding conditions as the engine does: the alerts opened (level, began at)
+    and, per alert, the data time its condition cleared (None: still holds)."""
+    rule = GlucoseEpisodesRule()
+    state, held = rule.new_state(), dict[str, str]()
+    opened: set[tuple[str, datetime]] = set()
+    cleared: dict[tuple[str, datetime], datetime | None] = {}
+    began: dict[str, datetime] = {}
+    for chunk in chunks:
+        for verdict in rule.evaluate(RuleInput("p", glucose_samples("p", chunk), held=dict(held)), state):
+            if verdict.holds and verdict.candidate is not None:
+                if held.get(verdict.rule) != verdict.candidate.dedupe_key:
+                    assert verdict.candidate.began_at is not None
+                    began[verdict.rule] = verdict.candidate.began_at
+                    opened.add((verdict.rule, began[verdict.rule]))
+                    cleared[(verdict.rule, began[verdict.rule])] = None
+                held[verdict.rule] = verdict.candidate.dedupe_key
+            elif held.pop(verdict.rule, None) is not None:
+                cleared[(verdict.rule, began[verdict.rule])] = verdict.cleared_at or max(t for t, _ in chunk)
+    return opened, cleared
+
+
+@settings(max_examples=300, deadline=None)
+@given(case=split_series())
+def test_the_alerts_opened_do_not_depend_on_how_readings_are_split_into_passes(
+        case: tuple[list[tuple[datetime, float]], list[int], int]) -> None:
+    """However the readings are cut into passes (and ordered within one), the rule opens one alert per
+    episode of the one definition (``episodes``: :func:`medtwin.vocab.episodes.step` over the whole series),
+    at its start, and clears it at the episode's end: the same as one reading per pass."""
+    readings, cuts, seed = case
+    expected = {(level, start): end for level, found in episodes([t for t, _ in readings],
+                                                                 [v for _, v in readings]).items()
+                for start, end, _extreme in found}
+    one_by_one = rule_alerts([[r] for r in readings])
+    batched = rule_alerts(passes(readings, cuts, seed))
+    assert one_by_one == batched == (set(expected), expected)
+
+
+@settings(max_examples=25, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(case=split_series(max_size=30))
+def test_through_the_engine_the_alerts_are_the_same_however_the_passes_fall(
+        sqlite_store: Store, case: tuple[list[tuple[datetime, float]], list[int], int]) -> None:
+    """The engine and the store: the same alerts (level, begin time, cleared time) for any split into passes
+    as for one reading per pass; a serious one whose episode ended is open, marked cleared at the episode's
+    end, a low or medium one resolved by the system."""
+    readings, cuts, seed = case
+    expected = {(level, start): end for level, found in episodes([t for t, _ in readings],
+                                                                 [v for _, v in readings]).items()
+                for start, end, _extreme in found}
+    engine = AlertEngine(sqlite_store, clock=lambda: T0 + timedelta(days=1))
+    found: list[dict[tuple[str, datetime], Any]] = []
+    for chunks in ([[r] for r in readings], passes(readings, cuts, seed)):
+        patient = uuid.uuid4().hex
+        for chunk in chunks:
+            engine.on_samples(glucose_samples(patient, chunk))
+            assert engine.flush()
+        with sqlite_store.connect() as connection:
+            listed = AlertRepository(connection, sqlite_store.codec, lambda: T0).list(
+                patient_id=patient, statuses=("open", "acknowledged", "resolved"), limit=500)[1]
+        assert len(listed) == len({(a.rule, a.opened_at) for a in listed})  # one alert per episode
+        found.append({(a.rule, a.opened_at): a for a in listed})
+    engine.stop()
+    for alerts in found:
+        assert set(alerts) == set(expected)
+        for (level, start), end in expected.items():
+            alert = alerts[(level, start)]
+            assert alert.severity == SEVERITY[level]
+            if end is None:
+                assert (alert.status, alert.condition_cleared_at) == ("open", None)
+            elif needs_person(alert.severity):
+                assert (alert.status, alert.condition_cleared_at, alert.resolved_by) == ("open", end, None)
+            else:
+                assert (alert.status, alert.resolved_by) == ("resolved", SYSTEM_ACTOR)
+
+
+def test_two_episodes_of_one_level_in_one_pass_are_two_alerts_each_cleared_at_its_end() -> None:
+    values = [60.0] * 4 + [90.0] * 4 + [60.0] * 3 + [90.0] * 3 + [60.0] * 3
+    opened, cleared = rule_alerts([series(values)])
+    assert sorted(s for level, s in opened if level == "hypo-l1") == [at(0), at(40), at(70)]
+    assert [cleared[("hypo-l1", at(s))] for s in (0, 40, 70)] == [at(20), at(55), None]
+
+
+def test_an_episode_already_reported_is_not_reported_again_when_a_late_reading_refolds_it() -> None:
+    rule, state = GlucoseEpisodesRule(), GlucoseEpisodesRule().new_state()
+    first = rule.evaluate(RuleInput("p", glucose_samples("p", series([50.0] * 3 + [100.0] * 3))), state)
+    assert [(v.rule, v.holds, v.cleared_at) for v in first] == [
+        ("hypo-l2", True, None), ("hypo-l2", False, at(15)), ("hypo-l1", True, None), ("hypo-l1", False, at(15))]
+    late = rule.evaluate(RuleInput("p", glucose_samples("p", [(at(12), 100.0), (at(30), 100.0)])), state)
+    assert late == []  # both episodes lie in the reorder window, ended and cleared already
 
 
 def forecast(now: float, means: list[float], lower80: list[float] | None = None) -> GlucoseForecast:

@@ -196,7 +196,8 @@ def test_cgm_39_for_a_few_minutes_then_recovery_stays_on_the_worklist_until_ackn
     assert total == 2 and [(a.rule, a.severity, a.status) for a in shown] == [("hypo-l2", "critical", "open"),
                                                                               ("hypo-l1", "high", "open")]
     l2 = shown[0]
-    assert l2.condition_cleared_at == T0 + timedelta(minutes=35) and l2.resolved_by is None
+    # the episode ended with the first reading back in range (20 min), not the one that completed 15 min (35)
+    assert l2.condition_cleared_at == T0 + timedelta(minutes=20) and l2.resolved_by is None
     assert ("cleared", "hypo-l2", "open") in events and not any(e[0] == "resolved" for e in events)
     closed = service.transition(sqlite_store, l2.id, "acknowledge", actor="dr-a", can_see=lambda _: True,
                                 clock=lambda: NOW, hub=Hub())  # type: ignore[arg-type]
@@ -232,15 +233,50 @@ def test_the_patient_list_keeps_counting_a_cleared_serious_alert_but_drops_its_p
     assert row() == (False, 1, "high")  # still on the list for a person; no longer a current prediction
 
 
-@pytest.mark.xfail(strict=True, reason="defect left for the owner of alerts/rules/glucose_episodes.py: an episode "
-                   "that begins and ends within one engine pass (a batched upload, or readings the worker coalesces) "
-                   "gives no verdict, so no alert opens at all")
-def test_a_level_2_episode_that_begins_and_ends_within_one_pass_still_opens_an_alert(sqlite_store: Store) -> None:
-    engine = AlertEngine(sqlite_store, clock=lambda: NOW)
-    engine.on_samples([cgm(5 * i, 39.0) for i in range(4)] + [cgm(20 + 5 * i, 110.0) for i in range(4)])
+@pytest.mark.parametrize("passes", [1, 8], ids=["one-pass", "one-reading-per-pass"])
+def test_a_level_2_episode_that_begins_and_ends_within_one_pass_still_opens_an_alert(
+        sqlite_store: Store, passes: int) -> None:
+    """All the readings of an episode, start to end, in one engine pass (a batched upload, or readings the
+    worker groups): the alerts open and, serious, stay open marked cleared at the episode's end, exactly as
+    when the readings arrive one by one."""
+    events: list[tuple[str, str]] = []
+
+    class Hub:
+        def publish(self, type: str, patient_id: str, data: dict[str, Any]) -> None:
+            events.append((str(data["action"]), str(data["alert"]["rule"])))
+
+    engine = AlertEngine(sqlite_store, clock=lambda: NOW, hub=Hub())  # type: ignore[arg-type]
+    readings = [cgm(5 * i, 39.0) for i in range(4)] + [cgm(20 + 5 * i, 110.0) for i in range(4)]
+    for chunk in (readings,) if passes == 1 else ([r] for r in readings):
+        engine.on_samples(list(chunk))
+        assert engine.flush()
     engine.stop()
     _, found = service.list_alerts(sqlite_store, allowed=None, statuses=UNRESOLVED)
-    assert "hypo-l2" in [a.rule for a in found]
+    assert [(a.rule, a.severity, a.status, a.opened_at, a.last_seen_at, a.condition_cleared_at, a.occurrences)
+            for a in found] == [
+        ("hypo-l2", "critical", "open", T0, T0 + timedelta(minutes=15), T0 + timedelta(minutes=20), 4),
+        ("hypo-l1", "high", "open", T0, T0 + timedelta(minutes=15), T0 + timedelta(minutes=20), 4)]
+    assert sorted(events) == [("cleared", "hypo-l1"), ("cleared", "hypo-l2"), ("opened", "hypo-l1"),
+                              ("opened", "hypo-l2")]
+    assert events.index(("opened", "hypo-l2")) < events.index(("cleared", "hypo-l2"))
+    with sqlite_store.connect() as connection:
+        flags = [orjson_detail(r.detail) for r in audit.records(connection) if r.resource_id == found[0].id]
+    assert flags == ["opened", "cleared"]
+
+
+def test_a_low_severity_episode_within_one_pass_is_opened_and_resolved_by_the_system_both_audited(
+        sqlite_store: Store) -> None:
+    engine = AlertEngine(sqlite_store, clock=lambda: NOW)
+    engine.on_samples([cgm(5 * i, 200.0) for i in range(4)] + [cgm(20 + 5 * i, 150.0) for i in range(3)])
+    engine.stop()
+    total, found = service.list_alerts(sqlite_store, allowed=None, statuses=("open", "acknowledged", "resolved"))
+    assert total == 1
+    (alert,) = found
+    assert (alert.rule, alert.severity, alert.status, alert.resolved_by, alert.opened_at) == (
+        "hyper-l1", "low", "resolved", SYSTEM_ACTOR, T0)
+    with sqlite_store.connect() as connection:
+        flags = [orjson_detail(r.detail) for r in audit.records(connection) if r.resource_id == alert.id]
+    assert flags == ["opened", "resolved"]
 
 
 def test_a_recurrence_racing_an_acknowledgement_leaves_the_alert_acknowledged_not_closed(store: Store) -> None:

@@ -22,8 +22,10 @@ pass. A pass groups it by patient and
    (or updates the unresolved one with the same key), one that *continues* updates it (``touch``: never a
    new alert, so a clinician's "resolved" sticks until the condition clears), one that *clears* resolves a
    low or medium alert as ``system`` but only marks an open high or critical one ``condition_cleared_at``
-   (``cleared``: it waits for a person, :meth:`AlertRepository.clear`). Openings, system resolutions and
-   clearings are audited (actor ``system``);
+   (``cleared``: it waits for a person, :meth:`AlertRepository.clear`) as of the verdict's ``cleared_at``
+   (the data time it ended) or else the pass's newest reading. A patient's verdicts are applied in order,
+   so a condition that began and ended within the pass opens and then clears. Openings, system resolutions
+   and clearings are audited (actor ``system``);
 3. publishes ``alert`` events (opened, escalated, recurred, cleared, resolved at once; plain updates at most every
    ``update_event_interval_s`` per alert, so a long episode is not a stream of events);
 4. saves changed state to ``twin_live_state``: each rule's state under kind ``alert-rule:<name>`` (when the
@@ -314,7 +316,7 @@ class AlertEngine:
                     state.dirty = state.urgent = True
                 elif held is not None:
                     self._write_touch(repo, held, changes, now)
-                    self._clear(repo, held, changes, state.data_time)
+                    self._clear(repo, held, changes, verdict.cleared_at or state.data_time)
                     self._severity.pop(held, None)
                     self._touched_at.pop(held, None)
                     del state.active[verdict.rule]

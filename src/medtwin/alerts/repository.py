@@ -21,8 +21,8 @@
   ``condition_cleared_at``.
 
 Times: ``opened_at`` / ``last_seen_at`` / ``condition_cleared_at`` are *data* times (when the condition
-began / last held / was seen cleared: the engine passes the newest reading of the pass whose verdict cleared
-it, so for a consensus glucose episode up to 15 min after the glucose was back in range);
+began / last held / ended: the engine passes the time the rule's verdict says it ended, for a consensus
+glucose episode the first reading back in range, else the newest reading of the pass that cleared it);
 ``updated_at``, ``acknowledged_at``, ``resolved_at`` come from the clock.
 """
 

@@ -22,6 +22,7 @@ from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
+from datetime import datetime
 from typing import Any, Protocol, runtime_checkable
 
 from medtwin.alerts.repository import SEVERITIES, AlertCandidate
@@ -99,10 +100,14 @@ class RuleInput:
 
 @dataclass(frozen=True)
 class Verdict:
+    """A condition holds (with its candidate) or clears. The engine applies one pass's verdicts in order, so a
+    condition that began and ended within the pass is a holding verdict followed by a clearing one."""
+
     rule: str  # the alert kind's name
     holds: bool
     candidate: AlertCandidate | None = None
     occurrences: int = 1
+    cleared_at: datetime | None = None  # clears: data time it ended (default: the pass's newest reading)
 
 
 @runtime_checkable

@@ -1,27 +1,88 @@
 """Consensus glucose episodes as alerts: one alert kind per level (hypo-l2, hypo-l1, hyper-l2, hyper-l1).
 
 An episode of a level (:mod:`medtwin.vocab.episodes`, international consensus 2023) opens an alert keyed by
-its start; the alert is updated while the episode lasts and resolved when it ends. The streaming tracker
+its start; the alert is updated while the episode lasts and its condition clears when the episode ends, at
+the data time it ended (the first reading of the 15-minute run back within the threshold, the vocabulary's
+``ended_at``; not the newer reading that completed that run). The streaming tracker
 (:class:`medtwin.alerts.glucose.EpisodeTracker`) handles gaps and late readings.
+
+**Every episode is seen, however the readings are grouped into passes.** A pass may hold many readings (a
+batched upload, or readings the engine's worker groups together), so an episode may begin and end within
+one pass, and several episodes of one level may follow each other in it. The rule folds the vocabulary's
+state machine (:func:`~medtwin.vocab.episodes.step`, the one definition) over the pass's readings from the
+tracker's checkpoint and lists every episode on the way, then says, per episode and in time order, that it
+holds (opens the alert) and, if it has ended, that it cleared (``Verdict.cleared_at``: its end); the engine
+applies one kind's verdicts in order. So an episode that began and ended within one pass opens its alert,
+and a high or critical one then stays open, marked cleared, for a person, as it would have when streamed.
+Two episodes of one level are two alerts (each keyed by its own start, as streaming makes them and as the
+CGM report counts them), not one alert counted twice. Episodes of the pass's fold that had already ended
+before this pass (refolded because they lie in the reorder window) are not reported again.
 """
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
-from datetime import timedelta
+from datetime import datetime, timedelta
 from typing import Any, Final
 
 from medtwin.alerts.glucose import DEFAULT_REORDER_WINDOW, LEVELS, EpisodeTracker
 from medtwin.alerts.repository import AlertCandidate
 from medtwin.alerts.rule import AlertKind, RuleInfo, RuleInput, Verdict
 from medtwin.vocab import GLUCOSE
-from medtwin.vocab.episodes import DEFAULT_MAX_GAP, DEFAULT_PERIOD, EPISODE_SOURCE, EpisodeState
+from medtwin.vocab.episodes import DEFAULT_MAX_GAP, DEFAULT_PERIOD, EPISODE_SOURCE, EpisodeState, step
 from medtwin.vocab.glucose import GlucoseLevel
 
 #: alert severity of each level's episode
 SEVERITY: Final = {"hypo-l2": "critical", "hypo-l1": "high", "hyper-l2": "medium", "hyper-l1": "low"}
 _TITLES: Final = {"hypo-l2": "Hypoglycaemia level 2", "hypo-l1": "Hypoglycaemia level 1",
                   "hyper-l2": "Hyperglycaemia level 2", "hyper-l1": "Hyperglycaemia level 1"}
+
+Reading = tuple[datetime, float]
+
+
+@dataclass
+class SeenEpisode:
+    """One episode of a level as a fold of :func:`~medtwin.vocab.episodes.step` shows it."""
+
+    start: datetime  # first reading of the run that began it (the alert's key and ``opened_at``)
+    end: datetime | None  # first reading of the back-within run that ended it; None: still going
+    extreme: float  # nadir (hypo) / peak (hyper)
+    last_time: datetime  # newest reading folded while it lasted
+    last_value: float
+    last_beyond_time: datetime  # newest reading beyond the threshold (``last_seen_at`` once it has ended)
+    last_beyond_value: float
+
+
+def fold_episodes(level: GlucoseLevel, state: EpisodeState, readings: Sequence[Reading], *,
+                  period: timedelta = DEFAULT_PERIOD, max_gap: timedelta = DEFAULT_MAX_GAP,
+                  mark: int | None = None) -> tuple[list[SeenEpisode], set[datetime]]:
+    """Fold ``readings`` (time order) into ``state`` by :func:`step`: every episode going on or begun on the
+    way, in time order, and the starts of those that had ended after the first ``mark`` readings."""
+    found: list[SeenEpisode] = []
+    ended_at_mark: set[datetime] = set()
+    if state.in_episode and state.episode_start is not None and state.last_time is not None:
+        value = state.last_value if state.last_value is not None else 0.0
+        found.append(SeenEpisode(state.episode_start, None, state.extreme if state.extreme is not None else value,
+                                 state.last_time, value, state.last_time, value))
+    for i, (time, value) in enumerate(readings):
+        if i == mark:
+            ended_at_mark = {e.start for e in found if e.end is not None}
+        was = state.in_episode
+        state = step(level, state, time, value, period=period, max_gap=max_gap)
+        if state.in_episode:
+            if not was:
+                found.append(SeenEpisode(state.episode_start or time, None, value, time, value, time, value))
+            seen = found[-1]
+            seen.last_time, seen.last_value = time, value
+            if level.beyond(value):
+                seen.last_beyond_time, seen.last_beyond_value = time, value
+                seen.extreme = state.extreme if state.extreme is not None else value
+        elif was and found:
+            found[-1].end = state.ended_at
+    if mark is not None and mark >= len(readings):
+        ended_at_mark = {e.start for e in found if e.end is not None}
+    return found, ended_at_mark
 
 
 @dataclass
@@ -59,42 +120,83 @@ class GlucoseEpisodesRule:
         return {name: s.in_episode for name, s in state.current().items()}
 
     def evaluate(self, data: RuleInput, state: EpisodeTracker) -> list[Verdict]:
-        samples = [s for s in data.samples if s.metric == GLUCOSE]
-        if not samples:
+        new = [(s.time, s.value) for s in data.samples if s.metric == GLUCOSE]
+        if not new:
             return []
-        earlier = list(state.pending)  # before this pass commits any of them
-        current = state.add([(s.time, s.value) for s in samples])
+        checkpoint = dict(state.committed)  # before this pass: the tracker replaces, never mutates, a state
+        old = list(state.pending)
+        readings, mark = _merged(checkpoint, old, new)
+        state.add(new)
+        fresh = {t for t, _ in new}
         out: list[Verdict] = []
         for level in LEVELS:
-            verdict = self._level(data, level, current[level.name], earlier, samples)
-            if verdict is not None:
-                out.append(verdict)
+            out += self._level(data, level, checkpoint[level.name], old, readings, mark, fresh)
         return out
 
-    def _level(self, data: RuleInput, level: GlucoseLevel, episode: EpisodeState, earlier: list[Any],
-               samples: list[Any]) -> Verdict | None:
-        pid, held = data.patient_id, data.held.get(level.name)
-        if not episode.in_episode or episode.episode_start is None or episode.last_time is None:
-            return Verdict(level.name, False) if held is not None else None
-        start = episode.episode_start
-        key = f"{pid}:{level.name}:{start.isoformat()}"
-        if held != key:  # onset: every reading of the episode so far (this pass's and the pending ones)
-            seen = dict(earlier) | {s.time: s.value for s in samples}
-            count = sum(1 for t, v in seen.items() if t >= start and level.beyond(v))
+    def _level(self, data: RuleInput, level: GlucoseLevel, checkpoint: EpisodeState, old: list[Reading],
+               readings: list[Reading], mark: int | None, fresh: set[datetime]) -> list[Verdict]:
+        """One level's verdicts, in time order: each episode that began opens (holds), each that ended
+        clears at its end; one already reported and ended before this pass says nothing."""
+        found, ended_before = fold_episodes(level, checkpoint, readings, period=self.period, max_gap=self.max_gap,
+                                            mark=mark)
+        if mark is None:  # late or corrected readings: what was known before needs its own fold
+            ended_before = fold_episodes(level, checkpoint, old, period=self.period, max_gap=self.max_gap,
+                                         mark=len(old))[1]
+        held = data.held.get(level.name)
+        keys = [self._key(data.patient_id, level, e.start) for e in found]
+        out: list[Verdict] = []
+        if held is not None and held not in keys:
+            out.append(Verdict(level.name, False))  # its run was broken by a late reading: no longer an episode
+        for episode, key in zip(found, keys, strict=True):
+            within = [(t, v) for t, v in readings if t >= episode.start and (episode.end is None or t < episode.end)
+                      and level.beyond(v)]
+            if key == held:
+                count = sum(1 for t, _ in within if t in fresh)
+                if count:
+                    out.append(Verdict(level.name, True, self._candidate(data.patient_id, level, episode, key), count))
+            elif episode.end is None or episode.start not in ended_before:
+                out.append(Verdict(level.name, True, self._candidate(data.patient_id, level, episode, key),
+                                   max(len(within), 1)))
+            else:
+                continue  # reported and ended before this pass
+            if episode.end is not None:
+                out.append(Verdict(level.name, False, cleared_at=episode.end))
+        return out
+
+    @staticmethod
+    def _key(patient_id: str, level: GlucoseLevel, start: datetime) -> str:
+        return f"{patient_id}:{level.name}:{start.isoformat()}"
+
+    def _candidate(self, patient_id: str, level: GlucoseLevel, episode: SeenEpisode, key: str) -> AlertCandidate:
+        start, word = episode.start, "lowest" if level.below else "highest"
+        label = f"{level.label[0].upper()}{level.label[1:]}"
+        details: dict[str, Any] = {
+            "threshold_mg_dl": level.threshold_mg_dl, "episode_start": start.isoformat(),
+            "extreme_mg_dl": episode.extreme,
+            "definition": "consensus episode: >= 15 consecutive min beyond the threshold (Battelino 2023)"}
+        if episode.end is None:
+            time, latest = episode.last_time, episode.last_value
+            minutes = (time - start + self.period).total_seconds() / 60
+            message = f"{label} for {minutes:.0f} min; {word} {episode.extreme:.0f} mg/dL, latest {latest:.0f} mg/dL"
         else:
-            count = sum(1 for s in samples if s.time >= start and level.beyond(s.value))
-            if count == 0:
-                return None  # readings back within during recovery: nothing to add
-        minutes = (episode.last_time - start + self.period).total_seconds() / 60
-        extreme = episode.extreme if episode.extreme is not None else episode.last_value or 0.0
-        word = "lowest" if level.below else "highest"
-        message = (f"{level.label[0].upper()}{level.label[1:]} for {minutes:.0f} min; {word} "
-                   f"{extreme:.0f} mg/dL, latest {episode.last_value:.0f} mg/dL")
-        details = {"threshold_mg_dl": level.threshold_mg_dl, "episode_start": start.isoformat(),
-                   "latest_time": episode.last_time.isoformat(), "latest_mg_dl": episode.last_value,
-                   "extreme_mg_dl": extreme, "duration_min": round(minutes, 1),
-                   "definition": "consensus episode: >= 15 consecutive min beyond the threshold "
-                                 "(Battelino 2023)"}
-        candidate = AlertCandidate(pid, level.name, SEVERITY[level.name], key, episode.last_time, message,
-                                   score=extreme, details=details, began_at=start)
-        return Verdict(level.name, True, candidate, max(count, 1))
+            time, latest = episode.last_beyond_time, episode.last_beyond_value
+            minutes = (episode.end - start).total_seconds() / 60
+            message = (f"{label} for {minutes:.0f} min, then back within {level.threshold_mg_dl:.0f} mg/dL; "
+                       f"{word} {episode.extreme:.0f} mg/dL")
+            details["episode_end"] = episode.end.isoformat()
+        details |= {"latest_time": time.isoformat(), "latest_mg_dl": latest, "duration_min": round(minutes, 1)}
+        return AlertCandidate(patient_id, level.name, SEVERITY[level.name], key, time, message,
+                              score=episode.extreme, details=details, began_at=start)
+
+
+def _merged(checkpoint: dict[str, EpisodeState], pending: list[Reading],
+            new: list[Reading]) -> tuple[list[Reading], int | None]:
+    """The readings the tracker's fold covers after adding ``new``, from its checkpoint (as
+    :meth:`EpisodeTracker.add` takes them: behind the checkpoint dropped, a repeated time replaces), and the
+    number of them known before (None when a new reading is not after all of those: fold the old ones apart)."""
+    times = [s.last_time for s in checkpoint.values() if s.last_time is not None]
+    horizon = max(times) if times else None
+    accepted = sorted((t, v) for t, v in dict(new).items() if horizon is None or t > horizon)
+    if not pending or not accepted or accepted[0][0] > pending[-1][0]:
+        return pending + accepted, len(pending)
+    return sorted((dict(pending) | dict(accepted)).items()), None
