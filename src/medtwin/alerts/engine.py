@@ -23,9 +23,10 @@ pass. A pass groups it by patient and
    new alert, so a clinician's "resolved" sticks until the condition clears), one that *clears* resolves a
    low or medium alert as ``system`` but only marks an open high or critical one ``condition_cleared_at``
    (``cleared``: it waits for a person, :meth:`AlertRepository.clear`) as of the verdict's ``cleared_at``
-   (the data time it ended) or else the pass's newest reading. A patient's verdicts are applied in order,
-   so a condition that began and ended within the pass opens and then clears. Openings, system resolutions
-   and clearings are audited (actor ``system``);
+   (the data time it ended) or else the pass's newest reading. A patient's verdicts are applied in order;
+   one that holds with ``cleared_at`` began and ended within the pass: its alert opens and clears at once,
+   leaving the condition held, if another, alone. Openings, system resolutions and clearings are audited
+   (actor ``system``);
 3. publishes ``alert`` events (opened, escalated, recurred, cleared, resolved at once; plain updates at most every
    ``update_event_interval_s`` per alert, so a long episode is not a stream of events);
 4. saves changed state to ``twin_live_state``: each rule's state under kind ``alert-rule:<name>`` (when the
@@ -299,28 +300,7 @@ class AlertEngine:
         with self.store.begin() as connection:
             repo = AlertRepository(connection, self.store.codec, self.clock)
             for state, verdict in verdicts:
-                held = state.active.get(verdict.rule)
-                if verdict.holds and verdict.candidate is not None:
-                    key = verdict.candidate.dedupe_key
-                    if held == key:
-                        self._coalesce(key, state, verdict)
-                        continue
-                    if held is not None:
-                        self._write_touch(repo, held, changes, now)
-                        self._clear(repo, held, changes, state.data_time)
-                    self._pending.pop(key, None)
-                    alert, how = repo.open(verdict.candidate, verdict.occurrences)
-                    changes.append((how, alert))
-                    self._severity[key], self._touched_at[key] = alert.severity, now
-                    state.active[verdict.rule] = key
-                    state.dirty = state.urgent = True
-                elif held is not None:
-                    self._write_touch(repo, held, changes, now)
-                    self._clear(repo, held, changes, verdict.cleared_at or state.data_time)
-                    self._severity.pop(held, None)
-                    self._touched_at.pop(held, None)
-                    del state.active[verdict.rule]
-                    state.dirty = state.urgent = True
+                self._verdict(repo, state, verdict, changes, now)
             interval = self.config.touch_interval_s
             for key, touch in list(self._pending.items()):
                 if sync or touch.escalates or now - self._touched_at.get(key, 0.0) >= interval:
@@ -331,6 +311,47 @@ class AlertEngine:
                         self._audit(connection, how, alert)
         self._count(changes)
         return changes
+
+    def _verdict(self, repo: AlertRepository, state: PatientState, verdict: Verdict,
+                 changes: list[tuple[str, Alert]], now: float) -> None:
+        """One verdict: a condition that holds opens (or, held, updates) its alert; one that clears closes the
+        held one as of ``cleared_at``; one that holds with ``cleared_at`` began and ended within the pass: its
+        alert is opened (or updated) and cleared at once, and another condition held meanwhile stays held."""
+        held = state.active.get(verdict.rule)
+        if not verdict.holds or verdict.candidate is None:
+            if held is not None:
+                self._write_touch(repo, held, changes, now)
+                self._clear(repo, held, changes, verdict.cleared_at or state.data_time)
+                self._release(state, verdict.rule, held)
+            return
+        key = verdict.candidate.dedupe_key
+        if held == key:
+            self._coalesce(key, state, verdict)
+            if verdict.cleared_at is not None:
+                self._write_touch(repo, key, changes, now)
+                self._clear(repo, key, changes, verdict.cleared_at)
+                self._release(state, verdict.rule, key)
+            return
+        self._pending.pop(key, None)
+        if verdict.cleared_at is not None:
+            alert, how = repo.open(verdict.candidate, verdict.occurrences)
+            changes.append((how, alert))
+            self._clear(repo, key, changes, verdict.cleared_at)
+            return
+        if held is not None:
+            self._write_touch(repo, held, changes, now)
+            self._clear(repo, held, changes, state.data_time)
+        alert, how = repo.open(verdict.candidate, verdict.occurrences)
+        changes.append((how, alert))
+        self._severity[key], self._touched_at[key] = alert.severity, now
+        state.active[verdict.rule] = key
+        state.dirty = state.urgent = True
+
+    def _release(self, state: PatientState, rule: str, key: str) -> None:
+        self._severity.pop(key, None)
+        self._touched_at.pop(key, None)
+        del state.active[rule]
+        state.dirty = state.urgent = True
 
     def _count(self, changes: list[tuple[str, Alert]]) -> None:
         for how, _alert in changes:

@@ -100,14 +100,16 @@ class RuleInput:
 
 @dataclass(frozen=True)
 class Verdict:
-    """A condition holds (with its candidate) or clears. The engine applies one pass's verdicts in order, so a
-    condition that began and ended within the pass is a holding verdict followed by a clearing one."""
+    """A condition holds (with its candidate) or clears (as of ``cleared_at``, default the pass's newest
+    reading). One that holds with ``cleared_at`` held and ended within the pass: the engine opens (or updates)
+    its alert and clears it at once, and leaves another held condition of the kind held. The engine applies
+    one pass's verdicts in order."""
 
     rule: str  # the alert kind's name
     holds: bool
     candidate: AlertCandidate | None = None
     occurrences: int = 1
-    cleared_at: datetime | None = None  # clears: data time it ended (default: the pass's newest reading)
+    cleared_at: datetime | None = None  # data time the condition ended
 
 
 @runtime_checkable

@@ -11,9 +11,10 @@ batched upload, or readings the engine's worker groups together), so an episode 
 one pass, and several episodes of one level may follow each other in it. The rule folds the vocabulary's
 state machine (:func:`~medtwin.vocab.episodes.step`, the one definition) over the pass's readings from the
 tracker's checkpoint and lists every episode on the way, then says, per episode and in time order, that it
-holds (opens the alert) and, if it has ended, that it cleared (``Verdict.cleared_at``: its end); the engine
-applies one kind's verdicts in order. So an episode that began and ended within one pass opens its alert,
-and a high or critical one then stays open, marked cleared, for a person, as it would have when streamed.
+holds (opens the alert) and, if it has ended, when (``Verdict.cleared_at``: its end; the engine opens and
+clears that alert at once, leaving a later episode's held alert alone, which matters when late readings
+reveal an earlier episode). So an episode that began and ended within one pass opens its alert, and a high
+or critical one then stays open, marked cleared, for a person, as it would have when streamed.
 Two episodes of one level are two alerts (each keyed by its own start, as streaming makes them and as the
 CGM report counts them), not one alert counted twice. Episodes of the pass's fold that had already ended
 before this pass (refolded because they lie in the reorder window) are not reported again.
@@ -135,8 +136,8 @@ class GlucoseEpisodesRule:
 
     def _level(self, data: RuleInput, level: GlucoseLevel, checkpoint: EpisodeState, old: list[Reading],
                readings: list[Reading], mark: int | None, fresh: set[datetime]) -> list[Verdict]:
-        """One level's verdicts, in time order: each episode that began opens (holds), each that ended
-        clears at its end; one already reported and ended before this pass says nothing."""
+        """One level's verdicts, in time order: each episode that began holds (opens its alert), with
+        ``cleared_at`` its end if it ended; one already reported and ended before this pass says nothing."""
         found, ended_before = fold_episodes(level, checkpoint, readings, period=self.period, max_gap=self.max_gap,
                                             mark=mark)
         if mark is None:  # late or corrected readings: what was known before needs its own fold
@@ -148,18 +149,15 @@ class GlucoseEpisodesRule:
         if held is not None and held not in keys:
             out.append(Verdict(level.name, False))  # its run was broken by a late reading: no longer an episode
         for episode, key in zip(found, keys, strict=True):
-            within = [(t, v) for t, v in readings if t >= episode.start and (episode.end is None or t < episode.end)
+            within = [t for t, v in readings if t >= episode.start and (episode.end is None or t < episode.end)
                       and level.beyond(v)]
-            if key == held:
-                count = sum(1 for t, _ in within if t in fresh)
-                if count:
-                    out.append(Verdict(level.name, True, self._candidate(data.patient_id, level, episode, key), count))
-            elif episode.end is None or episode.start not in ended_before:
-                out.append(Verdict(level.name, True, self._candidate(data.patient_id, level, episode, key),
-                                   max(len(within), 1)))
-            else:
+            count = sum(1 for t in within if t in fresh) if key == held else max(len(within), 1)
+            if key != held and episode.end is not None and episode.start in ended_before:
                 continue  # reported and ended before this pass
-            if episode.end is not None:
+            if count:
+                out.append(Verdict(level.name, True, self._candidate(data.patient_id, level, episode, key), count,
+                                   cleared_at=episode.end))
+            elif episode.end is not None:  # the held episode ended with no new reading beyond the threshold
                 out.append(Verdict(level.name, False, cleared_at=episode.end))
         return out
 
