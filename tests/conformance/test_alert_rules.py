@@ -82,10 +82,12 @@ def run(rule: AlertRule, inputs: list[RuleInput], state: Any = None) -> tuple[li
         verdicts = rule.evaluate(RuleInput(data.patient_id, data.samples, data.forecasts, data.settings,
                                            data.changed_settings, dict(held)), state)
         for v in verdicts:
-            if v.holds and v.candidate is not None:
+            if v.holds and v.candidate is not None and v.cleared_at is None:
                 held[v.rule] = v.candidate.dedupe_key
-            else:
+            elif not v.holds or v.candidate is None:
                 held.pop(v.rule, None)
+            # holds with cleared_at: began and ended within the pass; the engine opens and clears it and
+            # leaves another held condition of the same rule alone
         out.append(verdicts)
     return out, state
 
