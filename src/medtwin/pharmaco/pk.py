@@ -221,6 +221,45 @@ def _phi(w: Array, dt: Array) -> Array:
     return np.expm1(w * dt) / w
 
 
+def _event_states(
+    w: Array,
+    vinv: Array,
+    boluses: list[tuple[float, int, Array]],
+    infusions: list[tuple[float, float, int, Array]],
+    n: int,
+    k: int,
+) -> tuple[Array, Array, Array | None]:
+    """Modal state just after each event time: ``(times (m,), z_plus (m, n, k), input rate (m, n, k) or None)``.
+
+    The rate term exists only when there are infusions: bolus- or oral-only dosing never pays for it.
+    """
+    times = sorted(
+        {t for t, _, _ in boluses} | {t for t, _, _, _ in infusions} | {e for _, e, _, _ in infusions}
+    )
+    b = np.array(times)
+    nb = b.size
+    index = {t: i for i, t in enumerate(times)}
+    jump = np.zeros((nb, n, k))
+    for t, comp, amount in boluses:
+        jump[index[t], :, comp] += amount
+    jz = np.einsum("nij,mnj->mni", vinv, jump)
+    rz: Array | None = None
+    if infusions:
+        rate = np.zeros((nb, n, k))
+        for start, end, comp, r in infusions:
+            rate[index[start] : index[end], :, comp] += r
+        rz = np.einsum("nij,mnj->mni", vinv, rate)
+    z_plus = np.empty((nb, n, k))
+    z = np.zeros((n, k))
+    for m in range(nb):
+        z = z + jz[m]
+        z_plus[m] = z
+        if m + 1 < nb:
+            decay = np.exp(w * (b[m + 1] - b[m]))
+            z = z * decay if rz is None else z * decay + rz[m] * _phi(w, np.full_like(w, b[m + 1] - b[m]))
+    return b, z_plus, rz
+
+
 def _march(
     w: Array,
     vinv: Array,
@@ -231,49 +270,58 @@ def _march(
     n: int,
     k: int,
 ) -> Array:
-    """Exact linear response at times ``t_query`` (n, T); returns observed rows ``obs`` (n, o, k) -> (n, T, o)."""
-    T = t_query.shape[1]
+    """Exact linear response at times ``t_query`` ((T,) shared or (n, T)); observed rows ``obs`` (n, o, k) -> (n, T, o).
+
+    Before the first event the response is zero: a zero state is prepended to the event states, so no
+    validity mask is needed, and the input-rate term is evaluated only when there are infusions.
+    """
+    T = t_query.shape[-1]
     n_obs = obs.shape[1]
     if not boluses and not infusions:
         return np.zeros((n, T, n_obs))
-    times = sorted(
-        {t for t, _, _ in boluses} | {t for t, _, _, _ in infusions} | {e for _, e, _, _ in infusions}
-    )
-    b = np.array(times)
-    nb = b.size
-    jump = np.zeros((nb, n, k))
-    rate = np.zeros((nb, n, k))
-    index = {t: i for i, t in enumerate(times)}
-    for t, comp, amount in boluses:
-        jump[index[t], :, comp] += amount
-    for start, end, comp, r in infusions:
-        i0, i1 = index[start], index[end]
-        rate[i0:i1, :, comp] += r
-    jz = np.einsum("nij,mnj->mni", vinv, jump)
-    rz = np.einsum("nij,mnj->mni", vinv, rate)
-    z_plus = np.empty((nb, n, k))
-    z = np.zeros((n, k))
-    for m in range(nb):
-        z = z + jz[m]
-        z_plus[m] = z
-        if m + 1 < nb:
-            dt = b[m + 1] - b[m]
-            z = z * np.exp(w * dt) + rz[m] * _phi(w, np.full_like(w, dt))
-    out = np.zeros((n, T, n_obs))
-    rows = np.arange(n)[:, None]
-    chunk = max(1, int(4_000_000 // max(1, n * k)))
+    b, z_plus, rz = _event_states(w, vinv, boluses, infusions, n, k)
+    # observed modal amplitudes per mode, one zero row for "before the first event": (k, m + 1, n, o)
+    amp = np.zeros((k, b.size + 1, n, n_obs))
+    amp[:, 1:] = np.einsum("mni,noi->imno", z_plus, obs)
+    ramp = None
+    if rz is not None:
+        ramp = np.zeros((k, b.size + 1, n, n_obs))
+        ramp[:, 1:] = np.einsum("mni,noi->imno", rz, obs)
+    starts = np.concatenate([b[:1], b])
+    out = np.empty((n, T, n_obs))
+    chunk = max(1, int(4_000_000 // max(1, n * n_obs)))
     for s in range(0, T, chunk):
-        tq = t_query[:, s : s + chunk]
-        idx = np.searchsorted(b, tq, side="right") - 1
-        valid = idx >= 0
-        idx_c = np.where(valid, idx, 0)
-        dt = np.where(valid, tq - b[idx_c], 0.0)[..., None]
-        zq = z_plus[idx_c, rows] * np.exp(w[:, None, :] * dt) + rz[idx_c, rows] * np.where(
-            dt > 0, np.expm1(w[:, None, :] * dt) / w[:, None, :], 0.0
-        )
-        zq = np.where(valid[..., None], zq, 0.0)
-        out[:, s : s + chunk, :] = np.einsum("noi,nti->nto", obs, zq)
+        tq = t_query[..., s : s + chunk]
+        idx = np.searchsorted(b, tq, side="right")  # 0 = before the first event
+        dt = np.maximum(tq - starts[idx], 0.0)
+        out[:, s : s + chunk, :] = _superpose(w, amp, ramp, idx, dt, n)
     return out
+
+
+def _superpose(w: Array, amp: Array, ramp: Array | None, idx: NDArray[np.intp], dt: Array, n: int) -> Array:
+    """Sum over modes of amplitude x decay (+ input-rate response) at the query times: (n, Tc, o).
+
+    Shared times (1-D ``idx``) gather whole event rows and compute time-major; per-patient times gather
+    per (patient, time). One mode at a time keeps the intermediates at (n, Tc, o).
+    """
+    shared = idx.ndim == 1
+    rows = np.arange(n)[:, None]
+    acc: Array | None = None
+    for i in range(w.shape[1]):
+        wi = w[:, i]
+        wdt = wi[None, :, None] * dt[:, None, None] if shared else wi[:, None, None] * dt[:, :, None]
+        term = (amp[i][idx] if shared else amp[i][idx, rows]) * np.exp(wdt)
+        if ramp is not None:
+            wb = wi[None, :, None] if shared else wi[:, None, None]
+            term += (ramp[i][idx] if shared else ramp[i][idx, rows]) * _phi_or_zero(wb, wdt)
+        acc = term if acc is None else acc + term
+    assert acc is not None
+    return np.asarray(acc.transpose(1, 0, 2) if shared else acc, dtype=float)
+
+
+def _phi_or_zero(w: Array, wdt: Array) -> Array:
+    """``expm1(w dt) / w`` with 0 where dt = 0 (also at an event time, where the state is taken just after it)."""
+    return np.where(wdt != 0.0, np.expm1(wdt) / w, 0.0)
 
 
 def _observation_rows(model: CompartmentModel, vec: Array) -> Array:
@@ -281,6 +329,13 @@ def _observation_rows(model: CompartmentModel, vec: Array) -> Array:
     if model.effect_compartment:
         rows.append(len(model.state_names) - 1)
     return vec[:, rows, :]
+
+
+def _lagged(t: Array, lag: Array) -> Array:
+    """Times since the oral doses' lag: shared (T,) when every patient has the same lag, else (n, T)."""
+    if t.ndim == 1 and np.all(lag == lag[0]):
+        return np.asarray(t - lag[0], dtype=float)
+    return np.asarray(t - lag[:, None], dtype=float)
 
 
 def simulate(
@@ -328,12 +383,10 @@ def simulate_closed_form(
     k = a.shape[1]
     w, vec, vinv = _eigen(a)
     obs = _observation_rows(model, vec)
-    tq = np.broadcast_to(t, (n, t.shape[-1])) if t.ndim == 1 else t
     boluses, infusions, orals = _dose_inputs(model, p, schedule, n)
-    out = _march(w, vinv, obs, boluses, infusions, tq, n, k)
+    out = _march(w, vinv, obs, boluses, infusions, t, n, k)
     if orals:
-        shifted = tq - p["tlag"][:, None] if model.absorption else tq
-        out = out + _march(w, vinv, obs, orals, [], shifted, n, k)
+        out += _march(w, vinv, obs, orals, [], _lagged(t, p["tlag"]), n, k)
     conc = out[..., 0] / p["V1"][:, None]
     effect = out[..., 1] if model.effect_compartment else None
     return PkResult(t_h=t, concentration_mg_l=conc, effect_site_mg_l=effect)
