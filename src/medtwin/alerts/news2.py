@@ -40,7 +40,7 @@ from typing import Any, Final
 
 from medtwin import vocab as m
 from medtwin.errors import InputError
-from medtwin.vocab.news2 import news2_chart_text
+from medtwin.vocab.news2 import news2_band, news2_bands, news2_chart_text
 
 #: Parameter keys in chart order (the SpO2 key is resolved per scale).
 PARAMETERS: Final = ("respiratory_rate", "spo2", "supplemental_oxygen", "systolic_bp", "heart_rate",
@@ -244,14 +244,7 @@ def score(vitals: VitalSigns, spo2_scale: int = 1) -> News2:
         subs.append(SubScore(name, param.label, float(value), str(param.record(value)), band.label, band.score))
     aggregate = sum(s.score for s in subs)
     red = any(s.score >= c.red_score for s in subs)
-    if aggregate >= c.high_aggregate:
-        risk = "high"
-    elif aggregate >= c.medium_aggregate:
-        risk = "medium"
-    elif red:
-        risk = "low-medium"
-    else:
-        risk = "low"
+    risk = news2_band(aggregate, red).name  # the one mapping (vocab.news2)
     response = c.responses["zero" if risk == "low" and aggregate == 0 else risk]
     return News2(aggregate=aggregate, risk=risk, red_score=red, sub_scores=tuple(subs), missing=tuple(missing),
                  spo2_scale=spo2_scale, monitoring=response["monitoring"], response=response["response"],
@@ -298,7 +291,8 @@ def observation_set(latest: dict[str, tuple[datetime, float]], *, at: datetime |
 def as_dict(result: News2) -> dict[str, Any]:
     """JSON-ready form (alert details, API)."""
     return {
-        "aggregate": result.aggregate, "risk": result.risk, "red_score": result.red_score,
+        "aggregate": result.aggregate, "risk": result.risk, "label": news2_bands()[result.risk].label,
+        "red_score": result.red_score,
         "complete": result.complete, "missing": list(result.missing), "spo2_scale": result.spo2_scale,
         "monitoring": result.monitoring, "response": result.response,
         "sub_scores": [{"parameter": s.parameter, "label": s.label, "value": s.value, "recorded": s.recorded,

@@ -2,7 +2,8 @@
 
 * **Deduplication.** While an alert with a ``dedupe_key`` is unresolved (open or acknowledged), a repeat of
   its condition updates it (``last_seen_at``, ``occurrences``, ``score``, message and details; severity only
-  ever goes up) instead of adding a row: one alert per condition, not one per sample. An escalation
+  ever goes up, unless the candidate says it follows the condition (``severity_follows``: a NEWS2 band) and
+  then its peak is kept and still decides who closes it) instead of adding a row: one alert per condition, not one per sample. An escalation
   re-opens an acknowledged alert (the acknowledgement was for the lesser severity); ``acknowledged_*``
   keep the last acknowledgement.
 * **Hysteresis.** :meth:`AlertRepository.open` is called when a condition *begins*; :meth:`touch` while
@@ -89,6 +90,9 @@ class AlertCandidate:
     score: float | None = None
     details: dict[str, Any] = field(default_factory=dict)
     began_at: datetime | None = None  # data time the condition began (default: time)
+    #: the alert's severity follows the condition down as well as up (a NEWS2 band): on the way down the
+    #: peak is kept in ``details["peak_severity"]`` and still decides who may close it (:attr:`Alert.needs_person`)
+    severity_follows: bool = False
 
     def __post_init__(self) -> None:
         if self.severity not in SEVERITY_RANK:
@@ -118,7 +122,8 @@ class Alert:
 
     @property
     def needs_person(self) -> bool:
-        return needs_person(self.severity)
+        """Serious now, or serious at its peak before its severity came down."""
+        return needs_person(self.severity) or needs_person(str(self.details.get("peak_severity", "")))
 
     def to_json(self) -> dict[str, Any]:
         return {"id": self.id, "patient_id": self.patient_id, "rule": self.rule, "severity": self.severity,
@@ -224,15 +229,23 @@ class AlertRepository:
         current = self.unresolved(candidate.dedupe_key)
         if current is None:
             return None
-        escalated = SEVERITY_RANK[candidate.severity] > SEVERITY_RANK.get(current.severity, 0)
+        rank, was = SEVERITY_RANK[candidate.severity], SEVERITY_RANK.get(current.severity, 0)
+        escalated = rank > was
+        details = candidate.details
+        if candidate.severity_follows:
+            peak = max((current.severity, str(current.details.get("peak_severity", "")), candidate.severity),
+                       key=lambda s: SEVERITY_RANK.get(s, 0))
+            details = {**details, "peak_severity": peak}
         values: dict[str, Any] = {
             "updated_at": _utc(self.clock()), "occurrences": alerts.c.occurrences + occurrences,
             "last_seen_at": max(current.last_seen_at, _utc(candidate.time)), "score": candidate.score,
-            "message": candidate.message, "details": self.codec.seal(orjson.dumps(candidate.details)),
+            "message": candidate.message, "details": self.codec.seal(orjson.dumps(details)),
             "condition_cleared_at": None,
         }
         if escalated:
             values.update(severity=candidate.severity, status="open")
+        elif candidate.severity_follows and rank < was:
+            values.update(severity=candidate.severity)  # de-escalated: an acknowledgement stands
         done = self.connection.execute(update(alerts).where(
             alerts.c.id == current.id, alerts.c.status.in_(UNRESOLVED)).values(**values))
         if done.rowcount == 0:

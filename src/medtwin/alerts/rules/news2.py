@@ -1,5 +1,11 @@
 """NEWS2 (RCP 2017) over the latest vital signs within the window (:mod:`medtwin.alerts.news2`): an alert
-while the clinical risk is low-medium or above, cleared by a complete set below the trigger."""
+while the clinical risk is low-medium or above, cleared by a complete set below the trigger.
+
+The alert's severity and message come from the one band mapping (:func:`medtwin.vocab.news2.news2_band`:
+low-medium -> medium, medium -> high, high -> critical) and follow the score up and down
+(``severity_follows``: the peak still decides who may close it); its details keep the score history of the
+condition, ``history = [[time, score, band], ...]`` (one entry per change of score, the last
+:data:`HISTORY_MAX`), so a clinician sees how it escalated and de-escalated."""
 
 from __future__ import annotations
 
@@ -12,20 +18,30 @@ from medtwin.alerts import news2 as chart
 from medtwin.alerts.repository import AlertCandidate
 from medtwin.alerts.rule import AlertKind, RuleInfo, RuleInput, Verdict
 from medtwin.alerts.settings import Setting, declare
+from medtwin.vocab.news2 import news2_bands, news2_text
 
 log = logging.getLogger("medtwin.alerts")
 NAME: Final = "news2"
 SCALE: Final = "spo2_scale"  # the per-patient setting (1, or 2 for hypercapnic respiratory failure)
 SPO2_SCALE: Final = declare(Setting(SCALE, "news2-scale", (1, 2), 1, "NEWS2 SpO2 scale: 2 only for confirmed "
                                     "hypercapnic respiratory failure, chosen by a clinician (RCP 2017)"))
-#: NEWS2 clinical risk -> alert severity (a "low" NEWS2 raises no alert).
-SEVERITY: Final = {"low-medium": "medium", "medium": "high", "high": "critical"}
+#: scores kept in an alert's history (the newest)
+HISTORY_MAX: Final = 100
+
+
+def _severity(band: str) -> str:
+    """The alert severity of a band that raises one (vocab.news2, the one mapping)."""
+    severity = news2_bands()[band].alert_severity
+    if severity is None:
+        raise ValueError(f"NEWS2 band {band!r} raises no alert")
+    return severity
 
 
 @dataclass
 class News2State:
     vitals: dict[str, tuple[datetime, float]] = field(default_factory=dict)
     latest: dict[str, Any] | None = None  # the latest NEWS2 (chart.as_dict + at + times)
+    history: list[list[Any]] = field(default_factory=list)  # [time, score, band] while an alert is held
     scores: dict[str, int] | None = None  # sub-scores of the last full NEWS2 (not saved)
     expires: datetime | None = None  # when a parameter of that set leaves the window (not saved)
 
@@ -38,8 +54,10 @@ class News2Rule:
         name=NAME, label="NEWS2",
         description="National Early Warning Score 2 over the latest vital signs within 60 minutes; an alert from "
                     "low-medium clinical risk (a 3 in one parameter) upwards.",
-        alerts=(AlertKind(NAME, "NEWS2", "NEWS2 clinical risk low-medium (medium alert), medium (high) or high "
-                          "(critical), RCP 2017 Chart 2.", ("medium", "high", "critical")),),
+        alerts=(AlertKind(NAME, "NEWS2", "NEWS2 clinical risk " + ", ".join(
+            f"{b.name} ({b.alert_severity} alert)" for b in reversed(news2_bands().values()) if b.alert_severity)
+            + ", RCP 2017 Chart 2; the severity follows the score up and down.",
+            tuple(b.alert_severity for b in reversed(news2_bands().values()) if b.alert_severity)),),
         metrics=tuple(sorted(chart.NEWS2_METRICS)), settings=(SCALE,),
         source="Royal College of Physicians. National Early Warning Score (NEWS) 2. London: RCP, 2017",
         legacy_kinds=("alert-state",))
@@ -48,11 +66,12 @@ class News2Rule:
         return News2State()
 
     def state_to_json(self, state: News2State) -> dict[str, Any]:
-        return {"vitals": {k: [t.isoformat(), v] for k, (t, v) in state.vitals.items()}, "latest": state.latest}
+        return {"vitals": {k: [t.isoformat(), v] for k, (t, v) in state.vitals.items()}, "latest": state.latest,
+                "history": state.history}
 
     def state_from_json(self, raw: dict[str, Any]) -> News2State:
         return News2State(vitals={k: (datetime.fromisoformat(t), float(v)) for k, (t, v) in raw.get("vitals", {}).items()},
-                          latest=raw.get("latest"))
+                          latest=raw.get("latest"), history=list(raw.get("history", [])))
 
     def legacy_state(self, payloads: dict[str, dict[str, Any]]) -> News2State | None:
         """Before rules were plug-ins the vitals and the latest NEWS2 were saved under ``alert-state``."""
@@ -98,14 +117,27 @@ class News2Rule:
         state.expires = min(chosen.times.values()) + self.window if chosen.times else None
         pid = data.patient_id
         if result.triggered:
+            self._remember(state, NAME in data.held, chosen.at, result.aggregate, result.risk)
             incomplete = f" (incomplete set: {', '.join(result.missing)} missing)" if result.missing else ""
-            message = f"NEWS2 {result.aggregate}: {result.risk} clinical risk{incomplete}"
-            candidate = AlertCandidate(pid, NAME, SEVERITY[result.risk], f"{pid}:{NAME}", chosen.at, message,
-                                       score=float(result.aggregate), details=state.latest)
+            message = news2_text(result.aggregate, result.risk) + incomplete
+            candidate = AlertCandidate(pid, NAME, _severity(result.risk), f"{pid}:{NAME}", chosen.at, message,
+                                       score=float(result.aggregate),
+                                       details={**state.latest, "history": list(state.history)},
+                                       severity_follows=True)
             return [Verdict(NAME, True, candidate)]
         if result.complete and NAME in data.held:
+            state.history = []
             return [Verdict(NAME, False)]
         return []
+
+    @staticmethod
+    def _remember(state: News2State, held: bool, at: datetime, aggregate: int, band: str) -> None:
+        """Add the score to the held condition's history (a new condition starts a new one)."""
+        if not held:
+            state.history = []
+        if not state.history or state.history[-1][1:] != [aggregate, band]:
+            state.history.append([at.isoformat(), aggregate, band])
+            del state.history[:-HISTORY_MAX]
 
     @staticmethod
     def _same(state: News2State, updated: dict[str, float], newest: datetime, scale: int) -> bool:
