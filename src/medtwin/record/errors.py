@@ -75,3 +75,10 @@ class OutOfScopeError(RecordError):
     """The unit touches a patient the importing user may not write to."""
 
     kind = "forbidden"
+
+
+class ConflictError(RecordError):
+    """The unit would replace newer stored content with older or earlier content (re-import it forced to
+    do that on purpose)."""
+
+    kind = "conflict"

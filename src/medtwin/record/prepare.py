@@ -17,6 +17,7 @@ from urllib.parse import unquote
 
 import orjson
 
+from medtwin.record import exactjson
 from medtwin.record.errors import (
     InvalidFieldError,
     MissingFieldError,
@@ -142,7 +143,7 @@ class PreparedResource:
     @property
     def content(self) -> dict[str, Any]:
         """The final resource as stored (parsed from ``raw``)."""
-        parsed: dict[str, Any] = orjson.loads(self.raw)
+        parsed: dict[str, Any] = exactjson.loads(self.raw)
         return parsed
 
 
@@ -354,7 +355,7 @@ def _prepare(data: Any, *, source: str, existing: ExistingRecords, kind: str | N
             continue
         given = dict(a.entry.resource)
         given["id"] = a.id
-        raw = orjson.dumps(given)
+        raw = exactjson.dumps(given)
         if _REFERENCE_KEY in raw:
             literals.update(_STORE_REFERENCE.findall(raw))
         staged.append((a, given, raw))
@@ -454,7 +455,7 @@ def _new_id(e: _Entry) -> str:
     elif isinstance((e.request or {}).get("ifNoneExist"), str):
         basis = f"{e.resource_type}?{e.request['ifNoneExist']}"  # type: ignore[index]
     else:
-        basis = f"{e.resource_type}:{orjson.dumps(e.resource, option=orjson.OPT_SORT_KEYS).decode()}"
+        basis = f"{e.resource_type}:{exactjson.dumps(e.resource, sort_keys=True).decode()}"
     return uuid5(basis)
 
 

@@ -16,7 +16,8 @@ from typing import Any, TypeVar
 
 import orjson
 
-from medtwin.record.errors import MalformedJsonError, RecordError
+from medtwin.record.errors import RecordError
+from medtwin.record.exactjson import loads_or_error
 
 # Files whose names say they hold shared resources (Synthea's hospital/practitioner bundles, Bulk FHIR
 # Practitioner.ndjson ...) are imported before the patient files that reference them.
@@ -33,24 +34,15 @@ class RawUnit:
 
 
 def parse_json_bytes(content: bytes, *, source: str) -> Any:
-    try:
-        return orjson.loads(content)
-    except orjson.JSONDecodeError as exc:
-        line = content.count(b"\n", 0, exc.pos) + 1 if exc.pos is not None else None
-        where = f" at line {line}" if line else ""
-        raise MalformedJsonError(f"malformed JSON{where}: {exc.msg}", source=source) from None
+    """One JSON document, decimals kept as written (``record.exactjson``)."""
+    return loads_or_error(content, source=source)
 
 
 def parse_ndjson_bytes(content: bytes, *, source: str) -> list[Any]:
     resources: list[Any] = []
     for number, line in enumerate(content.splitlines(), start=1):
-        if not line.strip():
-            continue
-        try:
-            resources.append(orjson.loads(line))
-        except orjson.JSONDecodeError as exc:
-            raise MalformedJsonError(f"malformed JSON on line {number}: {exc.msg}", source=source,
-                                     entry=number) from None
+        if line.strip():
+            resources.append(loads_or_error(line, source=source, line=number))
     return resources
 
 

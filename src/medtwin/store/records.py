@@ -12,10 +12,13 @@ from typing import Any
 import orjson
 from sqlalchemy import Connection, DateTime, Table, and_, delete, func, insert, select, tuple_, update
 
+from medtwin.record import exactjson
+from medtwin.record.errors import ConflictError
+from medtwin.record.fhirtime import FhirDateError, parse_datetime
 from medtwin.record.indexing import index_rows, unit_warnings
 from medtwin.record.prepare import PreparedResource, PreparedUnit, content_hash
 from medtwin.store.codec import Codec
-from medtwin.store.schema import resource_identifiers, resource_index, resources
+from medtwin.store.schema import resource_history, resource_identifiers, resource_index, resources
 
 _CHUNK = 400
 
@@ -112,6 +115,35 @@ def _identifier_rows(pk: int, res: PreparedResource, blind: Callable[[str], str]
     return [(pk, res.resource_type, token, kind) for token, kind in sorted(tokens)]
 
 
+def _last_updated(resource: dict[str, Any]) -> datetime | None:
+    """A resource's ``meta.lastUpdated`` (None when absent or not a valid instant)."""
+    meta = resource.get("meta")
+    stamp = meta.get("lastUpdated") if isinstance(meta, dict) else None
+    if not isinstance(stamp, str):
+        return None
+    try:
+        return _aware(parse_datetime(stamp))
+    except FhirDateError:
+        return None
+
+
+@dataclass(frozen=True, slots=True)
+class StoredVersion:
+    """One version of a resource as stored: its JSON exactly as written (decimals as given) and metadata."""
+
+    resource_type: str
+    id: str
+    version: int
+    last_updated: datetime
+    patient_id: str | None
+    raw: bytes
+
+    def resource(self) -> dict[str, Any]:
+        """The JSON parsed, decimals kept (``record.exactjson``)."""
+        parsed: dict[str, Any] = exactjson.loads(self.raw)
+        return parsed
+
+
 class RecordRepository:
     """Resources in one transaction/connection. Implements the preparer's ``ExistingRecords``."""
 
@@ -191,10 +223,16 @@ class RecordRepository:
                     .where(tuple_(resources.c.resource_type, resources.c.id).in_(list(chunk))))
 
     # --- writing -----------------------------------------------------------------------------------
-    def save_unit(self, unit: PreparedUnit, *, import_id: str | None, now: datetime) -> UnitResult:
-        """Insert new resources, update changed ones, leave identical ones alone (idempotent)."""
+    def save_unit(self, unit: PreparedUnit, *, import_id: str | None, now: datetime,
+                  force: bool = False) -> UnitResult:
+        """Insert new resources, update changed ones (the version they replace is kept in the history), leave
+        identical ones alone (idempotent). A change back to an earlier version's content, or to content whose
+        ``meta.lastUpdated`` is older than the stored one's, raises :class:`ConflictError` (nothing of the unit
+        is written) unless ``force``."""
         result = UnitResult(unchanged=unit.matched_existing)
         new, changed = self._sort_out(unit, result)
+        if not force:
+            self._refuse_reverts(changed)
         sqlite = self.connection.dialect.name == "sqlite"
         written = self._insert_new(new, import_id=import_id, now=now, sqlite=sqlite)
         written.extend(self._update_changed(changed, import_id=import_id, now=now))
@@ -261,7 +299,10 @@ class RecordRepository:
 
     def _update_changed(self, changed: list[tuple[PreparedResource, str, bytes, int, int]], *,
                         import_id: str | None, now: datetime) -> list[tuple[int, PreparedResource]]:
-        """New versions of changed resources; their old index and identifier rows are deleted."""
+        """New versions of changed resources; the versions they replace go to the history, their index and
+        identifier rows are deleted."""
+        if changed:
+            self._keep_history([pk for _, _, _, pk, _ in changed])
         for res, digest, blob, pk, version in changed:
             self.connection.execute(
                 update(resources).where(resources.c.pk == pk).values(
@@ -276,6 +317,47 @@ class RecordRepository:
         self.connection.execute(
             delete(resource_identifiers).where(resource_identifiers.c.resource_pk.in_(changed_pks)))
         return [(pk, res) for res, _, _, pk, _ in changed]
+
+    def _keep_history(self, pks: list[int]) -> None:
+        """Copy the current rows of ``pks`` to ``resource_history`` (before they are overwritten)."""
+        columns = ("resource_pk", "resource_type", "id", "patient_id", "version", "last_updated", "import_id",
+                   "content_hash", "content")
+        for start in range(0, len(pks), _CHUNK):
+            chunk = pks[start:start + _CHUNK]
+            self.connection.execute(insert(resource_history).from_select(list(columns), select(
+                resources.c.pk, resources.c.resource_type, resources.c.id, resources.c.patient_id,
+                resources.c.version, resources.c.last_updated, resources.c.import_id, resources.c.content_hash,
+                resources.c.content).where(resources.c.pk.in_(chunk))))
+
+    def _refuse_reverts(self, changed: list[tuple[PreparedResource, str, bytes, int, int]]) -> None:
+        """Raise :class:`ConflictError` for the first changed resource that would go back to the content of
+        an earlier version, or whose ``meta.lastUpdated`` is older than the stored version's."""
+        if not changed:
+            return
+        by_pk = {pk: (res, digest, version) for res, digest, _, pk, version in changed}
+        pks = list(by_pk)
+        for start in range(0, len(pks), _CHUNK):
+            rows = self.connection.execute(
+                select(resource_history.c.resource_pk, resource_history.c.version, resource_history.c.content_hash)
+                .where(resource_history.c.resource_pk.in_(pks[start:start + _CHUNK])))
+            for pk, old_version, digest in rows:
+                res, new_digest, version = by_pk[int(pk)]
+                if digest == new_digest:
+                    raise ConflictError(
+                        f"{res.resource_type}/{res.id} would go back to the content of its version {old_version} "
+                        f"(version {version} is stored and newer): an older bundle; import it forced to revert",
+                        entry=res.entry, field=f"{res.resource_type}.id")
+        dated = {pk: stamp for pk, (res, _, _) in by_pk.items() if (stamp := _last_updated(res.source)) is not None}
+        if dated:
+            for pk, blob in self.connection.execute(
+                    select(resources.c.pk, resources.c.content).where(resources.c.pk.in_(list(dated)))):
+                stored = _last_updated(orjson.loads(self.codec.open(blob)))
+                if stored is not None and stored > dated[int(pk)]:
+                    res = by_pk[int(pk)][0]
+                    raise ConflictError(
+                        f"{res.resource_type}/{res.id}: meta.lastUpdated {dated[int(pk)].isoformat()} is older than "
+                        f"the stored version's ({stored.isoformat()}); import it forced to replace newer content",
+                        entry=res.entry, field=f"{res.resource_type}.meta.lastUpdated")
 
     def _index_batches(self, written: list[tuple[int, PreparedResource]], result: UnitResult,
                        sqlite: bool) -> tuple[list[tuple[Any, ...]], list[tuple[Any, ...]]]:
@@ -328,6 +410,34 @@ class RecordRepository:
         return [(stored[(res.resource_type, res.id)][0], res) for res in resources_in_order]
 
     # --- reading -----------------------------------------------------------------------------------
+    def current(self, resource_type: str, resource_id: str) -> StoredVersion | None:
+        """The current version of a resource, as stored."""
+        row = self.connection.execute(
+            select(resources.c.version, resources.c.last_updated, resources.c.patient_id, resources.c.content)
+            .where(resources.c.resource_type == resource_type, resources.c.id == resource_id)).first()
+        if row is None:
+            return None
+        return StoredVersion(resource_type, resource_id, int(row[0]), _aware(row[1]) or row[1],
+                             None if row[2] is None else str(row[2]), self.codec.open(row[3]))
+
+    def history(self, resource_type: str, resource_id: str) -> list[StoredVersion]:
+        """Every version of a resource, newest first (empty when there is no such resource)."""
+        latest = self.current(resource_type, resource_id)
+        if latest is None:
+            return []
+        rows = self.connection.execute(
+            select(resource_history.c.version, resource_history.c.last_updated, resource_history.c.patient_id,
+                   resource_history.c.content)
+            .where(resource_history.c.resource_pk.in_(select(resources.c.pk).where(
+                resources.c.resource_type == resource_type, resources.c.id == resource_id)))
+            .order_by(resource_history.c.version.desc()))
+        return [latest] + [StoredVersion(resource_type, resource_id, int(v), _aware(t) or t,
+                                         None if p is None else str(p), self.codec.open(c)) for v, t, p, c in rows]
+
+    def version(self, resource_type: str, resource_id: str, version: int) -> StoredVersion | None:
+        """One version of a resource (vread); None when the resource or that version does not exist."""
+        return next((v for v in self.history(resource_type, resource_id) if v.version == version), None)
+
     def _decode(self, blob: bytes) -> dict[str, Any]:
         decoded: dict[str, Any] = orjson.loads(self.codec.open(blob))
         return decoded

@@ -29,8 +29,8 @@ from medtwin.store import live_tables as _live_tables  # noqa: F401
 from medtwin.store import security_tables as _security_tables  # noqa: F401
 from medtwin.store.metadata import NAMING, metadata
 
-__all__ = ["NAMING", "imports", "metadata", "resource_identifiers", "resource_index", "resources", "samples",
-           "twin_versions"]
+__all__ = ["NAMING", "imports", "metadata", "resource_history", "resource_identifiers", "resource_index",
+           "resources", "samples", "twin_versions"]
 
 imports = Table(
     "imports",
@@ -63,6 +63,27 @@ resources = Table(
     UniqueConstraint("resource_type", "id", name="uq_resources_type_id"),
 )
 Index("ix_resources_patient_type", resources.c.patient_id, resources.c.resource_type)
+
+# Superseded versions. The current version stays in ``resources`` (what every query reads); an update first
+# copies the row it replaces here, so every version stays readable (vread, _history) and a first import
+# writes nothing extra.
+resource_history = Table(
+    "resource_history",
+    metadata,
+    Column("pk", BigInteger().with_variant(Integer, "sqlite"), primary_key=True, autoincrement=True),
+    Column("resource_pk", BigInteger().with_variant(Integer, "sqlite"),
+           ForeignKey("resources.pk", ondelete="CASCADE"), nullable=False),
+    Column("resource_type", String(64), nullable=False),
+    Column("id", String(64), nullable=False),
+    Column("patient_id", String(64), doc="Patient this version belonged to"),
+    Column("version", Integer, nullable=False),
+    Column("last_updated", DateTime(timezone=True), nullable=False),
+    Column("import_id", String(36), ForeignKey("imports.id"), nullable=True),
+    Column("content_hash", String(64), nullable=False),
+    Column("content", LargeBinary, nullable=False, doc="The version's JSON, sealed by the codec"),
+    UniqueConstraint("resource_pk", "version", name="uq_resource_history_resource_version"),
+)
+Index("ix_resource_history_type_updated", resource_history.c.resource_type, resource_history.c.last_updated)
 
 resource_index = Table(
     "resource_index",

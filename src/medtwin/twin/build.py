@@ -149,10 +149,12 @@ def _prepare_authorised(records: RecordRepository, raw: RawUnit, writer: Writer 
 
 
 def import_unit(store: Store, raw: RawUnit, *, actor: str = "system", clock: Clock = utc_now,
-                writer: Writer | None = None) -> UnitReport:
+                writer: Writer | None = None, force: bool = False) -> UnitReport:
     """Import one unit all-or-nothing. Returns a report; a bad unit's report carries the error and
     nothing of it is stored (a failed import row records the attempt). ``writer``: who writes, authorised
-    resource by resource against the stored versions; None for a trusted local import (the CLI)."""
+    resource by resource against the stored versions; None for a trusted local import (the CLI).
+    ``force``: write a version even when it takes a resource back to earlier or older content (otherwise a
+    conflict, see ``RecordRepository.save_unit``)."""
     report = UnitReport(source=raw.source)
     started = clock()
     import_id = str(uuid.uuid4())
@@ -167,7 +169,7 @@ def import_unit(store: Store, raw: RawUnit, *, actor: str = "system", clock: Clo
                 id=import_id, source=store.codec.seal(raw.source.encode()), started_at=started, actor=actor,
                 status="running",
                 created=0, updated=0, unchanged=0))
-            result = records.save_unit(unit, import_id=import_id, now=started)
+            result = records.save_unit(unit, import_id=import_id, now=started, force=force)
             report.created, report.updated, report.unchanged = result.created, result.updated, result.unchanged
             report.by_type = result.by_type
             report.warnings = result.warnings
@@ -202,7 +204,7 @@ def import_unit(store: Store, raw: RawUnit, *, actor: str = "system", clock: Clo
 
 def import_units(store: Store, units: Iterable[RawUnit | RecordError], *, actor: str = "system",
                  clock: Clock = utc_now, on_unit: Callable[[UnitReport], None] | None = None,
-                 writer: Writer | None = None) -> ImportReport:
+                 writer: Writer | None = None, force: bool = False) -> ImportReport:
     """Import units in order, each all-or-nothing; a unit that failed to parse is reported as failed.
 
     The cyclic garbage collector is paused meanwhile (see :func:`gc_paused`)."""
@@ -210,7 +212,7 @@ def import_units(store: Store, units: Iterable[RawUnit | RecordError], *, actor:
     with gc_paused(), _released_in_background() as release:
         for raw in units:
             unit_report = UnitReport(source=raw.source or "?", error=raw) if isinstance(raw, RecordError) else \
-                import_unit(store, raw, actor=actor, clock=clock, writer=writer)
+                import_unit(store, raw, actor=actor, clock=clock, writer=writer, force=force)
             report.units.append(unit_report)
             if on_unit is not None:
                 on_unit(unit_report)
