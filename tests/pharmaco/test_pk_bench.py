@@ -1,0 +1,30 @@
+"""benchmarks/bench_pk.py --smoke runs every part at toy sizes: the fair baseline (one vectorised solve_ivp),
+medtwin's batched ODE, the LSODA loop, each within matched accuracy of the closed form, and the scaling tables."""
+
+from __future__ import annotations
+
+import os
+import re
+import subprocess
+import sys
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parents[2]
+
+
+def test_bench_pk_smoke_prints_fair_baseline_errors_and_scaling() -> None:
+    env = {**os.environ, "PYTHONPATH": str(REPO / "src")}
+    result = subprocess.run([sys.executable, str(REPO / "benchmarks" / "bench_pk.py"), "--smoke"], env=env,
+                            capture_output=True, text=True, timeout=300, check=False)
+    assert result.returncode == 0, result.stderr + result.stdout
+    out = result.stdout
+    errors = [float(e) for e in re.findall(r"max rel\. error vs closed\s+form (\d\.\d+e[-+]\d+)", out)]
+    assert len(errors) == 3  # vectorised solve_ivp (all), medtwin ODE, vectorised solve_ivp (ODE subset)
+    assert all(e < 1e-5 for e in errors)  # matched accuracy: rtol 1e-6 solvers against the exact solution
+    loop = re.search(r"agreement with baseline: max relative difference (\S+)", out)
+    assert loop and float(loop.group(1)) < 1e-6
+    assert re.search(r"closed form vs vectorised solve_ivp: \d+\.\dx", out)
+    assert re.search(r"medtwin batched ODE vs vectorised solve_ivp \(200 subjects\): \d+\.\d\dx", out)
+    for title in ("medtwin closed form", "medtwin batched ODE", "scipy solve_ivp vectorised"):
+        table = out.split(f"scaling: {title}")[1]
+        assert [int(m) for m in re.findall(r"^\s+(\d+)\s+\d+\.\d{3}", table, re.M)][:3] == [1, 10, 100]
