@@ -55,6 +55,6 @@ def test_a_forecast_round_trips_through_json(means: list[float], version: int | 
 
 def test_the_document_has_every_part() -> None:
     doc = vocabulary()
-    assert set(doc) == {"metrics", "glucose", "episode", "forecast_fields", "news2"}
+    assert set(doc) == {"metrics", "glucose", "episode", "forecast_fields", "news2", "display"}
     assert doc["glucose"]["target_range_mg_dl"] == [70.0, 180.0] and "Diabetes Care" in doc["glucose"]["source"]
     assert {p["metric"] for p in doc["news2"]["parameters"].values()} <= set(metrics())

@@ -6,7 +6,8 @@
 * :mod:`.episodes`: THE glucose episode definition (international consensus 2023), for streams and series;
 * :mod:`.forecast`: the live glucose forecast (:class:`GlucoseForecast`, one definition of its fields);
 * :mod:`.sample`: one accepted measurement (:class:`Sample`);
-* :mod:`.news2`: the NEWS2 chart (RCP 2017) as reference data.
+* :mod:`.news2`: the NEWS2 chart (RCP 2017) as reference data and THE mapping of a score to its band;
+* :mod:`.display`: what people read for a code (UCUM -> display unit, LOINC -> short name).
 
 Served read-only at ``GET /api/v1/vocabulary``; the dashboard reads it instead of keeping copies.
 """
@@ -44,10 +45,12 @@ __all__ = ["BODY_TEMPERATURE", "CANONICAL_UNITS", "CARBS", "CONSCIOUSNESS", "DIA
 def vocabulary() -> dict[str, object]:
     """Everything above as one JSON document (without alert rules: those are plug-ins, listed by the
     alert registry and added by the endpoint)."""
+    from medtwin.vocab.display import display_table
     from medtwin.vocab.episodes import episode_definition
     from medtwin.vocab.glucose import glucose_thresholds
     from medtwin.vocab.metrics import metric_table
     from medtwin.vocab.news2 import news2_reference
 
     return {"metrics": metric_table(), "glucose": glucose_thresholds(), "episode": episode_definition(),
-            "forecast_fields": forecast_fields(), "news2": news2_reference()}
+            "forecast_fields": forecast_fields(), "news2": news2_reference(),
+            "display": display_table()}

@@ -1,0 +1,66 @@
+"""What people read for a code (``vocab/data/display.toml``, with its sources): UCUM unit -> display unit
+(``Cel`` -> ``°C``, ``mm[Hg]`` -> ``mmHg``, ``{INR}`` -> nothing: the name says INR) and LOINC code ->
+short display name (``6301-6`` -> ``INR``, not "INR in Platelet poor plasma by Coagulation assay").
+
+Codes stay in the store, in exports and in tooltips; the dashboard (via ``GET /api/v1/vocabulary``:
+``display``) and the reports show these. A unit not in the table is shown with UCUM's annotation braces and
+bracket markers removed (:func:`display_unit`); a code not in the table keeps the record's display text.
+"""
+
+from __future__ import annotations
+
+import re
+import tomllib
+from collections.abc import Mapping
+from functools import lru_cache
+from importlib import resources
+from types import MappingProxyType
+from typing import Any, Final
+
+__all__ = ["DISPLAY_FILE", "display_table", "display_unit", "short_name", "unit_names"]
+
+DISPLAY_FILE: Final = "display.toml"
+#: what the fallback removes from a UCUM code: annotation braces and bracket markers (their content stays)
+_MARKERS: Final = re.compile(r"[{}\[\]]")
+
+
+@lru_cache(maxsize=1)
+def _raw() -> dict[str, Any]:
+    text = resources.files("medtwin.vocab").joinpath("data", DISPLAY_FILE).read_text(encoding="utf-8")
+    raw: dict[str, Any] = tomllib.loads(text)
+    for key in ("source", "units", "names"):
+        if key not in raw:
+            raise RuntimeError(f"{DISPLAY_FILE} lacks {key!r}")
+    return raw
+
+
+@lru_cache(maxsize=1)
+def unit_names() -> tuple[Mapping[str, str], Mapping[str, str]]:
+    """(UCUM -> display unit, LOINC -> short name)."""
+    raw = _raw()
+    return (MappingProxyType({str(k): str(v) for k, v in raw["units"].items()}),
+            MappingProxyType({str(k): str(v) for k, v in raw["names"].items()}))
+
+
+def display_unit(ucum: str | None) -> str:
+    """The unit as people read it: the table's, else the code without UCUM's braces and brackets."""
+    if not ucum:
+        return ""
+    units, _names = unit_names()
+    found = units.get(ucum)
+    return found if found is not None else _MARKERS.sub("", ucum).strip()
+
+
+def short_name(code: str | None, display: str | None = None) -> str:
+    """The short display name of a LOINC code, else the record's ``display``, else the code."""
+    _units, names = unit_names()
+    if code and code in names:
+        return names[code]
+    return display or code or ""
+
+
+def display_table() -> dict[str, Any]:
+    """The tables as JSON (the vocabulary endpoint's ``display``): ``units``, ``names``, ``source`` and the
+    fallback rule (``fallback_strip``: the characters removed from a UCUM code not in ``units``)."""
+    units, names = unit_names()
+    return {"source": _raw()["source"], "units": dict(units), "names": dict(names), "fallback_strip": "{}[]"}
