@@ -1,0 +1,77 @@
+"""Replications with common random numbers and scenario comparisons with paired confidence intervals.
+
+Replication ``r`` of every scenario uses the generators ``SeedSequence(seed, spawn_key=(r, purpose, stream))``
+(:func:`medtwin.hospital.sampling.rng_for`), so a scenario differs from the baseline only by what it changes.
+The fan-out over replications and scenarios is :mod:`.fanout` (Dask); this module is the serial core.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+from scipy import stats
+
+from medtwin.hospital.engine import Engine
+from medtwin.hospital.metrics import summarise
+from medtwin.hospital.model import HospitalModel
+from medtwin.hospital.sampling import arrivals
+from medtwin.hospital.whatif import Scenario
+
+#: scenario name -> metric -> values, one per replication (index = replication number)
+Results = dict[str, dict[str, np.ndarray]]
+
+
+def run_one(model: HospitalModel, scenario: Scenario, seed: int, rep: int, horizon_h: float,
+            warmup_h: float = 0.0, start_how: int = 0) -> dict[str, float]:
+    """One replication of one scenario, from empty; its scalar metrics plus ``events``."""
+    applied = scenario.apply(model)
+    patients = arrivals(applied, seed, rep, horizon_h, start_how, scenario.arrival_multiplier,
+                        scenario.los_multiplier)
+    log = Engine(applied, patients, horizon_h, start_how).run()
+    out = summarise(log, applied, warmup_h)
+    out["events"] = float(log.events)
+    return out
+
+
+def run_chunk(model: HospitalModel, scenario: Scenario, seed: int, reps: list[int], horizon_h: float,
+              warmup_h: float = 0.0) -> tuple[str, list[int], list[dict[str, float]]]:
+    """Several replications of one scenario (one Dask task)."""
+    return scenario.name, reps, [run_one(model, scenario, seed, r, horizon_h, warmup_h) for r in reps]
+
+
+def collect(chunks: list[tuple[str, list[int], list[dict[str, float]]]], n_reps: int) -> Results:
+    out: Results = {}
+    for name, reps, rows in chunks:
+        table = out.setdefault(name, {})
+        for r, row in zip(reps, rows, strict=True):
+            for key, value in row.items():
+                table.setdefault(key, np.full(n_reps, np.nan))[r] = value
+    return out
+
+
+@dataclass(frozen=True)
+class Interval:
+    mean: float
+    low: float
+    high: float
+    n: int
+
+    def as_dict(self) -> dict[str, float]:
+        return {"mean": self.mean, "low": self.low, "high": self.high, "n": float(self.n)}
+
+
+def mean_ci(values: np.ndarray, level: float = 0.95) -> Interval:
+    """Student-t confidence interval of the mean over replications (NaN replications dropped)."""
+    v = np.asarray(values, dtype=float)
+    v = v[~np.isnan(v)]
+    if v.size < 2:
+        return Interval(float(v.mean()) if v.size else float("nan"), float("nan"), float("nan"), int(v.size))
+    half = float(stats.t.ppf(0.5 + level / 2, v.size - 1) * v.std(ddof=1) / np.sqrt(v.size))
+    m = float(v.mean())
+    return Interval(m, m - half, m + half, int(v.size))
+
+
+def paired(results: Results, scenario: str, metric: str, baseline: str = "baseline", level: float = 0.95) -> Interval:
+    """Scenario minus baseline, replication by replication (common random numbers), with its CI."""
+    return mean_ci(results[scenario][metric] - results[baseline][metric], level)

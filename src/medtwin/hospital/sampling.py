@@ -1,0 +1,138 @@
+"""Random inputs of one replication, drawn up front and vectorised so that scenarios share them (common random
+numbers): arrival times (non-homogeneous Poisson, piecewise constant per hour), ESI, path through the units
+and lengths of stay by inverse transform of per-patient uniforms. A scenario that changes beds or staff sees
+the very same patients; a surge multiplier > 1 adds patients from a separate stream and < 1 thins the base
+ones, so the common patients keep their draws.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+from scipy import special, stats
+
+from medtwin.hospital.model import HOURS_PER_WEEK, HospitalModel, LengthOfStay
+
+MAX_HOPS = 12  #: a path is cut (the patient leaves) after this many units; the demo's longest is 5
+
+
+@dataclass
+class Patients:
+    """Patients of one run, sorted by first event time. ``path[k, j]`` is the j-th unit (``-1`` after exit),
+    ``service_h[k, j]`` the stay there in hours; ``esi`` 1-5."""
+
+    t0_h: np.ndarray
+    esi: np.ndarray
+    path: np.ndarray
+    service_h: np.ndarray
+
+    def __len__(self) -> int:
+        return int(self.t0_h.size)
+
+    @staticmethod
+    def concat(parts: list[Patients]) -> Patients:
+        t0 = np.concatenate([p.t0_h for p in parts])
+        order = np.argsort(t0, kind="stable")
+        return Patients(t0[order], np.concatenate([p.esi for p in parts])[order],
+                        np.concatenate([p.path for p in parts])[order],
+                        np.concatenate([p.service_h for p in parts])[order])
+
+
+def rng_for(seed: int, *key: int) -> np.random.Generator:
+    """The generator of one purpose in one replication: the same (seed, key) gives the same stream in every
+    scenario, independent of the order runs are made in (``SeedSequence`` spawn keys)."""
+    return np.random.Generator(np.random.PCG64(np.random.SeedSequence(seed, spawn_key=key)))
+
+
+def los_quantile(los: LengthOfStay, u: np.ndarray) -> np.ndarray:
+    """Inverse CDF of a length-of-stay distribution in hours."""
+    u = np.clip(u, 1e-12, 1 - 1e-12)
+    if los.dist == "exponential":
+        return -los.mean_h * np.log1p(-u)
+    if los.dist == "lognormal":
+        s2 = np.log1p(los.cv**2)
+        mu = np.log(los.mean_h) - s2 / 2
+        return np.asarray(np.exp(mu + np.sqrt(s2) * special.ndtri(u)))
+    shape = 1.0 / los.cv**2
+    return np.asarray(stats.gamma.ppf(u, shape, scale=los.mean_h / shape))
+
+
+def los_cdf(los: LengthOfStay, x: np.ndarray) -> np.ndarray:
+    x = np.maximum(x, 0.0)
+    if los.dist == "exponential":
+        return -np.expm1(-x / los.mean_h)
+    if los.dist == "lognormal":
+        s2 = np.log1p(los.cv**2)
+        mu = np.log(los.mean_h) - s2 / 2
+        with np.errstate(divide="ignore"):
+            return np.asarray(special.ndtr((np.log(x) - mu) / np.sqrt(s2)))
+    shape = 1.0 / los.cv**2
+    return np.asarray(stats.gamma.cdf(x, shape, scale=los.mean_h / shape))
+
+
+def nhpp_times(rate_week: np.ndarray, start_how: int, horizon_h: float, rng: np.random.Generator) -> np.ndarray:
+    """Arrival times in [0, horizon) of a Poisson process whose rate is constant within each hour of week."""
+    hours = np.arange(int(np.ceil(horizon_h)))
+    rates = rate_week[(start_how + hours) % HOURS_PER_WEEK]
+    counts = rng.poisson(rates)
+    t = np.repeat(hours, counts) + rng.random(int(counts.sum()))
+    t.sort()
+    return t[t < horizon_h]
+
+
+def walk(model: HospitalModel, entry: np.ndarray, u: np.ndarray) -> np.ndarray:
+    """Paths from entry units with route uniforms ``u`` (n, MAX_HOPS - 1); ``-1`` once exited."""
+    n_units = len(model.units)
+    cum = np.cumsum(model.routing_matrix(), axis=1)
+    cum[:, -1] = 1.0 + 1e-12
+    path = np.full((entry.size, MAX_HOPS), -1, dtype=np.int64)
+    path[:, 0] = entry
+    for j in range(1, MAX_HOPS):
+        cur = path[:, j - 1]
+        alive = cur >= 0
+        nxt = (u[alive, j - 1, None] >= cum[cur[alive]]).sum(axis=1)
+        path[alive, j] = np.where(nxt >= n_units, -1, nxt)
+    return path
+
+
+def service_times(model: HospitalModel, path: np.ndarray, u: np.ndarray, los_multiplier: float) -> np.ndarray:
+    out = np.full(path.shape, np.nan)
+    for i, unit in enumerate(model.units):
+        hit = path == i
+        out[hit] = los_quantile(unit.los, u[hit]) * los_multiplier
+    return out
+
+
+def draw_patients(model: HospitalModel, times: np.ndarray, entry: int, esi_mix: np.ndarray,
+                  rng: np.random.Generator, los_multiplier: float) -> Patients:
+    """Attributes of arrivals at ``times`` from one generator: one row of uniforms per patient."""
+    n = times.size
+    u = rng.random((n, 2 * MAX_HOPS))
+    esi = 1 + np.searchsorted(np.cumsum(esi_mix)[:-1], u[:, 0], side="right")
+    path = walk(model, np.full(n, entry), u[:, 1:MAX_HOPS])
+    return Patients(times, esi.astype(np.int64), path, service_times(model, path, u[:, MAX_HOPS:], los_multiplier))
+
+
+def arrivals(model: HospitalModel, seed: int, rep: int, horizon_h: float, start_how: int = 0,
+             arrival_multiplier: float = 1.0, los_multiplier: float = 1.0,
+             rate_scale: list[np.ndarray] | None = None) -> Patients:
+    """New patients of replication ``rep`` over ``horizon_h``. ``rate_scale`` (one array of 168 per stream)
+    replaces the rates (a fitted-parameter draw)."""
+    index = model.unit_index()
+    parts: list[Patients] = []
+    for j, stream in enumerate(model.arrivals):
+        rate = stream.week() if rate_scale is None else rate_scale[j]
+        mix = np.asarray(stream.esi_mix)
+        base_rng = rng_for(seed, rep, 1, j)
+        times = nhpp_times(rate, start_how, horizon_h, base_rng)
+        base = draw_patients(model, times, index[stream.entry], mix, base_rng, los_multiplier)
+        if arrival_multiplier < 1.0:
+            keep = rng_for(seed, rep, 2, j).random(len(base)) < arrival_multiplier
+            base = Patients(base.t0_h[keep], base.esi[keep], base.path[keep], base.service_h[keep])
+        parts.append(base)
+        if arrival_multiplier > 1.0:
+            extra_rng = rng_for(seed, rep, 3, j)
+            extra_t = nhpp_times(rate * (arrival_multiplier - 1.0), start_how, horizon_h, extra_rng)
+            parts.append(draw_patients(model, extra_t, index[stream.entry], mix, extra_rng, los_multiplier))
+    return Patients.concat(parts)

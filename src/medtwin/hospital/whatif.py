@@ -1,0 +1,51 @@
+"""What-if scenarios as data: a roster change, beds moved between units, a surge (arrival multiplier, longer
+stays). A scenario applied to a model gives a new validated model plus the multipliers the sampler uses; the
+baseline is ``Scenario(name="baseline")``. Each scenario runs on the same random numbers as the baseline
+(:mod:`.sampling`), so differences are compared pair by pair (:func:`medtwin.hospital.replicate.paired`).
+"""
+
+from __future__ import annotations
+
+from pydantic import BaseModel, ConfigDict, Field
+
+from medtwin.hospital.model import HospitalModel, HospitalModelError, parse_model
+
+
+class Scenario(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+    name: str = Field(min_length=1)
+    arrival_multiplier: float = Field(default=1.0, gt=0, le=10)
+    los_multiplier: float = Field(default=1.0, gt=0, le=10)
+    beds: dict[str, int] = Field(default_factory=dict, description="unit -> beds (reallocation, new wing)")
+    staff_by_hour: dict[str, list[int]] = Field(default_factory=dict, description="role -> roster (24 or 168)")
+
+    def apply(self, model: HospitalModel) -> HospitalModel:
+        """The model with this scenario's beds and rosters; errors name ``scenario.<field>``."""
+        data = model.model_dump()
+        units = {u["name"]: u for u in data["units"]}
+        roles = {r["name"]: r for r in data["roles"]}
+        for name, beds in self.beds.items():
+            if name not in units:
+                raise HospitalModelError(f"scenario {self.name!r}.beds.{name}", "no such unit")
+            units[name]["beds"] = beds
+        for name, roster in self.staff_by_hour.items():
+            if name not in roles:
+                raise HospitalModelError(f"scenario {self.name!r}.staff_by_hour.{name}", "no such role")
+            roles[name]["staff_by_hour"] = roster
+        try:
+            return parse_model(data)
+        except HospitalModelError as error:
+            raise HospitalModelError(f"scenario {self.name!r}: {error.field}", error.message) from None
+
+
+BASELINE = Scenario(name="baseline")
+
+
+def moved_beds(model: HospitalModel, source: str, target: str, beds: int, name: str | None = None) -> Scenario:
+    """Move ``beds`` beds from unit ``source`` to unit ``target``."""
+    current = {u.name: u.beds for u in model.units}
+    for field, unit in (("source", source), ("target", target)):
+        if unit not in current:
+            raise HospitalModelError(field, f"no unit {unit!r}")
+    return Scenario(name=name or f"{beds} beds {source}->{target}",
+                    beds={source: current[source] - beds, target: current[target] + beds})
