@@ -29,6 +29,7 @@ from medtwin.record.errors import (
 )
 from medtwin.record.fhir_spec import ID_PATTERN, REQUIRED_ELEMENTS, RESOURCE_TYPES, has_element
 from medtwin.record.indexing import NOT_PATIENT_DATA, PATIENT_ELEMENTS
+from medtwin.record.validate import check_resource
 
 # Server ids for POSTed entries: uuid5 of their fullUrl in this namespace (stable across imports).
 ID_NAMESPACE = uuid.UUID("5b0c7a64-8f0e-4c55-9a57-6d1b8f2e9c11")
@@ -303,6 +304,10 @@ def _read_entries(data: Any, kind: str | None) -> tuple[str, list[_Entry]]:
     entries: list[_Entry] = []
     for number, full_url, request, resource in raw_entries:
         rtype = validate_resource(resource, entry=number)
+        try:
+            check_resource(resource)
+        except RecordError as error:
+            raise error.located(entry=number) from None
         if request is not None and not isinstance(request, dict):
             raise InvalidFieldError("entry.request must be an object", entry=number, field="Bundle.entry.request")
         entries.append(_Entry(number, full_url, request, resource, rtype))
