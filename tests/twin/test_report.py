@@ -328,7 +328,7 @@ def test_pdf_is_one_valid_page_and_html_is_self_contained(
     assert f"{m.mean_mg_dl:.0f} mg/dL" in document and f"{m.time_in_range_70_180_percent:.1f} %" in document
     assert f"{m.gmi_percent:.1f} %" in document and "CGM active 100.0 % (sufficient)" in document
     assert document.count("<svg") == 5  # AGP + four trends
-    assert "NEWS2 8, high risk" in document
+    assert "NEWS2 8: high clinical risk" in document  # the one mapping (vocab.news2)
 
 
 def test_html_escapes_record_text(patient: tuple[Store, str, np.ndarray, np.ndarray]) -> None:

@@ -55,7 +55,9 @@ from medtwin.twin.pharmacogenomics import PgxSummary, pgx_summary
 from medtwin.twin.summary import AllergyItem, Measurement, MedicationItem, PatientSummary, Problem
 from medtwin.vocab import DIASTOLIC_BP, GLUCOSE, HEART_RATE, SPO2, SYSTOLIC_BP, GlucoseForecast
 from medtwin.vocab import metrics as vocab_metrics
+from medtwin.vocab.display import display_unit, short_name
 from medtwin.vocab.glucose import HYPER_L1, HYPER_L2, HYPO_L1, HYPO_L2
+from medtwin.vocab.news2 import news2_bands, news2_text
 
 DEFAULT_TREND_DAYS = 7
 TREND_BUCKETS = 336  # 7 days -> 30-minute buckets
@@ -271,8 +273,9 @@ def _alerts(conn: Connection, codec: Codec, patient_id: str, now: datetime, limi
     if not latest:
         return items, total, None
     alert = latest[0]
+    risk = alert.details.get("risk")
     return items, total, News2View(score=alert.score, at=_utc(alert.last_seen_at), source="alert",
-                                   alert_status=alert.status)
+                                   alert_status=alert.status, risk=risk if isinstance(risk, str) else None)
 
 
 def _utc(value: datetime) -> datetime:
@@ -348,8 +351,20 @@ def _num(value: float) -> str:
 
 
 def fmt_measurement(m: Measurement) -> str:
-    value = m.text or "" if m.value is None else f"{_num(m.value)} {m.unit or ''}".strip()
+    """The value with its display unit (vocab.display: "37 °C", "2.9" for INR; the UCUM code stays in the data)."""
+    value = m.text or "" if m.value is None else f"{_num(m.value)} {display_unit(m.unit)}".strip()
     return value
+
+
+def fmt_name(m: Measurement) -> str:
+    """The measurement's short display name (vocab.display: "INR"), else the record's display text."""
+    return short_name(m.code, m.display)
+
+
+def fmt_codes(m: Measurement) -> str:
+    """The full name and codes, for a tooltip: "INR in Platelet poor plasma ... · LOINC 6301-6 · UCUM {INR}"."""
+    return " · ".join(x for x in (m.display, f"LOINC {m.code}" if m.code else None,
+                                  f"UCUM {m.unit}" if m.unit else None) if x)
 
 
 def fmt_day(value: datetime | date | None) -> str:
@@ -423,9 +438,11 @@ def forecast_lines(forecast: GlucoseForecast | None) -> list[str]:
 def news2_lines(view: News2View | None) -> list[str]:
     if view is None:
         return ["no NEWS2 (no device vital signs or NEWS2 alert)"]
-    score = "?" if view.score is None else f"{view.score:.0f}"
-    risk = f", {view.risk} risk" if view.risk else ""
-    out = [f"NEWS2 {score}{risk} at {fmt_time(view.at)}",
+    if view.score is not None and view.risk in news2_bands():
+        headline = news2_text(int(view.score), view.risk)  # the one mapping: "NEWS2 5: medium clinical risk"
+    else:
+        headline = "NEWS2 " + ("?" if view.score is None else f"{view.score:.0f}")
+    out = [f"{headline} at {fmt_time(view.at)}",
            f"from {view.source}" + (f" ({view.alert_status})" if view.alert_status else "")
            + (f", SpO\u2082 scale {view.spo2_scale}" if view.spo2_scale else "")]
     if view.missing:
@@ -607,7 +624,7 @@ def svg_trend(chart: TrendChart, width: int = 340, height: int = 130) -> Markup:
 def _environment() -> Environment:
     env = Environment(loader=PackageLoader("medtwin.twin", "templates"), autoescape=select_autoescape(["html"]),
                       trim_blocks=True, lstrip_blocks=True)
-    env.filters.update(day=fmt_day, time=fmt_time, measurement=fmt_measurement)
+    env.filters.update(day=fmt_day, time=fmt_time, measurement=fmt_measurement, name=fmt_name, codes=fmt_codes)
     env.globals.update(svg_agp=svg_agp, svg_trend=svg_trend, identity_line=identity_line, cgm_lines=cgm_lines,
                        coverage_line=coverage_line, forecast_lines=forecast_lines, news2_lines=news2_lines,
                        alert_line=alert_line, twin_lines=twin_lines, targets=TARGETS)
@@ -846,10 +863,10 @@ def _pdf_page(fig: Any, r: PatientReport) -> None:
               "no PGx result")
     right = _Column(fig, 0.67, top, floor, 0.29)
     right.heading("Latest vital signs")
-    right.lines([labelled(v.display or v.code, f": {fmt_measurement(v)}  {fmt_day(v.time)}", 0.29)
+    right.lines([labelled(fmt_name(v), f": {fmt_measurement(v)}  {fmt_day(v.time)}", 0.29)
                  for v in r.vitals], 10)
     right.heading("Latest labs")
-    right.lines([labelled(v.display or v.code, f": {fmt_measurement(v)}  {fmt_day(v.time)}", 0.29)
+    right.lines([labelled(fmt_name(v), f": {fmt_measurement(v)}  {fmt_day(v.time)}", 0.29)
                  for v in r.labs], 10)
     fig.add_artist(_hline(0.695))
 
