@@ -4,7 +4,8 @@ All lesions of one law are fitted together: measurements are padded to ``(L, T)`
 is one forward difference per parameter on the whole batch, and each lesion keeps its own damping, so one
 iteration is a handful of array operations whatever ``L`` is (no Python loop over lesions).
 
-Each lesion's volumes are divided by their largest value (``scale``) before fitting, so the observation
+Each lesion's volumes are divided by its first reading (``scale``; the largest if the first is 0) before
+fitting, so a population prior on the scaled coordinates means the same for a lesion seen 3 times or 9, and the observation
 SD ``sigma`` is relative to the lesion's size. The objective is MAP with a Gaussian prior on the
 unconstrained coordinates ``theta`` (:func:`medtwin.oncology.growth.from_theta`):
 ``sum(((f - y) / sigma)^2) + sum(((theta - mu) / tau)^2)``. A broad prior (the default) is a regularised
@@ -69,6 +70,18 @@ class BatchFit:
     def predict(self, t: Array) -> Array:
         """Volumes (L, T) at times ``t`` ((T,) or (L, T), days) in the input unit."""
         return volume(self.model, self.params, np.asarray(t, dtype=float))
+
+
+_BROAD_MEAN = {"v0": 0.0, "K": 0.0, "omega": float(np.log(0.01)), "lam": 0.0, "a": 0.0, "a0": 0.0,
+               "a1": float(np.log(0.01)), "a_pl": 0.0, "gamma": 0.0}
+
+
+def broad_prior(model: str) -> Prior:
+    """The default weak prior: theta centred on a volume like the first reading and rates of about 1 %/day,
+    SD :data:`BROAD_TAU` (a factor of e^5 ~ 150 either way on the log quantities)."""
+    names = law(model).parameters
+    return Prior(model, np.array([_BROAD_MEAN[n] for n in names]), np.full(len(names), BROAD_TAU),
+                 DEFAULT_SIGMA, "weakly informative default")
 
 
 def _initial(model: str, t: Array, y: Array, mask: BoolArray) -> list[Array]:
@@ -144,16 +157,16 @@ def fit_batch(model: str, t: Array, y: Array, mask: BoolArray | None = None, pri
               max_iter: int = 200) -> BatchFit:
     """Fit law ``model`` to every lesion of ``t``, ``y`` (L, T) (days, volumes >= 0; ``mask`` marks real
     entries, left-aligned; times relative to each lesion's first reading are best) in one batch."""
-    spec = law(model)
+    law(model)  # an unknown name fails here, naming the known laws
     t = np.asarray(t, dtype=float)
     y = np.asarray(y, dtype=float)
     mask = np.isfinite(y) if mask is None else np.asarray(mask, dtype=bool)
-    scale = np.max(np.where(mask, y, 0.0), axis=1)
+    scale = np.where(mask[:, 0] & (y[:, 0] > 0), y[:, 0], np.max(np.where(mask, y, 0.0), axis=1))
     scale = np.where(scale > 0, scale, 1.0)
     ys = np.where(mask, y / scale[:, None], 0.0)
     ts = np.where(mask, t, 0.0)
     if prior is None:
-        prior = Prior(model, np.zeros(spec.n_parameters), np.full(spec.n_parameters, BROAD_TAU), DEFAULT_SIGMA)
+        prior = broad_prior(model)
     best: tuple[Array, Array, BoolArray, int] | None = None
     for start in _initial(model, ts, ys, mask):
         result = _lm(model, start, ts, ys, mask, prior, max_iter)
