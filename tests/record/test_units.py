@@ -137,3 +137,28 @@ def test_glucose_round_trip_through_normalise(mmol: float) -> None:
 def test_temperature_fahrenheit_law(fahrenheit: float) -> None:
     result = normalise(L, "8310-5", fahrenheit, "[degF]")
     assert result.value == pytest.approx((fahrenheit - 32.0) * 5.0 / 9.0, abs=1e-9)
+
+
+def test_egfr_in_ml_per_min_is_not_claimed_per_body_surface() -> None:
+    """Issue 16 defect 5: mL/min is not mL/min/{1.73_m2}; the value stays in its own unit."""
+    from medtwin.record.units import normalise as _normalise
+
+    got = _normalise("http://loinc.org", "33914-3", 55.0, "mL/min")
+    assert got.unit == "mL/min" and got.value == 55.0 and not got.converted
+    already = _normalise("http://loinc.org", "33914-3", 55.0, "mL/min/{1.73_m2}")
+    assert already.unit == "mL/min/{1.73_m2}" and already.value == 55.0
+
+
+def test_ph_is_not_picohenry() -> None:
+    from medtwin.record.indexing import index_rows, unit_warnings
+    from medtwin.record.units import normalise as _normalise
+
+    assert not _normalise("http://loinc.org", "2744-1", 7.4, "pH").valid_ucum
+    proper = _normalise("http://loinc.org", "2744-1", 7.4, "[pH]")
+    assert proper.valid_ucum and proper.value == 7.4 and proper.unit == "[pH]"
+    rows = index_rows({"resourceType": "Observation", "status": "final",
+                       "code": {"coding": [{"system": "http://loinc.org", "code": "2744-1"}]},
+                       "valueQuantity": {"value": 7.4, "unit": "pH", "system": "http://unitsofmeasure.org",
+                                         "code": "pH"}})
+    warnings = unit_warnings(rows)
+    assert len(warnings) == 1 and "[pH]" in warnings[0] and "not valid UCUM" in warnings[0]

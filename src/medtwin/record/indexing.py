@@ -7,7 +7,7 @@ from functools import lru_cache
 from typing import Any, NamedTuple
 
 from medtwin.record.fhirtime import FhirDateError, parse_datetime
-from medtwin.record.units import normalise
+from medtwin.record.units import MISREAD_UNITS, normalise
 
 # CodeableConcept elements that say what a resource is about, by resource type.
 CODE_ELEMENTS: dict[str, tuple[str, ...]] = {
@@ -218,8 +218,11 @@ def index_rows(resource: dict[str, Any]) -> list[IndexRow]:
 
 def unit_warnings(rows: list[IndexRow]) -> list[str]:
     """Human-readable notes for values whose unit is not valid UCUM (kept, flagged, not converted)."""
-    return [
-        f"{row.code}: unit {row.value_code or row.value_unit!r} is not valid UCUM; value kept as given"
-        for row in rows
-        if row.unit_valid is False
-    ]
+    out = []
+    for row in rows:
+        if row.unit_valid is False:
+            unit = row.value_code or row.value_unit
+            meant = MISREAD_UNITS.get(unit or "")
+            hint = f" for this (UCUM reads it as another unit; meant: {meant})" if meant else ""
+            out.append(f"{row.code}: unit {unit!r} is not valid UCUM{hint}; value kept as given")
+    return out

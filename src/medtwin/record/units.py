@@ -8,8 +8,9 @@ Rules (``normalise``):
   related by the code's molar mass): convert, ``converted=True`` when the unit changed;
 * otherwise keep the value in its own valid unit.
 
-Dimensionless units whose annotations differ (``{score}`` vs ``%``, ``1`` vs ``{INR}``) are not
-converted: the annotation names what is counted. Units listed in a code's ``exclude_units`` are never
+Units whose annotations differ (``{score}`` vs ``%``, ``1`` vs ``{INR}``, eGFR ``mL/min`` vs
+``mL/min/{1.73_m2}``: a target annotation the unit lacks) are not converted: the annotation names what is counted or how it was normalised.
+``pH`` is grammatical UCUM for picohenry, not the pH ``[pH]``: it is flagged as not valid (``MISREAD_UNITS``). Units listed in a code's ``exclude_units`` are never
 converted (HbA1c mmol/mol is not a unit factor away from %).
 """
 
@@ -26,9 +27,12 @@ from types import MappingProxyType
 
 from medtwin.record import ucum
 
-__all__ = ["LOINC_SYSTEM", "Normalised", "Target", "normalise", "target_for", "targets"]
+__all__ = ["LOINC_SYSTEM", "MISREAD_UNITS", "Normalised", "Target", "normalise", "target_for", "targets"]
 
 LOINC_SYSTEM = "http://loinc.org"
+#: Codes that are valid UCUM by its grammar but mean something else than what clinical data means by them:
+#: treated as not valid (kept, flagged, never converted), with the code that was meant.
+MISREAD_UNITS: Mapping[str, str] = MappingProxyType({"pH": "[pH]"})  # pH parses as picohenry
 _ANNOTATION = re.compile(r"\{[^{}]*\}")
 
 
@@ -81,8 +85,8 @@ def _annotations(code: str) -> frozenset[str]:
 
 def normalise(code_system: str | None, code: str | None, value: float, unit: str | None) -> Normalised:
     """Normalise one numeric value with its UCUM unit code (see the module docstring for the rules)."""
-    if unit is None or not ucum.is_valid(unit) or not math.isfinite(value):
-        valid = unit is not None and ucum.is_valid(unit)
+    if unit is None or unit in MISREAD_UNITS or not ucum.is_valid(unit) or not math.isfinite(value):
+        valid = unit is not None and unit not in MISREAD_UNITS and ucum.is_valid(unit)
         return Normalised(None, None, value, unit, valid, False)
     keep = Normalised(value, unit, value, unit, True, False)
     target = target_for(code_system, code)
@@ -92,6 +96,10 @@ def normalise(code_system: str | None, code: str | None, value: float, unit: str
         return keep
     src, dst = ucum.parse(unit), ucum.parse(target.unit)
     if src.is_dimensionless and dst.is_dimensionless and _annotations(unit) != _annotations(target.unit):
+        return keep
+    if not _annotations(target.unit) <= _annotations(unit):
+        # the target's annotation names how it was normalised (eGFR mL/min/{1.73_m2} is per 1.73 m2 of body
+        # surface): mL/min is not that, and no unit factor makes it so
         return keep
     try:
         converted = ucum.convert(value, unit, target.unit, molar_mass_g_per_mol=target.molar_mass_g_per_mol)
