@@ -1,0 +1,65 @@
+"""What-if scenarios against the baseline with paired CIs; the Dask fan-out gives the serial results."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from medtwin.hospital.fanout import dask_client, run_grid
+from medtwin.hospital.model import HospitalModelError, demo_model
+from medtwin.hospital.replicate import collect, mean_ci, paired, run_chunk
+from medtwin.hospital.whatif import BASELINE, Scenario, moved_beds
+
+HORIZON, WARMUP = 24 * 7 * 6.0, 24 * 7 * 3.0
+
+
+@pytest.fixture(scope="module")
+def grid():  # type: ignore[no-untyped-def]
+    model = demo_model()
+    scenarios = [BASELINE, Scenario(name="surge", arrival_multiplier=1.3, los_multiplier=1.1),
+                 moved_beds(model, "icu", "ward", 4, name="icu-4"),
+                 Scenario(name="night nurses", staff_by_hour={"ed_nurse": [4] * 7 + [8] * 12 + [4] * 5})]
+    with dask_client() as client:
+        return model, scenarios, run_grid(client, model, scenarios, 8, 5, HORIZON, WARMUP, chunk=3)
+
+
+def test_dask_gives_the_serial_results(grid) -> None:  # type: ignore[no-untyped-def]
+    model, scenarios, results = grid
+    serial = collect([run_chunk(model, scenarios[1], 5, [7, 2], HORIZON, WARMUP)], 8)
+    for key in ("ed_wait_h", "occupancy.ward", "events"):
+        assert serial["surge"][key][7] == results["surge"][key][7]
+        assert serial["surge"][key][2] == results["surge"][key][2]
+
+
+def test_surge_raises_waits_and_occupancy(grid) -> None:  # type: ignore[no-untyped-def]
+    _, _, results = grid
+    ward = paired(results, "surge", "occupancy.ward")
+    assert ward.low > 0.2 * results["baseline"]["occupancy.ward"].mean()  # +30 % arrivals, +10 % stays
+    assert paired(results, "surge", "ed_wait_h").low > 0
+
+
+def test_moving_icu_beds_to_the_ward_raises_icu_waits_pair_by_pair(grid) -> None:  # type: ignore[no-untyped-def]
+    _, _, results = grid
+    icu = paired(results, "icu-4", "wait_h.icu")
+    assert icu.low > 0
+    # the same patients: fewer beds never shortens a replication's ICU wait
+    assert np.all(results["icu-4"]["wait_h.icu"] >= results["baseline"]["wait_h.icu"])
+    # common random numbers: the paired CI is narrower than comparing two independent means
+    unpaired = mean_ci(results["icu-4"]["wait_h.icu"])
+    assert icu.high - icu.low < unpaired.high - unpaired.low
+
+
+def test_fewer_night_nurses_lengthen_ed_waits(grid) -> None:  # type: ignore[no-untyped-def]
+    _, _, results = grid
+    assert paired(results, "night nurses", "wait_h.ed_treatment").low > 0
+    assert np.all(results["night nurses"]["lost_fraction"] == 0)
+
+
+def test_bad_scenarios_name_the_field() -> None:
+    model = demo_model()
+    with pytest.raises(HospitalModelError, match=r"scenario 'x'.beds.wing"):
+        Scenario(name="x", beds={"wing": 3}).apply(model)
+    with pytest.raises(HospitalModelError, match=r"staff_by_hour"):
+        Scenario(name="y", staff_by_hour={"ed_nurse": [-1] * 24}).apply(model)
+    with pytest.raises(HospitalModelError, match="source"):
+        moved_beds(model, "nowhere", "icu", 1)
