@@ -39,7 +39,7 @@ def test_units_declared(kind: TwinKind) -> None:
     for group in (model.states, model.parameters, model.inputs, model.outputs, model.doses):
         for item in group:
             assert item.unit.strip(), f"{model.name}: {item.name} has no unit"
-    assert model.time_unit in ("s", "min", "h")
+    assert model.time_unit in ("s", "min", "h", "d")  # d: the tumour twin (growth over months)
     assert model.outputs, f"{model.name} declares no output"
 
 
