@@ -13,6 +13,13 @@ reading) and linear extrapolation (least-squares line through the last 20 min), 
 (target at 30 min: <= 0.75, i.e. at least 25 % better than both) and the coverage of the 80 % and 95 %
 prediction intervals.
 
+Input-aware baseline (issue 17): persistence and the line ignore meals and insulin while the twin knows them.
+The fair baseline is the population-average twin (the same leave-one-out population patient each filter
+starts from) given the same meals, basal and boluses with no assimilation at all: open loop (its own
+simulated glucose at the target time) and anchored (the last reading plus the population twin's predicted
+change over the horizon). It replays the very logs the evaluation simulated (same seed; the script checks
+the readings are identical). Printed per patient and per age group, at 30 and 60 min, next to the twin.
+
 Alerts. The shipped predicted-hypoglycaemia rule (``alerts/rules/predicted_hypo.py``, with its hysteresis)
 run on every forecast of the held-out patients, against the consensus level-1 hypoglycaemia episodes of the
 TRUE interstitial glucose (>= 15 min below 70 mg/dL; what the alert is for, not what a noisy sensor shows):
@@ -28,7 +35,8 @@ and per patient when 1,000 patients are updated in one batched step; the same-ru
 patients updated one at a time (target: <= 20 ms per sample per patient either way). A forecast (12
 horizons, all members) is timed the same way.
 
-Run: ``.venv/bin/python benchmarks/bench_forecast.py [--days 3] [--patients 1000]``.
+Run: ``.venv/bin/python benchmarks/bench_forecast.py [--days 3] [--patients 1000]``; ``--smoke``: 2 days, 3 held-out
+patients, every 3rd reading, 20 in the cost batch (seconds; the test suite runs it).
 """
 
 from __future__ import annotations
@@ -54,7 +62,7 @@ from medtwin.physiology.assimilation import (  # noqa: E402
     cohort_prior_draws,
     start_filter,
 )
-from medtwin.physiology.calibrate import population_patient  # noqa: E402
+from medtwin.physiology.calibrate import log_inputs, population_patient  # noqa: E402
 from medtwin.physiology.forecast import (  # noqa: E402
     ForecastPaths,
     ForecastScores,
@@ -62,7 +70,9 @@ from medtwin.physiology.forecast import (  # noqa: E402
     forecast,
     linear_forecast,
 )
-from medtwin.physiology.uva_padova import virtual_patients  # noqa: E402
+from medtwin.physiology.simulate import simulate_inputs  # noqa: E402
+from medtwin.physiology.synthetic import synthetic_log  # noqa: E402
+from medtwin.physiology.uva_padova import PatientParameters, virtual_patients  # noqa: E402
 from medtwin.vocab import GlucoseForecast  # noqa: E402
 from medtwin.vocab.episodes import find_episodes  # noqa: E402
 from medtwin.vocab.forecast import TREND_WINDOW_MIN, glucose_trend_mg_dl_per_min  # noqa: E402
@@ -105,6 +115,82 @@ def report_accuracy(scores: ForecastScores) -> None:
                   for against in ("true",))
     print(f"target (30-min RMSE vs true <= 0.75 x both baselines): {'met' if verdict else 'NOT met'}; "
           f"vs CGM: {scores.ratio('persistence', 30):.3f} / {scores.ratio('linear', 30):.3f}")
+
+
+def population_twin_glucose(patients: PatientParameters, days: int, seed: int, cgm: np.ndarray) -> np.ndarray:
+    """(P, T) glucose of each patient's leave-one-out population twin driven open loop by the patient's own
+    logged meals, basal and boluses, at the CGM times. The logs are re-simulated with the evaluation's seed
+    (``evaluate`` draws them first from its generator); exits if the readings differ from ``cgm``."""
+    cohort = virtual_patients()
+    rng = np.random.default_rng(seed)
+    out = np.empty(cgm.shape)
+    for i, name in enumerate(patients.names):
+        log, _truth = synthetic_log(patients.take([i]), days, rng)
+        if not np.array_equal(np.asarray(log.cgm_mg_dl), cgm[i]):
+            sys.exit(f"input-aware baseline: the replayed log of {name} differs from the evaluation's")
+        others = cohort.take([j for j, other in enumerate(cohort.names) if other != name])
+        reference = population_patient(log.body_weight_kg, log.basal_u_per_h, others)
+        carbs, insulin, events = log_inputs(log, 1)
+        trajectory = simulate_inputs(reference, carbs, insulin, np.asarray(log.cgm_t_min), events=events)
+        out[i] = trajectory.glucose_mg_dl[:, 0]
+    return out
+
+
+def input_aware_rmse(paths: ForecastPaths, population: np.ndarray, horizons: tuple[int, ...]
+                     ) -> dict[str, dict[str, float]]:
+    """Per patient ``"{open_loop|anchored}_{true|cgm}_{h}"`` RMSE (mg/dL) at the readings the twin forecast from."""
+    t, cgm, truth = paths.times_min, paths.cgm_mg_dl, paths.truth_mg_dl
+    issued = np.flatnonzero(~np.isnan(paths.glucose_now_mg_dl).all(axis=0))
+    period = float(t[1] - t[0])
+    scores: dict[str, dict[str, float]] = {}
+    for h in horizons:
+        k = int(round(h / period))
+        predictions = {"open_loop": population[:, issued + k],
+                       "anchored": cgm[:, issued] + population[:, issued + k] - population[:, issued]}
+        for against, future in (("true", truth[:, issued + k]), ("cgm", cgm[:, issued + k])):
+            for method, values in predictions.items():
+                rmse = np.sqrt(np.mean((values - future) ** 2, axis=1))
+                for i, value in enumerate(rmse.tolist()):
+                    scores.setdefault(str(i), {})[f"{method}_{against}_{h}"] = value
+    return scores
+
+
+METHODS = ("twin", "persistence", "linear", "anchored", "open_loop")
+
+
+def report_input_aware(scores: ForecastScores, patients: PatientParameters, days: int, seed: int) -> None:
+    """Per-patient and per-age-group RMSE (vs true glucose) of the twin, both input-blind baselines and the
+    input-aware population twin, at 30 and 60 min; pooled RMSE of the input-aware baseline."""
+    if scores.paths is None:
+        return
+    population = population_twin_glucose(patients, days, seed, scores.paths.cgm_mg_dl)
+    horizons = tuple(sorted(scores.rmse_true["twin"]))
+    extra = input_aware_rmse(scores.paths, population, horizons)
+    table = {name: {**scores.per_patient[name], **extra[str(i)]} for i, name in enumerate(scores.patients)}
+    print("input-aware baseline: population twin, same meals/basal/boluses, no assimilation "
+          "(anchored = last reading + its predicted change; open loop = its own glucose); logs identical: True")
+    header = "  ".join(f"{m:>11s}" for m in METHODS)
+    for h in horizons:
+        print(f"per-patient {h}-min RMSE vs true glucose (mg/dL):  {header}   twin best?")
+        for name in scores.patients:
+            row = [table[name][f"{m}_true_{h}"] for m in METHODS]
+            print(f"  {name:16s}                          " + "  ".join(f"{v:11.2f}" for v in row)
+                  + f"   {'yes' if row[0] <= min(row[1:]) else 'no'}")
+        _report_groups(table, scores.patients, h)
+        beaten = [n for n in scores.patients if table[n][f"twin_true_{h}"] >= table[n][f"anchored_true_{h}"]]
+        print(f"  patients where the twin is not better than the anchored input-aware baseline at {h} min: "
+              f"{len(beaten)} of {len(scores.patients)} {beaten or ''}")
+
+
+def _report_groups(table: dict[str, dict[str, float]], patients: tuple[str, ...], h: int) -> None:
+    groups: dict[str, list[str]] = {}
+    for name in patients:
+        groups.setdefault(name.split("#")[0], []).append(name)
+    print(f"  by age group ({h} min, RMS over the group's patients' RMSE, vs true): " + "  ".join(METHODS))
+    for group, names in [*groups.items(), ("all", list(patients))]:
+        values = [float(np.sqrt(np.mean([table[n][f"{m}_true_{h}"] ** 2 for n in names]))) for m in METHODS]
+        print(f"    {group:12s} ({len(names):2d}): " + " / ".join(f"{v:6.2f}" for v in values)
+              + f"   twin/anchored {values[0] / values[3]:.3f}")
 
 
 EPOCH = datetime(2026, 1, 1, tzinfo=UTC)
@@ -256,15 +342,20 @@ def main() -> None:
     parser.add_argument("--seed", type=int, default=2024)
     parser.add_argument("--every", type=int, default=1, help="forecast every n-th reading")
     parser.add_argument("--repeats", type=int, default=50)
+    parser.add_argument("--smoke", action="store_true", help="toy sizes in seconds (the test suite runs this)")
     args = parser.parse_args()
+    names = list(held_out())
+    if args.smoke:
+        args.days, args.patients, args.repeats, args.every, names = 2, 20, 5, 3, names[:3]
     settings = FilterSettings()
     print(f"machine: {machine()}")
     print(f"training (noise settings tuned on): {', '.join(TRAINING)}")
     start = time.perf_counter()
-    scores = evaluate(virtual_patients(list(held_out())), args.days, np.random.default_rng(args.seed), settings,
-                      forecast_every=args.every)
+    patients = virtual_patients(names)
+    scores = evaluate(patients, args.days, np.random.default_rng(args.seed), settings, forecast_every=args.every)
     print(f"evaluation took {time.perf_counter() - start:.0f} s")
     report_accuracy(scores)
+    report_input_aware(scores, patients, args.days, args.seed)
     if scores.paths is not None:
         report_alerts(scores.paths)
     report_cost(args.patients, settings, args.repeats)

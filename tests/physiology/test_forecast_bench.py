@@ -1,0 +1,38 @@
+"""benchmarks/bench_forecast.py --smoke: the input-aware baseline replays the evaluation's own logs, its
+per-patient and per-age-group tables are consistent with each other and with the pooled twin RMSE, and the
+coverage and alert-quality sections are still printed."""
+
+from __future__ import annotations
+
+import os
+import re
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+
+REPO = Path(__file__).resolve().parents[2]
+NUMBER = r"(\d+\.\d\d)"
+
+
+def test_bench_forecast_smoke_input_aware_tables() -> None:
+    env = {**os.environ, "PYTHONPATH": str(REPO / "src")}
+    result = subprocess.run([sys.executable, str(REPO / "benchmarks" / "bench_forecast.py"), "--smoke"], env=env,
+                            capture_output=True, text=True, timeout=600, check=False)
+    assert result.returncode == 0, result.stderr + result.stdout
+    out = result.stdout
+    assert "logs identical: True" in out
+    pooled = float(re.search(r"RMSE vs true .*\n\s+30 min: twin\s+" + NUMBER, out).group(1))  # type: ignore[union-attr]
+    section = out.split("per-patient 30-min RMSE vs true glucose")[1].split("per-patient 60-min")[0]
+    rows = re.findall(r"^\s+(\w+#\d{3})\s+" + r"\s+".join([NUMBER] * 5) + r"\s+(yes|no)$", section, re.M)
+    assert [r[0] for r in rows] == ["adolescent#002", "adolescent#003", "adolescent#004"]
+    values = np.array([[float(v) for v in r[1:6]] for r in rows])  # twin, persistence, linear, anchored, open loop
+    assert [r[6] == "yes" for r in rows] == list(values[:, 0] <= values[:, 1:].min(axis=1))
+    everyone = re.search(r"all\s+\( 3\):\s+" + r"\s*/\s*".join([NUMBER] * 5), section)
+    assert everyone is not None
+    group = np.array([float(v) for v in everyone.groups()])
+    np.testing.assert_allclose(group, np.sqrt(np.mean(values**2, axis=0)), atol=0.011)
+    assert abs(group[0] - pooled) <= 0.011  # equal forecasts per patient: RMS of per-patient RMSE = pooled RMSE
+    assert re.search(r"interval coverage 30 min: 80 % -> \d+\.\d %, 95 % -> \d+\.\d %", out)
+    assert "baseline: linear extrapolation of the last 15 min" in out and "median lead" in out
