@@ -91,7 +91,7 @@ def load_calibration() -> dict[str, object]:
 
 
 def forecast_interval(table: dict[str, object], model: str, level: float, predicted: Array, scale: float,
-                      horizon_days: Array) -> tuple[Array, Array, Array]:
+                      horizon_days: Array) -> tuple[Array, Array, NDArray[np.bool_]]:
     """(lo, hi, calibrated) for forecasts ``predicted`` (H,) at ``horizon_days`` (H,) after the last reading:
     the quantiles of the nearest calibrated horizon; beyond the calibrated range (95th percentile of the
     second held-out reading's horizon) the bounds are NaN and ``calibrated`` False: no interval is better

@@ -57,8 +57,8 @@ def _volume_mm3(row: int, size: float, unit: str) -> tuple[float, str]:
 
 
 def series(times_days: Sequence[float], sizes: Sequence[float], units: Sequence[str],
-           first_row: int = 1) -> Series:
-    """Check and convert one lesion's readings (rows numbered from ``first_row`` in errors)."""
+           first_row: int = 1, rows: Sequence[int] | None = None) -> Series:
+    """Check and convert one lesion's readings (rows numbered from ``first_row``, or ``rows``, in errors)."""
     if not (len(times_days) == len(sizes) == len(units)):
         raise MeasurementError("rows", "times, sizes and units differ in length")
     if not sizes:
@@ -66,7 +66,7 @@ def series(times_days: Sequence[float], sizes: Sequence[float], units: Sequence[
     volumes: list[float] = []
     kinds: list[str] = []
     for i, (time, size, unit) in enumerate(zip(times_days, sizes, units, strict=True)):
-        row = first_row + i
+        row = rows[i] if rows is not None else first_row + i
         if not (np.isfinite(time) and np.isfinite(size)):
             raise MeasurementError(f"row {row}", "time and size must be finite numbers")
         if size < 0:
