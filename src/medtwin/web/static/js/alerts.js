@@ -3,7 +3,7 @@
 // whose condition has cleared stays open until a person acknowledges it (the server decides which:
 // ``needs_person``); it is marked "condition cleared at HH:MM" and acknowledging it closes it.
 import { call, errorText } from "./api.js";
-import { announce, ago, clear, clock, el, severityBadge, throttle } from "./dom.js";
+import { announce, ago, clear, clock, el, news2Badge, news2Label, severityBadge, throttle } from "./dom.js";
 import { subscribe } from "./events.js";
 import { alertDescription, alertLabel } from "./vocab.js";
 
@@ -30,6 +30,22 @@ export async function transition(alert, action, button, note, reload) {
   }
 }
 
+/** A NEWS2 alert's own score, band and time, and its history (time, score, band) as it escalated and
+ *  de-escalated; labelled so it is not read as the patient's current score (the live tile's). */
+function news2Detail(a) {
+  const d = a.details || {};
+  if (a.rule !== "news2" || d.aggregate === undefined) return null;
+  const history = Array.isArray(d.history) ? d.history : [];
+  const peak = d.peak_severity && d.peak_severity !== a.severity ? ` · peak severity ${d.peak_severity}` : "";
+  return el("div", { class: "alert-news2" },
+    el("p", { class: "alert-score" }, el("span", { class: "label" }, "Alert's score: "),
+       news2Badge({ score: d.aggregate, band: d.risk }), ` ${news2Label(d.risk)} at ${clock(d.at || a.last_seen_at)}`,
+       d.complete === false ? " (incomplete set)" : "", peak),
+    history.length > 1 ? el("p", { class: "alert-history sub" }, "Score history: ",
+      history.map(([t, score, band], i) => el("span", { class: "hist", dataset: { score: String(score), band } },
+        i ? " → " : "", `${score} (${band}) ${clock(t)}`))) : null);
+}
+
 /** One alert as a list item with its actions; ``patient`` (optional) is a link to the patient's page. */
 export function alertItem(a, act, patient = null) {
   const actions = el("div", { class: "alert-actions" });
@@ -54,6 +70,7 @@ export function alertItem(a, act, patient = null) {
     cleared,
     patient ? el("p", { class: "alert-patient" }, el("a", { href: `#/patients/${encodeURIComponent(a.patient_id)}` }, patient)) : null,
     el("p", { class: "alert-msg" }, a.message),
+    news2Detail(a),
     el("p", { class: "sub" }, `since ${ago(a.opened_at)}`, a.occurrences > 1 ? ` · ${a.occurrences}×` : "",
        ` · last ${ago(a.last_seen_at)}`, who),
     actions);

@@ -1,4 +1,5 @@
 // Small DOM and formatting helpers. Data is always written as text (textContent), never as HTML.
+import { news2Band } from "./vocab.js";
 export const $ = (id) => document.getElementById(id);
 
 /** el("tr", {class: "x", dataset: {id}, on: {click}}, child, "text", ...) */
@@ -86,10 +87,20 @@ export function severityBadge(severity, count, extra = "") {
   return el("span", { class: `badge sev-${severity} ${extra}`.trim() }, text);
 }
 
+/** The label of a NEWS2 band from the one mapping (vocabulary ``news2.risk_bands``: "medium clinical risk"). */
+export function news2Label(band) {
+  const found = news2Band(band);
+  return found ? found.label : band ? `${band} clinical risk` : "";
+}
+
+/** A NEWS2 score as a badge coloured by its band (RCP 2017), the band's label in the tooltip. */
 export function news2Badge(news2) {
   if (!news2) return el("span", { class: "muted" }, "—");
-  return el("span", { class: `badge news2-${news2.band || news2.risk}`, title: `clinical risk: ${news2.band || news2.risk}` },
-            `${news2.score ?? news2.aggregate}`, el("span", { class: "visually-hidden" }, ` (${news2.band || news2.risk} risk)`));
+  const band = news2.band || news2.risk;
+  const severity = news2Band(band)?.alert_severity;  // coloured as the alert it raises (one mapping)
+  return el("span", { class: `badge news2-${band}${severity ? ` sev-${severity}` : ""}`, title: `NEWS2 ${news2.score ?? news2.aggregate}: ${news2Label(band)}${news2.time ? `, set of ${clock(news2.time)}` : ""}`,
+                      dataset: { band } },
+            `${news2.score ?? news2.aggregate}`, el("span", { class: "visually-hidden" }, ` (${news2Label(band)})`));
 }
 
 let announceTimer;

@@ -3,7 +3,7 @@
 // blood pressure, SpO2). New samples arrive on the event stream and are drawn without a reload; when the
 // stream is down the page polls the latest samples instead.
 import { call, errorText, maybe } from "./api.js";
-import { ago, clear, el, news2Badge, num, throttle, trendNode } from "./dom.js";
+import { ago, clear, clock, el, news2Badge, news2Label, num, throttle, trendNode } from "./dom.js";
 import { Chart, lowerBound } from "./chart.js";
 import { onStatus, subscribe } from "./events.js";
 import { mountAlerts } from "./alerts.js";
@@ -215,9 +215,12 @@ export function mountLive(panel, tiles, ctx, openedAt, prefetched) {
        g && g.stale ? el("span", { class: "stale" }, " · no recent reading") : null, el("br"), forecastText()], `glucose-tile ${cls}`);
     const n = news2 || (overview && overview.news2);
     const drivers = n && n.sub_scores ? n.sub_scores.filter((x) => x.score > 0).map((x) => `${x.label} ${x.score}`) : [];
-    const news2Tile = tile("news2", "NEWS2", n ? news2Badge(n) : "—", null,
-      n ? [`${(n.band || n.risk || "").replace("-", "–")} risk`, n.complete === false || (n.missing && n.missing.length) ? " · incomplete set" : "",
-           n.time || n.at ? ` · ${ago(n.time || n.at)}` : "", drivers.length ? el("span", { class: "drivers" }, el("br"), drivers.join(", ")) : null]
+    // the current score of the newest observation set (an alert shows its own score and time, labelled)
+    const news2Tile = tile("news2", "NEWS2 now (latest set)", n ? news2Badge(n) : "—", null,
+      n ? [el("span", { class: "news2-label" }, news2Label(n.band || n.risk)),
+           n.complete === false || (n.missing && n.missing.length) ? " · incomplete set (a lower bound)" : "",
+           n.time || n.at ? el("span", { class: "news2-at" }, ` · at ${clock(n.time || n.at)}, ${ago(n.time || n.at)}`) : "",
+           drivers.length ? el("span", { class: "drivers" }, el("br"), drivers.join(", ")) : null]
         : "no vital signs");
     if (n && n.response) news2Tile.title = `${n.response}${n.monitoring ? ` Monitoring: ${n.monitoring}.` : ""}`;
     const v = (metric, digits = 0) => (latest[metric] ? num(latest[metric].value, digits) : "—");

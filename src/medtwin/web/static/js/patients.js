@@ -8,7 +8,6 @@ import { rememberNames } from "./worklist.js";
 import { alertLabel, displayUnit, glucoseClass } from "./vocab.js";
 
 const SEVERITIES = ["critical", "high", "medium", "low"];
-const NEWS2_RANK = { high: 4, medium: 3, "low-medium": 2, low: 1 };
 const SEV_RANK = { critical: 4, high: 3, medium: 2, low: 1 };
 let items = [];
 let sort = { key: "urgency", dir: 1 };

@@ -4,6 +4,7 @@
 import { call, errorText } from "./api.js";
 import { clear, day, el, isoDay, num } from "./dom.js";
 import { Chart } from "./chart.js";
+import { codeTitle, shortName, unitText } from "./vocab.js";
 
 const KINDS = [["encounter", "Encounters"], ["lab", "Labs"], ["problem", "Problems"], ["medication", "Medications"],
                ["immunization", "Immunisations"], ["imaging", "Imaging"]];
@@ -11,7 +12,13 @@ const KINDS = [["encounter", "Encounters"], ["lab", "Labs"], ["problem", "Proble
 function measure(m) {
   if (!m) return "—";
   const value = m.value !== null && m.value !== undefined ? num(m.value, Math.abs(m.value) < 10 ? 1 : 0) : m.text;
-  return `${value ?? "—"} ${m.unit || ""}`.trim();
+  return `${value ?? "—"} ${unitText(m.unit)}`.trim();
+}
+
+/** A coded measurement's short name, with its full name and codes in the tooltip (they stay in exports). */
+function nameNode(m, tag = "span", attrs = {}) {
+  return el(tag, { ...attrs, class: `${attrs.class || ""} coded`.trim(), title: codeTitle(m.code, m.display, m.unit) },
+            shortName(m.code, m.display));
 }
 
 function card(title, rows, empty = "none recorded") {
@@ -30,7 +37,7 @@ export async function mountRecord(panel, ctx) {
       .sort((a, b) => Date.parse(a.effective) - Date.parse(b.effective));
     const host = el("div");
     clear(detail, el("h3", `${label}: history`), host);
-    const unit = points.length ? points[0].unit || "" : "";
+    const unit = points.length ? unitText(points[0].unit) : "";
     const chart = new Chart(host, { label: `${label} history`, unit, height: 160, digits: 1, empty: "No values recorded" });
     chart.setSeries([{ id: code, label, type: "line", x: points.map((o) => Date.parse(o.effective)), y: points.map((o) => o.value),
                        color: "#0b5cad", dots: 3, primary: true }]);
@@ -38,7 +45,7 @@ export async function mountRecord(panel, ctx) {
   }
 
   const labRows = (s.labs || []).map((l) => el("li",
-    el("button", { type: "button", class: "link", on: { click: () => showLab(l.code, l.display || l.code) } }, l.display || l.code),
+    nameNode(l, "button", { type: "button", class: "link", on: { click: () => showLab(l.code, shortName(l.code, l.display)) } }),
     `: ${measure(l)} `, el("span", { class: "when" }, isoDay(l.time))));
   const cards = el("div", { class: "cards" },
     card("Patient", [
@@ -51,7 +58,7 @@ export async function mountRecord(panel, ctx) {
     card("Allergies", (s.allergies || []).map((a) => el("li", a.display || a.code,
       a.criticality ? el("span", { class: `chip ${a.criticality === "high" ? "crit" : ""}` }, a.criticality) : "",
       a.category && a.category.length ? el("span", { class: "when" }, ` ${a.category.join(", ")}`) : ""))),
-    card("Latest vital signs", (s.vitals || []).map((v) => el("li", `${v.display || v.code}: ${measure(v)} `, el("span", { class: "when" }, isoDay(v.time))))),
+    card("Latest vital signs", (s.vitals || []).map((v) => el("li", nameNode(v), `: ${measure(v)} `, el("span", { class: "when" }, isoDay(v.time))))),
     card("Latest labs (select one for its history)", labRows),
     card("Pharmacogenomics", ctx.summary.pharmacogenomics ? ctx.summary.pharmacogenomics.genes.map((g) =>
       el("li", `${g.gene} ${g.diplotype}: ${g.phenotype}${g.activity_score !== null && g.activity_score !== undefined ? ` (activity ${g.activity_score})` : ""}`)) : [],
@@ -87,7 +94,7 @@ export async function mountRecord(panel, ctx) {
       if (!labCodes.has(o.code) || !o.effective) continue;
       const key = isoDay(o.effective);
       if (!byDay.has(key)) byDay.set(key, { kind: "lab", t: o.effective, items: [] });
-      byDay.get(key).items.push(`${o.display || o.code} ${o.value !== null ? num(o.value, Math.abs(o.value) < 10 ? 1 : 0) : o.value_text || ""} ${o.unit || ""}`.trim());
+      byDay.get(key).items.push(`${shortName(o.code, o.display)} ${o.value !== null ? num(o.value, Math.abs(o.value) < 10 ? 1 : 0) : o.value_text || ""} ${unitText(o.unit)}`.trim());
     }
     for (const entry of byDay.values()) events.push({ ...entry, text: entry.items.join(" · ") });
     events = events.filter((e) => e.t).sort((a, b) => Date.parse(b.t) - Date.parse(a.t));

@@ -14,6 +14,8 @@ function index(doc) {
     metrics: new Map(doc.metrics.map((m) => [m.name, m])),
     levels,
     alerts: new Map(doc.alert_rules.flatMap((r) => r.alerts.map((k) => [k.name, k]))),
+    bands: new Map((doc.news2.risk_bands || []).map((b) => [b.name, b])),
+    display: doc.display || { units: {}, names: {}, fallback_strip: "{}[]" },
   };
 }
 
@@ -32,6 +34,27 @@ export const metricLabel = (name) => vocab?.metrics.get(name)?.label ?? name;
 export const displayUnit = (name) => vocab?.metrics.get(name)?.display_unit ?? "";
 export const alertLabel = (rule) => vocab?.alerts.get(rule)?.label ?? rule;
 export const alertDescription = (rule) => vocab?.alerts.get(rule)?.description ?? "";
+
+/** A UCUM unit as people read it ("Cel" -> "°C", "{INR}" -> ""): the vocabulary's table, else the code
+ *  without the characters the vocabulary's fallback strips (UCUM annotation braces and bracket markers). */
+export function unitText(ucum) {
+  if (!ucum) return "";
+  const table = vocab?.display.units ?? {};
+  if (Object.hasOwn(table, ucum)) return table[ucum];
+  const strip = vocab?.display.fallback_strip ?? "{}[]";
+  return [...ucum].filter((c) => !strip.includes(c)).join("").trim();
+}
+
+/** The short display name of a LOINC code ("6301-6" -> "INR"), else the record's display, else the code. */
+export const shortName = (code, display) => vocab?.display.names[code] ?? display ?? code ?? "";
+
+/** Tooltip keeping the codes: "INR in Platelet poor plasma by Coagulation assay · LOINC 6301-6 · UCUM {INR}". */
+export function codeTitle(code, display, ucum) {
+  return [display, code ? `LOINC ${code}` : null, ucum ? `UCUM ${ucum}` : null].filter(Boolean).join(" · ");
+}
+
+/** A NEWS2 band of the one mapping (RCP 2017): {name, label, alert_severity, trigger}, or null. */
+export const news2Band = (name) => vocab?.bands.get(name) ?? null;
 
 /** A consensus glucose threshold in mg/dL ("hypo-l2", "hypo-l1", "hyper-l1", "hyper-l2"), or null. */
 export const glucoseThreshold = (level) => vocab?.levels.get(level)?.threshold_mg_dl ?? null;
