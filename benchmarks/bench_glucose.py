@@ -7,9 +7,8 @@ Prints, for one patient-day (three meals, basal-bolus control, Dexcom sensor, In
   identical histories (BG, CGM, insulin, carbs; exit code 1 otherwise);
 - medtwin's time per patient-day in one batched solve at ``--patients`` (default 1,000), and the speed ratio
   against both simglucose runs (target >= 1,000x as shipped; >= 10,000x plain-float is the issue-17 aim);
-- a scaling table: N = 1, 10, 100, 1,000, 10,000 (``--max-n``): total time, time per patient-day and the
-  process's peak resident memory after each size (sizes increase, so each row's peak is set by that size;
-  it includes the interpreter and libraries);
+- a scaling table: N = 1, 10, 100, 1,000, 10,000 (``--max-n``): total time, time per patient-day and peak
+  memory (resident memory above the start of the call, see ``_scaling.measure``);
 - medtwin's single-patient 24 h latency (float path, target <= 50 ms) against the array path at n=1.
 
 Run: ``.venv/bin/python benchmarks/bench_glucose.py [--patients 1000] [--max-n 10000]``; ``--smoke`` runs every
@@ -20,10 +19,10 @@ from __future__ import annotations
 
 import argparse
 import logging
-import resource
 import sys
 import time
 from datetime import datetime
+from functools import partial
 from pathlib import Path
 from types import SimpleNamespace
 from typing import Any
@@ -32,6 +31,7 @@ import numpy as np
 
 sys.path.insert(0, str(Path(__file__).parent))
 from _machine import machine  # noqa: E402
+from _scaling import measure  # noqa: E402
 
 from medtwin.physiology.scenario import Meal, Regimen, Scenario, SensorSettings  # noqa: E402
 from medtwin.physiology.service import run_scenario  # noqa: E402
@@ -85,24 +85,17 @@ def population(n: int, rng: np.random.Generator) -> PatientParameters:
     return base.take(rng.integers(0, base.n, size=n).tolist())
 
 
-def peak_rss_mib() -> float:
-    """Peak resident set size of this process so far (Linux reports KiB)."""
-    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
-
-
 def scaling(sizes: list[int], scenario: Scenario, horizon_days: float) -> dict[int, float]:
-    """Time per patient-day for each N (one batched solve each), with the process's peak RSS after it."""
-    print("scaling: medtwin batched UVA/Padova, one solve per N")
-    print(f"  {'N':>7} {'total s':>9} {'ms per patient-day':>19} {'peak RSS MiB':>13} {'lockstep steps':>15}")
+    """Time per patient-day for each N (one batched solve each) and its peak memory (``_scaling.measure``)."""
+    print("scaling: medtwin batched UVA/Padova, one solve per N (peak: resident memory above the start of the call)")
+    print(f"  {'N':>7} {'total s':>9} {'ms per patient-day':>19} {'peak MiB':>9} {'lockstep steps':>15}")
     per_day: dict[int, float] = {}
     for n in sizes:
         params = population(n, np.random.default_rng(n))
-        start = time.perf_counter()
-        trajectory, *_ = run_scenario(params, scenario, rng=np.random.default_rng(1))
-        seconds = time.perf_counter() - start
+        result, seconds, peak = measure(partial(run_scenario, params, scenario, rng=np.random.default_rng(1)))
         per_day[n] = seconds / (n * horizon_days)
-        print(f"  {n:>7,} {seconds:>9.3f} {per_day[n] * 1e3:>19.3f} {peak_rss_mib():>13.0f} {trajectory.n_steps:>15}")
-        del trajectory
+        print(f"  {n:>7,} {seconds:>9.3f} {per_day[n] * 1e3:>19.3f} {peak / 2**20:>9.0f} {result[0].n_steps:>15}")
+        del result
     return per_day
 
 
