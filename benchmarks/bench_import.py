@@ -14,6 +14,7 @@ uses the store's plain codec, as before), and fhir.resources with the collector 
 from __future__ import annotations
 
 import os
+import subprocess
 import sys
 import tempfile
 import time
@@ -90,9 +91,66 @@ def medtwin_import(folder: Path, *, read_ahead: int = 1, codec: Codec | None = N
     return totals["created"] + totals["unchanged"], elapsed, cpu
 
 
+def patient_sets(folder: Path) -> dict[int, list[Path]]:
+    """Files a user imports for 1 patient (the shared organisation and practitioner files + one patient) and
+    for all of them (the folder's files)."""
+    files = discover([folder])
+    shared = [p for p in files if p.name.startswith(("hospitalInformation", "practitionerInformation"))]
+    patients = [p for p in files if p not in shared]
+    return {1: [*shared, patients[0]], len(patients): files}
+
+
+def whole_process_import(files: list[Path]) -> tuple[int, float]:
+    """``medtwin import --json FILES`` as a user runs it (new process: interpreter start-up, imports, settings,
+    key ring, a fresh store and its migrations, the import, the audit, the report); (resources, wall seconds).
+    The key ring is made beforehand (``medtwin keys init``, untimed): a user has one."""
+    cli = str(Path(sys.executable).with_name("medtwin"))
+    with tempfile.TemporaryDirectory() as tmp:
+        key_file = Path(tmp) / "keyring.json"
+        subprocess.run([cli, "keys", "init", "--out", str(key_file)], check=True, capture_output=True)
+        env = {**os.environ, "MEDTWIN_DATA_DIR": str(Path(tmp) / "data"), "MEDTWIN_KEY_FILE": str(key_file)}
+        start = time.perf_counter()
+        done = subprocess.run([cli, "import", "--json", *map(str, files)], env=env, capture_output=True, text=True)
+        elapsed = time.perf_counter() - start
+    if done.returncode != 0:
+        raise SystemExit(f"medtwin import failed ({done.returncode}): {done.stderr[-2000:]}")
+    totals = orjson.loads(done.stdout)["totals"]
+    return totals["created"] + totals["unchanged"], elapsed
+
+
+def report_whole_process(folder: Path, in_process_rate: float | None, repeat: int = REPEAT,
+                         patients: tuple[int, ...] | None = None) -> None:
+    """Best of ``repeat`` whole-process runs for 1 and all patients, beside the in-process headline rate."""
+    print("whole process (`medtwin import --json`, start-up and migrations included, best of "
+          f"{repeat}; AES-GCM codec as the CLI runs):")
+    for n_patients, files in patient_sets(folder).items():
+        if patients is not None and n_patients not in patients:
+            continue
+        count, best = min((whole_process_import(files) for _ in range(repeat)), key=lambda r: r[1])
+        extra = f" = {count / best / in_process_rate:.2f}x the in-process headline" if in_process_rate else ""
+        print(f"  {n_patients:2d} patient(s), {len(files):2d} files: {count:6d} resources in {best:6.2f} s = "
+              f"{count / best:8.0f} resources/s{extra}")
+
+
+def smoke(folder: Path) -> None:
+    """One whole-process import of 1 patient next to the in-process import of the same files (same count)."""
+    files = patient_sets(folder)[1]
+    with tempfile.TemporaryDirectory() as tmp:
+        for path in files:
+            (Path(tmp) / path.name).symlink_to(path)
+        in_process, _, _ = medtwin_import(Path(tmp))
+    print(f"in-process import of the same files: {in_process} resources")
+    report_whole_process(folder, None, repeat=1, patients=(1,))
+
+
 def main() -> None:
     from medtwin.security.crypto import AesGcmCodec, KeyRing
 
+    if "--smoke" in sys.argv:  # seconds: the test suite runs it
+        sys.argv.remove("--smoke")
+        folder = Path(sys.argv[1]) if len(sys.argv) > 1 else Path(__file__).resolve().parents[2] / "shared" / "data" / "synthea-r4"
+        smoke(folder)
+        return
     folder = Path(sys.argv[1]) if len(sys.argv) > 1 else Path(__file__).resolve().parents[2] / "shared" / "data" / "synthea-r4"
     files = discover([folder])
     aes = AesGcmCodec(KeyRing.generate())
@@ -136,6 +194,7 @@ def main() -> None:
     base_cpu = min(r[3] for r in base_runs)
     print(f"  {'CPU seconds: medtwin one thread / validate only':55s}: {ours_cpu:.2f} s / {base_cpu:.2f} s "
           f"(ratio of rates {(ours_n / ours_cpu) / (base_n / base_cpu):.2f}x)")
+    report_whole_process(folder, ours_rate)
     print(f"load average after: {' '.join(f'{x:.2f}' for x in os.getloadavg())}")
 
 
