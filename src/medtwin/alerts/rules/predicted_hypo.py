@@ -12,7 +12,10 @@ converge anyway. ``benchmarks/bench_forecast.py`` scores both anchors against tr
 :meth:`medtwin.vocab.GlucoseForecast.sentence` ("CGM 87 mg/dL, falling 2 mg/dL/min; forecast 62 (95 % 48-76)
 in 30 min"; with a material sensor offset it adds "sensor reads ~X mg/dL above the twin's estimate").
 ``details`` hold the measured reading (``cgm_mg_dl``), its trend, and the forecast; ``glucose_now_mg_dl`` in
-the details is the twin's estimate, labelled as such, never the alert's value.
+the details is the twin's estimate, labelled as such, never the alert's value. While the condition is held and
+the forecast sits between 70 mg/dL and the clearing level (hysteresis), the alert's text and details follow the
+newest forecast ("Hypoglycaemia no longer predicted (clears when ...): CGM 87 mg/dL, ...") at the held
+severity (kept in the rule's state), not counted as an occurrence: never "CGM 55" beside a reading of 87.
 """
 
 from __future__ import annotations
@@ -44,7 +47,7 @@ class PredictedHypoRule:
         forecasts=("glucose",), source=THRESHOLDS_SOURCE)
 
     def new_state(self) -> dict[str, Any]:
-        return {}  # stateless: the held condition is the engine's
+        return {}  # {"severity": of the held condition's last prediction}; the held condition is the engine's
 
     def state_to_json(self, state: dict[str, Any]) -> dict[str, Any]:
         return dict(state)
@@ -59,13 +62,17 @@ class PredictedHypoRule:
         held = NAME in data.held
         out: list[Verdict] = []
         for forecast in sorted(data.forecasts, key=lambda f: f.issued_at):  # each one: no escalation is lost
-            verdict = self._one(data.patient_id, forecast, held)
+            verdict = self._one(data.patient_id, forecast, held, state.get("severity"))
             if verdict is not None:
                 out.append(verdict)
                 held = verdict.holds
+                if verdict.candidate is None:
+                    state.pop("severity", None)
+                else:
+                    state["severity"] = verdict.candidate.severity
         return out
 
-    def _one(self, patient_id: str, forecast: GlucoseForecast, held: bool) -> Verdict | None:
+    def _one(self, patient_id: str, forecast: GlucoseForecast, held: bool, severity: str | None) -> Verdict | None:
         result = predict_hypo(forecast, horizon_min=self.horizon_min, clear_margin=self.clear_margin_mg_dl)
         if result.predicted and result.severity is not None and result.lead_time_min is not None:
             shown = self._shown_horizon(forecast, result.lead_time_min)
@@ -76,20 +83,32 @@ class PredictedHypoRule:
                 message = f"Hypoglycaemia predicted now: {forecast.sentence(shown)}"
             else:
                 message = f"Hypoglycaemia predicted in {result.lead_time_min:.0f} min: {forecast.sentence(shown)}"
-            mean, _lo80, _hi80, lo95, hi95 = forecast.at(shown)
-            details = {**result.details(), "twin_version": forecast.twin_version,
-                       "cgm_mg_dl": forecast.last_reading_mg_dl, "cgm_time": forecast.issued_at.isoformat(),
-                       "trend_mg_dl_per_min": forecast.trend_mg_dl_per_min,
-                       "sensor_offset_mg_dl": forecast.sensor_offset_mg_dl,
-                       "forecast": {"horizon_min": shown, "mean_mg_dl": mean, "lower95_mg_dl": lo95,
-                                    "upper95_mg_dl": hi95},
-                       "anchor": "last CGM reading" if forecast.last_reading_mg_dl is not None else "twin estimate"}
-            candidate = AlertCandidate(patient_id, NAME, result.severity, f"{patient_id}:{NAME}",
-                                       forecast.issued_at, message, score=result.lead_time_min, details=details)
+            candidate = AlertCandidate(patient_id, NAME, result.severity, f"{patient_id}:{NAME}", forecast.issued_at,
+                                       message, score=result.lead_time_min,
+                                       details=self._details(forecast, result.details(), shown))
             return Verdict(NAME, True, candidate)
         if result.cleared and held:
             return Verdict(NAME, False)
+        if held:  # between 70 and 70 + margin: still held (hysteresis), but its text must not go stale
+            shown = self._shown_horizon(forecast, 0)
+            message = (f"Hypoglycaemia no longer predicted (clears when the forecast stays at or above "
+                       f"{HYPO_L1 + self.clear_margin_mg_dl:.0f} mg/dL): {forecast.sentence(shown)}")
+            kept = severity if severity in self.info.alerts[0].severities else self.info.alerts[0].severities[0]
+            candidate = AlertCandidate(patient_id, NAME, kept, f"{patient_id}:{NAME}", forecast.issued_at, message,
+                                       score=None, details=self._details(forecast, result.details(), shown))
+            # the held prediction's severity (it never drops while held); not an occurrence of a prediction
+            return Verdict(NAME, True, candidate, occurrences=0)
         return None
+
+    @staticmethod
+    def _details(forecast: GlucoseForecast, decision: dict[str, Any], shown: int) -> dict[str, Any]:
+        mean, _lo80, _hi80, lo95, hi95 = forecast.at(shown)
+        return {**decision, "twin_version": forecast.twin_version,
+                "cgm_mg_dl": forecast.last_reading_mg_dl, "cgm_time": forecast.issued_at.isoformat(),
+                "trend_mg_dl_per_min": forecast.trend_mg_dl_per_min,
+                "sensor_offset_mg_dl": forecast.sensor_offset_mg_dl,
+                "forecast": {"horizon_min": shown, "mean_mg_dl": mean, "lower95_mg_dl": lo95, "upper95_mg_dl": hi95},
+                "anchor": "last CGM reading" if forecast.last_reading_mg_dl is not None else "twin estimate"}
 
     def _shown_horizon(self, forecast: GlucoseForecast, lead_min: float) -> int:
         """The forecast horizon the message quotes: the first at or after the crossing that is below 70 mg/dL
