@@ -13,6 +13,7 @@ from medtwin.api.limits import BodySizeLimit
 from medtwin.api.problems import document_problems, install_problem_handlers
 from medtwin.api.routers import alerts as alerts_router
 from medtwin.api.routers import dashboard, drugs, glucose, patients, record, samples, security_admin, system
+from medtwin.api.routers import hospital as hospital_router
 from medtwin.api.routers import live as live_router
 from medtwin.api.routers import reports as reports_router
 from medtwin.api.routers import twins as twins_router
@@ -60,7 +61,7 @@ def create_app(settings: Settings | None = None, *, store: Store | None = None,
     document_problems(app)  # every operation lists its 401/403/404/409/422/429 problem+json answers
     mount_web(app)
     for module in (system, patients, record, drugs, glucose, security_admin, dashboard, samples,
-                   reports_router, live_router, twins_router, vocabulary_router):
+                   reports_router, live_router, twins_router, vocabulary_router, hospital_router):
         app.include_router(module.router, prefix=API_PREFIX)
     app.add_middleware(BodySizeLimit, max_bytes=settings.max_upload_bytes)
     security = install_security(app, settings, store, keyring)
