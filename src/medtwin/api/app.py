@@ -16,6 +16,7 @@ from medtwin.api.routers import dashboard, drugs, glucose, patients, record, sam
 from medtwin.api.routers import hospital as hospital_router
 from medtwin.api.routers import live as live_router
 from medtwin.api.routers import reports as reports_router
+from medtwin.api.routers import tumour as tumour_router
 from medtwin.api.routers import twins as twins_router
 from medtwin.api.routers import vocabulary as vocabulary_router
 from medtwin.api.security_middleware import install_security
@@ -61,7 +62,8 @@ def create_app(settings: Settings | None = None, *, store: Store | None = None,
     document_problems(app)  # every operation lists its 401/403/404/409/422/429 problem+json answers
     mount_web(app)
     for module in (system, patients, record, drugs, glucose, security_admin, dashboard, samples,
-                   reports_router, live_router, twins_router, vocabulary_router, hospital_router):
+                   reports_router, live_router, twins_router, vocabulary_router, hospital_router,
+                   tumour_router):
         app.include_router(module.router, prefix=API_PREFIX)
     app.add_middleware(BodySizeLimit, max_bytes=settings.max_upload_bytes)
     security = install_security(app, settings, store, keyring)

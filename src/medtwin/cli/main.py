@@ -39,6 +39,7 @@ COMMANDS: dict[str, tuple[str, str, str]] = {
     "research": ("medtwin.cli.security", "research_app", "De-identified (Safe Harbor) exports for research."),
     "glucose": ("medtwin.cli.glucose", "app", "Type 1 diabetes twin (UVA/Padova 2008): simulate, fit, compare."),
     "twin": ("medtwin.cli.twins", "app", "Any registered twin kind (plug-ins): list kinds, simulate, fit, assimilate, compare."),
+    "tumour": ("medtwin.cli.tumour", "app", "Tumour twin: fit growth laws to lesion measurements, forecast with intervals, compare treatments."),
     "report": ("medtwin.cli.report", "report_command", "Write a patient's one-page twin report (PDF: one A4 page; HTML: self-contained)."),
     "hospital": ("medtwin.cli.hospital", "app", "Hospital operations twin: simulate, forecast from a census, compare what-ifs."),
 }

@@ -46,7 +46,8 @@ class Measurement(BaseModel):
 
 class FitRequest(BaseModel):
     model_config = ConfigDict(extra="forbid")
-    measurements: list[Measurement] = Field(min_length=1)
+    measurements: list[Measurement] = Field(default_factory=list, max_length=5000,
+                                            description="empty: the API reads the record's tumour sizes")
     model: str = Field("auto", description="a growth law or 'auto' (lowest AIC)")
 
 
@@ -81,6 +82,8 @@ class CompareRequest(FitRequest):
 
 
 def _group(measurements: list[Measurement]) -> dict[str, Series]:
+    if not measurements:
+        raise MeasurementError("measurements", "no measurements")
     rows: dict[str, list[tuple[int, Measurement]]] = defaultdict(list)
     for i, m in enumerate(measurements):
         rows[m.lesion].append((m.row if m.row is not None else i + 1, m))
