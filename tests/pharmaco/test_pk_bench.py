@@ -3,21 +3,16 @@ medtwin's batched ODE, the LSODA loop, each within matched accuracy of the close
 
 from __future__ import annotations
 
-import os
 import re
-import subprocess
 import sys
 from pathlib import Path
 
-REPO = Path(__file__).resolve().parents[2]
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+from bench_smoke import run_benchmark  # noqa: E402
 
 
 def test_bench_pk_smoke_prints_fair_baseline_errors_and_scaling() -> None:
-    env = {**os.environ, "PYTHONPATH": str(REPO / "src")}
-    result = subprocess.run([sys.executable, str(REPO / "benchmarks" / "bench_pk.py"), "--smoke"], env=env,
-                            capture_output=True, text=True, timeout=300, check=False)
-    assert result.returncode == 0, result.stderr + result.stdout
-    out = result.stdout
+    out = run_benchmark("bench_pk.py")
     errors = [float(e) for e in re.findall(r"max rel\. error vs closed\s+form (\d\.\d+e[-+]\d+)", out)]
     assert len(errors) == 3  # vectorised solve_ivp (all), medtwin ODE, vectorised solve_ivp (ODE subset)
     assert all(e < 1e-5 for e in errors)  # matched accuracy: rtol 1e-6 solvers against the exact solution

@@ -4,24 +4,20 @@ coverage and alert-quality sections are still printed."""
 
 from __future__ import annotations
 
-import os
 import re
-import subprocess
 import sys
 from pathlib import Path
 
 import numpy as np
 
-REPO = Path(__file__).resolve().parents[2]
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+from bench_smoke import run_benchmark  # noqa: E402
+
 NUMBER = r"(\d+\.\d\d)"
 
 
 def test_bench_forecast_smoke_input_aware_tables() -> None:
-    env = {**os.environ, "PYTHONPATH": str(REPO / "src")}
-    result = subprocess.run([sys.executable, str(REPO / "benchmarks" / "bench_forecast.py"), "--smoke"], env=env,
-                            capture_output=True, text=True, timeout=600, check=False)
-    assert result.returncode == 0, result.stderr + result.stdout
-    out = result.stdout
+    out = run_benchmark("bench_forecast.py")
     assert "logs identical: True" in out
     pooled = float(re.search(r"RMSE vs true .*\n\s+30 min: twin\s+" + NUMBER, out).group(1))  # type: ignore[union-attr]
     section = out.split("per-patient 30-min RMSE vs true glucose")[1].split("per-patient 60-min")[0]

@@ -4,21 +4,16 @@ are printed."""
 
 from __future__ import annotations
 
-import os
 import re
-import subprocess
 import sys
 from pathlib import Path
 
-REPO = Path(__file__).resolve().parents[2]
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+from bench_smoke import run_benchmark  # noqa: E402
 
 
 def test_bench_glucose_smoke_fair_baseline_is_identical_and_faster() -> None:
-    env = {**os.environ, "PYTHONPATH": str(REPO / "src")}
-    result = subprocess.run([sys.executable, str(REPO / "benchmarks" / "bench_glucose.py"), "--smoke"], env=env,
-                            capture_output=True, text=True, timeout=300, check=False)
-    assert result.returncode == 0, result.stderr + result.stdout
-    out = result.stdout
+    out = run_benchmark("bench_glucose.py")
     assert "histories identical: True (21 BG samples)" in out
     stock = float(re.search(r"as shipped \(pandas parameters\): (\d+\.\d+) s", out).group(1))  # type: ignore[union-attr]
     plain = float(re.search(r"plain-float parameters \(fair baseline\): (\d+\.\d+) s", out).group(1))  # type: ignore[union-attr]
