@@ -26,7 +26,7 @@ def bundle(n_obs: int = 3) -> dict[str, Any]:
                                      "code": {"coding": [{"system": "http://loinc.org", "code": "8867-4",
                                                           "display": "Heart rate"}]},
                                      "subject": {"reference": "urn:uuid:p"},
-                                     "effectiveDateTime": f"2024-03-{i + 1:02d}T08:00:00Z",
+                                     "effectiveDateTime": f"2024-03-{i % 28 + 1:02d}T08:{i // 28:02d}:00Z",
                                      "valueQuantity": {"value": 60 + i, "unit": "/min",
                                                        "system": "http://unitsofmeasure.org", "code": "/min"}}})
     return {"resourceType": "Bundle", "type": "transaction", "entry": entries}

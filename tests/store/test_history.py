@@ -26,10 +26,9 @@ def _bundle(height: float | str, *, last_updated: str | None = None) -> dict[str
     }
     if last_updated is not None:
         observation["meta"] = {"lastUpdated": last_updated}
-    return {"resourceType": "Bundle", "type": "transaction", "entry": [
-        {"resource": {"resourceType": "Patient", "id": "p-1"}, "request": {"method": "PUT", "url": "Patient/p-1"}},
-        {"resource": observation, "request": {"method": "PUT", "url": "Observation/obs-1"}},
-    ]}
+    # a collection, as a hospital export or a Synthea file re-sent: each resource names itself
+    return {"resourceType": "Bundle", "type": "collection", "entry": [
+        {"resource": {"resourceType": "Patient", "id": "p-1"}}, {"resource": observation}]}
 
 
 def _import(store: Store, bundle: dict[str, Any], *, force: bool = False, name: str = "b.json") -> Any:
@@ -66,12 +65,20 @@ def test_every_version_kept_and_an_older_bundle_is_a_conflict(store: Store) -> N
         assert old is not None and _value(old.resource()) == 170.0
         assert repo.version("Observation", "obs-1", 3) is None
 
-    # forced, the revert is a new version 3 whose content is version 1's
+    # a PUT to the resource's URL is a deliberate update: going back is allowed (version 3)
+    put = _bundle(171.5)
+    put["entry"][1]["request"] = {"method": "PUT", "url": "Observation/obs-1"}
+    put["entry"][1]["resource"]["valueQuantity"]["value"] = 172.0
+    assert _import(store, put).ok
+    put["entry"][1]["resource"]["valueQuantity"]["value"] = 171.5
+    assert _import(store, put).ok
+    # forced, a revert of a re-imported copy is a new version whose content is version 1's
     forced = _import(store, _bundle(170.0), force=True)
     assert forced.ok and forced.updated == 1
     with store.connect() as connection:
         history = RecordRepository(connection, store.codec).history("Observation", "obs-1")
-    assert [(v.version, _value(v.resource())) for v in history] == [(3, 170.0), (2, 171.5), (1, 170.0)]
+    assert [(v.version, _value(v.resource())) for v in history] == [(5, 170.0), (4, 171.5), (3, 172.0),
+                                                                      (2, 171.5), (1, 170.0)]
 
 
 def test_older_last_updated_is_a_conflict(store: Store) -> None:
@@ -141,3 +148,21 @@ def test_raw_unit_copy_keeps_text() -> None:
     assert isinstance(unit, RawUnit)
     copied = copy.deepcopy(unit.data)
     assert b"840.20" in exactjson.dumps(copied)
+
+
+def test_the_original_patient_id_finds_the_patient(store: Store) -> None:
+    """Issue 16 defect 6: a POSTed Patient gets a server id; the id it had in the input still finds it."""
+    bundle = {"resourceType": "Bundle", "type": "transaction", "entry": [
+        {"fullUrl": "urn:uuid:3f1c0c2e-5a8b-4bcb-a1d0-0c8c1f6a1111",
+         "resource": {"resourceType": "Patient", "id": "3f1c0c2e-5a8b-4bcb-a1d0-0c8c1f6a1111",
+                      "identifier": [{"system": "http://hospital.example/mrn", "value": "MRN-77"}]},
+         "request": {"method": "POST", "url": "Patient"}}]}
+    assert _import(store, bundle).ok
+    with store.connect() as connection:
+        repo = RecordRepository(connection, store.codec)
+        server_id = repo.patient_ids()[0]
+        assert server_id != "3f1c0c2e-5a8b-4bcb-a1d0-0c8c1f6a1111"
+        assert repo.resolve_patient("3f1c0c2e-5a8b-4bcb-a1d0-0c8c1f6a1111") == server_id
+        assert repo.resolve_patient("MRN-77") == server_id
+        assert repo.find_by_source_id("Observation", "3f1c0c2e-5a8b-4bcb-a1d0-0c8c1f6a1111") is None
+        assert repo.resolve_patient("no-such-id") is None

@@ -127,6 +127,8 @@ def resolve_path_patient(store: Store, raw: str) -> str | None:
         repo = RecordRepository(connection, store.codec)
         if repo.exists("Patient", raw):
             return raw
+        if (sent := repo.find_by_source_id("Patient", raw)) is not None:
+            return sent  # the sending system's own id for the patient (a Synthea UUID), not a person's number
         found = repo.find_by_identifier("Patient", None, raw)
         patient = repo.get("Patient", found) if found is not None else None
     if any(_path_identifier(i, raw) for i in (patient or {}).get("identifier", []) if isinstance(i, dict)):

@@ -140,6 +140,9 @@ class PreparedResource:
     #: ``content`` (derived by the server), ``criteria`` (a conditional update found it). Writers that may
     #: not create resources under ids of their choosing are refused ``url`` and ``id`` ids they cannot reach.
     named_by: str = "content"
+    #: The id the resource had in the input when the server gave it another (a Synthea Patient's UUID):
+    #: stored as a blind token, so the sender's id still finds the resource (``find_by_source_id``).
+    source_id: str | None = None
 
     @property
     def content(self) -> dict[str, Any]:
@@ -382,6 +385,7 @@ def _prepare(data: Any, *, source: str, existing: ExistingRecords, kind: str | N
                 identifiers=a.identifiers,
                 name_tokens=_name_tokens(given),
                 named_by=a.named_by,
+                source_id=_source_id(e.resource, a.id),
             )
         )
     return PreparedUnit(source=source, kind=unit_kind, resources=prepared, matched_existing=matched)
@@ -426,6 +430,11 @@ def _assign_id(e: _Entry, store: _Prefetched, local_identifiers: dict[Identifier
         return parts[1], True, "url"
     raise UnsupportedError(f"request.method {method!r} is not supported by import", entry=e.number,
                            field="Bundle.entry.request.method")
+
+
+def _source_id(resource: dict[str, Any], rid: str) -> str | None:
+    given = resource.get("id")
+    return given if isinstance(given, str) and given != rid else None
 
 
 def _derived_id(e: _Entry, store: _Prefetched) -> str:

@@ -104,6 +104,11 @@ def _aware(value: datetime | None) -> datetime | None:
     return value
 
 
+def source_id_token(resource_type: str, source_id: str) -> str:
+    """What is blinded for a resource's id in the input it came from (see ``PreparedResource.source_id``)."""
+    return f"source-id:{resource_type}|{source_id}"
+
+
 def _identifier_rows(pk: int, res: PreparedResource, blind: Callable[[str], str]) -> list[tuple[Any, ...]]:
     """A resource's blind identifier and name tokens as rows in _IDENTIFIER_COLUMNS order."""
     tokens: set[tuple[str, str]] = set()
@@ -112,6 +117,8 @@ def _identifier_rows(pk: int, res: PreparedResource, blind: Callable[[str], str]
         tokens.add((blind(f"|{value}"), "identifier"))
     for name in res.name_tokens:
         tokens.add((blind(f"name:{name}"), "name"))
+    if res.source_id:
+        tokens.add((blind(source_id_token(res.resource_type, res.source_id)), "source-id"))
     return [(pk, res.resource_type, token, kind) for token, kind in sorted(tokens)]
 
 
@@ -226,9 +233,9 @@ class RecordRepository:
     def save_unit(self, unit: PreparedUnit, *, import_id: str | None, now: datetime,
                   force: bool = False) -> UnitResult:
         """Insert new resources, update changed ones (the version they replace is kept in the history), leave
-        identical ones alone (idempotent). A change back to an earlier version's content, or to content whose
-        ``meta.lastUpdated`` is older than the stored one's, raises :class:`ConflictError` (nothing of the unit
-        is written) unless ``force``."""
+        identical ones alone (idempotent). A resource that names itself going back to an earlier version's
+        content, or any with a ``meta.lastUpdated`` older than the stored one's, raises :class:`ConflictError`
+        (nothing of the unit is written) unless ``force`` (see ``_refuse_reverts``)."""
         result = UnitResult(unchanged=unit.matched_existing)
         new, changed = self._sort_out(unit, result)
         if not force:
@@ -331,11 +338,15 @@ class RecordRepository:
 
     def _refuse_reverts(self, changed: list[tuple[PreparedResource, str, bytes, int, int]]) -> None:
         """Raise :class:`ConflictError` for the first changed resource that would go back to the content of
-        an earlier version, or whose ``meta.lastUpdated`` is older than the stored version's."""
+        an earlier version (unless written by a PUT to its URL), or whose ``meta.lastUpdated`` is older than
+        the stored version's."""
         if not changed:
             return
         by_pk = {pk: (res, digest, version) for res, digest, _, pk, version in changed}
-        pks = list(by_pk)
+        # A PUT to the resource's URL (or a conditional update) says "make it this": going back to earlier
+        # content is then what the writer asked for (FHIR guards such updates with If-Match). A resource that
+        # names itself (a re-imported file, an ndjson line, a POSTed entry) going back is an older copy.
+        pks = [pk for pk, (res, _, _) in by_pk.items() if res.named_by not in ("url", "criteria")]
         for start in range(0, len(pks), _CHUNK):
             rows = self.connection.execute(
                 select(resource_history.c.resource_pk, resource_history.c.version, resource_history.c.content_hash)
@@ -382,7 +393,7 @@ class RecordRepository:
                     text = row[13]
                     index_batch.append(head + row[:4] + times + row[6:13] +
                                        (None if text is None else seal(text.encode()),))
-            if res.identifiers or res.name_tokens:
+            if res.identifiers or res.name_tokens or res.source_id:
                 identifier_batch.extend(_identifier_rows(pk, res, blind))
         return index_batch, identifier_batch
 
@@ -482,12 +493,22 @@ class RecordRepository:
             ids = [i for i in ids if i in allowed]
         return ids
 
+    def find_by_source_id(self, resource_type: str, source_id: str) -> str | None:
+        """The stored id of the resource that had ``source_id`` as its id in the input it was imported from."""
+        token = self.codec.blind(source_id_token(resource_type, source_id))
+        row = self.connection.execute(
+            select(resources.c.id)
+            .join(resource_identifiers, resource_identifiers.c.resource_pk == resources.c.pk)
+            .where(resource_identifiers.c.token == token, resource_identifiers.c.resource_type == resource_type,
+                   resource_identifiers.c.kind == "source-id")
+            .limit(1)).first()
+        return None if row is None else str(row[0])
+
     def resolve_patient(self, key: str) -> str | None:
-        """A patient id from its id or any of its identifiers (e.g. the MRN)."""
+        """A patient id from its id, its id in the input it came from, or any of its identifiers (the MRN)."""
         if self.exists("Patient", key):
             return key
-        found = self.find_by_identifier("Patient", None, key)
-        return found
+        return self.find_by_source_id("Patient", key) or self.find_by_identifier("Patient", None, key)
 
     def count_by_type(self, patient_id: str | None = None) -> dict[str, int]:
         query = select(resources.c.resource_type, func.count()).group_by(resources.c.resource_type)
