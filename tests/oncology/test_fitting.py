@@ -127,3 +127,14 @@ def test_diameter_conversion_is_monotone(sizes: list[float], unit: str) -> None:
     assert np.all(np.diff(lesion.volume_mm3[order]) >= 0)
     factor = 10.0 if unit == "cm" else 1.0
     np.testing.assert_allclose(lesion.volume_mm3, 0.52 * (np.asarray(sizes) * factor) ** 3)
+
+
+def test_virtual_lesions_follow_the_population_prior() -> None:
+    from medtwin.oncology.fitting import sample_virtual_lesions
+
+    prior = Prior("gompertz", np.array([0.0, np.log(0.5), np.log(0.02)]), np.array([0.1, 0.3, 0.2]), 0.1)
+    one = sample_virtual_lesions(prior, 4000, np.random.default_rng(5))
+    again = sample_virtual_lesions(prior, 4000, np.random.default_rng(5))
+    np.testing.assert_array_equal(one, again)
+    assert np.median(one[:, 1]) == pytest.approx(0.5, rel=0.03)
+    assert np.std(np.log(one[:, 2])) == pytest.approx(0.2, rel=0.05)

@@ -114,7 +114,7 @@ def _residuals(model: str, theta: Array, t: Array, y: Array, mask: BoolArray, pr
     with np.errstate(over="ignore", invalid="ignore"):
         f = volume(model, from_theta(model, theta), t)
     data = np.where(mask, (f - y) / prior.sigma, 0.0)
-    data = np.where(np.isfinite(data), data, 1e6)
+    data = np.clip(np.where(np.isfinite(data), data, 1e6), -1e6, 1e6)  # an overflowing trial step is rejected
     return np.concatenate([data, (theta - prior.mu) / prior.tau], axis=1)
 
 
@@ -196,3 +196,10 @@ def population_prior(fit: BatchFit, source: str = "", inflate: float = 1.0) -> P
     dof = np.maximum(fit.n_obs[ok].sum() - theta.size, 1.0)
     sigma = float(np.sqrt(fit.rss[ok].sum() / dof))
     return Prior(fit.model, mu, tau, max(sigma, 1e-3), source)
+
+
+def sample_virtual_lesions(prior: Prior, n: int, rng: np.random.Generator) -> Array:
+    """``n`` virtual lesions' natural parameters (n, P), relative to a first reading of 1: theta drawn from
+    the population prior (independent normals; the two-stage estimate keeps no correlations)."""
+    theta = prior.mu[None, :] + prior.tau[None, :] * rng.standard_normal((n, len(prior.mu)))
+    return from_theta(prior.model, theta)
