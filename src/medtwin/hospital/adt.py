@@ -1,0 +1,205 @@
+"""The live census from HL7 v2 ADT messages (parsed with python-hl7): who is where, since when.
+
+Handled: A01 admit, A04 register, A02 transfer, A03 discharge, A08 update (corrects the unit), A11 cancel
+admit, A12 cancel transfer, A13 cancel discharge. Rules:
+
+* idempotent on the message control id (MSH-10): a repeat is acknowledged and changes nothing;
+* out-of-order events are placed in time (EVN-2, else MSH-7) and the patient's stay replayed in time order;
+  if that order is not a valid stay (a discharge before any admission, a transfer of someone not admitted)
+  the message is refused and nothing of it is applied;
+* a malformed message (garbled segment, missing field, unknown unit in PV1-3) is refused with the reason and
+  the field, and quarantined (control id, reason; the raw text is kept for review, never in any output).
+
+Patients are keyed by a SHA-256 digest of PID-3 (never stored in clear); names are never read. The census
+(:meth:`CensusTracker.census`) is counts and stays, the forecast's input.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+
+import hl7
+import numpy as np
+
+from medtwin.hospital.history import Census
+
+EVENTS = ("A01", "A02", "A03", "A04", "A08", "A11", "A12", "A13")
+
+
+class AdtError(ValueError):
+    """A message refused; ``field`` is the HL7 location (``PV1-3``, ``MSH-9``...)."""
+
+    def __init__(self, field: str, message: str) -> None:
+        super().__init__(f"{field}: {message}")
+        self.field, self.message = field, message
+
+
+@dataclass(frozen=True)
+class AdtEvent:
+    control_id: str
+    event: str
+    time: datetime
+    patient: str  # digest of PID-3
+    unit: str | None
+
+
+@dataclass(frozen=True)
+class Outcome:
+    control_id: str
+    accepted: bool
+    duplicate: bool = False
+    field: str | None = None
+    reason: str | None = None
+
+
+def _ts(value: str, where: str) -> datetime:
+    digits = value.split("+")[0].split("-")[0]
+    for fmt in ("%Y%m%d%H%M%S", "%Y%m%d%H%M", "%Y%m%d"):
+        try:
+            return datetime.strptime(digits[: len(datetime(2000, 1, 1).strftime(fmt))], fmt).replace(tzinfo=UTC)
+        except ValueError:
+            continue
+    raise AdtError(where, f"not an HL7 timestamp: {value!r}")
+
+
+def _field(message: hl7.Message, segment: str, index: int) -> str:
+    try:
+        return str(message.segment(segment)[index]).strip()
+    except (KeyError, IndexError):
+        return ""
+
+
+def parse_adt(text: str, units: set[str]) -> AdtEvent:
+    """One ADT message -> event; :class:`AdtError` names the bad field."""
+    text = text.replace("\r\n", "\r").replace("\n", "\r").strip("\r")
+    if not text.startswith("MSH|"):
+        raise AdtError("MSH", "the message does not start with an MSH segment")
+    for i, line in enumerate(text.split("\r")):
+        if len(line) < 4 or not line[:3].isalnum() or line[3] != "|":
+            raise AdtError(f"segment {i + 1}", f"garbled segment {line[:20]!r}")
+    try:
+        message = hl7.parse(text)
+    except Exception as error:  # python-hl7 raises several types on bad input
+        raise AdtError("MSH", f"cannot parse: {error}") from None
+    control = _field(message, "MSH", 10)
+    if not control:
+        raise AdtError("MSH-10", "no message control id")
+    kind = _field(message, "MSH", 9).split("^")
+    event = kind[1] if len(kind) > 1 and kind[1] else _field(message, "EVN", 1)
+    if kind[0] != "ADT" or event not in EVENTS:
+        raise AdtError("MSH-9", f"not a supported ADT event: {'^'.join(kind)!r}")
+    when = _field(message, "EVN", 2) or _field(message, "MSH", 7)
+    pid = _field(message, "PID", 3).split("^")[0]
+    if not pid:
+        raise AdtError("PID-3", "no patient identifier")
+    unit = _field(message, "PV1", 3).split("^")[0] or None
+    if event in ("A01", "A04", "A02", "A08") and unit is None:
+        raise AdtError("PV1-3", f"{event} needs the assigned location")
+    if unit is not None and unit not in units:
+        raise AdtError("PV1-3", f"unknown unit {unit!r}")
+    digest = hashlib.sha256(pid.encode()).hexdigest()
+    return AdtEvent(control, event, _ts(when, "EVN-2"), digest, unit)
+
+
+@dataclass
+class Stay:
+    unit: str | None = None  # None: not in the hospital
+    since: datetime | None = None
+    history: list[tuple[str | None, datetime]] = field(default_factory=list)  # (unit, since) for A12/A13
+
+
+def replay(events: list[AdtEvent]) -> Stay:
+    """The patient's state after their events in time order; AdtError if the order is not a valid stay."""
+    stay = Stay()
+    for e in sorted(events, key=lambda e: (e.time, e.control_id)):
+        if e.event in ("A01", "A04"):
+            if stay.unit is not None:
+                raise AdtError("MSH-9", f"{e.event} at {e.time:%Y-%m-%d %H:%M} for a patient already in {stay.unit}")
+            stay.history.append((stay.unit, e.time))
+            stay.unit, stay.since = e.unit, e.time
+        elif stay.unit is None and e.event != "A13":
+            raise AdtError("MSH-9", f"{e.event} at {e.time:%Y-%m-%d %H:%M} before any admission")
+        elif e.event in ("A02", "A03"):
+            stay.history.append((stay.unit, stay.since or e.time))
+            stay.unit, stay.since = (e.unit, e.time) if e.event == "A02" else (None, None)
+        elif e.event == "A08":
+            stay.unit = e.unit
+        elif e.event == "A11":
+            stay.unit, stay.since = None, None
+        else:  # A12 cancel transfer, A13 cancel discharge: back to where they were
+            if not stay.history:
+                raise AdtError("MSH-9", f"{e.event} with nothing to cancel")
+            stay.unit, stay.since = stay.history.pop()
+    return stay
+
+
+class CensusTracker:
+    """The current census per unit, fed message by message (thread-unsafe: one listener feeds it)."""
+
+    def __init__(self, units: list[str]) -> None:
+        self.units = list(units)
+        self._unit_set = set(units)
+        self._events: dict[str, list[AdtEvent]] = {}
+        self._stays: dict[str, Stay] = {}
+        self._seen: set[str] = set()
+        self.quarantine: list[dict[str, str]] = []
+
+    def handle(self, text: str) -> Outcome:
+        try:
+            event = parse_adt(text, self._unit_set)
+        except AdtError as error:
+            return self._refuse(_control_of(text), error, text)
+        if event.control_id in self._seen:
+            return Outcome(event.control_id, True, duplicate=True)
+        events = [*self._events.get(event.patient, []), event]
+        try:
+            stay = replay(events)
+        except AdtError as error:
+            return self._refuse(event.control_id, error, text)
+        self._events[event.patient], self._stays[event.patient] = events, stay
+        self._seen.add(event.control_id)
+        return Outcome(event.control_id, True)
+
+    def _refuse(self, control: str, error: AdtError, text: str) -> Outcome:
+        self.quarantine.append({"control_id": control, "field": error.field, "reason": error.message, "raw": text})
+        return Outcome(control, False, field=error.field, reason=error.message)
+
+    def counts(self) -> dict[str, int]:
+        out = dict.fromkeys(self.units, 0)
+        for stay in self._stays.values():
+            if stay.unit is not None:
+                out[stay.unit] += 1
+        return out
+
+    def census(self, now: datetime) -> Census:
+        """Patients in place (all in a bed: ADT says where, not whether they wait), with hours since."""
+        here = [s for s in self._stays.values() if s.unit is not None and s.since is not None]
+        index = {u: i for i, u in enumerate(self.units)}
+        return Census(np.array([index[s.unit] for s in here if s.unit], dtype=np.int64),
+                      np.full(len(here), 3, dtype=np.int64), np.ones(len(here), dtype=bool),
+                      np.array([max((now - s.since).total_seconds() / 3600, 0.0) for s in here if s.since]))
+
+
+def _control_of(text: str) -> str:
+    first = text.replace("\n", "\r").split("\r", 1)[0].split("|")
+    return first[9] if len(first) > 9 and first[0] == "MSH" else ""
+
+
+def ack(text: str, outcome: Outcome, now: datetime) -> str:
+    """The ACK (MSA AA) or NAK (MSA AE with an ERR segment naming the field) for a message."""
+    msh = text.replace("\n", "\r").split("\r", 1)[0].split("|")
+    sender = msh[2:4] if len(msh) > 3 and msh[0] == "MSH" else ["", ""]
+    event = msh[8].split("^")[1] if len(msh) > 8 and "^" in msh[8] else ""
+    code = "AA" if outcome.accepted else "AE"
+    stamp = now.strftime("%Y%m%d%H%M%S")
+    lines = [f"MSH|^~\\&|MEDTWIN|HOSPITAL|{sender[0]}|{sender[1]}|{stamp}||ACK^{event}|ACK{outcome.control_id}|P|2.5",
+             f"MSA|{code}|{outcome.control_id}" + ("" if outcome.accepted else f"|{_clean(outcome.reason)}")]
+    if not outcome.accepted:
+        lines.append(f"ERR|||207|E||||{_clean(outcome.field)}: {_clean(outcome.reason)}")
+    return "\r".join(lines) + "\r"
+
+
+def _clean(value: str | None) -> str:
+    return (value or "").replace("|", "/").replace("\r", " ").replace("^", " ").replace("~", " ").replace("&", "+")[:200]
