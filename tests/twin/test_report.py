@@ -277,7 +277,7 @@ def test_report_collects_every_section(patient: tuple[Store, str, np.ndarray, np
     assert report.identity.name == f"{name['given'][0]} {name['family']}"
     assert report.identity.mrn == _mrn(bundle) and report.identity.gender == "female"
     assert report.identity.age_years == 29  # born 1996-05-01, on 2026-01-02
-    assert [p.display for p in report.problems] == ["Diabetes mellitus type 1 (disorder)"]
+    assert [p.display for p in report.problems] == ["Diabetes mellitus type 1 (disorder)"]  # as recorded; shown without the tag
     assert len(report.medications) == 2 and any("glargine" in (m.display or "") for m in report.medications)
     assert report.cgm == cgm_report(store, patient_id)
     trends = {c.key: c for c in report.trends}

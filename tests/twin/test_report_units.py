@@ -33,7 +33,8 @@ def test_report_shows_display_units_and_short_names(sqlite_store: Store) -> None
     seen = visible_text(html)
     assert f"INR: {inr.value:.3g}" in seen
     assert "°C" in seen and "mmHg" in seen
-    for code in ("Cel", "mm[Hg]", "{INR}", "Platelet poor plasma"):
+    assert "Atrial fibrillation" in seen
+    for code in ("Cel", "mm[Hg]", "{INR}", "Platelet poor plasma", "(disorder)"):
         assert code not in seen, code
     # the codes stay in the tooltip
     assert 'title="INR in Platelet poor plasma by Coagulation assay · LOINC 6301-6 · UCUM {INR}"' in html

@@ -22,6 +22,9 @@ def test_display_units(ucum: str | None, shown: str) -> None:
     ("6301-6", "INR in Platelet poor plasma by Coagulation assay", "INR"),
     ("4548-4", "Hemoglobin A1c/Hemoglobin.total in Blood", "HbA1c"),
     ("99999-9", "Something [Mass/volume] in Blood", "Something [Mass/volume] in Blood"),  # unknown: as recorded
+    ("49436004", "Atrial fibrillation (disorder)", "Atrial fibrillation"),  # SNOMED CT semantic tag dropped
+    ("1", "Body mass index 30+ - obesity (finding)", "Body mass index 30+ - obesity"),
+    ("2", "Aspirin (81 mg)", "Aspirin (81 mg)"),  # parentheses that are not a semantic tag stay
     (None, None, "")])
 def test_short_names(code: str | None, display: str | None, shown: str) -> None:
     assert short_name(code, display) == shown

@@ -18,7 +18,8 @@ from tests.web.test_warfarin_whatif import sign_in
 World = Any  # tests/web/conftest.py: World (base_url, store, users, patients, heavy)
 pytestmark = pytest.mark.slow
 #: what a person must never read: UCUM annotations and brackets, the UCUM code of degrees Celsius, long LOINC names
-RAW = re.compile(r"\{[^}]*\}|\[(?:Hg|H2O|degF|in_i|lb_av|IU|ID)\]|\bCel\b|Platelet poor plasma|\[Mass/volume\]")
+RAW = re.compile(r"\{[^}]*\}|\[(?:Hg|H2O|degF|in_i|lb_av|IU|ID)\]|\bCel\b|Platelet poor plasma|\[Mass/volume\]"
+                 r"|\((?:disorder|finding)\)")
 
 
 def test_record_and_live_show_display_units_and_short_names(world: World, browser: WebDriver) -> None:
@@ -60,3 +61,5 @@ def test_record_and_live_show_display_units_and_short_names(world: World, browse
     tiles = text(browser, "#panel-live")
     assert "37.4 °C" in " ".join(text(browser, "#tile-temp").split()) and "mmHg" in tiles
     assert not RAW.findall(tiles), RAW.findall(tiles)
+    header = text(browser, ".pt-head")
+    assert "Atrial fibrillation" in header and not RAW.findall(header), header

@@ -34,6 +34,7 @@ from medtwin.store.records import RecordRepository
 from medtwin.store.schema import samples
 from medtwin.store.twins import TwinRepository
 from medtwin.vocab import GLUCOSE, HEART_RATE
+from medtwin.vocab.display import short_name
 from medtwin.vocab.forecast import STEADY_MG_DL_PER_MIN, TREND_WINDOW_MIN, glucose_trend_mg_dl_per_min
 
 __all__ = ["AlertCounts", "GlucoseReading", "News2Brief", "OverviewPage", "PatientOverview", "Reading",
@@ -268,7 +269,7 @@ def patient_overview(
             name = summary.get("name")
             key = (-band_rank, -int(predicted_hypo), -_max_severity(alert_rows, "open"),
                    -_max_severity(alert_rows, "acknowledged"), -counts.open, (name or "~").lower(), patient_id)
-            problems = [p.get("display") or p.get("code") or "?" for p in summary.get("problems") or []]
+            problems = [short_name(p.get("code"), p.get("display")) or "?" for p in summary.get("problems") or []]
             rows.append((key, PatientOverview(
                 id=patient_id, name=name, gender=summary.get("gender"), age_years=summary.get("age_years"),
                 twin_version=latest.version if latest else None, problems=problems[:5], n_problems=len(problems),

@@ -356,8 +356,8 @@ def fmt_measurement(m: Measurement) -> str:
     return value
 
 
-def fmt_name(m: Measurement) -> str:
-    """The measurement's short display name (vocab.display: "INR"), else the record's display text."""
+def fmt_name(m: Measurement | Problem) -> str:
+    """The short display name (vocab.display: "INR", "Atrial fibrillation"), else the record's display text."""
     return short_name(m.code, m.display)
 
 
@@ -851,7 +851,7 @@ def _pdf_page(fig: Any, r: PatientReport) -> None:
     top, floor = 0.934, 0.70
     left = _Column(fig, 0.04, top, floor, 0.30)
     left.heading(f"Active problems ({len(r.problems)})")
-    left.lines([labelled(p.display or p.code, f"  {fmt_day(p.onset)}", 0.30) for p in r.problems], 12)
+    left.lines([labelled(short_name(p.code, p.display), f"  {fmt_day(p.onset)}", 0.30) for p in r.problems], 12)
     left.heading(f"Allergies ({len(r.allergies)})")
     left.lines([f"{a.display or a.code}{f' ({a.criticality})' if a.criticality else ''}" for a in r.allergies], 5,
                "no known allergies recorded")

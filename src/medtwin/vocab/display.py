@@ -28,7 +28,7 @@ _MARKERS: Final = re.compile(r"[{}\[\]]")
 def _raw() -> dict[str, Any]:
     text = resources.files("medtwin.vocab").joinpath("data", DISPLAY_FILE).read_text(encoding="utf-8")
     raw: dict[str, Any] = tomllib.loads(text)
-    for key in ("source", "units", "names"):
+    for key in ("source", "units", "names", "semantic_tags"):
         if key not in raw:
             raise RuntimeError(f"{DISPLAY_FILE} lacks {key!r}")
     return raw
@@ -52,15 +52,31 @@ def display_unit(ucum: str | None) -> str:
 
 
 def short_name(code: str | None, display: str | None = None) -> str:
-    """The short display name of a LOINC code, else the record's ``display``, else the code."""
+    """The short display name of a LOINC code, else the record's ``display`` without a SNOMED CT semantic tag
+    ("Atrial fibrillation (disorder)" -> "Atrial fibrillation"), else the code."""
     _units, names = unit_names()
     if code and code in names:
         return names[code]
-    return display or code or ""
+    if display:
+        head, tag = _semantic_tag(display)
+        return head if tag else display
+    return code or ""
+
+
+def _semantic_tag(display: str) -> tuple[str, str | None]:
+    """(display without its trailing SNOMED CT semantic tag, the tag) or (display, None)."""
+    text = display.rstrip()
+    if text.endswith(")") and " (" in text:
+        head, _, tag = text[:-1].rpartition(" (")
+        if head and tag in _raw()["semantic_tags"]:
+            return head, tag
+    return display, None
 
 
 def display_table() -> dict[str, Any]:
     """The tables as JSON (the vocabulary endpoint's ``display``): ``units``, ``names``, ``source`` and the
-    fallback rule (``fallback_strip``: the characters removed from a UCUM code not in ``units``)."""
+    fallback rule (``fallback_strip``: the characters removed from a UCUM code not in ``units``; ``semantic_tags``: the SNOMED CT
+    semantic tags a display text is shown without)."""
     units, names = unit_names()
-    return {"source": _raw()["source"], "units": dict(units), "names": dict(names), "fallback_strip": "{}[]"}
+    return {"source": _raw()["source"], "units": dict(units), "names": dict(names), "fallback_strip": "{}[]",
+            "semantic_tags": list(_raw()["semantic_tags"])}

@@ -5,6 +5,7 @@ import { call, download, errorText } from "./api.js";
 import { $, el, clear, day } from "./dom.js";
 import { mountLive, prefetchLive } from "./live.js";
 import { sweepCharts } from "./chart.js";
+import { shortName } from "./vocab.js";
 
 export const TABS = [
   ["live", "Live"], ["record", "Record"], ["cgm", "CGM report"], ["whatif", "What-if"], ["history", "History"],
@@ -51,7 +52,7 @@ function header(ctx) {
   const allergies = (s.allergies || []).map((a) => el("span", {
     class: `chip allergy ${a.criticality === "high" ? "crit" : ""}`, title: a.criticality ? `criticality: ${a.criticality}` : "",
   }, a.display || a.code || "allergy"));
-  const problems = (s.problems || []).map((p) => el("span", { class: "chip" }, p.display || p.code || "?"));
+  const problems = (s.problems || []).map((p) => el("span", { class: "chip", title: p.display || "" }, shortName(p.code, p.display) || "?"));
   const meds = (s.medications || []).map((m) => el("span", { class: "chip med" }, m.display || m.code || "?"));
   const genes = ctx.summary.pharmacogenomics ? ctx.summary.pharmacogenomics.genes : [];
   const pgx = genes.map(pgxChip);

@@ -16,8 +16,8 @@ function measure(m) {
 }
 
 /** A coded measurement's short name, with its full name and codes in the tooltip (they stay in exports). */
-function nameNode(m, tag = "span", attrs = {}) {
-  return el(tag, { ...attrs, class: `${attrs.class || ""} coded`.trim(), title: codeTitle(m.code, m.display, m.unit) },
+function nameNode(m, tag = "span", attrs = {}, system = "LOINC") {
+  return el(tag, { ...attrs, class: `${attrs.class || ""} coded`.trim(), title: codeTitle(m.code, m.display, m.unit, system) },
             shortName(m.code, m.display));
 }
 
@@ -52,7 +52,7 @@ export async function mountRecord(panel, ctx) {
       el("li", `Sex: ${s.gender || "unknown"}`), el("li", `Born: ${s.birth_date ? day(s.birth_date) : "?"} (age ${s.age_years ?? "?"})`),
       el("li", `Height: ${measure(s.height)}`), el("li", `Weight: ${measure(s.weight)}`), el("li", `BMI: ${measure(s.bmi)}`),
     ]),
-    card("Active problems", (s.problems || []).map((p) => el("li", p.display || p.code, " ", el("span", { class: "when" }, p.onset ? `since ${isoDay(p.onset)}` : "")))),
+    card("Active problems", (s.problems || []).map((p) => el("li", nameNode(p, "span", {}, "SNOMED CT"), " ", el("span", { class: "when" }, p.onset ? `since ${isoDay(p.onset)}` : "")))),
     card("Medications", (s.medications || []).map((m) => el("li", m.display || m.code, m.dosage ? ` — ${m.dosage}` : "", " ",
       el("span", { class: "when" }, isoDay(m.authored_on))))),
     card("Allergies", (s.allergies || []).map((a) => el("li", a.display || a.code,
@@ -84,7 +84,7 @@ export async function mountRecord(panel, ctx) {
   function build() {
     events = [];
     for (const e of s.encounters || []) events.push({ kind: "encounter", t: e.start, text: `${e.type || e.encounter_class || "Encounter"}${e.reason ? ` — ${e.reason}` : ""}` });
-    for (const p of s.problems || []) if (p.onset) events.push({ kind: "problem", t: p.onset, text: `${p.display || p.code} (onset)` });
+    for (const p of s.problems || []) if (p.onset) events.push({ kind: "problem", t: p.onset, text: `${shortName(p.code, p.display)} (onset)` });
     for (const m of s.medications || []) if (m.authored_on) events.push({ kind: "medication", t: m.authored_on, text: `${m.display || m.code} prescribed` });
     for (const i of s.immunizations || []) if (i.date) events.push({ kind: "immunization", t: i.date, text: i.display || i.code });
     for (const i of s.imaging || []) events.push({ kind: "imaging", t: i.started, text: `${i.modalities.join(", ")} ${i.description || ""} (${i.series} series)` });

@@ -45,12 +45,19 @@ export function unitText(ucum) {
   return [...ucum].filter((c) => !strip.includes(c)).join("").trim();
 }
 
-/** The short display name of a LOINC code ("6301-6" -> "INR"), else the record's display, else the code. */
-export const shortName = (code, display) => vocab?.display.names[code] ?? display ?? code ?? "";
+/** The short display name of a LOINC code ("6301-6" -> "INR"), else the record's display without a SNOMED CT
+ *  semantic tag ("Atrial fibrillation (disorder)" -> "Atrial fibrillation"), else the code. */
+export function shortName(code, display) {
+  const named = code ? vocab?.display.names[code] : undefined;
+  if (named !== undefined) return named;
+  if (!display) return code ?? "";
+  const m = /^(.+) \(([^()]+)\)\s*$/.exec(display);
+  return m && (vocab?.display.semantic_tags ?? []).includes(m[2]) ? m[1] : display;
+}
 
 /** Tooltip keeping the codes: "INR in Platelet poor plasma by Coagulation assay · LOINC 6301-6 · UCUM {INR}". */
-export function codeTitle(code, display, ucum) {
-  return [display, code ? `LOINC ${code}` : null, ucum ? `UCUM ${ucum}` : null].filter(Boolean).join(" · ");
+export function codeTitle(code, display, ucum, system = "LOINC") {
+  return [display, code ? `${system} ${code}` : null, ucum ? `UCUM ${ucum}` : null].filter(Boolean).join(" · ");
 }
 
 /** A NEWS2 band of the one mapping (RCP 2017): {name, label, alert_severity, trigger}, or null. */
