@@ -138,3 +138,13 @@ def test_virtual_lesions_follow_the_population_prior() -> None:
     np.testing.assert_array_equal(one, again)
     assert np.median(one[:, 1]) == pytest.approx(0.5, rel=0.03)
     assert np.std(np.log(one[:, 2])) == pytest.approx(0.2, rel=0.05)
+
+
+def test_a_prior_from_few_points_needs_no_fallback_and_must_match_the_law() -> None:
+    lesion = series([0.0, 40.0], [10.0, 9.0], ["mm", "mm"])
+    prior = Prior("gompertz", np.array([0.0, np.log(0.5), np.log(0.02)]), np.array([0.1, 0.3, 0.3]), 0.1)
+    result = fit_lesion(lesion, "gompertz", prior)
+    assert result.model == "gompertz" and result.note == ""
+    assert result.fit.params[0, 1] < result.fit.params[0, 0]  # K below the first reading: shrinking prior
+    with pytest.raises(MeasurementError, match="cannot be used"):
+        fit_lesion(lesion, "logistic", prior)

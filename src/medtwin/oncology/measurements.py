@@ -87,6 +87,18 @@ def series(times_days: Sequence[float], sizes: Sequence[float], units: Sequence[
     return Series(t - t[0], np.asarray(volumes, dtype=float), float(t[0]))
 
 
+def law_for(model: str, n: int) -> tuple[str, str]:
+    """The law to fit to ``n`` readings when ``model`` is asked for without a prior, and why it differs: a
+    law needs at least as many readings as parameters; else the first simpler law of :data:`FALLBACK`."""
+    if LAWS[model].n_parameters <= n:
+        return model, ""
+    simpler = [m for m in FALLBACK if LAWS[m].n_parameters <= n]
+    if not simpler:
+        raise MeasurementError("rows", f"{n} reading(s): at least 2 are needed without a population prior")
+    return simpler[0], (f"{n} readings cannot determine the {LAWS[model].n_parameters} parameters of {model}; "
+                        f"fitted {simpler[0]} ({LAWS[simpler[0]].n_parameters} parameters) instead")
+
+
 @dataclass(frozen=True)
 class LesionFit:
     """A single-lesion fit: the law used (``model``), the one asked for, why they differ (``note``)."""
@@ -107,17 +119,10 @@ def fit_lesion(lesion: Series, model: str, prior: Prior | None = None) -> Lesion
     two readings cannot be fitted without a prior. A fit that did not converge says so in ``note``."""
     if model not in LAWS:
         raise MeasurementError("model", f"unknown growth model {model!r}; known: {', '.join(LAWS)}")
-    n = len(lesion.t_days)
-    used, note = model, ""
-    if prior is None and n < LAWS[model].n_parameters:
-        candidates = [m for m in FALLBACK if LAWS[m].n_parameters <= n]
-        if not candidates:
-            raise MeasurementError("rows", f"{n} reading(s): at least 2 are needed without a population prior")
-        used = candidates[0]
-        note = (f"{n} readings cannot determine the {LAWS[model].n_parameters} parameters of {model}; "
-                f"fitted {used} ({LAWS[used].n_parameters} parameters) instead")
-    fit = fit_batch(used, lesion.t_days[None, :], lesion.volume_mm3[None, :],
-                    prior=prior if prior is not None and prior.model == used else None)
+    if prior is not None and prior.model != model:
+        raise MeasurementError("prior", f"a population prior of {prior.model} cannot be used to fit {model}")
+    used, note = (model, "") if prior is not None else law_for(model, len(lesion.t_days))
+    fit = fit_batch(used, lesion.t_days[None, :], lesion.volume_mm3[None, :], prior=prior)
     if not fit.converged[0]:
         note = (note + "; " if note else "") + "the fit did not converge: treat its parameters as unreliable"
     return LesionFit(model, used, fit, note)

@@ -30,7 +30,7 @@ from medtwin.oncology import recist, treatment
 from medtwin.oncology.fitting import BatchFit, fit_batch
 from medtwin.oncology.growth import LAWS
 from medtwin.oncology.intervals import forecast_interval, load_calibration
-from medtwin.oncology.measurements import FALLBACK, MeasurementError, Series, series
+from medtwin.oncology.measurements import MeasurementError, Series, law_for, series
 
 Array = NDArray[np.float64]
 
@@ -109,13 +109,7 @@ def _pad(lesions: dict[str, Series]) -> tuple[Array, Array, NDArray[np.bool_]]:
 
 def _choose(requested: str, n: int, fits: dict[str, BatchFit], i: int) -> tuple[str, str]:
     if requested != "auto":
-        if LAWS[requested].n_parameters <= n:
-            return requested, ""
-        simpler = [m for m in FALLBACK if LAWS[m].n_parameters <= n]
-        if not simpler:
-            raise MeasurementError("measurements", f"{n} reading(s): at least 2 are needed to fit a lesion")
-        return simpler[0], (f"{n} readings cannot determine the {LAWS[requested].n_parameters} parameters of "
-                            f"{requested}; fitted {simpler[0]} instead")
+        return law_for(requested, n)
     offered = [m for m in LAWS if LAWS[m].n_parameters <= n and fits[m].converged[i]]
     if not offered:
         raise MeasurementError("measurements", f"{n} reading(s): no growth law can be determined")
