@@ -59,14 +59,20 @@ class Engine:
         self.horizon = horizon_h
         self.p = patients
         n, hops = patients.path.shape
-        self.t_join = np.full((n, hops), np.nan)
-        self.t_start = np.full((n, hops), np.nan)
-        self.t_end = np.full((n, hops), np.nan)
-        self.lost = np.zeros(n, dtype=bool)
-        self.hop = np.zeros(n, dtype=np.int64)
-        self.remaining = patients.service_h[:, 0].copy()
-        self.token = np.zeros(n, dtype=np.int64)
-        self.spell_end = np.full(n, np.inf)
+        self.hops = hops
+        # the loop works on Python lists (numpy scalar access cost ~3x the event itself); flat index k * hops + j
+        nan = float("nan")
+        self.t_join = [nan] * (n * hops)
+        self.t_start = [nan] * (n * hops)
+        self.t_end = [nan] * (n * hops)
+        self.lost = [False] * n
+        self.hop = [0] * n
+        self.path: list[int] = patients.path.ravel().tolist()
+        self.service: list[float] = patients.service_h.ravel().tolist()
+        self.esi: list[int] = patients.esi.tolist()
+        self.remaining: list[float] = patients.service_h[:, 0].tolist()
+        self.token = [0] * n
+        self.spell_end = [float("inf")] * n
         week = model.capacity_by_hour() if capacity_week is None else capacity_week
         self.cap = [int(week[u, start_how % HOURS_PER_WEEK]) for u in range(len(model.units))]
         self.busy = [0] * len(model.units)
@@ -81,58 +87,65 @@ class Engine:
         heapq.heapify(self.heap)
 
     def _seed(self, in_service: np.ndarray | None, joined_h: np.ndarray | None) -> None:
-        p = self.p
+        p, hops = self.p, self.hops
+        beds = [False] * len(p) if in_service is None else in_service.tolist()
+        joined = [0.0] * len(p) if joined_h is None else joined_h.tolist()
+        t0 = p.t0_h.tolist()
         for k in range(len(p)):
-            if in_service is not None and in_service[k]:  # already in a bed at time 0 (a census)
-                unit = int(p.path[k, 0])
-                self.t_join[k, 0] = self.t_start[k, 0] = joined_h[k] if joined_h is not None else 0.0
+            unit = self.path[k * hops]
+            if beds[k]:  # already in a bed at time 0 (a census)
+                self.t_join[k * hops] = self.t_start[k * hops] = joined[k]
                 self.busy[unit] += 1
                 self.in_service[unit].add(k)
-                self.spell_end[k] = float(p.service_h[k, 0])
+                self.spell_end[k] = self.service[k * hops]
                 self.heap.append((self.spell_end[k], _DEPART, unit, k, 0))
-            elif joined_h is not None and joined_h[k] < 0:  # waiting at time 0 since joined_h
-                unit = int(p.path[k, 0])
-                self.t_join[k, 0] = joined_h[k]
-                self.queues[unit].append((int(p.esi[k]), float(joined_h[k]), k))
+            elif joined[k] < 0:  # waiting at time 0 since joined_h
+                self.t_join[k * hops] = joined[k]
+                self.queues[unit].append((self.esi[k], joined[k], k))
             else:
-                self.heap.append((float(p.t0_h[k]), _ARRIVE, int(p.path[k, 0]), k, 0))
+                self.heap.append((t0[k], _ARRIVE, unit, k, 0))
         for q in self.queues:
             heapq.heapify(q)
 
     def run(self) -> VisitLog:
         for unit in range(len(self.cap)):
             self._start_waiting(unit, 0.0)
-        heap, horizon = self.heap, self.horizon
+        heap, horizon, token_of = self.heap, self.horizon, self.token
+        pop, arrive, depart = heapq.heappop, self._arrive, self._depart
+        events = 0
         while heap:
-            t, kind, unit, k, token = heapq.heappop(heap)
+            t, kind, unit, k, token = pop(heap)
             if t >= horizon:
                 break
-            self.events += 1
+            events += 1
             if kind == _ARRIVE:
-                self._arrive(t, unit, k)
+                arrive(t, unit, k)
             elif kind == _DEPART:
-                if token == self.token[k]:
-                    self._depart(t, unit, k)
+                if token == token_of[k]:
+                    depart(t, unit, k)
             else:
                 self.cap[unit] = k
                 self._start_waiting(unit, t)
-        return VisitLog(self.p, self.t_join, self.t_start, self.t_end, self.lost, horizon, self.events)
+        self.events = events
+        shape = self.p.path.shape
+        return VisitLog(self.p, np.array(self.t_join).reshape(shape), np.array(self.t_start).reshape(shape),
+                        np.array(self.t_end).reshape(shape), np.array(self.lost, dtype=bool), horizon, events)
 
     def _begin(self, t: float, unit: int, k: int) -> None:
         self.busy[unit] += 1
         self.in_service[unit].add(k)
-        j = self.hop[k]
-        if np.isnan(self.t_start[k, j]):
-            self.t_start[k, j] = t
-        self.spell_end[k] = t + float(self.remaining[k])
-        heapq.heappush(self.heap, (float(self.spell_end[k]), _DEPART, unit, k, int(self.token[k])))
+        i = k * self.hops + self.hop[k]
+        if self.t_start[i] != self.t_start[i]:  # NaN: first start in this unit
+            self.t_start[i] = t
+        end = self.spell_end[k] = t + self.remaining[k]
+        heapq.heappush(self.heap, (end, _DEPART, unit, k, self.token[k]))
 
     def _arrive(self, t: float, unit: int, k: int) -> None:
-        self.t_join[k, self.hop[k]] = t
+        self.t_join[k * self.hops + self.hop[k]] = t
         if self.busy[unit] < self.cap[unit] and not self.queues[unit]:
             self._begin(t, unit, k)
             return
-        esi = int(self.p.esi[k])
+        esi = self.esi[k]
         if esi == 1 and self.preemptive[unit] and self._preempt(t, unit):
             self._begin(t, unit, k)
             return
@@ -144,28 +157,30 @@ class Engine:
 
     def _preempt(self, t: float, unit: int) -> bool:
         """Put the lowest-priority patient in service (ESI > 1, latest started) back in the queue."""
-        candidates = [k for k in self.in_service[unit] if self.p.esi[k] > 1]
+        candidates = [k for k in self.in_service[unit] if self.esi[k] > 1]
         if not candidates:
             return False
-        j = self.hop
-        victim = max(candidates, key=lambda k: (self.p.esi[k], self.t_start[k, j[k]]))
+        hops, hop = self.hops, self.hop
+        victim = max(candidates, key=lambda k: (self.esi[k], self.t_start[k * hops + hop[k]]))
         self.token[victim] += 1  # its departure event is now stale
         self.remaining[victim] = self.spell_end[victim] - t
         self.in_service[unit].discard(victim)
         self.busy[unit] -= 1
-        heapq.heappush(self.queues[unit], (int(self.p.esi[victim]), float(self.t_join[victim, j[victim]]), victim))
+        heapq.heappush(self.queues[unit], (self.esi[victim], self.t_join[victim * hops + hop[victim]], victim))
         return True
 
     def _depart(self, t: float, unit: int, k: int) -> None:
         j = self.hop[k]
-        self.t_end[k, j] = t
+        i = k * self.hops + j
+        self.t_end[i] = t
         self.busy[unit] -= 1
         self.in_service[unit].discard(k)
-        self._start_waiting(unit, t)
-        if j + 1 < self.p.path.shape[1] and self.p.path[k, j + 1] >= 0:
+        if self.queues[unit]:
+            self._start_waiting(unit, t)
+        if j + 1 < self.hops and self.path[i + 1] >= 0:
             self.hop[k] = j + 1
-            self.remaining[k] = self.p.service_h[k, j + 1]
-            self._arrive(t, int(self.p.path[k, j + 1]), k)
+            self.remaining[k] = self.service[i + 1]
+            self._arrive(t, self.path[i + 1], k)
 
     def _start_waiting(self, unit: int, t: float) -> None:
         queue = self.queues[unit]
