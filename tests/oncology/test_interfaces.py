@@ -179,3 +179,26 @@ def test_api_reads_tumour_sizes_from_the_record(api: tuple[TestClient, str, Stor
     point = body["lesions"][0]["points"][0]
     assert point["volume_mm3"] < 0.52 * 24.0 ** 3  # shrinking lesion keeps shrinking
     assert point["lower_mm3"] < point["volume_mm3"] < point["upper_mm3"]
+
+
+def test_generic_twin_routes_serve_the_tumour_kind(api: tuple[TestClient, str, Store]) -> None:
+    from medtwin.model.simulate import simulate
+    from medtwin.model.timeline import Timeline
+
+    client, patient, _ = api
+    listed = {k["name"]: k for k in client.get("/api/v1/twin-kinds").json()}
+    assert listed["tumour"]["model"]["time_unit"] == "d"
+    kind = kinds()["tumour"]
+    scenario = {"t_eval": {"start": 0, "stop": 168, "step": 21}, "inputs": {"chemotherapy": [[0, 1], [84, 0]]}}
+    truth = np.array([[6000.0, 20000.0, 0.012, 1.6]])  # shrinks on chemotherapy, regrows after
+    run = simulate(kind.model, truth, Timeline.from_dict(kind.model, scenario))
+    volumes = run.output("volume")[:, 0]
+    assert volumes[4] < 0.5 * volumes[0] and volumes[-1] > volumes[0]  # day 84 nadir, then regrowth
+    observations = {"scenario": scenario, "output": "volume", "t": run.t[1:].tolist(),
+                    "values": run.output("volume")[1:, 0].tolist()}
+    response = client.post(f"/api/v1/patients/{patient}/twins/tumour/fit", json={"observations": observations})
+    assert response.status_code == 200, response.text
+    prediction = np.asarray(response.json()["prediction"]).ravel()
+    np.testing.assert_allclose(prediction, observations["values"], rtol=0.05)  # MAP follows the data (noise 15 %)
+    cli = CliRunner().invoke(cli_app, ["twin", "simulate", "tumour"])
+    assert cli.exit_code == 0 and "volume [mm3]" in cli.output

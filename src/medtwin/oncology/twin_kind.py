@@ -31,7 +31,7 @@ KIND = TwinKind(
     title="Tumour growth and chemotherapy response (Gompertz, Norton-Simon)",
     model_factory=chemo_model,
     base_parameters=_base,
-    personalisation=Personalisation(fitted=("v0", "K", "omega"), observed_output="volume", noise_sd=10.0,
+    personalisation=Personalisation(fitted=("v0", "K", "omega", "effect"), observed_output="volume", noise_sd=10.0,
                                     proportional=0.15, noise_source=VOLUME_NOISE_SOURCE,
                                     observed_loinc=(TUMOUR_SIZE_LOINC,)),
     forecasts=("volume",),
