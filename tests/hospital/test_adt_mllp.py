@@ -119,3 +119,40 @@ def test_refused_message_leaves_the_patient_as_before(listener) -> None:  # type
     assert tracker.counts() == {"ed_treatment": 0, "ward": 1, "icu": 0}
     (retry,) = send(port, msg("G2", "A02", "20261207110000", "999", "icu"))  # a refused id may be resent fixed
     assert msa(retry)[1] == "AA" and tracker.counts()["icu"] == 1
+
+
+def test_forecast_starts_from_the_adt_census() -> None:
+    from medtwin.hospital.model import demo_model
+    from medtwin.hospital.service import forecast_from
+
+    model = demo_model()
+    tracker = CensusTracker([u.name for u in model.units])
+    for i in range(30):
+        assert tracker.handle(msg(f"H{i}", "A01", f"202612070{i % 10}0000", f"p{i}", "ward")).accepted
+    out = forecast_from(model, tracker.census(NOW), 0, horizon_h=24, reps=20)
+    assert out["census"]["ward"] == 30 and out["occupancy"]["mean"]["ward"][0] == 30
+
+
+def test_cli_listen_answers_over_tcp() -> None:
+    import os
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    repo = Path(__file__).resolve().parents[2]
+    proc = subprocess.Popen([str(Path(sys.executable).parent / "medtwin"), "hospital", "listen", "--port", "0",
+                             "--max-messages", "2"], stdout=subprocess.PIPE, text=True,
+                            env={**os.environ, "PYTHONPATH": str(repo / "src"), "COLUMNS": "200"})
+    try:
+        assert proc.stdout is not None
+        line = proc.stdout.readline()
+        port = int(line.rsplit(":", 1)[1])
+        first, second = send(port, msg("L1", "A01", "20261207100000", "1", "ward"),
+                             msg("L2", "A01", "20261207100000", "2", "roof"))
+        assert msa(first)[1] == "AA" and msa(second)[1] == "AE"
+        out, _ = proc.communicate(timeout=20)
+        assert '"ward": 1' in out  # printed when the census changed; the refused message changed nothing
+        assert proc.returncode == 0
+    finally:
+        if proc.poll() is None:
+            proc.kill()

@@ -10,7 +10,7 @@ from __future__ import annotations
 import json
 import tomllib
 from collections.abc import Iterator
-from contextlib import contextmanager, nullcontext
+from contextlib import contextmanager, nullcontext, suppress
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated, Any
 
@@ -143,3 +143,37 @@ def compare(scenarios: Annotated[Path, typer.Argument(help="scenarios TOML/JSON:
     for name, result in out["scenarios"].items():
         console.print(_table(f"{name} - baseline (paired, {replications} replications)",
                              {k: result["difference"][k] for k in keys if k in result["difference"]}))
+
+
+@app.command()
+def listen(model: ModelOpt = None, host: str = "127.0.0.1",
+           port: Annotated[int, typer.Option(help="TCP port (0: any free port, printed)", min=0, max=65535)] = 2575,
+           max_messages: Annotated[int, typer.Option(help="stop after this many messages (0: run until Ctrl-C)")] = 0,
+           ) -> None:
+    """Listen for HL7 v2 ADT over MLLP, ACK/NAK each message and print the census per unit as it changes."""
+    import asyncio
+    from datetime import UTC, datetime
+
+    from medtwin.hospital.adt import CensusTracker
+    from medtwin.hospital.mllp import start_mllp
+
+    with _guarded():
+        hospital = _model(model)
+    tracker = CensusTracker([u.name for u in hospital.units])
+
+    async def main() -> None:
+        server = await start_mllp(tracker, host, port, lambda: datetime.now(UTC))
+        bound = server.sockets[0].getsockname()
+        console.print(f"listening on {bound[0]}:{bound[1]}", highlight=False)
+        seen, last = 0, tracker.counts()
+        async with server:
+            while max_messages == 0 or seen < max_messages:
+                await asyncio.sleep(0.05)
+                seen = len(tracker.handled)
+                if tracker.counts() != last:
+                    last = tracker.counts()
+                    console.print(json.dumps({"census": last, "messages": seen, "refused": len(tracker.quarantine)}),
+                                  highlight=False)
+
+    with suppress(KeyboardInterrupt):
+        asyncio.run(main())

@@ -145,8 +145,14 @@ class CensusTracker:
         self._stays: dict[str, Stay] = {}
         self._seen: set[str] = set()
         self.quarantine: list[dict[str, str]] = []
+        self.handled: list[Outcome] = []  # every answer given, in order
 
     def handle(self, text: str) -> Outcome:
+        outcome = self._handle(text)
+        self.handled.append(outcome)
+        return outcome
+
+    def _handle(self, text: str) -> Outcome:
         try:
             event = parse_adt(text, self._unit_set)
         except AdtError as error:
