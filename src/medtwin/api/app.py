@@ -13,6 +13,7 @@ from medtwin.api.limits import BodySizeLimit
 from medtwin.api.problems import document_problems, install_problem_handlers
 from medtwin.api.routers import alerts as alerts_router
 from medtwin.api.routers import dashboard, drugs, glucose, patients, record, samples, security_admin, system
+from medtwin.api.routers import fhir as fhir_router
 from medtwin.api.routers import hospital as hospital_router
 from medtwin.api.routers import live as live_router
 from medtwin.api.routers import reports as reports_router
@@ -68,6 +69,7 @@ def create_app(settings: Settings | None = None, *, store: Store | None = None,
     app.add_middleware(BodySizeLimit, max_bytes=settings.max_upload_bytes)
     security = install_security(app, settings, store, keyring)
     app.include_router(alerts_router.router, prefix=API_PREFIX)
+    app.include_router(fhir_router.router)  # FHIR R4 REST at /fhir (OperationOutcome errors)
     services: Services = wiring.build_services(settings, store, keyring, security, own_store=own_store)
     app.state.services = services
     return app

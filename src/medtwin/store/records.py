@@ -10,7 +10,20 @@ from functools import lru_cache
 from typing import Any
 
 import orjson
-from sqlalchemy import Connection, DateTime, Table, and_, delete, func, insert, select, tuple_, update
+from sqlalchemy import (
+    Connection,
+    DateTime,
+    Table,
+    and_,
+    delete,
+    func,
+    insert,
+    or_,
+    select,
+    true,
+    tuple_,
+    update,
+)
 
 from medtwin.record import exactjson
 from medtwin.record.errors import ConflictError
@@ -149,6 +162,27 @@ class StoredVersion:
         """The JSON parsed, decimals kept (``record.exactjson``)."""
         parsed: dict[str, Any] = exactjson.loads(self.raw)
         return parsed
+
+
+@dataclass(frozen=True, slots=True)
+class SearchQuery:
+    """What :meth:`RecordRepository.search` filters on. ``dates``/``last_updated``: (operator, instant)
+    pairs with operator one of eq-free comparisons ``ge gt le lt`` (an ``eq`` day is ``ge`` start + ``lt``
+    end); ``codes``: (system or None, code), any of them; ``visible``: the patients a restricted reader may
+    see (None: everyone)."""
+
+    ids: frozenset[str] | None = None
+    patient: str | None = None
+    visible: frozenset[str] | None = None
+    codes: tuple[tuple[str | None, str], ...] = ()
+    dates: tuple[tuple[str, datetime], ...] = ()
+    last_updated: tuple[tuple[str, datetime], ...] = ()
+    count: int = 50
+    offset: int = 0
+
+
+def _compare(column: Any, op: str, moment: datetime) -> Any:
+    return {"ge": column >= moment, "gt": column > moment, "le": column <= moment, "lt": column < moment}[op]
 
 
 class RecordRepository:
@@ -444,6 +478,37 @@ class RecordRepository:
             .order_by(resource_history.c.version.desc()))
         return [latest] + [StoredVersion(resource_type, resource_id, int(v), _aware(t) or t,
                                          None if p is None else str(p), self.codec.open(c)) for v, t, p, c in rows]
+
+    def search(self, resource_type: str, query: SearchQuery) -> tuple[int, list[StoredVersion]]:
+        """Current versions of ``resource_type`` matching ``query`` (every condition must hold), ordered by
+        last update then id; returns (total, the page)."""
+        where = [resources.c.resource_type == resource_type]
+        if query.ids is not None:
+            where.append(resources.c.id.in_(list(query.ids)))
+        if query.patient is not None:
+            where.append(resources.c.patient_id == query.patient)
+        if query.visible is not None:  # a restricted reader: their patients' resources and shared ones
+            where.append(or_(resources.c.patient_id.in_(sorted(query.visible)), resources.c.patient_id.is_(None)))
+        for op, moment in query.last_updated:
+            where.append(_compare(resources.c.last_updated, op, moment))
+        indexed = []
+        if query.codes:
+            indexed.append(or_(*(and_(resource_index.c.code == code,
+                                      true() if system is None else resource_index.c.system == system)
+                                 for system, code in query.codes)))
+        for op, moment in query.dates:
+            indexed.append(_compare(resource_index.c.effective_start, op, moment))
+        if indexed:
+            where.append(resources.c.pk.in_(select(resource_index.c.resource_pk).where(*indexed)))
+        condition = and_(*where)
+        total = int(self.connection.execute(select(func.count()).select_from(resources).where(condition))
+                    .scalar_one())
+        rows = self.connection.execute(
+            select(resources.c.id, resources.c.version, resources.c.last_updated, resources.c.patient_id,
+                   resources.c.content).where(condition)
+            .order_by(resources.c.last_updated, resources.c.id).limit(query.count).offset(query.offset))
+        return total, [StoredVersion(resource_type, str(i), int(v), _aware(t) or t, None if p is None else str(p),
+                                     self.codec.open(c)) for i, v, t, p, c in rows]
 
     def version(self, resource_type: str, resource_id: str, version: int) -> StoredVersion | None:
         """One version of a resource (vread); None when the resource or that version does not exist."""

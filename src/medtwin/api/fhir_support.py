@@ -1,0 +1,231 @@
+"""What the ``/fhir`` routes share: FHIR errors (OperationOutcome), search parameters, Bundles, and the
+CapabilityStatement that says exactly what the routes do. No route here: ``api/routers/fhir.py`` declares
+them. Resource JSON is written from the stored text (``record.exactjson``), so decimals keep their digits.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from typing import Any
+from urllib.parse import urlencode
+
+from fastapi.responses import Response
+
+from medtwin import __version__
+from medtwin.record import exactjson
+from medtwin.record.fhir_spec import FHIR_VERSION, RESOURCE_TYPES
+from medtwin.record.fhirtime import FhirDateError, format_datetime, parse_datetime
+from medtwin.store.records import SearchQuery, StoredVersion
+
+FHIR_JSON = "application/fhir+json"
+MAX_COUNT = 500
+DEFAULT_COUNT = 50
+#: Search parameters every type supports, and those of types whose resources name a patient and are indexed
+#: by code and time (``resource_index``).
+COMMON_PARAMS = {"_id": "token", "_lastUpdated": "date", "_count": "number"}
+CLINICAL_PARAMS = {"patient": "reference", "subject": "reference", "code": "token", "date": "date"}
+_PREFIXES = ("ge", "gt", "le", "lt", "eq")
+
+
+class FhirError(Exception):
+    """A FHIR error answer: an OperationOutcome with ``status``."""
+
+    def __init__(self, status: int, code: str, diagnostics: str, *, expression: str | None = None) -> None:
+        super().__init__(diagnostics)
+        self.status, self.code, self.diagnostics, self.expression = status, code, diagnostics, expression
+
+    def response(self) -> Response:
+        issue: dict[str, Any] = {"severity": "error", "code": self.code, "diagnostics": self.diagnostics}
+        if self.expression:
+            issue["expression"] = [self.expression]
+        return fhir_response({"resourceType": "OperationOutcome", "issue": [issue]}, status=self.status)
+
+
+def not_found(what: str) -> FhirError:
+    """404: the same answer for a resource that is missing and one outside the caller's reach."""
+    return FhirError(404, "not-found", f"{what} is not known")
+
+
+def fhir_response(body: Any, *, status: int = 200, headers: dict[str, str] | None = None) -> Response:
+    return Response(exactjson.dumps(body), status_code=status, media_type=FHIR_JSON, headers=headers)
+
+
+def with_meta(version: StoredVersion) -> dict[str, Any]:
+    """The stored resource with the server's ``meta.versionId`` and ``meta.lastUpdated``."""
+    resource = version.resource()
+    meta = dict(resource.get("meta") or {})
+    meta["versionId"] = str(version.version)
+    meta["lastUpdated"] = format_datetime(version.last_updated)
+    resource["meta"] = meta
+    return resource
+
+
+def check_type(resource_type: str) -> None:
+    if resource_type not in RESOURCE_TYPES:
+        raise FhirError(404, "not-supported", f"unknown resource type {resource_type!r}")
+
+
+# --- search parameters -----------------------------------------------------------------------------------
+
+@dataclass(frozen=True)
+class Page:
+    count: int
+    offset: int
+
+
+def _int_param(params: dict[str, list[str]], name: str, default: int, low: int, high: int) -> int:
+    values = params.get(name)
+    if not values:
+        return default
+    try:
+        number = int(values[-1])
+    except ValueError:
+        raise FhirError(400, "invalid", f"{name} must be an integer", expression=name) from None
+    if not low <= number <= high:
+        raise FhirError(400, "invalid", f"{name} must be between {low} and {high}", expression=name)
+    return number
+
+
+def page_of(params: dict[str, list[str]]) -> Page:
+    return Page(_int_param(params, "_count", DEFAULT_COUNT, 0, MAX_COUNT),
+                _int_param(params, "_offset", 0, 0, 10_000_000))
+
+
+def _precision_end(text: str, start: datetime) -> datetime:
+    """The first instant after the period a partial date names (2024 -> 2025-01-01)."""
+    if len(text) == 4:
+        return start.replace(year=start.year + 1)
+    if len(text) == 7:
+        return start.replace(year=start.year + start.month // 12, month=start.month % 12 + 1)
+    if len(text) == 10:
+        return datetime.fromordinal(start.toordinal() + 1).replace(tzinfo=UTC)
+    return start
+
+
+def date_conditions(name: str, values: list[str]) -> tuple[tuple[str, datetime], ...]:
+    """``date=ge2024-01-01`` ... as comparisons on the instant: a partial date is the period it names."""
+    out: list[tuple[str, datetime]] = []
+    for value in values:
+        prefix, text = (value[:2], value[2:]) if value[:2] in _PREFIXES else ("eq", value)
+        try:
+            start = parse_datetime(text)
+        except FhirDateError:
+            raise FhirError(400, "invalid", f"{name}: {value!r} is not a FHIR date (prefixes: "
+                            f"{', '.join(_PREFIXES)})", expression=name) from None
+        end = _precision_end(text, start)
+        exact = end == start
+        if prefix == "eq":
+            out.extend([("ge", start), ("le" if exact else "lt", end)])
+        elif prefix == "ge":
+            out.append(("ge", start))
+        elif prefix == "gt":
+            out.append(("gt" if exact else "ge", end))
+        elif prefix == "le":
+            out.append(("le" if exact else "lt", end))
+        else:
+            out.append(("lt", start))
+    return tuple(out)
+
+
+def _reference_id(name: str, value: str) -> str:
+    """``Patient/123`` or ``123`` -> ``123``."""
+    if value.startswith("Patient/"):
+        value = value[len("Patient/"):]
+    if not value or "/" in value:
+        raise FhirError(400, "invalid", f"{name} must name a Patient (Patient/id)", expression=name)
+    return value
+
+
+def search_query(resource_type: str, params: dict[str, list[str]], page: Page) -> tuple[SearchQuery, str | None]:
+    """The store query of a search, and the patient it names (to be checked against the caller's reach)."""
+    allowed = set(COMMON_PARAMS) | {"_offset", "_format"} | set(CLINICAL_PARAMS)
+    unknown = sorted(set(params) - allowed)
+    if unknown:
+        raise FhirError(400, "not-supported", f"search parameter(s) not supported: {', '.join(unknown)} "
+                        f"(see /fhir/metadata)", expression=unknown[0])
+    patients = {_reference_id(n, v) for n in ("patient", "subject") for v in params.get(n, [])}
+    if resource_type == "Patient" and patients:
+        raise FhirError(400, "not-supported", "Patient is searched by _id, not patient")
+    if len(patients) > 1:
+        raise FhirError(400, "invalid", "patient/subject name more than one patient", expression="patient")
+    codes: list[tuple[str | None, str]] = []
+    for value in params.get("code", []):
+        for token in value.split(","):
+            system, _, code = token.rpartition("|") if "|" in token else ("", "", token)
+            codes.append((system or None, code))
+    ids = frozenset(i for v in params.get("_id", []) for i in v.split(",")) if "_id" in params else None
+    patient = next(iter(patients), None)
+    query = SearchQuery(ids=ids, patient=patient, codes=tuple(codes),
+                        dates=date_conditions("date", params.get("date", [])),
+                        last_updated=date_conditions("_lastUpdated", params.get("_lastUpdated", [])),
+                        count=page.count, offset=page.offset)
+    return query, patient
+
+
+# --- bundles ---------------------------------------------------------------------------------------------
+
+def _link(base: str, path: str, params: dict[str, list[str]], offset: int | None = None) -> str:
+    pairs = [(k, v) for k, values in params.items() if k != "_offset" for v in values]
+    if offset:
+        pairs.append(("_offset", str(offset)))
+    query = urlencode(pairs)
+    return f"{base}/{path}" + (f"?{query}" if query else "")
+
+
+def paged_bundle(kind: str, base: str, path: str, params: dict[str, list[str]], page: Page, total: int,
+                 entries: list[dict[str, Any]]) -> dict[str, Any]:
+    """A searchset or history Bundle: total, self/next/previous links (same query, ``_offset`` moved)."""
+    links = [{"relation": "self", "url": _link(base, path, params, page.offset)}]
+    if page.count and page.offset + page.count < total:
+        links.append({"relation": "next", "url": _link(base, path, params, page.offset + page.count)})
+    if page.offset > 0:
+        links.append({"relation": "previous", "url": _link(base, path, params, max(page.offset - page.count, 0))})
+    return {"resourceType": "Bundle", "type": kind, "timestamp": format_datetime(datetime.now(UTC)),
+            "total": total, "link": links, "entry": entries}
+
+
+def search_entry(base: str, version: StoredVersion) -> dict[str, Any]:
+    return {"fullUrl": f"{base}/{version.resource_type}/{version.id}", "resource": with_meta(version),
+            "search": {"mode": "match"}}
+
+
+def history_entry(base: str, version: StoredVersion, *, first: bool) -> dict[str, Any]:
+    return {"fullUrl": f"{base}/{version.resource_type}/{version.id}", "resource": with_meta(version),
+            "request": {"method": "POST" if first else "PUT",
+                        "url": version.resource_type if first else f"{version.resource_type}/{version.id}"},
+            "response": {"status": "201 Created" if first else "200 OK",
+                         "etag": f'W/"{version.version}"',
+                         "lastModified": format_datetime(version.last_updated)}}
+
+
+# --- capability ------------------------------------------------------------------------------------------
+
+def capability_statement(base: str, resource_types: list[str]) -> dict[str, Any]:
+    """What /fhir does, exactly: read, vread, instance and type history and search with the parameters
+    below on ``resource_types``; JSON only; no writes here (writes go through /api/v1/record)."""
+    described = []
+    for rtype in resource_types:
+        params = dict(COMMON_PARAMS)
+        if rtype != "Patient":
+            params.update(CLINICAL_PARAMS)
+        described.append({
+            "type": rtype, "versioning": "versioned", "readHistory": True, "updateCreate": False,
+            "interaction": [{"code": c} for c in ("read", "vread", "history-instance", "history-type",
+                                                  "search-type")],
+            "searchParam": [{"name": n, "type": t} for n, t in params.items() if n != "_count"],
+        })
+    return {
+        "resourceType": "CapabilityStatement", "status": "active", "date": format_datetime(datetime.now(UTC)),
+        "kind": "instance", "fhirVersion": FHIR_VERSION, "format": ["json"],
+        "software": {"name": "medtwin", "version": __version__},
+        "implementation": {"description": "medtwin FHIR R4 read API", "url": base},
+        "rest": [{
+            "mode": "server",
+            "documentation": "Search: _id, _lastUpdated, patient/subject (Patient/id), code (system|code), date "
+                             "(prefixes eq ge gt le lt, on the effective time), _count (at most 500) with "
+                             "next/previous links. Same bearer tokens, patient scope and audit as /api/v1.",
+            "security": {"cors": False, "description": "OAuth2 bearer tokens from /api/v1/auth/token"},
+            "resource": described,
+        }],
+    }
