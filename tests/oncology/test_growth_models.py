@@ -6,13 +6,15 @@ import math
 
 import numpy as np
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 from scipy.integrate import solve_ivp
 
 from medtwin.model.parameters import load_parameters
 from medtwin.model.simulate import simulate
 from medtwin.model.timeline import Timeline
 from medtwin.oncology import treatment as tx
-from medtwin.oncology.growth import LAWS, from_theta, to_theta
+from medtwin.oncology.growth import LAWS, from_theta, to_theta, volume
 from medtwin.oncology.models import chemo_model, growth_model
 from medtwin.solve import Dopri5
 
@@ -122,3 +124,22 @@ def test_radiotherapy_lq_with_repopulation() -> None:
     assert -math.log(end / 1e4) == pytest.approx(alpha * tx.bed(schedule, alpha / beta, alpha=alpha,
                                                                 t_pot_days=3.0, kickoff_days=21.0))
     assert tx.lq_surviving_fraction(np.array([2.0]), alpha, beta)[0] == pytest.approx(math.exp(-0.72))
+
+
+positive = st.floats(1e-2, 1e5)
+
+
+@settings(max_examples=60, deadline=None)
+@given(positive, positive, st.floats(1e-4, 0.2), st.floats(-2.0, 2.0), st.floats(0.0, 500.0))
+def test_richards_family_invariants(v0: float, k: float, omega: float, lam: float, t: float) -> None:
+    """v(0) = v0; finite and positive; between v0 and K (monotone approach); lam -> 0 is Gompertz, -1 logistic."""
+    p = np.array([[v0, k, omega, lam]])
+    times = np.array([[0.0, t]])
+    v = volume("gen_bertalanffy", p, times)[0]
+    assert v[0] == pytest.approx(v0, rel=1e-9)
+    assert np.all(np.isfinite(v)) and np.all(v > 0)
+    assert min(v0, k) * (1 - 1e-9) <= v[1] <= max(v0, k) * (1 + 1e-9)
+    near_zero = volume("gen_bertalanffy", np.array([[v0, k, omega, 1e-9]]), times)[0]
+    np.testing.assert_allclose(near_zero, volume("gompertz", np.array([[v0, k, omega]]), times)[0], rtol=1e-6)
+    minus_one = volume("gen_bertalanffy", np.array([[v0, k, omega, -1.0]]), times)[0]
+    np.testing.assert_allclose(minus_one, volume("logistic", np.array([[v0, k, omega]]), times)[0], rtol=1e-9)
