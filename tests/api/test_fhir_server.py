@@ -139,6 +139,19 @@ def test_history_of_an_instance(server: Server) -> None:
     assert history.entry[1].request.method == "POST" and history.entry[0].request.method == "PUT"
 
 
+def test_history_of_a_type_within_reach(server: Server) -> None:
+    smart = _client(server, "admin")
+    history = Bundle.read_from("Observation/_history?_count=100", smart.server)
+    assert history.type == "history" and history.total == 9  # 8 Observations now, and g1 version 1
+    versions = sorted((e.resource.id, e.resource.meta.versionId) for e in history.entry)
+    assert ("g1", "1") in versions and ("g1", "2") in versions and ("other", "1") in versions
+    headers = {"Authorization": f"Bearer {server.tokens['clinician']}"}
+    mine = requests.get(f"{server.base}/Observation/_history", headers=headers, params={"_count": "2"},
+                        timeout=10).json()
+    assert mine["total"] == 8 and len(mine["entry"]) == 2  # P1's 7 Observations, g1 in two versions
+    assert any(link["relation"] == "next" for link in mine["link"])
+
+
 def test_search_with_paging_follows_next_links(server: Server) -> None:
     smart = _client(server, "admin")
     page = Observation.where(struct={"patient": P1, "code": "http://loinc.org|2339-0", "_count": "3"}) \

@@ -510,6 +510,24 @@ class RecordRepository:
         return total, [StoredVersion(resource_type, str(i), int(v), _aware(t) or t, None if p is None else str(p),
                                      self.codec.open(c)) for i, v, t, p, c in rows]
 
+    def type_history(self, resource_type: str, *, visible: frozenset[str] | None, count: int,
+                     offset: int) -> tuple[int, list[StoredVersion]]:
+        """Every version of every resource of a type (current and superseded), newest first; returns (total,
+        the page). ``visible``: a restricted reader's patients (their versions and shared ones only)."""
+        parts = []
+        for table in (resources, resource_history):
+            query = select(table.c.id, table.c.version, table.c.last_updated, table.c.patient_id,
+                           table.c.content).where(table.c.resource_type == resource_type)
+            if visible is not None:
+                query = query.where(or_(table.c.patient_id.in_(sorted(visible)), table.c.patient_id.is_(None)))
+            parts.append(query)
+        both = parts[0].union_all(parts[1]).subquery()
+        total = int(self.connection.execute(select(func.count()).select_from(both)).scalar_one())
+        rows = self.connection.execute(select(both).order_by(both.c.last_updated.desc(), both.c.id,
+                                                            both.c.version.desc()).limit(count).offset(offset))
+        return total, [StoredVersion(resource_type, str(i), int(v), _aware(t) or t, None if p is None else str(p),
+                                     self.codec.open(c)) for i, v, t, p, c in rows]
+
     def version(self, resource_type: str, resource_id: str, version: int) -> StoredVersion | None:
         """One version of a resource (vread); None when the resource or that version does not exist."""
         return next((v for v in self.history(resource_type, resource_id) if v.version == version), None)

@@ -103,6 +103,27 @@ async def metadata(request: Request) -> Response:
     return fhir_response(capability_statement(str(request.base_url).rstrip("/") + "/fhir", types))
 
 
+@router.get("/{resource_type}/_history")
+async def type_history(resource_type: str, request: Request, token: Token) -> Response:
+    """Every version of every resource of the type the caller may see, newest first (each version is shown
+    under the patient it was stored under then)."""
+    def work() -> Response:
+        access = _access(request, token, resource_type)
+        params = _params(request)
+        unknown = sorted(set(params) - {"_count", "_offset", "_format"})
+        if unknown:
+            raise FhirError(400, "not-supported", f"history parameter(s) not supported: {', '.join(unknown)}",
+                            expression=unknown[0])
+        page = page_of(params)
+        with access.store.connect() as connection:
+            total, found = RecordRepository(connection, access.store.codec).type_history(
+                resource_type, visible=access.principal.patient_ids, count=page.count, offset=page.offset)
+        entries = [history_entry(access.base, v, first=v.version == 1) for v in found]
+        return fhir_response(paged_bundle("history", access.base, f"{resource_type}/_history", params, page,
+                                          total, entries))
+    return await run_in_threadpool(_answer(work))
+
+
 @router.get("/{resource_type}/{resource_id}")
 async def read(resource_type: str, resource_id: str, request: Request, token: Token) -> Response:
     def work() -> Response:
