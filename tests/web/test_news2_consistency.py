@@ -92,6 +92,8 @@ def test_badge_text_and_tile_agree_and_are_labelled(world: World, browser: WebDr
     badge = text(browser, f"{item} .alert-top .badge")
     assert badge == "high", shown  # the alert's severity, as the mapping says for a medium band
     assert "critical" not in badge
+    title = browser.execute_script("return document.querySelector(arguments[0]).title", f"{item} .alert-top .badge")
+    assert title == "high alert: NEWS2 medium clinical risk (RCP 2017: urgent response)", title
     score_line = text(browser, f"{item} .alert-score")
     assert score_line.startswith("Alert's score:") and "5" in score_line, score_line
     assert f"medium clinical risk at {hh_mm(browser, second.isoformat())}" in score_line, score_line
@@ -108,7 +110,8 @@ def test_badge_text_and_tile_agree_and_are_labelled(world: World, browser: WebDr
     browser.get(world.base_url + "/#/patients")
     row = f"#patients tbody tr[data-id='{patient}']"
     wait(browser, lambda d: d.find_elements(By.CSS_SELECTOR, f"{row} .badge[data-band]"), message="the list row")
-    listed = browser.find_element(By.CSS_SELECTOR, f"{row} .badge[data-band]")
-    assert listed.text.split()[0] == "2" and listed.get_attribute("data-band") == "low"
-    assert "sev-" not in (listed.get_attribute("class") or "")
+    listed = browser.execute_script(  # read at once: the list re-renders on live events
+        "const b = document.querySelector(arguments[0]); return [b.innerText, b.dataset.band, b.className]",
+        f"{row} .badge[data-band]")
+    assert listed[0].split()[0] == "2" and listed[1] == "low" and "sev-" not in listed[2], listed
     assert "NEWS2 5: medium clinical risk" in text(browser, row)  # the alert's own text beside it

@@ -5,7 +5,7 @@
 import { call, errorText } from "./api.js";
 import { announce, ago, clear, clock, el, news2Badge, news2Label, severityBadge, throttle } from "./dom.js";
 import { subscribe } from "./events.js";
-import { alertDescription, alertLabel } from "./vocab.js";
+import { alertDescription, alertLabel, news2Band } from "./vocab.js";
 
 export function listOf(data) {
   if (Array.isArray(data)) return data;
@@ -46,6 +46,12 @@ function news2Detail(a) {
         i ? " → " : "", `${score} (${band}) ${clock(t)}`))) : null);
 }
 
+/** Why the badge says what it does: for NEWS2 the band it maps from (vocabulary news2.risk_bands). */
+function severityTitle(a) {
+  const band = a.rule === "news2" && a.details ? news2Band(a.details.risk) : null;
+  return band ? `${a.severity} alert: NEWS2 ${band.label} (RCP 2017: ${band.trigger})` : `${a.severity} alert`;
+}
+
 /** One alert as a list item with its actions; ``patient`` (optional) is a link to the patient's page. */
 export function alertItem(a, act, patient = null) {
   const actions = el("div", { class: "alert-actions" });
@@ -65,7 +71,7 @@ export function alertItem(a, act, patient = null) {
     : null;
   return el("li", { class: `alert-item status-${a.status} sev-border-${a.severity}${cleared ? " cleared" : ""}`,
                     dataset: { id: a.id, status: a.status, cleared: a.condition_cleared_at ? "true" : "false" } },
-    el("div", { class: "alert-top" }, severityBadge(a.severity), " ",
+    el("div", { class: "alert-top" }, severityBadge(a.severity, undefined, "", severityTitle(a)), " ",
        el("strong", { title: alertDescription(a.rule) }, alertLabel(a.rule)), el("span", { class: "alert-status" }, a.status)),
     cleared,
     patient ? el("p", { class: "alert-patient" }, el("a", { href: `#/patients/${encodeURIComponent(a.patient_id)}` }, patient)) : null,

@@ -82,9 +82,9 @@ export function trendNode(trend, rate) {
             el("span", { "aria-hidden": "true" }, arrow), el("span", { class: "visually-hidden" }, ` ${label}`));
 }
 
-export function severityBadge(severity, count, extra = "") {
+export function severityBadge(severity, count, extra = "", title = "") {
   const text = count === undefined ? severity : `${count} ${severity}`;
-  return el("span", { class: `badge sev-${severity} ${extra}`.trim() }, text);
+  return el("span", { class: `badge sev-${severity} ${extra}`.trim(), ...(title ? { title } : {}) }, text);
 }
 
 /** The label of a NEWS2 band from the one mapping (vocabulary ``news2.risk_bands``: "medium clinical risk"). */

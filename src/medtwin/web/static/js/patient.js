@@ -51,7 +51,7 @@ function header(ctx) {
     `twin v${ctx.summary.version}`].filter(Boolean).join(" · ");
   const allergies = (s.allergies || []).map((a) => el("span", {
     class: `chip allergy ${a.criticality === "high" ? "crit" : ""}`, title: a.criticality ? `criticality: ${a.criticality}` : "",
-  }, a.display || a.code || "allergy"));
+  }, shortName(a.code, a.display) || "allergy"));
   const problems = (s.problems || []).map((p) => el("span", { class: "chip", title: p.display || "" }, shortName(p.code, p.display) || "?"));
   const meds = (s.medications || []).map((m) => el("span", { class: "chip med" }, m.display || m.code || "?"));
   const genes = ctx.summary.pharmacogenomics ? ctx.summary.pharmacogenomics.genes : [];

@@ -55,7 +55,7 @@ export async function mountRecord(panel, ctx) {
     card("Active problems", (s.problems || []).map((p) => el("li", nameNode(p, "span", {}, "SNOMED CT"), " ", el("span", { class: "when" }, p.onset ? `since ${isoDay(p.onset)}` : "")))),
     card("Medications", (s.medications || []).map((m) => el("li", m.display || m.code, m.dosage ? ` — ${m.dosage}` : "", " ",
       el("span", { class: "when" }, isoDay(m.authored_on))))),
-    card("Allergies", (s.allergies || []).map((a) => el("li", a.display || a.code,
+    card("Allergies", (s.allergies || []).map((a) => el("li", nameNode(a, "span", {}, "SNOMED CT"),
       a.criticality ? el("span", { class: `chip ${a.criticality === "high" ? "crit" : ""}` }, a.criticality) : "",
       a.category && a.category.length ? el("span", { class: "when" }, ` ${a.category.join(", ")}`) : ""))),
     card("Latest vital signs", (s.vitals || []).map((v) => el("li", nameNode(v), `: ${measure(v)} `, el("span", { class: "when" }, isoDay(v.time))))),
