@@ -67,7 +67,9 @@ def _richards(v0: Array, k: Array, omega: Array, lam: Array, t: Array) -> Array:
     small = np.abs(lam) < _SMALL_LAMBDA
     safe = np.where(small, 1.0, lam)
     with np.errstate(over="ignore", invalid="ignore", divide="ignore"):
-        general = np.log1p(np.expm1(safe * r) * decay) / safe
+        # log(1 + (e^(lam r) - 1) e^(-w t)) = log(e^(lam r - w t) + (1 - e^(-w t))): two positive terms, no
+        # cancellation (exact v0 at t = 0 however far v0 is from K)
+        general = np.logaddexp(safe * r - omega * t, np.log(-np.expm1(-omega * t))) / safe
     log_ratio = np.where(small, r * decay, general)
     return np.asarray(k * np.exp(np.clip(log_ratio, -700.0, 700.0)), dtype=float)
 
