@@ -38,16 +38,31 @@ class VisitLog:
     events: int
 
 
-def capacity_events(capacity_week: np.ndarray, start_how: int, horizon_h: float) -> list[tuple[float, int, int, int]]:
-    """(time, kind, unit, new capacity) at each hour where a unit's usable beds change."""
+#: (unit index, start hour, end hour, beds out of use): equipment downtime, a closed bay
+Outage = tuple[int, float, float, int]
+
+
+def capacity_events(capacity_week: np.ndarray, start_how: int, horizon_h: float,
+                    outages: list[Outage] | None = None) -> list[tuple[float, int, int, int]]:
+    """(time, kind, unit, new capacity) wherever a unit's usable beds change: roster hours, and the start
+    and end of outages (capacity = rostered beds - beds out, never below 0)."""
     hours = np.arange(1, int(np.ceil(horizon_h)))
     out: list[tuple[float, int, int, int]] = []
     for unit, week in enumerate(capacity_week):
+        own = [o for o in outages or [] if o[0] == unit]
         cap = week[(start_how + hours) % HOURS_PER_WEEK]
         prev = week[(start_how + hours - 1) % HOURS_PER_WEEK]
-        for h in hours[cap != prev]:
-            out.append((float(h), _CAPACITY, unit, int(week[(start_how + h) % HOURS_PER_WEEK])))
+        times = set(hours[cap != prev].astype(float).tolist())
+        times |= {t for o in own for t in (o[1], o[2]) if 0 <= t < horizon_h}
+        for t in sorted(times):
+            beds = int(week[(start_how + int(t)) % HOURS_PER_WEEK]) - sum(o[3] for o in own if o[1] <= t < o[2])
+            out.append((t, _CAPACITY, unit, max(beds, 0)))
     return out
+
+
+def initial_capacity(capacity_week: np.ndarray, start_how: int, outages: list[Outage] | None) -> list[int]:
+    return [max(int(week[start_how % HOURS_PER_WEEK]) - sum(o[3] for o in outages or [] if o[0] == u and o[1] <= 0 < o[2]), 0)
+            for u, week in enumerate(capacity_week)]
 
 
 class Engine:
@@ -55,7 +70,7 @@ class Engine:
 
     def __init__(self, model: HospitalModel, patients: Patients, horizon_h: float, start_how: int = 0,
                  capacity_week: np.ndarray | None = None, in_service: np.ndarray | None = None,
-                 joined_h: np.ndarray | None = None) -> None:
+                 joined_h: np.ndarray | None = None, outages: list[Outage] | None = None) -> None:
         self.horizon = horizon_h
         self.p = patients
         n, hops = patients.path.shape
@@ -74,7 +89,7 @@ class Engine:
         self.token = [0] * n
         self.spell_end = [float("inf")] * n
         week = model.capacity_by_hour() if capacity_week is None else capacity_week
-        self.cap = [int(week[u, start_how % HOURS_PER_WEEK]) for u in range(len(model.units))]
+        self.cap = initial_capacity(week, start_how, outages)
         self.busy = [0] * len(model.units)
         self.in_service: list[set[int]] = [set() for _ in model.units]
         self.queues: list[list[tuple[int, float, int]]] = [[] for _ in model.units]
@@ -82,7 +97,7 @@ class Engine:
         self.preemptive = [u.preemptive for u in model.units]
         self.events = 0
         self.heap: list[tuple[float, int, int, int, int]] = [
-            (t, kind, unit, cap, 0) for t, kind, unit, cap in capacity_events(week, start_how, horizon_h)]
+            (t, kind, unit, cap, 0) for t, kind, unit, cap in capacity_events(week, start_how, horizon_h, outages)]
         self._seed(in_service, joined_h)
         heapq.heapify(self.heap)
 

@@ -28,7 +28,7 @@ def run_one(model: HospitalModel, scenario: Scenario, seed: int, rep: int, horiz
     applied = scenario.apply(model)
     patients = arrivals(applied, seed, rep, horizon_h, start_how, scenario.arrival_multiplier,
                         scenario.los_multiplier)
-    log = Engine(applied, patients, horizon_h, start_how).run()
+    log = Engine(applied, patients, horizon_h, start_how, outages=scenario.outage_tuples(applied)).run()
     out = summarise(log, applied, warmup_h)
     out["events"] = float(log.events)
     return out

@@ -11,6 +11,16 @@ from pydantic import BaseModel, ConfigDict, Field
 from medtwin.hospital.model import HospitalModel, HospitalModelError, parse_model
 
 
+class Outage(BaseModel):
+    """Beds (or a device's slots: a CT scanner modelled as a unit) out of use for a while."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+    unit: str
+    start_h: float = Field(ge=0, description="hours from the run's start")
+    duration_h: float = Field(gt=0)
+    beds: int = Field(ge=1)
+
+
 class Scenario(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
     name: str = Field(min_length=1)
@@ -18,6 +28,16 @@ class Scenario(BaseModel):
     los_multiplier: float = Field(default=1.0, gt=0, le=10)
     beds: dict[str, int] = Field(default_factory=dict, description="unit -> beds (reallocation, new wing)")
     staff_by_hour: dict[str, list[int]] = Field(default_factory=dict, description="role -> roster (24 or 168)")
+    outages: list[Outage] = Field(default_factory=list, description="equipment downtime, closed bays")
+
+    def outage_tuples(self, model: HospitalModel) -> list[tuple[int, float, float, int]]:
+        index = model.unit_index()
+        out = []
+        for i, o in enumerate(self.outages):
+            if o.unit not in index:
+                raise HospitalModelError(f"scenario {self.name!r}.outages[{i}].unit", f"no unit {o.unit!r}")
+            out.append((index[o.unit], o.start_h, o.start_h + o.duration_h, o.beds))
+        return out
 
     def apply(self, model: HospitalModel) -> HospitalModel:
         """The model with this scenario's beds and rosters; errors name ``scenario.<field>``."""
