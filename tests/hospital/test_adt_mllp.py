@@ -156,3 +156,26 @@ def test_cli_listen_answers_over_tcp() -> None:
     finally:
         if proc.poll() is None:
             proc.kill()
+
+
+def encounter(version: str, updated: str, unit: str, start: str, status: str = "in-progress") -> dict:
+    return {"resourceType": "Encounter", "id": "enc-1", "status": status,
+            "meta": {"versionId": version, "lastUpdated": updated},
+            "subject": {"reference": "Patient/p1"},
+            "location": [{"location": {"reference": f"Location/{unit}"}, "status": "active",
+                          "period": {"start": start}}]}
+
+
+def test_fhir_encounter_create_update_out_of_order_and_bad() -> None:
+    tracker = CensusTracker(UNITS)
+    assert tracker.handle_encounter(encounter("1", "2026-12-07T10:00:00Z", "ed_treatment", "2026-12-07T10:00:00Z")).accepted
+    assert tracker.handle_encounter(encounter("2", "2026-12-07T13:00:00Z", "ward", "2026-12-07T13:00:00Z")).accepted
+    stale = tracker.handle_encounter(encounter("1b", "2026-12-07T11:00:00Z", "icu", "2026-12-07T11:00:00Z"))
+    assert stale.duplicate  # older than what is applied: acknowledged, ignored
+    assert tracker.counts() == {"ed_treatment": 0, "ward": 1, "icu": 0}
+    assert tracker.census(NOW).elapsed_h.tolist() == [5.0]
+    bad = tracker.handle_encounter(encounter("3", "2026-12-07T14:00:00Z", "roof", "2026-12-07T14:00:00Z"))
+    assert not bad.accepted and bad.field == "Encounter.location[0].location"
+    assert tracker.counts()["ward"] == 1  # nothing applied
+    done = encounter("4", "2026-12-07T15:00:00Z", "ward", "2026-12-07T13:00:00Z", status="finished")
+    assert tracker.handle_encounter(done).accepted and sum(tracker.counts().values()) == 0

@@ -146,6 +146,7 @@ class CensusTracker:
         self._seen: set[str] = set()
         self.quarantine: list[dict[str, str]] = []
         self.handled: list[Outcome] = []  # every answer given, in order
+        self._encounter_seen: dict[str, tuple[str, datetime]] = {}
 
     def handle(self, text: str) -> Outcome:
         outcome = self._handle(text)
@@ -172,6 +173,23 @@ class CensusTracker:
         self.quarantine.append({"control_id": control, "field": error.field, "reason": error.message, "raw": text})
         return Outcome(control, False, field=error.field, reason=error.message)
 
+    def handle_encounter(self, resource: dict[str, object]) -> Outcome:
+        """A FHIR R4 Encounter (create or update): the active ``location`` entry is where the patient is,
+        since its period start; ``finished`` discharges, ``cancelled``/``entered-in-error`` removes.
+        Idempotent on (id, meta.versionId); an update older (meta.lastUpdated) than the one applied is
+        acknowledged and ignored (out of order)."""
+        try:
+            key, version, updated, stay = parse_encounter(resource, self._unit_set)
+        except AdtError as error:
+            return self._refuse(str(resource.get("id", "")), error, "")
+        control = f"Encounter/{key[:12]}/_history/{version}"
+        previous = self._encounter_seen.get(key)
+        if previous is not None and (previous[0] == version or previous[1] > updated):
+            return Outcome(control, True, duplicate=True)
+        self._encounter_seen[key] = (version, updated)
+        self._stays[f"enc:{key}"] = stay
+        return Outcome(control, True)
+
     def counts(self) -> dict[str, int]:
         out = dict.fromkeys(self.units, 0)
         for stay in self._stays.values():
@@ -186,6 +204,45 @@ class CensusTracker:
         return Census(np.array([index[s.unit] for s in here if s.unit], dtype=np.int64),
                       np.full(len(here), 3, dtype=np.int64), np.ones(len(here), dtype=bool),
                       np.array([max((now - s.since).total_seconds() / 3600, 0.0) for s in here if s.since]))
+
+
+def _fhir_time(value: object, where: str) -> datetime:
+    if not isinstance(value, str):
+        raise AdtError(where, "a FHIR dateTime is required")
+    try:
+        parsed = datetime.fromisoformat(value.replace("Z", "+00:00"))
+    except ValueError:
+        raise AdtError(where, f"not a FHIR dateTime: {value!r}") from None
+    return parsed if parsed.tzinfo else parsed.replace(tzinfo=UTC)
+
+
+def parse_encounter(resource: dict[str, object], units: set[str]) -> tuple[str, str, datetime, Stay]:
+    """(key digest, version, last updated, stay) of an Encounter; AdtError names the FHIR path."""
+    if resource.get("resourceType") != "Encounter" or not isinstance(resource.get("id"), str):
+        raise AdtError("Encounter.id", "an Encounter with an id")
+    meta = resource.get("meta") if isinstance(resource.get("meta"), dict) else {}
+    assert isinstance(meta, dict)
+    version = str(meta.get("versionId", "1"))
+    updated = _fhir_time(meta.get("lastUpdated", "1970-01-01T00:00:00Z"), "Encounter.meta.lastUpdated")
+    key = hashlib.sha256(str(resource["id"]).encode()).hexdigest()
+    status = resource.get("status")
+    if status in ("cancelled", "entered-in-error", "finished"):
+        return key, version, updated, Stay()
+    locations = resource.get("location")
+    if not isinstance(locations, list) or not locations:
+        raise AdtError("Encounter.location", "an in-progress Encounter needs its location")
+    active = [i for i, loc in enumerate(locations) if isinstance(loc, dict) and loc.get("status", "active") == "active"]
+    if not active:
+        raise AdtError("Encounter.location", "no active location")
+    i = active[-1]
+    entry = locations[i]
+    ref = entry.get("location", {}) if isinstance(entry.get("location"), dict) else {}
+    unit = str(ref.get("reference", "")).removeprefix("Location/") or str(ref.get("display", ""))
+    if unit not in units:
+        raise AdtError(f"Encounter.location[{i}].location", f"unknown unit {unit!r}")
+    period = entry.get("period") if isinstance(entry.get("period"), dict) else {}
+    since = _fhir_time(period.get("start"), f"Encounter.location[{i}].period.start")
+    return key, version, updated, Stay(unit, since)
 
 
 def _control_of(text: str) -> str:
