@@ -166,3 +166,31 @@ def test_the_original_patient_id_finds_the_patient(store: Store) -> None:
         assert repo.resolve_patient("MRN-77") == server_id
         assert repo.find_by_source_id("Observation", "3f1c0c2e-5a8b-4bcb-a1d0-0c8c1f6a1111") is None
         assert repo.resolve_patient("no-such-id") is None
+
+
+def test_export_has_valid_full_urls_include_modes_versions_and_reimports_unchanged(store: Store) -> None:
+    """Issue 16 defect 3."""
+    from medtwin.twin.build import export_patient
+
+    shared = {"resourceType": "Organization", "id": "org-1", "name": "General"}
+    bundle = _bundle(170.0)
+    bundle["entry"].insert(0, {"resource": shared})
+    bundle["entry"][2]["resource"]["performer"] = [{"reference": "Organization/org-1"}]
+    assert _import(store, bundle).ok
+    assert _import(store, _bundle(171.0) | {"entry": [bundle["entry"][0], bundle["entry"][1],
+                                                        {"resource": bundle["entry"][2]["resource"]
+                                                         | {"valueQuantity": {"value": 171.0}}}]}).ok
+    exported = export_patient(store, "p-1")
+    assert exported is not None and "link" not in exported
+    modes = {e["resource"]["resourceType"]: e["search"]["mode"] for e in exported["entry"]}
+    assert modes == {"Patient": "match", "Observation": "match", "Organization": "include"}
+    assert exported["total"] == 2
+    assert all(e["fullUrl"].startswith("urn:uuid:") and len(e["fullUrl"]) == 45 for e in exported["entry"])
+    observation = next(e["resource"] for e in exported["entry"] if e["resource"]["resourceType"] == "Observation")
+    assert observation["meta"]["versionId"] == "2" and observation["meta"]["lastUpdated"].endswith("Z")
+    served = export_patient(store, "p-1", base_url="http://host/fhir/")
+    assert served is not None and served["link"] == [{"relation": "self",
+                                                       "url": "http://host/fhir/Patient/p-1/$everything"}]
+    assert {e["fullUrl"] for e in served["entry"]} >= {"http://host/fhir/Observation/obs-1"}
+    again = import_units(store, [RawUnit("export.json", "json", exactjson.loads(exactjson.dumps(exported)))])
+    assert again.ok and again.totals()["updated"] == 0 and again.totals()["created"] == 0

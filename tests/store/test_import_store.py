@@ -12,6 +12,7 @@ import orjson
 import pytest
 from sqlalchemy import func, select
 
+from medtwin.record import exactjson
 from medtwin.record.sources import RawUnit, read_units
 from medtwin.store.database import Store
 from medtwin.store.records import RecordRepository
@@ -57,7 +58,7 @@ def test_synthea_import_counts_round_trip_and_idempotency(store: Store, synthea_
     assert len(exports) == len(ids)
     empty = Store(f"sqlite:///{tmp_path / 'roundtrip.db'}")
     empty.migrate()
-    units = [RawUnit(f"export-{i}.json", "json", orjson.loads(orjson.dumps(b))) for i, b in enumerate(exports)]
+    units = [RawUnit(f"export-{i}.json", "json", exactjson.loads(exactjson.dumps(b))) for i, b in enumerate(exports)]
     assert import_units(empty, units).ok
     original = _all_resources(store)
     copied = _all_resources(empty)

@@ -7,6 +7,7 @@ from datetime import datetime
 from typing import Any
 
 from medtwin.record.fhirtime import format_datetime
+from medtwin.record.prepare import uuid5
 
 
 def references_of(node: Any) -> set[str]:
@@ -27,18 +28,39 @@ def references_of(node: Any) -> set[str]:
     return found
 
 
-def searchset_bundle(resources: Iterable[dict[str, Any]], *, base_url: str, now: datetime) -> dict[str, Any]:
-    """A searchset Bundle of ``resources`` (Patient first), fullUrls under ``base_url``."""
+def with_version(resource: dict[str, Any], version: int, last_updated: datetime) -> dict[str, Any]:
+    """``resource`` with the store's ``meta.versionId`` and ``meta.lastUpdated`` (other meta kept)."""
+    meta = dict(resource.get("meta") or {})
+    meta["versionId"] = str(version)
+    meta["lastUpdated"] = format_datetime(last_updated)
+    return {**resource, "meta": meta}
+
+
+def full_url(base_url: str | None, resource: dict[str, Any]) -> str:
+    """An entry's fullUrl: ``base/Type/id`` on a server, else a ``urn:uuid:`` derived from ``Type/id`` (an
+    export written to a file has no server address; ``urn:medtwin/...`` was not a valid URN)."""
+    key = f"{resource['resourceType']}/{resource['id']}"
+    if base_url:
+        return f"{base_url.rstrip('/')}/{key}"
+    return f"urn:uuid:{uuid5(key)}"
+
+
+def searchset_bundle(resources: Iterable[dict[str, Any]], *, base_url: str | None, now: datetime,
+                     included: frozenset[str] = frozenset(), self_link: str | None = None) -> dict[str, Any]:
+    """A searchset Bundle of ``resources`` (Patient first), fullUrls under ``base_url`` (see :func:`full_url`).
+    Resources whose ``Type/id`` is in ``included`` were not asked for but are referenced by those that were:
+    ``search.mode`` ``include``; the others ``match`` (``total`` counts only those)."""
     ordered = sorted(resources, key=lambda r: (r.get("resourceType") != "Patient", str(r.get("resourceType")),
                                                str(r.get("id"))))
-    base = base_url.rstrip("/")
-    return {
+    modes = ["include" if f"{r['resourceType']}/{r['id']}" in included else "match" for r in ordered]
+    bundle: dict[str, Any] = {
         "resourceType": "Bundle",
         "type": "searchset",
         "timestamp": format_datetime(now),
-        "total": len(ordered),
-        "entry": [
-            {"fullUrl": f"{base}/{r['resourceType']}/{r['id']}", "resource": r, "search": {"mode": "match"}}
-            for r in ordered
-        ],
+        "total": modes.count("match"),
     }
+    if self_link:
+        bundle["link"] = [{"relation": "self", "url": self_link}]
+    bundle["entry"] = [{"fullUrl": full_url(base_url, r), "resource": r, "search": {"mode": mode}}
+                       for r, mode in zip(ordered, modes, strict=True)]
+    return bundle

@@ -143,6 +143,11 @@ class PreparedResource:
     #: The id the resource had in the input when the server gave it another (a Synthea Patient's UUID):
     #: stored as a blind token, so the sender's id still finds the resource (``find_by_source_id``).
     source_id: str | None = None
+    #: ``meta.lastUpdated`` as sent. ``meta.versionId`` and ``meta.lastUpdated`` are the server's to set (the
+    #: store keeps version and time in their own columns and adds them on the way out): they are taken out
+    #: of what is stored, so an export re-imported is unchanged; the time sent is kept here for the
+    #: store's check that older content does not replace newer.
+    sent_last_updated: str | None = None
 
     @property
     def content(self) -> dict[str, Any]:
@@ -356,21 +361,22 @@ def _prepare(data: Any, *, source: str, existing: ExistingRecords, kind: str | N
     # Serialise each resource with its server id; the references that may need the store (conditional, or
     # relative to a resource outside the unit) are then asked in one batch, and the JSON is cut at every
     # reference to rewrite them.
-    staged: list[tuple[_Assigned, dict[str, Any], bytes]] = []
+    staged: list[tuple[_Assigned, dict[str, Any], bytes, str | None]] = []
     literals: set[bytes] = set()
     for a in assigned:
         if not a.write:
             continue
         given = dict(a.entry.resource)
         given["id"] = a.id
+        sent = _take_server_meta(given)
         raw = exactjson.dumps(given)
         if _REFERENCE_KEY in raw:
             literals.update(_STORE_REFERENCE.findall(raw))
-        staged.append((a, given, raw))
+        staged.append((a, given, raw, sent))
     resolver.prefetch(literals)
 
     prepared: list[PreparedResource] = []
-    for a, given, raw in staged:
+    for a, given, raw, sent in staged:
         e = a.entry
         pieces = raw.split(_REFERENCE_KEY) if _REFERENCE_KEY in raw else None
         raw, resolved = resolver.rewrite(given, raw, pieces, entry=e.number, path=e.resource_type)
@@ -386,6 +392,7 @@ def _prepare(data: Any, *, source: str, existing: ExistingRecords, kind: str | N
                 name_tokens=_name_tokens(given),
                 named_by=a.named_by,
                 source_id=_source_id(e.resource, a.id),
+                sent_last_updated=sent,
             )
         )
     return PreparedUnit(source=source, kind=unit_kind, resources=prepared, matched_existing=matched)
@@ -430,6 +437,21 @@ def _assign_id(e: _Entry, store: _Prefetched, local_identifiers: dict[Identifier
         return parts[1], True, "url"
     raise UnsupportedError(f"request.method {method!r} is not supported by import", entry=e.number,
                            field="Bundle.entry.request.method")
+
+
+def _take_server_meta(resource: dict[str, Any]) -> str | None:
+    """Remove ``meta.versionId``/``meta.lastUpdated`` from ``resource`` (a shallow copy: the input's ``meta``
+    is copied, not changed); returns the ``lastUpdated`` sent."""
+    meta = resource.get("meta")
+    if not isinstance(meta, dict) or ("versionId" not in meta and "lastUpdated" not in meta):
+        return None
+    kept = {k: v for k, v in meta.items() if k not in ("versionId", "lastUpdated")}
+    if kept:
+        resource["meta"] = kept
+    else:
+        del resource["meta"]
+    sent = meta.get("lastUpdated")
+    return sent if isinstance(sent, str) else None
 
 
 def _source_id(resource: dict[str, Any], rid: str) -> str | None:

@@ -100,7 +100,7 @@ _INDEX_COLUMNS = ("resource_pk", "patient_id", "resource_type", "element", "syst
                   "value_norm", "unit_norm", "unit_valid", "value_text")
 _IDENTIFIER_COLUMNS = ("resource_pk", "resource_type", "token", "kind")
 _RESOURCE_COLUMNS = ("resource_type", "id", "patient_id", "version", "last_updated", "import_id", "content_hash",
-                     "content")
+                     "content", "sent_last_updated")
 
 
 def _same(value: datetime) -> datetime:
@@ -109,6 +109,11 @@ def _same(value: datetime) -> datetime:
 
 def _maybe(convert: Any, value: datetime | None) -> Any:
     return None if value is None else convert(value)
+
+
+def _as_datetime(value: Any) -> datetime:
+    """A DATETIME read through the SQLite driver directly comes back as SQLAlchemy's text form."""
+    return datetime.fromisoformat(value) if isinstance(value, str) else value  # type: ignore[no-any-return]
 
 
 def _aware(value: datetime | None) -> datetime | None:
@@ -135,11 +140,9 @@ def _identifier_rows(pk: int, res: PreparedResource, blind: Callable[[str], str]
     return [(pk, res.resource_type, token, kind) for token, kind in sorted(tokens)]
 
 
-def _last_updated(resource: dict[str, Any]) -> datetime | None:
-    """A resource's ``meta.lastUpdated`` (None when absent or not a valid instant)."""
-    meta = resource.get("meta")
-    stamp = meta.get("lastUpdated") if isinstance(meta, dict) else None
-    if not isinstance(stamp, str):
+def _instant(stamp: str | None) -> datetime | None:
+    """A FHIR instant as an aware datetime (None when absent or not valid)."""
+    if stamp is None:
         return None
     try:
         return _aware(parse_datetime(stamp))
@@ -326,7 +329,8 @@ class RecordRepository:
         written: list[tuple[int, PreparedResource]] = []
         new_rows = [
             {"resource_type": res.resource_type, "id": res.id, "patient_id": res.patient_id, "version": 1,
-             "last_updated": now, "import_id": import_id, "content_hash": digest, "content": blob}
+             "last_updated": now, "import_id": import_id, "content_hash": digest, "content": blob,
+             "sent_last_updated": _instant(res.sent_last_updated)}
             for res, digest, blob in new
         ]
         for start in range(0, len(new_rows), _CHUNK):
@@ -348,7 +352,7 @@ class RecordRepository:
             self.connection.execute(
                 update(resources).where(resources.c.pk == pk).values(
                     patient_id=res.patient_id, version=version + 1, last_updated=now, import_id=import_id,
-                    content_hash=digest, content=blob,
+                    content_hash=digest, content=blob, sent_last_updated=_instant(res.sent_last_updated),
                 )
             )
         if not changed:
@@ -362,13 +366,13 @@ class RecordRepository:
     def _keep_history(self, pks: list[int]) -> None:
         """Copy the current rows of ``pks`` to ``resource_history`` (before they are overwritten)."""
         columns = ("resource_pk", "resource_type", "id", "patient_id", "version", "last_updated", "import_id",
-                   "content_hash", "content")
+                   "content_hash", "content", "sent_last_updated")
         for start in range(0, len(pks), _CHUNK):
             chunk = pks[start:start + _CHUNK]
             self.connection.execute(insert(resource_history).from_select(list(columns), select(
                 resources.c.pk, resources.c.resource_type, resources.c.id, resources.c.patient_id,
                 resources.c.version, resources.c.last_updated, resources.c.import_id, resources.c.content_hash,
-                resources.c.content).where(resources.c.pk.in_(chunk))))
+                resources.c.content, resources.c.sent_last_updated).where(resources.c.pk.in_(chunk))))
 
     def _refuse_reverts(self, changed: list[tuple[PreparedResource, str, bytes, int, int]]) -> None:
         """Raise :class:`ConflictError` for the first changed resource that would go back to the content of
@@ -392,11 +396,12 @@ class RecordRepository:
                         f"{res.resource_type}/{res.id} would go back to the content of its version {old_version} "
                         f"(version {version} is stored and newer): an older bundle; import it forced to revert",
                         entry=res.entry, field=f"{res.resource_type}.id")
-        dated = {pk: stamp for pk, (res, _, _) in by_pk.items() if (stamp := _last_updated(res.source)) is not None}
+        dated = {pk: stamp for pk, (res, _, _) in by_pk.items()
+                 if (stamp := _instant(res.sent_last_updated)) is not None}
         if dated:
-            for pk, blob in self.connection.execute(
-                    select(resources.c.pk, resources.c.content).where(resources.c.pk.in_(list(dated)))):
-                stored = _last_updated(orjson.loads(self.codec.open(blob)))
+            for pk, stored in self.connection.execute(
+                    select(resources.c.pk, resources.c.sent_last_updated).where(resources.c.pk.in_(list(dated)))):
+                stored = _aware(_as_datetime(stored))
                 if stored is not None and stored > dated[int(pk)]:
                     res = by_pk[int(pk)][0]
                     raise ConflictError(
@@ -440,7 +445,8 @@ class RecordRepository:
         (the first and last row must be the first and last resource) and, should it ever not hold, the keys
         are read back by (type, id)."""
         stamp = _sqlite_datetime(now)
-        params = [(res.resource_type, res.id, res.patient_id, 1, stamp, import_id, digest, blob)
+        params = [(res.resource_type, res.id, res.patient_id, 1, stamp, import_id, digest, blob,
+                   _maybe(_sqlite_datetime, _instant(res.sent_last_updated)))
                   for res, digest, blob in new]
         _sqlite_executemany(self.connection, resources, _RESOURCE_COLUMNS, params)
         last = int(self.connection.exec_driver_sql("SELECT last_insert_rowid()").scalar_one())
@@ -544,15 +550,22 @@ class RecordRepository:
         return None if row is None else self._decode(row[0])
 
     def get_many(self, keys: Iterable[tuple[str, str]]) -> list[dict[str, Any]]:
-        keys = list(keys)
-        out: list[dict[str, Any]] = []
-        for start in range(0, len(keys), _CHUNK):
-            rows = self.connection.execute(
-                select(resources.c.content)
-                .where(tuple_(resources.c.resource_type, resources.c.id).in_(keys[start:start + _CHUNK]))
-            )
-            out.extend(self._decode(r[0]) for r in rows)
-        return out
+        return [self._decode(row[2]) for row in self._stored_rows(list(keys), ("content",))]
+
+    def versions_of(self, keys: Iterable[tuple[str, str]]) -> list[StoredVersion]:
+        """The current versions of the stored ones among the (type, id) keys (one indexed query per chunk)."""
+        return [StoredVersion(str(t), str(i), int(v), _aware(_as_datetime(u)) or u, None if p is None else str(p),
+                              self.codec.open(c))
+                for t, i, v, u, p, c in self._stored_rows(list(keys), ("version", "last_updated", "patient_id",
+                                                                        "content"))]
+
+    def patient_versions(self, patient_id: str) -> list[StoredVersion]:
+        """The current versions of every resource stored under a patient."""
+        rows = self.connection.execute(
+            select(resources.c.resource_type, resources.c.id, resources.c.version, resources.c.last_updated,
+                   resources.c.content).where(resources.c.patient_id == patient_id).order_by(resources.c.pk))
+        return [StoredVersion(str(t), str(i), int(v), _aware(u) or u, patient_id, self.codec.open(c))
+                for t, i, v, u, c in rows]
 
     def patient_resources(self, patient_id: str, resource_types: Sequence[str] | None = None) -> list[dict[str, Any]]:
         query = select(resources.c.content).where(resources.c.patient_id == patient_id)

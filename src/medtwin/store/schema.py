@@ -60,6 +60,9 @@ resources = Table(
     Column("import_id", String(36), ForeignKey("imports.id"), nullable=True),
     Column("content_hash", String(64), nullable=False, doc="SHA-256 of canonical JSON"),
     Column("content", LargeBinary, nullable=False, doc="Full resource JSON, sealed by the codec"),
+    Column("sent_last_updated", DateTime(timezone=True),
+           doc="meta.lastUpdated as the sender gave it (meta.versionId/lastUpdated are the server's and are "
+               "not kept in content): older content does not replace newer (0006)"),
     UniqueConstraint("resource_type", "id", name="uq_resources_type_id"),
 )
 Index("ix_resources_patient_type", resources.c.patient_id, resources.c.resource_type)
@@ -81,6 +84,7 @@ resource_history = Table(
     Column("import_id", String(36), ForeignKey("imports.id"), nullable=True),
     Column("content_hash", String(64), nullable=False),
     Column("content", LargeBinary, nullable=False, doc="The version's JSON, sealed by the codec"),
+    Column("sent_last_updated", DateTime(timezone=True)),
     UniqueConstraint("resource_pk", "version", name="uq_resource_history_resource_version"),
 )
 Index("ix_resource_history_type_updated", resource_history.c.resource_type, resource_history.c.last_updated)

@@ -18,7 +18,7 @@ import orjson
 from sqlalchemy import Connection, insert, update
 
 from medtwin.record.errors import RecordError
-from medtwin.record.export import references_of, searchset_bundle
+from medtwin.record.export import references_of, searchset_bundle, with_version
 from medtwin.record.prepare import ExistingRecords, PreparedUnit, prepare
 from medtwin.record.sources import RawUnit
 from medtwin.security.write_policy import ReachLimitedRecords, Writer, authorise_unit
@@ -253,19 +253,27 @@ def patient_summary(store: Store, patient_id: str) -> tuple[PatientSummary, int,
     return PatientSummary.model_validate(latest.payload), latest.version, latest.provenance
 
 
-def export_patient(store: Store, patient_id: str, *, base_url: str = "urn:medtwin", clock: Clock = utc_now
+def export_patient(store: Store, patient_id: str, *, base_url: str | None = None, clock: Clock = utc_now
                    ) -> dict[str, Any] | None:
-    """The complete record of a patient plus every resource it references (transitively), as a Bundle."""
+    """The complete record of a patient (``search.mode`` match) plus every resource it references,
+    transitively (``include``), as a searchset Bundle; each resource with its ``meta.versionId`` and
+    ``meta.lastUpdated`` and its decimals as stored. ``base_url``: the server's FHIR base (fullUrls and the
+    self link under it); None for a file (``urn:uuid:`` fullUrls)."""
     with store.connect() as connection:
         records = RecordRepository(connection, store.codec)
         if not records.exists("Patient", patient_id):
             return None
-        collected = {f"{r['resourceType']}/{r['id']}": r for r in records.patient_resources(patient_id)}
+        versions = records.patient_versions(patient_id)
+        collected = {f"{v.resource_type}/{v.id}": with_version(v.resource(), v.version, v.last_updated)
+                     for v in versions}
+        matched = frozenset(collected)
         frontier = set().union(*(references_of(r) for r in collected.values())) - set(collected)
         while frontier:
-            keys = [tuple(k.split("/", 1)) for k in sorted(frontier)]
-            fetched = records.get_many([(t, i) for t, i in keys])
-            new = {f"{r['resourceType']}/{r['id']}": r for r in fetched}
+            keys = [(t, i) for t, i in (k.split("/", 1) for k in sorted(frontier))]
+            new = {f"{v.resource_type}/{v.id}": with_version(v.resource(), v.version, v.last_updated)
+                   for v in records.versions_of(keys)}
             collected.update(new)
             frontier = set().union(*(references_of(r) for r in new.values())) - set(collected) if new else set()
-    return searchset_bundle(collected.values(), base_url=base_url, now=clock())
+    self_link = f"{base_url.rstrip('/')}/Patient/{patient_id}/$everything" if base_url else None
+    return searchset_bundle(collected.values(), base_url=base_url, now=clock(),
+                            included=frozenset(collected) - matched, self_link=self_link)

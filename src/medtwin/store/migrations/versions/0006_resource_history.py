@@ -6,7 +6,8 @@ Revises: 0005_alert_cleared
 Why: an update used to overwrite the stored row, so an older version was gone and re-importing an older
 bundle silently reverted the data (issue 16 defect 1). The current version stays in ``resources``; each
 update copies the row it supersedes to ``resource_history`` first. Existing rows have no earlier versions
-to keep (they were overwritten before this revision).
+to keep (they were overwritten before this revision). ``sent_last_updated`` (both tables): the sender's
+``meta.lastUpdated``; meta.versionId/lastUpdated are the server's and are no longer kept in the content.
 """
 
 import sqlalchemy as sa
@@ -32,6 +33,7 @@ def upgrade() -> None:
         sa.Column("import_id", sa.String(36), nullable=True),
         sa.Column("content_hash", sa.String(64), nullable=False),
         sa.Column("content", sa.LargeBinary, nullable=False),
+        sa.Column("sent_last_updated", sa.DateTime(timezone=True), nullable=True),
         sa.PrimaryKeyConstraint("pk", name=op.f("pk_resource_history")),
         sa.ForeignKeyConstraint(["resource_pk"], ["resources.pk"], ondelete="CASCADE",
                                 name=op.f("fk_resource_history_resource_pk_resources")),
@@ -39,8 +41,12 @@ def upgrade() -> None:
         sa.UniqueConstraint("resource_pk", "version", name=op.f("uq_resource_history_resource_version")),
     )
     op.create_index("ix_resource_history_type_updated", "resource_history", ["resource_type", "last_updated"])
+    with op.batch_alter_table("resources") as batch:
+        batch.add_column(sa.Column("sent_last_updated", sa.DateTime(timezone=True), nullable=True))
 
 
 def downgrade() -> None:
+    with op.batch_alter_table("resources") as batch:
+        batch.drop_column("sent_last_updated")
     op.drop_index("ix_resource_history_type_updated", table_name="resource_history")
     op.drop_table("resource_history")
