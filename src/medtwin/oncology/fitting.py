@@ -27,6 +27,7 @@ Array = NDArray[np.float64]
 BoolArray = NDArray[np.bool_]
 BROAD_TAU = 5.0  # prior SD on theta of the default (weakly regularised) fit
 DEFAULT_SIGMA = 0.1  # relative observation SD of the default fit
+FTOL = 1e-8  # relative change of the objective that ends the iterations (scipy least_squares default)
 
 
 @dataclass(frozen=True)
@@ -142,7 +143,7 @@ def _lm(model: str, theta: Array, t: Array, y: Array, mask: BoolArray, prior: Pr
         r_new = _residuals(model, candidate, t, y, mask, prior)
         cost_new = np.sum(r_new * r_new, axis=1)
         better = np.isfinite(cost_new) & (cost_new < cost) & ~settled
-        small = (np.abs(cost - cost_new) <= 1e-10 * (1.0 + cost)) | (np.max(np.abs(step), axis=1) < 1e-8)
+        small = (np.abs(cost - cost_new) <= FTOL * (1.0 + cost)) | (np.max(np.abs(step), axis=1) < 1e-8)
         theta = np.where(better[:, None], candidate, theta)
         r = np.where(better[:, None], r_new, r)
         settled |= small & (better | (damping > 1e6)) | (np.max(np.abs(grad), axis=1) < 1e-8)
