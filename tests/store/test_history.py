@@ -194,3 +194,27 @@ def test_export_has_valid_full_urls_include_modes_versions_and_reimports_unchang
     assert {e["fullUrl"] for e in served["entry"]} >= {"http://host/fhir/Observation/obs-1"}
     again = import_units(store, [RawUnit("export.json", "json", exactjson.loads(exactjson.dumps(exported)))])
     assert again.ok and again.totals()["updated"] == 0 and again.totals()["created"] == 0
+
+
+def test_search_and_type_history_in_the_store(store: Store) -> None:
+    """The queries behind /fhir search and _history, on each backend."""
+    from datetime import UTC, datetime
+
+    from medtwin.store.records import SearchQuery
+
+    assert _import(store, _bundle(170.0)).ok
+    assert _import(store, _bundle(171.0)).ok
+    with store.connect() as connection:
+        repo = RecordRepository(connection, store.codec)
+        total, found = repo.search("Observation", SearchQuery(patient="p-1", codes=(("http://loinc.org", "8302-2"),)))
+        assert total == 1 and found[0].version == 2
+        assert repo.search("Observation", SearchQuery(codes=((None, "8302-2"),)))[0] == 1
+        assert repo.search("Observation", SearchQuery(codes=(("http://snomed.info/sct", "8302-2"),)))[0] == 0
+        day = datetime(2024, 1, 2, tzinfo=UTC)
+        assert repo.search("Observation", SearchQuery(dates=(("ge", day), ("lt", day.replace(day=3)))))[0] == 1
+        assert repo.search("Observation", SearchQuery(dates=(("ge", day.replace(day=3)),)))[0] == 0
+        assert repo.search("Observation", SearchQuery(visible=frozenset({"someone-else"})))[0] == 0
+        assert repo.search("Patient", SearchQuery(ids=frozenset({"p-1", "nope"})))[0] == 1
+        total, versions = repo.type_history("Observation", visible=None, count=10, offset=0)
+        assert total == 2 and [v.version for v in versions] == [2, 1]
+        assert repo.type_history("Observation", visible=frozenset({"x"}), count=10, offset=0)[0] == 0
