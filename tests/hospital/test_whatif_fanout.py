@@ -91,3 +91,21 @@ def test_outage_closes_beds_for_its_window_only() -> None:
     assert np.nansum(out.t_start - out.t_join) > np.nansum(base.t_start - base.t_join)
     with pytest.raises(HospitalModelError, match=r"outages\[0\].unit"):
         Scenario(name="x", outages=[Outage(unit="ct", start_h=0, duration_h=1, beds=1)]).outage_tuples(model)
+
+
+def test_new_wing_layout_transfer_times() -> None:
+    """A layout puts the ward 30 min from the ED instead of 6: each ED->ward move takes 24 min more; the
+    same patients (CRN) show it in transit time per patient, and beds are not held in transit."""
+    from medtwin.hospital.replicate import run_one
+
+    model = demo_model()
+    near = Scenario(name="near", transfer_h={"ed_treatment": {"ward": 0.1}})
+    far = Scenario(name="far", transfer_h={"ed_treatment": {"ward": 0.5}})
+    a = run_one(model, near, 4, 0, 24 * 7 * 4.0, 24 * 7.0)
+    b = run_one(model, far, 4, 0, 24 * 7 * 4.0, 24 * 7.0)
+    share = a["transfer_h_per_patient"] / 0.1  # ED->ward moves per patient
+    assert 0.15 < share < 0.3  # ~0.24 of ED patients (and none of the electives) go to the ward
+    assert b["transfer_h_per_patient"] == pytest.approx(share * 0.5, rel=0.02)
+    assert b["occupancy.ed_treatment"] == pytest.approx(a["occupancy.ed_treatment"], rel=0.02)
+    with pytest.raises(HospitalModelError, match=r"transfer_h"):
+        Scenario(name="bad", transfer_h={"ed_treatment": {"discharge_lounge": 0.2}}).apply(model)

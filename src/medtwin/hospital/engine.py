@@ -95,6 +95,7 @@ class Engine:
         self.queues: list[list[tuple[int, float, int]]] = [[] for _ in model.units]
         self.qcap = [u.queue_capacity for u in model.units]
         self.preemptive = [u.preemptive for u in model.units]
+        self.transfer: list[list[float]] = model.transfer_matrix().tolist()
         self.events = 0
         self.heap: list[tuple[float, int, int, int, int]] = [
             (t, kind, unit, cap, 0) for t, kind, unit, cap in capacity_events(week, start_how, horizon_h, outages)]
@@ -195,7 +196,12 @@ class Engine:
         if j + 1 < self.hops and self.path[i + 1] >= 0:
             self.hop[k] = j + 1
             self.remaining[k] = self.service[i + 1]
-            self._arrive(t, self.path[i + 1], k)
+            nxt = self.path[i + 1]
+            delay = self.transfer[unit][nxt]
+            if delay > 0:  # in transit (the layout's walk): arrives later, holds no bed meanwhile
+                heapq.heappush(self.heap, (t + delay, _ARRIVE, nxt, k, 0))
+            else:
+                self._arrive(t, nxt, k)
 
     def _start_waiting(self, unit: int, t: float) -> None:
         queue = self.queues[unit]

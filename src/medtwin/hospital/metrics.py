@@ -6,7 +6,9 @@
 * ``throughput_per_day[unit]``: visits ended in the window per 24 h;
 * ``lost_fraction``: share of patients arriving in the window turned away (a unit's queue full);
 * ``ed_wait_h``: mean total wait in ``ed`` units of patients who arrived at an ED unit in the window;
-* ``boarding_h``: mean wait for the next (non-ED) unit of patients leaving ED treatment for a bed.
+* ``boarding_h``: mean wait for the next (non-ED) unit of patients leaving ED treatment for a bed;
+* ``transfer_h_per_patient``: mean hours in transit between units (the layout's walking; one escort per
+  move assumed, so it is also staff walking time) of patients arriving in the window.
 """
 
 from __future__ import annotations
@@ -52,6 +54,11 @@ def summarise(log: VisitLog, model: HospitalModel, warmup_h: float = 0.0) -> dic
     arrived = (log.patients.t0_h >= warmup_h) & (log.patients.t0_h < horizon)
     out["lost_fraction"] = float(log.lost[arrived].mean()) if arrived.any() else float("nan")
     out.update(_ed_metrics(log, model, waits, arrived))
+    moves = model.transfer_matrix()
+    src, dst = path[:, :-1], path[:, 1:]
+    moved = (src >= 0) & (dst >= 0) & ~np.isnan(log.t_join[:, 1:])
+    walk = np.where(moved, moves[np.maximum(src, 0), np.maximum(dst, 0)], 0.0).sum(axis=1)
+    out["transfer_h_per_patient"] = float(walk[arrived].mean()) if arrived.any() else float("nan")
     return out
 
 

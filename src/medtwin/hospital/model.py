@@ -54,6 +54,8 @@ class Unit(BaseModel):
     staff_role: str | None = None
     patients_per_staff: float | None = Field(default=None, gt=0)
     preemptive: bool = False
+    transfer_h: dict[str, float] = Field(default_factory=dict,
+                                         description="hours to move a patient to each next unit (layout; 0 if absent)")
 
 
 class Role(BaseModel):
@@ -125,6 +127,15 @@ class HospitalModel(BaseModel):
                 cap[i] = np.minimum(u.beds, staffed.astype(np.int64))
         return cap
 
+    def transfer_matrix(self) -> np.ndarray:
+        """(units, units) hours in transit from unit i to unit j (a layout's walking distances)."""
+        index = self.unit_index()
+        m = np.zeros((len(self.units), len(self.units)))
+        for i, u in enumerate(self.units):
+            for target, hours in u.transfer_h.items():
+                m[i, index[target]] = hours
+        return m
+
     def routing_matrix(self) -> np.ndarray:
         """(units, units + 1) probabilities; the last column is ``exit``."""
         index = self.unit_index()
@@ -150,6 +161,11 @@ def _check_units(model: HospitalModel) -> None:
         total = sum(u.routing.values())
         if abs(total - 1.0) > 1e-6:
             raise HospitalModelError(f"{where}.routing", f"probabilities sum to {total:.6g}, not 1")
+        for target, hours in u.transfer_h.items():
+            if target not in u.routing or target == EXIT:
+                raise HospitalModelError(f"{where}.transfer_h", f"{target!r} is not a unit this one routes to")
+            if not (0.0 <= hours < 24.0):
+                raise HospitalModelError(f"{where}.transfer_h", f"{hours} h to {target!r}: 0 <= hours < 24")
         if u.staff_role is not None and u.staff_role not in roles:
             raise HospitalModelError(f"{where}.staff_role", f"no role {u.staff_role!r} in roles")
         if (u.staff_role is None) != (u.patients_per_staff is None):

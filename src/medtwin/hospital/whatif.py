@@ -29,6 +29,8 @@ class Scenario(BaseModel):
     beds: dict[str, int] = Field(default_factory=dict, description="unit -> beds (reallocation, new wing)")
     staff_by_hour: dict[str, list[int]] = Field(default_factory=dict, description="role -> roster (24 or 168)")
     outages: list[Outage] = Field(default_factory=list, description="equipment downtime, closed bays")
+    transfer_h: dict[str, dict[str, float]] = Field(default_factory=dict,
+                                                    description="unit -> next unit -> hours (a new layout)")
 
     def outage_tuples(self, model: HospitalModel) -> list[tuple[int, float, float, int]]:
         index = model.unit_index()
@@ -48,6 +50,10 @@ class Scenario(BaseModel):
             if name not in units:
                 raise HospitalModelError(f"scenario {self.name!r}.beds.{name}", "no such unit")
             units[name]["beds"] = beds
+        for name, moves in self.transfer_h.items():
+            if name not in units:
+                raise HospitalModelError(f"scenario {self.name!r}.transfer_h.{name}", "no such unit")
+            units[name]["transfer_h"] = dict(moves)
         for name, roster in self.staff_by_hour.items():
             if name not in roles:
                 raise HospitalModelError(f"scenario {self.name!r}.staff_by_hour.{name}", "no such role")
