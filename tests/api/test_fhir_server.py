@@ -175,6 +175,23 @@ def test_search_with_paging_follows_next_links(server: Server) -> None:
     assert sorted(e.resource.id for e in by_id.entry) == ["g5", "other"]
 
 
+def test_everything_pages_the_record(server: Server) -> None:
+    smart = _client(server, "admin")
+    page = Bundle.read_from(f"Patient/{P1}/$everything?_count=3", smart.server)
+    ids: list[str] = []
+    while True:
+        assert page.total == 8  # the patient and 7 Observations
+        ids.extend(f"{e.resource.resource_type}/{e.resource.id}" for e in page.entry or [])
+        following = next((link.url for link in page.link if link.relation == "next"), None)
+        if following is None:
+            break
+        page = Bundle.read_from(following.split("/fhir/", 1)[1], smart.server)
+    assert ids[0] == f"Patient/{P1}" and len(ids) == len(set(ids)) == 8
+    headers = {"Authorization": f"Bearer {server.tokens['clinician']}"}
+    assert requests.get(f"{server.base}/Patient/{P2}/$everything", headers=headers, timeout=10).status_code == 404
+    assert requests.get(f"{server.base}/Patient/nobody/$everything", headers=headers, timeout=10).status_code == 404
+
+
 def test_outside_reach_looks_like_missing(server: Server) -> None:
     headers = {"Authorization": f"Bearer {server.tokens['clinician']}"}
     other = requests.get(f"{server.base}/Observation/other", headers=headers, timeout=10)

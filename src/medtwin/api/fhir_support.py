@@ -222,7 +222,9 @@ def capability_statement(base: str, resource_types: list[str]) -> dict[str, Any]
         "implementation": {"description": "medtwin FHIR R4 read API", "url": base},
         "rest": [{
             "mode": "server",
-            "documentation": "Search: _id, _lastUpdated, patient/subject (Patient/id), code (system|code), date "
+            "operation": [{"name": "everything",
+                           "definition": "http://hl7.org/fhir/OperationDefinition/Patient-everything"}],
+            "documentation": "Patient/[id]/$everything pages with _count. Search: _id, _lastUpdated, patient/subject (Patient/id), code (system|code), date "
                              "(prefixes eq ge gt le lt, on the effective time), _count (at most 500) with "
                              "next/previous links. Same bearer tokens, patient scope and audit as /api/v1.",
             "security": {"cors": False, "description": "OAuth2 bearer tokens from /api/v1/auth/token"},

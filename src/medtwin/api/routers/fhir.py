@@ -33,6 +33,7 @@ from medtwin.api.services import services_of
 from medtwin.security.policy import Principal, decide
 from medtwin.store.database import Store
 from medtwin.store.records import RecordRepository, StoredVersion
+from medtwin.twin.build import export_patient
 
 # Not in the OpenAPI document: a FHIR server describes itself by its CapabilityStatement (/fhir/metadata),
 # and its answers are FHIR resources, not the problem+json the OpenAPI document promises for /api/v1.
@@ -121,6 +122,31 @@ async def type_history(resource_type: str, request: Request, token: Token) -> Re
         entries = [history_entry(access.base, v, first=v.version == 1) for v in found]
         return fhir_response(paged_bundle("history", access.base, f"{resource_type}/_history", params, page,
                                           total, entries))
+    return await run_in_threadpool(_answer(work))
+
+
+@router.get("/Patient/{resource_id}/$everything")
+async def everything(resource_id: str, request: Request, token: Token) -> Response:
+    """A patient's record and what it references (``search.mode`` include), paged with ``_count``."""
+    def work() -> Response:
+        access = _access(request, token, "Patient", resource_id)
+        params = _params(request)
+        unknown = sorted(set(params) - {"_count", "_offset", "_format"})
+        if unknown:
+            raise FhirError(400, "not-supported", f"$everything parameter(s) not supported: {', '.join(unknown)}",
+                            expression=unknown[0])
+        page = page_of(params)
+        if not access.principal.can_see(resource_id):
+            audit_context(request).denied = True
+            raise not_found(f"Patient/{resource_id}")
+        bundle = export_patient(access.store, resource_id, base_url=access.base)
+        if bundle is None:
+            raise not_found(f"Patient/{resource_id}")
+        audit_context(request).patient_id = resource_id
+        entries = bundle["entry"]
+        paged = paged_bundle("searchset", access.base, f"Patient/{resource_id}/$everything", params, page,
+                             len(entries), entries[page.offset:page.offset + page.count])
+        return fhir_response(paged)
     return await run_in_threadpool(_answer(work))
 
 
