@@ -109,3 +109,23 @@ def test_new_wing_layout_transfer_times() -> None:
     assert b["occupancy.ed_treatment"] == pytest.approx(a["occupancy.ed_treatment"], rel=0.02)
     with pytest.raises(HospitalModelError, match=r"transfer_h"):
         Scenario(name="bad", transfer_h={"ed_treatment": {"discharge_lounge": 0.2}}).apply(model)
+
+
+def test_pandemic_wave_fills_the_icu_with_the_curve() -> None:
+    """A 4-week wave after two calm weeks (arrivals x1 -> x2 -> x1) with a sicker case mix (which sets
+    priorities only: routing to the ICU is per unit, not per ESI, in this model): ICU occupancy over the wave
+    is above the baseline's, pair by pair; before the wave starts the runs are identical (CRN)."""
+    from medtwin.hospital.replicate import run_one
+
+    model = demo_model()
+    wave = [1.0] * 14 + [1.0 + np.sin(np.pi * d / 28) for d in range(28)]  # two calm weeks, then the wave
+    pandemic = Scenario(name="wave", arrival_curve=wave, los_multiplier=1.0,
+                        esi_mix=[0.03, 0.25, 0.45, 0.22, 0.05])
+    calm = run_one(model, BASELINE, 8, 0, 24 * 14.0, 24 * 7.0)
+    calm_wave = run_one(model, pandemic.model_copy(update={"esi_mix": None}), 8, 0, 24 * 14.0, 24 * 7.0)
+    assert calm == calm_wave  # multiplier 1 for the first two weeks: the very same run
+    base = [run_one(model, BASELINE, 8, r, 24 * 42.0, 24 * 21.0)["occupancy.icu"] for r in range(4)]
+    peak = [run_one(model, pandemic, 8, r, 24 * 42.0, 24 * 21.0)["occupancy.icu"] for r in range(4)]
+    assert all(p > b for p, b in zip(peak, base, strict=True))
+    with pytest.raises(HospitalModelError, match="arrival_curve"):
+        Scenario(name="x", arrival_curve=[1.0, 0.0]).apply(model)

@@ -27,7 +27,7 @@ def run_one(model: HospitalModel, scenario: Scenario, seed: int, rep: int, horiz
     """One replication of one scenario, from empty; its scalar metrics plus ``events``."""
     applied = scenario.apply(model)
     patients = arrivals(applied, seed, rep, horizon_h, start_how, scenario.arrival_multiplier,
-                        scenario.los_multiplier)
+                        scenario.los_multiplier, daily_curve=scenario.arrival_curve or None)
     log = Engine(applied, patients, horizon_h, start_how, outages=scenario.outage_tuples(applied)).run()
     out = summarise(log, applied, warmup_h)
     out["events"] = float(log.events)

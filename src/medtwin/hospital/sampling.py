@@ -71,10 +71,12 @@ def los_cdf(los: LengthOfStay, x: np.ndarray) -> np.ndarray:
     return np.asarray(stats.gamma.cdf(x, shape, scale=los.mean_h / shape))
 
 
-def nhpp_times(rate_week: np.ndarray, start_how: int, horizon_h: float, rng: np.random.Generator) -> np.ndarray:
-    """Arrival times in [0, horizon) of a Poisson process whose rate is constant within each hour of week."""
+def nhpp_times(rate_week: np.ndarray, start_how: int, horizon_h: float, rng: np.random.Generator,
+               factor: np.ndarray | None = None) -> np.ndarray:
+    """Arrival times in [0, horizon) of a Poisson process whose rate is constant within each hour of week
+    (times ``factor`` per hour from the start, when given)."""
     hours = np.arange(int(np.ceil(horizon_h)))
-    rates = rate_week[(start_how + hours) % HOURS_PER_WEEK]
+    rates = rate_week[(start_how + hours) % HOURS_PER_WEEK] * (1.0 if factor is None else factor)
     counts = rng.poisson(rates)
     t = np.repeat(hours, counts) + rng.random(int(counts.sum()))
     t.sort()
@@ -114,12 +116,24 @@ def draw_patients(model: HospitalModel, times: np.ndarray, entry: int, esi_mix: 
     return Patients(times, esi.astype(np.int64), path, service_times(model, path, u[:, MAX_HOPS:], los_multiplier))
 
 
+def hourly_multiplier(horizon_h: float, multiplier: float, daily_curve: list[float] | None) -> np.ndarray:
+    """The arrival multiplier per hour from the start: a constant, times a daily curve (an epidemic wave;
+    its last value holds after its end)."""
+    hours = np.arange(int(np.ceil(horizon_h)))
+    if not daily_curve:
+        return np.full(hours.size, multiplier)
+    curve = np.asarray(daily_curve, dtype=float)
+    return multiplier * curve[np.minimum(hours // 24, curve.size - 1)]
+
+
 def arrivals(model: HospitalModel, seed: int, rep: int, horizon_h: float, start_how: int = 0,
              arrival_multiplier: float = 1.0, los_multiplier: float = 1.0,
-             rate_scale: list[np.ndarray] | None = None) -> Patients:
+             rate_scale: list[np.ndarray] | None = None, daily_curve: list[float] | None = None) -> Patients:
     """New patients of replication ``rep`` over ``horizon_h``. ``rate_scale`` (one array of 168 per stream)
-    replaces the rates (a fitted-parameter draw)."""
+    replaces the rates (a fitted-parameter draw). Where the multiplier is < 1 the base patients are thinned;
+    where > 1 patients from a separate stream are added: the base patients keep their draws (CRN)."""
     index = model.unit_index()
+    m = hourly_multiplier(horizon_h, arrival_multiplier, daily_curve)
     parts: list[Patients] = []
     for j, stream in enumerate(model.arrivals):
         rate = stream.week() if rate_scale is None else rate_scale[j]
@@ -127,12 +141,12 @@ def arrivals(model: HospitalModel, seed: int, rep: int, horizon_h: float, start_
         base_rng = rng_for(seed, rep, 1, j)
         times = nhpp_times(rate, start_how, horizon_h, base_rng)
         base = draw_patients(model, times, index[stream.entry], mix, base_rng, los_multiplier)
-        if arrival_multiplier < 1.0:
-            keep = rng_for(seed, rep, 2, j).random(len(base)) < arrival_multiplier
+        if np.any(m < 1.0):
+            keep = rng_for(seed, rep, 2, j).random(len(base)) < m[base.t0_h.astype(np.int64)]
             base = Patients(base.t0_h[keep], base.esi[keep], base.path[keep], base.service_h[keep])
         parts.append(base)
-        if arrival_multiplier > 1.0:
+        if np.any(m > 1.0):
             extra_rng = rng_for(seed, rep, 3, j)
-            extra_t = nhpp_times(rate * (arrival_multiplier - 1.0), start_how, horizon_h, extra_rng)
+            extra_t = nhpp_times(rate, start_how, horizon_h, extra_rng, np.maximum(m - 1.0, 0.0))
             parts.append(draw_patients(model, extra_t, index[stream.entry], mix, extra_rng, los_multiplier))
     return Patients.concat(parts)

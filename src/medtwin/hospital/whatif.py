@@ -29,6 +29,10 @@ class Scenario(BaseModel):
     beds: dict[str, int] = Field(default_factory=dict, description="unit -> beds (reallocation, new wing)")
     staff_by_hour: dict[str, list[int]] = Field(default_factory=dict, description="role -> roster (24 or 168)")
     outages: list[Outage] = Field(default_factory=list, description="equipment downtime, closed bays")
+    arrival_curve: list[float] = Field(default_factory=list, max_length=3650,
+                                       description="arrival multiplier per day (an epidemic wave), times arrival_multiplier")
+    esi_mix: list[float] | None = Field(default=None, min_length=5, max_length=5,
+                                        description="ESI 1-5 case mix of the ED streams during the scenario")
     transfer_h: dict[str, dict[str, float]] = Field(default_factory=dict,
                                                     description="unit -> next unit -> hours (a new layout)")
 
@@ -50,6 +54,12 @@ class Scenario(BaseModel):
             if name not in units:
                 raise HospitalModelError(f"scenario {self.name!r}.beds.{name}", "no such unit")
             units[name]["beds"] = beds
+        if any(not (0 < v <= 10) for v in self.arrival_curve):
+            raise HospitalModelError(f"scenario {self.name!r}.arrival_curve", "each day's multiplier in (0, 10]")
+        if self.esi_mix is not None:
+            for stream in data["arrivals"]:
+                if units[stream["entry"]]["kind"] == "ed":
+                    stream["esi_mix"] = list(self.esi_mix)
         for name, moves in self.transfer_h.items():
             if name not in units:
                 raise HospitalModelError(f"scenario {self.name!r}.transfer_h.{name}", "no such unit")
