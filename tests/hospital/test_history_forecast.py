@@ -69,6 +69,12 @@ def test_forecast_starts_from_the_census(history) -> None:  # type: ignore[no-un
     assert np.all(fc.occupancy["low"] <= fc.occupancy["high"])
     empty = forecast(model, census_at(history, -1.0), 0, horizon_h=24, replications=20, seed=1)
     assert empty.occupancy["mean"][ward, 24] < 0.5 * fc.occupancy["mean"][ward, 24]  # from empty: the peers' way
+    assert fc.boarding["mean"].shape == (25,) and np.all(fc.boarding["low"] <= fc.boarding["high"])
+    # boarding needs a full ward: close most ward beds and boarders appear
+    from medtwin.hospital.whatif import Scenario
+    tight = Scenario(name="tight", beds={"ward": int(census.counts(history.units)["ward"])}).apply(model)
+    squeezed = forecast(tight, census, int(t0) % 168, horizon_h=24, replications=20, seed=1)
+    assert squeezed.boarding["mean"][24] > fc.boarding["mean"][24] + 1
     out = fc.as_dict()
     assert "patient" not in str(out).lower() and out["interval"] == 0.95
 

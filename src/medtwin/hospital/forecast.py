@@ -35,12 +35,14 @@ from medtwin.hospital.sampling import (
 class Forecast:
     """``occupancy[q]`` (units, hours + 1) at hours 0..horizon for q in mean/low/median/high (the 95 %
     prediction interval is low..high); ``ed_wait_h[q]`` (hours,) mean ED wait of patients arriving in each
-    hour (NaN where no replication had one)."""
+    hour (NaN where no replication had one); ``boarding[q]`` (hours + 1,) patients who left the ED waiting
+    for a bed in the next unit."""
 
     units: tuple[str, ...]
     hours: np.ndarray
     occupancy: dict[str, np.ndarray]
     ed_wait_h: dict[str, np.ndarray]
+    boarding: dict[str, np.ndarray]
     replications: int
 
     def as_dict(self) -> dict[str, object]:
@@ -50,7 +52,8 @@ class Forecast:
         return {"units": list(self.units), "hours": self.hours.tolist(), "replications": self.replications,
                 "interval": 0.95,
                 "occupancy": {q: {u: clean(v[i]) for i, u in enumerate(self.units)} for q, v in self.occupancy.items()},
-                "ed_wait_h": {q: clean(v) for q, v in self.ed_wait_h.items()}}
+                "ed_wait_h": {q: clean(v) for q, v in self.ed_wait_h.items()},
+                "boarding": {q: clean(v) for q, v in self.boarding.items()}}
 
 
 def census_patients(model: HospitalModel, census: Census, rng: np.random.Generator) -> tuple[Patients, np.ndarray, np.ndarray]:
@@ -70,7 +73,7 @@ def census_patients(model: HospitalModel, census: Census, rng: np.random.Generat
 
 
 def _one(model: HospitalModel, census: Census, seed: int, rep: int, horizon_h: float, start_how: int,
-         rates: list[np.ndarray] | None) -> tuple[np.ndarray, np.ndarray]:
+         rates: list[np.ndarray] | None) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     now, in_bed, joined = census_patients(model, census, rng_for(seed, rep, 4))
     new = arrivals(model, seed, rep, horizon_h, start_how, rate_scale=rates)
     patients = Patients(np.concatenate([now.t0_h, new.t0_h]), np.concatenate([now.esi, new.esi]),
@@ -88,28 +91,39 @@ def _one(model: HospitalModel, census: Census, seed: int, rep: int, horizon_h: f
     hour = np.floor(patients.t0_h).astype(np.int64)
     sums = np.bincount(hour[new_ed], weights=wait[new_ed], minlength=int(horizon_h))[: int(horizon_h)]
     counts = np.bincount(hour[new_ed], minlength=int(horizon_h))[: int(horizon_h)]
-    with np.errstate(invalid="ignore"):
-        return occ, sums / counts
+    # boarders at each hour: left an ED unit, waiting for a bed in the next (non-ED) unit
+    board = ed[:, :-1] & ~ed[:, 1:] & (patients.path[:, 1:] >= 0)
+    joined_next = log.t_join[:, 1:][board & ~np.isnan(log.t_join[:, 1:])]
+    started_next = np.where(np.isnan(log.t_start[:, 1:]), np.inf, log.t_start[:, 1:])[board & ~np.isnan(log.t_join[:, 1:])]
+    grid = np.minimum(hours, horizon_h - 1e-9)
+    boarding = (np.searchsorted(np.sort(joined_next), grid, side="right")
+                - np.searchsorted(np.sort(started_next), grid, side="right"))
+    with np.errstate(invalid="ignore", divide="ignore"):
+        return occ, sums / counts, boarding
 
 
 def forecast(source: HospitalModel | Fit, census: Census, start_how: int, horizon_h: float = 48.0,
              replications: int = 200, seed: int = 0) -> Forecast:
     """Occupancy per unit and hour and ED waits for the next ``horizon_h`` hours from ``census`` at hour of
     week ``start_how``; 95 % prediction intervals over replications."""
-    occs, waits = [], []
+    occs, waits, boards = [], [], []
     for rep in range(replications):
         if isinstance(source, Fit):
             model, rates = source.draw(rng_for(seed, rep, 5))
         else:
             model, rates = source, None
-        occ, wait = _one(model, census, seed, rep, horizon_h, start_how, rates)
+        occ, wait, board = _one(model, census, seed, rep, horizon_h, start_how, rates)
         occs.append(occ)
         waits.append(wait)
+        boards.append(board)
     o, w = np.stack(occs).astype(float), np.stack(waits)
     qs = {"low": 2.5, "median": 50.0, "high": 97.5}
     occupancy = {"mean": o.mean(axis=0)} | {k: np.percentile(o, p, axis=0) for k, p in qs.items()}
+    b = np.stack(boards).astype(float)
+    boarding = {"mean": b.mean(axis=0)} | {k: np.percentile(b, p, axis=0) for k, p in qs.items()}
     with warnings.catch_warnings():  # an hour no replication had an ED arrival in is NaN, not a warning
         warnings.simplefilter("ignore", RuntimeWarning)
         ed = {"mean": np.nanmean(w, axis=0)} | {k: np.nanpercentile(w, p, axis=0) for k, p in qs.items()}
     base = source.base if isinstance(source, Fit) else source
-    return Forecast(tuple(u.name for u in base.units), np.arange(int(horizon_h) + 1), occupancy, ed, replications)
+    return Forecast(tuple(u.name for u in base.units), np.arange(int(horizon_h) + 1), occupancy, ed, boarding,
+                    replications)
