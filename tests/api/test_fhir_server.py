@@ -8,6 +8,7 @@ import socket
 import threading
 import time
 from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -22,7 +23,9 @@ from fhirclient.models.patient import Patient
 
 from medtwin.api.app import create_app
 from medtwin.config import Settings
-from medtwin.record.sources import unit_from_bytes
+from medtwin.record import exactjson
+from medtwin.record.prepare import uuid5
+from medtwin.record.sources import read_units, unit_from_bytes
 from medtwin.security import accounts
 from medtwin.security.crypto import AesGcmCodec, KeyRing
 from medtwin.store.database import Store
@@ -58,8 +61,6 @@ def _free_port() -> int:
 
 @pytest.fixture(scope="module")
 def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Server]:
-    import uvicorn
-
     folder: Path = tmp_path_factory.mktemp("fhir")
     ring = KeyRing.generate()
     store = Store(f"sqlite:///{folder / 'fhir.db'}", AesGcmCodec(ring))
@@ -75,6 +76,15 @@ def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Server]:
     for name, body in (("one.json", _collection(*first)), ("two.json", second)):
         report = import_units(store, [unit_from_bytes(body, source=name)]).units[0]
         assert report.ok, report.error
+    with _serving(store, ring, folder) as served:
+        yield served
+
+
+@contextmanager
+def _serving(store: Store, ring: KeyRing, folder: Path) -> Iterator[Server]:
+    """``store`` served by uvicorn on a free loopback port in a thread; admin and clinician tokens."""
+    import uvicorn
+
     settings = Settings(data_dir=folder, rate_limit_per_minute=100_000, login_attempts_per_minute=1000)
     app = create_app(settings, store=store, keyring=ring)
     port = _free_port()
@@ -93,10 +103,12 @@ def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Server]:
                                data={"grant_type": "password", "username": user, "password": PASSWORD})
         assert answer.status_code == 200, answer.text
         tokens[user] = answer.json()["access_token"]
-    yield Server(f"{base}/fhir", tokens)
-    instance.should_exit = True
-    thread.join(timeout=10)
-    store.dispose()
+    try:
+        yield Server(f"{base}/fhir", tokens)
+    finally:
+        instance.should_exit = True
+        thread.join(timeout=10)
+        store.dispose()
 
 
 def _client(server: Server, user: str) -> Any:
@@ -222,3 +234,69 @@ def test_errors_are_operation_outcomes(server: Server) -> None:
     assert unsupported.status_code == 400 and "_sort" in unsupported.json()["issue"][0]["diagnostics"]
     unknown = requests.get(f"{server.base}/Nonsense/1", headers=headers, timeout=10)
     assert unknown.status_code == 404 and orjson.loads(unknown.content)["resourceType"] == "OperationOutcome"
+
+
+def _normalised(resource: dict[str, Any]) -> bytes:
+    """The resource without what the server manages (id, meta.versionId/lastUpdated) and with references
+    blanked (urn:uuid: ones become Type/id on import), as sorted JSON with decimals as written."""
+    def walk(node: Any) -> Any:
+        if isinstance(node, dict):
+            return {k: "REF" if k == "reference" else walk(v) for k, v in node.items()}
+        if isinstance(node, list):
+            return [walk(v) for v in node]
+        return node
+
+    copy = {k: v for k, v in resource.items() if k != "id"}
+    meta = {k: v for k, v in (copy.pop("meta", None) or {}).items() if k not in ("versionId", "lastUpdated")}
+    if meta:
+        copy["meta"] = meta
+    return exactjson.dumps(walk(copy), sort_keys=True)
+
+
+def _count_decimal_texts(node: Any) -> int:
+    """How many numbers a float would have changed (kept as written by ``exactjson``)."""
+    if isinstance(node, dict):
+        return sum(_count_decimal_texts(v) for v in node.values())
+    if isinstance(node, list):
+        return sum(_count_decimal_texts(v) for v in node)
+    return int(isinstance(node, exactjson.DecimalText))
+
+
+@pytest.mark.slow
+def test_every_shared_synthea_resource_reads_back_identically(tmp_path_factory: pytest.TempPathFactory,
+                                                              synthea_dir: Path) -> None:
+    """Import the shared Synthea patients, read every resource back through /fhir (type searches, paged):
+    identical after normalising server-managed fields; decimals byte-identical."""
+    folder = tmp_path_factory.mktemp("synthea-fhir")
+    ring = KeyRing.generate()
+    store = Store(f"sqlite:///{folder / 'synthea.db'}", AesGcmCodec(ring))
+    store.migrate()
+    with store.begin() as connection:
+        accounts.create_user(connection, "admin", PASSWORD, "admin")
+        accounts.create_user(connection, "clinician", PASSWORD, "clinician")
+    assert import_units(store, read_units([synthea_dir])).ok
+    expected: dict[tuple[str, str], bytes] = {}
+    decimals = 0
+    for path in synthea_dir.glob("*.json"):
+        if path.name == "MANIFEST.json":
+            continue
+        text = path.read_bytes()
+        for entry in exactjson.loads(text)["entry"]:
+            resource = entry["resource"]
+            server_id = uuid5(entry["fullUrl"]) if entry.get("fullUrl") else resource["id"]
+            expected.setdefault((resource["resourceType"], server_id), _normalised(resource))
+            decimals += _count_decimal_texts(resource)
+    with _serving(store, ring, folder) as served:
+        headers = {"Authorization": f"Bearer {served.tokens['admin']}"}
+        got: dict[tuple[str, str], bytes] = {}
+        for rtype in sorted({t for t, _ in expected}):
+            url: str | None = f"{served.base}/{rtype}?_count=500"
+            while url:
+                page = exactjson.loads(requests.get(url, headers=headers, timeout=60).content)
+                for entry in page.get("entry", []):
+                    got[(rtype, entry["resource"]["id"])] = _normalised(entry["resource"])
+                url = next((link["url"] for link in page["link"] if link["relation"] == "next"), None)
+    assert set(got) == set(expected)
+    different = [key for key in expected if got[key] != expected[key]]
+    assert different == [], different[:3]
+    assert len(expected) > 7000 and decimals > 100  # numbers like 840.20 came back with their digits
