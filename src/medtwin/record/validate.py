@@ -94,7 +94,7 @@ def _calendar(text: str, path: str) -> None:
             raise _fail(path, f"{text!r} is not a calendar date") from None
 
 
-def _primitive(kind: str, value: Any, path: str) -> None:  # noqa: C901 - one branch per FHIR primitive
+def _primitive(kind: str, value: Any, path: str) -> None:
     if kind in _STRINGS or kind in ("code", "id", "date", "dateTime", "instant", "time"):
         if not isinstance(value, str):
             raise _fail(path, f"expected a {kind} (a JSON string), got {json.dumps(value)[:40]}")
@@ -216,7 +216,18 @@ def _is_day(text: str) -> bool:
     return True
 
 
-def _fast(type_name: str, node: Any, specs: dict[str, dict[str, _Spec]]) -> bool:  # noqa: C901 - hot loop
+def _fast_items(kind: str, primitive: bool, codes: frozenset[str] | None, items: list[Any],
+                specs: dict[str, dict[str, _Spec]]) -> bool:
+    for item in items:
+        if primitive:
+            if item is not None and not (_fast_primitive(kind, item) and (codes is None or item in codes)):
+                return False
+        elif not _fast(kind, item, specs):
+            return False
+    return True
+
+
+def _fast(type_name: str, node: Any, specs: dict[str, dict[str, _Spec]]) -> bool:
     if type(node) is not dict:
         return False
     if type_name == "Resource":
@@ -232,14 +243,8 @@ def _fast(type_name: str, node: Any, specs: dict[str, dict[str, _Spec]]) -> bool
             return False
         kind, repeats, primitive, codes = spec
         if repeats:
-            if type(value) is not list:
+            if type(value) is not list or not _fast_items(kind, primitive, codes, value, specs):
                 return False
-            for item in value:
-                if primitive:
-                    if item is not None and not (_fast_primitive(kind, item) and (codes is None or item in codes)):
-                        return False
-                elif not _fast(kind, item, specs):
-                    return False
         elif primitive:
             if not _fast_primitive(kind, value) or codes is not None and value not in codes:
                 return False
