@@ -8,7 +8,8 @@ call):
   vectorised call on the same 10,000 for the like-for-like ratio;
 - the original baseline: a per-subject ``solve_ivp`` (LSODA) loop timed on 100 subjects, scaled;
 - the relative error of each method against the closed form (matched accuracy), and a scaling table
-  (time per subject and peak memory) for N = 1 ... 100,000 (closed form) and up to 10,000 (ODE paths).
+  (time per subject, and peak memory of a second, traced call) for N = 1 ... 100,000 (closed form) and up to
+  10,000 (ODE paths).
 
 Run: ``.venv/bin/python benchmarks/bench_pk.py`` (about a minute); ``--smoke`` runs every part at toy sizes
 in seconds (the test suite runs it).
@@ -138,9 +139,9 @@ def main() -> None:
     exact, ours, _ = measure(lambda: closed(params))
     print(f"medtwin closed form, batched ({sizes.subjects} subjects): {ours:.2f} s")
 
-    vec, vec_time, vec_peak = measure(lambda: scipy_vectorised(params, doses, DOSE_MG, t))
+    vec, vec_time, _ = measure(lambda: scipy_vectorised(params, doses, DOSE_MG, t))
     print(f"fair baseline: one vectorised scipy solve_ivp (RK45 rtol 1e-6) over {sizes.subjects} subjects: "
-          f"{vec_time:.2f} s, peak {vec_peak / 2**20:.0f} MiB; max rel. error vs closed form {rel_error(vec, exact):.1e}")
+          f"{vec_time:.2f} s; max rel. error vs closed form {rel_error(vec, exact):.1e}")
     print(f"closed form vs vectorised solve_ivp: {vec_time / ours:.1f}x (target >= 10x)")
 
     sub = head(params, sizes.ode)
