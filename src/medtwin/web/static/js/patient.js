@@ -1,5 +1,6 @@
 // The twin page: who the patient is (summary header), the latest state (tiles, always visible), and tabs:
-// Live (charts + alerts), Record (summary, timeline), CGM report, What-if, History (versions, provenance).
+// Live (charts + alerts), Record (summary, timeline), CGM report, What-if, Tumour (only with tumour-size
+// readings in the record), History (versions, provenance).
 // Each tab is built the first time it is opened and torn down when the page is left.
 import { call, download, errorText } from "./api.js";
 import { $, el, clear, day } from "./dom.js";
@@ -15,7 +16,12 @@ const LOADERS = {
   cgm: () => import("./cgm.js").then((m) => m.mountCgm),
   whatif: () => import("./whatif.js").then((m) => m.mountWhatIf),
   history: () => import("./history.js").then((m) => m.mountHistory),
+  tumour: () => import("./tumour.js").then((m) => m.mountTumour),
 };
+// The Tumour tab is offered only for a patient whose record holds tumour-size readings (tumour.js asks).
+const TUMOUR_TAB = ["tumour", "Tumour"];
+const withTumour = (id) => import("./tumour.js").then((m) => m.hasTumourSizes(id)).catch(() => false)
+  .then((has) => (has ? [...TABS.slice(0, -1), TUMOUR_TAB, TABS[TABS.length - 1]] : TABS));
 
 let page = null;  // {id, ctx, mounted: {tab: handle}, panels, tabs}
 
@@ -84,9 +90,9 @@ function header(ctx) {
     el("div", { class: "pt-actions" }, reportButton("pdf", "PDF"), reportButton("html", "HTML"), reportStatus));
 }
 
-function tabBar(id, active) {
+function tabBar(id, active, tabs) {
   const list = el("div", { role: "tablist", class: "tabs", "aria-label": "Twin views" });
-  for (const [key, label] of TABS) {
+  for (const [key, label] of tabs) {
     list.append(el("a", {
       role: "tab", id: `tab-${key}`, href: `#/patients/${encodeURIComponent(id)}/${key}`,
       "aria-controls": `panel-${key}`, "aria-selected": key === active ? "true" : "false",
@@ -111,17 +117,17 @@ function tabBar(id, active) {
 }
 
 async function select(tab) {
-  const { id, ctx } = page;
-  if (!TABS.some(([key]) => key === tab)) tab = "live";
+  const { id, ctx, tabs } = page;
+  if (!tabs.some(([key]) => key === tab)) tab = "live";
   page.tab = tab;
-  for (const [key] of TABS) {
+  for (const [key] of tabs) {
     const selected = key === tab;
     const link = $(`tab-${key}`);
     link.setAttribute("aria-selected", selected ? "true" : "false");
     link.tabIndex = selected ? 0 : -1;
     $(`panel-${key}`).hidden = !selected;
   }
-  document.title = `${ctx.summary.summary.name || id} · ${TABS.find(([k]) => k === tab)[1]} · medtwin`;
+  document.title = `${ctx.summary.summary.name || id} · ${tabs.find(([k]) => k === tab)[1]} · medtwin`;
   if (tab !== "live" && !(tab in page.mounted)) {
     page.mounted[tab] = null;
     const panel = $(`panel-${tab}`);
@@ -146,6 +152,7 @@ export async function showPatient(id, tab) {
   page = { id, mounted: {}, tab, started };
   let summary;
   const prefetched = tab === "live" ? prefetchLive(id) : null;
+  const tabsReady = withTumour(id);  // alongside the summary request
   try {
     summary = await call(`/patients/${encodeURIComponent(id)}`);
   } catch (error) {
@@ -155,13 +162,16 @@ export async function showPatient(id, tab) {
   }
   if (!page || page.id !== id) return;
   const ctx = { id: summary.patient_id, summary };
+  const tabs = await tabsReady;
+  if (!page || page.id !== id) return;
   page.ctx = ctx;
+  page.tabs = tabs;
   const tiles = el("section", { class: "tiles", id: "tiles", "aria-label": "Latest state" });
-  const panels = TABS.map(([key]) => el("section", {
+  const panels = tabs.map(([key]) => el("section", {
     role: "tabpanel", id: `panel-${key}`, "aria-labelledby": `tab-${key}`, class: "panel", hidden: true, tabindex: "-1",
   }));
   clear(view, el("nav", { class: "crumbs" }, el("a", { href: "#/" }, "← All patients")),
-        header(ctx), tiles, tabBar(id, tab), panels);
+        header(ctx), tiles, tabBar(id, tab, tabs), panels);
   page.mounted.live = mountLive($("panel-live"), tiles, ctx, started, prefetched);
   await select(tab);
 }
