@@ -9,6 +9,8 @@ from pathlib import Path
 
 import pytest
 from fastapi.testclient import TestClient
+from tests.api.conftest import ADMIN_PASSWORD as PASSWORD
+from tests.api.conftest import api_store, keyring  # noqa: F401 - the API's store fixtures, shared
 from tests.hospital.shapes import network
 from typer.testing import CliRunner
 
@@ -16,10 +18,9 @@ from medtwin.api.app import create_app
 from medtwin.cli.hospital import app as hospital_app
 from medtwin.config import Settings
 from medtwin.security import accounts
-from medtwin.security.crypto import AesGcmCodec, KeyRing
+from medtwin.security.crypto import KeyRing
 from medtwin.store.database import Store
 
-PASSWORD = "correct horse battery staple"
 runner = CliRunner()
 
 
@@ -60,17 +61,15 @@ def test_cli_forecast_from_a_census_file(tmp_path: Path) -> None:
 
 
 @pytest.fixture
-def client(tmp_path: Path) -> Iterator[TestClient]:
-    keyring = KeyRing.generate()
-    store = Store(f"sqlite:///{tmp_path / 'api.db'}", AesGcmCodec(keyring))
-    store.migrate()
+def client(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[TestClient]:
+    """The API's own store fixtures (tests/api/conftest.py), plus a researcher; tokens per test."""
+    store: Store = request.getfixturevalue("api_store")
+    ring: KeyRing = request.getfixturevalue("keyring")
     with store.begin() as connection:
-        accounts.create_user(connection, "admin", PASSWORD, "admin")
         accounts.create_user(connection, "scholar", PASSWORD, "researcher")
     settings = Settings(data_dir=tmp_path, rate_limit_per_minute=100_000)
-    with TestClient(create_app(settings, store=store, keyring=keyring)) as test_client:
+    with TestClient(create_app(settings, store=store, keyring=ring)) as test_client:
         yield test_client
-    store.dispose()
 
 
 def _sign_in(client: TestClient, user: str) -> dict[str, str]:
