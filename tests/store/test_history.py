@@ -218,3 +218,10 @@ def test_search_and_type_history_in_the_store(store: Store) -> None:
         total, versions = repo.type_history("Observation", visible=None, count=10, offset=0)
         assert total == 2 and [v.version for v in versions] == [2, 1]
         assert repo.type_history("Observation", visible=frozenset({"x"}), count=10, offset=0)[0] == 0
+
+
+def test_key_rotation_reseals_earlier_versions() -> None:
+    from medtwin.security.crypto import sealed_columns
+    from medtwin.store.schema import metadata
+
+    assert ("resource_history", "content") in {(t.name, c) for t, _, c in sealed_columns(metadata.tables.values())}

@@ -83,7 +83,8 @@ resource_history = Table(
     Column("last_updated", DateTime(timezone=True), nullable=False),
     Column("import_id", String(36), ForeignKey("imports.id"), nullable=True),
     Column("content_hash", String(64), nullable=False),
-    Column("content", LargeBinary, nullable=False, doc="The version's JSON, sealed by the codec"),
+    Column("content", LargeBinary, nullable=False, info={"sealed": True},
+           doc="The version's JSON, sealed by the codec (marked: key rotation re-seals earlier versions too)"),
     Column("sent_last_updated", DateTime(timezone=True)),
     UniqueConstraint("resource_pk", "version", name="uq_resource_history_resource_version"),
 )
