@@ -133,6 +133,12 @@ def test_exactjson_round_trips_any_number_literal(literal: str) -> None:
     assert float(parsed["v"]) == float(literal)
 
 
+def test_exactjson_edge_literals() -> None:
+    for literal in ("-0", "-0.0", "0.00", "1e400", "-1E-400", "12345678901234567890", "1.0", "100"):
+        text = f'{{"v":{literal}}}'.encode()
+        assert exactjson.dumps(exactjson.loads(text)) == text
+
+
 def test_exactjson_refuses_nan() -> None:
     for bad in (b'{"v":NaN}', b'{"v":Infinity}'):
         try:

@@ -45,7 +45,9 @@ def _float(literal: str) -> float:
 
 
 def _int(literal: str) -> int | float:
-    return int(literal) if len(literal.lstrip("-")) <= _INT_DIGITS else DecimalText(literal)
+    if literal == "-0" or len(literal.lstrip("-")) > _INT_DIGITS:  # an int would drop the sign / overflow
+        return DecimalText(literal)
+    return int(literal)
 
 
 def _constant(name: str) -> Any:
