@@ -18,7 +18,7 @@ const DIAMETER_MM = { mm: 1, cm: 10 };
 const VOLUME_MM3 = { mm3: 1, cm3: 1000, ml: 1000 };
 const DAY_MS = 86_400_000;
 const LEVEL = 0.8;
-const CURVE_POINTS = 100;  // the forecast's horizon_days limit
+const CURVE_POINTS = [70, 30];  // up to the last reading, then ahead (the forecast takes at most 100 horizons)
 const LAW_NAMES = {
   exponential: "exponential", logistic: "logistic", gompertz: "Gompertz", bertalanffy: "Bertalanffy",
   gen_bertalanffy: "generalised Bertalanffy", exp_linear: "exponential-linear", power_law: "power law",
@@ -111,7 +111,9 @@ function forecastText(point, assessment) {
   return `Forecast at the next assessment, ${day(assessment)} (${num(point.days_ahead, 0)} days after the last reading): ${num(point.volume_mm3, 0)} mm³${band}`;
 }
 
-function drawChart(chart, readings, curve) {
+const SCENARIO_COLOURS = ["#0b5cad", "#b3261e", "#2e7d32", "#6a3d9a", "#8a5300"];
+
+function drawChart(chart, readings, curve, compared) {
   const t0 = new Date(readings[0].effective).getTime();
   const xs = readings.map((o) => new Date(o.effective).getTime());
   const series = [{ id: "readings", label: "Readings (volume from size)", type: "points", x: xs, y: readings.map((o) => volumeMm3(o.value, o.unit)),
@@ -126,14 +128,23 @@ function drawChart(chart, readings, curve) {
     series.push({ id: "forecast", label: "Forecast", type: "line", x: curve.points.filter((p) => p.days_ahead >= 0).map(at),
       y: curve.points.filter((p) => p.days_ahead >= 0).map((p) => p.volume_mm3), color: "#0b5cad", width: 2, dash: [6, 4] });
   }
+  // chemotherapy scenarios at the assessment (radiotherapy ones have no volume: not callable)
+  const lesion = compared && compared.lesions[0];
+  const shown = lesion ? lesion.scenarios.filter((s) => s.volume_mm3 !== null) : [];
+  shown.forEach((s, i) => series.push({ id: `scenario-${i}`, label: `${s.name}: ${s.recist}`, type: "points",
+    x: [t0 + lesion.assessment_day * DAY_MS], y: [s.volume_mm3], color: SCENARIO_COLOURS[i % SCENARIO_COLOURS.length], radius: 5 }));
+  const end = Math.max(...series.map((s) => (s.x.length ? s.x[s.x.length - 1] : t0)));
+  const margin = Math.max(DAY_MS, (end - t0) * 0.03);  // the first reading and the assessment points off the edges
+  chart.range = [t0 - margin, end + margin];
   chart.setSeries(series);
 }
 
 async function fitAndForecast(id, readings, model, aheadDays) {
   const span = (new Date(readings[readings.length - 1].effective) - new Date(readings[0].effective)) / DAY_MS;
   // the curve: from the first reading to the assessment (the API's forecast of the same law; no interval before the last reading)
-  const horizons = Array.from({ length: CURVE_POINTS }, (_, i) => -span + ((span + aheadDays) * i) / (CURVE_POINTS - 1));
-  horizons[horizons.length - 1] = aheadDays;
+  const [before, after] = CURVE_POINTS;
+  const horizons = [...Array.from({ length: before }, (_, i) => -span * (1 - i / (before - 1))),
+    ...Array.from({ length: after }, (_, i) => (aheadDays * (i + 1)) / after)];
   const base = `/patients/${encodeURIComponent(id)}/tumour`;
   const [fitted, forecast] = await Promise.all([call(`${base}/fit`, { body: { model } }),
     call(`${base}/forecast`, { body: { model, horizon_days: horizons, level: LEVEL } })]);
@@ -168,7 +179,7 @@ function renderCompare(box, r) {
     el("h4", "Assumptions"), el("ul", { id: "tumour-assumptions" }, r.assumptions.map((a) => el("li", a))));
 }
 
-function compareForm(id, aheadInput) {
+function compareForm(id, aheadInput, modelInput, onCompared) {
   const onTherapy = el("input", { type: "checkbox", id: "tu-current-on", checked: true });
   const current = { kill: numberInput(0.05, { min: "0", max: "5", id: "tu-current-kill" }), cycle: numberInput(21, { min: "1", id: "tu-current-cycle" }),
     on: numberInput(1, { min: "0", id: "tu-current-days" }) };
@@ -183,6 +194,8 @@ function compareForm(id, aheadInput) {
     [{ name: "60 Gy / 30 fx", total_gy: 60, fractions: 30, overall_days: 39 }, { name: "55 Gy / 20 fx", total_gy: 55, fractions: 20, overall_days: 26 }]);
   const result = el("div", { class: "wi-result", id: "tumour-compare-result", "aria-live": "polite" });
   const run = el("button", { type: "submit", id: "run-tumour-compare" }, "Compare at the next assessment");
+  const sync = () => { for (const input of Object.values(current)) input.disabled = !onTherapy.checked; };
+  onTherapy.addEventListener("change", sync);
   const form = el("form", { class: "wi-form", id: "tumour-compare-form" },
     el("fieldset", { class: "regimen" }, el("legend", "Regimen during the readings"),
       el("div", { class: "field check" }, el("label", onTherapy, " The readings were taken on chemotherapy")),
@@ -190,13 +203,15 @@ function compareForm(id, aheadInput) {
     el("div", { class: "row wrap" }, regimens.node, radiotherapy.node), el("div", { class: "actions" }, run));
   form.addEventListener("submit", async (event) => {
     event.preventDefault();
-    const body = { assessment_day: val(aheadInput), regimens: regimens.read(),
+    const body = { model: modelInput.value, assessment_day: val(aheadInput), regimens: regimens.read(),
       radiotherapy: radiotherapy.read().map((p) => ({ ...p, fractions: p.fractions === null ? null : Math.round(p.fractions) })),
       current: onTherapy.checked ? { name: "current", log_kill_per_day: val(current.kill), cycle_days: val(current.cycle), days_on: val(current.on) } : null };
     run.disabled = true;
     clear(result, el("p", { class: "muted" }, "Comparing…"));
     try {
-      renderCompare(result, await call(`/patients/${encodeURIComponent(id)}/tumour/compare`, { body }));
+      const answer = await call(`/patients/${encodeURIComponent(id)}/tumour/compare`, { body });
+      renderCompare(result, answer);
+      onCompared(answer);
     } catch (error) {
       errorBox(result, error);
     } finally {
@@ -228,10 +243,11 @@ export async function mountTumour(panel, ctx) {
     el("div", { class: "wi-grid" },
       el("figure", { class: "chart-card" }, el("figcaption", el("h3", "Lesion volume (mm³): readings, fitted law and forecast")), chartHost),
       el("div", { class: "compare-wrap" }, readingsTable(readings))),
-    form, status, compareForm(ctx.id, ahead));
+    form, status, compareForm(ctx.id, ahead, model, (answer) => { state.compared = answer; drawChart(chart, readings, state.curve, answer); }));
   const chart = new Chart(chartHost, { label: "Lesion volume", unit: "mm³", x: "time", height: 260, yMin: 0,
                                        xFormat: (t) => day(t), xTickFormat: (t) => dayShort(t) });
-  drawChart(chart, readings, null);
+  const state = { curve: null, compared: null };
+  drawChart(chart, readings, null, null);
   form.addEventListener("submit", async (event) => {
     event.preventDefault();
     run.disabled = true;
@@ -243,7 +259,8 @@ export async function mountTumour(panel, ctx) {
       const assessment = new Date(new Date(readings[0].effective).getTime() + last.day * DAY_MS);
       clear(status, fitSummary(lesion, fitted), el("p", { id: "tumour-forecast" }, forecastText(last, assessment)),
         el("p", { class: "muted" }, `Interval: ${forecast.interval_source}`));
-      drawChart(chart, readings, curve);
+      state.curve = curve;
+      drawChart(chart, readings, curve, state.compared);
     } catch (error) {
       errorBox(status, error);
     } finally {
