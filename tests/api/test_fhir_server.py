@@ -69,7 +69,8 @@ def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Server]:
         accounts.create_user(connection, "admin", PASSWORD, "admin")
         accounts.create_user(connection, "clinician", PASSWORD, "clinician")
         accounts.add_to_care_team(connection, "clinician", P1)
-    first = [b'{"resourceType":"Patient","id":"' + p.encode() + b'","gender":"female"}' for p in (P1, P2)]
+    first = [b'{"resourceType":"Patient","id":"' + p.encode() + b'","gender":"female","identifier":[{"system":'
+             b'"urn:mrn","value":"MRN-' + p.encode() + b'"}]}' for p in (P1, P2)]
     first += [_observation(f"g{day}", P1, day, f"{100 + day}.10") for day in range(1, 8)]
     first.append(_observation("other", P2, 1, "99.0"))
     second = _collection(_observation("g1", P1, 1, "140.20"))  # g1 version 2
@@ -141,6 +142,9 @@ def test_read_and_vread_with_versions_and_decimals(server: Server) -> None:
     assert first.json()["meta"]["versionId"] == "1"
     patient = Patient.read(P1, smart.server)
     assert patient.gender == "female"
+    found = Patient.where(struct={"identifier": f"urn:mrn|MRN-{P2}"}).perform(smart.server)
+    assert [e.resource.id for e in found.entry] == [P2]
+    assert Bundle.read_from(f"Patient?identifier=urn:other|MRN-{P2}", smart.server).total == 0
 
 
 def test_history_of_an_instance(server: Server) -> None:
@@ -183,6 +187,8 @@ def test_search_with_paging_follows_next_links(server: Server) -> None:
     assert sorted(e.resource.id for e in dated.entry) == ["g3", "g4"]
     day = Observation.where(struct={"date": "2024-01-02"}).perform(smart.server)
     assert [e.resource.id for e in day.entry] == ["g2"]
+    assert Bundle.read_from("Observation?status=final", smart.server).total == 8
+    assert Bundle.read_from("Observation?status=amended", smart.server).total == 0
     by_id = Observation.where(struct={"_id": "g5,other"}).perform(smart.server)
     assert sorted(e.resource.id for e in by_id.entry) == ["g5", "other"]
 

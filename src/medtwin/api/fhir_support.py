@@ -23,8 +23,9 @@ MAX_COUNT = 500
 DEFAULT_COUNT = 50
 #: Search parameters every type supports, and those of types whose resources name a patient and are indexed
 #: by code and time (``resource_index``).
-COMMON_PARAMS = {"_id": "token", "_lastUpdated": "date", "_count": "number"}
-CLINICAL_PARAMS = {"patient": "reference", "subject": "reference", "code": "token", "date": "date"}
+COMMON_PARAMS = {"_id": "token", "_lastUpdated": "date", "_count": "number", "identifier": "token"}
+CLINICAL_PARAMS = {"patient": "reference", "subject": "reference", "code": "token", "date": "date",
+                   "status": "token"}
 _PREFIXES = ("ge", "gt", "le", "lt", "eq")
 
 
@@ -137,6 +138,16 @@ def _reference_id(name: str, value: str) -> str:
     return value
 
 
+def _tokens(values: list[str]) -> list[tuple[str | None, str]]:
+    """Token parameters (``system|code``, ``code``, comma-separated: any of them) as (system or None, code)."""
+    out: list[tuple[str | None, str]] = []
+    for value in values:
+        for token in value.split(","):
+            system, _, code = token.rpartition("|") if "|" in token else ("", "", token)
+            out.append((system or None, code))
+    return out
+
+
 def search_query(resource_type: str, params: dict[str, list[str]], page: Page) -> tuple[SearchQuery, str | None]:
     """The store query of a search, and the patient it names (to be checked against the caller's reach)."""
     allowed = set(COMMON_PARAMS) | {"_offset", "_format"} | set(CLINICAL_PARAMS)
@@ -149,16 +160,14 @@ def search_query(resource_type: str, params: dict[str, list[str]], page: Page) -
         raise FhirError(400, "not-supported", "Patient is searched by _id, not patient")
     if len(patients) > 1:
         raise FhirError(400, "invalid", "patient/subject name more than one patient", expression="patient")
-    codes: list[tuple[str | None, str]] = []
-    for value in params.get("code", []):
-        for token in value.split(","):
-            system, _, code = token.rpartition("|") if "|" in token else ("", "", token)
-            codes.append((system or None, code))
+    codes = _tokens(params.get("code", []))
     ids = frozenset(i for v in params.get("_id", []) for i in v.split(",")) if "_id" in params else None
     patient = next(iter(patients), None)
     query = SearchQuery(ids=ids, patient=patient, codes=tuple(codes),
                         dates=date_conditions("date", params.get("date", [])),
                         last_updated=date_conditions("_lastUpdated", params.get("_lastUpdated", [])),
+                        statuses=tuple(s for v in params.get("status", []) for s in v.split(",")),
+                        identifiers=tuple(_tokens(params.get("identifier", []))),
                         count=page.count, offset=page.offset)
     return query, patient
 

@@ -180,6 +180,8 @@ class SearchQuery:
     codes: tuple[tuple[str | None, str], ...] = ()
     dates: tuple[tuple[str, datetime], ...] = ()
     last_updated: tuple[tuple[str, datetime], ...] = ()
+    statuses: tuple[str, ...] = ()
+    identifiers: tuple[tuple[str | None, str], ...] = ()  # (system or None, value), any of them
     count: int = 50
     offset: int = 0
 
@@ -504,6 +506,12 @@ class RecordRepository:
                                  for system, code in query.codes)))
         for op, moment in query.dates:
             indexed.append(_compare(resource_index.c.effective_start, op, moment))
+        if query.statuses:
+            indexed.append(resource_index.c.status.in_(list(query.statuses)))
+        if query.identifiers:
+            tokens = [self.identifier_token(system, value) for system, value in query.identifiers]
+            where.append(resources.c.pk.in_(select(resource_identifiers.c.resource_pk).where(
+                resource_identifiers.c.token.in_(tokens), resource_identifiers.c.kind == "identifier")))
         if indexed:
             where.append(resources.c.pk.in_(select(resource_index.c.resource_pk).where(*indexed)))
         condition = and_(*where)
