@@ -13,6 +13,7 @@ The timed call always runs untraced. Peak memory is either
 
 from __future__ import annotations
 
+import os
 import resource
 import time
 import tracemalloc
@@ -22,6 +23,16 @@ from typing import TypeVar
 
 R = TypeVar("R")
 STATUS = Path("/proc/self/status")
+
+
+def one_blas_thread() -> str:
+    """Pin OpenBLAS/OpenMP/MKL to one thread unless the environment already says otherwise; call it BEFORE
+    numpy is imported. On a small shared machine a multi-threaded BLAS oversubscribes the cores: scipy's RK45
+    over 30,000 states took 29.5 s with the default threads and 4.0 s with one (same number of evaluations),
+    and medtwin's batched solver goes through BLAS too. Returns the setting, for the benchmark's header."""
+    for name in ("OPENBLAS_NUM_THREADS", "OMP_NUM_THREADS", "MKL_NUM_THREADS"):
+        os.environ.setdefault(name, "1")
+    return os.environ["OPENBLAS_NUM_THREADS"]
 
 
 def _status_kib(field: str) -> int:

@@ -11,6 +11,7 @@ Prints, for one patient-day (three meals, basal-bolus control, Dexcom sensor, In
   memory (resident memory above the start of the call, see ``_scaling.measure``);
 - medtwin's single-patient 24 h latency (float path, target <= 50 ms) against the array path at n=1.
 
+BLAS runs on one thread unless ``OPENBLAS_NUM_THREADS`` says otherwise (``_scaling.one_blas_thread``).
 Run: ``.venv/bin/python benchmarks/bench_glucose.py [--patients 1000] [--max-n 10000]``; ``--smoke`` runs every
 part at toy sizes (1 h with one meal, N up to 10) in seconds: the test suite runs it.
 """
@@ -27,11 +28,13 @@ from pathlib import Path
 from types import SimpleNamespace
 from typing import Any
 
-import numpy as np
-
 sys.path.insert(0, str(Path(__file__).parent))
+from _scaling import measure, one_blas_thread  # noqa: E402
+
+BLAS_THREADS = one_blas_thread()  # before numpy loads
+
+import numpy as np  # noqa: E402
 from _machine import machine  # noqa: E402
-from _scaling import measure  # noqa: E402
 
 from medtwin.physiology.scenario import Meal, Regimen, Scenario, SensorSettings  # noqa: E402
 from medtwin.physiology.service import run_scenario  # noqa: E402
@@ -111,7 +114,7 @@ def main() -> None:
     minutes, meals = (60, SMOKE_MEALS) if args.smoke else (1440, MEALS)
     days = minutes / 1440
     scenario = Scenario(horizon_min=minutes, meals=meals, regimen=Regimen(), sensor=SensorSettings(noise=False))
-    print(f"machine: {machine()}")
+    print(f"machine: {machine()}; BLAS threads: {BLAS_THREADS} (OPENBLAS_NUM_THREADS, default 1)")
 
     stock, stock_history = simglucose_day(minutes, meals, plain_floats=False)
     plain, plain_history = simglucose_day(minutes, meals, plain_floats=True)

@@ -11,7 +11,8 @@ call):
   (time per subject, and peak memory of a second, traced call) for N = 1 ... 100,000 (closed form) and up to
   10,000 (ODE paths).
 
-Run: ``.venv/bin/python benchmarks/bench_pk.py`` (about a minute); ``--smoke`` runs every part at toy sizes
+BLAS runs on one thread unless ``OPENBLAS_NUM_THREADS`` says otherwise (see ``_scaling.one_blas_thread``).
+Run: ``.venv/bin/python benchmarks/bench_pk.py`` (minutes); ``--smoke`` runs every part at toy sizes
 in seconds (the test suite runs it).
 """
 
@@ -24,12 +25,14 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
-import numpy as np
-from scipy.integrate import solve_ivp
-
 sys.path.insert(0, str(Path(__file__).parent))
+from _scaling import measure, one_blas_thread, scaling_table  # noqa: E402
+
+BLAS_THREADS = one_blas_thread()  # before numpy loads
+
+import numpy as np  # noqa: E402
 from _machine import machine  # noqa: E402
-from _scaling import measure, scaling_table  # noqa: E402
+from scipy.integrate import solve_ivp  # noqa: E402
 
 from medtwin.pharmaco.dosing import Regimen, Route  # noqa: E402
 from medtwin.pharmaco.pk import CompartmentModel, simulate  # noqa: E402
@@ -127,7 +130,7 @@ def main() -> None:
     doses = schedule.time_h
     t = np.arange(0.0, sizes.days * 24 + 1.0, 1.0)
     params = population(sizes.subjects, rng)
-    print(f"machine: {machine()}")
+    print(f"machine: {machine()}; BLAS threads: {BLAS_THREADS} (OPENBLAS_NUM_THREADS, default 1)")
     print(f"workload: {sizes.subjects} subjects x 2-compartment oral, {regimen.n_doses} doses q12h, {t.size} hourly outputs")
 
     def closed(p: Params) -> np.ndarray:
