@@ -106,7 +106,7 @@ def test_news2_band_outranks_alerts(world: tuple[Store, list[str], dict[str, str
     scores = {ids[3]: News2Brief(score=7, band="high", time=NOW)}
     page = patient_overview(store, allowed=None, clock=lambda: NOW, news2=lambda _c, pid: scores.get(pid))
     assert [i.id for i in page.items[:2]] == [ids[3], ids[0]]
-    assert page.items[0].reasons[0] == "NEWS2 7 (high)"
+    assert page.items[0].reasons[0] == "NEWS2 7: high clinical risk"  # the one band mapping (vocab.news2)
 
 
 def test_scope_search_and_paging(world: tuple[Store, list[str], dict[str, str]]) -> None:

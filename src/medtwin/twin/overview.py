@@ -36,6 +36,7 @@ from medtwin.store.twins import TwinRepository
 from medtwin.vocab import GLUCOSE, HEART_RATE
 from medtwin.vocab.display import short_name
 from medtwin.vocab.forecast import STEADY_MG_DL_PER_MIN, TREND_WINDOW_MIN, glucose_trend_mg_dl_per_min
+from medtwin.vocab.news2 import news2_text
 
 __all__ = ["AlertCounts", "GlucoseReading", "News2Brief", "OverviewPage", "PatientOverview", "Reading",
            "TREND_WINDOW", "STALE_AFTER", "device_news2", "glucose_trend", "patient_overview", "trend_category"]
@@ -261,7 +262,7 @@ def patient_overview(
             reasons = []
             band_rank = NEWS2_BAND_RANK.get(score.band, 0) if score else 0
             if score and band_rank >= NEWS2_BAND_RANK["low-medium"]:
-                reasons.append(f"NEWS2 {score.score} ({score.band})")
+                reasons.append(news2_text(score.score, score.band))  # the one mapping: "NEWS2 7: high clinical risk"
             if predicted_hypo:
                 reasons.append("predicted hypoglycaemia")
             if counts.top_severity:
