@@ -104,3 +104,11 @@ def test_api_compare_pairs_against_the_baseline(client: TestClient) -> None:
     assert out.status_code == 200, out.text
     diff = out.json()["scenarios"]["ward+2"]["difference"]["wait_h.ward"]
     assert diff["high"] < 0  # two more ward beds: shorter ward waits, replication by replication
+
+
+def test_api_bounds_the_work_of_one_request(client: TestClient) -> None:
+    admin = _sign_in(client, "admin")
+    big = client.post("/api/v1/hospital/simulate", json={"replications": 100, "weeks": 52}, headers=admin)
+    assert big.status_code == 422 and big.json()["field"] == "replications" and "5200" in big.json()["detail"]
+    big = client.post("/api/v1/hospital/forecast", json={"replications": 1000, "horizon_h": 48}, headers=admin)
+    assert big.status_code == 422 and "48000" in big.json()["detail"]

@@ -45,6 +45,18 @@ class ForecastRequest(BaseModel):
     seed: int = Field(default=0, ge=0)
 
 
+#: work one request may ask for (a demo-hospital replication-week is ~15 ms here): bigger jobs use the CLI
+MAX_REPLICATION_WEEKS = 400
+MAX_FORECAST_REPLICATION_HOURS = 20_000
+
+
+def _budget(runs: float, limit: float, what: str) -> None:
+    if runs > limit:
+        raise ProblemError(422, "Too much work for one request", f"{what} = {runs:g} > {limit:g}; use the CLI "
+                           "(medtwin hospital ...) with a Dask scheduler for bigger jobs", kind="hospital-input",
+                           field="replications")
+
+
 def _problem(error: HospitalModelError) -> ProblemError:
     return ProblemError(422, "Invalid hospital model input", str(error), kind="hospital-input", field=error.field)
 
@@ -60,6 +72,7 @@ def demo(principal: Caller) -> dict[str, Any]:
 
 @router.post("/hospital/simulate", summary="Waits, occupancy and throughput per unit with 95 % CIs")
 def simulate(body: RunRequest, principal: Caller) -> dict[str, Any]:
+    _budget(body.replications * body.weeks, MAX_REPLICATION_WEEKS, "replications x weeks")
     try:
         return service.simulate(_model(body.model), body.replications, body.weeks, body.warmup_weeks, body.seed)
     except HospitalModelError as error:
@@ -68,6 +81,8 @@ def simulate(body: RunRequest, principal: Caller) -> dict[str, Any]:
 
 @router.post("/hospital/compare", summary="What-if scenarios against the baseline, paired 95 % CIs")
 def compare(body: CompareRequest, principal: Caller) -> dict[str, Any]:
+    _budget(body.replications * body.weeks * (len(body.scenarios) + 1), MAX_REPLICATION_WEEKS,
+            "replications x weeks x (scenarios + baseline)")
     try:
         return service.compare(_model(body.model), service.parse_scenarios(body.scenarios), body.replications,
                                body.weeks, body.warmup_weeks, body.seed)
@@ -77,6 +92,7 @@ def compare(body: CompareRequest, principal: Caller) -> dict[str, Any]:
 
 @router.post("/hospital/forecast", summary="Occupancy and ED waits ahead from the census, 95 % prediction intervals")
 def forecast(body: ForecastRequest, principal: Caller) -> dict[str, Any]:
+    _budget(body.replications * body.horizon_h, MAX_FORECAST_REPLICATION_HOURS, "replications x horizon_h")
     try:
         model = _model(body.model)
         if body.census is None:
