@@ -117,7 +117,8 @@ def test_store_pgx_writes_the_observations_into_the_record_and_export(sqlite_sto
     other = Store(f"sqlite:///{tmp_path / 'other.db'}")
     other.migrate()
     try:
-        assert import_units(other, [RawUnit("export.json", "json", exported)], actor="test").ok
+        # at the same time as the first store, so meta.lastUpdated (the server's, now exported) matches
+        assert import_units(other, [RawUnit("export.json", "json", exported)], actor="test", clock=lambda: NOW).ok
         round_trip = export_patient(other, patient, clock=lambda: NOW)
         assert round_trip is not None and genomics_in(round_trip) == genomics
     finally:
