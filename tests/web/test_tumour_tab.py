@@ -186,3 +186,18 @@ def test_tumour_tab_shows_the_api_fit_forecast_and_comparison(world: World, brow
     assert legend[-3:] == [f"{s['name']}: {s['recist']}" for s in scenarios[:3]]  # chemotherapy at the assessment
     axe(browser, "tumour")
     shot(browser, "tumour")
+
+
+def test_a_refused_comparison_says_which_field_in_the_result_box(world: World, browser: WebDriver,
+                                                                 lesion_patient: str) -> None:
+    sign_in(browser, world)
+    open_patient(browser, world, lesion_patient, "tumour")
+    wait(browser, lambda d: d.find_elements(By.CSS_SELECTOR, "#tumour-rt input[aria-label=Fractions]"),
+         message="the compare form")
+    fractions = browser.find_elements(By.CSS_SELECTOR, "#tumour-rt input[aria-label=Fractions]")[0]
+    fractions.clear()  # left blank (the browser checks the 1-60 range itself; a blank is the API's to refuse)
+    browser.find_element(By.ID, "run-tumour-compare").click()
+    wait(browser, lambda d: d.find_elements(By.CSS_SELECTOR, "#tumour-compare-result .error, #tumour-compare"),
+         timeout=60, message="the refusal")
+    error = inner(browser, "#tumour-compare-result .error")
+    assert "radiotherapy.0.fractions" in error and not browser.find_elements(By.ID, "tumour-compare"), error
