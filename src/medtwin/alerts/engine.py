@@ -294,7 +294,8 @@ class AlertEngine:
     def _apply(self, verdicts: list[tuple[PatientState, Verdict]], sync: bool = False) -> list[tuple[str, Alert]]:
         """Verdicts -> alert changes, in one transaction. A continuing condition is coalesced (occurrences
         summed, the latest candidate kept) and written at most every ``touch_interval_s`` per alert, at
-        once when it escalates, before the alert is cleared or replaced, and on ``sync``."""
+        once when it escalates (before a later verdict of the pass replaces the candidate: an escalation is
+        never lost), before the alert is cleared or replaced, and on ``sync``."""
         changes: list[tuple[str, Alert]] = []
         now = time.monotonic()
         with self.store.begin() as connection:
@@ -326,7 +327,8 @@ class AlertEngine:
             return
         key = verdict.candidate.dedupe_key
         if held == key:
-            self._coalesce(key, state, verdict)
+            if self._coalesce(key, state, verdict):  # written at once: a later, lower verdict cannot undo it
+                self._write_touch(repo, key, changes, now)
             if verdict.cleared_at is not None:
                 self._write_touch(repo, key, changes, now)
                 self._clear(repo, key, changes, verdict.cleared_at)
@@ -364,7 +366,10 @@ class AlertEngine:
             else:
                 self.stats.updated += 1
 
-    def _coalesce(self, key: str, state: PatientState, verdict: Verdict) -> None:
+    def _coalesce(self, key: str, state: PatientState, verdict: Verdict) -> bool:
+        """Fold a continuing condition's verdict into its pending update; True when it escalates above the
+        severity written (the caller writes it at once, so the repository's "severity only rises" and peak
+        rules see every escalation in order, however many verdicts a pass holds)."""
         assert verdict.candidate is not None
         written = SEVERITY_RANK.get(self._severity.get(key, ""), 0)
         escalates = SEVERITY_RANK[verdict.candidate.severity] > written
@@ -375,6 +380,7 @@ class AlertEngine:
             pending.candidate = verdict.candidate
             pending.occurrences += verdict.occurrences
             pending.escalates = pending.escalates or escalates
+        return escalates
 
     def _write_touch(self, repo: AlertRepository, key: str, changes: list[tuple[str, Alert]], now: float) -> None:
         pending = self._pending.pop(key, None)

@@ -37,6 +37,15 @@ def _severity(band: str) -> str:
     return severity
 
 
+def _sets(data: RuleInput) -> dict[datetime, dict[str, float]]:
+    """The pass's NEWS2 values grouped into observation sets by time."""
+    sets: dict[datetime, dict[str, float]] = {}
+    for s in data.samples:
+        if s.metric in chart.NEWS2_METRICS:
+            sets.setdefault(s.time, {})[s.metric] = s.value
+    return sets
+
+
 @dataclass
 class News2State:
     vitals: dict[str, tuple[datetime, float]] = field(default_factory=dict)
@@ -84,25 +93,38 @@ class News2Rule:
         return state.latest
 
     def evaluate(self, data: RuleInput, state: News2State) -> list[Verdict]:
+        """Every observation set of the pass is scored, in time order (a 7 followed by a 2 in one batch still
+        opens the alert, then clears it): one verdict per set whose score can have changed."""
         scale = int(data.settings.get(SCALE, 1))
-        rescore = SCALE in data.changed_settings
-        updated: dict[str, float] = {}
-        newest: datetime | None = None
-        for s in data.samples:
-            if s.metric not in chart.NEWS2_METRICS:
-                continue
-            current = state.vitals.get(s.metric)
-            if current is None or s.time >= current[0]:
-                state.vitals[s.metric] = (s.time, s.value)
-                updated[s.metric] = s.value
-                newest = s.time if newest is None or s.time > newest else newest
-        if not updated and not rescore:
-            return []
-        if not rescore and newest is not None and self._same(state, updated, newest, scale):
-            return []  # every changed parameter is in the band it was: the same score, the same verdict
-        return self._score(data, state, scale)
+        held = NAME in data.held
+        verdicts: list[Verdict] = []
+        for when, values in sorted(_sets(data).items()):
+            updated = self._fold(state, when, values)
+            if not updated or (SCALE not in data.changed_settings and self._same(state, updated, when, scale)):
+                continue  # nothing newer, or every changed parameter is in the band it was: the same verdict
+            held = self._verdicts(data, state, scale, held, verdicts)
+        if SCALE in data.changed_settings and not verdicts:
+            self._verdicts(data, state, scale, held, verdicts)
+        return verdicts
 
-    def _score(self, data: RuleInput, state: News2State, scale: int) -> list[Verdict]:
+    @staticmethod
+    def _fold(state: News2State, when: datetime, values: dict[str, float]) -> dict[str, float]:
+        """The set's values newer than those held (a late value is not folded in)."""
+        updated: dict[str, float] = {}
+        for metric, value in values.items():
+            current = state.vitals.get(metric)
+            if current is None or when >= current[0]:
+                state.vitals[metric] = (when, value)
+                updated[metric] = value
+        return updated
+
+    def _verdicts(self, data: RuleInput, state: News2State, scale: int, held: bool, out: list[Verdict]) -> bool:
+        """Score the latest set into ``out``; whether the condition is held after it."""
+        found = self._score(data, state, scale, held)
+        out += found
+        return held if not found else found[-1].holds
+
+    def _score(self, data: RuleInput, state: News2State, scale: int, held: bool) -> list[Verdict]:
         chosen = chart.observation_set(state.vitals, window=self.window)
         if chosen is None:
             return []
@@ -117,7 +139,7 @@ class News2Rule:
         state.expires = min(chosen.times.values()) + self.window if chosen.times else None
         pid = data.patient_id
         if result.triggered:
-            self._remember(state, NAME in data.held, chosen.at, result.aggregate, result.risk)
+            self._remember(state, held, chosen.at, result.aggregate, result.risk)
             incomplete = f" (incomplete set: {', '.join(result.missing)} missing)" if result.missing else ""
             message = news2_text(result.aggregate, result.risk) + incomplete
             candidate = AlertCandidate(pid, NAME, _severity(result.risk), f"{pid}:{NAME}", chosen.at, message,
@@ -125,9 +147,9 @@ class News2Rule:
                                        details={**state.latest, "history": list(state.history)},
                                        severity_follows=True)
             return [Verdict(NAME, True, candidate)]
-        if result.complete and NAME in data.held:
+        if result.complete and held:
             state.history = []
-            return [Verdict(NAME, False)]
+            return [Verdict(NAME, False, cleared_at=chosen.at)]
         return []
 
     @staticmethod
