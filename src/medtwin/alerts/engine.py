@@ -23,7 +23,9 @@ pass. A pass groups it by patient and
    new alert, so a clinician's "resolved" sticks until the condition clears), one that *clears* resolves a
    low or medium alert as ``system`` but only marks an open high or critical one ``condition_cleared_at``
    (``cleared``: it waits for a person, :meth:`AlertRepository.clear`) as of the verdict's ``cleared_at``
-   (the data time it ended) or else the pass's newest reading. A patient's verdicts are applied in order;
+   (the data time it ended) or else the pass's newest reading. A patient's verdicts are applied in order
+   (a continuing condition's updates are coalesced, but an escalation is written at once, so a later, lower
+   verdict of the pass never replaces it);
    one that holds with ``cleared_at`` began and ended within the pass: its alert opens and clears at once,
    leaving the condition held, if another, alone. Openings, system resolutions and clearings are audited
    (actor ``system``);

@@ -1,5 +1,7 @@
 """NEWS2 (RCP 2017) over the latest vital signs within the window (:mod:`medtwin.alerts.news2`): an alert
-while the clinical risk is low-medium or above, cleared by a complete set below the trigger.
+while the clinical risk is low-medium or above, cleared by a complete set below the trigger (as of that
+set's time). Every observation set of a pass is scored, in time order, so a batch is scored as if its sets
+had come one by one.
 
 The alert's severity and message come from the one band mapping (:func:`medtwin.vocab.news2.news2_band`:
 low-medium -> medium, medium -> high, high -> critical) and follow the score up and down
