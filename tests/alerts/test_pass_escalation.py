@@ -14,6 +14,7 @@ from hypothesis import strategies as st
 from tests.alerts.test_engine import NORMAL, T0, alerts, make_engine, vitals
 
 from medtwin.alerts.engine import AlertEngine
+from medtwin.alerts.glucose import predict_hypo
 from medtwin.alerts.news2 import VitalSigns, score
 from medtwin.alerts.repository import SEVERITY_RANK, Alert
 from medtwin.store.database import Store
@@ -121,3 +122,37 @@ def test_news2_alerts_do_not_depend_on_how_observation_sets_are_split_into_passe
     worst = max((s for s in (severity_of(PROFILES[k]) for k in kinds) if s), key=SEVERITY_RANK.__getitem__,
                 default=None)
     assert max((p for _o, p, _s, _c in found[0]), key=SEVERITY_RANK.__getitem__, default=None) == worst
+
+
+FORECASTS: list[tuple[list[float], str | None]] = [  # means, the severity predict_hypo gives (checked below)
+    ([86, 82, 78, 74, 66, 60, 55, 50, 48, 47, 47, 47], "medium"),
+    ([72, 64, 56, 52, 50, 50], "high"),
+    ([95, 90, 85, 80, 76, 74], None),  # between 70 and 80: a held condition stays held
+    ([95, 90, 85, 82, 81, 80], None),  # at or above 80: clears
+]
+
+
+@settings(max_examples=100, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(kinds=st.lists(st.integers(0, len(FORECASTS) - 1), min_size=1, max_size=12), data=st.data())
+def test_predicted_hypo_alerts_do_not_depend_on_how_forecasts_are_split_into_passes(
+        sqlite_store: Store, kinds: list[int], data: st.DataObject) -> None:
+    """Several forecasts in one pass: the same alerts and highest severities as one forecast per pass, and the
+    highest severity reached is that of the worst prediction."""
+    assert [predict_hypo(_forecast("p", 0, [float(v) for v in means])).severity
+            for means, _s in FORECASTS] == [s for _m, s in FORECASTS[:2]] + [None, None]
+    cuts = sorted(data.draw(st.sets(st.integers(1, max(len(kinds) - 1, 1)), max_size=len(kinds))))
+    engine = make_engine(sqlite_store)
+    found = []
+    for split in ([[i] for i in range(len(kinds))],
+                  [list(range(a, b)) for a, b in zip([0, *cuts], [*cuts, len(kinds)], strict=True) if a < b]):
+        patient = uuid.uuid4().hex
+        for indices in split:
+            for i in data.draw(st.permutations(indices)):
+                engine.on_forecast(_forecast(patient, 5 * i, [float(v) for v in FORECASTS[kinds[i]][0]]))
+            assert engine.flush()
+        listed = [a for a in alerts(sqlite_store) if a.patient_id == patient and a.rule == "predicted-hypo"]
+        found.append(sorted((a.opened_at, a.severity, a.status, a.condition_cleared_at) for a in listed))
+    engine.stop()
+    assert found[0] == found[1]
+    worst = max((s for s in (FORECASTS[k][1] for k in kinds) if s), key=SEVERITY_RANK.__getitem__, default=None)
+    assert max((s for _o, s, _st, _c in found[0]), key=SEVERITY_RANK.__getitem__, default=None) == worst
