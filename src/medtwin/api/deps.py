@@ -12,7 +12,6 @@ A route without a guard is a bug; ``tests/api/test_authorization.py`` fails on i
 from __future__ import annotations
 
 import math
-import re
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
@@ -92,48 +91,18 @@ def _unauthorized(detail: str) -> ProblemError:
                         headers={"WWW-Authenticate": 'Bearer error="invalid_token"'})
 
 
-#: The identifier type (HL7 v2 table 0203) a path may name a patient by, besides the patient's id.
-PATH_IDENTIFIER_TYPE = ("http://terminology.hl7.org/CodeSystem/v2-0203", "MR")
-#: Systems of national person identifiers (SSN, passport, driver's licence, Medicare), never taken in a path.
-PERSON_ID_SYSTEMS = ("http://hl7.org/fhir/sid/us-ssn", "http://hl7.org/fhir/sid/passport-",
-                     "urn:oid:2.16.840.1.113883.4.3.", "http://hl7.org/fhir/sid/us-mbi",
-                     "http://hl7.org/fhir/sid/us-medicare", "urn:oid:2.16.840.1.113883.4.1")
-_SSN_SHAPE = re.compile(r"^\d{3}-?\d{2}-?\d{4}$")
-
-
-def _path_identifier(identifier: dict[str, Any], raw: str) -> bool:
-    """Whether ``identifier`` (of a stored Patient) may name the patient in a path as ``raw``: its type is
-    MR, or it has no type, its system is no national person identifier and the value is not SSN-shaped."""
-    if identifier.get("value") != raw:
-        return False
-    codings = (identifier.get("type") or {}).get("coding") or []
-    if codings:
-        system, code = PATH_IDENTIFIER_TYPE
-        return any(c.get("system") == system and c.get("code") == code for c in codings)
-    id_system = str(identifier.get("system") or "")
-    return not id_system.startswith(PERSON_ID_SYSTEMS) and not _SSN_SHAPE.match(raw)
-
-
 def resolve_path_patient(store: Store, raw: str) -> str | None:
     """The stored id of the patient a path names by id or by medical record number, else None.
 
-    Only a record number is accepted (type v2-0203 ``MR``, or an untyped local identifier: see
-    :func:`_path_identifier`): an SSN, driver's licence or passport number in a URL would be written by every
-    proxy and access log on the way, so those are found through the search API (``GET /patients?identifier=``,
-    where the value stays in the query) and never resolve in a path."""
+    Only a record number is accepted (:func:`medtwin.record.identifiers.names_the_patient`): an SSN, driver's
+    licence or passport number in a URL would be written by every proxy and access log on the way, so those
+    are found through the search API (``GET /patients?identifier=``, where the value stays in the query) and
+    never resolve in a path. The store's :meth:`RecordRepository.resolve_patient` holds the rule, so the
+    ingest pipeline (HTTP, WebSocket, MQTT topics) and the CLI follow it too."""
     from medtwin.store.records import RecordRepository
 
     with store.connect() as connection:
-        repo = RecordRepository(connection, store.codec)
-        if repo.exists("Patient", raw):
-            return raw
-        if (sent := repo.find_by_source_id("Patient", raw)) is not None:
-            return sent  # the sending system's own id for the patient (a Synthea UUID), not a person's number
-        found = repo.find_by_identifier("Patient", None, raw)
-        patient = repo.get("Patient", found) if found is not None else None
-    if any(_path_identifier(i, raw) for i in (patient or {}).get("identifier", []) if isinstance(i, dict)):
-        return found
-    return None
+        return RecordRepository(connection, store.codec).resolve_patient(raw)
 
 
 def _resolve_patient(store: Store, raw: str) -> str:

@@ -28,6 +28,7 @@ from sqlalchemy import (
 from medtwin.record import exactjson
 from medtwin.record.errors import ConflictError
 from medtwin.record.fhirtime import FhirDateError, parse_datetime
+from medtwin.record.identifiers import names_the_patient
 from medtwin.record.indexing import index_rows, unit_warnings
 from medtwin.record.prepare import PreparedResource, PreparedUnit, content_hash
 from medtwin.store.codec import Codec
@@ -609,10 +610,17 @@ class RecordRepository:
         return None if row is None else str(row[0])
 
     def resolve_patient(self, key: str) -> str | None:
-        """A patient id from its id, its id in the input it came from, or any of its identifiers (the MRN)."""
+        """A patient id from its id, its id in the input it came from, or its medical record number; never from
+        a national person identifier (:func:`medtwin.record.identifiers.names_the_patient`), which a path, a
+        topic or a log line must not carry."""
         if self.exists("Patient", key):
             return key
-        return self.find_by_source_id("Patient", key) or self.find_by_identifier("Patient", None, key)
+        if (sent := self.find_by_source_id("Patient", key)) is not None:
+            return sent  # the sending system's own id for the patient (a Synthea UUID), not a person's number
+        found = self.find_by_identifier("Patient", None, key)
+        patient = self.get("Patient", found) if found is not None else None
+        identifiers = (patient or {}).get("identifier", [])
+        return found if any(names_the_patient(i, key) for i in identifiers if isinstance(i, dict)) else None
 
     def count_by_type(self, patient_id: str | None = None) -> dict[str, int]:
         query = select(resources.c.resource_type, func.count()).group_by(resources.c.resource_type)
