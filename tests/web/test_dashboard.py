@@ -14,6 +14,7 @@ import re
 import time
 from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
+from decimal import ROUND_HALF_UP, Decimal
 from pathlib import Path
 from typing import Any
 
@@ -49,6 +50,12 @@ def wait(driver: WebDriver, condition: Callable[[WebDriver], Any], timeout: floa
 
 def css(driver: WebDriver, selector: str) -> Any:
     return driver.find_element(By.CSS_SELECTOR, selector)
+
+
+def fixed(value: float, digits: int = 0) -> str:
+    """What the page shows for ``value``: JavaScript's ``toFixed`` rounds the exact binary value half up, where
+    Python's format rounds an exact tie to even (124.5 is '125' on the page, '124' from ``f"{124.5:.0f}"``)."""
+    return str(Decimal(value).quantize(Decimal(1).scaleb(-digits), rounding=ROUND_HALF_UP))
 
 
 def text(driver: WebDriver, selector: str) -> str:
@@ -147,7 +154,7 @@ def test_sign_in_and_patient_list(world: World, browser: WebDriver) -> None:
     assert "1 high" in rows[0]["text"] and "glucose above 250" in rows[0]["text"]
     heavy = rows[1]["text"]
     latest = api(world).get(f"/patients/{world.heavy}/samples/latest").json()["latest"]
-    assert f"{latest['glucose']['value']:.0f}" in heavy and f"{latest['heart_rate']['value']:.0f}" in heavy
+    assert fixed(latest['glucose']['value']) in heavy and fixed(latest['heart_rate']['value']) in heavy
     axe(browser, "patients")
     shot(browser, "patients")
 
@@ -195,8 +202,8 @@ def test_open_patient_with_30_days_of_data(world: World, browser: WebDriver) -> 
     assert counts["glucose"] >= 8640 and counts["heart_rate"] >= 43200
 
     latest = api_client.get(f"/patients/{world.heavy}/samples/latest").json()["latest"]
-    assert css(browser, "#glucose-now").text == f"{latest['glucose']['value']:.0f}"
-    assert f"latest {latest['glucose']['value']:.0f} mg/dL" in text(browser, "#chart-glucose .readout")
+    assert css(browser, "#glucose-now").text == fixed(latest['glucose']['value'])
+    assert f"latest {fixed(latest['glucose']['value'])} mg/dL" in text(browser, "#chart-glucose .readout")
 
     # the whole 30 days: 8,640 CGM and 43,200 heart-rate readings, downsampled by the API to the chart width
     switches = []
@@ -234,7 +241,7 @@ def test_live_cgm_point_and_forecast_without_reload(world: World, browser: WebDr
         r = client.post(f"/patients/{world.heavy}/samples", json=[
             {"metric": "glucose", "time": t.isoformat(), "value": value, "unit": "mg/dL", "id": f"live-{i}"}])
         assert r.status_code == 200 and r.json()["accepted"] == 1, r.text
-        wait(browser, lambda d, v=value: text(d, "#glucose-now") == f"{v:.0f}", timeout=15,
+        wait(browser, lambda d, v=value: text(d, "#glucose-now") == fixed(v), timeout=15,
              message=f"the tile to show {value}")
     wait(browser, lambda d: "latest 187 mg/dL" in text(d, "#chart-glucose .readout"), timeout=10,
          message="the chart's latest reading")
@@ -242,7 +249,7 @@ def test_live_cgm_point_and_forecast_without_reload(world: World, browser: WebDr
          message="the 30-min forecast to appear or move")
     forecast = client.get(f"/patients/{world.heavy}/forecast").json()
     i30 = forecast["horizons_min"].index(30)
-    assert f"{forecast['mean_mg_dl'][i30]:.0f}" in text(browser, "#forecast-30")
+    assert fixed(forecast['mean_mg_dl'][i30]) in text(browser, "#forecast-30")
     assert browser.execute_script("return window.__sameDocument") == "yes"  # no reload happened
     shot(browser, "patient-live-update")
 
@@ -321,7 +328,7 @@ def test_record_cgm_report_and_history_tabs(world: World, browser: WebDriver) ->
     wait(browser, lambda d: d.find_elements(By.CSS_SELECTOR, "#agp canvas"), message="the AGP chart")
     report = api(world).get(f"/patients/{world.heavy}/cgm-report", params={"days": 14}).json()
     tir = report["metrics"]["time_in_range_70_180_percent"]
-    assert f"In range 70–180: {tir:.1f} %" in text(browser, "#panel-cgm")
+    assert f"In range 70–180: {fixed(tir, 1)} %" in text(browser, "#panel-cgm")
     assert len(browser.find_elements(By.CSS_SELECTOR, "#panel-cgm table.targets tbody tr")) == len(report["targets"])
     axe(browser, "patient-cgm")
     shot(browser, "patient-cgm")

@@ -12,7 +12,7 @@ from typing import Any
 import pytest
 from selenium.webdriver.common.by import By
 from selenium.webdriver.remote.webdriver import WebDriver
-from tests.web.test_dashboard import api, open_patient, shot, text, wait
+from tests.web.test_dashboard import api, fixed, open_patient, shot, text, wait
 from tests.web.test_warfarin_whatif import sign_in
 
 World = Any  # tests/web/conftest.py: World (base_url, store, users, patients, heavy)
@@ -45,7 +45,7 @@ def test_record_and_live_show_display_units_and_short_names(world: World, browse
     shot(browser, "display-units-record")
     record = text(browser, "#panel-record")
     assert not RAW.findall(record), RAW.findall(record)
-    assert f"INR: {inr['value']:.1f}" in record, record[:2000]
+    assert f"INR: {fixed(inr['value'], 1)}" in record, record[:2000]
     assert re.search(r"Temperature: \d+(\.\d)? °C", record) and re.search(r"Systolic BP: \d+ mmHg", record)
     button = browser.find_element(By.XPATH, "//section[contains(@class,'card')]//button[normalize-space()='INR']")
     title = button.get_attribute("title") or ""

@@ -17,7 +17,7 @@ import pytest
 from selenium.webdriver.common.by import By
 from selenium.webdriver.remote.webdriver import WebDriver
 from tests.twin.test_live_anchor import READINGS
-from tests.web.test_dashboard import api, open_patient, shot, text, wait
+from tests.web.test_dashboard import api, fixed, open_patient, shot, text, wait
 from tests.web.test_warfarin_whatif import sign_in
 
 World = Any  # tests/web/conftest.py: World (base_url, store, users, patients, heavy)
@@ -79,5 +79,5 @@ def test_the_forecast_starts_at_the_last_reading_and_the_alert_names_the_cgm_val
         assert f"(glucose {last['glucose_now_mg_dl']:.0f} mg/dL)" in summary
     # the twin's box shows the same estimate as the forecast, beside the reading, never as one
     wait(browser, lambda d: "last CGM reading 87" in text(d, "#live-twin"), timeout=10, message="the twin box")
-    assert f"{last['glucose_now_mg_dl']:.0f} mg/dL" in text(browser, "#live-twin")
+    assert f"{fixed(last['glucose_now_mg_dl'])} mg/dL" in text(browser, "#live-twin")
     shot(browser, "live-forecast-anchor")

@@ -21,7 +21,7 @@ import httpx
 import pytest
 from selenium.webdriver.common.by import By
 from selenium.webdriver.remote.webdriver import WebDriver
-from tests.web.test_dashboard import axe, open_patient, shot, wait
+from tests.web.test_dashboard import axe, fixed, open_patient, shot, wait
 
 from medtwin.api.routers.tumour import TUMOUR_SIZE_CODES
 from medtwin.oncology.measurements import DIAMETER_MM, ELLIPSOID, VOLUME_MM3
@@ -131,7 +131,7 @@ def test_tumour_tab_shows_the_api_fit_forecast_and_comparison(world: World, brow
     rows = browser.find_elements(By.CSS_SELECTOR, "#tumour-readings tbody tr")
     assert len(rows) == len(DIAMETERS_MM)
     cells = rows[-1].find_elements(By.TAG_NAME, "td")
-    assert [c.text for c in cells[1:4]] == ["210", "34 mm", f"{ELLIPSOID * 34.0 ** 3:.0f}"]
+    assert [c.text for c in cells[1:4]] == ["210", "34 mm", fixed(ELLIPSOID * 34.0 ** 3)]
 
     browser.find_element(By.ID, "run-tumour-fit").click()
     wait(browser, lambda d: d.find_elements(By.CSS_SELECTOR, "#tumour-model, #tumour-fit-result .error"), timeout=60,
@@ -154,8 +154,8 @@ def test_tumour_tab_shows_the_api_fit_forecast_and_comparison(world: World, brow
     point = ahead["lesions"][0]["points"][0]
     assert point["interval"] == "calibrated"
     forecast = inner(browser, "#tumour-forecast")
-    assert (f"(56 days after the last reading): {point['volume_mm3']:.0f} mm³ (80 % interval "
-            f"{point['lower_mm3']:.0f}–{point['upper_mm3']:.0f} mm³)") in forecast, forecast
+    assert (f"(56 days after the last reading): {fixed(point['volume_mm3'])} mm³ (80 % interval "
+            f"{fixed(point['lower_mm3'])}–{fixed(point['upper_mm3'])} mm³)") in forecast, forecast
     drawn = browser.execute_script(
         "return [...document.querySelectorAll('#panel-tumour .legend li')].map(l => l.textContent)")
     assert drawn[:2] == ["Readings (volume from size)", "80 % forecast interval"] and "Forecast" in drawn
@@ -172,9 +172,9 @@ def test_tumour_tab_shows_the_api_fit_forecast_and_comparison(world: World, brow
              for r in browser.find_elements(By.CSS_SELECTOR, "#tumour-compare tbody tr")}
     assert table["RECIST"] == [s["recist"] for s in scenarios]
     assert table["RECIST"][3:] == ["not callable", "not callable"]
-    assert table["Volume"][:3] == [f"{s['volume_mm3']:.0f} mm³" for s in scenarios[:3]]
-    assert table["Longest diameter"][:3] == [f"{s['diameter_mm']:.1f} mm" for s in scenarios[:3]]
-    assert table["BED (Gy)"] == ["—", "—", "—", "72.0", f"{scenarios[4]['bed_gy']:.1f}"]  # 60/30 at α/β 10
+    assert table["Volume"][:3] == [f"{fixed(s['volume_mm3'])} mm³" for s in scenarios[:3]]
+    assert table["Longest diameter"][:3] == [f"{fixed(s['diameter_mm'], 1)} mm" for s in scenarios[:3]]
+    assert table["BED (Gy)"] == ["—", "—", "—", "72.0", fixed(scenarios[4]['bed_gy'], 1)]  # 60/30 at α/β 10
     assert table["EQD2 (Gy)"][3:] == ["60.0", "58.4"]  # the LQ figures
     assert table["Cell kill (log₁₀)"][3:] == [f"{s['log10_cell_kill']:.2f}" for s in scenarios[3:]]
     reason = inner(browser, ".tu-reason")

@@ -13,7 +13,7 @@ import httpx
 import pytest
 from selenium.webdriver.common.by import By
 from selenium.webdriver.remote.webdriver import WebDriver
-from tests.web.test_dashboard import shot
+from tests.web.test_dashboard import fixed, shot
 from tests.web.test_pgx_chips import wait
 
 from medtwin.security import accounts
@@ -103,8 +103,8 @@ def test_warfarin_what_if_without_a_stored_genotype_answers_and_says_so(world: W
                 "horizon_h": 168, "n_samples": 20}
         dose = client.post(f"/twins/{ungenotyped}/drugs/compare", json=body).json()["clinical_dose"]
     shown = text(browser, "#drug-clinical-dose")
-    assert shown.startswith(f"Genotype-free alternative: {dose['daily_dose_mg']:.1f} mg/day "
-                            f"({dose['weekly_dose_mg']:.1f} mg/week) by the IWPC 2009 clinical algorithm"), shown
+    assert shown.startswith(f"Genotype-free alternative: {fixed(dose['daily_dose_mg'], 1)} mg/day "
+                            f"({fixed(dose['weekly_dose_mg'], 1)} mg/week) by the IWPC 2009 clinical algorithm"), shown
     assert visible_on_top(browser, "#drug-genotype-note")
     shot(browser, "warfarin-genotype-unknown")
 
