@@ -15,21 +15,10 @@ from selenium.webdriver.common.by import By
 from selenium.webdriver.remote.webdriver import WebDriver
 from selenium.webdriver.support.select import Select
 from tests.web.test_dashboard import api, axe, shot, text, wait
+from tests.web.test_warfarin_whatif import sign_in
 
 World = Any  # tests/web/conftest.py: World (base_url, store, users, patients, heavy)
 pytestmark = pytest.mark.slow
-
-
-def sign_in(driver: WebDriver, world: World) -> None:
-    driver.get(world.base_url + "/")
-    wait(driver, lambda d: d.find_element(By.ID, "login-view").is_displayed()
-         or d.find_elements(By.CSS_SELECTOR, "#patients tbody tr[data-id]"), message="the sign-in form or patients")
-    if not driver.find_element(By.ID, "login-view").is_displayed():
-        return
-    driver.find_element(By.ID, "username").send_keys("demo-clinician")
-    driver.find_element(By.ID, "password").send_keys(world.users["demo-clinician"])
-    driver.find_element(By.CSS_SELECTOR, "#login-form button").click()
-    wait(driver, lambda d: d.find_elements(By.CSS_SELECTOR, "#patients tbody tr[data-id]"), message="patients")
 
 
 def level_2_hypo_that_recovers(world: World, patient_id: str) -> dict[str, Any]:

@@ -22,6 +22,7 @@ import pytest
 from selenium.webdriver.common.by import By
 from selenium.webdriver.remote.webdriver import WebDriver
 from tests.web.test_dashboard import axe, fixed, open_patient, shot, wait
+from tests.web.test_warfarin_whatif import sign_in
 
 from medtwin.api.routers.tumour import TUMOUR_SIZE_CODES
 from medtwin.oncology.measurements import DIAMETER_MM, ELLIPSOID, VOLUME_MM3
@@ -75,18 +76,6 @@ def lesion_patient(world: World) -> str:
     with world.store.begin() as connection:
         accounts.add_to_care_team(connection, "demo-clinician", patient_id)
     return str(patient_id)
-
-
-def sign_in(driver: WebDriver, world: World) -> None:
-    driver.get(world.base_url + "/")
-    wait(driver, lambda d: d.find_element(By.ID, "login-view").is_displayed()
-         or d.find_elements(By.CSS_SELECTOR, "#patients tbody tr[data-id]"), message="the sign-in form or patients")
-    if not driver.find_element(By.ID, "login-view").is_displayed():
-        return
-    driver.find_element(By.ID, "username").send_keys("demo-clinician")
-    driver.find_element(By.ID, "password").send_keys(world.users["demo-clinician"])
-    driver.find_element(By.CSS_SELECTOR, "#login-form button").click()
-    wait(driver, lambda d: d.find_elements(By.CSS_SELECTOR, "#patients tbody tr[data-id]"), message="patients")
 
 
 def inner(driver: WebDriver, selector: str) -> str:
