@@ -42,6 +42,7 @@ COMMANDS: dict[str, tuple[str, str, str]] = {
     "tumour": ("medtwin.cli.tumour", "app", "Tumour twin: fit growth laws to lesion measurements, forecast with intervals, compare treatments."),
     "report": ("medtwin.cli.report", "report_command", "Write a patient's one-page twin report (PDF: one A4 page; HTML: self-contained)."),
     "hospital": ("medtwin.cli.hospital", "app", "Hospital operations twin: simulate, forecast from a census, compare what-ifs."),
+    "imaging": ("medtwin.cli.imaging", "app", "Images in the twin: import DICOM/NIfTI volumes (and segment, mesh, plan on them)."),
 }
 
 
