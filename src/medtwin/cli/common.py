@@ -6,6 +6,8 @@ a helper is called, not here (see ``cli/main.py`` on start-up time)."""
 from __future__ import annotations
 
 import getpass
+from collections.abc import Iterator
+from contextlib import contextmanager
 from typing import TYPE_CHECKING, NoReturn
 
 import typer
@@ -43,6 +45,29 @@ def open_store(settings: Settings) -> Store:
 def fail(message: str, code: int = 1) -> NoReturn:
     err_console.print(f"[bold red]error:[/] {message}")
     raise typer.Exit(code)
+
+
+def fail_input(message: str) -> NoReturn:
+    """Stop a command on bad input: ``error: <message>`` on stderr (plain text, never wrapped), exit status 2."""
+    typer.echo(f"error: {message}", err=True)
+    raise typer.Exit(code=2)
+
+
+@contextmanager
+def input_errors(where: str = "") -> Iterator[None]:
+    """Bad input raised inside (any :class:`medtwin.errors.InputError`, or a pydantic ``ValidationError``) stops
+    the command with exit status 2 and ``<where><field>: <message>``; ``where`` names the file (``"a.csv: "``)."""
+    from pydantic import ValidationError
+
+    from medtwin.errors import InputError
+
+    try:
+        yield
+    except InputError as exc:
+        fail_input(f"{where}{exc.field}: {exc.message}")
+    except ValidationError as exc:
+        first = exc.errors()[0]
+        fail_input(f"{where}{'.'.join(str(p) for p in first['loc'])}: {first['msg']}")
 
 
 def cli_actor() -> str:

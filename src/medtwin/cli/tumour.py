@@ -10,9 +10,11 @@ from __future__ import annotations
 import csv
 import json
 from pathlib import Path
-from typing import Annotated, Any, NoReturn
+from typing import Annotated, Any
 
 import typer
+
+from medtwin.cli.common import fail_input, input_errors
 
 HELP = "Tumour twin: fit growth laws to lesion measurements, forecast with intervals, compare treatments."
 app = typer.Typer(help=HELP, no_args_is_help=True, add_completion=False)
@@ -22,9 +24,7 @@ ModelOption = Annotated[str, typer.Option(help="growth law, or auto (lowest AIC)
 JsonOption = Annotated[bool, typer.Option("--json", help="print the full JSON result")]
 
 
-def _fail(message: str) -> NoReturn:
-    typer.echo(f"error: {message}", err=True)
-    raise typer.Exit(code=2)
+_fail = fail_input
 
 
 def _measurements(path: Path) -> list[dict[str, Any]]:
@@ -48,17 +48,8 @@ def _measurements(path: Path) -> list[dict[str, Any]]:
 
 
 def _run(path: Path, build: Any, run: Any) -> dict[str, Any]:
-    from pydantic import ValidationError
-
-    from medtwin.oncology.measurements import MeasurementError
-
-    try:
+    with input_errors(f"{path}: "):
         result: dict[str, Any] = run(build(_measurements(path)))
-    except MeasurementError as exc:
-        _fail(f"{path}: {exc.field}: {exc.message}")
-    except ValidationError as exc:
-        first = exc.errors()[0]
-        _fail(f"{path}: {'.'.join(str(p) for p in first['loc'])}: {first['msg']}")
     return result
 
 

@@ -9,9 +9,11 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
-from typing import Annotated, Any, NoReturn
+from typing import Annotated, Any
 
 import typer
+
+from medtwin.cli.common import fail_input, input_errors
 
 HELP = "Any registered twin kind (plug-ins): list kinds, simulate, fit, assimilate, compare."
 app = typer.Typer(help=HELP, no_args_is_help=True, add_completion=False)
@@ -21,9 +23,7 @@ SetOption = Annotated[list[str] | None, typer.Option("--set", help="parameter ov
 OutOption = Annotated[Path | None, typer.Option(help="write the full JSON result here")]
 
 
-def _fail(message: str) -> NoReturn:
-    typer.echo(f"error: {message}", err=True)
-    raise typer.Exit(code=2)
+_fail = fail_input
 
 
 def _read(path: Path, what: str) -> Any:
@@ -53,8 +53,6 @@ def _overrides(pairs: list[str] | None) -> dict[str, float]:
 
 def _run(kind: str, source: Path | None, call: Any) -> dict[str, Any]:
     """Look the kind up and run ``call(kind)``; model input errors name the file they came from."""
-    from pydantic import ValidationError
-
     from medtwin.model.errors import ModelInputError
     from medtwin.model.kinds import get
 
@@ -62,14 +60,8 @@ def _run(kind: str, source: Path | None, call: Any) -> dict[str, Any]:
         found = get(kind)
     except ModelInputError as exc:
         _fail(str(exc))
-    where = f"{source}: " if source is not None else ""
-    try:
+    with input_errors(f"{source}: " if source is not None else ""):
         result: dict[str, Any] = call(found)
-    except ModelInputError as exc:
-        _fail(f"{where}{exc.field}: {exc.message}")
-    except ValidationError as exc:
-        first = exc.errors()[0]
-        _fail(f"{where}{'.'.join(str(p) for p in first['loc'])}: {first['msg']}")
     return result
 
 

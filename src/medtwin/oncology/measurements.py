@@ -17,6 +17,7 @@ from dataclasses import dataclass
 import numpy as np
 from numpy.typing import NDArray
 
+from medtwin.errors import InputError
 from medtwin.oncology.fitting import BatchFit, Prior, fit_batch
 from medtwin.oncology.growth import LAWS
 
@@ -27,13 +28,8 @@ VOLUME_MM3 = {"mm3": 1.0, "cm3": 1000.0, "ml": 1000.0}
 FALLBACK = ("gompertz", "exponential")  # the simpler laws tried, in order, when a series is too short
 
 
-class MeasurementError(ValueError):
+class MeasurementError(InputError):
     """Bad measurement input; ``field`` names the entry (e.g. ``row 3: size``)."""
-
-    def __init__(self, field: str, message: str) -> None:
-        super().__init__(f"{field}: {message}")
-        self.field = field
-        self.message = message
 
 
 @dataclass(frozen=True)
