@@ -52,6 +52,11 @@ class Settings(BaseSettings):
                                    description="Topics are <prefix>/<patient>/<device>/<metric>.")
     mqtt_batch_size: int = Field(default=500, ge=1, le=10_000, description="Messages stored per transaction.")
     mqtt_batch_ms: int = Field(default=20, ge=0, le=5_000, description="Longest wait to fill a batch.")
+    # --- hospital operations twin (medtwin.hospital.live) ---
+    hospital_model_file: Path | None = Field(default=None, description="Hospital model (TOML/JSON) of the live "
+                                             "census; default the generated demo hospital.")
+    hospital_mllp_port: int | None = Field(default=None, ge=0, le=65535, description="Listen for HL7 v2 ADT over "
+                                           "MLLP on this port (host: `host`) inside `medtwin serve`; unset: off.")
 
     def resolved_database_url(self) -> str:
         if self.database_url:

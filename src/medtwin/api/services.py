@@ -10,13 +10,14 @@ frozen dataclass names each service once, with its type, and mypy checks every u
 from __future__ import annotations
 
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import datetime
 from typing import TYPE_CHECKING, Any
 
 from medtwin.alerts.engine import AlertEngine
 from medtwin.alerts.hub import EventHub
 from medtwin.config import Settings
+from medtwin.hospital.live import LiveHospital
 from medtwin.security.crypto import KeyRing
 from medtwin.store.database import Store
 from medtwin.stream.pipeline import IngestPipeline
@@ -24,6 +25,7 @@ from medtwin.twin.live import LiveGlucoseService
 
 if TYPE_CHECKING:
     from medtwin.api.deps import SecurityContext
+    from medtwin.hospital.mllp import MllpThread
     from medtwin.stream.mqtt import MqttSubscriber
 
 __all__ = ["Services", "services_of"]
@@ -42,7 +44,9 @@ class Services:
     hub: EventHub  # live events for SSE / WebSocket readers
     alerts: AlertEngine  # rules over samples and forecasts
     mqtt: MqttSubscriber | None  # with ``mqtt_enabled``; started and stopped by the app's lifespan
+    hospital: LiveHospital  # the live census (ADT over HTTP, and MLLP with ``hospital_mllp_port``)
     own_store: bool = False  # opened by the app: migrated at startup and disposed at shutdown
+    listeners: list[MllpThread] = field(default_factory=list)  # started by the lifespan (MLLP)
 
     @property
     def clock(self) -> Callable[[], datetime]:

@@ -18,6 +18,7 @@ from medtwin.alerts.hub import EventHub, forecast_publisher, samples_publisher
 from medtwin.api.deps import SecurityContext
 from medtwin.api.services import Services
 from medtwin.config import Settings
+from medtwin.hospital.live import LiveHospital
 from medtwin.security.crypto import KeyRing
 from medtwin.store.database import Store
 from medtwin.stream.pipeline import IngestPipeline
@@ -46,8 +47,20 @@ def build_services(settings: Settings, store: Store, keyring: KeyRing, security:
         from medtwin.stream.mqtt import subscriber_from_settings
 
         mqtt = subscriber_from_settings(settings, ingest)
+    hospital = live_hospital(settings, keyring, clock)
     return Services(settings=settings, store=store, keyring=keyring, security=security, ingest=ingest,
-                    live_glucose=live_glucose, hub=hub, alerts=alerts, mqtt=mqtt, own_store=own_store)
+                    live_glucose=live_glucose, hub=hub, alerts=alerts, mqtt=mqtt, hospital=hospital,
+                    own_store=own_store)
+
+
+def live_hospital(settings: Settings, keyring: KeyRing, clock: Callable[[], datetime]) -> LiveHospital:
+    """The live census of the configured hospital model (default the demo's); patients keyed by an HMAC
+    under the key ring's pseudonym key."""
+    from medtwin.hospital.adt import census_key
+    from medtwin.hospital.model import demo_model, load_model
+
+    model = load_model(settings.hospital_model_file) if settings.hospital_model_file else demo_model()
+    return LiveHospital(model, census_key(keyring.pseudonym_key), clock)
 
 
 def start(services: Services) -> None:
@@ -56,6 +69,11 @@ def start(services: Services) -> None:
         services.store.migrate()
     if services.mqtt is not None:
         services.mqtt.start()
+    if services.settings.hospital_mllp_port is not None:
+        from medtwin.hospital.mllp import MllpThread
+
+        services.listeners.append(MllpThread(services.hospital, services.settings.host,
+                                             services.settings.hospital_mllp_port, services.clock))
 
 
 async def stop(services: Services) -> None:
@@ -64,6 +82,8 @@ async def stop(services: Services) -> None:
     saves its state, every event stream ends; then a store the app opened is closed."""
     if services.mqtt is not None:
         await anyio.to_thread.run_sync(services.mqtt.stop)
+    while services.listeners:
+        await anyio.to_thread.run_sync(services.listeners.pop().stop)
     await anyio.to_thread.run_sync(services.live_glucose.close)
     services.alerts.stop()
     services.hub.close()

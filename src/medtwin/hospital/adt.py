@@ -10,13 +10,18 @@ admit, A12 cancel transfer, A13 cancel discharge. Rules:
 * a malformed message (garbled segment, missing field, unknown unit in PV1-3) is refused with the reason and
   the field, and quarantined (control id, reason; the raw text is kept for review, never in any output).
 
-Patients are keyed by a SHA-256 digest of PID-3 (never stored in clear); names are never read. The census
+Patients are keyed by a keyed hash (HMAC-SHA-256) of PID-3, never stored in clear: the key comes from the
+app's key ring (:func:`census_key`), else a random key of the tracker's own, so an MRN cannot be found again
+by hashing guesses. Names are never read. The census
 (:meth:`CensusTracker.census`) is counts and stays, the forecast's input.
 """
 
 from __future__ import annotations
 
 import hashlib
+import hmac
+import os
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 
@@ -24,6 +29,8 @@ import hl7
 import numpy as np
 
 from medtwin.hospital.history import Census
+
+Pseudonymise = Callable[[str], str]
 
 EVENTS = ("A01", "A02", "A03", "A04", "A08", "A11", "A12", "A13")
 
@@ -41,7 +48,7 @@ class AdtEvent:
     control_id: str
     event: str
     time: datetime
-    patient: str  # digest of PID-3
+    patient: str  # keyed hash of PID-3
     unit: str | None
 
 
@@ -71,7 +78,14 @@ def _field(message: hl7.Message, segment: str, index: int) -> str:
         return ""
 
 
-def parse_adt(text: str, units: set[str]) -> AdtEvent:
+def census_key(secret: bytes) -> Pseudonymise:
+    """The keyed hash patients are known by: HMAC-SHA-256 under a key derived from ``secret`` (the key
+    ring's pseudonym key) for this purpose only."""
+    key = hmac.new(secret, b"medtwin hospital census v1", hashlib.sha256).digest()
+    return lambda value: hmac.new(key, value.encode(), hashlib.sha256).hexdigest()
+
+
+def parse_adt(text: str, units: set[str], pseudonymise: Pseudonymise | None = None) -> AdtEvent:
     """One ADT message -> event; :class:`AdtError` names the bad field."""
     text = text.replace("\r\n", "\r").replace("\n", "\r").strip("\r")
     if not text.startswith("MSH|"):
@@ -99,7 +113,7 @@ def parse_adt(text: str, units: set[str]) -> AdtEvent:
         raise AdtError("PV1-3", f"{event} needs the assigned location")
     if unit is not None and unit not in units:
         raise AdtError("PV1-3", f"unknown unit {unit!r}")
-    digest = hashlib.sha256(pid.encode()).hexdigest()
+    digest = (pseudonymise or census_key(os.urandom(32)))(pid)
     return AdtEvent(control, event, _ts(when, "EVN-2"), digest, unit)
 
 
@@ -138,8 +152,9 @@ def replay(events: list[AdtEvent]) -> Stay:
 class CensusTracker:
     """The current census per unit, fed message by message (thread-unsafe: one listener feeds it)."""
 
-    def __init__(self, units: list[str]) -> None:
+    def __init__(self, units: list[str], pseudonymise: Pseudonymise | None = None) -> None:
         self.units = list(units)
+        self.pseudonymise = pseudonymise or census_key(os.urandom(32))
         self._unit_set = set(units)
         self._events: dict[str, list[AdtEvent]] = {}
         self._stays: dict[str, Stay] = {}
@@ -155,7 +170,7 @@ class CensusTracker:
 
     def _handle(self, text: str) -> Outcome:
         try:
-            event = parse_adt(text, self._unit_set)
+            event = parse_adt(text, self._unit_set, self.pseudonymise)
         except AdtError as error:
             return self._refuse(_control_of(text), error, text)
         if event.control_id in self._seen:
@@ -174,12 +189,17 @@ class CensusTracker:
         return Outcome(control, False, field=error.field, reason=error.message)
 
     def handle_encounter(self, resource: dict[str, object]) -> Outcome:
+        outcome = self._handle_encounter(resource)
+        self.handled.append(outcome)
+        return outcome
+
+    def _handle_encounter(self, resource: dict[str, object]) -> Outcome:
         """A FHIR R4 Encounter (create or update): the active ``location`` entry is where the patient is,
         since its period start; ``finished`` discharges, ``cancelled``/``entered-in-error`` removes.
         Idempotent on (id, meta.versionId); an update older (meta.lastUpdated) than the one applied is
         acknowledged and ignored (out of order)."""
         try:
-            key, version, updated, stay = parse_encounter(resource, self._unit_set)
+            key, version, updated, stay = parse_encounter(resource, self._unit_set, self.pseudonymise)
         except AdtError as error:
             return self._refuse(str(resource.get("id", "")), error, "")
         control = f"Encounter/{key[:12]}/_history/{version}"
@@ -195,6 +215,19 @@ class CensusTracker:
         for stay in self._stays.values():
             if stay.unit is not None:
                 out[stay.unit] += 1
+        return out
+
+    def stays(self) -> list[tuple[str, datetime]]:
+        """(unit, since) of every patient in place, without their key."""
+        return [(s.unit, s.since) for s in self._stays.values() if s.unit is not None and s.since is not None]
+
+    def moves_since(self, start: datetime) -> dict[str, int]:
+        """Accepted ADT events timed at or after ``start``, by event code (the flows)."""
+        out = dict.fromkeys(EVENTS, 0)
+        for events in self._events.values():
+            for e in events:
+                if e.time >= start:
+                    out[e.event] += 1
         return out
 
     def census(self, now: datetime) -> Census:
@@ -216,15 +249,16 @@ def _fhir_time(value: object, where: str) -> datetime:
     return parsed if parsed.tzinfo else parsed.replace(tzinfo=UTC)
 
 
-def parse_encounter(resource: dict[str, object], units: set[str]) -> tuple[str, str, datetime, Stay]:
-    """(key digest, version, last updated, stay) of an Encounter; AdtError names the FHIR path."""
+def parse_encounter(resource: dict[str, object], units: set[str],
+                    pseudonymise: Pseudonymise | None = None) -> tuple[str, str, datetime, Stay]:
+    """(keyed hash of the id, version, last updated, stay) of an Encounter; AdtError names the FHIR path."""
     if resource.get("resourceType") != "Encounter" or not isinstance(resource.get("id"), str):
         raise AdtError("Encounter.id", "an Encounter with an id")
     meta = resource.get("meta") if isinstance(resource.get("meta"), dict) else {}
     assert isinstance(meta, dict)
     version = str(meta.get("versionId", "1"))
     updated = _fhir_time(meta.get("lastUpdated", "1970-01-01T00:00:00Z"), "Encounter.meta.lastUpdated")
-    key = hashlib.sha256(str(resource["id"]).encode()).hexdigest()
+    key = (pseudonymise or census_key(os.urandom(32)))(str(resource["id"]))
     status = resource.get("status")
     if status in ("cancelled", "entered-in-error", "finished"):
         return key, version, updated, Stay()

@@ -18,7 +18,7 @@ from medtwin.security.passwords import hash_password, verify_password
 from medtwin.store.security_tables import api_keys, care_team, users
 
 Clock = Callable[[], datetime]
-USER_ROLES = ("admin", "clinician", "patient", "researcher", "integration")
+USER_ROLES = ("admin", "clinician", "patient", "researcher", "integration", "operations")
 _USERNAME = re.compile(r"^[A-Za-z0-9._@-]{3,150}$")
 API_KEY_PREFIX = "mtk_"
 

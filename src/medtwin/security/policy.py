@@ -27,11 +27,12 @@ ROLE_ACTIONS: dict[str, frozenset[str]] = {
     "researcher": frozenset({"research", "identity"}),
     "device": frozenset({"write", "identity"}),
     "integration": frozenset({"write", "identity"}),  # shared resources only (scopes, write_policy)
+    "operations": frozenset({"simulate", "identity"}),  # hospital counts and flows only (no patient: scopes)
 }
 #: What a device credential may write (nothing else, and only for its own patient).
 DEVICE_RESOURCES = frozenset({"samples"})  # device streams only: not VCFs, not model fits
 #: Route resources that are not FHIR resource types, mapped to the type their scopes name.
-RESOURCE_SCOPE_TYPE = {"samples": "Observation", "patients": "Patient"}
+RESOURCE_SCOPE_TYPE = {"samples": "Observation", "patients": "Patient", "hospital": "Location"}
 #: Actions checked against scopes, and the SMART interaction per HTTP method.
 _WRITE_INTERACTION = {"POST": "c", "PUT": "u", "PATCH": "u", "DELETE": "d"}
 
@@ -67,7 +68,7 @@ def principal_for_user(conn: Connection, user: User, scopes: frozenset[Scope]) -
         patient_ids = care_team_patients(conn, user.id)
     elif user.role == "patient":
         patient_ids = frozenset({user.patient_id}) if user.patient_id else frozenset()
-    elif user.role in ("researcher", "integration"):
+    elif user.role in ("researcher", "integration", "operations"):
         patient_ids = frozenset()  # never any identified patient
     else:
         patient_ids = None

@@ -23,7 +23,7 @@ _CONTEXT_RANK = {"patient": 0, "user": 1, "system": 2}
 OTHER_SCOPES = frozenset({"openid", "fhirUser", "launch", "launch/patient", "offline_access", "online_access"})
 _V1 = {"read": "rs", "write": "cud", "*": "cruds"}
 _RESOURCE = re.compile(r"^(\*|[A-Z][A-Za-z]{0,63})$")
-ROLES = ("admin", "clinician", "patient", "researcher", "device", "integration")
+ROLES = ("admin", "clinician", "patient", "researcher", "device", "integration", "operations")
 #: What an integration (an interface engine loading the directory) writes: shared resources only, never
 #: patient data, nothing read. ``Bundle.c`` is the import route itself.
 INTEGRATION_TYPES = ("Organization", "Practitioner", "PractitionerRole", "Location", "HealthcareService",
@@ -97,6 +97,8 @@ ROLE_CEILING: dict[str, frozenset[Scope]] = {
     "researcher": frozenset({Scope("user", "*", "rs")}),
     "device": frozenset({Scope("patient", "Observation", "c")}),
     "integration": frozenset({Scope("system", "Bundle", "c")} | {Scope("system", t, "cu") for t in INTEGRATION_TYPES}),
+    # the hospital's command centre: counts and flows of the hospital routes (scope type Location), no patient
+    "operations": frozenset({Scope("user", "Location", "rs")}),
 }
 
 

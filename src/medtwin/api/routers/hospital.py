@@ -4,22 +4,31 @@ Thin over :mod:`medtwin.hospital.service`. Guarded as ``simulate`` on the route 
 patient scope: the inputs are a model, a census of counts and stays, and scenarios; the outputs are counts,
 times and flows, never a patient's identity). Model, census and scenario errors are problem+json 422 naming
 the field. Runs are bounded per request (replications, weeks) and made in the request's worker thread.
+
+The live census (``/hospital/census``, ``/hospital/census/forecast``) is the app's
+:class:`~medtwin.hospital.live.LiveHospital`, fed by ``POST /hospital/adt`` (HL7 v2 text), ``POST
+/hospital/encounter`` (FHIR Encounter) and the MLLP listener. Reading it is ``simulate`` on ``hospital`` (the
+``operations`` role may); feeding it is ``write`` on ``Encounter`` (it carries real patients' ADT).
 """
 
 from __future__ import annotations
 
 from typing import Annotated, Any
 
-from fastapi import APIRouter, Depends
+from fastapi import APIRouter, Depends, Query, Request
 from pydantic import BaseModel, ConfigDict, Field
 
-from medtwin.api.deps import Principal, guard
+from medtwin.api.deps import Principal, ServicesDep, guard
 from medtwin.api.problems import ProblemError
 from medtwin.hospital import service
+from medtwin.hospital.adt import Outcome, ack
 from medtwin.hospital.model import HospitalModel, HospitalModelError, demo_model, parse_model
 
 router = APIRouter(tags=["hospital"])
 Caller = Annotated[Principal, Depends(guard("simulate", "hospital"))]
+#: feeding the live census: the ADT of real patients, so a write on Encounter (admin, clinician), never operations
+Feeder = Annotated[Principal, Depends(guard("write", "Encounter"))]
+MAX_ADT_BYTES = 64 * 1024
 
 
 class RunRequest(BaseModel):
@@ -101,3 +110,47 @@ def forecast(body: ForecastRequest, principal: Caller) -> dict[str, Any]:
         return service.forecast_from(model, census, how, body.horizon_h, body.replications, body.seed)
     except HospitalModelError as error:
         raise _problem(error) from None
+
+
+@router.get("/hospital/census", summary="The live census per unit (counts, time in place), ED queue, flows")
+def census(principal: Caller, services: ServicesDep,
+           after_version: Annotated[int | None, Query(ge=0, description="answer 'unchanged' while the census "
+                                                      "is still at this version (cheap polling)")] = None,
+           ) -> dict[str, Any]:
+    live = services.hospital
+    if after_version is not None and after_version == live.version:
+        return {"version": live.version, "unchanged": True}
+    return live.snapshot()
+
+
+@router.get("/hospital/census/forecast", summary="Occupancy and ED waits ahead from the live census, 95 % bands")
+def census_forecast(principal: Caller, services: ServicesDep,
+                    horizon_h: Annotated[float, Query(ge=1, le=48)] = 48.0,
+                    replications: Annotated[int, Query(ge=10, le=200)] = 100) -> dict[str, Any]:
+    try:
+        return services.hospital.forecast(horizon_h, replications)
+    except HospitalModelError as error:
+        raise _problem(error) from None
+
+
+def _adt_answer(outcome: Outcome, ack_text: str | None = None) -> dict[str, Any]:
+    if not outcome.accepted:
+        raise ProblemError(422, "ADT message refused", outcome.reason, kind="hospital-adt", field=outcome.field,
+                           control_id=outcome.control_id, ack=ack_text)
+    return {"accepted": True, "duplicate": outcome.duplicate, "control_id": outcome.control_id, "ack": ack_text}
+
+
+@router.post("/hospital/adt", summary="One HL7 v2 ADT message (ER7 text) into the live census; answers the ACK")
+async def adt(request: Request, principal: Feeder, services: ServicesDep) -> dict[str, Any]:
+    body = await request.body()
+    if len(body) > MAX_ADT_BYTES:
+        raise ProblemError(413, "Request too large", f"an ADT message is at most {MAX_ADT_BYTES} bytes",
+                           field="body")
+    text = body.decode("utf-8", errors="replace")
+    outcome = services.hospital.handle(text)
+    return _adt_answer(outcome, ack(text, outcome, services.clock()))
+
+
+@router.post("/hospital/encounter", summary="A FHIR R4 Encounter (create or update) into the live census")
+def encounter(resource: dict[str, Any], principal: Feeder, services: ServicesDep) -> dict[str, Any]:
+    return _adt_answer(services.hospital.handle_encounter(resource))
