@@ -124,8 +124,9 @@ def test_capability_statement_read_by_the_client(server: Server) -> None:
     capability = smart.server.capabilityStatement
     assert capability.fhirVersion == "4.0.1" and capability.format == ["json"]
     observation = next(r for r in capability.rest[0].resource if r.type == "Observation")
-    assert {i.code for i in observation.interaction} == {"read", "vread", "history-instance", "history-type",
-                                                          "search-type"}
+    assert {i.code for i in observation.interaction} == {"read", "vread", "create", "update", "history-instance",
+                                                          "history-type", "search-type"}
+    assert {i.code for i in capability.rest[0].interaction} == {"transaction", "batch"}
     assert {p.name for p in observation.searchParam} >= {"_id", "patient", "code", "date", "_lastUpdated"}
 
 

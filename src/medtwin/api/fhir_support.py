@@ -210,27 +210,34 @@ def history_entry(base: str, version: StoredVersion, *, first: bool) -> dict[str
 
 # --- capability ------------------------------------------------------------------------------------------
 
+#: The type-level interactions of every resource type (``api/routers/fhir``); delete and patch are not built.
+INTERACTIONS = ("read", "vread", "update", "create", "history-instance", "history-type", "search-type")
+
+
 def capability_statement(base: str, resource_types: list[str]) -> dict[str, Any]:
-    """What /fhir does, exactly: read, vread, instance and type history and search with the parameters
-    below on ``resource_types``; JSON only; no writes here (writes go through /api/v1/record)."""
+    """What /fhir does, exactly: read, vread, create, update, instance and type history and search with the
+    parameters below on ``resource_types``, batch and transaction at the base, $validate and
+    Patient/$everything; JSON only."""
     described = []
     for rtype in resource_types:
         params = dict(COMMON_PARAMS)
         if rtype != "Patient":
             params.update(CLINICAL_PARAMS)
         described.append({
-            "type": rtype, "versioning": "versioned", "readHistory": True, "updateCreate": False,
-            "interaction": [{"code": c} for c in ("read", "vread", "history-instance", "history-type",
-                                                  "search-type")],
+            "type": rtype, "versioning": "versioned-update", "readHistory": True, "updateCreate": True,
+            "conditionalCreate": True, "conditionalUpdate": False, "conditionalDelete": "not-supported",
+            "interaction": [{"code": c} for c in INTERACTIONS],
+            "operation": [{"name": "validate", "definition": "http://hl7.org/fhir/OperationDefinition/Resource-validate"}],
             "searchParam": [{"name": n, "type": t} for n, t in params.items() if n != "_count"],
         })
     return {
         "resourceType": "CapabilityStatement", "status": "active", "date": format_datetime(datetime.now(UTC)),
         "kind": "instance", "fhirVersion": FHIR_VERSION, "format": ["json"],
         "software": {"name": "medtwin", "version": __version__},
-        "implementation": {"description": "medtwin FHIR R4 read API", "url": base},
+        "implementation": {"description": "medtwin FHIR R4 API", "url": base},
         "rest": [{
             "mode": "server",
+            "interaction": [{"code": "transaction"}, {"code": "batch"}],
             "operation": [{"name": "everything",
                            "definition": "http://hl7.org/fhir/OperationDefinition/Patient-everything"}],
             "documentation": "Patient/[id]/$everything pages with _count. Search: _id, _lastUpdated, patient/subject (Patient/id), code (system|code), date "

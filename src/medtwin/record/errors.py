@@ -82,3 +82,10 @@ class ConflictError(RecordError):
     do that on purpose)."""
 
     kind = "conflict"
+
+
+class PreconditionFailedError(RecordError):
+    """An update names the version it expects (``If-Match``, ``Bundle.entry.request.ifMatch``) and the stored
+    version is another one (or there is none): nothing of the unit is written (HTTP 412)."""
+
+    kind = "precondition-failed"

@@ -162,6 +162,8 @@ class PreparedUnit:
     kind: str
     resources: list[PreparedResource]
     matched_existing: int = 0  # conditional creates that found an existing resource
+    #: (entry, type, id) of those conditional creates: what each entry names, for a transaction-response.
+    matched: list[tuple[int, str, str]] = field(default_factory=list)
 
 
 def content_hash(raw: bytes) -> str:
@@ -336,10 +338,11 @@ def _prepare(data: Any, *, source: str, existing: ExistingRecords, kind: str | N
     ref_map: dict[str, str] = {}
     assigned: list[_Assigned] = []
     seen_ids: dict[tuple[str, str], int] = {}
-    matched = 0
+    matched: list[tuple[int, str, str]] = []
     for e in entries:
         rid, write, named_by = _assign_id(e, store, local_identifiers)
-        matched += not write
+        if not write:
+            matched.append((e.number, e.resource_type, rid))
         key = (e.resource_type, rid)
         if write and key in seen_ids:
             raise InvalidFieldError(f"{e.resource_type}/{rid} appears twice in this unit (entry {seen_ids[key]})",
@@ -395,7 +398,8 @@ def _prepare(data: Any, *, source: str, existing: ExistingRecords, kind: str | N
                 sent_last_updated=sent,
             )
         )
-    return PreparedUnit(source=source, kind=unit_kind, resources=prepared, matched_existing=matched)
+    return PreparedUnit(source=source, kind=unit_kind, resources=prepared, matched_existing=len(matched),
+                        matched=matched)
 
 
 @dataclass(slots=True)

@@ -26,7 +26,7 @@ from sqlalchemy import (
 )
 
 from medtwin.record import exactjson
-from medtwin.record.errors import ConflictError
+from medtwin.record.errors import ConflictError, PreconditionFailedError
 from medtwin.record.fhirtime import FhirDateError, parse_datetime
 from medtwin.record.identifiers import names_the_patient
 from medtwin.record.indexing import index_rows, unit_warnings
@@ -49,10 +49,21 @@ class UnitCounts:
     warnings: list[str] = field(default_factory=list)
 
 
+@dataclass(frozen=True, slots=True)
+class ResourceOutcome:
+    """What storing one resource of a unit did: ``created``, ``updated`` or ``unchanged``, and the version
+    that is current afterwards (for a transaction-response's status, location and etag)."""
+
+    status: str
+    version: int
+
+
 @dataclass(kw_only=True)
 class UnitResult(UnitCounts):
     patients_changed: set[str] = field(default_factory=set)
     patients_seen: set[str] = field(default_factory=set)
+    #: (type, id) -> what storing it did, for every resource of the unit.
+    outcomes: dict[tuple[str, str], ResourceOutcome] = field(default_factory=dict)
 
 
 @lru_cache(maxsize=1 << 16)
@@ -187,6 +198,20 @@ class SearchQuery:
     offset: int = 0
 
 
+def _check_expected(unit: PreparedUnit, existing: dict[tuple[str, str], tuple[int, str, int]],
+                    expect: dict[tuple[str, str], int]) -> None:
+    """Raise :class:`PreconditionFailedError` for the first resource whose expected version is not stored."""
+    for res in unit.resources:
+        wanted = expect.get((res.resource_type, res.id))
+        if wanted is None:
+            continue
+        found = existing.get((res.resource_type, res.id))
+        if found is None or found[2] != wanted:
+            stored = "no version is stored" if found is None else f"version {found[2]} is current"
+            raise PreconditionFailedError(f"{res.resource_type}/{res.id}: If-Match expects version {wanted}, but "
+                                          f"{stored}", entry=res.entry, field="If-Match")
+
+
 def _compare(column: Any, op: str, moment: datetime) -> Any:
     return {"ge": column >= moment, "gt": column > moment, "le": column <= moment, "lt": column < moment}[op]
 
@@ -246,6 +271,10 @@ class RecordRepository:
         return {(str(rtype), str(rid)): None if patient_id is None else str(patient_id)
                 for rtype, rid, patient_id in self._stored_rows(keys, ("patient_id",))}
 
+    def current_versions(self, keys: Sequence[tuple[str, str]]) -> dict[tuple[str, str], int]:
+        """The current version of the stored ones among the (type, id) keys."""
+        return {key: found[2] for key, found in self._stored_versions(keys).items()}
+
     def _stored_versions(self, keys: Sequence[tuple[str, str]]) -> dict[tuple[str, str], tuple[int, str, int]]:
         """(type, id) -> (pk, content hash, version) of the stored ones among ``keys``."""
         return {(rtype, rid): (int(pk), digest, version)
@@ -271,13 +300,15 @@ class RecordRepository:
 
     # --- writing -----------------------------------------------------------------------------------
     def save_unit(self, unit: PreparedUnit, *, import_id: str | None, now: datetime,
-                  force: bool = False) -> UnitResult:
+                  force: bool = False, expect: dict[tuple[str, str], int] | None = None) -> UnitResult:
         """Insert new resources, update changed ones (the version they replace is kept in the history), leave
         identical ones alone (idempotent). A resource that names itself going back to an earlier version's
         content, or any with a ``meta.lastUpdated`` older than the stored one's, raises :class:`ConflictError`
-        (nothing of the unit is written) unless ``force`` (see ``_refuse_reverts``)."""
+        (nothing of the unit is written) unless ``force`` (see ``_refuse_reverts``). ``expect``: (type, id) ->
+        the version an update expects to replace (``If-Match``); another stored version, or none, raises
+        :class:`PreconditionFailedError` (nothing written)."""
         result = UnitResult(unchanged=unit.matched_existing)
-        new, changed = self._sort_out(unit, result)
+        new, changed = self._sort_out(unit, result, expect or {})
         if not force:
             self._refuse_reverts(changed)
         sqlite = self.connection.dialect.name == "sqlite"
@@ -294,11 +325,12 @@ class RecordRepository:
                     self.connection.execute(insert(table), [dict(zip(columns, row, strict=True)) for row in batch])
         return result
 
-    def _sort_out(self, unit: PreparedUnit, result: UnitResult) -> tuple[
+    def _sort_out(self, unit: PreparedUnit, result: UnitResult, expect: dict[tuple[str, str], int]) -> tuple[
             list[tuple[PreparedResource, str, bytes]], list[tuple[PreparedResource, str, bytes, int, int]]]:
         """The unit's new resources and its changed ones (with their stored pk and version), sealed; identical
-        ones are counted as unchanged. Fills the counts of ``result``."""
+        ones are counted as unchanged. Fills the counts and outcomes of ``result``."""
         existing = self._stored_versions([(r.resource_type, r.id) for r in unit.resources])
+        _check_expected(unit, existing, expect)
         new: list[tuple[PreparedResource, str, bytes]] = []
         changed: list[tuple[PreparedResource, str, bytes, int, int]] = []
         seal = self.codec.seal
@@ -306,17 +338,21 @@ class RecordRepository:
             digest = content_hash(res.raw)
             if res.patient_id:
                 result.patients_seen.add(res.patient_id)
-            found = existing.get((res.resource_type, res.id))
+            key = (res.resource_type, res.id)
+            found = existing.get(key)
             if found is not None and found[1] == digest:
                 result.unchanged += 1
+                result.outcomes[key] = ResourceOutcome("unchanged", found[2])
                 continue
             blob = seal(res.raw)
             if found is None:
                 new.append((res, digest, blob))
                 result.created += 1
+                result.outcomes[key] = ResourceOutcome("created", 1)
             else:
                 changed.append((res, digest, blob, found[0], found[2]))
                 result.updated += 1
+                result.outcomes[key] = ResourceOutcome("updated", found[2] + 1)
             result.by_type[res.resource_type] += 1
             if res.patient_id:
                 result.patients_changed.add(res.patient_id)

@@ -23,7 +23,7 @@ from medtwin.record.prepare import ExistingRecords, PreparedUnit, prepare
 from medtwin.record.sources import RawUnit
 from medtwin.security.write_policy import ReachLimitedRecords, Writer, authorise_unit
 from medtwin.store.database import Store
-from medtwin.store.records import RecordRepository, UnitCounts
+from medtwin.store.records import RecordRepository, ResourceOutcome, UnitCounts
 from medtwin.store.schema import imports
 from medtwin.store.twins import TwinRepository
 from medtwin.twin.summary import PatientSummary, build_summary
@@ -42,6 +42,8 @@ class UnitReport(UnitCounts):
     import_id: str = ""
     patients: list[str] = field(default_factory=list)
     error: RecordError | None = None
+    #: entry number -> (type, id, what storing it did); a matched conditional create is ``matched``.
+    entries: dict[int, tuple[str, str, ResourceOutcome]] = field(default_factory=dict)
 
     @property
     def ok(self) -> bool:
@@ -149,12 +151,14 @@ def _prepare_authorised(records: RecordRepository, raw: RawUnit, writer: Writer 
 
 
 def import_unit(store: Store, raw: RawUnit, *, actor: str = "system", clock: Clock = utc_now,
-                writer: Writer | None = None, force: bool = False) -> UnitReport:
+                writer: Writer | None = None, force: bool = False,
+                expect: dict[tuple[str, str], int] | None = None) -> UnitReport:
     """Import one unit all-or-nothing. Returns a report; a bad unit's report carries the error and
     nothing of it is stored (a failed import row records the attempt). ``writer``: who writes, authorised
     resource by resource against the stored versions; None for a trusted local import (the CLI).
     ``force``: write a version even when it takes a resource back to earlier or older content (otherwise a
-    conflict, see ``RecordRepository.save_unit``)."""
+    conflict, see ``RecordRepository.save_unit``). ``expect``: the versions updates expect to replace
+    (``If-Match``; a mismatch writes nothing)."""
     report = UnitReport(source=raw.source)
     started = clock()
     import_id = str(uuid.uuid4())
@@ -169,7 +173,8 @@ def import_unit(store: Store, raw: RawUnit, *, actor: str = "system", clock: Clo
                 id=import_id, source=store.codec.seal(raw.source.encode()), started_at=started, actor=actor,
                 status="running",
                 created=0, updated=0, unchanged=0))
-            result = records.save_unit(unit, import_id=import_id, now=started, force=force)
+            result = records.save_unit(unit, import_id=import_id, now=started, force=force, expect=expect)
+            report.entries = _entry_outcomes(records, unit, result.outcomes)
             report.created, report.updated, report.unchanged = result.created, result.updated, result.unchanged
             report.by_type = result.by_type
             report.warnings = result.warnings
@@ -200,6 +205,16 @@ def import_unit(store: Store, raw: RawUnit, *, actor: str = "system", clock: Clo
                 finished_at=clock(), actor=actor, status="failed", created=0, updated=0, unchanged=0,
                 summary=store.codec.seal(orjson.dumps({"error": error.describe()}))))
     return report
+
+
+def _entry_outcomes(records: RecordRepository, unit: PreparedUnit,
+                    outcomes: dict[tuple[str, str], ResourceOutcome]) -> dict[int, tuple[str, str, ResourceOutcome]]:
+    """What each entry of the unit came to (a transaction-response's entries)."""
+    entries = {r.entry: (r.resource_type, r.id, outcomes[(r.resource_type, r.id)]) for r in unit.resources}
+    if unit.matched:
+        versions = records.current_versions([(t, i) for _, t, i in unit.matched])
+        entries.update({n: (t, i, ResourceOutcome("matched", versions.get((t, i), 0))) for n, t, i in unit.matched})
+    return entries
 
 
 def import_units(store: Store, units: Iterable[RawUnit | RecordError], *, actor: str = "system",

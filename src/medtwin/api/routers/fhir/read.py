@@ -1,24 +1,19 @@
-"""FHIR R4 REST (read side) at ``/fhir``: capability statement, read, vread, instance and type history,
-search. Same bearer tokens, per-patient reach and audit as ``/api/v1``: every call is authorised for the
-resource type it names, and every resource against the patient it is stored under; one outside the
-caller's reach answers exactly as a missing one (404). Errors are OperationOutcomes
-(``api.fhir_support``)."""
+"""FHIR read side at ``/fhir``: capability statement, read, vread, instance and type history, search,
+``Patient/$everything``. Every call is authorised for the resource type it names, and every resource against
+the patient it is stored under; one outside the caller's reach answers exactly as a missing one (404)."""
 
 from __future__ import annotations
 
-from collections.abc import Callable
-from dataclasses import dataclass, replace
-from typing import Annotated
+from dataclasses import replace
 
-from fastapi import APIRouter, Depends, Request
+from fastapi import APIRouter, Request
 from fastapi.concurrency import run_in_threadpool
 from fastapi.responses import Response
 
-from medtwin.api.deps import audit_context, authenticate, oauth2_scheme
+from medtwin.api.deps import audit_context
 from medtwin.api.fhir_support import (
     FhirError,
     capability_statement,
-    check_type,
     fhir_response,
     history_entry,
     not_found,
@@ -28,61 +23,16 @@ from medtwin.api.fhir_support import (
     search_query,
     with_meta,
 )
-from medtwin.api.problems import ProblemError
+from medtwin.api.routers.fhir import common
+from medtwin.api.routers.fhir.common import Access, Token, fhir_base, query_params
 from medtwin.api.services import services_of
-from medtwin.security.policy import Principal, decide
-from medtwin.store.database import Store
 from medtwin.store.records import RecordRepository, StoredVersion
 from medtwin.twin.build import export_patient
 
-# Not in the OpenAPI document: a FHIR server describes itself by its CapabilityStatement (/fhir/metadata),
-# and its answers are FHIR resources, not the problem+json the OpenAPI document promises for /api/v1.
-router = APIRouter(prefix="/fhir", tags=["fhir"], include_in_schema=False)
-
-Token = Annotated[str | None, Depends(oauth2_scheme)]
+router = APIRouter()
 
 
-@dataclass(frozen=True)
-class _Access:
-    principal: Principal
-    store: Store
-    base: str
-
-    def sees(self, version: StoredVersion) -> bool:
-        return version.patient_id is None or self.principal.can_see(version.patient_id)
-
-
-def _access(request: Request, token: str | None, resource_type: str, resource_id: str | None = None) -> _Access:
-    """Authenticate and authorise a read of ``resource_type`` (the same decision as the /api/v1 guard), and
-    fill in the audit record."""
-    check_type(resource_type)
-    audit = audit_context(request)
-    audit.action, audit.resource_type, audit.resource_id = "read", resource_type, resource_id
-    try:
-        principal = authenticate(request, token)
-    except ProblemError as error:
-        audit.denied = True
-        raise FhirError(401, "login", error.detail or "an access token is required") from None
-    audit.actor, audit.role = principal.subject, principal.role
-    decision = decide(principal, "read", resource_type, "GET", None)
-    if not decision.allowed:
-        audit.denied = True
-        audit.detail["reason"] = decision.reason
-        raise FhirError(403, "forbidden", decision.reason)
-    base = str(request.base_url).rstrip("/") + "/fhir"
-    return _Access(principal, services_of(request.app).store, base)
-
-
-def _answer(work: Callable[[], Response]) -> Callable[[], Response]:
-    def run() -> Response:
-        try:
-            return work()
-        except FhirError as error:
-            return error.response()
-    return run
-
-
-def _visible(access: _Access, request: Request, version: StoredVersion | None, what: str) -> StoredVersion:
+def _visible(access: Access, request: Request, version: StoredVersion | None, what: str) -> StoredVersion:
     if version is None or not access.sees(version):
         if version is not None:
             audit_context(request).denied = True
@@ -101,7 +51,7 @@ async def metadata(request: Request) -> Response:
             return sorted(set(RecordRepository(connection, store.codec).count_by_type()) | {"Patient", "Observation"})
 
     types = await run_in_threadpool(stored_types)
-    return fhir_response(capability_statement(str(request.base_url).rstrip("/") + "/fhir", types))
+    return fhir_response(capability_statement(fhir_base(request), types))
 
 
 @router.get("/{resource_type}/_history")
@@ -109,8 +59,8 @@ async def type_history(resource_type: str, request: Request, token: Token) -> Re
     """Every version of every resource of the type the caller may see, newest first (each version is shown
     under the patient it was stored under then)."""
     def work() -> Response:
-        access = _access(request, token, resource_type)
-        params = _params(request)
+        access = common.access(request, token, resource_type)
+        params = query_params(request)
         unknown = sorted(set(params) - {"_count", "_offset", "_format"})
         if unknown:
             raise FhirError(400, "not-supported", f"history parameter(s) not supported: {', '.join(unknown)}",
@@ -122,15 +72,15 @@ async def type_history(resource_type: str, request: Request, token: Token) -> Re
         entries = [history_entry(access.base, v, first=v.version == 1) for v in found]
         return fhir_response(paged_bundle("history", access.base, f"{resource_type}/_history", params, page,
                                           total, entries))
-    return await run_in_threadpool(_answer(work))
+    return await run_in_threadpool(common.answer(work))
 
 
 @router.get("/Patient/{resource_id}/$everything")
 async def everything(resource_id: str, request: Request, token: Token) -> Response:
     """A patient's record and what it references (``search.mode`` include), paged with ``_count``."""
     def work() -> Response:
-        access = _access(request, token, "Patient", resource_id)
-        params = _params(request)
+        access = common.access(request, token, "Patient", resource_id)
+        params = query_params(request)
         unknown = sorted(set(params) - {"_count", "_offset", "_format"})
         if unknown:
             raise FhirError(400, "not-supported", f"$everything parameter(s) not supported: {', '.join(unknown)}",
@@ -147,24 +97,24 @@ async def everything(resource_id: str, request: Request, token: Token) -> Respon
         paged = paged_bundle("searchset", access.base, f"Patient/{resource_id}/$everything", params, page,
                              len(entries), entries[page.offset:page.offset + page.count])
         return fhir_response(paged)
-    return await run_in_threadpool(_answer(work))
+    return await run_in_threadpool(common.answer(work))
 
 
 @router.get("/{resource_type}/{resource_id}")
 async def read(resource_type: str, resource_id: str, request: Request, token: Token) -> Response:
     def work() -> Response:
-        access = _access(request, token, resource_type, resource_id)
+        access = common.access(request, token, resource_type, resource_id)
         with access.store.connect() as connection:
             current = RecordRepository(connection, access.store.codec).current(resource_type, resource_id)
         version = _visible(access, request, current, f"{resource_type}/{resource_id}")
         return fhir_response(with_meta(version), headers={"ETag": f'W/"{version.version}"'})
-    return await run_in_threadpool(_answer(work))
+    return await run_in_threadpool(common.answer(work))
 
 
 @router.get("/{resource_type}/{resource_id}/_history/{version_id}")
 async def vread(resource_type: str, resource_id: str, version_id: str, request: Request, token: Token) -> Response:
     def work() -> Response:
-        access = _access(request, token, resource_type, resource_id)
+        access = common.access(request, token, resource_type, resource_id)
         with access.store.connect() as connection:
             history = RecordRepository(connection, access.store.codec).history(resource_type, resource_id)
         what = f"{resource_type}/{resource_id}/_history/{version_id}"
@@ -173,14 +123,14 @@ async def vread(resource_type: str, resource_id: str, version_id: str, request: 
         found = next((v for v in history if str(v.version) == version_id), None)
         version = _visible(access, request, found, what)
         return fhir_response(with_meta(version), headers={"ETag": f'W/"{version.version}"'})
-    return await run_in_threadpool(_answer(work))
+    return await run_in_threadpool(common.answer(work))
 
 
 @router.get("/{resource_type}/{resource_id}/_history")
 async def instance_history(resource_type: str, resource_id: str, request: Request, token: Token) -> Response:
     def work() -> Response:
-        access = _access(request, token, resource_type, resource_id)
-        params = _params(request)
+        access = common.access(request, token, resource_type, resource_id)
+        params = query_params(request)
         page = page_of(params)
         with access.store.connect() as connection:
             history = RecordRepository(connection, access.store.codec).history(resource_type, resource_id)
@@ -190,14 +140,14 @@ async def instance_history(resource_type: str, resource_id: str, request: Reques
         entries = [history_entry(access.base, v, first=v.version == oldest) for v in shown]
         return fhir_response(paged_bundle("history", access.base, f"{resource_type}/{resource_id}/_history",
                                           params, page, len(history), entries))
-    return await run_in_threadpool(_answer(work))
+    return await run_in_threadpool(common.answer(work))
 
 
 @router.get("/{resource_type}")
 async def search(resource_type: str, request: Request, token: Token) -> Response:
     def work() -> Response:
-        access = _access(request, token, resource_type)
-        params = _params(request)
+        access = common.access(request, token, resource_type)
+        params = query_params(request)
         page = page_of(params)
         query, patient = search_query(resource_type, params, page)
         with access.store.connect() as connection:
@@ -211,11 +161,5 @@ async def search(resource_type: str, request: Request, token: Token) -> Response
         audit_context(request).detail["results"] = total
         entries = [search_entry(access.base, v) for v in found]
         return fhir_response(paged_bundle("searchset", access.base, resource_type, params, page, total, entries))
-    return await run_in_threadpool(_answer(work))
+    return await run_in_threadpool(common.answer(work))
 
-
-def _params(request: Request) -> dict[str, list[str]]:
-    params: dict[str, list[str]] = {}
-    for key, value in request.query_params.multi_items():
-        params.setdefault(key, []).append(value)
-    return params

@@ -1,0 +1,80 @@
+"""What the ``/fhir`` route modules share: authentication and the policy decision for each call (the same
+tokens, role/scope table and audit record as ``/api/v1``), the caller's reach, query parameters, and running
+a handler's work in the thread pool with FHIR errors answered as OperationOutcomes."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Annotated
+
+from fastapi import Depends, Request
+from fastapi.responses import Response
+
+from medtwin.api.deps import audit_context, authenticate, oauth2_scheme
+from medtwin.api.fhir_support import FhirError, check_type
+from medtwin.api.problems import ProblemError
+from medtwin.api.services import services_of
+from medtwin.security.policy import Principal, decide
+from medtwin.security.write_policy import Writer
+from medtwin.store.database import Store
+from medtwin.store.records import StoredVersion
+
+Token = Annotated[str | None, Depends(oauth2_scheme)]
+
+
+@dataclass(frozen=True)
+class Access:
+    principal: Principal
+    store: Store
+    base: str
+
+    def sees(self, version: StoredVersion) -> bool:
+        return version.patient_id is None or self.principal.can_see(version.patient_id)
+
+    @property
+    def writer(self) -> Writer:
+        p = self.principal
+        return Writer(p.role, p.patient_ids, p.scopes)
+
+
+def fhir_base(request: Request) -> str:
+    return str(request.base_url).rstrip("/") + "/fhir"
+
+
+def access(request: Request, token: str | None, resource_type: str, resource_id: str | None = None, *,
+           action: str = "read") -> Access:
+    """Authenticate and authorise ``action`` on ``resource_type`` (the same decision as the /api/v1 guard,
+    with the HTTP method of the request), and fill in the audit record."""
+    if resource_type != "Bundle":
+        check_type(resource_type)
+    audit = audit_context(request)
+    audit.action, audit.resource_type, audit.resource_id = action, resource_type, resource_id
+    try:
+        principal = authenticate(request, token)
+    except ProblemError as error:
+        audit.denied = True
+        raise FhirError(401, "login", error.detail or "an access token is required") from None
+    audit.actor, audit.role = principal.subject, principal.role
+    decision = decide(principal, action, resource_type, request.method, None)
+    if not decision.allowed:
+        audit.denied = True
+        audit.detail["reason"] = decision.reason
+        raise FhirError(403, "forbidden", decision.reason)
+    return Access(principal, services_of(request.app).store, fhir_base(request))
+
+
+def answer(work: Callable[[], Response]) -> Callable[[], Response]:
+    def run() -> Response:
+        try:
+            return work()
+        except FhirError as error:
+            return error.response()
+    return run
+
+
+def query_params(request: Request) -> dict[str, list[str]]:
+    params: dict[str, list[str]] = {}
+    for key, value in request.query_params.multi_items():
+        params.setdefault(key, []).append(value)
+    return params

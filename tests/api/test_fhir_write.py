@@ -1,0 +1,239 @@
+"""Writes through /fhir on a running server, driven by the FHIR client (fhirclient) where it has the call and
+by HTTP otherwise: create, conditional create, update with If-Match (412) and conflicts (409), batch and
+transaction Bundles (urn:uuid references rewritten, all or nothing), $validate; the /api/v1 write policy
+(outside reach and missing answer alike) and audit; OperationOutcomes naming the field."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import orjson
+import pytest
+import requests
+from fhirclient.models.observation import Observation
+from sqlalchemy import select
+from tests.api.test_fhir_server import P1, P2, PASSWORD, Server, _client, _collection, _observation, _serving
+
+from medtwin.record.sources import unit_from_bytes
+from medtwin.security import accounts
+from medtwin.security.crypto import AesGcmCodec, KeyRing
+from medtwin.store.database import Store
+from medtwin.store.records import RecordRepository
+from medtwin.store.security_tables import audit_log
+from medtwin.twin.build import import_units
+
+FHIR = "application/fhir+json"
+
+
+@pytest.fixture(scope="module")
+def live(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[Server, Store]]:
+    folder: Path = tmp_path_factory.mktemp("fhir-write")
+    ring = KeyRing.generate()
+    store = Store(f"sqlite:///{folder / 'fhir.db'}", AesGcmCodec(ring))
+    store.migrate()
+    with store.begin() as connection:
+        accounts.create_user(connection, "admin", PASSWORD, "admin")
+        accounts.create_user(connection, "clinician", PASSWORD, "clinician")
+        accounts.add_to_care_team(connection, "clinician", P1)
+    patients = [b'{"resourceType":"Patient","id":"' + p.encode() + b'","gender":"male"}' for p in (P1, P2)]
+    body = _collection(*patients, _observation("w1", P1, 1, "5.50"), _observation("w2", P2, 1, "6.0"))
+    assert import_units(store, [unit_from_bytes(body, source="seed.json")]).ok
+    with _serving(store, ring, folder) as served:
+        yield served, store
+
+
+def _call(server: Server, method: str, path: str, user: str = "admin", body: Any = None,
+          headers: dict[str, str] | None = None) -> requests.Response:
+    sent = {"Authorization": f"Bearer {server.tokens[user]}", "Content-Type": FHIR, **(headers or {})}
+    data = body if isinstance(body, bytes) or body is None else orjson.dumps(body)
+    return requests.request(method, f"{server.base}/{path}", data=data, headers=sent, timeout=30)
+
+
+def _glucose(patient: str, value: str = "7.10", **extra: Any) -> bytes:
+    fields = {"status": "final", "effectiveDateTime": "2024-02-01T08:00:00Z", **extra}
+    rest = b",".join(b'"' + k.encode() + b'":' + orjson.dumps(v) for k, v in fields.items())
+    return (b'{"resourceType":"Observation","code":{"coding":[{"system":"http://loinc.org","code":"15074-8"}]},'
+            b'"subject":{"reference":"Patient/' + patient.encode() + b'"},"valueQuantity":{"value":'
+            + value.encode() + b',"unit":"mmol/L","system":"http://unitsofmeasure.org","code":"mmol/L"},'
+            + rest + b"}")
+
+
+def test_create_with_the_client_and_decimals_kept(live: tuple[Server, Store]) -> None:
+    server, _ = live
+    smart = _client(server, "admin")
+    made = Observation(orjson.loads(_glucose(P1)))
+    answer = made.create(smart.server)
+    assert answer["resourceType"] == "Observation" and answer["meta"]["versionId"] == "1"
+    back = Observation.read(answer["id"], smart.server)
+    assert back.subject.reference == f"Patient/{P1}" and back.status == "final"
+    raw = _call(server, "POST", "Observation", body=_glucose(P1, "7.10", status="preliminary"))
+    assert raw.status_code == 201 and b'"value":7.10' in raw.content
+    location = raw.headers["location"]
+    assert location == f"{server.base}/Observation/{raw.json()['id']}/_history/1" and raw.headers["etag"] == 'W/"1"'
+    read = _call(server, "GET", location.split("/fhir/", 1)[1])
+    assert read.status_code == 200 and b'"value":7.10' in read.content
+    again = _call(server, "POST", "Observation", body=_glucose(P1, "7.10", status="preliminary"))
+    assert again.status_code == 201 and again.json()["id"] != raw.json()["id"]  # a POST creates
+
+
+def test_conditional_create_answers_the_match(live: tuple[Server, Store]) -> None:
+    server, store = live
+    body = _glucose(P1, identifier=[{"system": "urn:lab", "value": "L-1"}])
+    first = _call(server, "POST", "Observation", body=body, headers={"If-None-Exist": "identifier=urn:lab|L-1"})
+    second = _call(server, "POST", "Observation", body=body, headers={"If-None-Exist": "identifier=urn:lab|L-1"})
+    assert (first.status_code, second.status_code) == (201, 200)
+    assert first.json()["id"] == second.json()["id"]
+    with store.connect() as connection:
+        assert RecordRepository(connection, store.codec).find_by_identifier("Observation", "urn:lab", "L-1") == \
+            first.json()["id"]
+
+
+def test_update_with_if_match_and_history(live: tuple[Server, Store]) -> None:
+    server, _ = live
+    smart = _client(server, "admin")
+    current = Observation.read("w1", smart.server)
+    current.status = "amended"
+    assert current.update(smart.server)["meta"]["versionId"] == "2"
+    body = orjson.loads(_glucose(P1, "5.60"))
+    body["id"] = "w1"
+    ok = _call(server, "PUT", "Observation/w1", body=orjson.dumps(body).replace(b"5.6", b"5.60"),
+               headers={"If-Match": 'W/"2"'})
+    assert ok.status_code == 200 and ok.headers["etag"] == 'W/"3"' and b'"value":5.60' in ok.content
+    stale = _call(server, "PUT", "Observation/w1", body=body, headers={"If-Match": 'W/"2"'})
+    assert stale.status_code == 412 and stale.json()["issue"][0]["expression"] == ["If-Match"]
+    assert "version 3 is current" in stale.json()["issue"][0]["diagnostics"]
+    history = _call(server, "GET", "Observation/w1/_history").json()
+    assert [e["resource"]["meta"]["versionId"] for e in history["entry"]] == ["3", "2", "1"]
+    assert b'"value":5.50' in _call(server, "GET", "Observation/w1/_history/1").content
+    assert _call(server, "PUT", "Observation/w1", body=body, headers={"If-Match": "three"}).status_code == 400
+
+
+def test_update_refusals_name_the_field(live: tuple[Server, Store]) -> None:
+    server, _ = live
+    body = orjson.loads(_glucose(P1, status="bogus"))
+    body["id"] = "w1"
+    bad = _call(server, "PUT", "Observation/w1", body=body)
+    assert bad.status_code == 400 and bad.json()["issue"][0]["expression"] == ["Observation.status"]
+    body["status"], body["id"] = "final", "w2"
+    mismatch = _call(server, "PUT", "Observation/w1", body=body)
+    assert mismatch.status_code == 400 and mismatch.json()["issue"][0]["expression"] == ["Observation.id"]
+    wrong_type = _call(server, "PUT", "Patient/w1", body=body)
+    assert wrong_type.status_code == 400 and wrong_type.json()["issue"][0]["expression"] == ["resourceType"]
+    assert _call(server, "POST", "Observation", body=b"{not json").status_code == 400
+    assert _call(server, "POST", "Observation", body=b"{}", headers={"Content-Type": "text/plain"}).status_code == 415
+
+
+def test_older_content_is_a_conflict(live: tuple[Server, Store]) -> None:
+    server, _ = live
+    body = orjson.loads(_glucose(P1))
+    body["id"] = "dated"
+    body["meta"] = {"lastUpdated": "2030-01-01T00:00:00Z"}
+    assert _call(server, "PUT", "Observation/dated", body=body).status_code == 201  # an admin creates by PUT
+    body["meta"] = {"lastUpdated": "2020-01-01T00:00:00Z"}
+    body["status"] = "amended"
+    older = _call(server, "PUT", "Observation/dated", body=body)
+    assert older.status_code == 409 and older.json()["issue"][0]["code"] == "conflict"
+    assert older.json()["issue"][0]["expression"] == ["Observation.meta.lastUpdated"]
+
+
+def test_write_policy_outside_reach_looks_missing(live: tuple[Server, Store]) -> None:
+    server, store = live
+    own = _call(server, "POST", "Observation", "clinician", body=_glucose(P1))
+    assert own.status_code == 201
+    other = _call(server, "POST", "Observation", "clinician", body=_glucose(P2))
+    nobody = _call(server, "POST", "Observation", "clinician", body=_glucose("nobody"))
+    assert other.status_code == nobody.status_code == 400
+    assert other.json()["issue"][0]["diagnostics"].replace(P2, "X") == \
+        nobody.json()["issue"][0]["diagnostics"].replace("nobody", "X")
+    body = orjson.loads(_glucose(P1))
+    for rid in ("w2", "absent"):  # P2's Observation and one that does not exist
+        body["id"] = rid
+        answer = _call(server, "PUT", f"Observation/{rid}", "clinician", body=body)
+        assert answer.status_code == 404 and answer.json()["issue"][0]["code"] == "not-found"
+    moved = orjson.loads(_glucose(P2))
+    moved["id"] = "w1"
+    refused = _call(server, "PUT", "Observation/w1", "clinician", body=moved)  # to a patient outside reach
+    assert refused.status_code == 400 and "Patient/fhir-p2" in refused.json()["issue"][0]["diagnostics"]
+    assert _call(server, "GET", "Observation/w1").json()["subject"]["reference"] == f"Patient/{P1}"
+    with store.connect() as connection:
+        rows = connection.execute(select(audit_log.c.action, audit_log.c.resource_type, audit_log.c.outcome,
+                                         audit_log.c.actor).where(audit_log.c.actor == "clinician")).all()
+    assert ("write", "Observation", "success", "clinician") in rows
+    assert any(r.action == "write" and r.outcome != "success" for r in rows)
+
+
+def test_transaction_rewrites_urn_uuid_references_all_or_nothing(live: tuple[Server, Store]) -> None:
+    server, store = live
+    patient = "urn:uuid:6c5c1c4e-2a7c-4a57-9d7e-1b2f3c4d5e6f"
+    observation = orjson.loads(_glucose("X", "8.25"))
+    observation["subject"] = {"reference": patient}
+    bundle = {"resourceType": "Bundle", "type": "transaction", "entry": [
+        {"fullUrl": patient, "resource": {"resourceType": "Patient", "gender": "female"},
+         "request": {"method": "POST", "url": "Patient"}},
+        {"fullUrl": "urn:uuid:0f4a2c9e-77b1-4f0e-8c61-3d2a1b0c9e8f", "resource": observation,
+         "request": {"method": "POST", "url": "Observation"}}]}
+    answer = _call(server, "POST", "", body=bundle)
+    assert answer.status_code == 200, answer.text
+    response = answer.json()
+    assert response["type"] == "transaction-response"
+    statuses = [e["response"]["status"] for e in response["entry"]]
+    assert statuses == ["201 Created", "201 Created"]
+    patient_location, obs_location = (e["response"]["location"] for e in response["entry"])
+    patient_id = patient_location.split("/")[1]
+    stored = _call(server, "GET", obs_location.rsplit("/_history", 1)[0])
+    assert stored.json()["subject"]["reference"] == f"Patient/{patient_id}" and b'"value":8.25' in stored.content
+    assert response["entry"][0]["response"]["etag"] == 'W/"1"'
+
+    with store.connect() as connection:
+        before = RecordRepository(connection, store.codec).count_by_type()
+    broken = orjson.loads(orjson.dumps(bundle))
+    broken["entry"][0]["fullUrl"] = "urn:uuid:9d1e0f7a-1111-4222-8333-444455556666"
+    broken["entry"][1]["resource"]["effectiveDateTime"] = "2024-13-45T99:00:00Z"
+    refused = _call(server, "POST", "", body=broken)
+    assert refused.status_code == 400 and refused.json()["resourceType"] == "OperationOutcome"
+    issue = refused.json()["issue"][0]
+    assert issue["expression"] == ["Observation.effectiveDateTime"] and issue["location"] == ["Bundle.entry[1]"]
+    with store.connect() as connection:
+        assert RecordRepository(connection, store.codec).count_by_type() == before  # nothing of it stored
+
+
+def test_batch_answers_each_entry(live: tuple[Server, Store]) -> None:
+    server, _ = live
+    good = orjson.loads(_glucose(P1, "9.00"))
+    bad = orjson.loads(_glucose(P1, status="nonsense"))
+    update = orjson.loads(_glucose(P1))
+    update["id"] = "w1"
+    bundle = {"resourceType": "Bundle", "type": "batch", "entry": [
+        {"resource": good, "request": {"method": "POST", "url": "Observation"}},
+        {"resource": bad, "request": {"method": "POST", "url": "Observation"}},
+        {"resource": update, "request": {"method": "PUT", "url": "Observation/w1", "ifMatch": 'W/"1"'}},
+        {"resource": good, "request": {"method": "DELETE", "url": "Observation/w1"}}]}
+    response = _call(server, "POST", "", body=bundle).json()
+    assert response["type"] == "batch-response"
+    statuses = [e["response"]["status"] for e in response["entry"]]
+    assert statuses == ["201 Created", "400 Bad Request", "412 Precondition Failed", "400 Bad Request"]
+    assert response["entry"][1]["response"]["outcome"]["issue"][0]["expression"] == ["Observation.status"]
+    assert response["entry"][3]["response"]["outcome"]["issue"][0]["code"] == "not-supported"
+    assert response["entry"][0]["fullUrl"].startswith(f"{server.base}/Observation/")
+
+
+def test_validate_type_and_instance(live: tuple[Server, Store]) -> None:
+    server, store = live
+    with store.connect() as connection:
+        before = RecordRepository(connection, store.codec).count_by_type()
+    fine = _call(server, "POST", "Observation/$validate", body=_glucose(P1))
+    assert fine.status_code == 200 and fine.json()["issue"][0]["severity"] == "information"
+    wrong = _call(server, "POST", "Observation/$validate", body=_glucose(P1, effectiveDateTime="2024-13-45"))
+    assert wrong.status_code == 200 and wrong.json()["issue"][0]["severity"] == "error"
+    assert wrong.json()["issue"][0]["expression"] == ["Observation.effectiveDateTime"]
+    unknown = orjson.loads(_glucose(P1))
+    unknown["colour"] = "blue"
+    parameters = {"resourceType": "Parameters", "parameter": [{"name": "resource", "resource": unknown}]}
+    flagged = _call(server, "POST", "Observation/w1/$validate", body=parameters).json()["issue"][0]
+    assert flagged["severity"] == "error" and "colour" in flagged["expression"][0]
+    dangling = _call(server, "POST", "Observation/$validate", "clinician", body=_glucose(P2)).json()["issue"][0]
+    assert dangling["severity"] == "error" and dangling["code"] == "invalid"  # P2 is outside reach: unknown
+    with store.connect() as connection:
+        assert RecordRepository(connection, store.codec).count_by_type() == before
