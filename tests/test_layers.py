@@ -22,7 +22,7 @@ import pytest
 SRC = Path(__file__).resolve().parents[1] / "src"
 PACKAGE = SRC / "medtwin"
 
-DOMAIN = {"record", "physiology", "solve", "pharmaco", "synthetic", "vocab", "model"}
+DOMAIN = {"record", "physiology", "solve", "pharmaco", "synthetic", "vocab", "model", "imaging"}
 SERVICES_AND_INTERFACES = {"twin", "stream", "alerts", "worker", "api", "web", "cli"}
 FORBIDDEN = {
     **dict.fromkeys(DOMAIN, SERVICES_AND_INTERFACES | {"store", "security", "config"}),

@@ -31,6 +31,16 @@ class VolumeError(InputError):
     """A volume, affine or coordinate that cannot be used; ``field`` names it."""
 
 
+class ImageFileError(VolumeError):
+    """A file that cannot become a volume: ``source`` names the file (and frame), ``field`` the DICOM attribute or
+    NIfTI header field, ``message`` what is wrong (``str()`` says all three)."""
+
+    def __init__(self, source: str, field: str, message: str) -> None:
+        super().__init__(field, message)
+        self.source = source
+        self.args = (f"{source}: {field}: {message}",)
+
+
 def check_affine(affine: NDArray[np.float64], field_name: str = "affine") -> NDArray[np.float64]:
     """Return ``affine`` as a float 4x4 array, or raise naming ``field_name`` if it is not a usable affine."""
     a = np.asarray(affine, dtype=np.float64)
