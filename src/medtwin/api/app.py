@@ -17,6 +17,7 @@ from medtwin.api.routers import fhir as fhir_router
 from medtwin.api.routers import hospital as hospital_router
 from medtwin.api.routers import live as live_router
 from medtwin.api.routers import reports as reports_router
+from medtwin.api.routers import smart as smart_router
 from medtwin.api.routers import tumour as tumour_router
 from medtwin.api.routers import twins as twins_router
 from medtwin.api.routers import vocabulary as vocabulary_router
@@ -69,6 +70,7 @@ def create_app(settings: Settings | None = None, *, store: Store | None = None,
     app.add_middleware(BodySizeLimit, max_bytes=settings.max_upload_bytes)
     security = install_security(app, settings, store, keyring)
     app.include_router(alerts_router.router, prefix=API_PREFIX)
+    app.include_router(smart_router.router)  # SMART discovery (before /fhir, whose paths would take it)
     app.include_router(fhir_router.router)  # FHIR R4 REST at /fhir (OperationOutcome errors)
     services: Services = wiring.build_services(settings, store, keyring, security, own_store=own_store)
     app.state.services = services

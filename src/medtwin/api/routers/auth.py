@@ -18,6 +18,8 @@ from medtwin.security.tokens import TokenError, TokenPair
 from medtwin.store.database import Store
 
 router = APIRouter(prefix="/auth", tags=["auth"])
+#: The OAuth2 grants the token endpoint takes (also what /.well-known/smart-configuration announces).
+GRANT_TYPES = ("password", "refresh_token")
 
 
 class TokenResponse(BaseModel):
@@ -49,7 +51,7 @@ def _response(pair: TokenPair) -> TokenResponse:
 def token(
     request: Request,
     store: StoreDep,
-    grant_type: Annotated[str, Form(pattern="^(password|refresh_token)$")],
+    grant_type: Annotated[str, Form(pattern=f"^({'|'.join(GRANT_TYPES)})$")],
     username: Annotated[str | None, Form(max_length=150)] = None,
     password: Annotated[str | None, Form(max_length=1024)] = None,
     scope: Annotated[str | None, Form(max_length=2000)] = None,
