@@ -22,7 +22,7 @@ from __future__ import annotations
 import math
 from collections.abc import Sequence
 from dataclasses import dataclass, field
-from typing import Protocol
+from typing import Any, Protocol
 
 import numpy as np
 from numpy.typing import NDArray
@@ -50,6 +50,18 @@ class Shape(Protocol):
     @property
     def feret_mm(self) -> float | None: ...
     def sdf(self, points_mm: F64) -> F64: ...
+    def contains(self, points_mm: F64) -> NDArray[np.bool_]: ...
+
+
+class _Solid:
+    """``contains`` from the distance field; shapes with a cheaper inside test override it."""
+
+    def sdf(self, points_mm: F64) -> F64:
+        raise NotImplementedError
+
+    def contains(self, points_mm: F64) -> NDArray[np.bool_]:
+        """Whether each point (..., 3) lies in the solid (its surface included)."""
+        return np.asarray(self.sdf(points_mm) <= 0.0)
 
 
 def _vec3(value: Sequence[float] | F64, name: str) -> F64:
@@ -95,7 +107,7 @@ def _rotated_half_extent(rotation: F64, half: F64) -> F64:
 
 
 @dataclass(frozen=True)
-class Sphere:
+class Sphere(_Solid):
     centre_mm: F64
     radius_mm: float
 
@@ -128,7 +140,7 @@ class Sphere:
 
 
 @dataclass(frozen=True)
-class Ellipsoid:
+class Ellipsoid(_Solid):
     """Semi-axes ``semi_axes_mm`` along the local axes; ``world = centre + rotation @ local``."""
 
     centre_mm: F64
@@ -195,9 +207,13 @@ class Ellipsoid:
         d = np.linalg.norm(y - x, axis=-1)
         return np.asarray(np.where(inside, -d, d))
 
+    def contains(self, points_mm: F64) -> NDArray[np.bool_]:
+        y = _local(points_mm, self.centre_mm, self.rotation)
+        return np.asarray(np.sum((y / self.semi_axes_mm) ** 2, axis=-1) <= 1.0)
+
 
 @dataclass(frozen=True)
-class Cylinder:
+class Cylinder(_Solid):
     """A solid cylinder with flat caps: ``axis`` direction, ``length_mm`` between the caps, centred on ``centre_mm``."""
 
     centre_mm: F64
@@ -250,7 +266,7 @@ def _capped(d1: F64, d2: F64) -> F64:
 
 
 @dataclass(frozen=True)
-class Box:
+class Box(_Solid):
     """A rectangular box with edge lengths ``size_mm`` along its local axes; ``world = centre + rotation @ local``."""
 
     centre_mm: F64
@@ -303,7 +319,7 @@ class _Arc:
 
 
 @dataclass(frozen=True)
-class Tube:
+class Tube(_Solid):
     """A vessel: radius ``radius_mm`` around a polyline whose corners are rounded with arcs of ``bend_radius_mm``.
 
     The ends are hemispherical. ``bend_radius_mm`` defaults to twice the radius and must be at least the radius
@@ -474,9 +490,10 @@ def voxel_centres(like: Volume) -> F64:
     return np.asarray(np.moveaxis(idx, 0, -1) @ like.affine[:3, :3].T + like.affine[:3, 3], dtype=np.float64)
 
 
-def _sdf_on(shape: Shape, like: Volume) -> F64:
+def _sdf_on(shape: Shape, like: Volume, inside_only: bool = False) -> NDArray[Any]:
+    """The distance field on the grid (or, with ``inside_only``, whether each voxel centre is inside)."""
     # in chunks of i-slabs so a brain-sized grid never holds several (N, 3) temporaries at once
-    out = np.empty(like.shape, dtype=np.float64)
+    out: NDArray[Any] = np.empty(like.shape, dtype=np.bool_ if inside_only else np.float64)
     ni, nj, nk = like.shape
     step = max(1, _CHUNK // (nj * nk))
     jk = np.moveaxis(np.indices((nj, nk), dtype=np.float64), 0, -1)
@@ -485,7 +502,14 @@ def _sdf_on(shape: Shape, like: Volume) -> F64:
         ijk = np.concatenate([np.broadcast_to(i[:, None, None, None], (len(i), nj, nk, 1)),
                               np.broadcast_to(jk, (len(i), nj, nk, 2))], axis=-1)
         pts = ijk @ like.affine[:3, :3].T + like.affine[:3, 3]
-        out[i0:i0 + len(i)] = shape.sdf(pts)
+        if inside_only:  # only points within the shape's bounding box can be inside
+            lo, hi = shape.bounds_mm
+            near = np.all((pts >= lo) & (pts <= hi), axis=-1)
+            slab = np.zeros(near.shape, dtype=np.bool_)
+            slab[near] = shape.contains(pts[near])
+            out[i0:i0 + len(i)] = slab
+        else:
+            out[i0:i0 + len(i)] = shape.sdf(pts)
     return out
 
 
@@ -505,7 +529,7 @@ def label_volume(shapes: Shape | Sequence[tuple[Shape, int]], like: Volume,
     for shape, label in pairs:
         if not 1 <= int(label) <= 255:
             raise VolumeError("label", f"must be 1..255, got {label}")
-        data[_sdf_on(shape, like) <= 0.0] = label
+        data[_sdf_on(shape, like, inside_only=True)] = label
     labels = names if names is not None else {int(lab): type(s).__name__.lower() for s, lab in pairs}
     return like.with_data(data, units="label", labels=labels)
 
