@@ -1,0 +1,26 @@
+"""benchmarks/bench_planning.py --smoke: our scoring matches both baselines path for path, and every figure and
+the scaling table are printed."""
+
+from __future__ import annotations
+
+import re
+import sys
+from pathlib import Path
+
+import pytest
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+from bench_smoke import run_benchmark  # noqa: E402
+
+
+@pytest.mark.slow
+def test_bench_planning_smoke_matches_the_baselines_and_prints_every_figure() -> None:
+    out = run_benchmark("bench_planning.py")
+    diff = float(re.search(r"max \|difference\| of min margin excess and risk over all paths = (\S+)", out).group(1))  # type: ignore[union-attr]
+    assert diff < 1e-4
+    assert re.search(r"distance maps \(EDT in mm, 3 structures \+ combined margin map\): \d+\.\d{3} s", out)
+    assert re.search(r"scoring 60 entries x 20 targets = 1,200 paths, [\d,]+ samples at <= 0.5 mm: \d+\.\d{3} s", out)
+    assert re.search(r"baseline, per-path map_coordinates loop: \d+\.\d{3} s", out)
+    rows = re.findall(r"^\s+(\d+)\s+(\d+)\s+([\d,]+)\s+(\d+\.\d{3})\s+(\d+\.\d{2})\s+(\d+\.\d)$", out, re.M)
+    assert [(int(r[0]), int(r[1])) for r in rows] == [(25, 8), (60, 20)]
+    assert re.search(r"meshing 64\^3", out)
