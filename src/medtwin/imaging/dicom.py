@@ -94,11 +94,15 @@ def _read(source: Source) -> Dataset:
     name, content = source
     try:
         handle: Any = io.BytesIO(content) if isinstance(content, bytes) else content
-        return pydicom.dcmread(handle)
+        ds = pydicom.dcmread(handle)
     except InvalidDicomError:
         raise ImageFileError(name, "file", "not a DICOM file (no DICM preamble)") from None
     except Exception as error:  # pydicom raises many kinds on a cut-off header
         raise ImageFileError(name, "file", f"unreadable DICOM (truncated?): {error}") from None
+    for keyword in ("SeriesInstanceUID", "PixelData"):  # pydicom reads a file cut in its header without a word
+        if keyword not in ds:
+            raise ImageFileError(name, keyword, "is missing: not an image of a series, or a truncated file")
+    return ds
 
 
 def _require(ds: Dataset, name: str, *keywords: str) -> None:
