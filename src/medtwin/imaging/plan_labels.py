@@ -1,0 +1,100 @@
+"""Planning on a label map: the structures named by their labels (what the CLI and the API are given).
+
+The head is every labelled voxel (label > 0) unless ``head_labels`` says which; entries lie on its outer surface,
+restricted to ``entry_label``'s voxels when given (a scalp or cortex label). The target is a label (its voxels,
+evenly thinned to ``max_targets`` points) or one point in mm. Each critical structure is a label with its
+safety margin in mm. Labels are given by value or by name (the label map's ``labels`` table).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+
+import numpy as np
+from numpy.typing import NDArray
+
+from medtwin.imaging.planning import (
+    Critical,
+    DistanceMaps,
+    Limits,
+    Plan,
+    PlanningError,
+    distance_maps,
+    entries_from_mask,
+    plan_trajectories,
+    targets_from_label,
+)
+from medtwin.imaging.volume import Volume
+
+
+@dataclass(frozen=True)
+class LabelPlan:
+    plan: Plan
+    maps: DistanceMaps
+    target_structure: str
+    targets: int
+    entries: int
+
+
+def label_value(labels: Volume, key: int | str, field_name: str) -> int:
+    """A label's value from its value or its name; PlanningError naming ``field_name`` when absent."""
+    data = np.asarray(labels.data)
+    if isinstance(key, str) and not key.lstrip("-").isdigit():
+        by_name = {name.lower(): value for value, name in labels.labels.items()}
+        if key.lower() not in by_name:
+            raise PlanningError(field_name, f"no label named {key!r} (known: {sorted(labels.labels.values())})")
+        value = int(by_name[key.lower()])
+    else:
+        value = int(key)
+    if value <= 0 or not np.any(data == value):
+        raise PlanningError(field_name, f"label {value} has no voxel in the label map")
+    return value
+
+
+def label_name(labels: Volume, value: int) -> str:
+    return labels.labels.get(value, f"label {value}")
+
+
+def check_label_map(labels: Volume) -> None:
+    data = np.asarray(labels.data)
+    if not np.issubdtype(data.dtype, np.integer) and not (np.all(np.isfinite(data)) and np.all(data == np.rint(data))):
+        raise PlanningError("labels", f"is not a label map (voxels of {data.dtype} with fractional values)")
+
+
+def criticals_from_labels(labels: Volume, margins_mm: Mapping[int | str, float]) -> list[Critical]:
+    """One :class:`Critical` per labelled structure with its margin."""
+    if not margins_mm:
+        raise PlanningError("criticals", "name at least one critical structure (label and margin in mm)")
+    data = np.asarray(labels.data)
+    out = []
+    for key, margin in margins_mm.items():
+        value = label_value(labels, key, f"criticals.{key}")
+        out.append(Critical(label_name(labels, value), data == value, float(margin)))
+    return out
+
+
+def plan_on_labels(labels: Volume, *, margins_mm: Mapping[int | str, float], target_label: int | str | None = None,
+                   target_mm: Sequence[float] | None = None, entry_label: int | str | None = None,
+                   head_labels: Sequence[int | str] | None = None, limits: Limits | None = None,
+                   max_entries: int = 500, max_targets: int = 150, top: int = 10, rank_by: str = "risk",
+                   maps: DistanceMaps | None = None) -> LabelPlan:
+    """Ranked admissible trajectories on ``labels``; see the module docstring (``maps`` reuses distance maps)."""
+    check_label_map(labels)
+    data = np.asarray(labels.data)
+    if (target_label is None) == (target_mm is None):
+        raise PlanningError("target", "give exactly one of target_label and target_mm")
+    maps = maps or distance_maps(labels, criticals_from_labels(labels, margins_mm))
+    if target_label is not None:
+        value = label_value(labels, target_label, "target_label")
+        targets: NDArray[np.float64] = targets_from_label(labels, value, max_points=max_targets)
+        structure = label_name(labels, value)
+    else:
+        targets = np.asarray(target_mm, dtype=np.float64)
+        structure = "target point"
+    head = data > 0 if head_labels is None else np.isin(
+        data, [label_value(labels, h, "head_labels") for h in head_labels])
+    entry_mask = None if entry_label is None else data == label_value(labels, entry_label, "entry_label")
+    entries = entries_from_mask(labels, head, entry_mask, max_points=max_entries)
+    plan = plan_trajectories(maps, entries, targets, limits, top=top, rank_by=rank_by)
+    return LabelPlan(plan, maps, structure, int(np.atleast_2d(targets).shape[0]), len(entries.points_mm))
