@@ -237,8 +237,9 @@ def test_errors_are_operation_outcomes(server: Server) -> None:
     headers = {"Authorization": f"Bearer {server.tokens['admin']}"}
     bad = requests.get(f"{server.base}/Observation", headers=headers, params={"date": "someday"}, timeout=10)
     assert bad.status_code == 400 and bad.json()["issue"][0]["expression"] == ["date"]
-    unsupported = requests.get(f"{server.base}/Observation", headers=headers, params={"_sort": "date"}, timeout=10)
-    assert unsupported.status_code == 400 and "_sort" in unsupported.json()["issue"][0]["diagnostics"]
+    unsupported = requests.get(f"{server.base}/Observation", headers=headers, params={"value-quantity": "5"},
+                               timeout=10)
+    assert unsupported.status_code == 400 and "value-quantity" in unsupported.json()["issue"][0]["diagnostics"]
     unknown = requests.get(f"{server.base}/Nonsense/1", headers=headers, timeout=10)
     assert unknown.status_code == 404 and orjson.loads(unknown.content)["resourceType"] == "OperationOutcome"
 

@@ -13,7 +13,7 @@ from urllib.parse import urlencode
 from fastapi.responses import Response
 
 from medtwin import __version__
-from medtwin.record import exactjson
+from medtwin.record import exactjson, fhir_search
 from medtwin.record.fhir_spec import FHIR_VERSION, RESOURCE_TYPES
 from medtwin.record.fhirtime import FhirDateError, format_datetime, parse_datetime
 from medtwin.store.records import SearchQuery, StoredVersion
@@ -21,11 +21,6 @@ from medtwin.store.records import SearchQuery, StoredVersion
 FHIR_JSON = "application/fhir+json"
 MAX_COUNT = 500
 DEFAULT_COUNT = 50
-#: Search parameters every type supports, and those of types whose resources name a patient and are indexed
-#: by code and time (``resource_index``).
-COMMON_PARAMS = {"_id": "token", "_lastUpdated": "date", "_count": "number", "identifier": "token"}
-CLINICAL_PARAMS = {"patient": "reference", "subject": "reference", "code": "token", "date": "date",
-                   "status": "token"}
 _PREFIXES = ("ge", "gt", "le", "lt", "eq")
 
 
@@ -148,16 +143,28 @@ def _tokens(values: list[str]) -> list[tuple[str | None, str]]:
     return out
 
 
-def search_query(resource_type: str, params: dict[str, list[str]], page: Page) -> tuple[SearchQuery, str | None]:
-    """The store query of a search, and the patient it names (to be checked against the caller's reach)."""
-    allowed = set(COMMON_PARAMS) | {"_offset", "_format"} | set(CLINICAL_PARAMS)
-    unknown = sorted(set(params) - allowed)
-    if unknown:
-        raise FhirError(400, "not-supported", f"search parameter(s) not supported: {', '.join(unknown)} "
-                        f"(see /fhir/metadata)", expression=unknown[0])
+@dataclass(frozen=True)
+class SearchPlan:
+    """A search as the store runs it, the patient it names (checked against the caller's reach), and what
+    ``_include``/``_revinclude`` add to the page."""
+
+    query: SearchQuery
+    patient: str | None
+    includes: tuple[fhir_search.Include, ...]
+    revincludes: tuple[fhir_search.Include, ...]
+
+
+def search_query(resource_type: str, params: dict[str, list[str]], page: Page) -> SearchPlan:
+    """The store query of a search (parameters per ``record.fhir_search.search_params``)."""
+    try:
+        fhir_search.check_params(resource_type, params)
+        sort = fhir_search.parse_sort(resource_type, params.get("_sort", []))
+        includes = fhir_search.parse_includes(resource_type, params.get("_include", []))
+        revincludes = fhir_search.parse_revincludes(resource_type, params.get("_revinclude", []))
+    except fhir_search.SearchParamError as error:
+        raise FhirError(400, "invalid" if error.supported else "not-supported", str(error),
+                        expression=error.param) from None
     patients = {_reference_id(n, v) for n in ("patient", "subject") for v in params.get(n, [])}
-    if resource_type == "Patient" and patients:
-        raise FhirError(400, "not-supported", "Patient is searched by _id, not patient")
     if len(patients) > 1:
         raise FhirError(400, "invalid", "patient/subject name more than one patient", expression="patient")
     codes = _tokens(params.get("code", []))
@@ -168,8 +175,9 @@ def search_query(resource_type: str, params: dict[str, list[str]], page: Page) -
                         last_updated=date_conditions("_lastUpdated", params.get("_lastUpdated", [])),
                         statuses=tuple(s for v in params.get("status", []) for s in v.split(",")),
                         identifiers=tuple(_tokens(params.get("identifier", []))),
+                        categories=tuple(_tokens(params.get("category", []))), sort=sort,
                         count=page.count, offset=page.offset)
-    return query, patient
+    return SearchPlan(query, patient, includes, revincludes)
 
 
 # --- bundles ---------------------------------------------------------------------------------------------
@@ -194,9 +202,9 @@ def paged_bundle(kind: str, base: str, path: str, params: dict[str, list[str]], 
             "total": total, "link": links, "entry": entries}
 
 
-def search_entry(base: str, version: StoredVersion) -> dict[str, Any]:
+def search_entry(base: str, version: StoredVersion, *, mode: str = "match") -> dict[str, Any]:
     return {"fullUrl": f"{base}/{version.resource_type}/{version.id}", "resource": with_meta(version),
-            "search": {"mode": "match"}}
+            "search": {"mode": mode}}
 
 
 def history_entry(base: str, version: StoredVersion, *, first: bool) -> dict[str, Any]:
@@ -220,15 +228,15 @@ def capability_statement(base: str, resource_types: list[str]) -> dict[str, Any]
     Patient/$everything; JSON only."""
     described = []
     for rtype in resource_types:
-        params = dict(COMMON_PARAMS)
-        if rtype != "Patient":
-            params.update(CLINICAL_PARAMS)
+        params = fhir_search.search_params(rtype)
         described.append({
             "type": rtype, "versioning": "versioned-update", "readHistory": True, "updateCreate": True,
             "conditionalCreate": True, "conditionalUpdate": False, "conditionalDelete": "not-supported",
             "interaction": [{"code": c} for c in INTERACTIONS],
             "operation": [{"name": "validate", "definition": "http://hl7.org/fhir/OperationDefinition/Resource-validate"}],
-            "searchParam": [{"name": n, "type": t} for n, t in params.items() if n != "_count"],
+            "searchParam": [{"name": n, "type": t} for n, t in params.items()],
+            "searchInclude": [f"{rtype}:{p}" for p in fhir_search.include_params(rtype)],
+            "searchRevInclude": list(fhir_search.revinclude_params()) if rtype == "Patient" else [],
         })
     return {
         "resourceType": "CapabilityStatement", "status": "active", "date": format_datetime(datetime.now(UTC)),
@@ -240,8 +248,10 @@ def capability_statement(base: str, resource_types: list[str]) -> dict[str, Any]
             "interaction": [{"code": "transaction"}, {"code": "batch"}],
             "operation": [{"name": "everything",
                            "definition": "http://hl7.org/fhir/OperationDefinition/Patient-everything"}],
-            "documentation": "Patient/[id]/$everything pages with _count. Search: _id, _lastUpdated, patient/subject (Patient/id), code (system|code), date "
-                             "(prefixes eq ge gt le lt, on the effective time), _count (at most 500) with "
+            "documentation": "Patient/[id]/$everything pages with _count. Search: the parameters listed per "
+                             "type (token: system|code or code, comma for any; date: prefixes eq ge gt le lt, "
+                             "on the effective time; reference: Patient/id), _sort (_lastUpdated, _id, date; "
+                             "'-' descending), _include/_revinclude as listed, _count (at most 500) with "
                              "next/previous links. Same bearer tokens, patient scope and audit as /api/v1.",
             "security": {"cors": False, "description": "OAuth2 bearer tokens from /api/v1/auth/token"},
             "resource": described,

@@ -148,6 +148,8 @@ class PreparedResource:
     #: of what is stored, so an export re-imported is unchanged; the time sent is kept here for the
     #: store's check that older content does not replace newer.
     sent_last_updated: str | None = None
+    #: (system or None, code) of the resource's ``category`` codings (searched as ``category``).
+    categories: list[tuple[str | None, str]] = field(default_factory=list)
 
     @property
     def content(self) -> dict[str, Any]:
@@ -177,6 +179,19 @@ def _identifiers(resource: dict[str, Any]) -> list[tuple[str | None, str]]:
         if isinstance(ident, dict) and isinstance(ident.get("value"), str):
             system = ident.get("system")
             out.append((system if isinstance(system, str) else None, ident["value"]))
+    return out
+
+
+def _categories(resource: dict[str, Any]) -> list[tuple[str | None, str]]:
+    category = resource.get("category")
+    if category is None:
+        return []
+    out: list[tuple[str | None, str]] = []
+    for concept in category if isinstance(category, list) else [category]:
+        for coding in (concept.get("coding") or []) if isinstance(concept, dict) else []:
+            if isinstance(coding, dict) and isinstance(coding.get("code"), str):
+                system = coding.get("system")
+                out.append((system if isinstance(system, str) else None, coding["code"]))
     return out
 
 
@@ -396,6 +411,7 @@ def _prepare(data: Any, *, source: str, existing: ExistingRecords, kind: str | N
                 named_by=a.named_by,
                 source_id=_source_id(e.resource, a.id),
                 sent_last_updated=sent,
+                categories=_categories(given),
             )
         )
     return PreparedUnit(source=source, kind=unit_kind, resources=prepared, matched_existing=len(matched),

@@ -139,6 +139,11 @@ def source_id_token(resource_type: str, source_id: str) -> str:
     return f"source-id:{resource_type}|{source_id}"
 
 
+def category_token(system: str | None, code: str) -> str:
+    """What is blinded for a ``category`` coding (``resource_identifiers`` kind ``category``)."""
+    return f"category:{system or ''}|{code}"
+
+
 def _identifier_rows(pk: int, res: PreparedResource, blind: Callable[[str], str]) -> list[tuple[Any, ...]]:
     """A resource's blind identifier and name tokens as rows in _IDENTIFIER_COLUMNS order."""
     tokens: set[tuple[str, str]] = set()
@@ -147,6 +152,9 @@ def _identifier_rows(pk: int, res: PreparedResource, blind: Callable[[str], str]
         tokens.add((blind(f"|{value}"), "identifier"))
     for name in res.name_tokens:
         tokens.add((blind(f"name:{name}"), "name"))
+    for system, code in res.categories:
+        tokens.add((blind(category_token(system, code)), "category"))
+        tokens.add((blind(category_token(None, code)), "category"))
     if res.source_id:
         tokens.add((blind(source_id_token(res.resource_type, res.source_id)), "source-id"))
     return [(pk, res.resource_type, token, kind) for token, kind in sorted(tokens)]
@@ -194,6 +202,10 @@ class SearchQuery:
     last_updated: tuple[tuple[str, datetime], ...] = ()
     statuses: tuple[str, ...] = ()
     identifiers: tuple[tuple[str | None, str], ...] = ()  # (system or None, value), any of them
+    categories: tuple[tuple[str | None, str], ...] = ()  # (system or None, code), any of them
+    #: (key, descending) with key ``_lastUpdated``, ``_id`` or ``date`` (the earliest effective time); the
+    #: order is completed by last update and id, so pages never overlap.
+    sort: tuple[tuple[str, bool], ...] = ()
     count: int = 50
     offset: int = 0
 
@@ -210,6 +222,14 @@ def _check_expected(unit: PreparedUnit, existing: dict[tuple[str, str], tuple[in
             stored = "no version is stored" if found is None else f"version {found[2]} is current"
             raise PreconditionFailedError(f"{res.resource_type}/{res.id}: If-Match expects version {wanted}, but "
                                           f"{stored}", entry=res.entry, field="If-Match")
+
+
+def _sort_order(sort: tuple[tuple[str, bool], ...]) -> list[Any]:
+    """ORDER BY terms of a search's ``_sort``."""
+    earliest = (select(func.min(resource_index.c.effective_start))
+                .where(resource_index.c.resource_pk == resources.c.pk).scalar_subquery())
+    columns = {"_lastUpdated": resources.c.last_updated, "_id": resources.c.id, "date": earliest}
+    return [columns[key].desc() if descending else columns[key].asc() for key, descending in sort]
 
 
 def _compare(column: Any, op: str, moment: datetime) -> Any:
@@ -549,6 +569,10 @@ class RecordRepository:
             tokens = [self.identifier_token(system, value) for system, value in query.identifiers]
             where.append(resources.c.pk.in_(select(resource_identifiers.c.resource_pk).where(
                 resource_identifiers.c.token.in_(tokens), resource_identifiers.c.kind == "identifier")))
+        if query.categories:
+            tokens = [self.codec.blind(category_token(system, code)) for system, code in query.categories]
+            where.append(resources.c.pk.in_(select(resource_identifiers.c.resource_pk).where(
+                resource_identifiers.c.token.in_(tokens), resource_identifiers.c.kind == "category")))
         if indexed:
             where.append(resources.c.pk.in_(select(resource_index.c.resource_pk).where(*indexed)))
         condition = and_(*where)
@@ -557,9 +581,21 @@ class RecordRepository:
         rows = self.connection.execute(
             select(resources.c.id, resources.c.version, resources.c.last_updated, resources.c.patient_id,
                    resources.c.content).where(condition)
-            .order_by(resources.c.last_updated, resources.c.id).limit(query.count).offset(query.offset))
+            .order_by(*_sort_order(query.sort), resources.c.last_updated, resources.c.id)
+            .limit(query.count).offset(query.offset))
         return total, [StoredVersion(resource_type, str(i), int(v), _aware(t) or t, None if p is None else str(p),
                                      self.codec.open(c)) for i, v, t, p, c in rows]
+
+    def of_patients(self, resource_type: str, patient_ids: Sequence[str], *, limit: int) -> list[StoredVersion]:
+        """Current versions of ``resource_type`` stored for any of ``patient_ids`` (``_revinclude``), at most
+        ``limit``, in last-update order."""
+        rows = self.connection.execute(
+            select(resources.c.id, resources.c.version, resources.c.last_updated, resources.c.patient_id,
+                   resources.c.content)
+            .where(resources.c.resource_type == resource_type, resources.c.patient_id.in_(list(patient_ids)))
+            .order_by(resources.c.last_updated, resources.c.id).limit(limit))
+        return [StoredVersion(resource_type, str(i), int(v), _aware(t) or t, None if p is None else str(p),
+                              self.codec.open(c)) for i, v, t, p, c in rows]
 
     def type_history(self, resource_type: str, *, visible: frozenset[str] | None, count: int,
                      offset: int) -> tuple[int, list[StoredVersion]]:

@@ -13,6 +13,7 @@ from fastapi.responses import Response
 from medtwin.api.deps import audit_context
 from medtwin.api.fhir_support import (
     FhirError,
+    SearchPlan,
     capability_statement,
     fhir_response,
     history_entry,
@@ -26,6 +27,7 @@ from medtwin.api.fhir_support import (
 from medtwin.api.routers.fhir import common
 from medtwin.api.routers.fhir.common import Access, Token, fhir_base, query_params
 from medtwin.api.services import services_of
+from medtwin.record import fhir_search
 from medtwin.store.records import RecordRepository, StoredVersion
 from medtwin.twin.build import export_patient
 
@@ -143,23 +145,50 @@ async def instance_history(resource_type: str, resource_id: str, request: Reques
     return await run_in_threadpool(common.answer(work))
 
 
+def _included(access: Access, repo: RecordRepository, found: list[StoredVersion],
+              plan: SearchPlan) -> list[StoredVersion]:
+    """What ``_include``/``_revinclude`` add to a page: the resources it references and (a Patient page) the
+    resources of its patients, within the caller's reach, each once and not already a match."""
+    if not plan.includes and not plan.revincludes:
+        return []
+    seen = {(v.resource_type, v.id) for v in found}
+    keys = [k for k in fhir_search.included_keys((v.resource() for v in found), plan.includes) if k not in seen]
+    out = [v for v in repo.versions_of(keys[:fhir_search.MAX_INCLUDED]) if access.sees(v)]
+    patients = [v.id for v in found if v.resource_type == "Patient" and access.sees(v)]
+    for include in plan.revincludes:
+        if patients:
+            out += [v for v in repo.of_patients(include.source_type, patients, limit=fhir_search.MAX_INCLUDED)
+                    if (v.resource_type, v.id) not in seen]
+    unique = {(v.resource_type, v.id): v for v in out}
+    return list(unique.values())[:fhir_search.MAX_INCLUDED]
+
+
 @router.get("/{resource_type}")
 async def search(resource_type: str, request: Request, token: Token) -> Response:
     def work() -> Response:
         access = common.access(request, token, resource_type)
         params = query_params(request)
         page = page_of(params)
-        query, patient = search_query(resource_type, params, page)
+        plan = search_query(resource_type, params, page)
+        query = plan.query
         with access.store.connect() as connection:
             repo = RecordRepository(connection, access.store.codec)
-            if patient is not None:
-                resolved = repo.resolve_patient(patient) if not repo.exists("Patient", patient) else patient
-                query = replace(query, patient=resolved or patient)
+            if plan.patient is not None:
+                resolved = repo.resolve_patient(plan.patient) if not repo.exists("Patient", plan.patient) \
+                    else plan.patient
+                query = replace(query, patient=resolved or plan.patient)
             if access.principal.patient_ids is not None:
                 query = replace(query, visible=access.principal.patient_ids)
             total, found = repo.search(resource_type, query)
+            included = _included(access, repo, found, plan)
         audit_context(request).detail["results"] = total
         entries = [search_entry(access.base, v) for v in found]
+        entries += [search_entry(access.base, v, mode="include") for v in included]
+        if len(included) >= fhir_search.MAX_INCLUDED:
+            entries.append({"resource": {"resourceType": "OperationOutcome", "issue": [{
+                "severity": "warning", "code": "too-costly", "diagnostics": f"_include/_revinclude stopped at "
+                f"{fhir_search.MAX_INCLUDED} resources: page with a smaller _count for the rest"}]},
+                "search": {"mode": "outcome"}})
         return fhir_response(paged_bundle("searchset", access.base, resource_type, params, page, total, entries))
     return await run_in_threadpool(common.answer(work))
 

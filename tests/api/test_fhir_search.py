@@ -1,0 +1,190 @@
+"""FHIR search on a running server: category, status, identifier, code with system, date with prefixes,
+_sort, _include/_revinclude, paging links; and the CapabilityStatement claims exactly what works (every
+advertised parameter of every stored type finds a resource made to match; the usual parameters it does not
+advertise are refused)."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import orjson
+import pytest
+import requests
+from fhirclient.models.bundle import Bundle
+from fhirclient.models.observation import Observation
+from tests.api.test_fhir_server import P1, P2, PASSWORD, Server, _client, _serving
+
+from medtwin.record.indexing import CODE_ELEMENTS, status_of
+from medtwin.record.sources import unit_from_bytes
+from medtwin.security import accounts
+from medtwin.security.crypto import AesGcmCodec, KeyRing
+from medtwin.store.database import Store
+from medtwin.twin.build import import_units
+
+LOINC, CAT = "http://loinc.org", "http://terminology.hl7.org/CodeSystem/observation-category"
+
+
+def _obs(oid: str, patient: str, day: int, category: str, status: str = "final", performer: str | None = None
+         ) -> dict[str, Any]:
+    resource: dict[str, Any] = {
+        "resourceType": "Observation", "id": oid, "status": status,
+        "identifier": [{"system": "urn:obs", "value": oid}],
+        "category": [{"coding": [{"system": CAT, "code": category}]}],
+        "code": {"coding": [{"system": LOINC, "code": "8867-4" if category == "vital-signs" else "2339-0"}]},
+        "subject": {"reference": f"Patient/{patient}"}, "effectiveDateTime": f"2024-03-{day:02d}T09:00:00Z",
+        "valueQuantity": {"value": 70 + day, "unit": "/min", "system": "http://unitsofmeasure.org", "code": "/min"}}
+    if performer:
+        resource["performer"] = [{"reference": performer}]
+    return resource
+
+
+RESOURCES: list[dict[str, Any]] = [
+    {"resourceType": "Organization", "id": "org1", "identifier": [{"system": "urn:org", "value": "O1"}],
+     "name": "Clinic"},
+    {"resourceType": "Practitioner", "id": "doc1", "identifier": [{"system": "urn:npi", "value": "N1"}]},
+    {"resourceType": "Patient", "id": P1, "identifier": [{"system": "urn:mrn", "value": "M1"}],
+     "managingOrganization": {"reference": "Organization/org1"}},
+    {"resourceType": "Patient", "id": P2, "identifier": [{"system": "urn:mrn", "value": "M2"}]},
+    _obs("hr3", P1, 3, "vital-signs", performer="Practitioner/doc1"),
+    _obs("hr1", P1, 1, "vital-signs"),
+    _obs("lab2", P1, 2, "laboratory", status="amended"),
+    _obs("lab9", P2, 9, "laboratory"),
+    {"resourceType": "Condition", "id": "c1", "identifier": [{"system": "urn:cond", "value": "C1"}],
+     "clinicalStatus": {"coding": [{"system": "http://terminology.hl7.org/CodeSystem/condition-clinical",
+                                    "code": "active"}]},
+     "category": [{"coding": [{"system": "http://terminology.hl7.org/CodeSystem/condition-category",
+                               "code": "problem-list-item"}]}],
+     "code": {"coding": [{"system": "http://snomed.info/sct", "code": "44054006"}]},
+     "subject": {"reference": f"Patient/{P1}"}, "onsetDateTime": "2020-05-01"},
+    {"resourceType": "Encounter", "id": "e1", "identifier": [{"system": "urn:enc", "value": "E1"}],
+     "status": "finished", "class": {"system": "http://terminology.hl7.org/CodeSystem/v3-ActCode", "code": "AMB"},
+     "type": [{"coding": [{"system": "http://snomed.info/sct", "code": "185349003"}]}],
+     "subject": {"reference": f"Patient/{P1}"}, "period": {"start": "2024-03-01T08:00:00Z"},
+     "serviceProvider": {"reference": "Organization/org1"}},
+]
+
+
+@pytest.fixture(scope="module")
+def served(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Server]:
+    folder: Path = tmp_path_factory.mktemp("fhir-search")
+    ring = KeyRing.generate()
+    store = Store(f"sqlite:///{folder / 'fhir.db'}", AesGcmCodec(ring))
+    store.migrate()
+    with store.begin() as connection:
+        accounts.create_user(connection, "admin", PASSWORD, "admin")
+        accounts.create_user(connection, "clinician", PASSWORD, "clinician")
+        accounts.add_to_care_team(connection, "clinician", P1)
+    body = orjson.dumps({"resourceType": "Bundle", "type": "collection",
+                         "entry": [{"resource": r} for r in RESOURCES]})
+    assert import_units(store, [unit_from_bytes(body, source="search.json")]).ok
+    with _serving(store, ring, folder) as server:
+        yield server
+
+
+def _get(server: Server, path: str, user: str = "admin", **params: str) -> requests.Response:
+    return requests.get(f"{server.base}/{path}", params=params, timeout=30,
+                        headers={"Authorization": f"Bearer {server.tokens[user]}"})
+
+
+def _ids(bundle: dict[str, Any], mode: str = "match") -> list[str]:
+    return [e["resource"]["id"] for e in bundle.get("entry", []) if e["search"]["mode"] == mode]
+
+
+def test_category_status_identifier_code_date(served: Server) -> None:
+    smart = _client(served, "admin")
+    vitals = Observation.where(struct={"category": f"{CAT}|vital-signs"}).perform(smart.server)
+    assert sorted(e.resource.id for e in vitals.entry) == ["hr1", "hr3"]
+    assert sorted(_ids(_get(served, "Observation", category="laboratory").json())) == ["lab2", "lab9"]
+    assert _get(served, "Observation", category="urn:other|laboratory").json()["total"] == 0
+    assert _ids(_get(served, "Observation", status="amended").json()) == ["lab2"]
+    assert _ids(_get(served, "Observation", identifier="urn:obs|hr3").json()) == ["hr3"]
+    assert sorted(_ids(_get(served, "Observation", code=f"{LOINC}|2339-0").json())) == ["lab2", "lab9"]
+    assert _get(served, "Observation", code="http://snomed.info/sct|2339-0").json()["total"] == 0
+    assert sorted(_ids(_get(served, "Observation", date="gt2024-03-02").json())) == ["hr3", "lab9"]
+    assert _ids(_get(served, "Observation", date="le2024-03-01").json()) == ["hr1"]
+    assert _get(served, "Condition", category="problem-list-item", status="active").json()["total"] == 1
+    mine = _get(served, "Observation", "clinician", category="laboratory").json()
+    assert _ids(mine) == ["lab2"]  # P2's laboratory result is outside reach
+
+
+def test_sort_and_paging_links(served: Server) -> None:
+    newest = _get(served, "Observation", _sort="-date", _count="2").json()
+    assert _ids(newest) == ["lab9", "hr3"]
+    following = next(link["url"] for link in newest["link"] if link["relation"] == "next")
+    second = requests.get(following, headers={"Authorization": f"Bearer {served.tokens['admin']}"},
+                          timeout=30).json()
+    assert _ids(second) == ["lab2", "hr1"]
+    assert any(link["relation"] == "previous" for link in second["link"])
+    assert _ids(_get(served, "Observation", _sort="date", _count="1").json()) == ["hr1"]
+    assert _ids(_get(served, "Observation", _sort="-_id", _count="1").json()) == ["lab9"]
+    bad = _get(served, "Patient", _sort="date")
+    assert bad.status_code == 400 and bad.json()["issue"][0]["expression"] == ["_sort"]
+
+
+def test_include_and_revinclude(served: Server) -> None:
+    page = _get(served, "Observation", _id="hr3", _include="Observation:patient").json()
+    assert _ids(page) == ["hr3"] and _ids(page, "include") == [P1]
+    both = _get(served, "Observation", _id="hr3,hr1", _include=["Observation:performer"]).json()  # type: ignore[arg-type]
+    assert _ids(both, "include") == ["doc1"]
+    encounter = _get(served, "Encounter", _include="Encounter:service-provider").json()
+    assert _ids(encounter, "include") == ["org1"]
+    patients = _get(served, "Patient", _id=P1, _revinclude="Observation:patient").json()
+    assert _ids(patients) == [P1] and sorted(_ids(patients, "include")) == ["hr1", "hr3", "lab2"]
+    assert patients["total"] == 1  # included resources are not counted as matches
+    refused = _get(served, "Observation", _include="Observation:nonsense")
+    assert refused.status_code == 400 and refused.json()["issue"][0]["expression"] == ["_include"]
+    client_bundle = Bundle.read_from(f"Patient?_id={P1}&_revinclude=Condition:patient", _client(served, "admin").server)
+    assert [e.search.mode for e in client_bundle.entry] == ["match", "include"]
+
+
+def _matching_value(name: str, resource: dict[str, Any]) -> str:
+    """A value of search parameter ``name`` that ``resource`` matches, built from the resource itself."""
+    rtype = resource["resourceType"]
+    if name == "_id":
+        return str(resource["id"])
+    if name == "_lastUpdated":
+        return "ge2000-01-01"
+    if name == "identifier":
+        ident = resource["identifier"][0]
+        return f"{ident['system']}|{ident['value']}"
+    if name in ("patient", "subject"):
+        return str(resource["subject"]["reference"])
+    if name == "code":
+        node = resource[CODE_ELEMENTS[rtype][0]]
+        coding = (node[0] if isinstance(node, list) else node)["coding"][0]
+        return f"{coding['system']}|{coding['code']}"
+    if name == "date":
+        stamp = resource.get("effectiveDateTime") or resource.get("onsetDateTime") or resource["period"]["start"]
+        return "eq" + str(stamp)[:10]
+    if name == "status":
+        return str(status_of(resource))
+    if name == "category":
+        coding = resource["category"][0]["coding"][0]
+        return f"{coding['system']}|{coding['code']}"
+    raise AssertionError(f"the test has no value for advertised parameter {name!r} of {rtype}")
+
+
+def test_capability_claims_exactly_what_works(served: Server) -> None:
+    capability = _get(served, "metadata").json()
+    described = {r["type"]: r for r in capability["rest"][0]["resource"]}
+    stored = {r["resourceType"] for r in RESOURCES}
+    assert stored <= set(described)
+    usual = {"_id", "_lastUpdated", "identifier", "patient", "subject", "code", "date", "status", "category"}
+    for rtype in sorted(stored):
+        advertised = {p["name"] for p in described[rtype]["searchParam"]}
+        for resource in (r for r in RESOURCES if r["resourceType"] == rtype):
+            for name in advertised:
+                answer = _get(served, rtype, **{name: _matching_value(name, resource)})
+                assert answer.status_code == 200, (rtype, name, answer.text)
+                assert resource["id"] in _ids(answer.json()), (rtype, name)
+        for name in usual - advertised:
+            refused = _get(served, rtype, **{name: "x"})
+            assert refused.status_code == 400, (rtype, name)
+            assert refused.json()["issue"][0]["code"] == "not-supported"
+        for include in described[rtype]["searchInclude"]:
+            assert _get(served, rtype, _include=include).status_code == 200
+    assert {"code", "date", "status", "category", "patient"} <= {
+        p["name"] for p in described["Observation"]["searchParam"]}
+    assert "Observation:patient" in described["Patient"]["searchRevInclude"]
