@@ -65,3 +65,45 @@ def import_command(patient: PatientArg,
     spacing = " x ".join(f"{s:.3g}" for s in result.spacing_mm)
     console.print(f"{verb}: volume {result.volume_id} ({shape} voxels, {spacing} mm, frame {result.frame}) "
                   f"for patient {result.patient_id}; ImagingStudy/{result.study_id}")
+
+
+@app.command("plan")
+def plan_command(
+    labels_path: Annotated[Path, typer.Argument(help="label map: .nii/.nii.gz or DICOM (labels by value or name)")],
+    target: Annotated[str, typer.Option(help="target structure: label value or name")],
+    critical: Annotated[list[str], typer.Option(help="LABEL:MARGIN_MM of a structure to avoid (repeatable)")],
+    entry_label: Annotated[str | None, typer.Option(help="entries only on this label's surface voxels")] = None,
+    max_length_mm: Annotated[float, typer.Option()] = 100.0, max_angle_deg: Annotated[float, typer.Option()] = 30.0,
+    top: Annotated[int, typer.Option(min=1, max=100)] = 10,
+    csv_out: Annotated[Path | None, typer.Option("--csv", help="write the candidates as CSV")] = None,
+    markups_out: Annotated[Path | None, typer.Option("--markups", help="write a Slicer .mrk.json")] = None,
+    frame: Annotated[str, typer.Option(help="frame of the exported coordinates: LPS or RAS")] = "LPS",
+    as_json: JsonOption = False,
+) -> None:
+    """Plan straight trajectories (ranked, every hard constraint kept) on a label map; export CSV / markups."""
+    from medtwin.imaging import plan_export
+    from medtwin.imaging.plan_labels import parse_margins, plan_on_labels
+    from medtwin.imaging.planning import Limits
+    from medtwin.imaging.volume import VolumeError
+    from medtwin.twin.imaging import read_path
+
+    try:
+        result = plan_on_labels(read_path(labels_path), margins_mm=parse_margins(critical), target_label=target,
+                                entry_label=entry_label, limits=Limits(max_length_mm, max_angle_deg), top=top)
+        chosen = result.plan.candidates
+        outputs = {csv_out: lambda: plan_export.to_csv(chosen, frame),
+                   markups_out: lambda: json.dumps(plan_export.to_slicer_markups(chosen, frame), indent=1)}
+        for out, render in outputs.items():
+            if out is not None:
+                out.write_text(render(), encoding="utf-8")
+    except VolumeError as error:
+        fail_input(getattr(error, "source", None) or str(labels_path), error.field, error.message)
+    if as_json:
+        console.print_json(json.dumps({"frame": result.plan.frame, "rejected": result.plan.rejected,
+                                       "candidates": [t.as_dict() for t in chosen]}))
+        return
+    console.print(f"{len(chosen)} admissible trajectories to {result.target_structure} (frame {result.plan.frame}; "
+                  f"{result.plan.evaluated} paths, removed: {result.plan.rejected})")
+    for t in chosen:
+        console.print(f"  #{t.rank} risk {t.risk:.3f}  length {t.length_mm:.1f} mm  angle {t.angle_deg:.1f} deg  "
+                      f"nearest {t.nearest_structure} {t.min_distance_mm:.1f} mm  entry {[round(v, 1) for v in t.entry_mm]}")

@@ -84,7 +84,6 @@ def plan_on_labels(labels: Volume, *, margins_mm: Mapping[int | str, float], tar
     data = np.asarray(labels.data)
     if (target_label is None) == (target_mm is None):
         raise PlanningError("target", "give exactly one of target_label and target_mm")
-    maps = maps or distance_maps(labels, criticals_from_labels(labels, margins_mm))
     if target_label is not None:
         value = label_value(labels, target_label, "target_label")
         targets: NDArray[np.float64] = targets_from_label(labels, value, max_points=max_targets)
@@ -92,9 +91,25 @@ def plan_on_labels(labels: Volume, *, margins_mm: Mapping[int | str, float], tar
     else:
         targets = np.asarray(target_mm, dtype=np.float64)
         structure = "target point"
+    maps = maps or distance_maps(labels, criticals_from_labels(labels, margins_mm))
     head = data > 0 if head_labels is None else np.isin(
         data, [label_value(labels, h, "head_labels") for h in head_labels])
     entry_mask = None if entry_label is None else data == label_value(labels, entry_label, "entry_label")
     entries = entries_from_mask(labels, head, entry_mask, max_points=max_entries)
     plan = plan_trajectories(maps, entries, targets, limits, top=top, rank_by=rank_by)
     return LabelPlan(plan, maps, structure, int(np.atleast_2d(targets).shape[0]), len(entries.points_mm))
+
+
+def parse_margins(specs: Sequence[str], field_name: str = "critical") -> dict[int | str, float]:
+    """``["vessel:2", "4:3.5"]`` -> ``{"vessel": 2.0, 4: 3.5}`` (label name or value, margin in mm)."""
+    out: dict[int | str, float] = {}
+    for i, spec in enumerate(specs):
+        label, sep, margin = spec.rpartition(":")
+        try:
+            value = float(margin)
+        except ValueError:
+            value = float("nan")
+        if not sep or not label or not (value >= 0):
+            raise PlanningError(f"{field_name}[{i}]", f"{spec!r} must be LABEL:MARGIN_MM (e.g. vessel:2)")
+        out[int(label) if label.lstrip("-").isdigit() else label] = value
+    return out
