@@ -133,10 +133,34 @@ def _bare(resource: dict[str, Any]) -> dict[str, Any]:
     return {k: v for k, v in resource.items() if k not in ("meta", "text")}
 
 
+def _as_derived(store: Store, patient_id: str, volume: Volume, derived_from: str) -> Volume:
+    """``volume`` as a series of its own in the study of the patient's volume ``derived_from`` (a label map
+    from a CT keeps the CT's geometry and study, not its series)."""
+    source = volume_link(store, patient_id, derived_from)
+    if source is None:
+        raise ImageFileError(derived_from, "derived_from", "the patient has no such volume")
+    with store.connect() as connection:
+        content_hash = storage.content_hash(volume)
+        volume_id = ImageRepository(connection, store.codec).address(content_hash)
+    origin = source["meta"].get("provenance", {})
+    meta = {k: v for k, v in volume.meta.items() if k not in ("series_uid", "instances", "series_number")}
+    meta.update({"study_uid": study.study_uid_of(origin, derived_from), "derived_from": derived_from,
+                 "series_uid": study.derived_uid("series", volume_id), "instances": "1",
+                 "modality": "SEG" if volume.units == "label" else "OT"})
+    for key in ("study_date", "study_time", "frame_of_reference_uid"):
+        if key in origin:
+            meta[key] = origin[key]
+    return Volume(volume.data, volume.affine, volume.frame, volume.units, dict(volume.labels), meta)
+
+
 def import_volume(store: Store, patient_id: str, volume: Volume, *, actor: str = "system",
-                  writer: Writer | None = None, clock: Callable[[], datetime] = lambda: datetime.now(UTC)
-                  ) -> ImportResult:
-    """Store ``volume`` for the (stored) patient and link it to their ImagingStudy; see the module docstring."""
+                  writer: Writer | None = None, clock: Callable[[], datetime] = lambda: datetime.now(UTC),
+                  derived_from: str | None = None) -> ImportResult:
+    """Store ``volume`` for the (stored) patient and link it to their ImagingStudy; see the module docstring.
+    ``derived_from``: the id of the patient's volume this one was computed from (a label map, a distance map):
+    it becomes its own series (SEG for labels) in that volume's study."""
+    if derived_from is not None:
+        volume = _as_derived(store, patient_id, volume, derived_from)
     volume_id, created, raw_bytes, stored, _ = _store_volume(store, patient_id, volume, actor, clock())
     try:
         study_id = _link_study(store, patient_id, volume, volume_id, actor, writer)
