@@ -23,4 +23,4 @@ def test_bench_planning_smoke_matches_the_baselines_and_prints_every_figure() ->
     assert re.search(r"baseline, per-path map_coordinates loop: \d+\.\d{3} s", out)
     rows = re.findall(r"^\s+(\d+)\s+(\d+)\s+([\d,]+)\s+(\d+\.\d{3})\s+(\d+\.\d{2})\s+(\d+\.\d)$", out, re.M)
     assert [(int(r[0]), int(r[1])) for r in rows] == [(25, 8), (60, 20)]
-    assert re.search(r"meshing 64\^3", out)
+    assert re.search(r"meshing a 64\^3 label map \(3 labels.*\d+\.\d{3} s \(target <= 2 s\); [\d,]+ triangles, all watertight: True", out)
