@@ -150,3 +150,16 @@ def test_out_of_reach_looks_like_missing(world: World) -> None:
     assert theirs.status_code == 404 and theirs.json()["field"] == "volume_id"
     assert world.client.get(f"/api/v1/patients/{P3}/trajectory-plans").status_code == 404
     assert world.client.get(f"/api/v1/patients/{P1}/trajectory-plans/99999").status_code == 404
+
+
+def test_scene_has_the_structures_and_the_trajectories(world: World) -> None:
+    plan = world.client.post(f"/api/v1/patients/{P1}/images/{world.volume_id}/plans", json=BODY).json()
+    scene = world.client.get(f"/api/v1/patients/{P1}/trajectory-plans/{plan['version']}/scene",
+                             params={"max_faces": 500}).json()
+    roles = {s["name"]: s["role"] for s in scene["structures"]}
+    assert roles == {"head": "head", "vessel": "critical", "ventricle": "critical", "amygdala": "target"}
+    amygdala = next(s for s in scene["structures"] if s["name"] == "amygdala")
+    v = np.asarray(amygdala["vertices_mm"]).reshape(-1, 3)
+    assert np.abs(np.linalg.norm(v - [0.0, 0.0, -8.0], axis=1) - 3.0).max() < 1.0  # on the 3 mm sphere
+    assert len(amygdala["faces"]) % 3 == 0 and max(amygdala["faces"]) < len(v)
+    assert [t["entry_mm"] for t in scene["trajectories"]] == [c["entry_mm"] for c in plan["candidates"]]

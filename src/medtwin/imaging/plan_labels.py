@@ -8,6 +8,7 @@ safety margin in mm. Labels are given by value or by name (the label map's ``lab
 
 from __future__ import annotations
 
+import contextlib
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 
@@ -112,4 +113,25 @@ def parse_margins(specs: Sequence[str], field_name: str = "critical") -> dict[in
         if not sep or not label or not (value >= 0):
             raise PlanningError(f"{field_name}[{i}]", f"{spec!r} must be LABEL:MARGIN_MM (e.g. vessel:2)")
         out[int(label) if label.lstrip("-").isdigit() else label] = value
+    return out
+
+
+def scene_meshes(labels: Volume, roles: Mapping[int | str, str], max_faces: int = 3000,
+                 head_faces: int = 1500) -> list[dict[str, object]]:
+    """Surface meshes (mm, the label map's frame) of the structures a plan names, for a 3D view: one per
+    ``{label: role}`` plus the head's outer surface, decimated (I2's :mod:`medtwin.imaging.mesh`); flat lists."""
+    from medtwin.imaging.mesh import MeshError, SurfaceMesh, decimate, mesh_mask
+
+    def flat(name: str, role: str, mask: NDArray[np.bool_], faces: int) -> dict[str, object]:
+        mesh: SurfaceMesh = mesh_mask(labels, mask)
+        with contextlib.suppress(MeshError):  # a view needs no watertight decimation: else keep the full surface
+            mesh = decimate(mesh, faces)
+        return {"name": name, "role": role, "vertices_mm": np.round(mesh.vertices_mm, 2).ravel().tolist(),
+                "faces": mesh.faces.ravel().tolist()}
+
+    data = np.asarray(labels.data)
+    out = [flat("head", "head", data > 0, head_faces)]
+    for key, role in roles.items():
+        value = label_value(labels, key, f"{role}.{key}")
+        out.append(flat(label_name(labels, value), role, data == value, max_faces))
     return out

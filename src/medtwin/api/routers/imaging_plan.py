@@ -27,7 +27,7 @@ from starlette.concurrency import run_in_threadpool
 from medtwin.api.deps import PatientCall, patient_call
 from medtwin.api.problems import ProblemError
 from medtwin.imaging import plan_export, rehearsal
-from medtwin.imaging.plan_labels import criticals_from_labels, plan_on_labels
+from medtwin.imaging.plan_labels import criticals_from_labels, plan_on_labels, scene_meshes
 from medtwin.imaging.planning import DistanceMaps, Limits, Trajectory, distance_maps
 from medtwin.imaging.volume import Volume, VolumeError
 from medtwin.record.errors import RecordError
@@ -235,3 +235,25 @@ def _procedure(call: PatientCall, version: int, rank: int) -> dict[str, Any]:
              summary="Write the chosen candidate into the record as a FHIR Procedure (status preparation)")
 async def write_procedure(version: int, call: PlanWriter, rank: Annotated[int, Query(ge=1)] = 1) -> dict[str, Any]:
     return await run_in_threadpool(_procedure, call, version, rank)
+
+
+def _scene(call: PatientCall, version: int, max_faces: int) -> dict[str, Any]:
+    v = _stored(call, version)
+    request = v.payload["request"]
+    labels = _labels(call, v.payload["volume_id"])
+    roles: dict[int | str, str] = {c["label"]: "critical" for c in request["criticals"]}
+    if request.get("target_label") is not None:
+        roles[request["target_label"]] = "target"
+    try:
+        meshes = scene_meshes(labels, roles, max_faces=max_faces)
+    except VolumeError as error:
+        raise _invalid(error) from None
+    return {"version": version, "frame": v.payload["frame"], "units": "mm", "structures": meshes,
+            "trajectories": [{k: c[k] for k in ("rank", "entry_mm", "target_mm", "risk", "min_distance_mm")}
+                             for c in v.payload["candidates"]]}
+
+
+@router.get(PLANS + "/{version}/scene", summary="Meshes of the plan's structures and its trajectories, for a 3D view")
+async def plan_scene(version: int, call: PlanReader,
+                     max_faces: Annotated[int, Query(ge=100, le=50_000)] = 3000) -> dict[str, Any]:
+    return await run_in_threadpool(_scene, call, version, max_faces)
