@@ -57,6 +57,8 @@ class Settings(BaseSettings):
                                              "census; default the generated demo hospital.")
     hospital_mllp_port: int | None = Field(default=None, ge=0, le=65535, description="Listen for HL7 v2 ADT over "
                                            "MLLP on this port (host: `host`) inside `medtwin serve`; unset: off.")
+    hospital_demo_feed_speed: float | None = Field(default=None, gt=0, le=3600, description="`medtwin demo`: a "
+                                                   "generated ADT feed of the hospital at this time acceleration.")
 
     def resolved_database_url(self) -> str:
         if self.database_url:

@@ -25,7 +25,7 @@ from medtwin.twin.live import LiveGlucoseService
 
 if TYPE_CHECKING:
     from medtwin.api.deps import SecurityContext
-    from medtwin.hospital.mllp import MllpThread
+    from medtwin.hospital.live import Background
     from medtwin.stream.mqtt import MqttSubscriber
 
 __all__ = ["Services", "services_of"]
@@ -46,7 +46,7 @@ class Services:
     mqtt: MqttSubscriber | None  # with ``mqtt_enabled``; started and stopped by the app's lifespan
     hospital: LiveHospital  # the live census (ADT over HTTP, and MLLP with ``hospital_mllp_port``)
     own_store: bool = False  # opened by the app: migrated at startup and disposed at shutdown
-    listeners: list[MllpThread] = field(default_factory=list)  # started by the lifespan (MLLP)
+    listeners: list[Background] = field(default_factory=list)  # started by the lifespan (MLLP, demo ADT feed)
 
     @property
     def clock(self) -> Callable[[], datetime]:

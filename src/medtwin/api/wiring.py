@@ -18,7 +18,7 @@ from medtwin.alerts.hub import EventHub, forecast_publisher, samples_publisher
 from medtwin.api.deps import SecurityContext
 from medtwin.api.services import Services
 from medtwin.config import Settings
-from medtwin.hospital.live import LiveHospital
+from medtwin.hospital.live import Background, LiveHospital
 from medtwin.security.crypto import KeyRing
 from medtwin.store.database import Store
 from medtwin.stream.pipeline import IngestPipeline
@@ -60,6 +60,10 @@ def live_hospital(settings: Settings, keyring: KeyRing, clock: Callable[[], date
     from medtwin.hospital.model import demo_model, load_model
 
     model = load_model(settings.hospital_model_file) if settings.hospital_model_file else demo_model()
+    if settings.hospital_demo_feed_speed is not None:  # the demo's hospital runs on its feed's (faster) time
+        from medtwin.hospital.demo_feed import FeedClock
+
+        clock = FeedClock(clock, settings.hospital_demo_feed_speed)
     return LiveHospital(model, census_key(keyring.pseudonym_key), clock)
 
 
@@ -74,6 +78,29 @@ def start(services: Services) -> None:
 
         services.listeners.append(MllpThread(services.hospital, services.settings.host,
                                              services.settings.hospital_mllp_port, services.clock))
+    if services.settings.hospital_demo_feed_speed is not None:
+        services.listeners.append(demo_feed(services))
+
+
+def demo_feed(services: Services) -> Background:
+    """The demo hospital's ADT feed, sent to the app's own MLLP listener when there is one."""
+    from medtwin.hospital.demo_feed import DemoFeed, FeedClock
+    from medtwin.hospital.mllp import MllpThread, send_mllp
+
+    live = services.hospital
+    listener = next((x for x in services.listeners if isinstance(x, MllpThread)), None)
+
+    def send(messages: list[str]) -> None:
+        if listener is None:
+            for text in messages:
+                live.handle(text)
+        else:
+            send_mllp(str(listener.host), int(listener.port), messages)
+
+    assert isinstance(live.clock, FeedClock)
+    feed = DemoFeed(live.model, send, live.clock)
+    feed.start()
+    return feed
 
 
 async def stop(services: Services) -> None:

@@ -20,6 +20,7 @@ from rich.table import Table
 from medtwin.cli.common import console, fail
 
 if TYPE_CHECKING:
+    from medtwin.config import Settings
     from medtwin.hospital.model import HospitalModel
 
 app = typer.Typer(help="Hospital operations twin: simulate, forecast from a census, compare what-ifs.",
@@ -177,3 +178,18 @@ def listen(model: ModelOpt = None, host: str = "127.0.0.1",
 
     with suppress(KeyboardInterrupt):
         asyncio.run(main())
+
+
+def demo_hospital_settings(settings: Settings, speed: float) -> Settings:
+    """``medtwin demo``'s hospital: an MLLP listener (a free port unless one is set) and the generated ADT
+    feed at ``speed`` x, both inside the server; says where to look."""
+    import socket
+
+    port = settings.hospital_mllp_port
+    if port is None:
+        with socket.socket() as probe:
+            probe.bind((settings.host, 0))
+            port = int(probe.getsockname()[1])
+    console.print(f"demo hospital: HL7 v2 ADT over MLLP on {settings.host}:{port}, a generated feed at {speed:g}x; "
+                  "command centre at #/hospital (account demo-operations)", highlight=False)
+    return settings.model_copy(update={"hospital_mllp_port": port, "hospital_demo_feed_speed": speed})

@@ -41,7 +41,7 @@ def _run(settings: Settings, host: str, port: int) -> None:
 
 
 DEMO_ROLES = (("demo-admin", "admin"), ("demo-clinician", "clinician"), ("demo-patient", "patient"),
-              ("demo-researcher", "researcher"))
+              ("demo-researcher", "researcher"), ("demo-operations", "operations"))
 
 
 def demo_users(store: Store) -> list[tuple[str, str, str]]:
@@ -131,6 +131,9 @@ def demo_command(
             err_console.print(f"[yellow]simulated devices unavailable:[/] {exc}")
     store.dispose()
     if not no_serve:
+        from medtwin.cli.hospital import demo_hospital_settings
+
+        settings = demo_hospital_settings(settings, speed)
         if fleet is not None:
             fleet.start()
         try:

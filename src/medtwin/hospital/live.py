@@ -12,7 +12,7 @@ from __future__ import annotations
 import threading
 from collections.abc import Callable, Mapping
 from datetime import datetime, timedelta
-from typing import Any
+from typing import Any, Protocol
 
 import numpy as np
 
@@ -23,6 +23,12 @@ from medtwin.hospital.model import HOURS_PER_WEEK, HospitalModel
 ED_BANDS_H = (0.0, 1.0, 2.0, 4.0, 12.0)
 ED_STANDARD_H = 4.0
 QUARANTINE_SHOWN = 20
+
+
+class Background(Protocol):
+    """Something the app starts with the hospital and stops at shutdown (MLLP listener, demo ADT feed)."""
+
+    def stop(self) -> None: ...
 
 
 def hour_of_week(t: datetime) -> int:

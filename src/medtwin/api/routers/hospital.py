@@ -112,6 +112,11 @@ def forecast(body: ForecastRequest, principal: Caller) -> dict[str, Any]:
         raise _problem(error) from None
 
 
+@router.get("/hospital/live-model", summary="The model of the live census (units, beds, rosters; no patients)")
+def live_model(principal: Caller, services: ServicesDep) -> dict[str, Any]:
+    return services.hospital.model.model_dump()
+
+
 @router.get("/hospital/census", summary="The live census per unit (counts, time in place), ED queue, flows")
 def census(principal: Caller, services: ServicesDep,
            after_version: Annotated[int | None, Query(ge=0, description="answer 'unchanged' while the census "

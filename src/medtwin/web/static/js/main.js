@@ -7,8 +7,9 @@ import { showPatients, hidePatients } from "./patients.js";
 import { showPatient, hidePatient } from "./patient.js";
 import { loadVocabulary } from "./vocab.js";
 import { hideWorklist, showWorklist, watchAlerts } from "./worklist.js";
+import { hideCommandCentre, showCommandCentre } from "./hospital.js";
 
-const VIEWS = ["login-view", "list-view", "patient-view", "alerts-view"];
+const VIEWS = ["login-view", "list-view", "patient-view", "alerts-view", "hospital-view"];
 let stopWatch = null;
 let current = null;
 
@@ -16,7 +17,8 @@ function show(view) {
   for (const id of VIEWS) $(id).hidden = id !== view;
   $("logout").hidden = view === "login-view";
   $("main-nav").hidden = view === "login-view";
-  for (const [link, views] of [["nav-patients", ["list-view", "patient-view"]], ["nav-alerts", ["alerts-view"]]]) {
+  for (const [link, views] of [["nav-patients", ["list-view", "patient-view"]], ["nav-alerts", ["alerts-view"]],
+                               ["nav-hospital", ["hospital-view"]]]) {
     if (views.includes(view)) $(link).setAttribute("aria-current", "page"); else $(link).removeAttribute("aria-current");
   }
 }
@@ -25,6 +27,7 @@ async function who() {
   try {
     const me = await call("/auth/me");
     $("who").textContent = `${me.subject} · ${me.role}`;
+    if (me.role === "operations" && !location.hash.startsWith("#/hospital")) location.hash = "#/hospital";
     return me;
   } catch (error) {
     $("who").textContent = "";
@@ -34,7 +37,7 @@ async function who() {
 
 export async function route() {
   if (!signedIn()) {
-    hidePatients(); hidePatient(); hideWorklist(); events.stop();
+    hidePatients(); hidePatient(); hideWorklist(); hideCommandCentre(); events.stop();
     if (stopWatch) { stopWatch(); stopWatch = null; }
     show("login-view");
     document.title = "Sign in · medtwin";
@@ -44,6 +47,14 @@ export async function route() {
   await loadVocabulary();  // labels, units and thresholds of every view come from it
   events.start();
   if (!stopWatch) stopWatch = watchAlerts();
+  if (location.hash.startsWith("#/hospital")) {  // the command centre: counts and flows, no patient
+    hidePatients(); hidePatient(); hideWorklist();
+    show("hospital-view");
+    document.title = "Command centre · medtwin";
+    await showCommandCentre();
+    return;
+  }
+  hideCommandCentre();
   const match = location.hash.match(/^#\/patients\/([^/]+)(?:\/([a-z-]+))?/);
   if (location.hash.startsWith("#/alerts")) {
     hidePatients(); hidePatient();
