@@ -218,6 +218,7 @@ def history_entry(base: str, version: StoredVersion, *, first: bool) -> dict[str
 
 # --- capability ------------------------------------------------------------------------------------------
 
+_BULK = "http://hl7.org/fhir/uv/bulkdata"
 #: The type-level interactions of every resource type (``api/routers/fhir``); delete and patch are not built.
 INTERACTIONS = ("read", "vread", "update", "create", "history-instance", "history-type", "search-type")
 
@@ -241,19 +242,27 @@ def capability_statement(base: str, resource_types: list[str]) -> dict[str, Any]
     return {
         "resourceType": "CapabilityStatement", "status": "active", "date": format_datetime(datetime.now(UTC)),
         "kind": "instance", "fhirVersion": FHIR_VERSION, "format": ["json"],
+        "instantiates": [f"{_BULK}/CapabilityStatement/bulk-data"],
         "software": {"name": "medtwin", "version": __version__},
         "implementation": {"description": "medtwin FHIR R4 API", "url": base},
         "rest": [{
             "mode": "server",
             "interaction": [{"code": "transaction"}, {"code": "batch"}],
             "operation": [{"name": "everything",
-                           "definition": "http://hl7.org/fhir/OperationDefinition/Patient-everything"}],
+                           "definition": "http://hl7.org/fhir/OperationDefinition/Patient-everything"},
+                          {"name": "export", "definition": f"{_BULK}/OperationDefinition/export"},
+                          {"name": "patient-export", "definition": f"{_BULK}/OperationDefinition/patient-export"},
+                          {"name": "group-export", "definition": f"{_BULK}/OperationDefinition/group-export"}],
             "documentation": "Patient/[id]/$everything pages with _count. Search: the parameters listed per "
                              "type (token: system|code or code, comma for any; date: prefixes eq ge gt le lt, "
                              "on the effective time; reference: Patient/id), _sort (_lastUpdated, _id, date; "
                              "'-' descending), _include/_revinclude as listed, _count (at most 500) with "
                              "next/previous links. Same bearer tokens, patient scope and audit as /api/v1.",
-            "security": {"cors": False, "description": "OAuth2 bearer tokens from /api/v1/auth/token"},
+            "security": {"cors": False, "description": "OAuth2 bearer tokens from /api/v1/auth/token; SMART "
+                                                      "discovery at /.well-known/smart-configuration",
+                         "service": [{"coding": [{
+                             "system": "http://terminology.hl7.org/CodeSystem/restful-security-service",
+                             "code": "SMART-on-FHIR"}]}]},
             "resource": described,
         }],
     }

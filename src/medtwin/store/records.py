@@ -597,6 +597,33 @@ class RecordRepository:
         return [StoredVersion(resource_type, str(i), int(v), _aware(t) or t, None if p is None else str(p),
                               self.codec.open(c)) for i, v, t, p, c in rows]
 
+    def current_batches(self, resource_type: str, *, patients: frozenset[str] | None, unowned: bool,
+                        since: datetime | None, size: int) -> Iterator[list[StoredVersion]]:
+        """Current versions of ``resource_type`` in storage order, ``size`` at a time (Bulk export):
+        of ``patients`` (None: of any patient), and with ``unowned`` those of no patient; with ``since``
+        only those changed after it."""
+        owner = resources.c.patient_id
+        reach: Any
+        if patients is None:
+            reach = true() if unowned else owner.is_not(None)
+        else:
+            listed = owner.in_(sorted(patients))
+            reach = or_(listed, owner.is_(None)) if unowned else listed
+        where = [resources.c.resource_type == resource_type, reach]
+        if since is not None:
+            where.append(resources.c.last_updated > since)
+        last = -1
+        while True:
+            rows = self.connection.execute(
+                select(resources.c.pk, resources.c.id, resources.c.version, resources.c.last_updated, owner,
+                       resources.c.content).where(*where, resources.c.pk > last)
+                .order_by(resources.c.pk).limit(size)).all()
+            if not rows:
+                return
+            last = int(rows[-1][0])
+            yield [StoredVersion(resource_type, str(i), int(v), _aware(t) or t, None if p is None else str(p),
+                                 self.codec.open(c)) for _, i, v, t, p, c in rows]
+
     def type_history(self, resource_type: str, *, visible: frozenset[str] | None, count: int,
                      offset: int) -> tuple[int, list[StoredVersion]]:
         """Every version of every resource of a type (current and superseded), newest first; returns (total,

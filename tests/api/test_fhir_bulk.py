@@ -1,0 +1,165 @@
+"""Bulk Data $export on a running server: async kick-off, status polling, manifest, one ndjson file per type,
+download, cancel; system, Patient and Group level with _type and _since; a caller gets the patients in their
+reach and their own jobs only; the files re-import into a fresh store identically (decimals byte-identical)."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import orjson
+import pytest
+import requests
+from tests.api.test_fhir_server import P1, P2, PASSWORD, Server, _serving
+
+from medtwin.record import exactjson
+from medtwin.record.sources import RawUnit, unit_from_bytes
+from medtwin.security import accounts
+from medtwin.security.crypto import AesGcmCodec, KeyRing
+from medtwin.store.database import Store
+from medtwin.store.records import RecordRepository
+from medtwin.twin.build import import_units
+
+DECIMALS = ("840.20", "0.00", "12345678901234567890.123")
+
+
+def _resources() -> bytes:
+    entries = [
+        b'{"resourceType":"Organization","id":"org","name":"Clinic"}',
+        b'{"resourceType":"Practitioner","id":"doc"}',
+        b'{"resourceType":"Patient","id":"' + P1.encode() + b'","managingOrganization":{"reference":"Organization/org"}}',
+        b'{"resourceType":"Patient","id":"' + P2.encode() + b'"}',
+        b'{"resourceType":"Group","id":"g","type":"person","actual":true,"member":[{"entity":{"reference":"Patient/'
+        + P2.encode() + b'"}}]}',
+        b'{"resourceType":"Encounter","id":"e1","status":"finished","class":{"code":"AMB"},"subject":{"reference":'
+        b'"Patient/' + P1.encode() + b'"},"participant":[{"individual":{"reference":"Practitioner/doc"}}]}',
+    ]
+    for n, (patient, value) in enumerate([(P1, DECIMALS[0]), (P1, DECIMALS[1]), (P2, DECIMALS[2])]):
+        encounter = b',"encounter":{"reference":"Encounter/e1"}' if patient == P1 else b""
+        entries.append(b'{"resourceType":"Observation","id":"o' + str(n).encode() + b'","status":"final","code":'
+                       b'{"text":"x"},"subject":{"reference":"Patient/' + patient.encode() + b'"}' + encounter
+                       + b',"valueQuantity":{"value":' + value.encode() + b',"unit":"USD"}}')
+    return b'{"resourceType":"Bundle","type":"collection","entry":[' + b",".join(
+        b'{"resource":' + e + b"}" for e in entries) + b"]}"
+
+
+@pytest.fixture(scope="module")
+def live(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[Server, Store]]:
+    folder: Path = tmp_path_factory.mktemp("fhir-bulk")
+    ring = KeyRing.generate()
+    store = Store(f"sqlite:///{folder / 'fhir.db'}", AesGcmCodec(ring))
+    store.migrate()
+    with store.begin() as connection:
+        accounts.create_user(connection, "admin", PASSWORD, "admin")
+        accounts.create_user(connection, "clinician", PASSWORD, "clinician")
+        accounts.add_to_care_team(connection, "clinician", P1)
+    report = import_units(store, [unit_from_bytes(_resources(), source="bulk.json")])
+    assert report.ok, report.errors[0].error if report.errors else None
+    with _serving(store, ring, folder) as served:
+        yield served, store
+
+
+def _auth(server: Server, user: str) -> dict[str, str]:
+    return {"Authorization": f"Bearer {server.tokens[user]}"}
+
+
+def _kick_off(server: Server, path: str, user: str = "admin", **params: str) -> requests.Response:
+    return requests.get(f"{server.base}/{path}", params=params, timeout=30,
+                        headers={**_auth(server, user), "Prefer": "respond-async", "Accept": "application/fhir+json"})
+
+
+def _manifest(server: Server, location: str, user: str = "admin") -> dict[str, Any]:
+    deadline = time.monotonic() + 60
+    while True:
+        status = requests.get(location, headers=_auth(server, user), timeout=30)
+        if status.status_code == 200:
+            manifest: dict[str, Any] = status.json()
+            return manifest
+        assert status.status_code == 202 and "types" in status.headers["x-progress"], status.text
+        assert time.monotonic() < deadline
+        time.sleep(0.05)
+
+
+def _files(server: Server, manifest: dict[str, Any], user: str = "admin") -> dict[str, bytes]:
+    out = {}
+    for item in manifest["output"]:
+        answer = requests.get(item["url"], headers=_auth(server, user), timeout=30)
+        assert answer.status_code == 200 and answer.headers["content-type"].startswith("application/fhir+ndjson")
+        assert len(answer.content.splitlines()) == item["count"]
+        out[item["type"]] = answer.content
+    return out
+
+
+def test_system_export_reimports_identically(live: tuple[Server, Store], tmp_path: Path) -> None:
+    server, store = live
+    kicked = _kick_off(server, "$export")
+    assert kicked.status_code == 202, kicked.text
+    manifest = _manifest(server, kicked.headers["content-location"])
+    assert manifest["requiresAccessToken"] is True and manifest["request"].endswith("/fhir/$export")
+    types = [item["type"] for item in manifest["output"]]
+    assert types[:3] == ["Organization", "Practitioner", "Patient"]  # shared first, then patients: importable
+    files = _files(server, manifest)
+    assert {t: len(c.splitlines()) for t, c in files.items()} == {
+        "Group": 1, "Organization": 1, "Practitioner": 1, "Patient": 2, "Encounter": 1, "Observation": 3}
+    for text in DECIMALS:
+        assert f'"value":{text}'.encode() in files["Observation"]
+    line = orjson.loads(files["Patient"].splitlines()[0])
+    assert line["meta"]["versionId"] == "1" and "lastUpdated" in line["meta"]
+    first = requests.get(manifest["output"][0]["url"], timeout=30)
+    assert first.status_code == 401  # the files need the token
+    assert requests.get(manifest["output"][0]["url"], headers=_auth(server, "clinician"), timeout=30).status_code == 404
+
+    fresh = Store(f"sqlite:///{tmp_path / 'fresh.db'}", AesGcmCodec(KeyRing.generate()))
+    fresh.migrate()
+    lines = [exactjson.loads(raw) for t in types for raw in files[t].splitlines()]
+    assert import_units(fresh, [RawUnit("bulk", "ndjson", lines)]).ok
+    with store.connect() as a, fresh.connect() as b:
+        old, new = RecordRepository(a, store.codec), RecordRepository(b, fresh.codec)
+        for rtype in files:
+            for raw in files[rtype].splitlines():
+                rid = orjson.loads(raw)["id"]
+                before, after = old.current(rtype, rid), new.current(rtype, rid)
+                assert before is not None and after is not None
+                assert after.raw == before.raw, (rtype, rid)  # byte for byte, decimals included
+    fresh.dispose()
+
+
+def test_patient_group_type_since_and_reach(live: tuple[Server, Store]) -> None:
+    server, _ = live
+    mine = _manifest(server, _kick_off(server, "Patient/$export", "clinician").headers["content-location"],
+                     "clinician")
+    files = _files(server, mine, "clinician")
+    assert set(files) == {"Patient", "Encounter", "Observation"}  # compartment data only, P1's only
+    assert all(P2.encode() not in content for content in files.values())
+    assert len(files["Observation"].splitlines()) == 2
+    group = _manifest(server, _kick_off(server, "Group/g/$export", _type="Observation").headers["content-location"])
+    assert [(i["type"], i["count"]) for i in group["output"]] == [("Observation", 1)]
+    assert P2.encode() in _files(server, group)["Observation"]
+    outside = _kick_off(server, "Group/g/$export", "clinician", _type="Observation")  # P2's group: outside reach
+    missing = _kick_off(server, "Group/nothing/$export", "clinician")
+    assert outside.status_code == missing.status_code == 404
+    later = _manifest(server, _kick_off(server, "$export", _since="2999-01-01T00:00:00Z").headers["content-location"])
+    assert later["output"] == []
+    earlier = _manifest(server, _kick_off(server, "$export", _since="2000-01-01T00:00:00Z", _type="Patient,Group")
+                        .headers["content-location"])
+    assert sorted(i["type"] for i in earlier["output"]) == ["Group", "Patient"]
+
+
+def test_cancel_and_refusals(live: tuple[Server, Store]) -> None:
+    server, _ = live
+    location = _kick_off(server, "$export").headers["content-location"]
+    assert requests.delete(location, headers=_auth(server, "clinician"), timeout=30).status_code == 404
+    assert requests.delete(location, headers=_auth(server, "admin"), timeout=30).status_code == 202
+    assert requests.get(location, headers=_auth(server, "admin"), timeout=30).status_code == 404
+    no_prefer = requests.get(f"{server.base}/$export", headers=_auth(server, "admin"), timeout=30)
+    assert no_prefer.status_code == 400 and no_prefer.json()["issue"][0]["expression"] == ["Prefer"]
+    for params, field in (({"_type": "Nonsense"}, "_type"), ({"_elements": "id"}, "_elements"),
+                          ({"_since": "yesterday"}, "_since"), ({"_outputFormat": "text/csv"}, "_outputFormat")):
+        refused = _kick_off(server, "$export", **params)
+        assert refused.status_code == 400 and refused.json()["issue"][0]["expression"] == [field], params
+    patient_level = _kick_off(server, "Patient/$export", _type="Organization")
+    assert patient_level.status_code == 400
+    capability = requests.get(f"{server.base}/metadata", timeout=30).json()
+    assert {"export", "patient-export", "group-export"} <= {o["name"] for o in capability["rest"][0]["operation"]}
