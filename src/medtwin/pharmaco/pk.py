@@ -6,8 +6,9 @@ One interface, two methods:
 * ``method="closed_form"``: the exact solution of the linear system by superposition of
   exponentials (eigen-decomposition of the rate matrix, batched over patients), marched from dose to
   dose. Exact for every model without transit compartments (whose rate matrix is defective).
-* ``method="ode"``: the same model integrated with the shared batched solver
-  (:func:`medtwin.solve.integrate`), boluses as jumps at breakpoints, infusions as a jump in an
+* ``method="ode"``: the same model integrated by the compiled population engine
+  (:mod:`medtwin.solve.kernels`, a step size per subject; any other solver than Dopri5 runs on the
+  lockstep :func:`medtwin.solve.integrate`), boluses as jumps at breakpoints, infusions as a jump in an
   input-rate state.
 
 Symbols follow the published convention (``CL``, ``V1``, ``ka``...); :data:`PARAMETER_INFO` gives
@@ -18,13 +19,16 @@ from __future__ import annotations
 
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
+from typing import Any
 
 import numpy as np
+from numba import cfunc
 from numpy.typing import ArrayLike, NDArray
 
 from medtwin.pharmaco.dosing import DoseSchedule, Route
 from medtwin.pharmaco.errors import PharmacoInputError
 from medtwin.solve import Dopri5, Solver, integrate
+from medtwin.solve.kernels import RHS_SIGNATURE, BatchState, CompiledModel, Doses, advance, no_jump, no_stop
 
 Array = NDArray[np.float64]
 
@@ -426,6 +430,29 @@ def ode_system(
     return a, breakpoints, on_breakpoint
 
 
+@cfunc(RHS_SIGNATURE, cache=True)
+def _linear_rhs(t: float, y: Any, p: Any, u: Any, dy: Any) -> None:  # pragma: no cover - compiled
+    """``dy = A y`` for one subject; ``p = [m, A (m x m) row-major]`` (the augmented rate matrix)."""
+    m = int(p[0])
+    for r in range(m):
+        acc = 0.0
+        for c in range(m):
+            acc += p[1 + r * m + c] * y[c]
+        dy[r] = acc
+
+
+_LINEAR = CompiledModel(rhs=_linear_rhs, step_jump=no_jump, needs_stop=no_stop)
+
+
+def _augmented(a: Array, central: int) -> Array:
+    """Rows ``[m, A_aug]`` with the input-rate state appended (it feeds the central compartment): (n, 1 + m^2)."""
+    n, k = a.shape[0], a.shape[1]
+    aug = np.zeros((n, k + 1, k + 1))
+    aug[:, :k, :k] = a
+    aug[:, central, k] = 1.0
+    return np.concatenate([np.full((n, 1), k + 1.0), aug.reshape(n, -1)], axis=1)
+
+
 def _simulate_ode(
     model: CompartmentModel,
     p: Mapping[str, Array],
@@ -437,6 +464,16 @@ def _simulate_ode(
     a, breakpoints, on_breakpoint = ode_system(model, p, schedule, n)
     k = a.shape[1]
     c = model.central_index
+    start = min(0.0, float(t[0]), *(breakpoints[:1] or [0.0]))
+    grid = np.unique(np.concatenate([[start], t]))
+    chosen = solver or Dopri5(rtol=1e-10, atol=1e-12)
+    if isinstance(chosen, Dopri5):
+        record = np.array([c, k - 1] if model.effect_compartment else [c], dtype=np.int64)
+        y = _compiled_ode(a, c, model, p, schedule, grid, chosen, record, on_breakpoint)
+        pick = np.searchsorted(grid, t)
+        conc = (y[pick, :, 0] / p["V1"][None, :]).T
+        effect = y[pick, :, 1].T if model.effect_compartment else None
+        return PkResult(t_h=t, concentration_mg_l=conc, effect_site_mg_l=effect)
 
     def rhs(_t: float, y: Array) -> Array:
         dy = np.zeros_like(y)
@@ -444,16 +481,50 @@ def _simulate_ode(
         dy[:, c] += y[:, k]
         return dy
 
-    start = min(0.0, float(t[0]), *(breakpoints[:1] or [0.0]))
-    grid = np.unique(np.concatenate([[start], t]))
-    y0 = np.zeros((n, k + 1))
-    sol = integrate(rhs, y0, grid, solver=solver or Dopri5(rtol=1e-10, atol=1e-12), breakpoints=breakpoints,
+    sol = integrate(rhs, np.zeros((n, k + 1)), grid, solver=chosen, breakpoints=breakpoints,
                     on_breakpoint=on_breakpoint)
-    pick = np.searchsorted(grid, t)
-    y = sol.y[pick]  # (T, n, k+1)
-    conc = (y[:, :, c] / p["V1"][None, :]).T
-    effect = y[:, :, k - 1].T if model.effect_compartment else None
+    ys = sol.y[np.searchsorted(grid, t)]  # (T, n, k+1)
+    conc = (ys[:, :, c] / p["V1"][None, :]).T
+    effect = ys[:, :, k - 1].T if model.effect_compartment else None
     return PkResult(t_h=t, concentration_mg_l=conc, effect_site_mg_l=effect)
+
+
+def _compiled_ode(a: Array, central: int, model: CompartmentModel, p: Mapping[str, Array], schedule: DoseSchedule,
+                  grid: Array, solver: Dopri5, record: NDArray[np.int64],
+                  on_breakpoint: Callable[[float, Array], Array]) -> Array:
+    """The compiled engine (a step size per subject, only the recorded columns at ``grid``): (len(grid), n, r).
+    Doses strictly inside the grid are jumps inside the kernel; at its two ends ``on_breakpoint`` applies them."""
+    n, k = a.shape[0], a.shape[1]
+    times, state, delta = _dose_columns(model, p, schedule, n, k)
+    doses = Doses.from_columns(times, state, delta)
+    batch = BatchState.start(np.zeros((n, k + 1)), solver)
+    out = np.empty((grid.size, n, record.size))
+    t0, t1 = float(grid[0]), float(grid[-1])
+    batch.y = on_breakpoint(t0, batch.y)
+    out[0] = batch.y[:, record]
+    if t1 > t0:
+        advance(_LINEAR, batch, _augmented(a, central), np.array([t0]), np.zeros((n, 1, 1)), t0, t1, solver, grid,
+                record, out, doses)
+        batch.y = on_breakpoint(t1, batch.y)
+        out[-1] = batch.y[:, record]
+    return out
+
+
+def _dose_columns(model: CompartmentModel, p: Mapping[str, Array], schedule: DoseSchedule, n: int, k: int
+                  ) -> tuple[Array, NDArray[np.int64], Array]:
+    """Every dose event as columns (times, state index, amount) per subject, as :func:`ode_system` applies them."""
+    boluses, infusions, orals = _dose_inputs(model, p, schedule, n)
+    lag = p["tlag"] if model.absorption else np.zeros(n)
+    events = [(np.full(n, t), comp, amount) for t, comp, amount in boluses]
+    for begin, end, _, rate in infusions:
+        events += [(np.full(n, begin), k, rate), (np.full(n, end), k, -rate)]
+    events += [(t + lag, comp, amount) for t, comp, amount in orals]
+    if not events:
+        return np.zeros((n, 0)), np.zeros((n, 0), dtype=np.int64), np.zeros((n, 0))
+    times = np.stack([e[0] for e in events], axis=1)
+    state = np.tile(np.array([e[1] for e in events], dtype=np.int64), (n, 1))
+    delta = np.stack([np.broadcast_to(e[2], (n,)) for e in events], axis=1)
+    return times, state, delta
 
 
 def steady_state(

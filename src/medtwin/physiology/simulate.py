@@ -4,7 +4,9 @@ Inputs are piecewise constant per minute (``carbohydrate_g_per_min`` and ``insul
 ``(n, T)`` over minutes ``[0, T)``), as a pump and a meal are delivered. Since issue #12 this is a thin
 front of the generic simulator (:func:`medtwin.model.simulate.simulate`): the model declares the stops at
 every minute of eating and the last-meal memory ``D`` jump (``on_input_step``), and a bolus is a dose on
-the ``insulin_bolus`` route whose size may be decided from the glucose at that moment.
+the ``insulin_bolus`` route whose size may be decided from the glucose at that moment. Since issue #17 the
+default solver runs on the compiled population engine (a step size per patient); :func:`simulate_glucose`
+keeps the glucose alone at the requested times.
 """
 
 from __future__ import annotations
@@ -15,10 +17,10 @@ from dataclasses import dataclass
 import numpy as np
 from numpy.typing import NDArray
 
-from medtwin.model.simulate import simulate
+from medtwin.model.simulate import integrate_compiled, simulate
 from medtwin.model.timeline import Dose, Timeline
 from medtwin.physiology.errors import PhysiologyInputError
-from medtwin.physiology.uva_padova import PatientParameters, UvaPadova2008
+from medtwin.physiology.uva_padova import COMPILED, PatientParameters, UvaPadova2008
 from medtwin.solve import Dopri5, Solver
 
 Array = NDArray[np.float64]
@@ -77,12 +79,60 @@ def simulate_inputs(
     initial_state: Array | None = None,
     solver: Solver = DEFAULT_SOLVER,
     float_path: bool = True,
+    engine: str = "auto",
 ) -> Trajectory:
     """Integrate all patients in one batched solve over per-minute inputs ``(n, T)``.
 
-    With one patient and ``float_path`` (the default) the right-hand side runs the same model equations
-    on plain floats (:func:`~medtwin.physiology.uva_padova.rhs_scalar`): at n=1 numpy's per-call overhead
-    would dominate. ``float_path=False`` forces the array path (used to check and benchmark the two)."""
+    With a Dopri5 solver (the default) the compiled population engine runs (a step size per patient, see
+    :mod:`medtwin.solve.kernels`); ``engine="python"`` (or another solver) runs the lockstep solver, where with
+    one patient and ``float_path`` the right-hand side runs on plain floats
+    (:func:`~medtwin.physiology.uva_padova.rhs_scalar`) and ``float_path=False`` forces the array path."""
+    timeline, y0 = _timeline(params, carbohydrate_g_per_min, insulin_u_per_min, t_eval_min, events, initial_state)
+    solution = simulate(UvaPadova2008, params.values, timeline, solver, initial_state=y0,
+                        float_path=float_path, method="ode", engine=engine)
+    assert solution.states is not None
+    return Trajectory(
+        t_min=solution.t,
+        states=solution.states,
+        glucose_mg_dl=solution.states[:, :, 12] / params.get("Vg"),
+        bolus_units=solution.delivered,
+        n_steps=solution.n_steps,
+    )
+
+
+@dataclass(frozen=True)
+class GlucoseRun:
+    """Subcutaneous glucose only: ``glucose_mg_dl`` (m, n) at ``t_min`` (m,); ``bolus_units`` (n, n_events);
+    ``steps`` (n,) accepted solver steps of each patient."""
+
+    t_min: Array
+    glucose_mg_dl: Array
+    bolus_units: Array
+    steps: NDArray[np.int64]
+
+
+def simulate_glucose(
+    params: PatientParameters,
+    carbohydrate_g_per_min: Array,
+    insulin_u_per_min: Array,
+    t_eval_min: Array,
+    events: Sequence[Event] = (),
+    initial_state: Array | None = None,
+    solver: Dopri5 = DEFAULT_SOLVER,
+) -> GlucoseRun:
+    """As :func:`simulate_inputs` on the compiled engine, keeping only the glucose at ``t_eval_min`` (e.g. the
+    5-minute CGM times): (m, n) floats instead of every state, for populations."""
+    if not isinstance(solver, Dopri5):
+        raise PhysiologyInputError("solver", "the glucose-only engine needs a Dopri5 solver")
+    timeline, y0 = _timeline(params, carbohydrate_g_per_min, insulin_u_per_min, t_eval_min, events, initial_state)
+    run = integrate_compiled(UvaPadova2008, COMPILED, params.values, timeline, solver, initial_state=y0,
+                             record=[12])
+    return GlucoseRun(run.t, run.states[:, :, 0] / params.get("Vg"), run.delivered, run.steps_per_patient)
+
+
+def _timeline(params: PatientParameters, carbohydrate_g_per_min: Array, insulin_u_per_min: Array,
+              t_eval_min: Array, events: Sequence[Event], initial_state: Array | None) -> tuple[Timeline, Array]:
+    """The checked inputs as a generic timeline (boluses as doses decided from the glucose), and y0."""
     n = params.n
     carbs = np.asarray(carbohydrate_g_per_min, dtype=float)
     insulin = np.asarray(insulin_u_per_min, dtype=float)
@@ -108,16 +158,7 @@ def simulate_inputs(
         input_values=np.stack([carbs, insulin], axis=2),  # (n, T, 2)
         doses=doses,
     )
-    solution = simulate(UvaPadova2008, params.values, timeline, solver, initial_state=y0,
-                        float_path=float_path, method="ode")
-    assert solution.states is not None
-    return Trajectory(
-        t_min=solution.t,
-        states=solution.states,
-        glucose_mg_dl=solution.states[:, :, 12] / vg,
-        bolus_units=solution.delivered,
-        n_steps=solution.n_steps,
-    )
+    return timeline, y0
 
 
 def _bolus_amount(decide: Callable[[float, Array], Array], vg: Array) -> Callable[[float, Array, Array], Array]:

@@ -16,14 +16,16 @@ from __future__ import annotations
 import math
 from collections.abc import Sequence
 from dataclasses import dataclass, replace
-from typing import Any, Protocol
+from typing import Any
 
 import numpy as np
+from numba import cfunc, njit
 from numpy.typing import NDArray
 
 from medtwin.model.spec import DoseRoute, InputSpec, Model, OutputSpec, ParameterSpec, StateSpec
 from medtwin.physiology.errors import PhysiologyInputError
 from medtwin.physiology.parameters import ParameterTable, load_parameter_set
+from medtwin.solve.kernels import JUMP_SIGNATURE, RHS_SIGNATURE, STOP_SIGNATURE, CompiledModel, register
 
 Array = NDArray[np.float64]
 SOURCE = "Dalla Man et al. 2007 IEEE TBME 54(10):1740-9; values: UVA/Padova academic simulator via simglucose 0.2.11"
@@ -93,36 +95,8 @@ OUTPUTS = (OutputSpec("subcutaneous_glucose", "mg/dL", "Gs / Vg, what a CGM meas
 _I = {name: i for i, name in enumerate(PARAMETER_NAMES)}
 
 
-class _Ops(Protocol):
-    """The few non-arithmetic operations the equations need, on arrays (numpy) or on plain floats."""
-
-    def tanh(self, x: Any) -> Any: ...
-    def where(self, condition: Any, a: Any, b: Any) -> Any: ...
-    def maximum(self, a: Any, b: Any) -> Any: ...
-
-
-class _NumpyOps:
-    tanh = staticmethod(np.tanh)
-    where = staticmethod(np.where)
-    maximum = staticmethod(np.maximum)
-
-
-class _FloatOps:
-    tanh = staticmethod(math.tanh)
-
-    @staticmethod
-    def where(condition: Any, a: Any, b: Any) -> Any:
-        return a if condition else b
-
-    @staticmethod
-    def maximum(a: Any, b: Any) -> Any:
-        return a if a >= b else b
-
-
-_NUMPY_OPS = _NumpyOps()
-_FLOAT_OPS = _FloatOps()
 _NONNEGATIVE = (3, 4, 5, 9, 10, 11, 12)
-# parameter positions, resolved once (the equations index plain sequences)
+# parameter positions, resolved once (the compiled equations see them as constants)
 (_BW, _KMAX, _KMIN, _KABS, _B, _D, _F, _KP1, _KP2, _KP3, _KE1, _KE2, _K1, _K2, _FSNC, _VM0, _VMX, _KM0, _M1,
  _M2, _M4, _M30, _KA1, _KA2, _KD, _VI, _P2U, _IB, _KI, _KSC) = (
     _I[k] for k in ("BW", "kmax", "kmin", "kabs", "b", "d", "f", "kp1", "kp2", "kp3", "ke1", "ke2", "k1", "k2",
@@ -130,10 +104,11 @@ _NONNEGATIVE = (3, 4, 5, 9, 10, 11, 12)
                     "ki", "ksc"))
 
 
-def _equations(x: Sequence[Any] | Array, g: Sequence[Any] | Array, carbs_g_per_min: Any, insulin_u_per_min: Any,
-               ops: _Ops) -> list[Any]:
-    """The model equations, written once: ``x[i]`` is state ``i`` and ``g[j]`` parameter ``j``, each either
-    an array over patients or a float; returns the 14 derivatives in the same form."""
+@njit(cache=True)
+def derivatives(x: Any, g: Any, carbs_g_per_min: float, insulin_u_per_min: float, out: Any) -> None:
+    """The model equations, written once, for one patient: ``x`` 14 states, ``g`` 34 parameters, the two
+    inputs; writes the 14 derivatives into ``out``. Compiled (numba); ``derivatives.py_func`` is the same code
+    on plain Python floats and lists."""
     bw = g[_BW]
     kmax, kmin, kabs = g[_KMAX], g[_KMIN], g[_KABS]
     b, d = g[_B], g[_D]
@@ -141,67 +116,100 @@ def _equations(x: Sequence[Any] | Array, g: Sequence[Any] | Array, carbs_g_per_m
     insulin = insulin_u_per_min * PMOL_PER_UNIT / bw  # U/min -> pmol/kg/min
     qsto = x[0] + x[1]
     dbar = x[13]
-    positive = dbar > 0
-    safe = ops.where(positive, dbar, 1.0)
-    aa = 5.0 / (2.0 * safe * (1.0 - b))
-    cc = 5.0 / (2.0 * safe * d)
-    kgut = kmin + (kmax - kmin) / 2.0 * (
-        ops.tanh(aa * (qsto - b * safe)) - ops.tanh(cc * (qsto - d * safe)) + 2.0
-    )
-    kgut = ops.where(positive, kgut, kmax)
+    if dbar > 0:
+        aa = 5.0 / (2.0 * dbar * (1.0 - b))
+        cc = 5.0 / (2.0 * dbar * d)
+        kgut = kmin + (kmax - kmin) / 2.0 * (math.tanh(aa * (qsto - b * dbar)) - math.tanh(cc * (qsto - d * dbar))
+                                             + 2.0)
+    else:
+        kgut = kmax
     rate_of_appearance = g[_F] * kabs * x[2] / bw
     egp = g[_KP1] - g[_KP2] * x[3] - g[_KP3] * x[8]
     ke2 = g[_KE2]
-    renal = ops.where(x[3] > ke2, g[_KE1] * (x[3] - ke2), 0.0)
+    renal = g[_KE1] * (x[3] - ke2) if x[3] > ke2 else 0.0
     k1, k2 = g[_K1], g[_K2]
     utilisation = (g[_VM0] + g[_VMX] * x[6]) * x[4] / (g[_KM0] + x[4])
     m1, m2, m4, m30 = g[_M1], g[_M2], g[_M4], g[_M30]
     ka1, ka2, kd = g[_KA1], g[_KA2], g[_KD]
     plasma_insulin = x[5] / g[_VI]
-    p2u = g[_P2U]
-    ki = g[_KI]
-    out = [
-        meal - kmax * x[0],
-        kmax * x[0] - kgut * x[1],
-        kgut * x[1] - kabs * x[2],
-        ops.maximum(egp, 0.0) + rate_of_appearance - g[_FSNC] - renal - k1 * x[3] + k2 * x[4],
-        -utilisation + k1 * x[3] - k2 * x[4],
-        -(m2 + m4) * x[5] + m1 * x[9] + ka1 * x[10] + ka2 * x[11],
-        p2u * (plasma_insulin - g[_IB]) - p2u * x[6],
-        -ki * (x[7] - plasma_insulin),
-        -ki * (x[8] - x[7]),
-        m2 * x[5] - (m1 + m30) * x[9],
-        insulin - (ka1 + kd) * x[10],
-        kd * x[10] - ka2 * x[11],
-        g[_KSC] * (x[3] - x[12]),
-        0.0 * dbar,  # the last-meal memory D only changes at meal events
-    ]
+    p2u, ki = g[_P2U], g[_KI]
+    out[0] = meal - kmax * x[0]
+    out[1] = kmax * x[0] - kgut * x[1]
+    out[2] = kgut * x[1] - kabs * x[2]
+    out[3] = max(egp, 0.0) + rate_of_appearance - g[_FSNC] - renal - k1 * x[3] + k2 * x[4]
+    out[4] = -utilisation + k1 * x[3] - k2 * x[4]
+    out[5] = -(m2 + m4) * x[5] + m1 * x[9] + ka1 * x[10] + ka2 * x[11]
+    out[6] = p2u * (plasma_insulin - g[_IB]) - p2u * x[6]
+    out[7] = -ki * (x[7] - plasma_insulin)
+    out[8] = -ki * (x[8] - x[7])
+    out[9] = m2 * x[5] - (m1 + m30) * x[9]
+    out[10] = insulin - (ka1 + kd) * x[10]
+    out[11] = kd * x[10] - ka2 * x[11]
+    out[12] = g[_KSC] * (x[3] - x[12])
+    out[13] = 0.0  # the last-meal memory D only changes at meal events
     # non-negative compartments: derivative frozen where the state is negative (simulator convention)
     for i in _NONNEGATIVE:
-        out[i] = out[i] * (x[i] >= 0)
-    return out
+        if not x[i] >= 0:
+            out[i] = 0.0
+
+
+@cfunc(RHS_SIGNATURE, cache=True)
+def _rhs_kernel(t: float, y: Any, p: Any, u: Any, dy: Any) -> None:  # the engine's per-patient form
+    derivatives(y, p, u[0], u[1], dy)
+
+
+@njit(cache=True)
+def _rows(y: Any, p: Any, u: Any, out: Any) -> None:
+    for i in range(y.shape[0]):
+        derivatives(y[i], p[i], u[i, 0], u[i, 1], out[i])
 
 
 def rhs(t: float, y: Array, p: Array, u: Array) -> Array:
     """Pure vectorised right-hand side; ``y`` (n, 14), ``p`` (n, 34), ``u`` (n, 2) -> ``dy/dt`` (n, 14)."""
-    out = _equations(y.T, p.T, u[:, 0], u[:, 1], _NUMPY_OPS)
-    return np.stack(out).T  # (14, n) built row by row, returned as a view (n, 14)
+    out = np.empty(y.shape)
+    _rows(np.ascontiguousarray(y, dtype=float), np.ascontiguousarray(p, dtype=float),
+          np.ascontiguousarray(u, dtype=float), out)
+    return out
 
 
 def rhs_scalar(t: float, y: Sequence[float], p: Sequence[float], u: Sequence[float]) -> list[float]:
-    """The same equations for one patient on plain floats (no per-operation numpy overhead): ``y`` 14 states,
+    """The same equations for one patient on plain floats (:func:`derivatives` run as Python): ``y`` 14 states,
     ``p`` 34 parameters, ``u`` 2 inputs -> 14 derivatives."""
-    return _equations(y, p, u[0], u[1], _FLOAT_OPS)
+    out = [0.0] * len(STATES)
+    derivatives.py_func(y, p, u[0], u[1], out)
+    return out
+
+
+@njit(cache=True)
+def meal_memory_step(y: Any, u_new: Any, u_old: Any) -> None:
+    """Input-step jump of one patient: the last-meal memory ``D`` restarts at a meal's first eating minute
+    (plus what is in the stomach) and grows by what is eaten each further minute, as the academic simulator
+    does."""
+    now = u_new[0] * 1000.0
+    if now > 0:
+        y[13] = y[13] + now if u_old[0] > 0 else y[0] + y[1] + now
+
+
+@cfunc(STOP_SIGNATURE, cache=True)
+def _eating(u: Any) -> bool:  # every minute with carbohydrate eaten is a stop (D is updated there)
+    return u[0] > 0
+
+
+@cfunc(JUMP_SIGNATURE, cache=True)
+def _meal_memory_kernel(y: Any, u_new: Any, u_old: Any) -> None:  # the engine's per-patient form
+    meal_memory_step(y, u_new, u_old)
+
+
+@njit(cache=True)
+def _meal_memory_rows(y: Any, u_new: Any, u_old: Any) -> None:
+    for i in range(y.shape[0]):
+        meal_memory_step(y[i], u_new[i], u_old[i])
 
 
 def _meal_memory(t: float, y: Array, p: Array, u_new: Array, u_old: Array) -> Array:
-    """Input-step jump: the last-meal memory ``D`` restarts at a meal's first eating minute (plus what is in
-    the stomach) and grows by what is eaten each further minute, as the academic simulator does."""
-    now = u_new[:, 0] * 1000.0
-    eating_before = u_old[:, 0] > 0
-    starting = (now > 0) & ~eating_before
-    continuing = (now > 0) & eating_before
-    y[:, 13] = np.where(starting, y[:, 0] + y[:, 1] + now, np.where(continuing, y[:, 13] + now, y[:, 13]))
+    """:func:`meal_memory_step` for every patient (the model's ``on_input_step``)."""
+    y = np.ascontiguousarray(y, dtype=float)
+    _meal_memory_rows(y, np.ascontiguousarray(u_new, dtype=float), np.ascontiguousarray(u_old, dtype=float))
     return y
 
 
@@ -270,6 +278,9 @@ UvaPadova2008 = Model(
     nonnegative=tuple(STATES[i].name for i in _NONNEGATIVE),
     derive=_steady_state,
 )
+#: the compiled engine integrates this model patient by patient (medtwin.solve.kernels)
+COMPILED = CompiledModel(rhs=_rhs_kernel, step_jump=_meal_memory_kernel, needs_stop=_eating)
+register(rhs, COMPILED)
 
 
 @dataclass(frozen=True)
