@@ -1,7 +1,7 @@
 """The FHIR R4 ImagingStudy that links a patient's record to their stored volumes.
 
-One ImagingStudy per DICOM study (its id derived from the patient and the Study Instance UID, so a re-import
-finds it), one ``series`` entry per imported series with its UID, modality (DICOM DCM code system) and number
+One ImagingStudy per DICOM study (first POSTed under a ``fullUrl`` derived from the patient and the Study
+Instance UID, so the record gives it the same id on every import and a re-import finds it), one ``series`` entry per imported series with its UID, modality (DICOM DCM code system) and number
 of instances, and the extension :data:`VOLUME_EXTENSION` whose ``valueString`` is the stored volume's id (the
 keyed content address in ``medtwin.store.images``). A NIfTI file has no DICOM UIDs: it gets a study and series
 UID of its own under the ``2.25`` root (ISO/IEC 9834-8: a UUID as a decimal OID), derived from its volume id.
@@ -34,9 +34,10 @@ def series_uid_of(meta: dict[str, str], volume_id: str) -> str:
     return meta.get("series_uid") or derived_uid("series", volume_id)
 
 
-def study_id_of(patient_id: str, study_uid: str) -> str:
-    """The ImagingStudy's resource id: the same for the same patient and study."""
-    return str(uuid.uuid5(_NAMESPACE, f"ImagingStudy|{patient_id}|{study_uid}"))
+def study_full_url(patient_id: str, study_uid: str) -> str:
+    """The ``fullUrl`` an ImagingStudy is first POSTed under: the same for the same patient and study, so the
+    server id the record derives from it (``record.prepare``) is the same on every import."""
+    return f"urn:uuid:{uuid.uuid5(_NAMESPACE, f'ImagingStudy|{patient_id}|{study_uid}')}"
 
 
 def _date(meta: dict[str, str]) -> str | None:
@@ -64,10 +65,10 @@ def _series(meta: dict[str, str], volume_id: str) -> dict[str, Any]:
 def imaging_study(patient_id: str, meta: dict[str, str], volume_id: str,
                   existing: dict[str, Any] | None = None) -> dict[str, Any]:
     """The ImagingStudy with this volume's series added (or its entry replaced, same series UID) to
-    ``existing`` (the stored resource, or None)."""
+    ``existing`` (the stored resource, or None: a new one, without an id: the record assigns it)."""
     study_uid = study_uid_of(meta, volume_id)
     resource: dict[str, Any] = copy.deepcopy(existing) if existing else {
-        "resourceType": "ImagingStudy", "id": study_id_of(patient_id, study_uid), "status": "available",
+        "resourceType": "ImagingStudy", "status": "available",
         "identifier": [{"system": UID_SYSTEM, "value": f"urn:oid:{study_uid}"}],
         "subject": {"reference": f"Patient/{patient_id}"}}
     for key in ("meta", "text"):

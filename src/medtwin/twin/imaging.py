@@ -27,6 +27,7 @@ import orjson
 
 from medtwin.imaging import dicom, nifti, storage, study
 from medtwin.imaging.volume import ImageFileError, Volume
+from medtwin.record.prepare import uuid5
 from medtwin.record.sources import RawUnit
 from medtwin.security.write_policy import Writer
 from medtwin.store.database import Store
@@ -114,16 +115,32 @@ def _unlink(store: Store, patient_id: str, volume_id: str) -> None:
 
 def _link_study(store: Store, patient_id: str, volume: Volume, volume_id: str, actor: str,
                 writer: Writer | None) -> str:
-    """Create or update the patient's ImagingStudy so it lists this volume; returns its id."""
-    study_id = study.study_id_of(patient_id, study.study_uid_of(volume.meta, volume_id))
+    """Create or update the patient's ImagingStudy so it lists this volume; returns its id.
+
+    A new one is POSTed in a transaction (the record chooses its id from the ``fullUrl``: a writer limited to
+    their patients may not choose ids), an existing one updated by its id."""
+    full_url = study.study_full_url(patient_id, study.study_uid_of(volume.meta, volume_id))
+    study_id = uuid5(full_url)  # the id the record derives for an entry POSTed under this fullUrl
     with store.connect() as connection:
         existing = RecordRepository(connection, store.codec).get("ImagingStudy", study_id)
     resource = study.imaging_study(patient_id, volume.meta, volume_id, existing)
-    if existing is None or resource != _bare(existing):
-        report = import_unit(store, RawUnit(f"imaging:{volume.meta.get('source', 'volume')}", "json",
-                                            orjson.loads(orjson.dumps(resource))), actor=actor, writer=writer)
+    source = f"imaging:{Path(volume.meta.get('source', 'volume')).name}"
+    if existing is None:
+        unit: Any = {"resourceType": "Bundle", "type": "transaction", "entry": [
+            {"fullUrl": full_url, "resource": resource, "request": {"method": "POST", "url": "ImagingStudy"}}]}
+    elif resource != _bare(existing):
+        unit = resource
+    else:
+        unit = None
+    if unit is not None:
+        report = import_unit(store, RawUnit(source, "json", orjson.loads(orjson.dumps(unit))), actor=actor,
+                             writer=writer)
         if report.error is not None:
             raise report.error
+    with store.connect() as connection:
+        stored = RecordRepository(connection, store.codec).get("ImagingStudy", study_id)
+    if stored is None or stored.get("subject", {}).get("reference") != f"Patient/{patient_id}":
+        raise ImageFileError(source, "ImagingStudy", f"was not stored as ImagingStudy/{study_id} of the patient")
     with store.begin() as connection:
         ImageRepository(connection, store.codec).set_study(patient_id, volume_id, study_id)
     return study_id

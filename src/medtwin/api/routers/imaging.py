@@ -128,3 +128,25 @@ async def slice_png(
     opacity: Annotated[float, Query(ge=0, le=1)] = 0.4,
 ) -> Response:
     return await run_in_threadpool(_slice, call, volume_id, axis, index, window, level, overlay, opacity)
+
+
+def _export(call: PatientCall, volume_id: str, kind: str) -> Response:
+    volume = _volume(call, volume_id)
+    if kind == "nifti":
+        from medtwin.imaging.nifti import write_nifti
+
+        return Response(write_nifti(volume), media_type="application/gzip",
+                        headers={"Content-Disposition": f'attachment; filename="{volume_id[:16]}.nii.gz"'})
+    from medtwin.imaging.dicom_export import export_zip
+
+    return Response(export_zip(volume), media_type="application/zip",
+                    headers={"Content-Disposition": f'attachment; filename="{volume_id[:16]}-dicom.zip"'})
+
+
+@router.get(BASE + "/{volume_id}/export", summary="The volume as NIfTI (.nii.gz) or a de-identified DICOM series (zip)",
+            response_class=Response,
+            responses={200: {"content": {"application/gzip": {}, "application/zip": {}},
+                             "description": "NIfTI-1 in RAS, or DICOM de-identified by the PS3.15 basic profile"}})
+async def export(volume_id: str, call: ImagingExporter,
+                 format: Annotated[Literal["nifti", "dicom"], Query()] = "nifti") -> Response:  # noqa: A002
+    return await run_in_threadpool(_export, call, volume_id, format)
