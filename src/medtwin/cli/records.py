@@ -199,9 +199,10 @@ def export_command(
     output: Annotated[Path, typer.Option("-o", "--output", help="Where to write the FHIR Bundle (.json)")],
 ) -> None:
     """Export a patient's complete record as one FHIR R4 Bundle."""
+    from medtwin.record import exactjson
     from medtwin.twin.build import export_patient
 
     bundle = _patient_read(patient, "export", export_patient, f"no patient {patient!r} in the store")
     output.parent.mkdir(parents=True, exist_ok=True)
-    output.write_text(json.dumps(bundle, indent=1, ensure_ascii=False))
+    output.write_bytes(exactjson.dumps(bundle, indent=True))  # decimals as stored (840.20 stays 840.20)
     console.print(f"wrote {bundle['total']} resources to {output}")

@@ -78,6 +78,8 @@ def _default(value: Any) -> Any:
     raise TypeError(f"{type(value).__name__} is not JSON serialisable")
 
 
-def dumps(value: Any, *, sort_keys: bool = False) -> bytes:
-    """Compact JSON (orjson's form), every :class:`DecimalText` written as its original literal."""
-    return orjson.dumps(value, default=_default, option=orjson.OPT_SORT_KEYS if sort_keys else 0)
+def dumps(value: Any, *, sort_keys: bool = False, indent: bool = False) -> bytes:
+    """Compact JSON (orjson's form; ``indent``: two spaces a level), every :class:`DecimalText` written as its
+    original literal."""
+    option = (orjson.OPT_SORT_KEYS if sort_keys else 0) | (orjson.OPT_INDENT_2 if indent else 0)
+    return orjson.dumps(value, default=_default, option=option)

@@ -6,7 +6,7 @@ from datetime import datetime
 from typing import Annotated, Any
 
 from fastapi import APIRouter, Depends, Query, Request
-from fastapi.responses import JSONResponse
+from fastapi.responses import Response
 
 from medtwin.api.deps import ObservationReader, PatientExporter, PatientReader, Principal, StoreDep, guard
 from medtwin.api.paging import Offset
@@ -19,6 +19,7 @@ from medtwin.api.schemas import (
     TwinSummaryPublic,
     TwinVersionPublic,
 )
+from medtwin.record import exactjson
 from medtwin.store.records import RecordRepository
 from medtwin.store.twins import TwinRepository
 from medtwin.twin.build import export_patient
@@ -82,9 +83,9 @@ def get_versions(call: PatientReader) -> list[TwinVersionPublic]:
     summary="The patient's complete record as a FHIR R4 Bundle (like Patient/$everything)",
     responses={200: {"content": {"application/fhir+json": {}}, "description": "FHIR searchset Bundle"}},
 )
-def get_record(request: Request, call: PatientExporter) -> JSONResponse:
+def get_record(request: Request, call: PatientExporter) -> Response:
     bundle = export_patient(call.store, call.patient_id, base_url=str(request.base_url).rstrip("/") + "/fhir")
-    return JSONResponse(bundle, media_type="application/fhir+json")
+    return Response(exactjson.dumps(bundle), media_type="application/fhir+json")  # decimals as stored
 
 
 @router.get("/{patient_id}/observations", response_model=ObservationPage,
