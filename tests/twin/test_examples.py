@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 
 EXAMPLES = Path(__file__).resolve().parents[2] / "examples"
-RUN_ELSEWHERE = ("glucose_", "drug_")
+RUN_ELSEWHERE = ("glucose_", "drug_", "imaging_")  # imaging_plan_*: tests/imaging/test_planning_example.py
 
 
 def test_every_example_has_a_runner() -> None:
