@@ -4,9 +4,11 @@ from __future__ import annotations
 
 import numpy as np
 
+from medtwin.physiology.devices import CGMSensor, InsulinPump
 from medtwin.physiology.scenario import Meal, Scenario, SensorSettings
-from medtwin.physiology.service import run_scenario
-from medtwin.physiology.uva_padova import rhs, rhs_scalar, virtual_patients
+from medtwin.physiology.service import run_scenario, schedule_inputs
+from medtwin.physiology.simulate import Event, simulate_inputs
+from medtwin.physiology.uva_padova import PatientParameters, rhs, rhs_scalar, virtual_patients
 
 
 def test_scalar_rhs_equals_array_rhs_on_every_branch() -> None:
@@ -28,14 +30,28 @@ def test_scalar_rhs_equals_array_rhs_on_every_branch() -> None:
 
 
 def test_single_patient_day_agrees_between_paths() -> None:
+    """The lockstep solver's float path and array path, and the compiled engine, on one patient-day."""
     scenario = Scenario(horizon_min=1440, sensor=SensorSettings(noise=False),
                         meals=[Meal(time_min=420, carbs_g=50), Meal(time_min=720, carbs_g=70),
                                Meal(time_min=1140, carbs_g=80)])
     patient = virtual_patients(["adolescent#004"])
-    fast, _, cgm_fast, _, _ = run_scenario(patient, scenario, rng=np.random.default_rng(0))
-    slow, _, cgm_slow, _, _ = run_scenario(patient, scenario, rng=np.random.default_rng(0), float_path=False)
-    # last-ulp differences (math.tanh vs np.tanh) may move one step-size decision, nothing more
+    compiled, _, _, _, _ = run_scenario(patient, scenario, rng=np.random.default_rng(0))
+    carbs, insulin, events, _, _ = _inputs(patient, scenario)
+    t = compiled.t_min
+    fast = simulate_inputs(patient, carbs, insulin, t, events=events, engine="python")
+    slow = simulate_inputs(patient, carbs, insulin, t, events=events, engine="python", float_path=False)
+    # last-ulp differences (math.tanh vs the compiled tanh) may move one step-size decision, nothing more
     assert abs(fast.n_steps - slow.n_steps) <= 2
     np.testing.assert_allclose(fast.glucose_mg_dl, slow.glucose_mg_dl, atol=1e-3)
     np.testing.assert_allclose(fast.bolus_units, slow.bolus_units, atol=1e-9)
+    # the compiled engine steps each patient on its own: same tolerance, a different step sequence
+    np.testing.assert_allclose(compiled.glucose_mg_dl, fast.glucose_mg_dl, atol=0.02)
+    np.testing.assert_allclose(compiled.bolus_units, fast.bolus_units, rtol=1e-4)
     assert fast.glucose_mg_dl.max() - fast.glucose_mg_dl.min() > 30  # a real day, not a flat line
+
+
+def _inputs(patient: PatientParameters, scenario: Scenario) -> tuple[np.ndarray, np.ndarray, list[Event], np.ndarray,
+                                                                      list[float]]:
+    sensor = CGMSensor(noise=False)
+    noise = sensor.noise_at(sensor.sample_times(scenario.horizon_min), patient.n, np.random.default_rng(0))
+    return schedule_inputs(patient, scenario, scenario.regimen, InsulinPump(), sensor, noise)
