@@ -34,6 +34,8 @@ class Settings(BaseSettings):
     rate_limit_per_minute: int = Field(default=600, ge=1, description="Requests per client address per minute.")
     login_attempts_per_minute: int = Field(default=10, ge=1, description="Token requests per client per minute.")
     cors_origins: list[str] = Field(default_factory=list, description="Allowed CORS origins; empty = closed.")
+    time_zone: str = Field(default="UTC", min_length=1, max_length=64, description="IANA zone of times of day "
+                           "(the AGP) for a patient whose record states none (reports say which zone they use).")
     tls_certfile: Path | None = Field(default=None, description="PEM certificate for `medtwin serve` (HTTPS).")
     tls_keyfile: Path | None = Field(default=None, description="PEM private key for `medtwin serve` (HTTPS).")
     deid_date_mode: str = Field(default="year", pattern="^(year|shift)$",

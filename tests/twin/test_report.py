@@ -302,8 +302,11 @@ def test_report_collects_every_section(patient: tuple[Store, str, np.ndarray, np
     assert R.forecast_lines(report.forecast)[1:] == ["+15 min: 95 mg/dL (80 % 90\u2013100)",
                                                      "+30 min: 88 mg/dL (80 % 80\u201396)",
                                                      "+60 min: 76 mg/dL (80 % 62\u201390)",
-                                                     "insulin sensitivity \u00d70.85 of the twin's (v3)"]
+                                                     "insulin sensitivity \u00d70.85 of the fitted glucose twin "
+                                                     "(version 3)"]
     assert report.twin.latest_version == 1 and report.twin.latest_kind == "record"
+    # the page's order: CGM first (type 1 diabetes), then the vital signs the NEWS2 set has, no empty chart
+    assert list(trends) == ["glucose", "respiratory_rate", "spo2", "blood_pressure", "heart_rate", "body_temperature"]
     assert report.twin.record_provenance["source"] == "p0.json"
     assert report.generated_at == NOW and report.medtwin_version
 
@@ -327,7 +330,7 @@ def test_pdf_is_one_valid_page_and_html_is_self_contained(
     m = report.cgm.metrics
     assert f"{m.mean_mg_dl:.0f} mg/dL" in document and f"{m.time_in_range_70_180_percent:.1f} %" in document
     assert f"{m.gmi_percent:.1f} %" in document and "CGM active 100.0 % (sufficient)" in document
-    assert document.count("<svg") == 5  # AGP + four trends
+    assert document.count("<svg") == 1 + len(report.trends) == 7  # AGP + the six trends with data
     assert "NEWS2 8: high clinical risk" in document  # the one mapping (vocab.news2)
 
 
@@ -349,12 +352,13 @@ def test_without_samples_the_report_degrades(store: Store) -> None:
     assert report.cgm.metrics is None and report.forecast is None and report.news2 is None
     assert report.alerts == [] and report.open_alerts_total == 0
     trends = {c.key: c for c in report.trends}
-    assert trends["glucose"].series == []
+    assert "glucose" not in trends and all(c.series for c in report.trends)  # no empty chart (#15 item 9)
     heart = trends["heart_rate"].series[0]
     assert heart.source == "record" and heart.n_samples == 8  # the synthetic record's 8 pulse observations
     assert {s.label for s in trends["blood_pressure"].series} == {"systolic", "diastolic"}
     document = R.render_html(report)
-    assert "no CGM samples stored" in document and "no live forecast" in document
+    # no CGM section, no empty AGP and no glucose forecast box for a patient without CGM
+    assert "Ambulatory glucose profile" not in document and "Glucose forecast" not in document
     assert page_count(R.render_pdf(report)) == 1
 
 
@@ -369,16 +373,24 @@ def test_long_lists_stay_on_one_page(patient: tuple[Store, str, np.ndarray, np.n
     figure = Figure(figsize=R.A4_INCHES)
     R._pdf_page(figure, report)
     texts = [t.get_text() for t in figure.texts]
-    assert "\u2026 and 29 more" in texts  # 11 of 40 shown, then the remainder counted
-    assert sum("Problem number" in t for t in texts) == 11
+    shown = sum(t.startswith("Problem number") for t in texts)
+    # every problem shown is whole (wrapped over lines, never cut with an ellipsis); the rest are counted
+    assert 5 <= shown < 40 and f"\u2026 and {40 - shown} more" in texts
+    assert not any(t.endswith("\u2026") for t in texts)
+    for i in range(shown):
+        start = texts.index(f"Problem number {i}")
+        after = "".join(texts[start + 1:start + 4])  # the 80 x (one long word, broken) and the onset date
+        assert after.startswith("x" * 80) and after.endswith(f"{report.problems[0].onset:%Y-%m-%d}")
     from matplotlib.backends.backend_agg import FigureCanvasAgg
 
     renderer = FigureCanvasAgg(figure).get_renderer()
     width = figure.get_figwidth() * figure.dpi
     left_aligned = [t for t in figure.texts if t.get_ha() == "left"]
+    cgm_top = next(t.get_position()[1] for t in figure.texts if t.get_text().startswith("CGM (consensus"))
     for x in (0.04, 0.355, 0.67):  # the record's three columns: every line ends before the next column
-        column = [t for t in left_aligned if t.get_position()[0] == x and 0.7 < t.get_position()[1] < 0.935]
-        assert column and all(t.get_window_extent(renderer).x1 <= (x + 0.305) * width for t in column), x
+        column = [t for t in left_aligned if x <= t.get_position()[0] <= x + 0.02 and cgm_top < t.get_position()[1] < 0.935]
+        wide = [t.get_text() for t in column if t.get_window_extent(renderer).x1 > (x + 0.305) * width]
+        assert column and not wide, (x, wide)
     assert all(t.get_window_extent(renderer).x0 >= 0 and t.get_window_extent(renderer).x1 <= 0.97 * width
                and 0.0 <= t.get_position()[1] <= 1.0 for t in figure.texts)
     assert page_count(R.render_pdf(report)) == 1

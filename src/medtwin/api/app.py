@@ -24,6 +24,7 @@ from medtwin.api.routers import twins as twins_router
 from medtwin.api.routers import vocabulary as vocabulary_router
 from medtwin.api.security_middleware import install_security
 from medtwin.api.services import Services, services_of
+from medtwin.clock import ServerClock
 from medtwin.config import Settings
 from medtwin.security.crypto import AesGcmCodec, KeyRing, load_keyring
 from medtwin.store.database import Store
@@ -33,13 +34,14 @@ API_PREFIX = "/api/v1"
 
 
 def create_app(settings: Settings | None = None, *, store: Store | None = None,
-               keyring: KeyRing | None = None) -> FastAPI:
+               keyring: KeyRing | None = None, clock: ServerClock | None = None) -> FastAPI:
     """Build the app. Without ``store`` one is opened from ``settings`` and migrated at startup.
     Without ``keyring`` it is loaded from settings; none configured (outside demo mode) refuses to start.
 
     The factory builds and connects the services (:mod:`medtwin.api.wiring`) and keeps them in one typed
     container, ``app.state.services`` (:class:`medtwin.api.services.Services`); the lifespan starts and
-    stops them. Routers only declare routes."""
+    stops them. Routers only declare routes. ``clock``: the server's one clock (:mod:`medtwin.clock`; a demo
+    hands it its simulated time), the wall clock by default."""
     settings = settings or Settings()
     keyring = keyring or load_keyring(settings)
     own_store = store is None
@@ -73,6 +75,7 @@ def create_app(settings: Settings | None = None, *, store: Store | None = None,
     app.include_router(alerts_router.router, prefix=API_PREFIX)
     app.include_router(smart_router.router)  # SMART discovery (before /fhir, whose paths would take it)
     app.include_router(fhir_router.router)  # FHIR R4 REST at /fhir (OperationOutcome errors)
-    services: Services = wiring.build_services(settings, store, keyring, security, own_store=own_store)
+    services: Services = wiring.build_services(settings, store, keyring, security, own_store=own_store,
+                                                     clock=clock)
     app.state.services = services
     return app

@@ -115,7 +115,7 @@ class SocketAudit:
             patient_id=patient_id, outcome="success" if status < 400 else ("denied" if denied else "failure"),
             status=status, client=self.client, detail={"route": self.route, "method": "WEBSOCKET", **detail})
         with self.services.store.begin() as connection:
-            audit.append(connection, entry, self.services.clock)
+            audit.append(connection, entry, self.services.security.clock)  # the audit trail: wall clock
 
     async def log(self, principal: Principal | None, status: int, detail: dict[str, Any], *, denied: bool = False,
                   patient_id: str | None = None) -> None:

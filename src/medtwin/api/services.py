@@ -9,13 +9,12 @@ frozen dataclass names each service once, with its type, and mypy checks every u
 
 from __future__ import annotations
 
-from collections.abc import Callable
 from dataclasses import dataclass, field
-from datetime import datetime
 from typing import TYPE_CHECKING, Any
 
 from medtwin.alerts.engine import AlertEngine
 from medtwin.alerts.hub import EventHub
+from medtwin.clock import ServerClock
 from medtwin.config import Settings
 from medtwin.hospital.live import LiveHospital
 from medtwin.security.crypto import KeyRing
@@ -48,10 +47,9 @@ class Services:
     own_store: bool = False  # opened by the app: migrated at startup and disposed at shutdown
     listeners: list[Background] = field(default_factory=list)  # started by the lifespan (MLLP, demo ADT feed)
 
-    @property
-    def clock(self) -> Callable[[], datetime]:
-        """The app's clock (the security context's)."""
-        return self.security.clock
+    # what "now" is for everything the server shows (simulated in a demo, medtwin.clock); tokens and the
+    # audit trail keep the wall clock (security.clock)
+    clock: ServerClock = field(default_factory=ServerClock)
 
 
 def services_of(app: Any) -> Services:

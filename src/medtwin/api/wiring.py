@@ -17,6 +17,7 @@ from medtwin.alerts.engine import AlertEngine
 from medtwin.alerts.hub import EventHub, forecast_publisher, samples_publisher
 from medtwin.api.deps import SecurityContext
 from medtwin.api.services import Services
+from medtwin.clock import ServerClock
 from medtwin.config import Settings
 from medtwin.hospital.live import Background, LiveHospital
 from medtwin.security.crypto import KeyRing
@@ -29,10 +30,11 @@ __all__ = ["build_services", "start", "stop"]
 
 
 def build_services(settings: Settings, store: Store, keyring: KeyRing, security: SecurityContext, *,
-                   own_store: bool) -> Services:
+                   own_store: bool, clock: ServerClock | None = None) -> Services:
     """Every service of the app, connected: the ingest pipeline feeds the live glucose twin, the alert
-    engine and the event hub (in that order); the live twin's forecasts feed the engine and the hub."""
-    clock: Callable[[], datetime] = security.clock
+    engine and the event hub (in that order); the live twin's forecasts feed the engine and the hub.
+    ``clock``: what "now" is for everything the server shows (:mod:`medtwin.clock`; the wall clock by default)."""
+    clock = clock or ServerClock()
     ingest = IngestPipeline(store, rate_limiter=TokenBucketLimiter(settings.device_samples_per_minute))
     live_glucose = LiveGlucoseService(store, clock=clock, rng=np.random.default_rng())
     hub = EventHub()
@@ -50,7 +52,7 @@ def build_services(settings: Settings, store: Store, keyring: KeyRing, security:
     hospital = live_hospital(settings, keyring, clock)
     return Services(settings=settings, store=store, keyring=keyring, security=security, ingest=ingest,
                     live_glucose=live_glucose, hub=hub, alerts=alerts, mqtt=mqtt, hospital=hospital,
-                    own_store=own_store)
+                    clock=clock, own_store=own_store)
 
 
 def live_hospital(settings: Settings, keyring: KeyRing, clock: Callable[[], datetime]) -> LiveHospital:

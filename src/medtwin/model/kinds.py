@@ -68,6 +68,47 @@ class Panel:
 
 
 @dataclass(frozen=True)
+class PanelSeries:
+    """One line of a patient-page panel: a device metric (vocabulary name) or a record observation (LOINC)."""
+
+    source: str  # "device" | "record"
+    name: str  # the metric name or the LOINC code
+    label: str
+
+
+@dataclass(frozen=True)
+class PagePanel:
+    """A panel of the problem-oriented patient page (issue #15 item 9): which problems, medications or data
+    select it, what it draws, and what else it shows. Chosen by :func:`medtwin.model.panels.choose_panels`;
+    a chosen panel without data is hidden.
+
+    ``conditions``: SNOMED CT codes of active problems; ``medications``: RxNorm codes or lower-case words of
+    the medication's name ("warfarin"); ``data``: device metrics or LOINC codes whose data alone select it;
+    ``target``: a range drawn on the first series (``target_label`` says whose); ``doses``: medication words
+    whose dosage instructions the panel lists; ``score``: a score whose trend the panel draws ("news2")."""
+
+    key: str
+    title: str
+    order: int
+    series: tuple[PanelSeries, ...]
+    conditions: tuple[str, ...] = ()
+    medications: tuple[str, ...] = ()
+    data: tuple[str, ...] = ()
+    target: tuple[float, float] | None = None
+    target_label: str = ""
+    doses: tuple[str, ...] = ()
+    score: str | None = None
+    events: tuple[str, ...] = ()  # device metrics marked on the first series' chart (boluses, carbohydrate)
+
+    def describe(self) -> dict[str, Any]:
+        return {"key": self.key, "title": self.title, "order": self.order,
+                "series": [vars(s) for s in self.series], "conditions": list(self.conditions),
+                "medications": list(self.medications), "data": list(self.data),
+                "target": list(self.target) if self.target else None, "target_label": self.target_label,
+                "doses": list(self.doses), "score": self.score, "events": list(self.events)}
+
+
+@dataclass(frozen=True)
 class Personalisation:
     """Which parameters are fitted from which observed output; the observation error has SD
     ``sqrt(noise_sd^2 + (proportional * value)^2)`` (``noise_sd`` in the output's unit), from ``noise_source``."""
@@ -96,6 +137,7 @@ class TwinKind:
     alert_rules: tuple[str, ...] = ()
     description: str = ""
     drift_sd_log: float = 0.01  # per square-root model time unit, for the ensemble filter
+    page_panel: PagePanel | None = None  # its panel on the problem-oriented patient page, if it has one
 
     @cached_property
     def model(self) -> Model:
@@ -122,6 +164,7 @@ class TwinKind:
                       "charts": [vars(c) for c in self.panel.charts],
                       "controls": [vars(c) for c in self.panel.controls]},
             "example_scenario": dict(self.example_scenario),
+            "page_panel": self.page_panel.describe() if self.page_panel else None,
         }
 
 

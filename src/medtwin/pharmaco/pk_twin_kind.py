@@ -14,7 +14,7 @@ from typing import Any
 import numpy as np
 from numpy.typing import NDArray
 
-from medtwin.model.kinds import Chart, Control, Panel, Personalisation, TwinKind
+from medtwin.model.kinds import Chart, Control, PagePanel, Panel, PanelSeries, Personalisation, TwinKind
 from medtwin.model.parameters import load_parameters
 from medtwin.model.spec import Model
 from medtwin.pharmaco.dosing import Route
@@ -76,7 +76,24 @@ def drug_kind(name: str) -> TwinKind:
                                                   for o in model.outputs), tuple(controls)),
         example_scenario=_example(drug),
         description=drug.description,
+        page_panel=_page_panel(drug),
     )
+
+
+INR_LOINC = "6301-6"  # INR in platelet-poor plasma by coagulation assay (LOINC)
+
+
+def _page_panel(drug: DrugModel) -> PagePanel | None:
+    """The patient page's panel of a drug monitored by INR (warfarin): the INR trend with the drug file's
+    target range and the drug's doses, for a patient taking it."""
+    t = drug.targets
+    if str(t.get("response", "")).upper() != "INR":
+        return None
+    return PagePanel(key="anticoagulation", title=f"Anticoagulation ({drug.name}): INR", order=30,
+                     series=(PanelSeries("record", INR_LOINC, "INR"),), medications=(drug.name.lower(),),
+                     target=(float(t["target_low"]), float(t["target_high"])),
+                     target_label=f"target INR {t['target_low']:g}\u2013{t['target_high']:g}",
+                     doses=(drug.name.lower(),))
 
 
 def drug_kinds() -> list[TwinKind]:

@@ -13,7 +13,7 @@ from typing import Any
 import numpy as np
 from numpy.typing import NDArray
 
-from medtwin.model.kinds import Chart, Control, Panel, Personalisation, TwinKind
+from medtwin.model.kinds import Chart, Control, PagePanel, Panel, PanelSeries, Personalisation, TwinKind
 from medtwin.model.parameters import load_parameters
 from medtwin.model.spec import Model
 from medtwin.physiology.calibrate import FITTED
@@ -74,4 +74,10 @@ GLUCOSE_KIND = TwinKind(
     alert_rules=("glucose-episodes", "predicted-hypo"),
     description="UVA/Padova type 1 diabetes model: CGM glucose from meals, basal and bolus insulin",
     drift_sd_log=0.05 / np.sqrt(60.0),  # the live filter's drift, 0.05 per sqrt(h), in per sqrt(min)
+    # the patient page: CGM first for diabetes (SNOMED CT 46635009 type 1, 44054006 type 2), insulin or CGM data
+    page_panel=PagePanel(
+        key="cgm", title="Glucose (CGM)", order=10,
+        series=(PanelSeries("device", GLUCOSE, "CGM glucose"),),
+        conditions=("46635009", "44054006"), medications=("insulin",), data=(GLUCOSE,),
+        events=(INSULIN_BOLUS, CARBS)),
 )

@@ -20,6 +20,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from functools import lru_cache
+from typing import Any
 from zoneinfo import ZoneInfo, available_timezones
 
 import numpy as np
@@ -90,6 +91,8 @@ class CgmReport(BaseModel):
     patient_id: str
     unit: str = "mg/dL"
     time_zone: str = Field(description="Zone of the AGP's time of day (IANA name)")
+    time_zone_source: str = Field(default="request", description="Where the zone came from: 'record' (the "
+                                  "patient's), 'server' (the configured zone: the record states none) or 'request'")
     coverage: CgmCoverage
     metrics: GlucoseMetrics | None = None
     agp: AmbulatoryGlucoseProfile | None = Field(
@@ -135,6 +138,37 @@ def zone(name: str) -> ZoneInfo:
         raise PhysiologyInputError("tz", f"unknown time zone {name[:64]!r}; give an IANA name such as "
                                          "Europe/Berlin or UTC")
     return ZoneInfo(name)
+
+
+#: FHIR core extension "timezone" (IANA code); on Patient or on one of its addresses
+TIMEZONE_EXTENSION = "http://hl7.org/fhir/StructureDefinition/timezone"
+
+
+def record_zone(patient: dict[str, Any] | None) -> str | None:
+    """The patient's IANA time zone as the record states it (the ``timezone`` extension on the Patient or on
+    an address), or None: FHIR R4 has no Patient time zone element, most records say nothing."""
+    if not patient:
+        return None
+    holders = [patient, *[a for a in patient.get("address") or [] if isinstance(a, dict)]]
+    for holder in holders:
+        for ext in holder.get("extension") or []:
+            if isinstance(ext, dict) and ext.get("url") == TIMEZONE_EXTENSION and ext.get("valueCode") in _zone_names():
+                return str(ext["valueCode"])
+    return None
+
+
+def resolve_zone(store: Store, patient_id: str, requested: str | None, default: str) -> tuple[str, str]:
+    """(zone, source) of a patient's times of day: the one asked for, else the record's, else ``default``
+    (the server's configured zone). Raises :class:`PhysiologyInputError` (field ``tz``) for an unknown name."""
+    if requested:
+        return zone(requested).key, "request"
+    from medtwin.store.records import RecordRepository
+
+    with store.connect() as connection:
+        found = record_zone(RecordRepository(connection, store.codec).get("Patient", patient_id))
+    if found:
+        return found, "record"
+    return zone(default).key, "server"
 
 
 def minute_of_day(t_epoch_s: NDArray[np.float64], tz: ZoneInfo) -> NDArray[np.float64]:

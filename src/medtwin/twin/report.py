@@ -51,12 +51,16 @@ from medtwin.twin.cgm_report import (
     latest_time,
     load_readings,
 )
+from medtwin.twin.glucose import SIMULATION_KIND as GLUCOSE_RUN_KIND
+from medtwin.twin.panels import PanelsAnswer, patient_panels
+from medtwin.twin.pharmacogenomics import SIMULATION_KIND as DRUG_RUN_KIND
 from medtwin.twin.pharmacogenomics import PgxSummary, pgx_summary
 from medtwin.twin.summary import AllergyItem, Measurement, MedicationItem, PatientSummary, Problem
 from medtwin.vocab import DIASTOLIC_BP, GLUCOSE, HEART_RATE, SPO2, SYSTOLIC_BP, GlucoseForecast
 from medtwin.vocab import metrics as vocab_metrics
-from medtwin.vocab.display import display_unit, short_name
+from medtwin.vocab.display import display_unit, display_value, short_name
 from medtwin.vocab.glucose import HYPER_L1, HYPER_L2, HYPO_L1, HYPO_L2
+from medtwin.vocab.metrics import BODY_TEMPERATURE, RESPIRATORY_RATE
 from medtwin.vocab.news2 import news2_bands, news2_text
 
 DEFAULT_TREND_DAYS = 7
@@ -219,19 +223,17 @@ def _record_trend(records: RecordRepository, patient_id: str, codes: Sequence[st
 #: trend charts of vital signs: key, title, (metric, series label), reference band; units and LOINC codes are
 #: the vocabulary's
 _VITALS: tuple[tuple[str, str, tuple[tuple[str, str], ...], tuple[float, float] | None], ...] = (
-    ("heart_rate", "Heart rate", ((HEART_RATE, "heart rate"),), None),
-    ("blood_pressure", "Blood pressure", ((SYSTOLIC_BP, "systolic"), (DIASTOLIC_BP, "diastolic")), None),
+    ("respiratory_rate", "Respiration rate", ((RESPIRATORY_RATE, "respiration rate"),), None),
     ("spo2", "SpO\u2082", ((SPO2, "SpO\u2082"),), (94.0, 100.0)),
+    ("blood_pressure", "Blood pressure", ((SYSTOLIC_BP, "systolic"), (DIASTOLIC_BP, "diastolic")), None),
+    ("heart_rate", "Heart rate", ((HEART_RATE, "heart rate"),), None),
+    ("body_temperature", "Body temperature", ((BODY_TEMPERATURE, "temperature"),), None),
 )
 
 
-def _trends(conn: Connection, records: RecordRepository, patient_id: str, days: int) -> list[TrendChart]:
+def _vital_charts(conn: Connection, records: RecordRepository, patient_id: str, days: int) -> list[TrendChart]:
     table = vocab_metrics()
-    charts = [TrendChart(key="glucose", title="CGM glucose", unit=table[GLUCOSE].display_unit,
-                         band=(HYPO_L1, HYPER_L1))]
-    glucose = _device_trend(conn, patient_id, GLUCOSE, "glucose", days)
-    if glucose is not None:
-        charts[0].series.append(glucose)
+    charts = []
     for key, title, metrics, band in _VITALS:
         chart = TrendChart(key=key, title=title, unit=table[metrics[0][0]].display_unit, band=band)
         found = [s for s in (_device_trend(conn, patient_id, m, lab, days) for m, lab in metrics) if s]
@@ -241,6 +243,37 @@ def _trends(conn: Connection, records: RecordRepository, patient_id: str, days: 
         chart.series = found
         charts.append(chart)
     return charts
+
+
+def _trends(conn: Connection, records: RecordRepository, patient_id: str, days: int,
+            panels: PanelsAnswer) -> list[TrendChart]:
+    """The trend charts with data, in the order of the patient page's panels (CGM first for diabetes, the vital
+    signs of the NEWS2 flowsheet, then the record panels' series: INR with its target range, eGFR,
+    creatinine): what the page shows, never an empty chart (#15 item 9)."""
+    table = vocab_metrics()
+    by_panel: dict[str, list[TrendChart]] = {}
+    glucose = _device_trend(conn, patient_id, GLUCOSE, "glucose", days)
+    if glucose is not None:
+        by_panel["cgm"] = [TrendChart(key="glucose", title="CGM glucose", unit=table[GLUCOSE].display_unit,
+                                      band=(HYPO_L1, HYPER_L1), series=[glucose])]
+    by_panel["vitals"] = [c for c in _vital_charts(conn, records, patient_id, days) if c.series]
+    for panel in panels.panels:
+        if not panel.shown or panel.key in by_panel:
+            continue
+        charts = []
+        for k, s in enumerate(x for x in panel.series if x["source"] == "record" and x["has_data"]):
+            found = _record_trend(records, patient_id, (s["name"],), s["name"], s["label"])
+            if found is None:
+                continue
+            _, rows = records.observations(patient_id, code=s["name"], limit=1)
+            unit = display_unit(rows[0].get("unit")) if rows else ""
+            band = tuple(panel.target) if panel.target and k == 0 else None
+            charts.append(TrendChart(key=f"{panel.key}-{s['name']}", title=s["label"], unit=unit, series=[found],
+                                     band=band))  # type: ignore[arg-type]
+        by_panel[panel.key] = charts
+    order = [p.key for p in panels.panels if p.shown]
+    keys = [*order, *(k for k in by_panel if k not in order)]
+    return [c for key in keys for c in by_panel.get(key, [])]
 
 
 def _forecast(conn: Connection, codec: Codec, patient_id: str) -> GlucoseForecast | None:
@@ -314,6 +347,7 @@ def _twin_info(conn: Connection, codec: Codec, patient_id: str, record: Any) -> 
 def build_report(store: Store, patient_id: str, *, now: datetime, days: int = DEFAULT_DAYS,
                  trend_days: int = DEFAULT_TREND_DAYS, tz: str = "UTC") -> PatientReport | None:
     """Everything the report shows for a stored patient (their stored id); None if there is no such patient."""
+    panels = patient_panels(store, patient_id)
     with store.connect() as conn:
         records = RecordRepository(conn, store.codec)
         patient = records.get("Patient", patient_id)
@@ -323,7 +357,7 @@ def build_report(store: Store, patient_id: str, *, now: datetime, days: int = DE
         summary = (PatientSummary.model_validate(record.payload) if record is not None
                    else PatientSummary(patient_id=patient_id, name=None, gender=None, birth_date=None, age_years=None))
         cgm = cgm_report(store, patient_id, days=days, tz=tz, connection=conn)
-        trends = _trends(conn, records, patient_id, trend_days)
+        trends = _trends(conn, records, patient_id, trend_days, panels)
         forecast = _forecast(conn, store.codec, patient_id)
         alert_items, alert_total, news2_view = _alerts(conn, store.codec, patient_id, now)
         twin = _twin_info(conn, store.codec, patient_id, record)
@@ -341,18 +375,10 @@ def build_report(store: Store, patient_id: str, *, now: datetime, days: int = DE
 # --- text shared by both renderings ---------------------------------------------------------------------
 
 
-def clip(text: str | None, width: int) -> str:
-    text = " ".join((text or "").split())
-    return text if len(text) <= width else text[: width - 1].rstrip() + "\u2026"
-
-
-def _num(value: float) -> str:
-    return f"{value:.0f}" if abs(value) >= 100 else f"{value:.3g}"
-
-
 def fmt_measurement(m: Measurement) -> str:
-    """The value with its display unit (vocab.display: "37 °C", "2.9" for INR; the UCUM code stays in the data)."""
-    value = m.text or "" if m.value is None else f"{_num(m.value)} {display_unit(m.unit)}".strip()
+    """The value with its display unit (vocab.display: "37 °C", "2.9" for INR; the UCUM code stays in the
+    data), rounded by the vocabulary's one rule as the page rounds it (``display_value``: 174.5 cm -> 175)."""
+    value = m.text or "" if m.value is None else f"{display_value(m.value)} {display_unit(m.unit)}".strip()
     return value
 
 
@@ -429,9 +455,10 @@ def forecast_lines(forecast: GlucoseForecast | None) -> list[str]:
         i = forecast.horizons_min.index(h)
         out.append(f"+{h} min: {forecast.mean_mg_dl[i]:.0f} mg/dL (80 % {forecast.lower80_mg_dl[i]:.0f}\u2013"
                    f"{forecast.upper80_mg_dl[i]:.0f})")
-    if forecast.insulin_sensitivity_ratio is not None:
-        out.append(f"insulin sensitivity \u00d7{forecast.insulin_sensitivity_ratio:.2f} of the twin's"
-                   + (f" (v{forecast.twin_version})" if forecast.twin_version is not None else ""))
+    if forecast.insulin_sensitivity_ratio is not None:  # a whole sentence with or without a fitted twin
+        basis = (f"the fitted glucose twin (version {forecast.twin_version})" if forecast.twin_version is not None
+                 else "the cohort prior (no fitted glucose twin yet)")
+        out.append(f"insulin sensitivity \u00d7{forecast.insulin_sensitivity_ratio:.2f} of {basis}")
     return out
 
 
@@ -454,13 +481,22 @@ def alert_line(alert: AlertItem) -> str:
     return f"{_utc(alert.opened_at):%d %b %H:%M} [{alert.severity}, {alert.status}] {alert.message}"
 
 
+#: twin versions that are answers to a what-if, not the twin (its record summary and fitted models)
+RUN_KINDS = frozenset({GLUCOSE_RUN_KIND, DRUG_RUN_KIND})
+
+
 def twin_lines(twin: TwinInfo) -> list[str]:
-    if twin.latest_version is None:
-        return ["no twin version yet"]
-    out = [f"version {twin.latest_version} of {twin.n_versions} ({twin.latest_kind})",
-           f"{fmt_time(twin.latest_created_at)} by {twin.latest_actor}"]
-    if twin.record_version is not None and twin.record_version != twin.latest_version:
-        out.append(f"record summary: version {twin.record_version}, {fmt_time(twin.record_created_at)}")
+    """The twin's version as the patient page shows it ("twin vN": the record summary's version), then the
+    newest version of any kind, named as a what-if run when it is one (#15 item 7)."""
+    if twin.record_version is None and twin.latest_version is None:
+        return ["no twin version yet: the record has not been imported"]
+    out = [f"twin version {twin.record_version} (record summary, {fmt_time(twin.record_created_at)})"
+           if twin.record_version is not None else "no record summary yet"]
+    if twin.latest_version is not None and twin.latest_version != twin.record_version:
+        what = "latest what-if run" if twin.latest_kind in RUN_KINDS else "latest model update"
+        out.append(f"{what}: version {twin.latest_version} ({twin.latest_kind}), {fmt_time(twin.latest_created_at)}"
+                   f" by {twin.latest_actor}")
+    out.append(f"{twin.n_versions} version{'' if twin.n_versions == 1 else 's'} in all")
     prov = twin.record_provenance or twin.latest_provenance
     out += [f"{k}: {v}" for k, v in prov.items() if k in ("import_id", "imported_at", "source", "algorithm",
                                                              "model", "parameter_set")]
@@ -691,37 +727,74 @@ def measure(text: str, fontsize: float = 7.0, bold: bool = False) -> float:
     return sum(_advance(c, bold) for c in text) * fontsize / (A4_INCHES[0] * 72.0)
 
 
-def labelled(label: str | None, suffix: str, width: float, fontsize: float = 7.0) -> str:
-    """``label`` cut so that ``suffix`` (a value, a date) always shows whole."""
-    return fit(label, max(width - measure(suffix, fontsize), 0.05), fontsize) + suffix
+def wrap(text: str | None, width: float, fontsize: float = 7.0, bold: bool = False) -> list[str]:
+    """``text`` broken at spaces into lines no wider than ``width`` (a fraction of the A4 page's width),
+    measured with DejaVu Sans' advance widths; a word wider than a line is broken inside. Nothing is cut:
+    every character of ``text`` is on one of the lines (#15 item 7: no "..." in a message or a name)."""
+    words = " ".join((text or "").split()).split(" ")
+    lines: list[str] = []
+    line = ""
+    for word in words:
+        candidate = f"{line} {word}" if line else word
+        if measure(candidate, fontsize, bold) <= width:
+            line = candidate
+            continue
+        if line:
+            lines.append(line)
+        while measure(word, fontsize, bold) > width and len(word) > 1:  # a very long word: break it
+            cut = len(word) - 1
+            while cut > 1 and measure(word[:cut], fontsize, bold) > width:
+                cut -= 1
+            lines.append(word[:cut])
+            word = word[cut:]
+        line = word
+    lines.append(line)
+    return lines
 
 
 class _Column:
-    """Writes lines of text down a column of the page (``width``: fraction of the page), down to its floor."""
+    """Writes wrapped lines of text down a column of the page (``width``: fraction of the page), down to its
+    floor. Without a figure it only measures (how far down the column would reach)."""
+
+    INDENT = 0.012  # continuation lines of a wrapped row
 
     def __init__(self, fig: Any, x: float, y: float, floor: float, width: float) -> None:
         self.fig, self.x, self.y, self.floor, self.width = fig, x, y, floor, width
+
+    def _text(self, x: float, text: str, **style: Any) -> None:
+        if self.fig is not None:
+            self.fig.text(x, self.y, text, va="top", **style)
 
     def heading(self, text: str) -> None:
         if self.y - LINE < self.floor:
             return
         self.y -= 0.004
-        self.fig.text(self.x, self.y, fit(text, self.width, 8, bold=True), fontsize=8, fontweight="bold",
-                      color=COLORS["line"], va="top")
+        self._text(self.x, fit(text, self.width, 8, bold=True), fontsize=8, fontweight="bold", color=COLORS["line"])
         self.y -= LINE * 1.15
 
+    def _wrapped(self, row: str) -> list[str]:
+        text = " ".join(row.split())
+        room = self.width * 0.96  # 4 % for hinted renderings (whole-pixel advances) of the same text
+        first = wrap(text, room)[0]  # a prefix of the text: the rest wraps, indented
+        rest = text[len(first):].strip()
+        return [first, *wrap(rest, room - self.INDENT)] if rest else [first]
+
     def lines(self, rows: Sequence[str], most: int, empty: str = "none recorded") -> None:
+        """Up to ``most`` rows, each wrapped whole; rows that do not fit are counted ("... and 3 more"), never cut."""
         rows = list(rows) or [empty]
-        room = max(int((self.y - self.floor) / LINE), 0)
-        shown = min(len(rows), most, room)
-        if shown < len(rows):
-            shown = max(shown - 1, 0)
-        for row in rows[:shown]:
-            self.fig.text(self.x, self.y, fit(row, self.width), fontsize=7, va="top", color=COLORS["text"])
-            self.y -= LINE
-        if shown < len(rows) and room > 0:
-            self.fig.text(self.x, self.y, f"\u2026 and {len(rows) - shown} more", fontsize=7, va="top",
-                          color="#777777", style="italic")
+        wrapped = [self._wrapped(row) for row in rows]
+        shown = 0
+        for k, parts in enumerate(wrapped[:most]):
+            left = len(wrapped) - k - 1
+            need = len(parts) + (1 if left else 0)  # room for the count line if more would follow
+            if self.y - need * LINE < self.floor:
+                break
+            for j, part in enumerate(parts):
+                self._text(self.x + (self.INDENT if j else 0.0), part, fontsize=7, color=COLORS["text"])
+                self.y -= LINE
+            shown += 1
+        if shown < len(rows) and self.y - LINE >= self.floor:
+            self._text(self.x, f"\u2026 and {len(rows) - shown} more", fontsize=7, color="#777777", style="italic")
             self.y -= LINE
         self.y -= LINE * 0.4
 
@@ -837,6 +910,74 @@ def render_pdf(report: PatientReport) -> bytes:
     return buffer.getvalue()
 
 
+def _record_columns(fig: Any, r: PatientReport, top: float, floor: float) -> float:
+    """Problems, allergies | medications, PGx | vital signs, labs: three columns of wrapped rows; returns the
+    lowest y reached (without a figure: how low they would reach)."""
+    left = _Column(fig, 0.04, top, floor, 0.30)
+    left.heading(f"Active problems ({len(r.problems)})")
+    left.lines([f"{short_name(p.code, p.display)}  {fmt_day(p.onset)}".rstrip() for p in r.problems], 40)
+    left.heading(f"Allergies ({len(r.allergies)})")
+    left.lines([f"{a.display or a.code}{f' ({a.criticality})' if a.criticality else ''}" for a in r.allergies], 12,
+               "no known allergies recorded")
+    mid = _Column(fig, 0.355, top, floor, 0.30)
+    mid.heading(f"Medications ({len(r.medications)})")
+    mid.lines([f"{m.display or m.code}" for m in r.medications], 40)
+    mid.heading("Pharmacogenomics")
+    mid.lines([f"{g.gene} {g.diplotype}: {g.phenotype}" for g in (r.pgx.genes if r.pgx else [])], 13,
+              "no PGx result")
+    right = _Column(fig, 0.67, top, floor, 0.29)
+    right.heading("Latest vital signs")
+    right.lines([f"{fmt_name(v)}: {fmt_measurement(v)}  {fmt_day(v.time)}" for v in r.vitals], 20)
+    right.heading("Latest labs")
+    right.lines([f"{fmt_name(v)}: {fmt_measurement(v)}  {fmt_day(v.time)}" for v in r.labs], 30)
+    return min(left.y, mid.y, right.y)
+
+
+def _closing_columns(fig: Any, r: PatientReport, top: float, floor: float) -> float:
+    """Open alerts and NEWS2 | the glucose forecast (with a live twin) | the twin's version and provenance."""
+    a = _Column(fig, 0.04, top, floor, 0.36)
+    a.heading(f"Open alerts ({r.open_alerts_total})")
+    a.lines([alert_line(x) for x in r.alerts], 8, "no open alerts")
+    a.heading("NEWS2")
+    a.lines(news2_lines(r.news2), 4)
+    lows = [a.y]
+    x, width = 0.42, 0.245
+    if r.forecast is not None:
+        b = _Column(fig, x, top, floor, width)
+        b.heading("Glucose forecast (live twin)")
+        b.lines(forecast_lines(r.forecast), 8)
+        lows.append(b.y)
+        x, width = 0.68, 0.28
+    c = _Column(fig, x, top, floor, width)
+    c.heading("Twin version and provenance")
+    c.lines(twin_lines(r.twin), 10)
+    return min(*lows, c.y)
+
+
+CGM_HEIGHT = 0.2
+FOOTER = 0.03
+TREND_ROW = (0.145, 0.105)  # (most, least) height of one row of two trend charts
+
+
+def _layout(r: PatientReport) -> tuple[float, float, float, int]:
+    """Heights of the record, the closing section and one trend row, and how many trend rows fit: the page
+    is filled from the top (no empty third), the record and the closing text are never cut."""
+    top = 0.934
+    record = top - _record_columns(None, r, top, -10.0)
+    closing = 0.15 - _closing_columns(None, r, 0.15, -10.0)
+    cgm = CGM_HEIGHT if r.cgm.metrics is not None else 0.0
+    record = min(record, top - cgm - closing - FOOTER - 0.05)  # a very long record: the rest is counted
+    rows = (len(r.trends) + 1) // 2
+    room = top - record - cgm - closing - FOOTER - 0.03
+    row = TREND_ROW[0]
+    while rows and rows * row > room:
+        if row > TREND_ROW[1]:
+            row = max(TREND_ROW[1], room / rows)
+        else:
+            rows -= 1
+    return record, closing, row, rows
+
+
 def _pdf_page(fig: Any, r: PatientReport) -> None:
     ident = r.identity
     fig.text(0.04, 0.975, fit(ident.name or "(no name recorded)", 0.68, 14, bold=True), fontsize=14, fontweight="bold",
@@ -844,40 +985,43 @@ def _pdf_page(fig: Any, r: PatientReport) -> None:
     fig.text(0.96, 0.975, "Patient twin report", fontsize=9, ha="right", va="top", color=COLORS["line"])
     fig.text(0.96, 0.962, f"generated {fmt_time(r.generated_at)}", fontsize=6.5, ha="right", va="top",
              color="#555555")
-    fig.text(0.04, 0.952, fit(identity_line(ident), 0.92, 7.5), fontsize=7.5, va="top", color=COLORS["text"])
+    for k, line in enumerate(wrap(identity_line(ident), 0.92, 7.5)[:2]):
+        fig.text(0.04, 0.952 - k * LINE, line, fontsize=7.5, va="top", color=COLORS["text"])
     fig.add_artist(_hline(0.938))
+    record, closing, row, rows = _layout(r)
+    y = _record_columns(fig, r, 0.934, 0.934 - record - 0.001) - 0.004
+    fig.add_artist(_hline(y))
+    if r.cgm.metrics is not None:  # no empty AGP for a patient without CGM (#15 item 9)
+        _pdf_cgm(fig, r, y - 0.005)
+        y -= CGM_HEIGHT
+    if rows:
+        fig.text(0.04, y - 0.004, f"Recent trends (last {r.trend_days} days of each stream; record observations when "
+                                  "no device sends one)", fontsize=8, fontweight="bold", va="top", color=COLORS["line"])
+        y -= 0.022
+        for k, chart in enumerate(r.trends[: 2 * rows]):
+            x = 0.07 if k % 2 == 0 else 0.57
+            y0 = y - (k // 2 + 1) * row + 0.02
+            _pdf_trend(fig.add_axes((x, y0, 0.39, row - 0.04)), chart)
+        y -= rows * row
+        left_out = len(r.trends) - 2 * rows
+        if left_out > 0:
+            fig.text(0.04, y + 0.004, f"{left_out} more trend chart{'s' if left_out > 1 else ''} in the HTML report",
+                     fontsize=6, va="bottom", color="#777777", style="italic")
+    fig.add_artist(_hline(y - 0.002))
+    _closing_columns(fig, r, y - 0.006, FOOTER)
+    fig.text(0.04, 0.016, f"Generated {fmt_time(r.generated_at)} by medtwin {r.medtwin_version}. Times in UTC. "
+                          "A model-based summary for clinical review; it does not replace clinical judgement.",
+             fontsize=5.5, va="bottom", color="#777777")
 
-    # Record: three columns of text (about 155 characters of 7-pt DejaVu Sans per page width).
-    top, floor = 0.934, 0.70
-    left = _Column(fig, 0.04, top, floor, 0.30)
-    left.heading(f"Active problems ({len(r.problems)})")
-    left.lines([labelled(short_name(p.code, p.display), f"  {fmt_day(p.onset)}", 0.30) for p in r.problems], 12)
-    left.heading(f"Allergies ({len(r.allergies)})")
-    left.lines([f"{a.display or a.code}{f' ({a.criticality})' if a.criticality else ''}" for a in r.allergies], 5,
-               "no known allergies recorded")
-    mid = _Column(fig, 0.355, top, floor, 0.30)
-    mid.heading(f"Medications ({len(r.medications)})")
-    mid.lines([f"{m.display or m.code}" for m in r.medications], 12)
-    mid.heading("Pharmacogenomics")
-    mid.lines([f"{g.gene} {g.diplotype}: {g.phenotype}" for g in (r.pgx.genes if r.pgx else [])], 6,
-              "no PGx result")
-    right = _Column(fig, 0.67, top, floor, 0.29)
-    right.heading("Latest vital signs")
-    right.lines([labelled(fmt_name(v), f": {fmt_measurement(v)}  {fmt_day(v.time)}", 0.29)
-                 for v in r.vitals], 10)
-    right.heading("Latest labs")
-    right.lines([labelled(fmt_name(v), f": {fmt_measurement(v)}  {fmt_day(v.time)}", 0.29)
-                 for v in r.labs], 10)
-    fig.add_artist(_hline(0.695))
 
-    # CGM: metrics, time-in-ranges bar, AGP.
-    fig.text(0.04, 0.69, "CGM (consensus metrics, Battelino 2019)", fontsize=8, fontweight="bold", va="top",
+def _pdf_cgm(fig: Any, r: PatientReport, top: float) -> None:
+    """CGM: metrics, the time-in-ranges bar and the AGP, in the band of CGM_HEIGHT below ``top``."""
+    fig.text(0.04, top, "CGM (consensus metrics, Battelino 2019)", fontsize=8, fontweight="bold", va="top",
              color=COLORS["line"])
-    fig.text(0.04, 0.676, fit(coverage_line(r.cgm), 0.92, 6.5), fontsize=6.5, va="top",
+    fig.text(0.04, top - 0.014, fit(coverage_line(r.cgm), 0.92, 6.5), fontsize=6.5, va="top",
              color="#aa0000" if r.cgm.coverage.end is not None and not r.cgm.coverage.sufficient else "#555555")
-    y = 0.658
-    rows = cgm_lines(r.cgm) or [("", "no CGM samples stored", None)]
-    for label, value, ok in rows:
+    y = top - 0.032
+    for label, value, ok in cgm_lines(r.cgm):
         fig.text(0.04, y, label, fontsize=7, va="top", color=COLORS["text"])
         fig.text(0.275, y, value, fontsize=7, va="top", ha="right", fontweight="bold",
                  color="#aa0000" if ok is False else COLORS["text"])
@@ -887,33 +1031,8 @@ def _pdf_page(fig: Any, r: PatientReport) -> None:
                  "TAR <25 % (>250 mg/dL: <5 %)"):
         fig.text(0.04, y, text, fontsize=5.5, va="top", color="#777777")
         y -= LINE * 0.75
-    _pdf_ranges(fig.add_axes((0.29, 0.515, 0.11, 0.14)), r.cgm)
-    _pdf_agp(fig.add_axes((0.43, 0.505, 0.53, 0.145)), r.cgm.agp, r.cgm.time_zone)
-
-    # Trends, 2 x 2.
-    fig.text(0.04, 0.478, f"Recent trends (last {r.trend_days} days of each stream; record observations when no "
-                          "device sends one)", fontsize=8, fontweight="bold", va="top", color=COLORS["line"])
-    boxes = ((0.07, 0.335), (0.57, 0.335), (0.07, 0.185), (0.57, 0.185))
-    for chart, (x, y0) in zip(r.trends, boxes, strict=False):
-        _pdf_trend(fig.add_axes((x, y0, 0.39, 0.11)), chart)
-    fig.add_artist(_hline(0.158))
-
-    # Live twin, alerts, provenance.
-    top, floor = 0.154, 0.03
-    a = _Column(fig, 0.04, top, floor, 0.36)
-    a.heading(f"Open alerts ({r.open_alerts_total})")
-    a.lines([alert_line(x) for x in r.alerts], 7, "no open alerts")
-    a.heading("NEWS2")
-    a.lines(news2_lines(r.news2), 3)
-    b = _Column(fig, 0.42, top, floor, 0.245)
-    b.heading("Glucose forecast (live twin)")
-    b.lines(forecast_lines(r.forecast), 6, "no live forecast")
-    c = _Column(fig, 0.68, top, floor, 0.28)
-    c.heading("Twin version and provenance")
-    c.lines(twin_lines(r.twin), 8)
-    fig.text(0.04, 0.016, f"Generated {fmt_time(r.generated_at)} by medtwin {r.medtwin_version}. Times in UTC. "
-                          "A model-based summary for clinical review; it does not replace clinical judgement.",
-             fontsize=5.5, va="bottom", color="#777777")
+    _pdf_ranges(fig.add_axes((0.29, top - 0.175, 0.11, 0.14)), r.cgm)
+    _pdf_agp(fig.add_axes((0.43, top - 0.185, 0.53, 0.145)), r.cgm.agp, r.cgm.time_zone)
 
 
 def _hline(y: float) -> Any:

@@ -17,7 +17,8 @@ from importlib import resources
 from types import MappingProxyType
 from typing import Any, Final
 
-__all__ = ["DISPLAY_FILE", "display_table", "display_unit", "short_name", "unit_names"]
+__all__ = ["DISPLAY_FILE", "VALUE_ROUNDING", "display_table", "display_unit", "display_value", "short_name",
+           "unit_names"]
 
 DISPLAY_FILE: Final = "display.toml"
 #: what the fallback removes from a UCUM code: annotation braces and bracket markers (their content stays)
@@ -73,10 +74,27 @@ def _semantic_tag(display: str) -> tuple[str, str | None]:
     return display, None
 
 
+#: The one rounding rule of a measured value on a page or a report (issue #15 item 7: "175 cm" on the page
+#: and "174 cm" in the report): one decimal below 10, none from 10 on, a tie rounded away from zero on the
+#: value's exact binary form. That is what JavaScript's ``toFixed`` does, so the dashboard (``vocab.js``
+#: ``valueText``, reading this table) and Python (:func:`display_value`) print the same digits.
+VALUE_ROUNDING: Final = {"small_below": 10.0, "small_digits": 1, "digits": 0, "tie": "away from zero (toFixed)"}
+
+
+def display_value(value: float) -> str:
+    """A measured value as every page and report prints it (:data:`VALUE_ROUNDING`): 174.5 -> "175",
+    2.25 -> "2.3", 2.349 -> "2.3"."""
+    from decimal import ROUND_HALF_UP, Decimal
+
+    digits = VALUE_ROUNDING["small_digits"] if abs(value) < VALUE_ROUNDING["small_below"] else VALUE_ROUNDING["digits"]
+    text = str(Decimal(value).quantize(Decimal(1).scaleb(-int(digits)), rounding=ROUND_HALF_UP))
+    return "0" if text in ("-0", "-0.0") and digits == 0 else text
+
+
 def display_table() -> dict[str, Any]:
     """The tables as JSON (the vocabulary endpoint's ``display``): ``units``, ``names``, ``source`` and the
     fallback rule (``fallback_strip``: the characters removed from a UCUM code not in ``units``; ``semantic_tags``: the SNOMED CT
     semantic tags a display text is shown without)."""
     units, names = unit_names()
     return {"source": _raw()["source"], "units": dict(units), "names": dict(names), "fallback_strip": "{}[]",
-            "semantic_tags": list(_raw()["semantic_tags"])}
+            "semantic_tags": list(_raw()["semantic_tags"]), "value_rounding": dict(VALUE_ROUNDING)}

@@ -1,0 +1,112 @@
+"""The problem-oriented patient page: which panels a patient gets, from their problems, medications and data
+(issue #15 item 9). The one place these rules live: the API serves the choice, the dashboard and the report
+draw what it says.
+
+A panel is a :class:`medtwin.model.kinds.PagePanel`. A twin kind brings its own (``TwinKind.page_panel``:
+the glucose kind's CGM panel, the warfarin kind's INR panel); panels of problems no twin kind models yet are
+declared here (:data:`PANELS`: the NEWS2 vital-signs flowsheet, chronic kidney disease). A panel is chosen
+when an active problem (SNOMED CT code), an active medication (RxNorm code or a word of its name) or data of
+its own (``data``) call for it, and shown only when one of its series has data; chosen panels come in
+``order`` (CGM first for diabetes).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
+
+from medtwin.model.kinds import PagePanel, PanelSeries, kinds
+from medtwin.vocab.display import short_name
+from medtwin.vocab.metrics import (
+    BODY_TEMPERATURE,
+    CONSCIOUSNESS,
+    DIASTOLIC_BP,
+    HEART_RATE,
+    RESPIRATORY_RATE,
+    SPO2,
+    SUPPLEMENTAL_OXYGEN,
+    SYSTOLIC_BP,
+)
+
+__all__ = ["PANELS", "ChosenPanel", "PatientFacts", "choose_panels", "page_panels"]
+
+#: SNOMED CT codes (International edition) of problems with a risk of acute deterioration, where the vital
+#: signs every NEWS2 parameter needs come first: atrial fibrillation, heart failure, COPD, pneumonia, sepsis.
+DETERIORATION_PROBLEMS = ("49436004", "84114007", "13645005", "233604007", "91302008")
+#: chronic kidney disease (any stage, SNOMED CT): 709044004 CKD, 431855005-431857002 stages 1-4, 433144002
+#: stage 3, 433146000 stage 5
+CKD_PROBLEMS = ("709044004", "431855005", "431856006", "431857002", "433144002", "433146000")
+#: LOINC: eGFR by MDRD (33914-3), CKD-EPI (62238-1), CKD-EPI 2021 (98979-8); creatinine in serum (2160-0)
+EGFR_LOINC = ("98979-8", "62238-1", "33914-3")
+CREATININE_LOINC = "2160-0"
+
+PANELS: tuple[PagePanel, ...] = (
+    PagePanel(
+        key="vitals", title="Vital signs (NEWS2 flowsheet)", order=20,
+        series=(PanelSeries("device", RESPIRATORY_RATE, "Respiration rate"), PanelSeries("device", SPO2, "SpO\u2082"),
+                PanelSeries("device", SUPPLEMENTAL_OXYGEN, "Air or oxygen"),
+                PanelSeries("device", SYSTOLIC_BP, "Systolic blood pressure"),
+                PanelSeries("device", DIASTOLIC_BP, "Diastolic blood pressure"),
+                PanelSeries("device", HEART_RATE, "Heart rate"),
+                PanelSeries("device", CONSCIOUSNESS, "Consciousness (ACVPU)"),
+                PanelSeries("device", BODY_TEMPERATURE, "Body temperature")),
+        conditions=DETERIORATION_PROBLEMS,
+        data=(RESPIRATORY_RATE, SPO2, HEART_RATE, SYSTOLIC_BP, BODY_TEMPERATURE),
+        score="news2"),
+    PagePanel(
+        key="kidney", title="Kidney function: eGFR and creatinine", order=40,
+        series=(*(PanelSeries("record", code, "eGFR") for code in EGFR_LOINC),
+                PanelSeries("record", CREATININE_LOINC, "Creatinine")),
+        conditions=CKD_PROBLEMS, data=EGFR_LOINC),
+)
+
+
+@dataclass(frozen=True)
+class PatientFacts:
+    """What the choice reads: active problems ``(SNOMED CT code, display)``, active medications ``(code,
+    display)`` and the names with data (device metrics with samples, LOINC codes of record observations)."""
+
+    problems: Sequence[tuple[str, str]]
+    medications: Sequence[tuple[str, str]]
+    present: frozenset[str]
+
+
+@dataclass(frozen=True)
+class ChosenPanel:
+    panel: PagePanel
+    reasons: tuple[str, ...]  # why it was chosen: "problem: Atrial fibrillation", "medication: warfarin", "data"
+    with_data: tuple[PanelSeries, ...]  # its series that have data (none: the panel is hidden)
+
+    @property
+    def shown(self) -> bool:
+        return bool(self.with_data)
+
+
+def page_panels() -> list[PagePanel]:
+    """Every panel: the twin kinds' (``TwinKind.page_panel``) and those declared here, in page order."""
+    found = [k.page_panel for k in kinds().values() if k.page_panel is not None]
+    return sorted([*found, *PANELS], key=lambda p: (p.order, p.key))
+
+
+def _medication_matches(panel: PagePanel, code: str, display: str) -> bool:
+    words = display.lower()
+    return any(m == code or (not m.isdigit() and m in words) for m in panel.medications)
+
+
+def _reasons(panel: PagePanel, facts: PatientFacts) -> tuple[str, ...]:
+    out = [f"problem: {short_name(code, display)}" for code, display in facts.problems if code in panel.conditions]
+    out += [f"medication: {display or code}" for code, display in facts.medications
+            if _medication_matches(panel, code, display or "")]
+    if any(name in facts.present for name in panel.data):
+        out.append("data")
+    return tuple(dict.fromkeys(out))
+
+
+def choose_panels(facts: PatientFacts, panels: Iterable[PagePanel] | None = None) -> list[ChosenPanel]:
+    """The panels this patient's page shows (and the chosen ones hidden for lack of data), in page order."""
+    out: list[ChosenPanel] = []
+    for panel in panels if panels is not None else page_panels():
+        reasons = _reasons(panel, facts)
+        if reasons:
+            out.append(ChosenPanel(panel, reasons, tuple(s for s in panel.series if s.name in facts.present)))
+    return out
