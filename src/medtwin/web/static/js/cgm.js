@@ -1,5 +1,6 @@
 // CGM report tab: consensus metrics with their targets and the ambulatory glucose profile, from
-// GET /patients/{id}/cgm-report (in the browser's time zone).
+// GET /patients/{id}/cgm-report, by time of day in the patient's zone (the record's, else the server's
+// configured zone: the server decides and says which; never the browser's).
 import { call, errorText } from "./api.js";
 import { clear, day, el, num } from "./dom.js";
 import { Chart } from "./chart.js";
@@ -21,7 +22,6 @@ function ranges() {
 }
 
 export async function mountCgm(panel, ctx) {
-  const tz = Intl.DateTimeFormat().resolvedOptions().timeZone || "UTC";
   const days = el("select", { id: "cgm-days" }, [7, 14, 30, 90].map((d) => el("option", { value: String(d), selected: d === 14 }, `${d} days`)));
   const body = el("div", { id: "cgm-body" });
   clear(panel, el("div", { class: "panel-head" }, el("h2", "CGM report"), el("label", { for: "cgm-days" }, "Period "), days), body);
@@ -31,7 +31,7 @@ export async function mountCgm(panel, ctx) {
     clear(body, el("p", { class: "muted" }, "Loading…"));
     let r;
     try {
-      r = await call(`/patients/${encodeURIComponent(ctx.id)}/cgm-report`, { query: { days: days.value, tz } });
+      r = await call(`/patients/${encodeURIComponent(ctx.id)}/cgm-report`, { query: { days: days.value } });
     } catch (error) {
       clear(body, el("p", { class: error.status === 404 ? "muted" : "error" }, error.status === 404 ? "The CGM report is not available." : errorText(error)));
       return;
@@ -77,7 +77,8 @@ export async function mountCgm(panel, ctx) {
         el("section", { class: "card" }, el("h3", "Consensus targets (Battelino 2019)"),
           el("table", { class: "targets" }, el("thead", el("tr", el("th", { scope: "col" }, "Target"), el("th", { scope: "col" }, "Value"), el("th", { scope: "col" }, "Met"))),
             el("tbody", targetRows)))),
-      el("figure", { class: "chart-card", id: "agp" }, el("figcaption", el("h3", `Ambulatory glucose profile (${r.time_zone})`)), agpHost));
+      el("figure", { class: "chart-card", id: "agp" }, el("figcaption", el("h3", `Ambulatory glucose profile (time of day in ${r.time_zone}${
+        r.time_zone_source === "server" ? ": the server's zone, the record states none" : r.time_zone_source === "record" ? ": the patient's zone" : ""})`)), agpHost));
     if (r.agp) {
       const a = r.agp;
       chart = new Chart(agpHost, {

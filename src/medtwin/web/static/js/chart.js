@@ -24,6 +24,15 @@ export function lowerBound(xs, value) {
   return lo;
 }
 
+/** Index of the first element > value in a sorted array (so ``upperBound(xs, x) - 1`` is the last one <= x).
+ *  Why not ``lowerBound(xs, x + 1e-9)``: on millisecond timestamps (~1.7e12, spacing 2.4e-4) adding 1e-9
+ *  changes nothing, so the reading exactly at x was skipped and the one before it called "latest" (#15.5). */
+export function upperBound(xs, value) {
+  let lo = 0, hi = xs.length;
+  while (lo < hi) { const mid = (lo + hi) >> 1; if (xs[mid] <= value) lo = mid + 1; else hi = mid; }
+  return lo;
+}
+
 function nearest(xs, value) {
   if (!xs.length) return -1;
   const i = lowerBound(xs, value);
@@ -32,16 +41,39 @@ function nearest(xs, value) {
   return value - xs[i - 1] <= xs[i] - value ? i - 1 : i;
 }
 
-function timeLabel(t, step) {
+// Calendar steps for spans of months and years: [months per tick, label kind].
+const MONTH_STEPS = [[1, "month"], [2, "month"], [3, "month"], [6, "month"], [12, "year"], [24, "year"], [60, "year"],
+  [120, "year"]];
+const YEAR = 365.25 * DAY;
+
+function timeLabel(t, step, withYear) {
   const d = new Date(t);
+  if (step === "year") return String(d.getFullYear());
+  if (step === "month") return d.getMonth() === 0 || withYear ? `${MONTHS[d.getMonth()]} ${d.getFullYear()}` : MONTHS[d.getMonth()];
   const midnight = d.getHours() === 0 && d.getMinutes() === 0;
-  if (step >= DAY || midnight) return `${d.getDate()} ${MONTHS[d.getMonth()]}`;
+  if (step >= DAY || midnight) return `${d.getDate()} ${MONTHS[d.getMonth()]}${withYear ? ` ${d.getFullYear()}` : ""}`;
   return `${pad2(d.getHours())}:${pad2(d.getMinutes())}`;
 }
 
-export function formatTime(t) {
+/** "7 Jul 14:05"; with ``withYear`` "7 Jul 2025 14:05" (a chart whose span crosses a year says which). */
+export function formatTime(t, withYear = false) {
   const d = new Date(t);
-  return `${d.getDate()} ${MONTHS[d.getMonth()]} ${pad2(d.getHours())}:${pad2(d.getMinutes())}`;
+  return `${d.getDate()} ${MONTHS[d.getMonth()]}${withYear ? ` ${d.getFullYear()}` : ""} ${pad2(d.getHours())}:${pad2(d.getMinutes())}`;
+}
+
+/** Ticks on calendar months (1, 2, 3, 6) or years (1, 2, 5, 10) for spans the fixed steps cannot label. */
+function calendarTicks(x0, x1, count) {
+  const months = (x1 - x0) / (YEAR / 12);
+  const [step, kind] = MONTH_STEPS.find(([m]) => months / m <= count) || [Math.ceil(months / count / 12) * 12, "year"];
+  const d0 = new Date(x0);
+  let index = Math.ceil((d0.getFullYear() * 12 + d0.getMonth()) / step) * step;  // months since year 0
+  const ticks = [];
+  for (; ticks.length < 200; index += step) {
+    const t = new Date(Math.floor(index / 12), index % 12, 1).getTime();
+    if (t > x1) break;
+    if (t >= x0) ticks.push(t);
+  }
+  return { ticks, kind };
 }
 
 const charts = new Set();
@@ -55,7 +87,8 @@ export class Chart {
   /**
    * @param host element to fill (canvas + readout + legend)
    * @param options {label, unit, height, x: "time"|"number", xFormat(x), xTicks(x0,x1)->[x], yMin, yMax,
-   *                 yFormat(y), zones: [{from, to, fill, label}], rules: [{y, color, dash, label}], digits}
+   *                 yFormat(y), zones: [{from, to, fill, label}], rules: [{y, color, dash, label}], digits,
+   *                 latest() -> {x, y} | null: the value the caption calls "latest" (the tile's, so both agree)}
    */
   constructor(host, options = {}) {
     this.host = host;
@@ -92,6 +125,7 @@ export class Chart {
   destroy() { this.resizer.disconnect(); this.host.replaceChildren(); charts.delete(this); }
 
   /** series: [{id, label, type: "line"|"points"|"band", x: [], y: [], y2: [] (band top), color, fill, width,
+   *  shape: "circle"|"triangle"|"diamond" (points), radius,
    *  dash, gap (x distance that breaks a line), primary, legend (default true), describe(i) -> text}] */
   setSeries(series) {
     this.series = series.filter(Boolean);
@@ -168,7 +202,13 @@ export class Chart {
       for (let t = Math.ceil(x0 / step) * step; t <= x1 + 1e-9; t += step) ticks.push(t);
       return ticks;
     }
-    const step = TIME_STEPS.find((s) => (x1 - x0) / s <= count) || 30 * DAY;
+    this.withYear = new Date(x0).getFullYear() !== new Date(x1).getFullYear() || x1 - x0 > 300 * DAY;
+    const step = TIME_STEPS.find((s) => (x1 - x0) / s <= count);
+    if (!step) {  // months and years: calendar ticks, labelled with the year (#15.5)
+      const { ticks, kind } = calendarTicks(x0, x1, count);
+      this.timeStep = kind;
+      return ticks;
+    }
     const offset = new Date(x0).getTimezoneOffset() * MINUTE;
     const ticks = [];
     for (let t = Math.ceil((x0 - offset) / step) * step + offset; t <= x1; t += step) ticks.push(t);
@@ -178,7 +218,7 @@ export class Chart {
 
   formatX(x) {
     if (this.o.xFormat) return this.o.xFormat(x);
-    return this.o.x === "time" ? formatTime(x) : String(Math.round(x * 100) / 100);
+    return this.o.x === "time" ? formatTime(x, this.withYear) : String(Math.round(x * 100) / 100);
   }
 
   formatY(y) {
@@ -240,7 +280,7 @@ export class Chart {
     for (const t of this.xTicks(x0, x1, plotW)) {
       const px = Math.round(X(t)) + 0.5;
       ctx.beginPath(); ctx.moveTo(px, top); ctx.lineTo(px, top + plotH); ctx.stroke();
-      const label = this.o.xTickFormat ? this.o.xTickFormat(t) : this.o.x === "time" ? timeLabel(t, this.timeStep)
+      const label = this.o.xTickFormat ? this.o.xTickFormat(t) : this.o.x === "time" ? timeLabel(t, this.timeStep, this.withYear)
         : String(Math.round(t * 100) / 100);
       ctx.fillText(label, Math.min(Math.max(px, left + 14), left + plotW - 14), top + plotH + 5);
     }
@@ -358,7 +398,11 @@ export class Chart {
       if (px !== col) { col = px; seen = new Set(); }
       if (seen.has(py)) continue;
       seen.add(py);
-      ctx.beginPath(); ctx.arc(px, py, r, 0, 2 * Math.PI); ctx.fill();
+      ctx.beginPath();
+      if (s.shape === "triangle") { ctx.moveTo(px, py - r); ctx.lineTo(px + r, py + r); ctx.lineTo(px - r, py + r); ctx.closePath(); }
+      else if (s.shape === "diamond") { ctx.moveTo(px, py - r); ctx.lineTo(px + r, py); ctx.lineTo(px, py + r); ctx.lineTo(px - r, py); ctx.closePath(); }
+      else ctx.arc(px, py, r, 0, 2 * Math.PI);
+      ctx.fill();
     }
     ctx.restore();
   }
@@ -402,7 +446,7 @@ export class Chart {
     const p = this.primary();
     if (!p || !this.scales) return;
     const { x0, x1 } = this.scales;
-    const lo = lowerBound(p.x, x0), hi = Math.max(lo, lowerBound(p.x, x1 + 1e-9) - 1);
+    const lo = lowerBound(p.x, x0), hi = Math.max(lo, upperBound(p.x, x1) - 1);
     let i = this.cursor === null ? hi : nearest(p.x, this.cursor);
     const step = event.shiftKey ? 12 : 1;
     if (event.key === "ArrowLeft") i -= step;
@@ -446,9 +490,14 @@ export class Chart {
     const p = this.primary();
     if (!range || !p) { this.readout.textContent = this.empty; return; }
     if (this.cursor === null) {
-      const i = lowerBound(p.x, range[1] + 1e-9) - 1;
-      const latest = i >= 0 && p.x[i] >= range[0] ? `latest ${this.formatY(p.y[i])} ${this.o.unit || ""} at ${this.formatX(p.x[i])}` : this.empty;
+      // "latest": the owner's value when it gives one (the tile's: one source, #15.5), else the newest point
+      const own = this.o.latest ? this.o.latest() : null;
+      const i = upperBound(p.x, range[1]) - 1;
+      const [lx, ly] = own ? [own.x, own.y] : i >= 0 && p.x[i] >= range[0] ? [p.x[i], p.y[i]] : [null, null];
+      const latest = lx !== null ? `latest ${this.formatY(ly)} ${this.o.unit || ""} at ${this.formatX(lx)}` : this.empty;
       this.readout.textContent = `${p.label || ""}: ${latest}`.trim();
+      this.readout.dataset.latestX = lx === null ? "" : String(lx);
+      this.readout.dataset.latestY = ly === null ? "" : String(ly);
       this.canvas.setAttribute("aria-label", `${this.o.label || "chart"}, ${this.formatX(range[0])} to ${this.formatX(range[1])}; ${latest}. Use the arrow keys to read values.`);
       return;
     }

@@ -1,5 +1,6 @@
 // Small DOM and formatting helpers. Data is always written as text (textContent), never as HTML.
 import { news2Band } from "./vocab.js";
+import { serverNow } from "./clock.js";
 export const $ = (id) => document.getElementById(id);
 
 /** el("tr", {class: "x", dataset: {id}, on: {click}}, child, "text", ...) */
@@ -42,13 +43,13 @@ export function dayShort(value) { const d = toDate(value); return `${d.getDate()
 export function dateTime(value) {
   if (!value) return "—";
   const d = toDate(value);
-  const today = new Date();
+  const today = new Date(serverNow());  // the server's "today" (simulated in a demo)
   return d.toDateString() === today.toDateString() ? clock(d) : `${dayShort(d)} ${clock(d)}`;
 }
 export function isoDay(value) { return value ? toDate(value).toISOString().slice(0, 10) : ""; }
 
-/** "3 min ago", "2 h ago", "5 d ago" (the timestamp is in the title attribute for the exact value). */
-export function ago(value, now = Date.now()) {
+/** "3 min ago", "2 h ago", "5 d ago" against the server's clock (simulated in a demo; clock.js). */
+export function ago(value, now = serverNow()) {
   if (!value) return "";
   const seconds = Math.max(0, (now - toDate(value).getTime()) / 1000);
   if (seconds < 60) return "just now";

@@ -1,22 +1,27 @@
-// Live tab: the latest-state tiles (glucose with trend and forecast, NEWS2, heart rate, blood pressure,
-// SpO2) and the stream charts (CGM with the twin's 30/60-min forecast and its 80/95 % bands, heart rate,
-// blood pressure, SpO2). New samples arrive on the event stream and are drawn without a reload; when the
-// stream is down the page polls the latest samples instead.
+// Live tab: the problem-oriented patient page (issue #15 item 9). The panels come from the API
+// (GET /dashboard/patients/{id}/panels: chosen from the patient's problems, medications and data, in order;
+// a chosen panel without data is hidden): the CGM panel (the last 3 h with the twin's 30/60-min forecast
+// and its bands, the CGM trace with boluses, carbohydrate, rescue treatment and alerts marked, a daily
+// overlay, the live glucose twin), the vital-signs flowsheet (vitals.js), and the record panels (INR,
+// kidney: recordpanels.js). Tiles show what the panels are about, from the same values the captions quote.
+// New samples arrive on the event stream; when it is down the page polls. "Now" is the server's clock.
 import { call, errorText, maybe } from "./api.js";
 import { ago, clear, clock, el, news2Badge, news2Label, num, throttle, trendNode } from "./dom.js";
 import { Chart, lowerBound } from "./chart.js";
 import { onStatus, subscribe } from "./events.js";
 import { mountAlerts } from "./alerts.js";
-import { displayUnit, glucoseClass, glucoseZones as vocabZones, metricLabel } from "./vocab.js";
+import { serverNow } from "./clock.js";
+import { mountVitals } from "./vitals.js";
+import { mountRecordPanel } from "./recordpanels.js";
+import { mountCgmTrace } from "./cgmtrace.js";
+import { displayUnit, glucoseClass, metricLabel, shortName, unitText, valueText } from "./vocab.js";
 
 const MINUTE = 60_000, HOUR = 60 * MINUTE, DAY = 24 * HOUR;
 const RANGES = [["6 h", 6 * HOUR], ["24 h", DAY], ["3 d", 3 * DAY], ["7 d", 7 * DAY], ["30 d", 30 * DAY]];
-const COLORS = { glucose: "#0b5cad", forecast: "#6a3d9a", heart_rate: "#b3261e", systolic_bp: "#0b5cad",
-                 diastolic_bp: "#2e7d32", spo2: "#00695c" };
-// Metrics drawn, with the gap (ms) that breaks a line (a sensor off for longer than that).
+// Metrics loaded, with the gap (ms) that breaks a line (a sensor off for longer than that).
 const STREAMS = { glucose: 16 * MINUTE, heart_rate: 5 * MINUTE, systolic_bp: 3 * HOUR, diastolic_bp: 3 * HOUR,
-                  spo2: 10 * MINUTE };
-const TILE_METRICS = ["heart_rate", "systolic_bp", "diastolic_bp", "spo2", "respiratory_rate", "body_temperature"];
+                  spo2: 10 * MINUTE, respiratory_rate: 10 * MINUTE, body_temperature: 2 * HOUR,
+                  supplemental_oxygen: 3 * HOUR, consciousness: 3 * HOUR };
 
 function parseTimes(times) {
   const out = new Array(times.length);
@@ -62,26 +67,39 @@ function latestRequests(id) {
   ]);
 }
 
+const panelsRequest = (id) => call(`/dashboard/patients/${encodeURIComponent(id)}/panels`);
+
 /** Start the live tab's requests while the page is still asking for the summary (one round trip less). */
 export function prefetchLive(id) {
-  return { series: seriesRequests(`/patients/${encodeURIComponent(id)}`, Date.now() - DAY, window.innerWidth * 0.66),
-           latest: latestRequests(id) };
+  return { series: seriesRequests(`/patients/${encodeURIComponent(id)}`, serverNow() - DAY, window.innerWidth * 0.66),
+           latest: latestRequests(id), panels: panelsRequest(id) };
 }
 
 export function mountLive(panel, tiles, ctx, openedAt, prefetched) {
   const id = ctx.id;
   const base = `/patients/${encodeURIComponent(id)}`;
   let windowMs = DAY;
-  let forecast = null;
-  let overview = null;
-  let latest = {};
-  let news2 = null;
-  let twin = null;
+  let forecast = null, overview = null, latest = {}, news2 = null, twin = null;
+  let panels = null;  // the API's answer
   let destroyed = false;
   let pollTimer = null;
   const unsubscribers = [];
   const state = {};
   for (const metric of Object.keys(STREAMS)) state[metric] = { x: [], y: [] };
+  const mounted = [];  // panel handles: {draw(range)?, load?, destroy}
+  let cgm = null, vitals = null;
+
+  const shown = (key) => Boolean(panels && panels.panels.some((p) => p.key === key && p.shown));
+  const gap = (metric) => state[metric].gap || STREAMS[metric];
+  const pointOf = (s) => (s ? { x: Date.parse(s.time), y: Number(s.value) } : null);
+
+  /** The newest glucose reading: from events (ahead of the overview) or the overview. Tile and captions. */
+  function glucoseNewest() {
+    const g = overview && overview.glucose, gl = latest.glucose;
+    return gl && (!g || Date.parse(gl.time) > Date.parse(g.time)) ? gl : g || null;
+  }
+  /** The value the tile shows and every caption calls "latest" (one source, #15.5). */
+  const latestPoint = (metric) => (metric === "glucose" ? pointOf(glucoseNewest()) : pointOf(latest[metric]));
 
   // --- layout -------------------------------------------------------------------------------------------
   const rangeGroup = el("div", { class: "segmented", role: "group", "aria-label": "Time window" });
@@ -90,68 +108,49 @@ export function mountLive(panel, tiles, ctx, openedAt, prefetched) {
       dataset: { ms: String(ms) }, on: { click: () => setWindow(ms) } }, label));
   }
   const status = el("p", { class: "muted live-note", "aria-live": "polite" });
-  const chartBox = (key, title) => el("figure", { class: "chart-card", id: `chart-${key}` },
-    el("figcaption", el("h3", title)), el("div", { class: "chart-host" }));
-  const figs = {
-    near: chartBox("near", "Glucose now: the last 3 h and the twin's forecast"),
-    glucose: chartBox("glucose", "Glucose (CGM)"),
-    heart_rate: chartBox("hr", "Heart rate"),
-    bp: chartBox("bp", "Blood pressure"),
-    spo2: chartBox("spo2", "SpO₂"),
-  };
+  const body = el("div", { class: "live-panels" }, el("p", { class: "muted" }, "Loading…"));
   const alertsBox = el("div", { class: "alerts-box" });
-  const twinBox = el("section", { class: "twin-box", id: "live-twin", "aria-labelledby": "live-twin-title" });
-  const side = el("aside", { class: "alerts-panel", "aria-label": "Alerts and the live twin" }, alertsBox, twinBox);
+  const side = el("aside", { class: "alerts-panel", "aria-label": "Alerts" }, alertsBox);
   clear(panel, el("div", { class: "live-grid" },
-    el("div", { class: "live-charts" }, figs.near, el("div", { class: "live-toolbar" }, rangeGroup, status),
-       figs.glucose, figs.heart_rate, figs.bp, figs.spo2),
-    side));
-  const host = (fig) => fig.querySelector(".chart-host");
+    el("div", { class: "live-charts" }, el("div", { class: "live-toolbar" }, rangeGroup, status), body), side));
 
-  const glucoseZones = vocabZones();
-  const unit = displayUnit;
-  const nearChart = new Chart(host(figs.near), { label: "Glucose, last 3 hours and forecast", unit: unit("glucose"), height: 220,
-    yMin: 50, yMax: 200, ...glucoseZones, empty: "No CGM readings in the last 3 hours" });
-  const glucoseChart = new Chart(host(figs.glucose), {
-    label: metricLabel("glucose"), unit: unit("glucose"), height: 200, yMin: 40, yMax: 250, ...glucoseZones,
-  });
-  const hrChart = new Chart(host(figs.heart_rate), { label: metricLabel("heart_rate"), unit: unit("heart_rate"), height: 150, yMin: 50, yMax: 110 });
-  const bpChart = new Chart(host(figs.bp), { label: "Blood pressure", unit: unit("systolic_bp"), height: 150, yMin: 60, yMax: 150 });
-  const spo2Chart = new Chart(host(figs.spo2), { label: metricLabel("spo2"), unit: unit("spo2"), height: 130, yMin: 88, yMax: 100 });
-
-  const line = (metric, label, extra = {}) => ({ id: metric, label, type: "line", x: state[metric].x, y: state[metric].y,
-    color: COLORS[metric], gap: state[metric].gap || STREAMS[metric], ...extra });
-
-  function forecastSeries() {
-    if (!forecast) return [];
-    const t0 = Date.parse(forecast.issued_at);
-    const x = [t0, ...forecast.horizons_min.map((m) => t0 + m * MINUTE)];
-    // The forecast is of the CGM reading and is drawn from the last reading (where the data are); the
-    // twin's sensor-corrected estimate is never drawn as if it were a reading (issue 15 item 1).
-    const now = forecast.last_reading_mg_dl ?? forecast.cgm_now_mg_dl ?? forecast.glucose_now_mg_dl;
-    const withNow = (arr) => [now, ...arr];
-    const fx = { x, y: withNow(forecast.mean_mg_dl) };
-    const band = (lo, hi) => ({ x, y: withNow(lo), y2: withNow(hi) });
-    const at = (i) => forecast.horizons_min[i - 1];
-    return [
-      { id: "f95", label: "95 % interval", type: "band", ...band(forecast.lower95_mg_dl, forecast.upper95_mg_dl),
-        color: COLORS.forecast, fill: "rgba(106, 61, 154, 0.14)", cursor: false },
-      { id: "f80", label: "80 % interval", type: "band", ...band(forecast.lower80_mg_dl, forecast.upper80_mg_dl),
-        color: COLORS.forecast, fill: "rgba(106, 61, 154, 0.28)", cursor: false },
-      { id: "forecast", label: "Forecast (mean)", type: "line", ...fx, color: COLORS.forecast, dash: [6, 4], width: 2,
-        describe: (i) => (i === 0 ? null : `forecast +${at(i)} min ${num(fx.y[i])} mg/dL (80 %: ${num(forecast.lower80_mg_dl[i - 1])}–${num(forecast.upper80_mg_dl[i - 1])})`) },
-      ...(materialOffset() ? [{ id: "twin-estimate", label: "Twin's glucose estimate (sensor error removed)", type: "points",
-        x: [t0], y: [forecast.glucose_now_mg_dl], color: COLORS.forecast, cursor: false }] : []),
-    ];
+  function layout() {
+    for (const m of mounted.splice(0)) m.destroy();
+    cgm = vitals = null;
+    const sections = [];
+    for (const p of panels.panels.filter((x) => x.shown)) {
+      const section = el("section", { class: "pt-panel", id: `ppanel-${p.key}`, "aria-labelledby": `ppanel-${p.key}-title`, dataset: { key: p.key } },
+        el("h2", { id: `ppanel-${p.key}-title` }, p.title,
+           el("span", { class: "why", title: p.reasons.join("; ") }, ` · ${p.reasons.map(reasonText).join(", ")}`)));
+      sections.push(section);
+      if (p.key === "cgm") {
+        cgm = mountCgmTrace(section, ctx, { state, gap, latestPoint, forecast: () => forecast, twin: () => twin, timeZone: panels.time_zone, timeZoneSource: panels.time_zone_source });
+        mounted.push(cgm);
+      } else if (p.key === "vitals") {
+        vitals = mountVitals(section, ctx, { state, latestPoint, gap });
+        mounted.push(vitals);
+      } else if (p.series.some((s) => s.source === "record")) {
+        const handle = mountRecordPanel(section, ctx, p);
+        mounted.push(handle);
+        handle.load().catch((error) => section.append(el("p", { class: "error" }, errorText(error))));
+      }
+    }
+    const hidden = panels.panels.filter((x) => !x.shown);
+    const note = hidden.length ? el("p", { class: "muted hidden-panels", id: "hidden-panels" },
+      `Not shown (no data yet): ${hidden.map((p) => p.title).join(", ")}.`) : null;
+    clear(body, sections.length ? sections : el("p", { class: "muted", id: "no-panels" },
+      "Nothing in this patient's problems, medications or data calls for a live panel; the record is in the Record tab."), note);
+    panel.dataset.panels = panels.panels.filter((x) => x.shown).map((x) => x.key).join(" ");
   }
 
-  function materialOffset() {
-    return Boolean(forecast && forecast.material_offset);  // the threshold is the vocabulary's (vocab/forecast.py)
+  function reasonText(r) {
+    const [kind, ...rest] = r.split(": ");
+    if (kind === "data") return "data";
+    return rest.length ? shortName(null, rest.join(": ")) : r;
   }
 
   function range() {
-    const now = Date.now();
-    let end = now;
+    let end = serverNow();
     for (const metric of Object.keys(STREAMS)) {
       const xs = state[metric].x;
       if (xs.length) end = Math.max(end, xs[xs.length - 1]);
@@ -160,25 +159,8 @@ export function mountLive(panel, tiles, ctx, openedAt, prefetched) {
   }
 
   function drawAll() {
-    const [x0, x1] = range();
-    const fEnd = forecast ? Date.parse(forecast.issued_at) + Math.max(...forecast.horizons_min) * MINUTE : x1;
-    const glucoseSeries = [...forecastSeries(), line("glucose", "CGM glucose", { primary: true, dots: 2, width: 1.8 })];
-    glucoseChart.marks = [{ x: x1, label: "now", color: "#4a5568" }];
-    glucoseChart.setSeries(glucoseSeries);
-    glucoseChart.setRange([x0, Math.max(x1, fEnd) + (windowMs <= DAY ? 5 * MINUTE : 0)]);
-    nearChart.marks = [{ x: x1, label: "now", color: "#4a5568" }];
-    nearChart.setSeries(glucoseSeries.map((s) => ({ ...s, dots: s.id === "glucose" ? 3 : s.dots, width: s.id === "glucose" ? 2.2 : s.width })));
-    nearChart.setRange([x1 - 3 * HOUR, Math.max(x1 + HOUR, fEnd) + 5 * MINUTE]);
-    const fc = glucoseSeries.find((s) => s.id === "forecast");
-    const cgm = state.glucose.y;  // what is drawn, for a reader (and the browser test) to compare
-    figs.near.dataset.forecastStart = fc ? String(fc.y[0]) : "";
-    figs.near.dataset.lastCgm = cgm.length ? String(cgm[cgm.length - 1]) : "";
-    hrChart.setSeries([line("heart_rate", metricLabel("heart_rate"))]);
-    hrChart.setRange([x0, x1]);
-    bpChart.setSeries([line("systolic_bp", "Systolic", { dots: 2.5 }), line("diastolic_bp", "Diastolic", { dots: 2.5 })]);
-    bpChart.setRange([x0, x1]);
-    spo2Chart.setSeries([line("spo2", "SpO₂")]);
-    spo2Chart.setRange([x0, x1]);
+    const r = range();
+    for (const m of mounted) if (m.draw) m.draw(r, windowMs);
   }
 
   // --- tiles --------------------------------------------------------------------------------------------
@@ -202,71 +184,64 @@ export function mountLive(panel, tiles, ctx, openedAt, prefetched) {
     return parts.length ? el("span", { class: "forecast-line" }, "Forecast ", ...parts.flatMap((p, k) => (k ? [" · ", p] : [p]))) : null;
   }
 
-  function renderTiles() {
-    const g = overview && overview.glucose;  // with the server's trend
-    const gl = latest.glucose;  // the newest reading (from events, ahead of the overview)
-    const newest = gl && (!g || Date.parse(gl.time) > Date.parse(g.time)) ? gl : g;
-    const glucoseValue = newest ? newest.value : null;
-    const glucoseTime = newest ? newest.time : null;
-    const cls = glucoseClass(glucoseValue);
-    const glucoseTile = tile("glucose", metricLabel("glucose"), glucoseValue === null ? "—" : el("span", { id: "glucose-now" }, num(glucoseValue)),
-      glucoseValue === null ? null : unit("glucose"),
-      [g ? trendNode(g.trend, g.trend_mg_dl_per_min) : null, glucoseTime ? ` ${ago(glucoseTime)}` : " no readings",
-       g && g.stale ? el("span", { class: "stale" }, " · no recent reading") : null, el("br"), forecastText()], `glucose-tile ${cls}`);
+  function glucoseTile() {
+    const g = overview && overview.glucose;
+    const newest = glucoseNewest();
+    const value = newest ? newest.value : null;
+    return tile("glucose", metricLabel("glucose"), value === null ? "—" : el("span", { id: "glucose-now" }, num(value)),
+      value === null ? null : displayUnit("glucose"),
+      [g ? trendNode(g.trend, g.trend_mg_dl_per_min) : null, newest ? ` ${ago(newest.time)}` : " no readings",
+       g && g.stale ? el("span", { class: "stale" }, " · no recent reading") : null, el("br"), forecastText()], `glucose-tile ${glucoseClass(value)}`);
+  }
+
+  function news2Tile() {
     const n = news2 || (overview && overview.news2);
     const drivers = n && n.sub_scores ? n.sub_scores.filter((x) => x.score > 0).map((x) => `${x.label} ${x.score}`) : [];
     // the current score of the newest observation set (an alert shows its own score and time, labelled)
-    const news2Tile = tile("news2", "NEWS2 now (latest set)", n ? news2Badge(n) : "—", null,
+    const node = tile("news2", "NEWS2 now (latest set)", n ? news2Badge(n) : "—", null,
       n ? [el("span", { class: "news2-label" }, news2Label(n.band || n.risk)),
            n.complete === false || (n.missing && n.missing.length) ? " · incomplete set (a lower bound)" : "",
            n.time || n.at ? el("span", { class: "news2-at" }, ` · at ${clock(n.time || n.at)}, ${ago(n.time || n.at)}`) : "",
            drivers.length ? el("span", { class: "drivers" }, el("br"), drivers.join(", ")) : null]
         : "no vital signs");
-    if (n && n.response) news2Tile.title = `${n.response}${n.monitoring ? ` Monitoring: ${n.monitoring}.` : ""}`;
-    const v = (metric, digits = 0) => (latest[metric] ? num(latest[metric].value, digits) : "—");
-    const when = (metric) => (latest[metric] ? ago(latest[metric].time) : "no readings");
-    clear(tiles, el("h2", { class: "visually-hidden" }, "Latest state"),
-      glucoseTile, news2Tile,
-      tile("hr", metricLabel("heart_rate"), v("heart_rate"), latest.heart_rate ? unit("heart_rate") : null, when("heart_rate")),
-      tile("bp", "Blood pressure", latest.systolic_bp ? `${v("systolic_bp")}/${v("diastolic_bp")}` : "—",
-           latest.systolic_bp ? unit("systolic_bp") : null, when("systolic_bp")),
-      tile("spo2", metricLabel("spo2"), v("spo2"), latest.spo2 ? unit("spo2") : null, when("spo2")),
-      latest.respiratory_rate ? tile("rr", metricLabel("respiratory_rate"), v("respiratory_rate"), unit("respiratory_rate"), when("respiratory_rate")) : null,
-      latest.body_temperature ? tile("temp", metricLabel("body_temperature"), v("body_temperature", 1), unit("body_temperature"), when("body_temperature")) : null,
-    );
-    renderTwin();
+    if (n && n.response) node.title = `${n.response}${n.monitoring ? ` Monitoring: ${n.monitoring}.` : ""}`;
+    return node;
   }
 
-  function renderTwin() {
-    if (!twin) {
-      clear(twinBox, el("h2", { id: "live-twin-title" }, "Live glucose twin"),
-            el("p", { class: "muted" }, "Not following this patient (it starts with the first CGM reading)."));
-      return;
+  function recordTiles() {
+    const out = [];
+    for (const p of panels ? panels.panels.filter((x) => x.shown) : []) {
+      const s = p.series.find((x) => x.source === "record" && x.has_data);
+      if (!s) continue;
+      const m = [...(ctx.summary.summary.labs || []), ...(ctx.summary.summary.vitals || [])].find((x) => x.code === s.name);
+      if (!m || m.value === null || m.value === undefined) continue;
+      const inRange = p.target ? (m.value >= p.target[0] && m.value <= p.target[1]) : null;
+      out.push(tile(`${p.key}`, shortName(m.code, m.display), valueText(m.value), unitText(m.unit),
+        [m.time ? ago(m.time) : "", p.target ? ` · ${inRange ? "in" : "outside"} ${p.target_label}` : ""], inRange === false ? "warn" : ""));
     }
-    // the newer of the forecast and the status (a forecast event arrives before the status is read again)
-    const now = forecast && Date.parse(forecast.issued_at) >= Date.parse(twin.data_time) ? forecast : twin;
-    const ci = twin.insulin_sensitivity_ci95 || [];
-    const from = twin.started_from || {};
-    const source = from.kind === "glucose_twin" ? `fitted glucose twin v${from.glucose_twin_version}` : "the cohort prior";
-    clear(twinBox, el("h2", { id: "live-twin-title" }, "Live glucose twin"),
-      el("dl", { class: "facts-grid" },
-        el("dt", "Insulin sensitivity"), el("dd", { id: "live-isr" }, `×${num(twin.insulin_sensitivity_ratio, 2)}`,
-          ci.length === 2 ? el("span", { class: "sub" }, ` (95 %: ${num(ci[0], 2)}–${num(ci[1], 2)})`) : null),
-        el("dt", "Glucose estimate"), el("dd", { title: "the twin's interstitial glucose with the estimated sensor error removed; not a reading" },
-          `${num(now.glucose_now_mg_dl)} mg/dL`,
-          now.last_reading_mg_dl != null ? el("span", { class: "sub" }, ` (last CGM reading ${num(now.last_reading_mg_dl)})`) : null),
-        el("dt", "Following since"), el("dd", `${ago(twin.started_at)} · ${twin.samples_assimilated} reading${twin.samples_assimilated === 1 ? "" : "s"}`),
-        el("dt", "Started from"), el("dd", source),
-        twin.live_twin_version ? [el("dt", "Saved as"), el("dd", `twin version ${twin.live_twin_version}`)] : null),
-      el("p", { class: "sub" }, "Insulin sensitivity is relative to the twin it started from (1 = unchanged)."),
-      twin.algorithm ? el("details", { class: "sub" }, el("summary", "Method"), el("p", twin.algorithm)) : null);
+    return out;
+  }
+
+  function renderTiles() {
+    const v = (metric, digits = 0) => (latest[metric] ? num(latest[metric].value, digits) : "—");
+    const when = (metric) => (latest[metric] ? ago(latest[metric].time) : "no readings");
+    const has = (metric) => Boolean(latest[metric]);
+    clear(tiles, el("h2", { class: "visually-hidden" }, "Latest state"),
+      shown("cgm") || glucoseNewest() ? glucoseTile() : null,
+      shown("vitals") || news2 ? news2Tile() : null,
+      has("heart_rate") ? tile("hr", metricLabel("heart_rate"), v("heart_rate"), displayUnit("heart_rate"), when("heart_rate")) : null,
+      has("systolic_bp") ? tile("bp", "Blood pressure", `${v("systolic_bp")}/${v("diastolic_bp")}`, displayUnit("systolic_bp"), when("systolic_bp")) : null,
+      has("spo2") ? tile("spo2", metricLabel("spo2"), v("spo2"), displayUnit("spo2"), when("spo2")) : null,
+      has("respiratory_rate") ? tile("rr", metricLabel("respiratory_rate"), v("respiratory_rate"), displayUnit("respiratory_rate"), when("respiratory_rate")) : null,
+      has("body_temperature") ? tile("temp", metricLabel("body_temperature"), v("body_temperature", 1), displayUnit("body_temperature"), when("body_temperature")) : null,
+      ...recordTiles());
+    if (cgm) cgm.renderTwin();
   }
 
   // --- loading ------------------------------------------------------------------------------------------
   async function loadSeries(requested) {
     const [x0] = range();
-    const results = await (requested || seriesRequests(base, Math.min(x0, Date.now() - windowMs),
-                                                        host(figs.glucose).clientWidth || 900));
+    const results = await (requested || seriesRequests(base, Math.min(x0, serverNow() - windowMs), panel.clientWidth * 0.7 || 900));
     for (const [metric, s] of results) {
       if (s instanceof Error) { status.textContent = `Could not load ${metric}: ${errorText(s)}`; continue; }
       state[metric].x = parseTimes(s.times);
@@ -288,6 +263,20 @@ export function mountLive(panel, tiles, ctx, openedAt, prefetched) {
     news2 = nw && (nw.aggregate !== undefined || nw.score !== undefined) ? normaliseNews2(nw) : null;
   }
 
+  async function loadPanels(requested) {
+    const answer = await (requested || panelsRequest(id));
+    const before = panels ? panels.panels.filter((p) => p.shown).map((p) => p.key).join() : null;
+    panels = answer;
+    const after = panels.panels.filter((p) => p.shown).map((p) => p.key).join();
+    if (before !== after) layout();
+    return before !== after;
+  }
+
+  async function loadPanelData() {
+    const r = range();
+    await Promise.all([vitals ? vitals.load(windowMs / HOUR) : null, cgm ? cgm.load(r) : null]);
+  }
+
   function normaliseNews2(n) {
     return { score: n.score ?? n.aggregate, band: n.band || n.risk, time: n.time || n.at, complete: n.complete,
              missing: n.missing, sub_scores: n.sub_scores, response: n.response, monitoring: n.monitoring };
@@ -298,6 +287,7 @@ export function mountLive(panel, tiles, ctx, openedAt, prefetched) {
     for (const b of rangeGroup.querySelectorAll("button")) b.setAttribute("aria-pressed", b.dataset.ms === String(ms) ? "true" : "false");
     const t = performance.now();
     await loadSeries();
+    await loadPanelData();
     if (destroyed) return;
     drawAll();
     await new Promise((resolve) => requestAnimationFrame(() => requestAnimationFrame(resolve)));
@@ -310,6 +300,9 @@ export function mountLive(panel, tiles, ctx, openedAt, prefetched) {
   const refreshDerived = throttle(async () => {
     if (destroyed) return;
     await loadLatest();
+    const relaid = await loadPanels().catch(() => false);
+    if (relaid) await loadPanelData();
+    else if (vitals) await vitals.load(windowMs / HOUR);
     if (destroyed) return;
     renderTiles();
     drawAll();
@@ -343,7 +336,10 @@ export function mountLive(panel, tiles, ctx, openedAt, prefetched) {
     } else if (event.type === "forecast") {
       if (data.horizons_min) { forecast = data; renderTiles(); drawAll(); }
       refreshDerived();  // the twin's status too, so its estimate and the forecast's never disagree on screen
-    } else if (event.type === "alert") refreshDerived();
+    } else if (event.type === "alert") {
+      if (cgm) cgm.load(range()).then(() => drawAll()).catch(() => {});
+      refreshDerived();
+    }
   }));
 
   async function poll() {
@@ -365,7 +361,10 @@ export function mountLive(panel, tiles, ctx, openedAt, prefetched) {
 
   (async () => {
     try {
-      await Promise.all([loadSeries(prefetched && prefetched.series), loadLatest(prefetched && prefetched.latest)]);
+      await Promise.all([loadSeries(prefetched && prefetched.series), loadLatest(prefetched && prefetched.latest),
+                         loadPanels(prefetched && prefetched.panels)]);
+      if (destroyed) return;
+      await loadPanelData();
       if (destroyed) return;
       renderTiles();
       drawAll();
@@ -387,8 +386,7 @@ export function mountLive(panel, tiles, ctx, openedAt, prefetched) {
       clearInterval(pollTimer);
       for (const u of unsubscribers) u();
       alerts.destroy();
-      for (const c of [nearChart, glucoseChart, hrChart, bpChart, spo2Chart]) c.destroy();
+      for (const m of mounted) m.destroy();
     },
   };
 }
-

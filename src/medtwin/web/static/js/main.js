@@ -1,7 +1,8 @@
 // The medtwin dashboard: sign in, the patient list and the twin page, routed by the URL hash
 // (#/ the list, #/patients/<id>/<tab> a patient). Everything shown comes from /api/v1 with the user's token.
 import { call, errorText, login, onSession, signedIn, signOut } from "./api.js";
-import { $ } from "./dom.js";
+import { $, clock as hhmm } from "./dom.js";
+import { onClock, serverNow, startClock, stopClock } from "./clock.js";
 import * as events from "./events.js";
 import { showPatients, hidePatients } from "./patients.js";
 import { showPatient, hidePatient } from "./patient.js";
@@ -37,14 +38,14 @@ async function who() {
 
 export async function route() {
   if (!signedIn()) {
-    hidePatients(); hidePatient(); hideWorklist(); hideCommandCentre(); events.stop();
+    hidePatients(); hidePatient(); hideWorklist(); hideCommandCentre(); events.stop(); stopClock(); showSimulated(false);
     if (stopWatch) { stopWatch(); stopWatch = null; }
     show("login-view");
     document.title = "Sign in · medtwin";
     $("username").focus();
     return;
   }
-  await loadVocabulary();  // labels, units and thresholds of every view come from it
+  await Promise.all([loadVocabulary(), startClock()]);  // labels, units, thresholds; the server's "now"
   events.start();
   if (!stopWatch) stopWatch = watchAlerts();
   if (location.hash.startsWith("#/hospital")) {  // the command centre: counts and flows, no patient
@@ -108,6 +109,22 @@ onSession(async (_session, reason) => {
     await route();
   }
 });
+
+// "Simulated time" when the server says its clock is (a demo): every time on the page is on that clock.
+let simTimer = null;
+function showSimulated(simulated, rate = 1) {
+  const node = $("sim-clock");
+  node.hidden = !simulated;
+  clearInterval(simTimer);
+  if (!simulated) return;
+  const paint = () => {
+    node.textContent = `Simulated time ${hhmm(serverNow())}${rate > 1.01 ? ` · ${Math.round(rate)}× faster` : ""}`;
+    node.title = "The demo's devices run on a simulated clock; every time shown here is on it.";
+  };
+  paint();
+  simTimer = setInterval(paint, 5000);
+}
+onClock(({ simulated, rate }) => showSimulated(simulated, rate));
 
 events.onStatus((status) => {
   const node = $("live-status");

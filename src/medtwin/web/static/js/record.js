@@ -2,16 +2,16 @@
 // medications, immunisations and imaging (labs from GET /patients/{id}/observations, filtered to the lab
 // codes the summary lists). A lab's history opens as a chart.
 import { call, errorText } from "./api.js";
-import { clear, day, el, isoDay, num } from "./dom.js";
+import { clear, day, el, isoDay } from "./dom.js";
 import { Chart } from "./chart.js";
-import { codeTitle, shortName, unitText } from "./vocab.js";
+import { codeTitle, shortName, unitText, valueText } from "./vocab.js";
 
 const KINDS = [["encounter", "Encounters"], ["lab", "Labs"], ["problem", "Problems"], ["medication", "Medications"],
                ["immunization", "Immunisations"], ["imaging", "Imaging"]];
 
 function measure(m) {
   if (!m) return "—";
-  const value = m.value !== null && m.value !== undefined ? num(m.value, Math.abs(m.value) < 10 ? 1 : 0) : m.text;
+  const value = m.value !== null && m.value !== undefined ? valueText(m.value) : m.text;  // the report's rounding
   return `${value ?? "—"} ${unitText(m.unit)}`.trim();
 }
 
@@ -32,20 +32,23 @@ export async function mountRecord(panel, ctx) {
   const detail = el("div", { class: "lab-detail", id: "lab-detail" });
   let observations = [];
 
-  function showLab(code, label) {
+  function showLab(code, label, latest) {
     const points = observations.filter((o) => o.code === code && o.effective && o.value !== null)
       .sort((a, b) => Date.parse(a.effective) - Date.parse(b.effective));
     const host = el("div");
     clear(detail, el("h3", `${label}: history`), host);
     const unit = points.length ? unitText(points[0].unit) : "";
-    const chart = new Chart(host, { label: `${label} history`, unit, height: 160, digits: 1, empty: "No values recorded" });
+    // the caption's "latest" is the card's value (one source), not a point picked from the chart
+    const own = latest && latest.value !== null && latest.value !== undefined && latest.time ? { x: Date.parse(latest.time), y: latest.value } : null;
+    const chart = new Chart(host, { label: `${label} history`, unit, height: 160, digits: 1, empty: "No values recorded",
+                                    yFormat: (y) => valueText(y), latest: () => own });
     chart.setSeries([{ id: code, label, type: "line", x: points.map((o) => Date.parse(o.effective)), y: points.map((o) => o.value),
                        color: "#0b5cad", dots: 3, primary: true }]);
     host.querySelector("canvas").focus();
   }
 
   const labRows = (s.labs || []).map((l) => el("li",
-    nameNode(l, "button", { type: "button", class: "link", on: { click: () => showLab(l.code, shortName(l.code, l.display)) } }),
+    nameNode(l, "button", { type: "button", class: "link", on: { click: () => showLab(l.code, shortName(l.code, l.display), l) } }),
     `: ${measure(l)} `, el("span", { class: "when" }, isoDay(l.time))));
   const cards = el("div", { class: "cards" },
     card("Patient", [
@@ -94,7 +97,7 @@ export async function mountRecord(panel, ctx) {
       if (!labCodes.has(o.code) || !o.effective) continue;
       const key = isoDay(o.effective);
       if (!byDay.has(key)) byDay.set(key, { kind: "lab", t: o.effective, items: [] });
-      byDay.get(key).items.push(`${shortName(o.code, o.display)} ${o.value !== null ? num(o.value, Math.abs(o.value) < 10 ? 1 : 0) : o.value_text || ""} ${unitText(o.unit)}`.trim());
+      byDay.get(key).items.push(`${shortName(o.code, o.display)} ${o.value !== null ? valueText(o.value) : o.value_text || ""} ${unitText(o.unit)}`.trim());
     }
     for (const entry of byDay.values()) events.push({ ...entry, text: entry.items.join(" · ") });
     events = events.filter((e) => e.t).sort((a, b) => Date.parse(b.t) - Date.parse(a.t));

@@ -45,6 +45,16 @@ export function unitText(ucum) {
   return [...ucum].filter((c) => !strip.includes(c)).join("").trim();
 }
 
+/** A measured value with the vocabulary's one rounding rule (display.value_rounding: one decimal below 10, none
+ *  from 10 on; toFixed's half-up on the exact value), as the report prints it (vocab/display.py display_value). */
+export function valueText(value) {
+  if (value === null || value === undefined || Number.isNaN(Number(value))) return "—";
+  const rule = vocab?.display.value_rounding ?? { small_below: 10, small_digits: 1, digits: 0 };
+  const v = Number(value);
+  const text = v.toFixed(Math.abs(v) < rule.small_below ? rule.small_digits : rule.digits);
+  return /^-0(\.0+)?$/.test(text) ? text.slice(1) : text;
+}
+
 /** The short display name of a LOINC code ("6301-6" -> "INR"), else the record's display without a SNOMED CT
  *  semantic tag ("Atrial fibrillation (disorder)" -> "Atrial fibrillation"), else the code. */
 export function shortName(code, display) {
