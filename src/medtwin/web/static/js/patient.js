@@ -17,11 +17,15 @@ const LOADERS = {
   whatif: () => import("./whatif.js").then((m) => m.mountWhatIf),
   history: () => import("./history.js").then((m) => m.mountHistory),
   tumour: () => import("./tumour.js").then((m) => m.mountTumour),
+  imaging: () => import("./imaging.js").then((m) => m.mountImaging),
 };
 // The Tumour tab is offered only for a patient whose record holds tumour-size readings (tumour.js asks).
 const TUMOUR_TAB = ["tumour", "Tumour"];
 const withTumour = (id) => import("./tumour.js").then((m) => m.hasTumourSizes(id)).catch(() => false)
   .then((has) => (has ? [...TABS.slice(0, -1), TUMOUR_TAB, TABS[TABS.length - 1]] : TABS));
+// The Imaging tab (slices, trajectory plans, 3D view) only for a patient with stored images (imaging.js asks).
+const withImaging = (id, ready) => Promise.all([ready, import("./imaging.js").then((m) => m.hasImages(id)).catch(() => false)])
+  .then(([tabs, has]) => (has ? [...tabs.slice(0, -1), ["imaging", "Imaging"], tabs[tabs.length - 1]] : tabs));
 
 let page = null;  // {id, ctx, mounted: {tab: handle}, panels, tabs}
 
@@ -152,7 +156,7 @@ export async function showPatient(id, tab) {
   page = { id, mounted: {}, tab, started };
   let summary;
   const prefetched = tab === "live" ? prefetchLive(id) : null;
-  const tabsReady = withTumour(id);  // alongside the summary request
+  const tabsReady = withImaging(id, withTumour(id));  // alongside the summary request
   try {
     summary = await call(`/patients/${encodeURIComponent(id)}`);
   } catch (error) {
