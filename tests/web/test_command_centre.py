@@ -91,7 +91,7 @@ def test_forecast_bands_and_what_if_side_by_side(world: World, browser: WebDrive
         body = {"model": model, "replications": 10, "weeks": 4, "warmup_weeks": 1, "seed": 1, "scenarios": [
             {"name": "A surge", "arrival_multiplier": 1.3},
             {"name": "B staff", "staff_by_hour": {role["name"]: [s + 2 for s in role["staff_by_hour"]]}},
-            {"name": "C outage", "outages": [{"unit": "icu", "start_h": 24, "beds": 4, "duration_h": 48}]}]}
+            {"name": "C outage", "outages": [{"unit": "icu", "start_h": 168 + 24, "beds": 4, "duration_h": 48}]}]}
         expected = client.post("/hospital/compare", json=body).json()
     wait_h = expected["scenarios"]["A surge"]["difference"]["ed_wait_h"]
     cell = text(browser, '#cc-compare tr[data-metric="ed_wait_h"] td:nth-of-type(2)')

@@ -50,6 +50,7 @@ def build_services(settings: Settings, store: Store, keyring: KeyRing, security:
 
         mqtt = subscriber_from_settings(settings, ingest)
     hospital = live_hospital(settings, keyring, clock)
+    hospital.equipment.add_listener(alerts.on_samples)  # the equipment-maintenance rule
     return Services(settings=settings, store=store, keyring=keyring, security=security, ingest=ingest,
                     live_glucose=live_glucose, hub=hub, alerts=alerts, mqtt=mqtt, hospital=hospital,
                     clock=clock, own_store=own_store)
@@ -75,6 +76,12 @@ def start(services: Services) -> None:
         services.store.migrate()
     if services.mqtt is not None:
         services.mqtt.start()
+    if services.settings.mqtt_enabled:  # equipment telemetry on <prefix>-equipment/<kind>/<asset>/<signal>
+        from medtwin.hospital.equipment_ingest import equipment_subscriber
+
+        subscriber = equipment_subscriber(services.settings, services.hospital.equipment)
+        subscriber.start()
+        services.listeners.append(subscriber)
     if services.settings.hospital_mllp_port is not None:
         from medtwin.hospital.mllp import MllpThread
 

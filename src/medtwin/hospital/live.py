@@ -17,6 +17,7 @@ from typing import Any, Protocol
 import numpy as np
 
 from medtwin.hospital.adt import CensusTracker, Outcome, Pseudonymise
+from medtwin.hospital.equipment_live import Asset, EquipmentTwin, load_assets
 from medtwin.hospital.model import HOURS_PER_WEEK, HospitalModel
 
 #: Time-in-department bands of the ED queue (hours; the last is open) and the 4 h standard
@@ -44,9 +45,11 @@ def _band_names() -> list[str]:
 class LiveHospital:
     """The live census of ``model``; ``clock`` is the app's."""
 
-    def __init__(self, model: HospitalModel, pseudonymise: Pseudonymise | None, clock: Callable[[], datetime]) -> None:
+    def __init__(self, model: HospitalModel, pseudonymise: Pseudonymise | None, clock: Callable[[], datetime],
+                 assets: dict[str, Asset] | None = None) -> None:
         self.model = model
         self.clock = clock
+        self.equipment = EquipmentTwin(load_assets() if assets is None else assets, clock)
         self.tracker = CensusTracker([u.name for u in model.units], pseudonymise)
         self.version = 0
         self._lock = threading.Lock()

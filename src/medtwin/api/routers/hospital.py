@@ -22,6 +22,8 @@ from medtwin.api.deps import Principal, ServicesDep, guard
 from medtwin.api.problems import ProblemError
 from medtwin.hospital import service
 from medtwin.hospital.adt import Outcome, ack
+from medtwin.hospital.equipment import EquipmentInputError
+from medtwin.hospital.equipment_ingest import readings_from_payload
 from medtwin.hospital.model import HospitalModel, HospitalModelError, demo_model, parse_model
 
 router = APIRouter(tags=["hospital"])
@@ -29,6 +31,8 @@ Caller = Annotated[Principal, Depends(guard("simulate", "hospital"))]
 #: feeding the live census: the ADT of real patients, so a write on Encounter (admin, clinician), never operations
 Feeder = Annotated[Principal, Depends(guard("write", "Encounter"))]
 MAX_ADT_BYTES = 64 * 1024
+#: equipment telemetry: written by an interface engine or the device gateway (Device.c), never operations
+Telemetry = Annotated[Principal, Depends(guard("write", "Device"))]
 
 
 class RunRequest(BaseModel):
@@ -159,3 +163,21 @@ async def adt(request: Request, principal: Feeder, services: ServicesDep) -> dic
 @router.post("/hospital/encounter", summary="A FHIR R4 Encounter (create or update) into the live census")
 def encounter(resource: dict[str, Any], principal: Feeder, services: ServicesDep) -> dict[str, Any]:
     return _adt_answer(services.hospital.handle_encounter(resource))
+
+
+@router.get("/hospital/equipment", summary="Equipment health and remaining life from telemetry, predicted downtime")
+def equipment(principal: Caller, services: ServicesDep) -> dict[str, Any]:
+    return services.hospital.equipment.status()
+
+
+@router.post("/hospital/equipment/{asset}/samples", summary="Telemetry of one device (the ingest's sample formats)")
+async def equipment_samples(asset: str, request: Request, principal: Telemetry, services: ServicesDep) -> dict[str, Any]:
+    twin = services.hospital.equipment
+    if asset not in twin.assets:
+        raise ProblemError(404, "Not found", f"no device {asset!r} in the equipment list", kind="not-found",
+                           field="asset")
+    try:
+        accepted = twin.ingest(asset, readings_from_payload(await request.body()), "http")
+    except EquipmentInputError as error:
+        raise ProblemError(422, "Invalid telemetry", str(error), kind="equipment-input", field=error.field) from None
+    return {"asset": asset, "accepted": accepted}

@@ -57,6 +57,7 @@ const METRICS = [["ed_wait_h", "ED wait (h)"], ["boarding_h", "ED boarding (h)"]
   ["occupancy.icu", "ICU occupancy"], ["wait_h.ward", "Wait for a ward bed (h)"], ["wait_h.icu", "Wait for ICU (h)"],
   ["lost_fraction", "Turned away (fraction)"]];
 
+const WARMUP_H = 168;  // the comparison's warm-up (runs start empty); outages are placed after it
 const fmt = (v) => (v === null || v === undefined || !Number.isFinite(v) ? "—" : Math.abs(v) >= 10 ? v.toFixed(1) : v.toFixed(3));
 
 function comparisonTable(result) {
@@ -79,7 +80,8 @@ function comparisonTable(result) {
     el("thead", head), el("tbody", rows));
 }
 
-/** The form: a surge, extra staff on an ED role, and an outage of a unit's beds for some hours. */
+/** The form: a surge, extra staff on an ED role, and an outage of a unit's beds for some hours; plus, when
+ *  the equipment twin predicts a failure within 48 h, that downtime as a fourth scenario. */
 export function whatIfForm(node, model) {
   const edRoles = model.roles.map((r) => r.name);
   const field = (id, label, attrs) => el("label", { for: id }, label, el("input", { id, ...attrs }));
@@ -103,13 +105,18 @@ export function whatIfForm(node, model) {
     const scenarios = [
       { name: "A surge", arrival_multiplier: Number(form.querySelector("#cc-surge").value) },
       { name: "B staff", staff_by_hour: role ? { [role.name]: role.staff_by_hour.map((s) => Math.max(0, s + extra)) } : {} },
-      { name: "C outage", outages: [{ unit: unitSelect.value, start_h: 24, beds: Number(form.querySelector("#cc-out-beds").value),
+      { name: "C outage", outages: [{ unit: unitSelect.value, start_h: WARMUP_H + 24, beds: Number(form.querySelector("#cc-out-beds").value),
         duration_h: Number(form.querySelector("#cc-out-hours").value) }] }];
+    const equipment = await call("/hospital/equipment").catch(() => ({ outages: [] }));
+    if (equipment.outages.length) {  // hours from now: placed after the warm-up, where the runs are measured
+      scenarios.push({ name: "D equipment as predicted",
+        outages: equipment.outages.map((o) => ({ ...o, start_h: WARMUP_H + o.start_h })) });
+    }
     const button = form.querySelector("button");
     button.disabled = true;
     clear(result, el("p", { class: "muted" }, "Running…"));
     try {
-      const body = { model, scenarios, replications: 10, weeks: 4, warmup_weeks: 1, seed: 1 };
+      const body = { model, scenarios, replications: 10, weeks: 4, warmup_weeks: WARMUP_H / 168, seed: 1 };
       clear(result, comparisonTable(await call("/hospital/compare", { body })));
     } catch (error) {
       clear(result, el("p", { class: "error", role: "alert" }, errorText(error)));
@@ -125,8 +132,8 @@ export function renderEquipment(node, data) {
   const rows = data.devices.map((d) => el("tr", { dataset: { device: d.device } },
     el("th", { scope: "row" }, d.device), el("td", d.kind), el("td", d.metric),
     el("td", { class: "num" }, d.health === null ? "—" : `${Math.round(d.health * 100)} %`),
-    el("td", { class: "num" }, d.rul_h === null ? "not rising" : `${d.rul_h.toFixed(0)} h`),
-    el("td", { class: `cc-status-${d.status}` }, d.status),
+    el("td", { class: "num" }, d.status === "unknown" ? "—" : d.rul_h === null ? "not rising" : `${d.rul_h.toFixed(0)} h`),
+    el("td", { class: `cc-status-${d.status}`, title: d.reason || "" }, d.status === "unknown" ? "not callable" : d.status),
     el("td", { class: "num" }, String(d.samples))));
   clear(node, el("table", { id: "cc-equipment-table" },
     el("caption", { class: "visually-hidden" }, "Equipment health from telemetry"),
