@@ -50,11 +50,13 @@ from pathlib import Path
 import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
+sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests" / "physiology"))
 
 from _machine import machine  # noqa: E402
+from realcgm import FILES, REAL_CGM_DIR, load_traces  # noqa: E402
 
-from medtwin.alerts.rule import RuleInput  # noqa: E402
-from medtwin.alerts.rules.predicted_hypo import NAME, PredictedHypoRule  # noqa: E402
+from medtwin.alerts.rules.predicted_hypo import PredictedHypoRule, replay  # noqa: E402
+from medtwin.physiology.alert_quality import AlertQuality, hypo_events  # noqa: E402
 from medtwin.physiology.assimilation import (  # noqa: E402
     FilterSettings,
     add_input,
@@ -63,20 +65,19 @@ from medtwin.physiology.assimilation import (  # noqa: E402
     start_filter,
 )
 from medtwin.physiology.calibrate import log_inputs, population_patient  # noqa: E402
-from medtwin.physiology.forecast import (  # noqa: E402
+from medtwin.physiology.evaluation import (  # noqa: E402
     ForecastPaths,
     ForecastScores,
     evaluate,
-    forecast,
-    linear_forecast,
+    evaluate_traces,
 )
+from medtwin.physiology.forecast import forecast, linear_forecast  # noqa: E402
 from medtwin.physiology.simulate import simulate_inputs  # noqa: E402
+from medtwin.physiology.streaming import PersonScores, Series  # noqa: E402
 from medtwin.physiology.synthetic import synthetic_log  # noqa: E402
 from medtwin.physiology.uva_padova import PatientParameters, virtual_patients  # noqa: E402
 from medtwin.vocab import GlucoseForecast  # noqa: E402
-from medtwin.vocab.episodes import find_episodes  # noqa: E402
 from medtwin.vocab.forecast import TREND_WINDOW_MIN, glucose_trend_mg_dl_per_min  # noqa: E402
-from medtwin.vocab.glucose import GLUCOSE_LEVEL_BY_NAME  # noqa: E402
 
 TRAINING = ("adult#001", "adult#002", "adult#003", "adolescent#001", "child#001")
 
@@ -92,29 +93,48 @@ def report_accuracy(scores: ForecastScores) -> None:
                          (scores.rmse_cgm, "vs the future CGM reading")):
         print(f"RMSE {label}:")
         for h in sorted(table["twin"]):
-            twin, pers, lin = table["twin"][h], table["persistence"][h], table["linear"][h]
-            print(f"  {h:2d} min: twin {twin:6.2f}  persistence {pers:6.2f}  linear {lin:6.2f} mg/dL   "
-                  f"ratio twin/persistence {twin / pers:.3f}  twin/linear {twin / lin:.3f}")
-    for h in sorted(scores.coverage80):
-        print(f"interval coverage {h} min: 80 % -> {100 * scores.coverage80[h]:.1f} %, "
-              f"95 % -> {100 * scores.coverage95[h]:.1f} %")
-    groups: dict[str, list[str]] = {}
-    for name in scores.patients:
-        groups.setdefault(name.split("#")[0], []).append(name)
-    print("30-min RMSE by group (mean over patients; twin / persistence / linear):")
-    for group, names in groups.items():
-        for against in ("true", "cgm"):
-            values = [np.mean([scores.per_patient[n][f"{m}_{against}_30"] for n in names])
-                      for m in ("twin", "persistence", "linear")]
-            print(f"  {group:10s} vs {against:4s}: {values[0]:6.2f} / {values[1]:6.2f} / {values[2]:6.2f}"
-                  f"   ratio {values[0] / values[1]:.3f} / {values[0] / values[2]:.3f}")
-    worse = [n for n in scores.patients
-             if scores.per_patient[n]["twin_true_30"] >= scores.per_patient[n]["persistence_true_30"]]
-    print(f"patients where the twin's 30-min RMSE (vs true) is not below persistence: {worse or 'none'}")
-    verdict = all(scores.ratio(m, 30, against) <= 0.75 for m in ("persistence", "linear")
-                  for against in ("true",))
-    print(f"target (30-min RMSE vs true <= 0.75 x both baselines): {'met' if verdict else 'NOT met'}; "
-          f"vs CGM: {scores.ratio('persistence', 30):.3f} / {scores.ratio('linear', 30):.3f}")
+            twin, shown, pers, lin = (table[m][h] for m in ("twin", "shown", "persistence", "linear"))
+            print(f"  {h:2d} min: twin {twin:6.2f}  shown {shown:6.2f}  persistence {pers:6.2f}  linear {lin:6.2f} "
+                  f"mg/dL   ratio twin/persistence {twin / pers:.3f}  shown/persistence {shown / pers:.3f}  "
+                  f"twin/linear {twin / lin:.3f}")
+    report_coverage("virtual, held out", scores.coverage80, scores.coverage95, scores.coverage80_twin,
+                    scores.coverage95_twin, 2.0)
+    report_people(scores.people, "true")
+    verdict = all(scores.ratio(m, 30, "true") <= 0.75 for m in ("persistence", "linear"))
+    print(f"target (30-min RMSE of the twin vs true <= 0.75 x both baselines, pooled): "
+          f"{'met' if verdict else 'NOT met'}; vs CGM: {scores.ratio('persistence', 30):.3f} / "
+          f"{scores.ratio('linear', 30):.3f}")
+
+
+def report_coverage(label: str, c80: dict[int, float], c95: dict[int, float], t80: dict[int, float],
+                    t95: dict[int, float], points: float) -> None:
+    for h in sorted(c80):
+        ok = abs(100 * c80[h] - 80) <= points and abs(100 * c95[h] - 95) <= points
+        print(f"interval coverage ({label}) {h} min: 80 % -> {100 * c80[h]:.1f} %, 95 % -> {100 * c95[h]:.1f} % "
+              f"as shown (calibrated online); the twin's own {100 * t80[h]:.1f} % / {100 * t95[h]:.1f} %; "
+              f"within {points:.0f} points: {'yes' if ok else 'NO'}")
+
+
+def report_people(people: tuple[PersonScores, ...] | list[PersonScores], against: str) -> None:
+    """Per-person RMSE vs persistence at 30 and 60 min: the twin alone and as shown (blend, module doc of
+    medtwin.physiology.online_skill); the worst ratio of what is shown."""
+    horizons = sorted(people[0].n_scored)
+    print(f"per person RMSE vs {against} (mg/dL): " + "  ".join(
+        f"{h} min: twin / shown / persistence (shown/persistence, persistence weight)" for h in horizons))
+    for p in people:
+        cells = []
+        for h in horizons:
+            twin, shown, pers = (p.rmse[against][m][h] for m in ("twin", "shown", "persistence"))
+            cells.append(f"{twin:6.2f} / {shown:6.2f} / {pers:6.2f} ({shown / pers:.3f}, {p.fallback_share[h]:.2f})")
+        print(f"  {p.name:16s} " + "   ".join(cells))
+    for h in horizons:
+        ratios = {p.name: p.rmse[against][m][h] / p.rmse[against]["persistence"][h]
+                  for p in people for m in ("shown",)}
+        twin = {p.name: p.rmse[against]["twin"][h] / p.rmse[against]["persistence"][h] for p in people}
+        worst = max(ratios, key=lambda n: ratios[n])
+        print(f"  {h} min: worst shown/persistence {ratios[worst]:.3f} ({worst}); people worse than persistence: "
+              f"shown {sum(r > 1 for r in ratios.values())} of {len(people)}, twin alone "
+              f"{sum(r > 1 for r in twin.values())}")
 
 
 def population_twin_glucose(patients: PatientParameters, days: int, seed: int, cgm: np.ndarray) -> np.ndarray:
@@ -136,15 +156,16 @@ def population_twin_glucose(patients: PatientParameters, days: int, seed: int, c
     return out
 
 
-def input_aware_rmse(paths: ForecastPaths, population: np.ndarray, horizons: tuple[int, ...]
+def input_aware_rmse(paths: ForecastPaths, population: np.ndarray, horizons: tuple[int, ...], warmup_min: float
                      ) -> dict[str, dict[str, float]]:
     """Per patient ``"{open_loop|anchored}_{true|cgm}_{h}"`` RMSE (mg/dL) at the readings the twin forecast from."""
     t, cgm, truth = paths.times_min, paths.cgm_mg_dl, paths.truth_mg_dl
-    issued = np.flatnonzero(~np.isnan(paths.glucose_now_mg_dl).all(axis=0))
+    every_issued = np.flatnonzero(~np.isnan(paths.glucose_now_mg_dl).all(axis=0) & (t >= warmup_min))
     period = float(t[1] - t[0])
     scores: dict[str, dict[str, float]] = {}
     for h in horizons:
         k = int(round(h / period))
+        issued = every_issued[every_issued + k < t.size]  # forecasts whose target is inside the data (as the twin's scores)
         predictions = {"open_loop": population[:, issued + k],
                        "anchored": cgm[:, issued] + population[:, issued + k] - population[:, issued]}
         for against, future in (("true", truth[:, issued + k]), ("cgm", cgm[:, issued + k])):
@@ -165,7 +186,7 @@ def report_input_aware(scores: ForecastScores, patients: PatientParameters, days
         return
     population = population_twin_glucose(patients, days, seed, scores.paths.cgm_mg_dl)
     horizons = tuple(sorted(scores.rmse_true["twin"]))
-    extra = input_aware_rmse(scores.paths, population, horizons)
+    extra = input_aware_rmse(scores.paths, population, horizons, scores.warmup_min)
     table = {name: {**scores.per_patient[name], **extra[str(i)]} for i, name in enumerate(scores.patients)}
     print("input-aware baseline: population twin, same meals/basal/boluses, no assimilation "
           "(anchored = last reading + its predicted change; open loop = its own glucose); logs identical: True")
@@ -194,92 +215,133 @@ def _report_groups(table: dict[str, dict[str, float]], patients: tuple[str, ...]
 
 
 EPOCH = datetime(2026, 1, 1, tzinfo=UTC)
-TRUE_WINDOW_MIN = 45.0
+ALERT_SOURCES = {"shown": "twin as shown (blend + calibrated intervals), shipped rule",
+                 "twin": "twin alone (its own intervals), shipped rule",
+                 "linear": "baseline: linear extrapolation of the last 15 min crosses 70 within 30 min"}
 
 
 def _forecasts(paths: ForecastPaths, i: int, how: str) -> list[tuple[float, GlucoseForecast]]:
-    """Patient ``i``'s forecasts as the rule sees them: ``how`` is expected (the expected CGM path from
-    horizon 0, shipped), reading (the path from the raw last reading), estimate (before), glucose (the twin's
-    sensor-corrected glucose path, the alternative not chosen) or linear (the baseline's line through the last 15 min, as a forecast with the same horizons)."""
+    """Patient ``i``'s forecasts as the rule sees them: ``how`` is shown (what the live twin shows: the blend
+    with its calibrated intervals), twin (the twin alone, its own intervals) or linear (the baseline's line
+    through the last 15 min, as a forecast with the same horizons and no spread: alerts when it crosses 70)."""
     t, cgm = paths.times_min, paths.cgm_mg_dl[i]
     h = np.asarray(paths.horizons_min, dtype=float)
     lines = np.stack([linear_forecast(t, cgm, float(m), TREND_WINDOW_MIN) for m in h], axis=1)  # (T, K)
     out = []
     for j in np.flatnonzero(~np.isnan(paths.glucose_now_mg_dl[i])).tolist():
-        mean = {"linear": lines[j], "glucose": paths.glucose_mean_mg_dl[i, j]}.get(how, paths.mean_mg_dl[i, j])
-        lo = mean if how == "linear" else paths.lower95_mg_dl[i, j]
-        hi = mean if how == "linear" else paths.upper95_mg_dl[i, j]
+        if how == "linear":
+            mean = lo80 = hi80 = lo95 = hi95 = lines[j]
+        elif how == "twin":
+            mean = paths.twin_mean_mg_dl[i, j]
+            lo80, hi80, lo95, hi95 = paths.twin_bands_mg_dl[:, i, j]
+        else:
+            mean, lo80, hi80 = paths.mean_mg_dl[i, j], paths.lower80_mg_dl[i, j], paths.upper80_mg_dl[i, j]
+            lo95, hi95 = paths.lower95_mg_dl[i, j], paths.upper95_mg_dl[i, j]
         recent = slice(max(j - 3, 0), j + 1)  # 5-min readings: the trend window holds at most four
         trend = glucose_trend_mg_dl_per_min(t[recent].tolist(), cgm[recent].tolist())
         out.append((float(t[j]), GlucoseForecast(
             patient_id=str(i), issued_at=EPOCH + timedelta(minutes=float(t[j])),
             glucose_now_mg_dl=float(paths.glucose_now_mg_dl[i, j]), horizons_min=paths.horizons_min,
-            mean_mg_dl=tuple(mean.tolist()), lower80_mg_dl=tuple(lo.tolist()), upper80_mg_dl=tuple(hi.tolist()),
-            lower95_mg_dl=tuple(lo.tolist()), upper95_mg_dl=tuple(hi.tolist()), insulin_sensitivity_ratio=1.0,
-            last_reading_mg_dl=None if how == "estimate" else float(cgm[j]), trend_mg_dl_per_min=trend,
-            cgm_now_mg_dl={"expected": float(paths.cgm_now_mg_dl[i, j]),
-                           "glucose": float(paths.glucose_now_mg_dl[i, j])}.get(how))))
+            mean_mg_dl=tuple(mean.tolist()), lower80_mg_dl=tuple(lo80.tolist()), upper80_mg_dl=tuple(hi80.tolist()),
+            lower95_mg_dl=tuple(lo95.tolist()), upper95_mg_dl=tuple(hi95.tolist()), insulin_sensitivity_ratio=1.0,
+            last_reading_mg_dl=float(cgm[j]), trend_mg_dl_per_min=trend,
+            cgm_now_mg_dl=float(cgm[j]) if how == "linear" else float(paths.cgm_now_mg_dl[i, j]))))
     return out
 
 
-def _alert_runs(items: list[tuple[float, GlucoseForecast]]) -> list[tuple[float, float]]:
-    """(opened, closed) minutes of each alert the shipped rule would have held over these forecasts."""
-    rule = PredictedHypoRule()
+def line_runs(items: list[tuple[float, GlucoseForecast]]) -> list[tuple[float, float]]:
+    """The baseline's alerts: open while the line through the last 15 min of readings (or the reading itself)
+    is below 70 mg/dL within 30 min, closed as soon as it is not."""
     runs: list[tuple[float, float]] = []
     opened: float | None = None
-    for minute, item in items:
-        held = {NAME: "held"} if opened is not None else {}
-        for verdict in rule.evaluate(RuleInput(item.patient_id, forecasts=(item,), held=held), {}):
-            if verdict.holds and opened is None:
-                opened = minute
-            elif not verdict.holds and opened is not None:
-                runs.append((opened, minute))
-                opened = None
-    if opened is not None:
-        runs.append((opened, items[-1][0]))
-    return runs
+    for minute, f in items:
+        crossing = (f.last_reading_mg_dl or 0.0) < 70 or any(
+            m < 70 for h, m in zip(f.horizons_min, f.mean_mg_dl, strict=True) if h <= 30)
+        if crossing and opened is None:
+            opened = minute
+        elif not crossing and opened is not None:
+            runs.append((opened, minute))
+            opened = None
+    return runs if opened is None else [*runs, (opened, float("inf"))]
 
 
-def alert_scores(paths: ForecastPaths, how: str) -> dict[str, float]:
-    """Precision, recall and median lead (min) of the rule on ``how``'s forecasts (module doc)."""
-    level = GLUCOSE_LEVEL_BY_NAME["hypo-l1"]
-    openings = true_openings = events = detected = 0
-    leads: list[float] = []
+def alert_scores(paths: ForecastPaths, how: str, rule: PredictedHypoRule, from_min: float) -> AlertQuality:
+    """The rule over ``how``'s forecasts issued from ``from_min`` on, matched to the true level-1 events by
+    THE definition (:mod:`medtwin.physiology.alert_quality`)."""
+    quality = AlertQuality()
     for i in range(paths.cgm_mg_dl.shape[0]):
-        items = _forecasts(paths, i, how)
-        if not items:
-            continue
-        first, last = items[0][0], items[-1][0]
-        times = [EPOCH + timedelta(minutes=float(m)) for m in paths.times_min]
-        found = find_episodes(level, times, paths.truth_mg_dl[i].tolist())
-        spans = [((e.start - EPOCH).total_seconds() / 60,
-                  np.inf if e.end is None else (e.end - EPOCH).total_seconds() / 60) for e in found]
-        runs = _alert_runs(items)
-        for opened, _closed in runs:
-            openings += 1
-            true_openings += any(start <= opened + TRUE_WINDOW_MIN and end > opened for start, end in spans)
-        for start, _end in spans:
-            if not first + 30 <= start <= last:
-                continue
-            events += 1
-            hit = [opened for opened, closed in runs if opened <= start <= closed]
-            if hit:
-                detected += 1
-                leads.append(start - hit[0])
-    return {"alerts": openings, "precision": true_openings / max(openings, 1), "events": events,
-            "recall": detected / max(events, 1), "median_lead_min": float(np.median(leads)) if leads else 0.0}
+        items = [(m, f) for m, f in _forecasts(paths, i, how) if m >= from_min]
+        if items:
+            runs = line_runs(items) if how == "linear" else replay(rule, items)
+            quality.add(runs, hypo_events(paths.times_min, paths.truth_mg_dl[i]), items[0][0], items[-1][0])
+    return quality
 
 
-def report_alerts(paths: ForecastPaths) -> None:
-    print("predicted-hypoglycaemia alerts vs true level-1 episodes (held-out patients, sensor noise):")
-    for how, label in (("estimate", "twin, anchored at the filter estimate (before #15.1)"),
-                       ("reading", "twin, from the raw last CGM reading"),
-                       ("expected", "twin, expected CGM path from horizon 0 (shipped)"),
-                       ("glucose", "twin, sensor-corrected glucose path (not chosen)"),
-                       ("linear", "baseline: linear extrapolation of the last 15 min")):
-        r = alert_scores(paths, how)
-        print(f"  {label:55s}: {r['alerts']:4.0f} alerts, precision {r['precision']:.3f}; {r['events']:3.0f} "
-              f"episodes, recall {r['recall']:.3f}, median lead {r['median_lead_min']:.1f} min")
+def report_alerts(paths: ForecastPaths, from_min: float) -> None:
+    rule = PredictedHypoRule()
+    print(f"predicted-hypoglycaemia alerts vs true level-1 events (held-out patients, sensor noise; rule: open at "
+          f"p >= {rule.open_probability}, {rule.persist} in a row; clear at p < {rule.clear_probability} and mean "
+          f">= 80; event and matching: medtwin.physiology.alert_quality):")
+    results = {how: alert_scores(paths, how, rule, from_min) for how in ALERT_SOURCES}
+    for how, label in ALERT_SOURCES.items():
+        print(f"  {label:75s}: {results[how].line()}")
+    shown, base = results["shown"], results["linear"]
+    met = shown.precision >= 0.8 and shown.recall >= 0.9 and shown.median_lead_min >= 20
+    better = (shown.precision > base.precision and shown.recall > base.recall
+              and shown.median_lead_min > base.median_lead_min)
+    print(f"  target (precision >= 0.8, recall >= 0.9, median lead >= 20 min): {'met' if met else 'NOT met'}; "
+          f"better than the baseline on all three: {'yes' if better else 'no'}")
+
+
+def tune_alerts(days: int, seed: int, settings: FilterSettings) -> None:
+    """Choose the rule's open/clear probabilities and persistence on the TRAINING patients (never the
+    held-out ones): the highest recall among settings with precision >= 0.8 and median lead >= 20 min, else
+    the highest precision + recall."""
+    scores = evaluate(virtual_patients(list(TRAINING)), days, np.random.default_rng(seed + 1), settings)
+    assert scores.paths is not None
+    rows = []
+    for persist in (1, 2):
+        for p_open in (0.3, 0.4, 0.5, 0.6, 0.7):
+            for p_clear in (0.02, 0.05, 0.1, 0.2):
+                rule = PredictedHypoRule(open_probability=p_open, clear_probability=min(p_clear, p_open),
+                                         persist=persist)
+                q = alert_scores(scores.paths, "shown", rule, scores.warmup_min)
+                rows.append((q.precision, q.recall, q.median_lead_min, p_open, p_clear, persist))
+                print(f"  open {p_open:.2f} clear {p_clear:.2f} persist {persist}: {q.line()}")
+    good = [r for r in rows if r[0] >= 0.8 and r[2] >= 20]
+    best = max(good, key=lambda r: r[1]) if good else max(rows, key=lambda r: r[0] + r[1])
+    print(f"chosen on training: open {best[3]}, clear {best[4]}, persist {best[5]} "
+          f"(precision {best[0]:.3f}, recall {best[1]:.3f}, median lead {best[2]:.1f} min)")
+
+
+REAL_DAYS = 7.0
+
+
+def report_real(directory: Path, settings: FilterSettings, *, smoke: bool) -> None:
+    """The live twin on real CGM traces without meal or insulin records (tests/physiology/realcgm.py): the
+    first ``REAL_DAYS`` days of each person, the first day unscored; forecasts every reading."""
+    if not all((directory / f).exists() for f in FILES):
+        print(f"real CGM traces: not fetched into {directory} (scripts/setup.sh); section skipped")
+        return
+    traces = load_traces(directory)
+    days = 2.0 if smoke else REAL_DAYS
+    if smoke:
+        traces = traces[:2]
+    traces = [Series(s.name, s.times_min[s.times_min < days * 1440], s.cgm_mg_dl[s.times_min < days * 1440])
+              for s in traces]
+    real = FilterSettings.missing_records(settings)
+    start = time.perf_counter()
+    scores = evaluate_traces(traces, real, np.random.default_rng(17))
+    print(f"real CGM traces ({len(traces)} people, first {days:.0f} days each, no meal or insulin records; "
+          f"filter for missing records: disturbance SD {real.disturbance_sd_mg_dl_per_min} mg/dL/min, "
+          f"tau {real.disturbance_tau_min:.0f} min) took {time.perf_counter() - start:.0f} s")
+    for h in scores.horizons_min:
+        r = scores.rmse
+        print(f"  pooled {h} min RMSE vs the future reading: twin {r['twin'][h]:6.2f}  shown {r['shown'][h]:6.2f}  "
+              f"persistence {r['persistence'][h]:6.2f}  linear {r['linear'][h]:6.2f} mg/dL")
+    report_coverage("real", scores.coverage80, scores.coverage95, scores.coverage80_twin, scores.coverage95_twin,
+                    5.0)
+    report_people(scores.people, "cgm")
 
 
 def population_filters(n: int, settings: FilterSettings, rng: np.random.Generator) -> list:
@@ -343,11 +405,16 @@ def main() -> None:
     parser.add_argument("--every", type=int, default=1, help="forecast every n-th reading")
     parser.add_argument("--repeats", type=int, default=50)
     parser.add_argument("--smoke", action="store_true", help="toy sizes in seconds (the test suite runs this)")
+    parser.add_argument("--tune", action="store_true", help="choose the alert rule's settings on TRAINING, exit")
+    parser.add_argument("--real", type=Path, default=REAL_CGM_DIR, help="directory of the real CGM traces")
     args = parser.parse_args()
     names = list(held_out())
     if args.smoke:
         args.days, args.patients, args.repeats, args.every, names = 2, 20, 5, 3, names[:3]
     settings = FilterSettings()
+    if args.tune:
+        tune_alerts(args.days + 2, args.seed, settings)
+        return
     print(f"machine: {machine()}")
     print(f"training (noise settings tuned on): {', '.join(TRAINING)}")
     start = time.perf_counter()
@@ -357,7 +424,8 @@ def main() -> None:
     report_accuracy(scores)
     report_input_aware(scores, patients, args.days, args.seed)
     if scores.paths is not None:
-        report_alerts(scores.paths)
+        report_alerts(scores.paths, scores.warmup_min)
+    report_real(args.real, settings, smoke=args.smoke)
     report_cost(args.patients, settings, args.repeats)
 
 

@@ -52,8 +52,10 @@ def test_a_new_service_resumes_exactly_where_the_last_one_stopped(store: Store, 
 
     reference = Store(f"sqlite:///{tmp_path}/uninterrupted.db")
     reference.migrate()
-    c = _service(reference)
-    c.on_samples(samples)
+    c = _service(reference)  # one process, the same two batches (the forecasts shown learn from those issued)
+    c.on_samples(first)
+    c.process_pending()
+    c.on_samples(second)
     c.process_pending()
     resumed, uninterrupted = b._live["p1"].filter, c._live["p1"].filter
     assert resumed.to_dict() == uninterrupted.to_dict()  # ensemble, multipliers, generator, inputs, counts

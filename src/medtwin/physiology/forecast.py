@@ -17,18 +17,14 @@ patients for coverage); the interval ends are quantiles of that equal-weight mix
 Baselines, from the readings alone: persistence (the last reading) and linear extrapolation of the
 least-squares line through the readings of the last ``window_min`` minutes.
 
-:func:`evaluate` is the validation harness used by ``benchmarks/bench_forecast.py`` and the tests: virtual
-patients simulated with random meals, their basal-bolus therapy and the published CGM error model
-(:func:`.synthetic.synthetic_log`), streamed through filters started from the population patient of a
-cohort that excludes the patient itself (leave-one-out), forecasts scored against the future CGM reading
-and the true interstitial glucose.
+The validation harness (virtual patients, real traces, online corrections) is :mod:`.evaluation` over
+:mod:`.streaming`.
 """
 
 from __future__ import annotations
 
-import time
 from collections.abc import Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 
 import numpy as np
 from numpy.typing import NDArray
@@ -39,16 +35,10 @@ from medtwin.physiology.assimilation import (
     INSULIN_SENSITIVITY,
     FilterSettings,
     GlucoseFilter,
-    add_input,
-    assimilate,
-    cohort_prior_draws,
     propagate_copies,
-    start_filter,
 )
-from medtwin.physiology.calibrate import population_patient
 from medtwin.physiology.errors import PhysiologyInputError
-from medtwin.physiology.synthetic import synthetic_log
-from medtwin.physiology.uva_padova import PARAMETER_NAMES, PatientParameters, virtual_patients
+from medtwin.physiology.uva_padova import PARAMETER_NAMES
 
 Array = NDArray[np.float64]
 DEFAULT_HORIZONS_MIN: tuple[int, ...] = tuple(range(5, 65, 5))
@@ -169,157 +159,6 @@ def linear_forecast(times_min: Array, readings: Array, horizon_min: float, windo
     return np.where(ok, intercept + slope * (t + horizon_min), y)
 
 
-# --- evaluation -----------------------------------------------------------------------------------------
-
-
-ALERT_HORIZONS_MIN: tuple[int, ...] = (5, 10, 15, 20, 25, 30)
-
-
-@dataclass(frozen=True)
-class ForecastPaths:
-    """What an alert rule would have seen at each reading of an evaluation (NaN before the warm-up), for
-    scoring alerts against what happened: ``(P, T)`` unless noted, glucose in mg/dL."""
-
-    times_min: Array  # (T,)
-    cgm_mg_dl: Array  # the readings
-    truth_mg_dl: Array  # true interstitial glucose of the simulation
-    glucose_now_mg_dl: Array  # the filter's estimate (sensor error removed)
-    cgm_now_mg_dl: Array  # expected reading at horizon 0
-    horizons_min: tuple[int, ...]
-    mean_mg_dl: Array  # (P, T, K) expected reading at each horizon
-    glucose_mean_mg_dl: Array  # (P, T, K) expected interstitial glucose (sensor error removed)
-    lower95_mg_dl: Array  # (P, T, K)
-    upper95_mg_dl: Array  # (P, T, K)
-
-
-@dataclass(frozen=True)
-class ForecastScores:
-    """RMSEs (mg/dL) by method and horizon, against the future CGM reading and the true interstitial glucose;
-    interval coverage against the future reading; filter timings."""
-
-    patients: tuple[str, ...]
-    days: int
-    warmup_min: float
-    n_forecasts: int
-    rmse_cgm: dict[str, dict[int, float]]
-    rmse_true: dict[str, dict[int, float]]
-    coverage80: dict[int, float]
-    coverage95: dict[int, float]
-    update_ms_per_sample: float  # wall time of assimilate() per patient-sample in this run's batch
-    forecast_ms: float  # wall time of one forecast() call (all patients)
-    insulin_sensitivity_ratio: dict[str, float] = field(default_factory=dict)
-    #: per patient: ``"{method}_{cgm|true}_{horizon}"`` -> RMSE (mg/dL)
-    per_patient: dict[str, dict[str, float]] = field(default_factory=dict)
-    paths: ForecastPaths | None = None  # the short-horizon forecasts, for alert scoring
-
-    def ratio(self, method: str, horizon: int, against: str = "cgm") -> float:
-        """RMSE of the twin over that of ``method`` (below 1: the twin is better)."""
-        table = self.rmse_cgm if against == "cgm" else self.rmse_true
-        return table["twin"][horizon] / table[method][horizon]
-
-
-def evaluate(patients: PatientParameters, days: int, rng: np.random.Generator,
-             settings: FilterSettings | None = None, *, cohort: PatientParameters | None = None,
-             warmup_min: float = 1440.0, forecast_every: int = 1, horizons_min: Sequence[int] = (30, 60),
-             window_min: float = 20.0) -> ForecastScores:
-    """Simulate ``patients`` for ``days`` (random meals, basal-bolus, noisy 5-min CGM), stream them through
-    one filter each (all patients in one batch per reading), forecast every ``forecast_every``-th reading after
-    ``warmup_min``, and score against what happened. Each filter starts from the population patient of
-    ``cohort`` (default: the 30 shipped virtual patients) without the patient itself."""
-    settings = settings or FilterSettings()
-    cohort = virtual_patients() if cohort is None else cohort
-    horizons = tuple(int(h) for h in horizons_min)
-    logs, truths = [], []
-    for i in range(patients.n):
-        log, truth = synthetic_log(patients.take([i]), days, rng)
-        logs.append(log)
-        truths.append(truth)
-    t = np.asarray(logs[0].cgm_t_min)
-    if any(np.asarray(log.cgm_t_min).shape != t.shape for log in logs):
-        raise PhysiologyInputError("patients", "logs must share one CGM grid")
-    cgm = np.stack([np.asarray(log.cgm_mg_dl) for log in logs])  # (P, T)
-    truth = np.stack(truths)
-    filters = []
-    for i, log in enumerate(logs):
-        others = cohort.take([j for j, name in enumerate(cohort.names) if name != patients.names[i]])
-        reference = population_patient(log.body_weight_kg, log.basal_u_per_h, others)
-        draws = cohort_prior_draws(reference, others, settings.n_members, rng)
-        filters.append(start_filter(patients.names[i], reference, time_min=float(t[0]),
-                                    glucose_mg_dl=float(cgm[i, 0]), basal_u_per_h=log.basal_u_per_h,
-                                    settings=settings, rng=rng, prior_theta=draws, source={"kind": "population"}))
-    events = [sorted([(m.time_min, "carbs", m.carbs_g) for m in log.meals]
-                     + [(b.time_min, "bolus", b.units) for b in log.boluses]) for log in logs]
-    cursor = [0] * len(logs)
-    period = float(t[1] - t[0])
-    steps = {h: int(round(h / period)) for h in horizons}
-    predicted = {h: np.full(cgm.shape, np.nan) for h in horizons}
-    predicted_true = {h: np.full(cgm.shape, np.nan) for h in horizons}
-    bands = {h: np.full((4, *cgm.shape), np.nan) for h in horizons}
-    every = tuple(sorted(set(horizons) | set(ALERT_HORIZONS_MIN)))
-    short = [every.index(h) for h in ALERT_HORIZONS_MIN]
-    now_est, now_cgm = np.full(cgm.shape, np.nan), np.full(cgm.shape, np.nan)
-    short_paths = np.full((4, *cgm.shape, len(short)), np.nan)
-    update_s = forecast_s = 0.0
-    n_forecast_calls = 0
-    for j in range(1, t.size):
-        for i, f in enumerate(filters):
-            items = events[i]
-            while cursor[i] < len(items) and items[cursor[i]][0] <= t[j]:
-                when, kind, value = items[cursor[i]]
-                add_input(f, kind, when, value, settings)
-                cursor[i] += 1
-        start = time.perf_counter()
-        assimilate(filters, np.full(len(filters), t[j]), cgm[:, j], settings)
-        update_s += time.perf_counter() - start
-        if t[j] >= warmup_min and j % forecast_every == 0 and j + max(steps.values()) < t.size:
-            start = time.perf_counter()
-            result = forecast(filters, settings, every)
-            forecast_s += time.perf_counter() - start
-            n_forecast_calls += 1
-            now_est[:, j], now_cgm[:, j] = result.glucose_now_mg_dl, result.cgm_now_mg_dl
-            short_paths[:, :, j] = (result.mean_mg_dl[:, short], result.lower95_mg_dl[:, short],
-                                    result.upper95_mg_dl[:, short], result.glucose_mean_mg_dl[:, short])
-            for hz in horizons:
-                k = every.index(hz)
-                predicted[hz][:, j] = result.mean_mg_dl[:, k]
-                predicted_true[hz][:, j] = result.glucose_mean_mg_dl[:, k]
-                bands[hz][:, :, j] = (result.lower95_mg_dl[:, k], result.lower80_mg_dl[:, k],
-                                      result.upper80_mg_dl[:, k], result.upper95_mg_dl[:, k])
-    rmse_cgm: dict[str, dict[int, float]] = {"twin": {}, "persistence": {}, "linear": {}}
-    rmse_true: dict[str, dict[int, float]] = {"twin": {}, "persistence": {}, "linear": {}}
-    coverage80: dict[int, float] = {}
-    coverage95: dict[int, float] = {}
-    n_scored = 0
-    per_patient: dict[str, dict[str, float]] = {name: {} for name in patients.names}
-    for hz in horizons:
-        k = steps[hz]
-        mask = ~np.isnan(predicted[hz])  # (P, T): forecasts issued at column j for column j + k
-        issued = np.flatnonzero(mask.any(axis=0))
-        future_cgm = cgm[:, issued + k]
-        future_true = truth[:, issued + k]
-        persistence = cgm[:, issued]
-        linear = np.stack([linear_forecast(t, cgm[i], hz, window_min)[issued] for i in range(len(logs))])
-        twin = predicted[hz][:, issued]
-        for against, table, future, ours in (("cgm", rmse_cgm, future_cgm, twin),
-                                             ("true", rmse_true, future_true, predicted_true[hz][:, issued])):
-            for method, values in (("twin", ours), ("persistence", persistence), ("linear", linear)):
-                squared = (values - future) ** 2
-                table[method][hz] = float(np.sqrt(np.mean(squared)))
-                for i, name in enumerate(patients.names):
-                    per_patient[name][f"{method}_{against}_{hz}"] = float(np.sqrt(np.mean(squared[i])))
-        lo95, lo80, hi80, hi95 = (bands[hz][b][:, issued] for b in range(4))
-        coverage80[hz] = float(np.mean((future_cgm >= lo80) & (future_cgm <= hi80)))
-        coverage95[hz] = float(np.mean((future_cgm >= lo95) & (future_cgm <= hi95)))
-        n_scored = int(twin.size)
-    return ForecastScores(
-        patients=patients.names, days=days, warmup_min=warmup_min, n_forecasts=n_scored,
-        rmse_cgm=rmse_cgm, rmse_true=rmse_true, coverage80=coverage80, coverage95=coverage95,
-        update_ms_per_sample=1000 * update_s / ((t.size - 1) * len(filters)),
-        forecast_ms=1000 * forecast_s / max(n_forecast_calls, 1),
-        insulin_sensitivity_ratio={f.patient_id: f.insulin_sensitivity()[0] for f in filters},
-        per_patient=per_patient,
-        paths=ForecastPaths(times_min=t, cgm_mg_dl=cgm, truth_mg_dl=truth, glucose_now_mg_dl=now_est,
-                            cgm_now_mg_dl=now_cgm, horizons_min=ALERT_HORIZONS_MIN, mean_mg_dl=short_paths[0],
-                            lower95_mg_dl=short_paths[1], upper95_mg_dl=short_paths[2],
-                            glucose_mean_mg_dl=short_paths[3]),
-    )
+#: The horizons an alert rule looks at: the predicted-hypoglycaemia rule's 30 min and the 15 min of an episode
+#: starting there (every 5 min).
+ALERT_HORIZONS_MIN: tuple[int, ...] = tuple(range(5, 50, 5))

@@ -10,7 +10,11 @@ How it runs:
   takes every queued patient at once: per patient the samples in time order, the k-th CGM reading of every
   patient in one batched ensemble step (the inputs before it added first), then one batched forecast for all
   patients that got a reading, saved and handed to the forecast listeners (alerts, event hub) after commit.
-  Tests call ``process_pending()`` themselves (``start_worker=False``).
+  The forecast handed on is the one *shown*: each patient's :class:`~medtwin.physiology.online_skill.ForecastSkill`
+  scores the earlier forecasts against the readings that answer them and shows, per horizon, the blend of
+  the twin and persistence with the least past squared error (the documented fall-back when the twin is the
+  worse forecaster for this patient) with intervals calibrated online (adaptive conformal); it is saved
+  with the filter. Tests call ``process_pending()`` themselves (``start_worker=False``).
 * **Starting a filter** at a patient's first reading: from the patient's latest fitted glucose twin
   (twin version kind ``glucose``, :func:`medtwin.twin.glucose.latest_twin_version`) with its posterior SDs
   on ``Vmx``, ``kp3`` and ``kabs``; else from the cohort prior: the population patient of the 30 published
@@ -58,6 +62,7 @@ from medtwin.physiology.assimilation import (
 from medtwin.physiology.calibrate import FITTED, FittedTwin, GlucoseLog, population_patient
 from medtwin.physiology.errors import PhysiologyInputError
 from medtwin.physiology.forecast import DEFAULT_HORIZONS_MIN, EnsembleForecast, forecast
+from medtwin.physiology.online_skill import ForecastSkill
 from medtwin.physiology.uva_padova import PatientParameters, virtual_patients
 from medtwin.store.codec import Codec
 from medtwin.store.database import Store
@@ -171,8 +176,9 @@ class _Live:
 
     def __init__(self, filt: GlucoseFilter, started: StartedFrom, live_version: int | None,
                  last_version_min: float, forecast: GlucoseForecast | None,
-                 recent: list[tuple[float, float]] | None = None) -> None:
+                 recent: list[tuple[float, float]] | None = None, skill: ForecastSkill | None = None) -> None:
         self.filter = filt
+        self.skill = skill  # what the forecasts shown have learnt from this patient's later readings
         self.started = started
         self.live_version = live_version
         self.last_version_min = last_version_min
@@ -353,6 +359,7 @@ class LiveGlucoseService:
             for (pid, _step), filt, count, minute, value in zip(batch, filters, before, times, values, strict=True):
                 if filt.n_assimilated > count:  # folded in (a late reading is skipped)
                     self._live[pid].remember(float(minute), float(value))
+                    self._skill(self._live[pid]).observe(float(minute), float(value))
         return assimilated
 
     def _forecast(self, patient_ids: list[str]) -> list[GlucoseForecast]:
@@ -361,16 +368,19 @@ class LiveGlucoseService:
         out = []
         for i, live in enumerate(lives):
             trend = live.trend()
+            shown = self._skill(live).show(live.filter.time_min, live.filter.last_reading_mg_dl,
+                                           result.mean_mg_dl[i], result.lower80_mg_dl[i], result.upper80_mg_dl[i],
+                                           result.lower95_mg_dl[i], result.upper95_mg_dl[i])
             item = GlucoseForecast(
                 patient_id=live.filter.patient_id,
                 issued_at=from_minutes(float(result.issued_min[i])),
                 glucose_now_mg_dl=round(float(result.glucose_now_mg_dl[i]), 2),
                 horizons_min=result.horizons_min,
-                mean_mg_dl=_rounded(result.mean_mg_dl[i]),
-                lower80_mg_dl=_rounded(result.lower80_mg_dl[i]),
-                upper80_mg_dl=_rounded(result.upper80_mg_dl[i]),
-                lower95_mg_dl=_rounded(result.lower95_mg_dl[i]),
-                upper95_mg_dl=_rounded(result.upper95_mg_dl[i]),
+                mean_mg_dl=_rounded(shown.mean_mg_dl),
+                lower80_mg_dl=_rounded(shown.lower80_mg_dl),
+                upper80_mg_dl=_rounded(shown.upper80_mg_dl),
+                lower95_mg_dl=_rounded(shown.lower95_mg_dl),
+                upper95_mg_dl=_rounded(shown.upper95_mg_dl),
                 insulin_sensitivity_ratio=round(float(result.insulin_sensitivity_ratio[i]), 4),
                 twin_version=live.started.glucose_twin_version,
                 last_reading_mg_dl=None if math.isnan(live.filter.last_reading_mg_dl) else live.filter.last_reading_mg_dl,
@@ -398,9 +408,10 @@ class LiveGlucoseService:
                 raise PhysiologyInputError("n_members", "the saved filter has another ensemble size")
             found = state.get("forecast")
             recent = [(float(t), float(v)) for t, v in state.get("recent_readings", [])]
+            skill = ForecastSkill.from_dict(state["skill"]) if state.get("skill") else None
             live = _Live(filt, StartedFrom.model_validate(state["started_from"]), state.get("live_version"),
                          float(state["last_version_min"]), GlucoseForecast.from_json(found) if found else None,
-                         recent)
+                         recent, skill)
         except (PhysiologyInputError, KeyError, TypeError, ValueError):
             log.warning("saved glucose filter of a patient could not be resumed; starting a new one")
             return None
@@ -440,6 +451,13 @@ class LiveGlucoseService:
                                 source={"kind": "cohort_prior"})
             started = StartedFrom(kind="cohort_prior", body_weight_kg=weight, basal_u_per_h=basal_u_per_h)
         return _Live(filt, started, None, now_min, None)
+
+    def _skill(self, live: _Live) -> ForecastSkill:
+        """The patient's online forecast corrections (:mod:`medtwin.physiology.online_skill`): the blend with
+        persistence and the calibrated intervals shown; a new one when none is saved or its horizons differ."""
+        if live.skill is None or live.skill.horizons_min != tuple(self.horizons_min):
+            live.skill = ForecastSkill(tuple(self.horizons_min))
+        return live.skill
 
     def _body_weight(self, patient_id: str) -> float:
         """The record's latest body weight in kg, else :data:`DEFAULT_BODY_WEIGHT_KG`."""
@@ -500,6 +518,7 @@ class LiveGlucoseService:
                     "last_version_min": live.last_version_min,
                     "forecast": None if live.forecast is None else live.forecast.to_json(),
                     "recent_readings": [list(r) for r in live.recent],
+                    "skill": None if live.skill is None else live.skill.to_dict(),
                     "status": self._status(live).model_dump(mode="json"),
                 }
                 _save_state(connection, self.store.codec, pid, payload, data_time=from_minutes(filt.time_min),

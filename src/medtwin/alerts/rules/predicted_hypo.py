@@ -20,6 +20,8 @@ severity (kept in the rule's state), not counted as an occurrence: never "CGM 55
 
 from __future__ import annotations
 
+import math
+from collections.abc import Iterable
 from dataclasses import dataclass
 from typing import Any
 
@@ -27,15 +29,49 @@ from medtwin.alerts.glucose import predict_hypo
 from medtwin.alerts.repository import AlertCandidate
 from medtwin.alerts.rule import AlertKind, RuleInfo, RuleInput, Verdict
 from medtwin.vocab import GlucoseForecast
-from medtwin.vocab.glucose import HYPO_L1, THRESHOLDS_SOURCE
+from medtwin.vocab.episodes import EPISODE_MIN_MINUTES
+from medtwin.vocab.glucose import HYPO_L1, HYPO_L2, THRESHOLDS_SOURCE
 
 NAME = "predicted-hypo"
+EPISODE_SPAN_MIN = EPISODE_MIN_MINUTES - 5.0  # readings at h, h + 5, h + 10 cover 15 minutes
+_Z80 = 1.2815515655446004  # standard normal 90th percentile: an 80 % interval is mean +- 1.2816 SD
+
+
+def hypo_probability(forecast: GlucoseForecast, horizon_min: float = 30.0) -> float:
+    """Probability that an EPISODE of hypoglycaemia (:mod:`medtwin.vocab.episodes`: readings below 70 mg/dL
+    for 15 minutes) starts within ``horizon_min``: the largest over start horizons ``h <= horizon_min`` of the
+    smallest probability of a reading below 70 at ``h``, ``h + 5`` and ``h + 10`` (the forecast horizons in
+    ``[h, h + 10]`` that exist; readings 5 minutes apart are strongly correlated, so the smallest of the three
+    approximates the joint probability). Each is ``Phi((70 - mean) / sd)``, ``sd`` the lower half of the
+    (calibrated) 80 % interval over 1.2816. Why an episode and not a reading: a dip below 70 for 5 minutes is
+    not the event the alert is for, and alerting on it costs precision. 1 when the last reading is below 70."""
+    if forecast.last_reading_mg_dl is not None and forecast.last_reading_mg_dl < HYPO_L1:
+        return 1.0
+    below: list[tuple[int, float]] = []
+    for h, mean, lower in zip(forecast.horizons_min, forecast.mean_mg_dl, forecast.lower80_mg_dl, strict=True):
+        if 0 < h <= horizon_min + EPISODE_SPAN_MIN:
+            sd = max(mean - lower, 1e-9) / _Z80
+            below.append((h, 0.5 * math.erfc((mean - HYPO_L1) / (sd * math.sqrt(2.0)))))
+    best = 0.0
+    for start, _p in below:
+        if start <= horizon_min:
+            best = max(best, min(p for h, p in below if start <= h <= start + EPISODE_SPAN_MIN))
+    return best
 
 
 @dataclass
 class PredictedHypoRule:
+    """Opens when the probability of a hypoglycaemia episode starting within the horizon (:func:`hypo_probability`) is at
+    least ``open_probability`` on ``persist`` forecasts in a row (at once when the reading is below 70);
+    clears when the forecast mean stays at or above 70 + margin over the horizon and the probability is below
+    ``clear_probability``. The three numbers were chosen on the TRAINING virtual patients of
+    ``benchmarks/bench_forecast.py`` (``--tune``), never on the held-out ones it reports."""
+
     horizon_min: float = 30.0
     clear_margin_mg_dl: float = 10.0
+    open_probability: float = 0.4  # bench_forecast.py --tune on TRAINING: precision 0.59, recall 1.0, lead 48 min
+    clear_probability: float = 0.02
+    persist: int = 1
 
     info = RuleInfo(
         name=NAME, label="Predicted hypoglycaemia",
@@ -47,7 +83,9 @@ class PredictedHypoRule:
         forecasts=("glucose",), source=THRESHOLDS_SOURCE)
 
     def new_state(self) -> dict[str, Any]:
-        return {}  # {"severity": of the held condition's last prediction}; the held condition is the engine's
+        # {"severity": of the held condition's last prediction, "streak": forecasts in a row at or above
+        # open_probability}; the held condition is the engine's
+        return {}
 
     def state_to_json(self, state: dict[str, Any]) -> dict[str, Any]:
         return dict(state)
@@ -62,7 +100,9 @@ class PredictedHypoRule:
         held = NAME in data.held
         out: list[Verdict] = []
         for forecast in sorted(data.forecasts, key=lambda f: f.issued_at):  # each one: no escalation is lost
-            verdict = self._one(data.patient_id, forecast, held, state.get("severity"))
+            p = hypo_probability(forecast, self.horizon_min)
+            state["streak"] = state.get("streak", 0) + 1 if p >= self.open_probability else 0
+            verdict = self._one(data.patient_id, forecast, held, state.get("severity"), p, state["streak"])
             if verdict is not None:
                 out.append(verdict)
                 held = verdict.holds
@@ -72,9 +112,14 @@ class PredictedHypoRule:
                     state["severity"] = verdict.candidate.severity
         return out
 
-    def _one(self, patient_id: str, forecast: GlucoseForecast, held: bool, severity: str | None) -> Verdict | None:
+    def _one(self, patient_id: str, forecast: GlucoseForecast, held: bool, severity: str | None, p: float,
+             streak: int) -> Verdict | None:
         result = predict_hypo(forecast, horizon_min=self.horizon_min, clear_margin=self.clear_margin_mg_dl)
-        if result.predicted and result.severity is not None and result.lead_time_min is not None:
+        now_low = forecast.last_reading_mg_dl is not None and forecast.last_reading_mg_dl < HYPO_L1
+        opens = p >= self.open_probability and (held or now_low or streak >= self.persist)
+        if opens and not (result.predicted and result.lead_time_min is not None):
+            return self._possible(patient_id, forecast, result.details(), result.minimum_mg_dl, p)
+        if opens and result.severity is not None and result.lead_time_min is not None:
             shown = self._shown_horizon(forecast, result.lead_time_min)
             reading = forecast.last_reading_mg_dl
             if result.lead_time_min == 0 and reading is not None and reading < HYPO_L1:
@@ -87,7 +132,7 @@ class PredictedHypoRule:
                                        message, score=result.lead_time_min,
                                        details=self._details(forecast, result.details(), shown))
             return Verdict(NAME, True, candidate)
-        if result.cleared and held:
+        if result.cleared and p < self.clear_probability and held:
             return Verdict(NAME, False)
         if held:  # between 70 and 70 + margin: still held (hysteresis), but its text must not go stale
             shown = self._shown_horizon(forecast, 0)
@@ -99,6 +144,18 @@ class PredictedHypoRule:
             # the held prediction's severity (it never drops while held); not an occurrence of a prediction
             return Verdict(NAME, True, candidate, occurrences=0)
         return None
+
+    def _possible(self, patient_id: str, forecast: GlucoseForecast, decision: dict[str, Any], minimum: float,
+                  p: float) -> Verdict:
+        """The mean stays above 70 but a reading below 70 is likely enough: say so with the probability."""
+        shown = self._shown_horizon(forecast, 0)
+        message = (f"Hypoglycaemia possible within {self.horizon_min:.0f} min (probability {100 * p:.0f} %): "
+                   f"{forecast.sentence(shown)}")
+        severity = "high" if minimum < HYPO_L2 else "medium"
+        candidate = AlertCandidate(patient_id, NAME, severity, f"{patient_id}:{NAME}", forecast.issued_at, message,
+                                   score=None, details={**self._details(forecast, decision, shown),
+                                                        "probability": round(p, 3)})
+        return Verdict(NAME, True, candidate)
 
     @staticmethod
     def _details(forecast: GlucoseForecast, decision: dict[str, Any], shown: int) -> dict[str, Any]:
@@ -118,3 +175,23 @@ class PredictedHypoRule:
         if lead_min == 0:
             return min(within, key=lambda p: p[1])[0]
         return next((h for h, m in within if h >= lead_min and m < HYPO_L1), within[-1][0])
+
+
+def replay(rule: PredictedHypoRule, forecasts: Iterable[tuple[float, GlucoseForecast]]) -> list[tuple[float, float]]:
+    """(opened, closed) minutes of each alert ``rule`` would have held over one patient's forecasts, given as
+    (minute, forecast) in time order (closed: inf if still open at the end). For scoring alert quality
+    (:mod:`medtwin.physiology.alert_quality`) exactly as the engine would run the rule."""
+    state = rule.new_state()
+    runs: list[tuple[float, float]] = []
+    opened: float | None = None
+    for minute, item in forecasts:
+        held = {NAME: "held"} if opened is not None else {}
+        for verdict in rule.evaluate(RuleInput(item.patient_id, forecasts=(item,), held=held), state):
+            if verdict.holds and opened is None:
+                opened = minute
+            elif not verdict.holds and opened is not None:
+                runs.append((opened, minute))
+                opened = None
+    if opened is not None:
+        runs.append((opened, math.inf))
+    return runs

@@ -1,0 +1,105 @@
+"""Online forecast corrections (medtwin.physiology.online_skill): the blend weight is the least-squares one,
+a twin worse than persistence is replaced by it, intervals too narrow are widened until they cover as
+nominal (adaptive conformal), nothing is learnt from a forecast before its reading arrives, a forecast
+whose reading falls in a gap is dropped, and the record round-trips through JSON."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from medtwin.physiology.errors import PhysiologyInputError
+from medtwin.physiology.online_skill import ForecastSkill, SkillSettings
+
+
+def run(truth: np.ndarray, twin_noise_sd: float, band_sd: float, rng: np.random.Generator,
+        skill: ForecastSkill | None = None) -> tuple[ForecastSkill, list[np.ndarray]]:
+    """A random walk read every 5 min; the 'twin' forecasts 30 min ahead as the truth plus noise, with a
+    band of +-1.28 and +-1.96 ``band_sd``; persistence is the last value."""
+    skill = skill or ForecastSkill((30,), SkillSettings(min_scored=12))
+    shown_rows = []
+    for k, value in enumerate(truth[:-6]):
+        skill.observe(5.0 * k, float(value))
+        mean = np.array([truth[k + 6] + twin_noise_sd * rng.standard_normal()])
+        shown = skill.show(5.0 * k, float(value), mean, mean - 1.28 * band_sd, mean + 1.28 * band_sd,
+                           mean - 1.96 * band_sd, mean + 1.96 * band_sd)
+        shown_rows.append(np.array([shown.mean_mg_dl[0], shown.lower80_mg_dl[0], shown.upper80_mg_dl[0],
+                                    shown.lower95_mg_dl[0], shown.upper95_mg_dl[0], truth[k + 6]]))
+    return skill, shown_rows
+
+
+def test_a_twin_worse_than_persistence_falls_back_and_a_good_one_is_kept() -> None:
+    rng = np.random.default_rng(1)
+    truth = 120 + np.cumsum(rng.normal(0, 2.0, 3000))  # 30-min change SD ~4.9 mg/dL
+    bad, _ = run(truth, 25.0, 25.0, rng)
+    good, _ = run(truth, 1.0, 1.0, rng)
+    assert bad.weight()[0] < 0.15 and good.weight()[0] > 0.9
+    assert bad.mse_twin[0] > 10 * bad.mse_persistence[0] and good.mse_twin[0] < bad.mse_persistence[0]
+
+
+def test_the_weight_is_the_least_squares_blend() -> None:
+    """Twin error e1, persistence error e2 independent: the optimal weight on the twin is
+    var(e2) / (var(e1) + var(e2)) (Bates & Granger 1969)."""
+    rng = np.random.default_rng(2)
+    skill = ForecastSkill((5,), SkillSettings(forget_per_score=1e-3, min_scored=1))
+    for k in range(20000):
+        y = rng.normal(100, 30)
+        last = y + rng.normal(0, 6.0)  # persistence error SD 6
+        twin = y + rng.normal(0, 8.0)  # twin error SD 8
+        skill.pending.append((5.0 * k, last, np.array([twin]), np.array([[twin], [0], [0], [0], [0]])))
+        skill.observe(5.0 * k + 5.0, y)
+    assert skill.weight()[0] == pytest.approx(36 / (36 + 64), abs=0.05)
+
+
+def test_intervals_too_narrow_are_widened_to_nominal_coverage() -> None:
+    rng = np.random.default_rng(3)
+    truth = 150 + np.cumsum(rng.normal(0, 1.5, 6000))
+    skill, rows = run(truth, 10.0, 3.0, rng, ForecastSkill((30,), SkillSettings(min_scored=10**9)))  # twin kept
+    late = np.array(rows[2000:])
+    inside80 = np.mean((late[:, 5] >= late[:, 1]) & (late[:, 5] <= late[:, 2]))
+    inside95 = np.mean((late[:, 5] >= late[:, 3]) & (late[:, 5] <= late[:, 4]))
+    assert abs(inside80 - 0.80) < 0.02 and abs(inside95 - 0.95) < 0.015
+    assert np.exp(skill.log_scale[0, 0]) == pytest.approx(10.0 / 3.0, rel=0.25)  # the true SD over the band's
+    early = np.array(rows[:200])  # the band the twin gave covers far less at first
+    assert np.mean((early[:, 5] >= early[:, 1]) & (early[:, 5] <= early[:, 2])) < 0.6
+
+
+def test_nothing_is_learnt_before_the_reading_and_a_gap_drops_the_forecast() -> None:
+    skill = ForecastSkill((30, 60), SkillSettings(tolerance_min=2.5))
+    skill.show(0.0, 100.0, np.array([90.0, 80.0]), np.array([80.0, 70.0]), np.array([100.0, 90.0]),
+               np.array([75.0, 65.0]), np.array([105.0, 95.0]))
+    assert skill.observe(25.0, 120.0) == 0 and skill.n_scored.tolist() == [0, 0]
+    assert skill.observe(31.0, 110.0) == 1 and skill.n_scored.tolist() == [1, 0]
+    assert skill.mse_twin[0] == pytest.approx(400.0) and skill.mse_persistence[0] == pytest.approx(100.0)
+    assert skill.misses[:, 0].tolist() == [1, 1]
+    assert skill.observe(70.0, 90.0) == 0 and skill.pending == []  # 60-min target fell in a gap: dropped
+    assert skill.n_scored.tolist() == [1, 0]
+
+
+@settings(max_examples=30, deadline=None)
+@given(st.lists(st.floats(40, 400), min_size=3, max_size=30), st.integers(0, 2**32 - 1))
+def test_the_record_round_trips_through_json_and_bands_stay_nested(readings: list[float], seed: int) -> None:
+    rng = np.random.default_rng(seed)
+    skill = ForecastSkill((5, 10), SkillSettings(min_scored=1))
+    for k, value in enumerate(readings):
+        skill.observe(5.0 * k, value)
+        mean = np.array([value, value]) + rng.normal(0, 10, 2)
+        shown = skill.show(5.0 * k, value, mean, mean - 5, mean + 5, mean - 8, mean + 8)
+        assert np.all(shown.lower95_mg_dl <= shown.lower80_mg_dl) and np.all(shown.lower80_mg_dl <= shown.mean_mg_dl)
+        assert np.all(shown.mean_mg_dl <= shown.upper80_mg_dl) and np.all(shown.upper80_mg_dl <= shown.upper95_mg_dl)
+        assert np.all((shown.weight >= 0) & (shown.weight <= 1))
+    again = ForecastSkill.from_dict(json.loads(json.dumps(skill.to_dict())))
+    assert again.to_dict() == skill.to_dict()
+
+
+def test_bad_settings_and_horizons_are_refused() -> None:
+    with pytest.raises(PhysiologyInputError, match="forget_per_score"):
+        SkillSettings(forget_per_score=0.0)
+    with pytest.raises(PhysiologyInputError, match="horizons_min"):
+        ForecastSkill((30, 10))
+    with pytest.raises(PhysiologyInputError, match="format"):
+        ForecastSkill.from_dict({"format": 2})
