@@ -1,26 +1,34 @@
-"""Benchmark: batched UVA/Padova (medtwin) against simglucose's own simulation loop, measured in one run.
+"""Benchmark: the UVA/Padova population engine (medtwin) against simglucose's own simulation loop, in one run.
 
 Prints, for one patient-day (three meals, basal-bolus control, Dexcom sensor, Insulet pump):
 - simglucose as shipped (its ``T1DPatient`` reads every parameter from a pandas Series), and the fair
   baseline: the same stock classes given the same parameter row as plain floats (a ``SimpleNamespace``).
   About 86 % of the stock run is pandas attribute access; the script checks that both runs deliver
   identical histories (BG, CGM, insulin, carbs; exit code 1 otherwise);
-- medtwin's time per patient-day in one batched solve at ``--patients`` (default 1,000), and the speed ratio
-  against both simglucose runs (target >= 1,000x as shipped; >= 10,000x plain-float is the issue-17 aim);
-- a scaling table: N = 1, 10, 100, 1,000, 10,000 (``--max-n``): total time, time per patient-day and peak
-  memory (resident memory above the start of the call, see ``_scaling.measure``);
-- medtwin's single-patient 24 h latency (float path, target <= 50 ms) against the array path at n=1.
+- the compiled engine's first-call time: cold (an empty numba cache in a fresh interpreter: what CI pays
+  once) and warm (the cache loaded);
+- a scaling table of the population path (``physiology.population.simulate_population``: the compiled engine,
+  a step size per patient, 5-minute CGM output only, patients in blocks): N = 1, 10, 100, 1,000, 10,000
+  (``--max-n``): total time, time per patient-day, the ratio to plain-float simglucose measured above, peak
+  memory (resident memory above the start of the call, see ``_scaling.measure``) and the most steps any one
+  patient took;
+- ``--memory-patients`` (default 100,000) patient-days with 5-minute CGM output: time and peak memory;
+- the public single-patient path (``service.run_scenario``: every state every minute) latency, and the
+  lockstep solver (``engine="python"``) on the same day for comparison.
 
 BLAS runs on one thread unless ``OPENBLAS_NUM_THREADS`` says otherwise (``_scaling.one_blas_thread``).
-Run: ``.venv/bin/python benchmarks/bench_glucose.py [--patients 1000] [--max-n 10000]``; ``--smoke`` runs every
-part at toy sizes (1 h with one meal, N up to 10) in seconds: the test suite runs it.
+Run: ``.venv/bin/python benchmarks/bench_glucose.py [--max-n 10000] [--memory-patients 100000]``; ``--smoke``
+runs every part at toy sizes (1 h with one meal, N up to 10) in seconds: the test suite runs it.
 """
 
 from __future__ import annotations
 
 import argparse
 import logging
+import os
+import subprocess
 import sys
+import tempfile
 import time
 from datetime import datetime
 from functools import partial
@@ -36,8 +44,11 @@ BLAS_THREADS = one_blas_thread()  # before numpy loads
 import numpy as np  # noqa: E402
 from _machine import machine  # noqa: E402
 
+from medtwin.physiology.devices import CGMSensor, InsulinPump  # noqa: E402
+from medtwin.physiology.population import simulate_population  # noqa: E402
 from medtwin.physiology.scenario import Meal, Regimen, Scenario, SensorSettings  # noqa: E402
-from medtwin.physiology.service import run_scenario  # noqa: E402
+from medtwin.physiology.service import run_scenario, schedule_inputs  # noqa: E402
+from medtwin.physiology.simulate import simulate_inputs  # noqa: E402
 from medtwin.physiology.uva_padova import PatientParameters, virtual_patients  # noqa: E402
 
 MEALS = [Meal(time_min=420, carbs_g=50), Meal(time_min=720, carbs_g=70), Meal(time_min=1140, carbs_g=80)]
@@ -88,29 +99,78 @@ def population(n: int, rng: np.random.Generator) -> PatientParameters:
     return base.take(rng.integers(0, base.n, size=n).tolist())
 
 
-def scaling(sizes: list[int], scenario: Scenario, horizon_days: float) -> dict[int, float]:
-    """Time per patient-day for each N (one batched solve each) and its peak memory (``_scaling.measure``)."""
-    print("scaling: medtwin batched UVA/Padova, one solve per N (peak: resident memory above the start of the call)")
-    print(f"  {'N':>7} {'total s':>9} {'ms per patient-day':>19} {'peak MiB':>9} {'lockstep steps':>15}")
+def scaling(sizes: list[int], scenario: Scenario, horizon_days: float, plain_day: float) -> dict[int, float]:
+    """Time per patient-day for each N (one population run each, 5-min CGM output) and its peak memory."""
+    print("scaling: medtwin population engine (compiled, a step size per patient, 5-min CGM output only; "
+          "peak: resident memory above the start of the call)")
+    print(f"  {'N':>7} {'total s':>9} {'ms per patient-day':>19} {'x plain-float':>14} {'peak MiB':>9} "
+          f"{'max steps':>10}")
     per_day: dict[int, float] = {}
+    simulate_population(population(1, np.random.default_rng(0)), scenario)  # warm: first-call costs are above
     for n in sizes:
         params = population(n, np.random.default_rng(n))
-        result, seconds, peak = measure(partial(run_scenario, params, scenario, rng=np.random.default_rng(1)))
+        result, seconds, peak = measure(partial(simulate_population, params, scenario, rng=np.random.default_rng(1)))
         per_day[n] = seconds / (n * horizon_days)
-        print(f"  {n:>7,} {seconds:>9.3f} {per_day[n] * 1e3:>19.3f} {peak / 2**20:>9.0f} {result[0].n_steps:>15}")
+        print(f"  {n:>7,} {seconds:>9.3f} {per_day[n] * 1e3:>19.4f} {plain_day / per_day[n]:>14,.0f} "
+              f"{peak / 2**20:>9.0f} {int(result.steps.max()):>10}")
         del result
     return per_day
 
 
+def first_call_seconds(cold: bool) -> float:
+    """Seconds of the first one-patient simulation in a fresh interpreter; ``cold``: with an empty numba cache
+    (everything compiled), else with the project's cache (loaded)."""
+    code = ("import time; t = time.perf_counter(); import numpy as np; "
+            "from medtwin.physiology.simulate import simulate_inputs; "
+            "from medtwin.physiology.uva_padova import virtual_patients; "
+            "from medtwin.pharmaco.pk import CompartmentModel, simulate; "
+            "from medtwin.pharmaco.dosing import Regimen, Route; "
+            "t0 = time.perf_counter(); "
+            "simulate_inputs(virtual_patients(['adult#001']), np.full((1, 30), 1.0), np.full((1, 30), 0.01), "
+            "np.arange(31.0)); "
+            "simulate(CompartmentModel(1, absorption=True), {'CL': 1.0, 'V1': 10.0, 'ka': 1.0}, "
+            "Regimen(dose='1 mg', route=Route.ORAL, interval_h=12, n_doses=2).schedule(), np.arange(30.0), "
+            "method='ode'); print(time.perf_counter() - t0)")
+    env = dict(os.environ)
+    with tempfile.TemporaryDirectory() as cache:
+        if cold:
+            env["NUMBA_CACHE_DIR"] = cache
+        out = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True, check=True)
+    return float(out.stdout.split()[-1])
+
+
+def single_patient(scenario: Scenario, repeats: int) -> None:
+    """The public path for one patient (every state every minute) and the lockstep solver on the same day."""
+    single = virtual_patients([PEER_PATIENT])
+    sensor = CGMSensor(noise=False)
+    noise = sensor.noise_at(sensor.sample_times(scenario.horizon_min), 1, np.random.default_rng(1))
+    carbs, insulin, events, _, _ = schedule_inputs(single, scenario, scenario.regimen, InsulinPump(), sensor, noise)
+    t = np.arange(scenario.minutes + 1.0)
+    timings: dict[str, list[float]] = {"public": [], "python": []}
+    for _ in range(repeats):
+        start = time.perf_counter()
+        run_scenario(single, scenario, rng=np.random.default_rng(1))
+        timings["public"].append(time.perf_counter() - start)
+        start = time.perf_counter()
+        simulate_inputs(single, carbs, insulin, t, events=events, engine="python")
+        timings["python"].append(time.perf_counter() - start)
+    public, lockstep = timings["public"], timings["python"]
+    print(f"medtwin single patient {scenario.minutes} min, public path (run_scenario, every state every minute): "
+          f"best {min(public) * 1e3:.2f} ms, median {np.median(public) * 1e3:.2f} ms (target <= 5 ms per day)")
+    print(f"lockstep solver (engine='python', float path) on the same day: best {min(lockstep) * 1e3:.1f} ms "
+          f"({min(lockstep) / min(public):.1f}x the compiled engine)")
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__)
-    parser.add_argument("--patients", type=int, default=1000, help="the headline batch (one of the scaling sizes)")
     parser.add_argument("--max-n", type=int, default=10_000, help="largest N of the scaling table")
+    parser.add_argument("--memory-patients", type=int, default=100_000,
+                        help="patients (one day each) of the memory run with 5-minute CGM output")
     parser.add_argument("--repeats", type=int, default=5, help="repeats of the single-patient run (best kept)")
     parser.add_argument("--smoke", action="store_true", help="toy sizes in seconds (the test suite runs this)")
     args = parser.parse_args()
     if args.smoke:
-        args.patients, args.max_n, args.repeats = 10, 10, 1
+        args.max_n, args.repeats, args.memory_patients = 10, 1, 20
     minutes, meals = (60, SMOKE_MEALS) if args.smoke else (1440, MEALS)
     days = minutes / 1440
     scenario = Scenario(horizon_min=minutes, meals=meals, regimen=Regimen(), sensor=SensorSettings(noise=False))
@@ -124,31 +184,26 @@ def main() -> None:
           f"({stock / plain:.1f}x faster); histories identical: {identical} "
           f"({len(stock_history['BG'])} BG samples)")
     stock_day, plain_day = stock / days, plain / days
+    print(f"compiled engine, first call in a fresh interpreter: cold (empty numba cache, compiles) "
+          f"{first_call_seconds(cold=True):.1f} s; warm (cache loaded) {first_call_seconds(cold=False):.2f} s")
 
-    sizes = sorted({n for n in (1, 10, 100, 1_000, 10_000) if n <= args.max_n} | {args.patients})
-    per_day = scaling(sizes, scenario, days)
-    ours = per_day[args.patients]
-    print(f"per patient-day at N = {args.patients:,}: medtwin {ours * 1e3:.3f} ms; simglucose as shipped "
-          f"{stock_day * 1e3:.1f} ms -> {stock_day / ours:,.0f}x (target >= 1,000x); plain-float "
-          f"{plain_day * 1e3:.1f} ms -> {plain_day / ours:,.0f}x (issue-17 aim >= 10,000x at 10,000 patients)")
+    sizes = sorted(n for n in (1, 10, 100, 1_000, 10_000) if n <= args.max_n)
+    per_day = scaling(sizes, scenario, days, plain_day)
     largest = max(per_day)
-    if largest != args.patients:
-        print(f"per patient-day at N = {largest:,}: medtwin {per_day[largest] * 1e3:.3f} ms; "
-              f"{stock_day / per_day[largest]:,.0f}x as shipped, {plain_day / per_day[largest]:,.0f}x plain-float")
+    print(f"per patient-day at N = {largest:,}: medtwin {per_day[largest] * 1e3:.4f} ms; simglucose as shipped "
+          f"{stock_day * 1e3:.1f} ms -> {stock_day / per_day[largest]:,.0f}x; plain-float {plain_day * 1e3:.1f} ms "
+          f"-> {plain_day / per_day[largest]:,.0f}x (issue-17 aim >= 10,000x at 10,000 patients)")
+    print(f"per-patient cost at N = 10 vs N = 1: {per_day[10] / per_day[1]:.2f} (aim <= 1)")
 
-    single = virtual_patients([PEER_PATIENT])
-    timings: dict[bool, list[float]] = {True: [], False: []}
-    for _ in range(args.repeats):
-        for float_path in (False, True):
-            start = time.perf_counter()
-            run_scenario(single, scenario, rng=np.random.default_rng(1), float_path=float_path)
-            timings[float_path].append(time.perf_counter() - start)
-    array, floats = timings[False], timings[True]
-    print(f"baseline single patient {minutes} min, array path (numpy at n=1): best {min(array) * 1e3:.1f} ms, "
-          f"median {np.median(array) * 1e3:.1f} ms")
-    print(f"medtwin single patient {minutes} min latency: best {min(floats) * 1e3:.1f} ms, "
-          f"median {np.median(floats) * 1e3:.1f} ms (target <= 50 ms per day), "
-          f"{min(array) / min(floats):.1f}x faster than the array path")
+    n_mem = args.memory_patients
+    params = population(n_mem, np.random.default_rng(7))
+    result, seconds, peak = measure(partial(simulate_population, params, scenario, rng=np.random.default_rng(1)))
+    print(f"memory run: {n_mem:,} patient-days ({n_mem:,} patients x {days:g} d), 5-min CGM output "
+          f"{result.cgm_mg_dl.shape}: {seconds:.1f} s ({seconds / (n_mem * days) * 1e3:.4f} ms per patient-day), "
+          f"peak {peak / 2**30:.2f} GiB above the start (target <= 2 GiB)")
+    del result, params
+
+    single_patient(scenario, args.repeats)
     if not identical:
         sys.exit("simglucose with plain-float parameters did not reproduce simglucose as shipped")
 
