@@ -10,10 +10,12 @@ from datetime import UTC, datetime
 from typing import Any
 from urllib.parse import urlencode
 
+import orjson
 from fastapi.responses import Response
 
 from medtwin import __version__
 from medtwin.record import exactjson, fhir_search
+from medtwin.record.export import stamped
 from medtwin.record.fhir_spec import FHIR_VERSION, RESOURCE_TYPES
 from medtwin.record.fhirtime import FhirDateError, format_datetime, parse_datetime
 from medtwin.store.records import SearchQuery, StoredVersion
@@ -202,13 +204,18 @@ def paged_bundle(kind: str, base: str, path: str, params: dict[str, list[str]], 
             "total": total, "link": links, "entry": entries}
 
 
+def stamped_resource(version: StoredVersion) -> orjson.Fragment:
+    """:func:`with_meta` as ready JSON bytes (``record.export.stamped``: the stored text is not parsed)."""
+    return orjson.Fragment(stamped(version.raw, version.version, version.last_updated))
+
+
 def search_entry(base: str, version: StoredVersion, *, mode: str = "match") -> dict[str, Any]:
-    return {"fullUrl": f"{base}/{version.resource_type}/{version.id}", "resource": with_meta(version),
+    return {"fullUrl": f"{base}/{version.resource_type}/{version.id}", "resource": stamped_resource(version),
             "search": {"mode": mode}}
 
 
 def history_entry(base: str, version: StoredVersion, *, first: bool) -> dict[str, Any]:
-    return {"fullUrl": f"{base}/{version.resource_type}/{version.id}", "resource": with_meta(version),
+    return {"fullUrl": f"{base}/{version.resource_type}/{version.id}", "resource": stamped_resource(version),
             "request": {"method": "POST" if first else "PUT",
                         "url": version.resource_type if first else f"{version.resource_type}/{version.id}"},
             "response": {"status": "201 Created" if first else "200 OK",

@@ -2,9 +2,12 @@
 
 from __future__ import annotations
 
+import re
 from collections.abc import Iterable
 from datetime import datetime
 from typing import Any
+
+import orjson
 
 from medtwin.record.fhirtime import format_datetime
 from medtwin.record.prepare import uuid5
@@ -26,6 +29,47 @@ def references_of(node: Any) -> set[str]:
         elif isinstance(item, list):
             stack.extend(v for v in item if isinstance(v, dict | list))
     return found
+
+
+# A "reference" string in compact JSON (as the store writes resources), escapes allowed.
+_REFERENCE = re.compile(rb'"reference":"((?:[^"\\]|\\.)*)"')
+
+
+def references_in_raw(raw: bytes) -> set[str]:
+    """:func:`references_of` read from a resource's stored JSON (compact, as ``exactjson.dumps`` writes it)
+    without parsing it: the same set, about ten times faster (``Patient/$everything`` follows every
+    reference of ~700 resources)."""
+    found: set[str] = set()
+    for match in _REFERENCE.findall(raw):
+        ref = match.decode("utf-8") if b"\\" not in match else orjson.loads(b'"' + match + b'"')
+        if not ref.startswith(("#", "http://", "https://", "urn:")) and "?" not in ref:
+            parts = ref.split("/")
+            if len(parts) >= 2:
+                found.add(f"{parts[0]}/{parts[1]}")
+    return found
+
+
+def stamped(raw: bytes, version: int, last_updated: datetime) -> bytes:
+    """``exactjson.dumps(with_version(loads(raw), ...))`` without the slow exact parse: the server's meta
+    spliced into the stored bytes (appended as a last ``meta``, or at the end of the resource's own
+    ``meta``), the same bytes :func:`with_version` gives. Where the splice point is not certain (the meta's
+    text occurs twice, or has numbers a float would change) it takes the exact route."""
+    stamp = b'"versionId":"%d","lastUpdated":"%s"' % (version, format_datetime(last_updated).encode())
+    try:
+        parsed = orjson.loads(raw)
+    except orjson.JSONDecodeError:  # an integer beyond 64 bits: orjson cannot read it
+        parsed = None
+    meta = parsed.get("meta") if isinstance(parsed, dict) else None
+    if isinstance(parsed, dict) and "meta" not in parsed and raw.endswith(b"}"):
+        return raw[:-1] + b',"meta":{' + stamp + b"}}"
+    if isinstance(meta, dict):
+        text = b'"meta":' + orjson.dumps(meta)
+        if raw.count(text) == 1:
+            cut = raw.index(text) + len(text) - 1
+            return raw[:cut] + (b"," if meta else b"") + stamp + raw[cut:]
+    from medtwin.record import exactjson  # the exact route: rare
+
+    return exactjson.dumps(with_version(exactjson.loads(raw), version, last_updated))
 
 
 def with_version(resource: dict[str, Any], version: int, last_updated: datetime) -> dict[str, Any]:

@@ -19,9 +19,8 @@ from datetime import datetime
 from pathlib import Path
 from typing import Any
 
-from medtwin.record import exactjson
 from medtwin.record.compartment import in_patient_compartment
-from medtwin.record.export import with_version
+from medtwin.record.export import stamped
 from medtwin.store.database import Store
 from medtwin.store.records import RecordRepository
 
@@ -88,7 +87,7 @@ def export_lines(store: Store, request: ExportRequest, resource_type: str) -> It
         records = RecordRepository(connection, store.codec)
         for batch in records.current_batches(resource_type, patients=request.patients, unowned=request.unowned,
                                              since=request.since, size=BATCH):
-            yield [exactjson.dumps(with_version(v.resource(), v.version, v.last_updated)) for v in batch]
+            yield [stamped(v.raw, v.version, v.last_updated) for v in batch]
 
 
 def write_sealed(path: Path, chunks: Iterator[bytes], seal: Callable[[bytes], bytes]) -> None:

@@ -27,6 +27,7 @@ from sqlalchemy import (
 
 from medtwin.record import exactjson
 from medtwin.record.errors import ConflictError, PreconditionFailedError
+from medtwin.record.export import references_in_raw
 from medtwin.record.fhirtime import FhirDateError, parse_datetime
 from medtwin.record.identifiers import names_the_patient
 from medtwin.record.indexing import index_rows, unit_warnings
@@ -666,6 +667,22 @@ class RecordRepository:
                               self.codec.open(c))
                 for t, i, v, u, p, c in self._stored_rows(list(keys), ("version", "last_updated", "patient_id",
                                                                         "content"))]
+
+    def everything(self, patient_id: str) -> tuple[list[StoredVersion], list[StoredVersion]]:
+        """A patient's record (``Patient/$everything``): the current versions stored under them, and every
+        resource those reference, transitively (read from the stored bytes, nothing parsed)."""
+        matched = self.patient_versions(patient_id)
+        keys = {(v.resource_type, v.id) for v in matched}
+        included: list[StoredVersion] = []
+        frontier = set().union(*(references_in_raw(v.raw) for v in matched))
+        while True:
+            wanted = sorted((t, i) for t, _, i in (r.partition("/") for r in frontier) if (t, i) not in keys)
+            found = self.versions_of(wanted) if wanted else []
+            if not found:
+                return matched, included
+            included.extend(found)
+            keys.update((v.resource_type, v.id) for v in found)
+            frontier = set().union(*(references_in_raw(v.raw) for v in found))
 
     def patient_versions(self, patient_id: str) -> list[StoredVersion]:
         """The current versions of every resource stored under a patient."""

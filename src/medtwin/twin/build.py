@@ -18,7 +18,7 @@ import orjson
 from sqlalchemy import Connection, insert, update
 
 from medtwin.record.errors import RecordError
-from medtwin.record.export import references_of, searchset_bundle, with_version
+from medtwin.record.export import searchset_bundle, with_version
 from medtwin.record.prepare import ExistingRecords, PreparedUnit, prepare
 from medtwin.record.sources import RawUnit
 from medtwin.security.write_policy import ReachLimitedRecords, Writer, authorise_unit
@@ -278,17 +278,9 @@ def export_patient(store: Store, patient_id: str, *, base_url: str | None = None
         records = RecordRepository(connection, store.codec)
         if not records.exists("Patient", patient_id):
             return None
-        versions = records.patient_versions(patient_id)
-        collected = {f"{v.resource_type}/{v.id}": with_version(v.resource(), v.version, v.last_updated)
-                     for v in versions}
-        matched = frozenset(collected)
-        frontier = set().union(*(references_of(r) for r in collected.values())) - set(collected)
-        while frontier:
-            keys = [(t, i) for t, i in (k.split("/", 1) for k in sorted(frontier))]
-            new = {f"{v.resource_type}/{v.id}": with_version(v.resource(), v.version, v.last_updated)
-                   for v in records.versions_of(keys)}
-            collected.update(new)
-            frontier = set().union(*(references_of(r) for r in new.values())) - set(collected) if new else set()
+        matched, included = records.everything(patient_id)
+    collected = {f"{v.resource_type}/{v.id}": with_version(v.resource(), v.version, v.last_updated)
+                 for v in matched + included}
     self_link = f"{base_url.rstrip('/')}/Patient/{patient_id}/$everything" if base_url else None
     return searchset_bundle(collected.values(), base_url=base_url, now=clock(),
-                            included=frozenset(collected) - matched, self_link=self_link)
+                            included=frozenset(f"{v.resource_type}/{v.id}" for v in included), self_link=self_link)

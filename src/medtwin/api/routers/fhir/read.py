@@ -29,7 +29,6 @@ from medtwin.api.routers.fhir.common import Access, Token, fhir_base, query_para
 from medtwin.api.services import services_of
 from medtwin.record import fhir_search
 from medtwin.store.records import RecordRepository, StoredVersion
-from medtwin.twin.build import export_patient
 
 router = APIRouter()
 
@@ -91,13 +90,19 @@ async def everything(resource_id: str, request: Request, token: Token) -> Respon
         if not access.principal.can_see(resource_id):
             audit_context(request).denied = True
             raise not_found(f"Patient/{resource_id}")
-        bundle = export_patient(access.store, resource_id, base_url=access.base)
-        if bundle is None:
-            raise not_found(f"Patient/{resource_id}")
+        with access.store.connect() as connection:
+            repo = RecordRepository(connection, access.store.codec)
+            if not repo.exists("Patient", resource_id):
+                raise not_found(f"Patient/{resource_id}")
+            matched, included = repo.everything(resource_id)
         audit_context(request).patient_id = resource_id
-        entries = bundle["entry"]
+        # the export's order (the Patient first, then by type and id); another patient's resource that this
+        # record references is left out unless the caller may see it. Only the page is serialised.
+        shown = [(v, "match") for v in matched] + [(v, "include") for v in included if access.sees(v)]
+        shown.sort(key=lambda item: (item[0].resource_type != "Patient", item[0].resource_type, item[0].id))
+        entries = [search_entry(access.base, v, mode=mode) for v, mode in shown[page.offset:page.offset + page.count]]
         paged = paged_bundle("searchset", access.base, f"Patient/{resource_id}/$everything", params, page,
-                             len(entries), entries[page.offset:page.offset + page.count])
+                             len(shown), entries)
         return fhir_response(paged)
     return await run_in_threadpool(common.answer(work))
 
