@@ -14,11 +14,14 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
-from typing import Annotated, NoReturn
+from typing import TYPE_CHECKING, Annotated, NoReturn
 
 import typer
 
 from medtwin.cli.common import audit_cli, cli_actor, console, fail, load_settings, open_store
+
+if TYPE_CHECKING:
+    from medtwin.imaging.volume import Volume
 
 HELP = "Images in the twin: import DICOM/NIfTI volumes (and segment, mesh, plan on them)."
 app = typer.Typer(help=HELP, no_args_is_help=True, add_completion=False)
@@ -107,3 +110,114 @@ def plan_command(
     for t in chosen:
         console.print(f"  #{t.rank} risk {t.risk:.3f}  length {t.length_mm:.1f} mm  angle {t.angle_deg:.1f} deg  "
                       f"nearest {t.nearest_structure} {t.min_distance_mm:.1f} mm  entry {[round(v, 1) for v in t.entry_mm]}")
+
+
+def _read_labels(path: Path) -> Volume:
+    """A label map from a NIfTI file, a DICOM SEG, or a DICOM series of whole numbers."""
+    from medtwin.imaging import segment
+    from medtwin.imaging.nifti import is_nifti_name
+    from medtwin.twin.imaging import read_path
+
+    if path.is_file() and not is_nifti_name(path.name):
+        blob = path.read_bytes()
+        if segment.is_dicom_seg(blob):
+            return segment.read_dicom_seg(blob, str(path))
+    if path.is_file() and is_nifti_name(path.name):
+        return segment.label_map_from_nifti(path.read_bytes(), str(path))
+    return segment.as_label_map(read_path(path), source=str(path))
+
+
+@app.command("segment")
+def segment_command(
+    image_path: Annotated[Path, typer.Argument(help="image (.nii/.nii.gz or DICOM); with no threshold or seed: a "
+                                                    "label map (NIfTI or DICOM SEG) whose statistics are printed")],
+    out: Annotated[Path | None, typer.Option(help="write the label map here (.nii.gz)")] = None,
+    lower: Annotated[float | None, typer.Option(help="lower threshold (image units, e.g. HU)")] = None,
+    upper: Annotated[float | None, typer.Option(help="upper threshold")] = None,
+    seed: Annotated[str | None, typer.Option(help="grow a region from this point: x,y,z in mm")] = None,
+    seed_frame: Annotated[str, typer.Option(help="frame of --seed: RAS or LPS")] = "RAS",
+    tolerance: Annotated[float | None, typer.Option(help="region growing: values within this of the seed's")] = None,
+    largest: Annotated[bool, typer.Option("--largest", help="keep the largest connected piece only")] = False,
+    open_mm: Annotated[float, typer.Option(help="opening radius in mm (removes specks and spurs)")] = 0.0,
+    close_mm: Annotated[float, typer.Option(help="closing radius in mm (fills small holes and gaps)")] = 0.0,
+    name: Annotated[str, typer.Option(help="name of the segmented structure")] = "segment",
+    as_json: JsonOption = False,
+) -> None:
+    """Segment an image (threshold or region growing, then clean-up) and print Slicer-style statistics."""
+    from medtwin.imaging import segment
+    from medtwin.imaging.nifti import write_nifti
+    from medtwin.imaging.stats import segment_statistics
+    from medtwin.imaging.volume import VolumeError
+    from medtwin.twin.imaging import read_path
+
+    if not image_path.exists():
+        fail_input(str(image_path), "path", "no such file or folder")
+    try:
+        if lower is None and upper is None and seed is None:
+            labels = _read_labels(image_path)
+        else:
+            seed_mm = _point(seed) if seed is not None else None
+            recipe = segment.Recipe(lower, upper, seed_mm, seed_frame.upper(), tolerance,  # type: ignore[arg-type]
+                                    largest, open_mm, close_mm, name)
+            labels = segment.apply_recipe(read_path(image_path), recipe)
+        stats = segment_statistics(labels)
+        if out is not None:
+            out.write_bytes(write_nifti(labels))
+    except VolumeError as error:
+        fail_input(getattr(error, "source", None) or str(image_path), error.field, error.message)
+    if as_json:
+        console.print_json(json.dumps({"statistics": [s.as_dict() for s in stats],
+                                       "out": str(out) if out else None}))
+        return
+    for s in stats:
+        area = f"{s.surface_area_mm2:.1f} mm2" if s.surface_area_mm2 is not None else "area not callable"
+        console.print(f"label {s.label} {s.name!r}: {s.volume_ml:.3f} mL ({s.voxel_count} voxels), {area}, "
+                      f"Feret {s.feret_diameter_mm or 0:.1f} mm, centroid {[round(c, 1) for c in s.centroid_mm]} "
+                      f"mm {s.frame}" + (f"  [{s.note}]" if s.note else ""))
+    if out is not None:
+        console.print(f"label map written to {out}")
+
+
+def _point(text: str) -> tuple[float, float, float]:
+    try:
+        x, y, z = (float(v) for v in text.split(","))
+    except ValueError:
+        fail_input("--seed", "seed_mm", f"must be x,y,z in mm, got {text!r}")
+    return (x, y, z)
+
+
+@app.command("mesh")
+def mesh_command(
+    labels_path: Annotated[Path, typer.Argument(help="label map: .nii/.nii.gz, DICOM SEG or a DICOM label series")],
+    out: Annotated[Path, typer.Option(help="mesh file: .stl, .obj or .ply (millimetres, frame written in it)")],
+    label: Annotated[str, typer.Option(help="structure: label value or name")] = "1",
+    faces: Annotated[int | None, typer.Option(help="decimate to about this many triangles")] = None,
+    smoothing: Annotated[int, typer.Option(help="Taubin smoothing passes (0 = the raw voxel staircase)")] = 30,
+    as_json: JsonOption = False,
+) -> None:
+    """Mesh one structure of a label map as a watertight surface in mm and write STL/OBJ/PLY."""
+    from medtwin.imaging import mesh as meshing
+    from medtwin.imaging import segment
+    from medtwin.imaging.volume import VolumeError
+
+    if not labels_path.exists():
+        fail_input(str(labels_path), "path", "no such file or folder")
+    try:
+        labels = _read_labels(labels_path)
+        value = segment.label_value(labels, label)
+        surface = meshing.mesh_label_map(labels, value, smoothing_iterations=smoothing,
+                                         target_faces=faces)
+        check = meshing.check_mesh(surface)
+        meshing.export_mesh(surface, out)
+    except VolumeError as error:
+        fail_input(getattr(error, "source", None) or str(labels_path), error.field, error.message)
+    except meshing.MeshError as error:
+        fail_input(str(out), error.field, error.message)
+    result = {"out": str(out), "label": value, "name": surface.meta.get("name", ""), "faces": surface.n_faces,
+              "area_mm2": surface.area_mm2, "volume_ml": surface.volume_ml, "watertight": check.watertight,
+              "units": "mm", "frame": surface.frame}
+    if as_json:
+        console.print_json(json.dumps(result))
+        return
+    console.print(f"{out}: {surface.n_faces} triangles, area {surface.area_mm2:.1f} mm2, volume "
+                  f"{surface.volume_ml:.3f} mL, watertight, units mm, frame {surface.frame}")

@@ -14,13 +14,14 @@ from __future__ import annotations
 
 import io
 import math
+from dataclasses import dataclass
 from typing import Any, Literal
 
 import numpy as np
 from numpy.typing import NDArray
 from scipy import ndimage
 
-from medtwin.imaging.volume import ImageFileError, Volume, VolumeError
+from medtwin.imaging.volume import FRAMES, Frame, ImageFileError, Volume, VolumeError
 
 Connectivity = Literal[6, 18, 26]
 SEG_SOP_CLASS = "1.2.840.10008.5.1.4.1.1.66.4"
@@ -317,3 +318,93 @@ def resample_labels_onto(labels: Volume, like: Volume, name: str = "labels") -> 
     n = near.astype(int)
     out[n[:, 0], n[:, 1], n[:, 2]] = np.asarray(lab.data)[idx[:, 0], idx[:, 1], idx[:, 2]]
     return _label_volume(like, out, dict(labels.labels))
+
+
+def read_label_map(blob: bytes, name: str, names: dict[int, str] | None = None) -> Volume:
+    """A label map from a file's bytes: NIfTI (by its name) or a DICOM SEG."""
+    from medtwin.imaging.nifti import is_nifti_name
+
+    if is_nifti_name(name):
+        return label_map_from_nifti(blob, name, names)
+    return read_dicom_seg(blob, name)
+
+
+# --------------------------------------------------------------------------- one recipe for the CLI and the API
+
+
+@dataclass(frozen=True)
+class Recipe:
+    """A segmentation in steps: a threshold or a grown region, then clean-up. Seeds are in ``seed_frame``."""
+
+    lower: float | None = None
+    upper: float | None = None
+    seed_mm: tuple[float, float, float] | None = None
+    seed_frame: Frame = "RAS"
+    tolerance: float | None = None
+    keep_largest: bool = False
+    open_mm: float = 0.0
+    close_mm: float = 0.0
+    name: str = "segment"
+
+    def check(self) -> None:
+        if self.seed_mm is None and self.lower is None and self.upper is None:
+            raise VolumeError("lower", "give a threshold (lower and/or upper) or a seed with a tolerance")
+        if self.seed_mm is not None and self.tolerance is None:
+            raise VolumeError("tolerance", "region growing from a seed needs a tolerance")
+        if self.seed_mm is None and self.tolerance is not None:
+            raise VolumeError("seed_mm", "a tolerance needs a seed to grow from")
+        if self.seed_frame not in FRAMES:
+            raise VolumeError("seed_frame", f"must be one of {FRAMES}, got {self.seed_frame!r}")
+
+
+def apply_recipe(volume: Volume, recipe: Recipe) -> Volume:
+    """Run a :class:`Recipe` on an image: a label map (label 1 = ``recipe.name``) on the image's grid."""
+    recipe.check()
+    if recipe.seed_mm is not None:
+        seed = np.asarray(recipe.seed_mm, dtype=np.float64)
+        if recipe.seed_frame != volume.frame:  # LPS <-> RAS: x and y change sign
+            seed = seed * np.array([-1.0, -1.0, 1.0])
+        assert recipe.tolerance is not None
+        out = region_grow(volume, seed, recipe.tolerance, name=recipe.name)
+        if recipe.lower is not None or recipe.upper is not None:
+            band = threshold(volume, recipe.lower, recipe.upper)
+            out = out.with_data((out.data.astype(bool) & band.data.astype(bool)).astype(np.uint8))
+    else:
+        out = threshold(volume, recipe.lower, recipe.upper, name=recipe.name)
+    if recipe.close_mm > 0:
+        out = closing(out, recipe.close_mm)
+    if recipe.open_mm > 0:
+        out = opening(out, recipe.open_mm)
+    if recipe.keep_largest and np.any(out.data):
+        out = keep_largest(out)
+    return out.with_data(out.data, units="label", labels={1: recipe.name})
+
+
+def is_dicom_seg(blob: bytes) -> bool:
+    """Whether bytes are a DICOM file of the Segmentation storage class (header only)."""
+    if len(blob) < 132 or blob[128:132] != b"DICM":
+        return False
+    import pydicom
+
+    try:
+        ds = pydicom.dcmread(io.BytesIO(blob), stop_before_pixels=True, specific_tags=["SOPClassUID"])
+    except Exception:  # noqa: BLE001 - any unreadable header is simply "not a SEG"; the readers report why
+        return False
+    return str(getattr(ds, "SOPClassUID", "")) == SEG_SOP_CLASS
+
+
+def label_value(volume: Volume, label: str | int) -> int:
+    """A label given by value (``"3"``) or by name (``"tumour"``), checked present in the label map."""
+    data = np.asarray(volume.data)
+    text = str(label).strip()
+    if text.isdigit():
+        value = int(text)
+    else:
+        by_name = [k for k, v in volume.labels.items() if v.lower() == text.lower()]
+        if not by_name:
+            raise VolumeError("label", f"no label named {text!r} (names: {sorted(volume.labels.values())})")
+        value = by_name[0]
+    if not np.any(data == value):
+        present = sorted(int(v) for v in np.unique(data) if v != 0)[:20]
+        raise VolumeError("label", f"{value} is not in the label map (labels present: {present})")
+    return value
