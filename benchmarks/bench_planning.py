@@ -85,13 +85,19 @@ def problem(g: ph.Volume, labels: NDArray[np.uint8], n_entries: int, n_targets: 
     return entries, targets
 
 
+def _pairs(maps: DistanceMaps, entries: Entries, targets: NDArray, scores: Scores,
+           limits: Limits) -> tuple[NDArray, NDArray, NDArray, NDArray, NDArray]:
+    """What both baselines start from (outside their timing): ends in voxel indices, the pairs ours sampled,
+    and the samples per path (the same counts as ours)."""
+    pe, pt = np.nonzero(scores.geometric_ok)
+    return (maps.grid.world_to_index(entries.points_mm), maps.grid.world_to_index(targets), pe, pt,
+            sample_counts(scores.length_mm[pe, pt], limits.step_mm))
+
+
 def baseline_loop(maps: DistanceMaps, entries: Entries, targets: NDArray, scores: Scores,
                   limits: Limits) -> tuple[NDArray, NDArray, float]:
     """Per path: samples, one map_coordinates call, min and trapezoid risk (what one writes without batching)."""
-    e_idx = maps.grid.world_to_index(entries.points_mm)
-    t_idx = maps.grid.world_to_index(targets)
-    pe, pt = np.nonzero(scores.geometric_ok)
-    counts = sample_counts(scores.length_mm[pe, pt], limits.step_mm)
+    e_idx, t_idx, pe, pt, counts = _pairs(maps, entries, targets, scores, limits)
     low, risk = np.empty(len(pe)), np.empty(len(pe))
     start = time.perf_counter()
     for p in range(len(pe)):
@@ -107,10 +113,7 @@ def baseline_loop(maps: DistanceMaps, entries: Entries, targets: NDArray, scores
 def baseline_vectorised(maps: DistanceMaps, entries: Entries, targets: NDArray, scores: Scores,
                         limits: Limits, chunk_samples: int = 4_000_000) -> tuple[NDArray, NDArray, float]:
     """All samples of a chunk of paths through one map_coordinates call; reductions with np.minimum.reduceat."""
-    e_idx = maps.grid.world_to_index(entries.points_mm)
-    t_idx = maps.grid.world_to_index(targets)
-    pe, pt = np.nonzero(scores.geometric_ok)
-    counts = sample_counts(scores.length_mm[pe, pt], limits.step_mm)
+    e_idx, t_idx, pe, pt, counts = _pairs(maps, entries, targets, scores, limits)
     low, risk = np.empty(len(pe)), np.empty(len(pe))
     start = time.perf_counter()
     first = 0

@@ -12,13 +12,13 @@ from __future__ import annotations
 
 from typing import Any
 
-import httpx
 import numpy as np
 import pytest
 from scipy import ndimage
 from selenium.webdriver.common.by import By
 from selenium.webdriver.remote.webdriver import WebDriver
 from tests.web.test_dashboard import axe, fixed, shot, wait
+from tests.web.test_tumour_tab import api
 from tests.web.test_warfarin_whatif import sign_in
 
 from medtwin.imaging import phantoms as ph
@@ -42,14 +42,6 @@ def head_phantom() -> tuple[ph.Volume, ph.Volume]:
     intensity = ndimage.gaussian_filter(np.choose(data, [0.0, 600.0, 1100.0, 200.0, 750.0, 900.0]), 0.8)
     image = labels.with_data(intensity.astype(np.float32), units="a.u.", labels={})
     return image, labels
-
-
-def api(world: World) -> httpx.Client:
-    token = httpx.post(world.base_url + "/api/v1/auth/token", timeout=30, data={
-        "grant_type": "password", "username": "demo-admin", "password": world.users["demo-admin"]})
-    assert token.status_code == 200, token.text
-    return httpx.Client(base_url=world.base_url + "/api/v1", timeout=120,
-                        headers={"Authorization": f"Bearer {token.json()['access_token']}"})
 
 
 def rows(driver: WebDriver) -> list[dict[str, str]]:
