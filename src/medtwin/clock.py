@@ -70,6 +70,12 @@ class ServerClock:
         if rate is not None:
             self._rate = rate
 
+    def reset(self) -> None:
+        """Back to the wall clock (the simulation stopped)."""
+        with self._lock:
+            self._source, self._note, self._last = None, "", None
+            self._rate = lambda: 1.0
+
     def status(self) -> dict[str, Any]:
         """JSON-ready: ``now`` (the server's time), ``wall`` (the wall clock), ``simulated``, ``rate``
         (simulated seconds per wall second now) and ``note`` (what drives simulated time)."""

@@ -22,6 +22,7 @@ from medtwin.cli.common import audit_cli, cli_actor, console, err_console, fail,
 if TYPE_CHECKING:  # pragma: no cover
     import httpx
 
+    from medtwin.clock import ServerClock
     from medtwin.config import Settings
     from medtwin.store.database import Store
     from medtwin.stream.fleet import AcceleratedClock, FleetMember, FleetRunner
@@ -83,8 +84,24 @@ class FleetThread:
     thread: threading.Thread | None = None
     backfilled: bool = False
     labels: dict[str, str] = field(default_factory=dict)  # patient id -> name to print
+    server_clock: ServerClock | None = None  # the demo server's clock: it follows the simulated time
+
+    def _follow(self, clock: AcceleratedClock | None) -> None:
+        """Hand the server's clock the simulated time: the plan's start while history is sent, then the
+        accelerated clock (issue #15 item 6: one clock for everything the server shows)."""
+        if self.server_clock is None:
+            return
+        note = f"simulated devices at {self.plan.speed:g}x"
+        if clock is None:
+            start = self.plan.live_start
+            self.server_clock.simulate(lambda: start, rate=lambda: 1.0, note=note)
+            return
+        self.server_clock.simulate(lambda: clock.sim_at(time.monotonic()), note=note,
+                                   rate=lambda: clock.speed if time.monotonic() - clock.wall_start < clock.catch_up_s
+                                   else 1.0)
 
     def start(self) -> None:
+        self._follow(None)
         self.thread = threading.Thread(target=self._main, name="medtwin-fleet", daemon=True)
         self.thread.start()
 
@@ -95,7 +112,9 @@ class FleetThread:
             self.runner.backfill(self.plan.live_start, self.stop_event)
             self.backfilled = True
             if not self.stop_event.is_set():
-                self.runner.run(self.plan.clock(time.monotonic()), self.stop_event, self.duration_s)
+                clock = self.plan.clock(time.monotonic())
+                self._follow(clock)
+                self.runner.run(clock, self.stop_event, self.duration_s)
         except Exception as exc:  # the demo goes on without its fleet
             self.error = f"{type(exc).__name__}: {exc}"
             log.exception("the simulated fleet stopped")

@@ -11,6 +11,7 @@ import typer
 from medtwin.cli.common import console, err_console, fail, load_settings, open_store
 
 if TYPE_CHECKING:  # the API app, the server and the store are imported by the command that runs
+    from medtwin.clock import ServerClock
     from medtwin.config import Settings
     from medtwin.store.database import Store
 
@@ -24,13 +25,13 @@ def serve_command(
     _run(settings, host or settings.host, port or settings.port)
 
 
-def _run(settings: Settings, host: str, port: int) -> None:
+def _run(settings: Settings, host: str, port: int, clock: ServerClock | None = None) -> None:
     import uvicorn
 
     from medtwin.api.app import create_app
 
     store = open_store(settings)
-    app = create_app(settings, store=store)
+    app = create_app(settings, store=store, clock=clock)
     ssl = {}
     if settings.tls_certfile and settings.tls_keyfile:
         ssl = {"ssl_certfile": str(settings.tls_certfile), "ssl_keyfile": str(settings.tls_keyfile)}
@@ -134,10 +135,14 @@ def demo_command(
         from medtwin.cli.hospital import demo_hospital_settings
 
         settings = demo_hospital_settings(settings, speed)
+        from medtwin.clock import ServerClock
+
+        server_clock = ServerClock()  # the simulated devices' time, once they stream (#15 item 6)
         if fleet is not None:
+            fleet.server_clock = server_clock
             fleet.start()
         try:
-            _run(settings, host, port)
+            _run(settings, host, port, clock=server_clock)
         finally:
             if fleet is not None:
                 fleet.stop()

@@ -271,8 +271,8 @@ def _trends(conn: Connection, records: RecordRepository, patient_id: str, days: 
             charts.append(TrendChart(key=f"{panel.key}-{s['name']}", title=s["label"], unit=unit, series=[found],
                                      band=band))  # type: ignore[arg-type]
         by_panel[panel.key] = charts
-    order = [p.key for p in panels.panels if p.shown]
-    keys = [*order, *(k for k in by_panel if k not in order)]
+    order = ["cgm", "vitals", *(p.key for p in panels.panels if p.shown)]  # the page's order, record vitals too
+    keys = [*dict.fromkeys([*order, *by_panel])]
     return [c for key in keys for c in by_panel.get(key, [])]
 
 
@@ -811,7 +811,7 @@ def _style(ax: Any, title: str) -> None:
 def _pdf_trend(ax: Any, chart: TrendChart) -> None:
     from matplotlib import dates as mdates
 
-    title = f"{chart.title} [{chart.unit}]"
+    title = f"{chart.title} [{chart.unit}]" if chart.unit else chart.title
     if chart.series:
         title += f" \u00b7 {'device' if chart.series[0].source == 'device' else 'record'}"
     _style(ax, title)
@@ -941,8 +941,9 @@ def _closing_columns(fig: Any, r: PatientReport, top: float, floor: float) -> fl
     a.heading("NEWS2")
     a.lines(news2_lines(r.news2), 4)
     lows = [a.y]
-    x, width = 0.42, 0.245
+    x, width = 0.42, 0.54  # the twin's column takes the forecast's room when there is no forecast
     if r.forecast is not None:
+        width = 0.245
         b = _Column(fig, x, top, floor, width)
         b.heading("Glucose forecast (live twin)")
         b.lines(forecast_lines(r.forecast), 8)
