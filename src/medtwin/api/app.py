@@ -16,6 +16,7 @@ from medtwin.api.routers import dashboard, drugs, glucose, patients, record, sam
 from medtwin.api.routers import fhir as fhir_router
 from medtwin.api.routers import hospital as hospital_router
 from medtwin.api.routers import imaging as imaging_router
+from medtwin.api.routers import imaging_models as imaging_models_router
 from medtwin.api.routers import imaging_plan as imaging_plan_router
 from medtwin.api.routers import live as live_router
 from medtwin.api.routers import reports as reports_router
@@ -69,7 +70,7 @@ def create_app(settings: Settings | None = None, *, store: Store | None = None,
     mount_web(app)
     for module in (system, patients, record, drugs, glucose, security_admin, dashboard, samples,
                    reports_router, live_router, twins_router, vocabulary_router, hospital_router,
-                   tumour_router, imaging_router, imaging_plan_router):
+                   tumour_router, imaging_router, imaging_plan_router, imaging_models_router):
         app.include_router(module.router, prefix=API_PREFIX)
     app.add_middleware(BodySizeLimit, max_bytes=settings.max_upload_bytes)
     security = install_security(app, settings, store, keyring)

@@ -1,0 +1,157 @@
+"""Segmentation, statistics and meshes over HTTP, on a patient's stored volumes (issue #19 items 2 and 3).
+
+Thin over :mod:`medtwin.imaging.segment` (one :class:`~medtwin.imaging.segment.Recipe` for the CLI and here),
+:mod:`medtwin.imaging.stats` and :mod:`medtwin.imaging.mesh`; volumes are loaded and stored through
+:mod:`medtwin.twin.imaging` (a volume id another patient has is 404, like a missing one). A segmentation is stored
+as a derived volume: its own SEG series in the source image's study (``derived_from``).
+
+Policies: segmenting writes a volume into the record (``write ImagingStudy``, and the ImagingStudy update is
+authorised against what is stored by the record's import path); statistics and meshes are reads
+(``read ImagingStudy``). Bad input (a seed outside the image, a label not in the map, an image that is not a label
+map) is 422 problem+json naming the field.
+"""
+
+from __future__ import annotations
+
+from typing import Annotated, Any, Literal
+
+from fastapi import APIRouter, Depends, Query
+from fastapi.responses import JSONResponse, Response
+from pydantic import BaseModel, Field
+from starlette.concurrency import run_in_threadpool
+
+from medtwin.api.deps import PatientCall, patient_call
+from medtwin.api.problems import ProblemError
+from medtwin.imaging import mesh as meshing
+from medtwin.imaging import segment
+from medtwin.imaging.stats import segment_statistics
+from medtwin.imaging.volume import ImageFileError, Volume, VolumeError
+from medtwin.record.errors import RecordError
+from medtwin.security.write_policy import Writer
+from medtwin.twin import imaging as images
+
+router = APIRouter(tags=["imaging models"])
+BASE = "/patients/{patient_id}/images/{volume_id}"
+ModelReader = Annotated[PatientCall, Depends(patient_call("read", "ImagingStudy"))]
+ModelWriter = Annotated[PatientCall, Depends(patient_call("write", "ImagingStudy"))]
+MAX_FACES = 2_000_000
+
+
+class SegmentRequest(BaseModel):
+    """A threshold (``lower`` and/or ``upper``), or a seed with a tolerance (optionally within a threshold band);
+    then optional clean-up. Seeds are millimetres in ``seed_frame``."""
+
+    lower: float | None = None
+    upper: float | None = None
+    seed_mm: list[float] | None = Field(None, min_length=3, max_length=3)
+    seed_frame: Literal["RAS", "LPS"] = "RAS"
+    tolerance: float | None = Field(None, ge=0)
+    keep_largest: bool = False
+    open_mm: float = Field(0.0, ge=0, le=20)
+    close_mm: float = Field(0.0, ge=0, le=20)
+    name: str = Field("segment", min_length=1, max_length=64)
+
+
+def _bad(error: VolumeError | meshing.MeshError) -> ProblemError:
+    source = error.source.rsplit("/", 1)[-1] if isinstance(error, ImageFileError) else None
+    return ProblemError(422, "Unusable input", f"{error.field}: {error.message}", kind="invalid-input",
+                        field=error.field, source=source)
+
+
+def _volume(call: PatientCall, volume_id: str) -> Volume:
+    volume = images.load_volume(call.store, call.patient_id, volume_id)
+    if volume is None:
+        raise ProblemError(404, "Not found", f"patient {call.requested!r} has no volume {volume_id!r}",
+                           kind="not-found", field="volume_id")
+    return volume
+
+
+def _labels(call: PatientCall, volume_id: str) -> Volume:
+    try:
+        return segment.as_label_map(_volume(call, volume_id), source=volume_id)
+    except VolumeError as error:
+        raise _bad(error) from None
+
+
+def _segment(call: PatientCall, volume_id: str, body: SegmentRequest) -> dict[str, Any]:
+    source = _volume(call, volume_id)
+    seed = tuple(body.seed_mm) if body.seed_mm is not None else None
+    recipe = segment.Recipe(body.lower, body.upper, seed, body.seed_frame, body.tolerance,  # type: ignore[arg-type]
+                            body.keep_largest, body.open_mm, body.close_mm, body.name)
+    try:
+        labels = segment.apply_recipe(source, recipe)
+        stats = segment_statistics(labels) if labels.data.any() else []
+    except VolumeError as error:
+        raise _bad(error) from None
+    writer = Writer(call.principal.role, call.principal.patient_ids, call.principal.scopes)
+    try:
+        stored = images.import_volume(call.store, call.patient_id, labels, actor=call.actor, writer=writer,
+                                      clock=call.clock, derived_from=volume_id)
+    except VolumeError as error:
+        raise _bad(error) from None
+    except RecordError as error:
+        status = {"forbidden": 403, "not-found": 404}.get(error.kind, 422)
+        raise ProblemError(status, "Not stored", error.describe(), kind=error.kind, field=error.field) from None
+    return {"volume_id": stored.volume_id, "derived_from": volume_id, "created": stored.created,
+            "study_id": stored.study_id, "statistics": [s.as_dict() for s in stats]}
+
+
+@router.post(BASE + "/segmentations", status_code=201,
+             summary="Segment a stored image (threshold or region growing, clean-up in mm); the label map is stored",
+             responses={200: {"description": "The same label map was already stored: nothing changed"}})
+async def create_segmentation(volume_id: str, body: SegmentRequest, call: ModelWriter) -> JSONResponse:
+    result = await run_in_threadpool(_segment, call, volume_id, body)
+    return JSONResponse(result, status_code=201 if result["created"] else 200)
+
+
+def _statistics(call: PatientCall, volume_id: str) -> dict[str, Any]:
+    labels = _labels(call, volume_id)
+    try:
+        stats = segment_statistics(labels)
+    except VolumeError as error:
+        raise _bad(error) from None
+    return {"volume_id": volume_id, "frame": labels.frame, "units": {"volume": "mL", "length": "mm", "area": "mm2"},
+            "statistics": [s.as_dict() for s in stats]}
+
+
+@router.get(BASE + "/statistics", summary="Per-structure statistics of a stored label map (as Slicer's Segment "
+                                          "Statistics: volume, surface area, Feret diameter, centroid, bounds)")
+async def statistics(volume_id: str, call: ModelReader) -> dict[str, Any]:
+    return await run_in_threadpool(_statistics, call, volume_id)
+
+
+def _mesh(call: PatientCall, volume_id: str, label: str, fmt: str, faces: int | None, smoothing: int) -> Response:
+    labels = _labels(call, volume_id)
+    try:
+        value = segment.label_value(labels, label)
+        surface = meshing.mesh_label_map(labels, value, smoothing_iterations=smoothing, target_faces=faces)
+        check = meshing.check_mesh(surface)
+        if not check.ok:
+            surface = meshing.repair_mesh(surface)
+    except (VolumeError, meshing.MeshError) as error:
+        raise _bad(error) from None
+    headers = {"X-Mesh-Units": "mm", "X-Mesh-Frame": surface.frame, "X-Mesh-Faces": str(surface.n_faces),
+               "X-Mesh-Area-mm2": f"{surface.area_mm2:.3f}", "X-Mesh-Volume-mL": f"{surface.volume_ml:.4f}",
+               "X-Mesh-Watertight": "true", "Cache-Control": "private, max-age=300"}
+    if fmt == "json":
+        body = {"units": "mm", "frame": surface.frame, "label": value, "name": surface.meta.get("name", ""),
+                "area_mm2": surface.area_mm2, "volume_ml": surface.volume_ml, "watertight": True,
+                "vertices_mm": surface.vertices_mm.round(4).tolist(), "faces": surface.faces.tolist()}
+        return JSONResponse(body, headers=headers)
+    media = {"stl": "model/stl", "obj": "model/obj", "ply": "application/octet-stream"}[fmt]
+    headers["Content-Disposition"] = f'attachment; filename="label-{value}.{fmt}"'
+    return Response(meshing.mesh_bytes(surface, fmt), media_type=media, headers=headers)  # type: ignore[arg-type]
+
+
+@router.get(BASE + "/mesh", summary="One structure of a stored label map as a watertight surface in mm",
+            response_class=Response,
+            responses={200: {"content": {"model/stl": {}, "model/obj": {}, "application/octet-stream": {},
+                                         "application/json": {}},
+                             "description": "STL/OBJ/PLY (units and frame written in the file) or JSON for the "
+                                            "3-D view; X-Mesh-* headers give units, frame, area and volume"}})
+async def mesh(volume_id: str, call: ModelReader,
+               label: Annotated[str, Query(description="label value or name")] = "1",
+               format: Annotated[Literal["stl", "obj", "ply", "json"], Query()] = "stl",  # noqa: A002
+               faces: Annotated[int | None, Query(ge=4, le=MAX_FACES, description="decimate to ~this many")] = None,
+               smoothing: Annotated[int, Query(ge=0, le=200, description="Taubin passes")] = 30) -> Response:
+    return await run_in_threadpool(_mesh, call, volume_id, label, format, faces, smoothing)

@@ -1,0 +1,99 @@
+"""Segmentation, statistics and meshes over HTTP on a stored phantom image; reach and bad input."""
+
+from __future__ import annotations
+
+import io
+import json
+
+import numpy as np
+import pytest
+import trimesh
+from fastapi.testclient import TestClient
+
+from medtwin.imaging import phantoms as ph
+from medtwin.imaging.nifti import write_nifti
+from medtwin.security import accounts
+from medtwin.store.database import Store
+
+PW = "a long enough clinician passphrase"
+SPHERE = ph.Sphere([2.0, -3.0, 4.0], 8.0)
+
+
+def _patient(client: TestClient, pid: str) -> None:
+    r = client.post("/api/v1/record", content=json.dumps({"resourceType": "Patient", "id": pid}),
+                    headers={"content-type": "application/fhir+json"})
+    assert r.status_code in (200, 201), r.text
+
+
+@pytest.fixture
+def stored(client: TestClient) -> tuple[TestClient, str]:
+    _patient(client, "pat-seg")
+    g = ph.grid_around([SPHERE], (0.8, 0.8, 0.8), margin_mm=4.0)
+    img = ph.intensity_volume(SPHERE, g, inside=300.0, outside=20.0)
+    r = client.post("/api/v1/patients/pat-seg/images", files={"file": ("ct.nii.gz", write_nifti(img))})
+    assert r.status_code == 201, r.text
+    return client, r.json()["volume_id"]
+
+
+def test_segment_store_statistics_and_mesh(stored: tuple[TestClient, str]) -> None:
+    client, vid = stored
+    base = "/api/v1/patients/pat-seg/images"
+    r = client.post(f"{base}/{vid}/segmentations", json={"lower": 160, "keep_largest": True, "name": "lesion"})
+    assert r.status_code == 201, r.text
+    body = r.json()
+    labels_id = body["volume_id"]
+    assert body["derived_from"] == vid and body["statistics"][0]["name"] == "lesion"
+    assert body["statistics"][0]["volume_ml"] == pytest.approx(SPHERE.volume_ml, rel=0.01)
+    again = client.post(f"{base}/{vid}/segmentations", json={"lower": 160, "keep_largest": True, "name": "lesion"})
+    assert again.status_code == 200 and again.json()["volume_id"] == labels_id
+    listed = {v["volume_id"]: v for v in client.get(base).json()}
+    assert listed[labels_id]["modality"] == "SEG" and listed[labels_id]["study_id"] == listed[vid]["study_id"]
+
+    stats = client.get(f"{base}/{labels_id}/statistics").json()
+    s = stats["statistics"][0]
+    assert stats["frame"] == "RAS" and s["surface_area_mm2"] == pytest.approx(SPHERE.area_mm2, rel=0.02)
+    assert np.allclose(s["centroid_mm"], SPHERE.centre_mm, atol=0.1)
+
+    stl = client.get(f"{base}/{labels_id}/mesh", params={"label": "lesion", "format": "stl", "faces": 3000})
+    assert stl.status_code == 200 and stl.headers["x-mesh-units"] == "mm" and stl.headers["x-mesh-frame"] == "RAS"
+    mesh = trimesh.load(io.BytesIO(stl.content), file_type="stl")
+    assert mesh.is_watertight and len(mesh.faces) <= 3300
+    assert mesh.area == pytest.approx(float(stl.headers["x-mesh-area-mm2"]), rel=1e-4)
+    assert np.allclose(mesh.centroid, SPHERE.centre_mm, atol=0.2)
+    as_json = client.get(f"{base}/{labels_id}/mesh", params={"format": "json", "faces": 500}).json()
+    assert as_json["units"] == "mm" and len(as_json["faces"]) <= 550 and as_json["watertight"]
+
+
+def test_bad_input_is_named(stored: tuple[TestClient, str]) -> None:
+    client, vid = stored
+    base = f"/api/v1/patients/pat-seg/images/{vid}"
+    r = client.post(f"{base}/segmentations", json={"seed_mm": [900, 0, 0], "tolerance": 10})
+    assert r.status_code == 422 and r.json()["field"] == "seed_mm"
+    assert r.headers["content-type"].startswith("application/problem+json")
+    r = client.post(f"{base}/segmentations", json={"seed_mm": [2, -3, 4]})
+    assert r.status_code == 422 and r.json()["field"] == "tolerance"
+    r = client.get(f"{base}/statistics")  # an intensity image, not a label map
+    assert r.status_code == 422 and r.json()["field"] == "data"
+    labels_id = client.post(f"{base}/segmentations", json={"lower": 160}).json()["volume_id"]
+    r = client.get(f"/api/v1/patients/pat-seg/images/{labels_id}/mesh", params={"label": "9"})
+    assert r.status_code == 422 and r.json()["field"] == "label"
+
+
+def test_out_of_reach_looks_missing(stored: tuple[TestClient, str], api_store: Store) -> None:
+    client, vid = stored
+    _patient(client, "pat-other")
+    with api_store.begin() as connection:
+        accounts.create_user(connection, "doc", PW, "clinician")
+        accounts.add_to_care_team(connection, "doc", "pat-other")
+    token = client.post("/api/v1/auth/token", data={"grant_type": "password", "username": "doc", "password": PW})
+    doc = {"Authorization": f"Bearer {token.json()['access_token']}"}
+    for path in (f"/api/v1/patients/pat-seg/images/{vid}/statistics", f"/api/v1/patients/pat-seg/images/{vid}/mesh"):
+        out_of_reach = client.get(path, headers=doc)
+        missing = client.get(path.replace("pat-seg", "pat-nobody"), headers=doc)
+        assert out_of_reach.status_code == missing.status_code == 404
+    write = client.post(f"/api/v1/patients/pat-seg/images/{vid}/segmentations", json={"lower": 1}, headers=doc)
+    assert write.status_code == 404
+    # the volume under the other patient's id is not a way in either
+    assert client.get(f"/api/v1/patients/pat-other/images/{vid}/statistics", headers=doc).status_code == 404
+    assert client.post(f"/api/v1/patients/pat-other/images/{vid}/segmentations", json={"lower": 1},
+                       headers=doc).status_code == 404
