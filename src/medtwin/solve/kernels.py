@@ -36,30 +36,16 @@ from numba import cfunc, njit, types
 from numba.extending import intrinsic
 from numpy.typing import NDArray
 
-from medtwin.solve._core import Dopri5, SolverFailure
+from medtwin.solve._core import _DP_A, _DP_B, _DP_C, _DP_E, Dopri5, SolverFailure
+from medtwin.solve._core import _DP_P as _P
 
 Array = NDArray[np.float64]
 
-# Dormand-Prince tableau as plain constants (the same values as medtwin.solve._core and scipy's RK45)
-_C2, _C3, _C4, _C5 = 1 / 5, 3 / 10, 4 / 5, 8 / 9
-_A21 = 1 / 5
-_A31, _A32 = 3 / 40, 9 / 40
-_A41, _A42, _A43 = 44 / 45, -56 / 15, 32 / 9
-_A51, _A52, _A53, _A54 = 19372 / 6561, -25360 / 2187, 64448 / 6561, -212 / 729
-_A61, _A62, _A63, _A64, _A65 = 9017 / 3168, -355 / 33, 46732 / 5247, 49 / 176, -5103 / 18656
-_B1, _B3, _B4, _B5, _B6 = 35 / 384, 500 / 1113, 125 / 192, -2187 / 6784, 11 / 84
-_E1, _E3, _E4, _E5, _E6, _E7 = -71 / 57600, 71 / 16695, -71 / 1920, 17253 / 339200, -22 / 525, 1 / 40
-_P = np.array(
-    [
-        [1, -8048581381 / 2820520608, 8663915743 / 2820520608, -12715105075 / 11282082432],
-        [0, 0, 0, 0],
-        [0, 131558114200 / 32700410799, -68118460800 / 10900136933, 87487479700 / 32700410799],
-        [0, -1754552775 / 470086768, 14199869525 / 1410260304, -10690763975 / 1880347072],
-        [0, 127303824393 / 49829197408, -318862633887 / 49829197408, 701980252875 / 199316789632],
-        [0, -282668133 / 205662961, 2019193451 / 616988883, -1453857185 / 822651844],
-        [0, 40617522 / 29380423, -110615467 / 29380423, 69997945 / 29380423],
-    ]
-)
+# the Dormand-Prince tableau of medtwin.solve._core (scipy's RK45 values) as plain float constants, unrolled below
+_C2, _C3, _C4, _C5 = (float(c) for c in _DP_C[1:5])
+(_A21,), (_A31, _A32), (_A41, _A42, _A43), (_A51, _A52, _A53, _A54), (_A61, _A62, _A63, _A64, _A65) = _DP_A[1:6]
+_B1, _B3, _B4, _B5, _B6 = (float(_DP_B[j]) for j in (0, 2, 3, 4, 5))
+_E1, _E3, _E4, _E5, _E6, _E7 = (float(_DP_E[j]) for j in (0, 2, 3, 4, 5, 6))
 
 _VECTOR = types.CPointer(types.float64)
 #: ``rhs(t, y, p, u, dy)``, ``step_jump(y, u_new, u_old)`` and ``needs_stop(u)`` are numba ``@cfunc`` of these
