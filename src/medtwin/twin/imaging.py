@@ -97,11 +97,15 @@ def resolve_patient(store: Store, key: str) -> str:
 
 def _store_volume(store: Store, patient_id: str, volume: Volume, actor: str,
                   now: datetime) -> tuple[str, bool, int, int, str]:
-    content_hash, blob, raw_bytes = storage.pack(volume)
-    with store.begin() as connection:
+    content_hash, raw_bytes = storage.content_hash(volume), storage.raw_size(volume)
+    with store.connect() as connection:
         images = ImageRepository(connection, store.codec)
         volume_id = images.address(content_hash)
-        images.put_blob(volume_id, blob)
+        blob = None if images.has_blob(volume_id) else storage.compress(volume)  # compress only what is new
+    with store.begin() as connection:
+        images = ImageRepository(connection, store.codec)
+        if blob is not None:
+            images.put_blob(volume_id, blob)
         meta = {**describe(volume), "content_hash": content_hash}
         created = images.link(patient_id, volume_id, meta, raw_bytes=raw_bytes, now=now, actor=actor)
         stored = images.stored_size(volume_id)
