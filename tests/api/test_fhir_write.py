@@ -12,6 +12,7 @@ from typing import Any
 import orjson
 import pytest
 import requests
+from fhirclient.models.bundle import Bundle
 from fhirclient.models.observation import Observation
 from sqlalchemy import select
 from tests.api.test_fhir_server import P1, P2, PASSWORD, Server, _client, _collection, _observation, _serving
@@ -174,10 +175,12 @@ def test_transaction_rewrites_urn_uuid_references_all_or_nothing(live: tuple[Ser
          "request": {"method": "POST", "url": "Patient"}},
         {"fullUrl": "urn:uuid:0f4a2c9e-77b1-4f0e-8c61-3d2a1b0c9e8f", "resource": observation,
          "request": {"method": "POST", "url": "Observation"}}]}
-    answer = _call(server, "POST", "", body=bundle)
+    smart = _client(server, "admin")
+    answer = smart.server.post_json("", bundle)  # the FHIR client's own transaction call (POST to the base)
     assert answer.status_code == 200, answer.text
     response = answer.json()
-    assert response["type"] == "transaction-response"
+    parsed = Bundle(response)  # a valid Bundle to the client's models
+    assert parsed.type == "transaction-response" and parsed.entry[0].response.status == "201 Created"
     statuses = [e["response"]["status"] for e in response["entry"]]
     assert statuses == ["201 Created", "201 Created"]
     patient_location, obs_location = (e["response"]["location"] for e in response["entry"])
@@ -197,6 +200,20 @@ def test_transaction_rewrites_urn_uuid_references_all_or_nothing(live: tuple[Ser
     assert issue["expression"] == ["Observation.effectiveDateTime"] and issue["location"] == ["Bundle.entry[1]"]
     with store.connect() as connection:
         assert RecordRepository(connection, store.codec).count_by_type() == before  # nothing of it stored
+
+    again = _call(server, "POST", "", body=bundle).json()  # the same transaction: the same resources
+    assert [e["response"]["status"] for e in again["entry"]] == ["200 OK", "200 OK"]
+    assert [e["response"]["location"] for e in again["entry"]] == [patient_location, obs_location]
+    stale = orjson.loads(orjson.dumps(bundle))  # an update of the Observation, then a PUT expecting version 7
+    stale["entry"][1]["resource"]["effectiveDateTime"] = "2024-02-02T08:00:00Z"
+    stale["entry"].append({"resource": {**orjson.loads(_glucose(P1)), "id": "w2"},
+                           "request": {"method": "PUT", "url": "Observation/w2", "ifMatch": 'W/"7"'}})
+    refused = _call(server, "POST", "", body=stale)
+    assert refused.status_code == 412 and refused.json()["issue"][0]["location"] == ["Bundle.entry[2]"], refused.text
+    with store.connect() as connection:
+        assert RecordRepository(connection, store.codec).count_by_type() == before
+    current = _call(server, "GET", obs_location.rsplit("/_history", 1)[0]).json()
+    assert current["meta"]["versionId"] == "1" and current["effectiveDateTime"] == "2024-02-01T08:00:00Z"
 
 
 def test_batch_answers_each_entry(live: tuple[Server, Store]) -> None:
