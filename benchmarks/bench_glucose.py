@@ -117,6 +117,25 @@ def scaling(sizes: list[int], scenario: Scenario, horizon_days: float, plain_day
     return per_day
 
 
+def batch_vs_alone(scenario: Scenario, days: float, repeats: int = 3) -> None:
+    """Per-patient cost of the N = 10 batch against the same 10 patients run one at a time (N = 1 each): with a
+    step size per patient the batch never pays for its hardest member (best of ``repeats`` each)."""
+    params = population(10, np.random.default_rng(10))
+    batch, alone = [], []
+    for _ in range(repeats):
+        start = time.perf_counter()
+        simulate_population(params, scenario)
+        batch.append((time.perf_counter() - start) / 10)
+        start = time.perf_counter()
+        for i in range(10):
+            simulate_population(params.take([i]), scenario)
+        alone.append((time.perf_counter() - start) / 10)
+    steps = simulate_population(params, scenario).steps
+    print(f"per-patient cost, N = 10 batch vs the same 10 patients at N = 1: {min(batch) / days * 1e3:.3f} vs "
+          f"{min(alone) / days * 1e3:.3f} ms per patient-day -> {min(batch) / min(alone):.2f} (aim <= 1); "
+          f"steps per patient {steps.min()}-{steps.max()}")
+
+
 def first_call_seconds(cold: bool) -> float:
     """Seconds of the first one-patient simulation in a fresh interpreter; ``cold``: with an empty numba cache
     (everything compiled), else with the project's cache (loaded)."""
@@ -193,7 +212,7 @@ def main() -> None:
     print(f"per patient-day at N = {largest:,}: medtwin {per_day[largest] * 1e3:.4f} ms; simglucose as shipped "
           f"{stock_day * 1e3:.1f} ms -> {stock_day / per_day[largest]:,.0f}x; plain-float {plain_day * 1e3:.1f} ms "
           f"-> {plain_day / per_day[largest]:,.0f}x (issue-17 aim >= 10,000x at 10,000 patients)")
-    print(f"per-patient cost at N = 10 vs N = 1: {per_day[10] / per_day[1]:.2f} (aim <= 1)")
+    batch_vs_alone(scenario, days)
 
     n_mem = args.memory_patients
     params = population(n_mem, np.random.default_rng(7))

@@ -28,5 +28,7 @@ def test_bench_glucose_smoke_fair_baseline_is_identical_and_faster() -> None:
     assert all(float(r[2]) > 0 and int(r[5]) > 0 for r in rows)  # time per patient-day, steps of a patient
     assert re.search(r"per patient-day at N = 10: medtwin \d+\.\d{4} ms; simglucose as shipped .* -> [\d,]+x; "
                      r"plain-float \d+\.\d ms -> [\d,]+x", out)
+    ratio = re.search(r"N = 10 batch vs the same 10 patients at N = 1: .* -> (\d+\.\d\d) \(aim <= 1\)", out)
+    assert ratio and float(ratio.group(1)) > 0
     assert re.search(r"memory run: 20 patient-days .* \(13, 20\): .* peak \d+\.\d\d GiB", out)
     assert re.search(r"public path \(run_scenario, every state every minute\): best \d+\.\d\d ms", out)
