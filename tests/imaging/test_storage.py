@@ -166,3 +166,16 @@ def test_key_rotation_reseals_the_chunks(sealed: tuple[Store, Path]) -> None:
     back = storage.unpack(blob, link["meta"]["content_hash"])
     assert back.shape == (12, 10, 8)
     rotated.dispose()
+
+
+def test_store_and_load_on_each_backend(store: Store) -> None:
+    """SQLite and PostgreSQL alike (the ``store`` fixture: plain codec)."""
+    assert import_units(store, [RawUnit("p.json", "json", {"resourceType": "Patient", "id": "pb"})]).ok
+    series = Series(ramp((40, 30, 12)))
+    first = service.import_volume(store, "pb", read_dicom(series.files()))
+    again = service.import_volume(store, "pb", read_dicom(series.files()[::-1]))
+    assert first.created and not again.created and _counts(store)[1] == 1
+    loaded = service.load_volume(store, "pb", first.volume_id)
+    assert loaded is not None and np.array_equal(loaded.data, series.values)
+    assert [v["volume_id"] for v in service.volumes(store, "pb")] == [first.volume_id]
+    assert service.volumes(store, "pb")[0]["stored_bytes"] > 0
