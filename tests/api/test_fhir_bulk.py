@@ -12,11 +12,10 @@ from typing import Any
 import orjson
 import pytest
 import requests
-from tests.api.test_fhir_server import P1, P2, PASSWORD, Server, _serving
+from tests.api.test_fhir_server import P1, P2, Server, live_server
 
 from medtwin.record import exactjson
-from medtwin.record.sources import RawUnit, unit_from_bytes
-from medtwin.security import accounts
+from medtwin.record.sources import RawUnit
 from medtwin.security.crypto import AesGcmCodec, KeyRing
 from medtwin.store.database import Store
 from medtwin.store.records import RecordRepository
@@ -47,18 +46,8 @@ def _resources() -> bytes:
 
 @pytest.fixture(scope="module")
 def live(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[Server, Store]]:
-    folder: Path = tmp_path_factory.mktemp("fhir-bulk")
-    ring = KeyRing.generate()
-    store = Store(f"sqlite:///{folder / 'fhir.db'}", AesGcmCodec(ring))
-    store.migrate()
-    with store.begin() as connection:
-        accounts.create_user(connection, "admin", PASSWORD, "admin")
-        accounts.create_user(connection, "clinician", PASSWORD, "clinician")
-        accounts.add_to_care_team(connection, "clinician", P1)
-    report = import_units(store, [unit_from_bytes(_resources(), source="bulk.json")])
-    assert report.ok, report.errors[0].error if report.errors else None
-    with _serving(store, ring, folder) as served:
-        yield served, store
+    with live_server(tmp_path_factory, "fhir-bulk", _resources()) as served:
+        yield served
 
 
 def _auth(server: Server, user: str) -> dict[str, str]:

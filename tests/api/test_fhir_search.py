@@ -6,7 +6,6 @@ advertise are refused)."""
 from __future__ import annotations
 
 from collections.abc import Iterator
-from pathlib import Path
 from typing import Any
 
 import orjson
@@ -14,14 +13,9 @@ import pytest
 import requests
 from fhirclient.models.bundle import Bundle
 from fhirclient.models.observation import Observation
-from tests.api.test_fhir_server import P1, P2, PASSWORD, Server, _client, _serving
+from tests.api.test_fhir_server import P1, P2, Server, _client, live_server
 
 from medtwin.record.indexing import CODE_ELEMENTS, status_of
-from medtwin.record.sources import unit_from_bytes
-from medtwin.security import accounts
-from medtwin.security.crypto import AesGcmCodec, KeyRing
-from medtwin.store.database import Store
-from medtwin.twin.build import import_units
 
 LOINC, CAT = "http://loinc.org", "http://terminology.hl7.org/CodeSystem/observation-category"
 
@@ -68,18 +62,9 @@ RESOURCES: list[dict[str, Any]] = [
 
 @pytest.fixture(scope="module")
 def served(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Server]:
-    folder: Path = tmp_path_factory.mktemp("fhir-search")
-    ring = KeyRing.generate()
-    store = Store(f"sqlite:///{folder / 'fhir.db'}", AesGcmCodec(ring))
-    store.migrate()
-    with store.begin() as connection:
-        accounts.create_user(connection, "admin", PASSWORD, "admin")
-        accounts.create_user(connection, "clinician", PASSWORD, "clinician")
-        accounts.add_to_care_team(connection, "clinician", P1)
     body = orjson.dumps({"resourceType": "Bundle", "type": "collection",
                          "entry": [{"resource": r} for r in RESOURCES]})
-    assert import_units(store, [unit_from_bytes(body, source="search.json")]).ok
-    with _serving(store, ring, folder) as server:
+    with live_server(tmp_path_factory, "fhir-search", body) as (server, _):
         yield server
 
 

@@ -59,9 +59,11 @@ def _free_port() -> int:
         return int(s.getsockname()[1])
 
 
-@pytest.fixture(scope="module")
-def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Server]:
-    folder: Path = tmp_path_factory.mktemp("fhir")
+@contextmanager
+def live_server(tmp_path_factory: pytest.TempPathFactory, name: str, *bodies: bytes) -> Iterator[tuple[Server, Store]]:
+    """A fresh store holding ``bodies`` (imported in order), an admin and a clinician whose care team is P1,
+    served over HTTP (the FHIR test modules' fixture)."""
+    folder: Path = tmp_path_factory.mktemp(name)
     ring = KeyRing.generate()
     store = Store(f"sqlite:///{folder / 'fhir.db'}", AesGcmCodec(ring))
     store.migrate()
@@ -69,15 +71,21 @@ def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Server]:
         accounts.create_user(connection, "admin", PASSWORD, "admin")
         accounts.create_user(connection, "clinician", PASSWORD, "clinician")
         accounts.add_to_care_team(connection, "clinician", P1)
+    for number, body in enumerate(bodies):
+        report = import_units(store, [unit_from_bytes(body, source=f"{name}-{number}.json")]).units[0]
+        assert report.ok, report.error
+    with _serving(store, ring, folder) as served:
+        yield served, store
+
+
+@pytest.fixture(scope="module")
+def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Server]:
     first = [b'{"resourceType":"Patient","id":"' + p.encode() + b'","gender":"female","identifier":[{"system":'
              b'"urn:mrn","value":"MRN-' + p.encode() + b'"}]}' for p in (P1, P2)]
     first += [_observation(f"g{day}", P1, day, f"{100 + day}.10") for day in range(1, 8)]
     first.append(_observation("other", P2, 1, "99.0"))
     second = _collection(_observation("g1", P1, 1, "140.20"))  # g1 version 2
-    for name, body in (("one.json", _collection(*first)), ("two.json", second)):
-        report = import_units(store, [unit_from_bytes(body, source=name)]).units[0]
-        assert report.ok, report.error
-    with _serving(store, ring, folder) as served:
+    with live_server(tmp_path_factory, "fhir", _collection(*first), second) as (served, _):
         yield served
 
 

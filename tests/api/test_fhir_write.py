@@ -6,7 +6,6 @@ transaction Bundles (urn:uuid references rewritten, all or nothing), $validate; 
 from __future__ import annotations
 
 from collections.abc import Iterator
-from pathlib import Path
 from typing import Any
 
 import orjson
@@ -15,34 +14,21 @@ import requests
 from fhirclient.models.bundle import Bundle
 from fhirclient.models.observation import Observation
 from sqlalchemy import select
-from tests.api.test_fhir_server import P1, P2, PASSWORD, Server, _client, _collection, _observation, _serving
+from tests.api.test_fhir_server import P1, P2, Server, _client, _collection, _observation, live_server
 
-from medtwin.record.sources import unit_from_bytes
-from medtwin.security import accounts
-from medtwin.security.crypto import AesGcmCodec, KeyRing
 from medtwin.store.database import Store
 from medtwin.store.records import RecordRepository
 from medtwin.store.security_tables import audit_log
-from medtwin.twin.build import import_units
 
 FHIR = "application/fhir+json"
 
 
 @pytest.fixture(scope="module")
 def live(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[Server, Store]]:
-    folder: Path = tmp_path_factory.mktemp("fhir-write")
-    ring = KeyRing.generate()
-    store = Store(f"sqlite:///{folder / 'fhir.db'}", AesGcmCodec(ring))
-    store.migrate()
-    with store.begin() as connection:
-        accounts.create_user(connection, "admin", PASSWORD, "admin")
-        accounts.create_user(connection, "clinician", PASSWORD, "clinician")
-        accounts.add_to_care_team(connection, "clinician", P1)
     patients = [b'{"resourceType":"Patient","id":"' + p.encode() + b'","gender":"male"}' for p in (P1, P2)]
     body = _collection(*patients, _observation("w1", P1, 1, "5.50"), _observation("w2", P2, 1, "6.0"))
-    assert import_units(store, [unit_from_bytes(body, source="seed.json")]).ok
-    with _serving(store, ring, folder) as served:
-        yield served, store
+    with live_server(tmp_path_factory, "fhir-write", body) as served:
+        yield served
 
 
 def _call(server: Server, method: str, path: str, user: str = "admin", body: Any = None,

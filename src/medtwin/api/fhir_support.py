@@ -85,6 +85,14 @@ def _int_param(params: dict[str, list[str]], name: str, default: int, low: int, 
     return number
 
 
+def refuse_unknown(params: dict[str, list[str]], allowed: set[str] | frozenset[str], what: str) -> None:
+    """400 naming the first parameter of ``params`` outside ``allowed`` (``what``: the interaction)."""
+    unknown = sorted(set(params) - set(allowed))
+    if unknown:
+        raise FhirError(400, "not-supported", f"{what} parameter(s) not supported: {', '.join(unknown)}",
+                        expression=unknown[0])
+
+
 def page_of(params: dict[str, list[str]]) -> Page:
     return Page(_int_param(params, "_count", DEFAULT_COUNT, 0, MAX_COUNT),
                 _int_param(params, "_offset", 0, 0, 10_000_000))

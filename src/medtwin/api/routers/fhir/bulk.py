@@ -15,7 +15,7 @@ from fastapi.concurrency import run_in_threadpool
 from fastapi.responses import JSONResponse, Response, StreamingResponse
 
 from medtwin.api.deps import audit_context
-from medtwin.api.fhir_support import FhirError, not_found
+from medtwin.api.fhir_support import FhirError, not_found, refuse_unknown
 from medtwin.api.routers.fhir import common
 from medtwin.api.routers.fhir.common import Access, Token, query_params
 from medtwin.api.services import services_of
@@ -66,10 +66,7 @@ async def export_group(group_id: str, request: Request, token: Token) -> Respons
 def _kick_off(request: Request, token: str | None, level: str, group_id: str | None = None) -> Response:
     access = common.access(request, token, "Group" if level == "group" else "Patient", group_id, action="export")
     params = query_params(request)
-    unknown = sorted(set(params) - _PARAMS)
-    if unknown:
-        raise FhirError(400, "not-supported", f"$export parameter(s) not supported: {', '.join(unknown)}",
-                        expression=unknown[0])
+    refuse_unknown(params, _PARAMS, "$export")
     if "respond-async" not in request.headers.get("prefer", ""):
         raise FhirError(400, "invalid", "$export runs asynchronously: send Prefer: respond-async",
                         expression="Prefer")

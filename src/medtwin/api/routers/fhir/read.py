@@ -12,7 +12,6 @@ from fastapi.responses import Response
 
 from medtwin.api.deps import audit_context
 from medtwin.api.fhir_support import (
-    FhirError,
     SearchPlan,
     capability_statement,
     fhir_response,
@@ -20,6 +19,7 @@ from medtwin.api.fhir_support import (
     not_found,
     page_of,
     paged_bundle,
+    refuse_unknown,
     search_entry,
     search_query,
     with_meta,
@@ -62,10 +62,7 @@ async def type_history(resource_type: str, request: Request, token: Token) -> Re
     def work() -> Response:
         access = common.access(request, token, resource_type)
         params = query_params(request)
-        unknown = sorted(set(params) - {"_count", "_offset", "_format"})
-        if unknown:
-            raise FhirError(400, "not-supported", f"history parameter(s) not supported: {', '.join(unknown)}",
-                            expression=unknown[0])
+        refuse_unknown(params, {"_count", "_offset", "_format"}, "history")
         page = page_of(params)
         with access.store.connect() as connection:
             total, found = RecordRepository(connection, access.store.codec).type_history(
@@ -82,10 +79,7 @@ async def everything(resource_id: str, request: Request, token: Token) -> Respon
     def work() -> Response:
         access = common.access(request, token, "Patient", resource_id)
         params = query_params(request)
-        unknown = sorted(set(params) - {"_count", "_offset", "_format"})
-        if unknown:
-            raise FhirError(400, "not-supported", f"$everything parameter(s) not supported: {', '.join(unknown)}",
-                            expression=unknown[0])
+        refuse_unknown(params, {"_count", "_offset", "_format"}, "$everything")
         page = page_of(params)
         if not access.principal.can_see(resource_id):
             audit_context(request).denied = True
