@@ -246,3 +246,20 @@ def test_several_electrodes_keep_their_separation(maps) -> None:  # type: ignore
     with pytest.raises(PlanningError) as info:  # targets 1.4 mm apart cannot be 3.5 mm apart
         plan_electrodes(maps, entries, [Electrode("a", [29, 10, 8]), Electrode("b", [30, 11, 8])], limits)
     assert info.value.field == "electrodes"
+
+
+@settings(max_examples=40, deadline=None)
+@given(shape=st.tuples(st.integers(1, 12), st.integers(1, 12), st.integers(1, 12)),
+       spacing=st.tuples(*[st.floats(0.2, 3.0)] * 3), density=st.floats(0.0, 0.5), seed=st.integers(0, 2**16))
+def test_our_distance_transform_equals_scipys(shape: tuple[int, int, int], spacing: tuple[float, float, float],
+                                              density: float, seed: int) -> None:
+    from scipy import ndimage
+
+    from medtwin.imaging.edt import distance_mm
+
+    mask = np.random.default_rng(seed).random(shape) < density
+    ours = distance_mm(mask, np.asarray(spacing))
+    if not mask.any():
+        assert np.all(np.isinf(ours))
+        return
+    assert np.allclose(ours, ndimage.distance_transform_edt(~mask, sampling=spacing), rtol=0, atol=1e-9)
