@@ -184,7 +184,8 @@ def vessel_diameter(volume: Volume, point_mm: list[float] | F64, direction: list
                     label: int | None = None, step_mm: float = 0.1, max_radius_mm: float = 40.0) -> Measurement:
     """Equivalent-circle diameter sqrt(4 A / pi) of the vessel's cross-section through ``point_mm`` perpendicular
     to ``direction`` (the vessel's axis): the mask is interpolated (trilinear) on a fine grid in that plane and the
-    piece holding the point is measured. Uncertainty: half the largest voxel size."""
+    piece holding the point is measured. Uncertainty: half a voxel's width in that plane (where a label map's
+    boundary can sit; on phantoms the error is under 0.2 mm, docs/imaging.md)."""
     p = np.asarray(point_mm, dtype=np.float64)
     d = np.asarray(direction, dtype=np.float64)
     if p.shape != (3,) or not bool(volume.contains(p)):
@@ -210,7 +211,9 @@ def vessel_diameter(volume: Volume, point_mm: list[float] | F64, direction: list
         raise ImplantError("max_radius_mm", f"the cross-section reaches {max_radius_mm} mm from the point: not a "
                                             "vessel cut across its axis (check the direction)")
     area = float(piece.sum()) * step_mm * step_mm
-    return Measurement(2.0 * math.sqrt(area / math.pi), 0.5 * float(volume.spacing_mm.max()),
+    a3 = volume.affine[:3, :3]
+    in_plane = max(float(np.linalg.norm(u @ a3)), float(np.linalg.norm(v @ a3)))  # voxel size across the vessel
+    return Measurement(2.0 * math.sqrt(area / math.pi), 0.5 * in_plane,
                        "equivalent-circle diameter of the perpendicular cross-section",
                        (float(p[0]), float(p[1]), float(p[2])), {"area_mm2": area})
 
