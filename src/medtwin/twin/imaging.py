@@ -35,8 +35,9 @@ from medtwin.store.images import ImageRepository
 from medtwin.store.records import RecordRepository
 from medtwin.twin.build import import_unit
 
-#: Opened volumes kept in memory (per process): enough for a few slice views at once.
-CACHE_SIZE = 4
+#: Opened volumes kept in memory (per process), up to this many voxel bytes (at least the latest one): a CT and
+#: its label map for the slice views without opening the CT on every request.
+CACHE_BYTES = 512 * 1024 * 1024
 
 
 class PatientNotFoundError(LookupError):
@@ -237,6 +238,6 @@ def load_volume(store: Store, patient_id: str, volume_id: str) -> Volume | None:
     volume = storage.unpack(blob, meta["content_hash"], {k: str(v) for k, v in meta.get("provenance", {}).items()})
     with _cache_lock:
         _cache[key] = volume
-        while len(_cache) > CACHE_SIZE:
+        while len(_cache) > 1 and sum(int(np.asarray(v.data).nbytes) for v in _cache.values()) > CACHE_BYTES:
             _cache.popitem(last=False)
     return volume
