@@ -103,7 +103,6 @@ def test_enhanced_multiframe_equals_the_single_frame_series() -> None:
     assert multi.meta["frames"] == "8" and multi.meta["instances"] == "1"
 
 
-@pytest.mark.slow
 def test_philips_enhanced_mprage_against_nibabel() -> None:
     """A real enhanced MR file (176 frames, oblique) shipped with nibabel: our volume and nibabel's DICOM
     wrapper place every voxel at the same point with the same value."""
