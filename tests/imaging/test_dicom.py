@@ -240,3 +240,15 @@ def test_any_orientation_spacing_and_origin(q: list[float], spacing: tuple[float
     assert np.array_equal(volume.data, series.values)
     for ijk in corners(volume.shape):
         assert np.allclose(volume.index_to_world(ijk), series.world(*ijk), atol=1e-4)
+
+
+def test_zip_that_unpacks_too_large_is_refused_before_inflating(monkeypatch: pytest.MonkeyPatch) -> None:
+    from medtwin.imaging import dicom
+
+    buffer = io.BytesIO()
+    with zipfile.ZipFile(buffer, "w", compression=zipfile.ZIP_DEFLATED) as archive:
+        archive.writestr("big.dcm", b"\0" * 200_000)
+    monkeypatch.setattr(dicom, "MAX_UNZIPPED_BYTES", 100_000)
+    with pytest.raises(ImageFileError) as err:
+        dicom.zip_sources(buffer.getvalue(), "bomb.zip")
+    assert err.value.source == "bomb.zip" and err.value.field == "zip" and "200000" in err.value.message

@@ -45,6 +45,7 @@ ORIENTATION_TOL = 1e-4
 #: Limits of one import (a bad or hostile input should not take the server's memory).
 MAX_FILES = 5000
 MAX_VOXELS = 512 * 512 * 2048
+MAX_UNZIPPED_BYTES = 2 * 1024**3
 
 Source = tuple[str, bytes | Path]
 
@@ -85,6 +86,9 @@ def zip_sources(blob: bytes, name: str) -> list[Source]:
                        and not Path(m.filename).name.startswith(".") and Path(m.filename).name.upper() != "DICOMDIR"]
             if len(members) > MAX_FILES:
                 raise ImageFileError(name, "files", f"{len(members)} files; at most {MAX_FILES} in one import")
+            unzipped = sum(m.file_size for m in members)
+            if unzipped > MAX_UNZIPPED_BYTES:  # checked before inflating anything: no zip bomb
+                raise ImageFileError(name, "zip", f"unpacks to {unzipped} bytes; at most {MAX_UNZIPPED_BYTES}")
             return [(f"{name}:{m.filename}", archive.read(m)) for m in sorted(members, key=lambda m: m.filename)]
     except zipfile.BadZipFile as error:
         raise ImageFileError(name, "zip", f"not a readable zip file ({error})") from None
