@@ -64,6 +64,8 @@ def test_written_header_has_sform_qform_and_mm() -> None:
     assert image.header.get_xyzt_units()[0] == "mm"
     assert np.allclose(image.affine, LPS_TO_RAS @ volume.affine)
     assert image.header.get_intent()[0] == "label"
+    back = read_nifti(write_nifti(volume), "labels.nii.gz")
+    assert back.units == "label" and np.array_equal(back.data, volume.data)
 
 
 def test_scaled_voxels_are_rescaled() -> None:
