@@ -97,7 +97,7 @@ def test_the_page_fits_the_patient(world: World, browser: WebDriver, client: htt
     show(browser, world, af)
     panels = (browser.find_element(By.ID, "panel-live").get_attribute("data-panels") or "").split()
     assert panels[0] == "vitals" and "anticoagulation" in panels and "cgm" not in panels
-    for absent in ("chart-glucose", "chart-near", "live-twin", "tile-glucose"):
+    for absent in ("chart-glucose", "chart-near", "live-twin", "tile-glucose", "tab-cgm"):
         assert not browser.find_elements(By.ID, absent), absent
     for present in ("chart-rr", "chart-temp", "chart-news2", "flowsheet", "tile-rr", "tile-temp"):
         assert browser.find_elements(By.ID, present), present
@@ -128,11 +128,21 @@ def test_cgm_trace_marks_boluses_carbs_rescue_and_has_a_daily_overlay(world: Wor
                                ("carbs", now - timedelta(minutes=80), 45.0),
                                ("glucose", now - timedelta(minutes=22), 62.0),
                                ("carbs", now - timedelta(minutes=20), 15.0)])  # a low treated without insulin
+    with world.store.begin() as connection:  # a glucose alert (marked) and a NEWS2 one (not a glucose alert)
+        repo = AlertRepository(connection, world.store.codec, lambda: datetime.now(UTC))
+        for rule in ("hypo-l1", "news2"):
+            repo.open(AlertCandidate(patient_id=world.heavy, rule=rule, severity="high", time=now - timedelta(minutes=22),
+                                     dedupe_key=f"{world.heavy}:{rule}-w1", message=f"{rule} for the trace"))
     show(browser, world, world.heavy)
     wait(browser, lambda d: d.find_element(By.ID, "chart-glucose").get_attribute("data-rescue") == "1",
          message="the rescue carbohydrate on the trace")
     fig = browser.find_element(By.ID, "chart-glucose")
     assert fig.get_attribute("data-boluses") == "1" and fig.get_attribute("data-carbs") == "2"
+    marked = client.get(f"/dashboard/patients/{world.heavy}/cgm-events",
+                        params={"start": (now - timedelta(hours=2)).isoformat()}).json()["alerts"]
+    rules = {a["rule"] for a in marked}
+    assert "hypo-l1" in rules and "news2" not in rules  # glucose alerts only (the glucose kind's rules)
+    assert fig.get_attribute("data-alerts") == str(len(marked))
     legend = text(browser, "#chart-glucose .legend")
     assert "Insulin bolus" in legend and "Rescue carbohydrate" in legend
     browser.find_element(By.ID, "cgm-view-overlay").click()

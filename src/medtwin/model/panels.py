@@ -88,15 +88,21 @@ def page_panels() -> list[PagePanel]:
     return sorted([*found, *PANELS], key=lambda p: (p.order, p.key))
 
 
-def _medication_matches(panel: PagePanel, code: str, display: str) -> bool:
+def _medication_match(panel: PagePanel, code: str, display: str) -> str | None:
+    """What of the medication called for the panel: its code's display, or the word found in its name."""
     words = display.lower()
-    return any(m == code or (not m.isdigit() and m in words) for m in panel.medications)
+    for m in panel.medications:
+        if m == code:
+            return display or code
+        if not m.isdigit() and m in words:
+            return m
+    return None
 
 
 def _reasons(panel: PagePanel, facts: PatientFacts) -> tuple[str, ...]:
     out = [f"problem: {short_name(code, display)}" for code, display in facts.problems if code in panel.conditions]
-    out += [f"medication: {display or code}" for code, display in facts.medications
-            if _medication_matches(panel, code, display or "")]
+    matched = (_medication_match(panel, code, display or "") for code, display in facts.medications)
+    out += [f"medication: {m}" for m in matched if m]
     if any(name in facts.present for name in panel.data):
         out.append("data")
     return tuple(dict.fromkeys(out))

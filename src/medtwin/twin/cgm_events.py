@@ -23,7 +23,17 @@ __all__ = ["CgmEvents", "cgm_events"]
 
 RESCUE_LOOKBACK = timedelta(minutes=15)
 MEAL_BOLUS_WINDOW = timedelta(minutes=30)
-GLUCOSE_RULES = ("predicted-hypo", "glucose-episodes")
+
+
+def glucose_alert_names() -> frozenset[str]:
+    """The alert kinds (``Alert.rule``: hypo-l1, hypo-l2, ..., predicted-hypo) of the rules the glucose twin
+    kind contributes (``TwinKind.alert_rules``): the alerts marked on a CGM trace."""
+    from medtwin.alerts.registry import create_rules
+    from medtwin.model.kinds import get
+
+    wanted = set(get("glucose").alert_rules)
+    return frozenset(kind.name for rule in create_rules() if rule.info.name in wanted for kind in rule.info.alerts)
+
 
 
 class Dose(BaseModel):
@@ -75,8 +85,9 @@ def cgm_events(store: Store, patient_id: str, start: datetime, end: datetime, *,
     bolus_s = np.asarray([t.timestamp() for t in bolus.times])
     glucose_t = np.asarray([t.timestamp() for t in glucose.times])
     glucose_v = np.asarray(glucose.values, dtype=float)
+    names = glucose_alert_names()
     alerts = [AlertMark(time=a.opened_at, rule=a.rule, severity=a.severity, message=a.message) for a in rows
-              if a.rule in GLUCOSE_RULES and start <= _aware(a.opened_at) <= end]
+              if a.rule in names and start <= _aware(a.opened_at) <= end]
     return CgmEvents(
         start=start, end=end,
         boluses=[Dose(time=t, value=v) for t, v in zip(bolus.times, bolus.values, strict=True)],

@@ -67,12 +67,14 @@ function latestRequests(id) {
   ]);
 }
 
-const panelsRequest = (id) => call(`/dashboard/patients/${encodeURIComponent(id)}/panels`);
+
+/** The panels of a patient's page (the API chooses them); patient.js asks once and shares the answer. */
+export const panelsRequest = (id) => call(`/dashboard/patients/${encodeURIComponent(id)}/panels`);
 
 /** Start the live tab's requests while the page is still asking for the summary (one round trip less). */
-export function prefetchLive(id) {
+export function prefetchLive(id, panels = null) {
   return { series: seriesRequests(`/patients/${encodeURIComponent(id)}`, serverNow() - DAY, window.innerWidth * 0.66),
-           latest: latestRequests(id), panels: panelsRequest(id) };
+           latest: latestRequests(id), panels: panels || panelsRequest(id) };
 }
 
 export function mountLive(panel, tiles, ctx, openedAt, prefetched) {
@@ -145,7 +147,7 @@ export function mountLive(panel, tiles, ctx, openedAt, prefetched) {
 
   function reasonText(r) {
     const [kind, ...rest] = r.split(": ");
-    if (kind === "data") return "data";
+    if (kind === "data") return "device data";
     return rest.length ? shortName(null, rest.join(": ")) : r;
   }
 
@@ -216,7 +218,7 @@ export function mountLive(panel, tiles, ctx, openedAt, prefetched) {
       const m = [...(ctx.summary.summary.labs || []), ...(ctx.summary.summary.vitals || [])].find((x) => x.code === s.name);
       if (!m || m.value === null || m.value === undefined) continue;
       const inRange = p.target ? (m.value >= p.target[0] && m.value <= p.target[1]) : null;
-      out.push(tile(`${p.key}`, shortName(m.code, m.display), valueText(m.value), unitText(m.unit),
+      out.push(tile(`${p.key}`, s.label, valueText(m.value), unitText(m.unit),
         [m.time ? ago(m.time) : "", p.target ? ` · ${inRange ? "in" : "outside"} ${p.target_label}` : ""], inRange === false ? "warn" : ""));
     }
     return out;

@@ -4,7 +4,7 @@
 // Each tab is built the first time it is opened and torn down when the page is left.
 import { call, download, errorText } from "./api.js";
 import { $, el, clear, day } from "./dom.js";
-import { mountLive, prefetchLive } from "./live.js";
+import { mountLive, panelsRequest, prefetchLive } from "./live.js";
 import { sweepCharts } from "./chart.js";
 import { shortName } from "./vocab.js";
 
@@ -26,6 +26,11 @@ const withTumour = (id) => import("./tumour.js").then((m) => m.hasTumourSizes(id
 // The Imaging tab (slices, trajectory plans, 3D view) only for a patient with stored images (imaging.js asks).
 const withImaging = (id, ready) => Promise.all([ready, import("./imaging.js").then((m) => m.hasImages(id)).catch(() => false)])
   .then(([tabs, has]) => (has ? [...tabs.slice(0, -1), ["imaging", "Imaging"], tabs[tabs.length - 1]] : tabs));
+
+// The CGM report tab only for a patient with a CGM panel or CGM data (the panels answer says; #15 item 9).
+const withCgmReport = (panels, ready) => Promise.all([ready, panels]).then(([tabs, p]) =>
+  (!p || p.panels.some((x) => x.key === "cgm" && x.shown) || p.device_metrics.includes("glucose")
+    ? tabs : tabs.filter(([key]) => key !== "cgm")));
 
 let page = null;  // {id, ctx, mounted: {tab: handle}, panels, tabs}
 
@@ -155,8 +160,9 @@ export async function showPatient(id, tab) {
   clear(view, el("p", { class: "muted" }, "Loading…"));
   page = { id, mounted: {}, tab, started };
   let summary;
-  const prefetched = tab === "live" ? prefetchLive(id) : null;
-  const tabsReady = withImaging(id, withTumour(id));  // alongside the summary request
+  const panelsReady = panelsRequest(id).catch(() => null);
+  const prefetched = tab === "live" ? prefetchLive(id, panelsReady) : null;
+  const tabsReady = withCgmReport(panelsReady, withImaging(id, withTumour(id)));  // alongside the summary request
   try {
     summary = await call(`/patients/${encodeURIComponent(id)}`);
   } catch (error) {

@@ -72,7 +72,7 @@ export function mountVitals(host, ctx, live) {
       el("th", { scope: "row" }, label, metric in state && displayUnit(metric) ? el("span", { class: "unit" }, ` ${displayUnit(metric)}`) : null),
       cols.map((c) => { const v = valueAt(state[metric], c.t); return el("td", { class: "num" }, v === null ? "—" : text ? text(v) : num(v, digits)); })));
     const score = el("tr", { class: "score-row" }, el("th", { scope: "row" }, "NEWS2"),
-      cols.map((c) => el("td", { class: `num news2-${c.risk}`, title: news2Band(c.risk)?.label || c.risk, dataset: { score: String(c.score) } },
+      cols.map((c) => el("td", { class: `num band-${c.risk}`, title: news2Band(c.risk)?.label || c.risk, dataset: { score: String(c.score) } },
         `${c.score}${c.complete ? "" : "*"}`)));
     table.replaceChildren(el("caption", { class: "muted" }, cols.length ? "Values within 60 min before each set; * a parameter was missing (the score is a lower bound)" : "No observation sets yet"),
       el("thead", head), el("tbody", rows, score));
