@@ -4,8 +4,10 @@ reach and their own jobs only; the files re-import into a fresh store identicall
 
 from __future__ import annotations
 
+import os
 import time
 from collections.abc import Iterator
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -18,6 +20,7 @@ from medtwin.record import exactjson
 from medtwin.record.sources import RawUnit, read_units
 from medtwin.security import accounts
 from medtwin.security.crypto import AesGcmCodec, KeyRing
+from medtwin.store.bulk_export import KEEP_FOR, BulkExports, ExportRequest
 from medtwin.store.database import Store
 from medtwin.store.records import RecordRepository
 from medtwin.twin.build import import_units
@@ -184,3 +187,25 @@ def test_cancel_and_refusals(live: tuple[Server, Store]) -> None:
     assert patient_level.status_code == 400
     capability = requests.get(f"{server.base}/metadata", timeout=30).json()
     assert {"export", "patient-export", "group-export"} <= {o["name"] for o in capability["rest"][0]["operation"]}
+
+
+def test_finished_jobs_expire(tmp_path: Path) -> None:
+    """A job finished more than KEEP_FOR ago is gone (status and files) when the next one starts; so is a
+    folder an earlier server process left."""
+    store = Store(f"sqlite:///{tmp_path / 'e.db'}", AesGcmCodec(KeyRing.generate()))
+    store.migrate()
+    now = [datetime(2024, 1, 1, tzinfo=UTC)]
+    exports = BulkExports(store, tmp_path / "bulk", lambda: now[0])
+    request = ExportRequest("me", "http://x/fhir/$export", ("Patient",), None, True, None)
+    first = exports.start(request)
+    assert first.finished.wait(10) and first.status == "completed"
+    left = tmp_path / "bulk" / "left-by-another-process"
+    left.mkdir()
+    os.utime(left, (0, 0))
+    now[0] += KEEP_FOR / 2
+    exports.start(request)
+    assert exports.job(first.id, "me") is first and left.exists() is False
+    now[0] += KEEP_FOR
+    exports.start(request)
+    assert exports.job(first.id, "me") is None and not first.folder.exists()
+    store.dispose()

@@ -2,7 +2,8 @@
 resource type, current versions with ``meta.versionId``/``meta.lastUpdated``, decimals as stored), and the jobs'
 state (kick-off, progress, manifest, cancel). The HTTP side is ``api/routers/fhir/bulk.py``.
 
-The reach is fixed at kick-off: the patients the caller may see (None: any) and whether resources of no
+Finished jobs and their files are kept for ``KEEP_FOR``; the job table is the server process's own (one
+process serves a job's status and files). The reach is fixed at kick-off: the patients the caller may see (None: any) and whether resources of no
 patient (Organization, Practitioner, ...) belong in it. Files are sealed with the store's codec, chunk by chunk
 (an export is patient data at rest like the store's rows), and opened again only for their owner's download.
 """
@@ -15,7 +16,7 @@ import threading
 import uuid
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
-from datetime import datetime
+from datetime import datetime, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -25,6 +26,8 @@ from medtwin.store.database import Store
 from medtwin.store.records import RecordRepository
 
 BATCH = 1000
+#: How long a finished job's files stay (Bulk Data: the server says; the manifest's files expire with it).
+KEEP_FOR = timedelta(hours=24)
 _LENGTH = struct.Struct(">I")
 
 
@@ -115,6 +118,7 @@ class BulkExports:
         self._lock = threading.Lock()
 
     def start(self, request: ExportRequest) -> ExportJob:
+        self._expire()
         job_id = uuid.uuid4().hex
         job = ExportJob(job_id, request, self.clock(), self.root / job_id)
         job.folder.mkdir(parents=True)
@@ -147,6 +151,21 @@ class BulkExports:
         if job.status != "completed" or found is None:
             return None
         return read_sealed(job.folder / found.name, self.store.codec.open)
+
+    def _expire(self) -> None:
+        """Delete jobs finished more than ``KEEP_FOR`` ago, and folders left by an earlier server process."""
+        cutoff = self.clock() - KEEP_FOR
+        with self._lock:
+            old = [j for j in self._jobs.values() if j.finished.is_set() and j.started < cutoff]
+            for job in old:
+                del self._jobs[job.id]
+            known = set(self._jobs)
+        for job in old:
+            shutil.rmtree(job.folder, ignore_errors=True)
+        if self.root.is_dir():
+            for folder in self.root.iterdir():
+                if folder.name not in known and folder.stat().st_mtime < cutoff.timestamp():
+                    shutil.rmtree(folder, ignore_errors=True)
 
     def _run(self, job: ExportJob) -> None:
         try:
