@@ -163,3 +163,30 @@ def test_scene_has_the_structures_and_the_trajectories(world: World) -> None:
     assert np.abs(np.linalg.norm(v - [0.0, 0.0, -8.0], axis=1) - 3.0).max() < 1.0  # on the 3 mm sphere
     assert len(amygdala["faces"]) % 3 == 0 and max(amygdala["faces"]) < len(v)
     assert [t["entry_mm"] for t in scene["trajectories"]] == [c["entry_mm"] for c in plan["candidates"]]
+
+
+def test_an_implantation_keeps_every_electrode_admissible_and_apart(world: World) -> None:
+    from medtwin.imaging.planning import segment_distance
+
+    body = {"electrodes": [{"name": "LA", "target_mm": [-6.0, 0.0, -8.0]}, {"name": "LB", "target_label": "amygdala"},
+                           {"name": "RC", "target_mm": [8.0, 2.0, -8.0]}],
+            "criticals": BODY["criticals"], "min_separation_mm": 4.0, "max_angle_deg": 40.0, "max_entries": 300}
+    r = world.client.post(f"/api/v1/patients/{P1}/images/{world.volume_id}/implantation-plans", json=body)
+    assert r.status_code == 201, r.text
+    plan = r.json()
+    chosen = plan["candidates"]
+    assert [c["electrode"] for c in chosen] == ["LA", "LB", "RC"] and [c["rank"] for c in chosen] == [1, 2, 3]
+    assert all(c["min_distance_mm"] >= 2.0 for c in chosen)  # the smaller of the two margins
+    for i in range(3):
+        for j in range(i):
+            ends = [np.asarray(x) for x in (chosen[i]["entry_mm"], chosen[i]["target_mm"],
+                                            chosen[j]["entry_mm"], chosen[j]["target_mm"])]
+            assert segment_distance(*ends) >= 4.0
+    base = f"/api/v1/patients/{P1}/trajectory-plans/{plan['version']}"
+    markups = world.client.get(f"{base}/export", params={"format": "markups"}).json()
+    assert [m["name"] for m in markups["markups"]] == ["LA", "LB", "RC"]
+    written = world.client.post(f"{base}/procedure").json()["resource"]
+    assert len([e for e in written["extension"] if e["url"].endswith("planned-trajectory")]) == 3
+    too_close = {**body, "min_separation_mm": 30.0}
+    refused = world.client.post(f"/api/v1/patients/{P1}/images/{world.volume_id}/implantation-plans", json=too_close)
+    assert refused.status_code == 422 and refused.json()["field"] == "electrodes"

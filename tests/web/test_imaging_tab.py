@@ -106,6 +106,19 @@ def test_imaging_tab_plans_with_the_apis_numbers_and_draws_in_3d(world: World, b
     shot(browser, "imaging")
     axe(browser, "imaging")
 
+    with api(world) as client:  # an implantation (two electrodes, kept apart) is listed and shown with names
+        volume = next(v for v in client.get(f"/patients/{patient}/images").json() if v["units"] == "label")
+        r = client.post(f"/patients/{patient}/images/{volume['volume_id']}/implantation-plans", json={
+            "electrodes": [{"name": "LA", "target_label": "amygdala"}, {"name": "LV", "target_mm": [2.0, 4.0, -2.0]}],
+            "criticals": [{"label": "vessel", "margin_mm": 2.0}, {"label": "ventricle", "margin_mm": 2.0}],
+            "entry_label": "scalp", "min_separation_mm": 4.0, "max_angle_deg": 35.0})
+        assert r.status_code == 201, r.text
+        implantation = r.json()
+    browser.refresh()  # the tab opens on the newest plan
+    wait(browser, lambda d: [r.get("electrode") for r in rows(d)] == ["LA", "LV"], timeout=60,
+         message="the implantation's electrodes")
+    assert [r["risk"] for r in rows(browser)] == [fixed(c["risk"], 3) for c in implantation["candidates"]]
+
 
 def test_no_imaging_tab_without_images(world: World, browser: WebDriver) -> None:
     sign_in(browser, world)

@@ -18,11 +18,14 @@ from numpy.typing import NDArray
 from medtwin.imaging.planning import (
     Critical,
     DistanceMaps,
+    Electrode,
     Limits,
     Plan,
     PlanningError,
+    Trajectory,
     distance_maps,
     entries_from_mask,
+    plan_electrodes,
     plan_trajectories,
     targets_from_label,
 )
@@ -135,3 +138,37 @@ def scene_meshes(labels: Volume, roles: Mapping[int | str, str], max_faces: int 
         value = label_value(labels, key, f"{role}.{key}")
         out.append(flat(label_name(labels, value), role, data == value, max_faces))
     return out
+
+
+@dataclass(frozen=True)
+class ElectrodeTarget:
+    """One electrode of an implantation: its name and a target label or point (mm)."""
+
+    name: str
+    target_label: int | str | None = None
+    target_mm: Sequence[float] | None = None
+
+
+def plan_implantation(labels: Volume, electrodes: Sequence[ElectrodeTarget], *,
+                      margins_mm: Mapping[int | str, float], entry_label: int | str | None = None,
+                      limits: Limits | None = None, max_entries: int = 500, max_targets: int = 50,
+                      maps: DistanceMaps | None = None) -> tuple[tuple[Trajectory, ...], DistanceMaps]:
+    """Several electrodes on ``labels`` at once: one admissible trajectory each, every pair at least
+    ``limits.min_separation_mm`` apart (:func:`medtwin.imaging.planning.plan_electrodes`)."""
+    check_label_map(labels)
+    if not electrodes:
+        raise PlanningError("electrodes", "name at least one electrode")
+    wanted = []
+    for e in electrodes:
+        if (e.target_label is None) == (e.target_mm is None):
+            raise PlanningError(f"electrodes.{e.name}.target", "give exactly one of target_label and target_mm")
+        if e.target_label is not None:
+            value = label_value(labels, e.target_label, f"electrodes.{e.name}.target_label")
+            wanted.append(Electrode(e.name, targets_from_label(labels, value, max_points=max_targets)))
+        else:
+            wanted.append(Electrode(e.name, e.target_mm))
+    maps = maps or distance_maps(labels, criticals_from_labels(labels, margins_mm))
+    data = np.asarray(labels.data)
+    entry_mask = None if entry_label is None else data == label_value(labels, entry_label, "entry_label")
+    entries = entries_from_mask(labels, data > 0, entry_mask, max_points=max_entries)
+    return plan_electrodes(maps, entries, wanted, limits, per_electrode=200), maps

@@ -27,7 +27,13 @@ from starlette.concurrency import run_in_threadpool
 from medtwin.api.deps import PatientCall, patient_call
 from medtwin.api.problems import ProblemError
 from medtwin.imaging import plan_export, rehearsal
-from medtwin.imaging.plan_labels import criticals_from_labels, plan_on_labels, scene_meshes
+from medtwin.imaging.plan_labels import (
+    ElectrodeTarget,
+    criticals_from_labels,
+    plan_implantation,
+    plan_on_labels,
+    scene_meshes,
+)
 from medtwin.imaging.planning import DistanceMaps, Limits, Trajectory, distance_maps
 from medtwin.imaging.volume import Volume, VolumeError
 from medtwin.record.errors import RecordError
@@ -66,6 +72,26 @@ class PlanRequest(BaseModel):
     rank_by: Literal["risk", "clearance"] = "risk"
 
 
+class ElectrodeIn(BaseModel):
+    name: str = Field(min_length=1, max_length=32, pattern=r"^[A-Za-z0-9_.'-]+$")
+    target_label: int | str | None = None
+    target_mm: list[float] | None = Field(None, min_length=3, max_length=3)
+
+
+class ImplantationRequest(BaseModel):
+    """Several electrodes planned together (the order is the priority: the first gets its best path)."""
+
+    electrodes: list[ElectrodeIn] = Field(min_length=1, max_length=16)
+    criticals: list[CriticalIn] = Field(min_length=1, max_length=32)
+    entry_label: int | str | None = None
+    min_separation_mm: float = Field(5.0, ge=0, le=50, description="closest distance between any two trajectories")
+    max_length_mm: float = Field(100.0, gt=0, le=400)
+    max_angle_deg: float = Field(30.0, gt=0, le=90)
+    risk_cutoff_mm: float = Field(10.0, gt=0, le=100)
+    max_entries: int = Field(500, ge=1, le=2000)
+    max_targets: int = Field(50, ge=1, le=500)
+
+
 def _invalid(error: VolumeError) -> ProblemError:
     return ProblemError(422, "Cannot plan", f"{error.field}: {error.message}", kind="invalid-plan", field=error.field)
 
@@ -97,11 +123,24 @@ def _distance_maps(call: PatientCall, volume_id: str, labels: Volume, criticals:
     return maps
 
 
+def _limits(body: PlanRequest | ImplantationRequest) -> Limits:
+    extra = {"min_separation_mm": body.min_separation_mm} if isinstance(body, ImplantationRequest) else {}
+    return Limits(max_length_mm=body.max_length_mm, max_angle_deg=body.max_angle_deg,
+                  risk_cutoff_mm=body.risk_cutoff_mm, **extra)
+
+
+def _store(call: PatientCall, volume_id: str, payload: dict[str, Any]) -> dict[str, Any]:
+    with call.store.begin() as connection:
+        version = TwinRepository(connection, call.store.codec).add_version(
+            call.patient_id, KIND, payload, {"volume_id": volume_id, "planner": "medtwin.imaging.planning"},
+            actor=call.actor, now=call.clock())
+    return {"version": version, **payload}
+
+
 def _plan(call: PatientCall, volume_id: str, body: PlanRequest) -> dict[str, Any]:
     labels = _labels(call, volume_id)
     request = body.model_dump()
-    limits = Limits(max_length_mm=body.max_length_mm, max_angle_deg=body.max_angle_deg,
-                    risk_cutoff_mm=body.risk_cutoff_mm)
+    limits = _limits(body)
     try:
         maps = _distance_maps(call, volume_id, labels, request["criticals"])
         result = plan_on_labels(labels, margins_mm={c.label: c.margin_mm for c in body.criticals},
@@ -110,21 +149,43 @@ def _plan(call: PatientCall, volume_id: str, body: PlanRequest) -> dict[str, Any
                                 top=body.top, rank_by=body.rank_by, maps=maps)
     except VolumeError as error:
         raise _invalid(error) from None
-    payload = {"volume_id": volume_id, "frame": result.plan.frame, "target_structure": result.target_structure,
-               "request": request, "entries": result.entries, "targets": result.targets,
-               "evaluated": result.plan.evaluated, "rejected": result.plan.rejected,
-               "step_mm": limits.step_mm, "candidates": [t.as_dict() for t in result.plan.candidates]}
-    with call.store.begin() as connection:
-        version = TwinRepository(connection, call.store.codec).add_version(
-            call.patient_id, KIND, payload, {"volume_id": volume_id, "planner": "medtwin.imaging.planning"},
-            actor=call.actor, now=call.clock())
-    return {"version": version, **payload}
+    return _store(call, volume_id, {
+        "kind": "ranked", "volume_id": volume_id, "frame": result.plan.frame,
+        "target_structure": result.target_structure, "request": request, "entries": result.entries,
+        "targets": result.targets, "evaluated": result.plan.evaluated, "rejected": result.plan.rejected,
+        "step_mm": limits.step_mm, "candidates": [t.as_dict() for t in result.plan.candidates]})
+
+
+def _implantation(call: PatientCall, volume_id: str, body: ImplantationRequest) -> dict[str, Any]:
+    labels = _labels(call, volume_id)
+    request = body.model_dump()
+    limits = _limits(body)
+    electrodes = [ElectrodeTarget(e.name, e.target_label, e.target_mm) for e in body.electrodes]
+    try:
+        maps = _distance_maps(call, volume_id, labels, request["criticals"])
+        chosen, _ = plan_implantation(labels, electrodes, margins_mm={c.label: c.margin_mm for c in body.criticals},
+                                      entry_label=body.entry_label, limits=limits, max_entries=body.max_entries,
+                                      max_targets=body.max_targets, maps=maps)
+    except VolumeError as error:
+        raise _invalid(error) from None
+    candidates = [{**t.as_dict(), "rank": i, "electrode_rank": t.rank} for i, t in enumerate(chosen, start=1)]
+    return _store(call, volume_id, {
+        "kind": "implantation", "volume_id": volume_id, "frame": labels.frame,
+        "target_structure": "implantation: " + ", ".join(e.name for e in body.electrodes), "request": request,
+        "min_separation_mm": limits.min_separation_mm, "step_mm": limits.step_mm, "candidates": candidates,
+        "evaluated": None, "rejected": {}})
 
 
 @router.post("/patients/{patient_id}/images/{volume_id}/plans", status_code=201,
              summary="Plan straight trajectories on a stored label map; ranked admissible candidates, stored")
 async def create_plan(volume_id: str, body: PlanRequest, call: PlanWriter) -> dict[str, Any]:
     return await run_in_threadpool(_plan, call, volume_id, body)
+
+
+@router.post("/patients/{patient_id}/images/{volume_id}/implantation-plans", status_code=201,
+             summary="Several electrodes at once: one admissible trajectory each, all kept apart; stored")
+async def create_implantation(volume_id: str, body: ImplantationRequest, call: PlanWriter) -> dict[str, Any]:
+    return await run_in_threadpool(_implantation, call, volume_id, body)
 
 
 def _plans(call: PatientCall) -> list[TwinVersion]:
@@ -208,8 +269,10 @@ async def export_plan(version: int, call: PlanReader,
                     headers={"Content-Disposition": f'attachment; filename="{name}.mrk.json"'})
 
 
-def _procedure(call: PatientCall, version: int, rank: int) -> dict[str, Any]:
+def _procedure(call: PatientCall, version: int, rank: int | None) -> dict[str, Any]:
     v = _stored(call, version)
+    if rank is None and v.payload.get("kind") != "implantation":
+        rank = 1  # a ranked plan: the best candidate; an implantation: all its electrodes
     link = images.volume_link(call.store, call.patient_id, v.payload["volume_id"])
     resource = plan_export.to_fhir_procedure(_trajectories(v, rank), call.patient_id, v.payload["target_structure"],
                                              frame="LPS", imaging_study_id=link["study_id"] if link else None)
@@ -233,7 +296,10 @@ def _procedure(call: PatientCall, version: int, rank: int) -> dict[str, Any]:
 
 @router.post(PLANS + "/{version}/procedure", status_code=201,
              summary="Write the chosen candidate into the record as a FHIR Procedure (status preparation)")
-async def write_procedure(version: int, call: PlanWriter, rank: Annotated[int, Query(ge=1)] = 1) -> dict[str, Any]:
+async def write_procedure(version: int, call: PlanWriter,
+                          rank: Annotated[int | None, Query(ge=1, description="default: the best candidate, "
+                                                                         "or every electrode of an implantation")] = None
+                          ) -> dict[str, Any]:
     return await run_in_threadpool(_procedure, call, version, rank)
 
 

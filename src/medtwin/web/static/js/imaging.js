@@ -119,8 +119,10 @@ function planForm(labelsVolume, onPlan) {
 }
 
 function candidateTable(plan, onSelect) {
+  const named = plan.candidates.some((c) => c.electrode);  // an implantation: one trajectory per electrode
   const rows = plan.candidates.map((c) => el("tr", { "data-rank": c.rank, tabindex: 0, on: { click: () => onSelect(c.rank), keydown: (e) => { if (e.key === "Enter") onSelect(c.rank); } } },
-    el("td", String(c.rank)), el("td", { class: "num", "data-field": "risk" }, fixed(c.risk, 3)),
+    el("td", String(c.rank)), named ? el("td", { "data-field": "electrode" }, c.electrode) : null,
+    el("td", { class: "num", "data-field": "risk" }, fixed(c.risk, 3)),
     el("td", { class: "num", "data-field": "min_distance_mm" }, fixed(c.min_distance_mm, 1)),
     el("td", c.nearest_structure), el("td", { class: "num", "data-field": "length_mm" }, fixed(c.length_mm, 1)),
     el("td", { class: "num", "data-field": "angle_deg" }, fixed(c.angle_deg, 1)),
@@ -128,9 +130,12 @@ function candidateTable(plan, onSelect) {
   const removed = Object.entries(plan.rejected).map(([k, n]) => `${n} by ${k.replace(/_/g, " ")}`).join(", ");
   return el("div", { class: "table-wrap" },
     el("table", { id: "im-candidates", class: "data" },
-      el("caption", `Plan ${plan.version}: ${plan.candidates.length} admissible trajectories to ${plan.target_structure}, ` +
-                    `best first (risk 0 to 1, lower is safer; coordinates mm, ${plan.frame}). ${plan.evaluated} paths scored; removed: ${removed || "none"}.`),
-      el("thead", el("tr", ["Rank", "Risk", "Nearest (mm)", "Structure", "Length (mm)", "Angle (°)", "Entry", "Target"].map((h) => el("th", { scope: "col" }, h)))),
+      el("caption", named
+        ? `Plan ${plan.version}: ${plan.target_structure}, one admissible trajectory per electrode, every pair at least ` +
+          `${fixed(plan.min_separation_mm, 1)} mm apart (risk 0 to 1, lower is safer; coordinates mm, ${plan.frame}).`
+        : `Plan ${plan.version}: ${plan.candidates.length} admissible trajectories to ${plan.target_structure}, ` +
+          `best first (risk 0 to 1, lower is safer; coordinates mm, ${plan.frame}). ${plan.evaluated} paths scored; removed: ${removed || "none"}.`),
+      el("thead", el("tr", ["Rank", named ? "Electrode" : null, "Risk", "Nearest (mm)", "Structure", "Length (mm)", "Angle (°)", "Entry", "Target"].filter(Boolean).map((h) => el("th", { scope: "col" }, h)))),
       el("tbody", rows)));
 }
 
