@@ -136,7 +136,7 @@ def _matching_value(name: str, resource: dict[str, Any]) -> str:
         return f"{ident['system']}|{ident['value']}"
     if name in ("patient", "subject"):
         return str(resource["subject"]["reference"])
-    if name == "code":
+    if name in ("code", "type", "vaccine-code"):  # the indexed code, by its generic and its FHIR name
         node = resource[CODE_ELEMENTS[rtype][0]]
         coding = (node[0] if isinstance(node, list) else node)["coding"][0]
         return f"{coding['system']}|{coding['code']}"
@@ -156,7 +156,7 @@ def test_capability_claims_exactly_what_works(served: Server) -> None:
     described = {r["type"]: r for r in capability["rest"][0]["resource"]}
     stored = {r["resourceType"] for r in RESOURCES}
     assert stored <= set(described)
-    usual = {"_id", "_lastUpdated", "identifier", "patient", "subject", "code", "date", "status", "category"}
+    usual = {"_id", "_lastUpdated", "identifier", "patient", "subject", "code", "date", "status", "category", "type"}
     for rtype in sorted(stored):
         advertised = {p["name"] for p in described[rtype]["searchParam"]}
         for resource in (r for r in RESOURCES if r["resourceType"] == rtype):
@@ -173,3 +173,4 @@ def test_capability_claims_exactly_what_works(served: Server) -> None:
     assert {"code", "date", "status", "category", "patient"} <= {
         p["name"] for p in described["Observation"]["searchParam"]}
     assert "Observation:patient" in described["Patient"]["searchRevInclude"]
+    assert "type" in {p["name"] for p in described["Encounter"]["searchParam"]}

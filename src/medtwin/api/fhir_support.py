@@ -177,7 +177,7 @@ def search_query(resource_type: str, params: dict[str, list[str]], page: Page) -
     patients = {_reference_id(n, v) for n in ("patient", "subject") for v in params.get(n, [])}
     if len(patients) > 1:
         raise FhirError(400, "invalid", "patient/subject name more than one patient", expression="patient")
-    codes = _tokens(params.get("code", []))
+    codes = _tokens([v for name in fhir_search.code_params(resource_type) for v in params.get(name, [])])
     ids = frozenset(i for v in params.get("_id", []) for i in v.split(",")) if "_id" in params else None
     patient = next(iter(patients), None)
     query = SearchQuery(ids=ids, patient=patient, codes=tuple(codes),

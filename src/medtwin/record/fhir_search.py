@@ -29,6 +29,8 @@ INCLUDE_ELEMENTS: dict[str, tuple[str, ...]] = {
     "organization": ("managingOrganization", "organization"), "general-practitioner": ("generalPractitioner",),
     "service-provider": ("serviceProvider",), "practitioner": ("practitioner",), "location": ("location",),
 }
+#: The FHIR name of the indexed code where it is not ``code`` (both names answer).
+CODE_ALIASES = {"Encounter": "type", "DocumentReference": "type", "Device": "type", "Immunization": "vaccine-code"}
 #: How many resources ``_include``/``_revinclude`` add to one page at most (a page says when it cut).
 MAX_INCLUDED = 1000
 
@@ -54,6 +56,8 @@ def search_params(resource_type: str) -> dict[str, str]:
             params["subject"] = "reference"
     if resource_type in CODE_ELEMENTS:
         params["code"] = "token"
+        if resource_type in CODE_ALIASES:
+            params[CODE_ALIASES[resource_type]] = "token"
         if any(element in fields for element in TIME_ELEMENTS):
             params["date"] = "date"
         if "status" in fields or "clinicalStatus" in fields:
@@ -61,6 +65,12 @@ def search_params(resource_type: str) -> dict[str, str]:
     if "category" in fields:
         params["category"] = "token"
     return params
+
+
+def code_params(resource_type: str) -> tuple[str, ...]:
+    """The parameters that search the indexed code of ``resource_type``."""
+    alias = CODE_ALIASES.get(resource_type)
+    return ("code",) if alias is None else ("code", alias)
 
 
 def sort_keys(resource_type: str) -> tuple[str, ...]:
