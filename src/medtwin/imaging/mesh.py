@@ -20,7 +20,6 @@ in the STL header, as OBJ comments and as PLY comments, and returned in ``Surfac
 
 from __future__ import annotations
 
-import math
 import struct
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -32,7 +31,7 @@ from numpy.typing import NDArray
 from skimage import measure
 
 from medtwin.errors import InputError
-from medtwin.imaging.volume import Frame, Volume, VolumeError
+from medtwin.imaging.volume import Frame, Volume
 
 F64 = NDArray[np.float64]
 MeshFormat = Literal["stl", "obj", "ply"]
@@ -198,23 +197,38 @@ class MeshCheck:
         return self.watertight and self.winding_consistent and self.outward
 
 
+def _run_lengths(keys: NDArray[np.int64]) -> NDArray[np.int64]:
+    """How many times each distinct key occurs (by sorting: numpy's hashed unique is slow on edge keys)."""
+    k = np.sort(keys)
+    starts = np.flatnonzero(np.r_[True, k[1:] != k[:-1]])
+    return np.diff(np.r_[starts, k.size]).astype(np.int64)
+
+
 def check_mesh(mesh: SurfaceMesh) -> MeshCheck:
     """Every edge shared by exactly two faces in opposite directions, and the normals pointing outwards."""
+    from scipy.sparse import coo_matrix
+    from scipy.sparse.csgraph import connected_components
+
     if mesh.n_faces == 0:
         return MeshCheck(False, False, False, 0, 0, 0, 0)
     f = mesh.faces
-    directed = np.concatenate([f[:, [0, 1]], f[:, [1, 2]], f[:, [2, 0]]])
-    undirected = np.sort(directed, axis=1)
-    _u, counts = np.unique(undirected, axis=0, return_counts=True)
+    n = int(f.max()) + 1
+    a = np.concatenate([f[:, 0], f[:, 1], f[:, 2]])
+    b = np.concatenate([f[:, 1], f[:, 2], f[:, 0]])
+    directed = a * n + b  # one integer per directed edge: 1-D unique is fast
+    undirected = np.minimum(a, b) * n + np.maximum(a, b)
+    counts = _run_lengths(undirected)
     boundary = int(np.sum(counts == 1))
     nonmanifold = int(np.sum(counts > 2))
-    # consistent winding: no directed edge appears twice
-    _d, dcounts = np.unique(directed, axis=0, return_counts=True)
-    consistent = bool(np.all(dcounts == 1))
-    tm = mesh.to_trimesh()
+    consistent = bool(_run_lengths(directed).size == directed.size)  # no directed edge twice
+    used = np.zeros(n, dtype=bool)
+    used[f.ravel()] = True
+    graph = coo_matrix((np.ones(a.size, dtype=np.int8), (a, b)), shape=(n, n))
+    _n, comp = connected_components(graph, directed=False)
+    components = int(np.count_nonzero(np.bincount(comp[used])))
+    euler = int(np.count_nonzero(used) - counts.size + mesh.n_faces)
     watertight = boundary == 0 and nonmanifold == 0
-    return MeshCheck(watertight, consistent, mesh.volume_ml > 0, boundary, nonmanifold,
-                     int(len(tm.split(only_watertight=False))), int(tm.euler_number))
+    return MeshCheck(watertight, consistent, mesh.volume_ml > 0, boundary, nonmanifold, components, euler)
 
 
 def repair_mesh(mesh: SurfaceMesh) -> SurfaceMesh:
@@ -332,9 +346,3 @@ def read_mesh_frame(path: str | Path) -> Frame | None:
             return frame  # type: ignore[return-value]
     return None
 
-
-def faces_for_edge_length(mesh: SurfaceMesh, edge_mm: float) -> int:
-    """Face count that gives equilateral triangles of about ``edge_mm`` over the mesh's area."""
-    if not math.isfinite(edge_mm) or edge_mm <= 0:
-        raise VolumeError("edge_mm", f"must be a positive length, got {edge_mm}")
-    return max(4, int(mesh.area_mm2 / (math.sqrt(3.0) / 4.0 * edge_mm * edge_mm)))
