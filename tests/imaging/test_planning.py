@@ -123,6 +123,7 @@ def test_length_and_angle_limits_hold_for_every_candidate(maps) -> None:  # type
         assert c.angle_deg == pytest.approx(geometric, abs=1e-9)
 
 
+@pytest.mark.slow
 @settings(max_examples=25, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @given(ax=st.floats(8, 32), az=st.floats(14, 30), bx=st.floats(8, 32), by=st.floats(4, 28),
        radius=st.floats(0.8, 3.0), margin=st.floats(0.0, 4.0), tx=st.floats(6, 34), tz=st.floats(3, 12),
@@ -213,14 +214,14 @@ def test_targets_from_a_label() -> None:
 
 def test_segment_distance_against_brute_force() -> None:
     rng = np.random.default_rng(4)
-    p = rng.normal(size=(200, 4, 3)) * 10
+    p = rng.normal(size=(120, 4, 3)) * 10
     p[:20, 3] = p[:20, 2] + (p[:20, 1] - p[:20, 0])  # parallel pairs
     got = segment_distance(p[:, 0], p[:, 1], p[:, 2], p[:, 3])
-    s = np.linspace(0, 1, 401)
+    s = np.linspace(0, 1, 201)
     a = p[:, None, 0] + s[None, :, None] * (p[:, 1] - p[:, 0])[:, None]
     b = p[:, None, 2] + s[None, :, None] * (p[:, 3] - p[:, 2])[:, None]
     brute = np.linalg.norm(a[:, :, None] - b[:, None, :], axis=-1).min(axis=(1, 2))
-    assert np.all(got <= brute + 1e-9) and np.all(brute - got < 0.05)
+    assert np.all(got <= brute + 1e-9) and np.all(brute - got < 0.15)  # samples ~0.2 mm apart
 
 
 def test_several_electrodes_keep_their_separation(maps) -> None:  # type: ignore[no-untyped-def]
