@@ -88,3 +88,24 @@ def test_bad_input_exits_2_naming_file_and_field(image: Path, tmp_path: Path) ->
     assert out.exit_code == 2 and "label" in out.output
     out = runner.invoke(app, ["imaging", "mesh", str(labels), "--out", str(tmp_path / "x.vtk")], env=ENV)
     assert out.exit_code == 2 and "format" in out.output
+
+
+def test_dicom_seg_statistics_and_mesh_by_segment_name(tmp_path: Path) -> None:
+    from tests.imaging.test_segment import _ct_series, _seg_blob
+
+    labels = np.zeros((6, 8, 10), np.uint8)
+    labels[1:5, 2:7, 2:9] = 1  # a 4 x 5 x 7 voxel block (2 x 0.8 x 0.7 mm voxels)
+    labels[5, 0, 0] = 2
+    path = tmp_path / "seg.dcm"
+    path.write_bytes(_seg_blob(_ct_series(), labels))
+    result = runner.invoke(app, ["imaging", "segment", str(path), "--json"], env=ENV)
+    assert result.exit_code == 0, result.output
+    stats = {s["name"]: s for s in json.loads(result.output)["statistics"]}
+    assert set(stats) == {"tumour", "vessel"} and stats["tumour"]["frame"] == "LPS"
+    assert stats["tumour"]["voxel_count"] == 140
+    assert stats["tumour"]["volume_ml"] == pytest.approx(140 * 2.0 * 0.8 * 0.7 / 1000)
+    stl = tmp_path / "tumour.obj"
+    result = runner.invoke(app, ["imaging", "mesh", str(path), "--label", "tumour", "--out", str(stl)], env=ENV)
+    assert result.exit_code == 0, result.output
+    assert "frame LPS" in result.output and M.read_mesh_frame(stl) == "LPS"
+    assert trimesh.load(stl).is_watertight
