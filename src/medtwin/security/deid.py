@@ -10,7 +10,12 @@ What happens to the 18 identifier kinds:
 * ages over 89: the birth date is removed and an ``age 90+`` extension added;
 * free text (narrative, notes, dosage text, comments, attachments, report text, valueString): removed;
 * ids and references: replaced by pseudonyms, ``HMAC-SHA256(pseudonym_key, "Type/id")`` as a UUID, stable
-  across exports; display strings on references are dropped; extensions only from an allow-list.
+  across exports; display strings on references are dropped; extensions only from an allow-list;
+* DICOM UIDs (study, series, instance: an ImagingStudy's ``uid`` elements, and any ``urn:oid:`` value that is
+  not a code or code system) are identifiers too: replaced by a keyed pseudonym UID under the ``2.25`` root
+  (DICOM PS3.5 B.2, a UUID as a decimal OID), the same UID giving the same pseudonym everywhere, so series and
+  instances still link up; a ``uid`` element that is not a UID is removed. (Not left to the IPv4 pattern: a
+  ``2.25.`` UID or a long one such as ``1.2.840.113619.2.55`` does not match it.)
 
 A last pass drops any string still containing one of the patient's own identifying strings.
 """
@@ -65,6 +70,11 @@ _IPV6 = re.compile(r"\b(?:[0-9A-Fa-f]{1,4}:){3,7}[0-9A-Fa-f]{1,4}\b")
 _EMAIL = re.compile(r"[^\s@]+@[^\s@]+\.[^\s@]+")
 _URL = re.compile(r"^(https?|ftp)://", re.IGNORECASE)
 _REFERENCE = re.compile(r"^([A-Z][A-Za-z]+)/([A-Za-z0-9\-.]{1,64})$")
+#: A DICOM UID (PS3.5 9.1: numeric components without leading zeros, separated by dots), bare as in
+#: ImagingStudy.series.uid or as an ``urn:oid:`` URI as in ImagingStudy.identifier.
+_DICOM_UID = re.compile(r"^(urn:oid:)?([0-2](?:\.(?:0|[1-9][0-9]*))+)$")
+#: Elements whose value is a DICOM UID (ImagingStudy.series.uid, ImagingStudy.series.instance.uid).
+UID_KEYS = frozenset({"uid"})
 _TOKEN = re.compile(r"[\w'-]{3,}", re.UNICODE)
 
 
@@ -142,6 +152,15 @@ class Deidentifier:
 
     def pseudo_id(self, resource_type: str, resource_id: str) -> str:
         return str(uuid.UUID(bytes=self._mac(f"id:{resource_type}/{resource_id}")[:16]))
+
+    def pseudo_uid(self, value: str) -> str | None:
+        """The pseudonym of a DICOM UID (bare or ``urn:oid:``, kept as written): ``2.25.`` and a UUID (version 4
+        bits set) from ``HMAC-SHA256(pseudonym_key, "uid:<uid>")``; None if ``value`` is not a UID."""
+        m = _DICOM_UID.match(value)
+        if m is None:
+            return None
+        pseudo = uuid.UUID(bytes=self._mac(f"uid:{m.group(2)}")[:16], version=4)
+        return f"{m.group(1) or ''}2.25.{pseudo.int}"
 
     def shift_days(self, patient_id: str) -> int:
         value = int.from_bytes(self._mac(f"shift:{patient_id}")[:4], "big") % 730
@@ -257,6 +276,8 @@ class Deidentifier:
             return value
         if key == "system" or key == "profile":
             return value
+        if key in UID_KEYS or (value.startswith("urn:oid:") and _DICOM_UID.match(value)):
+            return self.pseudo_uid(value)  # a DICOM UID is an identifier: never left to the patterns below
         if _DATE.match(value):
             return self._date(value, key, patient_id)
         if _IPV4.search(value) or _IPV6.search(value) or _EMAIL.search(value) or _URL.match(value):
