@@ -492,7 +492,7 @@ class RecordRepository:
                     text = row[13]
                     index_batch.append(head + row[:4] + times + row[6:13] +
                                        (None if text is None else seal(text.encode()),))
-            if res.identifiers or res.name_tokens or res.source_id:
+            if res.identifiers or res.name_tokens or res.source_id or res.categories:
                 identifier_batch.extend(_identifier_rows(pk, res, blind))
         return index_batch, identifier_batch
 
