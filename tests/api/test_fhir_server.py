@@ -214,6 +214,8 @@ def test_everything_pages_the_record(server: Server) -> None:
             break
         page = Bundle.read_from(following.split("/fhir/", 1)[1], smart.server)
     assert ids[0] == f"Patient/{P1}" and len(ids) == len(set(ids)) == 8
+    whole = Bundle.read_from(f"Patient/{P1}/$everything", smart.server)  # default page: the whole record here
+    assert len(whole.entry) == 8 and not any(link.relation == "next" for link in whole.link)
     headers = {"Authorization": f"Bearer {server.tokens['clinician']}"}
     assert requests.get(f"{server.base}/Patient/{P2}/$everything", headers=headers, timeout=10).status_code == 404
     assert requests.get(f"{server.base}/Patient/nobody/$everything", headers=headers, timeout=10).status_code == 404

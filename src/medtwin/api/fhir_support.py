@@ -93,8 +93,8 @@ def refuse_unknown(params: dict[str, list[str]], allowed: set[str] | frozenset[s
                         expression=unknown[0])
 
 
-def page_of(params: dict[str, list[str]]) -> Page:
-    return Page(_int_param(params, "_count", DEFAULT_COUNT, 0, MAX_COUNT),
+def page_of(params: dict[str, list[str]], *, default: int = DEFAULT_COUNT) -> Page:
+    return Page(_int_param(params, "_count", default, 0, MAX_COUNT),
                 _int_param(params, "_offset", 0, 0, 10_000_000))
 
 

@@ -12,6 +12,7 @@ from fastapi.responses import Response
 
 from medtwin.api.deps import audit_context
 from medtwin.api.fhir_support import (
+    MAX_COUNT,
     SearchPlan,
     capability_statement,
     fhir_response,
@@ -80,7 +81,7 @@ async def everything(resource_id: str, request: Request, token: Token) -> Respon
         access = common.access(request, token, "Patient", resource_id)
         params = query_params(request)
         refuse_unknown(params, {"_count", "_offset", "_format"}, "$everything")
-        page = page_of(params)
+        page = page_of(params, default=MAX_COUNT)  # a record in few pages: each page gathers it
         if not access.principal.can_see(resource_id):
             audit_context(request).denied = True
             raise not_found(f"Patient/{resource_id}")
