@@ -97,3 +97,37 @@ def test_out_of_reach_looks_missing(stored: tuple[TestClient, str], api_store: S
     assert client.get(f"/api/v1/patients/pat-other/images/{vid}/statistics", headers=doc).status_code == 404
     assert client.post(f"/api/v1/patients/pat-other/images/{vid}/segmentations", json={"lower": 1},
                        headers=doc).status_code == 404
+
+
+def test_implant_sizing_and_cranial_plate(client: TestClient) -> None:
+    _patient(client, "pat-imp")
+    head = ph.Sphere([0.0, 0.0, 0.0], 24.0)
+    g = ph.grid_around([head], (1.0, 1.0, 1.0))
+    up = client.post("/api/v1/patients/pat-imp/images",
+                     files={"file": ("hip.nii.gz", write_nifti(ph.label_volume([(head, 5)], g, {5: "femoral head"})))})
+    assert up.status_code == 201, up.text
+    base = f"/api/v1/patients/pat-imp/images/{up.json()['volume_id']}"
+    r = client.post(f"{base}/implant-sizing", json={"catalogue": "acetabular-cup", "measure": "femoral-head",
+                                                     "label": 5})
+    assert r.status_code == 200, r.text
+    assert r.json()["measurement"]["value_mm"] == pytest.approx(48.0, abs=0.3)
+    assert r.json()["sizing"]["callable"] and r.json()["sizing"]["size_mm"] in (54.0, 56.0)
+    bad = client.post(f"{base}/implant-sizing", json={"catalogue": "aortic-stent-graft", "measure": "vessel",
+                                                       "label": 5})
+    assert bad.status_code == 422 and bad.json()["field"] == "point_mm"
+
+    rot = ph.rotation_about([0, 0, 1], 3.0)
+    outer = ph.Ellipsoid([0.0, 0.0, 0.0], [70.0, 88.0, 64.0], rot)
+    inner = ph.Ellipsoid([0.0, 0.0, 0.0], [63.0, 81.0, 57.0], rot)
+    hole = ph.Cylinder(rot @ np.array([62.0, 10.0, 25.0]), rot @ np.array([1.0, 0.0, 0.4]), 18.0, 40.0)
+    gs = ph.grid_around([outer], (2.0, 2.0, 2.0))
+    shell = (ph.label_volume(outer, gs).data > 0) & ~(ph.label_volume(inner, gs).data > 0)
+    skull = gs.with_data((shell & ~(ph.label_volume(hole, gs).data > 0)).astype(np.uint8), units="label")
+    up = client.post("/api/v1/patients/pat-imp/images", files={"file": ("skull.nii.gz", write_nifti(skull))})
+    plate = client.get(f"/api/v1/patients/pat-imp/images/{up.json()['volume_id']}/cranial-plate")
+    assert plate.status_code == 200, plate.text
+    mesh = trimesh.load(io.BytesIO(plate.content), file_type="stl")
+    assert mesh.is_watertight and mesh.volume / 1000 == pytest.approx(float(plate.headers["x-plate-volume-ml"]),
+                                                                      rel=0.1)
+    normal = np.array([float(v) for v in plate.headers["x-plane-normal"].split(",")])
+    assert abs(float(normal @ rot[:, 0])) > 0.9999

@@ -155,3 +155,73 @@ async def mesh(volume_id: str, call: ModelReader,
                faces: Annotated[int | None, Query(ge=4, le=MAX_FACES, description="decimate to ~this many")] = None,
                smoothing: Annotated[int, Query(ge=0, le=200, description="Taubin passes")] = 30) -> Response:
     return await run_in_threadpool(_mesh, call, volume_id, label, format, faces, smoothing)
+
+
+class SizingRequest(BaseModel):
+    """Measure a structure of a stored label map and size an implant from a catalogue.
+
+    ``femoral-head``: a sphere fitted to the structure; ``vessel``: the cross-section through ``point_mm``
+    perpendicular to ``direction`` (both in the volume's frame)."""
+
+    catalogue: Literal["acetabular-cup", "aortic-stent-graft"]
+    measure: Literal["femoral-head", "vessel"]
+    label: int | str = 1
+    point_mm: list[float] | None = Field(None, min_length=3, max_length=3)
+    direction: list[float] | None = Field(None, min_length=3, max_length=3)
+
+
+def _sizing(call: PatientCall, volume_id: str, body: SizingRequest) -> dict[str, Any]:
+    from medtwin.imaging import implants
+
+    labels = _labels(call, volume_id)
+    try:
+        value = segment.label_value(labels, body.label)
+        if body.measure == "femoral-head":
+            m = implants.femoral_head_diameter(labels, value)
+        else:
+            if body.point_mm is None or body.direction is None:
+                raise implants.ImplantError("point_mm", "a vessel is measured at a point along a direction")
+            m = implants.vessel_diameter(labels, body.point_mm, body.direction, label=value)
+        result = implants.size_implant(body.catalogue, m.value_mm, m.uncertainty_mm)
+    except (VolumeError, implants.ImplantError) as error:
+        raise ProblemError(422, "Cannot size", f"{error.field}: {error.message}", kind="invalid-input",
+                           field=error.field) from None
+    return {"frame": labels.frame, "measurement": {"value_mm": m.value_mm, "uncertainty_mm": m.uncertainty_mm,
+                                                   "method": m.method, "centre_mm": m.centre_mm, **m.extra},
+            "sizing": result.as_dict()}
+
+
+@router.post(BASE + "/implant-sizing", summary="Measure a structure and size an implant from a catalogue; "
+                                               "callable=false with the reason when the measurement cannot support one")
+async def implant_sizing(volume_id: str, body: SizingRequest, call: ModelReader) -> dict[str, Any]:
+    return await run_in_threadpool(_sizing, call, volume_id, body)
+
+
+def _plate(call: PatientCall, volume_id: str, label: str | None, fmt: str) -> Response:
+    from medtwin.imaging import implants
+
+    labels = _labels(call, volume_id)
+    try:
+        value = segment.label_value(labels, label) if label is not None else None
+        plate = implants.cranial_plate(labels, label=value)
+    except (VolumeError, implants.ImplantError, meshing.MeshError) as error:
+        raise ProblemError(422, "No plate", f"{error.field}: {error.message}", kind="invalid-input",
+                           field=error.field) from None
+    headers = {"X-Mesh-Units": "mm", "X-Mesh-Frame": plate.mesh.frame, "X-Mesh-Faces": str(plate.mesh.n_faces),
+               "X-Plate-Volume-mL": f"{plate.volume_ml:.3f}",
+               "X-Plane-Normal": ",".join(f"{v:.6f}" for v in plate.plane_normal),
+               "X-Plane-Offset-mm": f"{plate.plane_offset_mm:.3f}", "X-Plate-Warnings": " | ".join(plate.warnings),
+               "Content-Disposition": f'attachment; filename="cranial-plate.{fmt}"'}
+    media = {"stl": "model/stl", "obj": "model/obj", "ply": "application/octet-stream"}[fmt]
+    return Response(meshing.mesh_bytes(plate.mesh, fmt), media_type=media, headers=headers)  # type: ignore[arg-type]
+
+
+@router.get(BASE + "/cranial-plate", summary="A patient-specific cranial plate from a skull label map (mirrored "
+                                             "across the fitted mid-sagittal plane), as a watertight mesh in mm",
+            response_class=Response,
+            responses={200: {"content": {"model/stl": {}, "model/obj": {}, "application/octet-stream": {}},
+                             "description": "the plate; X-Plane-* headers give the mid-sagittal plane used"}})
+async def cranial_plate(volume_id: str, call: ModelReader,
+                        label: Annotated[str | None, Query(description="the skull's label (default: any)")] = None,
+                        format: Annotated[Literal["stl", "obj", "ply"], Query()] = "stl") -> Response:  # noqa: A002
+    return await run_in_threadpool(_plate, call, volume_id, label, format)
