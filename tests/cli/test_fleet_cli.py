@@ -19,6 +19,7 @@ from typer.testing import CliRunner
 from medtwin.api.app import create_app
 from medtwin.cli import app
 from medtwin.cli.fleet import FleetPlan, prepare_demo_fleet
+from medtwin.clock import ServerClock
 from medtwin.config import Settings
 from medtwin.record.sources import RawUnit
 from medtwin.security.crypto import AesGcmCodec, KeyRing
@@ -171,8 +172,10 @@ def test_demo_command_streams_while_it_serves_and_stops_its_fleet_after(tmp_path
     data = tmp_path / "demo"
     seen: dict[str, int] = {}
 
-    def run_briefly(settings: Settings, host: str, port_: int) -> None:
-        uv = uvicorn.Server(uvicorn.Config(create_app(settings), host=host, port=port_, log_level="warning"))
+    def run_briefly(settings: Settings, host: str, port_: int, clock: ServerClock | None = None) -> None:
+        seen["simulated clock"] = int(clock is not None)  # the demo serves on the fleet's clock (#15 item 6)
+        uv = uvicorn.Server(uvicorn.Config(create_app(settings, clock=clock), host=host, port=port_,
+                                           log_level="warning"))
         thread = threading.Thread(target=uv.run, daemon=True)
         thread.start()
         store = Store.from_settings(settings, AesGcmCodec(KeyRing.load(data / "keyring.json")))
@@ -195,7 +198,7 @@ def test_demo_command_streams_while_it_serves_and_stops_its_fleet_after(tmp_path
                            env={"MEDTWIN_DATA_DIR": str(data), "COLUMNS": "200"})
     assert result.exit_code == 0, result.output
     assert "simulated devices (3600x" in result.output and "skips a meal after its bolus" in result.output
-    assert seen["glucose"] > 288
+    assert seen["glucose"] > 288 and seen["simulated clock"] == 1
     assert not any(t.name == "medtwin-fleet" and t.is_alive() for t in threading.enumerate())
     no_fleet = runner.invoke(app, ["demo", "--patients", "2", "--no-fleet", "--no-serve"],
                              env={"MEDTWIN_DATA_DIR": str(data), "COLUMNS": "200"})
