@@ -47,15 +47,15 @@ def test_no_genotype_stored_runs_the_genotype_unknown_model_and_says_so(client: 
 
     note = result["genotype_note"]
     assert note == ("No CYP2C9 or VKORC1 genotype stored: simulated over population genotype frequencies (European "
-                    "ancestry; CPIC warfarin guideline, Johnson 2011, Table 1), so the bands include the genotype "
+                    "ancestry; 1000 Genomes European MAFs in Shendre 2018, Table 1), so the bands include the genotype "
                     "uncertainty."), note
     assert note.count(".") == 1 and "required by" not in note  # one sentence, no error text
     mixture = {m["covariate"]: m for m in result["population_genotypes"]}
     assert set(mixture) == {"CYP2C9", "VKORC1"}
-    # Hardy-Weinberg proportions of the cited allele frequencies (*2 0.13, *3 0.07; -1639A 0.39)
-    assert mixture["CYP2C9"]["frequencies"]["*1/*3"] == pytest.approx(2 * 0.80 * 0.07)
-    assert mixture["VKORC1"]["frequencies"]["A/A"] == pytest.approx(0.39**2)
-    assert "Johnson" in mixture["CYP2C9"]["source"] and "2011" in mixture["CYP2C9"]["source"]
+    # Hardy-Weinberg proportions of the cited allele frequencies (*2 0.124, *3 0.073; -1639A 0.388)
+    assert mixture["CYP2C9"]["frequencies"]["*1/*3"] == pytest.approx(2 * 0.803 * 0.073)
+    assert mixture["VKORC1"]["frequencies"]["A/A"] == pytest.approx(0.388**2)
+    assert "Shendre" in mixture["CYP2C9"]["source"] and "2018" in mixture["CYP2C9"]["source"]
     basis = result["basis"]
     assert basis["pgx_version"] is None and basis["covariates"]["cyp2c9"] is None
     assert basis["covariate_sources"]["cyp2c9"] == "No CYP2C9 genotype stored"

@@ -78,7 +78,7 @@ def test_levels_with_an_unknown_genotype_name_the_gene_instead_of_guessing() -> 
     ('{ "*1" = 0.9, "*9" = 0.1 }', "alleles"),  # *1/*9 is not a level of the model
 ])
 def test_a_bad_frequency_table_names_the_file_and_entry(alleles: str, where: str) -> None:
-    text = TEXT.replace('alleles = { "*1" = 0.80, "*2" = 0.13, "*3" = 0.07 }', f"alleles = {alleles}")
+    text = TEXT.replace('alleles = { "*1" = 0.803, "*2" = 0.124, "*3" = 0.073 }', f"alleles = {alleles}")
     with pytest.raises(PharmacoInputError) as caught:
         parse_drug(text, "warfarin.toml")
     assert caught.value.field == f"warfarin.toml: population_genotypes[CYP2C9].{where}"

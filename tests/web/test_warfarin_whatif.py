@@ -91,7 +91,7 @@ def test_warfarin_what_if_without_a_stored_genotype_answers_and_says_so(world: W
     assert not browser.find_elements(By.CSS_SELECTOR, "#drug-result .error"), text(browser, "#drug-result")
     note = text(browser, "#drug-genotype-note")
     assert note == ("No CYP2C9 or VKORC1 genotype stored: simulated over population genotype frequencies (European "
-                    "ancestry; CPIC warfarin guideline, Johnson 2011, Table 1), so the bands include the genotype "
+                    "ancestry; 1000 Genomes European MAFs in Shendre 2018, Table 1), so the bands include the genotype "
                     "uncertainty.")
     assert "INR" in text(browser, "#drug-compare")
     # the IWPC clinical dose the server computed for this patient, shown as the genotype-free alternative
