@@ -103,6 +103,10 @@ def test_imaging_tab_plans_with_the_apis_numbers_and_draws_in_3d(world: World, b
     wait(browser, lambda d: d.execute_script("return Object.fromEntries([...document.querySelectorAll('img.im-slice')]"
                                              ".map(i => [i.dataset.axis, Number(i.dataset.index)]))") == expected,
          message=f"slices through the target {expected}")
+    entry = rehearsal["steps"][0]["position_mm"]  # a rehearsal step shows its position on the slices
+    browser.find_element(By.CSS_SELECTOR, "#im-rehearsal-steps tbody tr[data-step='0']").click()
+    wait(browser, lambda d: d.execute_script("return Number(document.querySelector('img.im-slice[data-axis=axial]')"
+                                             ".dataset.index)") == round(entry[2] + 30.0), message="the entry's slice")
     shot(browser, "imaging")
     axe(browser, "imaging")
 

@@ -139,13 +139,17 @@ function candidateTable(plan, onSelect) {
       el("tbody", rows)));
 }
 
-function rehearsalTable(r) {
+function rehearsalTable(r, onStep) {
   return el("table", { id: "im-rehearsal-steps", class: "data" },
-    el("caption", `Rehearsal of candidate ${r.rank}: ${r.steps.length} steps over ${fixed(r.length_mm, 1)} mm`),
+    el("caption", `Rehearsal of candidate ${r.rank}: ${r.steps.length} steps over ${fixed(r.length_mm, 1)} mm ` +
+                  "(choose a step to see it on the slices)"),
     el("thead", el("tr", ["Depth (mm)", "Inside", "Nearest", "Distance (mm)", "Margin (mm)"].map((h) => el("th", { scope: "col" }, h)))),
     el("tbody", r.steps.map((s) => {
       const n = s.nearby[0];
-      return el("tr", { class: n && n.within_margin ? "warn" : "" }, el("td", { class: "num" }, fixed(s.depth_mm, 1)),
+      const show = () => onStep(s);
+      return el("tr", { class: n && n.within_margin ? "warn" : "", tabindex: 0, "data-step": s.index,
+                        on: { click: show, keydown: (e) => { if (e.key === "Enter") show(); } } },
+        el("td", { class: "num" }, fixed(s.depth_mm, 1)),
         el("td", s.inside || "—"), el("td", n ? n.name : "—"), el("td", { class: "num" }, n ? fixed(n.distance_mm, 1) : "—"),
         el("td", { class: "num" }, n ? fixed(n.margin_mm, 1) : "—"));
     })));
@@ -180,7 +184,8 @@ export async function mountImaging(panel, ctx) {
     for (const row of plansBox.querySelectorAll("tr[data-rank]")) row.setAttribute("aria-selected", row.dataset.rank === String(rank) ? "true" : "false");
     clear(rehearsalBox, el("p", { class: "muted" }, "Rehearsing…"));
     try {
-      clear(rehearsalBox, rehearsalTable(await call(`/patients/${id}/trajectory-plans/${version}/rehearsal`, { query: { rank, step_mm: 2 } })));
+      const steps = await call(`/patients/${id}/trajectory-plans/${version}/rehearsal`, { query: { rank, step_mm: 2 } });
+      clear(rehearsalBox, rehearsalTable(steps, (step) => views.forEach((v) => v.goTo(worldToIndex(image.affine, step.position_mm)))));
     } catch (error) {
       clear(rehearsalBox, el("p", { class: "error", role: "alert" }, errorText(error)));
     }
