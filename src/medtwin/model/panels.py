@@ -74,7 +74,7 @@ class PatientFacts:
 @dataclass(frozen=True)
 class ChosenPanel:
     panel: PagePanel
-    reasons: tuple[str, ...]  # why it was chosen: "problem: Atrial fibrillation", "medication: warfarin", "data"
+    reasons: tuple[str, ...]  # why: "problem: Atrial fibrillation", "medication: warfarin", "device data", "record data"
     with_data: tuple[PanelSeries, ...]  # its series that have data (none: the panel is hidden)
 
     @property
@@ -99,12 +99,20 @@ def _medication_match(panel: PagePanel, code: str, display: str) -> str | None:
     return None
 
 
+def _is_loinc(name: str) -> bool:
+    """A LOINC code ("2160-0") rather than a device metric name ("glucose")."""
+    return "-" in name and name.replace("-", "").isdigit()
+
+
 def _reasons(panel: PagePanel, facts: PatientFacts) -> tuple[str, ...]:
     out = [f"problem: {short_name(code, display)}" for code, display in facts.problems if code in panel.conditions]
     matched = (_medication_match(panel, code, display or "") for code, display in facts.medications)
     out += [f"medication: {m}" for m in matched if m]
-    if any(name in facts.present for name in panel.data):
-        out.append("data")
+    found = [name for name in panel.data if name in facts.present]
+    if any(_is_loinc(name) for name in found):
+        out.append("record data")
+    if any(not _is_loinc(name) for name in found):
+        out.append("device data")
     return tuple(dict.fromkeys(out))
 
 

@@ -31,6 +31,8 @@ export function mountCgmTrace(section, ctx, live) {
   const figs = { near: figure("near", "Glucose now: the last 3 h and the twin's forecast"), glucose: figure("glucose", "Glucose (CGM) with boluses, carbohydrate and alerts"),
                  overlay: figure("overlay", `Daily overlay: the last 7 days by time of day (${live.timeZone || "UTC"}${live.timeZoneSource === "server" ? ", the server's zone: the record states none" : live.timeZoneSource === "record" ? ", the patient's zone" : ""})`) };
   figs.overlay.hidden = true;
+  figs.glucose.append(el("p", { class: "chart-note muted" }, "▲ insulin bolus · ● carbohydrate · ◆ rescue carbohydrate (for a low) · "
+    + "⚠ dashed line: a glucose alert opened. Move over the trace or use the arrow keys to read amounts."));
   const viewGroup = el("div", { class: "segmented", role: "group", "aria-label": "CGM view" },
     el("button", { type: "button", id: "cgm-view-trace", "aria-pressed": "true", on: { click: () => setOverlay(false) } }, "Trace"),
     el("button", { type: "button", id: "cgm-view-overlay", "aria-pressed": "false", on: { click: () => setOverlay(true) } }, "Daily overlay"));

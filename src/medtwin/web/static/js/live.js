@@ -146,8 +146,7 @@ export function mountLive(panel, tiles, ctx, openedAt, prefetched) {
   }
 
   function reasonText(r) {
-    const [kind, ...rest] = r.split(": ");
-    if (kind === "data") return "device data";
+    const [, ...rest] = r.split(": ");  // "problem: X", "medication: insulin", or "device data" / "record data"
     return rest.length ? shortName(null, rest.join(": ")) : r;
   }
 
