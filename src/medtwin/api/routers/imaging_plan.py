@@ -26,6 +26,7 @@ from starlette.concurrency import run_in_threadpool
 
 from medtwin.api.deps import PatientCall, patient_call
 from medtwin.api.problems import ProblemError
+from medtwin.api.routers import imaging as imaging_routes
 from medtwin.imaging import plan_export, rehearsal
 from medtwin.imaging.plan_labels import (
     ElectrodeTarget,
@@ -47,7 +48,7 @@ router = APIRouter(tags=["imaging planning"])
 KIND = "imaging_plan"
 PLANS = "/patients/{patient_id}/trajectory-plans"
 PLAN_IDENTIFIER = "urn:medtwin:trajectory-plan"
-PlanReader = Annotated[PatientCall, Depends(patient_call("read", "ImagingStudy"))]
+PlanReader = imaging_routes.ImagingReader
 PlanWriter = Annotated[PatientCall, Depends(patient_call("write", "Procedure"))]
 
 
@@ -97,11 +98,7 @@ def _invalid(error: VolumeError) -> ProblemError:
 
 
 def _labels(call: PatientCall, volume_id: str) -> Volume:
-    volume = images.load_volume(call.store, call.patient_id, volume_id)
-    if volume is None:
-        raise ProblemError(404, "Not found", f"patient {call.requested!r} has no volume {volume_id!r}",
-                           kind="not-found", field="volume_id")
-    return volume
+    return imaging_routes._volume(call, volume_id)  # the patient's volume, or 404 naming volume_id (one copy)
 
 
 _maps: OrderedDict[tuple[str, str, str], DistanceMaps] = OrderedDict()
