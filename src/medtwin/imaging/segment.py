@@ -360,11 +360,10 @@ class Recipe:
 def apply_recipe(volume: Volume, recipe: Recipe) -> Volume:
     """Run a :class:`Recipe` on an image: a label map (label 1 = ``recipe.name``) on the image's grid."""
     recipe.check()
-    if recipe.seed_mm is not None:
+    if recipe.seed_mm is not None and recipe.tolerance is not None:  # check() allows a seed only with a tolerance
         seed = np.asarray(recipe.seed_mm, dtype=np.float64)
         if recipe.seed_frame != volume.frame:  # LPS <-> RAS: x and y change sign
             seed = seed * np.array([-1.0, -1.0, 1.0])
-        assert recipe.tolerance is not None
         out = region_grow(volume, seed, recipe.tolerance, name=recipe.name)
         if recipe.lower is not None or recipe.upper is not None:
             band = threshold(volume, recipe.lower, recipe.upper)
