@@ -79,8 +79,8 @@ def _ids(bundle: dict[str, Any], mode: str = "match") -> list[str]:
 
 def test_category_status_identifier_code_date(served: Server) -> None:
     smart = _client(served, "admin")
-    vitals = Observation.where(struct={"category": f"{CAT}|vital-signs"}).perform(smart.server)
-    assert sorted(e.resource.id for e in vitals.entry) == ["hr1", "hr3"]
+    vitals = Observation.where(struct={"category": f"{CAT}|vital-signs"}).perform_resources(smart.server)
+    assert sorted(r.id for r in vitals) == ["hr1", "hr3"]
     assert sorted(_ids(_get(served, "Observation", category="laboratory").json())) == ["lab2", "lab9"]
     assert _get(served, "Observation", category="urn:other|laboratory").json()["total"] == 0
     assert _ids(_get(served, "Observation", status="amended").json()) == ["lab2"]
