@@ -217,3 +217,18 @@ def test_not_a_seg_is_refused_naming_the_file() -> None:
     with pytest.raises(ImageFileError) as err:
         seg.read_dicom_seg(b"not dicom at all", "junk.dcm")
     assert err.value.source == "junk.dcm"
+
+
+def test_recipe_checks_its_steps_and_seed_frames_agree() -> None:
+    img = _image()
+    with pytest.raises(VolumeError) as err:
+        seg.apply_recipe(img, seg.Recipe(tolerance=5.0))
+    assert err.value.field == "seed_mm"
+    with pytest.raises(VolumeError) as err:
+        seg.apply_recipe(img, seg.Recipe())
+    assert err.value.field == "lower"
+    ras = seg.apply_recipe(img, seg.Recipe(seed_mm=(12.0, 0.0, 0.0), tolerance=40.0, name="dim"))
+    lps = seg.apply_recipe(img, seg.Recipe(seed_mm=(-12.0, 0.0, 0.0), seed_frame="LPS", tolerance=40.0, name="dim"))
+    assert np.array_equal(ras.data, lps.data) and ras.labels == {1: "dim"} and ras.data.any()
+    banded = seg.apply_recipe(img, seg.Recipe(lower=100.0, seed_mm=(12.0, 0.0, 0.0), tolerance=200.0))
+    assert banded.data.sum() < seg.region_grow(img, [12.0, 0.0, 0.0], 200.0).data.sum()

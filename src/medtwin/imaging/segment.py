@@ -347,12 +347,12 @@ class Recipe:
     name: str = "segment"
 
     def check(self) -> None:
-        if self.seed_mm is None and self.lower is None and self.upper is None:
-            raise VolumeError("lower", "give a threshold (lower and/or upper) or a seed with a tolerance")
         if self.seed_mm is not None and self.tolerance is None:
             raise VolumeError("tolerance", "region growing from a seed needs a tolerance")
         if self.seed_mm is None and self.tolerance is not None:
             raise VolumeError("seed_mm", "a tolerance needs a seed to grow from")
+        if self.seed_mm is None and self.lower is None and self.upper is None:
+            raise VolumeError("lower", "give a threshold (lower and/or upper) or a seed with a tolerance")
         if self.seed_frame not in FRAMES:
             raise VolumeError("seed_frame", f"must be one of {FRAMES}, got {self.seed_frame!r}")
 
