@@ -174,6 +174,7 @@ def test_transaction_rewrites_urn_uuid_references_all_or_nothing(live: tuple[Ser
     stored = _call(server, "GET", obs_location.rsplit("/_history", 1)[0])
     assert stored.json()["subject"]["reference"] == f"Patient/{patient_id}" and b'"value":8.25' in stored.content
     assert response["entry"][0]["response"]["etag"] == 'W/"1"'
+    assert response["entry"][0]["response"]["lastModified"] == stored.json()["meta"]["lastUpdated"]
 
     with store.connect() as connection:
         before = RecordRepository(connection, store.codec).count_by_type()

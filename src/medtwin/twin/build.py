@@ -44,6 +44,8 @@ class UnitReport(UnitCounts):
     error: RecordError | None = None
     #: entry number -> (type, id, what storing it did); a matched conditional create is ``matched``.
     entries: dict[int, tuple[str, str, ResourceOutcome]] = field(default_factory=dict)
+    #: When what the unit created or updated was stored (their ``meta.lastUpdated``).
+    stored_at: datetime | None = None
 
     @property
     def ok(self) -> bool:
@@ -175,6 +177,7 @@ def import_unit(store: Store, raw: RawUnit, *, actor: str = "system", clock: Clo
                 created=0, updated=0, unchanged=0))
             result = records.save_unit(unit, import_id=import_id, now=started, force=force, expect=expect)
             report.entries = _entry_outcomes(records, unit, result.outcomes)
+            report.stored_at = started
             report.created, report.updated, report.unchanged = result.created, result.updated, result.unchanged
             report.by_type = result.by_type
             report.warnings = result.warnings

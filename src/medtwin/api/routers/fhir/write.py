@@ -21,6 +21,7 @@ from medtwin.record import fhir_bundle
 from medtwin.record.errors import RecordError
 from medtwin.record.exactjson import loads_or_error
 from medtwin.record.fhir_bundle import EntryResult
+from medtwin.record.fhirtime import format_datetime
 from medtwin.record.prepare import prepare
 from medtwin.record.sources import RawUnit
 from medtwin.security.write_policy import ReachLimitedRecords
@@ -188,4 +189,6 @@ async def base_bundle(request: Request, token: Token) -> Response:
 
 def _entry_result(report: UnitReport, number: int) -> EntryResult:
     rtype, rid, outcome = report.entries[number]
-    return EntryResult(rtype, rid, outcome.status, outcome.version)
+    stored_now = report.stored_at if outcome.status in ("created", "updated") else None
+    return EntryResult(rtype, rid, outcome.status, outcome.version,
+                       None if stored_now is None else format_datetime(stored_now))
