@@ -385,7 +385,7 @@ def test_long_lists_stay_on_one_page(patient: tuple[Store, str, np.ndarray, np.n
 
     renderer = FigureCanvasAgg(figure).get_renderer()
     width = figure.get_figwidth() * figure.dpi
-    left_aligned = [t for t in figure.texts if t.get_ha() == "left"]
+    left_aligned = [t for t in figure.texts if t.get_horizontalalignment() == "left"]
     cgm_top = next(t.get_position()[1] for t in figure.texts if t.get_text().startswith("CGM (consensus"))
     for x in (0.04, 0.355, 0.67):  # the record's three columns: every line ends before the next column
         column = [t for t in left_aligned if x <= t.get_position()[0] <= x + 0.02 and cgm_top < t.get_position()[1] < 0.935]

@@ -926,7 +926,7 @@ def _record_columns(fig: Any, r: PatientReport, top: float, floor: float) -> flo
     mid.lines([f"{g.gene} {g.diplotype}: {g.phenotype}" for g in (r.pgx.genes if r.pgx else [])], 13,
               "no PGx result")
     right = _Column(fig, 0.67, top, floor, 0.29)
-    right.heading("Latest vital signs")
+    right.heading("Latest vital signs in the record")  # device readings: the trends and NEWS2
     right.lines([f"{fmt_name(v)}: {fmt_measurement(v)}  {fmt_day(v.time)}" for v in r.vitals], 20)
     right.heading("Latest labs")
     right.lines([f"{fmt_name(v)}: {fmt_measurement(v)}  {fmt_day(v.time)}" for v in r.labs], 30)
@@ -957,7 +957,7 @@ def _closing_columns(fig: Any, r: PatientReport, top: float, floor: float) -> fl
 
 CGM_HEIGHT = 0.2
 FOOTER = 0.03
-TREND_ROW = (0.145, 0.105)  # (most, least) height of one row of two trend charts
+TREND_ROW = (0.145, 0.098)  # (most, least) height of one row of two trend charts
 
 
 def _layout(r: PatientReport) -> tuple[float, float, float, int]:
@@ -969,7 +969,7 @@ def _layout(r: PatientReport) -> tuple[float, float, float, int]:
     cgm = CGM_HEIGHT if r.cgm.metrics is not None else 0.0
     record = min(record, top - cgm - closing - FOOTER - 0.05)  # a very long record: the rest is counted
     rows = (len(r.trends) + 1) // 2
-    room = top - record - cgm - closing - FOOTER - 0.03
+    room = top - record - cgm - closing - FOOTER - 0.025
     row = TREND_ROW[0]
     while rows and rows * row > room:
         if row > TREND_ROW[1]:
