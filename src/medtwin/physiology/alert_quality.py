@@ -18,19 +18,27 @@ shows.
   it); its lead time is the minutes from that alert's opening to the start. Only events starting at least
   ``H`` after the first forecast and not after the last are counted (an alert could have been raised in
   time). Recall = detected / counted events; the median lead is over detected events.
+
+**The baseline** (issue 15): alerts while the least-squares line through the last 15 min of readings (or the
+reading itself) is below 70 mg/dL within 30 min (:func:`line_runs`). :func:`rule_inputs` turns an
+evaluation's paths into the forecasts a rule sees, :func:`score_alerts` scores them.
 """
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 
 import numpy as np
 from numpy.typing import ArrayLike
 
+from medtwin.physiology.evaluation import ForecastPaths
+from medtwin.physiology.forecast import linear_forecast
+from medtwin.vocab import GlucoseForecast
 from medtwin.vocab.episodes import find_episodes
-from medtwin.vocab.glucose import GLUCOSE_LEVEL_BY_NAME
+from medtwin.vocab.forecast import TREND_WINDOW_MIN, glucose_trend_mg_dl_per_min
+from medtwin.vocab.glucose import GLUCOSE_LEVEL_BY_NAME, HYPO_L1
 
 ALERT_HORIZON_MIN = 30.0
 _EPOCH = datetime(2000, 1, 1, tzinfo=UTC)
@@ -94,3 +102,62 @@ class AlertQuality:
         held = self.held_min / self.alerts if self.alerts else float("nan")
         return (f"{self.alerts:4d} alerts (held {held:5.1f} min on average), precision {self.precision:.3f}; "
                 f"{self.events:3d} events, recall {self.recall:.3f}, median lead {self.median_lead_min:.1f} min")
+
+
+def rule_inputs(paths: ForecastPaths, i: int, how: str) -> list[tuple[float, GlucoseForecast]]:
+    """Patient ``i``'s forecasts as the rule sees them: ``how`` is shown (what the live twin shows: the blend
+    with its calibrated intervals), twin (the twin alone, its own intervals) or linear (the baseline's line
+    through the last 15 min, as a forecast with the same horizons and no spread: alerts when it crosses 70)."""
+    t, cgm = paths.times_min, paths.cgm_mg_dl[i]
+    h = np.asarray(paths.horizons_min, dtype=float)
+    lines = np.stack([linear_forecast(t, cgm, float(m), TREND_WINDOW_MIN) for m in h], axis=1)  # (T, K)
+    out = []
+    for j in np.flatnonzero(~np.isnan(paths.glucose_now_mg_dl[i])).tolist():
+        if how == "linear":
+            mean = lo80 = hi80 = lo95 = hi95 = lines[j]
+        elif how == "twin":
+            mean = paths.twin_mean_mg_dl[i, j]
+            lo80, hi80, lo95, hi95 = paths.twin_bands_mg_dl[:, i, j]
+        else:
+            mean, lo80, hi80 = paths.mean_mg_dl[i, j], paths.lower80_mg_dl[i, j], paths.upper80_mg_dl[i, j]
+            lo95, hi95 = paths.lower95_mg_dl[i, j], paths.upper95_mg_dl[i, j]
+        recent = slice(max(j - 3, 0), j + 1)  # 5-min readings: the trend window holds at most four
+        trend = glucose_trend_mg_dl_per_min(t[recent].tolist(), cgm[recent].tolist())
+        out.append((float(t[j]), GlucoseForecast(
+            patient_id=str(i), issued_at=_EPOCH + timedelta(minutes=float(t[j])),
+            glucose_now_mg_dl=float(paths.glucose_now_mg_dl[i, j]), horizons_min=paths.horizons_min,
+            mean_mg_dl=tuple(mean.tolist()), lower80_mg_dl=tuple(lo80.tolist()), upper80_mg_dl=tuple(hi80.tolist()),
+            lower95_mg_dl=tuple(lo95.tolist()), upper95_mg_dl=tuple(hi95.tolist()), insulin_sensitivity_ratio=1.0,
+            last_reading_mg_dl=float(cgm[j]), trend_mg_dl_per_min=trend,
+            cgm_now_mg_dl=float(cgm[j]) if how == "linear" else float(paths.cgm_now_mg_dl[i, j]))))
+    return out
+
+
+def line_runs(items: list[tuple[float, GlucoseForecast]]) -> list[tuple[float, float]]:
+    """The baseline's alerts: open while the line through the last 15 min of readings (or the reading itself)
+    is below 70 mg/dL within 30 min, closed as soon as it is not."""
+    runs: list[tuple[float, float]] = []
+    opened: float | None = None
+    for minute, f in items:
+        crossing = (f.last_reading_mg_dl or 0.0) < HYPO_L1 or any(
+            m < HYPO_L1 for h, m in zip(f.horizons_min, f.mean_mg_dl, strict=True) if h <= ALERT_HORIZON_MIN)
+        if crossing and opened is None:
+            opened = minute
+        elif not crossing and opened is not None:
+            runs.append((opened, minute))
+            opened = None
+    return runs if opened is None else [*runs, (opened, float("inf"))]
+
+
+def score_alerts(paths: ForecastPaths, how: str, runs_of: Callable[[list[tuple[float, GlucoseForecast]]],
+                                                                 list[tuple[float, float]]],
+                 from_min: float) -> AlertQuality:
+    """Alert quality of ``how``'s forecasts (:func:`rule_inputs`) issued from ``from_min`` on, each patient's
+    alerts given by ``runs_of`` (the rule replayed as the engine runs it, or :func:`line_runs` for the
+    baseline), matched to the true level-1 events by the definition of this module."""
+    quality = AlertQuality()
+    for i in range(paths.cgm_mg_dl.shape[0]):
+        items = [(m, f) for m, f in rule_inputs(paths, i, how) if m >= from_min]
+        if items:
+            quality.add(runs_of(items), hypo_events(paths.times_min, paths.truth_mg_dl[i]), items[0][0], items[-1][0])
+    return quality
