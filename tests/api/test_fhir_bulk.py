@@ -14,6 +14,7 @@ from typing import Any
 import orjson
 import pytest
 import requests
+from sqlalchemy import select
 from tests.api.test_fhir_server import P1, P2, PASSWORD, Server, _serving, live_server
 
 from medtwin.record import exactjson
@@ -23,6 +24,7 @@ from medtwin.security.crypto import AesGcmCodec, KeyRing
 from medtwin.store.bulk_export import KEEP_FOR, BulkExports, ExportRequest
 from medtwin.store.database import Store
 from medtwin.store.records import RecordRepository
+from medtwin.store.security_tables import audit_log
 from medtwin.twin.build import import_units
 
 DECIMALS = ("840.20", "0.00", "12345678901234567890.123")
@@ -185,6 +187,10 @@ def test_cancel_and_refusals(live: tuple[Server, Store]) -> None:
         assert refused.status_code == 400 and refused.json()["issue"][0]["expression"] == [field], params
     patient_level = _kick_off(server, "Patient/$export", _type="Organization")
     assert patient_level.status_code == 400
+    with live[1].connect() as connection:
+        audited = connection.execute(select(audit_log.c.action, audit_log.c.actor, audit_log.c.outcome)
+                                     .where(audit_log.c.action == "export")).all()
+    assert ("export", "admin", "success") in audited and ("export", "clinician", "denied") in audited
     capability = requests.get(f"{server.base}/metadata", timeout=30).json()
     assert {"export", "patient-export", "group-export"} <= {o["name"] for o in capability["rest"][0]["operation"]}
 

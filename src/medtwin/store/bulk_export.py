@@ -133,6 +133,11 @@ class BulkExports:
             job = self._jobs.get(job_id)
         return job if job is not None and job.request.owner == owner else None
 
+    def exists(self, job_id: str) -> bool:
+        """Whether there is such a job of anyone (for the audit record only: callers get :meth:`job`)."""
+        with self._lock:
+            return job_id in self._jobs
+
     def cancel(self, job_id: str, owner: str) -> bool:
         """Stop the job and delete its files; False when there is no such job of ``owner``."""
         job = self.job(job_id, owner)

@@ -77,7 +77,7 @@ def _kick_off(request: Request, token: str | None, level: str, group_id: str | N
     with access.store.connect() as connection:
         records = RecordRepository(connection, access.store.codec)
         stored = set(records.count_by_type())
-        patients = access.principal.patient_ids if group_id is None else _members(access, records, group_id)
+        patients = access.principal.patient_ids if group_id is None else _members(request, access, records, group_id)
     types = _types(access, params, stored, compartment_only=level != "system")
     job = _exports(request).start(ExportRequest(
         owner=access.principal.subject, request_url=str(request.url), types=ordered_types(types),
@@ -116,9 +116,11 @@ def _types(access: Access, params: dict[str, list[str]], stored: set[str], *, co
     return asked & stored
 
 
-def _members(access: Access, records: RecordRepository, group_id: str) -> frozenset[str]:
+def _members(request: Request, access: Access, records: RecordRepository, group_id: str) -> frozenset[str]:
     group = records.current("Group", group_id)
     if group is None or not access.sees(group):
+        if group is not None:
+            audit_context(request).denied = True
         raise not_found(f"Group/{group_id}")
     members = set()
     for member in group.resource().get("member") or []:
@@ -129,13 +131,21 @@ def _members(access: Access, records: RecordRepository, group_id: str) -> frozen
     return frozenset(members if reach is None else members & reach)
 
 
+def _no_job(request: Request, job_id: str, what: str | None = None) -> FhirError:
+    """404 for a job (or file) that is not the caller's: missing and another's alike; the audit record says
+    which (another's is a denied attempt)."""
+    if _exports(request).exists(job_id):
+        audit_context(request).denied = True
+    return not_found(what or f"export job {job_id}")
+
+
 @router.get("/$export-status/{job_id}")
 async def export_status(job_id: str, request: Request, token: Token) -> Response:
     def work() -> Response:
         access = common.access(request, token, "Patient", job_id, action="export")
         job = _exports(request).job(job_id, access.principal.subject)
         if job is None:
-            raise not_found(f"export job {job_id}")
+            raise _no_job(request, job_id)
         if job.status == "in-progress":
             return Response(status_code=202, headers={"X-Progress": job.progress, "Retry-After": "1"})
         if job.status == "failed":
@@ -152,7 +162,7 @@ async def export_cancel(job_id: str, request: Request, token: Token) -> Response
     def work() -> Response:
         access = common.access(request, token, "Patient", job_id, action="export")
         if not _exports(request).cancel(job_id, access.principal.subject):
-            raise not_found(f"export job {job_id}")
+            raise _no_job(request, job_id)
         return Response(status_code=202)
     return await run_in_threadpool(common.answer(work))
 
@@ -165,7 +175,7 @@ async def export_file(job_id: str, name: str, request: Request, token: Token) ->
         job = exports.job(job_id, access.principal.subject)
         chunks = None if job is None else exports.file(job, name)
         if chunks is None:
-            raise not_found(f"export file {job_id}/{name}")
+            raise _no_job(request, job_id, f"export file {job_id}/{name}")
         return StreamingResponse(chunks, media_type=NDJSON)
     return await run_in_threadpool(common.answer(work))
 
