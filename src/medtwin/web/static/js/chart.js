@@ -169,7 +169,8 @@ export class Chart {
     }
     if (!Number.isFinite(lo)) return null;
     if (lo === hi) { lo -= this.o.x === "time" ? HOUR : 1; hi += this.o.x === "time" ? HOUR : 1; }
-    return [lo, hi];
+    const pad = (hi - lo) * 0.015;  // a point at either end is drawn whole, not cut by the plot's edge
+    return [lo - pad, hi + pad];
   }
 
   yExtent(x0, x1) {
