@@ -5,6 +5,7 @@ individualisation from measured levels)."""
 from __future__ import annotations
 
 from collections.abc import Mapping
+from typing import Any
 
 import numpy as np
 from numpy.typing import NDArray
@@ -219,6 +220,13 @@ def _sample_parameters(drug: DrugModel, typical: Mapping[str, Array], n: int, rn
     return drug.bsv.apply(typical, drug.bsv.sample_eta(n, rng)), False, None
 
 
+def _adverse(targets: Mapping[str, Any], metric: Array) -> Array:
+    """Where ``metric`` is on the adverse side of the drug file's threshold: above it, or below it when the risk
+    is too little exposure (``adverse_below = true``: clopidogrel's active metabolite in poor metabolisers)."""
+    threshold = float(targets["adverse_threshold"])
+    return np.asarray(metric < threshold if targets.get("adverse_below") else metric > threshold)
+
+
 def _targets_text(drug: DrugModel) -> tuple[str, str]:
     t = drug.targets
     if drug.has_inr:
@@ -268,11 +276,11 @@ def compare_regimens(request: CompareRequest, model: DrugModel | None = None) ->
                 metric = np.trapezoid(conc[:, window], times[window], axis=1)
                 metric_name = ("AUC over the last 24 h [mg*h/L]" if t.get("metric") == "AUC24"
                                else f"AUC over the {request.horizon_h:g} h horizon [mg*h/L]")
-                p_adverse = np.mean(metric > t["adverse_threshold"])
+                p_adverse = np.mean(_adverse(t, metric))
             elif t.get("metric") == "trough":
                 metric = conc[:, -1]
                 metric_name = f"trough concentration at {request.horizon_h:g} h [mg/L]"
-                p_adverse = np.mean(metric > t["adverse_threshold"])
+                p_adverse = np.mean(_adverse(t, metric))
             else:
                 metric = conc[:, last].mean(axis=1)
                 metric_name = "mean concentration over the last 24 h [mg/L]"
@@ -324,13 +332,13 @@ def _steady_state_metric(drug: DrugModel, params: Mapping[str, Array], amount: f
         return metric, metric > t["adverse_threshold"]
     if t.get("metric") in ("AUC24", "AUC"):
         metric = average * (24.0 if t.get("metric") == "AUC24" else tau)  # AUC over 24 h / over one interval
-        return metric, metric > t["adverse_threshold"]
+        return metric, _adverse(t, metric)
     grid = np.linspace(0.0, tau, 25)[:-1]
     profile = steady_state(drug.structure, drug.pk_parameters(params), amount, tau, route, grid,
                            infusion_duration_h=duration)
     if t.get("metric") == "trough":
         trough = profile.min(axis=1)
-        return trough, trough > t["adverse_threshold"]
+        return trough, _adverse(t, trough)
     return average, profile.max(axis=1) > t["adverse_threshold"]
 
 
