@@ -66,3 +66,21 @@ def test_bad_input_names_the_field() -> None:
     with pytest.raises(VolumeError) as err:
         segment_statistics(Volume(np.zeros((3, 3, 3)), np.eye(4)))
     assert err.value.field == "data"
+
+
+def test_centroid_bounds_and_feret_equal_brute_force_on_an_oblique_grid() -> None:
+    ell = ph.Ellipsoid([4.0, -3.0, 2.0], [9.0, 6.0, 4.0], ph.rotation_about([1, 2, 0], 35))
+    a = np.eye(4)
+    a[:3, :3] = ph.rotation_about([0, 1, 1], 25) @ np.diag([0.7, -0.9, 1.1])  # oblique and mirrored
+    a[:3, 3] = [-12.0, 14.0, -10.0]
+    lab = ph.label_volume(ell, Volume(np.zeros((36, 36, 30), np.uint8), a, "LPS"))
+    st = structure_statistics(lab, 1)
+    centres = lab.index_to_world(np.argwhere(lab.data == 1).astype(float))
+    half = 0.5 * np.abs(a[:3, :3]).sum(axis=1)
+    assert np.allclose(st.centroid_mm, centres.mean(axis=0), atol=1e-9)
+    assert np.allclose(st.bounds_min_mm, centres.min(axis=0) - half, atol=1e-9)
+    assert np.allclose(st.bounds_max_mm, centres.max(axis=0) + half, atol=1e-9)
+    rng = np.random.default_rng(5)
+    pts = rng.normal(size=(700, 3)) * [30.0, 5.0, 2.0]
+    brute = float(np.max(np.linalg.norm(pts[:, None] - pts[None], axis=-1)))
+    assert feret_diameter(pts) == pytest.approx(brute, rel=1e-12)
