@@ -15,11 +15,10 @@ import orjson
 import pytest
 import requests
 from sqlalchemy import select
-from tests.api.test_fhir_server import P1, P2, PASSWORD, Server, _serving, live_server
+from tests.api.test_fhir_server import P1, P2, Server, _serving, live_server, seeded_store
 
 from medtwin.record import exactjson
 from medtwin.record.sources import RawUnit, read_units
-from medtwin.security import accounts
 from medtwin.security.crypto import AesGcmCodec, KeyRing
 from medtwin.store.bulk_export import KEEP_FOR, BulkExports, ExportRequest
 from medtwin.store.database import Store
@@ -136,14 +135,7 @@ def _reimports_identically(store: Store, files: dict[str, bytes], types: list[st
 def test_synthea_export_reimports_identically(tmp_path_factory: pytest.TempPathFactory, synthea_dir: Path) -> None:
     """The shared Synthea patients (Claim/ExplanationOfBenefit amounts like 840.20 among them) out through
     a system-level $export and into a fresh store: every resource identical."""
-    folder = tmp_path_factory.mktemp("bulk-synthea")
-    ring = KeyRing.generate()
-    store = Store(f"sqlite:///{folder / 'synthea.db'}", AesGcmCodec(ring))
-    store.migrate()
-    with store.begin() as connection:
-        accounts.create_user(connection, "admin", PASSWORD, "admin")
-        accounts.create_user(connection, "clinician", PASSWORD, "clinician")
-    assert import_units(store, read_units([synthea_dir])).ok
+    store, ring, folder = seeded_store(tmp_path_factory, "bulk-synthea", read_units([synthea_dir]))
     with _serving(store, ring, folder) as server:
         manifest = _manifest(server, _kick_off(server, "$export").headers["content-location"])
         files = _files(server, manifest)

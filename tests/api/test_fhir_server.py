@@ -7,7 +7,7 @@ from __future__ import annotations
 import socket
 import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
@@ -24,8 +24,9 @@ from fhirclient.models.patient import Patient
 from medtwin.api.app import create_app
 from medtwin.config import Settings
 from medtwin.record import exactjson
+from medtwin.record.errors import RecordError
 from medtwin.record.prepare import uuid5
-from medtwin.record.sources import read_units, unit_from_bytes
+from medtwin.record.sources import RawUnit, read_units, unit_from_bytes
 from medtwin.security import accounts
 from medtwin.security.crypto import AesGcmCodec, KeyRing
 from medtwin.store.database import Store
@@ -63,6 +64,16 @@ def _free_port() -> int:
 def live_server(tmp_path_factory: pytest.TempPathFactory, name: str, *bodies: bytes) -> Iterator[tuple[Server, Store]]:
     """A fresh store holding ``bodies`` (imported in order), an admin and a clinician whose care team is P1,
     served over HTTP (the FHIR test modules' fixture)."""
+    units = [unit_from_bytes(body, source=f"{name}-{number}.json") for number, body in enumerate(bodies)]
+    store, ring, folder = seeded_store(tmp_path_factory, name, units)
+    with _serving(store, ring, folder) as served:
+        yield served, store
+
+
+def seeded_store(tmp_path_factory: pytest.TempPathFactory, name: str,
+                 units: Iterable[RawUnit | RecordError]) -> tuple[Store, KeyRing, Path]:
+    """A fresh SQLite store (AES-GCM codec) in its own folder with ``units`` imported (each must succeed), an
+    admin, and a clinician whose care team is P1."""
     folder: Path = tmp_path_factory.mktemp(name)
     ring = KeyRing.generate()
     store = Store(f"sqlite:///{folder / 'fhir.db'}", AesGcmCodec(ring))
@@ -71,11 +82,9 @@ def live_server(tmp_path_factory: pytest.TempPathFactory, name: str, *bodies: by
         accounts.create_user(connection, "admin", PASSWORD, "admin")
         accounts.create_user(connection, "clinician", PASSWORD, "clinician")
         accounts.add_to_care_team(connection, "clinician", P1)
-    for number, body in enumerate(bodies):
-        report = import_units(store, [unit_from_bytes(body, source=f"{name}-{number}.json")]).units[0]
-        assert report.ok, report.error
-    with _serving(store, ring, folder) as served:
-        yield served, store
+    report = import_units(store, units)
+    assert report.ok, [u.error for u in report.errors]
+    return store, ring, folder
 
 
 @pytest.fixture(scope="module")
@@ -285,14 +294,7 @@ def test_every_shared_synthea_resource_reads_back_identically(tmp_path_factory: 
                                                               synthea_dir: Path) -> None:
     """Import the shared Synthea patients, read every resource back through /fhir (type searches, paged):
     identical after normalising server-managed fields; decimals byte-identical."""
-    folder = tmp_path_factory.mktemp("synthea-fhir")
-    ring = KeyRing.generate()
-    store = Store(f"sqlite:///{folder / 'synthea.db'}", AesGcmCodec(ring))
-    store.migrate()
-    with store.begin() as connection:
-        accounts.create_user(connection, "admin", PASSWORD, "admin")
-        accounts.create_user(connection, "clinician", PASSWORD, "clinician")
-    assert import_units(store, read_units([synthea_dir])).ok
+    store, ring, folder = seeded_store(tmp_path_factory, "synthea-fhir", read_units([synthea_dir]))
     expected: dict[tuple[str, str], bytes] = {}
     decimals = 0
     for path in synthea_dir.glob("*.json"):
