@@ -22,7 +22,7 @@ from medtwin.api.deps import (
     visible_patient,
 )
 from medtwin.api.problems import ProblemError
-from medtwin.twin.build import utc_now
+from medtwin.api.services import services_of
 from medtwin.twin.pharmacogenomics import (
     DrugInfo,
     StoredPgx,
@@ -51,7 +51,8 @@ def list_drugs(principal: Annotated[Principal, Depends(guard("read", "Medication
 
 async def _in_pool(run: Callable[..., T], call: PatientCall, body: Any) -> T:
     """``run(store, patient, body, actor=..., clock=...)`` in the thread pool (simulations are CPU-bound)."""
-    return await run_in_threadpool(run, call.store, call.patient_id, body, actor=call.actor, clock=utc_now)
+    return await run_in_threadpool(run, call.store, call.patient_id, body, actor=call.actor,
+                                   clock=call.clock)  # the server's one clock (medtwin.clock)
 
 
 @on_twin.post("/compare", response_model=TwinDrugComparison,
@@ -96,7 +97,8 @@ async def upload_pgx(
         raise ProblemError(422, "Invalid VCF", "the VCF is not UTF-8 text", kind="vcf", field="body") from exc
     if not text.strip():
         raise ProblemError(422, "Invalid VCF", "empty request body", kind="empty", field="body")
-    return await run_in_threadpool(store_pgx, store, resolved, text, actor=principal.subject, now=utc_now(),
+    return await run_in_threadpool(store_pgx, store, resolved, text, actor=principal.subject,
+                                   now=services_of(request.app).clock(),
                                    sample=sample, cyp2d6_copy_number=cyp2d6_copy_number)
 
 
