@@ -110,6 +110,10 @@ def test_update_refusals_name_the_field(live: tuple[Server, Store]) -> None:
     assert wrong_type.status_code == 400 and wrong_type.json()["issue"][0]["expression"] == ["resourceType"]
     assert _call(server, "POST", "Observation", body=b"{not json").status_code == 400
     assert _call(server, "POST", "Observation", body=b"{}", headers={"Content-Type": "text/plain"}).status_code == 415
+    for method in ("DELETE", "PATCH"):
+        refused = _call(server, method, "Observation/w1")
+        assert refused.status_code == 405 and refused.json()["issue"][0]["code"] == "not-supported"
+    assert _call(server, "GET", "Observation/w1").status_code == 200
 
 
 def test_older_content_is_a_conflict(live: tuple[Server, Store]) -> None:

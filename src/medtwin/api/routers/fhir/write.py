@@ -153,6 +153,13 @@ async def update(resource_type: str, resource_id: str, request: Request, token: 
     return await _with_body(request, work)
 
 
+@router.api_route("/{resource_type}/{resource_id}", methods=["DELETE", "PATCH"])
+async def not_supported(resource_type: str, resource_id: str, request: Request) -> Response:
+    """Delete and patch are not built (the CapabilityStatement does not list them): an OperationOutcome."""
+    return FhirError(405, "not-supported", f"{request.method} is not supported here (see /fhir/metadata): "
+                     "a resource is replaced with PUT, and every version stays readable").response()
+
+
 async def _with_body(request: Request, work: Callable[[bytes], Response]) -> Response:
     try:
         content = await _body(request)
