@@ -78,6 +78,10 @@ def test_decimation_keeps_area_volume_and_watertightness() -> None:
     assert small.area_mm2 == pytest.approx(mesh.area_mm2, rel=0.005)
     assert small.volume_ml == pytest.approx(mesh.volume_ml, rel=0.005)
     assert abs(float(small.meta["volume_change_pct"])) < 0.5
+    with pytest.raises(M.MeshError) as err:  # 24 triangles cannot hold a sphere's volume within 1 %
+        M.decimate(mesh, 24, max_change_pct=1.0)
+    assert err.value.field == "target_faces" and "volume" in err.value.message
+    assert M.decimate(mesh, 24).n_faces <= 30  # without a bound it goes ahead and says what it cost
 
 
 @pytest.mark.parametrize("fmt", ["stl", "obj", "ply"])

@@ -88,6 +88,9 @@ def test_bad_input_exits_2_naming_file_and_field(image: Path, tmp_path: Path) ->
     assert out.exit_code == 2 and "label" in out.output
     out = runner.invoke(app, ["imaging", "mesh", str(labels), "--out", str(tmp_path / "x.vtk")], env=ENV)
     assert out.exit_code == 2 and "format" in out.output
+    out = runner.invoke(app, ["imaging", "mesh", str(labels), "--out", str(tmp_path / "x.stl"), "--faces", "20"],
+                        env=ENV)
+    assert out.exit_code == 2 and "target_faces" in out.output and not (tmp_path / "x.stl").exists()
 
 
 def test_dicom_seg_statistics_and_mesh_by_segment_name(tmp_path: Path) -> None:

@@ -193,6 +193,7 @@ def mesh_command(
     label: Annotated[str, typer.Option(help="structure: label value or name")] = "1",
     faces: Annotated[int | None, typer.Option(help="decimate to about this many triangles")] = None,
     smoothing: Annotated[int, typer.Option(help="Taubin smoothing passes (0 = the raw voxel staircase)")] = 30,
+    max_change_pct: Annotated[float, typer.Option(help="refuse a decimation that moves area or volume more")] = 1.0,
     as_json: JsonOption = False,
 ) -> None:
     """Mesh one structure of a label map as a watertight surface in mm and write STL/OBJ/PLY."""
@@ -206,7 +207,7 @@ def mesh_command(
         labels = _read_labels(labels_path)
         value = segment.label_value(labels, label)
         surface = meshing.mesh_label_map(labels, value, smoothing_iterations=smoothing,
-                                         target_faces=faces)
+                                         target_faces=faces, max_change_pct=max_change_pct)
         check = meshing.check_mesh(surface)
         meshing.export_mesh(surface, out)
     except VolumeError as error:

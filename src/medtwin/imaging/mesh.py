@@ -103,10 +103,11 @@ def _crop(mask: NDArray[np.bool_]) -> tuple[NDArray[np.bool_], F64]:
 
 
 def mesh_mask(volume: Volume, mask: NDArray[np.bool_] | None = None, *,
-              smoothing_iterations: int = TAUBIN_ITERATIONS, target_faces: int | None = None) -> SurfaceMesh:
+              smoothing_iterations: int = TAUBIN_ITERATIONS, target_faces: int | None = None,
+              max_change_pct: float | None = None) -> SurfaceMesh:
     """The smoothed surface of a binary mask (``mask``, or the non-zero voxels of ``volume``) in mm.
 
-    ``target_faces`` decimates afterwards (see :func:`decimate`).
+    ``target_faces`` decimates afterwards, ``max_change_pct`` bounding what that may cost (see :func:`decimate`).
     """
     m = np.asarray(volume.data if mask is None else mask).astype(bool, copy=False)
     if m.shape != volume.shape:
@@ -122,7 +123,7 @@ def mesh_mask(volume: Volume, mask: NDArray[np.bool_] | None = None, *,
     verts = taubin(verts, faces, smoothing_iterations) if smoothing_iterations else verts
     meta = {"units": "mm", "frame": volume.frame, "method": f"marching cubes + Taubin x{smoothing_iterations}"}
     mesh = _oriented(SurfaceMesh(verts, faces, volume.frame, meta))
-    return decimate(mesh, target_faces) if target_faces is not None else mesh
+    return decimate(mesh, target_faces, max_change_pct) if target_faces is not None else mesh
 
 
 def taubin(vertices: F64, faces: NDArray[np.int64], iterations: int = TAUBIN_ITERATIONS,
@@ -147,7 +148,7 @@ def taubin(vertices: F64, faces: NDArray[np.int64], iterations: int = TAUBIN_ITE
 
 
 def mesh_label_map(volume: Volume, label: int, *, smoothing_iterations: int = TAUBIN_ITERATIONS,
-                   target_faces: int | None = None) -> SurfaceMesh:
+                   target_faces: int | None = None, max_change_pct: float | None = None) -> SurfaceMesh:
     """The surface of one structure (voxels equal to ``label``) of a label map, in mm in the volume's frame.
 
     The function the 256^3 meshing benchmark (benchmarks/bench_planning.py) times.
@@ -156,7 +157,8 @@ def mesh_label_map(volume: Volume, label: int, *, smoothing_iterations: int = TA
     if not m.any():
         present = sorted(int(v) for v in np.unique(np.asarray(volume.data)) if v != 0)[:20]
         raise MeshError("label", f"{label} is not in the label map (labels present: {present})")
-    mesh = mesh_mask(volume, m, smoothing_iterations=smoothing_iterations, target_faces=target_faces)
+    mesh = mesh_mask(volume, m, smoothing_iterations=smoothing_iterations, target_faces=target_faces,
+                     max_change_pct=max_change_pct)
     name = volume.labels.get(int(label), "")
     return SurfaceMesh(mesh.vertices_mm, mesh.faces, mesh.frame, {**mesh.meta, "label": str(label), "name": name})
 
@@ -267,12 +269,13 @@ def repair_mesh(mesh: SurfaceMesh) -> SurfaceMesh:
     return out
 
 
-def decimate(mesh: SurfaceMesh, target_faces: int) -> SurfaceMesh:
+def decimate(mesh: SurfaceMesh, target_faces: int, max_change_pct: float | None = None) -> SurfaceMesh:
     """Quadric-error decimation (fast-simplification through trimesh) to about ``target_faces`` faces.
 
     A collapse now and then pinches the surface into a non-manifold edge; then the nearest face counts around the
     target (within 10 %) are tried and the first watertight result is kept, else ``MeshError``. The result's area
-    and volume changes are recorded in ``meta`` so a caller can see what decimation cost.
+    and volume changes are recorded in ``meta``; with ``max_change_pct`` a result whose area or enclosed volume
+    moved by more than that is refused (``MeshError`` naming ``target_faces``) rather than handed back.
     """
     if target_faces < 4:
         raise MeshError("target_faces", f"must be at least 4, got {target_faces}")
@@ -283,9 +286,14 @@ def decimate(mesh: SurfaceMesh, target_faces: int) -> SurfaceMesh:
         out = _oriented(SurfaceMesh(np.asarray(tm.vertices, np.float64), np.asarray(tm.faces, np.int64),
                                     mesh.frame, dict(mesh.meta)))
         if check_mesh(out).ok:
-            meta = {**out.meta, "decimated_from_faces": str(mesh.n_faces),
-                    "area_change_pct": f"{100.0 * (out.area_mm2 / mesh.area_mm2 - 1.0):.3f}",
-                    "volume_change_pct": f"{100.0 * (out.volume_ml / mesh.volume_ml - 1.0):.3f}"}
+            area = 100.0 * (out.area_mm2 / mesh.area_mm2 - 1.0)
+            volume = 100.0 * (out.volume_ml / mesh.volume_ml - 1.0)
+            if max_change_pct is not None and max(abs(area), abs(volume)) > max_change_pct:
+                raise MeshError("target_faces", f"{out.n_faces} faces change the area by {area:+.2f} % and the "
+                                                f"volume by {volume:+.2f} %, over the {max_change_pct} % allowed: "
+                                                "ask for more faces")
+            meta = {**out.meta, "decimated_from_faces": str(mesh.n_faces), "area_change_pct": f"{area:.3f}",
+                    "volume_change_pct": f"{volume:.3f}"}
             return SurfaceMesh(out.vertices_mm, out.faces, out.frame, meta)
     raise MeshError("target_faces", f"decimating to ~{target_faces} faces does not keep the surface watertight; "
                                     "ask for more faces")

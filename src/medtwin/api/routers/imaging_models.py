@@ -120,11 +120,13 @@ async def statistics(volume_id: str, call: ModelReader) -> dict[str, Any]:
     return await run_in_threadpool(_statistics, call, volume_id)
 
 
-def _mesh(call: PatientCall, volume_id: str, label: str, fmt: str, faces: int | None, smoothing: int) -> Response:
+def _mesh(call: PatientCall, volume_id: str, label: str, fmt: str, faces: int | None, smoothing: int,
+          max_change_pct: float) -> Response:
     labels = _labels(call, volume_id)
     try:
         value = segment.label_value(labels, label)
-        surface = meshing.mesh_label_map(labels, value, smoothing_iterations=smoothing, target_faces=faces)
+        surface = meshing.mesh_label_map(labels, value, smoothing_iterations=smoothing, target_faces=faces,
+                                         max_change_pct=max_change_pct)
         check = meshing.check_mesh(surface)
         if not check.ok:
             surface = meshing.repair_mesh(surface)
@@ -153,8 +155,11 @@ async def mesh(volume_id: str, call: ModelReader,
                label: Annotated[str, Query(description="label value or name")] = "1",
                format: Annotated[Literal["stl", "obj", "ply", "json"], Query()] = "stl",  # noqa: A002
                faces: Annotated[int | None, Query(ge=4, le=MAX_FACES, description="decimate to ~this many")] = None,
-               smoothing: Annotated[int, Query(ge=0, le=200, description="Taubin passes")] = 30) -> Response:
-    return await run_in_threadpool(_mesh, call, volume_id, label, format, faces, smoothing)
+               smoothing: Annotated[int, Query(ge=0, le=200, description="Taubin passes")] = 30,
+               max_change_pct: Annotated[float, Query(ge=0, le=100, description="refuse a decimation that moves "
+                                                                               "area or volume more (%)")] = 1.0,
+               ) -> Response:
+    return await run_in_threadpool(_mesh, call, volume_id, label, format, faces, smoothing, max_change_pct)
 
 
 class SizingRequest(BaseModel):
