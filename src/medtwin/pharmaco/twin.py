@@ -221,8 +221,9 @@ def _sample_parameters(drug: DrugModel, typical: Mapping[str, Array], n: int, rn
 
 
 def _adverse(targets: Mapping[str, Any], metric: Array) -> Array:
-    """Where ``metric`` is on the adverse side of the drug file's threshold: above it, or below it when the risk
-    is too little exposure (``adverse_below = true``: clopidogrel's active metabolite in poor metabolisers)."""
+    """Where an AUC or trough ``metric`` is on the adverse side of the drug file's threshold: above it, or below it
+    when the risk is too little exposure (``adverse_below = true``: clopidogrel's active metabolite in poor
+    metabolisers). INR and mean-concentration targets keep their above-threshold (peak) rule."""
     threshold = float(targets["adverse_threshold"])
     return np.asarray(metric < threshold if targets.get("adverse_below") else metric > threshold)
 
