@@ -154,7 +154,7 @@ POST_BODIES: dict[str, dict[str, Any]] = {
                                   "census": {"start_hour_of_week": 10, "patients": [
                                       {"unit": "ward", "esi": 3, "in_bed": True, "elapsed_h": 3.0}]}},
 }
-FEED_ROUTES = {"/api/v1/hospital/adt", "/api/v1/hospital/encounter"}
+FEED_ROUTES = {"/api/v1/hospital/adt", "/api/v1/hospital/encounter", "/api/v1/hospital/equipment/{asset}/samples"}
 
 
 def _hospital_routes(world: World) -> list[tuple[str, str]]:
@@ -168,7 +168,7 @@ def test_operations_reads_every_hospital_route_without_patient_identifiers(world
     assert len(routes) >= 7
     for method, path in routes:
         if path in FEED_ROUTES:
-            r = world.client.post(path, headers=world.h("operations"), content=b"MSH|")
+            r = world.client.post(path.replace("{asset}", "vent-1"), headers=world.h("operations"), content=b"MSH|")
             assert r.status_code == 403, (path, r.text)
             continue
         body = POST_BODIES[path] if method == "POST" else None

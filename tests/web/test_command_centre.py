@@ -8,11 +8,11 @@ from __future__ import annotations
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
-import httpx
 import pytest
 from selenium.webdriver.common.by import By
 from selenium.webdriver.remote.webdriver import WebDriver
 from tests.web.test_dashboard import shot, text, wait
+from tests.web.test_warfarin_whatif import api as admin
 
 World = Any  # tests/web/conftest.py: World (base_url, store, users, patients, heavy)
 pytestmark = pytest.mark.slow
@@ -23,14 +23,6 @@ def adt(control: str, event: str, when: datetime, mrn: str, unit: str = "") -> s
     stamp = when.strftime("%Y%m%d%H%M%S")
     return "\r".join([f"MSH|^~\\&|EPIC|GEN|MEDTWIN|GEN|{stamp}||ADT^{event}|{control}|P|2.5",
                       f"EVN|{event}|{stamp}", f"PID|1||{mrn}^^^GEN^MR||{NAME}", f"PV1|1|E|{unit}^1^1"])
-
-
-def admin(world: World) -> httpx.Client:
-    token = httpx.post(world.base_url + "/api/v1/auth/token", timeout=30, data={
-        "grant_type": "password", "username": "demo-admin", "password": world.users["demo-admin"]})
-    assert token.status_code == 200, token.text
-    return httpx.Client(base_url=world.base_url + "/api/v1", timeout=120,
-                        headers={"Authorization": f"Bearer {token.json()['access_token']}"})
 
 
 def sign_in_operations(driver: WebDriver, world: World) -> None:

@@ -172,12 +172,13 @@ class Engine:
         heapq.heappush(self.queues[unit], (esi, t, k))
 
     def _preempt(self, t: float, unit: int) -> bool:
-        """Put the lowest-priority patient in service (ESI > 1, latest started) back in the queue."""
+        """Put the lowest-priority patient in service (ESI > 1, latest started, highest number on a tie: the
+        compiled loop's rule too) back in the queue."""
         candidates = [k for k in self.in_service[unit] if self.esi[k] > 1]
         if not candidates:
             return False
         hops, hop = self.hops, self.hop
-        victim = max(candidates, key=lambda k: (self.esi[k], self.t_start[k * hops + hop[k]]))
+        victim = max(candidates, key=lambda k: (self.esi[k], self.t_start[k * hops + hop[k]], k))  # ties: highest k
         self.token[victim] += 1  # its departure event is now stale
         self.remaining[victim] = self.spell_end[victim] - t
         self.in_service[unit].discard(victim)
@@ -208,3 +209,36 @@ class Engine:
         while queue and self.busy[unit] < self.cap[unit]:
             _, _, k = heapq.heappop(queue)
             self._begin(t, unit, k)
+
+
+def simulate(model: HospitalModel, patients: Patients, horizon_h: float, start_how: int = 0,
+             capacity_week: np.ndarray | None = None, in_service: np.ndarray | None = None,
+             joined_h: np.ndarray | None = None, outages: list[Outage] | None = None,
+             compiled: bool = True) -> VisitLog:
+    """One run: the compiled loop (:mod:`.kernel`, the same rules event for event) unless ``compiled`` is
+    False, then :class:`Engine` in Python (the reference the tests hold the kernel to)."""
+    if not compiled:
+        return Engine(model, patients, horizon_h, start_how, capacity_week, in_service, joined_h, outages).run()
+    from medtwin.hospital.kernel import run_loop
+
+    week = model.capacity_by_hour() if capacity_week is None else capacity_week
+    events = capacity_events(week, start_how, horizon_h, outages)
+    n = len(patients)
+    cap_t = np.array([e[0] for e in events], dtype=float)
+    cap_u = np.array([e[2] for e in events], dtype=np.int64)
+    cap_v = np.array([e[3] for e in events], dtype=np.int64)
+    order = np.lexsort((cap_v, cap_u, cap_t))  # the Python heap's key order
+    cap_t, cap_u, cap_v = cap_t[order], cap_u[order], cap_v[order]
+    qcap = np.array([-1 if u.queue_capacity is None else u.queue_capacity for u in model.units], dtype=np.int64)
+    preemptive = np.array([u.preemptive for u in model.units], dtype=np.bool_)
+    beds = np.zeros(n, dtype=np.bool_) if in_service is None else np.asarray(in_service, dtype=np.bool_)
+    joined = np.zeros(n) if joined_h is None else np.asarray(joined_h, dtype=float)
+    later = np.flatnonzero(~beds & ~(joined < 0))
+    arrive_order = later[np.lexsort((later, patients.path[later, 0], patients.t0_h[later]))]
+    t_join, t_start, t_end, lost, count = run_loop(
+        np.ascontiguousarray(patients.t0_h, dtype=float), np.ascontiguousarray(patients.esi, dtype=np.int64),
+        np.ascontiguousarray(patients.path, dtype=np.int64), np.ascontiguousarray(patients.service_h, dtype=float),
+        np.array(initial_capacity(week, start_how, outages), dtype=np.int64), cap_t, cap_u, cap_v, qcap, preemptive,
+        np.ascontiguousarray(model.transfer_matrix(), dtype=float), beds, joined, arrive_order.astype(np.int64),
+        float(horizon_h))
+    return VisitLog(patients, t_join, t_start, t_end, lost, horizon_h, int(count))

@@ -15,7 +15,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from medtwin.hospital.engine import Engine
+from medtwin.hospital.engine import simulate
 from medtwin.hospital.history import Census, Fit
 from medtwin.hospital.metrics import occupancy_at
 from medtwin.hospital.model import HospitalModel
@@ -80,7 +80,7 @@ def _one(model: HospitalModel, census: Census, seed: int, rep: int, horizon_h: f
                         np.concatenate([now.path, new.path]), np.concatenate([now.service_h, new.service_h]))
     flags = np.concatenate([in_bed, np.zeros(len(new), dtype=bool)])
     joins = np.concatenate([joined, np.zeros(len(new))])
-    log = Engine(model, patients, horizon_h, start_how, in_service=flags, joined_h=joins).run()
+    log = simulate(model, patients, horizon_h, start_how, in_service=flags, joined_h=joins)
     hours = np.arange(int(horizon_h) + 1, dtype=float)
     occ = occupancy_at(log, len(model.units), np.minimum(hours, horizon_h - 1e-9))
     ed = np.array([u.kind == "ed" for u in model.units] + [False])[patients.path]

@@ -43,14 +43,17 @@ def summarise(log: VisitLog, model: HospitalModel, warmup_h: float = 0.0) -> dic
     waits = _waits(log)
     in_window = (log.t_join >= warmup_h) & (log.t_join < horizon)
     out: dict[str, float] = {}
+    start = np.clip(np.nan_to_num(log.t_start, nan=horizon), warmup_h, horizon)
+    end = np.clip(np.nan_to_num(log.t_end, nan=horizon), warmup_h, horizon)
+    stay = end - start
+    waited = in_window & ~np.isnan(waits)
+    ended_in = (log.t_end >= warmup_h) & (log.t_end < horizon)
     for u, unit in enumerate(model.units):
-        visits = (path == u) & in_window & ~np.isnan(waits)
+        here = path == u
+        visits = here & waited
         out[f"wait_h.{unit.name}"] = float(waits[visits].mean()) if visits.any() else float("nan")
-        start = np.clip(np.nan_to_num(log.t_start, nan=horizon), warmup_h, horizon)
-        end = np.clip(np.nan_to_num(log.t_end, nan=horizon), warmup_h, horizon)
-        out[f"occupancy.{unit.name}"] = float(np.where(path == u, end - start, 0.0).sum() / window)
-        ended = (path == u) & (log.t_end >= warmup_h) & (log.t_end < horizon)
-        out[f"throughput_per_day.{unit.name}"] = float(ended.sum() / window * 24.0)
+        out[f"occupancy.{unit.name}"] = float(stay[here].sum() / window)
+        out[f"throughput_per_day.{unit.name}"] = float((here & ended_in).sum() / window * 24.0)
     arrived = (log.patients.t0_h >= warmup_h) & (log.patients.t0_h < horizon)
     out["lost_fraction"] = float(log.lost[arrived].mean()) if arrived.any() else float("nan")
     out.update(_ed_metrics(log, model, waits, arrived))

@@ -12,7 +12,7 @@ from dataclasses import dataclass
 import numpy as np
 from scipy import stats
 
-from medtwin.hospital.engine import Engine
+from medtwin.hospital.engine import simulate
 from medtwin.hospital.metrics import summarise
 from medtwin.hospital.model import HospitalModel
 from medtwin.hospital.sampling import arrivals
@@ -23,12 +23,18 @@ Results = dict[str, dict[str, np.ndarray]]
 
 
 def run_one(model: HospitalModel, scenario: Scenario, seed: int, rep: int, horizon_h: float,
-            warmup_h: float = 0.0, start_how: int = 0) -> dict[str, float]:
-    """One replication of one scenario, from empty; its scalar metrics plus ``events``."""
-    applied = scenario.apply(model)
+            warmup_h: float = 0.0, start_how: int = 0, compiled: bool = True) -> dict[str, float]:
+    """One replication of one scenario, from empty; its scalar metrics plus ``events``. ``compiled``: the
+    numba loop (default) or the Python reference engine; the same visits either way."""
+    return _run_applied(scenario.apply(model), scenario, seed, rep, horizon_h, warmup_h, start_how, compiled)
+
+
+def _run_applied(applied: HospitalModel, scenario: Scenario, seed: int, rep: int, horizon_h: float,
+                 warmup_h: float, start_how: int, compiled: bool) -> dict[str, float]:
     patients = arrivals(applied, seed, rep, horizon_h, start_how, scenario.arrival_multiplier,
-                        scenario.los_multiplier, daily_curve=scenario.arrival_curve or None)
-    log = Engine(applied, patients, horizon_h, start_how, outages=scenario.outage_tuples(applied)).run()
+                        scenario.los_multiplier, daily_curve=scenario.arrival_curve or None).trimmed()
+    log = simulate(applied, patients, horizon_h, start_how, outages=scenario.outage_tuples(applied),
+                   compiled=compiled)
     out = summarise(log, applied, warmup_h)
     out["events"] = float(log.events)
     return out
@@ -36,8 +42,10 @@ def run_one(model: HospitalModel, scenario: Scenario, seed: int, rep: int, horiz
 
 def run_chunk(model: HospitalModel, scenario: Scenario, seed: int, reps: list[int], horizon_h: float,
               warmup_h: float = 0.0) -> tuple[str, list[int], list[dict[str, float]]]:
-    """Several replications of one scenario (one Dask task)."""
-    return scenario.name, reps, [run_one(model, scenario, seed, r, horizon_h, warmup_h) for r in reps]
+    """Several replications of one scenario (one Dask task); the scenario is applied (validated) once."""
+    applied = scenario.apply(model)
+    return scenario.name, reps, [_run_applied(applied, scenario, seed, r, horizon_h, warmup_h, 0, True)
+                                 for r in reps]
 
 
 def collect(chunks: list[tuple[str, list[int], list[dict[str, float]]]], n_reps: int) -> Results:

@@ -30,8 +30,21 @@ class Patients:
     def __len__(self) -> int:
         return int(self.t0_h.size)
 
+    def trimmed(self) -> Patients:
+        """The same patients with the hop columns no path reaches dropped, keeping one all-exited column
+        (a path's end stays marked): the engine and the statistics give the same answers on fewer columns
+        (the ED model uses 3 of the 12)."""
+        used = int((self.path >= 0).sum(axis=1).max(initial=0))
+        width = min(self.path.shape[1], used + 1)
+        if width == self.path.shape[1]:
+            return self
+        return Patients(self.t0_h, self.esi, np.ascontiguousarray(self.path[:, :width]),
+                        np.ascontiguousarray(self.service_h[:, :width]))
+
     @staticmethod
     def concat(parts: list[Patients]) -> Patients:
+        if len(parts) == 1:
+            return parts[0]
         t0 = np.concatenate([p.t0_h for p in parts])
         order = np.argsort(t0, kind="stable")
         return Patients(t0[order], np.concatenate([p.esi for p in parts])[order],
@@ -93,6 +106,8 @@ def walk(model: HospitalModel, entry: np.ndarray, u: np.ndarray) -> np.ndarray:
     for j in range(1, MAX_HOPS):
         cur = path[:, j - 1]
         alive = cur >= 0
+        if not alive.any():
+            break
         nxt = (u[alive, j - 1, None] >= cum[cur[alive]]).sum(axis=1)
         path[alive, j] = np.where(nxt >= n_units, -1, nxt)
     return path
@@ -100,9 +115,12 @@ def walk(model: HospitalModel, entry: np.ndarray, u: np.ndarray) -> np.ndarray:
 
 def service_times(model: HospitalModel, path: np.ndarray, u: np.ndarray, los_multiplier: float) -> np.ndarray:
     out = np.full(path.shape, np.nan)
+    width = int((path >= 0).sum(axis=1).max(initial=0))  # columns past every path's end hold no stay
+    cells, draws = path[:, :width], u[:, :width]
+    part = out[:, :width]
     for i, unit in enumerate(model.units):
-        hit = path == i
-        out[hit] = los_quantile(unit.los, u[hit]) * los_multiplier
+        hit = cells == i
+        part[hit] = los_quantile(unit.los, draws[hit]) * los_multiplier
     return out
 
 
