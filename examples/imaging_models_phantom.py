@@ -80,22 +80,16 @@ def sizing() -> None:
 
 
 def plate(out: Path) -> None:
-    rot = ph.rotation_about([0, 0, 1], 3.0)
-    outer = ph.Ellipsoid([0.0, 0.0, 0.0], [70.0, 88.0, 64.0], rot)
-    inner = ph.Ellipsoid([0.0, 0.0, 0.0], [63.0, 81.0, 57.0], rot)
-    hole = ph.Cylinder(rot @ np.array([62.0, 10.0, 25.0]), rot @ np.array([1.0, 0.0, 0.4]), 18.0, 40.0)
-    g = ph.grid_around([outer], (1.5, 1.5, 1.5))
-    shell = (ph.label_volume(outer, g).data > 0) & ~(ph.label_volume(inner, g).data > 0)
-    cut = ph.label_volume(hole, g).data > 0
+    phantom = ph.skull_phantom(1.5, turn_deg=3.0)
     started = time.perf_counter()
-    result = implants.cranial_plate(g.with_data((shell & ~cut).astype(np.uint8), units="label"))
-    truth = shell & cut
+    result = implants.cranial_plate(phantom.skull)
+    truth = phantom.missing
     p = result.plate.data > 0
     dice = 2.0 * float((p & truth).sum()) / float(p.sum() + truth.sum())
     path = meshing.export_mesh(result.mesh, out / "cranial_plate.stl")
     print(f"\ncranial plate: plane normal {np.round(result.plane_normal, 4).tolist()} (true "
-          f"{np.round(rot[:, 0], 4).tolist()}), {result.volume_ml:.2f} mL (missing bone "
-          f"{float(truth.sum()) * g.voxel_volume_ml:.2f} mL), Dice {dice:.3f}, watertight "
+          f"{np.round(phantom.plane_normal, 4).tolist()}), {result.volume_ml:.2f} mL (missing bone "
+          f"{float(truth.sum()) * phantom.skull.voxel_volume_ml:.2f} mL), Dice {dice:.3f}, watertight "
           f"{meshing.check_mesh(result.mesh).ok}, {time.perf_counter() - started:.1f} s -> {path}")
 
 

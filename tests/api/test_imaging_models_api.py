@@ -116,13 +116,8 @@ def test_implant_sizing_and_cranial_plate(client: TestClient) -> None:
                                                        "label": 5})
     assert bad.status_code == 422 and bad.json()["field"] == "point_mm"
 
-    rot = ph.rotation_about([0, 0, 1], 3.0)
-    outer = ph.Ellipsoid([0.0, 0.0, 0.0], [70.0, 88.0, 64.0], rot)
-    inner = ph.Ellipsoid([0.0, 0.0, 0.0], [63.0, 81.0, 57.0], rot)
-    hole = ph.Cylinder(rot @ np.array([62.0, 10.0, 25.0]), rot @ np.array([1.0, 0.0, 0.4]), 18.0, 40.0)
-    gs = ph.grid_around([outer], (2.0, 2.0, 2.0))
-    shell = (ph.label_volume(outer, gs).data > 0) & ~(ph.label_volume(inner, gs).data > 0)
-    skull = gs.with_data((shell & ~(ph.label_volume(hole, gs).data > 0)).astype(np.uint8), units="label")
+    phantom = ph.skull_phantom(2.0, turn_deg=3.0)
+    skull = phantom.skull
     up = client.post("/api/v1/patients/pat-imp/images", files={"file": ("skull.nii.gz", write_nifti(skull))})
     plate = client.get(f"/api/v1/patients/pat-imp/images/{up.json()['volume_id']}/cranial-plate")
     assert plate.status_code == 200, plate.text
@@ -130,4 +125,4 @@ def test_implant_sizing_and_cranial_plate(client: TestClient) -> None:
     assert mesh.is_watertight and mesh.volume / 1000 == pytest.approx(float(plate.headers["x-plate-volume-ml"]),
                                                                       rel=0.1)
     normal = np.array([float(v) for v in plate.headers["x-plane-normal"].split(",")])
-    assert abs(float(normal @ rot[:, 0])) > 0.9999
+    assert abs(float(normal @ phantom.plane_normal)) > 0.9999

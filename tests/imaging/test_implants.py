@@ -78,32 +78,18 @@ def test_a_proposed_stent_graft_is_oversized_10_to_20_pct_for_every_value_the_me
         assert r.size_mm is None and r.reason.startswith("not callable")
 
 
-def _skull(defect: bool = True, midline: bool = False,
-           spacing: float = 1.5) -> tuple[object, np.ndarray, np.ndarray, np.ndarray]:
-    rot = ph.rotation_about([0, 0, 1], 4.0)  # the head turned 4 degrees: the plane is not the grid's
-    c = np.array([3.0, -5.0, 2.0])
-    outer = ph.Ellipsoid(c, [70.0, 88.0, 64.0], rot)
-    inner = ph.Ellipsoid(c, [63.0, 81.0, 57.0], rot)
-    where = np.array([0.0, 10.0, 60.0]) if midline else np.array([62.0, 10.0, 25.0])
-    toward = np.array([0.0, 0.0, 1.0]) if midline else np.array([1.0, 0.0, 0.4])
-    hole = ph.Cylinder(c + rot @ where, rot @ toward, 18.0, 40.0)
-    g = ph.grid_around([outer], (spacing, spacing, spacing), margin_mm=4.0)
-    full = (ph.label_volume(outer, g).data > 0) & ~(ph.label_volume(inner, g).data > 0)
-    cut = ph.label_volume(hole, g).data > 0 if defect else np.zeros(g.shape, bool)
-    return g.with_data((full & ~cut).astype(np.uint8), units="label"), full & cut, rot[:, 0], c
-
-
 @pytest.mark.slow
 def test_cranial_plate_fills_the_defect_and_exports_watertight(tmp_path: object) -> None:
-    skull, truth, normal, centre = _skull()
-    plate = I.cranial_plate(skull)  # type: ignore[arg-type]
+    phantom = ph.skull_phantom(1.5, turn_deg=4.0, centre_mm=(3.0, -5.0, 2.0))
+    skull, truth, normal = phantom.skull, phantom.missing, phantom.plane_normal
+    plate = I.cranial_plate(skull)
     n = np.asarray(plate.plane_normal)
     assert math.degrees(math.acos(min(1.0, abs(float(n @ normal))))) < 0.5
-    assert plate.plane_offset_mm == pytest.approx(float(normal @ centre), abs=0.5)
+    assert plate.plane_offset_mm == pytest.approx(phantom.plane_offset_mm, abs=0.5)
     p = plate.plate.data > 0
     dice = 2.0 * float((p & truth).sum()) / float(p.sum() + truth.sum())
     assert dice > 0.9
-    assert plate.volume_ml == pytest.approx(float(truth.sum()) * skull.voxel_volume_ml, rel=0.06)  # type: ignore[attr-defined]
+    assert plate.volume_ml == pytest.approx(float(truth.sum()) * skull.voxel_volume_ml, rel=0.06)
     assert plate.warnings == ()
     path = M.export_mesh(plate.mesh, f"{tmp_path}/plate.stl")
     back = trimesh.load(path)
@@ -112,11 +98,9 @@ def test_cranial_plate_fills_the_defect_and_exports_watertight(tmp_path: object)
 
 
 def test_cranial_plate_says_when_it_cannot_do_the_job() -> None:
-    whole, _t, _n, _c = _skull(defect=False, spacing=2.5)
     with pytest.raises(I.ImplantError) as err:
-        I.cranial_plate(whole)  # type: ignore[arg-type]
+        I.cranial_plate(ph.skull_phantom(2.5, defect=False).skull)
     assert err.value.field == "skull" and "no defect" in err.value.message
-    midline, _t, _n, _c = _skull(midline=True, spacing=2.5)
     with pytest.raises(I.ImplantError) as err:  # the mirror of a hole across the midline is the same hole
-        I.cranial_plate(midline)  # type: ignore[arg-type]
+        I.cranial_plate(ph.skull_phantom(2.5, midline=True).skull)
     assert "across the midline" in err.value.message

@@ -576,3 +576,33 @@ def intensity_volume(shape: Shape, like: Volume, inside: float = 100.0, outside:
             raise VolumeError("rng", "a numpy Generator is needed when noise_sd > 0")
         img = img + rng.normal(0.0, noise_sd, img.shape)
     return like.with_data(img, units="a.u.", labels={})
+
+
+@dataclass(frozen=True, eq=False)
+class SkullPhantom:
+    """A skull (label 1) with a defect, the bone the defect removed, and the true mid-sagittal plane
+    (``normal . x = offset_mm``)."""
+
+    skull: Volume
+    missing: NDArray[np.bool_]
+    plane_normal: F64
+    plane_offset_mm: float
+
+
+def skull_phantom(spacing_mm: float = 1.5, *, turn_deg: float = 4.0,
+                  centre_mm: tuple[float, float, float] = (0.0, 0.0, 0.0), defect: bool = True,
+                  midline: bool = False) -> SkullPhantom:
+    """An ellipsoidal skull shell 7 mm thick (outer semi-axes 70 x 88 x 64 mm) turned ``turn_deg`` about the
+    superior axis, with an 18 mm-radius cylindrical defect on the right side (or, with ``midline``, across the
+    midline at the vertex, which mirroring cannot repair)."""
+    rot = rotation_about([0.0, 0.0, 1.0], turn_deg)
+    c = np.asarray(centre_mm, dtype=np.float64)
+    outer = Ellipsoid(c, np.array([70.0, 88.0, 64.0]), rot)
+    inner = Ellipsoid(c, np.array([63.0, 81.0, 57.0]), rot)
+    where, toward = ((0.0, 10.0, 60.0), (0.0, 0.0, 1.0)) if midline else ((62.0, 10.0, 25.0), (1.0, 0.0, 0.4))
+    hole = Cylinder(c + rot @ np.asarray(where), rot @ np.asarray(toward), 18.0, 40.0)
+    g = grid_around([outer], (spacing_mm, spacing_mm, spacing_mm), margin_mm=4.0)
+    shell = _sdf_on(outer, g, inside_only=True) & ~_sdf_on(inner, g, inside_only=True)
+    cut = _sdf_on(hole, g, inside_only=True) if defect else np.zeros(g.shape, dtype=bool)
+    skull = g.with_data((shell & ~cut).astype(np.uint8), units="label", labels={1: "skull"})
+    return SkullPhantom(skull, np.asarray(shell & cut), rot[:, 0].copy(), float(rot[:, 0] @ c))
