@@ -1,42 +1,47 @@
 """Benchmark: glucose forecasts of the live (assimilating) twin against persistence and linear extrapolation,
-and the cost of one assimilation update, all measured in one run.
+on held-out virtual patients and on real CGM traces, predicted-hypoglycaemia alert quality, and the cost of
+one assimilation update, all measured in one run.
 
-Accuracy. The filter's noise settings were tuned on TRAINING (adult#001-#003, adolescent#001, child#001);
-this script evaluates on the other 25 virtual patients (held out), each simulated for ``--days`` days with
-random meals, its basal-bolus therapy and the published CGM error model (Breton & Kovatchev 2008, via
-``CGMSensor``), streamed through one filter per patient started from the population patient of the cohort
-without that patient (leave-one-out). The first day is the filter's spin-up; forecasts are scored from then
-on, at every reading. Scores against the future CGM reading (what can be checked in practice) and against
-the true interstitial glucose of the simulation (the twin's own target; the headline, because the future
-sensor error is noise no forecaster can know): 30- and 60-min RMSE of the twin, persistence (the last
-reading) and linear extrapolation (least-squares line through the last 20 min), the ratios twin/baseline
-(target at 30 min: <= 0.75, i.e. at least 25 % better than both) and the coverage of the 80 % and 95 %
-prediction intervals.
+Accuracy (virtual). The filter's noise settings, the online corrections and the alert rule were chosen on
+TRAINING (adult#001-#003, adolescent#001, child#001); this script evaluates on the other 25 virtual patients
+(held out), each simulated for ``--days`` days with random meals, its basal-bolus therapy and the published
+CGM error model (Breton & Kovatchev 2008, via ``CGMSensor``), streamed through one filter per patient started
+from the population patient of the cohort without that patient (leave-one-out;
+``medtwin.physiology.evaluation``). Forecasts are issued at every reading from the first hour on; what is
+*shown* is corrected online from the patient's own past errors (``medtwin.physiology.online_skill``: a blend
+with persistence, persistence alone when the twin is not worth it, and intervals calibrated by adaptive
+conformal inference). Forecasts issued after the first day are scored against the true interstitial
+glucose (the headline) and the future CGM reading: 30- and 60-min RMSE of the twin alone, of what is shown,
+of persistence and of linear extrapolation (least squares through the last 20 min), per patient and pooled,
+and the coverage of the 80 % and 95 % intervals shown (target: within 2 points of nominal).
 
-Input-aware baseline (issue 17): persistence and the line ignore meals and insulin while the twin knows them.
-The fair baseline is the population-average twin (the same leave-one-out population patient each filter
-starts from) given the same meals, basal and boluses with no assimilation at all: open loop (its own
-simulated glucose at the target time) and anchored (the last reading plus the population twin's predicted
-change over the horizon). It replays the very logs the evaluation simulated (same seed; the script checks
-the readings are identical). Printed per patient and per age group, at 30 and 60 min, next to the twin.
+Input-aware baseline (issue 17): the population-average twin given the same meals, basal and boluses with no
+assimilation: open loop and anchored (the last reading plus its predicted change), replaying the very logs
+the evaluation simulated (same seed; the script checks the readings are identical). Per patient and per age
+group, at 30 and 60 min, next to the twin.
 
-Alerts. The shipped predicted-hypoglycaemia rule (``alerts/rules/predicted_hypo.py``, with its hysteresis)
-run on every forecast of the held-out patients, against the consensus level-1 hypoglycaemia episodes of the
-TRUE interstitial glucose (>= 15 min below 70 mg/dL; what the alert is for, not what a noisy sensor shows):
-an alert opening is a true positive if an episode is under way or begins within 45 min (the rule's 30-min
-horizon plus the 15 min an episode needs); an episode is detected if an alert was open at its onset, its
-lead time the minutes from that alert's opening to the onset. Three forecasters through the same rule: the
-twin anchored at the last CGM reading (shipped), the twin anchored at the filter's estimate (before #15
-item 1) and the linear extrapolation of the last 15 min of readings (baseline). Targets: precision >= 0.8,
-recall >= 0.9, median lead >= 20 min.
+Alerts. The shipped predicted-hypoglycaemia rule (``alerts/rules/predicted_hypo.py``: the probability of an
+episode starting within 30 min, with hysteresis) run on every forecast of the held-out patients after the
+first day, against the true level-1 hypoglycaemia events, with THE event and matching definition of
+``medtwin.physiology.alert_quality`` (also used by the tests); beside it the baseline that alerts while the
+linear extrapolation of the last 15 min crosses 70 mg/dL within 30 min. Targets: precision >= 0.8, recall
+>= 0.9, median lead >= 20 min, all better than the baseline. ``--tune`` chooses the rule's settings on the
+TRAINING patients (8 days each) and exits; it never looks at the held-out ones.
+
+Real traces. The example CGM data of iglu-python (GPL-2, test-only, fetched at setup; see
+``tests/physiology/realcgm.py``): 24 people, the first 7 days of each, no meal or insulin records, the filter
+for missing records (``FilterSettings.missing_records``), scored after each person's first day against the
+future reading: per-person 30- and 60-min RMSE of the twin, of what is shown and of persistence, and the
+coverage (target: within 5 points). Skipped with a line saying so when the traces were not fetched.
 
 Cost. One update (advance to the next reading with the known inputs, then the analysis) for one patient,
 and per patient when 1,000 patients are updated in one batched step; the same-run baseline is the 1,000
 patients updated one at a time (target: <= 20 ms per sample per patient either way). A forecast (12
 horizons, all members) is timed the same way.
 
-Run: ``.venv/bin/python benchmarks/bench_forecast.py [--days 3] [--patients 1000]``; ``--smoke``: 2 days, 3 held-out
-patients, every 3rd reading, 20 in the cost batch (seconds; the test suite runs it).
+Run: ``.venv/bin/python benchmarks/bench_forecast.py [--days 3] [--patients 1000]``; ``--smoke``: 2 days, 3
+held-out patients, every 3rd reading, 2 real traces for 2 days, 20 in the cost batch (the test suite runs
+it); ``--tune``: the alert rule's settings on TRAINING.
 """
 
 from __future__ import annotations
