@@ -142,6 +142,8 @@ def test_cgm_trace_marks_boluses_carbs_rescue_and_has_a_daily_overlay(world: Wor
                         params={"start": (now - timedelta(hours=2)).isoformat()}).json()["alerts"]
     rules = {a["rule"] for a in marked}
     assert "hypo-l1" in rules and "news2" not in rules  # glucose alerts only (the glucose kind's rules)
+    naive = client.get(f"/dashboard/patients/{world.heavy}/cgm-events", params={"start": "2026-01-01T00:00:00"})
+    assert naive.status_code == 422 and naive.json()["field"] == "start"  # a time without a zone is refused
     assert fig.get_attribute("data-alerts") == str(len(marked))
     legend = text(browser, "#chart-glucose .legend")
     assert "Insulin bolus" in legend and "Rescue carbohydrate" in legend

@@ -49,8 +49,9 @@ export function unitText(ucum) {
  *  from 10 on; toFixed's half-up on the exact value), as the report prints it (vocab/display.py display_value). */
 export function valueText(value) {
   if (value === null || value === undefined || Number.isNaN(Number(value))) return "—";
-  const rule = vocab?.display.value_rounding ?? { small_below: 10, small_digits: 1, digits: 0 };
+  const rule = vocab?.display.value_rounding;
   const v = Number(value);
+  if (!rule) return String(v);  // before the vocabulary has loaded: as stored, no rule of our own
   const text = v.toFixed(Math.abs(v) < rule.small_below ? rule.small_digits : rule.digits);
   return /^-0(\.0+)?$/.test(text) ? text.slice(1) : text;
 }
