@@ -6,6 +6,7 @@ whose reading falls in a gap is dropped, and the record round-trips through JSON
 from __future__ import annotations
 
 import json
+import math
 
 import numpy as np
 import pytest
@@ -92,7 +93,7 @@ def test_the_record_round_trips_through_json_and_bands_stay_nested(readings: lis
         assert np.all(shown.lower95_mg_dl <= shown.lower80_mg_dl) and np.all(shown.lower80_mg_dl <= shown.mean_mg_dl)
         assert np.all(shown.mean_mg_dl <= shown.upper80_mg_dl) and np.all(shown.upper80_mg_dl <= shown.upper95_mg_dl)
         assert np.all((shown.weight >= 0) & (shown.weight <= 1))
-    again = ForecastSkill.from_dict(json.loads(json.dumps(skill.to_dict())))
+    again = ForecastSkill.from_dict(json.loads(json.dumps(skill.to_dict(), allow_nan=False)))  # as orjson: no NaN
     assert again.to_dict() == skill.to_dict()
 
 
@@ -103,3 +104,15 @@ def test_bad_settings_and_horizons_are_refused() -> None:
         ForecastSkill((30, 10))
     with pytest.raises(PhysiologyInputError, match="format"):
         ForecastSkill.from_dict({"format": 2})
+
+
+def test_without_a_last_reading_the_twin_is_shown_and_only_the_intervals_learn() -> None:
+    skill = ForecastSkill((5,), SkillSettings(min_scored=0))
+    shown = skill.show(0.0, float("nan"), np.array([100.0]), np.array([90.0]), np.array([110.0]),
+                       np.array([85.0]), np.array([115.0]))
+    again = ForecastSkill.from_dict(json.loads(json.dumps(skill.to_dict(), allow_nan=False)))
+    assert math.isnan(again.pending[0][1]) and again.pending[0][2].tolist() == [100.0]
+    assert shown.mean_mg_dl.tolist() == [100.0] and shown.weight.tolist() == [1.0]
+    assert skill.observe(5.0, 130.0) == 1
+    assert skill.n_scored.tolist() == [0] and skill.log_scale[0, 0] > 0 and np.all(np.isfinite(skill.mse_twin))
+    assert json.loads(json.dumps(skill.to_dict()))["pending"] == []

@@ -110,8 +110,9 @@ class ForecastSkill:
              lower95: Array, upper95: Array) -> Shown:
         """Correct a twin forecast (arrays per horizon) and remember it for scoring; returns what to show."""
         mean = np.asarray(mean, dtype=float)
-        w = self.weight()
-        centre = w * mean + (1 - w) * last_reading_mg_dl
+        known = math.isfinite(last_reading_mg_dl)  # a filter saved before readings were kept has none
+        w = self.weight() if known else np.ones(len(self.horizons_min))
+        centre = w * mean + (1 - w) * (last_reading_mg_dl if known else 0.0)
         scale = np.exp(self.log_scale)
         lo80 = centre - scale[0] * (mean - np.asarray(lower80, dtype=float))
         hi80 = centre + scale[0] * (np.asarray(upper80, dtype=float) - mean)
@@ -146,12 +147,13 @@ class ForecastSkill:
         if not ok.any():
             return
         s = self.settings
-        lam = np.where(self.n_scored[ok] == 0, 1.0, s.forget_per_score)
-        self.mse_twin[ok] += lam * ((twin_mean[ok] - y) ** 2 - self.mse_twin[ok])
-        self.mse_persistence[ok] += lam * ((last - y) ** 2 - self.mse_persistence[ok])
-        self.cross[ok] += lam * ((twin_mean[ok] - last) * (y - last) - self.cross[ok])
-        self.mse_twin_minus_last[ok] += lam * ((twin_mean[ok] - last) ** 2 - self.mse_twin_minus_last[ok])
-        self.n_scored[ok] += 1
+        if math.isfinite(last):  # the blend's statistics need the last reading; the intervals do not
+            lam = np.where(self.n_scored[ok] == 0, 1.0, s.forget_per_score)
+            self.mse_twin[ok] += lam * ((twin_mean[ok] - y) ** 2 - self.mse_twin[ok])
+            self.mse_persistence[ok] += lam * ((last - y) ** 2 - self.mse_persistence[ok])
+            self.cross[ok] += lam * ((twin_mean[ok] - last) * (y - last) - self.cross[ok])
+            self.mse_twin_minus_last[ok] += lam * ((twin_mean[ok] - last) ** 2 - self.mse_twin_minus_last[ok])
+            self.n_scored[ok] += 1
         for k, nominal in enumerate(LEVELS):
             miss = (y < shown[1 + 2 * k, ok]) | (y > shown[2 + 2 * k, ok])
             self.misses[k, ok] += miss
@@ -163,14 +165,16 @@ class ForecastSkill:
                 "mse_twin": self.mse_twin.tolist(), "mse_persistence": self.mse_persistence.tolist(),
                 "cross": self.cross.tolist(), "spread": self.mse_twin_minus_last.tolist(),
                 "n_scored": self.n_scored.tolist(), "misses": self.misses.tolist(),
-                "pending": [[i, r, m.tolist(), [[None if math.isnan(v) else v for v in row] for row in s.tolist()]]
+                "pending": [[i, None if math.isnan(r) else r, m.tolist(),
+                             [[None if math.isnan(v) else v for v in row] for row in s.tolist()]]
                             for i, r, m, s in self.pending]}  # JSON has no NaN: None, read back as NaN
 
     @classmethod
     def from_dict(cls, data: dict[str, Any], settings: SkillSettings | None = None) -> ForecastSkill:
         if data.get("format") != 1:
             raise PhysiologyInputError("skill", "stored forecast skill has an unknown format")
-        pending = [(float(i), float(r), np.asarray(m, dtype=float), np.asarray(s, dtype=float))
+        pending = [(float(i), math.nan if r is None else float(r), np.asarray(m, dtype=float),
+                    np.asarray(s, dtype=float))
                    for i, r, m, s in data["pending"]]
         arrays = {name: np.asarray(data[key], dtype=float) for name, key in (
             ("log_scale", "log_scale"), ("mse_twin", "mse_twin"), ("mse_persistence", "mse_persistence"),
