@@ -78,4 +78,7 @@ def test_app_with_the_demo_feed_fills_the_live_census(tmp_path: Path) -> None:
         while live.version == version and time.monotonic() < deadline:
             time.sleep(0.1)
         assert live.version > version, "the feed sent nothing after its history"
+        devices = {d["device"]: d for d in live.equipment.status()["devices"]}
+        assert devices["vent-1"]["status"] == "urgent" and devices["vent-2"]["status"] == "ok"
+        assert devices["ct-1"]["samples"] >= 240  # 60 days every 6 h
     store.dispose()

@@ -107,7 +107,7 @@ def demo_feed(services: Services) -> Background:
             send_mllp(str(listener.host), int(listener.port), messages)
 
     assert isinstance(live.clock, FeedClock)
-    feed = DemoFeed(live.model, send, live.clock)
+    feed = DemoFeed(live.model, send, live.clock, equipment=live.equipment)
     feed.start()
     return feed
 

@@ -9,6 +9,8 @@ stay overlaps the last ``recent_h`` (who is in now, and the last day's flows); t
 time comes. The messages go where ``send`` says: the app's MLLP listener in ``medtwin demo``.
 
 Patients are generated numbers (``DEMO`` MRNs), not people; the feed ends after ``ahead_h`` of its time.
+With an equipment twin the feed also sends each device's degradation signal every :data:`TELEMETRY_H` of its
+time (60 days of it at start): generated linear wear with noise, one ventilator near its threshold.
 """
 
 from __future__ import annotations
@@ -20,10 +22,32 @@ from datetime import UTC, datetime, timedelta
 import numpy as np
 
 from medtwin.hospital.engine import Engine, VisitLog
+from medtwin.hospital.equipment_live import EquipmentTwin
 from medtwin.hospital.model import HOURS_PER_WEEK, HospitalModel
 from medtwin.hospital.sampling import arrivals
 
 Message = tuple[float, str, int, str | None]  # (hour, event, patient number, unit)
+TELEMETRY_H = 6.0
+#: share of the threshold each demo device starts at 60 days ago, and reaches by now (the first ventilator is
+#: about a day from it: an urgent maintenance alert and a predicted ICU outage in the demo)
+_WEAR = {"ct-1": (0.05, 0.45), "vent-1": (0.3, 0.985), "vent-2": (0.05, 0.30), "pump-1": (0.2, 0.72)}
+
+
+def telemetry(twin: EquipmentTwin, start: datetime, end: datetime, now: datetime, seed: int
+              ) -> dict[str, list[tuple[str, datetime, float, str]]]:
+    """Each asset's signal every TELEMETRY_H from ``start`` to ``end`` (wear linear from 60 days before
+    ``now`` to ``now``, continuing after), noisy at the kind's noise level."""
+    rng = np.random.default_rng(seed)
+    out = {}
+    steps = int((end - start).total_seconds() // (TELEMETRY_H * 3600)) + 1
+    for asset in twin.assets.values():
+        first, last = _WEAR.get(asset.id, (0.1, 0.5))
+        kind = asset.kind
+        times = [start + timedelta(hours=TELEMETRY_H * i) for i in range(steps)]
+        age = np.asarray([(t - now).total_seconds() / 86400 + 60 for t in times]) / 60  # 0 at -60 d, 1 at now
+        level = kind.threshold * (first + (last - first) * age) + rng.normal(0, kind.noise_sd, steps)
+        out[asset.id] = [(kind.signal, t, float(v), kind.signal_unit) for t, v in zip(times, level, strict=True)]
+    return out
 
 
 def visit_events(log: VisitLog, units: list[str]) -> list[Message]:
@@ -74,8 +98,9 @@ class DemoFeed:
     """:meth:`start` generates the schedule and sends it in a daemon thread (the server starts at once)."""
 
     def __init__(self, model: HospitalModel, send: Callable[[list[str]], object], clock: FeedClock,
-                 history_weeks: int = 4, ahead_h: float = 24 * 14, recent_h: float = 48.0, seed: int = 20) -> None:
-        self.model, self.send, self.clock = model, send, clock
+                 history_weeks: int = 4, ahead_h: float = 24 * 14, recent_h: float = 48.0, seed: int = 20,
+                 equipment: EquipmentTwin | None = None) -> None:
+        self.model, self.send, self.clock, self.equipment = model, send, clock, equipment
         self.history_weeks, self.ahead_h, self.recent_h, self.seed = history_weeks, ahead_h, recent_h, seed
         self.history: list[str] = []
         self.ahead: list[tuple[datetime, str]] = []
@@ -109,9 +134,20 @@ class DemoFeed:
         self.prepare()
         self.send(self.history)
         self.sent = len(self.history)
+        start = self.clock.start
+        signals = {} if self.equipment is None else telemetry(
+            self.equipment, start - timedelta(days=60), start + timedelta(hours=self.ahead_h), start, self.seed)
+        fed = dict.fromkeys(signals, 0)
         i = 0
         while i < len(self.ahead) and not self._stop.wait(0.5):
             now = self.clock()
+            for asset, rows in signals.items():  # the devices' telemetry up to now
+                upto = fed[asset]
+                while upto < len(rows) and rows[upto][1] <= now:
+                    upto += 1
+                if upto > fed[asset] and self.equipment is not None:
+                    self.equipment.ingest(asset, rows[fed[asset]:upto], "demo")
+                    fed[asset] = upto
             due = []
             while i < len(self.ahead) and self.ahead[i][0] <= now:
                 due.append(self.ahead[i][1])
