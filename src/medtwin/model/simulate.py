@@ -266,7 +266,11 @@ def integrate_compiled(model: Model, compiled: CompiledModel, p: Array, timeline
     (default all) at ``timeline.t_eval``. Jumps at the first and last output time and at the times of doses
     whose amount depends on the state are applied here, vectorised; everything else inside the kernel."""
     n = p.shape[0]
-    u = timeline.values_for(model, n)
+    u = timeline.values_for(model, n)  # checked; a broadcast view even when the timeline has a row per patient
+    if timeline.input_values is not None and np.shape(timeline.input_values)[0] == n:
+        u = np.asarray(timeline.input_values, dtype=float)  # the caller's own array (the kernel only reads it)
+    # contiguous and writeable once here (the kernel's argument type), not once per call of advance
+    u = np.require(u, dtype=np.float64, requirements=["C", "W"])
     times = np.asarray(timeline.input_times, dtype=float)
     t_out = np.asarray(timeline.t_eval, dtype=float)
     columns = np.arange(len(model.states)) if record is None else np.asarray(record, dtype=np.int64)

@@ -62,6 +62,10 @@ def eaten_per_minute(announced_g: Array, eating_rate_g_per_min: float = 5.0) -> 
     eaten at a fixed rate, queued like the simulator does: ``E(m) = min(A(m), E(m-1) + r)`` for the
     cumulative eaten ``E`` and announced ``A``; closed form ``E(m) = min_j<=m (A(j) + r (m - j))``.
     """
+    announced_g = np.asarray(announced_g, dtype=float)
+    if announced_g.shape[0] > 1 and np.array_equal(announced_g, np.broadcast_to(announced_g[:1], announced_g.shape)):
+        # one scenario for a whole population: the same row for everyone, computed once (5 passes -> 1 copy)
+        return np.repeat(eaten_per_minute(announced_g[:1], eating_rate_g_per_min), announced_g.shape[0], axis=0)
     rate = eating_rate_g_per_min
     cumulative = np.cumsum(announced_g, axis=1)
     minutes = np.arange(announced_g.shape[1], dtype=float)
