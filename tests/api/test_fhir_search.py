@@ -15,9 +15,11 @@ from fhirclient.models.bundle import Bundle
 from fhirclient.models.observation import Observation
 from tests.api.test_fhir_server import P1, P2, Server, _client, live_server
 
-from medtwin.record.indexing import CODE_ELEMENTS, status_of
+from medtwin.record import fhir_search
+from medtwin.record.indexing import CODE_ELEMENTS, SEARCH_TIME, status_of
 
 LOINC, CAT = "http://loinc.org", "http://terminology.hl7.org/CodeSystem/observation-category"
+_DCM = "http://dicom.nema.org/resources/ontology/DCM"
 
 
 def _obs(oid: str, patient: str, day: int, category: str, status: str = "final", performer: str | None = None
@@ -57,6 +59,26 @@ RESOURCES: list[dict[str, Any]] = [
      "type": [{"coding": [{"system": "http://snomed.info/sct", "code": "185349003"}]}],
      "subject": {"reference": f"Patient/{P1}"}, "period": {"start": "2024-03-01T08:00:00Z"},
      "serviceProvider": {"reference": "Organization/org1"}},
+    # types whose indexed code has another R4 name or none (#16): modality, created, started, category
+    {"resourceType": "CarePlan", "id": "cp1", "identifier": [{"system": "urn:cp", "value": "CP1"}],
+     "status": "active", "intent": "plan", "subject": {"reference": f"Patient/{P1}"},
+     "category": [{"coding": [{"system": "http://snomed.info/sct", "code": "734163000"}]}],
+     "period": {"start": "2024-02-01T10:00:00Z"}},
+    {"resourceType": "ImagingStudy", "id": "is1", "identifier": [{"system": "urn:is", "value": "IS1"}],
+     "status": "available", "subject": {"reference": f"Patient/{P1}"}, "started": "2024-02-02T10:00:00Z",
+     "procedureCode": [{"coding": [{"system": "http://snomed.info/sct", "code": "77477000"}]}],
+     "series": [{"uid": "1.2.3", "modality": {"system": _DCM, "code": "MR"}},
+                {"uid": "1.2.4", "modality": {"system": _DCM, "code": "CT"}}]},
+    {"resourceType": "Claim", "id": "cl1", "identifier": [{"system": "urn:cl", "value": "CL1"}],
+     "status": "active", "use": "claim", "patient": {"reference": f"Patient/{P1}"}, "created": "2024-02-03",
+     "type": {"coding": [{"system": "http://terminology.hl7.org/CodeSystem/claim-type", "code": "institutional"}]},
+     "provider": {"reference": "Organization/org1"}, "priority": {"coding": [{"code": "normal"}]},
+     "insurance": [{"sequence": 1, "focal": True, "coverage": {"display": "Cash"}}]},
+    {"resourceType": "SupplyDelivery", "id": "sd1", "identifier": [{"system": "urn:sd", "value": "SD1"}],
+     "status": "completed", "patient": {"reference": f"Patient/{P1}"},
+     "suppliedItem": {"itemCodeableConcept": {"coding": [{"system": "http://snomed.info/sct", "code": "1"}]}}},
+    {"resourceType": "SupplyDelivery", "id": "sd2", "identifier": [{"system": "urn:sd", "value": "SD2"}],
+     "status": "in-progress", "patient": {"reference": f"Patient/{P1}"}},  # no code: status still found
 ]
 
 
@@ -89,7 +111,7 @@ def test_category_status_identifier_code_date(served: Server) -> None:
     assert _get(served, "Observation", code="http://snomed.info/sct|2339-0").json()["total"] == 0
     assert sorted(_ids(_get(served, "Observation", date="gt2024-03-02").json())) == ["hr3", "lab9"]
     assert _ids(_get(served, "Observation", date="le2024-03-01").json()) == ["hr1"]
-    assert _get(served, "Condition", category="problem-list-item", status="active").json()["total"] == 1
+    assert _get(served, "Condition", category="problem-list-item", **{"clinical-status": "active"}).json()["total"] == 1
     mine = _get(served, "Observation", "clinician", category="laboratory").json()
     assert _ids(mine) == ["lab2"]  # P2's laboratory result is outside reach
 
@@ -135,15 +157,17 @@ def _matching_value(name: str, resource: dict[str, Any]) -> str:
         ident = resource["identifier"][0]
         return f"{ident['system']}|{ident['value']}"
     if name in ("patient", "subject"):
-        return str(resource["subject"]["reference"])
-    if name in ("code", "type", "vaccine-code"):  # the indexed code, by its generic and its FHIR name
-        node = resource[CODE_ELEMENTS[rtype][0]]
-        coding = (node[0] if isinstance(node, list) else node)["coding"][0]
+        return str((resource.get("subject") or resource["patient"])["reference"])
+    if name in fhir_search.code_params(rtype):  # the indexed code, by its R4 name (the last one listed)
+        path = CODE_ELEMENTS[rtype][0].split(".")
+        node = resource[path[0]]
+        node = node[-1][path[1]] if len(path) > 1 else node
+        coding = (node[0] if isinstance(node, list) else node).get("coding", [node])[0]
         return f"{coding['system']}|{coding['code']}"
-    if name == "date":
-        stamp = resource.get("effectiveDateTime") or resource.get("onsetDateTime") or resource["period"]["start"]
-        return "eq" + str(stamp)[:10]
-    if name == "status":
+    if name == fhir_search.date_param(rtype):
+        stamp = next(resource[e] for e in SEARCH_TIME[rtype] if e in resource)
+        return "eq" + str(stamp["start"] if isinstance(stamp, dict) else stamp)[:10]
+    if name == fhir_search.status_param(rtype):
         return str(status_of(resource))
     if name == "category":
         coding = resource["category"][0]["coding"][0]
@@ -156,7 +180,8 @@ def test_capability_claims_exactly_what_works(served: Server) -> None:
     described = {r["type"]: r for r in capability["rest"][0]["resource"]}
     stored = {r["resourceType"] for r in RESOURCES}
     assert stored <= set(described)
-    usual = {"_id", "_lastUpdated", "identifier", "patient", "subject", "code", "date", "status", "category", "type"}
+    usual = {"_id", "_lastUpdated", "identifier", "patient", "subject", "code", "date", "status", "category", "type",
+             "modality", "created", "started", "clinical-status"}
     for rtype in sorted(stored):
         advertised = {p["name"] for p in described[rtype]["searchParam"]}
         for resource in (r for r in RESOURCES if r["resourceType"] == rtype):
@@ -174,3 +199,19 @@ def test_capability_claims_exactly_what_works(served: Server) -> None:
         p["name"] for p in described["Observation"]["searchParam"]}
     assert "Observation:patient" in described["Patient"]["searchRevInclude"]
     assert "type" in {p["name"] for p in described["Encounter"]["searchParam"]}
+    names = {t: {p["name"] for p in described[t]["searchParam"]} for t in described}
+    assert {"modality", "started", "status"} <= names["ImagingStudy"] and "code" not in names["ImagingStudy"]
+    assert {"created", "status"} <= names["Claim"] and not {"code", "date"} & names["Claim"]
+    assert {"category", "date", "status"} <= names["CarePlan"] and "code" not in names["CarePlan"]
+    assert "status" in names["SupplyDelivery"] and not {"code", "date"} & names["SupplyDelivery"]
+    assert {"onset-date", "clinical-status"} <= names["Condition"] and not {"date", "status"} & names["Condition"]
+
+
+def test_r4_names_answer_what_they_name(served: Server) -> None:
+    """modality matches any series (not the procedure code); a code-less resource is found by status; a
+    created range and _sort by the type's date parameter."""
+    assert _ids(_get(served, "ImagingStudy", modality=f"{_DCM}|MR").json()) == ["is1"]
+    assert _get(served, "ImagingStudy", modality="77477000").json()["total"] == 0
+    assert _ids(_get(served, "SupplyDelivery", status="in-progress").json()) == ["sd2"]
+    assert _get(served, "Claim", created="lt2024-02-03").json()["total"] == 0
+    assert _ids(_get(served, "Condition", _sort="-onset-date").json()) == ["c1"]

@@ -164,6 +164,11 @@ class SearchPlan:
     revincludes: tuple[fhir_search.Include, ...]
 
 
+def _dates(resource_type: str, params: dict[str, list[str]]) -> tuple[tuple[str, datetime], ...]:
+    name = fhir_search.date_param(resource_type)
+    return () if name is None else date_conditions(name, params.get(name, []))
+
+
 def search_query(resource_type: str, params: dict[str, list[str]], page: Page) -> SearchPlan:
     """The store query of a search (parameters per ``record.fhir_search.search_params``)."""
     try:
@@ -181,9 +186,10 @@ def search_query(resource_type: str, params: dict[str, list[str]], page: Page) -
     ids = frozenset(i for v in params.get("_id", []) for i in v.split(",")) if "_id" in params else None
     patient = next(iter(patients), None)
     query = SearchQuery(ids=ids, patient=patient, codes=tuple(codes),
-                        dates=date_conditions("date", params.get("date", [])),
+                        dates=_dates(resource_type, params),
                         last_updated=date_conditions("_lastUpdated", params.get("_lastUpdated", [])),
-                        statuses=tuple(s for v in params.get("status", []) for s in v.split(",")),
+                        statuses=tuple(s for v in params.get(fhir_search.status_param(resource_type) or "", [])
+                                       for s in v.split(",")),
                         identifiers=tuple(_tokens(params.get("identifier", []))),
                         categories=tuple(_tokens(params.get("category", []))), sort=sort,
                         count=page.count, offset=page.offset)
@@ -270,7 +276,8 @@ def capability_statement(base: str, resource_types: list[str]) -> dict[str, Any]
                           {"name": "group-export", "definition": f"{_BULK}/OperationDefinition/group-export"}],
             "documentation": "Patient/[id]/$everything pages with _count. Search: the parameters listed per "
                              "type (token: system|code or code, comma for any; date: prefixes eq ge gt le lt, "
-                             "on the effective time; reference: Patient/id), _sort (_lastUpdated, _id, date; "
+                             "on that parameter's elements; reference: Patient/id), _sort (_lastUpdated, _id, "
+                             "the type's date parameter; "
                              "'-' descending), _include/_revinclude as listed, _count (at most 500) with "
                              "next/previous links. Same bearer tokens, patient scope and audit as /api/v1.",
             "security": {"cors": False, "description": "OAuth2 bearer tokens from /api/v1/auth/token; SMART "

@@ -1,9 +1,10 @@
 """Which FHIR search parameters each resource type answers here, and the parsing of the result parameters
 (``_sort``, ``_include``, ``_revinclude``). One table (:func:`search_params`) feeds both the search (anything
 else is refused, naming the parameter) and the CapabilityStatement, so the statement claims exactly what
-works: a parameter is listed for a type only when the store can answer it for that type (``code``, ``date``
-and ``status`` live in the index rows, which only types with code elements get; ``patient`` needs the Patient
-compartment; ``category`` and ``identifier`` the element).
+works: a parameter is listed for a type only when the store can answer it for that type, under its FHIR R4
+name (the indexed code, time and status live in the index rows, which only types with code elements get, and
+are searched by the names of :data:`CODE_PARAMS`, :data:`DATE_PARAMS` and :func:`status_param`; ``patient``
+needs the Patient compartment; ``category`` and ``identifier`` the element).
 
 Pure: no store, no web framework.
 """
@@ -17,7 +18,7 @@ from typing import Any
 
 from medtwin.record.compartment import in_patient_compartment, patient_compartment
 from medtwin.record.fhir_spec import RESOURCE_TYPES
-from medtwin.record.indexing import CODE_ELEMENTS, PATIENT_ELEMENTS, TIME_ELEMENTS
+from medtwin.record.indexing import CODE_ELEMENTS, PATIENT_ELEMENTS, SEARCH_TIME
 from medtwin.record.validate import elements
 
 #: Parameters that shape the result rather than filter it.
@@ -29,8 +30,25 @@ INCLUDE_ELEMENTS: dict[str, tuple[str, ...]] = {
     "organization": ("managingOrganization", "organization"), "general-practitioner": ("generalPractitioner",),
     "service-provider": ("serviceProvider",), "practitioner": ("practitioner",), "location": ("location",),
 }
-#: The FHIR name of the indexed code where it is not ``code`` (both names answer).
-CODE_ALIASES = {"Encounter": "type", "DocumentReference": "type", "Device": "type", "Immunization": "vaccine-code"}
+# Names from the FHIR R4 search parameter registry (hl7.org/fhir/R4/searchparameter-registry.html).
+#: The R4 parameter that searches the indexed code (``indexing.CODE_ELEMENTS``) where it is not ``code``;
+#: None where R4 has no parameter on that element (Claim.type, EOB.type, SupplyDelivery.suppliedItem; a
+#: CarePlan's indexed category is searched as ``category``): the rows then serve only date and status.
+CODE_PARAMS: dict[str, str | None] = {
+    "Encounter": "type", "DocumentReference": "type", "Device": "type", "Immunization": "vaccine-code",
+    "ImagingStudy": "modality", "CarePlan": None, "Claim": None, "ExplanationOfBenefit": None,
+    "SupplyDelivery": None,
+}
+#: The R4 parameter that searches the indexed time (``indexing.SEARCH_TIME``: that parameter's elements).
+DATE_PARAMS: dict[str, str] = {
+    "Observation": "date", "DiagnosticReport": "date", "Procedure": "date", "AllergyIntolerance": "date",
+    "Immunization": "date", "Encounter": "date", "CarePlan": "date", "DocumentReference": "date",
+    "MedicationAdministration": "effective-time", "MedicationStatement": "effective", "Condition": "onset-date",
+    "MedicationRequest": "authoredon", "ImagingStudy": "started", "Claim": "created",
+    "ExplanationOfBenefit": "created",
+}
+#: Types whose indexed status is ``clinicalStatus`` (``indexing.status_of``), searched as ``clinical-status``.
+CLINICAL_STATUS = frozenset({"Condition", "AllergyIntolerance"})
 #: How many resources ``_include``/``_revinclude`` add to one page at most (a page says when it cut).
 MAX_INCLUDED = 1000
 
@@ -55,26 +73,44 @@ def search_params(resource_type: str) -> dict[str, str]:
         if patient_compartment().get(resource_type) == "subject":
             params["subject"] = "reference"
     if resource_type in CODE_ELEMENTS:
-        params["code"] = "token"
-        if resource_type in CODE_ALIASES:
-            params[CODE_ALIASES[resource_type]] = "token"
-        if any(element in fields for element in TIME_ELEMENTS):
-            params["date"] = "date"
-        if "status" in fields or "clinicalStatus" in fields:
-            params["status"] = "token"
+        params.update(dict.fromkeys(code_params(resource_type), "token"))
+        date = date_param(resource_type)
+        if date is not None:
+            params[date] = "date"
+        status = status_param(resource_type)
+        if status is not None:
+            params[status] = "token"
     if "category" in fields:
         params["category"] = "token"
     return params
 
 
 def code_params(resource_type: str) -> tuple[str, ...]:
-    """The parameters that search the indexed code of ``resource_type``."""
-    alias = CODE_ALIASES.get(resource_type)
-    return ("code",) if alias is None else ("code", alias)
+    """The parameter (none or one) that searches the indexed code of ``resource_type``."""
+    if resource_type not in CODE_ELEMENTS:
+        return ()
+    name = CODE_PARAMS.get(resource_type, "code")
+    return () if name is None else (name,)
+
+
+def date_param(resource_type: str) -> str | None:
+    """The parameter that searches the indexed time of ``resource_type`` (None: it has none here)."""
+    name = DATE_PARAMS.get(resource_type)
+    return name if name is not None and resource_type in SEARCH_TIME and resource_type in CODE_ELEMENTS else None
+
+
+def status_param(resource_type: str) -> str | None:
+    """The parameter that searches the indexed status of ``resource_type`` (None: it has none here)."""
+    if resource_type not in CODE_ELEMENTS:
+        return None
+    if resource_type in CLINICAL_STATUS:
+        return "clinical-status"
+    return "status" if "status" in elements().get(resource_type, {}) else None
 
 
 def sort_keys(resource_type: str) -> tuple[str, ...]:
-    return ("_lastUpdated", "_id") + (("date",) if "date" in search_params(resource_type) else ())
+    date = date_param(resource_type)
+    return ("_lastUpdated", "_id") + (() if date is None else (date,))
 
 
 @cache
@@ -105,7 +141,8 @@ def check_params(resource_type: str, names: Iterable[str]) -> None:
 
 
 def parse_sort(resource_type: str, values: list[str]) -> tuple[tuple[str, bool], ...]:
-    """``_sort=-date,_id`` -> ((``date``, descending), (``_id``, ascending))."""
+    """``_sort=-date,_id`` -> ((``date``, descending), (``_id``, ascending)); the type's date parameter
+    (``created``, ``started`` ...) is the store's ``date`` key."""
     keys = sort_keys(resource_type)
     out: list[tuple[str, bool]] = []
     for value in values:
@@ -114,7 +151,7 @@ def parse_sort(resource_type: str, values: list[str]) -> tuple[tuple[str, bool],
             if name not in keys:
                 raise SearchParamError("_sort", f"_sort: {name!r} is not a sort key of {resource_type} "
                                        f"(one of {', '.join(keys)}, '-' for descending)")
-            out.append((name, item.startswith("-")))
+            out.append(("date" if name == date_param(resource_type) else name, item.startswith("-")))
     return tuple(out)
 
 

@@ -27,7 +27,7 @@ CODE_ELEMENTS: dict[str, tuple[str, ...]] = {
     "DocumentReference": ("type",),
     "Device": ("type",),
     "SupplyDelivery": ("suppliedItem.itemCodeableConcept",),
-    "ImagingStudy": ("procedureCode",),
+    "ImagingStudy": ("series.modality",),  # a Coding per series: R4 searches it as ``modality``
     "Claim": ("type",),
     "ExplanationOfBenefit": ("type",),
 }
@@ -38,6 +38,27 @@ TIME_ELEMENTS: tuple[str, ...] = (
     "performedDateTime", "performedPeriod", "period", "authoredOn", "recordedDate", "started", "issued",
     "created", "recorded", "date", "billablePeriod", "birthDate",
 )
+
+#: The elements whose time is indexed for a type that has an R4 date search parameter (the parameter's own
+#: elements, so a search on it never matches on another time of the resource; see
+#: ``record.fhir_search.DATE_PARAMS`` for its name). Other types index the first of TIME_ELEMENTS present.
+SEARCH_TIME: dict[str, tuple[str, ...]] = {
+    "Observation": ("effectiveDateTime", "effectivePeriod", "effectiveInstant"),
+    "DiagnosticReport": ("effectiveDateTime", "effectivePeriod"),
+    "MedicationAdministration": ("effectiveDateTime", "effectivePeriod"),
+    "MedicationStatement": ("effectiveDateTime", "effectivePeriod"),
+    "Condition": ("onsetDateTime", "onsetPeriod"),
+    "Procedure": ("performedDateTime", "performedPeriod"),
+    "AllergyIntolerance": ("recordedDate",),
+    "MedicationRequest": ("authoredOn",),
+    "Immunization": ("occurrenceDateTime",),
+    "Encounter": ("period",),
+    "CarePlan": ("period",),
+    "DocumentReference": ("date",),
+    "ImagingStudy": ("started",),
+    "Claim": ("created",),
+    "ExplanationOfBenefit": ("created",),
+}
 
 PATIENT_ELEMENTS: tuple[str, ...] = ("subject", "patient", "beneficiary")
 
@@ -67,11 +88,15 @@ class IndexRow(NamedTuple):
 
 
 def _get_path(resource: dict[str, Any], path: str) -> Any:
+    """The value at a dotted path; through a list, the list of the values in its items (``series.modality``)."""
     node: Any = resource
     for part in path.split("."):
-        if not isinstance(node, dict):
+        if isinstance(node, list):
+            node = [item.get(part) for item in node if isinstance(item, dict) and item.get(part) is not None]
+        elif isinstance(node, dict):
+            node = node.get(part)
+        else:
             return None
-        node = node.get(part)
     return node
 
 
@@ -104,8 +129,10 @@ def _time(value: Any) -> tuple[datetime | None, datetime | None]:
     return None, None
 
 
-def effective_time(resource: dict[str, Any]) -> tuple[datetime | None, datetime | None]:
-    for element in TIME_ELEMENTS:
+def effective_time(resource: dict[str, Any], candidates: tuple[str, ...] = TIME_ELEMENTS
+                   ) -> tuple[datetime | None, datetime | None]:
+    """(start, end) of the first of ``candidates`` the resource has with a valid time."""
+    for element in candidates:
         if element in resource:
             start, end = _time(resource[element])
             if start is not None or end is not None:
@@ -158,11 +185,15 @@ def _first_patient_reference(node: Any) -> str | None:
 
 
 def _codings(concept: Any) -> list[dict[str, Any]]:
+    """The codings of a CodeableConcept, a Coding (itself), or a list of either."""
     concepts = concept if isinstance(concept, list) else [concept]
     out: list[dict[str, Any]] = []
     for item in concepts:
         if isinstance(item, dict):
-            out.extend(c for c in item.get("coding") or [] if isinstance(c, dict))
+            if "coding" not in item and "code" in item:
+                out.append(item)
+            else:
+                out.extend(c for c in item.get("coding") or [] if isinstance(c, dict))
     return out
 
 
@@ -195,9 +226,11 @@ def _value_fields(holder: dict[str, Any], system: str | None, code: str | None) 
 
 
 def index_rows(resource: dict[str, Any]) -> list[IndexRow]:
-    """One row per coding of the resource's code elements; Observation components get their own rows."""
+    """One row per coding of the resource's code elements; Observation components get their own rows. A
+    type with code elements whose resource has no coding gets one ``resource`` row (no code) carrying its
+    time and status, so a date or status search still finds it."""
     rtype = resource.get("resourceType", "")
-    start, end = effective_time(resource)
+    start, end = effective_time(resource, SEARCH_TIME.get(rtype, TIME_ELEMENTS))
     status = status_of(resource)
     rows: list[IndexRow] = []
     for path in CODE_ELEMENTS.get(rtype, ()):
@@ -213,6 +246,8 @@ def index_rows(resource: dict[str, Any]) -> list[IndexRow]:
                 system, code = coding.get("system"), coding.get("code")
                 values = _value_fields(component, system, code)
                 rows.append(IndexRow("component", system, code, coding.get("display"), start, end, status, **values))
+    if not rows and rtype in CODE_ELEMENTS:
+        rows.append(IndexRow("resource", None, None, None, start, end, status))
     return rows
 
 

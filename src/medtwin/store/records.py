@@ -783,7 +783,8 @@ class RecordRepository:
         offset: int = 0,
     ) -> tuple[int, list[dict[str, Any]]]:
         """Index rows of a patient's Observations (and components), newest first; returns (total, page)."""
-        conditions = [resource_index.c.patient_id == patient_id, resource_index.c.resource_type == "Observation"]
+        conditions = [resource_index.c.patient_id == patient_id, resource_index.c.resource_type == "Observation",
+                      resource_index.c.element != "resource"]  # a code-less Observation's time/status row
         if code:
             conditions.append(resource_index.c.code == code)
         if system:
