@@ -71,7 +71,8 @@ def _js(driver: Any, script: str, *args: Any) -> Any:
 def shoot(driver: Any, walk: Walk, name: str, settle_s: float = 0.4) -> Path:
     """A full-page screenshot: the window grows to the page's height, then back."""
     walk.out.mkdir(parents=True, exist_ok=True)
-    _js(driver, "const t = document.getElementById('toasts'); if (t) t.replaceChildren()")  # transient, screen-reader-hidden
+    # toasts are transient and hidden from screen readers; they covered parts of the screens: not shot
+    _js(driver, "const t = document.getElementById('toasts'); if (t) { t.replaceChildren(); t.style.visibility = 'hidden'; }")
     size = driver.get_window_size()
     height = int(_js(driver, "return Math.max(document.body.scrollHeight, document.documentElement.scrollHeight, 900)"))
     driver.set_window_size(size["width"], min(height + 40, 8000))
@@ -79,6 +80,7 @@ def shoot(driver: Any, walk: Walk, name: str, settle_s: float = 0.4) -> Path:
     path = walk.out / f"{len(walk.shots) + 1:02d}-{name}.png"
     driver.save_screenshot(str(path))
     driver.set_window_size(size["width"], size["height"])
+    _js(driver, "const t = document.getElementById('toasts'); if (t) t.style.visibility = ''")
     errors = _js(driver, "return [...document.querySelectorAll('.error, [role=alert]')].map(e => e.textContent.trim())"
                          ".filter(Boolean).join(' | ')")
     walk.shots.append(path)
