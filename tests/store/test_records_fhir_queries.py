@@ -8,14 +8,12 @@ from datetime import UTC, datetime, timedelta
 
 import orjson
 import pytest
-from sqlalchemy import delete, func, select
 
 from medtwin.record.errors import PreconditionFailedError
 from medtwin.record.prepare import prepare
 from medtwin.record.sources import unit_from_bytes
 from medtwin.store.database import Store
 from medtwin.store.records import RecordRepository, SearchQuery
-from medtwin.store.schema import resource_identifiers
 from medtwin.twin.build import import_units
 
 CAT = "http://terminology.hl7.org/CodeSystem/observation-category"
@@ -88,26 +86,3 @@ def test_expected_versions_and_outcomes(store: Store) -> None:
         assert {k[1]: (o.status, o.version) for k, o in result.outcomes.items()} == {
             "o1": ("updated", 2), "o2": ("unchanged", 1), "o9": ("created", 1)}
 
-
-def test_reimport_indexes_categories_of_an_older_store(store: Store) -> None:
-    """A store filled before categories were indexed (no category tokens) gets them by re-importing the same
-    files: the resources stay unchanged (no new version), the search finds them, a further import adds none."""
-    _seed(store)
-    with store.begin() as connection:
-        connection.execute(delete(resource_identifiers).where(resource_identifiers.c.kind == "category"))
-
-    def vitals_and_tokens() -> tuple[list[str], int]:
-        with store.connect() as connection:
-            _, found = RecordRepository(connection, store.codec).search(
-                "Observation", SearchQuery(categories=((None, "vital-signs"),)))
-            count = connection.execute(select(func.count()).select_from(resource_identifiers).where(
-                resource_identifiers.c.kind == "category")).scalar_one()
-        return sorted(v.id for v in found), int(count)
-
-    assert vitals_and_tokens() == ([], 0)
-    _seed(store)
-    assert vitals_and_tokens() == (["o2", "o3"], 6)  # system|code and |code for each of 3 Observations
-    _seed(store)
-    assert vitals_and_tokens() == (["o2", "o3"], 6)
-    with store.connect() as connection:
-        assert RecordRepository(connection, store.codec).current("Observation", "o2").version == 1  # type: ignore[union-attr]

@@ -182,7 +182,8 @@ def _identifiers(resource: dict[str, Any]) -> list[tuple[str | None, str]]:
     return out
 
 
-def _categories(resource: dict[str, Any]) -> list[tuple[str | None, str]]:
+def categories_of(resource: dict[str, Any]) -> list[tuple[str | None, str]]:
+    """(system or None, code) of the resource's ``category`` codings."""
     category = resource.get("category")
     if category is None:
         return []
@@ -411,7 +412,7 @@ def _prepare(data: Any, *, source: str, existing: ExistingRecords, kind: str | N
                 named_by=a.named_by,
                 source_id=_source_id(e.resource, a.id),
                 sent_last_updated=sent,
-                categories=_categories(given),
+                categories=categories_of(given),
             )
         )
     return PreparedUnit(source=source, kind=unit_kind, resources=prepared, matched_existing=len(matched),

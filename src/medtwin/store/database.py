@@ -53,6 +53,7 @@ class Store:
         config.set_main_option("script_location", str(MIGRATIONS_DIR))
         with self.engine.begin() as connection:
             config.attributes["connection"] = connection
+            config.attributes["codec"] = self.codec  # data revisions (0008) reindex sealed content
             command.upgrade(config, "head")
 
     def schema_revision(self) -> str | None:

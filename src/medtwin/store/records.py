@@ -145,10 +145,11 @@ def category_token(system: str | None, code: str) -> str:
     return f"category:{system or ''}|{code}"
 
 
-def _category_rows(pk: int, res: PreparedResource, blind: Callable[[str], str]) -> list[tuple[Any, ...]]:
+def category_rows(pk: int, resource_type: str, categories: Iterable[tuple[str | None, str]],
+                  blind: Callable[[str], str]) -> list[tuple[Any, ...]]:
     """A resource's blind ``category`` tokens (system|code and |code) as rows in _IDENTIFIER_COLUMNS order."""
-    tokens = {blind(category_token(s, code)) for system, code in res.categories for s in (system, None)}
-    return [(pk, res.resource_type, token, "category") for token in sorted(tokens)]
+    tokens = {blind(category_token(s, code)) for system, code in categories for s in (system, None)}
+    return [(pk, resource_type, token, "category") for token in sorted(tokens)]
 
 
 def _identifier_rows(pk: int, res: PreparedResource, blind: Callable[[str], str]) -> list[tuple[Any, ...]]:
@@ -159,7 +160,8 @@ def _identifier_rows(pk: int, res: PreparedResource, blind: Callable[[str], str]
         tokens.add((blind(f"|{value}"), "identifier"))
     for name in res.name_tokens:
         tokens.add((blind(f"name:{name}"), "name"))
-    tokens.update((token, "category") for _, _, token, _ in _category_rows(pk, res, blind))
+    tokens.update((token, "category") for _, _, token, _ in category_rows(pk, res.resource_type, res.categories,
+                                                                            blind))
     if res.source_id:
         tokens.add((blind(source_id_token(res.resource_type, res.source_id)), "source-id"))
     return [(pk, res.resource_type, token, kind) for token, kind in sorted(tokens)]
@@ -336,7 +338,6 @@ class RecordRepository:
         new, changed = self._sort_out(unit, result, expect or {})
         if not force:
             self._refuse_reverts(changed)
-        self._backfill_categories(unit, result)
         sqlite = self.connection.dialect.name == "sqlite"
         written = self._insert_new(new, import_id=import_id, now=now, sqlite=sqlite)
         written.extend(self._update_changed(changed, import_id=import_id, now=now))
@@ -383,28 +384,6 @@ class RecordRepository:
             if res.patient_id:
                 result.patients_changed.add(res.patient_id)
         return new, changed
-
-    def _backfill_categories(self, unit: PreparedUnit, result: UnitResult) -> None:
-        """Category tokens for unchanged resources stored before categories were indexed: re-importing the
-        same files makes an older store searchable by ``category`` (one query per chunk; none to write
-        once they are there)."""
-        keys = [(r.resource_type, r.id) for r in unit.resources
-                if r.categories and result.outcomes[(r.resource_type, r.id)].status == "unchanged"]
-        if not keys:
-            return
-        by_pk = {found[0]: key for key, found in self._stored_versions(keys).items()}
-        resources_by_key = {(r.resource_type, r.id): r for r in unit.resources}
-        pks = sorted(by_pk)
-        for start in range(0, len(pks), _CHUNK):
-            chunk = pks[start:start + _CHUNK]
-            have = {int(pk) for (pk,) in self.connection.execute(
-                select(resource_identifiers.c.resource_pk).distinct().where(
-                    resource_identifiers.c.kind == "category", resource_identifiers.c.resource_pk.in_(chunk)))}
-            rows = [dict(zip(_IDENTIFIER_COLUMNS, row, strict=True))
-                    for pk in chunk if pk not in have
-                    for row in _category_rows(pk, resources_by_key[by_pk[pk]], self.codec.blind)]
-            if rows:
-                self.connection.execute(insert(resource_identifiers), rows)
 
     def _insert_new(self, new: list[tuple[PreparedResource, str, bytes]], *, import_id: str | None, now: datetime,
                     sqlite: bool) -> list[tuple[int, PreparedResource]]:
