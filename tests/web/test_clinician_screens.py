@@ -189,6 +189,8 @@ def test_every_latest_is_the_tiles_and_the_cards(world: World, browser: WebDrive
     newest = max(history["items"], key=lambda item: item["effective"])
     assert newest["value"] == hba1c["value"]
     assert f"latest {hba1c['value']:.1f} %" in caption["text"] and str(latest.year) in caption["text"]
+    ticks = browser.execute_script("return document.querySelector('#lab-detail canvas').dataset.xTicks").split("|")
+    assert len(ticks) >= 3 and any(re.search(r"\b20\d\d\b", tick) for tick in ticks), ticks  # the axis names years
 
 
 # --- item 7 ------------------------------------------------------------------------------------------------

@@ -278,13 +278,16 @@ export class Chart {
     }
     ctx.textAlign = "center";
     ctx.textBaseline = "top";
+    const tickLabels = [];
     for (const t of this.xTicks(x0, x1, plotW)) {
       const px = Math.round(X(t)) + 0.5;
       ctx.beginPath(); ctx.moveTo(px, top); ctx.lineTo(px, top + plotH); ctx.stroke();
       const label = this.o.xTickFormat ? this.o.xTickFormat(t) : this.o.x === "time" ? timeLabel(t, this.timeStep, this.withYear)
         : String(Math.round(t * 100) / 100);
       ctx.fillText(label, Math.min(Math.max(px, left + 14), left + plotW - 14), top + plotH + 5);
+      tickLabels.push(label);
     }
+    this.canvas.dataset.xTicks = tickLabels.join("|");  // what the axis reads, for a reader of the page's text
     ctx.strokeStyle = AXIS;
     ctx.beginPath(); ctx.moveTo(left + 0.5, top); ctx.lineTo(left + 0.5, top + plotH); ctx.lineTo(left + plotW, top + plotH + 0.5); ctx.stroke();
     for (const r of this.o.rules) {
