@@ -7,7 +7,8 @@ Prints, for one patient-day (three meals, basal-bolus control, Dexcom sensor, In
   identical histories (BG, CGM, insulin, carbs; exit code 1 otherwise);
 - the compiled engine's first-call time: cold (an empty numba cache in a fresh interpreter: what CI pays
   once) and warm (the cache loaded);
-- a scaling table of the population path (``physiology.population.simulate_population``: the compiled engine,
+- a scaling table of the population path (``physiology.population.simulate_population``: the compiled engine
+  spread over the usable cores (``MEDTWIN_THREADS``; the header says how many), per-core figures beside it,
   a step size per patient, 5-minute CGM output only, patients in blocks): N = 1, 10, 100, 1,000, 10,000
   (``--max-n``): total time, time per patient-day, the ratio to plain-float simglucose measured above, peak
   memory (resident memory above the start of the call, see ``_scaling.measure``) and the most steps any one
@@ -50,14 +51,17 @@ from medtwin.physiology.scenario import Meal, Regimen, Scenario, SensorSettings 
 from medtwin.physiology.service import run_scenario, schedule_inputs  # noqa: E402
 from medtwin.physiology.simulate import simulate_inputs  # noqa: E402
 from medtwin.physiology.uva_padova import PatientParameters, virtual_patients  # noqa: E402
+from medtwin.solve import kernels  # noqa: E402
 
 MEALS = [Meal(time_min=420, carbs_g=50), Meal(time_min=720, carbs_g=70), Meal(time_min=1140, carbs_g=80)]
 SMOKE_MEALS = [Meal(time_min=15, carbs_g=40)]  # the smoke run's hour still has a meal and its bolus
 PEER_PATIENT = "adult#001"
 
 
-def simglucose_day(minutes: int, meals: list[Meal], *, plain_floats: bool) -> tuple[float, dict[str, np.ndarray]]:
-    """simglucose 0.2.11: its T1DSimEnv + BBController + Dexcom + Insulet, stock classes; (seconds, histories).
+def simglucose_day(minutes: int, meals: list[Meal], *,
+                   plain_floats: bool) -> tuple[float, float, dict[str, np.ndarray]]:
+    """simglucose 0.2.11: its T1DSimEnv + BBController + Dexcom + Insulet, stock classes; (wall seconds, CPU
+    seconds, histories).
 
     ``plain_floats``: the patient's row of simglucose's own parameter file as plain Python floats instead
     of a pandas Series (initial state passed explicitly, as simglucose itself takes it from that row).
@@ -71,7 +75,7 @@ def simglucose_day(minutes: int, meals: list[Meal], *, plain_floats: bool) -> tu
     from simglucose.simulation.scenario import CustomScenario
 
     logging.getLogger("simglucose").setLevel(logging.WARNING)
-    start = time.perf_counter()
+    start, cpu = time.perf_counter(), time.process_time()
     if plain_floats:
         table = pd.read_csv(PATIENT_PARA_FILE)
         row = table.loc[table.Name == PEER_PATIENT].squeeze()
@@ -89,9 +93,9 @@ def simglucose_day(minutes: int, meals: list[Meal], *, plain_floats: bool) -> tu
     obs, reward, done, info = env.reset()
     for _ in range(int(minutes // env.sample_time)):
         obs, reward, done, info = env.step(controller.policy(obs, reward, done, **info))
-    seconds = time.perf_counter() - start
+    seconds, cpu = time.perf_counter() - start, time.process_time() - cpu
     history = {name: np.asarray(getattr(env, f"{name}_hist"), dtype=float) for name in ("BG", "CGM", "insulin", "CHO")}
-    return seconds, history
+    return seconds, cpu, history
 
 
 def population(n: int, rng: np.random.Generator) -> PatientParameters:
@@ -99,22 +103,41 @@ def population(n: int, rng: np.random.Generator) -> PatientParameters:
     return base.take(rng.integers(0, base.n, size=n).tolist())
 
 
-def scaling(sizes: list[int], scenario: Scenario, horizon_days: float, plain_day: float) -> dict[int, float]:
-    """Time per patient-day for each N (one population run each, 5-min CGM output) and its peak memory."""
-    print("scaling: medtwin population engine (compiled, a step size per patient, 5-min CGM output only; "
-          "peak: resident memory above the start of the call)")
-    print(f"  {'N':>7} {'total s':>9} {'ms per patient-day':>19} {'x plain-float':>14} {'peak MiB':>9} "
-          f"{'max steps':>10}")
-    per_day: dict[int, float] = {}
+def scaling(sizes: list[int], scenario: Scenario, horizon_days: float, plain_day: float,
+            plain_cpu_day: float) -> dict[int, tuple[float, float]]:
+    """(wall, CPU) seconds per patient-day for each N (one population run each, 5-min CGM output), with peak
+    memory. CPU is the process's time on all its threads: core-seconds, what the run costs per core."""
+    print(f"scaling: medtwin population engine (compiled, a step size per patient, 5-min CGM output only, "
+          f"{kernels.threads()} thread(s); peak: resident memory above the start of the call; "
+          "core-ms: CPU time of all threads)")
+    print(f"  {'N':>7} {'total s':>9} {'ms per patient-day':>19} {'x plain-float':>14} {'core-ms per p-d':>16} "
+          f"{'x per core':>11} {'peak MiB':>9} {'max steps':>10}")
+    per_day: dict[int, tuple[float, float]] = {}
     simulate_population(population(1, np.random.default_rng(0)), scenario)  # warm: first-call costs are above
     for n in sizes:
         params = population(n, np.random.default_rng(n))
+        cpu = time.process_time()
         result, seconds, peak = measure(partial(simulate_population, params, scenario, rng=np.random.default_rng(1)))
-        per_day[n] = seconds / (n * horizon_days)
-        print(f"  {n:>7,} {seconds:>9.3f} {per_day[n] * 1e3:>19.4f} {plain_day / per_day[n]:>14,.0f} "
-              f"{peak / 2**20:>9.0f} {int(result.steps.max()):>10}")
+        cpu = time.process_time() - cpu
+        wall, core = seconds / (n * horizon_days), cpu / (n * horizon_days)
+        per_day[n] = (wall, core)
+        print(f"  {n:>7,} {seconds:>9.3f} {wall * 1e3:>19.4f} {plain_day / wall:>14,.0f} {core * 1e3:>16.4f} "
+              f"{plain_cpu_day / core:>11,.0f} {peak / 2**20:>9.0f} {int(result.steps.max()):>10}")
         del result
     return per_day
+
+
+def one_core(n: int, scenario: Scenario, horizon_days: float) -> float:
+    """Wall seconds per patient-day of the N-patient run on one thread (the same kernel, no pool)."""
+    params = population(n, np.random.default_rng(n))
+    before = kernels.threads()
+    kernels.set_threads(1)
+    try:
+        start = time.perf_counter()
+        simulate_population(params, scenario, rng=np.random.default_rng(1))
+        return (time.perf_counter() - start) / (n * horizon_days)
+    finally:
+        kernels.set_threads(before)
 
 
 def batch_vs_alone(scenario: Scenario, days: float, repeats: int = 3) -> None:
@@ -195,23 +218,29 @@ def main() -> None:
     scenario = Scenario(horizon_min=minutes, meals=meals, regimen=Regimen(), sensor=SensorSettings(noise=False))
     print(f"machine: {machine()}; BLAS threads: {BLAS_THREADS} (OPENBLAS_NUM_THREADS, default 1)")
 
-    stock, stock_history = simglucose_day(minutes, meals, plain_floats=False)
-    plain, plain_history = simglucose_day(minutes, meals, plain_floats=True)
+    stock, _, stock_history = simglucose_day(minutes, meals, plain_floats=False)
+    plain, plain_cpu, plain_history = simglucose_day(minutes, meals, plain_floats=True)
     identical = all(np.array_equal(stock_history[k], plain_history[k]) for k in stock_history)
     print(f"simglucose {minutes} min, as shipped (pandas parameters): {stock:.3f} s")
-    print(f"simglucose {minutes} min, plain-float parameters (fair baseline): {plain:.3f} s "
-          f"({stock / plain:.1f}x faster); histories identical: {identical} "
+    print(f"simglucose {minutes} min, plain-float parameters (fair baseline): {plain:.3f} s wall, {plain_cpu:.3f} s "
+          f"CPU ({stock / plain:.1f}x faster); histories identical: {identical} "
           f"({len(stock_history['BG'])} BG samples)")
-    stock_day, plain_day = stock / days, plain / days
+    stock_day, plain_day, plain_cpu_day = stock / days, plain / days, plain_cpu / days
     print(f"compiled engine, first call in a fresh interpreter: cold (empty numba cache, compiles) "
           f"{first_call_seconds(cold=True):.1f} s; warm (cache loaded) {first_call_seconds(cold=False):.2f} s")
 
     sizes = sorted(n for n in (1, 10, 100, 1_000, 10_000) if n <= args.max_n)
-    per_day = scaling(sizes, scenario, days, plain_day)
+    per_day = scaling(sizes, scenario, days, plain_day, plain_cpu_day)
     largest = max(per_day)
-    print(f"per patient-day at N = {largest:,}: medtwin {per_day[largest] * 1e3:.4f} ms; simglucose as shipped "
-          f"{stock_day * 1e3:.1f} ms -> {stock_day / per_day[largest]:,.0f}x; plain-float {plain_day * 1e3:.1f} ms "
-          f"-> {plain_day / per_day[largest]:,.0f}x (issue-17 aim >= 10,000x at 10,000 patients)")
+    wall, core = per_day[largest]
+    single = one_core(largest, scenario, days)
+    print(f"per patient-day at N = {largest:,}: medtwin {wall * 1e3:.4f} ms on {kernels.threads()} thread(s) "
+          f"(of {os.cpu_count()} cores, shared: load {os.getloadavg()[0]:.1f}); simglucose as shipped "
+          f"{stock_day * 1e3:.1f} ms -> {stock_day / wall:,.0f}x; plain-float {plain_day * 1e3:.1f} ms -> "
+          f"{plain_day / wall:,.0f}x (issue-17 aim >= 10,000x at 10,000 patients)")
+    print(f"  per core: one thread {single * 1e3:.4f} ms -> {plain_day / single:,.0f}x plain-float (wall); "
+          f"CPU {core * 1e3:.4f} core-ms vs simglucose {plain_cpu_day * 1e3:.1f} ms CPU -> "
+          f"{plain_cpu_day / core:,.0f}x")
     batch_vs_alone(scenario, days)
 
     n_mem = args.memory_patients

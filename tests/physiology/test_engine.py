@@ -10,9 +10,15 @@ import pytest
 from medtwin.physiology.population import simulate_population
 from medtwin.physiology.scenario import Meal, Scenario, SensorSettings
 from medtwin.physiology.service import run_scenario
-from medtwin.physiology.simulate import Event, fixed_bolus, simulate_glucose, simulate_inputs
+from medtwin.physiology.simulate import (
+    Event,
+    eaten_per_minute,
+    fixed_bolus,
+    simulate_glucose,
+    simulate_inputs,
+)
 from medtwin.physiology.uva_padova import virtual_patients
-from medtwin.solve import Dopri5, SolverFailure
+from medtwin.solve import Dopri5, SolverFailure, kernels
 
 DAY = Scenario(horizon_min=1440, sensor=SensorSettings(noise=False),
                meals=[Meal(time_min=420, carbs_g=50), Meal(time_min=720, carbs_g=70), Meal(time_min=1140, carbs_g=80)])
@@ -84,3 +90,34 @@ def test_a_diverging_patient_is_named() -> None:
     carbs, insulin = _inputs(2, 60, np.array([0.0, 0.0]))
     with pytest.raises(SolverFailure, match="patient 1"):
         simulate_glucose(patients, carbs, insulin, np.array([0.0, 60.0]), solver=Dopri5(max_steps=500))
+
+
+def test_spreading_patients_over_threads_changes_no_answer() -> None:
+    """The same 30 patients on one thread and split into blocks over several: bit for bit, same steps."""
+    patients = virtual_patients()
+    carbs, insulin = _inputs(patients.n, 300, np.linspace(20.0, 90.0, patients.n))
+    t = np.arange(0.0, 301.0, 5.0)
+    events = [Event(40.0, fixed_bolus(3.0))]
+    before = kernels.threads()
+    try:
+        kernels.set_threads(1)
+        alone = simulate_glucose(patients, carbs, insulin, t, events=events)
+        kernels.set_threads(3)  # blocks of 3 patients on a pool of 3 threads, whatever the machine
+        split = simulate_glucose(patients, carbs, insulin, t, events=events)
+    finally:
+        kernels.set_threads(before)
+    np.testing.assert_array_equal(split.glucose_mg_dl, alone.glucose_mg_dl)
+    np.testing.assert_array_equal(split.steps, alone.steps)
+    assert np.ptp(alone.glucose_mg_dl, axis=0).min() > 5  # every patient's meal moved its glucose
+    with pytest.raises(ValueError, match="at least 1"):
+        kernels.set_threads(0)
+
+
+def test_one_meal_row_for_everyone_is_eaten_as_each_row_alone() -> None:
+    announced = np.zeros((4, 120))
+    announced[:, [10, 12, 70]] = [30.0, 12.5, 7.0]
+    together = eaten_per_minute(announced, 4.0)
+    np.testing.assert_array_equal(together, np.repeat(eaten_per_minute(announced[:1], 4.0), 4, axis=0))
+    announced[3, 70] = 9.0  # one row differs: every row is computed on its own
+    np.testing.assert_array_equal(eaten_per_minute(announced, 4.0)[3], eaten_per_minute(announced[3:], 4.0)[0])
+    assert eaten_per_minute(announced, 4.0)[3].sum() == pytest.approx(51.5)

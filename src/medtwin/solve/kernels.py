@@ -27,12 +27,14 @@ on (n, 14) arrays and BLAS stage products dominated the lockstep path. Compiled 
 from __future__ import annotations
 
 import math
+import os
 from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
-from numba import cfunc, njit, prange, types
+from numba import cfunc, njit, types
 from numba.extending import intrinsic
 from numpy.typing import NDArray
 
@@ -305,18 +307,74 @@ def _patient(rhs: Any, step_jump: Any, needs_stop: Any, y: Array, p: Array, inpu
     return h, OK
 
 
-@njit(cache=True, parallel=True)
+@njit(cache=True, nogil=True)
 def _batch(rhs: Any, step_jump: Any, needs_stop: Any, y: Array, p: Array, input_times: Array, u: Array,
            t_a: float, t_b: float, dose_t: Array, dose_state: Any, dose_delta: Array, settings: Array,
-           t_out: Array, record: Any, out: Array, h: Array, steps: Any, status: Any) -> None:
-    """Every patient, spread over the machine's cores (``prange``: patients are independent, so the split
-    never changes an answer): ``y`` (n, k) is advanced to ``t_b`` in place."""
-    counts = np.zeros((y.shape[0], 2), dtype=np.int64)
-    for i in prange(y.shape[0]):
+           t_out: Array, record: Any, out: Array, h: Array, steps: Any, status: Any, lo: int, hi: int) -> None:
+    """Patients ``lo .. hi-1`` in turn (a compiled loop, without the GIL: :func:`advance` runs blocks of patients
+    on several threads at once); their rows of ``y`` (n, k) are advanced to ``t_b`` in place."""
+    counts = np.zeros(2, dtype=np.int64)
+    for i in range(lo, hi):
+        counts[0] = 0
+        counts[1] = 0
         h[i], status[i] = _patient(rhs, step_jump, needs_stop, y[i], p[i], input_times, u[i], t_a, t_b,
                                    dose_t[i], dose_state[i], dose_delta[i], settings, t_out, record, out, i,
-                                   h[i], counts[i])
-        steps[i] += counts[i, 0]
+                                   h[i], counts)
+        steps[i] += counts[0]
+        if status[i] != OK:
+            return
+
+
+def _default_threads() -> int:
+    """``MEDTWIN_THREADS`` if set, else the cores this process may run on."""
+    if os.environ.get("MEDTWIN_THREADS"):
+        return max(1, int(os.environ["MEDTWIN_THREADS"]))
+    return len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
+
+
+_THREADS = [_default_threads()]
+_POOL: list[ThreadPoolExecutor] = []
+PATIENTS_PER_TASK = 32  # small blocks, handed out as threads free up: patients differ 2x in cost
+
+
+def threads() -> int:
+    """How many threads :func:`advance` spreads a batch over (default: the usable cores; ``MEDTWIN_THREADS``)."""
+    return _THREADS[0]
+
+
+def set_threads(n: int) -> None:
+    """Spread batches over ``n`` threads from now on (1: the calling thread only)."""
+    if n < 1:
+        raise ValueError(f"threads must be at least 1, got {n}")
+    _THREADS[0] = n
+    _reset_pool()
+
+
+def _reset_pool() -> None:
+    while _POOL:
+        _POOL.pop().shutdown(wait=False)
+
+
+def _pool() -> ThreadPoolExecutor:
+    if not _POOL:
+        _POOL.append(ThreadPoolExecutor(max_workers=_THREADS[0], thread_name_prefix="medtwin-engine"))
+    return _POOL[0]
+
+
+if hasattr(os, "register_at_fork"):  # a forked child has the pool object but not its threads
+    os.register_at_fork(after_in_child=_POOL.clear)
+
+
+def _run_blocks(run: Callable[[int, int], None], n: int) -> None:
+    """``run(lo, hi)`` over blocks of patients: on the calling thread when one thread (or block) is enough,
+    else on the pool (the compiled loop releases the GIL). Patients are independent: a split never changes an
+    answer."""
+    block = max(1, min(PATIENTS_PER_TASK, -(-n // (4 * _THREADS[0]))))
+    if _THREADS[0] == 1 or n <= block:
+        run(0, n)
+        return
+    for future in [_pool().submit(run, lo, min(lo + block, n)) for lo in range(0, n, block)]:
+        future.result()
 
 
 @dataclass
@@ -369,9 +427,10 @@ def advance(model: CompiledModel, state: BatchState, p: Array, input_times: Arra
     doses = doses or Doses.none(n)
     settings = np.array([solver.rtol, solver.atol, solver.max_step, solver.safety, float(solver.max_steps)])
     status = np.zeros(n, dtype=np.int64)
-    _batch(model.rhs, model.step_jump, model.needs_stop, state.y, _writeable(p), np.asarray(input_times, dtype=float),
-           _writeable(u), float(t_a), float(t_b), doses.t, doses.state, doses.delta,
-           settings, np.asarray(t_out, dtype=float), record, out, state.h, state.steps, status)
+    args = (model.rhs, model.step_jump, model.needs_stop, state.y, _writeable(p),
+            np.asarray(input_times, dtype=float), _writeable(u), float(t_a), float(t_b), doses.t, doses.state,
+            doses.delta, settings, np.asarray(t_out, dtype=float), record, out, state.h, state.steps, status)
+    _run_blocks(lambda lo, hi: _batch(*args, lo, hi), n)
     failed = np.flatnonzero(status != OK)
     if failed.size:
         i = int(failed[0])
