@@ -245,3 +245,38 @@ def test_validate_type_and_instance(live: tuple[Server, Store]) -> None:
     assert dangling["severity"] == "error" and dangling["code"] == "invalid"  # P2 is outside reach: unknown
     with store.connect() as connection:
         assert RecordRepository(connection, store.codec).count_by_type() == before
+
+
+def test_conditional_update_creates_updates_and_refuses_several(live: tuple[Server, Store]) -> None:
+    """PUT Type?identifier=: no match, a create; one, an update (If-Match-like at the version found); several,
+    412; a match outside the caller's reach is no match (their write creates, the other stays untouched)."""
+    server, store = live
+
+    def put(criteria: str, patient: str, value: str, user: str = "admin", **extra: Any) -> requests.Response:
+        system, _, code = criteria.partition("|")
+        body = _glucose(patient, value, identifier=[{"system": system, "value": code}], **extra)
+        return _call(server, "PUT", f"Observation?identifier={criteria}", user, body=body)
+
+    created = put("urn:cu|1", P1, "8.10")
+    assert created.status_code == 201 and created.json()["meta"]["versionId"] == "1"
+    updated = put("urn:cu|1", P1, "8.20")
+    assert (updated.status_code, updated.json()["id"], updated.json()["meta"]["versionId"]) == \
+        (200, created.json()["id"], "2")
+    assert b'"value":8.20' in updated.content
+    wrong = put("urn:cu|1", P1, "8.30", id="not-the-match")
+    assert wrong.status_code == 400 and wrong.json()["issue"][0]["expression"] == ["Observation.id"]
+    assert _call(server, "POST", "Observation", body=_glucose(P1, identifier=[{"system": "urn:cu", "value": "1"}])
+                 ).status_code == 201
+    several = put("urn:cu|1", P1, "8.40")
+    assert several.status_code == 412 and several.json()["issue"][0]["expression"] == ["url"]
+    other = put("urn:cu|2", P2, "9.10")  # P2's, outside the clinician's reach
+    mine = put("urn:cu|2", P1, "9.20", user="clinician")
+    assert (other.status_code, mine.status_code) == (201, 201) and mine.json()["id"] != other.json()["id"]
+    again = put("urn:cu|2", P1, "9.30", user="clinician")  # one within reach: updated, not 412
+    assert (again.status_code, again.json()["id"]) == (200, mine.json()["id"])
+    assert put("urn:cu|2", P1, "9.40").status_code == 412  # the admin sees both
+    with store.connect() as connection:
+        assert RecordRepository(connection, store.codec).current("Observation", other.json()["id"]).version == 1  # type: ignore[union-attr]
+    refused = _call(server, "PUT", "Observation?code=15074-8", body=_glucose(P1))
+    assert refused.status_code == 400 and refused.json()["issue"][0]["code"] == "not-supported"
+    assert _call(server, "PUT", "Observation", body=_glucose(P1)).status_code == 400

@@ -253,7 +253,7 @@ def capability_statement(base: str, resource_types: list[str]) -> dict[str, Any]
         params = fhir_search.search_params(rtype)
         described.append({
             "type": rtype, "versioning": "versioned-update", "readHistory": True, "updateCreate": True,
-            "conditionalCreate": True, "conditionalUpdate": False, "conditionalDelete": "not-supported",
+            "conditionalCreate": True, "conditionalUpdate": True, "conditionalDelete": "not-supported",
             "interaction": [{"code": c} for c in INTERACTIONS],
             "operation": [{"name": "validate", "definition": "http://hl7.org/fhir/OperationDefinition/Resource-validate"}],
             "searchParam": [{"name": n, "type": t} for n, t in params.items()],

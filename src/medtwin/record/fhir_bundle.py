@@ -20,10 +20,12 @@ from medtwin.record.errors import (
     InvalidFieldError,
     MissingFieldError,
     NotFhirError,
+    PreconditionFailedError,
     RecordError,
     UnsupportedError,
 )
 from medtwin.record.fhir_spec import ID_PATTERN, RESOURCE_TYPES
+from medtwin.record.prepare import parse_criteria
 
 #: HTTP status (and reason) of each kind of refused unit; any other kind is invalid content (400).
 STATUS_OF_KIND: dict[str, tuple[int, str]] = {
@@ -95,6 +97,28 @@ def update_unit(resource_type: str, resource_id: str, body: Any) -> dict[str, An
         raise InvalidFieldError(f"the resource's id {given!r} is not the id of the URL ({resource_id!r})",
                                 field=f"{resource_type}.id")
     return _transaction([{"resource": resource, "request": {"method": "PUT", "url": f"{resource_type}/{resource_id}"}}])
+
+
+def conditional_update_unit(resource_type: str, body: Any, criteria: str,
+                            matches: list[tuple[str, int]]) -> tuple[dict[str, Any], dict[tuple[str, str], int]]:
+    """``PUT [base]/Type?identifier=system|value``: the unit and its expected versions, given the (id, current
+    version) of the stored resources that match ``criteria`` within the caller's reach (R4 conditional update:
+    none, a create (an update-as-create under the id sent, if any); one, an update of it, expected at the
+    version found, so a change in between is a 412; several, refused with 412)."""
+    parse_criteria(resource_type, criteria, entry=0, field="url")  # only identifier=system|value
+    if len(matches) > 1:
+        raise PreconditionFailedError(f"{len(matches)} {resource_type} resources match {criteria!r}: a "
+                                      "conditional update needs at most one", field="url")
+    given = body.get("id") if isinstance(body, dict) else None
+    if not matches:
+        if isinstance(given, str):
+            return update_unit(resource_type, given, body), {}
+        return create_unit(resource_type, body), {}
+    found, version = matches[0]
+    if given is not None and given != found:
+        raise InvalidFieldError(f"the resource's id {given!r} is not the id of the one {criteria!r} matches "
+                                f"({found!r})", field=f"{resource_type}.id")
+    return update_unit(resource_type, found, body), {(resource_type, found): version}
 
 
 def _transaction(entries: list[dict[str, Any]]) -> dict[str, Any]:

@@ -230,7 +230,7 @@ def validate_resource(resource: Any, *, entry: int | None = None) -> str:
     return rtype
 
 
-def _parse_criteria(resource_type: str, criteria: str, *, entry: int, field: str) -> tuple[str | None, str]:
+def parse_criteria(resource_type: str, criteria: str, *, entry: int, field: str) -> tuple[str | None, str]:
     """``identifier=system|value`` -> (system, value); other search criteria are not supported."""
     query = criteria.split("?", 1)[-1]
     params = [p for p in query.split("&") if p]
@@ -305,7 +305,7 @@ def _criteria_keys(entries: list[_Entry]) -> list[IdentifierKey]:
         if not isinstance(criteria, str) or (method == "PUT" and "?" not in criteria):
             continue
         try:
-            system, value = _parse_criteria(e.resource_type, criteria, entry=e.number, field="")
+            system, value = parse_criteria(e.resource_type, criteria, entry=e.number, field="")
         except RecordError:
             continue
         keys.append((e.resource_type, system, value))
@@ -436,7 +436,7 @@ def _assign_id(e: _Entry, store: _Prefetched, local_identifiers: dict[Identifier
     if method in (None, "POST"):
         criteria = (e.request or {}).get("ifNoneExist")
         if method == "POST" and isinstance(criteria, str):
-            system, value = _parse_criteria(e.resource_type, criteria, entry=e.number,
+            system, value = parse_criteria(e.resource_type, criteria, entry=e.number,
                                             field="Bundle.entry.request.ifNoneExist")
             found = local_identifiers.get((e.resource_type, system, value)) or store.find_by_identifier(
                 e.resource_type, system, value)
@@ -448,7 +448,7 @@ def _assign_id(e: _Entry, store: _Prefetched, local_identifiers: dict[Identifier
         if not isinstance(url, str) or not url:
             raise MissingFieldError("PUT entry without request.url", entry=e.number, field="Bundle.entry.request.url")
         if "?" in url:
-            system, value = _parse_criteria(e.resource_type, url, entry=e.number, field="Bundle.entry.request.url")
+            system, value = parse_criteria(e.resource_type, url, entry=e.number, field="Bundle.entry.request.url")
             found = store.find_by_identifier(e.resource_type, system, value)
             return (found, True, "criteria") if found else (_derived_id(e, store), True, _new_id_basis(e))
         parts = url.strip("/").split("/")
@@ -589,7 +589,7 @@ class _ReferenceResolver:
             if "?" in reference:
                 rtype = reference.split("?", 1)[0]
                 try:
-                    system, value = _parse_criteria(rtype, reference, entry=0, field="")
+                    system, value = parse_criteria(rtype, reference, entry=0, field="")
                 except RecordError:
                     continue
                 if rtype in RESOURCE_TYPES and (rtype, system, value) not in self.local_identifiers:
@@ -677,7 +677,7 @@ class _ReferenceResolver:
             if rtype not in RESOURCE_TYPES:
                 raise UnresolvedReferenceError(f"conditional reference {reference!r}: unknown type", entry=entry,
                                                field=path)
-            system, value = _parse_criteria(rtype, reference, entry=entry, field=path)
+            system, value = parse_criteria(rtype, reference, entry=entry, field=path)
             found = self.local_identifiers.get((rtype, system, value)) or self.existing.find_by_identifier(
                 rtype, system, value)
             if not found:

@@ -264,6 +264,19 @@ class RecordRepository:
         ).first()
         return None if row is None else str(row[0])
 
+    def matches_by_identifier(self, resource_type: str, system: str | None, value: str
+                              ) -> list[tuple[str, str | None, int]]:
+        """Every stored ``resource_type`` with the identifier: (id, patient, current version), in storage order
+        (a conditional update must know when there are several)."""
+        token = self.identifier_token(system, value)
+        rows = self.connection.execute(
+            select(resources.c.id, resources.c.patient_id, resources.c.version)
+            .join(resource_identifiers, resource_identifiers.c.resource_pk == resources.c.pk)
+            .where(resource_identifiers.c.token == token, resource_identifiers.c.resource_type == resource_type,
+                   resource_identifiers.c.kind == "identifier")
+            .order_by(resources.c.pk))
+        return [(str(i), None if p is None else str(p), int(v)) for i, p, v in rows]
+
     def exists(self, resource_type: str, resource_id: str) -> bool:
         row = self.connection.execute(
             select(resources.c.pk).where(resources.c.resource_type == resource_type, resources.c.id == resource_id)

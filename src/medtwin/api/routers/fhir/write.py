@@ -1,5 +1,5 @@
 """FHIR write side at ``/fhir``: create (``POST Type``, conditional with ``If-None-Exist``), update
-(``PUT Type/id``, ``If-Match`` version checks), batch and transaction (``POST`` of a Bundle to the base) and
+(``PUT Type/id``, ``If-Match`` version checks; conditional ``PUT Type?identifier=``), batch and transaction (``POST`` of a Bundle to the base) and
 ``$validate``. Every write goes through the import's path (``twin.build.import_unit``: the one validator,
 the write policy checking what is stored as well as what is written, versioned storage, the twin refresh)
 as a unit built by ``record.fhir_bundle``; refusals are OperationOutcomes naming the field."""
@@ -18,11 +18,12 @@ from medtwin.api.fhir_support import FHIR_JSON, FhirError, fhir_response, with_m
 from medtwin.api.routers.fhir import common
 from medtwin.api.routers.fhir.common import Access, Token
 from medtwin.record import fhir_bundle
+from medtwin.record.compartment import in_patient_compartment
 from medtwin.record.errors import RecordError
 from medtwin.record.exactjson import loads_or_error
 from medtwin.record.fhir_bundle import EntryResult
 from medtwin.record.fhirtime import format_datetime
-from medtwin.record.prepare import prepare
+from medtwin.record.prepare import parse_criteria, prepare
 from medtwin.record.sources import RawUnit
 from medtwin.security.write_policy import ReachLimitedRecords
 from medtwin.store.records import RecordRepository
@@ -150,6 +151,28 @@ async def update(resource_type: str, resource_id: str, request: Request, token: 
         if_match = request.headers.get("if-match")
         expect = {(resource_type, resource_id): fhir_bundle.parse_etag(if_match)} if if_match else None
         return _written(access, request, _write(access, request, unit, expect))
+    return await _with_body(request, work)
+
+
+@router.put("/{resource_type}")
+async def conditional_update(resource_type: str, request: Request, token: Token) -> Response:
+    """``PUT Type?identifier=system|value`` (R4 conditional update): no match within the caller's reach, a
+    create; one, an update of it; several, 412. A match outside reach is no match, as for every write."""
+    def work(content: bytes) -> Response:
+        access = common.access(request, token, resource_type, action="write")
+        criteria = request.url.query
+        if not criteria:
+            raise FhirError(400, "required", f"PUT {resource_type} needs an id (PUT {resource_type}/<id>) or "
+                            "search criteria (?identifier=system|value)", expression="url")
+        system, value = parse_criteria(resource_type, criteria, entry=0, field="url")
+        writer = access.writer
+        with access.store.connect() as connection:
+            stored = RecordRepository(connection, access.store.codec).matches_by_identifier(resource_type, system,
+                                                                                              value)
+        shared = not in_patient_compartment(resource_type)
+        matches = [(rid, version) for rid, patient, version in stored if shared or writer.reaches(patient)]
+        unit, expect = fhir_bundle.conditional_update_unit(resource_type, _parsed(content), criteria, matches)
+        return _written(access, request, _write(access, request, unit, expect or None))
     return await _with_body(request, work)
 
 
