@@ -27,6 +27,22 @@ class ProblemError(Exception):
         self.status, self.title, self.detail, self.kind, self.extensions = status, title, detail, kind, extensions
 
 
+#: A refused record write: the write policy's refusals answer 403 or 404 (out of reach looks missing); any
+#: other unit error is invalid input (422 with the caller's title).
+RECORD_ERROR_STATUS: dict[str, tuple[int, str]] = {"forbidden": (403, "Forbidden"), "not-found": (404, "Not found")}
+
+
+def record_status(error: RecordError, title: str = "Invalid FHIR input") -> tuple[int, str]:
+    """(status, title) for a record unit's error."""
+    return RECORD_ERROR_STATUS.get(error.kind, (422, title))
+
+
+def record_problem(error: RecordError, title: str = "Invalid FHIR input") -> ProblemError:
+    """The problem a refused or invalid record write answers with, naming the field."""
+    status, title = record_status(error, title)
+    return ProblemError(status, title, error.describe(), kind=error.kind, field=error.field)
+
+
 def problem_response(status: int, title: str, detail: str | None = None, *, kind: str = "error",
                      instance: str | None = None, headers: dict[str, str] | None = None,
                      **extensions: Any) -> JSONResponse:

@@ -18,7 +18,7 @@ from fastapi.responses import JSONResponse, Response
 from starlette.concurrency import run_in_threadpool
 
 from medtwin.api.deps import PatientCall, patient_call
-from medtwin.api.problems import ProblemError
+from medtwin.api.problems import ProblemError, record_problem
 from medtwin.imaging import slices
 from medtwin.imaging.volume import ImageFileError, Volume, VolumeError
 from medtwin.record.errors import RecordError
@@ -30,7 +30,6 @@ router = APIRouter(tags=["imaging"])
 ImagingReader = Annotated[PatientCall, Depends(patient_call("read", "ImagingStudy"))]
 ImagingWriter = Annotated[PatientCall, Depends(patient_call("write", "ImagingStudy"))]
 ImagingExporter = Annotated[PatientCall, Depends(patient_call("export", "ImagingStudy"))]
-_RECORD_STATUS = {"forbidden": (403, "Forbidden"), "not-found": (404, "Not found")}
 BASE = "/patients/{patient_id}/images"
 
 
@@ -60,8 +59,7 @@ def _import(call: PatientCall, name: str, blob: bytes) -> service.ImportResult:
     except VolumeError as error:
         raise _bad_volume(error) from None
     except RecordError as error:
-        status, title = _RECORD_STATUS.get(error.kind, (422, "Invalid FHIR input"))
-        raise ProblemError(status, title, error.describe(), kind=error.kind, field=error.field) from None
+        raise record_problem(error) from None
 
 
 @router.post(BASE, status_code=201, summary="Upload a DICOM series (.zip, or one multi-frame file) or a NIfTI volume",

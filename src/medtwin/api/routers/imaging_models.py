@@ -21,7 +21,8 @@ from pydantic import BaseModel, Field
 from starlette.concurrency import run_in_threadpool
 
 from medtwin.api.deps import PatientCall, patient_call
-from medtwin.api.problems import ProblemError
+from medtwin.api.problems import ProblemError, record_problem
+from medtwin.api.routers import imaging as imaging_routes
 from medtwin.imaging import mesh as meshing
 from medtwin.imaging import segment
 from medtwin.imaging.stats import segment_statistics
@@ -58,12 +59,7 @@ def _bad(error: VolumeError | meshing.MeshError) -> ProblemError:
                         field=error.field, source=source)
 
 
-def _volume(call: PatientCall, volume_id: str) -> Volume:
-    volume = images.load_volume(call.store, call.patient_id, volume_id)
-    if volume is None:
-        raise ProblemError(404, "Not found", f"patient {call.requested!r} has no volume {volume_id!r}",
-                           kind="not-found", field="volume_id")
-    return volume
+_volume = imaging_routes._volume  # the patient's volume, or 404 naming volume_id (one copy)
 
 
 def _labels(call: PatientCall, volume_id: str) -> Volume:
@@ -90,8 +86,7 @@ def _segment(call: PatientCall, volume_id: str, body: SegmentRequest) -> dict[st
     except VolumeError as error:
         raise _bad(error) from None
     except RecordError as error:
-        status = {"forbidden": 403, "not-found": 404}.get(error.kind, 422)
-        raise ProblemError(status, "Not stored", error.describe(), kind=error.kind, field=error.field) from None
+        raise record_problem(error, "Not stored") from None
     return {"volume_id": stored.volume_id, "derived_from": volume_id, "created": stored.created,
             "study_id": stored.study_id, "statistics": [s.as_dict() for s in stats]}
 

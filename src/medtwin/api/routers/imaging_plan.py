@@ -25,7 +25,7 @@ from pydantic import BaseModel, Field
 from starlette.concurrency import run_in_threadpool
 
 from medtwin.api.deps import PatientCall, patient_call
-from medtwin.api.problems import ProblemError
+from medtwin.api.problems import ProblemError, record_problem
 from medtwin.api.routers import imaging as imaging_routes
 from medtwin.imaging import plan_export, rehearsal
 from medtwin.imaging.plan_labels import (
@@ -284,8 +284,7 @@ def _procedure(call: PatientCall, version: int, rank: int | None) -> dict[str, A
                          writer=writer)
     if report.error is not None:
         error: RecordError = report.error
-        status = {"forbidden": 403, "not-found": 404}.get(error.kind, 422)
-        raise ProblemError(status, "Not written", error.describe(), kind=error.kind, field=error.field)
+        raise record_problem(error, "Not written")
     written = next((i, str(o)) for t, i, o in report.entries.values() if t == "Procedure")
     return {"version": version, "rank": rank, "procedure_id": written[0], "outcome": written[1],
             "resource": {**resource, "id": written[0]}}

@@ -9,7 +9,7 @@ from fastapi.responses import JSONResponse
 from starlette.concurrency import run_in_threadpool
 
 from medtwin.api.deps import Principal, StoreDep, guard
-from medtwin.api.problems import ProblemError, problem_response
+from medtwin.api.problems import ProblemError, problem_response, record_status
 from medtwin.api.schemas import ImportResultPublic
 from medtwin.record.sources import unit_from_bytes
 from medtwin.security.write_policy import Writer
@@ -18,8 +18,6 @@ from medtwin.twin.build import import_units
 router = APIRouter(prefix="/record", tags=["record"])
 
 JSON_TYPES = ("application/fhir+json", "application/json")
-#: Refusals of the write policy; every other unit error is invalid input (422).
-_ERROR_STATUS = {"forbidden": (403, "Forbidden"), "not-found": (404, "Not found")}
 NDJSON_TYPES = ("application/fhir+ndjson", "application/x-ndjson", "application/ndjson")
 
 
@@ -60,7 +58,7 @@ async def import_record(
     unit = report.units[0]
     if unit.error is not None:
         err = unit.error
-        status, title = _ERROR_STATUS.get(err.kind, (422, "Invalid FHIR input"))
+        status, title = record_status(err)
         return problem_response(status, title, err.describe(), kind=err.kind, instance=request.url.path,
                                 source=err.source, entry=err.entry, field=err.field)
     status = 201 if unit.created or unit.updated else 200
