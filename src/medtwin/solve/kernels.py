@@ -19,6 +19,9 @@ fixed doses (``dose_t (n, D)`` sorted per patient, ``dose_state``, ``dose_delta`
 applied inside the open interval ``(t_a, t_b)``; the caller applies whatever happens exactly at ``t_a`` and
 ``t_b`` (so doses whose size depends on the state, e.g. a bolus calculator, are decided between two calls).
 
+Patients are independent, so :func:`advance` hands blocks of them to a thread pool (the compiled loop runs
+without the GIL; :func:`threads`, :func:`set_threads`, ``MEDTWIN_THREADS``): a split never changes an answer.
+
 Why numba: the right-hand side of UVA/Padova is ~60 scalar operations per patient; numpy's per-call overhead
 on (n, 14) arrays and BLAS stage products dominated the lockstep path. Compiled code is cached on disk
 (``cache=True``), so only the first run on a machine pays the compile time (see docs/architecture.md).
