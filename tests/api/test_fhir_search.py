@@ -215,3 +215,29 @@ def test_r4_names_answer_what_they_name(served: Server) -> None:
     assert _ids(_get(served, "SupplyDelivery", status="in-progress").json()) == ["sd2"]
     assert _get(served, "Claim", created="lt2024-02-03").json()["total"] == 0
     assert _ids(_get(served, "Condition", _sort="-onset-date").json()) == ["c1"]
+
+
+def test_everything_type_since_and_care_dates(served: Server) -> None:
+    """R4 $everything parameters: _type narrows matches and includes; start/end keep what overlaps the range
+    (an ongoing Period does: CarePlan cp1, Encounter e1) and the undated (SupplyDelivery), saying how many;
+    _since drops what did not change after it; a _type the token cannot read or a bad instant is refused."""
+    def everything(**params: str) -> dict[str, Any]:
+        answer = _get(served, f"Patient/{P1}/$everything", **params)
+        assert answer.status_code == 200, answer.text
+        return answer.json()  # type: ignore[no-any-return]
+
+    assert sorted(_ids(everything(_type="Observation"))) == ["hr1", "hr3", "lab2"]
+    with_doc = everything(_type="Observation,Practitioner")
+    assert sorted(_ids(with_doc)) == ["hr1", "hr3", "lab2"] and _ids(with_doc, "include") == ["doc1"]
+    ranged = everything(start="2024-03-02", end="2024-03-03")
+    assert sorted(_ids(ranged)) == sorted([P1, "cp1", "e1", "hr3", "lab2", "sd1", "sd2"])
+    assert sorted(_ids(ranged, "include")) == ["doc1", "org1"]
+    outcome = ranged["entry"][0]
+    assert outcome["search"]["mode"] == "outcome" and "2 resource(s)" in outcome["resource"]["issue"][0]["diagnostics"]
+    assert sorted(_ids(everything(end="2020-12-31"))) == sorted([P1, "c1", "sd1", "sd2"])
+    assert sorted(_ids(everything(start="2024-03-03T09:00:00Z", _type="Observation"))) == ["hr3"]
+    assert everything(_since="2999-01-01T00:00:00Z")["total"] == 0
+    assert everything(_since="2000-01-01T00:00:00Z")["total"] == everything()["total"]
+    bad = _get(served, f"Patient/{P1}/$everything", _since="yesterday")
+    assert bad.status_code == 400 and bad.json()["issue"][0]["expression"] == ["_since"]
+    assert _get(served, f"Patient/{P1}/$everything", _type="Nonsense").status_code == 400

@@ -223,6 +223,14 @@ def stamped_resource(version: StoredVersion) -> orjson.Fragment:
     return orjson.Fragment(stamped(version.raw, version.version, version.last_updated))
 
 
+def undated_outcome(count: int) -> dict[str, Any]:
+    """A searchset's ``outcome`` entry: ``count`` resources kept under a care-date range have no care date."""
+    return {"resource": {"resourceType": "OperationOutcome", "issue": [{
+        "severity": "information", "code": "informational", "expression": ["start", "end"],
+        "diagnostics": f"{count} resource(s) have no care date to compare with start/end and are included: "
+                       "nothing shows them outside the range"}]}, "search": {"mode": "outcome"}}
+
+
 def search_entry(base: str, version: StoredVersion, *, mode: str = "match") -> dict[str, Any]:
     return {"fullUrl": f"{base}/{version.resource_type}/{version.id}", "resource": stamped_resource(version),
             "search": {"mode": mode}}

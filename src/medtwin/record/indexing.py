@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from datetime import datetime
+from datetime import UTC, datetime
 from functools import lru_cache
 from typing import Any, NamedTuple
 
@@ -109,8 +109,14 @@ def _instant(text: str) -> datetime | None:
         return None
 
 
-def _time(value: Any) -> tuple[datetime | None, datetime | None]:
-    """(start, end) of a dateTime or Period; (None, None) when any part is not a valid FHIR dateTime."""
+#: The indexed end of a Period without one (ongoing: FHIR reads a missing end so), so a care-date range after
+#: its start overlaps it; a dateTime's end stays None (an instant).
+OPEN_END = datetime(9999, 12, 31, tzinfo=UTC)
+
+
+def _time(value: Any, open_end: datetime | None = None) -> tuple[datetime | None, datetime | None]:
+    """(start, end) of a dateTime or Period (a Period with a start and no end: ``open_end``); (None, None)
+    when any part is not a valid FHIR dateTime."""
     if isinstance(value, str):
         return _instant(value), None
     if isinstance(value, dict):
@@ -125,16 +131,19 @@ def _time(value: Any) -> tuple[datetime | None, datetime | None]:
             end = _instant(given)
             if end is None:
                 return None, None
+        elif start is not None:
+            end = open_end
         return start, end
     return None, None
 
 
-def effective_time(resource: dict[str, Any], candidates: tuple[str, ...] = TIME_ELEMENTS
-                   ) -> tuple[datetime | None, datetime | None]:
-    """(start, end) of the first of ``candidates`` the resource has with a valid time."""
+def effective_time(resource: dict[str, Any], candidates: tuple[str, ...] = TIME_ELEMENTS, *,
+                   open_end: datetime | None = None) -> tuple[datetime | None, datetime | None]:
+    """(start, end) of the first of ``candidates`` the resource has with a valid time (an ongoing Period's
+    end: ``open_end``)."""
     for element in candidates:
         if element in resource:
-            start, end = _time(resource[element])
+            start, end = _time(resource[element], open_end)
             if start is not None or end is not None:
                 return start, end
     return None, None
@@ -230,7 +239,7 @@ def index_rows(resource: dict[str, Any]) -> list[IndexRow]:
     type with code elements whose resource has no coding gets one ``resource`` row (no code) carrying its
     time and status, so a date or status search still finds it."""
     rtype = resource.get("resourceType", "")
-    start, end = effective_time(resource, SEARCH_TIME.get(rtype, TIME_ELEMENTS))
+    start, end = effective_time(resource, SEARCH_TIME.get(rtype, TIME_ELEMENTS), open_end=OPEN_END)
     status = status_of(resource)
     rows: list[IndexRow] = []
     for path in CODE_ELEMENTS.get(rtype, ()):

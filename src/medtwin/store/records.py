@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from collections import Counter
 from collections.abc import Callable, Iterable, Iterator, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime
 from functools import lru_cache
 from typing import Any
@@ -215,6 +215,51 @@ class SearchQuery:
     sort: tuple[tuple[str, bool], ...] = ()
     count: int = 50
     offset: int = 0
+
+
+@dataclass(frozen=True)
+class EverythingScope:
+    """What ``Patient/$everything`` narrows a record to (its R4 parameters): ``types`` (None: every type),
+    resources changed after ``since``, and the care dates ``start``/``end`` as (op, instant) comparisons
+    (``fhir_support.date_conditions``) on each resource's indexed time: a resource is in when its time (a
+    period: start to end) overlaps the range. The Patient itself and resources without an indexed time are
+    kept (nothing shows them outside the range; :meth:`RecordRepository.count_undated` says how many)."""
+
+    types: frozenset[str] | None = None
+    since: datetime | None = None
+    start: tuple[tuple[str, datetime], ...] = ()
+    end: tuple[tuple[str, datetime], ...] = ()
+
+    @property
+    def dated(self) -> bool:
+        return bool(self.start or self.end)
+
+    def where(self) -> list[Any]:
+        """Conditions on ``resources`` (the types, the change time and the care range)."""
+        out: list[Any] = []
+        if self.types is not None:
+            out.append(resources.c.resource_type.in_(sorted(self.types)))
+        if self.since is not None:
+            out.append(resources.c.last_updated > self.since)
+        if self.dated:
+            ends = func.coalesce(resource_index.c.effective_end, resource_index.c.effective_start)
+            overlapping = select(resource_index.c.resource_pk).where(
+                resource_index.c.resource_pk == resources.c.pk,
+                *(_compare(resource_index.c.effective_start, op, moment) for op, moment in self.end),
+                *(_compare(ends, op, moment) for op, moment in self.start))
+            out.append(or_(resources.c.resource_type == "Patient", ~_dated().exists(), overlapping.exists()))
+        return out
+
+    def keeps(self, version: StoredVersion) -> bool:
+        """The type and change-time conditions, on a resource read another way (a referenced one)."""
+        return (self.types is None or version.resource_type in self.types) and (
+            self.since is None or version.last_updated > self.since)
+
+
+def _dated() -> Any:
+    """The index rows with a time of the resource in the enclosing query."""
+    return select(resource_index.c.resource_pk).where(resource_index.c.resource_pk == resources.c.pk,
+                                                      resource_index.c.effective_start.is_not(None))
 
 
 def _check_expected(unit: PreparedUnit, existing: dict[tuple[str, str], tuple[int, str, int]],
@@ -687,10 +732,24 @@ class RecordRepository:
                 for t, i, v, u, p, c in self._stored_rows(list(keys), ("version", "last_updated", "patient_id",
                                                                         "content"))]
 
-    def everything(self, patient_id: str) -> tuple[list[StoredVersion], list[StoredVersion]]:
+    def everything(self, patient_id: str, scope: EverythingScope | None = None
+                   ) -> tuple[list[StoredVersion], list[StoredVersion]]:
         """A patient's record (``Patient/$everything``): the current versions stored under them, and every
-        resource those reference, transitively (read from the stored bytes, nothing parsed)."""
-        matched = self.patient_versions(patient_id)
+        resource those reference, transitively (read from the stored bytes, nothing parsed); ``scope``
+        narrows both (a referenced resource by type and change time: the care range is the record's)."""
+        matched, included = self._everything(patient_id, scope)
+        return matched, included if scope is None else [v for v in included if scope.keeps(v)]
+
+    def count_undated(self, patient_id: str, scope: EverythingScope) -> int:
+        """How many of the resources ``everything`` keeps under a care range have no indexed time to compare
+        (the Patient aside)."""
+        where = [resources.c.patient_id == patient_id, resources.c.resource_type != "Patient", ~_dated().exists(),
+                 *replace(scope, start=(), end=()).where()]
+        return int(self.connection.execute(select(func.count()).select_from(resources).where(*where)).scalar_one())
+
+    def _everything(self, patient_id: str, scope: EverythingScope | None
+                    ) -> tuple[list[StoredVersion], list[StoredVersion]]:
+        matched = self.patient_versions(patient_id, scope)
         keys = {(v.resource_type, v.id) for v in matched}
         included: list[StoredVersion] = []
         frontier = set().union(*(references_in_raw(v.raw) for v in matched))
@@ -703,11 +762,13 @@ class RecordRepository:
             keys.update((v.resource_type, v.id) for v in found)
             frontier = set().union(*(references_in_raw(v.raw) for v in found))
 
-    def patient_versions(self, patient_id: str) -> list[StoredVersion]:
-        """The current versions of every resource stored under a patient."""
+    def patient_versions(self, patient_id: str, scope: EverythingScope | None = None) -> list[StoredVersion]:
+        """The current versions of every resource stored under a patient (within ``scope``)."""
         rows = self.connection.execute(
             select(resources.c.resource_type, resources.c.id, resources.c.version, resources.c.last_updated,
-                   resources.c.content).where(resources.c.patient_id == patient_id).order_by(resources.c.pk))
+                   resources.c.content).where(resources.c.patient_id == patient_id,
+                                              *(scope.where() if scope is not None else ()))
+            .order_by(resources.c.pk))
         return [StoredVersion(str(t), str(i), int(v), _aware(u) or u, patient_id, self.codec.open(c))
                 for t, i, v, u, c in rows]
 

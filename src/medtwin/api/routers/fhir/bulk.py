@@ -8,7 +8,6 @@ files (others' look missing). Jobs and files: ``store.bulk_export``."""
 from __future__ import annotations
 
 import threading
-from typing import Any
 
 from fastapi import APIRouter, Request
 from fastapi.concurrency import run_in_threadpool
@@ -20,8 +19,6 @@ from medtwin.api.routers.fhir import common
 from medtwin.api.routers.fhir.common import Access, Token, query_params
 from medtwin.api.services import services_of
 from medtwin.record.compartment import in_patient_compartment
-from medtwin.record.fhir_spec import RESOURCE_TYPES
-from medtwin.record.fhirtime import FhirDateError, parse_datetime
 from medtwin.security.scopes import scope_allows
 from medtwin.store.bulk_export import BulkExports, ExportFile, ExportRequest, ordered_types
 from medtwin.store.records import RecordRepository
@@ -73,7 +70,7 @@ def _kick_off(request: Request, token: str | None, level: str, group_id: str | N
     output = params.get("_outputFormat", [NDJSON])[-1]
     if output not in OUTPUT_FORMATS:
         raise FhirError(400, "not-supported", f"_outputFormat {output!r}: only {NDJSON}", expression="_outputFormat")
-    since = _since(params)
+    since = common.instant_param(params, "_since")
     with access.store.connect() as connection:
         records = RecordRepository(connection, access.store.codec)
         stored = set(records.count_by_type())
@@ -87,16 +84,6 @@ def _kick_off(request: Request, token: str | None, level: str, group_id: str | N
     return Response(status_code=202, headers={"Content-Location": f"{access.base}/$export-status/{job.id}"})
 
 
-def _since(params: dict[str, list[str]]) -> Any:
-    if "_since" not in params:
-        return None
-    text = params["_since"][-1]
-    try:
-        return parse_datetime(text)
-    except FhirDateError:
-        raise FhirError(400, "invalid", f"_since {text!r} is not a FHIR instant", expression="_since") from None
-
-
 def _types(access: Access, params: dict[str, list[str]], stored: set[str], *, compartment_only: bool) -> set[str]:
     """The types to export: ``_type`` (each must be readable under the token's scopes), else every stored
     type the scopes let the caller read; a Patient or Group export only Patient-compartment types."""
@@ -104,16 +91,14 @@ def _types(access: Access, params: dict[str, list[str]], stored: set[str], *, co
         return not compartment_only or rtype == "Patient" or in_patient_compartment(rtype)
 
     readable = {t for t in stored if fits(t) and scope_allows(access.principal.scopes, t, "r")}
-    if "_type" not in params:
+    asked = common.type_list(access, params)
+    if asked is None:
         return readable
-    asked = {t for value in params["_type"] for t in value.split(",") if t}
     for rtype in sorted(asked):
-        if rtype not in RESOURCE_TYPES or not fits(rtype):
+        if not fits(rtype):
             raise FhirError(400, "invalid", f"_type {rtype!r} is not a resource type this export can hold",
                             expression="_type")
-        if not scope_allows(access.principal.scopes, rtype, "r"):
-            raise FhirError(403, "forbidden", f"token scopes do not allow reading {rtype}", expression="_type")
-    return asked & stored
+    return set(asked & stored)
 
 
 def _members(request: Request, access: Access, records: RecordRepository, group_id: str) -> frozenset[str]:

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass
+from datetime import datetime
 from typing import Annotated
 
 from fastapi import Depends, Request
@@ -15,7 +16,10 @@ from medtwin.api.deps import audit_context, authenticate, oauth2_scheme
 from medtwin.api.fhir_support import FhirError, check_type
 from medtwin.api.problems import ProblemError
 from medtwin.api.services import services_of
+from medtwin.record.fhir_spec import RESOURCE_TYPES
+from medtwin.record.fhirtime import FhirDateError, parse_datetime
 from medtwin.security.policy import Principal, decide
+from medtwin.security.scopes import scope_allows
 from medtwin.security.write_policy import Writer
 from medtwin.store.database import Store
 from medtwin.store.records import StoredVersion
@@ -78,3 +82,28 @@ def query_params(request: Request) -> dict[str, list[str]]:
     for key, value in request.query_params.multi_items():
         params.setdefault(key, []).append(value)
     return params
+
+
+def instant_param(params: dict[str, list[str]], name: str) -> datetime | None:
+    """The (last) value of an instant parameter (``_since``); 400 naming it when it is not one."""
+    if name not in params:
+        return None
+    text = params[name][-1]
+    try:
+        return parse_datetime(text)
+    except FhirDateError:
+        raise FhirError(400, "invalid", f"{name} {text!r} is not a FHIR instant", expression=name) from None
+
+
+def type_list(access: Access, params: dict[str, list[str]]) -> frozenset[str] | None:
+    """``_type`` (comma-separated, repeatable): None when absent; 400 naming an unknown type, 403 one the
+    token's scopes do not let the caller read."""
+    if "_type" not in params:
+        return None
+    asked = frozenset(t for value in params["_type"] for t in value.split(",") if t)
+    for rtype in sorted(asked):
+        if rtype not in RESOURCE_TYPES:
+            raise FhirError(400, "invalid", f"_type {rtype!r} is not a resource type", expression="_type")
+        if not scope_allows(access.principal.scopes, rtype, "r"):
+            raise FhirError(403, "forbidden", f"token scopes do not allow reading {rtype}", expression="_type")
+    return asked

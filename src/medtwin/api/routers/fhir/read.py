@@ -15,6 +15,7 @@ from medtwin.api.fhir_support import (
     MAX_COUNT,
     SearchPlan,
     capability_statement,
+    date_conditions,
     fhir_response,
     history_entry,
     not_found,
@@ -23,13 +24,14 @@ from medtwin.api.fhir_support import (
     refuse_unknown,
     search_entry,
     search_query,
+    undated_outcome,
     with_meta,
 )
 from medtwin.api.routers.fhir import common
 from medtwin.api.routers.fhir.common import Access, Token, fhir_base, query_params
 from medtwin.api.services import services_of
 from medtwin.record import fhir_search
-from medtwin.store.records import RecordRepository, StoredVersion
+from medtwin.store.records import EverythingScope, RecordRepository, StoredVersion
 
 router = APIRouter()
 
@@ -76,12 +78,16 @@ async def type_history(resource_type: str, request: Request, token: Token) -> Re
 
 @router.get("/Patient/{resource_id}/$everything")
 async def everything(resource_id: str, request: Request, token: Token) -> Response:
-    """A patient's record and what it references (``search.mode`` include), paged with ``_count``."""
+    """A patient's record and what it references (``search.mode`` include), paged with ``_count``; narrowed by
+    the R4 parameters ``_type``, ``_since`` and the care dates ``start``/``end`` (``EverythingScope``). With a
+    care range, resources without a care date are kept and the first page says how many (an ``outcome``
+    entry): they cannot be shown to fall outside it."""
     def work() -> Response:
         access = common.access(request, token, "Patient", resource_id)
         params = query_params(request)
-        refuse_unknown(params, {"_count", "_offset", "_format"}, "$everything")
+        refuse_unknown(params, {"_count", "_offset", "_format", "_type", "_since", "start", "end"}, "$everything")
         page = page_of(params, default=MAX_COUNT)  # a record in few pages: each page gathers it
+        scope = _everything_scope(access, params)
         if not access.principal.can_see(resource_id):
             audit_context(request).denied = True
             raise not_found(f"Patient/{resource_id}")
@@ -89,17 +95,28 @@ async def everything(resource_id: str, request: Request, token: Token) -> Respon
             repo = RecordRepository(connection, access.store.codec)
             if not repo.exists("Patient", resource_id):
                 raise not_found(f"Patient/{resource_id}")
-            matched, included = repo.everything(resource_id)
+            matched, included = repo.everything(resource_id, scope)
+            undated = repo.count_undated(resource_id, scope) if scope.dated else 0
         audit_context(request).patient_id = resource_id
         # the export's order (the Patient first, then by type and id); another patient's resource that this
         # record references is left out unless the caller may see it. Only the page is serialised.
         shown = [(v, "match") for v in matched] + [(v, "include") for v in included if access.sees(v)]
         shown.sort(key=lambda item: (item[0].resource_type != "Patient", item[0].resource_type, item[0].id))
         entries = [search_entry(access.base, v, mode=mode) for v, mode in shown[page.offset:page.offset + page.count]]
+        if undated and page.offset == 0:
+            entries.insert(0, undated_outcome(undated))
         paged = paged_bundle("searchset", access.base, f"Patient/{resource_id}/$everything", params, page,
                              len(shown), entries)
         return fhir_response(paged)
     return await run_in_threadpool(common.answer(work))
+
+
+def _everything_scope(access: Access, params: dict[str, list[str]]) -> EverythingScope:
+    """``_type`` (each a type the token may read: 403 otherwise), ``_since`` (an instant), ``start``/``end``."""
+    types = common.type_list(access, params)
+    return EverythingScope(types=types, since=common.instant_param(params, "_since"),
+                           start=date_conditions("start", [f"ge{v}" for v in params.get("start", [])[-1:]]),
+                           end=date_conditions("end", [f"le{v}" for v in params.get("end", [])[-1:]]))
 
 
 @router.get("/{resource_type}/{resource_id}")
