@@ -282,7 +282,9 @@ def capability_statement(base: str, resource_types: list[str]) -> dict[str, Any]
                           {"name": "export", "definition": f"{_BULK}/OperationDefinition/export"},
                           {"name": "patient-export", "definition": f"{_BULK}/OperationDefinition/patient-export"},
                           {"name": "group-export", "definition": f"{_BULK}/OperationDefinition/group-export"}],
-            "documentation": "Patient/[id]/$everything pages with _count. Search: the parameters listed per "
+            "documentation": "Patient/[id]/$everything pages with _count and takes _type, _since and the care "
+                             "dates start/end (undated resources are kept and counted in an outcome entry); "
+                             "conditional update: PUT Type?identifier=system|value. Search: the parameters listed per "
                              "type (token: system|code or code, comma for any; date: prefixes eq ge gt le lt, "
                              "on that parameter's elements; reference: Patient/id), _sort (_lastUpdated, _id, "
                              "the type's date parameter; "
