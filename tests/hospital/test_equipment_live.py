@@ -121,10 +121,11 @@ def test_http_telemetry_status_and_maintenance_alert(app: TestClient) -> None:
     assert "equipment-maintenance" in registry.rule_names()  # the entry point
     rows, _, _ = run_to_failure(0.99)
     body = orjson.dumps([{"metric": m, "time": t.isoformat(), "value": v, "unit": u} for m, t, v, u in rows])
-    r = app.post("/api/v1/hospital/equipment/vent-1/samples", content=body, headers=_token(app, "integration"))
+    r = app.post("/api/v1/hospital/equipment/vent-1/samples", content=body, headers=_token(app, "admin"))
     assert r.status_code == 200 and r.json()["accepted"] == len(rows), r.text
     ops = _token(app, "operations")
-    assert app.post("/api/v1/hospital/equipment/vent-1/samples", content=body, headers=ops).status_code == 403
+    for role in (ops, _token(app, "integration")):
+        assert app.post("/api/v1/hospital/equipment/vent-1/samples", content=body, headers=role).status_code == 403
     bad = app.post("/api/v1/hospital/equipment/vent-1/samples", headers=_token(app, "admin"),
                    content=b'[{"metric": "flow_sensor_offset", "time": "2026-01-01T00:00:00Z", "value": 1, "unit": "kg"}]')
     assert bad.status_code == 422 and bad.json()["field"] == "[0].unit"

@@ -31,8 +31,9 @@ Caller = Annotated[Principal, Depends(guard("simulate", "hospital"))]
 #: feeding the live census: the ADT of real patients, so a write on Encounter (admin, clinician), never operations
 Feeder = Annotated[Principal, Depends(guard("write", "Encounter"))]
 MAX_ADT_BYTES = 64 * 1024
-#: equipment telemetry: written by an interface engine or the device gateway (Device.c), never operations
-Telemetry = Annotated[Principal, Depends(guard("write", "Device"))]
+#: equipment telemetry: a write on the route family ``equipment`` (no FHIR type: only a ``*`` scope covers it,
+#: so admin and clinician); not a patient device key, not the integration role, never operations
+Telemetry = Annotated[Principal, Depends(guard("write", "equipment"))]
 
 
 class RunRequest(BaseModel):
