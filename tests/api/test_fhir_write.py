@@ -248,8 +248,9 @@ def test_validate_type_and_instance(live: tuple[Server, Store]) -> None:
 
 
 def test_conditional_update_creates_updates_and_refuses_several(live: tuple[Server, Store]) -> None:
-    """PUT Type?identifier=: no match, a create; one, an update (If-Match-like at the version found); several,
-    412; a match outside the caller's reach is no match (their write creates, the other stays untouched)."""
+    """PUT Type?identifier= (and as a batch/transaction entry): no match, a create; one, an update (If-Match-like
+    at the version found); several, 412; a match outside the caller's reach is no match (their write creates,
+    the other stays untouched)."""
     server, store = live
 
     def put(criteria: str, patient: str, value: str, user: str = "admin", **extra: Any) -> requests.Response:
@@ -277,6 +278,14 @@ def test_conditional_update_creates_updates_and_refuses_several(live: tuple[Serv
     assert put("urn:cu|2", P1, "9.40").status_code == 412  # the admin sees both
     with store.connect() as connection:
         assert RecordRepository(connection, store.codec).current("Observation", other.json()["id"]).version == 1  # type: ignore[union-attr]
+    entries = [{"resource": orjson.loads(_glucose(P1, v, identifier=[{"system": "urn:cu", "value": n}])),
+                "request": {"method": "PUT", "url": f"Observation?identifier=urn:cu|{n}"}}
+               for n, v in (("1", "8.50"), ("2", "9.50"))]  # several for anyone; one in the clinician's reach
+    batch = _call(server, "POST", "", "clinician", body={"resourceType": "Bundle", "type": "batch", "entry": entries})
+    assert [e["response"]["status"] for e in batch.json()["entry"]] == ["412 Precondition Failed", "200 OK"]
+    assert batch.json()["entry"][1]["response"]["location"].startswith(f"Observation/{mine.json()['id']}/")
+    whole = _call(server, "POST", "", body={"resourceType": "Bundle", "type": "transaction", "entry": entries[1:]})
+    assert whole.status_code == 412  # the admin reaches both urn:cu|2
     refused = _call(server, "PUT", "Observation?code=15074-8", body=_glucose(P1))
     assert refused.status_code == 400 and refused.json()["issue"][0]["code"] == "not-supported"
     assert _call(server, "PUT", "Observation", body=_glucose(P1)).status_code == 400

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import re
 import uuid
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -140,9 +141,14 @@ class BundlePlan:
     refused: dict[int, RecordError] = field(default_factory=dict)
 
 
-def plan_bundle(bundle: Any) -> BundlePlan:
+#: (type, criteria) -> (id, current version) of the stored resources matching, within the caller's reach.
+Matcher = Callable[[str, str], list[tuple[str, int]]]
+
+
+def plan_bundle(bundle: Any, matcher: Matcher | None = None) -> BundlePlan:
     """Sort out a ``POST [base]`` Bundle (``batch`` or ``transaction``). A transaction with a bad entry is
-    refused whole (raised); a batch answers that entry and goes on with the others."""
+    refused whole (raised); a batch answers that entry and goes on with the others. ``matcher``: resolves
+    each conditional update (``PUT Type?identifier=``) as :func:`conditional_update_unit` does."""
     if not isinstance(bundle, dict) or bundle.get("resourceType") != "Bundle":
         raise InvalidFieldError("POST to the base takes a Bundle", field="resourceType")
     kind = bundle.get("type")
@@ -155,7 +161,10 @@ def plan_bundle(bundle: Any) -> BundlePlan:
     checked: list[tuple[int, dict[str, Any], dict[tuple[str, str], int]]] = []
     for index, entry in enumerate(entries):
         try:
-            checked.append((index, entry, _check_entry(entry, index)))
+            expect = _check_entry(entry, index)
+            if matcher is not None:
+                entry, expect = _resolve_conditional(entry, index, expect, matcher)
+            checked.append((index, entry, expect))
         except RecordError as error:
             if kind == "transaction":
                 raise
@@ -199,6 +208,26 @@ def _check_entry(entry: Any, index: int) -> dict[tuple[str, str], int]:
     except RecordError as error:
         raise error.located(entry=number) from None
     return {(parts[0], parts[1]): version}
+
+
+def _resolve_conditional(entry: dict[str, Any], index: int, expect: dict[tuple[str, str], int],
+                         matcher: Matcher) -> tuple[dict[str, Any], dict[tuple[str, str], int]]:
+    """A conditional update entry with its one match made an update of ``Type/id`` (expected at the version
+    found); several matches refuse it (412); none leave it to the preparer (a create)."""
+    request, resource = entry["request"], entry.get("resource")
+    url = request.get("url")
+    if request.get("method") != "PUT" or not isinstance(url, str) or "?" not in url or not isinstance(resource, dict):
+        return entry, expect
+    rtype = url.split("?", 1)[0].strip("/")
+    try:
+        unit, found = conditional_update_unit(rtype, resource, url.split("?", 1)[1], matcher(rtype, url))
+    except RecordError as error:
+        raise error.located(entry=index + 1) from None
+    if not found:
+        return entry, expect
+    resolved = unit["entry"][0]
+    return {**entry, "resource": resolved["resource"], "request": {**request, "url": resolved["request"]["url"]}}, \
+        {**found, **expect}
 
 
 @dataclass(frozen=True)

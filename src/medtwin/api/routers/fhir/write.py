@@ -154,6 +154,19 @@ async def update(resource_type: str, resource_id: str, request: Request, token: 
     return await _with_body(request, work)
 
 
+def _matcher(access: Access) -> fhir_bundle.Matcher:
+    """The stored resources a conditional update's criteria match within the caller's reach (a shared type's
+    are everyone's): (id, current version)."""
+    def matches(resource_type: str, criteria: str) -> list[tuple[str, int]]:
+        system, value = parse_criteria(resource_type, criteria, entry=0, field="url")
+        with access.store.connect() as connection:
+            stored = RecordRepository(connection, access.store.codec).matches_by_identifier(resource_type, system,
+                                                                                              value)
+        shared = not in_patient_compartment(resource_type)
+        return [(rid, version) for rid, patient, version in stored if shared or access.writer.reaches(patient)]
+    return matches
+
+
 @router.put("/{resource_type}")
 async def conditional_update(resource_type: str, request: Request, token: Token) -> Response:
     """``PUT Type?identifier=system|value`` (R4 conditional update): no match within the caller's reach, a
@@ -164,13 +177,7 @@ async def conditional_update(resource_type: str, request: Request, token: Token)
         if not criteria:
             raise FhirError(400, "required", f"PUT {resource_type} needs an id (PUT {resource_type}/<id>) or "
                             "search criteria (?identifier=system|value)", expression="url")
-        system, value = parse_criteria(resource_type, criteria, entry=0, field="url")
-        writer = access.writer
-        with access.store.connect() as connection:
-            stored = RecordRepository(connection, access.store.codec).matches_by_identifier(resource_type, system,
-                                                                                              value)
-        shared = not in_patient_compartment(resource_type)
-        matches = [(rid, version) for rid, patient, version in stored if shared or writer.reaches(patient)]
+        matches = _matcher(access)(resource_type, criteria)
         unit, expect = fhir_bundle.conditional_update_unit(resource_type, _parsed(content), criteria, matches)
         return _written(access, request, _write(access, request, unit, expect or None))
     return await _with_body(request, work)
@@ -198,7 +205,7 @@ async def base_bundle(request: Request, token: Token) -> Response:
     def work(content: bytes) -> Response:
         access = common.access(request, token, "Bundle", action="write")
         try:
-            plan = fhir_bundle.plan_bundle(_parsed(content))
+            plan = fhir_bundle.plan_bundle(_parsed(content), _matcher(access))
         except RecordError as error:
             return _refusal(error, bundle=True)
         audit_context(request).detail["bundle"] = {"type": plan.kind, "entries": plan.size}
