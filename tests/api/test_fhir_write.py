@@ -286,6 +286,8 @@ def test_conditional_update_creates_updates_and_refuses_several(live: tuple[Serv
     assert batch.json()["entry"][1]["response"]["location"].startswith(f"Observation/{mine.json()['id']}/")
     whole = _call(server, "POST", "", body={"resourceType": "Bundle", "type": "transaction", "entry": entries[1:]})
     assert whole.status_code == 412  # the admin reaches both urn:cu|2
+    several_create = _call(server, "POST", "Observation", body=_glucose(P1), headers={"If-None-Exist": "identifier=urn:cu|1"})
+    assert several_create.status_code == 412 and several_create.json()["issue"][0]["expression"] == ["If-None-Exist"]
     refused = _call(server, "PUT", "Observation?code=15074-8", body=_glucose(P1))
     assert refused.status_code == 400 and refused.json()["issue"][0]["code"] == "not-supported"
     assert _call(server, "PUT", "Observation", body=_glucose(P1)).status_code == 400

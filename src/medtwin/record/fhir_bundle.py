@@ -107,9 +107,7 @@ def conditional_update_unit(resource_type: str, body: Any, criteria: str,
     none, a create (an update-as-create under the id sent, if any); one, an update of it, expected at the
     version found, so a change in between is a 412; several, refused with 412)."""
     parse_criteria(resource_type, criteria, entry=0, field="url")  # only identifier=system|value
-    if len(matches) > 1:
-        raise PreconditionFailedError(f"{len(matches)} {resource_type} resources match {criteria!r}: a "
-                                      "conditional update needs at most one", field="url")
+    refuse_several(resource_type, criteria, matches, field="url")
     given = body.get("id") if isinstance(body, dict) else None
     if not matches:
         if isinstance(given, str):
@@ -120,6 +118,13 @@ def conditional_update_unit(resource_type: str, body: Any, criteria: str,
         raise InvalidFieldError(f"the resource's id {given!r} is not the id of the one {criteria!r} matches "
                                 f"({found!r})", field=f"{resource_type}.id")
     return update_unit(resource_type, found, body), {(resource_type, found): version}
+
+
+def refuse_several(resource_type: str, criteria: str, matches: list[tuple[str, int]], *, field: str) -> None:
+    """R4 conditional create and update: criteria matching several resources (within reach) are refused (412)."""
+    if len(matches) > 1:
+        raise PreconditionFailedError(f"{len(matches)} {resource_type} resources match {criteria!r}: the criteria "
+                                      "must select at most one", field=field)
 
 
 def _transaction(entries: list[dict[str, Any]]) -> dict[str, Any]:
@@ -213,9 +218,17 @@ def _check_entry(entry: Any, index: int) -> dict[tuple[str, str], int]:
 def _resolve_conditional(entry: dict[str, Any], index: int, expect: dict[tuple[str, str], int],
                          matcher: Matcher) -> tuple[dict[str, Any], dict[tuple[str, str], int]]:
     """A conditional update entry with its one match made an update of ``Type/id`` (expected at the version
-    found); several matches refuse it (412); none leave it to the preparer (a create)."""
+    found); several matches refuse it (412); none leave it to the preparer (a create). A conditional create
+    matching several is refused (412); one or none is the preparer's (``ifNoneExist``)."""
     request, resource = entry["request"], entry.get("resource")
-    url = request.get("url")
+    url, if_none_exist = request.get("url"), request.get("ifNoneExist")
+    if request.get("method") == "POST" and isinstance(if_none_exist, str) and isinstance(resource, dict):
+        rtype = str(resource.get("resourceType"))
+        try:
+            refuse_several(rtype, if_none_exist, matcher(rtype, if_none_exist), field="Bundle.entry.request.ifNoneExist")
+        except RecordError as error:
+            raise error.located(entry=index + 1) from None
+        return entry, expect
     if request.get("method") != "PUT" or not isinstance(url, str) or "?" not in url or not isinstance(resource, dict):
         return entry, expect
     rtype = url.split("?", 1)[0].strip("/")

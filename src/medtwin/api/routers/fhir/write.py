@@ -131,11 +131,14 @@ async def _validate(resource_type: str, resource_id: str | None, request: Reques
 @router.post("/{resource_type}")
 async def create(resource_type: str, request: Request, token: Token) -> Response:
     """Create under a server-chosen id; ``If-None-Exist: identifier=system|value`` answers the match (200)
-    instead when one exists within the caller's reach."""
+    instead when one exists within the caller's reach (several: 412)."""
     def work(content: bytes) -> Response:
         access = common.access(request, token, resource_type, action="write")
-        unit = fhir_bundle.create_unit(resource_type, _parsed(content),
-                                       if_none_exist=request.headers.get("if-none-exist"))
+        if_none_exist = request.headers.get("if-none-exist")
+        if if_none_exist:
+            fhir_bundle.refuse_several(resource_type, if_none_exist, _matcher(access)(resource_type, if_none_exist),
+                                       field="If-None-Exist")
+        unit = fhir_bundle.create_unit(resource_type, _parsed(content), if_none_exist=if_none_exist)
         return _written(access, request, _write(access, request, unit))
     return await _with_body(request, work)
 
@@ -156,9 +159,13 @@ async def update(resource_type: str, resource_id: str, request: Request, token: 
 
 def _matcher(access: Access) -> fhir_bundle.Matcher:
     """The stored resources a conditional update's criteria match within the caller's reach (a shared type's
-    are everyone's): (id, current version)."""
+    are everyone's): (id, current version); none for criteria it cannot take (whoever parses them next names
+    the field)."""
     def matches(resource_type: str, criteria: str) -> list[tuple[str, int]]:
-        system, value = parse_criteria(resource_type, criteria, entry=0, field="url")
+        try:
+            system, value = parse_criteria(resource_type, criteria, entry=0, field="url")
+        except RecordError:
+            return []
         with access.store.connect() as connection:
             stored = RecordRepository(connection, access.store.codec).matches_by_identifier(resource_type, system,
                                                                                               value)
