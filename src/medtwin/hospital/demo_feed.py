@@ -21,7 +21,7 @@ from datetime import UTC, datetime, timedelta
 
 import numpy as np
 
-from medtwin.hospital.engine import Engine, VisitLog
+from medtwin.hospital.engine import Engine, VisitLog, simulate
 from medtwin.hospital.equipment_live import EquipmentTwin
 from medtwin.hospital.model import HOURS_PER_WEEK, HospitalModel
 from medtwin.hospital.sampling import arrivals
@@ -133,6 +133,7 @@ class DemoFeed:
     def _run(self) -> None:
         self.prepare()
         self.send(self.history)
+        simulate(self.model, arrivals(self.model, 0, 0, 1.0), 1.0)  # compile (or load) the loop before a forecast
         self.sent = len(self.history)
         start = self.clock.start
         signals = {} if self.equipment is None else telemetry(
