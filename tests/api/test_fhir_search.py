@@ -166,7 +166,9 @@ def _matching_value(name: str, resource: dict[str, Any]) -> str:
         return f"{coding['system']}|{coding['code']}"
     if name == fhir_search.date_param(rtype):
         stamp = next(resource[e] for e in SEARCH_TIME[rtype] if e in resource)
-        return "eq" + str(stamp["start"] if isinstance(stamp, dict) else stamp)[:10]
+        if isinstance(stamp, dict):  # an ongoing period is not within one day (eq) but reaches past its start
+            return "ge" + str(stamp["start"])[:10]
+        return "eq" + str(stamp)[:10]
     if name == fhir_search.status_param(rtype):
         return str(status_of(resource))
     if name == "category":
@@ -215,6 +217,11 @@ def test_r4_names_answer_what_they_name(served: Server) -> None:
     assert _ids(_get(served, "SupplyDelivery", status="in-progress").json()) == ["sd2"]
     assert _get(served, "Claim", created="lt2024-02-03").json()["total"] == 0
     assert _ids(_get(served, "Condition", _sort="-onset-date").json()) == ["c1"]
+    # e1's period started 2024-03-01 and has no end (ongoing): R4 reads ge/le as intersecting, eq as within
+    assert _ids(_get(served, "Encounter", date="ge2025-06-01").json()) == ["e1"]
+    assert _get(served, "Encounter", date="2024-03").json()["total"] == 0
+    assert _get(served, "Encounter", date="lt2024-03-01").json()["total"] == 0
+    assert _ids(_get(served, "Encounter", date="le2024-03-01").json()) == ["e1"]
 
 
 def test_everything_type_since_and_care_dates(served: Server) -> None:

@@ -110,7 +110,10 @@ def _precision_end(text: str, start: datetime) -> datetime:
 
 
 def date_conditions(name: str, values: list[str]) -> tuple[tuple[str, datetime], ...]:
-    """``date=ge2024-01-01`` ... as comparisons on the instant: a partial date is the period it names."""
+    """``date=ge2024-01-01`` ... as (op, instant) comparisons: a partial date is the period it names. On a
+    resource's time (a period: start to end) they read as R4 says (``store.records.period_compare``): ``ge``/
+    ``gt`` on its end, ``le``/``lt`` on its start (the ranges intersect), ``eq`` as ``in-ge`` and ``in-le``/
+    ``in-lt`` (its time within the value's period); on an instant (``_lastUpdated``) all are plain."""
     out: list[tuple[str, datetime]] = []
     for value in values:
         prefix, text = (value[:2], value[2:]) if value[:2] in _PREFIXES else ("eq", value)
@@ -122,7 +125,7 @@ def date_conditions(name: str, values: list[str]) -> tuple[tuple[str, datetime],
         end = _precision_end(text, start)
         exact = end == start
         if prefix == "eq":
-            out.extend([("ge", start), ("le" if exact else "lt", end)])
+            out.extend([("in-ge", start), ("in-le" if exact else "in-lt", end)])
         elif prefix == "ge":
             out.append(("ge", start))
         elif prefix == "gt":

@@ -242,11 +242,9 @@ class EverythingScope:
         if self.since is not None:
             out.append(resources.c.last_updated > self.since)
         if self.dated:
-            ends = func.coalesce(resource_index.c.effective_end, resource_index.c.effective_start)
             overlapping = select(resource_index.c.resource_pk).where(
                 resource_index.c.resource_pk == resources.c.pk,
-                *(_compare(resource_index.c.effective_start, op, moment) for op, moment in self.end),
-                *(_compare(ends, op, moment) for op, moment in self.start))
+                *(period_compare(op, moment) for op, moment in self.start + self.end))
             out.append(or_(resources.c.resource_type == "Patient", ~_dated().exists(), overlapping.exists()))
         return out
 
@@ -285,7 +283,20 @@ def _sort_order(sort: tuple[tuple[str, bool], ...]) -> list[Any]:
 
 
 def _compare(column: Any, op: str, moment: datetime) -> Any:
+    """``column op moment`` (``in-`` ops, an ``eq`` search's bounds, compare as the plain ones)."""
+    op = op.removeprefix("in-")
     return {"ge": column >= moment, "gt": column > moment, "le": column <= moment, "lt": column < moment}[op]
+
+
+def period_compare(op: str, moment: datetime) -> Any:
+    """A date search's comparison on the indexed time, a period (an ongoing one ends at ``OPEN_END``; an
+    instant starts and ends at once), as R4 reads prefixes: ``ge``/``gt`` hold when the period ends at or
+    after (after) the moment, ``le``/``lt`` when it starts at or before (before) it, so the ranges intersect;
+    ``in-ge``/``in-le``/``in-lt`` (``eq``) when the whole period is within the value's."""
+    start = resource_index.c.effective_start
+    ends = func.coalesce(resource_index.c.effective_end, start)
+    column = ends if op in ("gt", "ge", "in-le", "in-lt") else start
+    return _compare(column, op, moment)
 
 
 class RecordRepository:
@@ -627,7 +638,7 @@ class RecordRepository:
                                       true() if system is None else resource_index.c.system == system)
                                  for system, code in query.codes)))
         for op, moment in query.dates:
-            indexed.append(_compare(resource_index.c.effective_start, op, moment))
+            indexed.append(period_compare(op, moment))
         if query.statuses:
             indexed.append(resource_index.c.status.in_(list(query.statuses)))
         if query.identifiers:
