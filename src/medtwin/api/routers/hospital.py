@@ -150,7 +150,12 @@ def _adt_answer(outcome: Outcome, ack_text: str | None = None) -> dict[str, Any]
     return {"accepted": True, "duplicate": outcome.duplicate, "control_id": outcome.control_id, "ack": ack_text}
 
 
-@router.post("/hospital/adt", summary="One HL7 v2 ADT message (ER7 text) into the live census; answers the ACK")
+REFUSED = {413: {"description": "The body is too large"},
+           422: {"description": "Refused (problem+json naming the field; for ADT with the NAK in `ack`)"}}
+
+
+@router.post("/hospital/adt", summary="One HL7 v2 ADT message (ER7 text) into the live census; answers the ACK",
+             responses=REFUSED)
 async def adt(request: Request, principal: Feeder, services: ServicesDep) -> dict[str, Any]:
     body = await request.body()
     if len(body) > MAX_ADT_BYTES:
@@ -171,7 +176,8 @@ def equipment(principal: Caller, services: ServicesDep) -> dict[str, Any]:
     return services.hospital.equipment.status()
 
 
-@router.post("/hospital/equipment/{asset}/samples", summary="Telemetry of one device (the ingest's sample formats)")
+@router.post("/hospital/equipment/{asset}/samples", summary="Telemetry of one device (the ingest's sample formats)",
+             responses={404: {"description": "No such device"}, **REFUSED})
 async def equipment_samples(asset: str, request: Request, principal: Telemetry, services: ServicesDep) -> dict[str, Any]:
     twin = services.hospital.equipment
     if asset not in twin.assets:
