@@ -150,8 +150,9 @@ def _adt_answer(outcome: Outcome, ack_text: str | None = None) -> dict[str, Any]
     return {"accepted": True, "duplicate": outcome.duplicate, "control_id": outcome.control_id, "ack": ack_text}
 
 
-REFUSED = {413: {"description": "The body is too large"},
-           422: {"description": "Refused (problem+json naming the field; for ADT with the NAK in `ack`)"}}
+REFUSED: dict[int | str, dict[str, Any]] = {413: {"description": "The body is too large"},
+                                           422: {"description": "Refused (problem+json naming the field; for "
+                                                                 "ADT with the NAK in `ack`)"}}
 
 
 @router.post("/hospital/adt", summary="One HL7 v2 ADT message (ER7 text) into the live census; answers the ACK",
