@@ -121,6 +121,20 @@ def test_the_page_fits_the_patient(world: World, browser: WebDriver, client: htt
     assert browser.find_elements(By.ID, "live-twin") and browser.find_elements(By.ID, "chart-near")
 
 
+def test_what_if_tab_follows_the_patient(world: World, browser: WebDriver) -> None:
+    """The atrial fibrillation patient's what-if opens on his own drug (warfarin), with no insulin regimens;
+    the type 1 diabetes patient keeps the insulin form (was: every patient got insulin and the first drug)."""
+    sign_in(browser, world)
+    browser.get(f"{world.base_url}/#/patients/{world.patients[2]}/whatif")
+    wait(browser, lambda d: d.find_elements(By.ID, "wi-drug"), message="the drug form")
+    assert browser.execute_script("return document.getElementById('wi-drug').value") == "warfarin"
+    assert "the patient's medication" in text(browser, "#wi-drug option:checked")
+    assert not browser.find_elements(By.ID, "run-glucose") and browser.find_elements(By.ID, "wi-no-glucose")
+    browser.get(f"{world.base_url}/#/patients/{world.heavy}/whatif")
+    wait(browser, lambda d: d.find_elements(By.ID, "run-glucose"), message="the insulin form of the T1D patient")
+    assert not browser.find_elements(By.ID, "wi-no-glucose")
+
+
 def test_cgm_trace_marks_boluses_carbs_rescue_and_has_a_daily_overlay(world: World, browser: WebDriver,
                                                                       client: httpx.Client) -> None:
     now = datetime.now(UTC).replace(second=0, microsecond=0)

@@ -432,10 +432,10 @@ def test_keyboard_only(world: World, browser: WebDriver) -> None:
 def test_pharmacogenomics_drive_the_warfarin_what_if(world: World, browser: WebDriver) -> None:
     patient = world.patients[2]  # atrial fibrillation on warfarin, genotyped (CYP2C9 *1/*3, VKORC1 G/A)
     open_patient(browser, world, patient, "whatif")
-    wait(browser, lambda d: d.find_elements(By.ID, "wi-basis"), message="the glucose what-if basis")
-    assert css(browser, "#wi-basis").get_attribute("data-kind") == "none"  # no glucose twin: says so, asks for one
-    basis_text = css(browser, "#wi-basis").get_attribute("textContent")  # in a collapsed section for this patient
-    assert "no glucose twin" in basis_text and browser.find_elements(By.ID, "wi-virtual")
+    wait(browser, lambda d: d.find_elements(By.ID, "wi-drug"), message="the drug form")
+    # no diabetes, no CGM: no insulin regimens (#15 item 9), and the form opens on his own drug
+    assert browser.find_elements(By.ID, "wi-no-glucose") and not browser.find_elements(By.ID, "wi-basis")
+    assert browser.execute_script("return document.getElementById('wi-drug').value") == "warfarin"
     chips = [c.text for c in browser.find_elements(By.CSS_SELECTOR, ".chip.pgx")]
     genes = {g["gene"]: g["phenotype"] for g in api(world).get(f"/patients/{patient}").json()["pharmacogenomics"]["genes"]}
     assert f"CYP2C9 {genes['CYP2C9']}" in chips and len(chips) == len(genes)

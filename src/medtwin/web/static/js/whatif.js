@@ -6,6 +6,7 @@
 import { call, errorText, maybe } from "./api.js";
 import { clear, el, num } from "./dom.js";
 import { Chart } from "./chart.js";
+import { panelsRequest } from "./live.js";
 
 const PALETTE = ["#0b5cad", "#b3261e", "#2e7d32", "#6a3d9a"];
 const FILLS = ["rgba(11, 92, 173, 0.16)", "rgba(179, 38, 30, 0.14)", "rgba(46, 125, 50, 0.16)", "rgba(106, 61, 154, 0.16)"];
@@ -232,9 +233,23 @@ function rowsEditor(caption, columns, initial) {
     read: () => [...body.children].map((r) => r.read()) };
 }
 
+const INACTIVE = new Set(["stopped", "completed", "cancelled", "entered-in-error", "inactive"]);
+
+/** The library drug the patient takes (an active medication naming it), or null: the form opens on it. */
+function patientsDrug(drugs, page) {
+  const summary = page && (page.summary || page);  // GET /patients/{id}: {patient_id, version, summary: {...}}
+  const names = ((summary && summary.medications) || [])
+    .filter((m) => !INACTIVE.has(m.status || "active")).map((m) => (m.display || "").toLowerCase());
+  const found = drugs.find((d) => names.some((n) => n.includes(d.name.toLowerCase())));
+  return found ? found.name : null;
+}
+
 async function drugSection(ctx) {
   const drugs = await call("/drugs");
-  const select = el("select", { id: "wi-drug" }, drugs.map((d) => el("option", { value: d.name }, d.name)));
+  const own = patientsDrug(drugs, ctx.summary);
+  const select = el("select", { id: "wi-drug" }, drugs.map((d) => el("option", { value: d.name, selected: d.name === own || undefined },
+    d.name === own ? `${d.name} (the patient's medication)` : d.name)));
+  if (own) select.value = own;
   const about = el("p", { class: "muted about" });
   const regimens = el("div", { class: "regimens" });
   const horizon = numberInput(168, { id: "wi-drug-horizon", min: "1", max: "2880", step: "1" });
@@ -397,11 +412,17 @@ function renderSuggestion(box, r) {
 
 export async function mountWhatIf(panel, ctx) {
   clear(panel, el("h2", "What-if: regimens on the twin"), el("p", { class: "muted" }, "Loading…"));
-  // the insulin section starts open for a patient with CGM readings, folded for the others
-  const row = await call("/dashboard/patients", { query: { q: ctx.id, limit: 1 } }).catch(() => null);
+  // Insulin regimens only for a patient the page gives a CGM panel (diabetes or CGM data: the server's panel
+  // rules say, #15 item 9), open when there are CGM readings; the drug form opens on the patient's own drug.
+  const [row, panels] = await Promise.all([
+    call("/dashboard/patients", { query: { q: ctx.id, limit: 1 } }).catch(() => null), panelsRequest(ctx.id).catch(() => null)]);
   const hasCgm = Boolean(row && row.items && row.items[0] && row.items[0].glucose);
-  const [glucose, drugs] = await Promise.all([glucoseSection(ctx, hasCgm), drugSection(ctx).catch((error) =>
-    el("section", { class: "wi-section" }, el("h3", "Drug regimens"), el("p", { class: "error" }, errorText(error))))]);
+  const cgmPanel = !panels || panels.panels.some((p) => p.key === "cgm") || hasCgm;
+  const [glucose, drugs] = await Promise.all([
+    cgmPanel ? glucoseSection(ctx, hasCgm)
+      : el("p", { class: "muted", id: "wi-no-glucose" }, "Insulin regimens are offered for patients with diabetes or CGM data; this record has neither."),
+    drugSection(ctx).catch((error) =>
+      el("section", { class: "wi-section" }, el("h3", "Drug regimens"), el("p", { class: "error" }, errorText(error))))]);
   clear(panel, el("h2", "What-if: regimens on the twin"),
     el("p", { class: "muted" }, "Each run simulates the regimens on this patient's twin and is kept as a new twin version (see History)."),
     glucose, drugs);
