@@ -226,6 +226,8 @@ def test_news2_alerts_on_a_red_score_escalates_and_clears_only_on_a_complete_set
     (alert,) = alerts(engine_store)
     assert (alert.rule, alert.severity, alert.score) == ("news2", "medium", 3.0)
     assert alert.message.startswith("NEWS2 3: low-medium clinical risk (incomplete set:")
+    # the chart's names, not metric codes (was "supplemental_oxygen", "body_temperature")
+    assert "Air or oxygen?" in alert.message and "Temperature" in alert.message and "_" not in alert.message
     engine.on_samples(vitals(5, rr=16))  # now 0, but incomplete: cannot tell the patient is well
     engine.flush()
     assert alerts(engine_store)[0].status == "open"

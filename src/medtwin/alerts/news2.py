@@ -187,6 +187,7 @@ class News2:
     monitoring: str
     response: str
     source: str = field(default="", repr=False)
+    missing_labels: tuple[str, ...] = ()  # the chart's names of ``missing`` ("Air or oxygen?"), for messages
 
     @property
     def complete(self) -> bool:
@@ -234,10 +235,12 @@ def score(vitals: VitalSigns, spo2_scale: int = 1) -> News2:
     }
     subs: list[SubScore] = []
     missing: list[str] = []
+    labels: list[str] = []
     for key, value in values.items():
         name = "spo2" if key.startswith("spo2") else key
         if value is None:
             missing.append(name)
+            labels.append("SpO2" if name == "spo2" else c.parameters[key].label)
             continue
         param = c.parameters[key]
         band = param.band(value)
@@ -247,6 +250,7 @@ def score(vitals: VitalSigns, spo2_scale: int = 1) -> News2:
     risk = news2_band(aggregate, red).name  # the one mapping (vocab.news2)
     response = c.responses["zero" if risk == "low" and aggregate == 0 else risk]
     return News2(aggregate=aggregate, risk=risk, red_score=red, sub_scores=tuple(subs), missing=tuple(missing),
+                 missing_labels=tuple(labels),
                  spo2_scale=spo2_scale, monitoring=response["monitoring"], response=response["response"],
                  source=c.source)
 

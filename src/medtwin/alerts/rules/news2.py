@@ -142,7 +142,7 @@ class News2Rule:
         pid = data.patient_id
         if result.triggered:
             self._remember(state, held, chosen.at, result.aggregate, result.risk)
-            incomplete = f" (incomplete set: {', '.join(result.missing)} missing)" if result.missing else ""
+            incomplete = f" (incomplete set: {', '.join(result.missing_labels)} missing)" if result.missing else ""
             message = news2_text(result.aggregate, result.risk) + incomplete
             candidate = AlertCandidate(pid, NAME, _severity(result.risk), f"{pid}:{NAME}", chosen.at, message,
                                        score=float(result.aggregate),
