@@ -207,6 +207,9 @@ def test_capability_claims_exactly_what_works(served: Server) -> None:
     assert {"category", "date", "status"} <= names["CarePlan"] and "code" not in names["CarePlan"]
     assert "status" in names["SupplyDelivery"] and not {"code", "date"} & names["SupplyDelivery"]
     assert {"onset-date", "clinical-status"} <= names["Condition"] and not {"date", "status"} & names["Condition"]
+    # a category element without an R4 category parameter is not advertised
+    assert "category" not in fhir_search.search_params("MedicationAdministration")
+    assert "category" in fhir_search.search_params("MedicationRequest")
 
 
 def test_r4_names_answer_what_they_name(served: Server) -> None:

@@ -47,6 +47,14 @@ DATE_PARAMS: dict[str, str] = {
     "MedicationRequest": "authoredon", "ImagingStudy": "started", "Claim": "created",
     "ExplanationOfBenefit": "created",
 }
+#: Types with an R4 ``category`` search parameter (others with a category element, MedicationAdministration or
+#: MedicationDispense, have none: a client would not expect it there).
+CATEGORY_TYPES = frozenset({
+    "AdverseEvent", "AllergyIntolerance", "CarePlan", "CareTeam", "Communication", "CommunicationRequest",
+    "Composition", "Condition", "Consent", "DiagnosticReport", "DocumentReference", "Flag", "Goal",
+    "MedicationRequest", "MedicationStatement", "Observation", "Procedure", "ResearchStudy", "ServiceRequest",
+    "Substance", "SupplyRequest",
+})
 #: Types whose indexed status is ``clinicalStatus`` (``indexing.status_of``), searched as ``clinical-status``.
 CLINICAL_STATUS = frozenset({"Condition", "AllergyIntolerance"})
 #: How many resources ``_include``/``_revinclude`` add to one page at most (a page says when it cut).
@@ -80,7 +88,7 @@ def search_params(resource_type: str) -> dict[str, str]:
         status = status_param(resource_type)
         if status is not None:
             params[status] = "token"
-    if "category" in fields:
+    if "category" in fields and resource_type in CATEGORY_TYPES:
         params["category"] = "token"
     return params
 
