@@ -76,10 +76,12 @@ def test_a_lower_forecast_is_never_less_likely_to_alert(means: list[float], k: i
 
 
 def test_replay_opens_holds_and_clears_as_the_engine_would() -> None:
-    steps = [[120] * 6, [90, 85, 80, 76, 72, 70], [75, 68, 64, 60, 60, 60], [80, 78, 76, 76, 76, 76],
-             [95, 98, 100, 100, 100, 100], [120] * 6]
+    steps = [[120] * 6, [90, 85, 80, 76, 72, 70], [75, 68, 64, 60, 60, 60], [72, 66, 62, 60, 60, 60],
+             [80, 78, 76, 76, 76, 76], [95, 98, 100, 100, 100, 100], [120] * 6]
     items = [(5.0 * k, make([float(v) for v in m], reading=m[0] + 3, estimate=m[0]).model_copy(
         update={"issued_at": T0 + timedelta(minutes=5 * k)})) for k, m in enumerate(steps)]
     rule = PredictedHypoRule()
-    assert replay(rule, items) == [(5.0, 20.0)]  # held through 76 (hysteresis), cleared at 95+
-    assert replay(PredictedHypoRule(persist=2), items) == [(10.0, 20.0)]  # two forecasts in a row to open
+    # at 5 min the episode window from 20 min (76, 72, 70) is too unlikely; opens at 10, held through 76
+    # (hysteresis), cleared at 95+
+    assert replay(rule, items) == [(10.0, 25.0)]
+    assert replay(PredictedHypoRule(persist=2), items) == [(15.0, 25.0)]  # two forecasts in a row to open

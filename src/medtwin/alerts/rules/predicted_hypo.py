@@ -42,7 +42,8 @@ def hypo_probability(forecast: GlucoseForecast, horizon_min: float = 30.0) -> fl
     for 15 minutes) starts within ``horizon_min``: the largest over start horizons ``h <= horizon_min`` of the
     smallest probability of a reading below 70 at ``h``, ``h + 5`` and ``h + 10`` (the forecast horizons in
     ``[h, h + 10]`` that exist; readings 5 minutes apart are strongly correlated, so the smallest of the three
-    approximates the joint probability). Each is ``Phi((70 - mean) / sd)``, ``sd`` the lower half of the
+    approximates the joint probability; only starts whose three horizons the forecast has, unless it is too
+    short for any). Each is ``Phi((70 - mean) / sd)``, ``sd`` the lower half of the
     (calibrated) 80 % interval over 1.2816. Why an episode and not a reading: a dip below 70 for 5 minutes is
     not the event the alert is for, and alerting on it costs precision. 1 when the last reading is below 70."""
     if forecast.last_reading_mg_dl is not None and forecast.last_reading_mg_dl < HYPO_L1:
@@ -52,11 +53,11 @@ def hypo_probability(forecast: GlucoseForecast, horizon_min: float = 30.0) -> fl
         if 0 < h <= horizon_min + EPISODE_SPAN_MIN:
             sd = max(mean - lower, 1e-9) / _Z80
             below.append((h, 0.5 * math.erfc((mean - HYPO_L1) / (sd * math.sqrt(2.0)))))
-    best = 0.0
-    for start, _p in below:
-        if start <= horizon_min:
-            best = max(best, min(p for h, p in below if start <= h <= start + EPISODE_SPAN_MIN))
-    return best
+    last = below[-1][0] if below else 0
+    starts = [h for h, _p in below if h <= horizon_min and h + EPISODE_SPAN_MIN <= last] or [
+        h for h, _p in below if h <= horizon_min]  # whole windows; a forecast too short for one: what it has
+    return max((min(p for h, p in below if start <= h <= start + EPISODE_SPAN_MIN) for start in starts),
+               default=0.0)
 
 
 @dataclass
