@@ -13,7 +13,7 @@ import pytest
 import requests
 from fhirclient.models.bundle import Bundle
 from fhirclient.models.observation import Observation
-from tests.api.test_fhir_server import P1, P2, Server, _client, live_server
+from tests.api.test_fhir_server import P1, P2, PASSWORD, Server, _client, live_server
 
 from medtwin.record import fhir_search
 from medtwin.record.indexing import CODE_ELEMENTS, SEARCH_TIME, status_of
@@ -251,3 +251,20 @@ def test_everything_type_since_and_care_dates(served: Server) -> None:
     bad = _get(served, f"Patient/{P1}/$everything", _since="yesterday")
     assert bad.status_code == 400 and bad.json()["issue"][0]["expression"] == ["_since"]
     assert _get(served, f"Patient/{P1}/$everything", _type="Nonsense").status_code == 400
+
+
+def test_scopes_limit_what_includes_and_everything_add(served: Server) -> None:
+    """A token scoped to Patient and Observation reads no Practitioner through _include and no Condition,
+    Encounter ... through $everything (the route's decision names only the type it serves)."""
+    token = requests.post(f"{served.base.rsplit('/fhir', 1)[0]}/api/v1/auth/token", timeout=10, data={
+        "grant_type": "password", "username": "admin", "password": PASSWORD,
+        "scope": "system/Patient.rs system/Observation.rs"}).json()["access_token"]
+    headers = {"Authorization": f"Bearer {token}"}
+    page = requests.get(f"{served.base}/Observation", params={"_id": "hr3", "_include": "Observation:performer"},
+                        headers=headers, timeout=30).json()
+    assert _ids(page) == ["hr3"] and _ids(page, "include") == []
+    record = requests.get(f"{served.base}/Patient/{P1}/$everything", headers=headers, timeout=30).json()
+    assert {e["resource"]["resourceType"] for e in record["entry"]} == {"Patient", "Observation"}
+    patients = requests.get(f"{served.base}/Patient", params={"_id": P1, "_revinclude": "Condition:patient"},
+                            headers=headers, timeout=30).json()
+    assert _ids(patients) == [P1] and _ids(patients, "include") == []

@@ -36,6 +36,11 @@ class Access:
     def sees(self, version: StoredVersion) -> bool:
         return version.patient_id is None or self.principal.can_see(version.patient_id)
 
+    def reads(self, version: StoredVersion) -> bool:
+        """A resource a call returns beside what it names (``_include``, ``$everything``): within reach, and of
+        a type the token's scopes let the caller read (the route's decision covered only the type it names)."""
+        return self.sees(version) and scope_allows(self.principal.scopes, version.resource_type, "r")
+
     @property
     def writer(self) -> Writer:
         p = self.principal

@@ -31,6 +31,8 @@ from medtwin.api.routers.fhir import common
 from medtwin.api.routers.fhir.common import Access, Token, fhir_base, query_params
 from medtwin.api.services import services_of
 from medtwin.record import fhir_search
+from medtwin.record.fhir_spec import RESOURCE_TYPES
+from medtwin.security.scopes import scope_allows
 from medtwin.store.records import EverythingScope, RecordRepository, StoredVersion
 
 router = APIRouter()
@@ -100,7 +102,8 @@ async def everything(resource_id: str, request: Request, token: Token) -> Respon
         audit_context(request).patient_id = resource_id
         # the export's order (the Patient first, then by type and id); another patient's resource that this
         # record references is left out unless the caller may see it. Only the page is serialised.
-        shown = [(v, "match") for v in matched] + [(v, "include") for v in included if access.sees(v)]
+        shown = [(v, "match") for v in matched if access.reads(v)] + [(v, "include") for v in included
+                                                                       if access.reads(v)]
         shown.sort(key=lambda item: (item[0].resource_type != "Patient", item[0].resource_type, item[0].id))
         entries = [search_entry(access.base, v, mode=mode) for v, mode in shown[page.offset:page.offset + page.count]]
         if undated and page.offset == 0:
@@ -112,8 +115,12 @@ async def everything(resource_id: str, request: Request, token: Token) -> Respon
 
 
 def _everything_scope(access: Access, params: dict[str, list[str]]) -> EverythingScope:
-    """``_type`` (each a type the token may read: 403 otherwise), ``_since`` (an instant), ``start``/``end``."""
+    """``_type`` (each a type the token may read: 403 otherwise; without it, the types the token may read),
+    ``_since`` (an instant), ``start``/``end``."""
     types = common.type_list(access, params)
+    if types is None:
+        readable = frozenset(t for t in RESOURCE_TYPES if scope_allows(access.principal.scopes, t, "r"))
+        types = None if readable == RESOURCE_TYPES else readable
     return EverythingScope(types=types, since=common.instant_param(params, "_since"),
                            start=date_conditions("start", [f"ge{v}" for v in params.get("start", [])[-1:]]),
                            end=date_conditions("end", [f"le{v}" for v in params.get("end", [])[-1:]]))
@@ -170,10 +177,10 @@ def _included(access: Access, repo: RecordRepository, found: list[StoredVersion]
         return []
     seen = {(v.resource_type, v.id) for v in found}
     keys = [k for k in fhir_search.included_keys((v.resource() for v in found), plan.includes) if k not in seen]
-    out = [v for v in repo.versions_of(keys[:fhir_search.MAX_INCLUDED]) if access.sees(v)]
+    out = [v for v in repo.versions_of(keys[:fhir_search.MAX_INCLUDED]) if access.reads(v)]
     patients = [v.id for v in found if v.resource_type == "Patient" and access.sees(v)]
     for include in plan.revincludes:
-        if patients:
+        if patients and scope_allows(access.principal.scopes, include.source_type, "r"):
             out += [v for v in repo.of_patients(include.source_type, patients, limit=fhir_search.MAX_INCLUDED)
                     if (v.resource_type, v.id) not in seen]
     unique = {(v.resource_type, v.id): v for v in out}
