@@ -75,6 +75,11 @@ def test_conditional_create_answers_the_match(live: tuple[Server, Store]) -> Non
     with store.connect() as connection:
         assert RecordRepository(connection, store.codec).find_by_identifier("Observation", "urn:lab", "L-1") == \
             first.json()["id"]
+    shared = [{"system": "urn:cc", "value": "1"}]  # another patient's first, then one within the clinician's reach
+    theirs, mine = (_call(server, "POST", "Observation", body=_glucose(p, identifier=shared)) for p in (P2, P1))
+    matched = _call(server, "POST", "Observation", "clinician", body=_glucose(P1, identifier=shared),
+                    headers={"If-None-Exist": "identifier=urn:cc|1"})
+    assert (matched.status_code, matched.json()["id"]) == (200, mine.json()["id"]) != (200, theirs.json()["id"])
 
 
 def test_update_with_if_match_and_history(live: tuple[Server, Store]) -> None:

@@ -78,16 +78,22 @@ def _written(access: Access, request: Request, report: UnitReport) -> Response:
     """A create's or update's answer: the stored resource, with Location, ETag and Last-Modified (or only
     the headers with ``Prefer: return=minimal``)."""
     rtype, rid, outcome = report.entries[1]
+    return _stored_answer(access, request, rtype, rid, outcome.status)
+
+
+def _stored_answer(access: Access, request: Request, rtype: str, rid: str, status_text: str) -> Response:
+    """:func:`_written` for the resource ``rtype/rid`` that the write came to (``status_text``: created,
+    updated, unchanged or matched)."""
     with access.store.connect() as connection:
         version = RecordRepository(connection, access.store.codec).current(rtype, rid)
     assert version is not None  # just written (or matched) in this request
     audit = audit_context(request)
     audit.resource_id, audit.patient_id = rid, version.patient_id
-    result = EntryResult(rtype, rid, outcome.status, version.version)
+    result = EntryResult(rtype, rid, status_text, version.version)
     resource = with_meta(version)
     headers = {"Location": f"{access.base}/{result.location}", "ETag": result.etag,
                "Last-Modified": resource["meta"]["lastUpdated"]}
-    status = 201 if outcome.status == "created" else 200
+    status = 201 if status_text == "created" else 200
     if "return=minimal" in request.headers.get("prefer", ""):
         return Response(status_code=status, headers=headers)
     return fhir_response(resource, status=status, headers=headers)
@@ -135,10 +141,14 @@ async def create(resource_type: str, request: Request, token: Token) -> Response
     def work(content: bytes) -> Response:
         access = common.access(request, token, resource_type, action="write")
         if_none_exist = request.headers.get("if-none-exist")
+        body = _parsed(content)
         if if_none_exist:
-            fhir_bundle.refuse_several(resource_type, if_none_exist, _matcher(access)(resource_type, if_none_exist),
-                                       field="If-None-Exist")
-        unit = fhir_bundle.create_unit(resource_type, _parsed(content), if_none_exist=if_none_exist)
+            matches = _matcher(access)(resource_type, if_none_exist)
+            fhir_bundle.refuse_several(resource_type, if_none_exist, matches, field="If-None-Exist")
+            if matches:  # the one within reach (the import's lookup stops at the first stored, maybe another's)
+                fhir_bundle.create_unit(resource_type, body)  # the body is still checked as a FHIR resource
+                return _stored_answer(access, request, resource_type, matches[0][0], "matched")
+        unit = fhir_bundle.create_unit(resource_type, body, if_none_exist=if_none_exist)
         return _written(access, request, _write(access, request, unit))
     return await _with_body(request, work)
 
