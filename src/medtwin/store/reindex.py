@@ -9,6 +9,9 @@ Alembic revision ``0008_search_index`` runs :func:`reindex` once on every store 
 Why from the content: the index rows, and the ``category`` tokens, are a function of the resource alone, so
 they are replaced outright (idempotent: a second run writes the same rows). The other tokens are kept:
 ``source-id`` tokens come from the input a resource was imported from, which the store does not hold.
+
+When what ``record.indexing`` derives changes again, add a data revision that calls :func:`reindex` (a store
+already past 0008 does not run it twice); it always rebuilds to the current definition.
 """
 
 from __future__ import annotations
