@@ -43,6 +43,9 @@ def patients_on_page(driver: WebDriver, unit: str) -> int:
 def test_census_moves_as_adt_arrives(world: World, browser: WebDriver) -> None:
     sign_in_operations(browser, world)
     assert "operations" in text(browser, "#who")
+    # operations reach no patient: the page opens no patient event stream, so it never says live updates failed
+    status = browser.find_element(By.ID, "live-status")
+    assert not status.is_displayed() and "unavailable" not in (status.get_attribute("textContent") or "")
     before_ed, before_ward = patients_on_page(browser, "ed_treatment"), patients_on_page(browser, "ward")
     now = datetime.now(UTC).replace(microsecond=0)
     with admin(world) as client:

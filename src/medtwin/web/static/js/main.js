@@ -13,6 +13,7 @@ import { hideCommandCentre, showCommandCentre } from "./hospital.js";
 const VIEWS = ["login-view", "list-view", "patient-view", "alerts-view", "hospital-view"];
 let stopWatch = null;
 let current = null;
+let identity = null;  // the signed-in user's /auth/me answer (a promise), asked once per session
 
 function show(view) {
   for (const id of VIEWS) $(id).hidden = id !== view;
@@ -24,7 +25,12 @@ function show(view) {
   }
 }
 
-async function who() {
+function who() {
+  identity = identity || askWho();
+  return identity;
+}
+
+async function askWho() {
   try {
     const me = await call("/auth/me");
     $("who").textContent = `${me.subject} · ${me.role}`;
@@ -45,9 +51,11 @@ export async function route() {
     $("username").focus();
     return;
   }
-  await Promise.all([loadVocabulary(), startClock()]);  // labels, units, thresholds; the server's "now"
-  events.start();
-  if (!stopWatch) stopWatch = watchAlerts();
+  const [me] = await Promise.all([who(), loadVocabulary(), startClock()]);  // labels, units, thresholds; "now"
+  if (!me || me.role !== "operations") {  // operations reach no patient: no patient events, no alert worklist
+    events.start();
+    if (!stopWatch) stopWatch = watchAlerts();
+  }
   if (location.hash.startsWith("#/hospital")) {  // the command centre: counts and flows, no patient
     hidePatients(); hidePatient(); hideWorklist();
     show("hospital-view");
@@ -100,10 +108,12 @@ $("logout").addEventListener("click", () => signOut());
 
 onSession(async (_session, reason) => {
   if (reason === "signed-in") {
+    identity = null;  // a new user: ask again
     await who();
     await route();
     $("main").focus();
   } else if (reason === "signed-out" || reason === "expired") {
+    identity = null;
     $("who").textContent = "";
     if (reason === "expired") $("login-error").textContent = "Your session has ended: sign in again.";
     await route();
