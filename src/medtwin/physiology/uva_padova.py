@@ -192,7 +192,7 @@ def meal_memory_step(y: Any, u_new: Any, u_old: Any) -> None:
 
 @cfunc(STOP_SIGNATURE, cache=True)
 def _eating(u: Any) -> bool:  # every minute with carbohydrate eaten is a stop (D is updated there)
-    return u[0] > 0
+    return bool(u[0] > 0)
 
 
 @cfunc(JUMP_SIGNATURE, cache=True)

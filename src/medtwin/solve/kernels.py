@@ -52,7 +52,7 @@ _C2, _C3, _C4, _C5 = (float(c) for c in _DP_C[1:5])
 _B1, _B3, _B4, _B5, _B6 = (float(_DP_B[j]) for j in (0, 2, 3, 4, 5))
 _E1, _E3, _E4, _E5, _E6, _E7 = (float(_DP_E[j]) for j in (0, 2, 3, 4, 5, 6))
 
-_VECTOR = types.CPointer(types.float64)
+_VECTOR = types.CPointer(types.float64)  # type: ignore[no-untyped-call]
 #: ``rhs(t, y, p, u, dy)``, ``step_jump(y, u_new, u_old)`` and ``needs_stop(u)`` are numba ``@cfunc`` of these
 #: signatures (vectors as raw ``double*``): the engine receives them as typed function pointers, so it is
 #: compiled (and cached) once for every model (a jitted function passed as an argument would be a new type in

@@ -78,7 +78,11 @@ def _semantic_tag(display: str) -> tuple[str, str | None]:
 #: and "174 cm" in the report): one decimal below 10, none from 10 on, a tie rounded away from zero on the
 #: value's exact binary form. That is what JavaScript's ``toFixed`` does, so the dashboard (``vocab.js``
 #: ``valueText``, reading this table) and Python (:func:`display_value`) print the same digits.
-VALUE_ROUNDING: Final = {"small_below": 10.0, "small_digits": 1, "digits": 0, "tie": "away from zero (toFixed)"}
+_SMALL_BELOW: Final = 10.0
+_SMALL_DIGITS: Final = 1
+_DIGITS: Final = 0
+VALUE_ROUNDING: Final[dict[str, float | int | str]] = {
+    "small_below": _SMALL_BELOW, "small_digits": _SMALL_DIGITS, "digits": _DIGITS, "tie": "away from zero (toFixed)"}
 
 
 def display_value(value: float) -> str:
@@ -86,8 +90,8 @@ def display_value(value: float) -> str:
     2.25 -> "2.3", 2.349 -> "2.3"."""
     from decimal import ROUND_HALF_UP, Decimal
 
-    digits = VALUE_ROUNDING["small_digits"] if abs(value) < VALUE_ROUNDING["small_below"] else VALUE_ROUNDING["digits"]
-    text = str(Decimal(value).quantize(Decimal(1).scaleb(-int(digits)), rounding=ROUND_HALF_UP))
+    digits = _SMALL_DIGITS if abs(value) < _SMALL_BELOW else _DIGITS
+    text = str(Decimal(value).quantize(Decimal(1).scaleb(-digits), rounding=ROUND_HALF_UP))
     return "0" if text in ("-0", "-0.0") and digits == 0 else text
 
 
