@@ -87,6 +87,16 @@ def _rotation(rotation: Sequence[Sequence[float]] | F64 | None) -> F64:
     return r
 
 
+def _orient(solid: Ellipsoid | Box, extent: str) -> None:
+    """Check and store an oriented solid's ``centre_mm``, its positive 3-vector ``extent`` and ``rotation``."""
+    object.__setattr__(solid, "centre_mm", _vec3(solid.centre_mm, "centre_mm"))
+    sizes = _vec3(getattr(solid, extent), extent)
+    for s in sizes:
+        _positive(float(s), extent)
+    object.__setattr__(solid, extent, sizes)
+    object.__setattr__(solid, "rotation", _rotation(solid.rotation))
+
+
 def rotation_about(axis: Sequence[float], angle_deg: float) -> F64:
     """The rotation by ``angle_deg`` about ``axis`` (Rodrigues)."""
     k = _vec3(axis, "axis")
@@ -148,12 +158,7 @@ class Ellipsoid(_Solid):
     rotation: F64 = field(default_factory=lambda: np.eye(3))
 
     def __post_init__(self) -> None:
-        object.__setattr__(self, "centre_mm", _vec3(self.centre_mm, "centre_mm"))
-        axes = _vec3(self.semi_axes_mm, "semi_axes_mm")
-        for a in axes:
-            _positive(float(a), "semi_axes_mm")
-        object.__setattr__(self, "semi_axes_mm", axes)
-        object.__setattr__(self, "rotation", _rotation(self.rotation))
+        _orient(self, "semi_axes_mm")
 
     @property
     def volume_ml(self) -> float:
@@ -279,12 +284,7 @@ class Box(_Solid):
     rotation: F64 = field(default_factory=lambda: np.eye(3))
 
     def __post_init__(self) -> None:
-        object.__setattr__(self, "centre_mm", _vec3(self.centre_mm, "centre_mm"))
-        size = _vec3(self.size_mm, "size_mm")
-        for s in size:
-            _positive(float(s), "size_mm")
-        object.__setattr__(self, "size_mm", size)
-        object.__setattr__(self, "rotation", _rotation(self.rotation))
+        _orient(self, "size_mm")
 
     @property
     def volume_ml(self) -> float:
