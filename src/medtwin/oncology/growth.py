@@ -128,31 +128,32 @@ def rate(name: str, p: Array, v: Array) -> Array:
     raise ValueError(f"unknown growth model {name!r}; known: {', '.join(LAWS)}")
 
 
+def _constrained(name: str) -> tuple[list[int], list[int]]:
+    """The columns ``theta`` keeps positive (through log) and in (0, 1) (through logit); the rest are as is."""
+    if name in FIXED_LAMBDA or name == "gen_bertalanffy":
+        return [0, 1, 2], []
+    if name == "exp_linear":
+        return [0, 2], []
+    if name == "power_law":
+        return [0], [2]
+    return [0], []
+
+
 def from_theta(name: str, theta: Array) -> Array:
     """Natural parameters (n, P) from unconstrained ``theta`` (n, P)."""
+    positive, unit = _constrained(name)
     p = np.array(theta, dtype=float, copy=True)
-    p[:, 0] = np.exp(theta[:, 0])
-    if name in FIXED_LAMBDA or name == "gen_bertalanffy":
-        p[:, 1] = np.exp(theta[:, 1])
-        p[:, 2] = np.exp(theta[:, 2])
-    elif name == "exp_linear":
-        p[:, 2] = np.exp(theta[:, 2])
-    elif name == "power_law":
-        p[:, 2] = 1.0 / (1.0 + np.exp(-theta[:, 2]))
+    p[:, positive] = np.exp(theta[:, positive])
+    p[:, unit] = 1.0 / (1.0 + np.exp(-theta[:, unit]))
     return p
 
 
 def to_theta(name: str, p: Array) -> Array:
     """Inverse of :func:`from_theta`."""
+    positive, unit = _constrained(name)
     theta = np.array(p, dtype=float, copy=True)
-    theta[:, 0] = np.log(p[:, 0])
-    if name in FIXED_LAMBDA or name == "gen_bertalanffy":
-        theta[:, 1] = np.log(p[:, 1])
-        theta[:, 2] = np.log(p[:, 2])
-    elif name == "exp_linear":
-        theta[:, 2] = np.log(p[:, 2])
-    elif name == "power_law":
-        theta[:, 2] = np.log(p[:, 2] / (1.0 - p[:, 2]))
+    theta[:, positive] = np.log(p[:, positive])
+    theta[:, unit] = np.log(p[:, unit] / (1.0 - p[:, unit]))
     return theta
 
 
