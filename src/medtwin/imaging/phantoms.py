@@ -64,6 +64,16 @@ class _Solid:
         return np.asarray(self.sdf(points_mm) <= 0.0)
 
 
+class _Centred(_Solid):
+    """A solid symmetric about its ``centre_mm``, which is therefore its centroid."""
+
+    centre_mm: F64
+
+    @property
+    def centroid_mm(self) -> F64:
+        return self.centre_mm.copy()
+
+
 def _vec3(value: Sequence[float] | F64, name: str) -> F64:
     v = np.asarray(value, dtype=np.float64)
     if v.shape != (3,) or not np.all(np.isfinite(v)):
@@ -117,7 +127,7 @@ def _rotated_half_extent(rotation: F64, half: F64) -> F64:
 
 
 @dataclass(frozen=True)
-class Sphere(_Solid):
+class Sphere(_Centred):
     centre_mm: F64
     radius_mm: float
 
@@ -134,10 +144,6 @@ class Sphere(_Solid):
         return 4.0 * math.pi * self.radius_mm**2
 
     @property
-    def centroid_mm(self) -> F64:
-        return self.centre_mm.copy()
-
-    @property
     def bounds_mm(self) -> F64:
         return np.stack([self.centre_mm - self.radius_mm, self.centre_mm + self.radius_mm])
 
@@ -150,7 +156,7 @@ class Sphere(_Solid):
 
 
 @dataclass(frozen=True)
-class Ellipsoid(_Solid):
+class Ellipsoid(_Centred):
     """Semi-axes ``semi_axes_mm`` along the local axes; ``world = centre + rotation @ local``."""
 
     centre_mm: F64
@@ -176,10 +182,6 @@ class Ellipsoid(_Solid):
         f = float(special.ellipkinc(phi, m))
         s = math.sin(phi)
         return 2.0 * math.pi * c * c + 2.0 * math.pi * a * b / s * (e * s * s + f * (1.0 - s * s))
-
-    @property
-    def centroid_mm(self) -> F64:
-        return self.centre_mm.copy()
 
     @property
     def bounds_mm(self) -> F64:
@@ -223,7 +225,7 @@ class Ellipsoid(_Solid):
 
 
 @dataclass(frozen=True)
-class Cylinder(_Solid):
+class Cylinder(_Centred):
     """A solid cylinder with flat caps: ``axis`` direction, ``length_mm`` between the caps, centred on ``centre_mm``."""
 
     centre_mm: F64
@@ -249,10 +251,6 @@ class Cylinder(_Solid):
         return 2.0 * math.pi * self.radius_mm * (self.radius_mm + self.length_mm)
 
     @property
-    def centroid_mm(self) -> F64:
-        return self.centre_mm.copy()
-
-    @property
     def bounds_mm(self) -> F64:
         half = np.abs(self.axis) * self.length_mm / 2.0 + self.radius_mm * np.sqrt(
             np.clip(1.0 - self.axis**2, 0.0, None))
@@ -276,7 +274,7 @@ def _capped(d1: F64, d2: F64) -> F64:
 
 
 @dataclass(frozen=True)
-class Box(_Solid):
+class Box(_Centred):
     """A rectangular box with edge lengths ``size_mm`` along its local axes; ``world = centre + rotation @ local``."""
 
     centre_mm: F64
@@ -294,10 +292,6 @@ class Box(_Solid):
     def area_mm2(self) -> float:
         a, b, c = (float(s) for s in self.size_mm)
         return 2.0 * (a * b + b * c + c * a)
-
-    @property
-    def centroid_mm(self) -> F64:
-        return self.centre_mm.copy()
 
     @property
     def bounds_mm(self) -> F64:
