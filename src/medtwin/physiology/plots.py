@@ -10,9 +10,18 @@ import matplotlib
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
+from matplotlib.figure import Figure  # noqa: E402
 
 from medtwin.physiology.metrics import AmbulatoryGlucoseProfile  # noqa: E402
 from medtwin.physiology.service import SimulationResult  # noqa: E402
+
+
+def _save(fig: Figure, out: Path) -> Path:
+    """Lay out, write as a 100 dpi PNG and release the figure."""
+    fig.tight_layout()
+    fig.savefig(out, dpi=100)
+    plt.close(fig)
+    return out
 
 
 def trajectory_png(result: SimulationResult, path: str | Path, patient: int = 0) -> Path:
@@ -47,10 +56,7 @@ def trajectory_png(result: SimulationResult, path: str | Path, patient: int = 0)
     )
     bottom.set_xlabel("time [h]")
     bottom.legend(loc="upper right", fontsize=8)
-    fig.tight_layout()
-    fig.savefig(out, dpi=100)
-    plt.close(fig)
-    return out
+    return _save(fig, out)
 
 
 def agp_png(
@@ -67,10 +73,7 @@ def agp_png(
     ax.set_ylabel("glucose [mg/dL]")
     ax.set_title(title)
     ax.legend(fontsize=8)
-    fig.tight_layout()
-    fig.savefig(out, dpi=100)
-    plt.close(fig)
-    return out
+    return _save(fig, out)
 
 
 def _polyline(x: np.ndarray, y: np.ndarray, x_max: float, css: str) -> str:
