@@ -111,6 +111,11 @@ class _Builder:
         return url
 
 
+def _address(line: str, city: str, state: str, postal: str) -> list[dict[str, Any]]:
+    """A one-line US postal address (FHIR ``address``)."""
+    return [{"line": [line], "city": city, "state": state, "postalCode": postal, "country": "US"}]
+
+
 def _cc(system: str, code: str, display: str, text: str | None = None) -> dict[str, Any]:
     return {"coding": [{"system": system, "code": code, "display": display}], "text": text or display}
 
@@ -165,15 +170,7 @@ class _PatientGenerator:
                     )
                 ],
                 "name": f"{city} Community Health Center",
-                "address": [
-                    {
-                        "line": ["1 Clinic Way"],
-                        "city": city,
-                        "state": state,
-                        "postalCode": postal,
-                        "country": "US",
-                    }
-                ],
+                "address": _address("1 Clinic Way", city, state, postal),
             }
         )
 
@@ -229,15 +226,7 @@ class _PatientGenerator:
                 ],
                 "gender": self.a["gender"],
                 "birthDate": birth.isoformat(),
-                "address": [
-                    {
-                        "line": [f"{rng.randrange(1, 999)} {rng.choice(names['streets'])}"],
-                        "city": city,
-                        "state": state,
-                        "postalCode": postal,
-                        "country": "US",
-                    }
-                ],
+                "address": _address(f"{rng.randrange(1, 999)} {rng.choice(names['streets'])}", city, state, postal),
             }
         )
         return url, birth
