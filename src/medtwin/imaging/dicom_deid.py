@@ -29,68 +29,66 @@ from pydicom.sequence import Sequence
 PROFILE = "DICOM PS3.15 E.1 Basic Application Level Confidentiality Profile"
 
 #: keyword -> action (X remove, Z empty). Source: DICOM PS3.15 (2024b) table E.1-1, basic profile column.
-ACTIONS: dict[str, str] = {
-    # patient
-    "PatientName": "Z", "PatientID": "Z", "PatientBirthDate": "Z", "PatientSex": "Z", "PatientBirthTime": "X",
-    "PatientBirthName": "X", "PatientMotherBirthName": "X", "OtherPatientIDs": "X",
-    "OtherPatientIDsSequence": "X", "OtherPatientNames": "X", "PatientAddress": "X", "PatientAge": "X",
-    "PatientSize": "X", "PatientWeight": "X", "PatientTelephoneNumbers": "X", "PatientComments": "X",
-    "PatientReligiousPreference": "X", "PatientState": "X", "PatientInstitutionResidence": "X",
-    "PatientInsurancePlanCodeSequence": "X", "PatientPrimaryLanguageCodeSequence": "X",
-    "PatientSexNeutered": "X", "PatientTransportArrangements": "X", "IssuerOfPatientID": "X",
-    "EthnicGroup": "X", "Occupation": "X", "MilitaryRank": "X", "BranchOfService": "X",
-    "CountryOfResidence": "X", "RegionOfResidence": "X", "MedicalRecordLocator": "X", "MedicalAlerts": "X",
-    "Allergies": "X", "SmokingStatus": "X", "PregnancyStatus": "X", "AdditionalPatientHistory": "X",
-    "SpecialNeeds": "X", "PatientSpeciesDescription": "X", "ResponsiblePerson": "X",
-    "ResponsibleOrganization": "X", "ReferencedPatientSequence": "X", "ReferencedPatientPhotoSequence": "X",
-    "PatientBirthDateInAlternativeCalendar": "X", "PatientDeathDateInAlternativeCalendar": "X",
-    "ConfidentialityConstraintOnPatientDataDescription": "X", "PatientTelecomInformation": "X",
-    # study, visit, request
-    "StudyDate": "Z", "StudyTime": "Z", "StudyID": "Z", "AccessionNumber": "Z", "StudyDescription": "X",
-    "StudyComments": "X", "StudyIDIssuer": "X", "ReferringPhysicianName": "Z", "ReferringPhysicianAddress": "X",
-    "ReferringPhysicianTelephoneNumbers": "X", "ReferringPhysicianIdentificationSequence": "X",
-    "ConsultingPhysicianName": "X", "ConsultingPhysicianIdentificationSequence": "X",
-    "PhysiciansOfRecord": "X", "PhysiciansOfRecordIdentificationSequence": "X",
-    "NameOfPhysiciansReadingStudy": "X", "PhysiciansReadingStudyIdentificationSequence": "X",
-    "RequestingPhysician": "X", "RequestingService": "X", "RequestedProcedureDescription": "X",
-    "RequestedProcedureID": "X", "RequestAttributesSequence": "X", "ReasonForStudy": "X",
-    "ReasonForTheRequestedProcedure": "X", "AdmissionID": "X", "IssuerOfAdmissionID": "X",
-    "AdmittingDate": "X", "AdmittingTime": "X", "AdmittingDiagnosesDescription": "X",
-    "AdmittingDiagnosesCodeSequence": "X", "DischargeDiagnosisDescription": "X", "ServiceEpisodeID": "X",
-    "ServiceEpisodeDescription": "X", "VisitComments": "X", "CurrentPatientLocation": "X",
-    "ReferencedStudySequence": "X", "ReferencedPerformedProcedureStepSequence": "X",
-    "PerformedProcedureStepID": "X", "PerformedProcedureStepDescription": "X",
-    "PerformedProcedureStepStartDate": "X", "PerformedProcedureStepStartTime": "X",
-    "PerformedProcedureStepEndDate": "X", "PerformedProcedureStepEndTime": "X", "PerformedLocation": "X",
-    "PerformedStationName": "X", "PerformedStationAETitle": "X", "ScheduledPerformingPhysicianName": "X",
-    "ScheduledProcedureStepDescription": "X", "ScheduledStationName": "X", "PreMedication": "X",
-    "InsurancePlanIdentification": "X", "OrderEnteredBy": "X", "OrderEntererLocation": "X",
-    "OrderCallbackPhoneNumber": "X", "PlacerOrderNumberImagingServiceRequest": "X",
-    "FillerOrderNumberImagingServiceRequest": "X", "ResultsComments": "X", "InterpretationAuthor": "X",
-    "InterpretationRecorder": "X", "InterpretationTranscriber": "X", "InterpretationApproverSequence": "X",
-    "DistributionName": "X", "DistributionAddress": "X", "NamesOfIntendedRecipientsOfResults": "X",
-    "IntendedRecipientsOfResultsIdentificationSequence": "X",
-    # series, acquisition, people who did it
-    "SeriesDate": "X", "SeriesTime": "X", "AcquisitionDate": "X", "AcquisitionTime": "X",
-    "AcquisitionDateTime": "X", "ContentDate": "Z", "ContentTime": "Z", "InstanceCreationDate": "X",
-    "InstanceCreationTime": "X", "OverlayDate": "X", "OverlayTime": "X", "CurveDate": "X", "CurveTime": "X",
-    "SeriesDescription": "X", "ProtocolName": "X", "OperatorsName": "X", "OperatorIdentificationSequence": "X",
-    "PerformingPhysicianName": "X", "PerformingPhysicianIdentificationSequence": "X",
-    "ActualHumanPerformersSequence": "X", "HumanPerformerName": "X", "HumanPerformerOrganization": "X",
-    "ContentCreatorName": "Z", "ContentCreatorIdentificationCodeSequence": "X", "AuthorObserverSequence": "X",
-    "VerifyingObserverName": "X", "VerifyingObserverSequence": "X", "VerifyingOrganization": "X",
-    "PersonName": "X", "PersonAddress": "X", "PersonTelephoneNumbers": "X", "ParticipantSequence": "X",
-    "AcquisitionComments": "X", "AcquisitionContextSequence": "X", "ImageComments": "X", "FrameComments": "X",
-    "DerivationDescription": "X", "TextComments": "X", "TextString": "X", "Arbitrary": "X",
-    "ContentSequence": "X", "DigitalSignaturesSequence": "X", "DataSetTrailingPadding": "X",
-    "OriginalAttributesSequence": "X", "ModifiedAttributesSequence": "X", "ReferencedImageSequence": "X",
-    "SourceImageSequence": "X", "IconImageSequence": "X", "AcquisitionDeviceProcessingDescription": "X",
-    # equipment and institution
-    "InstitutionName": "X", "InstitutionAddress": "X", "InstitutionalDepartmentName": "X",
-    "InstitutionCodeSequence": "X", "StationName": "X", "DeviceSerialNumber": "X", "DeviceID": "X",
-    "DetectorID": "X", "GantryID": "X", "GeneratorID": "X", "CassetteID": "X", "PlateID": "X",
-    "ModifyingDeviceID": "X", "ModifyingDeviceManufacturer": "X", "CustodialOrganizationSequence": "X",
-    "SourceApplicationEntityTitle": "X", "ScheduledStudyLocation": "X", "ScheduledStudyLocationAETitle": "X",
+#: Emptied (``Z``): the type 2 attributes, which must stay present; every other listed attribute is removed (``X``).
+EMPTIED = frozenset({
+    "PatientName", "PatientID", "PatientBirthDate", "PatientSex", "StudyDate", "StudyTime", "StudyID",
+    "AccessionNumber", "ReferringPhysicianName", "ContentDate", "ContentTime", "ContentCreatorName",
+})
+REMOVED: dict[str, str] = {  # topic -> the keywords removed, space-separated
+    "patient": (
+        "PatientBirthTime PatientBirthName PatientMotherBirthName OtherPatientIDs OtherPatientIDsSequence "
+        "OtherPatientNames PatientAddress PatientAge PatientSize PatientWeight PatientTelephoneNumbers "
+        "PatientComments PatientReligiousPreference PatientState PatientInstitutionResidence "
+        "PatientInsurancePlanCodeSequence PatientPrimaryLanguageCodeSequence PatientSexNeutered "
+        "PatientTransportArrangements IssuerOfPatientID EthnicGroup Occupation MilitaryRank BranchOfService "
+        "CountryOfResidence RegionOfResidence MedicalRecordLocator MedicalAlerts Allergies SmokingStatus "
+        "PregnancyStatus AdditionalPatientHistory SpecialNeeds PatientSpeciesDescription ResponsiblePerson "
+        "ResponsibleOrganization ReferencedPatientSequence ReferencedPatientPhotoSequence "
+        "PatientBirthDateInAlternativeCalendar PatientDeathDateInAlternativeCalendar "
+        "ConfidentialityConstraintOnPatientDataDescription PatientTelecomInformation"
+    ),
+    "study, visit, request": (
+        "StudyDescription StudyComments StudyIDIssuer ReferringPhysicianAddress "
+        "ReferringPhysicianTelephoneNumbers ReferringPhysicianIdentificationSequence ConsultingPhysicianName "
+        "ConsultingPhysicianIdentificationSequence PhysiciansOfRecord "
+        "PhysiciansOfRecordIdentificationSequence NameOfPhysiciansReadingStudy "
+        "PhysiciansReadingStudyIdentificationSequence RequestingPhysician RequestingService "
+        "RequestedProcedureDescription RequestedProcedureID RequestAttributesSequence ReasonForStudy "
+        "ReasonForTheRequestedProcedure AdmissionID IssuerOfAdmissionID AdmittingDate AdmittingTime "
+        "AdmittingDiagnosesDescription AdmittingDiagnosesCodeSequence DischargeDiagnosisDescription "
+        "ServiceEpisodeID ServiceEpisodeDescription VisitComments CurrentPatientLocation "
+        "ReferencedStudySequence ReferencedPerformedProcedureStepSequence PerformedProcedureStepID "
+        "PerformedProcedureStepDescription PerformedProcedureStepStartDate PerformedProcedureStepStartTime "
+        "PerformedProcedureStepEndDate PerformedProcedureStepEndTime PerformedLocation PerformedStationName "
+        "PerformedStationAETitle ScheduledPerformingPhysicianName ScheduledProcedureStepDescription "
+        "ScheduledStationName PreMedication InsurancePlanIdentification OrderEnteredBy OrderEntererLocation "
+        "OrderCallbackPhoneNumber PlacerOrderNumberImagingServiceRequest "
+        "FillerOrderNumberImagingServiceRequest ResultsComments InterpretationAuthor InterpretationRecorder "
+        "InterpretationTranscriber InterpretationApproverSequence DistributionName DistributionAddress "
+        "NamesOfIntendedRecipientsOfResults IntendedRecipientsOfResultsIdentificationSequence"
+    ),
+    "series, acquisition, people who did it": (
+        "SeriesDate SeriesTime AcquisitionDate AcquisitionTime AcquisitionDateTime InstanceCreationDate "
+        "InstanceCreationTime OverlayDate OverlayTime CurveDate CurveTime SeriesDescription ProtocolName "
+        "OperatorsName OperatorIdentificationSequence PerformingPhysicianName "
+        "PerformingPhysicianIdentificationSequence ActualHumanPerformersSequence HumanPerformerName "
+        "HumanPerformerOrganization ContentCreatorIdentificationCodeSequence AuthorObserverSequence "
+        "VerifyingObserverName VerifyingObserverSequence VerifyingOrganization PersonName PersonAddress "
+        "PersonTelephoneNumbers ParticipantSequence AcquisitionComments AcquisitionContextSequence "
+        "ImageComments FrameComments DerivationDescription TextComments TextString Arbitrary ContentSequence "
+        "DigitalSignaturesSequence DataSetTrailingPadding OriginalAttributesSequence "
+        "ModifiedAttributesSequence ReferencedImageSequence SourceImageSequence IconImageSequence "
+        "AcquisitionDeviceProcessingDescription"
+    ),
+    "equipment and institution": (
+        "InstitutionName InstitutionAddress InstitutionalDepartmentName InstitutionCodeSequence StationName "
+        "DeviceSerialNumber DeviceID DetectorID GantryID GeneratorID CassetteID PlateID ModifyingDeviceID "
+        "ModifyingDeviceManufacturer CustodialOrganizationSequence SourceApplicationEntityTitle "
+        "ScheduledStudyLocation ScheduledStudyLocationAETitle"
+    ),
+}
+ACTIONS: dict[str, str] = {keyword: "Z" for keyword in EMPTIED} | {
+    keyword: "X" for keywords in REMOVED.values() for keyword in keywords.split()
 }
 
 #: UID attributes that name a kind (a SOP class, a transfer syntax, a coding scheme), not an instance: kept.
