@@ -15,12 +15,12 @@ import tomllib
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from functools import cache
-from importlib import resources
 from typing import Any, Literal
 
 from pydantic import BaseModel, Field
 
 from medtwin.pharmaco.errors import PharmacoInputError
+from medtwin.pharmaco.pgx_data import data_folder, data_text
 
 __all__ = ["Callability", "Guideline", "Recommendation", "Rule", "callability", "guidelines", "recommend",
            "recommended_drugs"]
@@ -98,10 +98,6 @@ class Recommendation(BaseModel):
     guideline_url: str = ""
 
 
-def _text(name: str) -> str:
-    return resources.files("medtwin.pharmaco").joinpath(f"data/pgx/{name}").read_text(encoding="utf-8")
-
-
 def _names(entry: Mapping[str, Any], single: str, plural: str, origin: str) -> tuple[str, ...]:
     value = entry.get(plural, [entry[single]] if single in entry else [])
     if not value or not all(isinstance(v, str) and v for v in value):
@@ -151,10 +147,10 @@ def parse_guideline(key: str, text: str) -> Guideline:
 @cache
 def guidelines() -> tuple[Guideline, ...]:
     """Every shipped guideline, by file name."""
-    folder = resources.files("medtwin.pharmaco").joinpath("data/pgx")
+    folder = data_folder()
     keys = sorted(p.name[len(_PREFIX):-len(".toml")] for p in folder.iterdir()
                   if p.name.startswith(_PREFIX) and p.name.endswith(".toml"))
-    return tuple(parse_guideline(k, _text(f"{_PREFIX}{k}.toml")) for k in keys)
+    return tuple(parse_guideline(k, data_text(f"{_PREFIX}{k}.toml")) for k in keys)
 
 
 def recommended_drugs() -> list[str]:

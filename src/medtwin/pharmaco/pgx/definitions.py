@@ -10,19 +10,15 @@ from __future__ import annotations
 import json
 from dataclasses import dataclass
 from functools import cache
-from importlib import resources
 from typing import Any
 
 from medtwin.pharmaco.errors import GenotypeError
+from medtwin.pharmaco.pgx_data import data_text
 
 GENES = ("ABCG2", "CYP2B6", "CYP2C19", "CYP2C9", "CYP2D6", "CYP3A5", "CYP4F2", "DPYD", "NUDT15", "SLCO1B1",
          "TPMT", "UGT1A1", "VKORC1")
 IUPAC = {"A": "A", "C": "C", "G": "G", "T": "T", "R": "AG", "Y": "CT", "S": "CG", "W": "AT", "K": "GT",
          "M": "AC", "B": "CGT", "D": "AGT", "H": "ACT", "V": "ACG", "N": "ACGT"}
-
-
-def data_text(name: str) -> str:
-    return resources.files("medtwin.pharmaco").joinpath(f"data/pgx/{name}").read_text(encoding="utf-8")
 
 
 @dataclass(frozen=True)

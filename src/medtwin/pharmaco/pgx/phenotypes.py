@@ -14,8 +14,8 @@ import tomllib
 from dataclasses import dataclass
 from functools import cache
 
-from medtwin.pharmaco.pgx.definitions import data_text
 from medtwin.pharmaco.pgx.types import INDETERMINATE
+from medtwin.pharmaco.pgx_data import data_text
 
 NO_PHENOTYPE = "n/a"
 ACTIVITY_GENES = ("CYP2C9", "CYP2D6", "DPYD")
