@@ -48,13 +48,11 @@ import logging
 import math
 import threading
 import time
-import tomllib
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from functools import lru_cache
-from importlib import resources
 from typing import TYPE_CHECKING, Any, Protocol
 from urllib.parse import quote
 
@@ -66,6 +64,7 @@ from medtwin.physiology.devices import BasalBolusController, CGMSensor, InsulinP
 from medtwin.physiology.simulate import Event, simulate_inputs
 from medtwin.physiology.uva_padova import PatientParameters, virtual_patients
 from medtwin.solve import Dopri5, Solver
+from medtwin.synthetic import archetype_entries
 
 if TYPE_CHECKING:  # pragma: no cover
     import httpx
@@ -173,9 +172,8 @@ _AR = 0.8
 @lru_cache(maxsize=1)
 def archetype_vitals() -> dict[str, tuple[Array, float]]:
     """archetype -> (baseline vitals in ``_VITALS`` order, heart rate noise SD), from archetypes.toml."""
-    text = resources.files("medtwin.synthetic").joinpath("data", "archetypes.toml").read_text(encoding="utf-8")
     out: dict[str, tuple[Array, float]] = {}
-    for a in tomllib.loads(text)["archetype"]:
+    for a in archetype_entries():
         v = a["vitals"]
         drop = a.get("treated_bp_drop", {})
         base = np.array([v["heart_rate"], v["systolic"] - drop.get("systolic", 0),

@@ -24,6 +24,7 @@ from typing import Any
 __all__ = [
     "ARCHETYPES",
     "REFERENCE_DATE",
+    "archetype_entries",
     "archetype_keys",
     "ckd_epi_2021",
     "generate_bundles",
@@ -59,9 +60,14 @@ def _config() -> Mapping[str, Any]:
     return tomllib.loads(text)
 
 
+def archetype_entries() -> list[dict[str, Any]]:
+    """The archetypes of ``data/archetypes.toml`` (key, vitals, labs, ...), in file order."""
+    return list(_config()["archetype"])
+
+
 def archetype_keys() -> tuple[str, ...]:
     """Archetype keys in the order patients cycle through them."""
-    return tuple(a["key"] for a in _config()["archetype"])
+    return tuple(a["key"] for a in archetype_entries())
 
 
 ARCHETYPES: tuple[str, ...] = (
