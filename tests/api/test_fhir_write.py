@@ -5,6 +5,7 @@ transaction Bundles (urn:uuid references rewritten, all or nothing), $validate; 
 
 from __future__ import annotations
 
+import uuid
 from collections.abc import Iterator
 from typing import Any
 
@@ -296,3 +297,63 @@ def test_conditional_update_creates_updates_and_refuses_several(live: tuple[Serv
     refused = _call(server, "PUT", "Observation?code=15074-8", body=_glucose(P1))
     assert refused.status_code == 400 and refused.json()["issue"][0]["code"] == "not-supported"
     assert _call(server, "PUT", "Observation", body=_glucose(P1)).status_code == 400
+
+
+def _bundle(kind: str, *entries: dict[str, Any]) -> dict[str, Any]:
+    return {"resourceType": "Bundle", "type": kind, "entry": list(entries)}
+
+
+def test_identifier_matches_are_counted_within_reach_over_rest_and_in_bundles(live: tuple[Server, Store]) -> None:
+    """One rule for If-None-Exist / ifNoneExist and conditional references (``Type?identifier=``), over REST
+    and in a batch or transaction: the matches within the caller's reach count (another patient's stored
+    first looks missing); one is that one, several are a 412 naming the entry."""
+    server, _ = live
+    tag = [{"system": "urn:reach", "value": "1"}]
+    theirs, mine = (_call(server, "POST", "Observation", body=_glucose(p, identifier=tag)).json()["id"]
+                    for p in (P2, P1))
+    create = {"fullUrl": "urn:uuid:6f1e0a52-0d1c-4d38-9a51-3c0b8e2b7a01", "resource": orjson.loads(
+        _glucose(P1, identifier=tag)), "request": {"method": "POST", "url": "Observation",
+                                                   "ifNoneExist": "identifier=urn:reach|1"}}
+    derived = orjson.loads(_glucose(P1, "7.20", derivedFrom=[{"reference": "Observation?identifier=urn:reach|1"}]))
+    by_reference = {"resource": derived, "request": {"method": "POST", "url": "Observation"}}
+    for kind in ("batch", "transaction"):
+        fresh = {**by_reference, "fullUrl": f"urn:uuid:{uuid.uuid4()}"}  # a new reading each time
+        answer = _call(server, "POST", "", "clinician", body=_bundle(kind, create, fresh))
+        assert answer.status_code == 200, answer.text
+        matched, made = (e["response"] for e in answer.json()["entry"])
+        assert (matched["status"], matched["location"].split("/")[1]) == ("200 OK", mine) != ("200 OK", theirs)
+        stored = _call(server, "GET", "/".join(made["location"].split("/")[:2])).json()
+        assert made["status"] == "201 Created" and stored["derivedFrom"] == [{"reference": f"Observation/{mine}"}]
+    over_rest = _call(server, "POST", "Observation", "clinician", body=orjson.dumps(derived))
+    assert over_rest.status_code == 201 and over_rest.json()["derivedFrom"][0]["reference"] == f"Observation/{mine}"
+    assert _call(server, "POST", "Observation", body=_glucose(P1, identifier=tag)).status_code == 201  # two mine
+    rest_several = _call(server, "POST", "Observation", "clinician", body=orjson.dumps(derived))
+    assert rest_several.status_code == 412 and "multiple matches" in rest_several.json()["issue"][0]["diagnostics"]
+    for kind, entries in (("batch", (by_reference,)), ("transaction", (create, by_reference))):
+        several = _call(server, "POST", "", "clinician", body=_bundle(kind, *entries))
+        issue = (several.json() if kind == "transaction" else several.json()["entry"][0]["response"]["outcome"]
+                 )["issue"][0]
+        assert several.status_code == (412 if kind == "transaction" else 200)
+        assert "multiple matches" in issue["diagnostics"] and issue["location"] == ["Bundle.entry[0]"]
+
+
+def test_conditional_update_without_a_match_creates_under_a_server_id(live: tuple[Server, Store]) -> None:
+    """R4: a conditional update with no match performs a create, and a create ignores an id sent; the same
+    over REST and as a batch entry (the id sent is never a key, a matching update later finds the resource)."""
+    server, _ = live
+    for n, send in enumerate(("rest", "batch")):
+        body = orjson.loads(_glucose(P1, identifier=[{"system": "urn:noid", "value": str(n)}]))
+        body["id"] = f"sent-{send}"
+        url = f"Observation?identifier=urn:noid|{n}"
+        if send == "rest":
+            answer = _call(server, "PUT", url, body=body)
+            status, made = answer.status_code, answer.json()["id"]
+        else:
+            entry = _call(server, "POST", "", body=_bundle("batch", {"resource": body, "request": {
+                "method": "PUT", "url": url}})).json()["entry"][0]["response"]
+            status, made = int(entry["status"][:3]), entry["location"].split("/")[1]
+        assert (status, made != f"sent-{send}") == (201, True)
+        assert _call(server, "GET", f"Observation/sent-{send}").status_code == 404
+        del body["id"]
+        assert _call(server, "PUT", url, body=body).json()["id"] == made  # one match now: updated
+

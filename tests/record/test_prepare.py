@@ -12,10 +12,11 @@ from medtwin.record.errors import (
     MalformedJsonError,
     MissingFieldError,
     NotFhirError,
+    PreconditionFailedError,
     UnknownResourceTypeError,
     UnresolvedReferenceError,
 )
-from medtwin.record.prepare import ID_NAMESPACE, NoExistingRecords, prepare
+from medtwin.record.prepare import ID_NAMESPACE, IdentifierKey, IdentifierMatch, NoExistingRecords, prepare
 from medtwin.record.sources import unit_from_bytes
 
 
@@ -85,12 +86,33 @@ def test_relative_reference_to_nothing_is_rejected() -> None:
 
 
 class _Existing(NoExistingRecords):
-    def find_by_identifier(self, resource_type: str, system: str | None, value: str) -> str | None:
+    def matches_by_identifier(self, resource_type: str, system: str | None, value: str) -> list[IdentifierMatch]:
         if (resource_type, system, value) == ("Practitioner", "http://hl7.org/fhir/sid/us-npi", "999"):
-            return "prac-1"
+            return [("prac-1", None, 1)]
         if (resource_type, system, value) == ("Organization", "urn:org", "o1"):
-            return "org-existing"
-        return None
+            return [("org-existing", None, 1)]
+        if value == "twice":
+            return [("first", None, 1), ("second", None, 3)]
+        return []
+
+
+@pytest.mark.parametrize("where", ["ifNoneExist", "reference", "conditional update"])
+def test_several_matches_are_refused_naming_entry_and_field(where: str) -> None:
+    """R4: identifier criteria matching several stored resources are a 412, never the first one found."""
+    org: dict[str, Any] = {"resourceType": "Organization", "identifier": [{"system": "urn:org", "value": "twice"}]}
+    request = {"ifNoneExist": {"method": "POST", "url": "Organization", "ifNoneExist": "identifier=urn:org|twice"},
+               "reference": {"method": "POST", "url": "Organization"},
+               "conditional update": {"method": "PUT", "url": "Organization?identifier=urn:org|twice"}}[where]
+    if where == "reference":
+        org = {"resourceType": "Organization", "partOf": {"reference": "Organization?identifier=urn:org|twice"}}
+    bundle = transaction({"fullUrl": "urn:uuid:o0", "request": {"method": "POST", "url": "Organization"},
+                          "resource": {"resourceType": "Organization", "name": "fine"}},
+                         {"fullUrl": "urn:uuid:o1", "request": request, "resource": org})
+    with pytest.raises(PreconditionFailedError, match="multiple matches: 2 Organization") as refused:
+        prepare(bundle, source="b", existing=_Existing())
+    field = {"ifNoneExist": "Bundle.entry.request.ifNoneExist", "reference": "Organization.partOf.reference",
+             "conditional update": "Bundle.entry.request.url"}[where]
+    assert (refused.value.entry, refused.value.field, refused.value.kind) == (2, field, "precondition-failed")
 
 
 def test_conditional_reference_and_if_none_exist_resolve_against_store() -> None:
@@ -185,14 +207,14 @@ class _Counting(_Existing):
         self.batches: list[list[tuple[str, str | None, str]]] = []
         self.key_batches: list[list[tuple[str, str]]] = []
 
-    def find_by_identifier(self, resource_type: str, system: str | None, value: str) -> str | None:
+    def matches_by_identifier(self, resource_type: str, system: str | None, value: str) -> list[IdentifierMatch]:
         self.single += 1
-        return super().find_by_identifier(resource_type, system, value)
+        return super().matches_by_identifier(resource_type, system, value)
 
-    def find_by_identifiers(self, keys: list[tuple[str, str | None, str]]) -> dict[tuple[str, str | None, str], str]:
+    def matches_by_identifiers(self, keys: list[IdentifierKey]) -> dict[IdentifierKey, list[IdentifierMatch]]:
         self.batches.append(list(keys))
-        found = {key: _Existing.find_by_identifier(self, *key) for key in keys}
-        return {key: rid for key, rid in found.items() if rid is not None}
+        found = {key: _Existing.matches_by_identifier(self, *key) for key in keys}
+        return {key: matches for key, matches in found.items() if matches}
 
     def existing_keys(self, keys: list[tuple[str, str]]) -> set[tuple[str, str]]:
         self.key_batches.append(list(keys))

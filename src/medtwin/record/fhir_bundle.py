@@ -21,12 +21,11 @@ from medtwin.record.errors import (
     InvalidFieldError,
     MissingFieldError,
     NotFhirError,
-    PreconditionFailedError,
     RecordError,
     UnsupportedError,
 )
 from medtwin.record.fhir_spec import ID_PATTERN, RESOURCE_TYPES
-from medtwin.record.prepare import parse_criteria
+from medtwin.record.prepare import one_match, parse_criteria
 
 #: HTTP status (and reason) of each kind of refused unit; any other kind is invalid content (400).
 STATUS_OF_KIND: dict[str, tuple[int, str]] = {
@@ -104,15 +103,21 @@ def conditional_update_unit(resource_type: str, body: Any, criteria: str,
                             matches: list[tuple[str, int]]) -> tuple[dict[str, Any], dict[tuple[str, str], int]]:
     """``PUT [base]/Type?identifier=system|value``: the unit and its expected versions, given the (id, current
     version) of the stored resources that match ``criteria`` within the caller's reach (R4 conditional update:
-    none, a create (an update-as-create under the id sent, if any); one, an update of it, expected at the
-    version found, so a change in between is a 412; several, refused with 412)."""
+    none, a create under a server id; one, an update of it, expected at the version found, so a change in
+    between is a 412; several, refused with 412).
+
+    Why a server id when there is no match, even with an id in the body: R4 (http.html#cond-update) says the
+    server "performs a create interaction", and a create ignores an id sent (http.html#create). It is also the
+    one answer that tells a restricted writer nothing (an id of their choosing may be held by a resource
+    outside their reach) and the one a Bundle entry gets: no match leaves the entry as ``PUT
+    Type?identifier=`` for the preparer, which gives it the id it derives, as here."""
     parse_criteria(resource_type, criteria, entry=0, field="url")  # only identifier=system|value
     refuse_several(resource_type, criteria, matches, field="url")
     given = body.get("id") if isinstance(body, dict) else None
     if not matches:
-        if isinstance(given, str):
-            return update_unit(resource_type, given, body), {}
-        return create_unit(resource_type, body), {}
+        entry = {"fullUrl": f"urn:uuid:{uuid.uuid4()}", "resource": _resource_of(body, resource_type),
+                 "request": {"method": "PUT", "url": f"{resource_type}?{criteria}"}}
+        return _transaction([entry]), {}
     found, version = matches[0]
     if given is not None and given != found:
         raise InvalidFieldError(f"the resource's id {given!r} is not the id of the one {criteria!r} matches "
@@ -121,10 +126,9 @@ def conditional_update_unit(resource_type: str, body: Any, criteria: str,
 
 
 def refuse_several(resource_type: str, criteria: str, matches: list[tuple[str, int]], *, field: str) -> None:
-    """R4 conditional create and update: criteria matching several resources (within reach) are refused (412)."""
-    if len(matches) > 1:
-        raise PreconditionFailedError(f"{len(matches)} {resource_type} resources match {criteria!r}: the criteria "
-                                      "must select at most one", field=field)
+    """R4 conditional create and update: criteria matching several resources (within reach) are refused (412),
+    by the preparer's rule (:func:`medtwin.record.prepare.one_match`)."""
+    one_match(resource_type, criteria, [rid for rid, _ in matches], field=field)
 
 
 def _transaction(entries: list[dict[str, Any]]) -> dict[str, Any]:
@@ -218,17 +222,10 @@ def _check_entry(entry: Any, index: int) -> dict[tuple[str, str], int]:
 def _resolve_conditional(entry: dict[str, Any], index: int, expect: dict[tuple[str, str], int],
                          matcher: Matcher) -> tuple[dict[str, Any], dict[tuple[str, str], int]]:
     """A conditional update entry with its one match made an update of ``Type/id`` (expected at the version
-    found); several matches refuse it (412); none leave it to the preparer (a create). A conditional create
-    matching several is refused (412); one or none is the preparer's (``ifNoneExist``)."""
+    found); several matches refuse it (412); none leave it to the preparer (a create). Conditional creates
+    (``ifNoneExist``) and references are the preparer's (the same rule, :func:`~medtwin.record.prepare.one_match`)."""
     request, resource = entry["request"], entry.get("resource")
-    url, if_none_exist = request.get("url"), request.get("ifNoneExist")
-    if request.get("method") == "POST" and isinstance(if_none_exist, str) and isinstance(resource, dict):
-        rtype = str(resource.get("resourceType"))
-        try:
-            refuse_several(rtype, if_none_exist, matcher(rtype, if_none_exist), field="Bundle.entry.request.ifNoneExist")
-        except RecordError as error:
-            raise error.located(entry=index + 1) from None
-        return entry, expect
+    url = request.get("url")
     if request.get("method") != "PUT" or not isinstance(url, str) or "?" not in url or not isinstance(resource, dict):
         return entry, expect
     rtype = url.split("?", 1)[0].strip("/")

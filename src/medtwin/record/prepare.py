@@ -10,7 +10,7 @@ from __future__ import annotations
 import hashlib
 import re
 import uuid
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 from urllib.parse import unquote
@@ -22,6 +22,7 @@ from medtwin.record.errors import (
     InvalidFieldError,
     MissingFieldError,
     NotFhirError,
+    PreconditionFailedError,
     RecordError,
     UnknownResourceTypeError,
     UnresolvedReferenceError,
@@ -38,26 +39,40 @@ BUNDLE_KINDS = frozenset({"transaction", "batch", "collection", "searchset", "do
 
 
 IdentifierKey = tuple[str, str | None, str]  # (resource type, identifier system, identifier value)
+IdentifierMatch = tuple[str, str | None, int]  # a stored resource with an identifier: (id, patient, version)
 
 
 class ExistingRecords(Protocol):
     """What the preparer may ask of the store. A store may also offer the batch forms
-    ``find_by_identifiers(keys) -> {key: id}`` and ``existing_keys(keys) -> {(type, id)}`` (one query per
-    unit instead of one per lookup); the preparer uses them when present. A store seen by a writer who may
-    not see all of it offers ``hidden_keys(keys) -> {(type, id)}``: ids taken by resources the writer cannot
-    see, which an id the server derives (from a fullUrl or the content) then steps around, so that writer
-    gets the answer a free id gets."""
+    ``matches_by_identifiers(keys) -> {key: [match]}`` and ``existing_keys(keys) -> {(type, id)}`` (one
+    query per unit instead of one per lookup); the preparer uses them when present. A store seen by a writer
+    who may not see all of it answers with what the writer can see only (``ReachLimitedRecords``) and offers
+    ``hidden_keys(keys) -> {(type, id)}``: ids taken by resources the writer cannot see, which an id the
+    server derives (from a fullUrl or the content) then steps around, so that writer gets the answer a free
+    id gets."""
 
-    def find_by_identifier(self, resource_type: str, system: str | None, value: str) -> str | None: ...
+    def matches_by_identifier(self, resource_type: str, system: str | None, value: str
+                              ) -> Sequence[IdentifierMatch]: ...
 
     def exists(self, resource_type: str, resource_id: str) -> bool: ...
+
+
+def one_match(resource_type: str, criteria: str, ids: Sequence[str], *, entry: int | None = None,
+              field: str | None = None) -> str | None:
+    """R4's rule for identifier criteria (conditional create, update and reference), over the matches the
+    writer can see: none, None (a create; a reference resolves to nothing); one, its id; several, refused
+    with 412 (R4: the criteria were not selective enough; never one of them picked silently)."""
+    if len(ids) > 1:
+        raise PreconditionFailedError(f"multiple matches: {len(ids)} {resource_type} resources match {criteria!r}: "
+                                      "the criteria must select at most one", entry=entry, field=field)
+    return ids[0] if ids else None
 
 
 class NoExistingRecords:
     """An empty store."""
 
-    def find_by_identifier(self, resource_type: str, system: str | None, value: str) -> str | None:
-        return None
+    def matches_by_identifier(self, resource_type: str, system: str | None, value: str) -> list[IdentifierMatch]:
+        return []
 
     def exists(self, resource_type: str, resource_id: str) -> bool:
         return False
@@ -69,20 +84,20 @@ class _Prefetched:
 
     def __init__(self, existing: ExistingRecords) -> None:
         self.existing = existing
-        self.identifiers: dict[IdentifierKey, str | None] = {}
+        self.identifiers: dict[IdentifierKey, list[str]] = {}
         self.keys: dict[tuple[str, str], bool] = {}
         self.hidden: set[tuple[str, str]] = set()
         self.checked: set[tuple[str, str]] = set()  # keys whose hidden-ness is known
         self.hidden_keys = getattr(existing, "hidden_keys", None)
 
     def prefetch_identifiers(self, keys: Iterable[IdentifierKey]) -> None:
-        batch = getattr(self.existing, "find_by_identifiers", None)
+        batch = getattr(self.existing, "matches_by_identifiers", None)
         missing = [k for k in dict.fromkeys(keys) if k not in self.identifiers]
         if batch is None or not missing:
             return
-        found: dict[IdentifierKey, str] = batch(missing)
+        found: dict[IdentifierKey, Sequence[IdentifierMatch]] = batch(missing)
         for key in missing:
-            self.identifiers[key] = found.get(key)
+            self.identifiers[key] = [match[0] for match in found.get(key, ())]
 
     def prefetch_keys(self, keys: Iterable[tuple[str, str]]) -> None:
         batch = getattr(self.existing, "existing_keys", None)
@@ -109,11 +124,14 @@ class _Prefetched:
                 return rid
             rid = uuid5(f"{rid}/taken")
 
-    def find_by_identifier(self, resource_type: str, system: str | None, value: str) -> str | None:
+    def match(self, resource_type: str, criteria: str, *, entry: int, field: str) -> str | None:
+        """The one stored resource ``criteria`` (``identifier=system|value``) matches, by :func:`one_match`."""
+        system, value = parse_criteria(resource_type, criteria, entry=entry, field=field)
         key = (resource_type, system, value)
-        if key in self.identifiers:
-            return self.identifiers[key]
-        return self.existing.find_by_identifier(resource_type, system, value)
+        ids = self.identifiers.get(key)
+        if ids is None:
+            ids = self.identifiers[key] = [m[0] for m in self.existing.matches_by_identifier(*key)]
+        return one_match(resource_type, criteria, ids, entry=entry, field=field)
 
     def exists(self, resource_type: str, resource_id: str) -> bool:
         known = self.keys.get((resource_type, resource_id))
@@ -436,10 +454,10 @@ def _assign_id(e: _Entry, store: _Prefetched, local_identifiers: dict[Identifier
     if method in (None, "POST"):
         criteria = (e.request or {}).get("ifNoneExist")
         if method == "POST" and isinstance(criteria, str):
-            system, value = parse_criteria(e.resource_type, criteria, entry=e.number,
-                                            field="Bundle.entry.request.ifNoneExist")
-            found = local_identifiers.get((e.resource_type, system, value)) or store.find_by_identifier(
-                e.resource_type, system, value)
+            field = "Bundle.entry.request.ifNoneExist"
+            system, value = parse_criteria(e.resource_type, criteria, entry=e.number, field=field)
+            found = local_identifiers.get((e.resource_type, system, value)) or store.match(
+                e.resource_type, criteria, entry=e.number, field=field)
             return (found, False, "criteria") if found else (_derived_id(e, store), True, _new_id_basis(e))
         if method is None and isinstance(e.resource.get("id"), str):
             return e.resource["id"], True, "id"
@@ -448,8 +466,7 @@ def _assign_id(e: _Entry, store: _Prefetched, local_identifiers: dict[Identifier
         if not isinstance(url, str) or not url:
             raise MissingFieldError("PUT entry without request.url", entry=e.number, field="Bundle.entry.request.url")
         if "?" in url:
-            system, value = parse_criteria(e.resource_type, url, entry=e.number, field="Bundle.entry.request.url")
-            found = store.find_by_identifier(e.resource_type, system, value)
+            found = store.match(e.resource_type, url, entry=e.number, field="Bundle.entry.request.url")
             return (found, True, "criteria") if found else (_derived_id(e, store), True, _new_id_basis(e))
         parts = url.strip("/").split("/")
         if len(parts) != 2 or parts[0] != e.resource_type or not ID_PATTERN.match(parts[1]):
@@ -678,8 +695,8 @@ class _ReferenceResolver:
                 raise UnresolvedReferenceError(f"conditional reference {reference!r}: unknown type", entry=entry,
                                                field=path)
             system, value = parse_criteria(rtype, reference, entry=entry, field=path)
-            found = self.local_identifiers.get((rtype, system, value)) or self.existing.find_by_identifier(
-                rtype, system, value)
+            found = self.local_identifiers.get((rtype, system, value)) or self.existing.match(
+                rtype, reference, entry=entry, field=path)
             if not found:
                 raise UnresolvedReferenceError(
                     f"conditional reference {reference!r} matches no stored {rtype} (import it first)",

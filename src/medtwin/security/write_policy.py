@@ -7,7 +7,9 @@ did not exist (OWASP API1; the read routes already answer 404 for it):
 * :class:`ReachLimitedRecords` is what the preparer asks of the store: a Patient outside reach, or patient
   data stored for one, is not found by id, by identifier or by a conditional create, so a reference to it
   fails as "resolves to nothing", ``ifNoneExist`` does not match it, and an id the server derives (from a
-  fullUrl or the content) that such a resource holds is derived again: the answers a missing one gets;
+  fullUrl or the content) that such a resource holds is derived again: the answers a missing one gets.
+  Identifier criteria are counted among the matches within reach only (``record.prepare.one_match``: one is
+  that one, several a 412), over REST and in Bundles alike;
 * :func:`authorise_unit` checks each prepared resource against the stored version's patient as well as the
   new one (as HAPI FHIR's AuthorizationInterceptor does): an id the writer chose (``PUT Type/id``, or a
   resource's own id) that is not a resource they can reach is refused 404 whether it exists or not (such
@@ -25,7 +27,7 @@ from dataclasses import dataclass
 
 from medtwin.record.compartment import NoPatientError, in_patient_compartment, patient_element
 from medtwin.record.errors import RecordError
-from medtwin.record.prepare import ExistingRecords, IdentifierKey, PreparedResource
+from medtwin.record.prepare import ExistingRecords, IdentifierKey, IdentifierMatch, PreparedResource
 from medtwin.security.scopes import Scope, scope_allows
 
 __all__ = ["SHARED_WRITERS", "ReachLimitedRecords", "WriteForbiddenError", "WriteNotFoundError", "Writer",
@@ -94,18 +96,21 @@ class ReachLimitedRecords:
     def existing_keys(self, keys: Sequence[Key]) -> set[Key]:
         return self._visible(keys)
 
-    def find_by_identifier(self, resource_type: str, system: str | None, value: str) -> str | None:
-        found = self.existing.find_by_identifier(resource_type, system, value)
-        return found if found is not None and self.exists(resource_type, found) else None
+    def matches_by_identifier(self, resource_type: str, system: str | None, value: str) -> list[IdentifierMatch]:
+        """The stored ``resource_type`` with the identifier that the writer can see (all of them are asked
+        for: the first stored may be another patient's while one within reach exists)."""
+        return self._reachable(resource_type, self.existing.matches_by_identifier(resource_type, system, value))
 
-    def find_by_identifiers(self, keys: Sequence[IdentifierKey]) -> dict[IdentifierKey, str]:
-        batch = getattr(self.existing, "find_by_identifiers", None)
-        if batch is None:
-            found = {k: rid for k in keys if (rid := self.existing.find_by_identifier(*k)) is not None}
-        else:
-            found = dict(batch(keys))
-        visible = self._visible((k[0], rid) for k, rid in found.items())
-        return {k: rid for k, rid in found.items() if (k[0], rid) in visible}
+    def matches_by_identifiers(self, keys: Sequence[IdentifierKey]) -> dict[IdentifierKey, list[IdentifierMatch]]:
+        batch = getattr(self.existing, "matches_by_identifiers", None)
+        found: Mapping[IdentifierKey, Sequence[IdentifierMatch]] = batch(keys) if batch is not None else {
+            key: self.existing.matches_by_identifier(*key) for key in keys}
+        return {key: self._reachable(key[0], matches) for key, matches in found.items()}
+
+    def _reachable(self, resource_type: str, matches: Sequence[IdentifierMatch]) -> list[IdentifierMatch]:
+        if not in_patient_compartment(resource_type):  # shared resources are everyone's
+            return list(matches)
+        return [match for match in matches if self.writer.reaches(match[1])]
 
 
 def authorise_unit(writer: Writer | None, resources: Sequence[PreparedResource],

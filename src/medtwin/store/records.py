@@ -31,7 +31,13 @@ from medtwin.record.export import references_in_raw
 from medtwin.record.fhirtime import FhirDateError, parse_datetime
 from medtwin.record.identifiers import names_the_patient
 from medtwin.record.indexing import index_rows, unit_warnings
-from medtwin.record.prepare import PreparedResource, PreparedUnit, content_hash
+from medtwin.record.prepare import (
+    IdentifierKey,
+    IdentifierMatch,
+    PreparedResource,
+    PreparedUnit,
+    content_hash,
+)
 from medtwin.store.codec import Codec
 from medtwin.store.schema import resource_history, resource_identifiers, resource_index, resources
 
@@ -311,27 +317,15 @@ class RecordRepository:
         return self.codec.blind(f"{system or ''}|{value}")
 
     def find_by_identifier(self, resource_type: str, system: str | None, value: str) -> str | None:
-        token = self.identifier_token(system, value)
-        row = self.connection.execute(
-            select(resources.c.id)
-            .join(resource_identifiers, resource_identifiers.c.resource_pk == resources.c.pk)
-            .where(resource_identifiers.c.token == token, resource_identifiers.c.resource_type == resource_type)
-            .limit(1)
-        ).first()
-        return None if row is None else str(row[0])
+        """The first stored ``resource_type`` with the identifier (a lookup by a trusted caller, e.g. an MRN;
+        writes decide on all the matches, :meth:`matches_by_identifier`)."""
+        found = self.matches_by_identifier(resource_type, system, value)
+        return found[0][0] if found else None
 
-    def matches_by_identifier(self, resource_type: str, system: str | None, value: str
-                              ) -> list[tuple[str, str | None, int]]:
+    def matches_by_identifier(self, resource_type: str, system: str | None, value: str) -> list[IdentifierMatch]:
         """Every stored ``resource_type`` with the identifier: (id, patient, current version), in storage order
-        (a conditional update must know when there are several)."""
-        token = self.identifier_token(system, value)
-        rows = self.connection.execute(
-            select(resources.c.id, resources.c.patient_id, resources.c.version)
-            .join(resource_identifiers, resource_identifiers.c.resource_pk == resources.c.pk)
-            .where(resource_identifiers.c.token == token, resource_identifiers.c.resource_type == resource_type,
-                   resource_identifiers.c.kind == "identifier")
-            .order_by(resources.c.pk))
-        return [(str(i), None if p is None else str(p), int(v)) for i, p, v in rows]
+        (conditional creates, updates and references must know when there are several)."""
+        return self.matches_by_identifiers([(resource_type, system, value)]).get((resource_type, system, value), [])
 
     def exists(self, resource_type: str, resource_id: str) -> bool:
         row = self.connection.execute(
@@ -341,21 +335,29 @@ class RecordRepository:
 
     def find_by_identifiers(self, keys: Sequence[tuple[str, str | None, str]]) -> dict[tuple[str, str | None, str], str]:
         """``find_by_identifier`` for many (type, system, value) at once: the keys found, with their id."""
-        by_token: dict[tuple[str, str], list[tuple[str, str | None, str]]] = {}
+        return {key: found[0][0] for key, found in self.matches_by_identifiers(keys).items()}
+
+    def matches_by_identifiers(self, keys: Sequence[IdentifierKey]) -> dict[IdentifierKey, list[IdentifierMatch]]:
+        """``matches_by_identifier`` for many (type, system, value) at once (one query per chunk of keys): the
+        keys found, each with its matches in storage order."""
+        by_token: dict[tuple[str, str], list[IdentifierKey]] = {}
         for key in keys:
             by_token.setdefault((self.identifier_token(key[1], key[2]), key[0]), []).append(key)
         tokens = sorted({token for token, _ in by_token})
-        found: dict[tuple[str, str | None, str], str] = {}
+        found: dict[IdentifierKey, list[IdentifierMatch]] = {}
         for start in range(0, len(tokens), _CHUNK):
             rows = self.connection.execute(
-                select(resource_identifiers.c.token, resource_identifiers.c.resource_type, resources.c.id)
+                select(resource_identifiers.c.token, resource_identifiers.c.resource_type, resources.c.id,
+                       resources.c.patient_id, resources.c.version)
                 .join(resources, resource_identifiers.c.resource_pk == resources.c.pk)
-                .where(resource_identifiers.c.token.in_(tokens[start:start + _CHUNK]))
+                .where(resource_identifiers.c.token.in_(tokens[start:start + _CHUNK]),
+                       resource_identifiers.c.kind == "identifier")
                 .order_by(resources.c.pk)
             )
-            for token, rtype, rid in rows:
+            for token, rtype, rid, patient, version in rows:
+                match = (str(rid), None if patient is None else str(patient), int(version))
                 for key in by_token.get((token, rtype), ()):
-                    found.setdefault(key, str(rid))
+                    found.setdefault(key, []).append(match)
         return found
 
     def existing_keys(self, keys: Sequence[tuple[str, str]]) -> set[tuple[str, str]]:

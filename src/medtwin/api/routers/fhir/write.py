@@ -18,7 +18,6 @@ from medtwin.api.fhir_support import FHIR_JSON, FhirError, fhir_response, with_m
 from medtwin.api.routers.fhir import common
 from medtwin.api.routers.fhir.common import Access, Token
 from medtwin.record import fhir_bundle
-from medtwin.record.compartment import in_patient_compartment
 from medtwin.record.errors import RecordError
 from medtwin.record.exactjson import loads_or_error
 from medtwin.record.fhir_bundle import EntryResult
@@ -142,12 +141,9 @@ async def create(resource_type: str, request: Request, token: Token) -> Response
         access = common.access(request, token, resource_type, action="write")
         if_none_exist = request.headers.get("if-none-exist")
         body = _parsed(content)
-        if if_none_exist:
+        if if_none_exist:  # several within reach: the import's 412, named by the header
             matches = _matcher(access)(resource_type, if_none_exist)
             fhir_bundle.refuse_several(resource_type, if_none_exist, matches, field="If-None-Exist")
-            if matches:  # the one within reach (the import's lookup stops at the first stored, maybe another's)
-                fhir_bundle.create_unit(resource_type, body)  # the body is still checked as a FHIR resource
-                return _stored_answer(access, request, resource_type, matches[0][0], "matched")
         unit = fhir_bundle.create_unit(resource_type, body, if_none_exist=if_none_exist)
         return _written(access, request, _write(access, request, unit))
     return await _with_body(request, work)
@@ -177,10 +173,9 @@ def _matcher(access: Access) -> fhir_bundle.Matcher:
         except RecordError:
             return []
         with access.store.connect() as connection:
-            stored = RecordRepository(connection, access.store.codec).matches_by_identifier(resource_type, system,
-                                                                                              value)
-        shared = not in_patient_compartment(resource_type)
-        return [(rid, version) for rid, patient, version in stored if shared or access.writer.reaches(patient)]
+            records = RecordRepository(connection, access.store.codec)
+            seen = ReachLimitedRecords(records, access.writer, records.patients_of)  # the import's view
+            return [(rid, version) for rid, _, version in seen.matches_by_identifier(resource_type, system, value)]
     return matches
 
 
