@@ -307,7 +307,7 @@ def sample_twins(patient: PatientParameters, thetas: Array, basal_u_per_h: float
 
 
 def twin_samples(twin: FittedTwin, n: int, rng: np.random.Generator) -> PatientParameters:
-    """Posterior ensemble from a saved :class:`FittedTwin`."""
+    """``n`` posterior draws (Laplace, log-normal) of a saved :class:`FittedTwin`, each at its own steady state."""
     patient = twin.parameters()
     mean = np.log([twin.fitted[k] for k in FITTED])
     thetas = rng.multivariate_normal(mean, np.asarray(twin.covariance_log), size=n)

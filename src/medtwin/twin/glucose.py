@@ -111,14 +111,6 @@ def virtual_ensemble(patient: PatientParameters, n: int, rng: np.random.Generato
     return sample_twins(patient, thetas, float(patient.basal_rate_u_per_min()[0] * 60.0))
 
 
-def twin_ensemble(twin: FittedTwin, n: int, rng: np.random.Generator) -> PatientParameters:
-    """``n`` posterior draws (Laplace, log-normal) of a fitted twin, each at its own steady state."""
-    patient = twin.parameters()
-    mean = np.log([twin.fitted[k] for k in FITTED])
-    thetas = rng.multivariate_normal(mean, np.asarray(twin.covariance_log), size=n)
-    return sample_twins(patient, thetas, float(patient.basal_rate_u_per_min()[0] * 60.0))
-
-
 # --- services -------------------------------------------------------------------------------------------
 
 

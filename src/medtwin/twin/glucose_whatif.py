@@ -30,7 +30,7 @@ import numpy as np
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, ValidationInfo, field_validator
 
 from medtwin.physiology.assimilation import GlucoseFilter
-from medtwin.physiology.calibrate import FITTED, FittedTwin, population_patient
+from medtwin.physiology.calibrate import FITTED, FittedTwin, population_patient, twin_samples
 from medtwin.physiology.errors import PhysiologyInputError
 from medtwin.physiology.scenario import Regimen, Scenario
 from medtwin.physiology.service import SimulationResult, simulate_scenario
@@ -49,7 +49,6 @@ from medtwin.twin.glucose import (
     latest_twin_version,
     scenario_hash,
     solver_description,
-    twin_ensemble,
     virtual_ensemble,
     virtual_patient,
 )
@@ -352,7 +351,7 @@ def compare(store: Store, patient_id: str, request: CompareRequest, *, actor: st
         ensemble_kind = (f"live twin members ({chosen.live.filter.n_members} held; "
                          f"{'all' if n == chosen.live.filter.n_members else 'resampled'}), from their current state")
     elif chosen.fitted is not None:
-        ensemble = twin_ensemble(chosen.fitted, n, rng)
+        ensemble = twin_samples(chosen.fitted, n, rng)
         ensemble_kind = "fitted posterior (Laplace, log-normal)"
     else:
         ensemble = virtual_ensemble(virtual_patient(request.virtual_patient), n, rng)
