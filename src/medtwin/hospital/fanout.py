@@ -13,7 +13,7 @@ from contextlib import contextmanager
 from distributed import Client, LocalCluster
 
 from medtwin.hospital.model import HospitalModel
-from medtwin.hospital.replicate import Results, collect, run_chunk
+from medtwin.hospital.replicate import Results, collect, run_block
 from medtwin.hospital.whatif import Scenario
 
 
@@ -32,12 +32,14 @@ def dask_client(address: str | None = None, processes: bool = False, n_workers: 
 
 def run_grid(client: Client, model: HospitalModel, scenarios: list[Scenario], n_reps: int, seed: int,
              horizon_h: float, warmup_h: float = 0.0, chunk: int = 10) -> Results:
-    """Every scenario x replication, ``chunk`` replications per task; results by scenario and metric."""
+    """Every scenario x replication; one task runs ``chunk`` replications of every scenario (their base
+    patients drawn once per replication: :func:`~medtwin.hospital.replicate.run_block`) and returns only
+    their scalar metrics; results by scenario and metric."""
     names = [s.name for s in scenarios]
     if len(set(names)) != len(names):
         raise ValueError(f"scenario names must be unique: {names}")
     model_future = client.scatter(model, broadcast=True)
-    futures = [client.submit(run_chunk, model_future, s, seed, list(range(a, min(a + chunk, n_reps))),
+    futures = [client.submit(run_block, model_future, scenarios, seed, list(range(a, min(a + chunk, n_reps))),
                              horizon_h, warmup_h, pure=False)
-               for s in scenarios for a in range(0, n_reps, chunk)]
-    return collect(client.gather(futures), n_reps)
+               for a in range(0, n_reps, chunk)]
+    return collect([c for block in client.gather(futures) for c in block], n_reps)

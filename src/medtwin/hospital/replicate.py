@@ -15,7 +15,7 @@ from scipy import stats
 from medtwin.hospital.engine import simulate
 from medtwin.hospital.metrics import summarise
 from medtwin.hospital.model import HospitalModel
-from medtwin.hospital.sampling import arrivals
+from medtwin.hospital.sampling import BaseDraws, arrivals
 from medtwin.hospital.whatif import Scenario
 
 #: scenario name -> metric -> values, one per replication (index = replication number)
@@ -30,9 +30,9 @@ def run_one(model: HospitalModel, scenario: Scenario, seed: int, rep: int, horiz
 
 
 def _run_applied(applied: HospitalModel, scenario: Scenario, seed: int, rep: int, horizon_h: float,
-                 warmup_h: float, start_how: int, compiled: bool) -> dict[str, float]:
+                 warmup_h: float, start_how: int, compiled: bool, shared: BaseDraws | None = None) -> dict[str, float]:
     patients = arrivals(applied, seed, rep, horizon_h, start_how, scenario.arrival_multiplier,
-                        scenario.los_multiplier, daily_curve=scenario.arrival_curve or None).trimmed()
+                        scenario.los_multiplier, daily_curve=scenario.arrival_curve or None, shared=shared).trimmed()
     log = simulate(applied, patients, horizon_h, start_how, outages=scenario.outage_tuples(applied),
                    compiled=compiled)
     out = summarise(log, applied, warmup_h)
@@ -41,14 +41,31 @@ def _run_applied(applied: HospitalModel, scenario: Scenario, seed: int, rep: int
 
 
 def run_chunk(model: HospitalModel, scenario: Scenario, seed: int, reps: list[int], horizon_h: float,
-              warmup_h: float = 0.0) -> tuple[str, list[int], list[dict[str, float]]]:
+              warmup_h: float = 0.0) -> Chunk:
     """Several replications of one scenario (one Dask task); the scenario is applied (validated) once."""
     applied = scenario.apply(model)
     return scenario.name, reps, [_run_applied(applied, scenario, seed, r, horizon_h, warmup_h, 0, True)
                                  for r in reps]
 
 
-def collect(chunks: list[tuple[str, list[int], list[dict[str, float]]]], n_reps: int) -> Results:
+Chunk = tuple[str, list[int], list[dict[str, float]]]
+
+
+def run_block(model: HospitalModel, scenarios: list[Scenario], seed: int, reps: list[int], horizon_h: float,
+              warmup_h: float = 0.0) -> list[Chunk]:
+    """Replications ``reps`` of every scenario (one Dask task of a grid), replication by replication: the
+    scenarios of a replication share its base patients (common random numbers: drawn once, not once per
+    scenario). The same metrics as :func:`run_one` run by run; only these scalars leave the task."""
+    applied = [s.apply(model) for s in scenarios]
+    rows: list[list[dict[str, float]]] = [[] for _ in scenarios]
+    for r in reps:
+        shared: BaseDraws = {}
+        for i, (scenario, m) in enumerate(zip(scenarios, applied, strict=True)):
+            rows[i].append(_run_applied(m, scenario, seed, r, horizon_h, warmup_h, 0, True, shared))
+    return [(s.name, list(reps), table) for s, table in zip(scenarios, rows, strict=True)]
+
+
+def collect(chunks: list[Chunk], n_reps: int) -> Results:
     out: Results = {}
     for name, reps, rows in chunks:
         table = out.setdefault(name, {})

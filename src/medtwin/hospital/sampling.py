@@ -144,21 +144,47 @@ def hourly_multiplier(horizon_h: float, multiplier: float, daily_curve: list[flo
     return multiplier * curve[np.minimum(hours // 24, curve.size - 1)]
 
 
+#: base patients already drawn, by everything they depend on (see :func:`arrivals`' ``shared``)
+BaseDraws = dict[tuple[object, ...], Patients]
+
+
+def _draw_key(model: HospitalModel, seed: int, rep: int, j: int, horizon_h: float, start_how: int,
+              los_multiplier: float) -> tuple[object, ...]:
+    """Everything stream j's base patients depend on: a scenario that changes none of it (beds, rosters,
+    outages, layouts, the arrival multiplier) draws the very same ones."""
+    stream = model.arrivals[j]
+    units = tuple((u.name, u.los.dist, u.los.mean_h, u.los.cv, tuple(sorted(u.routing.items())))
+                  for u in model.units)
+    return (seed, rep, j, horizon_h, start_how, los_multiplier, stream.entry, tuple(stream.week().tolist()),
+            tuple(stream.esi_mix), units)
+
+
 def arrivals(model: HospitalModel, seed: int, rep: int, horizon_h: float, start_how: int = 0,
              arrival_multiplier: float = 1.0, los_multiplier: float = 1.0,
-             rate_scale: list[np.ndarray] | None = None, daily_curve: list[float] | None = None) -> Patients:
+             rate_scale: list[np.ndarray] | None = None, daily_curve: list[float] | None = None,
+             shared: BaseDraws | None = None) -> Patients:
     """New patients of replication ``rep`` over ``horizon_h``. ``rate_scale`` (one array of 168 per stream)
     replaces the rates (a fitted-parameter draw). Where the multiplier is < 1 the base patients are thinned;
-    where > 1 patients from a separate stream are added: the base patients keep their draws (CRN)."""
+    where > 1 patients from a separate stream are added: the base patients keep their draws (CRN).
+    ``shared``: base patients drawn by earlier calls (of other scenarios, same replication), reused when
+    everything they depend on is the same and added otherwise (why: the scenarios of a what-if grid share
+    them, and drawing them was a third of a one-year run's time); the same patients either way."""
     index = model.unit_index()
     m = hourly_multiplier(horizon_h, arrival_multiplier, daily_curve)
     parts: list[Patients] = []
     for j, stream in enumerate(model.arrivals):
         rate = stream.week() if rate_scale is None else rate_scale[j]
         mix = np.asarray(stream.esi_mix)
-        base_rng = rng_for(seed, rep, 1, j)
-        times = nhpp_times(rate, start_how, horizon_h, base_rng)
-        base = draw_patients(model, times, index[stream.entry], mix, base_rng, los_multiplier)
+        key = _draw_key(model, seed, rep, j, horizon_h, start_how, los_multiplier) if shared is not None \
+            and rate_scale is None else None
+        if key is not None and shared is not None and key in shared:
+            base = shared[key]
+        else:
+            base_rng = rng_for(seed, rep, 1, j)
+            times = nhpp_times(rate, start_how, horizon_h, base_rng)
+            base = draw_patients(model, times, index[stream.entry], mix, base_rng, los_multiplier)
+            if key is not None and shared is not None:
+                shared[key] = base
         if np.any(m < 1.0):
             keep = rng_for(seed, rep, 2, j).random(len(base)) < m[base.t0_h.astype(np.int64)]
             base = Patients(base.t0_h[keep], base.esi[keep], base.path[keep], base.service_h[keep])
