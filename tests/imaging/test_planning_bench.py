@@ -1,5 +1,5 @@
-"""benchmarks/bench_planning.py --smoke: our scoring matches both baselines path for path, and every figure and
-the scaling table are printed."""
+"""benchmarks/bench_planning.py --smoke: our scoring matches both baselines path for path, the banded maps score
+every path as the full maps do, and every figure and the scaling table are printed."""
 
 from __future__ import annotations
 
@@ -18,7 +18,12 @@ def test_bench_planning_smoke_matches_the_baselines_and_prints_every_figure() ->
     out = run_benchmark("bench_planning.py")
     diff = float(re.search(r"max \|difference\| of min margin excess and risk over all paths = (\S+)", out).group(1))  # type: ignore[union-attr]
     assert diff < 1e-4
-    assert re.search(r"distance maps \(EDT in mm, 3 structures \+ combined margin map\): \d+\.\d{3} s", out)
+    assert re.search(r"first calls of the compiled kernels .*: \d+\.\d{3} s", out)
+    assert re.search(r"banded distance maps \(reach \d+\.\d mm .* in \d+\.\d{3} s; 3 structures \+ combined margin "
+                     r"map\): \d+\.\d{3} s", out)
+    assert re.search(r"full distance maps \(exact everywhere, for reference\): \d+\.\d{3} s", out)
+    assert "banded scores identical to the full maps' for every path (risk, min margin excess, admissible): True" in out
+    assert re.search(r"total, banded distance maps \+ scoring: \d+\.\d{3} s \(target <= 1 s\)", out)
     assert re.search(r"scoring 60 entries x 20 targets = 1,200 paths, [\d,]+ samples at <= 0.5 mm: \d+\.\d{3} s", out)
     assert re.search(r"baseline, per-path map_coordinates loop: \d+\.\d{3} s", out)
     rows = re.findall(r"^\s+(\d+)\s+(\d+)\s+([\d,]+)\s+(\d+\.\d{3})\s+(\d+\.\d{2})\s+(\d+\.\d)$", out, re.M)

@@ -4,7 +4,9 @@ Given target points (or a target label), entry points on the skin or cortex with
 and critical structures (vessels, ventricles, sulci) as masks each with a safety margin in millimetres:
 
 * a Euclidean distance map per structure in mm on the (possibly anisotropic) grid (:mod:`medtwin.imaging.edt`:
-  the same values as ``scipy.ndimage.distance_transform_edt`` with ``sampling`` = voxel spacing, faster);
+  the same values as ``scipy.ndimage.distance_transform_edt`` with ``sampling`` = voxel spacing, faster), or
+  banded (``reach_mm``, :func:`planning_reach_mm`): exact up to margin + reach around each structure, computed on
+  the structure's window only; the planner re-plans on exact maps if a figure it needs lies beyond the band;
 * every entry x target straight path sampled at <= 0.5 mm, the distance maps trilinearly interpolated;
 * hard constraints: no structure within its margin anywhere along the path, length <= ``max_length_mm``,
   angle between the path and the entry surface's inward normal <= ``max_angle_deg``, both ends inside the image;
@@ -34,12 +36,14 @@ import numba
 import numpy as np
 from numpy.typing import NDArray
 from scipy import ndimage
+from scipy.spatial import cKDTree
 
-from medtwin.imaging.edt import clearance_mm
+from medtwin.imaging.edt import clearance_mm, window
 from medtwin.imaging.volume import Frame, Volume, VolumeError
 
 F64 = NDArray[np.float64]
 RANK_BY = ("risk", "clearance")
+BAND_SLACK_MM = 1e-3  # float32 rounding of the band values (ulp ~1e-5 mm at 100 mm), with room to spare
 
 
 class PlanningError(VolumeError):
@@ -91,13 +95,35 @@ class DistanceMaps:
     """Per-structure distance in mm (float32, structure axis first) and the combined margin map the scorer reads.
 
     ``surface_mm[s]`` is the distance to structure ``s`` (its voxel cubes, conservatively); ``excess_mm`` is
-    ``min_s(surface_mm[s] - margin_s)``: negative where some structure is nearer than its margin."""
+    ``min_s(surface_mm[s] - margin_s)``: negative where some structure is nearer than its margin.
+
+    ``reach_mm`` None: exact everywhere. Otherwise banded: ``surface_mm[s]`` is exact where it is below
+    ``margin_s + reach_mm`` and equals that band beyond (so ``excess_mm`` is exact below ``reach_mm``);
+    :func:`plan_trajectories` checks that every figure it returns was read inside the band and otherwise plans
+    again on :meth:`exact` maps, so a banded map never changes a plan. Rehearsals want :meth:`exact`."""
 
     grid: Volume
     names: tuple[str, ...]
     margins_mm: tuple[float, ...]
     surface_mm: NDArray[np.float32]
     excess_mm: NDArray[np.float32]
+    reach_mm: float | None = None
+    criticals: tuple[Critical, ...] = ()
+    _exact: list[DistanceMaps] = field(default_factory=list, repr=False)
+
+    def exact(self) -> DistanceMaps:
+        """These maps exact everywhere (self when already; else computed once and kept)."""
+        if self.reach_mm is None:
+            return self
+        if not self._exact:
+            self._exact.append(distance_maps(self.grid, self.criticals))
+        return self._exact[0]
+
+    def resolved_below_mm(self) -> float:
+        """Combined-map values below this were read from exact voxels only (trilinear cells: a voxel diagonal)."""
+        if self.reach_mm is None:
+            return math.inf
+        return self.reach_mm - float(np.linalg.norm(self.grid.spacing_mm)) - BAND_SLACK_MM
 
 
 @dataclass(frozen=True)
@@ -212,11 +238,25 @@ def entries_from_mask(grid: Volume, head_mask: object, entry_mask: object | None
 # --- distance maps ---------------------------------------------------------------------------------------------
 
 
-def distance_maps(grid: Volume, criticals: Sequence[Critical]) -> DistanceMaps:
-    """The distance in mm from every voxel to each critical structure (respecting anisotropic spacing)."""
+@numba.njit(parallel=True, cache=True)
+def _combine(maps: NDArray[np.float32], margins: NDArray[np.float32], out: NDArray[np.float32]) -> None:
+    """``out = min_s(maps[s] - margins[s])`` in one parallel pass (float32 as numpy would do it)."""
+    flat, res = maps.reshape(maps.shape[0], -1), out.reshape(-1)
+    for n in numba.prange(res.shape[0]):
+        low = flat[0, n] - margins[0]
+        for s in range(1, flat.shape[0]):
+            low = min(low, flat[s, n] - margins[s])
+        res[n] = low
+
+
+def distance_maps(grid: Volume, criticals: Sequence[Critical], reach_mm: float | None = None) -> DistanceMaps:
+    """The distance in mm from every voxel to each critical structure (respecting anisotropic spacing); with
+    ``reach_mm`` banded at ``margin + reach_mm`` per structure (see :class:`DistanceMaps`)."""
     _check_grid(grid)
     if not criticals:
         raise PlanningError("criticals", "name at least one critical structure (an empty list plans blind)")
+    if reach_mm is not None and not (math.isfinite(reach_mm) and reach_mm > 0):
+        raise PlanningError("reach_mm", f"must be a positive number of mm, got {reach_mm!r}")
     spacing = grid.spacing_mm
     half_diagonal = 0.5 * float(np.linalg.norm(spacing))
     maps = np.empty((len(criticals), *grid.shape), dtype=np.float32)
@@ -226,12 +266,54 @@ def distance_maps(grid: Volume, criticals: Sequence[Critical]) -> DistanceMaps:
             raise PlanningError(f"criticals.{c.name}.margin_mm", f"must be >= 0 mm, got {c.margin_mm!r}")
         if not mask.any():
             raise PlanningError(f"criticals.{c.name}.mask", "is empty: the structure is not in the label map")
-        clearance_mm(mask, spacing, half_diagonal, out=maps[s])
-    excess = maps[0] - np.float32(criticals[0].margin_mm)
-    for s, c in enumerate(criticals[1:], start=1):
-        np.minimum(excess, maps[s] - np.float32(c.margin_mm), out=excess)
+        band = None if reach_mm is None else c.margin_mm + reach_mm
+        clearance_mm(mask, spacing, half_diagonal, out=maps[s], band_mm=band)
+    excess = np.empty(grid.shape, dtype=np.float32)
+    _combine(maps, np.array([c.margin_mm for c in criticals], dtype=np.float32), excess)
     return DistanceMaps(grid, tuple(c.name for c in criticals), tuple(float(c.margin_mm) for c in criticals),
-                        maps, excess)
+                        maps, excess, reach_mm, tuple(criticals))
+
+
+def _endpoint_bounds(grid: Volume, criticals: Sequence[Critical], points_mm: F64) -> tuple[F64, F64]:
+    """Upper bounds, at each of ``points_mm``, of the interpolated combined map and of the nearest structure's
+    interpolated distance (exact at each point's nearest voxel centre from a k-d tree of the structures' surface
+    voxels, plus a voxel diagonal: the maps are 1-Lipschitz and a trilinear cell spans one diagonal)."""
+    spacing = grid.spacing_mm
+    diagonal = float(np.linalg.norm(spacing))
+    ijk = np.clip(np.rint(grid.world_to_index(points_mm)), 0, np.asarray(grid.shape) - 1)
+    nearest = np.full(len(ijk), np.inf)
+    excess = np.full(len(ijk), np.inf)
+    for c in criticals:
+        mask = np.asarray(c.mask, dtype=bool)
+        box = window(mask, spacing, 0.0)
+        sub = mask[box]
+        surface = np.argwhere(sub & ~ndimage.binary_erosion(sub, border_value=0))
+        origin = np.array([b.start for b in box])
+        d, _ = cKDTree((surface + origin) * spacing).query(ijk * spacing)
+        clearance = np.maximum(d - 0.5 * diagonal, 0.0)
+        nearest = np.minimum(nearest, clearance)
+        excess = np.minimum(excess, clearance - c.margin_mm)
+    return excess + diagonal, nearest + diagonal
+
+
+def planning_reach_mm(grid: Volume, criticals: Sequence[Critical], entries: Entries, targets_mm: object,
+                      limits: Limits | None = None) -> float:
+    """A band for :func:`distance_maps` wide enough that planning these entries to these targets reads every
+    figure inside it (so the banded maps need no exact re-plan): the risk cut-off, and for every path a bound
+    on its smallest margin excess and nearest distance (neither exceeds its value at either end), plus a voxel
+    diagonal."""
+    limits = limits or Limits()
+    limits.check()
+    _check_grid(grid)
+    if not criticals:
+        raise PlanningError("criticals", "name at least one critical structure (an empty list plans blind)")
+    points = _points(entries.points_mm, "entries")
+    n = len(points)
+    excess, near = _endpoint_bounds(grid, criticals, np.concatenate([points, _points(targets_mm, "targets")]))
+    least_margin = min(c.margin_mm for c in criticals)
+    needed = max(limits.risk_cutoff_mm, min(excess[:n].max(), excess[n:].max()),
+                 min(near[:n].max(), near[n:].max()) - least_margin)
+    return needed + float(np.linalg.norm(grid.spacing_mm)) + 2 * BAND_SLACK_MM
 
 
 # --- scoring ---------------------------------------------------------------------------------------------------
@@ -364,6 +446,10 @@ def plan_trajectories(maps: DistanceMaps, entries: Entries, targets_mm: object, 
     """Rank the admissible entry -> target paths by ``rank_by``: ``"risk"`` (then margin excess, then length)
     or ``"clearance"`` (the largest smallest margin excess first: the max-min safest path; then risk).
 
+    On banded maps (``maps.reach_mm``) the plan is checked to have read every figure it reports or ranks by
+    (risk, every admissible path's margin excess, the candidates' nearest distances) inside the band; if not, it is
+    made again on ``maps.exact()``: the same plan as on exact maps either way.
+
     Raises :class:`PlanningError` naming ``targets`` / ``entries`` when a point lies outside the image, and
     ``trajectory`` when no path meets every hard constraint (with the count each constraint removed)."""
     limits = limits or Limits()
@@ -378,19 +464,37 @@ def plan_trajectories(maps: DistanceMaps, entries: Entries, targets_mm: object, 
         raise PlanningError("entries.normals", f"shape {normals.shape} does not match the entries {points.shape}")
     _inside(maps.grid, points, "entries")
     unit = normals / np.maximum(np.linalg.norm(normals, axis=1, keepdims=True), 1e-12)
-    scores = score_paths(maps, Entries(points, unit), targets, limits)
+    if maps.resolved_below_mm() <= max(limits.risk_cutoff_mm, 0.5 * limits.step_mm):  # not even risk / margin
+        maps = maps.exact()
+    plan = _ranked(maps, Entries(points, unit), targets, limits, top, rank_by)
+    if plan is None:
+        plan = _ranked(maps.exact(), Entries(points, unit), targets, limits, top, rank_by)
+    assert plan is not None  # exact maps resolve everything
+    return plan
+
+
+def _ranked(maps: DistanceMaps, entries: Entries, targets: F64, limits: Limits, top: int, rank_by: str) -> Plan | None:
+    """The plan, or None when banded ``maps`` leave a figure it needs unresolved (read at or beyond the band)."""
+    scores = score_paths(maps, entries, targets, limits)
     admissible = admissible_pairs(scores, limits)
     rejected = _rejections(scores, limits, admissible)
     if not admissible.any():
         raise PlanningError("trajectory", f"no admissible trajectory among {admissible.size} paths "
                                           f"(removed: {rejected}); no path is proposed")
     e_idx, t_idx = np.nonzero(admissible)
+    if np.any(scores.min_excess_mm[e_idx, t_idx] >= maps.resolved_below_mm()):
+        return None
     keys = {"risk": (scores.length_mm[e_idx, t_idx], -scores.min_excess_mm[e_idx, t_idx], scores.risk[e_idx, t_idx]),
             "clearance": (scores.length_mm[e_idx, t_idx], scores.risk[e_idx, t_idx], -scores.min_excess_mm[e_idx, t_idx])}
     order = np.lexsort(keys[rank_by])[:max(int(top), 1)]
+    points = entries.points_mm
     ranked = tuple(
         _with_rank(_trajectory(maps, points[e_idx[i]], targets[t_idx[i]], scores, e_idx[i], t_idx[i], limits), r)
         for r, i in enumerate(order, start=1))
+    if maps.reach_mm is not None:
+        nearest_band = min(maps.margins_mm) + maps.resolved_below_mm()
+        if any(t.min_distance_mm >= nearest_band for t in ranked):
+            return None
     return Plan(maps.grid.frame, ranked, int(admissible.size), rejected)
 
 
