@@ -21,12 +21,17 @@ from collections.abc import Callable
 from datetime import UTC, datetime
 from typing import Any
 
-__all__ = ["ServerClock", "wall_now"]
+__all__ = ["ServerClock", "as_utc", "wall_now"]
 
 
 def wall_now() -> datetime:
     """The wall clock, timezone-aware UTC."""
     return datetime.now(UTC)
+
+
+def as_utc(value: datetime) -> datetime:
+    """``value`` as timezone-aware UTC; a naive value is taken to be UTC (SQLite drops the zone of stored times)."""
+    return value.replace(tzinfo=UTC) if value.tzinfo is None else value.astimezone(UTC)
 
 
 class ServerClock:

@@ -47,7 +47,7 @@ import logging
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
-from datetime import UTC, datetime
+from datetime import datetime
 from typing import Any, Final
 
 import orjson
@@ -58,6 +58,7 @@ from medtwin.alerts.hub import EventHub
 from medtwin.alerts.repository import SEVERITY_RANK, SYSTEM_ACTOR, Alert, AlertCandidate, AlertRepository
 from medtwin.alerts.rule import AlertRule, RuleInput, Verdict
 from medtwin.alerts.settings import load_settings, save_setting, state_rows, upsert_state
+from medtwin.clock import as_utc
 from medtwin.security import audit
 from medtwin.store.database import Store
 from medtwin.vocab import GlucoseForecast, Sample
@@ -132,10 +133,6 @@ class _Pass:
 
     def patients(self) -> list[str]:
         return list(dict.fromkeys([*self.samples, *self.forecasts, *self.settings]))
-
-
-def _utc(value: datetime) -> datetime:
-    return value.replace(tzinfo=UTC) if value.tzinfo is None else value.astimezone(UTC)
 
 
 def _weight(item: tuple[Any, ...]) -> int:
@@ -517,7 +514,7 @@ class AlertEngine:
         if not force and len(due) > self.config.max_saves_per_pass:
             due.sort(key=lambda s: (not s.urgent, s.saved_at))
             due = due[:self.config.max_saves_per_pass]
-        now = _utc(self.clock())
+        now = as_utc(self.clock())
         rows: list[dict[str, Any]] = []
         for state in due:
             rows += self._rows(state, now, force)

@@ -32,12 +32,13 @@ from __future__ import annotations
 import uuid
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
-from datetime import UTC, datetime
+from datetime import datetime
 from typing import Any, Final
 
 import orjson
 from sqlalchemy import ColumnElement, Connection, case, func, insert, select, update
 
+from medtwin.clock import as_utc
 from medtwin.store.codec import Codec
 from medtwin.store.live_tables import alerts
 
@@ -66,15 +67,9 @@ def needs_person(severity: str) -> bool:
     return severity in NEEDS_PERSON
 
 
-def _utc(value: datetime) -> datetime:
-    if value.tzinfo is None:
-        return value.replace(tzinfo=UTC)
-    return value.astimezone(UTC)
-
-
 def _iso(value: datetime | None) -> str | None:
     """ISO 8601 in UTC with a ``Z``, as the API's JSON writes times."""
-    return None if value is None else _utc(value).isoformat().replace("+00:00", "Z")
+    return None if value is None else as_utc(value).isoformat().replace("+00:00", "Z")
 
 
 @dataclass(frozen=True)
@@ -137,7 +132,7 @@ class Alert:
 
 
 def _maybe(value: datetime | None) -> datetime | None:
-    return None if value is None else _utc(value)
+    return None if value is None else as_utc(value)
 
 
 class AlertRepository:
@@ -152,8 +147,8 @@ class AlertRepository:
         r = row._mapping
         details = orjson.loads(self.codec.open(r["details"])) if r["details"] is not None else {}
         return Alert(id=r["id"], patient_id=r["patient_id"], rule=r["rule"], severity=r["severity"],
-                     status=r["status"], dedupe_key=r["dedupe_key"], opened_at=_utc(r["opened_at"]),
-                     updated_at=_utc(r["updated_at"]), last_seen_at=_utc(r["last_seen_at"]),
+                     status=r["status"], dedupe_key=r["dedupe_key"], opened_at=as_utc(r["opened_at"]),
+                     updated_at=as_utc(r["updated_at"]), last_seen_at=as_utc(r["last_seen_at"]),
                      occurrences=int(r["occurrences"]), score=r["score"],
                      acknowledged_at=_maybe(r["acknowledged_at"]), acknowledged_by=r["acknowledged_by"],
                      resolved_at=_maybe(r["resolved_at"]), resolved_by=r["resolved_by"], message=r["message"],
@@ -210,13 +205,13 @@ class AlertRepository:
         existing = self.touch(candidate, occurrences)
         if existing is not None:
             return existing
-        now = _utc(self.clock())
+        now = as_utc(self.clock())
         alert_id = str(uuid.uuid4())
-        began = _utc(candidate.began_at or candidate.time)
+        began = as_utc(candidate.began_at or candidate.time)
         self.connection.execute(insert(alerts).values(
             id=alert_id, patient_id=candidate.patient_id, rule=candidate.rule, severity=candidate.severity,
             status="open", dedupe_key=candidate.dedupe_key, opened_at=began, updated_at=now,
-            last_seen_at=_utc(candidate.time), occurrences=occurrences, score=candidate.score, message=candidate.message,
+            last_seen_at=as_utc(candidate.time), occurrences=occurrences, score=candidate.score, message=candidate.message,
             details=self.codec.seal(orjson.dumps(candidate.details))))
         created = self.get(alert_id)
         assert created is not None
@@ -237,8 +232,8 @@ class AlertRepository:
                        key=lambda s: SEVERITY_RANK.get(s, 0))
             details = {**details, "peak_severity": peak}
         values: dict[str, Any] = {
-            "updated_at": _utc(self.clock()), "occurrences": alerts.c.occurrences + occurrences,
-            "last_seen_at": max(current.last_seen_at, _utc(candidate.time)), "score": candidate.score,
+            "updated_at": as_utc(self.clock()), "occurrences": alerts.c.occurrences + occurrences,
+            "last_seen_at": max(current.last_seen_at, as_utc(candidate.time)), "score": candidate.score,
             "message": candidate.message, "details": self.codec.seal(orjson.dumps(details)),
             "condition_cleared_at": None,
         }
@@ -266,7 +261,7 @@ class AlertRepository:
         if current.needs_person:
             cleared = self.connection.execute(update(alerts).where(
                 alerts.c.id == current.id, alerts.c.status == "open", alerts.c.condition_cleared_at.is_(None)).values(
-                condition_cleared_at=_utc(at or self.clock()), updated_at=_utc(self.clock())))
+                condition_cleared_at=as_utc(at or self.clock()), updated_at=as_utc(self.clock())))
             if cleared.rowcount:
                 alert = self.get(current.id)
                 assert alert is not None
@@ -291,7 +286,7 @@ class AlertRepository:
         return self._transition(alert_id, UNRESOLVED, "resolved", actor, "resolved")
 
     def _transition(self, alert_id: str, allowed_from: Sequence[str], to: str, actor: str, verb: str) -> Alert:
-        now = _utc(self.clock())
+        now = as_utc(self.clock())
         values: dict[str, Any] = {"status": to, "updated_at": now}
         if to == "acknowledged":
             gone = alerts.c.condition_cleared_at.is_not(None)

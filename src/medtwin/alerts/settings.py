@@ -8,12 +8,13 @@ from __future__ import annotations
 
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
-from datetime import UTC, datetime
+from datetime import datetime
 from typing import Any
 
 import orjson
 from sqlalchemy import Connection, select
 
+from medtwin.clock import as_utc
 from medtwin.errors import InputError
 from medtwin.store.codec import Codec
 from medtwin.store.database import Store
@@ -53,10 +54,6 @@ def setting_kind(key: str) -> str:
     return found.kind if found is not None else f"alert-setting:{key}"
 
 
-def _utc(value: datetime) -> datetime:
-    return value.replace(tzinfo=UTC) if value.tzinfo is None else value.astimezone(UTC)
-
-
 def upsert_state(connection: Connection, rows: list[dict[str, Any]]) -> None:
     """Insert or update ``twin_live_state`` rows (patient_id, kind, twin_version, updated_at, data_time,
     payload) in one statement."""
@@ -79,7 +76,7 @@ def save_setting(store: Store, patient_id: str, key: str, value: Any, *, actor: 
         raise SettingError(key, f"unknown setting; known: {', '.join(sorted(_declared))}")
     if value not in found.allowed or isinstance(value, bool):
         raise SettingError(key, f"must be one of {', '.join(map(str, found.allowed))}, got {value!r}")
-    now = _utc(clock())
+    now = as_utc(clock())
     payload = {key: value, "set_by": actor, "set_at": now.isoformat()}
     with store.begin() as connection:
         upsert_state(connection, [{"patient_id": patient_id, "kind": found.kind, "twin_version": None,

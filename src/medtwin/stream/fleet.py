@@ -60,6 +60,7 @@ import numpy as np
 from numpy.typing import NDArray
 
 from medtwin import vocab as m
+from medtwin.clock import as_utc
 from medtwin.physiology.devices import BasalBolusController, CGMSensor, InsulinPump
 from medtwin.physiology.simulate import Event, simulate_inputs
 from medtwin.physiology.uva_padova import PatientParameters, virtual_patients
@@ -790,4 +791,4 @@ def latest_sample_time(store: Store, patient_ids: Sequence[str]) -> datetime | N
             samples.c.patient_id.in_(list(patient_ids)))).scalar()
     if value is None:
         return None
-    return value.replace(tzinfo=UTC) if value.tzinfo is None else value.astimezone(UTC)
+    return as_utc(value)

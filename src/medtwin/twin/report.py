@@ -35,6 +35,7 @@ from medtwin import __version__
 from medtwin.alerts import news2
 from medtwin.alerts import service as alert_service
 from medtwin.alerts.repository import STATUSES, AlertRepository
+from medtwin.clock import as_utc
 from medtwin.physiology.metrics import AmbulatoryGlucoseProfile
 from medtwin.store.codec import Codec
 from medtwin.store.database import Store
@@ -292,14 +293,14 @@ def _alerts(conn: Connection, codec: Codec, patient_id: str, now: datetime, limi
     dashboard do (:func:`medtwin.alerts.service.latest_news2`), else the score of the latest NEWS2 alert."""
     repository = AlertRepository(conn, codec, lambda: now)
     total, rows = repository.list(patient_id=patient_id, limit=limit)
-    items = [AlertItem(rule=a.rule, severity=a.severity, status=a.status, opened_at=_utc(a.opened_at),
-                       last_seen_at=_utc(a.last_seen_at), score=a.score, message=a.message) for a in rows]
+    items = [AlertItem(rule=a.rule, severity=a.severity, status=a.status, opened_at=as_utc(a.opened_at),
+                       last_seen_at=as_utc(a.last_seen_at), score=a.score, message=a.message) for a in rows]
     try:
         scored = alert_service.latest_news2(conn, codec, patient_id)
     except news2.News2InputError:  # a stored value outside the chart: no score rather than no report
         scored = None
     if scored is not None:
-        return items, total, News2View(score=scored["aggregate"], at=_utc(datetime.fromisoformat(scored["at"])),
+        return items, total, News2View(score=scored["aggregate"], at=as_utc(datetime.fromisoformat(scored["at"])),
                                        risk=scored["risk"], source="device vitals", missing=list(scored["missing"]),
                                        spo2_scale=scored.get("spo2_scale"))
     _, latest = repository.list(patient_id=patient_id, statuses=STATUSES, rule="news2", limit=1)
@@ -307,12 +308,8 @@ def _alerts(conn: Connection, codec: Codec, patient_id: str, now: datetime, limi
         return items, total, None
     alert = latest[0]
     risk = alert.details.get("risk")
-    return items, total, News2View(score=alert.score, at=_utc(alert.last_seen_at), source="alert",
+    return items, total, News2View(score=alert.score, at=as_utc(alert.last_seen_at), source="alert",
                                    alert_status=alert.status, risk=risk if isinstance(risk, str) else None)
-
-
-def _utc(value: datetime) -> datetime:
-    return value.replace(tzinfo=UTC) if value.tzinfo is None else value.astimezone(UTC)
 
 
 def _flat(provenance: dict[str, Any], limit: int = 8) -> dict[str, str]:
@@ -398,7 +395,7 @@ def fmt_day(value: datetime | date | None) -> str:
 
 
 def fmt_time(value: datetime | None) -> str:
-    return "" if value is None else f"{_utc(value):%Y-%m-%d %H:%M} UTC"
+    return "" if value is None else f"{as_utc(value):%Y-%m-%d %H:%M} UTC"
 
 
 def identity_line(identity: Identity) -> str:
@@ -478,7 +475,7 @@ def news2_lines(view: News2View | None) -> list[str]:
 
 
 def alert_line(alert: AlertItem) -> str:
-    return f"{_utc(alert.opened_at):%d %b %H:%M} [{alert.severity}, {alert.status}] {alert.message}"
+    return f"{as_utc(alert.opened_at):%d %b %H:%M} [{alert.severity}, {alert.status}] {alert.message}"
 
 
 #: twin versions that are answers to a what-if, not the twin (its record summary and fitted models)
@@ -509,7 +506,7 @@ def report_filename(patient_id: str, generated_at: datetime, suffix: str) -> str
         key = patient_id.lower()
     else:
         key = "p" + hashlib.sha256(patient_id.encode()).hexdigest()[:16]
-    return f"twin-report-{key}-{_utc(generated_at):%Y%m%dT%H%MZ}.{suffix}"
+    return f"twin-report-{key}-{as_utc(generated_at):%Y%m%dT%H%MZ}.{suffix}"
 
 
 # --- HTML (inline SVG) ----------------------------------------------------------------------------------
