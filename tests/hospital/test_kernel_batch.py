@@ -8,10 +8,12 @@ from __future__ import annotations
 import math
 
 import numpy as np
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from medtwin.hospital.model import demo_model
 from medtwin.hospital.replicate import run_block, run_one
-from medtwin.hospital.sampling import BaseDraws, arrivals
+from medtwin.hospital.sampling import BaseDraws, Patients, arrivals
 from medtwin.hospital.whatif import BASELINE, Scenario, moved_beds
 
 HORIZON, WARMUP = 24 * 10.0, 24.0
@@ -62,3 +64,32 @@ def test_shared_draws_are_reused_only_when_nothing_they_depend_on_changed() -> N
     other_rep = arrivals(model, 5, 3, 48.0, shared=shared)
     assert len(shared) == 3 * len(model.arrivals)
     assert not np.array_equal(other_rep.t0_h[:5], first.t0_h[:5])
+
+
+@settings(max_examples=200, deadline=None)
+@given(st.lists(st.integers(0, 30), max_size=40), st.lists(st.integers(0, 30), max_size=40))
+def test_two_sorted_parts_merge_as_a_stable_sort(a: list[int], b: list[int]) -> None:
+    """The base + surge merge (Patients.concat) orders patients as a stable sort of both parts (ties: the
+    base patient first), with their attributes carried along."""
+    parts = []
+    for i, times in enumerate((sorted(a), sorted(b))):
+        t = np.asarray(times, dtype=float) / 4  # many ties
+        n = t.size
+        parts.append(Patients(t, np.full(n, i + 1, dtype=np.int64), np.arange(n, dtype=np.int64)[:, None] + 100 * i,
+                              np.zeros((n, 1))))
+    merged = Patients.concat(parts)
+    t0 = np.concatenate([p.t0_h for p in parts])
+    order = np.argsort(t0, kind="stable")
+    np.testing.assert_array_equal(merged.t0_h, t0[order])
+    np.testing.assert_array_equal(merged.esi, np.concatenate([p.esi for p in parts])[order])
+    np.testing.assert_array_equal(merged.path, np.concatenate([p.path for p in parts])[order])
+
+
+def test_trimmed_before_the_merge_is_trimmed_after() -> None:
+    model = demo_model()
+    for multiplier in (1.0, 1.5):
+        after = arrivals(model, 4, 1, 72.0, 0, multiplier).trimmed()
+        before = arrivals(model, 4, 1, 72.0, 0, multiplier, trim=True)
+        assert before.path.shape == after.path.shape and after.path.shape[1] < 12
+        for name in ("t0_h", "esi", "path", "service_h"):
+            np.testing.assert_array_equal(getattr(before, name), getattr(after, name), err_msg=name)

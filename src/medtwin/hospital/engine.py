@@ -211,6 +211,33 @@ class Engine:
             self._begin(t, unit, k)
 
 
+_CAPACITY_CACHE: dict[tuple[object, ...], tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]] = {}
+
+
+def _capacity_arrays(week: np.ndarray, start_how: int, horizon_h: float, outages: list[Outage] | None
+                     ) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    """The compiled loop's capacity inputs (initial beds; changes as time, unit, beds in the Python heap's key
+    order), kept for the next run with the same roster, start, horizon and outages (why: built in Python,
+    they were ~10 % of a one-year run, and every replication of a scenario has the same). Read-only."""
+    key = (week.tobytes(), week.shape, start_how, float(horizon_h), tuple(outages or ()))
+    hit = _CAPACITY_CACHE.get(key)
+    if hit is not None:
+        return hit
+    events = capacity_events(week, start_how, horizon_h, outages)
+    cap_t = np.array([e[0] for e in events], dtype=float)
+    cap_u = np.array([e[2] for e in events], dtype=np.int64)
+    cap_v = np.array([e[3] for e in events], dtype=np.int64)
+    order = np.lexsort((cap_v, cap_u, cap_t))  # the Python heap's key order
+    out = (np.array(initial_capacity(week, start_how, outages), dtype=np.int64), cap_t[order], cap_u[order],
+           cap_v[order])
+    for a in out:
+        a.setflags(write=False)
+    if len(_CAPACITY_CACHE) >= 64:  # bounded: a long-lived server sees many rosters
+        _CAPACITY_CACHE.clear()
+    _CAPACITY_CACHE[key] = out
+    return out
+
+
 def simulate(model: HospitalModel, patients: Patients, horizon_h: float, start_how: int = 0,
              capacity_week: np.ndarray | None = None, in_service: np.ndarray | None = None,
              joined_h: np.ndarray | None = None, outages: list[Outage] | None = None,
@@ -222,13 +249,8 @@ def simulate(model: HospitalModel, patients: Patients, horizon_h: float, start_h
     from medtwin.hospital.kernel import run_loop
 
     week = model.capacity_by_hour() if capacity_week is None else capacity_week
-    events = capacity_events(week, start_how, horizon_h, outages)
+    cap0, cap_t, cap_u, cap_v = _capacity_arrays(week, start_how, horizon_h, outages)
     n = len(patients)
-    cap_t = np.array([e[0] for e in events], dtype=float)
-    cap_u = np.array([e[2] for e in events], dtype=np.int64)
-    cap_v = np.array([e[3] for e in events], dtype=np.int64)
-    order = np.lexsort((cap_v, cap_u, cap_t))  # the Python heap's key order
-    cap_t, cap_u, cap_v = cap_t[order], cap_u[order], cap_v[order]
     qcap = np.array([-1 if u.queue_capacity is None else u.queue_capacity for u in model.units], dtype=np.int64)
     preemptive = np.array([u.preemptive for u in model.units], dtype=np.bool_)
     beds = np.zeros(n, dtype=np.bool_) if in_service is None else np.asarray(in_service, dtype=np.bool_)
@@ -238,7 +260,7 @@ def simulate(model: HospitalModel, patients: Patients, horizon_h: float, start_h
     t_join, t_start, t_end, lost, count = run_loop(
         np.ascontiguousarray(patients.t0_h, dtype=float), np.ascontiguousarray(patients.esi, dtype=np.int64),
         np.ascontiguousarray(patients.path, dtype=np.int64), np.ascontiguousarray(patients.service_h, dtype=float),
-        np.array(initial_capacity(week, start_how, outages), dtype=np.int64), cap_t, cap_u, cap_v, qcap, preemptive,
+        cap0, cap_t, cap_u, cap_v, qcap, preemptive,
         np.ascontiguousarray(model.transfer_matrix(), dtype=float), beds, joined, arrive_order.astype(np.int64),
         float(horizon_h))
     return VisitLog(patients, t_join, t_start, t_end, lost, horizon_h, int(count))

@@ -32,7 +32,7 @@ def run_one(model: HospitalModel, scenario: Scenario, seed: int, rep: int, horiz
 def _run_applied(applied: HospitalModel, scenario: Scenario, seed: int, rep: int, horizon_h: float,
                  warmup_h: float, start_how: int, compiled: bool, shared: BaseDraws | None = None) -> dict[str, float]:
     patients = arrivals(applied, seed, rep, horizon_h, start_how, scenario.arrival_multiplier,
-                        scenario.los_multiplier, daily_curve=scenario.arrival_curve or None, shared=shared).trimmed()
+                        scenario.los_multiplier, daily_curve=scenario.arrival_curve or None, shared=shared, trim=True)
     log = simulate(applied, patients, horizon_h, start_how, outages=scenario.outage_tuples(applied),
                    compiled=compiled)
     out = summarise(log, applied, warmup_h)

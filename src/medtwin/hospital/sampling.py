@@ -42,11 +42,29 @@ class Patients:
                         np.ascontiguousarray(self.service_h[:, :width]))
 
     @staticmethod
-    def concat(parts: list[Patients]) -> Patients:
+    def concat(parts: list[Patients], trim: bool = False) -> Patients:
+        """The parts' patients in time order; ``trim``: the same as ``.trimmed()`` after, cheaper (the
+        unreached hop columns are dropped before the merge copies them)."""
+        if trim:
+            used = max(int((p.path >= 0).sum(axis=1).max(initial=0)) for p in parts)
+            width = min(MAX_HOPS, used + 1)
+            parts = [p if p.path.shape[1] <= width else Patients(p.t0_h, p.esi, p.path[:, :width], p.service_h[:, :width])
+                     for p in parts]
         if len(parts) == 1:
-            return parts[0]
+            return parts[0].trimmed() if trim else parts[0]
         t0 = np.concatenate([p.t0_h for p in parts])
-        order = np.argsort(t0, kind="stable")
+        if len(parts) == 2 and all(bool(np.all(p.t0_h[1:] >= p.t0_h[:-1])) for p in parts):
+            # two sorted parts (base and surge patients): merged by position (a stable sort's order, ties
+            # first part first) in O(n log n) of the smaller part rather than a sort of both
+            a, b = parts[0].t0_h, parts[1].t0_h
+            at_b = np.searchsorted(a, b, side="right") + np.arange(b.size)
+            order = np.empty(t0.size, dtype=np.int64)
+            is_b = np.zeros(t0.size, dtype=bool)
+            is_b[at_b] = True
+            order[at_b] = a.size + np.arange(b.size)
+            order[~is_b] = np.arange(a.size)
+        else:
+            order = np.argsort(t0, kind="stable")
         return Patients(t0[order], np.concatenate([p.esi for p in parts])[order],
                         np.concatenate([p.path for p in parts])[order],
                         np.concatenate([p.service_h for p in parts])[order])
@@ -162,13 +180,14 @@ def _draw_key(model: HospitalModel, seed: int, rep: int, j: int, horizon_h: floa
 def arrivals(model: HospitalModel, seed: int, rep: int, horizon_h: float, start_how: int = 0,
              arrival_multiplier: float = 1.0, los_multiplier: float = 1.0,
              rate_scale: list[np.ndarray] | None = None, daily_curve: list[float] | None = None,
-             shared: BaseDraws | None = None) -> Patients:
+             shared: BaseDraws | None = None, trim: bool = False) -> Patients:
     """New patients of replication ``rep`` over ``horizon_h``. ``rate_scale`` (one array of 168 per stream)
     replaces the rates (a fitted-parameter draw). Where the multiplier is < 1 the base patients are thinned;
     where > 1 patients from a separate stream are added: the base patients keep their draws (CRN).
     ``shared``: base patients drawn by earlier calls (of other scenarios, same replication), reused when
     everything they depend on is the same and added otherwise (why: the scenarios of a what-if grid share
-    them, and drawing them was a third of a one-year run's time); the same patients either way."""
+    them, and drawing them was a third of a one-year run's time); the same patients either way. ``trim``:
+    as ``.trimmed()`` on the result (see :meth:`Patients.concat`)."""
     index = model.unit_index()
     m = hourly_multiplier(horizon_h, arrival_multiplier, daily_curve)
     parts: list[Patients] = []
@@ -193,4 +212,4 @@ def arrivals(model: HospitalModel, seed: int, rep: int, horizon_h: float, start_
             extra_rng = rng_for(seed, rep, 3, j)
             extra_t = nhpp_times(rate, start_how, horizon_h, extra_rng, np.maximum(m - 1.0, 0.0))
             parts.append(draw_patients(model, extra_t, index[stream.entry], mix, extra_rng, los_multiplier))
-    return Patients.concat(parts)
+    return Patients.concat(parts, trim)
