@@ -357,3 +357,20 @@ def test_conditional_update_without_a_match_creates_under_a_server_id(live: tupl
         del body["id"]
         assert _call(server, "PUT", url, body=body).json()["id"] == made  # one match now: updated
 
+
+
+def test_issued_only_reading_is_charted_but_not_date_searched(live: tuple[Server, Store]) -> None:
+    """An Observation with ``issued`` and no effective[x]: FHIR ``date`` is effective[x] only (not found by
+    it), while the chart series of /api/v1 (time-filtered) still find the reading at its issued time."""
+    server, _ = live
+    reading = orjson.loads(_glucose(P1, "6.60", issued="2031-05-04T10:00:00Z"))
+    del reading["effectiveDateTime"]
+    made = _call(server, "POST", "Observation", body=reading).json()["id"]
+    searched = _call(server, "GET", "Observation?date=ge2031-05-04&date=le2031-05-05").json()
+    assert made not in {e["resource"]["id"] for e in searched.get("entry", [])}
+    api = server.base.rsplit("/fhir", 1)[0] + "/api/v1"
+    page = requests.get(f"{api}/patients/{P1}/observations", timeout=30,
+                        params={"code": "15074-8", "start": "2031-05-04T00:00:00Z", "end": "2031-05-05T00:00:00Z"},
+                        headers={"Authorization": f"Bearer {server.tokens['clinician']}"}).json()
+    assert [(i["resource_id"], i["effective"], i["value"]) for i in page["items"]] == \
+        [(made, "2031-05-04T10:00:00Z", 6.6)]

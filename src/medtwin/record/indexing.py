@@ -32,7 +32,8 @@ CODE_ELEMENTS: dict[str, tuple[str, ...]] = {
     "ExplanationOfBenefit": ("type",),
 }
 
-# Where a resource's clinically relevant time is, in order of preference.
+# Where a resource's clinically relevant time is, in order of preference: the time of a reading (an
+# Observation: effective[x], else ``issued``), what the twin's summary and the charts place it at.
 TIME_ELEMENTS: tuple[str, ...] = (
     "effectiveDateTime", "effectivePeriod", "effectiveInstant", "occurrenceDateTime", "onsetDateTime",
     "performedDateTime", "performedPeriod", "period", "authoredOn", "recordedDate", "started", "issued",
@@ -85,6 +86,9 @@ class IndexRow(NamedTuple):
     unit_norm: str | None = None
     unit_valid: bool | None = None
     value_text: str | None = None
+    #: The time of the reading (:func:`reading_time`), which charts and /api/v1 series filter and sort on;
+    #: beside ``effective_start`` (the R4 date parameter's own elements), which a FHIR ``date`` search uses.
+    chart_at: datetime | None = None
 
 
 def _get_path(resource: dict[str, Any], path: str) -> Any:
@@ -147,6 +151,14 @@ def effective_time(resource: dict[str, Any], candidates: tuple[str, ...] = TIME_
             if start is not None or end is not None:
                 return start, end
     return None, None
+
+
+def reading_time(resource: dict[str, Any]) -> datetime | None:
+    """When a reading (any resource) happened, as charts and summaries place it: the start of the first of
+    :data:`TIME_ELEMENTS` present. An Observation with ``issued`` but no effective[x] is placed at ``issued``
+    (the only time the record gives; R4's ``date`` search parameter is effective[x] only, so it is not found
+    by that search: see :data:`SEARCH_TIME`)."""
+    return effective_time(resource)[0]
 
 
 def status_of(resource: dict[str, Any]) -> str | None:
@@ -241,12 +253,14 @@ def index_rows(resource: dict[str, Any]) -> list[IndexRow]:
     rtype = resource.get("resourceType", "")
     start, end = effective_time(resource, SEARCH_TIME.get(rtype, TIME_ELEMENTS), open_end=OPEN_END)
     status = status_of(resource)
+    at = reading_time(resource)
     rows: list[IndexRow] = []
     for path in CODE_ELEMENTS.get(rtype, ()):
         for coding in _codings(_get_path(resource, path)):
             system, code = coding.get("system"), coding.get("code")
             values = _value_fields(resource, system, code) if rtype == "Observation" else {}
-            rows.append(IndexRow("code", system, code, coding.get("display"), start, end, status, **values))
+            rows.append(IndexRow("code", system, code, coding.get("display"), start, end, status, **values,
+                                 chart_at=at))
     if rtype == "Observation":
         for component in resource.get("component") or []:
             if not isinstance(component, dict):
@@ -254,9 +268,10 @@ def index_rows(resource: dict[str, Any]) -> list[IndexRow]:
             for coding in _codings(component.get("code")):
                 system, code = coding.get("system"), coding.get("code")
                 values = _value_fields(component, system, code)
-                rows.append(IndexRow("component", system, code, coding.get("display"), start, end, status, **values))
+                rows.append(IndexRow("component", system, code, coding.get("display"), start, end, status,
+                                     **values, chart_at=at))
     if not rows and rtype in CODE_ELEMENTS:
-        rows.append(IndexRow("resource", None, None, None, start, end, status))
+        rows.append(IndexRow("resource", None, None, None, start, end, status, chart_at=at))
     return rows
 
 

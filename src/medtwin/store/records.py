@@ -116,7 +116,7 @@ def _sqlite_executemany(connection: Connection, table: Table, columns: Sequence[
 
 _INDEX_COLUMNS = ("resource_pk", "patient_id", "resource_type", "element", "system", "code", "display",
                   "effective_start", "effective_end", "status", "value_num", "value_unit", "value_code",
-                  "value_norm", "unit_norm", "unit_valid", "value_text")
+                  "value_norm", "unit_norm", "unit_valid", "value_text", "chart_at")
 _IDENTIFIER_COLUMNS = ("resource_pk", "resource_type", "token", "kind")
 _RESOURCE_COLUMNS = ("resource_type", "id", "patient_id", "version", "last_updated", "import_id", "content_hash",
                      "content", "sent_last_updated")
@@ -563,12 +563,13 @@ class RecordRepository:
                 begins, ends = rows_for[0].effective_start, rows_for[0].effective_end  # one time per resource
                 shared = (_maybe(when, begins), _maybe(when, ends))
                 for row in rows_for:
-                    # row: element, system, code, display, start, end, status, value_num ... unit_valid, value_text
+                    # row: element, system, code, display, start, end, status, value_num ... unit_valid,
+                    # value_text, chart_at
                     times = shared if row[4] is begins and row[5] is ends else (_maybe(when, row[4]),
                                                                                 _maybe(when, row[5]))
                     text = row[13]
                     index_batch.append(head + row[:4] + times + row[6:13] +
-                                       (None if text is None else seal(text.encode()),))
+                                       (None if text is None else seal(text.encode()), _maybe(when, row[14])))
             if res.identifiers or res.name_tokens or res.source_id or res.categories:
                 identifier_batch.extend(_identifier_rows(pk, res, blind))
         return index_batch, identifier_batch
@@ -848,7 +849,10 @@ class RecordRepository:
         limit: int = 100,
         offset: int = 0,
     ) -> tuple[int, list[dict[str, Any]]]:
-        """Index rows of a patient's Observations (and components), newest first; returns (total, page)."""
+        """Index rows of a patient's Observations (and components), newest first; returns (total, page).
+        Placed, filtered and sorted by the time of the reading (``chart_at``: effective[x], else ``issued``),
+        not by the FHIR ``date`` parameter's effective[x] alone, so a reading dated only by ``issued`` is
+        charted."""
         conditions = [resource_index.c.patient_id == patient_id, resource_index.c.resource_type == "Observation",
                       resource_index.c.element != "resource"]  # a code-less Observation's time/status row
         if code:
@@ -856,16 +860,16 @@ class RecordRepository:
         if system:
             conditions.append(resource_index.c.system == system)
         if start:
-            conditions.append(resource_index.c.effective_start >= start)
+            conditions.append(resource_index.c.chart_at >= start)
         if end:
-            conditions.append(resource_index.c.effective_start < end)
+            conditions.append(resource_index.c.chart_at < end)
         where = and_(*conditions)
         total = int(self.connection.execute(select(func.count()).select_from(resource_index).where(where)).scalar_one())
         rows = self.connection.execute(
             select(resource_index, resources.c.id.label("resource_id"))
             .join(resources, resources.c.pk == resource_index.c.resource_pk)
             .where(where)
-            .order_by(resource_index.c.effective_start.desc(), resource_index.c.pk)
+            .order_by(resource_index.c.chart_at.desc(), resource_index.c.pk)
             .limit(limit).offset(offset)
         ).mappings().all()
         page = []
@@ -873,7 +877,7 @@ class RecordRepository:
             page.append({
                 "resource_id": row["resource_id"], "element": row["element"], "system": row["system"],
                 "code": row["code"], "display": row["display"],
-                "effective": _aware(row["effective_start"]), "status": row["status"],
+                "effective": _aware(row["chart_at"]), "status": row["status"],
                 "value": row["value_num"], "unit": row["value_code"] or row["value_unit"],
                 "value_normalised": row["value_norm"], "unit_normalised": row["unit_norm"],
                 "unit_valid": row["unit_valid"],

@@ -19,7 +19,7 @@ from __future__ import annotations
 from typing import Any
 
 import orjson
-from sqlalchemy import Connection, delete, insert, select
+from sqlalchemy import Connection, delete, insert, inspect, select
 
 from medtwin.record.indexing import index_rows
 from medtwin.record.prepare import categories_of
@@ -49,6 +49,8 @@ def reindex(connection: Connection, codec: Codec, *, chunk: int = 400) -> int:
     resources per statement; returns how many resources were reindexed. ``codec``: the store's own (the
     content is sealed with it and the tokens are its blinds)."""
     last, done = -1, 0
+    # the columns the store has at the revision that runs this (0008 runs before 0009 adds ``chart_at``)
+    present = {column["name"] for column in inspect(connection).get_columns("resource_index")}
     while True:
         stored = connection.execute(
             select(resources.c.pk, resources.c.resource_type, resources.c.patient_id, resources.c.content)
@@ -62,7 +64,7 @@ def reindex(connection: Connection, codec: Codec, *, chunk: int = 400) -> int:
         for pk, rtype, patient, content in stored:
             rows, categories = _rows(int(pk), str(rtype), None if patient is None else str(patient),
                                      orjson.loads(codec.open(content)), codec)
-            index.extend(rows)
+            index.extend({k: v for k, v in row.items() if k in present} for row in rows)
             tokens.extend(categories)
         connection.execute(delete(resource_index).where(resource_index.c.resource_pk.in_(pks)))
         connection.execute(delete(resource_identifiers).where(resource_identifiers.c.kind == "category",

@@ -114,6 +114,8 @@ resource_index = Table(
     Column("unit_valid", Boolean, doc="False when the unit is not valid UCUM"),
     Column("value_text", LargeBinary, info={"sealed": True},
            doc="valueString / valueCodeableConcept code, sealed (free text may hold identifiers)"),
+    Column("chart_at", DateTime(timezone=True),
+           doc="the time of the reading (record.indexing.reading_time): what charts filter and sort on"),
 )
 Index("ix_resource_index_lookup", resource_index.c.patient_id, resource_index.c.code, resource_index.c.effective_start)
 Index("ix_resource_index_type", resource_index.c.patient_id, resource_index.c.resource_type)

@@ -1,0 +1,38 @@
+"""record: index the time of a reading for charts (``resource_index.chart_at``) and fill it (data)
+
+Revision ID: 0009_chart_time
+Revises: 0008_search_index
+
+Why: since the index holds each type's R4 date parameter's own elements (0008), an Observation dated only by
+``issued`` (no effective[x]) had no indexed time, so the time-filtered chart series of /api/v1 and the
+dashboard dropped it. FHIR's ``date`` search keeps effective[x] (``effective_start``); charts read the new
+``chart_at``: the time of the reading as the domain defines it (``record.indexing.reading_time``: effective[x],
+else ``issued``). Added, then filled by rebuilding every resource's index rows from its stored content
+(``medtwin.store.reindex``, with the store's codec: ``Store.migrate`` hands it over). Idempotent; SQLite and
+PostgreSQL alike. Downgrade drops the column.
+"""
+
+import sqlalchemy as sa
+from alembic import context, op
+
+from medtwin.store.reindex import reindex
+
+revision = "0009_chart_time"
+down_revision = "0008_search_index"
+branch_labels = None
+depends_on = None
+
+
+def upgrade() -> None:
+    codec = context.config.attributes.get("codec")
+    if codec is None:
+        raise RuntimeError("revision 0009_chart_time reindexes sealed content and needs the store's codec: "
+                           "migrate through medtwin (Store.migrate), not the bare alembic command")
+    with op.batch_alter_table("resource_index") as batch_op:
+        batch_op.add_column(sa.Column("chart_at", sa.DateTime(timezone=True), nullable=True))
+    reindex(op.get_bind(), codec)
+
+
+def downgrade() -> None:
+    with op.batch_alter_table("resource_index") as batch_op:
+        batch_op.drop_column("chart_at")
