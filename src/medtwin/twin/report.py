@@ -56,7 +56,7 @@ from medtwin.twin.glucose import SIMULATION_KIND as GLUCOSE_RUN_KIND
 from medtwin.twin.panels import PanelsAnswer, patient_panels
 from medtwin.twin.pharmacogenomics import SIMULATION_KIND as DRUG_RUN_KIND
 from medtwin.twin.pharmacogenomics import PgxSummary, pgx_summary
-from medtwin.twin.summary import AllergyItem, Measurement, MedicationItem, PatientSummary, Problem
+from medtwin.twin.summary import AllergyItem, Measurement, MedicationItem, PatientSummary, Problem, age_years
 from medtwin.vocab import DIASTOLIC_BP, GLUCOSE, HEART_RATE, SPO2, SYSTOLIC_BP, GlucoseForecast
 from medtwin.vocab import metrics as vocab_metrics
 from medtwin.vocab.display import display_unit, display_value, short_name
@@ -161,12 +161,6 @@ class PatientReport(BaseModel):
 
 
 # --- collecting it --------------------------------------------------------------------------------------
-
-
-def _age(birth: date | None, at: date) -> int | None:
-    if birth is None:
-        return None
-    return at.year - birth.year - ((at.month, at.day) < (birth.month, birth.day))
 
 
 def _mrn(patient: dict[str, Any] | None) -> str | None:
@@ -361,7 +355,7 @@ def build_report(store: Store, patient_id: str, *, now: datetime, days: int = DE
     pgx = pgx_summary(store, patient_id)
     identity = Identity(patient_id=patient_id, name=summary.name, mrn=_mrn(patient), gender=summary.gender,
                         birth_date=summary.birth_date, deceased=summary.deceased,
-                        age_years=_age(summary.birth_date, now.date()) if not summary.deceased else summary.age_years)
+                        age_years=age_years(summary.birth_date, now.date()) if not summary.deceased else summary.age_years)
     labs = sorted(summary.labs, key=lambda m: m.time or datetime.min.replace(tzinfo=UTC), reverse=True)
     return PatientReport(
         identity=identity, problems=summary.problems, medications=summary.medications, allergies=summary.allergies,

@@ -129,7 +129,8 @@ def _name(patient: dict[str, Any]) -> str | None:
     return " ".join(str(p) for p in parts) or None
 
 
-def _age(birth: date | None, at: date) -> int | None:
+def age_years(birth: date | None, at: date) -> int | None:
+    """Completed years from ``birth`` to ``at`` (None without a birth date)."""
     if birth is None:
         return None
     return at.year - birth.year - ((at.month, at.day) < (birth.month, birth.day))
@@ -264,7 +265,7 @@ def build_summary(patient_id: str, resources: list[dict[str, Any]], *, now: date
         name=_name(patient) if patient else None,
         gender=patient.get("gender") if patient else None,
         birth_date=birth,
-        age_years=_age(birth, deceased_at or now.date()),
+        age_years=age_years(birth, deceased_at or now.date()),
         deceased=deceased,
         resource_counts=dict(sorted(Counter(str(r.get("resourceType")) for r in resources).items())),
     )
