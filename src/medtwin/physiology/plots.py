@@ -11,9 +11,11 @@ matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
 from matplotlib.figure import Figure  # noqa: E402
+from numpy.typing import NDArray  # noqa: E402
 
 from medtwin.physiology.metrics import AmbulatoryGlucoseProfile  # noqa: E402
 from medtwin.physiology.service import SimulationResult  # noqa: E402
+from medtwin.vocab.glucose import HYPER_L1, HYPO_L1  # noqa: E402
 
 
 def _save(fig: Figure, out: Path) -> Path:
@@ -32,7 +34,7 @@ def trajectory_png(result: SimulationResult, path: str | Path, patient: int = 0)
         2, 1, figsize=(10, 6), sharex=True, gridspec_kw={"height_ratios": [3, 1]}
     )
     hours = np.asarray(result.t_min) / 60
-    top.axhspan(70, 180, color="#d8f0d8", label="70-180 mg/dL")
+    top.axhspan(HYPO_L1, HYPER_L1, color="#d8f0d8", label=f"{HYPO_L1:.0f}-{HYPER_L1:.0f} mg/dL")
     top.plot(hours, p.glucose_mg_dl, color="#1f4e79", label="glucose (model)")
     top.plot(np.asarray(result.cgm_t_min) / 60, p.cgm_mg_dl, ".", ms=3, color="#c55a11", label="CGM")
     top.set_ylabel("glucose [mg/dL]")
@@ -65,7 +67,7 @@ def agp_png(
     out = Path(path)
     fig, ax = plt.subplots(figsize=(10, 4))
     h = np.asarray(agp.minute_of_day) / 60
-    ax.axhspan(70, 180, color="#d8f0d8")
+    ax.axhspan(HYPO_L1, HYPER_L1, color="#d8f0d8")
     ax.fill_between(h, agp.p5, agp.p95, color="#9dc3e6", alpha=0.5, label="5-95%")
     ax.fill_between(h, agp.p25, agp.p75, color="#2e75b6", alpha=0.5, label="25-75%")
     ax.plot(h, agp.p50, color="#1f4e79", label="median")
@@ -76,9 +78,14 @@ def agp_png(
     return _save(fig, out)
 
 
+def _svg_y(mg_dl: float | NDArray[np.float64]) -> float | NDArray[np.float64]:
+    """The chart's y coordinate of a glucose value (0-400 mg/dL over 300 px, 0 at y = 350)."""
+    return 350 - 300 * mg_dl / 400
+
+
 def _polyline(x: np.ndarray, y: np.ndarray, x_max: float, css: str) -> str:
     px = 50 + 900 * x / x_max
-    py = 350 - 300 * np.clip(y, 0, 400) / 400
+    py = np.asarray(_svg_y(np.clip(y, 0, 400)))
     points = " ".join(f"{a:.1f},{b:.1f}" for a, b in zip(px, py, strict=True))
     return f'<polyline fill="none" style="{css}" points="{points}"/>'
 
@@ -90,7 +97,8 @@ def trajectory_html(result: SimulationResult, path: str | Path, patient: int = 0
     t = np.asarray(result.t_min)
     g = np.asarray(p.glucose_mg_dl)
     x_max = float(t[-1]) or 1.0
-    band = f'<rect x="50" y="{350 - 300 * 180 / 400:.1f}" width="900" height="{300 * 110 / 400:.1f}" fill="#d8f0d8"/>'
+    band = (f'<rect x="50" y="{_svg_y(HYPER_L1):.1f}" width="900" height="{_svg_y(HYPO_L1) - _svg_y(HYPER_L1):.1f}" '
+            'fill="#d8f0d8"/>')
     meals = "".join(
         f'<circle cx="{50 + 900 * m["time_min"] / x_max:.1f}" cy="360" r="{3 + m["carbs_g"] / 15:.1f}" fill="#70ad47">'
         f"<title>meal {m['carbs_g']:g} g at {m['time_min'] / 60:.2f} h</title></circle>"
@@ -102,7 +110,7 @@ def trajectory_html(result: SimulationResult, path: str | Path, patient: int = 0
 </head><body><h3>{html.escape(p.name)}: time in range {p.metrics.time_in_range_70_180_percent:.1f}%</h3>
 <svg id="chart" width="1000" height="380" xmlns="http://www.w3.org/2000/svg">{band}
 {_polyline(t, g, x_max, "stroke:#1f4e79;stroke-width:2")}{meals}
-<text x="5" y="{350 - 300 * 180 / 400:.0f}">180</text><text x="5" y="{350 - 300 * 70 / 400:.0f}">70</text></svg>
+<text x="5" y="{_svg_y(HYPER_L1):.0f}">{HYPER_L1:.0f}</text><text x="5" y="{_svg_y(HYPO_L1):.0f}">{HYPO_L1:.0f}</text></svg>
 <div id="tip" hidden></div>
 <script>
 const data=[{data}], xmax={x_max};
