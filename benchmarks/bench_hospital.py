@@ -89,7 +89,11 @@ def year_grid(reps: int, scenarios: int, horizon_h: float, processes: bool, work
         client.run(lambda: run_one(model, BASELINE, 0, 0, 24.0, 0.0))  # each worker loads the compiled loop
         before = sum(client.run(time.process_time).values())
         t = time.perf_counter()
-        results = run_grid(client, model, grid, reps, 7, horizon_h, 24 * 7.0, chunk=max(1, reps // 20))
+        def progress(done: int) -> None:  # a stopped run still leaves a measured fraction
+            print(f"  {done:,} of {reps * len(grid):,} runs done after {time.perf_counter() - t:,.1f} s", flush=True)
+
+        results = run_grid(client, model, grid, reps, 7, horizon_h, 24 * 7.0, chunk=max(1, reps // 20),
+                           progress=progress)
         took = time.perf_counter() - t
         cpu = sum(client.run(time.process_time).values()) - before  # the workers' CPU seconds for the grid
     runs = reps * len(grid)

@@ -7,13 +7,13 @@ environment.
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 
-from distributed import Client, LocalCluster
+from distributed import Client, LocalCluster, as_completed
 
 from medtwin.hospital.model import HospitalModel
-from medtwin.hospital.replicate import Results, collect, run_block
+from medtwin.hospital.replicate import Chunk, Results, collect, run_block
 from medtwin.hospital.whatif import Scenario
 
 
@@ -31,10 +31,12 @@ def dask_client(address: str | None = None, processes: bool = False, n_workers: 
 
 
 def run_grid(client: Client, model: HospitalModel, scenarios: list[Scenario], n_reps: int, seed: int,
-             horizon_h: float, warmup_h: float = 0.0, chunk: int = 10) -> Results:
+             horizon_h: float, warmup_h: float = 0.0, chunk: int = 10,
+             progress: Callable[[int], None] | None = None) -> Results:
     """Every scenario x replication; one task runs ``chunk`` replications of every scenario (their base
     patients drawn once per replication: :func:`~medtwin.hospital.replicate.run_block`) and returns only
-    their scalar metrics; results by scenario and metric."""
+    their scalar metrics; results by scenario and metric. ``progress`` is called with the number of runs
+    done as each task ends."""
     names = [s.name for s in scenarios]
     if len(set(names)) != len(names):
         raise ValueError(f"scenario names must be unique: {names}")
@@ -42,4 +44,9 @@ def run_grid(client: Client, model: HospitalModel, scenarios: list[Scenario], n_
     futures = [client.submit(run_block, model_future, scenarios, seed, list(range(a, min(a + chunk, n_reps))),
                              horizon_h, warmup_h, pure=False)
                for a in range(0, n_reps, chunk)]
-    return collect([c for block in client.gather(futures) for c in block], n_reps)
+    chunks: list[Chunk] = []
+    for future in as_completed(futures):
+        chunks.extend(future.result())
+        if progress is not None:
+            progress(sum(len(reps) for _, reps, _ in chunks))
+    return collect(chunks, n_reps)
