@@ -19,6 +19,7 @@ from medtwin.imaging.planning import (
     Critical,
     DistanceMaps,
     Electrode,
+    Entries,
     Limits,
     Plan,
     PlanningError,
@@ -27,6 +28,7 @@ from medtwin.imaging.planning import (
     entries_from_mask,
     plan_electrodes,
     plan_trajectories,
+    planning_reach_mm,
     targets_from_label,
 )
 from medtwin.imaging.volume import Volume
@@ -78,6 +80,13 @@ def criticals_from_labels(labels: Volume, margins_mm: Mapping[int | str, float])
     return out
 
 
+def banded_maps(labels: Volume, criticals: Sequence[Critical], entries: Entries, targets_mm: object,
+                limits: Limits | None) -> DistanceMaps:
+    """Distance maps banded at the reach these entries and targets need (:func:`planning_reach_mm`): the plan is
+    the one exact maps give, and a rehearsal on them reads exact values (see :class:`DistanceMaps`)."""
+    return distance_maps(labels, criticals, reach_mm=planning_reach_mm(labels, criticals, entries, targets_mm, limits))
+
+
 def plan_on_labels(labels: Volume, *, margins_mm: Mapping[int | str, float], target_label: int | str | None = None,
                    target_mm: Sequence[float] | None = None, entry_label: int | str | None = None,
                    head_labels: Sequence[int | str] | None = None, limits: Limits | None = None,
@@ -95,11 +104,12 @@ def plan_on_labels(labels: Volume, *, margins_mm: Mapping[int | str, float], tar
     else:
         targets = np.asarray(target_mm, dtype=np.float64)
         structure = "target point"
-    maps = maps or distance_maps(labels, criticals_from_labels(labels, margins_mm))
+    criticals = criticals_from_labels(labels, margins_mm)
     head = data > 0 if head_labels is None else np.isin(
         data, [label_value(labels, h, "head_labels") for h in head_labels])
     entry_mask = None if entry_label is None else data == label_value(labels, entry_label, "entry_label")
     entries = entries_from_mask(labels, head, entry_mask, max_points=max_entries)
+    maps = maps or banded_maps(labels, criticals, entries, targets, limits)
     plan = plan_trajectories(maps, entries, targets, limits, top=top, rank_by=rank_by)
     return LabelPlan(plan, maps, structure, int(np.atleast_2d(targets).shape[0]), len(entries.points_mm))
 
@@ -167,8 +177,14 @@ def plan_implantation(labels: Volume, electrodes: Sequence[ElectrodeTarget], *,
             wanted.append(Electrode(e.name, targets_from_label(labels, value, max_points=max_targets)))
         else:
             wanted.append(Electrode(e.name, e.target_mm))
-    maps = maps or distance_maps(labels, criticals_from_labels(labels, margins_mm))
+    criticals = criticals_from_labels(labels, margins_mm)
     data = np.asarray(labels.data)
     entry_mask = None if entry_label is None else data == label_value(labels, entry_label, "entry_label")
     entries = entries_from_mask(labels, data > 0, entry_mask, max_points=max_entries)
+    if maps is None:
+        try:
+            every_target = np.concatenate([np.atleast_2d(np.asarray(e.targets_mm, dtype=np.float64)) for e in wanted])
+            maps = banded_maps(labels, criticals, entries, every_target, limits)
+        except (TypeError, ValueError, PlanningError):  # plan_electrodes names the electrode and field
+            maps = distance_maps(labels, criticals)
     return plan_electrodes(maps, entries, wanted, limits, per_electrode=200), maps

@@ -413,15 +413,23 @@ def path_samples(entry_mm: F64, target_mm: F64, step_mm: float) -> F64:
     return np.asarray(entry_mm + (target_mm - entry_mm) * f, dtype=np.float64)
 
 
-def structure_distances(maps: DistanceMaps, points_mm: F64) -> F64:
-    """Distance (mm) from each point to each structure: shape (n_points, n_structures)."""
+def _banded_distances(maps: DistanceMaps, points_mm: F64) -> F64:
     ijk = maps.grid.world_to_index(points_mm).T
     return np.stack([ndimage.map_coordinates(m, ijk, order=1, mode="nearest") for m in maps.surface_mm], axis=1)
 
 
+def structure_distances(maps: DistanceMaps, points_mm: F64) -> F64:
+    """Distance (mm) from each point to each structure: shape (n_points, n_structures). Exact-map values even
+    on banded maps: a value read at or beyond its structure's band is read again on ``maps.exact()``."""
+    d = _banded_distances(maps, points_mm)
+    if maps.reach_mm is not None and np.any(d >= np.asarray(maps.margins_mm) + maps.resolved_below_mm()):
+        d = _banded_distances(maps.exact(), points_mm)
+    return d
+
+
 def _trajectory(maps: DistanceMaps, entry: F64, target: F64, scores: Scores, e: int, t: int,
                 limits: Limits) -> Trajectory:
-    d = structure_distances(maps, path_samples(entry, target, limits.step_mm))
+    d = _banded_distances(maps, path_samples(entry, target, limits.step_mm))  # the nearest: checked in _ranked
     s = int(np.argmin(d.min(axis=0)))
     return Trajectory(tuple(entry.tolist()), tuple(target.tolist()), maps.grid.frame,  # type: ignore[arg-type]
                       float(scores.length_mm[e, t]), float(scores.angle_deg[e, t]), float(scores.risk[e, t]),
