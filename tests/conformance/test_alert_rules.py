@@ -6,7 +6,9 @@ vocabulary's), so each rule sees readings that trigger it and readings that clea
 from __future__ import annotations
 
 import math
+from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
+from functools import cache
 from typing import Any
 
 import numpy as np
@@ -17,6 +19,7 @@ from medtwin.alerts.registry import create_rules, rule_names
 from medtwin.alerts.repository import SEVERITY_RANK
 from medtwin.alerts.rule import AlertRule, RuleInput, Verdict
 from medtwin.alerts.settings import declared
+from medtwin.hospital.equipment_live import SUBJECT, load_assets
 from medtwin.vocab import GlucoseForecast, Sample, metrics
 
 T0 = datetime(2026, 1, 1, tzinfo=UTC)
@@ -28,11 +31,39 @@ def rule_by_name(name: str) -> AlertRule:
     return next(r for r in create_rules() if r.info.name == name)
 
 
+@dataclass(frozen=True)
+class Signal:
+    """An equipment degradation signal as the equipment file defines it (the vocabulary of devices)."""
+
+    unit: str
+    min: float
+    max: float
+    integer: bool = False
+
+
+@cache
+def known() -> dict[str, Any]:
+    """Every metric a rule may consume: the vocabulary's patient metrics and the equipment file's degradation
+    signals (drawn over 0 .. 1.5x their service threshold, so a rule sees devices both fine and due)."""
+    table: dict[str, Any] = dict(metrics())
+    for asset in load_assets().values():
+        table[asset.kind.signal] = Signal(asset.kind.signal_unit, 0.0, 1.5 * asset.kind.threshold)
+    return table
+
+
+def subject(rule: AlertRule) -> str:
+    """Whom the rule's input is about: an asset carrying its signals for an equipment rule, else a patient."""
+    assets = [a for a in load_assets().values() if a.kind.signal in rule.info.metrics]
+    return SUBJECT + assets[0].id if assets and rule.info.metrics and all(
+        m in {a.kind.signal for a in assets} for m in rule.info.metrics) else PATIENT
+
+
 def batches(rule: AlertRule, seed: int, n_batches: int = 12, per_batch: int = 6) -> list[RuleInput]:
     """Batches of new data for the rule: its metrics every 5 min over their plausible range (rounded as a
     device would send them), a forecast per batch if it reads forecasts, its settings changed once."""
     rng = np.random.default_rng(seed)
-    table = metrics()
+    table = known()
+    who = subject(rule)
     out: list[RuleInput] = []
     minute = 0
     for b in range(n_batches):
@@ -46,12 +77,12 @@ def batches(rule: AlertRule, seed: int, n_batches: int = 12, per_batch: int = 6)
                 value = min(info.max, max(info.min, levels[metric] + noise))
                 value = float(round(value)) if info.integer else round(value, 1)
                 t = T0 + timedelta(minutes=minute)
-                samples.append(Sample(PATIENT, metric, t, value, info.unit, value, info.unit, "dev", "test",
+                samples.append(Sample(who, metric, t, value, info.unit, value, info.unit, "dev", "test",
                                       f"{metric}|{minute}"))
         forecasts = [forecast(T0 + timedelta(minutes=minute), rng)] if rule.info.forecasts else []
         changed = frozenset(rule.info.settings) if b == n_batches // 2 else frozenset()
         settings = {key: declared()[key].allowed[-1] for key in changed}
-        out.append(RuleInput(PATIENT, samples, forecasts, settings, changed))
+        out.append(RuleInput(who, samples, forecasts, settings, changed))
     return out
 
 
@@ -113,7 +144,7 @@ def test_the_four_medtwin_rules_are_registered() -> None:
 def test_metadata_is_complete(name: str) -> None:
     rule = rule_by_name(name)
     rule.info.check()
-    assert set(rule.info.metrics) <= set(metrics()), "consumes a metric the vocabulary does not know"
+    assert set(rule.info.metrics) <= set(known()), "consumes a metric the vocabulary does not know"
     assert set(rule.info.settings) <= set(declared()), "reads an undeclared setting"
     assert set(rule.info.forecasts) <= {"glucose"}
     assert orjson.loads(orjson.dumps(rule.info.as_json()))["name"] == name
@@ -173,4 +204,4 @@ def test_some_rule_raises_and_clears_on_these_inputs() -> None:
         for seed in SEEDS:
             verdicts, _ = run(rule, batches(rule, seed))
             raised |= {v.rule for vs in verdicts for v in vs if v.holds}
-    assert {"hypo-l1", "hyper-l1", "predicted-hypo", "news2"} <= raised
+    assert {"hypo-l1", "hyper-l1", "predicted-hypo", "news2", "equipment-maintenance"} <= raised
