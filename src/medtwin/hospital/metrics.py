@@ -9,11 +9,16 @@
 * ``boarding_h``: mean wait for the next (non-ED) unit of patients leaving ED treatment for a bed;
 * ``transfer_h_per_patient``: mean hours in transit between units (the layout's walking; one escort per
   move assumed, so it is also staff walking time) of patients arriving in the window.
+
+:func:`summarise` computes them in one compiled pass over the log (``compiled=True``, the default: ~8 ms
+of numpy per one-year ED run was a fifth of a replication) or with the numpy reference below; tests hold
+the two equal to 1e-12 relative (only the order of summation differs).
 """
 
 from __future__ import annotations
 
 import numpy as np
+from numba import njit
 
 from medtwin.hospital.engine import VisitLog
 from medtwin.hospital.model import HospitalModel
@@ -36,8 +41,94 @@ def occupancy_at(log: VisitLog, n_units: int, times_h: np.ndarray) -> np.ndarray
     return out
 
 
-def summarise(log: VisitLog, model: HospitalModel, warmup_h: float = 0.0) -> dict[str, float]:
-    """Scalar metrics of one run (keys ``wait_h.<unit>``, ``occupancy.<unit>``, ...)."""
+def summarise(log: VisitLog, model: HospitalModel, warmup_h: float = 0.0, compiled: bool = True) -> dict[str, float]:
+    """Scalar metrics of one run (keys ``wait_h.<unit>``, ``occupancy.<unit>``, ...); ``compiled``: one
+    numba pass (default) or the numpy reference, equal to 1e-12 relative."""
+    if compiled:
+        return _summarise_compiled(log, model, warmup_h)
+    return _summarise_numpy(log, model, warmup_h)
+
+
+def _mean(total: float, n: float) -> float:
+    return float(total / n) if n > 0 else float("nan")
+
+
+def _summarise_compiled(log: VisitLog, model: HospitalModel, warmup_h: float) -> dict[str, float]:
+    n_units = len(model.units)
+    ed = np.array([u.kind == "ed" for u in model.units], dtype=np.bool_)
+    unit_sums, totals = _pass(log.patients.path, log.patients.t0_h, log.t_join, log.t_start, log.t_end,
+                              log.lost, float(log.horizon_h), float(warmup_h), ed, model.transfer_matrix(), n_units)
+    window = log.horizon_h - warmup_h
+    out: dict[str, float] = {}
+    for u, unit in enumerate(model.units):
+        out[f"wait_h.{unit.name}"] = _mean(unit_sums[0, u], unit_sums[1, u])
+        out[f"occupancy.{unit.name}"] = float(unit_sums[2, u] / window)
+        out[f"throughput_per_day.{unit.name}"] = float(unit_sums[3, u] / window * 24.0)
+    arrived_n, lost_n, ed_sum, ed_n, board_sum, board_n, walk_sum = totals
+    out["lost_fraction"] = _mean(lost_n, arrived_n)
+    out["ed_wait_h"] = _mean(ed_sum, ed_n)
+    out["boarding_h"] = _mean(board_sum, board_n)
+    out["transfer_h_per_patient"] = _mean(walk_sum, arrived_n)
+    return out
+
+
+@njit(cache=True)
+def _pass(path: np.ndarray, t0: np.ndarray, t_join: np.ndarray, t_start: np.ndarray, t_end: np.ndarray,  # noqa: C901
+          lost: np.ndarray, horizon: float, warmup: float, ed: np.ndarray, moves: np.ndarray,
+          n_units: int) -> tuple[np.ndarray, np.ndarray]:
+    """The definitions of the module docstring, patient by patient (mirrors :func:`_summarise_numpy`
+    line for line). Returns (4, units) [wait sum, wait count, bed-hours, ended count] and
+    [arrived, lost, ED wait sum, ED arrivals, boarding sum, boarding count, walking sum]."""
+    unit_sums = np.zeros((4, n_units))
+    totals = np.zeros(7)
+    n, hops = path.shape
+    for k in range(n):
+        arrived = t0[k] >= warmup and t0[k] < horizon
+        from_ed = arrived and path[k, 0] >= 0 and ed[path[k, 0]]
+        ed_wait = 0.0
+        nxt = -1
+        for h in range(hops):
+            u = path[k, h]
+            tj = t_join[k, h]
+            ts = t_start[k, h]
+            te = t_end[k, h]
+            wait = (horizon if np.isnan(ts) else ts) - tj  # NaN when never joined
+            here_ed = u >= 0 and ed[u]
+            if nxt < 0 and not here_ed:
+                nxt = h
+            if here_ed and not np.isnan(wait):
+                ed_wait += wait
+            if u < 0:
+                continue
+            if tj >= warmup and tj < horizon:
+                unit_sums[0, u] += wait
+                unit_sums[1, u] += 1.0
+            s = min(max(horizon if np.isnan(ts) else ts, warmup), horizon)
+            e = min(max(horizon if np.isnan(te) else te, warmup), horizon)
+            unit_sums[2, u] += e - s
+            if te >= warmup and te < horizon:
+                unit_sums[3, u] += 1.0
+            if arrived and h + 1 < hops and path[k, h + 1] >= 0 and not np.isnan(t_join[k, h + 1]):
+                totals[6] += moves[u, path[k, h + 1]]
+        if arrived:
+            totals[0] += 1.0
+            if lost[k]:
+                totals[1] += 1.0
+        if from_ed:
+            totals[2] += ed_wait
+            totals[3] += 1.0
+            nxt = max(nxt, 0)  # all hops ED: numpy's argmax gives column 0
+            if path[k, nxt] >= 0:
+                ts = t_start[k, nxt]
+                board = (horizon if np.isnan(ts) else ts) - t_join[k, nxt]
+                if not np.isnan(board):
+                    totals[4] += board
+                    totals[5] += 1.0
+    return unit_sums, totals
+
+
+def _summarise_numpy(log: VisitLog, model: HospitalModel, warmup_h: float = 0.0) -> dict[str, float]:
+    """The reference: the same metrics with array operations."""
     path, horizon = log.patients.path, log.horizon_h
     window = horizon - warmup_h
     waits = _waits(log)
