@@ -16,7 +16,7 @@ from medtwin.hospital.history import census_at, generate_history
 from medtwin.hospital.metrics import summarise
 from medtwin.hospital.model import HospitalModel, demo_model, parse_model
 from medtwin.hospital.sampling import Patients, arrivals, rng_for
-from medtwin.hospital.whatif import Scenario
+from medtwin.hospital.whatif import Outage, Scenario
 
 from .test_kernel import busy_model
 
@@ -41,7 +41,7 @@ def scenario_log(scenario: Scenario, seed: int, horizon_h: float) -> tuple[Visit
 
 def test_baseline_surge_and_outage_runs() -> None:
     grid = [Scenario(name="baseline"), Scenario(name="surge", arrival_multiplier=1.6),
-            Scenario(name="outage", outages=[{"unit": "icu", "start_h": 100, "duration_h": 96, "beds": 14}])]
+            Scenario(name="outage", outages=[Outage(unit="icu", start_h=100, duration_h=96, beds=14)])]
     got = {}
     for scenario in grid:
         log, applied = scenario_log(scenario, 7, 24 * 21.0)
