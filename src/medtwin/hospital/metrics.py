@@ -1,4 +1,4 @@
-"""Statistics of a run, computed from its visit log with array operations (one definition each):
+"""Statistics of a run, computed from its visit log (one definition each; a compiled pass and a numpy reference):
 
 * ``wait_h[unit]``: mean time from joining a unit's queue to first start there, over visits joined in the
   window [warm-up, horizon) (a visit still waiting at the horizon counts with its wait so far);
