@@ -244,8 +244,8 @@ class Deidentifier:
         """A JSON object (not a reference): each element dropped, reduced or walked."""
         out: dict[str, Any] = {}
         for k, v in node.items():
-            if k in DROP_KEYS or k.startswith("_"):
-                continue
+            if k in DROP_KEYS or k.endswith("Identifier") or k.startswith("_"):
+                continue  # every Identifier-typed element (masterIdentifier, accessionIdentifier, ...) too
             if k == "text" and not (isinstance(v, str) and "coding" in node):
                 continue  # narrative, annotation and dosage text; keep CodeableConcept.text
             if k == "display" and "code" not in node:
