@@ -23,6 +23,7 @@ import numpy as np
 
 from medtwin.imaging.planning import PlanningError, Trajectory
 from medtwin.imaging.volume import FRAMES, LPS_TO_RAS, Frame
+from medtwin.vocab.systems import UCUM
 
 SLICER_SCHEMA = ("https://raw.githubusercontent.com/slicer/slicer/master/Modules/Loadable/Markups/Resources/"
                  "Schema/markups-schema-v1.0.3.json#")
@@ -109,10 +110,10 @@ def _extension(t: Trajectory, frame: Frame) -> dict[str, Any]:
         {"url": "frame", "valueCode": frame},
         point("entry"), point("target"),
         {"url": "length", "valueQuantity": {"value": _decimal(t.length_mm), "unit": "mm",
-                                            "system": "http://unitsofmeasure.org", "code": "mm"}},
+                                            "system": UCUM, "code": "mm"}},
         {"url": "riskScore", "valueDecimal": _decimal(t.risk, 4)},
         {"url": "minDistance", "valueQuantity": {"value": _decimal(t.min_distance_mm), "unit": "mm",
-                                                 "system": "http://unitsofmeasure.org", "code": "mm"}},
+                                                 "system": UCUM, "code": "mm"}},
     ]}
 
 

@@ -26,13 +26,13 @@ from typing import Any
 
 from medtwin.pharmaco.recommendations import callability
 from medtwin.record.fhirtime import format_datetime
+from medtwin.vocab.systems import LOINC
 
 IG_VERSION = "2.0.0"
 IG_CITATION = ("HL7 FHIR Genomics Reporting Implementation Guide v2.0.0 (STU 2), "
                "http://hl7.org/fhir/uv/genomics-reporting/STU2/")
 _PROFILE = "http://hl7.org/fhir/uv/genomics-reporting/StructureDefinition/"
 _TBD = "http://hl7.org/fhir/uv/genomics-reporting/CodeSystem/TbdCodes"
-LOINC = "http://loinc.org"
 GENOTYPE, HAPLOTYPE, GENE_STUDIED = "84413-4", "84414-2", "48018-6"
 EFFECT_ON_METABOLISM, ASSOCIATED_PHENOTYPE = "53040-2", "81259-4"
 _HGNC_SYSTEM = "http://www.genenames.org/geneId"

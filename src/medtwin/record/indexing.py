@@ -8,6 +8,7 @@ from typing import Any, NamedTuple
 
 from medtwin.record.fhirtime import FhirDateError, parse_datetime
 from medtwin.record.units import MISREAD_UNITS, normalise
+from medtwin.vocab.systems import UCUM
 
 # CodeableConcept elements that say what a resource is about, by resource type.
 CODE_ELEMENTS: dict[str, tuple[str, ...]] = {
@@ -221,7 +222,7 @@ def _codings(concept: Any) -> list[dict[str, Any]]:
 def _value_fields(holder: dict[str, Any], system: str | None, code: str | None) -> dict[str, Any]:
     quantity = holder.get("valueQuantity")
     if isinstance(quantity, dict) and isinstance(quantity.get("value"), int | float):
-        ucum = quantity.get("code") if quantity.get("system") in (None, "http://unitsofmeasure.org") else None
+        ucum = quantity.get("code") if quantity.get("system") in (None, UCUM) else None
         unit_given = ucum or quantity.get("unit")
         result = normalise(system, code, float(quantity["value"]), unit_given)
         return {

@@ -26,10 +26,11 @@ from importlib import resources
 from types import MappingProxyType
 
 from medtwin.record import ucum
+from medtwin.vocab.systems import LOINC
 
 __all__ = ["LOINC_SYSTEM", "MISREAD_UNITS", "Normalised", "Target", "normalise", "target_for", "targets"]
 
-LOINC_SYSTEM = "http://loinc.org"
+LOINC_SYSTEM = LOINC
 #: Codes that are valid UCUM by its grammar but mean something else than what clinical data means by them:
 #: treated as not valid (kept, flagged, never converted), with the code that was meant.
 MISREAD_UNITS: Mapping[str, str] = MappingProxyType({"pH": "[pH]"})  # pH parses as picohenry

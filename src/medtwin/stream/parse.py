@@ -29,12 +29,12 @@ import orjson
 
 from medtwin.stream import metrics
 from medtwin.vocab import CANONICAL_UNITS, SLEEP_STAGE
+from medtwin.vocab.systems import LOINC, UCUM
 
 __all__ = ["FieldError", "ParseResult", "PayloadError", "Problem", "Reading", "decode", "detect_format", "parse_fhir",
            "parse_omh", "parse_payload", "parse_samples", "parse_time"]
 
-LOINC = "http://loinc.org"
-UCUM_SYSTEM = "http://unitsofmeasure.org"
+UCUM_SYSTEM = UCUM
 BP_PANELS = frozenset({"85354-9", "55284-4", "35094-2"})
 _SKIP_STATUS = frozenset({"entered-in-error", "cancelled"})
 _MAX_ID = 200

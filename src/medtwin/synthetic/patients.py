@@ -21,6 +21,8 @@ from importlib import resources
 from pathlib import Path
 from typing import Any
 
+from medtwin.vocab.systems import LOINC, SNOMED_CT, UCUM
+
 __all__ = [
     "ARCHETYPES",
     "REFERENCE_DATE",
@@ -34,11 +36,9 @@ __all__ = [
 REFERENCE_DATE = datetime(2026, 1, 1, 9, 0, tzinfo=UTC)
 _NAMESPACE = uuid.uuid5(uuid.NAMESPACE_URL, "urn:medtwin:synthetic")  # fixed namespace for synthetic ids
 
-SNOMED = "http://snomed.info/sct"
-LOINC = "http://loinc.org"
+SNOMED = SNOMED_CT
 RXNORM = "http://www.nlm.nih.gov/research/umls/rxnorm"
 CVX = "http://hl7.org/fhir/sid/cvx"
-UCUM = "http://unitsofmeasure.org"
 DICOM = "http://dicom.nema.org/resources/ontology/DCM"
 ACT_CODE = "http://terminology.hl7.org/CodeSystem/v3-ActCode"
 OBS_CATEGORY = "http://terminology.hl7.org/CodeSystem/observation-category"

@@ -12,7 +12,6 @@ from pydantic import BaseModel, Field
 from medtwin.record.fhirtime import FhirDateError, parse_date, parse_datetime
 from medtwin.record.indexing import effective_time, status_of
 
-LOINC = "http://loinc.org"
 HEIGHT, WEIGHT, BMI = "8302-2", "29463-7", "39156-5"
 
 
