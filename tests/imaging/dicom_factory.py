@@ -14,6 +14,7 @@ import numpy as np
 from numpy.typing import NDArray
 from pydicom.dataset import Dataset, FileMetaDataset
 from pydicom.uid import CTImageStorage, ExplicitVRLittleEndian, generate_uid
+from pydicom.valuerep import format_number_as_ds
 
 PHI = {"PatientName": "Doe^Jane", "PatientID": "MRN-0042", "PatientBirthDate": "19700101",
        "PatientAddress": "1 Main Street, Springfield", "ReferringPhysicianName": "House^Gregory",
@@ -73,11 +74,13 @@ class Series:
         for keyword, value in PHI.items():
             setattr(ds, keyword, value)
         ds.add_new(0x00091001, "LO", "private secret Doe")  # a private tag (no creator: still private)
-        ds.ImageOrientationPatient = [f"{v:.10f}" for v in self.orientation]
-        ds.ImagePositionPatient = [f"{v:.8f}" for v in self.position(k)]
-        ds.PixelSpacing = [str(s) for s in self.pixel_spacing]
-        ds.SliceThickness = str(self.slice_spacing_mm)
-        ds.RescaleSlope, ds.RescaleIntercept = str(self.slope), str(self.intercept)
+        # decimal strings as DICOM allows them (at most 16 characters, PS3.5 table 6.2-1), as a scanner writes
+        ds.ImageOrientationPatient = [format_number_as_ds(float(v)) for v in self.orientation]
+        ds.ImagePositionPatient = [format_number_as_ds(float(v)) for v in self.position(k)]
+        ds.PixelSpacing = [format_number_as_ds(float(s)) for s in self.pixel_spacing]
+        ds.SliceThickness = format_number_as_ds(float(self.slice_spacing_mm))
+        ds.RescaleSlope = format_number_as_ds(float(self.slope))
+        ds.RescaleIntercept = format_number_as_ds(float(self.intercept))
         cols, rows = self.values.shape[0], self.values.shape[1]
         ds.Rows, ds.Columns = rows, cols
         ds.SamplesPerPixel, ds.PhotometricInterpretation = 1, "MONOCHROME2"
