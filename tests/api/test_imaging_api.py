@@ -29,6 +29,16 @@ def _patient(client: TestClient, pid: str) -> None:
     assert r.status_code in (200, 201), r.text
 
 
+def other_clinician(client: TestClient, store: Store) -> dict[str, str]:
+    """Headers of a clinician ("doc") whose care team holds only a new patient "pat-other"."""
+    _patient(client, "pat-other")
+    with store.begin() as connection:
+        accounts.create_user(connection, "doc", PW, "clinician")
+        accounts.add_to_care_team(connection, "doc", "pat-other")
+    token = client.post("/api/v1/auth/token", data={"grant_type": "password", "username": "doc", "password": PW})
+    return {"Authorization": f"Bearer {token.json()['access_token']}"}
+
+
 def _zip(series: Series) -> bytes:
     buffer = io.BytesIO()
     with zipfile.ZipFile(buffer, "w") as archive:
@@ -168,12 +178,7 @@ def test_index_out_of_range_is_named(imported) -> None:  # type: ignore[no-untyp
 
 def test_out_of_reach_looks_missing(imported, api_store: Store) -> None:  # type: ignore[no-untyped-def]
     client, series, body = imported
-    _patient(client, "pat-other")
-    with api_store.begin() as connection:
-        accounts.create_user(connection, "doc", PW, "clinician")
-        accounts.add_to_care_team(connection, "doc", "pat-other")
-    token = client.post("/api/v1/auth/token", data={"grant_type": "password", "username": "doc", "password": PW})
-    doc = {"Authorization": f"Bearer {token.json()['access_token']}"}
+    doc = other_clinician(client, api_store)
     vid = body["volume_id"]
     for path in ("/api/v1/patients/pat-img/images", f"/api/v1/patients/pat-img/images/{vid}",
                  f"/api/v1/patients/pat-img/images/{vid}/slice", f"/api/v1/patients/pat-img/images/{vid}/export"):

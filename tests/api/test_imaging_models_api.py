@@ -3,26 +3,18 @@
 from __future__ import annotations
 
 import io
-import json
 
 import numpy as np
 import pytest
 import trimesh
 from fastapi.testclient import TestClient
+from tests.api.test_imaging_api import _patient, other_clinician
 
 from medtwin.imaging import phantoms as ph
 from medtwin.imaging.nifti import write_nifti
-from medtwin.security import accounts
 from medtwin.store.database import Store
 
-PW = "a long enough clinician passphrase"
 SPHERE = ph.Sphere([2.0, -3.0, 4.0], 8.0)
-
-
-def _patient(client: TestClient, pid: str) -> None:
-    r = client.post("/api/v1/record", content=json.dumps({"resourceType": "Patient", "id": pid}),
-                    headers={"content-type": "application/fhir+json"})
-    assert r.status_code in (200, 201), r.text
 
 
 @pytest.fixture
@@ -81,12 +73,7 @@ def test_bad_input_is_named(stored: tuple[TestClient, str]) -> None:
 
 def test_out_of_reach_looks_missing(stored: tuple[TestClient, str], api_store: Store) -> None:
     client, vid = stored
-    _patient(client, "pat-other")
-    with api_store.begin() as connection:
-        accounts.create_user(connection, "doc", PW, "clinician")
-        accounts.add_to_care_team(connection, "doc", "pat-other")
-    token = client.post("/api/v1/auth/token", data={"grant_type": "password", "username": "doc", "password": PW})
-    doc = {"Authorization": f"Bearer {token.json()['access_token']}"}
+    doc = other_clinician(client, api_store)
     for path in (f"/api/v1/patients/pat-seg/images/{vid}/statistics", f"/api/v1/patients/pat-seg/images/{vid}/mesh"):
         out_of_reach = client.get(path, headers=doc)
         missing = client.get(path.replace("pat-seg", "pat-nobody"), headers=doc)

@@ -99,13 +99,13 @@ def record_timing(key: str, value: Any) -> None:
     print(f"timing {key}: {value}")
 
 
-def api(world: World, user: str = "demo-admin") -> httpx.Client:
-    client = httpx.Client(base_url=world.base_url + "/api/v1", timeout=30)
-    token = client.post("/auth/token", data={"grant_type": "password", "username": user,
-                                              "password": world.users[user]})
+def api(world: World, user: str = "demo-admin", timeout: float = 30) -> httpx.Client:
+    """A client of the running server's API signed in as ``user`` (use it in a ``with`` block to close it)."""
+    token = httpx.post(world.base_url + "/api/v1/auth/token", timeout=30, data={
+        "grant_type": "password", "username": user, "password": world.users[user]})
     assert token.status_code == 200, token.text
-    client.headers["Authorization"] = f"Bearer {token.json()['access_token']}"
-    return client
+    return httpx.Client(base_url=world.base_url + "/api/v1", timeout=timeout,
+                        headers={"Authorization": f"Bearer {token.json()['access_token']}"})
 
 
 def list_rows(driver: WebDriver) -> list[dict[str, str]]:

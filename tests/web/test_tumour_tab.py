@@ -17,12 +17,11 @@ from datetime import UTC, datetime, timedelta
 from importlib import resources
 from typing import Any
 
-import httpx
 import pytest
 from selenium.webdriver.common.by import By
 from selenium.webdriver.remote.webdriver import WebDriver
 from tests.web.test_dashboard import axe, fixed, open_patient, shot, wait
-from tests.web.test_warfarin_whatif import sign_in
+from tests.web.test_warfarin_whatif import api, sign_in
 
 from medtwin.api.routers.tumour import TUMOUR_SIZE_CODES
 from medtwin.oncology.measurements import DIAMETER_MM, ELLIPSOID, VOLUME_MM3
@@ -38,14 +37,6 @@ REGIMENS = [{"name": "stop", "log_kill_per_day": 0, "cycle_days": 21, "days_on":
 SCHEMES = [{"name": "60 Gy / 30 fx", "total_gy": 60, "fractions": 30, "overall_days": 39},
            {"name": "55 Gy / 20 fx", "total_gy": 55, "fractions": 20, "overall_days": 26}]
 CURRENT = {"name": "current", "log_kill_per_day": 0.05, "cycle_days": 21, "days_on": 1}
-
-
-def api(world: World) -> httpx.Client:
-    token = httpx.post(world.base_url + "/api/v1/auth/token", timeout=30, data={
-        "grant_type": "password", "username": "demo-admin", "password": world.users["demo-admin"]})
-    assert token.status_code == 200, token.text
-    return httpx.Client(base_url=world.base_url + "/api/v1", timeout=120,
-                        headers={"Authorization": f"Bearer {token.json()['access_token']}"})
 
 
 def tumour_bundle(first: datetime) -> dict[str, Any]:

@@ -13,6 +13,7 @@ import httpx
 import pytest
 from selenium.webdriver.common.by import By
 from selenium.webdriver.remote.webdriver import WebDriver
+from tests.web.test_dashboard import api as dashboard_api
 from tests.web.test_dashboard import fixed, shot
 from tests.web.test_pgx_chips import wait
 
@@ -25,12 +26,8 @@ AF = archetype_keys().index("atrial_fibrillation")
 
 
 def api(world: World) -> httpx.Client:
-    """A client signed in as the demo admin (use it in a ``with`` block)."""
-    token = httpx.post(world.base_url + "/api/v1/auth/token", timeout=30, data={
-        "grant_type": "password", "username": "demo-admin", "password": world.users["demo-admin"]})
-    assert token.status_code == 200, token.text
-    return httpx.Client(base_url=world.base_url + "/api/v1", timeout=120,
-                        headers={"Authorization": f"Bearer {token.json()['access_token']}"})
+    """A client signed in as the demo admin with the what-if's long timeout (use it in a ``with`` block)."""
+    return dashboard_api(world, timeout=120)
 
 
 def text(driver: WebDriver, selector: str) -> str:
