@@ -61,10 +61,16 @@ def show(driver: WebDriver, world: World, patient_id: str) -> None:
     open_patient(driver, world, patient_id)
 
 
-def readout(driver: WebDriver, figure: str) -> dict[str, str]:
-    found: dict[str, str] = driver.execute_script(
+def shown_readout(driver: WebDriver, figure: str) -> dict[str, str]:
+    """The figure's caption as :func:`readout` reads it, or {} while the chart is not drawn yet (for waits)."""
+    found: dict[str, str] | None = driver.execute_script(
         "const r = document.querySelector(arguments[0] + ' .readout');"
         "return r ? {text: r.textContent, x: r.dataset.latestX || '', y: r.dataset.latestY || ''} : null", figure)
+    return found or {}
+
+
+def readout(driver: WebDriver, figure: str) -> dict[str, str]:
+    found = shown_readout(driver, figure)
     assert found, figure
     return found
 
@@ -181,7 +187,7 @@ def test_every_latest_is_the_tiles_and_the_cards(world: World, browser: WebDrive
     at = datetime.now(UTC).replace(microsecond=0) + timedelta(minutes=2)
     post(client, world.heavy, [("heart_rate", at, 131.0)])
     show(browser, world, world.heavy)
-    wait(browser, lambda d: readout(d, "#chart-hr")["y"] == "131", message="the caption's latest heart rate")
+    wait(browser, lambda d: shown_readout(d, "#chart-hr").get("y") == "131", message="the caption's latest heart rate")
     hr = readout(browser, "#chart-hr")
     assert int(hr["x"]) == int(at.timestamp() * 1000) and "latest 131 /min" in hr["text"]
     assert text(browser, "#tile-hr .value").split()[0] == "131"
@@ -195,7 +201,7 @@ def test_every_latest_is_the_tiles_and_the_cards(world: World, browser: WebDrive
     wait(browser, lambda d: d.find_elements(By.CSS_SELECTOR, "#panel-record .card button.link"), message="labs")
     browser.execute_script("[...document.querySelectorAll('#panel-record .card button.link')]"
                            ".find(b => b.textContent === 'HbA1c').click()")
-    wait(browser, lambda d: readout(d, "#lab-detail")["x"], message="the HbA1c caption")
+    wait(browser, lambda d: shown_readout(d, "#lab-detail").get("x"), message="the HbA1c caption")
     caption = readout(browser, "#lab-detail")
     latest = datetime.fromisoformat(hba1c["time"])
     assert int(caption["x"]) == int(latest.timestamp() * 1000) and float(caption["y"]) == hba1c["value"]
