@@ -148,9 +148,14 @@ def test_mqtt_telemetry_through_the_ingest_subscriber(app: TestClient) -> None:
         if os.environ.get("CI", "").lower() == "true":
             pytest.fail("MEDTWIN_TEST_MQTT_URL is required in CI")
         pytest.skip("no MQTT broker (MEDTWIN_TEST_MQTT_URL)")
-    from medtwin.stream.mqtt import MqttPublisher
+    from medtwin.stream.mqtt import MqttPublisher, MqttSubscriber
 
     services = app.app.state.services  # type: ignore[attr-defined]
+    # The subscriber connects in the background at startup: messages published before it has subscribed
+    # have no session on the broker to wait in (QoS 1 keeps them only for a known session).
+    subscriber = next(x for x in services.listeners if isinstance(x, MqttSubscriber)
+                      and x.topic_prefix.endswith("-equipment"))
+    assert subscriber.wait_connected(20), "the equipment subscriber did not connect and subscribe"
     prefix = services.settings.mqtt_topic_prefix
     rows, _, _ = run_to_failure(0.6)
     publisher = MqttPublisher(broker).connect()
