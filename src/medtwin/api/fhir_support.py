@@ -210,14 +210,15 @@ def _link(base: str, path: str, params: dict[str, list[str]], offset: int | None
 
 
 def paged_bundle(kind: str, base: str, path: str, params: dict[str, list[str]], page: Page, total: int,
-                 entries: list[dict[str, Any]]) -> dict[str, Any]:
-    """A searchset or history Bundle: total, self/next/previous links (same query, ``_offset`` moved)."""
+                 entries: list[dict[str, Any]], *, now: datetime) -> dict[str, Any]:
+    """A searchset or history Bundle: total, self/next/previous links (same query, ``_offset`` moved);
+    ``timestamp`` is ``now``, the server's clock (``medtwin.clock``), not the wall clock."""
     links = [{"relation": "self", "url": _link(base, path, params, page.offset)}]
     if page.count and page.offset + page.count < total:
         links.append({"relation": "next", "url": _link(base, path, params, page.offset + page.count)})
     if page.offset > 0:
         links.append({"relation": "previous", "url": _link(base, path, params, max(page.offset - page.count, 0))})
-    return {"resourceType": "Bundle", "type": kind, "timestamp": format_datetime(datetime.now(UTC)),
+    return {"resourceType": "Bundle", "type": kind, "timestamp": format_datetime(now),
             "total": total, "link": links, "entry": entries}
 
 
@@ -255,7 +256,7 @@ _BULK = "http://hl7.org/fhir/uv/bulkdata"
 INTERACTIONS = ("read", "vread", "update", "create", "history-instance", "history-type", "search-type")
 
 
-def capability_statement(base: str, resource_types: list[str]) -> dict[str, Any]:
+def capability_statement(base: str, resource_types: list[str], *, now: datetime) -> dict[str, Any]:
     """What /fhir does, exactly: read, vread, create, update, instance and type history and search with the
     parameters below on ``resource_types``, batch and transaction at the base, $validate and
     Patient/$everything; JSON only."""
@@ -272,7 +273,7 @@ def capability_statement(base: str, resource_types: list[str]) -> dict[str, Any]
             "searchRevInclude": list(fhir_search.revinclude_params()) if rtype == "Patient" else [],
         })
     return {
-        "resourceType": "CapabilityStatement", "status": "active", "date": format_datetime(datetime.now(UTC)),
+        "resourceType": "CapabilityStatement", "status": "active", "date": format_datetime(now),
         "kind": "instance", "fhirVersion": FHIR_VERSION, "format": ["json"],
         "instantiates": [f"{_BULK}/CapabilityStatement/bulk-data"],
         "software": {"name": "medtwin", "version": __version__},

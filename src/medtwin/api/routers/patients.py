@@ -84,7 +84,8 @@ def get_versions(call: PatientReader) -> list[TwinVersionPublic]:
     responses={200: {"content": {"application/fhir+json": {}}, "description": "FHIR searchset Bundle"}},
 )
 def get_record(request: Request, call: PatientExporter) -> Response:
-    bundle = export_patient(call.store, call.patient_id, base_url=str(request.base_url).rstrip("/") + "/fhir")
+    bundle = export_patient(call.store, call.patient_id, base_url=str(request.base_url).rstrip("/") + "/fhir",
+                            clock=call.clock)  # Bundle.timestamp on the server's clock (medtwin.clock)
     return Response(exactjson.dumps(bundle), media_type="application/fhir+json")  # decimals as stored
 
 

@@ -32,6 +32,8 @@ class Access:
     principal: Principal
     store: Store
     base: str
+    #: the server's clock (``medtwin.clock``: simulated in an accelerated demo): Bundle.timestamp reads it
+    clock: Callable[[], datetime]
 
     def sees(self, version: StoredVersion) -> bool:
         return version.patient_id is None or self.principal.can_see(version.patient_id)
@@ -70,7 +72,8 @@ def access(request: Request, token: str | None, resource_type: str, resource_id:
         audit.denied = True
         audit.detail["reason"] = decision.reason
         raise FhirError(403, "forbidden", decision.reason)
-    return Access(principal, services_of(request.app).store, fhir_base(request))
+    services = services_of(request.app)
+    return Access(principal, services.store, fhir_base(request), services.clock)
 
 
 def answer(work: Callable[[], Response]) -> Callable[[], Response]:

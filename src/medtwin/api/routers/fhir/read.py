@@ -57,7 +57,7 @@ async def metadata(request: Request) -> Response:
             return sorted(set(RecordRepository(connection, store.codec).count_by_type()) | {"Patient", "Observation"})
 
     types = await run_in_threadpool(stored_types)
-    return fhir_response(capability_statement(fhir_base(request), types))
+    return fhir_response(capability_statement(fhir_base(request), types, now=services_of(request.app).clock()))
 
 
 @router.get("/{resource_type}/_history")
@@ -74,7 +74,7 @@ async def type_history(resource_type: str, request: Request, token: Token) -> Re
                 resource_type, visible=access.principal.patient_ids, count=page.count, offset=page.offset)
         entries = [history_entry(access.base, v, first=v.version == 1) for v in found]
         return fhir_response(paged_bundle("history", access.base, f"{resource_type}/_history", params, page,
-                                          total, entries))
+                                          total, entries, now=access.clock()))
     return await run_in_threadpool(common.answer(work))
 
 
@@ -109,7 +109,7 @@ async def everything(resource_id: str, request: Request, token: Token) -> Respon
         if undated and page.offset == 0:
             entries.insert(0, undated_outcome(undated))
         paged = paged_bundle("searchset", access.base, f"Patient/{resource_id}/$everything", params, page,
-                             len(shown), entries)
+                             len(shown), entries, now=access.clock())
         return fhir_response(paged)
     return await run_in_threadpool(common.answer(work))
 
@@ -165,7 +165,7 @@ async def instance_history(resource_type: str, resource_id: str, request: Reques
         shown = history[page.offset:page.offset + page.count]
         entries = [history_entry(access.base, v, first=v.version == oldest) for v in shown]
         return fhir_response(paged_bundle("history", access.base, f"{resource_type}/{resource_id}/_history",
-                                          params, page, len(history), entries))
+                                          params, page, len(history), entries, now=access.clock()))
     return await run_in_threadpool(common.answer(work))
 
 
@@ -213,6 +213,7 @@ async def search(resource_type: str, request: Request, token: Token) -> Response
                 "severity": "warning", "code": "too-costly", "diagnostics": f"_include/_revinclude stopped at "
                 f"{fhir_search.MAX_INCLUDED} resources: page with a smaller _count for the rest"}]},
                 "search": {"mode": "outcome"}})
-        return fhir_response(paged_bundle("searchset", access.base, resource_type, params, page, total, entries))
+        return fhir_response(paged_bundle("searchset", access.base, resource_type, params, page, total, entries,
+                                          now=access.clock()))
     return await run_in_threadpool(common.answer(work))
 
