@@ -191,7 +191,7 @@ def test_cgm_39_for_a_few_minutes_then_recovery_stays_on_the_worklist_until_ackn
     engine.on_samples([cgm(5 * i, 39.0) for i in range(4)])  # 15 min at 39 mg/dL: a level 2 episode
     engine.on_samples([cgm(20 + 5 * i, 110.0) for i in range(4)])  # recovery: 15 min above 70
     engine.stop()
-    assert engine.stats.cleared == 2 and engine.stats.resolved == 0
+    assert engine.stats["cleared"] == 2 and engine.stats["resolved"] == 0
     total, shown = service.list_alerts(sqlite_store, allowed=None, statuses=UNRESOLVED)  # the default worklist
     assert total == 2 and [(a.rule, a.severity, a.status) for a in shown] == [("hypo-l2", "critical", "open"),
                                                                               ("hypo-l1", "high", "open")]

@@ -48,7 +48,7 @@ import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
-from typing import Any, Final
+from typing import Any, Final, Literal
 
 import orjson
 from sqlalchemy import Connection
@@ -59,6 +59,7 @@ from medtwin.alerts.repository import SEVERITY_RANK, SYSTEM_ACTOR, Alert, AlertC
 from medtwin.alerts.rule import AlertRule, RuleInput, Verdict
 from medtwin.alerts.settings import load_settings, save_setting, state_rows, upsert_state
 from medtwin.clock import as_utc
+from medtwin.counters import Counters
 from medtwin.security import audit
 from medtwin.store.database import Store
 from medtwin.vocab import GlucoseForecast, Sample
@@ -71,7 +72,7 @@ RULE_KIND_PREFIX: Final = "alert-rule:"
 #: every alert kind of the registered rules (what ``Alert.rule`` may be), as of import
 RULES: Final = tuple(kind.name for kind in registry.alert_kinds())
 
-__all__ = ["RULES", "STATE_KIND", "AlertConfig", "AlertEngine", "EngineStats", "PatientState", "Verdict",
+__all__ = ["RULES", "STATE_KIND", "AlertConfig", "AlertEngine", "EngineCount", "PatientState", "Verdict",
            "publish_alert"]
 
 
@@ -97,20 +98,11 @@ class PatientState:
     saved_at: float = 0.0
 
 
-@dataclass
-class EngineStats:
-    batches: int = 0
-    samples: int = 0
-    forecasts: int = 0
-    opened: int = 0
-    updated: int = 0
-    resolved: int = 0
-    cleared: int = 0  # serious alerts left open for a person when their condition cleared
-    events: int = 0
-    errors: int = 0
-    last_batch_seconds: float = 0.0
-    max_batch_seconds: float = 0.0
-    batch_seconds: list[float] = field(default_factory=list)  # the last 1000 passes
+#: What the engine counts (``engine.stats``): passes (``batches``), samples and forecasts taken in, alert changes
+#: (``cleared``: serious alerts left open for a person when their condition cleared), events published,
+#: errors (of a pass or of a state save), and the last and the slowest pass in seconds.
+EngineCount = Literal["batches", "samples", "forecasts", "opened", "updated", "resolved", "cleared", "events",
+                      "errors", "last_batch_seconds", "max_batch_seconds"]
 
 
 @dataclass
@@ -149,7 +141,7 @@ class AlertEngine:
         self.config = config or AlertConfig()
         self.rules: tuple[AlertRule, ...] = tuple(registry.create_rules() if rules is None else rules)
         self.audit_transitions = audit_transitions
-        self.stats = EngineStats()
+        self.stats: Counters[EngineCount] = Counters(EngineCount)
         self._by_metric: dict[str, list[AlertRule]] = {}
         for rule in self.rules:
             for metric in rule.info.metrics:
@@ -204,7 +196,7 @@ class AlertEngine:
         try:
             self._process(work, sync=flushing)
         except Exception:
-            self.stats.errors += 1
+            self.stats.inc("errors")
             raise
 
     def _housekeeping(self) -> None:
@@ -220,11 +212,11 @@ class AlertEngine:
             if item[0] == "samples":
                 for s in item[1]:
                     grouped.samples.setdefault(s.patient_id, []).append(s)
-                self.stats.samples += len(item[1])
+                self.stats.inc("samples", len(item[1]))
             elif item[0] == "forecast":
                 f: GlucoseForecast = item[1]
                 grouped.forecasts.setdefault(f.patient_id, []).append(f)
-                self.stats.forecasts += 1
+                self.stats.inc("forecasts")
             elif item[0] == "setting":
                 grouped.settings.setdefault(item[1], {})[item[2]] = item[3]
         return grouped
@@ -246,12 +238,9 @@ class AlertEngine:
         self._publish(changes)
         self._save(force=sync)
         elapsed = time.perf_counter() - started
-        self.stats.batches += 1
-        self.stats.last_batch_seconds = elapsed
-        self.stats.max_batch_seconds = max(self.stats.max_batch_seconds, elapsed)
-        self.stats.batch_seconds.append(elapsed)
-        if len(self.stats.batch_seconds) > 1000:
-            del self.stats.batch_seconds[:500]
+        self.stats.inc("batches")
+        self.stats.set("last_batch_seconds", elapsed)
+        self.stats.peak("max_batch_seconds", elapsed)
 
     def _evaluate(self, state: PatientState, samples: list[Sample], forecasts: list[GlucoseForecast],
                   changed: frozenset[str]) -> list[Verdict]:
@@ -357,13 +346,13 @@ class AlertEngine:
     def _count(self, changes: list[tuple[str, Alert]]) -> None:
         for how, _alert in changes:
             if how == "opened":
-                self.stats.opened += 1
+                self.stats.inc("opened")
             elif how == "resolved":
-                self.stats.resolved += 1
+                self.stats.inc("resolved")
             elif how == "cleared":
-                self.stats.cleared += 1
+                self.stats.inc("cleared")
             else:
-                self.stats.updated += 1
+                self.stats.inc("updated")
 
     def _coalesce(self, key: str, state: PatientState, verdict: Verdict) -> bool:
         """Fold a continuing condition's verdict into its pending update; True when it escalates above the
@@ -418,7 +407,7 @@ class AlertEngine:
             if how == "resolved":
                 self._last_update_event.pop(alert.id, None)
             publish_alert(self.hub, how, alert)
-            self.stats.events += 1
+            self.stats.inc("events")
         if len(self._last_update_event) > 100_000:
             self._last_update_event.clear()
 
@@ -534,7 +523,7 @@ class AlertEngine:
                 for start in range(0, len(rows), 500):
                     upsert_state(connection, rows[start:start + 500])
         except Exception:
-            self.stats.errors += 1
+            self.stats.inc("errors")
             log.exception("saving %d alert-state rows failed", len(rows))
 
     # ------------------------------------------------------------------------------------ reading
