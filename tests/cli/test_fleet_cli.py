@@ -144,11 +144,11 @@ def test_demo_fleet_streams_into_the_demo_patients_and_a_restart_continues(serve
     assert sim.script is not None and sim.script.hypo_member == 0 and sim.script.deterioration_member == 2
     fleet.start()
     deadline = time.monotonic() + 30
-    while not (fleet.backfilled and fleet.runner.stats.ticks > 24 + 6):
+    while not (fleet.backfilled and fleet.runner.stats["ticks"] > 24 + 6):
         assert time.monotonic() < deadline and fleet.error is None, fleet.error
         time.sleep(0.1)
     fleet.stop()
-    assert fleet.error is None and fleet.runner.stats.failed_requests == 0, fleet.runner.stats.last_error
+    assert fleet.error is None and fleet.runner.stats["failed_requests"] == 0, fleet.runner.last_error
     rows = _rows(server.store)
     cgm = sorted(r[2] for r in rows if r[1] == "glucose")
     assert {r[0] for r in rows if r[1] == "glucose"} == {ids[0]}

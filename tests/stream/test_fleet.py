@@ -281,7 +281,7 @@ def test_runner_sends_each_tick_once_the_accelerated_clock_has_passed_it() -> No
         tick_end = _t(sample) + timedelta(minutes=TICK_MIN)
         assert clock.sim_at(sent_at) >= tick_end
         assert clock.sim_at(sent_at) - tick_end < timedelta(minutes=TICK_MIN)
-    assert stats.ticks == 24 + 12 and stats.failed_requests == 0 and stats.acknowledged == stats.samples
+    assert stats["ticks"] == 24 + 12 and stats["failed_requests"] == 0 and stats["acknowledged"] == stats["samples"]
 
 
 def test_runner_uploads_every_n_ticks_together_and_flushes_on_stop() -> None:
@@ -310,7 +310,7 @@ def test_delivery_sends_pump_inputs_first_and_each_devices_chunks_in_time_order(
     for (patient, device), sent in merged.items():
         chunks = [b.samples for b, _k, _t in recorder.sent if (b.patient_id, b.device) == (patient, device)]
         assert all(len(c) <= 20 for c in chunks) and [x for c in chunks for x in c] == sent
-    assert runner.stats.requests == len(recorder.sent) and runner.stats.acknowledged == runner.stats.samples
+    assert runner.stats["requests"] == len(recorder.sent) and runner.stats["acknowledged"] == runner.stats["samples"]
 
 
 # ------------------------------------------------------------------------------------------ transport
@@ -359,8 +359,8 @@ def test_runner_splits_a_batch_the_server_finds_too_large() -> None:
     sim = FleetSimulator(_members(["healthy_adult"]), START, np.random.default_rng(0))
     runner = FleetRunner(sim, small, workers=1, max_batch=1000)
     runner.backfill(START + timedelta(hours=6))
-    assert max(small.sizes) <= 100 and runner.stats.failed_requests == 0
-    assert sum(small.sizes) == runner.stats.samples == runner.stats.acknowledged == 72 * 4 + 24 * 3
+    assert max(small.sizes) <= 100 and runner.stats["failed_requests"] == 0
+    assert sum(small.sizes) == runner.stats["samples"] == runner.stats["acknowledged"] == 72 * 4 + 24 * 3
 
 
 # ------------------------------------------------------------------------------------------ through the API
@@ -398,9 +398,9 @@ def test_fleet_samples_arrive_in_the_store_through_http_with_each_devices_identi
 
     sim.step = step  # type: ignore[method-assign]
     runner.backfill(START + timedelta(hours=3))
-    assert runner.stats.failed_requests == 0, runner.stats.last_error
+    assert runner.stats["failed_requests"] == 0, runner.last_error
     sent = sum(len(b.samples) for b in expected)
-    assert runner.stats.acknowledged == sent
+    assert runner.stats["acknowledged"] == sent
     with store.connect() as connection:
         rows = connection.execute(select(samples.c.patient_id, samples.c.metric, samples.c.time, samples.c.value,
                                          samples.c.device, samples.c.source)).all()
@@ -413,7 +413,7 @@ def test_fleet_samples_arrive_in_the_store_through_http_with_each_devices_identi
             assert device == f"demo-{batch.device}"  # the key's name: the device that sent it
     assert latest_sample_time(store, pids) == START + timedelta(hours=3) - timedelta(minutes=TICK_MIN)
     # resending is harmless (idempotent), and a key only writes for its own patient
-    runner.stats.acknowledged = 0
+    runner.stats.set("acknowledged", 0)
     runner._deliver(expected[:3])
     with store.connect() as connection:
         assert len(connection.execute(select(samples.c.pk)).all()) == sent

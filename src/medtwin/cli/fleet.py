@@ -326,15 +326,15 @@ def fleet_command(
     _progress(runner, time.monotonic() - started, final=True)
     if worker.error:
         fail(worker.error)
-    if runner.stats.failed_requests:
-        fail(f"{runner.stats.failed_requests} uploads failed; last: {runner.stats.last_error}")
+    if runner.stats["failed_requests"]:
+        fail(f"{runner.stats['failed_requests']} uploads failed; last: {runner.last_error}")
 
 
 def _progress(runner: FleetRunner, elapsed: float, final: bool = False) -> None:
-    s = runner.stats
-    rate = s.acknowledged / elapsed if elapsed > 0 else 0.0
-    line = (f"{'done' if final else '...'} {elapsed:6.0f} s  simulated {s.sim_time:%Y-%m-%d %H:%M}  "
-            f"samples {s.samples} (acknowledged {s.acknowledged}, {rate:,.0f}/s)  requests {s.requests} "
-            f"(failed {s.failed_requests})  physiology {s.simulate_s:.1f} s  max lag {s.max_lag_s:.1f} s"
-            if s.sim_time else f"... {elapsed:6.0f} s  waiting for the server")
+    s = runner.stats.snapshot()
+    rate = s["acknowledged"] / elapsed if elapsed > 0 else 0.0
+    line = (f"{'done' if final else '...'} {elapsed:6.0f} s  simulated {runner.sim.time:%Y-%m-%d %H:%M}  "
+            f"samples {s['samples']} (acknowledged {s['acknowledged']}, {rate:,.0f}/s)  requests {s['requests']} "
+            f"(failed {s['failed_requests']})  physiology {s['simulate_s']:.1f} s  max lag {s['max_lag_s']:.1f} s"
+            if s["ticks"] else f"... {elapsed:6.0f} s  waiting for the server")
     console.print(line)

@@ -53,7 +53,7 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from functools import lru_cache
-from typing import TYPE_CHECKING, Any, Protocol
+from typing import TYPE_CHECKING, Any, Literal, Protocol
 from urllib.parse import quote
 
 import numpy as np
@@ -61,6 +61,7 @@ from numpy.typing import NDArray
 
 from medtwin import vocab as m
 from medtwin.clock import as_utc
+from medtwin.counters import Counters
 from medtwin.physiology.devices import BasalBolusController, CGMSensor, InsulinPump
 from medtwin.physiology.simulate import Event, simulate_inputs
 from medtwin.physiology.uva_padova import PatientParameters, virtual_patients
@@ -581,23 +582,11 @@ def _retry_after(header: str | None, default: float) -> float:
 
 
 # ---------------------------------------------------------------------------------------------- runner
-@dataclass
-class FleetStats:
-    ticks: int = 0
-    samples: int = 0
-    acknowledged: int = 0
-    requests: int = 0
-    failed_requests: int = 0
-    simulate_s: float = 0.0  # time spent in the physiology
-    send_s: float = 0.0  # time spent delivering
-    max_lag_s: float = 0.0  # how far behind the accelerated clock a tick was sent, at worst
-    last_error: str | None = None
-    sim_time: datetime | None = None
-
-    def as_dict(self) -> dict[str, Any]:
-        out = dict(self.__dict__)
-        out["sim_time"] = self.sim_time.isoformat() if self.sim_time else None
-        return out
+#: What the runner counts (``runner.stats``): ticks simulated, samples sent and acknowledged, requests made and
+#: failed (the last failure: ``runner.last_error``), seconds spent in the physiology and delivering, and how far
+#: behind the accelerated clock a tick was sent, at worst.
+FleetCount = Literal["ticks", "samples", "acknowledged", "requests", "failed_requests", "simulate_s", "send_s",
+                     "max_lag_s"]
 
 
 class FleetRunner:
@@ -612,7 +601,8 @@ class FleetRunner:
         self.max_batch = max_batch
         self.upload_every = max(1, upload_every)  # live: each device uploads every this many ticks
         self.monotonic = monotonic
-        self.stats = FleetStats()
+        self.stats: Counters[FleetCount] = Counters(FleetCount)
+        self.last_error: str | None = None  # the last upload that failed
         self._keys = {mb.patient_id: dict(mb.keys) for mb in simulator.members}
         self._pool = ThreadPoolExecutor(self.workers, thread_name_prefix="fleet") if self.workers > 1 else None
 
@@ -633,14 +623,14 @@ class FleetRunner:
                 results += list(self._pool.map(self._send_device, phase))
             else:
                 results += [self._send_device(b) for b in phase]
-        self.stats.send_s += time.perf_counter() - started
-        self.stats.samples += sum(len(b.samples) for b in jobs)
+        self.stats.inc("send_s", time.perf_counter() - started)
+        self.stats.inc("samples", sum(len(b.samples) for b in jobs))
         errors = [e for _a, _r, errs in results for e in errs]
-        self.stats.acknowledged += sum(a for a, _r, _e in results)
-        self.stats.requests += sum(r for _a, r, _e in results)
-        self.stats.failed_requests += len(errors)
+        self.stats.inc("acknowledged", sum(a for a, _r, _e in results))
+        self.stats.inc("requests", sum(r for _a, r, _e in results))
+        self.stats.inc("failed_requests", len(errors))
         if errors:
-            self.stats.last_error = errors[-1]
+            self.last_error = errors[-1]
             log.warning("fleet: %d uploads failed, e.g. %s", len(errors), errors[0])
 
     def _send_device(self, batch: DeviceBatch) -> tuple[int, int, list[str]]:
@@ -667,9 +657,8 @@ class FleetRunner:
     def _tick(self) -> list[DeviceBatch]:
         started = time.perf_counter()
         batches = self.sim.step()
-        self.stats.simulate_s += time.perf_counter() - started
-        self.stats.ticks += 1
-        self.stats.sim_time = self.sim.time
+        self.stats.inc("simulate_s", time.perf_counter() - started)
+        self.stats.inc("ticks")
         return batches
 
     def backfill(self, until: datetime, stop: threading.Event | None = None) -> None:
@@ -686,7 +675,8 @@ class FleetRunner:
         if pending:
             self._deliver(DeviceBatch(p, d, s) for (p, d), s in pending.items())
 
-    def run(self, clock: AcceleratedClock, stop: threading.Event, duration_s: float | None = None) -> FleetStats:
+    def run(self, clock: AcceleratedClock, stop: threading.Event, duration_s: float | None = None
+            ) -> Counters[FleetCount]:
         """Stream tick by tick: a tick is sent once the accelerated clock has passed its end, so every sample
         is in the (simulated) past; with ``upload_every`` > 1 devices upload that many ticks together.
         Returns when ``stop`` is set or after ``duration_s`` wall seconds."""
@@ -704,10 +694,10 @@ class FleetRunner:
                 break
             for batch in self._tick():
                 pending.setdefault((batch.patient_id, batch.device), []).extend(batch.samples)
-            if self.stats.ticks % self.upload_every == 0:
+            if self.stats["ticks"] % self.upload_every == 0:
                 self._deliver(DeviceBatch(p, d, s) for (p, d), s in pending.items())
                 pending = {}
-                self.stats.max_lag_s = max(self.stats.max_lag_s, self.monotonic() - due)
+                self.stats.peak("max_lag_s", self.monotonic() - due)
         if pending:  # what was simulated is sent, also on stop
             self._deliver(DeviceBatch(p, d, s) for (p, d), s in pending.items())
         return self.stats
