@@ -81,7 +81,7 @@ class LocalBroker:
     def start(self) -> None:
         self.process = subprocess.Popen([MOSQUITTO, "-c", str(self.conf)], stdout=subprocess.DEVNULL,
                                         stderr=subprocess.DEVNULL)
-        deadline = time.monotonic() + 10
+        deadline = time.monotonic() + 30  # generous: a loaded 2-core CI machine
         while time.monotonic() < deadline:
             try:
                 socket.create_connection(("127.0.0.1", self.port), timeout=0.2).close()
@@ -90,12 +90,12 @@ class LocalBroker:
                 if self.process.poll() is not None:
                     raise RuntimeError(f"mosquitto exited: {self.log()}") from None
                 time.sleep(0.05)
-        raise RuntimeError("mosquitto did not start listening within 10 s")
+        raise RuntimeError("mosquitto did not start listening within 30 s")
 
     def stop(self, sig: int = signal.SIGTERM) -> None:
         if self.process is not None and self.process.poll() is None:
             self.process.send_signal(sig)
-            self.process.wait(10)
+            self.process.wait(30)
         self.process = None
 
     def restart(self) -> None:

@@ -90,7 +90,7 @@ def subscriber(handler: object, broker: str, prefix: str, sessions: list[str], c
                          **options)  # type: ignore[arg-type]
     sub.start()
     try:
-        assert sub.wait_connected(10), "the subscriber did not connect and subscribe"
+        assert sub.wait_connected(30), "the subscriber did not connect and subscribe"
         yield sub
     finally:
         sub.stop()
@@ -147,12 +147,12 @@ def test_qos1_messages_stored_exactly_once(store: Store, broker: str, prefix: st
                     {"time": T0.isoformat(), "value": 5.5, "unit": "mmol/L"})
         expected_samples += 1
         assert pub.wait_all(30), "the broker did not acknowledge every publish"
-        assert wait_for(lambda: sub.stats.acked == n_messages + 1, 30), sub.stats
+        assert wait_for(lambda: sub.stats["acked"] == n_messages + 1, 30), sub.stats
     assert sample_counts(store) == (expected_samples, expected_samples)
-    assert ingest.stats.accepted == expected_samples and ingest.stats.duplicates == 0
+    assert ingest.stats["accepted"] == expected_samples and ingest.stats["duplicates"] == 0
     assert len(notified) == len(set(notified)) == expected_samples and uncommitted == []
-    assert sub.stats.handler_errors == 0 and sub.stats.stale_acks_skipped == 0
-    assert sub.stats.batches < n_messages / 5, "messages were not batched"
+    assert sub.stats["handler_errors"] == 0 and sub.stats["stale_acks_skipped"] == 0
+    assert sub.stats["batches"] < n_messages / 5, "messages were not batched"
     with store.connect() as connection:
         glucose = SampleRepository(connection).latest(patients[0], ["glucose"])["glucose"]
     assert glucose.value == pytest.approx(5.5 * 180.156 / 10, rel=1e-6)  # mg/dL
@@ -189,12 +189,12 @@ def test_device_retries_and_broker_redeliveries_are_stored_once(sqlite_store: St
     address = parse_broker_url(broker)
     crashed.connect(address.host, address.port)
     crashed.loop_start()
-    assert subscribed.wait(10)
+    assert subscribed.wait(30)
     with MqttPublisher(broker, topic_prefix=prefix) as pub:
         for i in range(50):
             pub.publish_raw(topic, orjson.dumps(hr(i, sample_id=f"s{i}")))
-        assert pub.wait_all(10)
-        assert got_all.wait(10)
+        assert pub.wait_all(30)
+        assert got_all.wait(30)
         ingest(received)  # committed ...
         crashed.disconnect()  # ... but never acknowledged
         crashed.loop_stop()
@@ -203,7 +203,7 @@ def test_device_retries_and_broker_redeliveries_are_stored_once(sqlite_store: St
         # 2. The device retries 20 of them (same ids, new messages) and sends 10 new ones.
         for i in range(30, 60):
             pub.publish_raw(topic, orjson.dumps(hr(i, sample_id=f"s{i}")))
-        assert pub.wait_all(10)
+        assert pub.wait_all(30)
 
     # 3. The real subscriber takes over the session: the broker redelivers the 50 unacknowledged messages
     #    (DUP set), then the 30 new ones.
@@ -214,10 +214,10 @@ def test_device_retries_and_broker_redeliveries_are_stored_once(sqlite_store: St
         ingest(batch)
 
     with subscriber(counting, broker, prefix, sessions, client_id=client_id) as sub:
-        assert wait_for(lambda: sub.stats.acked == 80, 20), sub.stats
+        assert wait_for(lambda: sub.stats["acked"] == 80, 30), sub.stats
     assert sum(redelivered) == 50, "the broker should have redelivered every unacknowledged message"
     assert sample_counts(store) == (60, 60)
-    assert ingest.stats.accepted == 60 and ingest.stats.duplicates == 70  # 50 redelivered + 20 retried
+    assert ingest.stats["accepted"] == 60 and ingest.stats["duplicates"] == 70  # 50 redelivered + 20 retried
 
 
 def test_out_of_order_samples_are_all_stored_in_time_order(sqlite_store: Store, broker: str, prefix: str,
@@ -232,8 +232,8 @@ def test_out_of_order_samples_are_all_stored_in_time_order(sqlite_store: Store, 
         for i in order:
             pub.publish(patient, device, "glucose", {"time": (T0 + timedelta(minutes=5 * i)).isoformat(),
                                                      "value": 100 + i, "unit": "mg/dL"})
-        assert pub.wait_all(10)
-        assert wait_for(lambda: sub.stats.acked == len(order), 10), sub.stats
+        assert pub.wait_all(30)
+        assert wait_for(lambda: sub.stats["acked"] == len(order), 30), sub.stats
     with store.connect() as connection:
         arrival = [row[0] for row in connection.execute(select(samples.c.value).order_by(samples.c.pk))]
         series = SampleRepository(connection).series(patient, "glucose")
@@ -282,8 +282,8 @@ def test_bad_messages_are_quarantined_with_a_reason_and_acknowledged(sealed_stor
     with subscriber(ingest, broker, prefix, sessions) as sub, MqttPublisher(broker, topic_prefix=prefix) as pub:
         for topic, payload in messages:
             pub.publish_raw(topic, payload)
-        assert pub.wait_all(10)
-        assert wait_for(lambda: sub.stats.acked == len(messages), 10), sub.stats  # every one acknowledged
+        assert pub.wait_all(30)
+        assert wait_for(lambda: sub.stats["acked"] == len(messages), 30), sub.stats  # every one acknowledged
     assert sample_counts(store) == (1, 1)
     assert quarantine_reasons(store) == {
         "malformed": 2, "unknown-device": 1, "revoked-device": 1, "device-patient-mismatch": 1,
@@ -314,13 +314,13 @@ def test_rate_limited_messages_are_quarantined_not_lost(sqlite_store: Store, bro
         for i in range(100):
             pub.publish(patient, device, "heart_rate", hr(i))
         pub.publish(patient, device, "heart_rate", [hr(1000 + i) for i in range(61)])  # > a minute's worth
-        assert pub.wait_all(10)
-        assert wait_for(lambda: sub.stats.acked == 101, 10), sub.stats
+        assert pub.wait_all(30)
+        assert wait_for(lambda: sub.stats["acked"] == 101, 30), sub.stats
     stored, _ = sample_counts(store)
     reasons = quarantine_reasons(store)
     assert stored == 60
     assert reasons == {"rate-limit": 40, "too-large": 1}
-    assert ingest.stats.quarantined_messages == {"rate-limit": 40, "too-large": 1}
+    assert ingest.quarantined_by_reason() == {"rate-limit": 40, "too-large": 1}
 
 
 def test_messages_published_while_the_subscriber_is_stopped_wait_in_its_session(
@@ -334,15 +334,15 @@ def test_messages_published_while_the_subscriber_is_stopped_wait_in_its_session(
         with subscriber(ingest, broker, prefix, sessions) as sub:
             for i in range(200):
                 pub.publish(patient, device, "heart_rate", hr(i))
-            assert pub.wait_all(10)
+            assert pub.wait_all(30)
         # stop() stored and acknowledged everything it had received
-        assert sub.stats.acked == sub.stats.received
+        assert sub.stats["acked"] == sub.stats["received"]
         for i in range(200, 1700):  # more than stock mosquitto would queue (1000)
             pub.publish(patient, device, "heart_rate", hr(i))
-        assert pub.wait_all(10)
-    assert sample_counts(store)[0] == sub.stats.received
+        assert pub.wait_all(30)
+    assert sample_counts(store)[0] == sub.stats["received"]
     with subscriber(ingest, broker, prefix, sessions) as again:
-        assert wait_for(lambda: sample_counts(store)[0] == 1700, 20), (again.stats, sample_counts(store))
+        assert wait_for(lambda: sample_counts(store)[0] == 1700, 30), (again.stats, sample_counts(store))
     assert sample_counts(store) == (1700, 1700)
 
 
@@ -361,7 +361,7 @@ def test_a_failing_store_acknowledges_nothing_and_is_retried(sqlite_store: Store
     def database_down_three_times(batch: list[InboundMessage]) -> None:
         if failures[0] > 0:
             failures[0] -= 1
-            acked_while_failing.append(sub.stats.acked)
+            acked_while_failing.append(sub.stats["acked"])
             raise ConnectionError("database unreachable")
         ingest(batch)
 
@@ -369,9 +369,9 @@ def test_a_failing_store_acknowledges_nothing_and_is_retried(sqlite_store: Store
             MqttPublisher(broker, topic_prefix=prefix) as pub:
         for i in range(20):
             pub.publish(patient, device, "heart_rate", hr(i))
-        assert pub.wait_all(10)
-        assert wait_for(lambda: sub.stats.acked == 20, 20), sub.stats
-    assert sub.stats.handler_errors == 3
+        assert pub.wait_all(30)
+        assert wait_for(lambda: sub.stats["acked"] == 20, 30), sub.stats
+    assert sub.stats["handler_errors"] == 3
     assert acked_while_failing == [0, 0, 0]
     assert sample_counts(store) == (20, 20)
 
@@ -425,5 +425,5 @@ def test_a_batch_is_one_transaction_through_the_pipelines_own_checks(sqlite_stor
     assert quarantine_reasons(store) == {"conflict": 1, "out-of-range": 1, "unknown-device": 1}
     assert sorted(heard) == [("p-a", 1, 1), ("p-b", 1, 1)]
     assert sample_counts(store) == (3, 3)
-    assert (ingest.stats.accepted, ingest.stats.quarantined_samples) == (2, 2)
-    assert ingest.stats.quarantined_messages == {"unknown-device": 1}
+    assert (ingest.stats["accepted"], ingest.stats["quarantined_samples"]) == (2, 2)
+    assert ingest.quarantined_by_reason() == {"unknown-device": 1}

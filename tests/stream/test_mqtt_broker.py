@@ -59,7 +59,7 @@ def _burst_to_a_disconnected_session(store: Store, broker: LocalBroker, patient:
     the broker), optionally restart the broker, reconnect: how many samples were stored?"""
     sub = _subscriber(store, broker)
     sub.start()
-    assert sub.wait_connected(10)
+    assert sub.wait_connected(30)
     sub.stop()
     topic = sample_topic("medtwin", patient, device, "heart_rate")
     with MqttPublisher(broker.url) as pub:
@@ -71,11 +71,12 @@ def _burst_to_a_disconnected_session(store: Store, broker: LocalBroker, patient:
     sub = _subscriber(store, broker)
     sub.start()
     try:
-        assert sub.wait_connected(10)
-        wait_for(lambda: sample_counts(store)[0] >= n, 20 if restart_in_between else 2)
+        assert sub.wait_connected(30)
+        # stock limits keep at most ~1000 of the n: no point waiting long for those
+        wait_for(lambda: sample_counts(store)[0] >= n, 60 if restart_in_between else 2)
         settled = -1
-        while settled != sub.stats.acked:  # nothing more arrives
-            settled = sub.stats.acked
+        while settled != sub.stats["acked"]:  # nothing more arrives
+            settled = sub.stats["acked"]
             time.sleep(0.5)
     finally:
         sub.stop()
@@ -124,12 +125,15 @@ def test_broker_restart_mid_stream_loses_and_duplicates_nothing(sqlite_store: St
     topic = sample_topic("medtwin", patient, device, "heart_rate")
     sub = _subscriber(store, broker)
     sub.start()
-    assert sub.wait_connected(10)
+    assert sub.wait_connected(30)
     published = [0]
     pub = MqttPublisher(broker.url, window=500).connect()
+    restarting = threading.Event()
 
     def publish_all() -> None:
         for i in range(n):
+            if i == n // 2:  # the second half goes out during and after the restart, however slow the test
+                restarting.wait(60)
             pub.publish_raw(topic, payload(i))  # blocks while 500 are unacknowledged (broker down)
             published[0] = i + 1
             if i % 100 == 99:
@@ -138,21 +142,23 @@ def test_broker_restart_mid_stream_loses_and_duplicates_nothing(sqlite_store: St
     publisher = threading.Thread(target=publish_all)
     publisher.start()
     try:
-        assert wait_for(lambda: published[0] >= 800, 20)
+        # some stored before the restart (a loaded machine may store the first batch late)
+        assert wait_for(lambda: published[0] >= 800 and sample_counts(store)[0] > 0, 30)
         stored_before = sample_counts(store)[0]
+        restarting.set()
         broker.restart()
         restarted_at = published[0]
         publisher.join(60)
         assert not publisher.is_alive()
         assert pub.wait_all(30), "the publisher's messages were never all acknowledged"
-        assert wait_for(lambda: sample_counts(store)[0] >= n, 30), (sub.stats, sample_counts(store))
+        assert wait_for(lambda: sample_counts(store)[0] >= n, 60), (sub.stats, sample_counts(store))
         time.sleep(0.3)  # a late redelivery would show up as an extra row (it must not)
     finally:
         pub.close()
         sub.stop()
     assert 0 < stored_before < n and restarted_at < n, "the restart was not mid-stream"
     assert sample_counts(store) == (n, n)
-    assert sub.stats.connects >= 2 and pub.connects >= 2
+    assert sub.stats["connects"] >= 2 and pub.connects >= 2
 
 
 def test_a_subscriber_started_before_the_broker_connects_when_it_comes_up(
@@ -170,8 +176,8 @@ def test_a_subscriber_started_before_the_broker_connects_when_it_comes_up(
         assert sub.wait_connected(40), "the subscriber never connected to the late broker"
         with MqttPublisher(broker.url) as pub:
             pub.publish_raw(sample_topic("medtwin", patient, device, "heart_rate"), payload(1))
-            assert pub.wait_all(10)
-        assert wait_for(lambda: sample_counts(sqlite_store)[0] == 1, 10)
+            assert pub.wait_all(30)
+        assert wait_for(lambda: sample_counts(sqlite_store)[0] == 1, 30)
     finally:
         sub.stop()
         if broker is not None:
