@@ -182,23 +182,23 @@ def test_mqtt_subscriber_survives_sigkill(tmp_path: Path) -> None:
     try:
         with MqttPublisher(broker, topic_prefix=prefix) as pub:
             # the subscriber's first start creates its session; until then the broker keeps nothing for it
-            assert wait_for(lambda: "subscribed" in log.read_text() or process.poll() is not None, 30), log.read_text()
+            assert wait_for(lambda: "subscribed" in log.read_text() or process.poll() is not None, 60), log.read_text()
             for i in range(n):
                 patient = data.patients[i % 2]
                 pub.publish_raw(sample_topic(prefix, patient, data.devices[patient][0], "heart_rate"),
                                 orjson.dumps({"time": f"2026-02-01T{i // 3600 % 24:02d}:{i // 60 % 60:02d}:"
                                               f"{i % 60:02d}Z", "value": 60 + i % 40, "unit": "/min", "id": str(i)}))
                 if i == n // 2:
-                    assert wait_for(lambda: sample_counts(store)[0] > 1000, 30), log.read_text()
+                    assert wait_for(lambda: sample_counts(store)[0] > 1000, 60), log.read_text()
                     process.send_signal(signal.SIGKILL)
                     process.wait(10)
                     at_kill = sample_counts(store)[0]
                     process = start()
-            assert pub.wait_all(30)
-        assert wait_for(lambda: sample_counts(store)[0] >= n, 60), (sample_counts(store), log.read_text()[-2000:])
+            assert pub.wait_all(60)
+        assert wait_for(lambda: sample_counts(store)[0] >= n, 120), (sample_counts(store), log.read_text()[-2000:])
         time.sleep(0.3)
         process.send_signal(signal.SIGTERM)
-        assert process.wait(20) == 0, log.read_text()[-2000:]
+        assert process.wait(60) == 0, log.read_text()[-2000:]
         assert sample_counts(store) == (n, n)
         assert 0 < at_kill < n
         summary = [line for line in log.read_text().splitlines() if line.startswith("stopped: ")]
