@@ -339,8 +339,9 @@ def mqtt_run(data: Data, broker: Broker, messages: list[tuple[str, bytes]], batc
     start = time.perf_counter()
     go.set()
     def accounted() -> int:  # stored, found already stored, or quarantined: every message has an outcome
-        st = ingest.stats
-        return st.accepted + st.duplicates + st.quarantined_samples + sum(st.quarantined_messages.values())
+        st = ingest.stats.snapshot()
+        return int(st["accepted"] + st["duplicates"] + st["quarantined_samples"]
+                   + sum(ingest.quarantined_by_reason().values()))
 
     while accounted() < n and time.perf_counter() - start < 120:
         time.sleep(0.005)
@@ -350,9 +351,9 @@ def mqtt_run(data: Data, broker: Broker, messages: list[tuple[str, bytes]], batc
     subscriber.stop()
     store.dispose()
     drop_session(broker.url, client_id)
-    quarantined = ingest.stats.quarantined_samples + sum(ingest.stats.quarantined_messages.values())
-    return MqttRun(elapsed, count(data, "mqtt")[0] - before, subscriber.stats.acked, ingest.stats.duplicates,
-                   quarantined, subscriber.stats.connects)
+    quarantined = int(ingest.stats["quarantined_samples"]) + sum(ingest.quarantined_by_reason().values())
+    return MqttRun(elapsed, count(data, "mqtt")[0] - before, int(subscriber.stats["acked"]),
+                   int(ingest.stats["duplicates"]), quarantined, int(subscriber.stats["connects"]))
 
 
 def bench_mqtt(data: Data, broker: Broker, sizes: Sizes) -> None:

@@ -356,7 +356,7 @@ def test_a_failing_store_acknowledges_nothing_and_is_retried(sqlite_store: Store
     device = add_device(store, patient)
     ingest = MqttIngest(IngestPipeline(store), topic_prefix=prefix)
     failures = [3]
-    acked_while_failing: list[int] = []
+    acked_while_failing: list[float] = []
 
     def database_down_three_times(batch: list[InboundMessage]) -> None:
         if failures[0] > 0:

@@ -56,16 +56,16 @@ def test_serve_runs_the_subscriber_when_enabled(app_store: Store, keyring: KeyRi
     try:
         with TestClient(app):
             subscriber = services_of(app).mqtt
-            assert subscriber is not None and subscriber.wait_connected(10)
+            assert subscriber is not None and subscriber.wait_connected(30)
             services_of(app).ingest.add_listener(seen.extend)  # what the alert engine and the hub get
             with MqttPublisher(broker, topic_prefix=prefix) as pub:
                 for i in range(50):
                     pub.publish("app-p", device, "spo2",
                                 {"time": f"2026-04-01T10:{i:02d}:00+02:00", "value": 97 - i % 5, "unit": "%"})
-                assert pub.wait_all(10)
-            assert wait_for(lambda: sample_counts(app_store)[0] == 50, 20)
+                assert pub.wait_all(30)
+            assert wait_for(lambda: sample_counts(app_store)[0] == 50, 30)
         # leaving the app stopped the subscriber after storing and acknowledging everything it had received
-        assert subscriber.stats.received == subscriber.stats.acked == 50
+        assert subscriber.stats["received"] == subscriber.stats["acked"] == 50
         assert not subscriber.connected
     finally:
         drop_session(broker, f"{prefix}-ingest")
@@ -99,18 +99,18 @@ def test_a_sample_sent_over_http_and_mqtt_is_stored_once(app_store: Store, keyri
                                    json=[{**by_id, "metric": "glucose"}, {**by_time, "metric": "glucose"}])
             assert response.status_code == 200 and response.json()["accepted"] == 2, response.text
             subscriber = services_of(app).mqtt
-            assert subscriber is not None and subscriber.wait_connected(10)
+            assert subscriber is not None and subscriber.wait_connected(30)
             with MqttPublisher(broker, topic_prefix=prefix) as pub:
                 pub.publish("both-p", key_id, "glucose", [by_id, by_time, {**by_time, "time": "2026-03-01T08:10:00Z"}])
                 pub.publish("both-p", key_id, "glucose", {**by_time, "time": "2026-03-01T08:15:00Z"})  # 6th: over
-                assert pub.wait_all(10)
-            assert wait_for(lambda: subscriber.stats.acked == 2, 10)
+                assert pub.wait_all(30)
+            assert wait_for(lambda: subscriber.stats["acked"] == 2, 10)
             ingest = subscriber.handler
             assert isinstance(ingest, MqttIngest)
     finally:
         drop_session(broker, f"{prefix}-ingest")
-    assert (ingest.stats.accepted, ingest.stats.duplicates) == (1, 2)
-    assert ingest.stats.quarantined_messages == {"rate-limit": 1}  # the bucket of 5 is the key's, both ways
+    assert (ingest.stats["accepted"], ingest.stats["duplicates"]) == (1, 2)
+    assert ingest.quarantined_by_reason() == {"rate-limit": 1}  # the bucket of 5 is the key's, both ways
     with app_store.connect() as connection:
         rows = connection.execute(select(samples.c.idempotency_key, samples.c.value, samples.c.device,
                                          samples.c.source).order_by(samples.c.time)).all()

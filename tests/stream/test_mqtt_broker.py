@@ -74,7 +74,7 @@ def _burst_to_a_disconnected_session(store: Store, broker: LocalBroker, patient:
         assert sub.wait_connected(30)
         # stock limits keep at most ~1000 of the n: no point waiting long for those
         wait_for(lambda: sample_counts(store)[0] >= n, 60 if restart_in_between else 2)
-        settled = -1
+        settled: float = -1
         while settled != sub.stats["acked"]:  # nothing more arrives
             settled = sub.stats["acked"]
             time.sleep(0.5)

@@ -48,10 +48,10 @@ def mqtt_command(
         signal.signal(sig, lambda *_: stop.set())
 
     def counts() -> str:
-        s, q = ingest.stats, subscriber.stats
-        quarantined = sum(s.quarantined_messages.values())
-        return (f"messages {q.received} (acknowledged {q.acked}), samples stored {s.accepted}, duplicates "
-                f"{s.duplicates}, quarantined {s.quarantined_samples} samples + {quarantined} messages")
+        s, q = ingest.stats.snapshot(), subscriber.stats.snapshot()
+        quarantined = sum(ingest.quarantined_by_reason().values())
+        return (f"messages {q['received']} (acknowledged {q['acked']}), samples stored {s['accepted']}, duplicates "
+                f"{s['duplicates']}, quarantined {s['quarantined_samples']} samples + {quarantined} messages")
 
     console.print(f"[bold green]medtwin[/] MQTT subscriber: {settings.broker_url.split('@')[-1]} topics "
                   f"{subscriber.subscription} as {settings.mqtt_client_id}")

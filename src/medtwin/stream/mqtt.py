@@ -46,7 +46,7 @@ from collections import deque
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
-from typing import Any, Protocol
+from typing import Any, Literal, Protocol
 from urllib.parse import unquote, urlsplit
 
 import orjson
@@ -55,6 +55,7 @@ from paho.mqtt.enums import CallbackAPIVersion, MQTTErrorCode, MQTTProtocolVersi
 from sqlalchemy import Connection, select
 
 from medtwin.config import Settings
+from medtwin.counters import Counters
 from medtwin.store.security_tables import api_keys
 from medtwin.stream.parse import parse_samples
 from medtwin.stream.pipeline import (
@@ -148,15 +149,11 @@ class BatchHandler(Protocol):
     def __call__(self, messages: Sequence[InboundMessage]) -> None: ...
 
 
-@dataclass
-class SubscriberStats:
-    received: int = 0
-    acked: int = 0
-    batches: int = 0
-    connects: int = 0
-    handler_errors: int = 0
-    stale_acks_skipped: int = 0
-    largest_batch: int = 0
+#: What the subscriber counts (``subscriber.stats``): messages received and acknowledged, batches stored,
+#: connections made, handler failures (each retried), acknowledgements not sent because the message came on a
+#: connection since dropped (the broker redelivers it), the largest batch in messages.
+SubscriberCount = Literal["received", "acked", "batches", "connects", "handler_errors", "stale_acks_skipped",
+                          "largest_batch"]
 
 
 @dataclass
@@ -190,7 +187,7 @@ class MqttSubscriber:
         self.max_queue = max_queue
         self.keepalive = keepalive
         self.monotonic = monotonic
-        self.stats = SubscriberStats()
+        self.stats: Counters[SubscriberCount] = Counters(SubscriberCount)
         self._queue: deque[InboundMessage] = deque()
         self._cond = threading.Condition()
         self._conn = _Connection()
@@ -212,7 +209,7 @@ class MqttSubscriber:
         with self._cond:
             self._conn.generation += 1
             self._conn.connected = True
-            self.stats.connects += 1
+            self.stats.inc("connects")
         client.subscribe(self.subscription, qos=1)
         log.info("MQTT connected to %s:%s as %s (session present: %s)", self.address.host, self.address.port,
                  self.client_id, flags.session_present)
@@ -246,7 +243,7 @@ class MqttSubscriber:
             if self._stopping:
                 return  # not acknowledged: the broker delivers it again to the next session
             self._queue.append(item)
-            self.stats.received += 1
+            self.stats.inc("received")
             if len(self._queue) == 1 or len(self._queue) >= self.batch_max:
                 self._cond.notify()
 
@@ -319,7 +316,7 @@ class MqttSubscriber:
                 self.handler(batch)
                 return True
             except Exception:
-                self.stats.handler_errors += 1
+                self.stats.inc("handler_errors")
                 log.exception("storing %d MQTT messages failed; nothing acknowledged, retrying in %.2f s",
                               len(batch), delay)
             if self._stopping:
@@ -340,11 +337,10 @@ class MqttSubscriber:
                 acked += 1
             else:
                 skipped += 1
-        with self._cond:
-            self.stats.batches += 1
-            self.stats.acked += acked
-            self.stats.stale_acks_skipped += skipped
-            self.stats.largest_batch = max(self.stats.largest_batch, len(batch))
+        self.stats.inc("batches")
+        self.stats.inc("acked", acked)
+        self.stats.inc("stale_acks_skipped", skipped)
+        self.stats.peak("largest_batch", len(batch))
 
 
 def drop_session(broker_url: str, client_id: str, timeout: float = 10.0) -> None:
@@ -411,15 +407,11 @@ class _Group:
         return [item for _, items in self.messages for item in items]
 
 
-@dataclass
-class IngestStats:
-    messages: int = 0
-    accepted: int = 0
-    duplicates: int = 0
-    quarantined_samples: int = 0
-    quarantined_messages: dict[str, int] = field(default_factory=dict)  # reason -> messages
-    slowest_commit_s: float = 0.0  # longest batch transaction (mostly waiting for another writer's lock)
-    slow_commits: int = 0  # batch transactions over SLOW_COMMIT_S (250 ms)
+#: What the ingest counts (``ingest.stats``): messages handled, samples stored, duplicates, samples quarantined
+#: (messages quarantined whole are counted by reason: :meth:`MqttIngest.quarantined_by_reason`), the longest
+#: batch transaction (mostly waiting for another writer's lock) and those over SLOW_COMMIT_S (250 ms).
+IngestCount = Literal["messages", "accepted", "duplicates", "quarantined_samples", "slowest_commit_s",
+                      "slow_commits"]
 
 
 class MqttIngest:
@@ -467,8 +459,9 @@ class MqttIngest:
         self.store = pipeline.store
         self.prefix = topic_prefix.rstrip("/") + "/"
         self.source = source
-        self.stats = IngestStats()
-        self._lock = threading.Lock()
+        self.stats: Counters[IngestCount] = Counters(IngestCount)
+        self._quarantined: dict[str, int] = {}  # reason -> messages quarantined whole
+        self._lock = threading.Lock()  # guards _quarantined
 
     def __call__(self, messages: Sequence[InboundMessage]) -> None:
         quarantine, groups = self._route(messages)
@@ -599,18 +592,22 @@ class MqttIngest:
 
     def _account(self, messages: int, prepared: list[Prepared], quarantine: list[dict[str, Any]],
                  took: float) -> None:
+        stats = self.stats
+        stats.inc("messages", messages)
+        for p in prepared:
+            stats.inc("accepted", p.report.accepted)
+            stats.inc("duplicates", p.report.duplicates)
+            stats.inc("quarantined_samples", len(p.report.quarantined))
+        stats.peak("slowest_commit_s", took)
+        stats.inc("slow_commits", int(took > SLOW_COMMIT_S))
         with self._lock:
-            stats = self.stats
-            stats.messages += messages
-            for p in prepared:
-                stats.accepted += p.report.accepted
-                stats.duplicates += p.report.duplicates
-                stats.quarantined_samples += len(p.report.quarantined)
             for row in quarantine:
-                reason = row["reason"]
-                stats.quarantined_messages[reason] = stats.quarantined_messages.get(reason, 0) + 1
-            stats.slowest_commit_s = max(stats.slowest_commit_s, took)
-            stats.slow_commits += took > SLOW_COMMIT_S
+                self._quarantined[row["reason"]] = self._quarantined.get(row["reason"], 0) + 1
+
+    def quarantined_by_reason(self) -> dict[str, int]:
+        """Messages quarantined whole so far, by reason (e.g. ``{"rate-limit": 40, "too-large": 1}``)."""
+        with self._lock:
+            return dict(self._quarantined)
 
     def _row(self, message: InboundMessage, parts: tuple[str, str, str | None] | None, reason: str,
              field_path: str, detail: str) -> dict[str, Any]:
