@@ -1,8 +1,15 @@
-"""Devices and behaviour as separate pluggable objects: CGM sensor, insulin pump, basal-bolus controller."""
+"""Devices and behaviour as separate pluggable objects: CGM sensor, insulin pump, basal-bolus controller.
+
+The default sensor and pump are parameter sets with a source: ``physiology/data/devices.toml``
+(:data:`DEVICE_SOURCES` quotes the sources).
+"""
 
 from __future__ import annotations
 
+import tomllib
 from dataclasses import dataclass
+from importlib import resources
+from typing import Any, Final
 
 import numpy as np
 from numpy.typing import NDArray
@@ -12,6 +19,13 @@ from medtwin.physiology.errors import PhysiologyInputError
 
 Array = NDArray[np.float64]
 
+_FILE: Final[dict[str, dict[str, Any]]] = tomllib.loads(
+    resources.files("medtwin.physiology").joinpath("data", "devices.toml").read_text(encoding="utf-8"))
+#: the source of each default device parameter set ("cgm", "pump")
+DEVICE_SOURCES: Final = {device: str(table["source"]) for device, table in _FILE.items()}
+_CGM: Final[dict[str, float]] = {k: float(v) for k, v in _FILE["cgm"].items() if k != "source"}
+_PUMP: Final[dict[str, float]] = {k: float(v) for k, v in _FILE["pump"].items() if k != "source"}
+
 
 @dataclass(frozen=True)
 class CGMSensor:
@@ -20,17 +34,18 @@ class CGMSensor:
     Noise is generated every 15 min as ``e_1 = v_1, e_k = PACF (e_{k-1} + v_k)`` with ``v ~ N(0, 1)``,
     transformed by a Johnson SU distribution ``xi + lambda sinh((e - gamma) / delta)`` and interpolated with
     a cubic spline to the sampling period; readings are clipped to the device range (39-400 mg/dL here,
-    simglucose uses 39-600). Default coefficients as distributed with simglucose 0.2.11 (sensor_params.csv).
+    simglucose uses 39-600). Default coefficients as distributed with simglucose 0.2.11 (sensor_params.csv),
+    from ``physiology/data/devices.toml`` ``[cgm]``.
     """
 
-    sample_period_min: float = 5.0
-    min_mg_dl: float = 39.0
-    max_mg_dl: float = 400.0
-    pacf: float = 0.7
-    johnson_gamma: float = -0.5444
-    johnson_lambda_mg_dl: float = 15.9574
-    johnson_delta: float = 1.6898
-    johnson_xi_mg_dl: float = -5.47
+    sample_period_min: float = _CGM["sample_period_min"]
+    min_mg_dl: float = _CGM["min_mg_dl"]
+    max_mg_dl: float = _CGM["max_mg_dl"]
+    pacf: float = _CGM["pacf"]
+    johnson_gamma: float = _CGM["johnson_gamma"]
+    johnson_lambda_mg_dl: float = _CGM["johnson_lambda_mg_dl"]
+    johnson_delta: float = _CGM["johnson_delta"]
+    johnson_xi_mg_dl: float = _CGM["johnson_xi_mg_dl"]
     noise: bool = True
 
     def __post_init__(self) -> None:
@@ -66,12 +81,13 @@ class CGMSensor:
 
 @dataclass(frozen=True)
 class InsulinPump:
-    """Insulin pump: rounds to its increments and clips to its limits (defaults: Insulet Omnipod-like)."""
+    """Insulin pump: rounds to its increments and clips to its limits (defaults: Insulet Omnipod, from
+    ``physiology/data/devices.toml`` ``[pump]``)."""
 
-    bolus_increment_u: float = 0.05
-    max_bolus_u: float = 30.0
-    basal_increment_u_per_h: float = 0.05
-    max_basal_u_per_h: float = 30.0
+    bolus_increment_u: float = _PUMP["bolus_increment_u"]
+    max_bolus_u: float = _PUMP["max_bolus_u"]
+    basal_increment_u_per_h: float = _PUMP["basal_increment_u_per_h"]
+    max_basal_u_per_h: float = _PUMP["max_basal_u_per_h"]
 
     def bolus(self, units: Array) -> Array:
         rounded = np.round(np.asarray(units, dtype=float) / self.bolus_increment_u) * self.bolus_increment_u
