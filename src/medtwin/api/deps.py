@@ -99,10 +99,9 @@ def resolve_path_patient(store: Store, raw: str) -> str | None:
     are found through the search API (``GET /patients?identifier=``, where the value stays in the query) and
     never resolve in a path. The store's :meth:`RecordRepository.resolve_patient` holds the rule, so the
     ingest pipeline (HTTP, WebSocket, MQTT topics) and the CLI follow it too."""
-    from medtwin.store.records import RecordRepository
+    from medtwin.store.records import resolve_patient
 
-    with store.connect() as connection:
-        return RecordRepository(connection, store.codec).resolve_patient(raw)
+    return resolve_patient(store, raw)
 
 
 def _resolve_patient(store: Store, raw: str) -> str:

@@ -7,7 +7,7 @@ from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime
 from functools import lru_cache
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import orjson
 from sqlalchemy import (
@@ -40,6 +40,9 @@ from medtwin.record.prepare import (
 )
 from medtwin.store.codec import Codec
 from medtwin.store.schema import resource_history, resource_identifiers, resource_index, resources
+
+if TYPE_CHECKING:
+    from medtwin.store.database import Store
 
 _CHUNK = 400
 
@@ -884,3 +887,10 @@ class RecordRepository:
                 "value_text": None if row["value_text"] is None else self.codec.open(row["value_text"]).decode(),
             })
         return total, page
+
+
+def resolve_patient(store: Store, key: str) -> str | None:
+    """:meth:`RecordRepository.resolve_patient` on a connection of its own, for a caller that holds only the
+    store: the patient a path names in the API, the patient of a sample in the ingest pipeline."""
+    with store.connect() as connection:
+        return RecordRepository(connection, store.codec).resolve_patient(key)

@@ -476,7 +476,6 @@ def _reading_json(r: Reading) -> dict[str, Any]:
 
 
 def _record_patient(store: Store, raw: str) -> str | None:
-    from medtwin.store.records import RecordRepository
+    from medtwin.store.records import resolve_patient
 
-    with store.connect() as connection:
-        return RecordRepository(connection, store.codec).resolve_patient(raw)
+    return resolve_patient(store, raw)
