@@ -38,15 +38,13 @@ from sqlalchemy import (
 )
 
 from medtwin.store.codec import Codec
-from medtwin.store.metadata import metadata
+from medtwin.store.metadata import BIG_ID, metadata
 
 CHUNK_BYTES = 256 * 1024
-_PK = BigInteger().with_variant(Integer, "sqlite")
-
 image_chunks = Table(
     "image_chunks",
     metadata,
-    Column("pk", _PK, primary_key=True, autoincrement=True),
+    Column("pk", BIG_ID, primary_key=True, autoincrement=True),
     Column("address", String(64), nullable=False, doc="Blind (keyed hash) of the volume's content hash"),
     Column("seq", Integer, nullable=False, doc="Chunk number, from 0"),
     Column("data", LargeBinary, nullable=False, info={"sealed": True}, doc="Compressed canonical bytes, sealed"),
@@ -56,7 +54,7 @@ image_chunks = Table(
 image_volumes = Table(
     "image_volumes",
     metadata,
-    Column("pk", _PK, primary_key=True, autoincrement=True),
+    Column("pk", BIG_ID, primary_key=True, autoincrement=True),
     Column("patient_id", String(64), nullable=False),
     Column("volume_id", String(64), nullable=False, doc="The address of its chunks"),
     Column("study_id", String(64), doc="The ImagingStudy resource it is linked to"),

@@ -6,16 +6,14 @@ Declared on the shared ``metadata``; created by the Alembic revision ``0003_live
 
 from __future__ import annotations
 
-from sqlalchemy import BigInteger, Column, DateTime, Float, Index, Integer, LargeBinary, String, Table, Text
+from sqlalchemy import Column, DateTime, Float, Index, Integer, LargeBinary, String, Table, Text
 
-from medtwin.store.metadata import metadata
-
-_PK = BigInteger().with_variant(Integer, "sqlite")
+from medtwin.store.metadata import BIG_ID, metadata
 
 quarantine = Table(
     "quarantine",
     metadata,
-    Column("pk", _PK, primary_key=True, autoincrement=True),
+    Column("pk", BIG_ID, primary_key=True, autoincrement=True),
     Column("patient_id", String(64), doc="Patient the sample claimed, if any"),
     Column("device", String(128)),
     Column("metric", String(64)),

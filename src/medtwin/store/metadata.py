@@ -10,9 +10,9 @@ circle. ``medtwin.store.schema`` imports every table module, so ``from medtwin.s
 
 from __future__ import annotations
 
-from sqlalchemy import MetaData
+from sqlalchemy import BigInteger, Integer, MetaData
 
-__all__ = ["NAMING", "metadata"]
+__all__ = ["BIG_ID", "NAMING", "metadata"]
 
 NAMING = {
     "ix": "ix_%(column_0_label)s",
@@ -23,3 +23,7 @@ NAMING = {
 }
 
 metadata = MetaData(naming_convention=NAMING)
+
+#: The type of every surrogate key and of the columns that refer to one: BIGINT on PostgreSQL, INTEGER on
+#: SQLite, where only an ``INTEGER PRIMARY KEY`` is the rowid and autoincrements.
+BIG_ID = BigInteger().with_variant(Integer, "sqlite")

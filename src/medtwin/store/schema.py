@@ -8,7 +8,6 @@ Alembic revision. This module imports them all, so its ``metadata`` holds every 
 from __future__ import annotations
 
 from sqlalchemy import (
-    BigInteger,
     Boolean,
     Column,
     DateTime,
@@ -28,7 +27,7 @@ from sqlalchemy import (
 from medtwin.store import images as _images  # noqa: F401
 from medtwin.store import live_tables as _live_tables  # noqa: F401
 from medtwin.store import security_tables as _security_tables  # noqa: F401
-from medtwin.store.metadata import NAMING, metadata
+from medtwin.store.metadata import BIG_ID, NAMING, metadata
 
 __all__ = ["NAMING", "imports", "metadata", "resource_history", "resource_identifiers", "resource_index",
            "resources", "samples", "twin_versions"]
@@ -52,7 +51,7 @@ imports = Table(
 resources = Table(
     "resources",
     metadata,
-    Column("pk", BigInteger().with_variant(Integer, "sqlite"), primary_key=True, autoincrement=True),
+    Column("pk", BIG_ID, primary_key=True, autoincrement=True),
     Column("resource_type", String(64), nullable=False),
     Column("id", String(64), nullable=False, doc="FHIR logical id"),
     Column("patient_id", String(64), index=True, doc="Patient this resource belongs to, if any"),
@@ -74,8 +73,8 @@ Index("ix_resources_patient_type", resources.c.patient_id, resources.c.resource_
 resource_history = Table(
     "resource_history",
     metadata,
-    Column("pk", BigInteger().with_variant(Integer, "sqlite"), primary_key=True, autoincrement=True),
-    Column("resource_pk", BigInteger().with_variant(Integer, "sqlite"),
+    Column("pk", BIG_ID, primary_key=True, autoincrement=True),
+    Column("resource_pk", BIG_ID,
            ForeignKey("resources.pk", ondelete="CASCADE"), nullable=False),
     Column("resource_type", String(64), nullable=False),
     Column("id", String(64), nullable=False),
@@ -94,8 +93,8 @@ Index("ix_resource_history_type_updated", resource_history.c.resource_type, reso
 resource_index = Table(
     "resource_index",
     metadata,
-    Column("pk", BigInteger().with_variant(Integer, "sqlite"), primary_key=True, autoincrement=True),
-    Column("resource_pk", BigInteger().with_variant(Integer, "sqlite"),
+    Column("pk", BIG_ID, primary_key=True, autoincrement=True),
+    Column("resource_pk", BIG_ID,
            ForeignKey("resources.pk", ondelete="CASCADE"), nullable=False, index=True),
     Column("patient_id", String(64)),
     Column("resource_type", String(64), nullable=False),
@@ -123,7 +122,7 @@ Index("ix_resource_index_type", resource_index.c.patient_id, resource_index.c.re
 resource_identifiers = Table(
     "resource_identifiers",
     metadata,
-    Column("resource_pk", BigInteger().with_variant(Integer, "sqlite"),
+    Column("resource_pk", BIG_ID,
            ForeignKey("resources.pk", ondelete="CASCADE"), nullable=False, index=True),
     Column("resource_type", String(64), nullable=False),
     Column("token", String(128), nullable=False, doc="codec.blind('system|value')"),
@@ -134,7 +133,7 @@ Index("ix_resource_identifiers_token", resource_identifiers.c.token, resource_id
 samples = Table(
     "samples",
     metadata,
-    Column("pk", BigInteger().with_variant(Integer, "sqlite"), primary_key=True, autoincrement=True),
+    Column("pk", BIG_ID, primary_key=True, autoincrement=True),
     Column("patient_id", String(64), nullable=False),
     Column("metric", String(64), nullable=False),
     Column("time", DateTime(timezone=True), nullable=False),
@@ -153,7 +152,7 @@ Index("ix_samples_patient_metric_time", samples.c.patient_id, samples.c.metric, 
 twin_versions = Table(
     "twin_versions",
     metadata,
-    Column("pk", BigInteger().with_variant(Integer, "sqlite"), primary_key=True, autoincrement=True),
+    Column("pk", BIG_ID, primary_key=True, autoincrement=True),
     Column("patient_id", String(64), nullable=False),
     Column("version", Integer, nullable=False),
     Column("kind", String(32), nullable=False, doc="summary | glucose | drug | ..."),

@@ -6,7 +6,6 @@ Declared on the shared ``metadata``; created by the Alembic revisions ``0002_sec
 from __future__ import annotations
 
 from sqlalchemy import (
-    BigInteger,
     Boolean,
     Column,
     DateTime,
@@ -18,7 +17,7 @@ from sqlalchemy import (
     Text,
 )
 
-from medtwin.store.metadata import metadata
+from medtwin.store.metadata import BIG_ID, metadata
 
 users = Table(
     "users",
@@ -79,7 +78,7 @@ Index("ix_care_team_patient", care_team.c.patient_id)
 consents = Table(
     "consents",
     metadata,
-    Column("pk", BigInteger().with_variant(Integer, "sqlite"), primary_key=True, autoincrement=True),
+    Column("pk", BIG_ID, primary_key=True, autoincrement=True),
     Column("patient_id", String(64), nullable=False),
     Column("purpose", String(32), nullable=False, doc="research"),
     Column("decision", String(8), nullable=False, doc="permit | deny"),
@@ -91,7 +90,7 @@ Index("ix_consents_patient_purpose", consents.c.patient_id, consents.c.purpose, 
 audit_log = Table(
     "audit_log",
     metadata,
-    Column("seq", BigInteger().with_variant(Integer, "sqlite"), primary_key=True, autoincrement=False),
+    Column("seq", BIG_ID, primary_key=True, autoincrement=False),
     Column("at", String(40), nullable=False, doc="ISO 8601 UTC, exactly as hashed"),
     Column("actor", String(200), nullable=False),
     Column("role", String(20), nullable=False),
@@ -113,7 +112,7 @@ audit_head = Table(
     "audit_head",
     metadata,
     Column("id", Integer, primary_key=True),
-    Column("seq", BigInteger().with_variant(Integer, "sqlite"), nullable=False),
+    Column("seq", BIG_ID, nullable=False),
     Column("hash", String(64), nullable=False),
 )
 
