@@ -106,7 +106,15 @@ def low_glucose(world: World, patient: str, start: float = 0, n: int = 3, value:
 
 
 def flush(world: World) -> None:
-    assert world.client.app.state.services.alerts.flush(10)  # type: ignore[attr-defined]
+    assert world.client.app.state.services.alerts.flush(30)  # type: ignore[attr-defined]
+
+
+def until(condition: Any, message: str, timeout: float = 30) -> None:
+    """Wait for ``condition()`` (a background re-check, a thread): polled, never a fixed sleep."""
+    deadline = time.monotonic() + timeout
+    while not condition():
+        assert time.monotonic() < deadline, f"timed out: {message}"
+        time.sleep(0.02)
 
 
 def parse_sse(text: str) -> list[dict[str, Any]]:
@@ -133,7 +141,7 @@ class SseReader:
         self.response: Any = None
         self.thread = threading.Thread(target=self._run, args=(world.client, params, headers), daemon=True)
         self.thread.start()
-        deadline = time.monotonic() + 10
+        deadline = time.monotonic() + 30
         while self.hub.subscriber_count <= before and self.response is None:
             assert time.monotonic() < deadline, "the SSE stream did not subscribe"
             time.sleep(0.01)
@@ -141,7 +149,7 @@ class SseReader:
     def _run(self, client: TestClient, params: dict[str, Any], headers: dict[str, str] | None) -> None:
         self.response = client.get("/api/v1/events", params=params, headers=headers)
 
-    def messages(self, timeout: float = 15) -> list[dict[str, Any]]:
+    def messages(self, timeout: float = 60) -> list[dict[str, Any]]:  # the stream ends by itself well before
         self.thread.join(timeout)
         assert self.response is not None, "the SSE stream did not end"
         assert self.response.status_code == 200, self.response.text
@@ -166,7 +174,9 @@ def test_an_alert_is_pushed_to_an_sse_subscriber_after_samples_are_posted(world:
 
 def test_sse_streams_samples_and_ends_at_its_timeout(world: World) -> None:
     own = world.own[1]
-    reader = SseReader(world, {"types": ["samples"], "patient": own, "timeout": 1.5})
+    # the stream's clock starts as it subscribes: the POST below must land within its timeout (3 s: room for a
+    # slow commit on a loaded machine; the test lasts that long)
+    reader = SseReader(world, {"types": ["samples"], "patient": own, "timeout": 3})
     post(world, own, "heart_rate", "/min", [(0, 72.0), (1, 74.0)])
     messages = reader.messages()
     assert [m["event"] for m in messages] == ["samples", "end"]
@@ -236,13 +246,16 @@ def test_an_event_stream_ends_when_its_token_is_revoked(world: World, monkeypatc
         pairs = [world.client.app.state.services.security.tokens.issue(  # type: ignore[attr-defined]
             connection, carol, ROLE_CEILING["clinician"]) for _ in range(2)]
     ws_token, sse_token = (pair.access_token for pair in pairs)
+    hub = world.client.app.state.services.hub  # type: ignore[attr-defined]
     with world.client.websocket_connect("/api/v1/events/ws", headers=NO_AUTH) as ws:
         ws.send_text(orjson.dumps({"token": ws_token, "types": ["alert"]}).decode())
         assert orjson.loads(ws.receive_text())["ready"] is True
+        subscribed = hub.subscriber_count
         with world.store.begin() as connection:
             world.client.app.state.services.security.tokens.revoke(connection, ws_token)  # type: ignore[attr-defined]
-        time.sleep(0.5)  # past the re-check: an event published now must not reach the revoked reader
-        world.client.app.state.services.hub.publish("alert", world.own[0], {"n": 1})  # type: ignore[attr-defined]
+        # past the re-check (its subscription is gone): an event published now must not reach the revoked reader
+        until(lambda: hub.subscriber_count < subscribed, "the re-check did not end the revoked stream")
+        hub.publish("alert", world.own[0], {"n": 1})
         assert orjson.loads(ws.receive_text())["error"]["status"] == 401
         with pytest.raises(WebSocketDisconnect) as closed:
             ws.receive_text()
@@ -342,12 +355,15 @@ def test_another_clinicians_patient_is_invisible(world: World) -> None:
     assert c.get(f"/api/v1/alerts/{theirs['id']}").json()["status"] == "open"  # untouched
     assert c.get("/api/v1/events", params={"patient": other, "timeout": 0},
                  headers=world.clinician).status_code == 404
-    admin = SseReader(world, {"timeout": 2, "patient": other})
+    # the admin's stream ends at its third event, however long the alert engine (its own thread) takes: the
+    # two posts publish one samples event each, so the third is an alert (a 2 s stream could end before it)
+    admin = SseReader(world, {"timeout": 60, "patient": other, "max_events": 3})
     carol = SseReader(world, {"timeout": 2}, world.clinician)  # no filter: everything carol may see
     low_glucose(world, other, start=100)
     low_glucose(world, other, start=120, value=90.0)  # recovery: the (high) alert is marked condition cleared
     seen_by_admin = admin.messages()
-    assert {m["event"] for m in seen_by_admin} == {"samples", "alert", "end"}
+    assert len(seen_by_admin) == 3 and {m["event"] for m in seen_by_admin} == {"samples", "alert"}
+    assert {m["data"]["patient_id"] for m in seen_by_admin} == {other}
     assert [m["event"] for m in carol.messages()] == ["end"]  # none of it reached carol
 
 
@@ -501,7 +517,8 @@ def test_a_care_team_change_reaches_an_open_stream_at_the_next_recheck(world: Wo
         assert orjson.loads(ws.receive_text())["patient_id"] == leaving
         with world.store.begin() as connection:
             assert accounts.remove_from_care_team(connection, "carol", leaving)
-        time.sleep(0.4)
+        hub = world.client.app.state.services.hub  # type: ignore[attr-defined]
+        until(lambda: not hub.has_audience(leaving), "the re-check did not narrow the stream to the new care team")
         post(world, leaving, "heart_rate", "/min", [(301, 81.0)])  # no longer carol's patient
         post(world, staying, "heart_rate", "/min", [(301, 70.0)])
         frame = orjson.loads(ws.receive_text())
