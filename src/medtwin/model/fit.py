@@ -15,7 +15,7 @@ values end in ``_``.
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass, replace
+from dataclasses import KW_ONLY, dataclass, field, replace
 from typing import Any
 
 import numpy as np
@@ -76,22 +76,22 @@ def _vector(raw: Any, field: str) -> Array:
     return values
 
 
+@dataclass(eq=False)
 class MapFit:
-    """MAP fit of ``fitted`` parameters of ``model`` (default: those with a population SD) around ``base``."""
+    """MAP fit of ``fitted`` parameters of ``model`` (default: those with a population SD) around ``base``.
 
-    def __init__(self, model: Model, *, base: Array | None = None, fitted: Sequence[str] | None = None,
-                 prior_sd_log: Mapping[str, float] | None = None, noise_sd: float = 1.0,
-                 proportional: float = 0.0, solver: Solver | None = None, max_iterations: int = 50,
-                 step: float = 1e-4) -> None:
-        self.model = model
-        self.base = base
-        self.fitted = fitted
-        self.prior_sd_log = prior_sd_log
-        self.noise_sd = noise_sd
-        self.proportional = proportional
-        self.solver = solver
-        self.max_iterations = max_iterations
-        self.step = step
+    The configuration (keyword-only after ``model``) is the constructor's; :meth:`fit` adds the results."""
+
+    model: Model = field(repr=False)
+    _: KW_ONLY
+    base: Array | None = field(default=None, repr=False)  # the values fitted around (first row); default: the model's
+    fitted: Sequence[str] | None = None
+    prior_sd_log: Mapping[str, float] | None = None  # overrides of the model's prior SDs (log scale)
+    noise_sd: float = 1.0  # additive observation SD, in the output's unit
+    proportional: float = 0.0  # proportional observation SD (fraction of the prediction)
+    solver: Solver | None = None
+    max_iterations: int = 50
+    step: float = 1e-4  # forward-difference step on the log scale
 
     def _setup(self) -> tuple[Array, list[int], Array]:
         model = self.model
