@@ -67,7 +67,7 @@ def test_a_patients_series_is_labelled_calculated_and_uses_the_age_at_each_readi
     assert series.label == EGFR_LABEL == "calculated (CKD-EPI 2021)" and series.unit == EGFR_UNIT == "mL/min/{1.73_m2}"
     assert "Inker" in series.source and "2021;385:1737" in ckd_epi_2021_reference()
     first, last = series.calls  # oldest first
-    assert first.age_years == 49 and last.age_years == 54 and last.creatinine == "88.4 umol/L (LOINC 14682-9)"
+    assert first.age_years == 49 and last.age_years == 54 and (last.creatinine, last.creatinine_code) == ("88.4 \u00b5mol/L", "14682-9")
     assert first.egfr_ml_min_1_73m2 == pytest.approx(142 * (1 / 0.7) ** -1.2 * 0.9938 ** 49 * 1.012)
     assert last.egfr_ml_min_1_73m2 == pytest.approx(142 * (1 / 0.7) ** -1.2 * 0.9938 ** 54 * 1.012)
     assert series.latest is last and last.not_callable is None

@@ -7,7 +7,9 @@ the glucose kind's CGM panel, the warfarin kind's INR panel); panels of problems
 declared here (:data:`PANELS`: the NEWS2 vital-signs flowsheet, chronic kidney disease). A panel is chosen
 when an active problem (SNOMED CT code), an active medication (RxNorm code or a word of its name) or data of
 its own (``data``) call for it, and shown only when one of its series has data; chosen panels come in
-``order`` (CGM first for diabetes).
+``order`` (CGM first for diabetes). A panel may also calculate a series from others (:data:`DERIVED`: eGFR from
+creatinine by CKD-EPI 2021 where the record reports creatinine and no eGFR); such a series is never a
+measurement and says how it was calculated.
 """
 
 from __future__ import annotations
@@ -27,8 +29,9 @@ from medtwin.vocab.metrics import (
     SUPPLEMENTAL_OXYGEN,
     SYSTOLIC_BP,
 )
+from medtwin.vocab.renal import CREATININE_LOINC, EGFR_LABEL, EGFR_LOINC
 
-__all__ = ["PANELS", "ChosenPanel", "PatientFacts", "choose_panels", "page_panels"]
+__all__ = ["DERIVED", "PANELS", "ChosenPanel", "DerivedSeries", "PatientFacts", "choose_panels", "page_panels"]
 
 #: SNOMED CT codes (International edition) of problems with a risk of acute deterioration, where the vital
 #: signs every NEWS2 parameter needs come first: atrial fibrillation, heart failure, COPD, pneumonia, sepsis.
@@ -36,9 +39,6 @@ DETERIORATION_PROBLEMS = ("49436004", "84114007", "13645005", "233604007", "9130
 #: chronic kidney disease (any stage, SNOMED CT): 709044004 CKD, 431855005-431857002 stages 1-4, 433144002
 #: stage 3, 433146000 stage 5
 CKD_PROBLEMS = ("709044004", "431855005", "431856006", "431857002", "433144002", "433146000")
-#: LOINC: eGFR by MDRD (33914-3), CKD-EPI (62238-1), CKD-EPI 2021 (98979-8); creatinine in serum (2160-0)
-EGFR_LOINC = ("98979-8", "62238-1", "33914-3")
-CREATININE_LOINC = "2160-0"
 
 PANELS: tuple[PagePanel, ...] = (
     PagePanel(
@@ -56,9 +56,26 @@ PANELS: tuple[PagePanel, ...] = (
     PagePanel(
         key="kidney", title="Kidney function: eGFR and creatinine", order=40,
         series=(*(PanelSeries("record", code, "eGFR") for code in EGFR_LOINC),
-                PanelSeries("record", CREATININE_LOINC, "Creatinine")),
+                *(PanelSeries("record", code, "Creatinine") for code in CREATININE_LOINC)),
         conditions=CKD_PROBLEMS, data=EGFR_LOINC),
 )
+
+
+@dataclass(frozen=True)
+class DerivedSeries:
+    """A series a panel calculates from the record (never shown as measured): calculated from ``inputs`` (LOINC
+    codes) when one of them has data and none of ``unless`` has (the record reports the value itself)."""
+
+    name: str
+    label: str
+    inputs: tuple[str, ...]
+    unless: tuple[str, ...] = ()
+
+
+#: what a panel (by key) calculates: the kidney panel's eGFR from creatinine (``medtwin.vocab.renal``)
+DERIVED: dict[str, tuple[DerivedSeries, ...]] = {
+    "kidney": (DerivedSeries("egfr-ckd-epi-2021", f"eGFR, {EGFR_LABEL}", CREATININE_LOINC, EGFR_LOINC),),
+}
 
 
 @dataclass(frozen=True)
@@ -76,6 +93,7 @@ class ChosenPanel:
     panel: PagePanel
     reasons: tuple[str, ...]  # why: "problem: Atrial fibrillation", "medication: warfarin", "device data", "record data"
     with_data: tuple[PanelSeries, ...]  # its series that have data (none: the panel is hidden)
+    derived: tuple[DerivedSeries, ...] = ()  # what it calculates for this patient (DERIVED, inputs present)
 
     @property
     def shown(self) -> bool:
@@ -122,5 +140,8 @@ def choose_panels(facts: PatientFacts, panels: Iterable[PagePanel] | None = None
     for panel in panels if panels is not None else page_panels():
         reasons = _reasons(panel, facts)
         if reasons:
-            out.append(ChosenPanel(panel, reasons, tuple(s for s in panel.series if s.name in facts.present)))
+            derived = tuple(d for d in DERIVED.get(panel.key, ())
+                            if facts.present.intersection(d.inputs) and not facts.present.intersection(d.unless))
+            out.append(ChosenPanel(panel, reasons, tuple(s for s in panel.series if s.name in facts.present),
+                                   derived))
     return out

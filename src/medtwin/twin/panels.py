@@ -4,7 +4,9 @@
 device metrics with samples, the record's observation codes) and asks :func:`medtwin.model.panels.choose_panels`;
 the API serves the answer (``GET /dashboard/patients/{id}/panels``) so the dashboard draws panels without
 knowing any rule, and the report leaves out what the page leaves out. :func:`news2_trend` scores every
-observation set of a window with the one NEWS2 chart (:mod:`medtwin.alerts.news2`).
+observation set of a window with the one NEWS2 chart (:mod:`medtwin.alerts.news2`). A panel's calculated
+series (``model.panels.DERIVED``: eGFR from creatinine by CKD-EPI 2021, :mod:`medtwin.vocab.renal`) are computed
+here from the stored readings and the patient's birth date and sex, and served labelled as calculated.
 """
 
 from __future__ import annotations
@@ -18,14 +20,16 @@ from sqlalchemy import Connection
 
 from medtwin.alerts import news2 as news2_chart
 from medtwin.alerts import service as alert_service
-from medtwin.model.panels import ChosenPanel, PatientFacts, choose_panels
+from medtwin.model.panels import ChosenPanel, DerivedSeries, PatientFacts, choose_panels
 from medtwin.store.database import Store
+from medtwin.store.records import RecordRepository
 from medtwin.store.samples import SampleRepository
 from medtwin.store.twins import TwinRepository
 from medtwin.twin.cgm_report import resolve_zone
 from medtwin.twin.summary import PatientSummary
+from medtwin.vocab.renal import CreatinineReading, egfr_from_creatinine
 
-__all__ = ["News2Trend", "PanelsAnswer", "facts_of", "news2_trend", "patient_panels"]
+__all__ = ["News2Trend", "PanelView", "PanelsAnswer", "facts_of", "news2_trend", "patient_panels"]
 
 INACTIVE = frozenset({"resolved", "inactive", "remission", "refuted", "entered-in-error", "stopped", "completed",
                       "cancelled"})
@@ -42,6 +46,10 @@ class PanelView(BaseModel):
     doses: list[dict[str, Any]] = Field(default_factory=list, description="{medication, dosage, authored_on}")
     score: str | None = None
     events: list[str] = Field(default_factory=list)
+    derived: list[dict[str, Any]] = Field(
+        default_factory=list, description="series the panel calculates, never measurements: {name, label (says "
+        "'calculated (...)'), method, unit, loinc, source, inputs, calls: [{time, egfr_ml_min_1_73m2 | null, "
+        "not_callable (the reason, when null), creatinine, ...}]} (vocab.renal)")
 
 
 class PanelsAnswer(BaseModel):
@@ -62,7 +70,23 @@ def facts_of(summary: PatientSummary, device_metrics: set[str]) -> PatientFacts:
     return PatientFacts(problems, medications, frozenset(present))
 
 
-def _view(chosen: ChosenPanel, summary: PatientSummary) -> PanelView:
+#: statuses of a reading that is not a result (not used in a calculation)
+NOT_RESULTS = frozenset({"entered-in-error", "cancelled", "registered"})
+
+
+def _derived(records: RecordRepository, patient_id: str, summary: PatientSummary, spec: DerivedSeries
+             ) -> dict[str, Any]:
+    """The calculated series ``spec`` of this patient (eGFR from every creatinine reading, oldest first)."""
+    readings = []
+    for code in spec.inputs:
+        _, rows = records.observations(patient_id, code=code, limit=1000)
+        readings += [CreatinineReading(time=r["effective"], value=r["value"], unit=r["unit"], code=code) for r in rows
+                     if r["value"] is not None and r["effective"] is not None and r["status"] not in NOT_RESULTS]
+    series = egfr_from_creatinine(readings, birth_date=summary.birth_date, sex=summary.gender)
+    return {**series.model_dump(mode="json"), "name": spec.name, "label": spec.label, "inputs": list(spec.inputs)}
+
+
+def _view(chosen: ChosenPanel, summary: PatientSummary, derived: list[dict[str, Any]] | None = None) -> PanelView:
     p = chosen.panel
     doses = [{"medication": m.display or m.code, "dosage": m.dosage,
               "authored_on": m.authored_on.isoformat() if m.authored_on else None}
@@ -72,7 +96,7 @@ def _view(chosen: ChosenPanel, summary: PatientSummary) -> PanelView:
     return PanelView(key=p.key, title=p.title, shown=chosen.shown, reasons=list(chosen.reasons),
                      series=[{**vars(s), "has_data": s.name in with_data} for s in p.series],
                      target=list(p.target) if p.target else None, target_label=p.target_label, doses=doses,
-                     score=p.score, events=list(p.events))
+                     score=p.score, events=list(p.events), derived=derived or [])
 
 
 def _device_metrics(connection: Connection, store: Store, patient_id: str) -> set[str]:
@@ -87,8 +111,9 @@ def patient_panels(store: Store, patient_id: str, *, default_zone: str = "UTC") 
         summary = (PatientSummary.model_validate(record.payload) if record is not None
                    else PatientSummary(patient_id=patient_id, name=None, gender=None, birth_date=None, age_years=None))
         metrics = _device_metrics(connection, store, patient_id)
-    chosen = choose_panels(facts_of(summary, metrics))
-    views = [_view(c, summary) for c in chosen]
+        chosen = choose_panels(facts_of(summary, metrics))
+        records = RecordRepository(connection, store.codec)
+        views = [_view(c, summary, [_derived(records, patient_id, summary, d) for d in c.derived]) for c in chosen]
     views.sort(key=lambda v: not v.shown)  # stable: the page order among shown ones, hidden ones after
     zone_name, source = resolve_zone(store, patient_id, None, default_zone)
     return PanelsAnswer(patient_id=patient_id, panels=views, device_metrics=sorted(metrics), time_zone=zone_name,

@@ -53,7 +53,7 @@ from medtwin.twin.cgm_report import (
     load_readings,
 )
 from medtwin.twin.glucose import SIMULATION_KIND as GLUCOSE_RUN_KIND
-from medtwin.twin.panels import PanelsAnswer, patient_panels
+from medtwin.twin.panels import PanelsAnswer, PanelView, patient_panels
 from medtwin.twin.pharmacogenomics import SIMULATION_KIND as DRUG_RUN_KIND
 from medtwin.twin.pharmacogenomics import PgxSummary, pgx_summary
 from medtwin.twin.summary import AllergyItem, Measurement, MedicationItem, PatientSummary, Problem, age_years
@@ -240,6 +240,22 @@ def _vital_charts(conn: Connection, records: RecordRepository, patient_id: str, 
     return charts
 
 
+def _derived_charts(panel: PanelView, limit: int = 24) -> list[TrendChart]:
+    """A panel's calculated series (eGFR from creatinine, ``vocab.renal``) titled by their label, which says
+    "calculated (CKD-EPI 2021)": in the report as on the page, never as a measurement."""
+    charts = []
+    for d in panel.derived:
+        calls = [c for c in d["calls"] if c["egfr_ml_min_1_73m2"] is not None][-limit:]
+        if calls:
+            times = [datetime.fromisoformat(c["time"]) for c in calls]
+            v = [float(c["egfr_ml_min_1_73m2"]) for c in calls]
+            series = TrendSeries(metric=d["name"], label=d["label"], source="record", n_samples=len(v), start=times[0],
+                                 end=times[-1], t=[t.timestamp() for t in times], mean=v, low=v, high=v)
+            charts.append(TrendChart(key=f"{panel.key}-{d['name']}", title=d["label"], unit=display_unit(d["unit"]),
+                                     series=[series]))
+    return charts
+
+
 def _trends(conn: Connection, records: RecordRepository, patient_id: str, days: int,
             panels: PanelsAnswer) -> list[TrendChart]:
     """The trend charts with data, in the order of the patient page's panels (CGM first for diabetes, the vital
@@ -265,7 +281,7 @@ def _trends(conn: Connection, records: RecordRepository, patient_id: str, days: 
             band = tuple(panel.target) if panel.target and k == 0 else None
             charts.append(TrendChart(key=f"{panel.key}-{s['name']}", title=s["label"], unit=unit, series=[found],
                                      band=band))  # type: ignore[arg-type]
-        by_panel[panel.key] = charts
+        by_panel[panel.key] = charts + _derived_charts(panel)
     order = ["cgm", "vitals", *(p.key for p in panels.panels if p.shown)]  # the page's order, record vitals too
     keys = [*dict.fromkeys([*order, *by_panel])]
     return [c for key in keys for c in by_panel.get(key, [])]

@@ -21,6 +21,8 @@ import numpy as np
 import numpy.typing as npt
 from pydantic import BaseModel, Field
 
+from medtwin.vocab.display import display_unit
+
 __all__ = ["CREATININE_LOINC", "EGFR_LABEL", "EGFR_LOINC", "EGFR_UNIT", "CreatinineReading", "EgfrCall",
            "EgfrSeries", "ckd_epi_2021", "ckd_epi_2021_reference", "creatinine_mg_dl", "egfr_from_creatinine"]
 
@@ -96,7 +98,8 @@ class EgfrCall(BaseModel):
     egfr_ml_min_1_73m2: float | None = Field(description="None: not callable (see not_callable)")
     not_callable: str | None = Field(default=None, description="why no value: the data cannot support one")
     creatinine_mg_dl: float | None = None
-    creatinine: str = Field(description="the reading as recorded, e.g. '1.1 mg/dL (LOINC 2160-0)'")
+    creatinine: str = Field(description="the reading as people read it, e.g. '115 \u00b5mol/L'")
+    creatinine_code: str = Field(description="LOINC code of the creatinine observation")
     age_years: int | None = None
     sex: str | None = None
 
@@ -142,7 +145,7 @@ def egfr_from_creatinine(readings: Sequence[CreatinineReading], *, birth_date: d
     todo: list[tuple[int, float, int]] = []  # (index in calls, creatinine mg/dL, age) of the callable ones
     for reading in ordered:
         age = _age(birth_date, reading.time.date()) if birth_date is not None else None
-        shown = f"{reading.value:g} {reading.unit or ''} (LOINC {reading.code})".replace("  ", " ")
+        shown = f"{reading.value:g} {display_unit(reading.unit)}".strip()
         reason = _blocker(birth_date, sex, age)
         mg_dl = None
         if reason is None:
@@ -154,7 +157,7 @@ def egfr_from_creatinine(readings: Sequence[CreatinineReading], *, birth_date: d
                 if not mg_dl > 0:
                     reason, mg_dl = f"creatinine {reading.value:g}: not a positive concentration", None
         calls.append(EgfrCall(time=reading.time, egfr_ml_min_1_73m2=None, not_callable=reason, creatinine=shown,
-                              creatinine_mg_dl=mg_dl, age_years=age, sex=sex))
+                              creatinine_code=reading.code, creatinine_mg_dl=mg_dl, age_years=age, sex=sex))
         if reason is None and mg_dl is not None and age is not None:
             todo.append((len(calls) - 1, mg_dl, age))
     if todo:
