@@ -33,6 +33,9 @@ class GlucoseForecast(BaseModel):
     ``sensor_offset_mg_dl`` is the sensor error the twin holds now (reading minus glucose); from
     :data:`SENSOR_OFFSET_MATERIAL_MG_DL` on it is shown beside the reading (:meth:`sentence`).
     The measured fields are None in forecasts saved before they existed.
+    A screen quotes the sentence beside a CGM reading only while the forecast was issued from that reading
+    (``issued_at`` is its time): once a newer reading is shown, the forecast is "updating" and named by the
+    time of the reading it came from, so a tile reading 92 never sits beside "CGM 87 mg/dL, falling ...".
     """
 
     model_config = ConfigDict(frozen=True)

@@ -46,6 +46,14 @@ function news2Detail(a) {
         i ? " → " : "", `${score} (${band}) ${clock(t)}`))) : null);
 }
 
+/** The reading a glucose alert's text quotes, with its time (details.cgm_time: the forecast's issued_at), so
+ *  "CGM 87 mg/dL" in the alert is not read as the reading the tile shows now. */
+function readingBasis(a) {
+  const d = a.details || {};
+  return d.cgm_time && d.cgm_mg_dl !== null && d.cgm_mg_dl !== undefined
+    ? el("p", { class: "alert-basis sub", dataset: { cgmTime: d.cgm_time } }, `from the CGM reading at ${clock(d.cgm_time)}`) : null;
+}
+
 /** Why the badge says what it does: for NEWS2 the band it maps from (vocabulary news2.risk_bands). */
 function severityTitle(a) {
   const band = a.rule === "news2" && a.details ? news2Band(a.details.risk) : null;
@@ -76,6 +84,7 @@ export function alertItem(a, act, patient = null) {
     cleared,
     patient ? el("p", { class: "alert-patient" }, el("a", { href: `#/patients/${encodeURIComponent(a.patient_id)}` }, patient)) : null,
     el("p", { class: "alert-msg" }, a.message),
+    readingBasis(a),
     news2Detail(a),
     el("p", { class: "sub" }, `since ${ago(a.opened_at)}`, a.occurrences > 1 ? ` · ${a.occurrences}×` : "",
        ` · last ${ago(a.last_seen_at)}`, who),

@@ -3,7 +3,7 @@
 // GET /dashboard/patients/{id}/cgm-events); a daily overlay (the last 7 days stacked by time of day in the
 // patient's zone, which the panel answer names with where it came from); and the live glucose twin.
 import { call } from "./api.js";
-import { ago, clear, el, num } from "./dom.js";
+import { ago, clear, clock, el, num } from "./dom.js";
 import { Chart } from "./chart.js";
 import { displayUnit, glucoseZones as vocabZones, metricLabel } from "./vocab.js";
 
@@ -164,7 +164,9 @@ export function mountCgmTrace(section, ctx, live) {
           ci.length === 2 ? el("span", { class: "sub" }, ` (95 %: ${num(ci[0], 2)}–${num(ci[1], 2)})`) : null),
         el("dt", "Glucose estimate"), el("dd", { title: "the twin's interstitial glucose with the estimated sensor error removed; not a reading" },
           `${num(now.glucose_now_mg_dl)} mg/dL`,
-          now.last_reading_mg_dl != null ? el("span", { class: "sub" }, ` (last CGM reading ${num(now.last_reading_mg_dl)})`) : null),
+          // the reading the twin last folded in, with its time (the tile may already show a newer one)
+          now.last_reading_mg_dl != null ? el("span", { class: "sub" }, ` (last CGM reading ${num(now.last_reading_mg_dl)}`
+            + `${now.issued_at || now.data_time ? ` at ${clock(now.issued_at || now.data_time)}` : ""})`) : null),
         el("dt", "Following since"), el("dd", `${ago(twin.started_at)} · ${twin.samples_assimilated} reading${twin.samples_assimilated === 1 ? "" : "s"}`),
         el("dt", "Started from"), el("dd", source),
         twin.live_twin_version ? [el("dt", "Saved as"), el("dd", `twin version ${twin.live_twin_version}`)] : null),

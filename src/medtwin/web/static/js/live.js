@@ -95,10 +95,22 @@ export function mountLive(panel, tiles, ctx, openedAt, prefetched) {
   const gap = (metric) => state[metric].gap || STREAMS[metric];
   const pointOf = (s) => (s ? { x: Date.parse(s.time), y: Number(s.value) } : null);
 
-  /** The newest glucose reading: from events (ahead of the overview) or the overview. Tile and captions. */
+  /** The newest glucose reading: from events (ahead of the overview), the overview, or the reading the
+   *  forecast was issued from (a forecast event can arrive before its reading's). Tile and captions. */
   function glucoseNewest() {
     const g = overview && overview.glucose, gl = latest.glucose;
-    return gl && (!g || Date.parse(gl.time) > Date.parse(g.time)) ? gl : g || null;
+    let newest = gl && (!g || Date.parse(gl.time) > Date.parse(g.time)) ? gl : g || null;
+    const f = forecast && forecast.last_reading_mg_dl !== null && forecast.last_reading_mg_dl !== undefined
+      ? { time: forecast.issued_at, value: forecast.last_reading_mg_dl } : null;
+    if (f && (!newest || Date.parse(f.time) > Date.parse(newest.time))) newest = f;
+    return newest;
+  }
+  /** The forecast speaks beside the tile only while it was issued from the reading the tile shows
+   *  (``issued_at`` is the data time of the last reading it folded in, vocab/forecast.py); otherwise the tile
+   *  would say "92" beside "CGM 87 mg/dL, falling ...". */
+  function forecastIsCurrent() {
+    const newest = glucoseNewest();
+    return Boolean(forecast) && (!newest || Date.parse(forecast.issued_at) >= Date.parse(newest.time));
   }
   /** The value the tile shows and every caption calls "latest" (one source, #15.5). */
   const latestPoint = (metric) => (metric === "glucose" ? pointOf(glucoseNewest()) : pointOf(latest[metric]));
@@ -173,16 +185,14 @@ export function mountLive(panel, tiles, ctx, openedAt, prefetched) {
 
   function forecastText() {
     if (!forecast) return null;
-    // the one sentence the alerts use too: measured value and trend, then the forecast (vocab/forecast.py)
-    if (forecast.summary) return el("span", { class: "forecast-line" }, el("span", { class: "fc", id: "forecast-30" }, forecast.summary));
-    const parts = [];
-    for (const h of [30, 60]) {
-      const i = forecast.horizons_min.indexOf(h);
-      if (i < 0) continue;
-      parts.push(el("span", { class: "fc", id: `forecast-${h}` }, `${h} min: `, el("strong", num(forecast.mean_mg_dl[i])),
-        ` (${num(forecast.lower80_mg_dl[i])}–${num(forecast.upper80_mg_dl[i])})`));
+    if (!forecastIsCurrent()) {  // a newer reading than the forecast's: say so rather than quote the older one
+      return el("span", { class: "forecast-line pending", id: "forecast-pending", dataset: { issuedAt: forecast.issued_at } },
+        `Forecast updating for this reading (the last one was issued from the reading at ${clock(forecast.issued_at)})`);
     }
-    return parts.length ? el("span", { class: "forecast-line" }, "Forecast ", ...parts.flatMap((p, k) => (k ? [" · ", p] : [p]))) : null;
+    // the one sentence the alerts use too: measured value and trend, then the forecast (vocab/forecast.py:
+    // GlucoseForecast.summary); never rebuilt here from its numbers
+    return forecast.summary ? el("span", { class: "forecast-line" },
+      el("span", { class: "fc", id: "forecast-30", dataset: { issuedAt: forecast.issued_at } }, forecast.summary)) : null;
   }
 
   function glucoseTile() {
@@ -209,13 +219,30 @@ export function mountLive(panel, tiles, ctx, openedAt, prefetched) {
     return node;
   }
 
+  function derivedTiles(p) {
+    // a calculated value (eGFR from creatinine, vocab/renal.py) says so in its label; none when not callable
+    return (p.derived || []).filter((d) => d.calls.length).map((d) => {
+      const last = d.calls[d.calls.length - 1];
+      return last.egfr_ml_min_1_73m2 === null
+        ? tile(`${p.key}-${d.name}`, d.label, "—", null, `not callable: ${last.not_callable}`)
+        : tile(`${p.key}-${d.name}`, d.label, valueText(last.egfr_ml_min_1_73m2), unitText(d.unit), [`${ago(last.time)} · from creatinine `, el("span", { title: `LOINC ${last.creatinine_code}` }, last.creatinine)]);
+    });
+  }
+
   function recordTiles() {
     const out = [];
     for (const p of panels ? panels.panels.filter((x) => x.shown) : []) {
-      const s = p.series.find((x) => x.source === "record" && x.has_data);
-      if (!s) continue;
-      const m = [...(ctx.summary.summary.labs || []), ...(ctx.summary.summary.vitals || [])].find((x) => x.code === s.name);
-      if (!m || m.value === null || m.value === undefined) continue;
+      out.push(...derivedTiles(p));
+      // the panel's first quantity with data (eGFR, else creatinine), newest over its codes (a creatinine in
+      // mg/dL under 2160-0 and a newer one in umol/L under 14682-9: the tile shows the newer)
+      const withData = p.series.filter((x) => x.source === "record" && x.has_data);
+      if (!withData.length) continue;
+      const measured = [...(ctx.summary.summary.labs || []), ...(ctx.summary.summary.vitals || [])];
+      const candidates = withData.filter((x) => x.label === withData[0].label)
+        .map((x) => measured.find((m) => m.code === x.name)).filter((m) => m && m.value !== null && m.value !== undefined);
+      if (!candidates.length) continue;
+      const m = candidates.reduce((a, b) => (Date.parse(b.time || 0) > Date.parse(a.time || 0) ? b : a));
+      const s = withData.find((x) => x.name === m.code);
       const inRange = p.target ? (m.value >= p.target[0] && m.value <= p.target[1]) : null;
       out.push(tile(`${p.key}`, s.label, valueText(m.value), unitText(m.unit),
         [m.time ? ago(m.time) : "", p.target ? ` · ${inRange ? "in" : "outside"} ${p.target_label}` : ""], inRange === false ? "warn" : ""));
@@ -260,8 +287,15 @@ export function mountLive(panel, tiles, ctx, openedAt, prefetched) {
     twin = tw;
     if (lat) latest = lat.latest || {};
     if (ov && ov.items && ov.items[0] && ov.items[0].id === id) overview = ov.items[0];
-    forecast = fc && fc.horizons_min ? fc : fc && fc.forecast ? fc.forecast : null;
+    takeForecast(fc && fc.horizons_min ? fc : fc && fc.forecast ? fc.forecast : null);
     news2 = nw && (nw.aggregate !== undefined || nw.score !== undefined) ? normaliseNews2(nw) : null;
+  }
+
+  /** Keep ``f`` unless the page holds a newer forecast (a request answered after a newer event). */
+  function takeForecast(f) {
+    if (f && forecast && Date.parse(f.issued_at) < Date.parse(forecast.issued_at)) return false;
+    if (f) forecast = f;
+    return Boolean(f);
   }
 
   async function loadPanels(requested) {
@@ -335,7 +369,7 @@ export function mountLive(panel, tiles, ctx, openedAt, prefetched) {
     if (event.type === "samples" || event.type === "sample") {
       onSamples(samplesOf(data).map((s) => ({ patient_id: event.patient_id, ...s })));
     } else if (event.type === "forecast") {
-      if (data.horizons_min) { forecast = data; renderTiles(); drawAll(); }
+      if (data.horizons_min && takeForecast(data)) { renderTiles(); drawAll(); }
       refreshDerived();  // the twin's status too, so its estimate and the forecast's never disagree on screen
     } else if (event.type === "alert") {
       if (cgm) cgm.load(range()).then(() => drawAll()).catch(() => {});

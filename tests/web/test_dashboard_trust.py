@@ -1,0 +1,176 @@
+"""Issue #15 "a clinician can trust every number on the screen", in a real headless Chromium against a real
+server and store, signed in as the demo clinician:
+
+* the glucose tile and the forecast sentence quote one reading: a reading that lands after the forecast was
+  issued used to show "131" on the tile beside "CGM 120 mg/dL, ...; forecast ..." from the older reading. Now
+  the forecast speaks beside the tile only while it was issued from the reading the tile shows; otherwise
+  the tile says the forecast is updating and from which reading the last one was issued;
+* the kidney panel of a patient whose record has creatinine and no eGFR shows eGFR calculated by CKD-EPI
+  2021, labelled as calculated (never as a measurement), on the chart and on the tile.
+"""
+
+from __future__ import annotations
+
+import math
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+import httpx
+import pytest
+from selenium.webdriver.remote.webdriver import WebDriver
+from tests.web.test_dashboard import api, fixed, open_patient, shot, text, wait
+from tests.web.test_warfarin_whatif import sign_in
+
+from medtwin.alerts.repository import AlertCandidate, AlertRepository
+from medtwin.record.sources import RawUnit
+from medtwin.security import accounts
+from medtwin.store.samples import SampleRepository
+from medtwin.twin.build import import_units
+from medtwin.vocab import CANONICAL_UNITS, Sample
+from medtwin.vocab.renal import ckd_epi_2021
+
+World = Any  # tests/web/conftest.py: World (base_url, store, users, patients, heavy)
+pytestmark = pytest.mark.slow
+
+
+def _post(client: httpx.Client, patient: str, readings: list[tuple[datetime, float]]) -> None:
+    body = [{"metric": "glucose", "unit": "mg/dL", "value": v, "id": f"trust-{t.isoformat()}", "time": t.isoformat()}
+            for t, v in readings]
+    r = client.post(f"/patients/{patient}/samples", json=body)
+    assert r.status_code == 200 and r.json()["accepted"] == len(readings), r.text
+
+
+def _forecast_from(client: httpx.Client, patient: str, reading_at: datetime) -> dict[str, Any] | None:
+    """The live twin's forecast once it was issued from the reading at ``reading_at`` (None before)."""
+    r = client.get(f"/patients/{patient}/forecast")
+    if r.status_code != 200 or datetime.fromisoformat(r.json()["issued_at"]) < reading_at:
+        return None
+    found: dict[str, Any] = r.json()
+    return found
+
+
+def _tile(driver: WebDriver) -> dict[str, str]:
+    """The glucose tile's value, forecast sentence and pending note, read in one call."""
+    found: dict[str, str] = driver.execute_script(
+        "const q = (s) => document.querySelector(s);"
+        "return {value: q('#glucose-now') ? q('#glucose-now').textContent : '',"
+        " sentence: q('#tile-glucose #forecast-30') ? q('#tile-glucose #forecast-30').textContent : '',"
+        " pending: q('#tile-glucose #forecast-pending') ? q('#tile-glucose #forecast-pending').textContent : '',"
+        " issued: (q('#tile-glucose #forecast-pending') || q('#tile-glucose #forecast-30') || {dataset: {}}).dataset.issuedAt || ''}")
+    return found
+
+
+def test_the_tile_and_the_forecast_sentence_quote_the_same_reading(world: World, browser: WebDriver) -> None:
+    patient = world.patients[2]  # in the demo clinician's care team; no CGM until now
+    now = datetime.now(UTC).replace(second=0, microsecond=0)
+    readings = [(now - timedelta(minutes=5 * (24 - k)), round(120 + 6 * math.sin(k / 3), 1)) for k in range(24)]
+    last_at, last_value = readings[-1]
+    with api(world) as client:
+        _post(client, patient, readings)
+        issued = wait(browser, lambda d: _forecast_from(client, patient, last_at), timeout=60,
+                      message="the forecast issued from the last posted reading")
+        assert issued["last_reading_mg_dl"] == last_value and issued["summary"].startswith(f"CGM {last_value:.0f} mg/dL")
+
+        # a reading lands after the forecast: stored as a bulk import does (no listener runs, so the live twin
+        # has not folded it in and no forecast is issued from it)
+        later = last_at + timedelta(minutes=5)
+        unit = CANONICAL_UNITS["glucose"]
+        with world.store.begin() as connection:
+            SampleRepository(connection).insert_ignore([Sample(patient, "glucose", later, 131.0, unit, 131.0, unit,
+                                                               "seed", "fhir", f"trust:{patient}:{later.isoformat()}")],
+                                                       received_at=later)
+        with world.store.begin() as connection:  # a glucose alert quoting the forecast's reading, as the rule does
+            AlertRepository(connection, world.store.codec, lambda: datetime.now(UTC)).open(AlertCandidate(
+                patient_id=patient, rule="predicted-hypo", severity="medium", dedupe_key=f"{patient}:trust",
+                time=last_at, message=f"Hypoglycaemia possible within 30 min: {issued['summary']}",
+                details={"cgm_mg_dl": last_value, "cgm_time": last_at.isoformat()}))
+        sign_in(browser, world)
+        open_patient(browser, world, patient)
+        tile = wait(browser, lambda d: (t := _tile(d))["value"] == "131" and t, timeout=30,
+                    message="the tile showing the reading that landed after the forecast")
+        assert tile["sentence"] == "", f"the tile quotes an older reading's forecast beside 131: {tile}"
+        assert tile["pending"].startswith("Forecast updating for this reading") and tile["issued"] == issued["issued_at"]
+        assert f"CGM {last_value:.0f}" not in text(browser, "#tile-glucose")
+        # the twin's box quotes the reading it last folded in with that reading's time, not as the newest
+        wait(browser, lambda d: "last CGM reading" in text(d, "#live-twin"), timeout=20, message="the twin box")
+        issued_clock = browser.execute_script(
+            "const d = new Date(arguments[0]); return `${String(d.getHours()).padStart(2, '0')}:"
+            "${String(d.getMinutes()).padStart(2, '0')}`", issued["issued_at"])
+        assert f"last CGM reading {fixed(last_value)} at {issued_clock})" in text(browser, "#live-twin")
+        assert f"issued from the reading at {issued_clock})" in tile["pending"]
+        # the alert quoting that reading says which reading, with its time
+        wait(browser, lambda d: "from the CGM reading at" in text(d, "#alert-list"), timeout=20, message="the alert")
+        assert f"from the CGM reading at {issued_clock}" in text(browser, "#alert-list .alert-basis")
+        shot(browser, "trust-forecast-pending")
+
+        # the next reading goes through the live twin: a forecast issued from it, and both quote it again
+        newest = later + timedelta(minutes=5)
+        _post(client, patient, [(newest, 128.0)])
+        fresh = wait(browser, lambda d: _forecast_from(client, patient, newest), timeout=60,
+                     message="the forecast issued from the newest reading")
+        assert fresh["last_reading_mg_dl"] == 128.0
+        tile = wait(browser, lambda d: (t := _tile(d))["sentence"] and t, timeout=30,
+                    message="the tile's forecast sentence for the newest reading")
+        assert tile["value"] == "128" and tile["sentence"] == fresh["summary"] and tile["pending"] == ""
+        assert tile["sentence"].startswith("CGM 128 mg/dL") and tile["issued"] == fresh["issued_at"]
+
+
+def _ckd_patient(pid: str, **born: str) -> dict[str, Any]:
+    def creatinine(oid: str, code: str, when: str, value: float, unit: str) -> dict[str, Any]:
+        return {"resourceType": "Observation", "id": oid, "status": "final",
+                "category": [{"coding": [{"system": "http://terminology.hl7.org/CodeSystem/observation-category",
+                                          "code": "laboratory"}]}],
+                "code": {"coding": [{"system": "http://loinc.org", "code": code}]},
+                "subject": {"reference": f"Patient/{pid}"}, "effectiveDateTime": when,
+                "valueQuantity": {"value": value, "unit": unit, "system": "http://unitsofmeasure.org", "code": unit}}
+
+    resources = [
+        {"resourceType": "Patient", "id": pid, "gender": "female", **born, "name": [{"family": "Renal", "given": ["Ada"]}]},
+        {"resourceType": "Condition", "id": f"{pid}-ckd", "subject": {"reference": f"Patient/{pid}"},
+         "clinicalStatus": {"coding": [{"system": "http://terminology.hl7.org/CodeSystem/condition-clinical",
+                                        "code": "active"}]},
+         "code": {"coding": [{"system": "http://snomed.info/sct", "code": "433144002",
+                              "display": "Chronic kidney disease stage 3 (disorder)"}]}},
+        creatinine(f"{pid}-cr1", "2160-0", "2024-01-10T08:00:00Z", 1.3, "mg/dL"),
+        creatinine(f"{pid}-cr2", "14682-9", "2025-06-01T08:00:00Z", 115.0, "umol/L"),
+    ]
+    return {"resourceType": "Bundle", "type": "collection", "entry": [{"resource": r} for r in resources]}
+
+
+def test_the_kidney_panel_shows_egfr_calculated_from_creatinine_as_calculated(world: World,
+                                                                              browser: WebDriver) -> None:
+    pid, unknown_age = "trust-ckd", "trust-ckd-no-birth-date"
+    units = [RawUnit(f"{pid}.json", "json", _ckd_patient(pid, birthDate="1960-05-01")),
+             RawUnit(f"{unknown_age}.json", "json", _ckd_patient(unknown_age))]
+    assert import_units(world.store, units, actor="test").ok
+    with world.store.begin() as connection:
+        for patient in (pid, unknown_age):
+            accounts.add_to_care_team(connection, "demo-clinician", patient)
+    # 65 y at the newest creatinine (115 umol/L = 1.30 mg/dL), female: CKD-EPI 2021
+    expected = float(ckd_epi_2021(115.0 / 88.4, 65, True))
+    assert 44 < expected < 46  # 45: CKD stage G3a
+    sign_in(browser, world)
+    open_patient(browser, world, pid)
+    figure = "#chart-kidney-egfr-ckd-epi-2021"
+    wait(browser, lambda d: text(d, f"{figure} .readout").startswith("eGFR"), timeout=30,
+         message="the calculated eGFR chart")
+    caption = text(browser, figure)
+    assert "eGFR, calculated (CKD-EPI 2021)" in caption and "not a measurement" in caption
+    tile = text(browser, "#tile-kidney-egfr-ckd-epi-2021")
+    assert "eGFR, calculated (CKD-EPI 2021)" in tile and "from creatinine 115 \u00b5mol/L" in tile
+    shown = browser.execute_script(
+        "return document.querySelector('#tile-kidney-egfr-ckd-epi-2021 .value').firstChild.textContent")
+    assert shown == fixed(expected) == "46"  # 45.6, shown to whole mL/min as the vocabulary's rounding says
+    assert text(browser, f"{figure} .readout").startswith(f"eGFR, calculated (CKD-EPI 2021): latest {shown} ")
+    # the record reports no eGFR, so nothing on the page presents one as measured
+    assert not browser.find_elements("css selector", "[id^='chart-kidney-98979-8'], [id^='chart-kidney-62238-1']")
+    shot(browser, "trust-egfr-calculated")
+
+    # no birth date: no number, the reason instead, on the tile and under the chart's title
+    open_patient(browser, world, unknown_age)
+    wait(browser, lambda d: "not callable" in text(d, "#tile-kidney-egfr-ckd-epi-2021"), timeout=30,
+         message="the not-callable eGFR tile")
+    tile = text(browser, "#tile-kidney-egfr-ckd-epi-2021")
+    assert "—" in tile and "age unknown (no birth date in the record)" in tile
+    assert "Not callable for the latest creatinine (115 \u00b5mol/L" in text(browser, figure)
+    assert not browser.find_elements("css selector", f"{figure} canvas")
