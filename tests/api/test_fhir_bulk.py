@@ -196,7 +196,7 @@ def test_finished_jobs_expire(tmp_path: Path) -> None:
     exports = BulkExports(store, tmp_path / "bulk", lambda: now[0])
     request = ExportRequest("me", "http://x/fhir/$export", ("Patient",), None, True, None)
     first = exports.start(request)
-    assert first.finished.wait(10) and first.status == "completed"
+    assert first.finished.wait(30) and first.status == "completed"
     left = tmp_path / "bulk" / "left-by-another-process"
     left.mkdir()
     os.utime(left, (0, 0))

@@ -256,7 +256,7 @@ def test_everything_type_since_and_care_dates(served: Server) -> None:
 def test_scopes_limit_what_includes_and_everything_add(served: Server) -> None:
     """A token scoped to Patient and Observation reads no Practitioner through _include and no Condition,
     Encounter ... through $everything (the route's decision names only the type it serves)."""
-    token = requests.post(f"{served.base.rsplit('/fhir', 1)[0]}/api/v1/auth/token", timeout=10, data={
+    token = requests.post(f"{served.base.rsplit('/fhir', 1)[0]}/api/v1/auth/token", timeout=30, data={
         "grant_type": "password", "username": "admin", "password": PASSWORD,
         "scope": "system/Patient.rs system/Observation.rs"}).json()["access_token"]
     headers = {"Authorization": f"Bearer {token}"}

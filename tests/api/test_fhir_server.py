@@ -117,7 +117,7 @@ def _serving(store: Store, ring: KeyRing, folder: Path) -> Iterator[Server]:
     base = f"http://127.0.0.1:{port}"
     tokens = {}
     for user in ("admin", "clinician"):
-        answer = requests.post(f"{base}/api/v1/auth/token", timeout=10,
+        answer = requests.post(f"{base}/api/v1/auth/token", timeout=30,
                                data={"grant_type": "password", "username": user, "password": PASSWORD})
         assert answer.status_code == 200, answer.text
         tokens[user] = answer.json()["access_token"]
@@ -125,7 +125,7 @@ def _serving(store: Store, ring: KeyRing, folder: Path) -> Iterator[Server]:
         yield Server(f"{base}/fhir", tokens)
     finally:
         instance.should_exit = True
-        thread.join(timeout=10)
+        thread.join(timeout=30)
         store.dispose()
 
 
@@ -151,10 +151,10 @@ def test_read_and_vread_with_versions_and_decimals(server: Server) -> None:
     smart = _client(server, "admin")
     current = Observation.read("g1", smart.server)
     assert current.meta.versionId == "2" and current.valueQuantity.value == pytest.approx(140.2)
-    raw = requests.get(f"{server.base}/Observation/g1", timeout=10,
+    raw = requests.get(f"{server.base}/Observation/g1", timeout=30,
                        headers={"Authorization": f"Bearer {server.tokens['admin']}"})
     assert b'"value":140.20' in raw.content and raw.headers["etag"] == 'W/"2"'
-    first = requests.get(f"{server.base}/Observation/g1/_history/1", timeout=10,
+    first = requests.get(f"{server.base}/Observation/g1/_history/1", timeout=30,
                          headers={"Authorization": f"Bearer {server.tokens['admin']}"})
     assert first.status_code == 200 and b'"value":101.10' in first.content
     assert first.json()["meta"]["versionId"] == "1"
@@ -181,7 +181,7 @@ def test_history_of_a_type_within_reach(server: Server) -> None:
     assert ("g1", "1") in versions and ("g1", "2") in versions and ("other", "1") in versions
     headers = {"Authorization": f"Bearer {server.tokens['clinician']}"}
     mine = requests.get(f"{server.base}/Observation/_history", headers=headers, params={"_count": "2"},
-                        timeout=10).json()
+                        timeout=30).json()
     assert mine["total"] == 8 and len(mine["entry"]) == 2  # P1's 7 Observations, g1 in two versions
     assert any(link["relation"] == "next" for link in mine["link"])
 
@@ -226,40 +226,40 @@ def test_everything_pages_the_record(server: Server) -> None:
     whole = Bundle.read_from(f"Patient/{P1}/$everything", smart.server)  # default page: the whole record here
     assert len(whole.entry) == 8 and not any(link.relation == "next" for link in whole.link)
     headers = {"Authorization": f"Bearer {server.tokens['clinician']}"}
-    assert requests.get(f"{server.base}/Patient/{P2}/$everything", headers=headers, timeout=10).status_code == 404
-    assert requests.get(f"{server.base}/Patient/nobody/$everything", headers=headers, timeout=10).status_code == 404
+    assert requests.get(f"{server.base}/Patient/{P2}/$everything", headers=headers, timeout=30).status_code == 404
+    assert requests.get(f"{server.base}/Patient/nobody/$everything", headers=headers, timeout=30).status_code == 404
 
 
 def test_outside_reach_looks_like_missing(server: Server) -> None:
     headers = {"Authorization": f"Bearer {server.tokens['clinician']}"}
-    other = requests.get(f"{server.base}/Observation/other", headers=headers, timeout=10)
-    missing = requests.get(f"{server.base}/Observation/nothing-here", headers=headers, timeout=10)
+    other = requests.get(f"{server.base}/Observation/other", headers=headers, timeout=30)
+    missing = requests.get(f"{server.base}/Observation/nothing-here", headers=headers, timeout=30)
     assert other.status_code == missing.status_code == 404
     assert other.json()["resourceType"] == "OperationOutcome"
     assert other.json()["issue"][0]["diagnostics"].replace("other", "X") == \
         missing.json()["issue"][0]["diagnostics"].replace("nothing-here", "X")
-    own = requests.get(f"{server.base}/Observation/g2", headers=headers, timeout=10)
+    own = requests.get(f"{server.base}/Observation/g2", headers=headers, timeout=30)
     assert own.status_code == 200
     everything = requests.get(f"{server.base}/Observation", headers=headers, params={"_count": "100"},
-                              timeout=10).json()
+                              timeout=30).json()
     assert everything["total"] == 7 and all(e["resource"]["subject"]["reference"] == f"Patient/{P1}"
                                             for e in everything["entry"])
     assert requests.get(f"{server.base}/Observation", headers=headers, params={"patient": P2},
-                        timeout=10).json()["total"] == 0
-    assert requests.get(f"{server.base}/Observation/other/_history", headers=headers, timeout=10).status_code == 404
+                        timeout=30).json()["total"] == 0
+    assert requests.get(f"{server.base}/Observation/other/_history", headers=headers, timeout=30).status_code == 404
 
 
 def test_errors_are_operation_outcomes(server: Server) -> None:
-    unauthenticated = requests.get(f"{server.base}/Observation/g1", timeout=10)
+    unauthenticated = requests.get(f"{server.base}/Observation/g1", timeout=30)
     assert unauthenticated.status_code == 401
     assert unauthenticated.json()["resourceType"] == "OperationOutcome"
     headers = {"Authorization": f"Bearer {server.tokens['admin']}"}
-    bad = requests.get(f"{server.base}/Observation", headers=headers, params={"date": "someday"}, timeout=10)
+    bad = requests.get(f"{server.base}/Observation", headers=headers, params={"date": "someday"}, timeout=30)
     assert bad.status_code == 400 and bad.json()["issue"][0]["expression"] == ["date"]
     unsupported = requests.get(f"{server.base}/Observation", headers=headers, params={"value-quantity": "5"},
-                               timeout=10)
+                               timeout=30)
     assert unsupported.status_code == 400 and "value-quantity" in unsupported.json()["issue"][0]["diagnostics"]
-    unknown = requests.get(f"{server.base}/Nonsense/1", headers=headers, timeout=10)
+    unknown = requests.get(f"{server.base}/Nonsense/1", headers=headers, timeout=30)
     assert unknown.status_code == 404 and orjson.loads(unknown.content)["resourceType"] == "OperationOutcome"
 
 

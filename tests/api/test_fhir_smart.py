@@ -38,8 +38,8 @@ def test_discovery_document_describes_working_endpoints(client: TestClient) -> N
 
 def test_discovery_needs_no_token_over_http(server: Server) -> None:  # noqa: F811 (the imported fixture)
     root = server.base.rsplit("/fhir", 1)[0]
-    document = requests.get(f"{server.base}/.well-known/smart-configuration", timeout=10).json()
+    document = requests.get(f"{server.base}/.well-known/smart-configuration", timeout=30).json()
     assert document["token_endpoint"] == f"{root}/api/v1/auth/token"
-    answer = requests.post(document["token_endpoint"], timeout=10,
+    answer = requests.post(document["token_endpoint"], timeout=30,
                            data={"grant_type": "password", "username": "clinician", "password": PASSWORD})
     assert answer.status_code == 200

@@ -104,7 +104,7 @@ def test_a_sample_sent_over_http_and_mqtt_is_stored_once(app_store: Store, keyri
                 pub.publish("both-p", key_id, "glucose", [by_id, by_time, {**by_time, "time": "2026-03-01T08:10:00Z"}])
                 pub.publish("both-p", key_id, "glucose", {**by_time, "time": "2026-03-01T08:15:00Z"})  # 6th: over
                 assert pub.wait_all(30)
-            assert wait_for(lambda: subscriber.stats["acked"] == 2, 10)
+            assert wait_for(lambda: subscriber.stats["acked"] == 2, 30)
             ingest = subscriber.handler
             assert isinstance(ingest, MqttIngest)
     finally:
