@@ -9,7 +9,8 @@ Prints, for one patient-day (three meals, basal-bolus control, Dexcom sensor, In
   once) and warm (the cache loaded);
 - a scaling table of the population path (``physiology.population.simulate_population``: the compiled engine
   spread over the usable cores (``MEDTWIN_THREADS``; the header says how many), per-core figures beside it,
-  a step size per patient, 5-minute CGM output only, patients in blocks): N = 1, 10, 100, 1,000, 10,000
+  a step size per patient, the population tolerances of ``simulate.POPULATION_SOLVER``, 5-minute CGM output
+  only, patients in blocks): N = 1, 10, 100, 1,000, 10,000
   (``--max-n``): total time, time per patient-day, the ratio to plain-float simglucose measured above, peak
   memory (resident memory above the start of the call, see ``_scaling.measure``) and the most steps any one
   patient took;
@@ -49,7 +50,7 @@ from medtwin.physiology.devices import CGMSensor, InsulinPump  # noqa: E402
 from medtwin.physiology.population import simulate_population  # noqa: E402
 from medtwin.physiology.scenario import Meal, Regimen, Scenario, SensorSettings  # noqa: E402
 from medtwin.physiology.service import run_scenario, schedule_inputs  # noqa: E402
-from medtwin.physiology.simulate import simulate_inputs  # noqa: E402
+from medtwin.physiology.simulate import POPULATION_SOLVER, simulate_inputs  # noqa: E402
 from medtwin.physiology.uva_padova import PatientParameters, virtual_patients  # noqa: E402
 from medtwin.solve import kernels  # noqa: E402
 
@@ -107,17 +108,20 @@ def scaling(sizes: list[int], scenario: Scenario, horizon_days: float, plain_day
             plain_cpu_day: float) -> dict[int, tuple[float, float]]:
     """(wall, CPU) seconds per patient-day for each N (one population run each, 5-min CGM output), with peak
     memory. CPU is the process's time on all its threads: core-seconds, what the run costs per core."""
-    print(f"scaling: medtwin population engine (compiled, a step size per patient, 5-min CGM output only, "
+    print(f"scaling: medtwin population engine (compiled, a step size per patient, insulin chain in closed form, "
+          f"rtol {POPULATION_SOLVER.rtol:g} / atol {POPULATION_SOLVER.atol:g} (simulate.POPULATION_SOLVER), "
+          f"5-min CGM output only, "
           f"{kernels.threads()} thread(s); peak: resident memory above the start of the call; "
           "core-ms: CPU time of all threads)")
     print(f"  {'N':>7} {'total s':>9} {'ms per patient-day':>19} {'x plain-float':>14} {'core-ms per p-d':>16} "
           f"{'x per core':>11} {'peak MiB':>9} {'max steps':>10}")
     per_day: dict[int, tuple[float, float]] = {}
-    simulate_population(population(1, np.random.default_rng(0)), scenario)  # warm: first-call costs are above
+    simulate_population(population(1, np.random.default_rng(0)), scenario, solver=POPULATION_SOLVER)  # warm: first-call costs are above
     for n in sizes:
         params = population(n, np.random.default_rng(n))
         cpu = time.process_time()
-        result, seconds, peak = measure(partial(simulate_population, params, scenario, rng=np.random.default_rng(1)))
+        result, seconds, peak = measure(partial(simulate_population, params, scenario, rng=np.random.default_rng(1),
+                                                solver=POPULATION_SOLVER))
         cpu = time.process_time() - cpu
         wall, core = seconds / (n * horizon_days), cpu / (n * horizon_days)
         per_day[n] = (wall, core)
@@ -134,7 +138,7 @@ def one_core(n: int, scenario: Scenario, horizon_days: float) -> float:
     kernels.set_threads(1)
     try:
         start = time.perf_counter()
-        simulate_population(params, scenario, rng=np.random.default_rng(1))
+        simulate_population(params, scenario, rng=np.random.default_rng(1), solver=POPULATION_SOLVER)
         return (time.perf_counter() - start) / (n * horizon_days)
     finally:
         kernels.set_threads(before)
@@ -147,13 +151,13 @@ def batch_vs_alone(scenario: Scenario, days: float, repeats: int = 3) -> None:
     batch, alone = [], []
     for _ in range(repeats):
         start = time.perf_counter()
-        simulate_population(params, scenario)
+        simulate_population(params, scenario, solver=POPULATION_SOLVER)
         batch.append((time.perf_counter() - start) / 10)
         start = time.perf_counter()
         for i in range(10):
-            simulate_population(params.take([i]), scenario)
+            simulate_population(params.take([i]), scenario, solver=POPULATION_SOLVER)
         alone.append((time.perf_counter() - start) / 10)
-    steps = simulate_population(params, scenario).steps
+    steps = simulate_population(params, scenario, solver=POPULATION_SOLVER).steps
     print(f"per-patient cost, N = 10 batch vs the same 10 patients at N = 1: {min(batch) / days * 1e3:.3f} vs "
           f"{min(alone) / days * 1e3:.3f} ms per patient-day -> {min(batch) / min(alone):.2f} (aim <= 1); "
           f"steps per patient {steps.min()}-{steps.max()}")
@@ -245,7 +249,8 @@ def main() -> None:
 
     n_mem = args.memory_patients
     params = population(n_mem, np.random.default_rng(7))
-    result, seconds, peak = measure(partial(simulate_population, params, scenario, rng=np.random.default_rng(1)))
+    result, seconds, peak = measure(partial(simulate_population, params, scenario, rng=np.random.default_rng(1),
+                                            solver=POPULATION_SOLVER))
     print(f"memory run: {n_mem:,} patient-days ({n_mem:,} patients x {days:g} d), 5-min CGM output "
           f"{result.cgm_mg_dl.shape}: {seconds:.1f} s ({seconds / (n_mem * days) * 1e3:.4f} ms per patient-day), "
           f"peak {peak / 2**30:.2f} GiB above the start (target <= 2 GiB)")

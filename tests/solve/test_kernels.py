@@ -7,11 +7,22 @@ import math
 
 import numpy as np
 import pytest
+from numba import cfunc
 
 from medtwin.pharmaco.dosing import DoseSchedule, Route
 from medtwin.pharmaco.pk import _LINEAR, CompartmentModel, _augmented, simulate
 from medtwin.solve import Dopri5, SolverFailure
-from medtwin.solve.kernels import BatchState, Doses, advance
+from medtwin.solve.kernels import (
+    EXACT_SIGNATURE,
+    RHS_SIGNATURE,
+    STAGE_OFFSETS,
+    BatchState,
+    CompiledModel,
+    Doses,
+    advance,
+    no_jump,
+    no_stop,
+)
 
 TIGHT = Dopri5(rtol=1e-10, atol=1e-12)
 
@@ -92,3 +103,43 @@ def test_non_finite_growth_fails_instead_of_returning_inf() -> None:
 def test_max_step_is_respected() -> None:
     _, state = _decay(np.array([1e-6]), np.array([0.0, 100.0]), Dopri5(max_step=2.5))
     assert state.steps[0] >= math.ceil(100.0 / 2.5)
+
+
+@cfunc(RHS_SIGNATURE, cache=False)
+def _fast_decay_rhs(t, y, p, u, dy):  # type: ignore[no-untyped-def]  # y0' = -k y0 (stiff), y1' = y0
+    dy[0] = -p[0] * y[0]
+    dy[1] = y[0]
+
+
+@cfunc(EXACT_SIGNATURE, cache=False)
+def _fast_decay_exact(s, y0, p, u, out):  # type: ignore[no-untyped-def]  # y0 in closed form
+    out[0] = y0[0] * math.exp(-p[0] * s)
+
+
+@cfunc(EXACT_SIGNATURE, cache=False)
+def _fast_decay_stages(h, y0, p, u, out):  # type: ignore[no-untyped-def]  # ... at the five stage offsets
+    for row in range(5):
+        out[2 * row] = y0[0] * math.exp(-p[0] * STAGE_OFFSETS[row] * h)
+
+
+def test_closed_form_states_remove_the_stability_limit_and_keep_the_answer() -> None:
+    """y0' = -k y0 (k = 400: an explicit step must stay below ~3.3 / k), y1' = y0: with y0 declared a closed-form
+    state the engine no longer steps at the stability limit, and both columns match the analytic solution,
+    at the requested times (y0 from the closed form, y1 from the interpolant)."""
+    k, t_out = 400.0, np.linspace(0.0, 10.0, 41)
+    exact = np.column_stack([np.exp(-k * t_out), (1.0 - np.exp(-k * t_out)) / k])
+    runs = {}
+    for name, model in (("integrated", CompiledModel(_fast_decay_rhs, no_jump, no_stop)),
+                        ("closed", CompiledModel(_fast_decay_rhs, no_jump, no_stop, exact=_fast_decay_exact,
+                                                 exact_stages=_fast_decay_stages, exact_states=(0,)))):
+        solver = Dopri5(rtol=1e-8, atol=1e-12)
+        state = BatchState.start(np.array([[1.0, 0.0]]), solver)
+        out = np.empty((t_out.size, 1, 2))
+        out[0, 0] = state.y[0]
+        advance(model, state, np.array([[k]]), np.array([0.0]), np.zeros((1, 1, 1)), 0.0, 10.0, solver, t_out,
+                np.array([0, 1]), out)
+        out[-1, 0] = state.y[0]
+        np.testing.assert_allclose(out[:, 0, :], exact, rtol=1e-6, atol=1e-10)  # y1 ~ 1 / k = 2.5e-3
+        runs[name] = int(state.steps[0])
+    assert runs["integrated"] > 1000  # 10 / (3.3 / 400) ~ 1200 steps at the stability limit
+    assert runs["closed"] < runs["integrated"] / 10

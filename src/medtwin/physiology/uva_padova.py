@@ -23,9 +23,17 @@ from numba import cfunc, njit
 from numpy.typing import NDArray
 
 from medtwin.model.spec import DoseRoute, InputSpec, Model, OutputSpec, ParameterSpec, StateSpec
+from medtwin.physiology import insulin_chain as chain
 from medtwin.physiology.errors import PhysiologyInputError
 from medtwin.physiology.parameters import ParameterTable, load_parameter_set
-from medtwin.solve.kernels import JUMP_SIGNATURE, RHS_SIGNATURE, STOP_SIGNATURE, CompiledModel, register
+from medtwin.solve.kernels import (
+    EXACT_SIGNATURE,
+    JUMP_SIGNATURE,
+    RHS_SIGNATURE,
+    STOP_SIGNATURE,
+    CompiledModel,
+    register,
+)
 
 Array = NDArray[np.float64]
 SOURCE = "Dalla Man et al. 2007 IEEE TBME 54(10):1740-9; values: UVA/Padova academic simulator via simglucose 0.2.11"
@@ -48,6 +56,7 @@ STATES = (
     StateSpec("D", "mg", "amount of the last meal (event memory, zero derivative)"),
 )
 N_MODEL_STATES = 13
+_N_STATES = len(STATES)
 
 _PARAMETER_META = {
     "BW": ("kg", "body weight"),
@@ -119,8 +128,12 @@ def derivatives(x: Any, g: Any, carbs_g_per_min: float, insulin_u_per_min: float
     if dbar > 0:
         aa = 5.0 / (2.0 * dbar * (1.0 - b))
         cc = 5.0 / (2.0 * dbar * d)
-        kgut = kmin + (kmax - kmin) / 2.0 * (math.tanh(aa * (qsto - b * dbar)) - math.tanh(cc * (qsto - d * dbar))
-                                             + 2.0)
+        # kmin + (kmax - kmin) / 2 (tanh(A) - tanh(B) + 2), with tanh(x) = 1 - 2 / (e^{2x} + 1): two exponentials
+        # cost half of two libm tanh calls (the largest part of this function); exact at +-inf
+        # (exponents capped at 700: past it the fraction is 0 to double precision, and Python's exp would raise)
+        rise = 1.0 / (math.exp(min(2.0 * aa * (qsto - b * dbar), 700.0)) + 1.0)
+        fall = 1.0 / (math.exp(min(2.0 * cc * (qsto - d * dbar), 700.0)) + 1.0)
+        kgut = kmin + (kmax - kmin) * (1.0 + fall - rise)
     else:
         kgut = kmax
     rate_of_appearance = g[_F] * kabs * x[2] / bw
@@ -151,6 +164,32 @@ def derivatives(x: Any, g: Any, carbs_g_per_min: float, insulin_u_per_min: float
     for i in _NONNEGATIVE:
         if not x[i] >= 0:
             out[i] = 0.0
+
+
+#: the linear insulin chain the compiled engine solves in closed form (:mod:`.insulin_chain`): Ip, Il, Isc1, Isc2
+INSULIN_CHAIN = chain.STATES
+if tuple(STATES[i].name for i in INSULIN_CHAIN) != ("Ip", "Il", "Isc1", "Isc2"):  # pragma: no cover - layout
+    raise RuntimeError("insulin_chain's state positions do not match UVA/Padova's states")
+_N_PARAMETERS = len(PARAMETER_NAMES)
+
+
+def kernel_parameters(p: Array) -> Array:
+    """Parameter rows (n, 34) with the insulin chain's per-patient constants appended (n, 34 + 25): the rows
+    the compiled engine's functions read (computed once per run, vectorised)."""
+    p = np.asarray(p, dtype=float)
+    names = ("BW", "ka1", "kd", "ka2", "m1", "m2", "m4", "m30")
+    derived = chain.derived_columns(*(p[:, _I[name]] for name in names))
+    return np.ascontiguousarray(np.column_stack([p, derived]))
+
+
+@cfunc(EXACT_SIGNATURE, cache=True)
+def _insulin_kernel(s: float, y0: Any, p: Any, u: Any, out: Any) -> None:  # the engine's closed-form states
+    chain.chain(s, y0, p, _N_PARAMETERS, u[1], out)
+
+
+@cfunc(EXACT_SIGNATURE, cache=True)
+def _insulin_stages_kernel(h: float, y0: Any, p: Any, u: Any, out: Any) -> None:  # ... at the stage offsets
+    chain.chain_stages(h, y0, p, _N_PARAMETERS, u[1], out, _N_STATES)
 
 
 @cfunc(RHS_SIGNATURE, cache=True)
@@ -279,7 +318,9 @@ UvaPadova2008 = Model(
     derive=_steady_state,
 )
 #: the compiled engine integrates this model patient by patient (medtwin.solve.kernels)
-COMPILED = CompiledModel(rhs=_rhs_kernel, step_jump=_meal_memory_kernel, needs_stop=_eating)
+COMPILED = CompiledModel(rhs=_rhs_kernel, step_jump=_meal_memory_kernel, needs_stop=_eating, exact=_insulin_kernel,
+                         exact_stages=_insulin_stages_kernel, exact_states=INSULIN_CHAIN,
+                         prepare=kernel_parameters)
 register(rhs, COMPILED)
 
 

@@ -12,7 +12,13 @@ of its declaration:
 
 * ``rhs(t, y (k,), p (P,), u (I,), dy (k,))`` writes the derivatives;
 * ``step_jump(y (k,), u_new (I,), u_old (I,))`` an instantaneous update at an input step (may do nothing);
-* ``needs_stop(u (I,)) -> bool`` an input step the integrator must stop at even where the input is unchanged.
+* ``needs_stop(u (I,)) -> bool`` an input step the integrator must stop at even where the input is unchanged;
+* optionally ``exact`` / ``exact_stages`` for ``exact_states``: a linear sub-block the model solves in closed
+  form from each step's start under the step's constant inputs (UVA/Padova: its insulin chain). Its states at
+  every stage and at the step's end are the closed form's, not the Runge-Kutta combination, and they are left
+  out of the error norm (no truncation error): a stiff linear block then sets no stability limit on the step,
+  while the other states keep Dormand-Prince's order, error control and dense output. ``prepare(p)`` may
+  append per-patient constants to the parameter rows once per call.
 
 A patient's stops are its own: the input steps where ITS inputs change or ``needs_stop`` says so, and its
 fixed doses (``dose_t (n, D)`` sorted per patient, ``dose_state``, ``dose_delta`` in state units). Jumps are
@@ -60,6 +66,12 @@ _VECTOR = types.CPointer(types.float64)  # type: ignore[no-untyped-call]
 RHS_SIGNATURE = types.void(types.float64, _VECTOR, _VECTOR, _VECTOR, _VECTOR)
 JUMP_SIGNATURE = types.void(_VECTOR, _VECTOR, _VECTOR)
 STOP_SIGNATURE = types.boolean(_VECTOR)
+#: ``exact(s, y0, p, u, out)`` writes the model's closed-form states (``CompiledModel.exact_states``) at ``s``
+#: after a point where the state is ``y0``, under the constant inputs ``u``; every other entry of ``out`` is left.
+#: ``exact_stages(h, y0, p, u, out)``: the same at the five Dormand-Prince stage offsets ``STAGE_OFFSETS * h``,
+#: into the rows of ``out`` (5, k) (one call per step: a model may share its exponentials between them).
+EXACT_SIGNATURE = types.void(types.float64, _VECTOR, _VECTOR, _VECTOR, _VECTOR)
+STAGE_OFFSETS = (_C2, _C3, _C4, _C5, 1.0)
 
 
 def _ptr_typing(typingctx: Any, array: Any) -> Any:  # pragma: no cover - compiled
@@ -87,13 +99,25 @@ _MESSAGES = {UNDERFLOW: "step size underflow", NOT_FINITE: "non-finite state",
              TOO_MANY_STEPS: "more than max_steps steps"}
 
 
+@cfunc(EXACT_SIGNATURE, cache=True)
+def no_exact(s: float, y0: Array, p: Array, u: Array, out: Array) -> None:  # pragma: no cover - compiled
+    """A model without closed-form states (``exact`` and ``exact_stages``)."""
+    return None
+
+
 @dataclass(frozen=True)
 class CompiledModel:
-    """The compiled per-patient functions of a model (see the module docstring)."""
+    """The compiled per-patient functions of a model (see the module docstring); ``exact`` with
+    ``exact_states``: a linear sub-block solved in closed form over each step (module docstring)."""
 
     rhs: Any
     step_jump: Any
     needs_stop: Any
+    exact: Any = no_exact
+    exact_stages: Any = no_exact
+    exact_states: tuple[int, ...] = ()
+    #: the kernel's parameter rows from the model's (n, P) (e.g. per-patient constants appended), once per call
+    prepare: Callable[[Array], Array] | None = None
 
 
 @cfunc(JUMP_SIGNATURE, cache=True)
@@ -145,58 +169,90 @@ def _initial_step(rhs: Any, t: float, y: Array, dy: Array, p: Array, u: Array, r
 
 
 @njit(cache=True)
-def _stages(rhs: Any, t: float, step: float, last: bool, seg_end: float, y: Array, p: Array, u: Any,
-            ks: Array, ys: Array, y_new: Array) -> None:  # pragma: no cover - compiled
+def _stages(rhs: Any, exact_stages: Any, exact_idx: Any, t: float, step: float, last: bool, seg_end: float,
+            y: Array, p: Array, u: Any, ks: Array, ys: Array, y_new: Array,
+            z: Array) -> None:  # pragma: no cover - compiled
     """Stages 2..7 of one Dormand-Prince step into ``ks`` (stage 1 is ``ks[0]``) and the 5th-order ``y_new``;
-    ``u`` is the pointer to the inputs."""
+    ``u`` is the pointer to the inputs. The closed-form states (``exact_idx``) of every stage and of ``y_new``
+    are the model's ``exact`` values at the stage time, not the Runge-Kutta combination."""
     k = y.size
-    py, pp, pu = _ptr(ys), _ptr(p), u
+    py, pp, pu, p0 = _ptr(ys), _ptr(p), u, _ptr(y)
+    if exact_idx.size > 0:
+        exact_stages(step, p0, pp, pu, _ptr(z))
     for j in range(k):
         ys[j] = y[j] + step * _A21 * ks[0, j]
+    for j in exact_idx:
+        ys[j] = z[0, j]
     rhs(_stage_time(t + _C2 * step, seg_end), py, pp, pu, _row(ks, 1))
     for j in range(k):
         ys[j] = y[j] + step * (_A31 * ks[0, j] + _A32 * ks[1, j])
+    for j in exact_idx:
+        ys[j] = z[1, j]
     rhs(_stage_time(t + _C3 * step, seg_end), py, pp, pu, _row(ks, 2))
     for j in range(k):
         ys[j] = y[j] + step * (_A41 * ks[0, j] + _A42 * ks[1, j] + _A43 * ks[2, j])
+    for j in exact_idx:
+        ys[j] = z[2, j]
     rhs(_stage_time(t + _C4 * step, seg_end), py, pp, pu, _row(ks, 3))
     for j in range(k):
         ys[j] = y[j] + step * (_A51 * ks[0, j] + _A52 * ks[1, j] + _A53 * ks[2, j] + _A54 * ks[3, j])
+    for j in exact_idx:
+        ys[j] = z[3, j]
     rhs(_stage_time(t + _C5 * step, seg_end), py, pp, pu, _row(ks, 4))
     for j in range(k):
         ys[j] = y[j] + step * (_A61 * ks[0, j] + _A62 * ks[1, j] + _A63 * ks[2, j] + _A64 * ks[3, j]
                                + _A65 * ks[4, j])
+    for j in exact_idx:
+        ys[j] = z[4, j]
     t_end = seg_end if last else t + step
     rhs(_stage_time(t_end, seg_end), py, pp, pu, _row(ks, 5))
     for j in range(k):
         y_new[j] = y[j] + step * (_B1 * ks[0, j] + _B3 * ks[2, j] + _B4 * ks[3, j] + _B5 * ks[4, j]
                                   + _B6 * ks[5, j])
+    for j in exact_idx:  # stage 6 is at the step's end too
+        y_new[j] = ys[j]
     rhs(_stage_time(t_end, seg_end), _ptr(y_new), pp, pu, _row(ks, 6))
 
 
 @njit(cache=True)
-def _error_norm(step: float, y: Array, y_new: Array, ks: Array, rtol: float, atol: float) -> float:
-    """Per-patient RMS of the embedded error over ``atol + rtol * max(|y|, |y_new|)`` (inf if not finite)."""
+def _error_norm(step: float, y: Array, y_new: Array, ks: Array, rtol: float, atol: float,
+                explicit: Array) -> float:
+    """Per-patient RMS of the embedded error over ``atol + rtol * max(|y|, |y_new|)`` (inf if not finite), over
+    the integrated states (``explicit`` 1; the closed-form ones, 0, make no truncation error)."""
     s = 0.0
+    m = 0
     for j in range(y.size):
         if not math.isfinite(y_new[j]):
             return math.inf
+        if explicit[j] == 0.0:
+            continue
+        m += 1
         err = step * (_E1 * ks[0, j] + _E3 * ks[2, j] + _E4 * ks[3, j] + _E5 * ks[4, j] + _E6 * ks[5, j]
                       + _E7 * ks[6, j])
         v = err / (atol + rtol * max(abs(y[j]), abs(y_new[j])))
         s += v * v
-    return math.sqrt(s / y.size)
+    return math.sqrt(s / m)
 
 
 @njit(cache=True)
 def _dense(t_out: Array, jo: int, t: float, t_new: float, step: float, y: Array, ks: Array, record: Any,
-           out: Array, i: int) -> int:  # pragma: no cover - compiled
-    """Write the recorded states at the requested times strictly inside ``(t, t_new)``; next output index."""
+           out: Array, i: int, exact: Any, explicit: Array, pp: Any, pu: Any,
+           scratch: Array) -> int:  # pragma: no cover - compiled
+    """Write the recorded states at the requested times strictly inside ``(t, t_new)``; next output index.
+    Closed-form states are the model's ``exact`` values there, the others Dormand-Prince's interpolant."""
+    closed = False
+    for c in range(record.size):
+        closed = closed or explicit[record[c]] == 0.0
     while jo < t_out.size and t_out[jo] < t_new:
         x = (t_out[jo] - t) / step
         x2 = x * x
+        if closed:
+            exact(t_out[jo] - t, _ptr(y), pp, pu, _ptr(scratch))
         for c in range(record.size):
             j = record[c]
+            if explicit[j] == 0.0:
+                out[jo, i, c] = scratch[j]
+                continue
             acc = 0.0
             for s in range(7):
                 acc += ks[s, j] * (_P[s, 0] * x + _P[s, 1] * x2 + _P[s, 2] * x2 * x + _P[s, 3] * x2 * x2)
@@ -206,12 +262,16 @@ def _dense(t_out: Array, jo: int, t: float, t_new: float, step: float, y: Array,
 
 
 @njit(cache=True)
-def _segment(rhs: Any, t: float, seg_end: float, y: Array, p: Array, u: Array, iu: int, h: float, settings: Array,
-             t_out: Array, jo: int, record: Any, out: Array, i: int, ks: Array, ys: Array, y_new: Array,
-             counts: Array) -> tuple[float, int, int]:  # pragma: no cover - compiled
+def _segment(rhs: Any, exact: Any, exact_stages: Any, closed: tuple[Any, Array], t: float, seg_end: float,
+             y: Array, p: Array, u: Array, iu: int, h: float, settings: Array, t_out: Array, jo: int, record: Any, out: Array, i: int, ks: Array,
+             ys: Array, y_new: Array, counts: Array) -> tuple[float, int, int]:  # pragma: no cover - compiled
     """Integrate one patient over ``[t, seg_end)`` with the constant inputs of row ``iu`` of ``u``; ``y`` ends at
     ``seg_end``.
-    Returns ``(next proposed step, next output index, status)``; ``counts`` = [steps, rejected]."""
+    Returns ``(next proposed step, next output index, status)``; ``counts`` = [steps, rejected]; ``closed``:
+    the indices of the model's closed-form states (``exact``, ``exact_stages``) and 1/0 per state (integrated
+    or not)."""
+    exact_idx, explicit = closed
+    z = np.empty((5, y.size)) if exact_idx.size > 0 else np.empty((0, 0))
     rtol, atol, max_step, safety, max_steps = settings[0], settings[1], settings[2], settings[3], settings[4]
     pu = _row(u, iu)
     rhs(t, _ptr(y), _ptr(p), pu, _row(ks, 0))
@@ -223,8 +283,8 @@ def _segment(rhs: Any, t: float, seg_end: float, y: Array, p: Array, u: Array, i
         step = seg_end - t if last else h
         rejected = False
         while True:
-            _stages(rhs, t, step, last, seg_end, y, p, pu, ks, ys, y_new)
-            norm = _error_norm(step, y, y_new, ks, rtol, atol)
+            _stages(rhs, exact_stages, exact_idx, t, step, last, seg_end, y, p, pu, ks, ys, y_new, z)
+            norm = _error_norm(step, y, y_new, ks, rtol, atol, explicit)
             if norm <= 1.0:
                 break
             rejected = True
@@ -238,7 +298,7 @@ def _segment(rhs: Any, t: float, seg_end: float, y: Array, p: Array, u: Array, i
         if counts[0] > max_steps:
             return h, jo, TOO_MANY_STEPS
         t_new = seg_end if last else t + step
-        jo = _dense(t_out, jo, t, t_new, step, y, ks, record, out, i)
+        jo = _dense(t_out, jo, t, t_new, step, y, ks, record, out, i, exact, explicit, _ptr(p), pu, ys)
         if not last and jo < t_out.size and t_out[jo] == t_new:
             for c in range(record.size):
                 out[jo, i, c] = y_new[record[c]]
@@ -266,7 +326,8 @@ def _changed(u: Array, kk: int) -> bool:  # pragma: no cover - compiled
 
 
 @njit(cache=True)
-def _patient(rhs: Any, step_jump: Any, needs_stop: Any, y: Array, p: Array, input_times: Array, u: Array,
+def _patient(rhs: Any, step_jump: Any, needs_stop: Any, exact: Any, exact_stages: Any, closed: tuple[Any, Array],
+             y: Array, p: Array, input_times: Array, u: Array,
              t_a: float, t_b: float, dose_t: Array, dose_state: Any, dose_delta: Array, settings: Array,
              t_out: Array, record: Any, out: Array, i: int, h: float, counts: Any) -> tuple[float, int]:
     """One patient from ``t_a`` to ``t_b`` (module docstring); returns ``(proposed step, status)``."""
@@ -286,8 +347,8 @@ def _patient(rhs: Any, step_jump: Any, needs_stop: Any, y: Array, p: Array, inpu
             seg_end = input_times[kk]
         if dd < dose_t.size and dose_t[dd] < seg_end:
             seg_end = dose_t[dd]
-        h, jo, status = _segment(rhs, t, seg_end, y, p, u, iu, h, settings, t_out, jo, record, out, i, ks, ys,
-                                 y_new, counts)
+        h, jo, status = _segment(rhs, exact, exact_stages, closed, t, seg_end, y, p, u, iu, h, settings, t_out,
+                                 jo, record, out, i, ks, ys, y_new, counts)
         if status != OK:
             return h, status
         t = seg_end
@@ -311,7 +372,8 @@ def _patient(rhs: Any, step_jump: Any, needs_stop: Any, y: Array, p: Array, inpu
 
 
 @njit(cache=True, nogil=True)
-def _batch(rhs: Any, step_jump: Any, needs_stop: Any, y: Array, p: Array, input_times: Array, u: Array,
+def _batch(rhs: Any, step_jump: Any, needs_stop: Any, exact: Any, exact_stages: Any, closed: tuple[Any, Array],
+           y: Array, p: Array, input_times: Array, u: Array,
            t_a: float, t_b: float, dose_t: Array, dose_state: Any, dose_delta: Array, settings: Array,
            t_out: Array, record: Any, out: Array, h: Array, steps: Any, status: Any, lo: int, hi: int) -> None:
     """Patients ``lo .. hi-1`` in turn (a compiled loop, without the GIL: :func:`advance` runs blocks of patients
@@ -320,7 +382,8 @@ def _batch(rhs: Any, step_jump: Any, needs_stop: Any, y: Array, p: Array, input_
     for i in range(lo, hi):
         counts[0] = 0
         counts[1] = 0
-        h[i], status[i] = _patient(rhs, step_jump, needs_stop, y[i], p[i], input_times, u[i], t_a, t_b,
+        h[i], status[i] = _patient(rhs, step_jump, needs_stop, exact, exact_stages, closed, y[i], p[i],
+                                   input_times, u[i], t_a, t_b,
                                    dose_t[i], dose_state[i], dose_delta[i], settings, t_out, record, out, i,
                                    h[i], counts)
         steps[i] += counts[0]
@@ -428,9 +491,15 @@ def advance(model: CompiledModel, state: BatchState, p: Array, input_times: Arra
     :class:`~medtwin.solve.SolverFailure` naming the first patient that failed."""
     n = state.y.shape[0]
     doses = doses or Doses.none(n)
+    if model.prepare is not None:
+        p = model.prepare(p)
     settings = np.array([solver.rtol, solver.atol, solver.max_step, solver.safety, float(solver.max_steps)])
     status = np.zeros(n, dtype=np.int64)
-    args = (model.rhs, model.step_jump, model.needs_stop, state.y, _writeable(p),
+    explicit = np.ones(state.y.shape[1])
+    explicit[list(model.exact_states)] = 0.0
+    closed = (np.array(model.exact_states, dtype=np.int64), explicit)
+    args = (model.rhs, model.step_jump, model.needs_stop, model.exact, model.exact_stages, closed, state.y,
+            _writeable(p),
             np.asarray(input_times, dtype=float), _writeable(u), float(t_a), float(t_b), doses.t, doses.state,
             doses.delta, settings, np.asarray(t_out, dtype=float), record, out, state.h, state.steps, status)
     _run_blocks(lambda lo, hi: _batch(*args, lo, hi), n)
