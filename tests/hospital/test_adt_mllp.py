@@ -65,15 +65,17 @@ def msa(answer: str) -> list[str]:
 
 def test_admit_transfer_discharge_with_acks(listener) -> None:  # type: ignore[no-untyped-def]
     tracker, port = listener
-    answers = send(port, msg("C1", "A01", "20261207100000", "111", "ed_treatment"),
-                   msg("C2", "A01", "20261207103000", "222", "ed_treatment"),
-                   msg("C3", "A02", "20261207120000", "111", "ward"),
-                   msg("C4", "A03", "20261207150000", "222"))
+    answers = send(port, msg("C1", "A01", "20261207100000", "MRN-111", "ed_treatment"),
+                   msg("C2", "A01", "20261207103000", "MRN-222", "ed_treatment"),
+                   msg("C3", "A02", "20261207120000", "MRN-111", "ward"),
+                   msg("C4", "A03", "20261207150000", "MRN-222"))
     assert [msa(a)[1:3] for a in answers] == [["AA", "C1"], ["AA", "C2"], ["AA", "C3"], ["AA", "C4"]]
     assert tracker.counts() == {"ed_treatment": 0, "ward": 1, "icu": 0}
     census = tracker.census(NOW)
     assert census.elapsed_h.tolist() == [6.0]  # in the ward since 12:00
-    assert "DOE" not in str(tracker.counts()) and "111" not in str(vars(tracker)["_stays"])
+    # (an MRN no hex digest can contain: the stays are keyed by a keyed hash with a random key, and "111"
+    # turned up inside one of them about once in 30 runs)
+    assert "DOE" not in str(tracker.counts()) and "MRN-111" not in str(vars(tracker)["_stays"])
 
 
 def test_duplicate_control_id_is_acknowledged_once_applied(listener) -> None:  # type: ignore[no-untyped-def]
