@@ -14,8 +14,15 @@ from hypothesis import strategies as st
 from scipy.stats import norm
 from tests.alerts.test_predicted_hypo_anchor import T0, make
 
-from medtwin.alerts.rules.predicted_hypo import PredictedHypoRule, hypo_probability, replay
+from medtwin.alerts.rules.predicted_hypo import (
+    PredictedHypoRule,
+    hypo_probability,
+    low_now,
+    replay,
+    sensor_shift,
+)
 from medtwin.physiology.alert_quality import AlertQuality, hypo_events
+from medtwin.physiology.assimilation import FilterSettings
 
 
 def test_an_event_is_15_minutes_below_70_and_starts_at_its_first_reading() -> None:
@@ -85,3 +92,31 @@ def test_replay_opens_holds_and_clears_as_the_engine_would() -> None:
     # (hysteresis), cleared at 95+
     assert replay(rule, items) == [(10.0, 25.0)]
     assert replay(PredictedHypoRule(persist=2), items) == [(15.0, 25.0)]  # two forecasts in a row to open
+
+
+def test_below_70_now_is_the_expected_reading_not_one_raw_reading() -> None:
+    """A reading of 66 that the filter puts at 72 (white noise) is not hypoglycaemia now: no certain alert."""
+    noisy = make([75.0] * 6, reading=66, estimate=72, expected=72.0)
+    assert not low_now(noisy)
+    assert hypo_probability(noisy) == pytest.approx(norm.cdf((70 - 75) / (9 / norm.ppf(0.9))), rel=1e-9)
+    assert low_now(make([75.0] * 6, reading=71, estimate=69, expected=68.0))  # the expected reading is below
+    assert hypo_probability(make([75.0] * 6, reading=66, estimate=66)) == 1.0  # no expected reading: the reading
+
+
+def test_the_sensor_weight_takes_the_twins_decaying_sensor_error_off_the_path() -> None:
+    model = FilterSettings()
+    f = make([80.0] * 9, reading=85, estimate=65, expected=85.0, offset=20.0)
+    f = f.model_copy(update={"horizons_min": tuple(range(5, 50, 5))})
+    assert hypo_probability(f, sensor_weight=0.0) == hypo_probability(f.model_copy(update={"sensor_offset_mg_dl": None}))
+    shift = sensor_shift(f, 1.0)
+    expected = [model.sensor_mean_mg_dl + (20.0 - model.sensor_mean_mg_dl) * math.exp(-h / model.sensor_tau_min)
+                for h in (0.0, 5.0, 30.0)]
+    assert [shift(h) for h in (0.0, 5.0, 30.0)] == pytest.approx(expected, rel=1e-12)
+    assert sensor_shift(f, 0.5)(30.0) == pytest.approx(expected[2] / 2, rel=1e-12)
+    assert low_now(f, 1.0)  # the twin's glucose now: 85 - 20 = 65
+    # episode from 5 min: the least likely of 5, 10, 15 min is at 15 min, where the shift is smallest
+    sd = 9 / norm.ppf(0.9)
+    g = f.model_copy(update={"cgm_now_mg_dl": 80.0, "last_reading_mg_dl": 80.0, "sensor_offset_mg_dl": 8.0})
+    lowest = 80 - sensor_shift(g, 1.0)(15.0)
+    assert hypo_probability(g, sensor_weight=1.0) == pytest.approx(norm.cdf((70 - lowest) / sd), rel=1e-9)
+    assert hypo_probability(g, sensor_weight=1.0) > hypo_probability(g)  # a sensor reading high: glucose lower

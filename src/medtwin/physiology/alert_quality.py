@@ -41,6 +41,8 @@ from medtwin.vocab.forecast import TREND_WINDOW_MIN, glucose_trend_mg_dl_per_min
 from medtwin.vocab.glucose import GLUCOSE_LEVEL_BY_NAME, HYPO_L1
 
 ALERT_HORIZON_MIN = 30.0
+NORMAL_MG_DL = 80.0  # a false alarm with true glucose above this throughout was no near miss
+READS_HIGH_MG_DL = 15.0  # a sensor (or an estimate) this far above true glucose hides a fall
 _EPOCH = datetime(2000, 1, 1, tzinfo=UTC)
 
 
@@ -65,6 +67,12 @@ class AlertQuality:
     detected: int = 0
     leads_min: tuple[float, ...] = ()
     held_min: float = 0.0  # total minutes alerts were held (closed alerts)
+    #: what limits the figures (:meth:`add_limits`): false alarms whose true glucose stayed above
+    #: :data:`NORMAL_MG_DL` over the alert's window; missed events before which the CGM, or the twin's glucose
+    #: estimate, read above the true glucose by more than :data:`READS_HIGH_MG_DL` (mean of ``H`` minutes)
+    false_normal: int = 0
+    missed_cgm_high: int = 0
+    missed_estimate_high: int = 0
 
     @property
     def precision(self) -> float:
@@ -98,6 +106,28 @@ class AlertQuality:
                 leads.append(start - open_at_start[0])
         self.leads_min = tuple(leads)
 
+    def add_limits(self, runs: Sequence[tuple[float, float]], events: Sequence[tuple[float, float]],
+                   series: tuple[np.ndarray, ...], first_min: float, last_min: float,
+                   horizon_min: float = ALERT_HORIZON_MIN) -> None:
+        """Count one patient's limits (class doc); ``series``: times, true glucose, CGM, the twin's estimate."""
+        t, truth, cgm, estimate = series
+        for opened, closed in runs:
+            if not any(opened <= start <= max(opened + horizon_min, closed) or start <= opened < end
+                       for start, end in events):
+                window = (t >= opened) & (t <= min(max(opened + horizon_min, closed), last_min))
+                self.false_normal += bool(np.nanmin(truth[window]) > NORMAL_MG_DL)
+        for start, _end in events:
+            if first_min + horizon_min <= start <= last_min and not any(o <= start <= c for o, c in runs):
+                before = (t >= start - horizon_min) & (t <= start)
+                self.missed_cgm_high += bool(np.nanmean(cgm[before] - truth[before]) > READS_HIGH_MG_DL)
+                self.missed_estimate_high += bool(np.nanmean(estimate[before] - truth[before]) > READS_HIGH_MG_DL)
+
+    def limits_line(self) -> str:
+        return (f"false alarms {self.alerts - self.true_alerts}, true glucose above {NORMAL_MG_DL:.0f} mg/dL "
+                f"throughout {self.false_normal}; missed events {self.events - self.detected}, before them the "
+                f"CGM read above the true glucose by > {READS_HIGH_MG_DL:.0f} mg/dL in {self.missed_cgm_high}, "
+                f"the twin's glucose estimate in {self.missed_estimate_high} (means of the 30 min before)")
+
     def line(self) -> str:
         held = self.held_min / self.alerts if self.alerts else float("nan")
         return (f"{self.alerts:4d} alerts (held {held:5.1f} min on average), precision {self.precision:.3f}; "
@@ -129,7 +159,9 @@ def rule_inputs(paths: ForecastPaths, i: int, how: str) -> list[tuple[float, Glu
             mean_mg_dl=tuple(mean.tolist()), lower80_mg_dl=tuple(lo80.tolist()), upper80_mg_dl=tuple(hi80.tolist()),
             lower95_mg_dl=tuple(lo95.tolist()), upper95_mg_dl=tuple(hi95.tolist()), insulin_sensitivity_ratio=1.0,
             last_reading_mg_dl=float(cgm[j]), trend_mg_dl_per_min=trend,
-            cgm_now_mg_dl=float(cgm[j]) if how == "linear" else float(paths.cgm_now_mg_dl[i, j]))))
+            cgm_now_mg_dl=float(cgm[j]) if how == "linear" else float(paths.cgm_now_mg_dl[i, j]),
+            sensor_offset_mg_dl=None if how == "linear" else float(  # as the live twin: expected reading - glucose
+                paths.cgm_now_mg_dl[i, j] - paths.glucose_now_mg_dl[i, j]))))
     return out
 
 
@@ -149,15 +181,25 @@ def line_runs(items: list[tuple[float, GlucoseForecast]]) -> list[tuple[float, f
     return runs if opened is None else [*runs, (opened, float("inf"))]
 
 
-def score_alerts(paths: ForecastPaths, how: str, runs_of: Callable[[list[tuple[float, GlucoseForecast]]],
-                                                                 list[tuple[float, float]]],
-                 from_min: float) -> AlertQuality:
+Runs = Callable[[list[tuple[float, GlucoseForecast]]], list[tuple[float, float]]]
+
+
+def score_alerts(paths: ForecastPaths, how: str, runs_of: Runs, from_min: float,
+                 inputs: Sequence[list[tuple[float, GlucoseForecast]]] | None = None) -> AlertQuality:
     """Alert quality of ``how``'s forecasts (:func:`rule_inputs`) issued from ``from_min`` on, each patient's
     alerts given by ``runs_of`` (the rule replayed as the engine runs it, or :func:`line_runs` for the
-    baseline), matched to the true level-1 events by the definition of this module."""
+    baseline), matched to the true level-1 events by the definition of this module. ``inputs``: the
+    patients' forecasts from :func:`patient_inputs` (to score many rules on the same forecasts)."""
     quality = AlertQuality()
-    for i in range(paths.cgm_mg_dl.shape[0]):
-        items = [(m, f) for m, f in rule_inputs(paths, i, how) if m >= from_min]
+    for i, items in enumerate(patient_inputs(paths, how, from_min) if inputs is None else inputs):
         if items:
-            quality.add(runs_of(items), hypo_events(paths.times_min, paths.truth_mg_dl[i]), items[0][0], items[-1][0])
+            runs, events = runs_of(items), hypo_events(paths.times_min, paths.truth_mg_dl[i])
+            quality.add(runs, events, items[0][0], items[-1][0])
+            quality.add_limits(runs, events, (paths.times_min, paths.truth_mg_dl[i], paths.cgm_mg_dl[i],
+                                              paths.glucose_now_mg_dl[i]), items[0][0], items[-1][0])
     return quality
+
+
+def patient_inputs(paths: ForecastPaths, how: str, from_min: float) -> list[list[tuple[float, GlucoseForecast]]]:
+    """Each patient's (minute, forecast) as the rule sees them (:func:`rule_inputs`), issued from ``from_min`` on."""
+    return [[(m, f) for m, f in rule_inputs(paths, i, how) if m >= from_min] for i in range(paths.cgm_mg_dl.shape[0])]
