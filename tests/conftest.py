@@ -8,6 +8,8 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+from hypothesis import HealthCheck
+from hypothesis import settings as hypothesis_settings
 from sqlalchemy import create_engine, text
 from sqlalchemy.engine import make_url
 
@@ -16,6 +18,13 @@ from medtwin.store.database import Store
 REPO = Path(__file__).resolve().parents[1]
 SHARED_SYNTHEA = REPO.parent / "shared" / "data" / "synthea-r4"
 IN_CI = os.environ.get("CI", "").lower() in ("1", "true", "yes")
+
+# Hypothesis: no 200 ms per-example deadline and no "too slow to generate" health check (both fail at random on a
+# loaded 2-core machine: timing, not the property); in CI the examples are derived from each test (derandomize),
+# so a CI run is repeatable: a property that fails there fails every time. Locally they stay random.
+hypothesis_settings.register_profile("medtwin", deadline=None, suppress_health_check=[HealthCheck.too_slow],
+                                     derandomize=IN_CI)
+hypothesis_settings.load_profile("medtwin")
 
 
 def postgres_url() -> str | None:
