@@ -49,31 +49,36 @@ def build_services(settings: Settings, store: Store, keyring: KeyRing, security:
         from medtwin.stream.mqtt import subscriber_from_settings
 
         mqtt = subscriber_from_settings(settings, ingest)
-    hospital = live_hospital(settings, keyring, clock)
+    hospital = live_hospital(settings, keyring, clock, store)
     hospital.equipment.add_listener(alerts.on_samples)  # the equipment-maintenance rule
     return Services(settings=settings, store=store, keyring=keyring, security=security, ingest=ingest,
                     live_glucose=live_glucose, hub=hub, alerts=alerts, mqtt=mqtt, hospital=hospital,
                     clock=clock, own_store=own_store)
 
 
-def live_hospital(settings: Settings, keyring: KeyRing, clock: Callable[[], datetime]) -> LiveHospital:
+def live_hospital(settings: Settings, keyring: KeyRing, clock: Callable[[], datetime], store: Store) -> LiveHospital:
     """The live census of the configured hospital model (default the demo's); patients keyed by an HMAC
-    under the key ring's pseudonym key."""
+    under the key ring's pseudonym key; journalled in the store under the model's name (restored by
+    :func:`start`). The demo's generated feed starts its world at "now" each run: its journal scope is the run's."""
     from medtwin.hospital.adt import census_key
     from medtwin.hospital.model import demo_model, load_model
+    from medtwin.store.hospital_journal import HospitalJournal
 
     model = load_model(settings.hospital_model_file) if settings.hospital_model_file else demo_model()
+    scope, journal_clock = model.name, clock  # the journal's received_at: the server's time, not the feed's
     if settings.hospital_demo_feed_speed is not None:  # the demo's hospital runs on its feed's (faster) time
         from medtwin.hospital.demo_feed import FeedClock
 
         clock = FeedClock(clock, settings.hospital_demo_feed_speed)
-    return LiveHospital(model, census_key(keyring.pseudonym_key), clock)
+        scope = f"{model.name} demo feed {clock.start:%Y-%m-%dT%H:%M:%S}"
+    return LiveHospital(model, census_key(keyring.pseudonym_key), clock, journal=HospitalJournal(store, scope, journal_clock))
 
 
 def start(services: Services) -> None:
     """At startup: migrate a store the app opened, then accept MQTT samples (the listeners are in place)."""
     if services.own_store:
         services.store.migrate()
+    services.hospital.restore()  # the journalled census and equipment, before anything feeds them
     if services.mqtt is not None:
         services.mqtt.start()
     if services.settings.mqtt_enabled:  # equipment telemetry on <prefix>-equipment/<kind>/<asset>/<signal>

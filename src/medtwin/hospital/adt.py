@@ -8,7 +8,10 @@ admit, A12 cancel transfer, A13 cancel discharge. Rules:
   if that order is not a valid stay (a discharge before any admission, a transfer of someone not admitted)
   the message is refused and nothing of it is applied;
 * a malformed message (garbled segment, missing field, unknown unit in PV1-3) is refused with the reason and
-  the field, and quarantined (control id, reason; the raw text is kept for review, never in any output).
+  the field, and quarantined (control id, reason; the raw text is kept for review, never in any output);
+* with a :class:`Journal` (the app's: ``medtwin.store.hospital_journal``), every decision (accepted or
+  quarantined) is journalled before it is applied and answered; a message the journal cannot take is
+  answered ``AR`` (rejected: send again) and nothing of it is applied. A duplicate is not journalled again.
 
 Patients are keyed by a keyed hash (HMAC-SHA-256) of PID-3, never stored in clear: the key comes from the
 app's key ring (:func:`census_key`), else a random key of the tracker's own, so an MRN cannot be found again
@@ -20,19 +23,24 @@ from __future__ import annotations
 
 import hashlib
 import hmac
+import logging
 import os
-from collections.abc import Callable
-from dataclasses import dataclass, field
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime
+from typing import Protocol
 
 import hl7
 import numpy as np
+import orjson
 
 from medtwin.hospital.history import Census
 
 Pseudonymise = Callable[[str], str]
 
 EVENTS = ("A01", "A02", "A03", "A04", "A08", "A11", "A12", "A13")
+MAX_CONTROL_ID = 199  #: MSH-10's length in HL7 v2.7+ (ST)
+log = logging.getLogger("medtwin.hospital.adt")
 
 
 class AdtError(ValueError):
@@ -59,6 +67,31 @@ class Outcome:
     duplicate: bool = False
     field: str | None = None
     reason: str | None = None
+    retry: bool = False  #: not taken (the journal could not keep it): answered AR, the sender sends it again
+
+
+@dataclass(frozen=True)
+class Entry:
+    """What the journal keeps of one decision: the message as received (``text``: HL7 ER7, or the Encounter
+    as JSON), the event time that places it, the patient's keyed hash, and the reason when refused."""
+
+    kind: str  # hl7v2 | encounter
+    control_id: str
+    accepted: bool
+    text: str
+    time: datetime | None = None
+    patient: str | None = None
+    event: str | None = None
+    unit: str | None = None
+    field: str | None = None
+    reason: str | None = None
+
+
+class Journal(Protocol):
+    """Where decisions are kept before they are applied (``medtwin.store.hospital_journal.HospitalJournal``).
+    ``record`` returns False when the accepted message is already journalled (a duplicate)."""
+
+    def record(self, entry: Entry) -> bool: ...
 
 
 def _ts(value: str, where: str) -> datetime:
@@ -100,6 +133,8 @@ def parse_adt(text: str, units: set[str], pseudonymise: Pseudonymise | None = No
     control = _field(message, "MSH", 10)
     if not control:
         raise AdtError("MSH-10", "no message control id")
+    if len(control) > MAX_CONTROL_ID:
+        raise AdtError("MSH-10", f"a control id is at most {MAX_CONTROL_ID} characters")
     kind = _field(message, "MSH", 9).split("^")
     event = kind[1] if len(kind) > 1 and kind[1] else _field(message, "EVN", 1)
     if kind[0] != "ADT" or event not in EVENTS:
@@ -149,12 +184,29 @@ def replay(events: list[AdtEvent]) -> Stay:
     return stay
 
 
+class Journalled(Protocol):
+    """A journalled message as read back (``medtwin.store.hospital_journal.JournalledMessage``)."""
+
+    @property
+    def kind(self) -> str: ...
+    @property
+    def control_id(self) -> str: ...
+    @property
+    def field(self) -> str | None: ...
+    @property
+    def reason(self) -> str | None: ...
+    @property
+    def text(self) -> str: ...
+
+
 class CensusTracker:
     """The current census per unit, fed message by message (thread-unsafe: one listener feeds it)."""
 
-    def __init__(self, units: list[str], pseudonymise: Pseudonymise | None = None) -> None:
+    def __init__(self, units: list[str], pseudonymise: Pseudonymise | None = None,
+                 journal: Journal | None = None) -> None:
         self.units = list(units)
         self.pseudonymise = pseudonymise or census_key(os.urandom(32))
+        self.journal = journal
         self._unit_set = set(units)
         self._events: dict[str, list[AdtEvent]] = {}
         self._stays: dict[str, Stay] = {}
@@ -172,21 +224,66 @@ class CensusTracker:
         try:
             event = parse_adt(text, self._unit_set, self.pseudonymise)
         except AdtError as error:
-            return self._refuse(_control_of(text), error, text)
+            return self._refuse(Entry("hl7v2", _control_of(text), False, text), error)
         if event.control_id in self._seen:
             return Outcome(event.control_id, True, duplicate=True)
+        entry = Entry("hl7v2", event.control_id, True, text, event.time, event.patient, event.event, event.unit)
         events = [*self._events.get(event.patient, []), event]
         try:
             stay = replay(events)
         except AdtError as error:
-            return self._refuse(event.control_id, error, text)
+            return self._refuse(entry, error)
+        answer = self._keep(entry)
+        if answer is not None:
+            return answer
         self._events[event.patient], self._stays[event.patient] = events, stay
         self._seen.add(event.control_id)
         return Outcome(event.control_id, True)
 
-    def _refuse(self, control: str, error: AdtError, text: str) -> Outcome:
-        self.quarantine.append({"control_id": control, "field": error.field, "reason": error.message, "raw": text})
-        return Outcome(control, False, field=error.field, reason=error.message)
+    def _keep(self, entry: Entry) -> Outcome | None:
+        """Journal ``entry`` before it is applied: None to go on, else the answer instead (``AR`` when the
+        journal could not keep it, a duplicate when it already holds it)."""
+        if self.journal is None:
+            return None
+        try:
+            fresh = self.journal.record(entry)
+        except Exception:  # the store's own errors (connection lost, disk full...): nothing applied, resend
+            log.exception("ADT message %s not journalled: answered AR", entry.control_id)
+            return Outcome(entry.control_id, False, field="MSH-10", retry=True,
+                           reason="not kept (the journal is unavailable): nothing applied, send it again")
+        return None if fresh else Outcome(entry.control_id, True, duplicate=True)
+
+    def _refuse(self, entry: Entry, error: AdtError) -> Outcome:
+        entry = replace(entry, accepted=False, field=error.field, reason=error.message)
+        answer = self._keep(entry)
+        if answer is not None and answer.retry:
+            return answer
+        self.restore_refusal(entry)
+        return Outcome(entry.control_id, False, field=error.field, reason=error.message)
+
+    def restore_refusal(self, entry: Journalled) -> None:
+        """Put a refusal in the quarantine (live, or read back from the journal)."""
+        self.quarantine.append({"control_id": entry.control_id, "field": entry.field or "",
+                                "reason": entry.reason or "", "raw": entry.text})
+
+    def restore(self, accepted: Iterable[Journalled], quarantined: Iterable[Journalled]) -> list[Outcome]:
+        """Rebuild the census from a journal: the accepted messages, in event-time order, through the very
+        handling a live message gets (journalling off meanwhile), then the quarantine as it was. Returns the
+        answers that differ from "accepted" (a unit since removed from the model...): none, normally."""
+        journal, self.journal = self.journal, None
+        problems = []
+        try:
+            for message in accepted:
+                outcome = (self.handle(message.text) if message.kind == "hl7v2"
+                           else self.handle_encounter(orjson.loads(message.text)))
+                if not outcome.accepted or outcome.duplicate:
+                    problems.append(outcome)
+            for message in quarantined:
+                self.restore_refusal(message)
+                self.handled.append(Outcome(message.control_id, False, field=message.field, reason=message.reason))
+        finally:
+            self.journal = journal
+        return problems
 
     def handle_encounter(self, resource: dict[str, object]) -> Outcome:
         outcome = self._handle_encounter(resource)
@@ -198,14 +295,18 @@ class CensusTracker:
         since its period start; ``finished`` discharges, ``cancelled``/``entered-in-error`` removes.
         Idempotent on (id, meta.versionId); an update older (meta.lastUpdated) than the one applied is
         acknowledged and ignored (out of order)."""
+        text = orjson.dumps(resource, default=str).decode()
         try:
             key, version, updated, stay = parse_encounter(resource, self._unit_set, self.pseudonymise)
         except AdtError as error:
-            return self._refuse(str(resource.get("id", "")), error, "")
+            return self._refuse(Entry("encounter", str(resource.get("id", "")), False, text), error)
         control = f"Encounter/{key[:12]}/_history/{version}"
         previous = self._encounter_seen.get(key)
         if previous is not None and (previous[0] == version or previous[1] > updated):
             return Outcome(control, True, duplicate=True)
+        answer = self._keep(Entry("encounter", control, True, text, updated, key, None, stay.unit))
+        if answer is not None:
+            return answer
         self._encounter_seen[key] = (version, updated)
         self._stays[f"enc:{key}"] = stay
         return Outcome(control, True)
@@ -257,6 +358,8 @@ def parse_encounter(resource: dict[str, object], units: set[str],
     meta = resource.get("meta") if isinstance(resource.get("meta"), dict) else {}
     assert isinstance(meta, dict)
     version = str(meta.get("versionId", "1"))
+    if not 0 < len(version) <= 64:
+        raise AdtError("Encounter.meta.versionId", "1 to 64 characters")
     updated = _fhir_time(meta.get("lastUpdated", "1970-01-01T00:00:00Z"), "Encounter.meta.lastUpdated")
     key = (pseudonymise or census_key(os.urandom(32)))(str(resource["id"]))
     status = resource.get("status")
@@ -289,7 +392,7 @@ def ack(text: str, outcome: Outcome, now: datetime) -> str:
     msh = text.replace("\n", "\r").split("\r", 1)[0].split("|")
     sender = msh[2:4] if len(msh) > 3 and msh[0] == "MSH" else ["", ""]
     event = msh[8].split("^")[1] if len(msh) > 8 and "^" in msh[8] else ""
-    code = "AA" if outcome.accepted else "AE"
+    code = "AA" if outcome.accepted else ("AR" if outcome.retry else "AE")
     stamp = now.strftime("%Y%m%d%H%M%S")
     lines = [f"MSH|^~\\&|MEDTWIN|HOSPITAL|{sender[0]}|{sender[1]}|{stamp}||ACK^{event}|ACK{outcome.control_id}|P|2.5",
              f"MSA|{code}|{outcome.control_id}" + ("" if outcome.accepted else f"|{_clean(outcome.reason)}")]

@@ -9,7 +9,11 @@ is converted to the kind's unit (UCUM), kept once per (asset, time) and handed t
 :class:`~medtwin.vocab.Sample` whose subject is ``equipment:<asset>`` (the alert engine's plug-in rule
 ``equipment-maintenance`` reads them). Status: ``unknown`` with fewer than :data:`MIN_SAMPLES` samples (not
 callable), ``urgent`` when the signal is predicted to reach its threshold within :data:`URGENT_H`, ``plan``
-within :data:`PLAN_H`, else ``ok``. Kept in memory (bounded per asset), not in the patient samples table.
+within :data:`PLAN_H`, else ``ok``. Kept in memory (bounded per asset), not in the patient samples table;
+with a :class:`SampleJournal` (the app's: ``medtwin.store.hospital_journal``) each accepted sample is
+journalled before it is applied (an MQTT batch is acknowledged after that), and :meth:`EquipmentTwin.restore`
+rebuilds the twin at startup through the same :meth:`EquipmentTwin._store` (listeners are not called
+again: the alerts those samples raised are already stored).
 """
 
 from __future__ import annotations
@@ -22,7 +26,7 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from importlib import resources
 from pathlib import Path
-from typing import Any
+from typing import Any, Protocol
 
 import numpy as np
 
@@ -85,13 +89,23 @@ class _Series:
 
 
 Listener = Callable[[list[Sample]], None]
+Converted = tuple[datetime, float, float, str]  #: (time, value in the signal unit, original value, its unit)
+
+
+class SampleJournal(Protocol):
+    """Where accepted samples are kept (``medtwin.store.hospital_journal.HospitalJournal``)."""
+
+    def record_samples(self, asset: str, rows: list[Converted], source: str) -> None: ...
+
+    def samples(self, asset: str, keep: int) -> list[tuple[datetime, float, float, str, str]]: ...
 
 
 class EquipmentTwin:
     """Telemetry and status of every asset (thread-safe: HTTP and MQTT threads feed it)."""
 
-    def __init__(self, assets: dict[str, Asset], clock: Callable[[], datetime]) -> None:
-        self.assets, self.clock = assets, clock
+    def __init__(self, assets: dict[str, Asset], clock: Callable[[], datetime],
+                 journal: SampleJournal | None = None) -> None:
+        self.assets, self.clock, self.journal = assets, clock, journal
         self._series = {a: _Series() for a in assets}
         self._lock = threading.Lock()
         self._listeners: list[Listener] = []
@@ -119,12 +133,25 @@ class EquipmentTwin:
                 raise EquipmentInputError(f"[{i}].unit", f"{unit!r} is not a unit of {kind.signal} "
                                           f"({kind.signal_unit})") from None
             converted.append((t, float(v), value, unit))
+        if self.journal is not None:  # kept before applied: a failure here raises and applies nothing
+            self.journal.record_samples(asset.id, converted, source)
         new = self._store(asset, converted, source)
         for listener in self._listeners:
             listener(new)
         return len(new)
 
-    def _store(self, asset: Asset, rows: list[tuple[datetime, float, float, str]], source: str) -> list[Sample]:
+    def restore(self) -> int:
+        """Every asset's newest :data:`KEEP` journalled samples back in (at startup); how many."""
+        if self.journal is None:
+            return 0
+        count = 0
+        for asset in self.assets.values():
+            rows = self.journal.samples(asset.id, KEEP)
+            for source in {r[4] for r in rows}:
+                count += len(self._store(asset, [r[:4] for r in rows if r[4] == source], source))
+        return count
+
+    def _store(self, asset: Asset, rows: list[Converted], source: str) -> list[Sample]:
         new = []
         with self._lock:
             series = self._series[asset.id]

@@ -5,25 +5,41 @@ Thread-safe: the MLLP thread and the HTTP worker threads feed one :class:`LiveHo
 accepted change bumps :attr:`LiveHospital.version`, so a reader polls cheaply ("anything new since N?") and
 the forecast is recomputed only when the census or the hour changed. Outputs are counts and durations:
 patients are known only by a keyed hash inside the tracker and no output carries it.
+
+Durable when given a journal (the app's: ``medtwin.store.hospital_journal.HospitalJournal``): every ADT
+decision is journalled before it is applied and answered, every accepted equipment sample before it is
+applied, and :meth:`LiveHospital.restore` (called at startup, before the MLLP listener opens) rebuilds the
+census and the equipment twin by replaying them through the same handling a live message gets.
 """
 
 from __future__ import annotations
 
+import logging
 import threading
-from collections.abc import Callable, Mapping
+import time
+from collections.abc import Callable, Iterator, Mapping
 from datetime import datetime, timedelta
 from typing import Any, Protocol
 
 import numpy as np
 
-from medtwin.hospital.adt import CensusTracker, Outcome, Pseudonymise
-from medtwin.hospital.equipment_live import Asset, EquipmentTwin, load_assets
+from medtwin.hospital.adt import CensusTracker, Journal, Journalled, Outcome, Pseudonymise
+from medtwin.hospital.equipment_live import Asset, EquipmentTwin, SampleJournal, load_assets
 from medtwin.hospital.model import HOURS_PER_WEEK, HospitalModel
 
 #: Time-in-department bands of the ED queue (hours; the last is open) and the 4 h standard
 ED_BANDS_H = (0.0, 1.0, 2.0, 4.0, 12.0)
 ED_STANDARD_H = 4.0
 QUARANTINE_SHOWN = 20
+log = logging.getLogger("medtwin.hospital.live")
+
+
+class LiveJournal(Journal, SampleJournal, Protocol):
+    """The live hospital's journal: ADT decisions and equipment samples, read back in replay order."""
+
+    def accepted(self) -> Iterator[Journalled]: ...
+
+    def quarantined(self) -> Iterator[Journalled]: ...
 
 
 class Background(Protocol):
@@ -46,15 +62,32 @@ class LiveHospital:
     """The live census of ``model``; ``clock`` is the app's."""
 
     def __init__(self, model: HospitalModel, pseudonymise: Pseudonymise | None, clock: Callable[[], datetime],
-                 assets: dict[str, Asset] | None = None) -> None:
+                 assets: dict[str, Asset] | None = None, journal: LiveJournal | None = None) -> None:
         self.model = model
         self.clock = clock
-        self.equipment = EquipmentTwin(load_assets() if assets is None else assets, clock)
-        self.tracker = CensusTracker([u.name for u in model.units], pseudonymise)
+        self.journal = journal
+        self.equipment = EquipmentTwin(load_assets() if assets is None else assets, clock, journal)
+        self.tracker = CensusTracker([u.name for u in model.units], pseudonymise, journal)
         self.version = 0
         self._lock = threading.Lock()
         self._capacity = model.capacity_by_hour()
         self._forecast: tuple[tuple[int, int, int, int], dict[str, Any]] | None = None
+
+    def restore(self) -> dict[str, Any]:
+        """Rebuild the census and the equipment twin from the journal (at startup, before anything feeds
+        it): what was replayed, what the census refuses now (normally nothing) and how long it took."""
+        if self.journal is None:
+            return {"journal": None}
+        started = time.perf_counter()
+        with self._lock:
+            problems = self.tracker.restore(self.journal.accepted(), self.journal.quarantined())
+            samples = self.equipment.restore()
+            self.version = sum(o.accepted and not o.duplicate for o in self.tracker.handled)
+        for outcome in problems:
+            log.warning("journalled ADT %s not re-applied: %s: %s", outcome.control_id, outcome.field, outcome.reason)
+        return {"messages": len(self.tracker.handled), "accepted": self.version, "not_reapplied": len(problems),
+                "quarantined": len(self.tracker.quarantine), "equipment_samples": samples,
+                "seconds": round(time.perf_counter() - started, 3)}
 
     # --- feeding ---------------------------------------------------------------------------------------
     def handle(self, text: str) -> Outcome:

@@ -24,6 +24,7 @@ from sqlalchemy import (
 
 # Every table module declares its tables on the one ``metadata`` (store/metadata.py); importing them here
 # puts all tables on it for whoever imports this module (key rotation and migrations walk all of them).
+from medtwin.store import hospital_journal as _hospital_journal  # noqa: F401
 from medtwin.store import images as _images  # noqa: F401
 from medtwin.store import live_tables as _live_tables  # noqa: F401
 from medtwin.store import security_tables as _security_tables  # noqa: F401

@@ -1,0 +1,188 @@
+"""The live hospital's journal: every ADT message (HL7 v2 or FHIR Encounter) the census decided on, and every
+equipment telemetry sample the equipment twin accepted, kept so that a restart loses nothing.
+
+Why: the MLLP listener acknowledges a message (``AA``) and the sender, holding that ACK, never sends it
+again; a census held only in memory was lost at the next restart. A message is written here, in its own
+committed transaction, *before* it is applied and answered; at startup the census is rebuilt by replaying
+the accepted messages through the tracker's own handling (``medtwin.hospital.live.LiveHospital.restore``).
+
+* ``hospital_adt_journal``: one row per decision. ``content`` (the message as received and the reason, which
+  may quote it) is sealed by the store codec like every PHI blob: HL7 carries names and identifiers. The
+  patient column holds the census's keyed hash (HMAC) of PID-3 or of the Encounter id, never a clear
+  identifier. ``dedupe_key`` is the control id (MSH-10) of an accepted message and NULL for a quarantined
+  one (NULLs are distinct in a unique index on SQLite and PostgreSQL alike), so an accepted message is
+  journalled once however often it is sent, and every refusal is kept. ``event_time`` (EVN-2, else MSH-7;
+  an Encounter's ``meta.lastUpdated``) orders the replay, so events that arrived out of order are placed in
+  time.
+* ``hospital_equipment_samples``: a device's samples in its kind's signal unit (the original value and unit
+  beside it), once per (asset, time). Device telemetry carries no patient data and is not sealed.
+
+Both tables have a ``scope``: the census they belong to (the hospital model's name; ``medtwin demo``'s
+generated feed uses one scope per run, its world restarts at "now"). Created by the Alembic revision
+``0010_hospital_journal``. :class:`HospitalJournal` opens one transaction per call on the store.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterator, Sequence
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from typing import Any, Protocol
+
+import orjson
+from sqlalchemy import Column, DateTime, Float, Index, LargeBinary, String, Table, UniqueConstraint, select
+from sqlalchemy.dialects import postgresql, sqlite
+
+from medtwin.store.database import Store
+from medtwin.store.metadata import BIG_ID, metadata
+
+hospital_adt_journal = Table(
+    "hospital_adt_journal",
+    metadata,
+    Column("pk", BIG_ID, primary_key=True, autoincrement=True),
+    Column("scope", String(128), nullable=False, doc="The census the message belongs to"),
+    Column("kind", String(16), nullable=False, doc="hl7v2 | encounter"),
+    Column("status", String(16), nullable=False, doc="accepted | quarantined"),
+    Column("control_id", String(255), nullable=False, doc="MSH-10 (an Encounter: its keyed id and version)"),
+    Column("dedupe_key", String(255), doc="The control id when accepted, NULL when quarantined"),
+    Column("event", String(8), doc="A01..A13, or encounter; NULL when unreadable"),
+    Column("event_time", DateTime(timezone=True), doc="EVN-2 else MSH-7 (Encounter: meta.lastUpdated), UTC"),
+    Column("patient", String(64), doc="The census's keyed hash (HMAC-SHA-256) of the patient, never clear"),
+    Column("unit", String(128), doc="PV1-3 / the Encounter's active location, when given"),
+    Column("field", String(64), doc="Quarantined: the HL7 location or FHIR path at fault"),
+    Column("received_at", DateTime(timezone=True), nullable=False),
+    Column("content", LargeBinary, nullable=False, info={"sealed": True},
+           doc="JSON {text, reason}: the message as received and why it was refused (sealed)"),
+    UniqueConstraint("scope", "dedupe_key", name="uq_hospital_adt_journal_scope_dedupe"),
+)
+Index("ix_hospital_adt_journal_replay", hospital_adt_journal.c.scope, hospital_adt_journal.c.status,
+      hospital_adt_journal.c.event_time)
+
+hospital_equipment_samples = Table(
+    "hospital_equipment_samples",
+    metadata,
+    Column("pk", BIG_ID, primary_key=True, autoincrement=True),
+    Column("scope", String(128), nullable=False),
+    Column("asset", String(128), nullable=False),
+    Column("time", DateTime(timezone=True), nullable=False),
+    Column("value", Float, nullable=False, doc="In the asset kind's signal unit (UCUM)"),
+    Column("original_value", Float, nullable=False),
+    Column("original_unit", String(32), nullable=False),
+    Column("source", String(32), nullable=False, doc="http | mqtt | demo"),
+    Column("received_at", DateTime(timezone=True), nullable=False),
+    UniqueConstraint("scope", "asset", "time", name="uq_hospital_equipment_samples_scope_asset_time"),
+)
+
+_CHUNK = 500  #: sample rows per INSERT (9 columns: 4,500 parameters; SQLite allows 32,766)
+
+
+class MessageEntry(Protocol):
+    """What is journalled of one message (``medtwin.hospital.adt.Entry`` is one)."""
+
+    @property
+    def kind(self) -> str: ...
+    @property
+    def control_id(self) -> str: ...
+    @property
+    def accepted(self) -> bool: ...
+    @property
+    def event(self) -> str | None: ...
+    @property
+    def time(self) -> datetime | None: ...
+    @property
+    def patient(self) -> str | None: ...
+    @property
+    def unit(self) -> str | None: ...
+    @property
+    def field(self) -> str | None: ...
+    @property
+    def reason(self) -> str | None: ...
+    @property
+    def text(self) -> str: ...
+
+
+@dataclass(frozen=True)
+class JournalledMessage:
+    kind: str
+    control_id: str
+    accepted: bool
+    field: str | None
+    reason: str | None
+    text: str
+    received_at: datetime
+
+
+def _utc(value: datetime | None) -> datetime | None:
+    if value is None:
+        return None
+    if isinstance(value, str):
+        value = datetime.fromisoformat(value)
+    return value.replace(tzinfo=UTC) if value.tzinfo is None else value.astimezone(UTC)
+
+
+class HospitalJournal:
+    """The journal of one census (``scope``) in ``store``; each write commits before it returns."""
+
+    def __init__(self, store: Store, scope: str, clock: Callable[[], datetime] | None = None) -> None:
+        self.store, self.scope = store, scope[:128]
+        self._now = clock or (lambda: datetime.now(UTC))
+
+    # --- ADT messages ----------------------------------------------------------------------------------
+    def record(self, entry: MessageEntry) -> bool:
+        """Journal one decision; False when an accepted message with this control id is already journalled
+        (another process took it: a duplicate), True once committed."""
+        content = orjson.dumps({"text": entry.text, "reason": entry.reason})
+        row = {"scope": self.scope, "kind": entry.kind, "status": "accepted" if entry.accepted else "quarantined",
+               "control_id": entry.control_id[:255], "dedupe_key": entry.control_id[:255] if entry.accepted else None,
+               "event": entry.event, "event_time": _utc(entry.time), "patient": entry.patient, "unit": entry.unit,
+               "field": (entry.field or None) and str(entry.field)[:64], "received_at": _utc(self._now()),
+               "content": self.store.codec.seal(content)}
+        with self.store.begin() as connection:
+            result = connection.execute(self._insert(hospital_adt_journal).values(row).on_conflict_do_nothing())
+            return bool(result.rowcount)
+
+    def accepted(self) -> Iterator[JournalledMessage]:
+        """The accepted messages in event-time order (ties: control id, as the tracker orders a stay)."""
+        t = hospital_adt_journal
+        yield from self._messages(t.c.status == "accepted", (t.c.event_time, t.c.control_id, t.c.pk))
+
+    def quarantined(self) -> Iterator[JournalledMessage]:
+        """The refused messages in the order they arrived."""
+        t = hospital_adt_journal
+        yield from self._messages(t.c.status == "quarantined", (t.c.pk,))
+
+    def _messages(self, where: Any, order: Sequence[Any]) -> Iterator[JournalledMessage]:
+        t = hospital_adt_journal
+        query = (select(t.c.kind, t.c.control_id, t.c.status, t.c.field, t.c.received_at, t.c.content)
+                 .where(t.c.scope == self.scope, where).order_by(*order))
+        with self.store.connect() as connection:
+            rows = connection.execute(query.execution_options(yield_per=1000))
+            for kind, control, status, field, received, blob in rows:
+                content = orjson.loads(self.store.codec.open(blob))
+                yield JournalledMessage(kind, control, status == "accepted", field, content["reason"],
+                                        content["text"], _utc(received) or datetime.min.replace(tzinfo=UTC))
+
+    # --- equipment telemetry ---------------------------------------------------------------------------
+    def record_samples(self, asset: str, rows: Sequence[tuple[datetime, float, float, str]], source: str) -> None:
+        """(time, value in the signal unit, original value, original unit) of one asset; a (asset, time)
+        already journalled is kept as it was."""
+        now = _utc(self._now())
+        values = [{"scope": self.scope, "asset": asset, "time": _utc(t), "value": v, "original_value": o,
+                   "original_unit": u[:32], "source": source[:32], "received_at": now} for t, v, o, u in rows]
+        with self.store.begin() as connection:
+            for i in range(0, len(values), _CHUNK):
+                insert = self._insert(hospital_equipment_samples).values(values[i:i + _CHUNK])
+                connection.execute(insert.on_conflict_do_nothing())
+
+    def samples(self, asset: str, keep: int) -> list[tuple[datetime, float, float, str, str]]:
+        """The newest ``keep`` samples of ``asset``, oldest first: (time, value, original value, original
+        unit, source)."""
+        t = hospital_equipment_samples
+        query = (select(t.c.time, t.c.value, t.c.original_value, t.c.original_unit, t.c.source)
+                 .where(t.c.scope == self.scope, t.c.asset == asset).order_by(t.c.time.desc()).limit(keep))
+        with self.store.connect() as connection:
+            rows = connection.execute(query).all()
+        return [(_utc(r[0]) or datetime.min, float(r[1]), float(r[2]), str(r[3]), str(r[4])) for r in rows[::-1]]
+
+    def _insert(self, table: Table) -> Any:
+        return (sqlite.insert if self.store.is_sqlite else postgresql.insert)(table)
