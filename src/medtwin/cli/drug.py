@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import json
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Annotated, NoReturn, TypeVar
@@ -17,6 +17,7 @@ from medtwin.pharmaco.covariates import PatientCovariates, Sex
 from medtwin.pharmaco.dosing import DoseEvent, Regimen, Route
 from medtwin.pharmaco.errors import PharmacoInputError
 from medtwin.pharmaco.iwpc import IwpcInput, Race, iwpc_weekly_dose
+from medtwin.pharmaco.library import LeftOut
 from medtwin.pharmaco.pgx import GeneResult, call_pgx
 
 app = typer.Typer(help="Test drugs and doses on a patient's twin: PK/PD, pharmacogenomics, dose suggestions.",
@@ -69,19 +70,42 @@ def _patient(age: float, weight: float, sex: Sex, creatinine: float | None, cyp2
                              cyp2c9=cyp2c9, vkorc1=vkorc1, dialysis=dialysis)
 
 
+Folder = Annotated[Path | None, typer.Option(
+    "--folder", help="Drug files to read instead of the shipped library (e.g. a new file before it ships).")]
+
+
+def _left_out_lines(left_out: Sequence[LeftOut]) -> None:
+    for entry in left_out:
+        typer.echo(f"left out: {entry}")
+
+
 @app.command("list")
-def list_drugs() -> None:
-    """List the drug library with model and source."""
-    from medtwin.pharmaco.library import available_drugs, load_drug
+def list_drugs(folder: Folder = None) -> None:
+    """List the drug library with model and source; then every file left out, with the entry and why."""
+    from medtwin.pharmaco.library import load_library
+    library = load_library(folder)
     table = Table(title="Drug library")
     for col in ("drug", "model", "structure", "covariates", "source"):
         table.add_column(col)
-    for name in available_drugs():
-        d = load_drug(name)
+    for name, d in library.drugs.items():
         s = d.structure
         table.add_row(name, d.model_name, f"{s.compartments}-cmt {'oral' if s.absorption else 'IV'}",
                       ", ".join(d.required_covariates) or "-", d.source[:90] + "...")
     console.print(table)
+    _left_out_lines(library.left_out)
+
+
+@app.command("check")
+def check_drugs(folder: Folder = None) -> None:
+    """Check every drug file: it loads, passes the checks (units, citations, every entry) and becomes a twin
+    kind. Prints 'ok: <file>' or 'left out: <file>: <entry>: <reason>'; exit code 1 when any is left out."""
+    from medtwin.pharmaco.pk_twin_kind import checked_drug_kinds
+    built, left_out = checked_drug_kinds(folder)
+    for kind in built:
+        typer.echo(f"ok: {kind.name.removeprefix('drug-')}.toml ({kind.title})")
+    _left_out_lines(left_out)
+    if left_out:
+        raise typer.Exit(code=1)
 
 
 @app.command("simulate")

@@ -6,10 +6,13 @@ effects, between-subject variability (omega^2), residual error, and therapeutic/
 
 from __future__ import annotations
 
+import logging
 import tomllib
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from importlib import resources
+from importlib.resources.abc import Traversable
+from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -18,12 +21,15 @@ from pydantic import BaseModel, Field
 
 from medtwin.pharmaco.covariates import GeneStatus
 from medtwin.pharmaco.dosing import Route
-from medtwin.pharmaco.errors import CovariateError, PharmacoInputError, UnknownDrugError
+from medtwin.pharmaco.drug_files import DrugFileError, check_drug_file, entries_of
+from medtwin.pharmaco.errors import CovariateError, UnknownDrugError
 from medtwin.pharmaco.pk import CompartmentModel
 from medtwin.pharmaco.population import BetweenSubjectVariability, ResidualError
 
 Array = NDArray[np.float64]
 
+DRUG_FOLDER = "data/drugs"  # in the medtwin.pharmaco package
+log = logging.getLogger("medtwin.pharmaco")
 _FORMS = ("power", "linear", "hinge_linear", "categorical_factor", "categorical_value")
 
 
@@ -185,6 +191,7 @@ class DrugModel:
     dose_candidates_mg: tuple[float, float, float] | None = None
     individualise_intervals_h: tuple[float, ...] | None = None
     population_genotypes: Mapping[str, PopulationGenotypes] = field(default_factory=dict)
+    location: str = ""  # where the file was read ("package:path" or a file path); "" for text parsed directly
 
     @property
     def has_inr(self) -> bool:
@@ -254,16 +261,17 @@ class DrugModel:
 
 
 def _build(data: Mapping[str, Any], origin: str) -> DrugModel:
-    try:
+    check_drug_file(data, origin)
+    with entries_of(origin, ""):
         drug = data["drug"]
         params = {
             k: Parameter(k, float(v["value"]), str(v["unit"]), str(v.get("note", "")), str(v["source"]))
             for k, v in data["parameters"].items()
         }
         effects = []
-        for e in data.get("covariates", []):
+        for i, e in enumerate(data.get("covariates", [])):
             if e["form"] not in _FORMS:
-                raise PharmacoInputError(f"{origin}: covariates.form", f"unknown form {e['form']!r}")
+                raise DrugFileError(origin, f"covariates[{i}].form", f"unknown form {e['form']!r}")
             effects.append(
                 CovariateEffect(
                     parameter=e["parameter"], covariate=e["covariate"], form=e["form"], source=e["source"],
@@ -294,21 +302,19 @@ def _build(data: Mapping[str, Any], origin: str) -> DrugModel:
             if "individualise_intervals_h" in drug else None,
             population_genotypes=frequencies,
         )
-    except KeyError as exc:
-        raise PharmacoInputError(f"{origin}: {exc.args[0]}", "missing entry in drug file") from exc
 
 
 def _genotype_effect(entry: Mapping[str, Any], params: Mapping[str, Parameter], origin: str) -> GenotypeEffect:
-    where = f"{origin}: genotype[{entry.get('gene', '?')}]"
+    where = f"genotype[{entry.get('gene', '?')}]"
     if entry.get("parameter") not in params:
-        raise PharmacoInputError(f"{where}.parameter", f"{entry.get('parameter')!r} is not a parameter of the model")
+        raise DrugFileError(origin, f"{where}.parameter", f"{entry.get('parameter')!r} is not a parameter of the model")
     if entry.get("by") not in ("phenotype", "activity_score"):
-        raise PharmacoInputError(f"{where}.by", "must be 'phenotype' or 'activity_score'")
+        raise DrugFileError(origin, f"{where}.by", "must be 'phenotype' or 'activity_score'")
     levels = {str(k): float(v) for k, v in entry.get("levels", {}).items()}
     if not levels or any(not v > 0 for v in levels.values()):
-        raise PharmacoInputError(f"{where}.levels", "give at least one factor, every factor > 0")
+        raise DrugFileError(origin, f"{where}.levels", "give at least one factor, every factor > 0")
     if not str(entry.get("source", "")).strip():
-        raise PharmacoInputError(f"{where}.source", "every genotype factor needs its source")
+        raise DrugFileError(origin, f"{where}.source", "every genotype factor needs its source")
     return GenotypeEffect(gene=str(entry["gene"]), parameter=str(entry["parameter"]), by=str(entry["by"]),
                           levels=levels, avoid={str(k): str(v) for k, v in entry.get("avoid", {}).items()},
                           source=str(entry["source"]))
@@ -318,22 +324,22 @@ def _population_genotypes(entry: Mapping[str, Any], effects: Sequence[CovariateE
                           origin: str) -> PopulationGenotypes:
     """One ``[[population_genotypes]]`` entry: frequencies summing to 1, every diplotype a level of the
     covariate's categorical effects, and a source."""
-    where = f"{origin}: population_genotypes[{entry.get('covariate', '?')}]"
+    where = f"population_genotypes[{entry.get('covariate', '?')}]"
     alleles = {str(k): float(v) for k, v in entry.get("alleles", {}).items()}
     if len(alleles) < 2 or any(not 0 <= v <= 1 for v in alleles.values()) or abs(sum(alleles.values()) - 1) > 1e-6:
-        raise PharmacoInputError(f"{where}.alleles", "give at least two allele frequencies in [0, 1] summing to 1")
+        raise DrugFileError(origin, f"{where}.alleles", "give at least two allele frequencies in [0, 1] summing to 1")
     for name in ("covariate", "population", "source"):
         if not str(entry.get(name, "")).strip():
-            raise PharmacoInputError(f"{where}.{name}", "missing or empty")
+            raise DrugFileError(origin, f"{where}.{name}", "missing or empty")
     result = PopulationGenotypes(covariate=str(entry["covariate"]), population=str(entry["population"]),
                                  alleles=alleles, source=str(entry["source"]),
                                  citation=str(entry.get("citation", "")).strip() or str(entry["source"]))
     levels = [e.levels for e in effects if e.covariate == result.covariate and e.levels]
     if not levels:
-        raise PharmacoInputError(f"{where}.covariate", f"{result.covariate!r} has no categorical effect in the model")
+        raise DrugFileError(origin, f"{where}.covariate", f"{result.covariate!r} has no categorical effect in the model")
     unknown = [k for k in result.diplotypes()[0] if any(k not in lv for lv in levels)]
     if unknown:
-        raise PharmacoInputError(f"{where}.alleles", f"diplotype {unknown[0]!r} is not a level of the model")
+        raise DrugFileError(origin, f"{where}.alleles", f"diplotype {unknown[0]!r} is not a level of the model")
     return result
 
 
@@ -341,29 +347,83 @@ def _candidates(value: Any, origin: str) -> tuple[float, float, float] | None:
     if value is None:
         return None
     if len(value) != 3 or not 0 < float(value[0]) <= float(value[1]) or not float(value[2]) > 0:
-        raise PharmacoInputError(f"{origin}: drug.dose_candidates_mg", "give [lowest, highest, step] in mg")
+        raise DrugFileError(origin, "drug.dose_candidates_mg", "give [lowest, highest, step] in mg")
     return float(value[0]), float(value[1]), float(value[2])
 
 
-def available_drugs() -> list[str]:
-    folder = resources.files("medtwin.pharmaco").joinpath("data/drugs")
-    return sorted(p.name.removesuffix(".toml") for p in folder.iterdir() if p.name.endswith(".toml"))
+@dataclass(frozen=True)
+class LeftOut:
+    """A drug file the library left out: the file, the entry in it, and why."""
+
+    file: str
+    field: str
+    reason: str
+
+    def __str__(self) -> str:
+        return f"{self.file}: {self.field}: {self.reason}"
+
+    @staticmethod
+    def of(error: DrugFileError) -> LeftOut:
+        return LeftOut(error.file, error.entry, error.message)
 
 
-def load_drug(name: str) -> DrugModel:
-    """Load a drug model by name (case-insensitive); :class:`UnknownDrugError` names the drug if absent."""
+@dataclass(frozen=True)
+class DrugLibrary:
+    """The drugs whose files load and pass every check (by name), and the files left out with the reason."""
+
+    drugs: Mapping[str, DrugModel]
+    left_out: tuple[LeftOut, ...]
+
+
+def _folder(folder: Path | None) -> Traversable:
+    """The drug files' folder: ``folder``, or the package's ``pharmaco/data/drugs``."""
+    return folder if folder is not None else resources.files("medtwin.pharmaco").joinpath(DRUG_FOLDER)
+
+
+def drug_files(folder: Path | None = None) -> dict[str, Traversable]:
+    """Every ``*.toml`` file of the drug folder by drug name (the file's stem), loadable or not."""
+    return {p.name.removesuffix(".toml"): p for p in sorted(_folder(folder).iterdir(), key=lambda p: p.name)
+            if p.name.endswith(".toml")}
+
+
+def _read(file: Traversable, shipped: bool) -> DrugModel:
+    location = f"medtwin.pharmaco:{DRUG_FOLDER}/{file.name}" if shipped else str(file)
+    return replace(parse_drug(file.read_text(encoding="utf-8"), file.name), location=location)
+
+
+def load_library(folder: Path | None = None) -> DrugLibrary:
+    """Every drug file loaded and checked on its own: a broken file is left out (logged, and listed with the
+    file, the entry and the reason in ``left_out``); the others load."""
+    drugs: dict[str, DrugModel] = {}
+    left_out: list[LeftOut] = []
+    for name, file in drug_files(folder).items():
+        try:
+            drugs[name] = _read(file, folder is None)
+        except DrugFileError as exc:
+            left_out.append(LeftOut.of(exc))
+            log.error("drug file left out: %s", left_out[-1])
+    return DrugLibrary(drugs, tuple(left_out))
+
+
+def available_drugs(folder: Path | None = None) -> list[str]:
+    """The names of the drugs that load (a broken file is left out: :func:`load_library`)."""
+    return sorted(load_library(folder).drugs)
+
+
+def load_drug(name: str, folder: Path | None = None) -> DrugModel:
+    """Load a drug model by name (case-insensitive); :class:`UnknownDrugError` names the drug if absent, a
+    broken file raises :class:`DrugFileError` naming the file and the entry."""
     key = name.strip().lower()
-    names = available_drugs()
-    if key not in names:
-        raise UnknownDrugError("drug", f"unknown drug {name!r}; available: {', '.join(names)}")
-    text = resources.files("medtwin.pharmaco").joinpath(f"data/drugs/{key}.toml").read_text(encoding="utf-8")
-    return parse_drug(text, f"{key}.toml")
+    files = drug_files(folder)
+    if key not in files:
+        raise UnknownDrugError("drug", f"unknown drug {name!r}; available: {', '.join(files)}")
+    return _read(files[key], folder is None)
 
 
 def parse_drug(text: str, origin: str) -> DrugModel:
-    """A drug model from TOML text; errors name ``origin`` and the entry."""
-    return _build(tomllib.loads(text), origin)
-
-
-def load_all(names: Sequence[str] | None = None) -> dict[str, DrugModel]:
-    return {n: load_drug(n) for n in (names or available_drugs())}
+    """A drug model from TOML text; errors (:class:`DrugFileError`) name ``origin`` and the entry."""
+    try:
+        data = tomllib.loads(text)
+    except tomllib.TOMLDecodeError as exc:
+        raise DrugFileError(origin, "toml", f"not valid TOML: {exc}") from exc
+    return _build(data, origin)

@@ -21,7 +21,8 @@ from numpy.typing import NDArray
 from medtwin.model.spec import DoseRoute, InputSpec, Model, OutputSpec, ParameterSpec, StateSpec
 from medtwin.model.timeline import Timeline
 from medtwin.pharmaco.dosing import DoseSchedule, Route
-from medtwin.pharmaco.library import DrugModel
+from medtwin.pharmaco.drug_files import INR_MODEL_UNITS
+from medtwin.pharmaco.library import DRUG_FOLDER, DrugModel
 from medtwin.pharmaco.pd import WARFARIN_PD_NAMES, warfarin_inr_rate
 from medtwin.pharmaco.pk import PARAMETER_INFO, CompartmentModel, simulate_closed_form
 
@@ -136,7 +137,8 @@ def drug_model(drug: DrugModel) -> Model:
     sd = {k: math.sqrt(float(drug.bsv.omega[j, j])) for j, k in enumerate(drug.bsv.names)}
     defaults = {k: p.value for k, p in drug.parameters.items()}
     pk = pk_model(drug.structure, name=f"PK_{drug.name}", defaults=defaults, prior_sd_log=sd,
-                  source=drug.source, parameter_file=f"medtwin.pharmaco:data/drugs/{drug.name}.toml")
+                  source=drug.source,
+                  parameter_file=drug.location or f"medtwin.pharmaco:{DRUG_FOLDER}/{drug.name}.toml")
     return warfarin_pkpd_model(pk, drug, sd) if drug.has_inr else pk
 
 
@@ -144,7 +146,7 @@ def warfarin_pkpd_model(pk: Model, drug: DrugModel, prior_sd_log: Mapping[str, f
     """PK plus the warfarin INR transit model (Hamberg et al. 2007, :func:`medtwin.pharmaco.pd.warfarin_inr_rate`)
     on the generic interface: seven clotting-factor activity states (1 at baseline), output ``INR``."""
     extra = tuple(
-        ParameterSpec(k, drug.parameters[k].unit, drug.parameters[k].note, drug.parameters[k].source,
+        ParameterSpec(k, INR_MODEL_UNITS[k], drug.parameters[k].note, drug.parameters[k].source,
                       drug.parameters[k].value, float(prior_sd_log.get(k, 0.0)))
         for k in WARFARIN_PD_NAMES
     )

@@ -9,20 +9,24 @@ error (when that output is not modelled: concentrations with an assumed 10 % pro
 
 from __future__ import annotations
 
+import logging
+from pathlib import Path
 from typing import Any
 
 import numpy as np
 from numpy.typing import NDArray
 
+from medtwin.errors import InputError
 from medtwin.model.kinds import Chart, Control, PagePanel, Panel, PanelSeries, Personalisation, TwinKind
 from medtwin.model.parameters import load_parameters
 from medtwin.model.spec import Model
 from medtwin.pharmaco.dosing import Route
-from medtwin.pharmaco.library import DrugModel, available_drugs, load_drug
+from medtwin.pharmaco.library import DrugModel, LeftOut, load_library
 from medtwin.pharmaco.pk_model import drug_model
 from medtwin.pharmaco.units import parse_amount_mg
 
 Array = NDArray[np.float64]
+log = logging.getLogger("medtwin.pharmaco")
 ASSUMED_PROPORTIONAL = 0.10
 EXAMPLE_DOSES = 4
 
@@ -58,9 +62,10 @@ def _mg(text: str) -> float:
     return parse_amount_mg(text, field="default_dose")
 
 
-def drug_kind(name: str) -> TwinKind:
-    drug = load_drug(name)
+def drug_kind(drug: DrugModel) -> TwinKind:
+    """The twin kind of one drug of the library."""
     model = drug_model(drug)
+    base = load_parameters(model).values[:1]  # read (and checked against the model's units) once, here
     controls = [Control("infusion_rate", "input", "mg/h", 0.0, 1e4, 0.0, "Infusion rate")]
     controls += [Control(route, "dose", "mg", 0.0, 1e5, _mg(drug.default_dose), route.replace("_", " "))
                  for route in model.dose_names]
@@ -68,7 +73,7 @@ def drug_kind(name: str) -> TwinKind:
         name=f"drug-{drug.name}",
         title=f"{drug.name.capitalize()} ({drug.model_name})",
         model_factory=lambda: model,
-        base_parameters=lambda m: load_parameters(m).values[:1],
+        base_parameters=lambda m: base.copy(),
         personalisation=_personalisation(drug, model),
         forecasts=model.output_names,
         panel=Panel(drug.name.capitalize(), tuple(Chart(o.name, o.unit, drug.concentration_name if
@@ -96,6 +101,23 @@ def _page_panel(drug: DrugModel) -> PagePanel | None:
                      doses=(drug.name.lower(),))
 
 
-def drug_kinds() -> list[TwinKind]:
-    """One kind per drug file (the ``medtwin.twin_kinds`` entry point ``drugs``)."""
-    return [drug_kind(name) for name in available_drugs()]
+def checked_drug_kinds(folder: Path | None = None) -> tuple[list[TwinKind], list[LeftOut]]:
+    """One kind per drug file that loads, and every file left out with the reason: by the library's checks
+    (:func:`medtwin.pharmaco.library.load_library`), or because its model or kind could not be built.
+    Each left-out file is logged; the others still become kinds."""
+    library = load_library(folder)
+    built: list[TwinKind] = []
+    left_out = list(library.left_out)
+    for name, drug in library.drugs.items():
+        try:
+            built.append(drug_kind(drug))
+        except InputError as exc:
+            left_out.append(LeftOut(f"{name}.toml", exc.field, exc.message))
+            log.error("drug file left out: %s", left_out[-1])
+    return built, left_out
+
+
+def drug_kinds(folder: Path | None = None) -> list[TwinKind]:
+    """One kind per drug file that loads (the ``medtwin.twin_kinds`` entry point ``drugs``); a broken file is
+    left out alone (:func:`checked_drug_kinds` says why), so it cannot take the other drugs' kinds with it."""
+    return checked_drug_kinds(folder)[0]
