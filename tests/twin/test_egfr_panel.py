@@ -1,19 +1,26 @@
-"""The kidney panel calculates eGFR from creatinine (CKD-EPI 2021) where the record reports creatinine and no
-eGFR: served as calculated, with the age at each reading; "not callable" with the reason when the record cannot
-support it; never when the record reports eGFR itself."""
+"""The kidney panel calculates eGFR from creatinine (CKD-EPI 2021) for each creatinine reading without a same-day
+reported eGFR (the patient's day): served as calculated, with the age at each reading, apart from the reported
+eGFR; "not callable" with the reason when the record cannot support it. Creatinine under every code is one chart
+in the newest reading's unit, each point keeping what was recorded."""
 
 from __future__ import annotations
 
 from datetime import UTC, datetime
 from typing import Any
+from zoneinfo import ZoneInfo
 
 import pytest
 
+from medtwin.model.panels import DERIVED, QUANTITIES
 from medtwin.record.sources import RawUnit
 from medtwin.store.database import Store
+from medtwin.store.records import RecordRepository
+from medtwin.store.twins import TwinRepository
 from medtwin.twin.build import import_units
+from medtwin.twin.panel_charts import quantity_charts
 from medtwin.twin.panels import patient_panels
 from medtwin.twin.report import build_report, render_html
+from medtwin.twin.summary import PatientSummary
 from medtwin.vocab.renal import ckd_epi_2021
 
 LOINC = "http://loinc.org"
@@ -85,7 +92,90 @@ def test_the_report_titles_the_calculated_egfr_as_calculated(sqlite_store: Store
     assert import_units(sqlite_store, [unit], actor="test").ok
     report = build_report(sqlite_store, "egfr-rep", now=datetime(2026, 1, 1, tzinfo=UTC))
     assert report is not None
-    (chart,) = [c for c in report.trends if c.key == "kidney-egfr-ckd-epi-2021"]
-    assert chart.title == "eGFR, calculated (CKD-EPI 2021)" and chart.unit == "mL/min/1.73 m\u00b2"
-    assert chart.series[0].mean == [pytest.approx(float(ckd_epi_2021(1.3, 63, True)))]
+    (chart,) = [c for c in report.trends if c.key == "kidney-egfr"]
+    assert chart.title == "eGFR" and chart.unit == "mL/min/1.73 m\u00b2"
+    (series,) = chart.series
+    assert series.label == "eGFR, calculated (CKD-EPI 2021)"
+    assert series.mean == [pytest.approx(float(ckd_epi_2021(1.3, 63, True)))]
+    (creatinine,) = [c for c in report.trends if c.key.startswith("kidney-") and c.key != "kidney-egfr"]
+    assert creatinine.key == "kidney-creatinine" and creatinine.unit == "mg/dL"  # one chart, not one per code
     assert "eGFR, calculated (CKD-EPI 2021)" in render_html(report)
+
+
+def _charts(store: Store, pid: str, tz: str = "UTC") -> dict[str, Any]:
+    """The kidney panel's quantity charts by key, as quantity_charts makes them in the zone ``tz``."""
+    with store.connect() as connection:
+        record = TwinRepository(connection, store.codec).latest(pid, "record")
+        assert record is not None
+        summary = PatientSummary.model_validate(record.payload)
+        charts, _ = quantity_charts(RecordRepository(connection, store.codec), pid, QUANTITIES["kidney"],
+                                    DERIVED["kidney"], tz=ZoneInfo(tz), birth_date=summary.birth_date,
+                                    sex=summary.gender)
+    return {c.key: c.model_dump(mode="json") for c in charts}
+
+
+def test_creatinine_under_three_codes_is_one_chart_in_the_newest_readings_unit(sqlite_store: Store) -> None:
+    unit = _patient("cr-one", _observation("a", "cr-one", "2160-0", "2024-01-10T08:00:00Z", 1.3, "mg/dL"),
+                    _observation("b", "cr-one", "38483-4", "2024-09-15T08:00:00Z", 1.5, "mg/dL"),
+                    _observation("c", "cr-one", "14682-9", "2025-06-01T08:00:00Z", 115.0, "umol/L"),
+                    _observation("d", "cr-one", "2160-0", "2025-07-01T08:00:00Z", 9.0, "mg/mmol"),  # not a concentration
+                    gender="female", birthDate="1960-05-01")
+    assert import_units(sqlite_store, [unit], actor="test").ok
+    (kidney,) = [p for p in patient_panels(sqlite_store, "cr-one").panels if p.key == "kidney"]
+    assert [c.key for c in kidney.charts] == ["egfr", "creatinine"]
+    chart = kidney.charts[1].model_dump(mode="json")
+    assert chart["unit"] == "umol/L" and chart["unit_basis"] == "newest reading"  # the newest it can draw
+    (reported,) = chart["series"]
+    assert [p["code"] for p in reported["points"]] == ["2160-0", "38483-4", "14682-9"]
+    assert [p["value"] for p in reported["points"]] == pytest.approx([1.3 * 88.4, 1.5 * 88.4, 115.0])
+    assert [(p["original_value"], p["original_unit"]) for p in reported["points"]] == [
+        (1.3, "mg/dL"), (1.5, "mg/dL"), (115.0, "umol/L")]
+    assert chart["latest"]["code"] == "14682-9" and chart["latest"]["value"] == 115.0
+    (skipped,) = chart["not_drawn"]
+    assert skipped["unit"] == "mg/mmol" and "not a unit of Creatinine" in skipped["reason"]
+
+
+def test_creatinine_in_mg_dl_when_no_reading_has_a_unit_it_can_convert(sqlite_store: Store) -> None:
+    unit = _patient("cr-none", _observation("a", "cr-none", "2160-0", "2024-01-10T08:00:00Z", 1.3, "mg/mmol"),
+                    gender="female", birthDate="1960-05-01")
+    assert import_units(sqlite_store, [unit], actor="test").ok
+    chart = _charts(sqlite_store, "cr-none")["creatinine"]
+    assert (chart["unit"], chart["unit_basis"], chart["latest"]) == ("mg/dL", "default", None)
+
+
+def test_egfr_reported_and_calculated_apart_calculated_only_without_a_same_day_report(sqlite_store: Store) -> None:
+    pid = "gfr-mix"
+    unit = _patient(pid, _observation("a", pid, "2160-0", "2024-01-10T08:00:00Z", 1.3, "mg/dL"),
+                    _observation("b", pid, "98979-8", "2024-01-10T11:00:00Z", 47.0, "mL/min/{1.73_m2}"),
+                    _observation("c", pid, "38483-4", "2024-09-15T08:00:00Z", 1.5, "mg/dL"),
+                    _observation("d", pid, "62238-1", "2025-02-01T08:00:00Z", 40.0, "mL/min/{1.73_m2}"),
+                    _observation("e", pid, "14682-9", "2025-06-01T08:00:00Z", 115.0, "umol/L"),
+                    gender="female", birthDate="1960-05-01")
+    assert import_units(sqlite_store, [unit], actor="test").ok
+    chart = _charts(sqlite_store, pid)["egfr"]
+    reported, calculated = chart["series"]
+    assert (reported["kind"], calculated["kind"]) == ("reported", "calculated")
+    assert calculated["label"] == "eGFR, calculated (CKD-EPI 2021)" and calculated["method"] == "CKD-EPI 2021"
+    assert [(p["code"], p["value"]) for p in reported["points"]] == [("98979-8", 47.0), ("62238-1", 40.0)]
+    # 10 Jan 2024 has a reported eGFR: its creatinine is not recalculated; the other two are
+    assert [p["time"][:10] for p in calculated["points"]] == ["2024-09-15", "2025-06-01"]
+    assert [p["value"] for p in calculated["points"]] == pytest.approx(
+        [float(ckd_epi_2021(1.5, 64, True)), float(ckd_epi_2021(115.0 / 88.4, 65, True))])
+    assert calculated["points"][1]["basis"] == "from creatinine 115 \u00b5mol/L (LOINC 14682-9), age 65, female"
+    assert chart["latest"]["kind"] == "calculated" and chart["latest"]["time"].startswith("2025-06-01")
+    assert chart["category"]["label"] == "KDIGO G3a"  # 45.6 mL/min/1.73 m2
+    assert [r["label"] for r in chart["reference"]] == ["G1", "G2", "G3a", "G3b", "G4", "G5"]
+
+
+def test_same_day_is_the_patients_day(sqlite_store: Store) -> None:
+    """Creatinine at 23:30 UTC and an eGFR at 00:30 UTC the next day: two days in UTC (calculated), one day in
+    New York (18:30 and 19:30: the reported eGFR stands, nothing calculated)."""
+    pid = "gfr-day"
+    unit = _patient(pid, _observation("a", pid, "2160-0", "2024-01-10T23:30:00Z", 1.3, "mg/dL"),
+                    _observation("b", pid, "98979-8", "2024-01-11T00:30:00Z", 47.0, "mL/min/{1.73_m2}"),
+                    gender="female", birthDate="1960-05-01")
+    assert import_units(sqlite_store, [unit], actor="test").ok
+    utc = _charts(sqlite_store, pid, "UTC")["egfr"]
+    assert [s["kind"] for s in utc["series"]] == ["reported", "calculated"] and utc["latest"]["kind"] == "reported"
+    (only,) = _charts(sqlite_store, pid, "America/New_York")["egfr"]["series"]
+    assert only["kind"] == "reported" and [p["value"] for p in only["points"]] == [47.0]

@@ -6,7 +6,11 @@ server and store, signed in as the demo clinician:
   the forecast speaks beside the tile only while it was issued from the reading the tile shows; otherwise
   the tile says the forecast is updating and from which reading the last one was issued;
 * the kidney panel of a patient whose record has creatinine and no eGFR shows eGFR calculated by CKD-EPI
-  2021, labelled as calculated (never as a measurement), on the chart and on the tile.
+  2021, labelled as calculated (never as a measurement), on the chart and on the tile;
+* creatinine recorded under three codes in two units is one chart in the newest reading's unit (it drew one
+  chart per code, each captioned "latest" for its own code), each point saying what was recorded; eGFR reported
+  on some days and only creatinine on others draws the reported points and the calculated ones as two labelled
+  series (it calculated nothing once any eGFR was reported), and the tile says which its value is.
 """
 
 from __future__ import annotations
@@ -17,8 +21,9 @@ from typing import Any
 
 import httpx
 import pytest
+from selenium.webdriver.common.keys import Keys
 from selenium.webdriver.remote.webdriver import WebDriver
-from tests.web.test_dashboard import api, fixed, open_patient, shot, text, wait
+from tests.web.test_dashboard import api, css, fixed, open_patient, shot, text, wait
 from tests.web.test_warfarin_whatif import sign_in
 
 from medtwin.alerts.repository import AlertCandidate, AlertRepository
@@ -27,7 +32,7 @@ from medtwin.security import accounts
 from medtwin.store.samples import SampleRepository
 from medtwin.twin.build import import_units
 from medtwin.vocab import CANONICAL_UNITS, Sample
-from medtwin.vocab.renal import ckd_epi_2021
+from medtwin.vocab.renal import ckd_epi_2021, creatinine_mg_dl
 
 World = Any  # tests/web/conftest.py: World (base_url, store, users, patients, heavy)
 pytestmark = pytest.mark.slow
@@ -115,15 +120,19 @@ def test_the_tile_and_the_forecast_sentence_quote_the_same_reading(world: World,
         assert tile["sentence"].startswith("CGM 128 mg/dL") and tile["issued"] == fresh["issued_at"]
 
 
-def _ckd_patient(pid: str, **born: str) -> dict[str, Any]:
-    def creatinine(oid: str, code: str, when: str, value: float, unit: str) -> dict[str, Any]:
-        return {"resourceType": "Observation", "id": oid, "status": "final",
-                "category": [{"coding": [{"system": "http://terminology.hl7.org/CodeSystem/observation-category",
-                                          "code": "laboratory"}]}],
-                "code": {"coding": [{"system": "http://loinc.org", "code": code}]},
-                "subject": {"reference": f"Patient/{pid}"}, "effectiveDateTime": when,
-                "valueQuantity": {"value": value, "unit": unit, "system": "http://unitsofmeasure.org", "code": unit}}
+def _lab(pid: str, oid: str, code: str, when: str, value: float, unit: str) -> dict[str, Any]:
+    return {"resourceType": "Observation", "id": f"{pid}-{oid}", "status": "final",
+            "category": [{"coding": [{"system": "http://terminology.hl7.org/CodeSystem/observation-category",
+                                      "code": "laboratory"}]}],
+            "code": {"coding": [{"system": "http://loinc.org", "code": code}]},
+            "subject": {"reference": f"Patient/{pid}"}, "effectiveDateTime": when,
+            "valueQuantity": {"value": value, "unit": unit, "system": "http://unitsofmeasure.org", "code": unit}}
 
+
+def _ckd_patient(pid: str, *labs: tuple[str, str, float, str], **born: str) -> dict[str, Any]:
+    """A woman with CKD stage 3 and the lab results ``labs`` (code, time, value, unit); by default creatinine
+    1.3 mg/dL (2160-0) in January 2024 and 115 umol/L (14682-9) in June 2025, no eGFR."""
+    labs = labs or (("2160-0", "2024-01-10T08:00:00Z", 1.3, "mg/dL"), ("14682-9", "2025-06-01T08:00:00Z", 115.0, "umol/L"))
     resources = [
         {"resourceType": "Patient", "id": pid, "gender": "female", **born, "name": [{"family": "Renal", "given": ["Ada"]}]},
         {"resourceType": "Condition", "id": f"{pid}-ckd", "subject": {"reference": f"Patient/{pid}"},
@@ -131,46 +140,131 @@ def _ckd_patient(pid: str, **born: str) -> dict[str, Any]:
                                         "code": "active"}]},
          "code": {"coding": [{"system": "http://snomed.info/sct", "code": "433144002",
                               "display": "Chronic kidney disease stage 3 (disorder)"}]}},
-        creatinine(f"{pid}-cr1", "2160-0", "2024-01-10T08:00:00Z", 1.3, "mg/dL"),
-        creatinine(f"{pid}-cr2", "14682-9", "2025-06-01T08:00:00Z", 115.0, "umol/L"),
+        *(_lab(pid, f"lab{k}", *lab) for k, lab in enumerate(labs)),
     ]
     return {"resourceType": "Bundle", "type": "collection", "entry": [{"resource": r} for r in resources]}
+
+
+def _in_care(world: World, *units: RawUnit) -> None:
+    assert import_units(world.store, list(units), actor="test").ok
+    with world.store.begin() as connection:
+        for unit in units:
+            accounts.add_to_care_team(connection, "demo-clinician", unit.source.removesuffix(".json"))
+
+
+def _when(browser: WebDriver, iso: str) -> str:
+    """The page's "1 Jun 2025 08:00" for a time (the browser's zone, as the chart writes it)."""
+    found: str = browser.execute_script(
+        "const d = new Date(arguments[0]); const m = ['Jan','Feb','Mar','Apr','May','Jun','Jul','Aug','Sep','Oct',"
+        "'Nov','Dec'][d.getMonth()]; const p = (n) => String(n).padStart(2, '0');"
+        "return `${d.getDate()} ${m} ${d.getFullYear()} ${p(d.getHours())}:${p(d.getMinutes())}`", iso)
+    return found
+
+
+def _walk(browser: WebDriver, figure: str, keys: list[str]) -> list[str]:
+    """The chart's readout at each cursor stop reached by pressing ``keys`` on its canvas (keyboard cursor)."""
+    canvas = css(browser, f"{figure} canvas")
+    out = []
+    for key in keys:
+        before = text(browser, f"{figure} .readout")
+        canvas.send_keys(key)
+        out.append(wait(browser, lambda d, b=before: (t := text(d, f"{figure} .readout")) != b and t, timeout=20,
+                        message=f"the readout after {key!r}"))
+    return out
 
 
 def test_the_kidney_panel_shows_egfr_calculated_from_creatinine_as_calculated(world: World,
                                                                               browser: WebDriver) -> None:
     pid, unknown_age = "trust-ckd", "trust-ckd-no-birth-date"
-    units = [RawUnit(f"{pid}.json", "json", _ckd_patient(pid, birthDate="1960-05-01")),
-             RawUnit(f"{unknown_age}.json", "json", _ckd_patient(unknown_age))]
-    assert import_units(world.store, units, actor="test").ok
-    with world.store.begin() as connection:
-        for patient in (pid, unknown_age):
-            accounts.add_to_care_team(connection, "demo-clinician", patient)
+    _in_care(world, RawUnit(f"{pid}.json", "json", _ckd_patient(pid, birthDate="1960-05-01")),
+             RawUnit(f"{unknown_age}.json", "json", _ckd_patient(unknown_age)))
     # 65 y at the newest creatinine (115 umol/L = 1.30 mg/dL), female: CKD-EPI 2021
     expected = float(ckd_epi_2021(115.0 / 88.4, 65, True))
     assert 44 < expected < 46  # 45: CKD stage G3a
     sign_in(browser, world)
     open_patient(browser, world, pid)
-    figure = "#chart-kidney-egfr-ckd-epi-2021"
+    figure = "#chart-kidney-egfr"
     wait(browser, lambda d: text(d, f"{figure} .readout").startswith("eGFR"), timeout=30,
          message="the calculated eGFR chart")
     caption = text(browser, figure)
     assert "eGFR, calculated (CKD-EPI 2021)" in caption and "not a measurement" in caption
-    tile = text(browser, "#tile-kidney-egfr-ckd-epi-2021")
-    assert "eGFR, calculated (CKD-EPI 2021)" in tile and "from creatinine 115 \u00b5mol/L" in tile
-    shown = browser.execute_script(
-        "return document.querySelector('#tile-kidney-egfr-ckd-epi-2021 .value').firstChild.textContent")
+    tile = text(browser, "#tile-kidney-egfr")
+    assert "calculated (CKD-EPI 2021)" in tile and "from creatinine 115 \u00b5mol/L" in tile
+    shown = browser.execute_script("return document.querySelector('#tile-kidney-egfr .value').firstChild.textContent")
     assert shown == fixed(expected) == "46"  # 45.6, shown to whole mL/min as the vocabulary's rounding says
-    assert text(browser, f"{figure} .readout").startswith(f"eGFR, calculated (CKD-EPI 2021): latest {shown} ")
+    assert text(browser, f"{figure} .readout") == (
+        f"eGFR: latest {shown} mL/min/1.73 m\u00b2, calculated (CKD-EPI 2021), at "
+        f"{_when(browser, '2025-06-01T08:00:00Z')}")
     # the record reports no eGFR, so nothing on the page presents one as measured
-    assert not browser.find_elements("css selector", "[id^='chart-kidney-98979-8'], [id^='chart-kidney-62238-1']")
+    assert "reported" not in text(browser, f"{figure} .legend") and "reported" not in tile
     shot(browser, "trust-egfr-calculated")
 
     # no birth date: no number, the reason instead, on the tile and under the chart's title
     open_patient(browser, world, unknown_age)
-    wait(browser, lambda d: "not callable" in text(d, "#tile-kidney-egfr-ckd-epi-2021"), timeout=30,
+    wait(browser, lambda d: "not callable" in text(d, "#tile-kidney-egfr"), timeout=30,
          message="the not-callable eGFR tile")
-    tile = text(browser, "#tile-kidney-egfr-ckd-epi-2021")
+    tile = text(browser, "#tile-kidney-egfr")
     assert "—" in tile and "age unknown (no birth date in the record)" in tile
     assert "Not callable for the latest creatinine (115 \u00b5mol/L" in text(browser, figure)
     assert not browser.find_elements("css selector", f"{figure} canvas")
+
+
+def test_one_creatinine_chart_and_reported_and_calculated_egfr_apart(world: World, browser: WebDriver) -> None:
+    """Creatinine under three codes and two units is one chart in the newest reading's unit (each point keeping
+    what was recorded); eGFR reported on some days and only creatinine on others: the reported points and the
+    calculated ones (for creatinine without a same-day eGFR) as two labelled series, the tile saying which."""
+    pid = "trust-ckd-mixed"
+    labs = (("2160-0", "2024-01-10T08:00:00Z", 1.3, "mg/dL"), ("98979-8", "2024-01-10T11:00:00Z", 47.0, "mL/min/{1.73_m2}"),
+            ("38483-4", "2024-09-15T08:00:00Z", 1.5, "mg/dL"), ("98979-8", "2025-02-01T08:00:00Z", 40.0, "mL/min/{1.73_m2}"),
+            ("14682-9", "2025-06-01T08:00:00Z", 115.0, "umol/L"))
+    _in_care(world, RawUnit(f"{pid}.json", "json", _ckd_patient(pid, *labs, birthDate="1960-05-01")))
+    per_mg_dl = 1 / creatinine_mg_dl(1.0, "umol/L")  # the domain's 88.4 umol/L per mg/dL
+    sign_in(browser, world)
+    open_patient(browser, world, pid)
+    creatinine = "#chart-kidney-creatinine"
+    wait(browser, lambda d: text(d, f"{creatinine} .readout").startswith("Creatinine: latest"), timeout=30,
+         message="the one creatinine chart")
+    # one chart, in umol/L (the newest reading's unit); no chart per code; "latest" the newest over the codes
+    assert not browser.find_elements("css selector", "[id^='chart-kidney-2160-0'], [id^='chart-kidney-14682-9'], "
+                                                     "[id^='chart-kidney-38483-4'], [id^='chart-kidney-98979-8']")
+    assert len(browser.find_elements("css selector", "#ppanel-kidney figure")) == 2
+    assert "Creatinine (\u00b5mol/L)" in text(browser, f"{creatinine} h3")
+    newest = _when(browser, "2025-06-01T08:00:00Z")
+    assert text(browser, f"{creatinine} .readout") == f"Creatinine: latest 115 \u00b5mol/L at {newest}"
+    tile = " ".join(text(browser, "#tile-kidney-creatinine").split())
+    assert tile.startswith(f"Creatinine 115 \u00b5mol/L {newest[:-6]} ("), tile  # dated: a lab result
+    # every point in umol/L, with what was recorded and its code
+    first, second, third = _walk(browser, creatinine, [Keys.HOME, Keys.ARROW_RIGHT, Keys.ARROW_RIGHT])
+    assert first == (f"{_when(browser, '2024-01-10T08:00:00Z')} \u00b7 Creatinine {fixed(1.3 * per_mg_dl)} \u00b5mol/L "
+                     "(recorded 1.3 mg/dL, LOINC 2160-0)")
+    assert second.endswith(f"Creatinine {fixed(1.5 * per_mg_dl)} \u00b5mol/L (recorded 1.5 mg/dL, LOINC 38483-4)")
+    assert third == f"{newest} \u00b7 Creatinine 115 \u00b5mol/L (LOINC 14682-9)"
+    assert (fixed(1.3 * per_mg_dl), fixed(1.5 * per_mg_dl)) == ("115", "133")
+
+    egfr = "#chart-kidney-egfr"
+    legend = text(browser, f"{egfr} .legend")
+    assert "eGFR, reported" in legend and "eGFR, calculated (CKD-EPI 2021)" in legend
+    dashed = browser.execute_script(
+        "return [...document.querySelectorAll(arguments[0] + ' .legend li')].map(li => [li.textContent,"
+        " li.querySelector('.swatch').style.backgroundImage.startsWith('repeating-linear-gradient')])", egfr)
+    assert [d for _, d in dashed] == [False, True] and "\u25c6" in dashed[1][0]  # calculated: dashed, diamonds
+    # reported 10 Jan 2024 (its creatinine that day is not recalculated), calculated 15 Sep 2024, reported
+    # 1 Feb 2025, calculated 1 Jun 2025: four stops, never two values on one day
+    stops = _walk(browser, egfr, [Keys.HOME, Keys.ARROW_RIGHT, Keys.ARROW_RIGHT, Keys.ARROW_RIGHT])
+    sept = float(ckd_epi_2021(1.5, 64, True))
+    june = float(ckd_epi_2021(115.0 / 88.4, 65, True))
+    assert stops[0].endswith("eGFR reported 47 mL/min/1.73 m\u00b2 (LOINC 98979-8)") and "calculated" not in stops[0]
+    assert stops[1].endswith(f"eGFR, calculated (CKD-EPI 2021) {fixed(sept)} mL/min/1.73 m\u00b2 from creatinine "
+                             "1.5 mg/dL (LOINC 38483-4), age 64, female") and "reported" not in stops[1]
+    assert stops[2].endswith("eGFR reported 40 mL/min/1.73 m\u00b2 (LOINC 98979-8)")
+    assert stops[3].endswith(f"eGFR, calculated (CKD-EPI 2021) {fixed(june)} mL/min/1.73 m\u00b2 from creatinine "
+                             "115 \u00b5mol/L (LOINC 14682-9), age 65, female")
+    canvas = css(browser, f"{egfr} canvas")
+    canvas.send_keys(Keys.ESCAPE)
+    wait(browser, lambda d: text(d, f"{egfr} .readout").startswith("eGFR: latest"), timeout=20, message="the caption")
+    assert text(browser, f"{egfr} .readout") == (f"eGFR: latest {fixed(june)} mL/min/1.73 m\u00b2, calculated "
+                                                 f"(CKD-EPI 2021), at {newest}")
+    tile = " ".join(text(browser, "#tile-kidney-egfr").split())
+    assert tile.startswith(f"eGFR {fixed(june)} mL/min/1.73 m\u00b2 calculated (CKD-EPI 2021) from creatinine "
+                           f"115 \u00b5mol/L KDIGO G3a \u00b7 {newest[:-6]} ("), tile
+    shot(browser, "trust-kidney-mixed")

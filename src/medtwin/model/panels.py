@@ -8,14 +8,20 @@ declared here (:data:`PANELS`: the NEWS2 vital-signs flowsheet, chronic kidney d
 when an active problem (SNOMED CT code), an active medication (RxNorm code or a word of its name) or data of
 its own (``data``) call for it, and shown only when one of its series has data; chosen panels come in
 ``order`` (CGM first for diabetes). A panel may also calculate a series from others (:data:`DERIVED`: eGFR from
-creatinine by CKD-EPI 2021 where the record reports creatinine and no eGFR); such a series is never a
-measurement and says how it was calculated.
+creatinine by CKD-EPI 2021 for each creatinine reading without a same-day reported eGFR); such a series is never
+a measurement and says how it was calculated.
+
+A quantity recorded under several codes and units (creatinine: LOINC 2160-0 in mg/dL, 14682-9 in umol/L) is
+one chart, not one per code (:data:`QUANTITIES`): why: two charts of one quantity, each captioned "latest" for
+its own code, contradicted the tile (the newest over all codes). Each :class:`Quantity` says which codes it
+gathers, its default unit and how its units convert (the domain's factor, ``medtwin.vocab.renal``).
 """
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
+from functools import partial
 
 from medtwin.model.kinds import PagePanel, PanelSeries, kinds
 from medtwin.vocab.display import short_name
@@ -29,9 +35,10 @@ from medtwin.vocab.metrics import (
     SUPPLEMENTAL_OXYGEN,
     SYSTOLIC_BP,
 )
-from medtwin.vocab.renal import CREATININE_LOINC, EGFR_LABEL, EGFR_LOINC
+from medtwin.vocab.renal import CREATININE_LOINC, EGFR_LABEL, EGFR_LOINC, EGFR_UNIT, creatinine_mg_dl
 
-__all__ = ["DERIVED", "PANELS", "ChosenPanel", "DerivedSeries", "PatientFacts", "choose_panels", "page_panels"]
+__all__ = ["DERIVED", "PANELS", "QUANTITIES", "ChosenPanel", "DerivedSeries", "PatientFacts", "Quantity",
+           "choose_panels", "page_panels"]
 
 #: SNOMED CT codes (International edition) of problems with a risk of acute deterioration, where the vital
 #: signs every NEWS2 parameter needs come first: atrial fibrillation, heart failure, COPD, pneumonia, sepsis.
@@ -62,19 +69,57 @@ PANELS: tuple[PagePanel, ...] = (
 
 
 @dataclass(frozen=True)
+class Quantity:
+    """One quantity of a panel drawn as one chart whatever code and unit each reading was recorded under.
+
+    ``per_unit(unit)`` is how much of ``unit`` (the default display unit, UCUM) one ``unit`` is (a ValueError for
+    a unit that is not this quantity's); None: no conversion, a reading is drawn only when its unit reads as
+    ``unit``. ``reference``: category lower limits ``(value, label)`` drawn as lines, the newest value's category
+    named (``reference_name`` before the label, ``reference_source`` its citation); ``from_zero``: the value axis
+    starts at 0 (a small change is not drawn as a steep fall)."""
+
+    key: str
+    label: str
+    codes: tuple[str, ...]
+    unit: str
+    per_unit: Callable[[str | None], float] | None = None
+    reference: tuple[tuple[float, str], ...] = ()
+    reference_name: str = ""
+    reference_source: str = ""
+    from_zero: bool = True
+
+
+#: KDIGO 2012 GFR categories (mL/min/1.73 m2), each drawn at its lower limit: G1 >= 90, G2 60-89, G3a 45-59,
+#: G3b 30-44, G4 15-29, G5 < 15 (KDIGO 2012 Clinical Practice Guideline for the Evaluation and Management of
+#: CKD, Kidney Int Suppl 2013;3:1-150)
+GFR_CATEGORIES = ((90.0, "G1"), (60.0, "G2"), (45.0, "G3a"), (30.0, "G3b"), (15.0, "G4"), (0.0, "G5"))
+GFR_CATEGORIES_SOURCE = ("KDIGO 2012 GFR categories (G1 >= 90, G2 60-89, G3a 45-59, G3b 30-44, G4 15-29, G5 < 15 "
+                         "mL/min/1.73 m2); Kidney Int Suppl 2013;3:1-150")
+
+#: the quantities a panel (by key) draws as one chart each, in order
+QUANTITIES: dict[str, tuple[Quantity, ...]] = {
+    "kidney": (Quantity("egfr", "eGFR", EGFR_LOINC, EGFR_UNIT, reference=GFR_CATEGORIES, reference_name="KDIGO",
+                        reference_source=GFR_CATEGORIES_SOURCE),
+               Quantity("creatinine", "Creatinine", CREATININE_LOINC, "mg/dL", partial(creatinine_mg_dl, 1.0))),
+}
+
+
+@dataclass(frozen=True)
 class DerivedSeries:
-    """A series a panel calculates from the record (never shown as measured): calculated from ``inputs`` (LOINC
-    codes) when one of them has data and none of ``unless`` has (the record reports the value itself)."""
+    """A series a panel calculates from the record (never shown as measured): calculated from each reading of
+    ``inputs`` (LOINC codes) unless the record reports the value itself (a reading of ``unless``) on the same
+    day, drawn in the chart of the quantity ``into``."""
 
     name: str
     label: str
     inputs: tuple[str, ...]
     unless: tuple[str, ...] = ()
+    into: str = ""
 
 
 #: what a panel (by key) calculates: the kidney panel's eGFR from creatinine (``medtwin.vocab.renal``)
 DERIVED: dict[str, tuple[DerivedSeries, ...]] = {
-    "kidney": (DerivedSeries("egfr-ckd-epi-2021", f"eGFR, {EGFR_LABEL}", CREATININE_LOINC, EGFR_LOINC),),
+    "kidney": (DerivedSeries("egfr-ckd-epi-2021", f"eGFR, {EGFR_LABEL}", CREATININE_LOINC, EGFR_LOINC, "egfr"),),
 }
 
 
@@ -93,7 +138,7 @@ class ChosenPanel:
     panel: PagePanel
     reasons: tuple[str, ...]  # why: "problem: Atrial fibrillation", "medication: warfarin", "device data", "record data"
     with_data: tuple[PanelSeries, ...]  # its series that have data (none: the panel is hidden)
-    derived: tuple[DerivedSeries, ...] = ()  # what it calculates for this patient (DERIVED, inputs present)
+    derived: tuple[DerivedSeries, ...] = ()  # what it may calculate for this patient (DERIVED, inputs present)
 
     @property
     def shown(self) -> bool:
@@ -140,8 +185,7 @@ def choose_panels(facts: PatientFacts, panels: Iterable[PagePanel] | None = None
     for panel in panels if panels is not None else page_panels():
         reasons = _reasons(panel, facts)
         if reasons:
-            derived = tuple(d for d in DERIVED.get(panel.key, ())
-                            if facts.present.intersection(d.inputs) and not facts.present.intersection(d.unless))
+            derived = tuple(d for d in DERIVED.get(panel.key, ()) if facts.present.intersection(d.inputs))
             out.append(ChosenPanel(panel, reasons, tuple(s for s in panel.series if s.name in facts.present),
                                    derived))
     return out

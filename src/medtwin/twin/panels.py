@@ -4,9 +4,10 @@
 device metrics with samples, the record's observation codes) and asks :func:`medtwin.model.panels.choose_panels`;
 the API serves the answer (``GET /dashboard/patients/{id}/panels``) so the dashboard draws panels without
 knowing any rule, and the report leaves out what the page leaves out. :func:`news2_trend` scores every
-observation set of a window with the one NEWS2 chart (:mod:`medtwin.alerts.news2`). A panel's calculated
-series (``model.panels.DERIVED``: eGFR from creatinine by CKD-EPI 2021, :mod:`medtwin.vocab.renal`) are computed
-here from the stored readings and the patient's birth date and sex, and served labelled as calculated.
+observation set of a window with the one NEWS2 chart (:mod:`medtwin.alerts.news2`). A panel's quantities
+(``model.panels.QUANTITIES``) are served as one chart each (:mod:`medtwin.twin.panel_charts`: one unit, every
+code, the original value of each point), with the series it calculates (``model.panels.DERIVED``: eGFR by
+CKD-EPI 2021 where no eGFR is reported that day) labelled as calculated.
 """
 
 from __future__ import annotations
@@ -20,14 +21,14 @@ from sqlalchemy import Connection
 
 from medtwin.alerts import news2 as news2_chart
 from medtwin.alerts import service as alert_service
-from medtwin.model.panels import ChosenPanel, DerivedSeries, PatientFacts, choose_panels
+from medtwin.model.panels import QUANTITIES, ChosenPanel, PatientFacts, choose_panels
 from medtwin.store.database import Store
 from medtwin.store.records import RecordRepository
 from medtwin.store.samples import SampleRepository
 from medtwin.store.twins import TwinRepository
-from medtwin.twin.cgm_report import resolve_zone
+from medtwin.twin.cgm_report import resolve_zone, zone
+from medtwin.twin.panel_charts import QuantityChart, quantity_charts
 from medtwin.twin.summary import PatientSummary
-from medtwin.vocab.renal import CreatinineReading, egfr_from_creatinine
 
 __all__ = ["News2Trend", "PanelView", "PanelsAnswer", "facts_of", "news2_trend", "patient_panels"]
 
@@ -49,7 +50,11 @@ class PanelView(BaseModel):
     derived: list[dict[str, Any]] = Field(
         default_factory=list, description="series the panel calculates, never measurements: {name, label (says "
         "'calculated (...)'), method, unit, loinc, source, inputs, calls: [{time, egfr_ml_min_1_73m2 | null, "
-        "not_callable (the reason, when null), creatinine, ...}]} (vocab.renal)")
+        "not_callable (the reason, when null), creatinine, ...}]} (vocab.renal): for the readings on days "
+        "without a reported value")
+    charts: list[QuantityChart] = Field(
+        default_factory=list, description="one chart per quantity (model.panels.QUANTITIES), every code in one "
+        "unit, reported and calculated series apart (twin.panel_charts)")
 
 
 class PanelsAnswer(BaseModel):
@@ -70,23 +75,18 @@ def facts_of(summary: PatientSummary, device_metrics: set[str]) -> PatientFacts:
     return PatientFacts(problems, medications, frozenset(present))
 
 
-#: statuses of a reading that is not a result (not used in a calculation)
-NOT_RESULTS = frozenset({"entered-in-error", "cancelled", "registered"})
+def _charts(records: RecordRepository, patient_id: str, summary: PatientSummary, chosen: ChosenPanel,
+            zone_name: str) -> tuple[list[QuantityChart], list[dict[str, Any]]]:
+    """The panel's quantity charts and its calculated series (eGFR from creatinine, oldest first)."""
+    charts, made = quantity_charts(records, patient_id, QUANTITIES.get(chosen.panel.key, ()), chosen.derived,
+                                   tz=zone(zone_name), birth_date=summary.birth_date, sex=summary.gender)
+    derived = [{**series.model_dump(mode="json"), "name": spec.name, "label": spec.label, "inputs": list(spec.inputs)}
+               for spec, series in made]
+    return charts, derived
 
 
-def _derived(records: RecordRepository, patient_id: str, summary: PatientSummary, spec: DerivedSeries
-             ) -> dict[str, Any]:
-    """The calculated series ``spec`` of this patient (eGFR from every creatinine reading, oldest first)."""
-    readings = []
-    for code in spec.inputs:
-        _, rows = records.observations(patient_id, code=code, limit=1000)
-        readings += [CreatinineReading(time=r["effective"], value=r["value"], unit=r["unit"], code=code) for r in rows
-                     if r["value"] is not None and r["effective"] is not None and r["status"] not in NOT_RESULTS]
-    series = egfr_from_creatinine(readings, birth_date=summary.birth_date, sex=summary.gender)
-    return {**series.model_dump(mode="json"), "name": spec.name, "label": spec.label, "inputs": list(spec.inputs)}
-
-
-def _view(chosen: ChosenPanel, summary: PatientSummary, derived: list[dict[str, Any]] | None = None) -> PanelView:
+def _view(chosen: ChosenPanel, summary: PatientSummary,
+          made: tuple[list[QuantityChart], list[dict[str, Any]]] = ([], [])) -> PanelView:
     p = chosen.panel
     doses = [{"medication": m.display or m.code, "dosage": m.dosage,
               "authored_on": m.authored_on.isoformat() if m.authored_on else None}
@@ -96,7 +96,7 @@ def _view(chosen: ChosenPanel, summary: PatientSummary, derived: list[dict[str, 
     return PanelView(key=p.key, title=p.title, shown=chosen.shown, reasons=list(chosen.reasons),
                      series=[{**vars(s), "has_data": s.name in with_data} for s in p.series],
                      target=list(p.target) if p.target else None, target_label=p.target_label, doses=doses,
-                     score=p.score, events=list(p.events), derived=derived or [])
+                     score=p.score, events=list(p.events), derived=made[1], charts=made[0])
 
 
 def _device_metrics(connection: Connection, store: Store, patient_id: str) -> set[str]:
@@ -106,6 +106,7 @@ def _device_metrics(connection: Connection, store: Store, patient_id: str) -> se
 def patient_panels(store: Store, patient_id: str, *, default_zone: str = "UTC") -> PanelsAnswer:
     """The panels of the patient's page, chosen from the latest summary and the stored data; with the zone of
     the patient's times of day (the record's, else ``default_zone``)."""
+    zone_name, source = resolve_zone(store, patient_id, None, default_zone)
     with store.connect() as connection:
         record = TwinRepository(connection, store.codec).latest(patient_id, "record")
         summary = (PatientSummary.model_validate(record.payload) if record is not None
@@ -113,9 +114,8 @@ def patient_panels(store: Store, patient_id: str, *, default_zone: str = "UTC") 
         metrics = _device_metrics(connection, store, patient_id)
         chosen = choose_panels(facts_of(summary, metrics))
         records = RecordRepository(connection, store.codec)
-        views = [_view(c, summary, [_derived(records, patient_id, summary, d) for d in c.derived]) for c in chosen]
+        views = [_view(c, summary, _charts(records, patient_id, summary, c, zone_name)) for c in chosen]
     views.sort(key=lambda v: not v.shown)  # stable: the page order among shown ones, hidden ones after
-    zone_name, source = resolve_zone(store, patient_id, None, default_zone)
     return PanelsAnswer(patient_id=patient_id, panels=views, device_metrics=sorted(metrics), time_zone=zone_name,
                         time_zone_source=source)
 

@@ -240,19 +240,23 @@ def _vital_charts(conn: Connection, records: RecordRepository, patient_id: str, 
     return charts
 
 
-def _derived_charts(panel: PanelView, limit: int = 24) -> list[TrendChart]:
-    """A panel's calculated series (eGFR from creatinine, ``vocab.renal``) titled by their label, which says
-    "calculated (CKD-EPI 2021)": in the report as on the page, never as a measurement."""
+def _quantity_charts(panel: PanelView, limit: int = 24) -> list[TrendChart]:
+    """A panel's quantity charts (``twin.panel_charts``: every code in one unit, the reported and the calculated
+    series apart, a calculated one titled by its label, which says "calculated (CKD-EPI 2021)"): as on the page."""
     charts = []
-    for d in panel.derived:
-        calls = [c for c in d["calls"] if c["egfr_ml_min_1_73m2"] is not None][-limit:]
-        if calls:
-            times = [datetime.fromisoformat(c["time"]) for c in calls]
-            v = [float(c["egfr_ml_min_1_73m2"]) for c in calls]
-            series = TrendSeries(metric=d["name"], label=d["label"], source="record", n_samples=len(v), start=times[0],
-                                 end=times[-1], t=[t.timestamp() for t in times], mean=v, low=v, high=v)
-            charts.append(TrendChart(key=f"{panel.key}-{d['name']}", title=d["label"], unit=display_unit(d["unit"]),
-                                     series=[series]))
+    for c in panel.charts:
+        series = []
+        for s in c.series:
+            points = s.points[-limit:]
+            if points:
+                v = [p.value for p in points]
+                label = s.label if s.kind == "calculated" else "reported" if len(c.series) > 1 else c.label
+                series.append(TrendSeries(metric=f"{c.key}-{s.name}", label=label, source="record", n_samples=len(v),
+                                          start=points[0].time, end=points[-1].time,
+                                          t=[p.time.timestamp() for p in points], mean=v, low=v, high=v))
+        if series:
+            charts.append(TrendChart(key=f"{panel.key}-{c.key}", title=c.label, unit=display_unit(c.unit),
+                                     series=series))
     return charts
 
 
@@ -271,6 +275,9 @@ def _trends(conn: Connection, records: RecordRepository, patient_id: str, days: 
     for panel in panels.panels:
         if not panel.shown or panel.key in by_panel:
             continue
+        if panel.charts:  # one chart per quantity, not one per code (kidney: eGFR, creatinine)
+            by_panel[panel.key] = _quantity_charts(panel)
+            continue
         charts = []
         for k, s in enumerate(x for x in panel.series if x["source"] == "record" and x["has_data"]):
             found = _record_trend(records, patient_id, (s["name"],), s["name"], s["label"])
@@ -281,7 +288,7 @@ def _trends(conn: Connection, records: RecordRepository, patient_id: str, days: 
             band = tuple(panel.target) if panel.target and k == 0 else None
             charts.append(TrendChart(key=f"{panel.key}-{s['name']}", title=s["label"], unit=unit, series=[found],
                                      band=band))  # type: ignore[arg-type]
-        by_panel[panel.key] = charts + _derived_charts(panel)
+        by_panel[panel.key] = charts
     order = ["cgm", "vitals", *(p.key for p in panels.panels if p.shown)]  # the page's order, record vitals too
     keys = [*dict.fromkeys([*order, *by_panel])]
     return [c for key in keys for c in by_panel.get(key, [])]

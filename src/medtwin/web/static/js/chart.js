@@ -88,7 +88,11 @@ export class Chart {
    * @param host element to fill (canvas + readout + legend)
    * @param options {label, unit, height, x: "time"|"number", xFormat(x), xTicks(x0,x1)->[x], yMin, yMax,
    *                 yFormat(y), zones: [{from, to, fill, label}], rules: [{y, color, dash, label}], digits,
-   *                 latest() -> {x, y} | null: the value the caption calls "latest" (the tile's, so both agree)}
+   *                 latest() -> {x, y, note} | null: the value the caption calls "latest" (the tile's, so both
+   *                 agree; ``note`` said after it, e.g. "calculated"), name: the caption's subject (default: the
+   *                 primary series' label), everyPoint: the cursor stops at every series' points (not only the
+   *                 primary's: a chart of reported and calculated values), minSpan: the least x span drawn
+   *                 (a single lab result is not drawn over two hours)}
    */
   constructor(host, options = {}) {
     this.host = host;
@@ -129,6 +133,8 @@ export class Chart {
    *  dash, gap (x distance that breaks a line), primary, legend (default true), describe(i) -> text}] */
   setSeries(series) {
     this.series = series.filter(Boolean);
+    this.stops = this.o.everyPoint
+      ? [...new Set(this.series.filter((s) => s.type !== "band").flatMap((s) => s.x))].sort((a, b) => a - b) : null;
     this.renderLegend();
     this.update();
   }
@@ -153,8 +159,21 @@ export class Chart {
       swatch.className = `swatch swatch-${s.type || "line"}`;
       swatch.style.backgroundColor = s.type === "band" ? s.fill || s.color : s.color;
       if (s.type === "band") swatch.style.borderColor = s.color;
-      if (s.dash) swatch.classList.add("dashed");
-      item.append(swatch, document.createTextNode(s.label));
+      if (s.dash) {  // drawn dashed, as the line is (a calculated series beside a measured one)
+        swatch.classList.add("dashed");
+        swatch.style.backgroundColor = "transparent";
+        swatch.style.backgroundImage = `repeating-linear-gradient(90deg, ${s.color} 0 5px, transparent 5px 8px)`;
+      }
+      item.append(swatch);
+      if (s.shape === "diamond" && s.type !== "points") {
+        const marker = document.createElement("span");
+        marker.className = "marker";
+        marker.setAttribute("aria-hidden", "true");
+        marker.style.color = s.color;
+        marker.textContent = "\u25c6 ";
+        item.append(marker);
+      }
+      item.append(document.createTextNode(s.label));
       this.legend.append(item);
     }
   }
@@ -169,6 +188,7 @@ export class Chart {
     }
     if (!Number.isFinite(lo)) return null;
     if (lo === hi) { lo -= this.o.x === "time" ? HOUR : 1; hi += this.o.x === "time" ? HOUR : 1; }
+    if (this.o.minSpan && hi - lo < this.o.minSpan) { const mid = (lo + hi) / 2; lo = mid - this.o.minSpan / 2; hi = mid + this.o.minSpan / 2; }
     const pad = (hi - lo) * 0.015;  // a point at either end is drawn whole, not cut by the plot's edge
     return [lo - pad, hi + pad];
   }
@@ -240,7 +260,8 @@ export class Chart {
     const ctx = this.canvas.getContext("2d");
     ctx.setTransform(dpr, 0, 0, dpr, 0, 0);
     ctx.clearRect(0, 0, width, height);
-    const left = 44, right = 10, top = 8, bottom = 22;
+    const left = 44, top = 8, bottom = 22;
+    const right = this.o.rules.some((r) => r.label) ? 34 : 10;  // rule labels (e.g. KDIGO G3a) in the margin
     const plotW = width - left - right, plotH = height - top - bottom;
     this.box = { left, right, top, bottom, plotW, plotH, width, height };
     ctx.font = "12px system-ui, sans-serif";
@@ -297,6 +318,12 @@ export class Chart {
       ctx.setLineDash(r.dash || [4, 4]);
       const py = Math.round(Y(r.y)) + 0.5;
       ctx.beginPath(); ctx.moveTo(left, py); ctx.lineTo(left + plotW, py); ctx.stroke();
+      if (r.label) {  // e.g. a KDIGO GFR category above its lower limit
+        ctx.fillStyle = r.color || MUTED;
+        ctx.textAlign = "left";
+        ctx.textBaseline = "bottom";
+        ctx.fillText(r.label, left + plotW + 4, py + 1);  // beside the plot, above its lower limit
+      }
       ctx.restore();
     }
 
@@ -384,7 +411,11 @@ export class Chart {
       for (let i = i0; i < i1; i++) {
         const y = ys[i];
         if (y === null || y === undefined || Number.isNaN(y)) continue;
-        ctx.beginPath(); ctx.arc(X(xs[i]), Y(y), s.dots, 0, 2 * Math.PI); ctx.fill();
+        const px = X(xs[i]), py = Y(y), r = s.dots;
+        ctx.beginPath();
+        if (s.shape === "diamond") { ctx.moveTo(px, py - r - 1); ctx.lineTo(px + r + 1, py); ctx.lineTo(px, py + r + 1); ctx.lineTo(px - r - 1, py); ctx.closePath(); }
+        else ctx.arc(px, py, r, 0, 2 * Math.PI);
+        ctx.fill();
       }
     }
     ctx.restore();
@@ -435,6 +466,9 @@ export class Chart {
 
   primary() { return this.series.find((s) => s.primary && s.x.length) || this.series.find((s) => s.x.length); }
 
+  /** Where the cursor may stop: every series' points (``everyPoint``), else the primary series'. */
+  stopsOf(p) { return this.stops && this.stops.length ? this.stops : p.x; }
+
   pointer(event) {
     if (!this.scales) return;
     const rect = this.canvas.getBoundingClientRect();
@@ -443,15 +477,17 @@ export class Chart {
     const x = x0 + ((px - this.box.left) / this.box.plotW) * (x1 - x0);
     const p = this.primary();
     if (!p) return;
-    this.setCursor(p.x[nearest(p.x, x)]);
+    const xs = this.stopsOf(p);
+    this.setCursor(xs[nearest(xs, x)]);
   }
 
   key(event) {
     const p = this.primary();
     if (!p || !this.scales) return;
     const { x0, x1 } = this.scales;
-    const lo = lowerBound(p.x, x0), hi = Math.max(lo, upperBound(p.x, x1) - 1);
-    let i = this.cursor === null ? hi : nearest(p.x, this.cursor);
+    const xs = this.stopsOf(p);
+    const lo = lowerBound(xs, x0), hi = Math.max(lo, upperBound(xs, x1) - 1);
+    let i = this.cursor === null ? hi : nearest(xs, this.cursor);
     const step = event.shiftKey ? 12 : 1;
     if (event.key === "ArrowLeft") i -= step;
     else if (event.key === "ArrowRight") i += step;
@@ -460,7 +496,7 @@ export class Chart {
     else if (event.key === "Escape") { this.setCursor(null); return; }
     else return;
     event.preventDefault();
-    this.setCursor(p.x[Math.min(hi, Math.max(lo, i))]);
+    this.setCursor(xs[Math.min(hi, Math.max(lo, i))]);
   }
 
   setCursor(x) {
@@ -498,8 +534,9 @@ export class Chart {
       const own = this.o.latest ? this.o.latest() : null;
       const i = upperBound(p.x, range[1]) - 1;
       const [lx, ly] = own ? [own.x, own.y] : i >= 0 && p.x[i] >= range[0] ? [p.x[i], p.y[i]] : [null, null];
-      const latest = lx !== null ? `latest ${this.formatY(ly)} ${this.o.unit || ""} at ${this.formatX(lx)}` : this.empty;
-      this.readout.textContent = `${p.label || ""}: ${latest}`.trim();
+      const note = own && own.note ? `, ${own.note},` : "";
+      const latest = lx !== null ? `latest ${this.formatY(ly)} ${this.o.unit || ""}${note} at ${this.formatX(lx)}` : this.empty;
+      this.readout.textContent = `${this.o.name || p.label || ""}: ${latest}`.trim();
       this.readout.dataset.latestX = lx === null ? "" : String(lx);
       this.readout.dataset.latestY = ly === null ? "" : String(ly);
       this.canvas.setAttribute("aria-label", `${this.o.label || "chart"}, ${this.formatX(range[0])} to ${this.formatX(range[1])}; ${latest}. Use the arrow keys to read values.`);

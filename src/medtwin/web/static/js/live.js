@@ -6,13 +6,13 @@
 // kidney: recordpanels.js). Tiles show what the panels are about, from the same values the captions quote.
 // New samples arrive on the event stream; when it is down the page polls. "Now" is the server's clock.
 import { call, errorText, maybe } from "./api.js";
-import { ago, clear, clock, el, news2Badge, news2Label, num, throttle, trendNode } from "./dom.js";
+import { ago, clear, clock, day, el, news2Badge, news2Label, num, throttle, trendNode } from "./dom.js";
 import { Chart, lowerBound } from "./chart.js";
 import { onStatus, subscribe } from "./events.js";
 import { mountAlerts } from "./alerts.js";
 import { serverNow } from "./clock.js";
 import { mountVitals } from "./vitals.js";
-import { mountRecordPanel } from "./recordpanels.js";
+import { kindText, mountRecordPanel } from "./recordpanels.js";
 import { mountCgmTrace } from "./cgmtrace.js";
 import { displayUnit, glucoseClass, metricLabel, shortName, unitText, valueText } from "./vocab.js";
 
@@ -155,6 +155,8 @@ export function mountLive(panel, tiles, ctx, openedAt, prefetched) {
     clear(body, sections.length ? sections : el("p", { class: "muted", id: "no-panels" },
       "Nothing in this patient's problems, medications or data calls for a live panel; the record is in the Record tab."), note);
     panel.dataset.panels = panels.panels.filter((x) => x.shown).map((x) => x.key).join(" ");
+    // the time window moves the device panels only; a page of lab panels (all dates) does not offer it
+    rangeGroup.hidden = !(shown("cgm") || shown("vitals"));
   }
 
   function reasonText(r) {
@@ -219,22 +221,39 @@ export function mountLive(panel, tiles, ctx, openedAt, prefetched) {
     return node;
   }
 
-  function derivedTiles(p) {
-    // a calculated value (eGFR from creatinine, vocab/renal.py) says so in its label; none when not callable
-    return (p.derived || []).filter((d) => d.calls.length).map((d) => {
-      const last = d.calls[d.calls.length - 1];
-      return last.egfr_ml_min_1_73m2 === null
-        ? tile(`${p.key}-${d.name}`, d.label, "—", null, `not callable: ${last.not_callable}`)
-        : tile(`${p.key}-${d.name}`, d.label, valueText(last.egfr_ml_min_1_73m2), unitText(d.unit), [`${ago(last.time)} · from creatinine `, el("span", { title: `LOINC ${last.creatinine_code}` }, last.creatinine)]);
-    });
+  /** How old a lab result is, in the unit people say: "3 d ago", "5 months ago", "2 years ago". */
+  function labAge(t) {
+    const days = (serverNow() - Date.parse(t)) / DAY;
+    if (days < 60) return ago(t);
+    return days < 730 ? `${Math.round(days / 30.44)} months ago` : `${Math.round(days / 365.25)} years ago`;
+  }
+
+  /** A tile per quantity chart (panel.charts): the chart's "latest" (the newest over every code), in the
+   *  chart's unit, saying whether it is reported or calculated (and from which creatinine), its category
+   *  (KDIGO G) and its date (a lab result is dated, not "554 d ago" alone). None without a value: the reason it is not callable. */
+  function quantityTiles(p) {
+    return p.charts.map((c) => {
+      const bad = c.not_callable.length ? c.not_callable[c.not_callable.length - 1] : null;
+      if (!c.latest) {
+        return bad ? tile(`${p.key}-${c.key}`, c.label, "—", null, `not callable: ${bad.reason}`) : null;
+      }
+      const l = c.latest;
+      const calculated = c.series.some((s) => s.kind === "calculated");  // else all reported: no badge
+      const sub = [calculated ? el("span", { class: `kind kind-${l.kind}`, title: `LOINC ${l.code}` }, kindText(c, l)) : null,
+        l.kind === "calculated" ? [" ", el("span", { class: "basis", title: l.basis },
+          `from creatinine ${valueText(l.original_value)} ${unitText(l.original_unit)}`)] : "", calculated ? el("br") : null,
+        c.category ? el("span", { class: "category", title: c.category.source }, `${c.category.label} · `) : null,
+        el("span", { class: "when", title: `LOINC ${l.code}` }, `${day(l.time)} (${labAge(l.time)})`),
+        bad && Date.parse(bad.time) > Date.parse(l.time) ? el("span", { class: "not-callable" }, ` · newer creatinine not callable: ${bad.reason}`) : null];
+      return tile(`${p.key}-${c.key}`, c.label, valueText(l.value), unitText(c.unit), sub, `kind-${l.kind}`);
+    }).filter(Boolean);
   }
 
   function recordTiles() {
     const out = [];
     for (const p of panels ? panels.panels.filter((x) => x.shown) : []) {
-      out.push(...derivedTiles(p));
-      // the panel's first quantity with data (eGFR, else creatinine), newest over its codes (a creatinine in
-      // mg/dL under 2160-0 and a newer one in umol/L under 14682-9: the tile shows the newer)
+      if (p.charts && p.charts.length) { out.push(...quantityTiles(p)); continue; }
+      // a panel without quantity charts (INR): its first quantity with data, newest over its codes
       const withData = p.series.filter((x) => x.source === "record" && x.has_data);
       if (!withData.length) continue;
       const measured = [...(ctx.summary.summary.labs || []), ...(ctx.summary.summary.vitals || [])];
@@ -409,7 +428,7 @@ export function mountLive(panel, tiles, ctx, openedAt, prefetched) {
       window.medtwinTimings = { ...(window.medtwinTimings || {}), patient_open_ms: elapsed,
         glucose_points: state.glucose.x.length, heart_rate_points: state.heart_rate.x.length };
       panel.dataset.ready = "true";
-      status.textContent = `Showing 24 h · opened in ${elapsed} ms`;
+      status.textContent = `${rangeGroup.hidden ? "Record results, all dates" : "Showing 24 h"} · opened in ${elapsed} ms`;
     } catch (error) {
       status.textContent = errorText(error);
     }
