@@ -6,12 +6,15 @@ from __future__ import annotations
 
 import logging
 import re
+import tempfile
 from importlib import resources
 from importlib.metadata import entry_points
 from pathlib import Path
 
 import numpy as np
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 from typer.testing import CliRunner
 
 from medtwin.cli.drug import app
@@ -23,6 +26,7 @@ from medtwin.pharmaco.pk_twin_kind import checked_drug_kinds, drug_kinds
 
 SHIPPED = resources.files("medtwin.pharmaco").joinpath("data/drugs")
 NAMES = sorted(p.name.removesuffix(".toml") for p in SHIPPED.iterdir() if p.name.endswith(".toml"))
+SHIPPED_LIBRARY = load_library()
 WARFARIN = SHIPPED.joinpath("warfarin.toml").read_text(encoding="utf-8")
 
 
@@ -56,6 +60,11 @@ BROKEN = [
     ("missing citation of the targets", _sub(r'^source = "Target INR.*\n', ""), "targets.source", "missing citation"),
     ("missing section", _sub(r"^\[residual\]\n", "[residual_error]\n"), "residual", "missing section"),
     ("value not a number", _sub(r"(Q2 = \{ value = )0.131", r'\1"fast"'), "parameters.Q2.value", "not a finite"),
+    ("residual without its SD", _sub(r"^additive_sd = .*\n", ""), "residual.additive_sd", "missing entry"),
+    ("covariate effect without its form", _sub(r'^form = "categorical_factor"\n', ""), "covariates[0].form",
+     "missing entry"),
+    ("target range upside down", _sub(r"^target_high = 3.0", "target_high = 1.5"), "targets.target_high",
+     "must be above target_low"),
     ("BSV on no parameter", _sub(r'^names = \["CL"', 'names = ["CLx"'), "bsv.names", "'CLx' is not a parameter"),
 ]
 
@@ -143,6 +152,25 @@ def test_every_parameter_unit_of_a_shipped_file_is_checked(tmp_path: Path, name:
     (left,) = load_library(_library_with(tmp_path, name, "\n".join(lines))).left_out
     assert (left.file, left.field) == (f"{name}.toml", f"parameters.{parameter}.unit")
     assert left.reason.startswith("'furlong', but ")
+
+
+@settings(max_examples=40, deadline=None)
+@given(name=st.sampled_from(NAMES), at=st.floats(0, 1, exclude_max=True), cut=st.booleans())
+def test_any_one_line_lost_leaves_at_most_that_file_out(name: str, at: float, cut: bool) -> None:
+    """One line of one file deleted (or cut in half): the library never fails as a whole; every other drug loads
+    as shipped; the file either still loads (the line was optional) or is left out naming that file."""
+    lines = SHIPPED.joinpath(f"{name}.toml").read_text(encoding="utf-8").splitlines()
+    i = int(at * len(lines))
+    if cut:
+        lines[i] = lines[i][: len(lines[i]) // 2]
+    else:
+        del lines[i]
+    with tempfile.TemporaryDirectory() as folder:
+        library = load_library(_library_with(Path(folder), name, "\n".join(lines)))
+    assert {n: d.parameters for n, d in library.drugs.items() if n != name} == \
+        {n: d.parameters for n, d in SHIPPED_LIBRARY.drugs.items() if n != name}
+    assert name in library.drugs or [e.file for e in library.left_out] == [f"{name}.toml"]
+    assert not (name in library.drugs and library.left_out)
 
 
 def test_the_shipped_files_have_citations_and_units_to_check() -> None:

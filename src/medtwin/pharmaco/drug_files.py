@@ -28,6 +28,14 @@ CITED = ("bsv", "residual", "targets")
 #: the unit each INR-model parameter (:func:`medtwin.pharmaco.pd.warfarin_inr_rate`) is computed in: EC50 in
 #: the concentration unit, the mean transit times in h, the rest dimensionless
 INR_MODEL_UNITS: dict[str, str] = dict(zip(WARFARIN_PD_NAMES, ("mg/L", "1", "h", "h", "1", "1", "1"), strict=True))
+#: the entries each item of a list section must give, and the entry an item is named by (else its index)
+REQUIRED: dict[str, tuple[tuple[str, ...], str]] = {
+    "covariates": (("parameter", "covariate", "form", "source"), ""),
+    "genotype": (("gene", "parameter", "by", "source"), "gene"),
+    "population_genotypes": (("covariate", "population", "alleles", "source"), "covariate")}
+RESIDUAL = ("output", "additive_sd", "proportional", "source")
+#: the target range and the adverse threshold every what-if answer is scored against (numbers in the file's unit)
+TARGET_NUMBERS = ("target_low", "target_high", "adverse_threshold")
 #: PK symbols with a default when the file leaves them out (bioavailability 1, no lag)
 OPTIONAL_PK = ("F", "tlag")
 
@@ -81,18 +89,42 @@ def check_drug_file(data: Mapping[str, Any], file: str) -> None:
         _check_parameter(name, entry, file)
     for section in CITED:
         _cited(data[section], file, section)
+    _required(data["residual"], RESIDUAL, file, "residual")  # a table: checked with the sections
+    _check_targets(data["targets"], file)
+    for section, (keys, label) in REQUIRED.items():
+        items = data.get(section, [])
+        if not isinstance(items, list) or not all(isinstance(item, dict) for item in items):
+            raise DrugFileError(file, section, "give a list of tables ([[...]])")
+        for i, item in enumerate(items):
+            _required(item, keys, file, f"{section}[{item.get(label, '?') if label else i}]")
     for i, effect in enumerate(data.get("covariates", [])):
-        where = f"covariates[{i}]"
-        _cited(effect, file, where)
-        if effect.get("parameter") not in parameters:
-            raise DrugFileError(file, f"{where}.parameter", f"{effect.get('parameter')!r} is not a parameter")
+        if effect["parameter"] not in parameters:
+            raise DrugFileError(file, f"covariates[{i}].parameter", f"{effect['parameter']!r} is not a parameter")
     _check_bsv(data["bsv"], parameters, file)
+
+
+def _check_targets(targets: Mapping[str, Any], file: str) -> None:
+    _required(targets, ("adverse_name",), file, "targets")
+    for key in TARGET_NUMBERS:
+        value = targets.get(key)
+        if isinstance(value, bool) or not isinstance(value, int | float) or not math.isfinite(value):
+            raise DrugFileError(file, f"targets.{key}", f"{value!r} is not a finite number")
+    if not targets["target_low"] < targets["target_high"]:
+        raise DrugFileError(file, "targets.target_high", "must be above target_low")
+
+
+def _required(entry: Mapping[str, Any], keys: tuple[str, ...], file: str, where: str) -> None:
+    for key in keys:
+        if entry.get(key) in (None, ""):
+            message = "missing citation: every number needs its source" if key == "source" else "missing entry"
+            raise DrugFileError(file, f"{where}.{key}", message)
 
 
 def _check_drug(drug: Mapping[str, Any], file: str) -> None:
     for key in DRUG_TEXT:
         if not isinstance(drug.get(key), str) or not drug[key].strip():
-            raise DrugFileError(file, f"drug.{key}", "missing or empty")
+            raise DrugFileError(file, f"drug.{key}", "missing citation: every number needs its source"
+                                if key == "source" else "missing or empty")
     stem = file.removesuffix(".toml")
     if file.endswith(".toml") and drug["name"].strip().lower() != stem:
         raise DrugFileError(file, "drug.name", f"{drug['name']!r} is not the file's name {stem!r}")

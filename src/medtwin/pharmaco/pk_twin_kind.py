@@ -5,6 +5,10 @@ INR response for warfarin) at its typical values; personalisation fits the param
 variability from the output the drug file states its residual error on (concentration, or INR), with that
 error (when that output is not modelled: concentrations with an assumed 10 % proportional error, said so in
 ``noise_source``). A drug file added to ``pharmaco/data/drugs/`` becomes a kind without an edit here.
+
+Each file is loaded, checked and made a kind on its own: a broken one is left out (logged; ``medtwin drug
+check`` lists it with the entry and the reason) and the other drugs stay kinds. Why: the entry point is one
+callable, and the registry drops a plug-in whose callable fails, so one bad file used to hide every drug.
 """
 
 from __future__ import annotations
