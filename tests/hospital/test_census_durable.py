@@ -25,9 +25,10 @@ from medtwin.hospital.live import LiveHospital
 from medtwin.hospital.mllp import MllpThread, send_mllp
 from medtwin.hospital.model import demo_model
 from medtwin.security import accounts
-from medtwin.security.crypto import AesGcmCodec, KeyRing
+from medtwin.security.crypto import AesGcmCodec, KeyRing, sealed_columns
 from medtwin.store.database import Store
 from medtwin.store.hospital_journal import HospitalJournal, hospital_adt_journal, hospital_equipment_samples
+from medtwin.store.schema import metadata
 
 PW = "a long enough password"
 MRNS = ("MRN-8830071", "MRN-8830072", "MRN-8830073", "MRN-8830074")
@@ -166,6 +167,8 @@ def test_journal_holds_no_clear_text_pid(open_app: Any) -> None:
     assert all(m.encode() in opened for m in MRNS) and b"ZEBEDEE" in opened
     key = census_key(ring.pseudonym_key)
     assert {r["patient"] for r in rows if r["control_id"] == "C1"} == {key(MRNS[0])}
+    sealed = {(t.name, c) for t, _, c in sealed_columns(metadata.tables.values())}
+    assert ("hospital_adt_journal", "content") in sealed  # key rotation re-seals it with the rest
 
 
 def test_a_message_the_journal_cannot_take_is_answered_ar_and_applied_nowhere(tmp_path: Path) -> None:

@@ -26,13 +26,16 @@ from __future__ import annotations
 
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
+from dataclasses import field as dc_field
 from datetime import UTC, datetime
+from functools import cached_property
 from typing import Any, Protocol
 
 import orjson
 from sqlalchemy import Column, DateTime, Float, Index, LargeBinary, String, Table, UniqueConstraint, select
 from sqlalchemy.dialects import postgresql, sqlite
 
+from medtwin.store.codec import Codec
 from medtwin.store.database import Store
 from medtwin.store.metadata import BIG_ID, metadata
 
@@ -103,13 +106,33 @@ class MessageEntry(Protocol):
 
 @dataclass(frozen=True)
 class JournalledMessage:
+    """A journalled message as read back; its sealed content (``text``, ``reason``) is opened when first read."""
+
     kind: str
     control_id: str
     accepted: bool
+    event: str | None
+    time: datetime | None
+    patient: str | None
+    unit: str | None
     field: str | None
-    reason: str | None
-    text: str
     received_at: datetime
+    sealed: bytes = dc_field(repr=False)
+    codec: Codec = dc_field(repr=False, compare=False)
+
+    @cached_property
+    def _content(self) -> dict[str, Any]:
+        content: dict[str, Any] = orjson.loads(self.codec.open(self.sealed))
+        return content
+
+    @property
+    def text(self) -> str:
+        return str(self._content["text"])
+
+    @property
+    def reason(self) -> str | None:
+        reason = self._content.get("reason")
+        return None if reason is None else str(reason)
 
 
 def _utc(value: datetime | None) -> datetime | None:
@@ -153,14 +176,14 @@ class HospitalJournal:
 
     def _messages(self, where: Any, order: Sequence[Any]) -> Iterator[JournalledMessage]:
         t = hospital_adt_journal
-        query = (select(t.c.kind, t.c.control_id, t.c.status, t.c.field, t.c.received_at, t.c.content)
+        query = (select(t.c.kind, t.c.control_id, t.c.status, t.c.event, t.c.event_time, t.c.patient, t.c.unit,
+                        t.c.field, t.c.received_at, t.c.content)
                  .where(t.c.scope == self.scope, where).order_by(*order))
         with self.store.connect() as connection:
-            rows = connection.execute(query.execution_options(yield_per=1000))
-            for kind, control, status, field, received, blob in rows:
-                content = orjson.loads(self.store.codec.open(blob))
-                yield JournalledMessage(kind, control, status == "accepted", field, content["reason"],
-                                        content["text"], _utc(received) or datetime.min.replace(tzinfo=UTC))
+            for r in connection.execute(query.execution_options(yield_per=1000)):
+                yield JournalledMessage(r.kind, r.control_id, r.status == "accepted", r.event, _utc(r.event_time),
+                                        r.patient, r.unit, r.field, _utc(r.received_at) or datetime.min,
+                                        bytes(r.content), self.store.codec)
 
     # --- equipment telemetry ---------------------------------------------------------------------------
     def record_samples(self, asset: str, rows: Sequence[tuple[datetime, float, float, str]], source: str) -> None:
