@@ -209,28 +209,40 @@ def test_the_kidney_panel_shows_egfr_calculated_from_creatinine_as_calculated(wo
     assert not browser.find_elements("css selector", f"{figure} canvas")
 
 
-def test_one_creatinine_chart_and_reported_and_calculated_egfr_apart(world: World, browser: WebDriver) -> None:
-    """Creatinine under three codes and two units is one chart in the newest reading's unit (each point keeping
-    what was recorded); eGFR reported on some days and only creatinine on others: the reported points and the
-    calculated ones (for creatinine without a same-day eGFR) as two labelled series, the tile saying which."""
-    pid = "trust-ckd-mixed"
-    labs = (("2160-0", "2024-01-10T08:00:00Z", 1.3, "mg/dL"), ("98979-8", "2024-01-10T11:00:00Z", 47.0, "mL/min/{1.73_m2}"),
-            ("38483-4", "2024-09-15T08:00:00Z", 1.5, "mg/dL"), ("98979-8", "2025-02-01T08:00:00Z", 40.0, "mL/min/{1.73_m2}"),
-            ("14682-9", "2025-06-01T08:00:00Z", 115.0, "umol/L"))
-    _in_care(world, RawUnit(f"{pid}.json", "json", _ckd_patient(pid, *labs, birthDate="1960-05-01")))
-    per_mg_dl = 1 / creatinine_mg_dl(1.0, "umol/L")  # the domain's 88.4 umol/L per mg/dL
+#: creatinine under three codes in two units; eGFR reported on 10 Jan 2024 (with a creatinine that day) and on
+#: 1 Feb 2025, only creatinine on 15 Sep 2024 and 1 Jun 2025 (the newest, in umol/L)
+MIXED = (("2160-0", "2024-01-10T08:00:00Z", 1.3, "mg/dL"), ("98979-8", "2024-01-10T11:00:00Z", 47.0, "mL/min/{1.73_m2}"),
+         ("38483-4", "2024-09-15T08:00:00Z", 1.5, "mg/dL"), ("98979-8", "2025-02-01T08:00:00Z", 40.0, "mL/min/{1.73_m2}"),
+         ("14682-9", "2025-06-01T08:00:00Z", 115.0, "umol/L"))
+
+
+def _figures(browser: WebDriver, title: str) -> list[dict[str, str]]:
+    """The kidney panel's figures whose title starts with ``title``: {id, title, readout, legend}."""
+    found: list[dict[str, str]] = browser.execute_script(
+        "return [...document.querySelectorAll('#ppanel-kidney figure')].filter(f => f.querySelector('h3')"
+        ".textContent.startsWith(arguments[0])).map(f => ({id: f.id, title: f.querySelector('h3').textContent,"
+        " readout: (f.querySelector('.readout') || {}).textContent || '', legend: (f.querySelector('.legend') || {})"
+        ".textContent || ''}))", title)
+    return found
+
+
+def _open_mixed(world: World, browser: WebDriver, pid: str, title: str) -> list[dict[str, str]]:
+    _in_care(world, RawUnit(f"{pid}.json", "json", _ckd_patient(pid, *MIXED, birthDate="1960-05-01")))
     sign_in(browser, world)
     open_patient(browser, world, pid)
-    creatinine = "#chart-kidney-creatinine"
-    wait(browser, lambda d: text(d, f"{creatinine} .readout").startswith("Creatinine: latest"), timeout=30,
-         message="the one creatinine chart")
-    # one chart, in umol/L (the newest reading's unit); no chart per code; "latest" the newest over the codes
-    assert not browser.find_elements("css selector", "[id^='chart-kidney-2160-0'], [id^='chart-kidney-14682-9'], "
-                                                     "[id^='chart-kidney-38483-4'], [id^='chart-kidney-98979-8']")
-    assert len(browser.find_elements("css selector", "#ppanel-kidney figure")) == 2
-    assert "Creatinine (\u00b5mol/L)" in text(browser, f"{creatinine} h3")
+    return wait(browser, lambda d: (f := _figures(d, title)) and all(x["readout"] for x in f) and f, timeout=30,
+                message=f"the kidney panel's {title} chart(s) drawn")
+
+
+def test_creatinine_under_three_codes_is_one_chart_in_one_unit(world: World, browser: WebDriver) -> None:
+    """It drew one chart per code, each captioned "latest" for its own code (1.3 mg/dL, 1.5 mg/dL, 115 umol/L)
+    beside a tile of the newest; now one chart in the newest reading's unit, each point saying what was recorded."""
+    figures = _open_mixed(world, browser, "trust-ckd-creatinine", "Creatinine")
     newest = _when(browser, "2025-06-01T08:00:00Z")
-    assert text(browser, f"{creatinine} .readout") == f"Creatinine: latest 115 \u00b5mol/L at {newest}"
+    assert [(f["title"], f["readout"]) for f in figures] == [
+        ("Creatinine (\u00b5mol/L)", f"Creatinine: latest 115 \u00b5mol/L at {newest}")], figures
+    creatinine = f"#{figures[0]['id']}"
+    per_mg_dl = 1 / creatinine_mg_dl(1.0, "umol/L")  # the domain's 88.4 umol/L per mg/dL
     tile = " ".join(text(browser, "#tile-kidney-creatinine").split())
     assert tile.startswith(f"Creatinine 115 \u00b5mol/L {newest[:-6]} ("), tile  # dated: a lab result
     # every point in umol/L, with what was recorded and its code
@@ -241,9 +253,17 @@ def test_one_creatinine_chart_and_reported_and_calculated_egfr_apart(world: Worl
     assert third == f"{newest} \u00b7 Creatinine 115 \u00b5mol/L (LOINC 14682-9)"
     assert (fixed(1.3 * per_mg_dl), fixed(1.5 * per_mg_dl)) == ("115", "133")
 
-    egfr = "#chart-kidney-egfr"
-    legend = text(browser, f"{egfr} .legend")
-    assert "eGFR, reported" in legend and "eGFR, calculated (CKD-EPI 2021)" in legend
+
+def test_egfr_reported_and_calculated_are_two_labelled_series(world: World, browser: WebDriver) -> None:
+    """It calculated nothing once the record reported any eGFR (15 Sep 2024 and 1 Jun 2025 had no eGFR at all);
+    now the reported points and the calculated ones (creatinine without a same-day eGFR) are two series,
+    labelled and drawn apart, and the tile says which its value is."""
+    figures = _open_mixed(world, browser, "trust-ckd-egfr", "eGFR")
+    assert len(figures) == 1, figures
+    legend = figures[0]["legend"]
+    assert "eGFR, reported" in legend and "eGFR, calculated (CKD-EPI 2021)" in legend, figures
+    egfr = f"#{figures[0]['id']}"
+    newest = _when(browser, "2025-06-01T08:00:00Z")
     dashed = browser.execute_script(
         "return [...document.querySelectorAll(arguments[0] + ' .legend li')].map(li => [li.textContent,"
         " li.querySelector('.swatch').style.backgroundImage.startsWith('repeating-linear-gradient')])", egfr)
