@@ -10,6 +10,8 @@ from typing import Any
 from zoneinfo import ZoneInfo
 
 import pytest
+from hypothesis import given
+from hypothesis import strategies as st
 
 from medtwin.model.panels import DERIVED, QUANTITIES
 from medtwin.record.sources import RawUnit
@@ -17,11 +19,11 @@ from medtwin.store.database import Store
 from medtwin.store.records import RecordRepository
 from medtwin.store.twins import TwinRepository
 from medtwin.twin.build import import_units
-from medtwin.twin.panel_charts import quantity_charts
+from medtwin.twin.panel_charts import convert, quantity_charts
 from medtwin.twin.panels import patient_panels
 from medtwin.twin.report import build_report, render_html
 from medtwin.twin.summary import PatientSummary
-from medtwin.vocab.renal import ckd_epi_2021
+from medtwin.vocab.renal import ckd_epi_2021, creatinine_mg_dl
 
 LOINC = "http://loinc.org"
 CKD_STAGE_3 = "433144002"
@@ -179,3 +181,24 @@ def test_same_day_is_the_patients_day(sqlite_store: Store) -> None:
     assert [s["kind"] for s in utc["series"]] == ["reported", "calculated"] and utc["latest"]["kind"] == "reported"
     (only,) = _charts(sqlite_store, pid, "America/New_York")["egfr"]["series"]
     assert only["kind"] == "reported" and [p["value"] for p in only["points"]] == [47.0]
+
+
+CREATININE = QUANTITIES["kidney"][1]
+
+
+@given(st.floats(min_value=0.01, max_value=3000, allow_nan=False),
+       st.sampled_from(["mg/dL", "mg/L", "umol/L", "mmol/L", "\u00b5mol/L"]),
+       st.sampled_from(["mg/dL", "mg/L", "umol/L", "mmol/L"]))
+def test_creatinine_converts_by_the_domains_factor_and_back(value: float, unit: str, to: str) -> None:
+    shown = convert(CREATININE, value, unit, to)
+    assert shown is not None and convert(CREATININE, shown, to, unit) == pytest.approx(value, rel=1e-12)
+    # the same concentration in mg/dL whichever unit it is drawn in (vocab.renal: 88.4 umol/L per mg/dL)
+    assert creatinine_mg_dl(shown, to) == pytest.approx(creatinine_mg_dl(value, unit), rel=1e-12)
+
+
+def test_creatinine_conversion_is_88_4_umol_per_mg_and_unknown_units_are_none() -> None:
+    assert convert(CREATININE, 1.0, "mg/dL", "umol/L") == pytest.approx(88.4)
+    assert convert(CREATININE, 1.0, "mg/mmol", "mg/dL") is None and convert(CREATININE, 1.0, None, "mg/dL") is None
+    egfr = QUANTITIES["kidney"][0]  # no conversion: only a unit that reads as mL/min/1.73 m2
+    assert convert(egfr, 40.0, "mL/min/{1.73_m2}", "mL/min/{1.73_m2}") == 40.0
+    assert convert(egfr, 40.0, "mL/min", "mL/min/{1.73_m2}") is None

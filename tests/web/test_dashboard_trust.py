@@ -16,6 +16,7 @@ server and store, signed in as the demo clinician:
 from __future__ import annotations
 
 import math
+from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
@@ -164,12 +165,15 @@ def _when(browser: WebDriver, iso: str) -> str:
 def _walk(browser: WebDriver, figure: str, keys: list[str]) -> list[str]:
     """The chart's readout at each cursor stop reached by pressing ``keys`` on its canvas (keyboard cursor)."""
     canvas = css(browser, f"{figure} canvas")
-    out = []
+    out: list[str] = []
+
+    def changed(before: str) -> Callable[[WebDriver], str | bool]:
+        return lambda d: (t := text(d, f"{figure} .readout")) != before and t
+
     for key in keys:
         before = text(browser, f"{figure} .readout")
         canvas.send_keys(key)
-        out.append(wait(browser, lambda d, b=before: (t := text(d, f"{figure} .readout")) != b and t, timeout=20,
-                        message=f"the readout after {key!r}"))
+        out.append(wait(browser, changed(before), timeout=20, message=f"the readout after {key!r}"))
     return out
 
 

@@ -27,7 +27,7 @@ from medtwin.store.records import RecordRepository
 from medtwin.vocab.display import display_unit
 from medtwin.vocab.renal import CreatinineReading, EgfrSeries, egfr_from_creatinine
 
-__all__ = ["NOT_RESULTS", "ChartPoint", "ChartSeries", "QuantityChart", "Reading", "quantity_charts",
+__all__ = ["NOT_RESULTS", "ChartPoint", "ChartSeries", "QuantityChart", "Reading", "convert", "quantity_charts",
            "read_observations"]
 
 #: statuses of a reading that is not a result (neither drawn nor used in a calculation)
@@ -107,6 +107,12 @@ def _factor(quantity: Quantity, unit: str | None) -> float | None:
         return None
 
 
+def convert(quantity: Quantity, value: float, unit: str | None, to_unit: str) -> float | None:
+    """``value`` in ``unit`` expressed in ``to_unit`` (both the quantity's units); None: a unit it cannot read."""
+    factor, to = _factor(quantity, unit), _factor(quantity, to_unit)
+    return None if factor is None or not to else value * factor / to
+
+
 def _display_unit(quantity: Quantity, readings: Sequence[Reading]) -> tuple[str, Literal["newest reading", "default"]]:
     for reading in reversed(readings):
         if reading.unit and _factor(quantity, reading.unit) is not None:
@@ -116,16 +122,15 @@ def _display_unit(quantity: Quantity, readings: Sequence[Reading]) -> tuple[str,
 
 def _reported(quantity: Quantity, readings: Sequence[Reading], unit: str, not_drawn: list[dict[str, Any]]
               ) -> ChartSeries:
-    to_unit = _factor(quantity, unit) or 1.0
     points = []
     for r in readings:
-        factor = _factor(quantity, r.unit)
-        if factor is None:
+        value = convert(quantity, r.value, r.unit, unit)
+        if value is None:
             not_drawn.append({"time": r.time.isoformat(), "value": r.value, "unit": r.unit, "code": r.code,
                               "reason": f"unit {r.unit!r} is not a unit of {quantity.label} "
                                         f"({display_unit(quantity.unit)})"})
             continue
-        points.append(ChartPoint(time=r.time, value=r.value * factor / to_unit, kind="reported",
+        points.append(ChartPoint(time=r.time, value=value, kind="reported",
                                  original_value=r.value, original_unit=r.unit, code=r.code))
     return ChartSeries(name="reported", label="reported", kind="reported", points=points)
 
