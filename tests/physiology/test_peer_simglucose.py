@@ -51,7 +51,7 @@ def test_all_30_patients_within_1_mg_dl_of_simglucose(peer_runs: dict[str, dict[
 @pytest.mark.slow
 def test_population_tolerances_stay_far_inside_1_mg_dl_of_simglucose(
         peer_runs: dict[str, dict[str, np.ndarray]]) -> None:
-    """The looser population solver (rtol 1e-4) on all 30 patients: measured 0.06 mg/dL at worst; held to 0.2
+    """The looser population solver (rtol 1e-4, atol 1e-2) on all 30 patients: measured 0.063 mg/dL at worst; held to 0.2
     (five times inside the 1 mg/dL bound), and it needs far fewer steps than the default solver."""
     params = virtual_patients(ALL_PATIENTS)
     carbs = np.stack([peer_runs[n]["carbs"] for n in ALL_PATIENTS])
