@@ -21,6 +21,7 @@ from sqlalchemy import func, select
 from medtwin.api.app import create_app
 from medtwin.config import Settings
 from medtwin.hospital.adt import CensusTracker, census_key
+from medtwin.hospital.equipment_ingest import EquipmentMqtt
 from medtwin.hospital.live import LiveHospital
 from medtwin.hospital.mllp import MllpThread, send_mllp
 from medtwin.hospital.model import demo_model
@@ -29,6 +30,7 @@ from medtwin.security.crypto import AesGcmCodec, KeyRing, sealed_columns
 from medtwin.store.database import Store
 from medtwin.store.hospital_journal import HospitalJournal, hospital_adt_journal, hospital_equipment_samples
 from medtwin.store.schema import metadata
+from medtwin.stream.mqtt import InboundMessage
 
 PW = "a long enough password"
 MRNS = ("MRN-8830071", "MRN-8830072", "MRN-8830073", "MRN-8830074")
@@ -79,7 +81,7 @@ class App:
                 "units": {u["unit"]: (u["patients"], u["since"]) for u in snap["units"]},
                 "quarantine": [(q["control_id"], q["field"], q["reason"]) for q in self.live.tracker.quarantine],
                 "accepted": snap["messages"]["accepted"], "refused": snap["messages"]["refused"],
-                "devices": devices}
+                "devices": devices, "equipment_quarantine": list(self.live.equipment.quarantine)}
 
 
 @pytest.fixture
@@ -120,6 +122,9 @@ def _feed(app: App) -> None:
                 "value": 5.0 - 0.05 * i, "unit": "%"} for i in range(8)]
     r = app.client.post("/api/v1/hospital/equipment/ct-1/samples", content=orjson.dumps(samples), headers=app.headers)
     assert r.status_code == 200 and r.json()["accepted"] == 8, r.text
+    # telemetry the MQTT handler refuses (a CT scanner on a ventilator's topic): quarantined, then acknowledged
+    EquipmentMqtt(app.live.equipment, "t-equipment")([InboundMessage(
+        "t-equipment/ventilator/ct-1/flow_sensor_offset", b'{"value": 1}', 1, 1, False, 0, 0.0)])
 
 
 def test_restart_keeps_census_quarantine_and_equipment(open_app: Any) -> None:
@@ -135,6 +140,7 @@ def test_restart_keeps_census_quarantine_and_equipment(open_app: Any) -> None:
     assert [q[:2] for q in before["quarantine"]] == [("C5", "MSH-9"), ("C7", "PV1-3"), ("C8", "segment 2")]
     ct = next(d for d in before["devices"] if d["device"] == "ct-1")
     assert ct["samples"] == 8 and ct["status"] != "unknown"
+    assert [q["field"] for q in before["equipment_quarantine"]] == ["topic"]
 
     with open_app() as second:
         assert second.state() == before  # the same census, quarantine, counts and equipment twin

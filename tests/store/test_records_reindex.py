@@ -80,6 +80,7 @@ def test_migration_reindexes_a_store_filled_the_old_way(database_url: str) -> No
             connection.exec_driver_sql("ALTER TABLE resource_index DROP COLUMN chart_at")  # added by 0009
             connection.exec_driver_sql("DROP TABLE hospital_adt_journal")  # added by 0010
             connection.exec_driver_sql("DROP TABLE hospital_equipment_samples")  # added by 0010
+            connection.exec_driver_sql("DROP TABLE hospital_equipment_quarantine")  # added by 0010
             connection.exec_driver_sql("UPDATE alembic_version SET version_num = '0007_images'")
             connection.execute(delete(resource_identifiers).where(resource_identifiers.c.kind == "category"))
             study = select(resources.c.pk).where(resources.c.id == "s1").scalar_subquery()

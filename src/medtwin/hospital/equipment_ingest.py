@@ -71,7 +71,7 @@ class EquipmentMqtt:
             try:
                 self._apply(message.topic, message.payload)
             except EquipmentInputError as error:
-                self.twin.quarantine.append({"topic": message.topic, "field": error.field, "reason": str(error)})
+                self.twin.refuse(message.topic, error, message.payload)
                 log.warning("equipment telemetry refused on %s: %s", message.topic, error)
 
     def _apply(self, topic: str, payload: bytes) -> None:

@@ -99,6 +99,10 @@ class SampleJournal(Protocol):
 
     def samples(self, asset: str, keep: int) -> list[tuple[datetime, float, float, str, str]]: ...
 
+    def record_refusal(self, topic: str, field: str, reason: str, payload: bytes) -> None: ...
+
+    def refusals(self) -> list[dict[str, str]]: ...
+
 
 class EquipmentTwin:
     """Telemetry and status of every asset (thread-safe: HTTP and MQTT threads feed it)."""
@@ -140,10 +144,18 @@ class EquipmentTwin:
             listener(new)
         return len(new)
 
+    def refuse(self, topic: str, error: EquipmentInputError, payload: bytes) -> None:
+        """Quarantine a message that cannot be applied (journalled first: a failure raises, nothing kept)."""
+        if self.journal is not None:
+            self.journal.record_refusal(topic, error.field, str(error), payload)
+        self.quarantine.append({"topic": topic, "field": error.field, "reason": str(error)})
+
     def restore(self) -> int:
-        """Every asset's newest :data:`KEEP` journalled samples back in (at startup); how many."""
+        """Every asset's newest :data:`KEEP` journalled samples back in, and the quarantine (at startup); how
+        many samples."""
         if self.journal is None:
             return 0
+        self.quarantine.extend(self.journal.refusals())
         count = 0
         for asset in self.assets.values():
             rows = self.journal.samples(asset.id, KEEP)

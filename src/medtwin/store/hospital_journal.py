@@ -16,6 +16,8 @@ the accepted messages through the tracker's own handling (``medtwin.hospital.liv
   time.
 * ``hospital_equipment_samples``: a device's samples in its kind's signal unit (the original value and unit
   beside it), once per (asset, time). Device telemetry carries no patient data and is not sealed.
+* ``hospital_equipment_quarantine``: telemetry refused (MQTT: acknowledged, redelivery would not make it
+  better) with the field and reason; the payload as received is sealed (it is whatever was sent).
 
 Both tables have a ``scope``: the census they belong to (the hospital model's name; ``medtwin demo``'s
 generated feed uses one scope per run, its world restarts at "now"). Created by the Alembic revision
@@ -32,7 +34,18 @@ from functools import cached_property
 from typing import Any, Protocol
 
 import orjson
-from sqlalchemy import Column, DateTime, Float, Index, LargeBinary, String, Table, UniqueConstraint, select
+from sqlalchemy import (
+    Column,
+    DateTime,
+    Float,
+    Index,
+    LargeBinary,
+    String,
+    Table,
+    Text,
+    UniqueConstraint,
+    select,
+)
 from sqlalchemy.dialects import postgresql, sqlite
 
 from medtwin.store.codec import Codec
@@ -74,6 +87,18 @@ hospital_equipment_samples = Table(
     Column("source", String(32), nullable=False, doc="http | mqtt | demo"),
     Column("received_at", DateTime(timezone=True), nullable=False),
     UniqueConstraint("scope", "asset", "time", name="uq_hospital_equipment_samples_scope_asset_time"),
+)
+
+hospital_equipment_quarantine = Table(
+    "hospital_equipment_quarantine",
+    metadata,
+    Column("pk", BIG_ID, primary_key=True, autoincrement=True),
+    Column("scope", String(128), nullable=False),
+    Column("topic", String(255), nullable=False, doc="The MQTT topic (or the route) it came on"),
+    Column("field", String(255), nullable=False),
+    Column("reason", Text, nullable=False, doc="Human-readable; names the field"),
+    Column("received_at", DateTime(timezone=True), nullable=False),
+    Column("payload", LargeBinary, nullable=False, info={"sealed": True}, doc="As received (sealed)"),
 )
 
 _CHUNK = 500  #: sample rows per INSERT (9 columns: 4,500 parameters; SQLite allows 32,766)
@@ -206,6 +231,19 @@ class HospitalJournal:
         with self.store.connect() as connection:
             rows = connection.execute(query).all()
         return [(_utc(r[0]) or datetime.min, float(r[1]), float(r[2]), str(r[3]), str(r[4])) for r in rows[::-1]]
+
+    def record_refusal(self, topic: str, field: str, reason: str, payload: bytes) -> None:
+        row = {"scope": self.scope, "topic": topic[:255], "field": field[:255], "reason": reason,
+               "received_at": _utc(self._now()), "payload": self.store.codec.seal(payload)}
+        with self.store.begin() as connection:
+            connection.execute(hospital_equipment_quarantine.insert().values(row))
+
+    def refusals(self) -> list[dict[str, str]]:
+        """The refused telemetry in the order it came: topic, field and reason (the payload stays sealed)."""
+        t = hospital_equipment_quarantine
+        query = select(t.c.topic, t.c.field, t.c.reason).where(t.c.scope == self.scope).order_by(t.c.pk)
+        with self.store.connect() as connection:
+            return [{"topic": r.topic, "field": r.field, "reason": r.reason} for r in connection.execute(query)]
 
     def _insert(self, table: Table) -> Any:
         return (sqlite.insert if self.store.is_sqlite else postgresql.insert)(table)
