@@ -78,6 +78,6 @@ def test_the_forecast_starts_at_the_last_reading_and_the_alert_names_the_cgm_val
     if last["material_offset"]:  # the twin holds a sensor offset: both values are shown
         assert f"(glucose {last['glucose_now_mg_dl']:.0f} mg/dL)" in summary
     # the twin's box shows the same estimate as the forecast, beside the reading, never as one
-    wait(browser, lambda d: "last CGM reading 87" in text(d, "#live-twin"), timeout=10, message="the twin box")
+    wait(browser, lambda d: "last CGM reading 87" in text(d, "#live-twin"), timeout=30, message="the twin box")
     assert f"{fixed(last['glucose_now_mg_dl'])} mg/dL" in text(browser, "#live-twin")
     shot(browser, "live-forecast-anchor")
