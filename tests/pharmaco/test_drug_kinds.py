@@ -180,7 +180,7 @@ def test_the_shipped_files_have_citations_and_units_to_check() -> None:
 # ---- the operator's view: medtwin drug list / check ---------------------------------------------------------
 
 def _cli(*args: str) -> tuple[int, str]:
-    result = CliRunner().invoke(app, list(args))
+    result = CliRunner().invoke(app, list(args), env={"COLUMNS": "250"})  # the table unwrapped
     return result.exit_code, result.output
 
 
@@ -194,6 +194,12 @@ def test_drug_check_names_the_left_out_file_and_exits_1(tmp_path: Path) -> None:
     assert code == 0
     assert "theophylline" in output and "Hamberg2007" not in output
     assert "left out: warfarin.toml: parameters.V1.unit: 'mL', but V1 is in 'L'" in output
+
+
+def test_drug_check_of_a_folder_that_is_not_there_is_a_usage_error(tmp_path: Path) -> None:
+    code, output = _cli("check", "--folder", str(tmp_path / "nowhere"))
+    words = " ".join(output.replace("\u2502", " ").split())  # the usage error's box may wrap a long path
+    assert code == 2 and "'--folder'" in words and "does not exist" in words
 
 
 def test_drug_check_of_the_shipped_library_passes() -> None:

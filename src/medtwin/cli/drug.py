@@ -71,7 +71,8 @@ def _patient(age: float, weight: float, sex: Sex, creatinine: float | None, cyp2
 
 
 Folder = Annotated[Path | None, typer.Option(
-    "--folder", help="Drug files to read instead of the shipped library (e.g. a new file before it ships).")]
+    "--folder", exists=True, file_okay=False, dir_okay=True,
+    help="Drug files to read instead of the shipped library (e.g. a new file before it ships).")]
 
 
 def _left_out_lines(left_out: Sequence[LeftOut]) -> None:
