@@ -190,9 +190,11 @@ class HospitalJournal:
             return bool(result.rowcount)
 
     def accepted(self) -> Iterator[JournalledMessage]:
-        """The accepted messages in event-time order (ties: control id, as the tracker orders a stay)."""
+        """The accepted messages in event-time order (ties: control id by code point, as the tracker orders
+        a stay; PostgreSQL's own collation may order text otherwise, hence ``C``)."""
         t = hospital_adt_journal
-        yield from self._messages(t.c.status == "accepted", (t.c.event_time, t.c.control_id, t.c.pk))
+        control = t.c.control_id if self.store.is_sqlite else t.c.control_id.collate("C")
+        yield from self._messages(t.c.status == "accepted", (t.c.event_time, control, t.c.pk))
 
     def quarantined(self) -> Iterator[JournalledMessage]:
         """The refused messages in the order they arrived."""
