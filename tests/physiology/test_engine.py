@@ -19,6 +19,7 @@ from medtwin.physiology.scenario import Meal, Scenario, SensorSettings
 from medtwin.physiology.service import run_scenario
 from medtwin.physiology.simulate import (
     Event,
+    _input_steps,
     eaten_per_minute,
     fixed_bolus,
     simulate_glucose,
@@ -87,6 +88,25 @@ def test_glucose_only_output_equals_the_full_state_run() -> None:
     only = simulate_glucose(patients, carbs, insulin, t, events=[Event(25.0, fixed_bolus(3.0))])
     np.testing.assert_array_equal(only.glucose_mg_dl, full.glucose_mg_dl)
     np.testing.assert_array_equal(only.bolus_units, full.bolus_units)
+
+
+def test_glucose_only_keeps_only_the_input_steps_and_the_same_answer() -> None:
+    """simulate_glucose hands the engine only the minutes where some patient's inputs change or someone eats;
+    with a different temporary basal per patient, meals at different minutes and a bolus, the glucose is bit
+    for bit that of the full minute grid (simulate_inputs), and far fewer rows went in."""
+    patients = virtual_patients(["child#002", "adult#004", "adolescent#009"])
+    carbs, insulin = _inputs(3, 400, np.array([30.0, 45.0, 0.0]))
+    carbs[1] = np.roll(carbs[1], 77)  # the second patient eats later
+    insulin[0, 120:180] = 0.02  # temporary basals of their own
+    insulin[2, 200:215] = 0.0
+    t = np.arange(0.0, 401.0, 5.0)
+    events = [Event(50.0, fixed_bolus(2.0))]
+    full = simulate_inputs(patients, carbs, insulin, t, events=events)
+    only = simulate_glucose(patients, carbs, insulin, t, events=events)
+    np.testing.assert_array_equal(only.glucose_mg_dl, full.glucose_mg_dl)
+    rows = _input_steps(carbs, insulin)
+    eating = np.flatnonzero(carbs.max(axis=0) > 0)
+    assert set(eating) <= set(rows) and {0, 120, 180, 200, 215} <= set(rows) and rows.size < 40
 
 
 def test_streamed_population_equals_run_scenario_whatever_the_block() -> None:
