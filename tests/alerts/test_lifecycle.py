@@ -290,7 +290,7 @@ def test_a_recurrence_racing_an_acknowledgement_leaves_the_alert_acknowledged_no
     engine_has_row = threading.Event()
 
     def clinician() -> None:
-        engine_has_row.wait(10)
+        engine_has_row.wait(60)
         with store.begin() as connection:
             result["ack"] = AlertRepository(connection, store.codec, Clock()).acknowledge(alert.id, "dr-a")
 

@@ -52,7 +52,7 @@ def test_stopping_early_stops_the_producer() -> None:
     items = ahead(_numbers(produced, 1000), depth=2)
     assert [next(items), next(items)] == [0, 1]
     items.close()  # the consumer stops: the thread ends after the item it was producing
-    deadline = time.monotonic() + 5
+    deadline = time.monotonic() + 30
     while threading.active_count() > before and time.monotonic() < deadline:
         time.sleep(0.01)
     assert threading.active_count() == before
