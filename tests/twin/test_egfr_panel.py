@@ -133,6 +133,7 @@ def test_creatinine_under_three_codes_is_one_chart_in_the_newest_readings_unit(s
     assert [(p["original_value"], p["original_unit"]) for p in reported["points"]] == [
         (1.3, "mg/dL"), (1.5, "mg/dL"), (115.0, "umol/L")]
     assert chart["latest"]["code"] == "14682-9" and chart["latest"]["value"] == 115.0
+    assert chart["calculated_by"] == [] and kidney.charts[0].calculated_by == ["eGFR, calculated (CKD-EPI 2021)"]
     (skipped,) = chart["not_drawn"]
     assert skipped["unit"] == "mg/mmol" and "not a unit of Creatinine" in skipped["reason"]
 
@@ -202,3 +203,18 @@ def test_creatinine_conversion_is_88_4_umol_per_mg_and_unknown_units_are_none() 
     egfr = QUANTITIES["kidney"][0]  # no conversion: only a unit that reads as mL/min/1.73 m2
     assert convert(egfr, 40.0, "mL/min/{1.73_m2}", "mL/min/{1.73_m2}") == 40.0
     assert convert(egfr, 40.0, "mL/min", "mL/min/{1.73_m2}") is None
+
+
+def test_potassium_is_one_chart_over_its_codes_mmol_and_meq_alike(sqlite_store: Store) -> None:
+    unit = _patient("k-two", _observation("a", "k-two", "6298-4", "2024-09-15T08:00:00Z", 4.8, "mEq/L"),
+                    _observation("b", "k-two", "2823-3", "2025-06-01T08:00:00Z", 5.2, "mmol/L"),
+                    _observation("c", "k-two", "2823-3", "2025-07-01T08:00:00Z", 31.0, "mg/dL"),
+                    gender="male", birthDate="1950-01-01")
+    assert import_units(sqlite_store, [unit], actor="test").ok
+    (kidney,) = [p for p in patient_panels(sqlite_store, "k-two").panels if p.key == "kidney"]
+    assert kidney.shown and [c.key for c in kidney.charts] == ["potassium"]  # no eGFR, no creatinine: no chart
+    chart = kidney.charts[0]
+    assert chart.unit == "mmol/L" and [(p.value, p.code) for p in chart.series[0].points] == [
+        (4.8, "6298-4"), (5.2, "2823-3")]
+    assert chart.latest is not None and chart.latest.value == 5.2 and chart.from_zero is False
+    assert [r["unit"] for r in chart.not_drawn] == ["mg/dL"]  # a mass unit: not converted by a guessed factor

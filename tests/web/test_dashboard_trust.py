@@ -214,8 +214,9 @@ def test_the_kidney_panel_shows_egfr_calculated_from_creatinine_as_calculated(wo
 
 
 #: creatinine under three codes in two units; eGFR reported on 10 Jan 2024 (with a creatinine that day) and on
-#: 1 Feb 2025, only creatinine on 15 Sep 2024 and 1 Jun 2025 (the newest, in umol/L)
-MIXED = (("2160-0", "2024-01-10T08:00:00Z", 1.3, "mg/dL"), ("98979-8", "2024-01-10T11:00:00Z", 47.0, "mL/min/{1.73_m2}"),
+#: 1 Feb 2025, only creatinine on 15 Sep 2024 and 1 Jun 2025 (the newest, in umol/L); potassium under two codes
+MIXED = (("6298-4", "2024-09-15T08:00:00Z", 4.8, "mEq/L"), ("2823-3", "2025-06-01T08:00:00Z", 5.2, "mmol/L"),
+         ("2160-0", "2024-01-10T08:00:00Z", 1.3, "mg/dL"), ("98979-8", "2024-01-10T11:00:00Z", 47.0, "mL/min/{1.73_m2}"),
          ("38483-4", "2024-09-15T08:00:00Z", 1.5, "mg/dL"), ("98979-8", "2025-02-01T08:00:00Z", 40.0, "mL/min/{1.73_m2}"),
          ("14682-9", "2025-06-01T08:00:00Z", 115.0, "umol/L"))
 
@@ -256,6 +257,11 @@ def test_creatinine_under_three_codes_is_one_chart_in_one_unit(world: World, bro
     assert second.endswith(f"Creatinine {fixed(1.5 * per_mg_dl)} \u00b5mol/L (recorded 1.5 mg/dL, LOINC 38483-4)")
     assert third == f"{newest} \u00b7 Creatinine 115 \u00b5mol/L (LOINC 14682-9)"
     assert (fixed(1.3 * per_mg_dl), fixed(1.5 * per_mg_dl)) == ("115", "133")
+    # potassium (CKD and its drugs raise it) in the same panel, one chart over its two codes
+    potassium = wait(browser, lambda d: _figures(d, "Potassium"), timeout=20, message="the potassium chart")
+    assert [(f["title"], f["readout"]) for f in potassium] == [
+        ("Potassium (mmol/L)", f"Potassium: latest 5.2 mmol/L at {newest}")], potassium
+    assert " ".join(text(browser, "#tile-kidney-potassium").split()).startswith("Potassium 5.2 mmol/L")
 
 
 def test_egfr_reported_and_calculated_are_two_labelled_series(world: World, browser: WebDriver) -> None:

@@ -46,6 +46,9 @@ DETERIORATION_PROBLEMS = ("49436004", "84114007", "13645005", "233604007", "9130
 #: chronic kidney disease (any stage, SNOMED CT): 709044004 CKD, 431855005-431857002 stages 1-4, 433144002
 #: stage 3, 433146000 stage 5
 CKD_PROBLEMS = ("709044004", "431855005", "431856006", "431857002", "433144002", "433146000")
+#: LOINC: potassium in serum or plasma (2823-3), in blood (6298-4): the kidney panel shows it because CKD and
+#: the drugs it is treated with (ACE inhibitors, ARBs, MRAs) raise it
+POTASSIUM_LOINC = ("2823-3", "6298-4")
 
 PANELS: tuple[PagePanel, ...] = (
     PagePanel(
@@ -61,9 +64,10 @@ PANELS: tuple[PagePanel, ...] = (
         data=(RESPIRATORY_RATE, SPO2, HEART_RATE, SYSTOLIC_BP, BODY_TEMPERATURE),
         score="news2"),
     PagePanel(
-        key="kidney", title="Kidney function: eGFR and creatinine", order=40,
+        key="kidney", title="Kidney function: eGFR, creatinine, potassium", order=40,
         series=(*(PanelSeries("record", code, "eGFR") for code in EGFR_LOINC),
-                *(PanelSeries("record", code, "Creatinine") for code in CREATININE_LOINC)),
+                *(PanelSeries("record", code, "Creatinine") for code in CREATININE_LOINC),
+                *(PanelSeries("record", code, "Potassium") for code in POTASSIUM_LOINC)),
         conditions=CKD_PROBLEMS, data=EGFR_LOINC),
 )
 
@@ -96,11 +100,19 @@ GFR_CATEGORIES = ((90.0, "G1"), (60.0, "G2"), (45.0, "G3a"), (30.0, "G3b"), (15.
 GFR_CATEGORIES_SOURCE = ("KDIGO 2012 GFR categories (G1 >= 90, G2 60-89, G3a 45-59, G3b 30-44, G4 15-29, G5 < 15 "
                          "mL/min/1.73 m2); Kidney Int Suppl 2013;3:1-150")
 
+def potassium_mmol_l(unit: str | None) -> float:
+    """mmol/L in one ``unit`` of potassium: mmol/L, or mEq/L (the same for a monovalent ion); else ValueError."""
+    if unit in ("mmol/L", "meq/L", "mEq/L", "m[eq]/L"):
+        return 1.0
+    raise ValueError(f"potassium unit {unit!r}: not mmol/L or mEq/L")
+
+
 #: the quantities a panel (by key) draws as one chart each, in order
 QUANTITIES: dict[str, tuple[Quantity, ...]] = {
     "kidney": (Quantity("egfr", "eGFR", EGFR_LOINC, EGFR_UNIT, reference=GFR_CATEGORIES, reference_name="KDIGO",
                         reference_source=GFR_CATEGORIES_SOURCE),
-               Quantity("creatinine", "Creatinine", CREATININE_LOINC, "mg/dL", partial(creatinine_mg_dl, 1.0))),
+               Quantity("creatinine", "Creatinine", CREATININE_LOINC, "mg/dL", partial(creatinine_mg_dl, 1.0)),
+               Quantity("potassium", "Potassium", POTASSIUM_LOINC, "mmol/L", potassium_mmol_l, from_zero=False)),
 }
 
 

@@ -72,6 +72,8 @@ class QuantityChart(BaseModel):
     latest: ChartPoint | None = Field(description="the newest point over every code and series")
     reference: list[dict[str, Any]] = Field(default_factory=list, description="{value, label} lines (KDIGO G)")
     from_zero: bool = True
+    calculated_by: list[str] = Field(default_factory=list, description="labels of what the panel may calculate "
+                                     "into this chart (so a value says 'reported' or 'calculated')")
     category: dict[str, str] | None = Field(default=None, description="{label, source}: the latest value's category "
                                             "(KDIGO GFR category of the newest eGFR)")
     not_drawn: list[dict[str, Any]] = Field(default_factory=list, description="{time, value, unit, code, reason}")
@@ -177,7 +179,7 @@ def quantity_charts(records: RecordRepository, patient_id: str, quantities: Sequ
         unit, basis = _display_unit(q, readings)
         chart = QuantityChart(key=q.key, label=q.label, unit=unit, unit_basis=basis, codes=list(q.codes), series=[],
                               latest=None, reference=[{"value": v, "label": lab} for v, lab in q.reference],
-                              from_zero=q.from_zero)
+                              from_zero=q.from_zero, calculated_by=[d.label for d in derived if d.into == q.key])
         reported = _reported(q, readings, unit, chart.not_drawn)
         chart.series.append(reported)
         for spec in (d for d in derived if d.into == q.key):

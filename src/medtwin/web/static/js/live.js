@@ -238,7 +238,7 @@ export function mountLive(panel, tiles, ctx, openedAt, prefetched) {
         return bad ? tile(`${p.key}-${c.key}`, c.label, "—", null, `not callable: ${bad.reason}`) : null;
       }
       const l = c.latest;
-      const calculated = c.series.some((s) => s.kind === "calculated");  // else all reported: no badge
+      const calculated = c.calculated_by.length > 0;  // a value that may be calculated says which it is
       const sub = [calculated ? el("span", { class: `kind kind-${l.kind}`, title: `LOINC ${l.code}` }, kindText(c, l)) : null,
         l.kind === "calculated" ? [" ", el("span", { class: "basis", title: l.basis },
           `from creatinine ${valueText(l.original_value)} ${unitText(l.original_unit)}`)] : "", calculated ? el("br") : null,

@@ -2,7 +2,7 @@
 // code): the INR trend with its therapeutic range and the anticoagulant's doses, eGFR and creatinine. What a
 // panel draws comes from the API's panel (series, target, doses); nothing here knows a rule. The caption's
 // "latest" is the record summary's latest value of the code (the Record tab's card shows the same one).
-// A panel with quantities (panel.charts, twin/panel_charts.py: the kidney panel's eGFR and creatinine) draws one
+// A panel with quantities (panel.charts, twin/panel_charts.py: the kidney panel's eGFR, creatinine, potassium) draws one
 // chart per quantity, every code in the one unit the server chose (the newest reading's) and converted (the
 // factor is the domain's, vocab/renal.py; never re-typed here); each point's original value, unit and code are
 // in the cursor's readout. A calculated series (eGFR by CKD-EPI 2021 where no eGFR was reported that day) is a
@@ -58,7 +58,7 @@ function quantityChart(hostNode, c) {
     yFormat: (y) => valueText(y), xFormat: (x) => formatTime(x, true), yMin: c.from_zero ? 0 : undefined,
     yMax: reference.length ? Math.max(...reference.map((r) => r.value)) + 10 : undefined,
     rules: reference.map((r) => ({ y: r.value, color: "#9aa5b1", dash: [2, 4], label: r.label })),
-    latest: () => (c.latest ? { x: Date.parse(c.latest.time), y: c.latest.value, note: c.series.some((s) => s.kind === "calculated") ? kindText(c, c.latest) : "" } : null),
+    latest: () => (c.latest ? { x: Date.parse(c.latest.time), y: c.latest.value, note: c.calculated_by.length ? kindText(c, c.latest) : "" } : null),
     empty: "No values recorded" });
   chart.setSeries(drawn.map((s, k) => {
     const calculated = s.kind === "calculated";
