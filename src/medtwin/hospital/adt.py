@@ -88,10 +88,13 @@ class Entry:
 
 
 class Journal(Protocol):
-    """Where decisions are kept before they are applied (``medtwin.store.hospital_journal.HospitalJournal``).
-    ``record`` returns False when the accepted message is already journalled (a duplicate)."""
+    """Where decisions are kept before they are applied (``medtwin.store.hospital_journal.HospitalJournal``):
+    ``record`` takes an :class:`Entry`'s fields and returns False when the accepted message is already
+    journalled (a duplicate)."""
 
-    def record(self, entry: Entry) -> bool: ...
+    def record(self, kind: str, control_id: str, accepted: bool, text: str, time: datetime | None = None,
+               patient: str | None = None, event: str | None = None, unit: str | None = None,
+               field: str | None = None, reason: str | None = None) -> bool: ...
 
 
 def _ts(value: str, where: str) -> datetime:
@@ -260,7 +263,7 @@ class CensusTracker:
         if self.journal is None:
             return None
         try:
-            fresh = self.journal.record(entry)
+            fresh = self.journal.record(**vars(entry))
         except Exception:  # the store's own errors (connection lost, disk full...): nothing applied, resend
             log.exception("ADT message %s not journalled: answered AR", entry.control_id)
             return Outcome(entry.control_id, False, field="MSH-10", retry=True,

@@ -31,7 +31,7 @@ from dataclasses import dataclass
 from dataclasses import field as dc_field
 from datetime import UTC, datetime
 from functools import cached_property
-from typing import Any, Protocol
+from typing import Any
 
 import orjson
 from sqlalchemy import (
@@ -104,31 +104,6 @@ hospital_equipment_quarantine = Table(
 _CHUNK = 500  #: sample rows per INSERT (9 columns: 4,500 parameters; SQLite allows 32,766)
 
 
-class MessageEntry(Protocol):
-    """What is journalled of one message (``medtwin.hospital.adt.Entry`` is one)."""
-
-    @property
-    def kind(self) -> str: ...
-    @property
-    def control_id(self) -> str: ...
-    @property
-    def accepted(self) -> bool: ...
-    @property
-    def event(self) -> str | None: ...
-    @property
-    def time(self) -> datetime | None: ...
-    @property
-    def patient(self) -> str | None: ...
-    @property
-    def unit(self) -> str | None: ...
-    @property
-    def field(self) -> str | None: ...
-    @property
-    def reason(self) -> str | None: ...
-    @property
-    def text(self) -> str: ...
-
-
 @dataclass(frozen=True)
 class JournalledMessage:
     """A journalled message as read back; its sealed content (``text``, ``reason``) is opened when first read."""
@@ -176,14 +151,16 @@ class HospitalJournal:
         self._now = clock or (lambda: datetime.now(UTC))
 
     # --- ADT messages ----------------------------------------------------------------------------------
-    def record(self, entry: MessageEntry) -> bool:
-        """Journal one decision; False when an accepted message with this control id is already journalled
-        (another process took it: a duplicate), True once committed."""
-        content = orjson.dumps({"text": entry.text, "reason": entry.reason})
-        row = {"scope": self.scope, "kind": entry.kind, "status": "accepted" if entry.accepted else "quarantined",
-               "control_id": entry.control_id[:255], "dedupe_key": entry.control_id[:255] if entry.accepted else None,
-               "event": entry.event, "event_time": _utc(entry.time), "patient": entry.patient, "unit": entry.unit,
-               "field": (entry.field or None) and str(entry.field)[:64], "received_at": _utc(self._now()),
+    def record(self, kind: str, control_id: str, accepted: bool, text: str, time: datetime | None = None,
+               patient: str | None = None, event: str | None = None, unit: str | None = None,
+               field: str | None = None, reason: str | None = None) -> bool:
+        """Journal one decision (the fields of ``medtwin.hospital.adt.Entry``); False when an accepted message
+        with this control id is already journalled (another process took it: a duplicate), True once committed."""
+        content = orjson.dumps({"text": text, "reason": reason})
+        row = {"scope": self.scope, "kind": kind, "status": "accepted" if accepted else "quarantined",
+               "control_id": control_id[:255], "dedupe_key": control_id[:255] if accepted else None,
+               "event": event, "event_time": _utc(time), "patient": patient, "unit": unit,
+               "field": field[:64] if field else None, "received_at": _utc(self._now()),
                "content": self.store.codec.seal(content)}
         with self.store.begin() as connection:
             result = connection.execute(self._insert(hospital_adt_journal).values(row).on_conflict_do_nothing())
