@@ -85,9 +85,11 @@ class LiveHospital:
             self.version = sum(o.accepted and not o.duplicate for o in self.tracker.handled)
         for outcome in problems:
             log.warning("journalled ADT %s not re-applied: %s: %s", outcome.control_id, outcome.field, outcome.reason)
-        return {"messages": len(self.tracker.handled), "accepted": self.version, "not_reapplied": len(problems),
-                "quarantined": len(self.tracker.quarantine), "equipment_samples": samples,
-                "seconds": round(time.perf_counter() - started, 3)}
+        result = {"messages": len(self.tracker.handled), "accepted": self.version, "not_reapplied": len(problems),
+                  "quarantined": len(self.tracker.quarantine), "equipment_samples": samples,
+                  "seconds": round(time.perf_counter() - started, 3)}
+        log.info("live hospital restored from its journal: %s", result)
+        return result
 
     # --- feeding ---------------------------------------------------------------------------------------
     def handle(self, text: str) -> Outcome:
