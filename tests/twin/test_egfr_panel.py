@@ -127,6 +127,7 @@ def test_creatinine_under_three_codes_is_one_chart_in_the_newest_readings_unit(s
     assert [c.key for c in kidney.charts] == ["egfr", "creatinine"]
     chart = kidney.charts[1].model_dump(mode="json")
     assert chart["unit"] == "umol/L" and chart["unit_basis"] == "newest reading"  # the newest it can draw
+    assert chart["axis"] == [0.0, 0.0] and chart["reference"] == []  # from 0, whichever the unit
     (reported,) = chart["series"]
     assert [p["code"] for p in reported["points"]] == ["2160-0", "38483-4", "14682-9"]
     assert [p["value"] for p in reported["points"]] == pytest.approx([1.3 * 88.4, 1.5 * 88.4, 115.0])
@@ -167,6 +168,7 @@ def test_egfr_reported_and_calculated_apart_calculated_only_without_a_same_day_r
     assert calculated["points"][1]["basis"] == "from creatinine 115 \u00b5mol/L (LOINC 14682-9), age 65, female"
     assert chart["latest"]["kind"] == "calculated" and chart["latest"]["time"].startswith("2025-06-01")
     assert chart["category"]["label"] == "KDIGO G3a"  # 45.6 mL/min/1.73 m2
+    assert chart["axis"] == [0.0, 100.0]
     assert [r["label"] for r in chart["reference"]] == ["G1", "G2", "G3a", "G3b", "G4", "G5"]
 
 
@@ -216,5 +218,6 @@ def test_potassium_is_one_chart_over_its_codes_mmol_and_meq_alike(sqlite_store: 
     chart = kidney.charts[0]
     assert chart.unit == "mmol/L" and [(p.value, p.code) for p in chart.series[0].points] == [
         (4.8, "6298-4"), (5.2, "2823-3")]
-    assert chart.latest is not None and chart.latest.value == 5.2 and chart.from_zero is False
+    assert chart.latest is not None and chart.latest.value == 5.2 and chart.axis == [3.0, 6.0]
+    assert chart.category is None and [r["value"] for r in chart.reference] == [5.5, 3.5]  # lines, no category
     assert [r["unit"] for r in chart.not_drawn] == ["mg/dL"]  # a mass unit: not converted by a guessed factor

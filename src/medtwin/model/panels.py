@@ -78,9 +78,10 @@ class Quantity:
 
     ``per_unit(unit)`` is how much of ``unit`` (the default display unit, UCUM) one ``unit`` is (a ValueError for
     a unit that is not this quantity's); None: no conversion, a reading is drawn only when its unit reads as
-    ``unit``. ``reference``: category lower limits ``(value, label)`` drawn as lines, the newest value's category
-    named (``reference_name`` before the label, ``reference_source`` its citation); ``from_zero``: the value axis
-    starts at 0 (a small change is not drawn as a steep fall)."""
+    ``unit``. ``reference``: lines ``(value, label)`` in the default unit; with a ``reference_name`` they are
+    category lower limits and the newest value's category is named (``reference_source`` its citation).
+    ``axis``: the values the value axis always spans, in the default unit (None: the data's; 0 is 0 in any unit),
+    so a small change is not drawn as a steep fall."""
 
     key: str
     label: str
@@ -90,7 +91,7 @@ class Quantity:
     reference: tuple[tuple[float, str], ...] = ()
     reference_name: str = ""
     reference_source: str = ""
-    from_zero: bool = True
+    axis: tuple[float, float] | None = (0.0, 0.0)
 
 
 #: KDIGO 2012 GFR categories (mL/min/1.73 m2), each drawn at its lower limit: G1 >= 90, G2 60-89, G3a 45-59,
@@ -99,6 +100,11 @@ class Quantity:
 GFR_CATEGORIES = ((90.0, "G1"), (60.0, "G2"), (45.0, "G3a"), (30.0, "G3b"), (15.0, "G4"), (0.0, "G5"))
 GFR_CATEGORIES_SOURCE = ("KDIGO 2012 GFR categories (G1 >= 90, G2 60-89, G3a 45-59, G3b 30-44, G4 15-29, G5 < 15 "
                          "mL/min/1.73 m2); Kidney Int Suppl 2013;3:1-150")
+
+#: serum potassium (mmol/L): hyperkalaemia from 5.5 (UK Kidney Association, Clinical Practice Guidelines:
+#: Treatment of Acute Hyperkalaemia in Adults, 2020), hypokalaemia below 3.5: lines, not categories
+POTASSIUM_LIMITS = ((5.5, "5.5"), (3.5, "3.5"))
+
 
 def potassium_mmol_l(unit: str | None) -> float:
     """mmol/L in one ``unit`` of potassium: mmol/L, or mEq/L (the same for a monovalent ion); else ValueError."""
@@ -110,9 +116,10 @@ def potassium_mmol_l(unit: str | None) -> float:
 #: the quantities a panel (by key) draws as one chart each, in order
 QUANTITIES: dict[str, tuple[Quantity, ...]] = {
     "kidney": (Quantity("egfr", "eGFR", EGFR_LOINC, EGFR_UNIT, reference=GFR_CATEGORIES, reference_name="KDIGO",
-                        reference_source=GFR_CATEGORIES_SOURCE),
+                        reference_source=GFR_CATEGORIES_SOURCE, axis=(0.0, 100.0)),
                Quantity("creatinine", "Creatinine", CREATININE_LOINC, "mg/dL", partial(creatinine_mg_dl, 1.0)),
-               Quantity("potassium", "Potassium", POTASSIUM_LOINC, "mmol/L", potassium_mmol_l, from_zero=False)),
+               Quantity("potassium", "Potassium", POTASSIUM_LOINC, "mmol/L", potassium_mmol_l,
+                        reference=POTASSIUM_LIMITS, axis=(3.0, 6.0))),
 }
 
 

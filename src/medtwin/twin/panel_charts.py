@@ -71,7 +71,7 @@ class QuantityChart(BaseModel):
     series: list[ChartSeries]
     latest: ChartPoint | None = Field(description="the newest point over every code and series")
     reference: list[dict[str, Any]] = Field(default_factory=list, description="{value, label} lines (KDIGO G)")
-    from_zero: bool = True
+    axis: list[float] | None = Field(default=None, description="values the value axis always spans (chart unit)")
     calculated_by: list[str] = Field(default_factory=list, description="labels of what the panel may calculate "
                                      "into this chart (so a value says 'reported' or 'calculated')")
     category: dict[str, str] | None = Field(default=None, description="{label, source}: the latest value's category "
@@ -82,11 +82,26 @@ class QuantityChart(BaseModel):
 
 
 def _category(quantity: Quantity, value: float) -> dict[str, str] | None:
-    """The category (``Quantity.reference``: lower limits) ``value`` falls in, or None."""
+    """The category (``Quantity.reference``: lower limits, when named) ``value`` falls in, or None."""
+    if not quantity.reference_name:
+        return None
     for limit, label in sorted(quantity.reference, reverse=True):
         if value >= limit:
             return {"label": f"{quantity.reference_name} {label}".strip(), "source": quantity.reference_source}
     return None
+
+
+def _in_unit(quantity: Quantity, unit: str, lines: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """Reference lines (in the default unit) in the chart's unit."""
+    converted = [{**line, "value": convert(quantity, line["value"], quantity.unit, unit)} for line in lines]
+    return [line for line in converted if line["value"] is not None]
+
+
+def _axis(quantity: Quantity, unit: str) -> list[float] | None:
+    if quantity.axis is None:
+        return None
+    ends = [convert(quantity, v, quantity.unit, unit) for v in quantity.axis]
+    return [float(v) for v in ends if v is not None] or None
 
 
 def read_observations(records: RecordRepository, patient_id: str, codes: Sequence[str]) -> list[Reading]:
@@ -178,8 +193,8 @@ def quantity_charts(records: RecordRepository, patient_id: str, quantities: Sequ
         readings = read_observations(records, patient_id, q.codes)
         unit, basis = _display_unit(q, readings)
         chart = QuantityChart(key=q.key, label=q.label, unit=unit, unit_basis=basis, codes=list(q.codes), series=[],
-                              latest=None, reference=[{"value": v, "label": lab} for v, lab in q.reference],
-                              from_zero=q.from_zero, calculated_by=[d.label for d in derived if d.into == q.key])
+                              latest=None, reference=_in_unit(q, unit, [{"value": v, "label": lab} for v, lab in q.reference]),
+                              axis=_axis(q, unit), calculated_by=[d.label for d in derived if d.into == q.key])
         reported = _reported(q, readings, unit, chart.not_drawn)
         chart.series.append(reported)
         for spec in (d for d in derived if d.into == q.key):

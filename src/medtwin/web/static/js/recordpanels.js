@@ -55,8 +55,8 @@ function quantityChart(hostNode, c) {
   const drawn = c.series.filter((s) => s.points.length);
   const chart = new Chart(hostNode, {
     label: `${c.label} history`, name: c.label, unit: unitText(c.unit), height: 170, everyPoint: true, minSpan: 60 * DAY,
-    yFormat: (y) => valueText(y), xFormat: (x) => formatTime(x, true), yMin: c.from_zero ? 0 : undefined,
-    yMax: reference.length ? Math.max(...reference.map((r) => r.value)) + 10 : undefined,
+    yFormat: (y) => valueText(y), xFormat: (x) => formatTime(x, true),
+    yMin: c.axis ? Math.min(...c.axis) : undefined, yMax: c.axis ? Math.max(...c.axis) : undefined,
     rules: reference.map((r) => ({ y: r.value, color: "#9aa5b1", dash: [2, 4], label: r.label })),
     latest: () => (c.latest ? { x: Date.parse(c.latest.time), y: c.latest.value, note: c.calculated_by.length ? kindText(c, c.latest) : "" } : null),
     empty: "No values recorded" });
