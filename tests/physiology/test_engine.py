@@ -183,6 +183,27 @@ def test_insulin_chain_closed_form_equals_the_matrix_exponential(patient: int, s
     row, base = kernel_parameters(g[None])[0], len(PARAMETER_NAMES)
     assert row[base + FAST_COLUMN] == 1.0  # every shipped patient's modes are far from its subcutaneous rates
     row[base + FAST_COLUMN] = float(fast)
+    _check_chain(g, row, base, s, infusion)
+
+
+def test_insulin_chain_when_a_plasma_mode_meets_the_subcutaneous_rates() -> None:
+    """Not a shipped patient: m1, m30 and ka2 chosen so that the slow plasma/liver mode and both subcutaneous
+    rates lie within 1e-3 /min of each other: the divided-difference form (no sum of exponentials) and its
+    series branch, still equal to expm."""
+    g = virtual_patients(["adult#001"]).values[0].copy()
+    alpha = g[_I["ka1"]] + g[_I["kd"]]
+    x, a = alpha - 4e-4, g[_I["m2"]] + g[_I["m4"]]
+    g[_I["m1"]] = 0.01
+    g[_I["m30"]] = x + 0.01 * g[_I["m2"]] / (a - x) - 0.01  # (a - x)(c - x) = m1 m2: a mode at -x
+    g[_I["ka2"]] = alpha + 3e-4
+    row, base = kernel_parameters(g[None])[0], len(PARAMETER_NAMES)
+    assert row[base + FAST_COLUMN] == 0.0
+    for s in (1e-4, 0.5, 3.0, 30.0, 600.0):
+        _check_chain(g, row, base, s, 0.05)
+
+
+def _check_chain(g: np.ndarray, row: np.ndarray, base: int, s: float, infusion: float) -> None:
+    """The closed form at ``s`` against expm, and its five-stage evaluation against five single ones."""
     y0 = np.zeros(14)
     y0[list(INSULIN_CHAIN)] = [90.0, 40.0, 600.0, 150.0]
     out = np.zeros(14)

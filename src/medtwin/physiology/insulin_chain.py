@@ -90,11 +90,11 @@ def _dd2(s: float, g: Any, base: int, mode: int, f01: float, f12: float, f02: fl
     widest gap, or by a series about ``-b`` when all three nodes lie within ``1e-3 / s``."""
     mu, ra, rb = g[base + _R1 + mode], g[base + _RA], g[base + _RB]
     if g[base + _SP1 + mode] * s > 1e-3:
-        choice = g[base + _CH1 + mode]
+        choice = g[base + _CH1 + mode]  # the widest gap: not 0 here, and at most ~1e3 x rounding lost
         if choice == 0.0:
-            return (f01 - f12) * g[base + _I1A + 2 * mode]
+            return (f01 - f12) / (mu - ra)
         if choice == 1.0:
-            return (f02 - f12) * g[base + _I1B + 2 * mode]
+            return (f02 - f12) / (mu - rb)
         return (f01 - f02) / (rb - ra)
     p, q = (mu - rb) * s, (ra - rb) * s
     h2 = p * p + p * q + q * q
