@@ -192,9 +192,10 @@ def quantity_charts(records: RecordRepository, patient_id: str, quantities: Sequ
     for q in quantities:
         readings = read_observations(records, patient_id, q.codes)
         unit, basis = _display_unit(q, readings)
+        lines = _in_unit(q, unit, [{"value": v, "label": lab} for v, lab in q.reference])
         chart = QuantityChart(key=q.key, label=q.label, unit=unit, unit_basis=basis, codes=list(q.codes), series=[],
-                              latest=None, reference=_in_unit(q, unit, [{"value": v, "label": lab} for v, lab in q.reference]),
-                              axis=_axis(q, unit), calculated_by=[d.label for d in derived if d.into == q.key])
+                              latest=None, reference=lines, axis=_axis(q, unit),
+                              calculated_by=[d.label for d in derived if d.into == q.key])
         reported = _reported(q, readings, unit, chart.not_drawn)
         chart.series.append(reported)
         for spec in (d for d in derived if d.into == q.key):
@@ -205,7 +206,8 @@ def quantity_charts(records: RecordRepository, patient_id: str, quantities: Sequ
                 chart.series.append(_calculated_series(spec, calc, used, chart))
         points = [p for s in chart.series for p in s.points]
         chart.latest = max(points, key=lambda p: p.time) if points else None
-        chart.category = _category(q, chart.latest.value) if chart.latest else None
+        newest = convert(q, chart.latest.value, unit, q.unit) if chart.latest else None  # limits: default unit
+        chart.category = _category(q, newest) if newest is not None else None
         if points or chart.not_callable or chart.not_drawn:
             charts.append(chart)
     return charts, made

@@ -19,7 +19,7 @@ const DAY = 86_400_000;
 
 /** A point as the readout says it: the value in the chart's unit, then what was recorded (value, unit, code) or
  *  what it was calculated from. */
-export function pointText(chart, s, p) {
+function pointText(chart, s, p) {
   const shown = `${valueText(p.value)} ${unitText(chart.unit)}`.trim();
   if (p.kind === "calculated") return `${s.label} ${shown} ${p.basis || ""}`.trim();
   const recorded = p.original_unit !== chart.unit ? `recorded ${valueText(p.original_value)} ${unitText(p.original_unit)}, ` : "";
