@@ -101,6 +101,20 @@ def test_the_report_titles_the_calculated_egfr_as_calculated(sqlite_store: Store
     assert series.mean == [pytest.approx(float(ckd_epi_2021(1.3, 63, True)))]
     (creatinine,) = [c for c in report.trends if c.key.startswith("kidney-") and c.key != "kidney-egfr"]
     assert creatinine.key == "kidney-creatinine" and creatinine.unit == "mg/dL"  # one chart, not one per code
+
+
+def test_the_report_draws_creatinine_under_its_codes_as_one_chart_saying_what_was_recorded(sqlite_store: Store
+                                                                                            ) -> None:
+    unit = _patient("rep-cr", _observation("a", "rep-cr", "2160-0", "2024-01-10T08:00:00Z", 1.3, "mg/dL"),
+                    _observation("b", "rep-cr", "14682-9", "2025-06-01T08:00:00Z", 115.0, "umol/L"),
+                    gender="female", birthDate="1960-05-01")
+    assert import_units(sqlite_store, [unit], actor="test").ok
+    report = build_report(sqlite_store, "rep-cr", now=datetime(2026, 1, 1, tzinfo=UTC))
+    assert report is not None
+    (chart,) = [c for c in report.trends if c.key.startswith("kidney-") and c.title == "Creatinine"]
+    assert chart.unit == "\u00b5mol/L" and chart.series[0].mean == pytest.approx([1.3 * 88.4, 115.0])
+    assert chart.series[0].label == "Creatinine; recorded as LOINC 14682-9 in \u00b5mol/L, LOINC 2160-0 in mg/dL"
+    assert "recorded as LOINC 14682-9 in \u00b5mol/L, LOINC 2160-0 in mg/dL" in render_html(report)
     assert "eGFR, calculated (CKD-EPI 2021)" in render_html(report)
 
 

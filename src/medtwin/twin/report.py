@@ -251,6 +251,9 @@ def _quantity_charts(panel: PanelView, limit: int = 24) -> list[TrendChart]:
             if points:
                 v = [p.value for p in points]
                 label = s.label if s.kind == "calculated" else "reported" if len(c.series) > 1 else c.label
+                recorded = sorted({f"LOINC {p.code} in {display_unit(p.original_unit)}" for p in points})
+                if s.kind == "reported" and len(recorded) > 1:  # merged codes/units: say what was recorded
+                    label += f"; recorded as {', '.join(recorded)}"
                 series.append(TrendSeries(metric=f"{c.key}-{s.name}", label=label, source="record", n_samples=len(v),
                                           start=points[0].time, end=points[-1].time,
                                           t=[p.time.timestamp() for p in points], mean=v, low=v, high=v))
