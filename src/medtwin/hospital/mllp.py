@@ -54,7 +54,7 @@ class MllpThread:
         self._thread = threading.Thread(target=self._loop.run_forever, name="mllp", daemon=True)
         self._thread.start()
         started = asyncio.run_coroutine_threadsafe(start_mllp(handler, host, port, clock), self._loop)
-        self._server = started.result(timeout=10)
+        self._server = started.result(timeout=30)  # generous: a loaded machine; no cost when it starts at once
         self.host, self.port = self._server.sockets[0].getsockname()[:2]
 
     def stop(self) -> None:
@@ -67,9 +67,9 @@ class MllpThread:
 
         if not self._thread.is_alive():
             return
-        asyncio.run_coroutine_threadsafe(shutdown(), self._loop).result(timeout=5)
+        asyncio.run_coroutine_threadsafe(shutdown(), self._loop).result(timeout=30)
         self._loop.call_soon_threadsafe(self._loop.stop)
-        self._thread.join(timeout=5)
+        self._thread.join(timeout=30)
         self._loop.close()
 
 
