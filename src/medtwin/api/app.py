@@ -2,8 +2,9 @@
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
+from datetime import datetime
 
 from fastapi import FastAPI
 
@@ -28,6 +29,7 @@ from medtwin.api.security_middleware import install_security
 from medtwin.api.services import Services, services_of
 from medtwin.clock import ServerClock
 from medtwin.config import Settings
+from medtwin.security.accounts import utcnow
 from medtwin.security.crypto import AesGcmCodec, KeyRing, load_keyring
 from medtwin.store.database import Store
 from medtwin.web import mount_web
@@ -36,14 +38,16 @@ API_PREFIX = "/api/v1"
 
 
 def create_app(settings: Settings | None = None, *, store: Store | None = None,
-               keyring: KeyRing | None = None, clock: ServerClock | None = None) -> FastAPI:
+               keyring: KeyRing | None = None, clock: ServerClock | None = None,
+               security_clock: Callable[[], datetime] | None = None) -> FastAPI:
     """Build the app. Without ``store`` one is opened from ``settings`` and migrated at startup.
     Without ``keyring`` it is loaded from settings; none configured (outside demo mode) refuses to start.
 
     The factory builds and connects the services (:mod:`medtwin.api.wiring`) and keeps them in one typed
     container, ``app.state.services`` (:class:`medtwin.api.services.Services`); the lifespan starts and
     stops them. Routers only declare routes. ``clock``: the server's one clock (:mod:`medtwin.clock`; a demo
-    hands it its simulated time), the wall clock by default."""
+    hands it its simulated time), the wall clock by default. ``security_clock``: the clock of tokens, login
+    throttling and the audit trail, always the wall clock in service (tests may hold it still)."""
     settings = settings or Settings()
     keyring = keyring or load_keyring(settings)
     own_store = store is None
@@ -73,7 +77,7 @@ def create_app(settings: Settings | None = None, *, store: Store | None = None,
                    tumour_router, imaging_router, imaging_plan_router, imaging_models_router):
         app.include_router(module.router, prefix=API_PREFIX)
     app.add_middleware(BodySizeLimit, max_bytes=settings.max_upload_bytes)
-    security = install_security(app, settings, store, keyring)
+    security = install_security(app, settings, store, keyring, security_clock or utcnow)
     app.include_router(alerts_router.router, prefix=API_PREFIX)
     app.include_router(smart_router.router)  # SMART discovery (before /fhir, whose paths would take it)
     app.include_router(fhir_router.router)  # FHIR R4 REST at /fhir (OperationOutcome errors)
