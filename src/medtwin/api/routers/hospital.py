@@ -144,6 +144,9 @@ def census_forecast(principal: Caller, services: ServicesDep,
 
 
 def _adt_answer(outcome: Outcome, ack_text: str | None = None) -> dict[str, Any]:
+    if outcome.retry:  # not kept (the journal could not take it): nothing applied, the sender sends it again
+        raise ProblemError(503, "ADT message not taken: send it again", outcome.reason, kind="hospital-adt-retry",
+                           control_id=outcome.control_id, ack=ack_text)
     if not outcome.accepted:
         raise ProblemError(422, "ADT message refused", outcome.reason, kind="hospital-adt", field=outcome.field,
                            control_id=outcome.control_id, ack=ack_text)
@@ -152,7 +155,9 @@ def _adt_answer(outcome: Outcome, ack_text: str | None = None) -> dict[str, Any]
 
 REFUSED: dict[int | str, dict[str, Any]] = {413: {"description": "The body is too large"},
                                            422: {"description": "Refused (problem+json naming the field; for "
-                                                                 "ADT with the NAK in `ack`)"}}
+                                                                 "ADT with the NAK in `ack`)"},
+                                           503: {"description": "Not taken (the journal could not keep it; "
+                                                                 "nothing applied): send it again"}}
 
 
 @router.post("/hospital/adt", summary="One HL7 v2 ADT message (ER7 text) into the live census; answers the ACK",
