@@ -31,7 +31,7 @@ from pydantic import BaseModel, Field, StringConstraints, ValidationError, field
 from medtwin.pharmaco.covariates import GeneStatus, PatientCovariates, Sex, check_range
 from medtwin.pharmaco.dosing import DoseEvent, Regimen
 from medtwin.pharmaco.errors import CovariateError
-from medtwin.pharmaco.library import DrugModel, available_drugs, load_drug
+from medtwin.pharmaco.library import DrugModel, load_drug, load_library
 from medtwin.pharmaco.pgx import PgxReport, call_pgx, vkorc1_genotype
 from medtwin.pharmaco.recommendations import callability
 from medtwin.pharmaco.twin import (
@@ -241,9 +241,11 @@ class StoredPgx(BaseModel):
 
 
 def drug_library() -> list[DrugInfo]:
+    """The drugs whose files load, by name (each file read and checked once; a broken one is left out)."""
+    drugs = load_library().drugs
     out = []
-    for name in available_drugs():
-        d = load_drug(name)
+    for name in sorted(drugs):
+        d = drugs[name]
         out.append(DrugInfo(
             name=d.name, model=d.model_name, description=d.description, source=d.source,
             compartments=d.structure.compartments, oral_absorption=d.structure.absorption,
