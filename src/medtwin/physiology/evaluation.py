@@ -26,6 +26,7 @@ from medtwin.physiology.assimilation import FilterSettings, GlucoseFilter, cohor
 from medtwin.physiology.calibrate import population_patient
 from medtwin.physiology.errors import PhysiologyInputError
 from medtwin.physiology.forecast import ALERT_HORIZONS_MIN
+from medtwin.physiology.meal_detect import MealDetectSettings
 from medtwin.physiology.online_skill import SkillSettings
 from medtwin.physiology.streaming import (
     METHODS,
@@ -208,15 +209,17 @@ UNKNOWN_BASAL_U_PER_H = 1.0
 
 def evaluate_traces(series: Sequence[Series], settings: FilterSettings, rng: np.random.Generator, *,
                     skill: SkillSettings | None = None, warmup_min: float = 1440.0,
-                    horizons_min: Sequence[int] = (30, 60), every: int = 1) -> TraceScores:
+                    horizons_min: Sequence[int] = (30, 60), every: int = 1,
+                    meals: MealDetectSettings | None = None) -> TraceScores:
     """Stream CGM traces without meal or insulin records (the person's therapy unknown: a population patient,
     :data:`UNKNOWN_BODY_WEIGHT_KG`, :data:`UNKNOWN_BASAL_U_PER_H`) and score each person's forecasts issued
-    after their first ``warmup_min`` minutes against their later readings."""
+    after their first ``warmup_min`` minutes against their later readings; with ``meals``, meals detected
+    from the readings are told to the twin (:mod:`.meal_detect`)."""
     skill = skill or SkillSettings()
     horizons = tuple(int(h) for h in horizons_min)
     n = len(series)
     filters = population_filters(series, [UNKNOWN_BODY_WEIGHT_KG] * n, [UNKNOWN_BASAL_U_PER_H] * n, settings, rng)
-    issued, _skills = stream(filters, series, settings, horizons, skill=skill, every=every)
+    issued, _skills = stream(filters, series, settings, horizons, skill=skill, every=every, meals=meals)
     people = tuple(score(s, iss, horizons, horizons, from_min=float(s.times_min[0]) + warmup_min,
                          tolerance_min=skill.tolerance_min) for s, iss in zip(series, issued, strict=True))
     return TraceScores(

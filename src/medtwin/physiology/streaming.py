@@ -17,7 +17,7 @@ extrapolation, and the coverage of the intervals shown.
 from __future__ import annotations
 
 from collections.abc import Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 
 import numpy as np
 from numpy.typing import NDArray
@@ -25,6 +25,7 @@ from numpy.typing import NDArray
 from medtwin.physiology.assimilation import FilterSettings, GlucoseFilter, add_input, assimilate
 from medtwin.physiology.errors import PhysiologyInputError
 from medtwin.physiology.forecast import forecast, linear_forecast
+from medtwin.physiology.meal_detect import MealDetector, MealDetectSettings
 from medtwin.physiology.online_skill import ForecastSkill, SkillSettings, new_skills
 
 Array = NDArray[np.float64]
@@ -79,12 +80,14 @@ class _Buffer:
 
 def stream(filters: Sequence[GlucoseFilter], series: Sequence[Series], settings: FilterSettings,
            horizons_min: Sequence[int], *, skill: SkillSettings | None = None, forecast_from_min: float = 60.0,
-           every: int = 1) -> tuple[list[Issued], list[ForecastSkill]]:
-    """Run each series through its filter (started at its first reading) and forecast (module doc)."""
+           every: int = 1, meals: MealDetectSettings | None = None) -> tuple[list[Issued], list[ForecastSkill]]:
+    """Run each series through its filter (started at its first reading) and forecast (module doc); with
+    ``meals``, meals detected from each person's readings (:mod:`.meal_detect`) are told to their filter."""
     if len(filters) != len(series):
         raise PhysiologyInputError("series", "needs one filter per series")
     horizons = tuple(int(h) for h in horizons_min)
     skills = new_skills(len(series), horizons, skill)
+    detectors = [MealDetector(meals) for _ in series] if meals is not None else []
     buffers = [_Buffer() for _ in series]
     cursors = [0] * len(series)
     for k in range(1, max(s.times_min.size for s in series)):
@@ -96,6 +99,9 @@ def stream(filters: Sequence[GlucoseFilter], series: Sequence[Series], settings:
         assimilate([filters[i] for i in active], times, readings, settings)
         for i, t, y in zip(active, times, readings, strict=True):
             skills[i].observe(float(t), float(y))
+            grams = detectors[i].observe(float(t), float(y)) if detectors else None
+            if grams is not None:
+                add_input(filters[i], "carbs", float(t), grams, settings)
         due = [i for i, t in zip(active, times, strict=True) if t >= forecast_from_min and k % every == 0]
         if due:
             _issue([filters[i] for i in due], [skills[i] for i in due], [buffers[i] for i in due], k, settings,
@@ -125,6 +131,27 @@ def _issue(filters: list[GlucoseFilter], skills: list[ForecastSkill], buffers: l
                                    shown.lower95_mg_dl, shown.upper95_mg_dl]),
                          shown.weight,
                          np.array([result.glucose_now_mg_dl[i], result.cgm_now_mg_dl[i]])))
+
+
+def replay(s: Series, issued: Issued, horizons_min: Sequence[int], skill: SkillSettings | None = None) -> Issued:
+    """The twin forecasts of a stream corrected afresh by a new :class:`~.online_skill.ForecastSkill` with
+    ``skill``: the corrections never feed back into the filter, so this is what :func:`stream` would have
+    shown (the same observe-then-show order at each reading); for choosing the skill's settings without
+    re-running the filters."""
+    sk = ForecastSkill(tuple(int(h) for h in horizons_min), skill or SkillSettings())
+    row = {int(k): r for r, k in enumerate(issued.index.tolist())}
+    shown, weight = np.empty_like(issued.shown_mg_dl), np.empty_like(issued.weight)
+    for k in range(1, s.times_min.size):
+        t, y = float(s.times_min[k]), float(s.cgm_mg_dl[k])
+        sk.observe(t, y)
+        r = row.get(k)
+        if r is not None:
+            raw = issued.raw_bands_mg_dl[:, r]
+            out = sk.show(t, y, issued.twin_mean_mg_dl[r], raw[0], raw[1], raw[2], raw[3])
+            shown[:, r] = np.stack([out.mean_mg_dl, out.lower80_mg_dl, out.upper80_mg_dl, out.lower95_mg_dl,
+                                    out.upper95_mg_dl])
+            weight[r] = out.weight
+    return replace(issued, shown_mg_dl=shown, weight=weight)
 
 
 # --- scoring --------------------------------------------------------------------------------------------

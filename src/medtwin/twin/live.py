@@ -11,10 +11,10 @@ How it runs:
   patient in one batched ensemble step (the inputs before it added first), then one batched forecast for all
   patients that got a reading, saved and handed to the forecast listeners (alerts, event hub) after commit.
   The forecast handed on is the one *shown*: each patient's :class:`~medtwin.physiology.online_skill.ForecastSkill`
-  scores the earlier forecasts against the readings that answer them and shows, per horizon, the blend of
-  the twin and persistence with the least past squared error (the documented fall-back when the twin is the
-  worse forecaster for this patient) with intervals calibrated online (adaptive conformal); it is saved
-  with the filter. Tests call ``process_pending()`` themselves (``start_worker=False``).
+  scores the earlier forecasts against the readings that answer them and shows, per horizon, persistence
+  (the last reading) until the patient's own past errors give evidence that a blend with the twin beats it,
+  then that blend shrunk by the evidence (the documented fall-back), with intervals calibrated online
+  (adaptive conformal); it is saved with the filter. Tests call ``process_pending()`` themselves (``start_worker=False``).
 * **Starting a filter** at a patient's first reading: from the patient's latest fitted glucose twin
   (twin version kind ``glucose``, :func:`medtwin.twin.glucose.latest_twin_version`) with its posterior SDs
   on ``Vmx``, ``kp3`` and ``kabs``; else from the cohort prior: the population patient of the 30 published
