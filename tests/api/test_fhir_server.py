@@ -110,7 +110,7 @@ def _serving(store: Store, ring: KeyRing, folder: Path) -> Iterator[Server]:
                                              access_log=False, lifespan="on"))
     thread = threading.Thread(target=instance.run, name="fhir-test-server", daemon=True)
     thread.start()
-    deadline = time.monotonic() + 30
+    deadline = time.monotonic() + 60
     while not instance.started:
         assert time.monotonic() < deadline and thread.is_alive(), "the test server did not start"
         time.sleep(0.05)

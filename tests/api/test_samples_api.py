@@ -383,7 +383,7 @@ def test_real_uvicorn_server_http_batches_and_websocket(world: World, devices: D
     thread = threading.Thread(target=server.run, daemon=True)
     thread.start()
     try:
-        deadline = time.monotonic() + 20
+        deadline = time.monotonic() + 60
         while not server.started and time.monotonic() < deadline:
             time.sleep(0.05)
         assert server.started

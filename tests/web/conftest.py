@@ -134,7 +134,7 @@ def build_world(folder: Path, port: int, *, n_patients: int = 4) -> World:
 def start(world: World) -> None:
     world.thread = threading.Thread(target=world.server.run, name="web-test-server", daemon=True)
     world.thread.start()
-    deadline = time.monotonic() + 30
+    deadline = time.monotonic() + 60  # polled: ~1 s idle; the app's lifespan starts its services first
     while not world.server.started:
         if time.monotonic() > deadline or not world.thread.is_alive():
             raise RuntimeError("the test server did not start")
