@@ -145,7 +145,7 @@ def report_worst(people: tuple[PersonScores, ...] | list[PersonScores], against:
         ratios = {p.name: p.rmse[against]["shown"][h] / p.rmse[against]["persistence"][h] for p in people}
         twin = {p.name: p.rmse[against]["twin"][h] / p.rmse[against]["persistence"][h] for p in people}
         worst = max(ratios, key=lambda n: ratios[n])
-        print(f"  {h} min vs {against}: worst shown/persistence {ratios[worst]:.4f} ({worst}); people worse than "
+        print(f"  {h} min vs {against}: worst shown/persistence {ratios[worst]:.5f} ({worst}); people worse than "
               f"persistence: shown {sum(r > 1 for r in ratios.values())} of {len(people)}, twin alone "
               f"{sum(r > 1 for r in twin.values())}")
 

@@ -50,7 +50,7 @@ def test_the_weight_is_the_least_squares_blend() -> None:
     evidence test passes and it is what is shown."""
     rng = np.random.default_rng(2)
     skill = ForecastSkill((5,), SkillSettings(forget_per_score=1e-3, min_scored=1))
-    for k in range(20000):
+    for k in range(8000):
         y = rng.normal(100, 30)
         last = y + rng.normal(0, 6.0)  # persistence error SD 6
         twin = np.array([y + rng.normal(0, 8.0)])  # twin error SD 8
@@ -116,6 +116,8 @@ def test_bad_settings_and_horizons_are_refused() -> None:
         ForecastSkill.from_dict({"format": 3})
     with pytest.raises(PhysiologyInputError, match="evidence_z"):
         SkillSettings(evidence_z=math.nan)
+    with pytest.raises(PhysiologyInputError, match="evidence_margin"):
+        SkillSettings(evidence_margin=1.0)
 
 
 def test_without_a_last_reading_the_twin_is_shown_and_only_the_intervals_learn() -> None:

@@ -84,6 +84,8 @@ class SkillSettings:
             raise PhysiologyInputError("gamma", "gamma >= 0, tolerance_min > 0 and min_scored >= 0 needed")
         if math.isnan(self.evidence_z):
             raise PhysiologyInputError("evidence_z", "must be a number (inf: persistence always)")
+        if not 0 <= self.evidence_margin < 1:
+            raise PhysiologyInputError("evidence_margin", "must be in [0, 1): a share of persistence's error")
 
 
 @dataclass(frozen=True)
