@@ -71,20 +71,36 @@ def _write(result: dict[str, Any], out: Path | None) -> None:
         typer.echo(f"wrote {out}")
 
 
+def kind_problems(drug_folder: Path | None = None) -> list[str]:
+    """What did not become a kind: each plug-in that failed to load (the registry's ``load_errors``), then each
+    drug file left out ('left out: <file>: <entry>: <reason>', :func:`medtwin.pharmaco.pk_twin_kind.checked_drug_kinds`
+    of ``drug_folder``, default the shipped one the ``drugs`` plug-in reads), which otherwise shows only in the log."""
+    from medtwin.model.kinds import load_errors
+    from medtwin.pharmaco.pk_twin_kind import checked_drug_kinds
+
+    lines = [f"plug-in {name} failed to load: {error}" for name, error in load_errors().items()]
+    try:
+        left_out = checked_drug_kinds(drug_folder)[1]
+    except Exception as exc:  # the drugs plug-in itself failed (listed above): say so, do not hide it in a traceback
+        return [*lines, f"drug files could not be checked: {type(exc).__name__}: {exc}"]
+    return [*lines, *(f"left out: {entry}" for entry in left_out)]
+
+
 @app.command("kinds")
 def kinds_command(as_json: Annotated[bool, typer.Option("--json", help="the full descriptors as JSON")] = False) -> None:
-    """List the registered twin kinds (entry points and registrations) with their outputs and units."""
-    from medtwin.model.kinds import kinds, load_errors
+    """List the registered twin kinds (entry points and registrations) with their outputs and units; on stderr,
+    the plug-ins that failed to load and the drug files left out, with the reason (the exit code stays 0)."""
+    from medtwin.model.kinds import kinds
 
     found = kinds()
     if as_json:
         typer.echo(json.dumps([k.describe() for k in found.values()], indent=1))
-        return
-    for name, kind in found.items():
-        outputs = ", ".join(f"{o.name} [{o.unit}]" for o in kind.model.outputs)
-        typer.echo(f"{name}\t{kind.title}\t{kind.model.name}\t{outputs}")
-    for name, error in load_errors().items():
-        typer.echo(f"plug-in {name} failed to load: {error}", err=True)
+    else:
+        for name, kind in found.items():
+            outputs = ", ".join(f"{o.name} [{o.unit}]" for o in kind.model.outputs)
+            typer.echo(f"{name}\t{kind.title}\t{kind.model.name}\t{outputs}")
+    for line in kind_problems():
+        typer.echo(line, err=True)
 
 
 @app.command("simulate")
