@@ -64,15 +64,20 @@ def test_egfr_is_calculated_from_creatinine_in_either_unit_with_the_age_at_each_
     assert import_units(sqlite_store, [unit], actor="test").ok
     kidney = _kidney(sqlite_store, "egfr-f")
     assert {s["name"] for s in kidney["series"] if s["has_data"]} == {"2160-0", "14682-9"}
-    (derived,) = kidney["derived"]
-    assert derived["label"] == "eGFR, calculated (CKD-EPI 2021)" and derived["unit"] == "mL/min/{1.73_m2}"
-    assert derived["method"] == "CKD-EPI 2021" and "Inker" in derived["source"]
-    first, second = derived["calls"]
-    assert (first["age_years"], second["age_years"]) == (63, 65)  # 63 in January 2024, 65 in June 2025
-    assert first["egfr_ml_min_1_73m2"] == pytest.approx(float(ckd_epi_2021(1.3, 63, True)))
-    assert second["egfr_ml_min_1_73m2"] == pytest.approx(float(ckd_epi_2021(115.0 / 88.4, 65, True)))
-    assert (second["creatinine"], second["creatinine_code"]) == ("115 \u00b5mol/L", "14682-9")
-    assert 40 < second["egfr_ml_min_1_73m2"] < 50  # Scr 1.30 mg/dL, 65 y, F: 45 (CKD stage G3a)
+    assert "derived" not in kidney  # one source: the calculated series of the quantity's chart
+    (egfr,) = [c for c in kidney["charts"] if c["key"] == "egfr"]
+    reported, calculated = egfr["series"]
+    assert reported["points"] == [] and egfr["unit"] == "mL/min/{1.73_m2}"
+    assert calculated["label"] == "eGFR, calculated (CKD-EPI 2021)" and calculated["kind"] == "calculated"
+    assert calculated["method"] == "CKD-EPI 2021" and "Inker" in calculated["source"]
+    first, second = calculated["points"]
+    # 63 in January 2024, 65 in June 2025
+    assert first["basis"] == "from creatinine 1.3 mg/dL (LOINC 2160-0), age 63, female"
+    assert second["basis"] == "from creatinine 115 \u00b5mol/L (LOINC 14682-9), age 65, female"
+    assert first["value"] == pytest.approx(float(ckd_epi_2021(1.3, 63, True)))
+    assert second["value"] == pytest.approx(float(ckd_epi_2021(115.0 / 88.4, 65, True)))
+    assert (second["original_value"], second["original_unit"], second["code"]) == (115.0, "umol/L", "14682-9")
+    assert 40 < second["value"] < 50  # Scr 1.30 mg/dL, 65 y, F: 45 (CKD stage G3a)
 
 
 def test_not_callable_without_a_birth_date_and_never_when_egfr_is_reported(sqlite_store: Store) -> None:
@@ -82,10 +87,13 @@ def test_not_callable_without_a_birth_date_and_never_when_egfr_is_reported(sqlit
                         _observation("gfr4", "egfr-r", "98979-8", "2024-01-10T08:00:00Z", 58.0, "mL/min/{1.73_m2}"),
                         gender="male", birthDate="1960-05-01")
     assert import_units(sqlite_store, [no_age, reported], actor="test").ok
-    (derived,) = _kidney(sqlite_store, "egfr-x")["derived"]
-    (call,) = derived["calls"]
-    assert call["egfr_ml_min_1_73m2"] is None and call["not_callable"].startswith("age unknown")
-    assert _kidney(sqlite_store, "egfr-r")["derived"] == []  # the record's eGFR is shown, not recalculated
+    (no_age_egfr,) = [c for c in _kidney(sqlite_store, "egfr-x")["charts"] if c["key"] == "egfr"]
+    assert [p for s in no_age_egfr["series"] for p in s["points"]] == [] and no_age_egfr["latest"] is None
+    (call,) = no_age_egfr["not_callable"]
+    assert call["creatinine_code"] == "2160-0" and call["reason"].startswith("age unknown")
+    (reported_egfr,) = [c for c in _kidney(sqlite_store, "egfr-r")["charts"] if c["key"] == "egfr"]
+    assert [s["kind"] for s in reported_egfr["series"]] == ["reported"]  # the record's eGFR, not recalculated
+    assert reported_egfr["latest"]["value"] == 58.0 and reported_egfr["not_callable"] == []
 
 
 def test_the_report_titles_the_calculated_egfr_as_calculated(sqlite_store: Store) -> None:
@@ -124,7 +132,7 @@ def _charts(store: Store, pid: str, tz: str = "UTC") -> dict[str, Any]:
         record = TwinRepository(connection, store.codec).latest(pid, "record")
         assert record is not None
         summary = PatientSummary.model_validate(record.payload)
-        charts, _ = quantity_charts(RecordRepository(connection, store.codec), pid, QUANTITIES["kidney"],
+        charts = quantity_charts(RecordRepository(connection, store.codec), pid, QUANTITIES["kidney"],
                                     DERIVED["kidney"], tz=ZoneInfo(tz), birth_date=summary.birth_date,
                                     sex=summary.gender)
     return {c.key: c.model_dump(mode="json") for c in charts}

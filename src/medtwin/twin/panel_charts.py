@@ -184,11 +184,10 @@ def _calculated_series(spec: DerivedSeries, series: EgfrSeries, inputs: Sequence
 
 def quantity_charts(records: RecordRepository, patient_id: str, quantities: Sequence[Quantity],
                     derived: Sequence[DerivedSeries], *, tz: ZoneInfo, birth_date: date | None, sex: str | None
-                    ) -> tuple[list[QuantityChart], list[tuple[DerivedSeries, EgfrSeries]]]:
-    """The charts of a panel's quantities (those with a point or a not-callable reading) and the calculations
-    made for them (served too, for the tile's "not callable" reason and the report)."""
+                    ) -> list[QuantityChart]:
+    """The charts of a panel's quantities (those with a point, a reading not drawn or a not-callable one): the
+    calculated series and the readings it cannot use ("not callable", with the reason) are in their chart."""
     charts: list[QuantityChart] = []
-    made: list[tuple[DerivedSeries, EgfrSeries]] = []
     for q in quantities:
         readings = read_observations(records, patient_id, q.codes)
         unit, basis = _display_unit(q, readings)
@@ -202,7 +201,6 @@ def quantity_charts(records: RecordRepository, patient_id: str, quantities: Sequ
             inputs = read_observations(records, patient_id, spec.inputs)
             calc, used = _calculated(spec, inputs, reported, tz, birth_date, sex)
             if calc.calls:
-                made.append((spec, calc))
                 chart.series.append(_calculated_series(spec, calc, used, chart))
         points = [p for s in chart.series for p in s.points]
         chart.latest = max(points, key=lambda p: p.time) if points else None
@@ -210,4 +208,4 @@ def quantity_charts(records: RecordRepository, patient_id: str, quantities: Sequ
         chart.category = _category(q, newest) if newest is not None else None
         if points or chart.not_callable or chart.not_drawn:
             charts.append(chart)
-    return charts, made
+    return charts

@@ -47,14 +47,10 @@ class PanelView(BaseModel):
     doses: list[dict[str, Any]] = Field(default_factory=list, description="{medication, dosage, authored_on}")
     score: str | None = None
     events: list[str] = Field(default_factory=list)
-    derived: list[dict[str, Any]] = Field(
-        default_factory=list, description="series the panel calculates, never measurements: {name, label (says "
-        "'calculated (...)'), method, unit, loinc, source, inputs, calls: [{time, egfr_ml_min_1_73m2 | null, "
-        "not_callable (the reason, when null), creatinine, ...}]} (vocab.renal): for the readings on days "
-        "without a reported value")
     charts: list[QuantityChart] = Field(
         default_factory=list, description="one chart per quantity (model.panels.QUANTITIES), every code in one "
-        "unit, reported and calculated series apart (twin.panel_charts)")
+        "unit, reported and calculated series apart, readings a calculation cannot use listed with the reason "
+        "(twin.panel_charts)")
 
 
 class PanelsAnswer(BaseModel):
@@ -76,17 +72,13 @@ def facts_of(summary: PatientSummary, device_metrics: set[str]) -> PatientFacts:
 
 
 def _charts(records: RecordRepository, patient_id: str, summary: PatientSummary, chosen: ChosenPanel,
-            zone_name: str) -> tuple[list[QuantityChart], list[dict[str, Any]]]:
-    """The panel's quantity charts and its calculated series (eGFR from creatinine, oldest first)."""
-    charts, made = quantity_charts(records, patient_id, QUANTITIES.get(chosen.panel.key, ()), chosen.derived,
-                                   tz=zone(zone_name), birth_date=summary.birth_date, sex=summary.gender)
-    derived = [{**series.model_dump(mode="json"), "name": spec.name, "label": spec.label, "inputs": list(spec.inputs)}
-               for spec, series in made]
-    return charts, derived
+            zone_name: str) -> list[QuantityChart]:
+    """The panel's quantity charts, each with what it calculates (eGFR from creatinine) as a series of its own."""
+    return quantity_charts(records, patient_id, QUANTITIES.get(chosen.panel.key, ()), chosen.derived,
+                           tz=zone(zone_name), birth_date=summary.birth_date, sex=summary.gender)
 
 
-def _view(chosen: ChosenPanel, summary: PatientSummary,
-          made: tuple[list[QuantityChart], list[dict[str, Any]]] = ([], [])) -> PanelView:
+def _view(chosen: ChosenPanel, summary: PatientSummary, charts: list[QuantityChart]) -> PanelView:
     p = chosen.panel
     doses = [{"medication": m.display or m.code, "dosage": m.dosage,
               "authored_on": m.authored_on.isoformat() if m.authored_on else None}
@@ -96,7 +88,7 @@ def _view(chosen: ChosenPanel, summary: PatientSummary,
     return PanelView(key=p.key, title=p.title, shown=chosen.shown, reasons=list(chosen.reasons),
                      series=[{**vars(s), "has_data": s.name in with_data} for s in p.series],
                      target=list(p.target) if p.target else None, target_label=p.target_label, doses=doses,
-                     score=p.score, events=list(p.events), derived=made[1], charts=made[0])
+                     score=p.score, events=list(p.events), charts=charts)
 
 
 def _device_metrics(connection: Connection, store: Store, patient_id: str) -> set[str]:
