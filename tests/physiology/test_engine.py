@@ -13,10 +13,12 @@ from hypothesis import strategies as st
 from scipy.linalg import expm
 
 from medtwin.physiology import simulate
+from medtwin.physiology.devices import CGMSensor, InsulinPump
+from medtwin.physiology.errors import PhysiologyInputError
 from medtwin.physiology.insulin_chain import FAST_COLUMN, chain, chain_stages
 from medtwin.physiology.population import simulate_population
 from medtwin.physiology.scenario import Meal, Scenario, SensorSettings
-from medtwin.physiology.service import run_scenario
+from medtwin.physiology.service import run_scenario, schedule_inputs
 from medtwin.physiology.simulate import (
     Event,
     _input_steps,
@@ -146,6 +148,28 @@ def test_spreading_patients_over_threads_changes_no_answer() -> None:
     assert np.ptp(alone.glucose_mg_dl, axis=0).min() > 5  # every patient's meal moved its glucose
     with pytest.raises(ValueError, match="at least 1"):
         kernels.set_threads(0)
+
+
+def test_scenario_inputs_are_shared_views_and_give_the_copies_answer() -> None:
+    """schedule_inputs hands out one meal row for everyone and one basal per patient as broadcast views (no
+    (n, minutes) copies); the engine's checks and change scans read them without expanding them, and the
+    glucose is bit for bit that of the same inputs as full contiguous arrays."""
+    patients = virtual_patients(["child#002", "adult#004", "adolescent#009", "adult#001"])
+    sensor = CGMSensor(noise=False)
+    noise = sensor.noise_at(sensor.sample_times(DAY.horizon_min), patients.n, np.random.default_rng(0))
+    carbs, insulin, events, basal, _ = schedule_inputs(patients, DAY, DAY.regimen, InsulinPump(), sensor, noise)
+    assert carbs.shape == insulin.shape == (patients.n, DAY.minutes)
+    assert carbs.strides[0] == 0 and insulin.strides[1] == 0  # views: one row, one value per patient
+    np.testing.assert_array_equal(insulin[:, 0] * 60.0, basal)
+    copies = np.array(carbs), np.array(insulin)
+    np.testing.assert_array_equal(_input_steps(carbs, insulin), _input_steps(*copies))
+    t = np.arange(0.0, DAY.minutes + 1.0, 5.0)
+    shared = simulate_glucose(patients, carbs, insulin, t, events=events)
+    full = simulate_glucose(patients, *copies, t, events=events)
+    np.testing.assert_array_equal(shared.glucose_mg_dl, full.glucose_mg_dl)
+    bad = np.broadcast_to(np.r_[copies[0][0, :-1], np.nan], carbs.shape)  # a NaN in the shared row is seen
+    with pytest.raises(PhysiologyInputError, match="carbohydrate_g_per_min"):
+        simulate_glucose(patients, bad, insulin, t)
 
 
 def test_one_meal_row_for_everyone_is_eaten_as_each_row_alone() -> None:

@@ -155,7 +155,8 @@ def _timeline(params: PatientParameters, carbohydrate_g_per_min: Array, insulin_
         if array.ndim != 2 or array.shape[0] != n:
             raise PhysiologyInputError(field, f"expected shape (n_patients={n}, minutes), got {array.shape}")
         # min >= 0 fails for NaN and -inf, max < inf for +inf: two passes and no temporaries (populations)
-        if array.size and not (array.min() >= 0 and array.max() < np.inf):
+        distinct = _distinct(array)
+        if array.size and not (distinct.min() >= 0 and distinct.max() < np.inf):
             raise PhysiologyInputError(field, "must be finite and non-negative")
     if carbs.shape != insulin.shape:
         raise PhysiologyInputError("insulin_u_per_min", "must have the same shape as carbohydrate_g_per_min")
@@ -181,11 +182,23 @@ def _input_steps(carbs: Array, insulin: Array) -> NDArray[np.intp]:
     leaving it out changes no stop, no held input and no jump of the compiled engine."""
     keep = np.zeros(carbs.shape[1], dtype=bool)
     keep[0] = True
-    for array in (carbs, insulin):
-        keep[1:] |= np.any(array[:, 1:] != array[:, :-1], axis=0)
+    for array in (_distinct(carbs), _distinct(insulin)):
+        if array.shape[1] > 1:  # one column: constant in time, no change
+            keep[1:] |= np.any(array[:, 1:] != array[:, :-1], axis=0)
     assert UvaPadova2008.input_stops is not None
-    keep |= UvaPadova2008.input_stops(carbs[:, :, None])  # reads the carbohydrate column only
+    keep |= UvaPadova2008.input_stops(_distinct(carbs)[:, :, None])  # reads the carbohydrate column only
     return np.flatnonzero(keep)
+
+
+def _distinct(array: Array) -> Array:
+    """The block a broadcast (n, T) view repeats: one row when every patient shares it (stride 0 over
+    patients), one column when constant in time (stride 0 over minutes); the array itself otherwise. Checks and
+    change scans over it see every distinct value once (a shared meal row is scanned once, not n times)."""
+    if array.ndim == 2 and array.shape[0] > 1 and array.strides[0] == 0:
+        array = array[:1]
+    if array.ndim == 2 and array.shape[1] > 1 and array.strides[1] == 0:
+        array = array[:, :1]
+    return array
 
 
 def _bolus_amount(decide: Callable[[float, Array], Array], vg: Array) -> Callable[[float, Array, Array], Array]:
