@@ -243,3 +243,15 @@ def test_potassium_is_one_chart_over_its_codes_mmol_and_meq_alike(sqlite_store: 
     assert chart.latest is not None and chart.latest.value == 5.2 and chart.axis == [3.0, 6.0]
     assert chart.category is None and [r["value"] for r in chart.reference] == [5.5, 3.5]  # lines, no category
     assert [r["unit"] for r in chart.not_drawn] == ["mg/dL"]  # a mass unit: not converted by a guessed factor
+
+
+def test_the_vocabulary_serves_the_quantities_the_panels_chart_as_one() -> None:
+    """The Record tab groups its latest labs by these (one row for creatinine under its three codes)."""
+    from medtwin.api.routers.vocabulary import document
+
+    served = {(q["panel"], q["key"]): q for q in document()["quantities"]}
+    assert served[("kidney", "creatinine")] == {"panel": "kidney", "key": "creatinine", "label": "Creatinine",
+                                                "codes": ["2160-0", "38483-4", "14682-9"], "unit": "mg/dL"}
+    assert list(served) == [(panel, q.key) for panel, quantities in QUANTITIES.items() for q in quantities]
+    codes = [c for q in served.values() for c in q["codes"]]
+    assert len(codes) == len(set(codes))  # a code belongs to one quantity: one row on the page

@@ -298,3 +298,47 @@ def test_egfr_reported_and_calculated_are_two_labelled_series(world: World, brow
     assert tile.startswith(f"eGFR {fixed(june)} mL/min/1.73 m\u00b2 calculated (CKD-EPI 2021) from creatinine "
                            f"115 \u00b5mol/L KDIGO G3a \u00b7 {newest[:-6]} ("), tile
     shot(browser, "trust-kidney-mixed")
+
+
+def _lab_rows(browser: WebDriver) -> list[dict[str, str]]:
+    """The Record tab's latest labs, read in one call: {name, codes, title, text} per row."""
+    found: list[dict[str, str]] = browser.execute_script(
+        "const card = [...document.querySelectorAll('#panel-record .card')].find(c => c.querySelector('h3')"
+        ".textContent.startsWith('Latest labs')); if (!card) return [];"
+        "return [...card.querySelectorAll('li')].map(li => { const b = li.querySelector('button');"
+        " return {name: b.textContent, codes: b.dataset.codes, title: b.title, text: li.textContent}; })")
+    return found
+
+
+def test_latest_labs_show_one_row_per_quantity_as_the_kidney_panel_does(world: World, browser: WebDriver) -> None:
+    """The Record tab listed creatinine once per code (1.3 mg/dL under 2160-0, 1.5 mg/dL under 38483-4, 115 umol/L
+    under 14682-9) beside a kidney panel of one creatinine; now one row per quantity (the vocabulary's, from
+    model/panels.py), the newest reading over its codes as recorded, the codes and units in the tooltip."""
+    pid = "trust-record-labs"
+    _in_care(world, RawUnit(f"{pid}.json", "json", _ckd_patient(pid, *MIXED, birthDate="1960-05-01")))
+    sign_in(browser, world)
+    open_patient(browser, world, pid, "record")
+    rows = wait(browser, lambda d: len(r := _lab_rows(d)) >= 3 and r, timeout=30, message="the latest labs")
+    by_name = {r["name"]: r for r in rows}
+    assert sorted(by_name) == ["Creatinine", "Potassium", "eGFR"] and len(rows) == 3, rows
+    creatinine, potassium = by_name["Creatinine"], by_name["Potassium"]
+    assert creatinine["codes"] == "2160-0 38483-4 14682-9"
+    assert " ".join(creatinine["text"].split()) == "Creatinine: 115 \u00b5mol/L 2025-06-01"  # as recorded, newest
+    assert "LOINC 14682-9" in creatinine["title"] and "UCUM umol/L" in creatinine["title"]
+    assert creatinine["title"].endswith("newest of 3 codes; also recorded: LOINC 2160-0 1.3 mg/dL (2024-01-10); "
+                                        "LOINC 38483-4 1.5 mg/dL (2024-09-15)"), creatinine["title"]
+    assert " ".join(potassium["text"].split()) == "Potassium: 5.2 mmol/L 2025-06-01"
+    assert "LOINC 2823-3" in potassium["title"] and "LOINC 6298-4 4.8 mEq/L (2024-09-15)" in potassium["title"]
+    assert " ".join(by_name["eGFR"]["text"].split()).startswith("eGFR: 40 mL/min/1.73 m\u00b2 2025-02-01")
+    wait(browser, lambda d: "observations on file" in text(d, "#panel-record"), timeout=30,
+         message="the observations behind the histories")
+    browser.execute_script("[...document.querySelectorAll('#panel-record .card button.link')]"
+                           ".find(b => b.textContent === 'Creatinine').click()")
+    readout = wait(browser, lambda d: text(d, "#lab-detail h3") == "Creatinine: history"
+                   and "latest" in (r := text(d, "#lab-detail .readout")) and r, timeout=20,
+                   message="the creatinine history")
+    # drawn in the unit of the newest reading; the mg/dL readings are named, not converted on the page
+    assert readout.startswith("Creatinine: latest 115 \u00b5mol/L at 1 Jun"), readout
+    assert text(browser, "#lab-not-drawn") == ("Not drawn in \u00b5mol/L: 2 readings recorded in another unit "
+                                               "(mg/dL, LOINC 2160-0; mg/dL, LOINC 38483-4).")
+    shot(browser, "trust-record-latest-labs")

@@ -38,7 +38,7 @@ from medtwin.vocab.metrics import (
 from medtwin.vocab.renal import CREATININE_LOINC, EGFR_LABEL, EGFR_LOINC, EGFR_UNIT, creatinine_mg_dl
 
 __all__ = ["DERIVED", "PANELS", "QUANTITIES", "ChosenPanel", "DerivedSeries", "PatientFacts", "Quantity",
-           "choose_panels", "page_panels"]
+           "choose_panels", "page_panels", "quantity_table"]
 
 #: SNOMED CT codes (International edition) of problems with a risk of acute deterioration, where the vital
 #: signs every NEWS2 parameter needs come first: atrial fibrillation, heart failure, COPD, pneumonia, sepsis.
@@ -121,6 +121,14 @@ QUANTITIES: dict[str, tuple[Quantity, ...]] = {
                Quantity("potassium", "Potassium", POTASSIUM_LOINC, "mmol/L", potassium_mmol_l,
                         reference=POTASSIUM_LIMITS, axis=(3.0, 6.0))),
 }
+
+
+def quantity_table() -> list[dict[str, object]]:
+    """Every quantity of :data:`QUANTITIES` as ``{panel, key, label, codes, unit}`` (unit: the default one), for
+    clients that group readings as the panels chart them (the vocabulary serves it: the Record tab's latest labs
+    show one row per quantity, not one per code)."""
+    return [{"panel": panel, "key": q.key, "label": q.label, "codes": list(q.codes), "unit": q.unit}
+            for panel, quantities in QUANTITIES.items() for q in quantities]
 
 
 @dataclass(frozen=True)

@@ -20,6 +20,7 @@ from fastapi import APIRouter, Depends, Request, Response
 
 from medtwin.alerts.registry import create_rules, generation
 from medtwin.api.deps import Principal, guard
+from medtwin.model.panels import quantity_table
 from medtwin.vocab import vocabulary
 
 router = APIRouter(tags=["vocabulary"])
@@ -27,8 +28,10 @@ CACHE_CONTROL = "private, max-age=300"
 
 
 def document() -> dict[str, Any]:
-    """The vocabulary with the alert rules (each with the alert kinds it raises)."""
-    return {**vocabulary(), "alert_rules": [rule.info.as_json() for rule in create_rules()]}
+    """The vocabulary with the alert rules (each with the alert kinds it raises) and the quantities the patient
+    page charts as one whatever code they were recorded under (model.panels.QUANTITIES)."""
+    return {**vocabulary(), "quantities": quantity_table(),
+            "alert_rules": [rule.info.as_json() for rule in create_rules()]}
 
 
 _cached: tuple[int, bytes, str] | None = None

@@ -1,10 +1,14 @@
 // Record tab: the twin summary (GET /patients/{id}) as cards, and a timeline of encounters, labs, problems,
 // medications, immunisations and imaging (labs from GET /patients/{id}/observations, filtered to the lab
 // codes the summary lists). A lab's history opens as a chart.
+// Latest labs: the codes of one quantity (creatinine under 2160-0, 38483-4, 14682-9) are one row, as the kidney
+// panel charts them: the newest reading over its codes, in the unit and under the code it was recorded with (the
+// tooltip names them and the other codes' latest). The grouping is the vocabulary's `quantities`
+// (model/panels.py QUANTITIES), never a copy here; nothing is converted here.
 import { call, errorText } from "./api.js";
 import { clear, day, el, isoDay } from "./dom.js";
 import { Chart } from "./chart.js";
-import { codeTitle, shortName, unitText, valueText } from "./vocab.js";
+import { codeTitle, loadVocabulary, shortName, unitText, valueText } from "./vocab.js";
 
 const KINDS = [["encounter", "Encounters"], ["lab", "Labs"], ["problem", "Problems"], ["medication", "Medications"],
                ["immunization", "Immunisations"], ["imaging", "Imaging"]];
@@ -21,6 +25,40 @@ function nameNode(m, tag = "span", attrs = {}, system = "LOINC") {
             shortName(m.code, m.display));
 }
 
+const stamp = (m) => (m.time ? Date.parse(m.time) : -Infinity);
+
+/** The latest labs as rows {lab, codes, others, label}: a quantity's codes (``quantities``: the vocabulary's) are
+ *  one row holding the newest reading over them (``others``: the other codes' latest); other codes a row each. */
+export function latestLabRows(labs, quantities) {
+  const byCode = new Map((quantities || []).flatMap((q) => q.codes.map((c) => [c, q])));
+  const rows = [];
+  const grouped = new Map();
+  for (const lab of labs) {
+    const q = byCode.get(lab.code);
+    const key = q ? `${q.panel}/${q.key}` : null;
+    const row = key && grouped.get(key);
+    if (!row) {
+      const made = { lab, codes: q ? q.codes : [lab.code], others: [], label: q ? q.label : shortName(lab.code, lab.display) };
+      rows.push(made);
+      if (key) grouped.set(key, made);
+    } else if (stamp(lab) > stamp(row.lab)) {
+      row.others.push(row.lab);
+      row.lab = lab;
+    } else {
+      row.others.push(lab);
+    }
+  }
+  return rows;
+}
+
+/** The row's tooltip: the newest reading's name, code and unit; then each other code's latest as recorded. */
+function rowTitle(row) {
+  const own = codeTitle(row.lab.code, row.lab.display, row.lab.unit);
+  if (!row.others.length) return own;
+  const others = row.others.map((o) => `LOINC ${o.code} ${measure(o)} (${isoDay(o.time)})`).join("; ");
+  return `${own} · newest of ${row.others.length + 1} codes; also recorded: ${others}`;
+}
+
 function card(title, rows, empty = "none recorded") {
   return el("section", { class: "card" }, el("h3", title),
     rows.length ? el("ul", rows) : el("p", { class: "muted" }, empty));
@@ -28,28 +66,38 @@ function card(title, rows, empty = "none recorded") {
 
 export async function mountRecord(panel, ctx) {
   const s = ctx.summary.summary;
+  const quantities = (await loadVocabulary())?.doc.quantities || [];  // loaded once at sign-in: no new request
   const labCodes = new Set((s.labs || []).map((l) => l.code));
   const detail = el("div", { class: "lab-detail", id: "lab-detail" });
   let observations = [];
 
-  function showLab(code, label, latest) {
-    const points = observations.filter((o) => o.code === code && o.effective && o.value !== null)
+  /** The history of a row's codes in the unit of its latest reading; readings in another unit are not drawn on
+   *  that axis (nothing is converted here) and are named under the chart. */
+  function showLab(codes, label, latest) {
+    const all = observations.filter((o) => codes.includes(o.code) && o.effective && o.value !== null)
       .sort((a, b) => Date.parse(a.effective) - Date.parse(b.effective));
+    const drawnUnit = latest && latest.unit ? latest.unit : (all.length ? all[all.length - 1].unit : null);
+    const points = all.filter((o) => o.unit === drawnUnit);
+    const apart = all.filter((o) => o.unit !== drawnUnit);
     const host = el("div");
-    clear(detail, el("h3", `${label}: history`), host);
-    const unit = points.length ? unitText(points[0].unit) : "";
+    const note = apart.length ? el("p", { class: "muted", id: "lab-not-drawn" },
+      `Not drawn in ${unitText(drawnUnit)}: ${apart.length} reading${apart.length > 1 ? "s" : ""} recorded in another unit (`
+      + [...new Set(apart.map((o) => `${unitText(o.unit) || "no unit"}, LOINC ${o.code}`))].join("; ") + ").") : "";
+    clear(detail, el("h3", `${label}: history`), host, note);
+    const unit = unitText(drawnUnit);
     // the caption's "latest" is the card's value (one source), not a point picked from the chart
     const own = latest && latest.value !== null && latest.value !== undefined && latest.time ? { x: Date.parse(latest.time), y: latest.value } : null;
     const chart = new Chart(host, { label: `${label} history`, unit, height: 160, digits: 1, empty: "No values recorded",
                                     yFormat: (y) => valueText(y), latest: () => own });
-    chart.setSeries([{ id: code, label, type: "line", x: points.map((o) => Date.parse(o.effective)), y: points.map((o) => o.value),
+    chart.setSeries([{ id: codes.join(","), label, type: "line", x: points.map((o) => Date.parse(o.effective)), y: points.map((o) => o.value),
                        color: "#0b5cad", dots: 3, primary: true }]);
     host.querySelector("canvas").focus();
   }
 
-  const labRows = (s.labs || []).map((l) => el("li",
-    nameNode(l, "button", { type: "button", class: "link", on: { click: () => showLab(l.code, shortName(l.code, l.display), l) } }),
-    `: ${measure(l)} `, el("span", { class: "when" }, isoDay(l.time))));
+  const labRows = latestLabRows(s.labs || [], quantities).map((row) => el("li",
+    el("button", { type: "button", class: "link coded", title: rowTitle(row), "data-codes": row.codes.join(" "),
+                   on: { click: () => showLab(row.codes, row.label, row.lab) } }, row.label),
+    `: ${measure(row.lab)} `, el("span", { class: "when" }, isoDay(row.lab.time))));
   const cards = el("div", { class: "cards" },
     card("Patient", [
       el("li", `Sex: ${s.gender || "unknown"}`), el("li", `Born: ${s.birth_date ? day(s.birth_date) : "?"} (age ${s.age_years ?? "?"})`),
