@@ -265,16 +265,15 @@ def _dense(t_out: Array, jo: int, t: float, t_new: float, step: float, y: Array,
 
 
 @njit(cache=True)
-def _segment(rhs: Any, exact: Any, exact_stages: Any, closed: tuple[Any, Array], t: float, seg_end: float,
-             y: Array, p: Array, u: Array, iu: int, h: float, settings: Array, t_out: Array, jo: int, record: Any, out: Array, i: int, ks: Array,
+def _segment(rhs: Any, exact: Any, exact_stages: Any, closed: tuple[Any, Array], z: Array, t: float,
+             seg_end: float, y: Array, p: Array, u: Array, iu: int, h: float, settings: Array, t_out: Array, jo: int, record: Any, out: Array, i: int, ks: Array,
              ys: Array, y_new: Array, counts: Array) -> tuple[float, int, int]:  # pragma: no cover - compiled
     """Integrate one patient over ``[t, seg_end)`` with the constant inputs of row ``iu`` of ``u``; ``y`` ends at
     ``seg_end``.
     Returns ``(next proposed step, next output index, status)``; ``counts`` = [steps, rejected]; ``closed``:
     the indices of the model's closed-form states (``exact``, ``exact_stages``) and 1/0 per state (integrated
-    or not)."""
+    or not); ``z`` room for the closed form's five stage rows."""
     exact_idx, explicit = closed
-    z = np.empty((5, y.size)) if exact_idx.size > 0 else np.empty((0, 0))
     rtol, atol, max_step, safety, max_steps = settings[0], settings[1], settings[2], settings[3], settings[4]
     pu = _row(u, iu)
     rhs(t, _ptr(y), _ptr(p), pu, _row(ks, 0))
@@ -347,6 +346,7 @@ def _patient(rhs: Any, step_jump: Any, needs_stop: Any, exact: Any, exact_stages
     """One patient from ``t_a`` to ``t_b`` (module docstring); returns ``(proposed step, status)``."""
     k, n_in = y.size, input_times.size
     ks, ys, y_new = np.empty((7, k)), np.empty(k), np.empty(k)
+    z = np.empty((5, k)) if closed[0].size > 0 else np.empty((0, 0))  # per patient, not per segment (~50 a day)
     zeros = np.zeros(u.shape[1])
     jo: Any = np.searchsorted(t_out, t_a, side="right")
     kk: Any = np.searchsorted(input_times, t_a, side="right")  # next input step after t_a
@@ -360,7 +360,7 @@ def _patient(rhs: Any, step_jump: Any, needs_stop: Any, exact: Any, exact_stages
             seg_end = input_times[kk]
         if dd < dose_t.size and dose_t[dd] < seg_end:
             seg_end = dose_t[dd]
-        h, jo, status = _segment(rhs, exact, exact_stages, closed, t, seg_end, y, p, u, iu, h, settings, t_out,
+        h, jo, status = _segment(rhs, exact, exact_stages, closed, z, t, seg_end, y, p, u, iu, h, settings, t_out,
                                  jo, record, out, i, ks, ys, y_new, counts)
         if status != OK:
             return h, status
