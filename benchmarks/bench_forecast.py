@@ -35,8 +35,8 @@ Real traces. The example CGM data of iglu-python (GPL-2, test-only, fetched at s
 for missing records (``FilterSettings.missing_records``), scored after each person's first day against the
 future reading: per-person 30- and 60-min RMSE of the twin, of what is shown and of persistence, and the
 coverage (target: within 5 points). Skipped with a line saying so when the traces were not fetched.
-``--meals`` runs them again with meals detected from the CGM told to the twin (``medtwin.physiology.
-meal_detect``, sized on TRAINING): measured, the twin is then further from the readings, not closer.
+``--meals`` runs them again with meals detected from the CGM told to the twin with the bolus that met them at
+the cohort's typical carb ratio (``medtwin.physiology.meal_detect``, sized on TRAINING).
 
 Cost. One update (advance to the next reading with the known inputs, then the analysis) for one patient,
 and per patient when 1,000 patients are updated in one batched step; the same-run baseline is the 1,000
@@ -81,7 +81,7 @@ from medtwin.physiology.evaluation import (  # noqa: E402
     evaluate_traces,
 )
 from medtwin.physiology.forecast import forecast  # noqa: E402
-from medtwin.physiology.meal_detect import MealDetectSettings  # noqa: E402
+from medtwin.physiology.meal_detect import MealDetectSettings, cohort_carb_ratio  # noqa: E402
 from medtwin.physiology.simulate import simulate_inputs  # noqa: E402
 from medtwin.physiology.streaming import PersonScores, Series  # noqa: E402
 from medtwin.physiology.synthetic import synthetic_log  # noqa: E402
@@ -306,9 +306,10 @@ def report_real(directory: Path, settings: FilterSettings, *, smoke: bool, meals
               for s in traces]
     real = FilterSettings.missing_records(settings)
     start = time.perf_counter()
-    scores = evaluate_traces(traces, real, np.random.default_rng(17), meals=MealDetectSettings() if meals else None)
+    detect = MealDetectSettings(carb_ratio_g_per_unit=cohort_carb_ratio(virtual_patients())) if meals else None
+    scores = evaluate_traces(traces, real, np.random.default_rng(17), meals=detect)
     print(f"real CGM traces ({len(traces)} people, first {days:.0f} days each, no meal or insulin records"
-          f"{', meals detected from the CGM told to the twin' if meals else ''}; "
+          f"{', meals detected from the CGM told to the twin with a bolus at the typical carb ratio' if meals else ''}; "
           f"filter for missing records: disturbance SD {real.disturbance_sd_mg_dl_per_min} mg/dL/min, "
           f"tau {real.disturbance_tau_min:.0f} min) took {time.perf_counter() - start:.0f} s")
     for h in scores.horizons_min:

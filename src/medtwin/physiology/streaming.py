@@ -101,12 +101,20 @@ def stream(filters: Sequence[GlucoseFilter], series: Sequence[Series], settings:
             skills[i].observe(float(t), float(y))
             grams = detectors[i].observe(float(t), float(y)) if detectors else None
             if grams is not None:
-                add_input(filters[i], "carbs", float(t), grams, settings)
+                _tell_meal(filters[i], float(t), grams, detectors[i].settings, settings)
         due = [i for i, t in zip(active, times, strict=True) if t >= forecast_from_min and k % every == 0]
         if due:
             _issue([filters[i] for i in due], [skills[i] for i in due], [buffers[i] for i in due], k, settings,
                    horizons)
     return [b.issued(len(horizons)) for b in buffers], skills
+
+
+def _tell_meal(filt: GlucoseFilter, time_min: float, grams: float, meals: MealDetectSettings,
+               settings: FilterSettings) -> None:
+    """A detected meal (and the bolus that met it, when the settings give a carb ratio) told to the filter."""
+    add_input(filt, "carbs", time_min, grams, settings)
+    if meals.carb_ratio_g_per_unit is not None:
+        add_input(filt, "bolus", time_min, grams / meals.carb_ratio_g_per_unit, settings)
 
 
 def _tell_inputs(filt: GlucoseFilter, s: Series, cursor: int, until_min: float, settings: FilterSettings) -> int:
