@@ -4,7 +4,7 @@ report (with unit conversion and provenance of each value), PGx reports and drug
 from __future__ import annotations
 
 import hashlib
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 
 import pytest
 
@@ -47,11 +47,25 @@ def add_record(store: Store, patient: str = "p1", **changes: object) -> int:
 def test_defaults_come_from_the_record_with_units_converted() -> None:
     covariates, sources = resolve_covariates(CovariateInput(), summary(), 3, None)
     assert covariates.weight_kg == pytest.approx(154.0 * 0.45359237)
-    assert covariates.serum_creatinine_mg_dl == pytest.approx(97.0 / 88.42)
+    assert covariates.serum_creatinine_mg_dl == pytest.approx(97.0 / 88.4)  # vocab/data/ckd_epi_2021.toml
     assert (covariates.age_years, covariates.sex.value, covariates.height_cm) == (67.0, "female", 160.0)
     assert covariates.dialysis is False and covariates.cyp2c9 is None
     assert sources["weight_kg"].startswith("record v3: LOINC 29463-7 154.0 [lb_av]")
     assert sources["age_years"] == "record v3: birth date"
+
+
+def test_creatinine_is_the_newest_under_any_of_its_codes() -> None:
+    """One creatinine quantity (vocab.renal.CREATININE_LOINC), as the kidney panel shows it: a newer reading
+    under the molar code 14682-9 wins over an older mass-code one; an unreadable unit names the covariate."""
+    labs = [Measurement(code="2160-0", value=1.0, unit="mg/dL", time=NOW - timedelta(days=30)),
+            Measurement(code="14682-9", value=130.0, unit="umol/L", time=NOW)]
+    covariates, sources = resolve_covariates(CovariateInput(), summary(labs=labs), 3, None)
+    assert covariates.serum_creatinine_mg_dl == pytest.approx(130.0 / 88.4)
+    assert sources["serum_creatinine_mg_dl"].startswith("record v3: LOINC 14682-9 130.0 umol/L")
+    with pytest.raises(CovariateError) as unit:
+        resolve_covariates(CovariateInput(), summary(labs=[Measurement(code="38483-4", value=1.0, unit="mg/mmol",
+                                                                       time=NOW)]), 3, None)
+    assert unit.value.field == "patient.serum_creatinine_mg_dl"
 
 
 def test_request_values_win_and_are_marked_as_such() -> None:

@@ -7,8 +7,9 @@ Covariate defaults (request values always win; each default names where it came 
 * ``sex``: the record gender when it is ``male`` or ``female`` (otherwise the request must give it);
 * ``weight_kg`` / ``height_cm``: the latest weight (LOINC 29463-7) / height (LOINC 8302-2) vital sign,
   converted from lb / in when recorded so;
-* ``serum_creatinine_mg_dl``: the latest serum creatinine lab (LOINC 2160-0), converted from umol/L when
-  recorded so (1 mg/dL = 88.42 umol/L);
+* ``serum_creatinine_mg_dl``: the newest serum creatinine lab under any of its codes
+  (:data:`medtwin.vocab.renal.CREATININE_LOINC`), converted by the domain's one rule
+  (:func:`medtwin.vocab.renal.creatinine_mg_dl`);
 * ``cyp2c9`` / ``vkorc1``: the latest stored PGx report, when that gene is callable
   (:func:`medtwin.pharmaco.recommendations.callability`);
 * ``pharmacogenes``: every gene of the latest stored PGx report with its CPIC phenotype and activity score when
@@ -22,8 +23,8 @@ never silently replaced.
 from __future__ import annotations
 
 import hashlib
-from collections.abc import Callable
-from datetime import datetime
+from collections.abc import Callable, Iterable
+from datetime import UTC, datetime
 from typing import Annotated, Any
 
 from pydantic import BaseModel, Field, StringConstraints, ValidationError, field_validator, model_validator
@@ -58,6 +59,7 @@ from medtwin.twin.drug_genotype import (
     missing_genotype,
 )
 from medtwin.twin.summary import Measurement, PatientSummary
+from medtwin.vocab.renal import CREATININE_LOINC, creatinine_mg_dl
 
 __all__ = [
     "CREATININE", "PGX_KIND", "SIMULATION_KIND", "CovariateInput", "DrugInfo", "PgxPhenotype", "PgxSummary",
@@ -66,7 +68,7 @@ __all__ = [
     "store_pgx",
 ]
 
-CREATININE = "2160-0"  # LOINC: Creatinine [Mass/volume] in Serum or Plasma
+CREATININE = CREATININE_LOINC[0]  # LOINC: Creatinine [Mass/volume] in Serum or Plasma (the mass code)
 PGX_KIND = "pgx"
 SIMULATION_KIND = "drug-simulation"
 RECORD_KIND = "record"
@@ -80,7 +82,6 @@ MAX_SIMULATED_POINTS = 5_000_000
 
 _WEIGHT_TO_KG = {"kg": 1.0, "g": 0.001, "[lb_av]": 0.45359237, "lb": 0.45359237, "lbs": 0.45359237}
 _HEIGHT_TO_CM = {"cm": 1.0, "m": 100.0, "mm": 0.1, "[in_i]": 2.54, "in": 2.54}
-_CREATININE_TO_MG_DL = {"mg/dL": 1.0, "mg/dl": 1.0, "umol/L": 1 / 88.42, "µmol/L": 1 / 88.42, "mmol/L": 1000 / 88.42}
 
 
 # ---- request / response models -----------------------------------------------------------------------
@@ -331,12 +332,20 @@ def pgx_summary(store: Store, patient_id: str) -> PgxSummary | None:
 # ---- covariates from the twin ----------------------------------------------------------------------------
 
 
-def _converted(name: str, item: Measurement, factors: dict[str, float]) -> float:
+def _newest(items: Iterable[Measurement]) -> Measurement | None:
+    """The newest of one quantity's readings under several codes (undated ones last)."""
+    return max(items, key=lambda m: (m.time is not None, m.time or datetime.min.replace(tzinfo=UTC)), default=None)
+
+
+def _converted(name: str, item: Measurement, factors: dict[str, float] | Callable[[float, str | None], float]) -> float:
     unit = (item.unit or "").strip()
-    if item.value is None or unit not in factors:
-        raise CovariateError(f"patient.{name}", f"the record's latest {item.display or item.code} ({item.value} {unit or 'no unit'})"
-                                   f" cannot be read as {name}; give patient.{name}")
-    return item.value * factors[unit]
+    try:
+        if item.value is None or (isinstance(factors, dict) and unit not in factors):
+            raise ValueError(unit)
+        return factors(item.value, unit) if callable(factors) else item.value * factors[unit]
+    except ValueError:
+        raise CovariateError(f"patient.{name}", f"the record's latest {item.display or item.code} ({item.value} "
+                             f"{unit or 'no unit'}) cannot be read as {name}; give patient.{name}") from None
 
 
 def _called(report: PgxReport | None, gene: str) -> str | None:
@@ -383,8 +392,8 @@ def resolve_covariates(given: CovariateInput, summary: PatientSummary | None, re
         if "sex" not in values and summary.gender in (Sex.FEMALE.value, Sex.MALE.value):
             values["sex"], sources["sex"] = summary.gender, f"{record}: gender"
         measured = (("weight_kg", summary.weight, _WEIGHT_TO_KG), ("height_cm", summary.height, _HEIGHT_TO_CM),
-                    ("serum_creatinine_mg_dl", next((m for m in summary.labs if m.code == CREATININE), None),
-                     _CREATININE_TO_MG_DL))
+                    ("serum_creatinine_mg_dl", _newest(m for m in summary.labs if m.code in CREATININE_LOINC),
+                     creatinine_mg_dl))
         for name, item, factors in measured:
             if name not in values and item is not None:
                 values[name] = _converted(name, item, factors)
