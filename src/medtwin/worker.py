@@ -66,7 +66,7 @@ class Worker(Generic[T]):
     def put(self, item: T) -> None:
         self._enqueue(item)
 
-    def flush(self, timeout: float = 10.0) -> bool:
+    def flush(self, timeout: float = 60.0) -> bool:
         """Wait until everything put so far has been handled (the last batch with ``flushing``)."""
         target = self._enqueue(_FLUSH)
         deadline = time.monotonic() + timeout

@@ -187,7 +187,7 @@ class AlertEngine:
         self._worker.stop(timeout)
         self._saver.stop(timeout)
 
-    def flush(self, timeout: float = 10.0) -> bool:
+    def flush(self, timeout: float = 60.0) -> bool:
         """Wait until everything enqueued so far has been processed and written (coalesced updates and
         patient state included)."""
         return self._worker.flush(timeout)
