@@ -170,7 +170,8 @@ def test_cgm_trace_marks_boluses_carbs_rescue_and_has_a_daily_overlay(world: Wor
     # the page marks what the API lists; both read afresh each time: the 62 mg/dL reading starts the live twin,
     # whose forecast may open a predicted-hypoglycaemia alert (a glucose alert) at any moment, and the page
     # reloads its marks on that alert event
-    wait(browser, lambda d: fig.get_attribute("data-alerts") == str(len(marked())), message="the alerts marked")
+    wait(browser, lambda d: d.find_element(By.ID, "chart-glucose").get_attribute("data-alerts") == str(len(marked())),
+         message="the alerts marked")
     legend = text(browser, "#chart-glucose .legend")
     assert "Insulin bolus" in legend and "Rescue carbohydrate" in legend
     browser.find_element(By.ID, "cgm-view-overlay").click()
