@@ -2,7 +2,11 @@
 
 from __future__ import annotations
 
+import importlib.util
 from pathlib import Path
+from typing import Any
+
+import pytest
 
 from medtwin.physiology import uva_padova
 from medtwin.solve import cache_key, kernels
@@ -21,7 +25,8 @@ def test_a_dependency_edit_changes_the_digest(tmp_path: Path) -> None:
 
 def test_engine_functions_carry_the_engine_digest_in_their_stamp() -> None:
     digest = cache_key.engine_digest()
-    for py_func in (kernels._batch.py_func, uva_padova.derivatives.py_func, uva_padova._insulin_kernel._pyfunc):
+    closed_form: Any = uva_padova._insulin_kernel  # a numba cfunc: compiled at import, cached
+    for py_func in (kernels._batch.py_func, uva_padova.derivatives.py_func, closed_form._pyfunc):
         locator = cache_key.locator_of(py_func)
         assert isinstance(locator, cache_key.EngineCacheLocator)
         own, engine = locator.get_source_stamp()
@@ -40,3 +45,28 @@ def test_functions_outside_the_engine_keep_numba_s_locator(tmp_path: Path) -> No
         return 1
 
     assert cache_key.EngineCacheLocator.from_function(outside, str(tmp_path / "other.py")) is None
+
+
+def _load(path: Path, name: str) -> Any:
+    spec = importlib.util.spec_from_file_location(name, path)
+    assert spec is not None and spec.loader is not None
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def test_editing_only_a_dependency_recompiles(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """A cached function whose own file is unchanged is loaded from the cache while the engine sources are
+    unchanged, and compiled afresh once another engine source changed (numba alone would load the stale one)."""
+    caller, dependency = tmp_path / "caller.py", tmp_path / "dependency.py"
+    caller.write_text("from numba import njit\n\n\n@njit(cache=True)\ndef f(x):\n    return x + 1.0\n")
+    dependency.write_text("VERSION = 1\n")
+    monkeypatch.setattr(cache_key, "_engine_paths", lambda: (caller, dependency))
+    monkeypatch.setenv("NUMBA_CACHE_DIR", "")
+    first = _load(caller, "medtwin_cache_probe_1").f
+    assert first(1.0) == 2.0 and first.stats.cache_misses
+    again = _load(caller, "medtwin_cache_probe_2").f
+    assert again(1.0) == 2.0 and again.stats.cache_hits and not again.stats.cache_misses
+    dependency.write_text("VERSION = 22\n")
+    edited = _load(caller, "medtwin_cache_probe_3").f
+    assert edited(1.0) == 2.0 and edited.stats.cache_misses and not edited.stats.cache_hits
