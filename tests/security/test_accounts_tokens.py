@@ -100,7 +100,9 @@ def test_device_keys_and_care_team_policy(store: Store, keyring) -> None:  # typ
         key, secret = accounts.create_api_key(conn, "cgm", "p1", "admin", keyring.index_key)
         assert accounts.verify_api_key(conn, secret, keyring.index_key) == key
         assert accounts.verify_api_key(conn, secret + "x", keyring.index_key) is None
-        assert secret.split("_")[-1] not in conn.exec_driver_sql("SELECT secret_hash FROM api_keys").scalar_one()
+        # the whole secret after "mtk_<id>_" (it may itself contain "_": its last piece alone, one or two characters
+        # at times, turned up inside the 64-hex hash in 0.4 % of runs)
+        assert secret.split("_", 2)[2] not in conn.exec_driver_sql("SELECT secret_hash FROM api_keys").scalar_one()
         accounts.revoke_api_key(conn, key.id)
         assert accounts.verify_api_key(conn, secret, keyring.index_key) is None
         doc = accounts.create_user(conn, "doc", PW, "clinician")
