@@ -54,7 +54,8 @@ def main() -> None:
         service.process_pending()
 
     print(f"patient {args.patient}: {len(t_min)} CGM readings, {len(log.meals)} meals, {len(log.boluses)} boluses")
-    print("issued  now   +30 min forecast (80 %)      then CGM  true | +60 min forecast   then CGM  true")
+    print("issued  now   +30 min forecast (80 %)      then CGM  true | +60 min forecast   then CGM  true | "
+          "basis (twin share at 30/60 min; 0 % = the last reading held)")
     errors, naive = [], []
     for f in forecasts:
         issued = (f.issued_at - START).total_seconds() / 60
@@ -67,7 +68,10 @@ def main() -> None:
         naive.append(cgm[j] - truth[j + 6])
         print(f"{f.issued_at:%H:%M}  {f.glucose_now_mg_dl:4.0f}   {m30:5.0f} ({lo30:4.0f}-{hi30:4.0f})"
               f"          {cgm[j + 6]:4.0f}  {truth[j + 6]:4.0f} | {m60:5.0f} ({lo60:4.0f}-{hi60:4.0f})"
-              f"  {cgm[j + 12]:4.0f}  {truth[j + 12]:4.0f}")
+              f"  {cgm[j + 12]:4.0f}  {truth[j + 12]:4.0f} | {basis(f)}")
+    held = sum(1 for f in forecasts if f.twin_share is not None and f.twin_share[f.horizons_min.index(30)] == 0)
+    print(f"{held} of {len(forecasts)} forecasts held the last reading at 30 min (the twin had not yet shown skill "
+          "for this patient)")
     status = service.status("demo-patient")
     assert status is not None
     rmse = float(np.sqrt(np.mean(np.square(errors))))
@@ -101,6 +105,14 @@ def main() -> None:
     plt.close(fig)
     store.dispose()
     print(f"chart: {chart}")
+
+
+def basis(f: GlucoseForecast) -> str:
+    """The twin's share in the mean at 30 and 60 min (GlucoseForecast.twin_share), and the sentence's words."""
+    if f.twin_share is None:
+        return "not recorded"
+    shares = "/".join(f"{100 * f.twin_share[f.horizons_min.index(m)]:.0f} %" for m in (30, 60))
+    return f"twin {shares}{f.basis_words(30)}"
 
 
 if __name__ == "__main__":

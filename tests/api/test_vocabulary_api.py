@@ -26,7 +26,7 @@ def test_the_vocabulary_serves_metrics_thresholds_episode_forecast_and_rules(cli
     assert levels == {"hypo-l2": HYPO_L2, "hypo-l1": HYPO_L1, "hyper-l2": 250.0, "hyper-l1": HYPER_L1}
     assert body["episode"]["begins_after_min"] == 15.0 and "2023" in body["episode"]["source"]
     assert [f["name"] for f in body["forecast_fields"]][:3] == ["patient_id", "issued_at", "glucose_now_mg_dl"]
-    assert len(body["forecast_fields"]) == 15  # with the measured reading, trend, expected reading, offset
+    assert len(body["forecast_fields"]) == 16  # with the measured reading, trend, expected reading, offset, twin share
     kinds = {k["name"]: k["label"] for r in body["alert_rules"] for k in r["alerts"]}
     assert kinds["predicted-hypo"] == "Predicted hypoglycaemia" and set(kinds) >= {"hypo-l1", "news2", "hr-deviation"}
     assert body["news2"]["risk"]["high_aggregate"] == 7

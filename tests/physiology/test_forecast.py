@@ -153,6 +153,11 @@ def test_live_forecast_example_runs_and_draws(tmp_path: Path, capsys: pytest.Cap
     assert "289 CGM readings" in out and "live twin after 288 readings" in out
     rows = [line for line in out.splitlines() if line[:2].isdigit() and ":" in line[:5]]
     assert len(rows) == 23  # a forecast after each hourly upload with an hour of data after it
+    # each row states its basis; a new patient's first forecast is the last reading held, and says so
+    assert all(re.search(r"\| twin \d+ %/\d+ %", row) for row in rows)
+    assert rows[0].endswith("(last reading held: the twin has not yet shown skill for this patient)")
+    held = int(re.findall(r"(\d+) of 24 forecasts held the last reading at 30 min", out)[0])
+    assert held >= sum("(last reading held: the twin" in row for row in rows) >= 1
     twin, naive = (float(x) for x in re.findall(r"RMSE ([\d.]+) mg/dL \(the last reading as forecast: ([\d.]+)", out)[0])
     assert twin <= naive  # what is shown: persistence until the twin has shown skill (hourly forecasts: slow)
     assert (tmp_path / "live_glucose_forecast.png").read_bytes()[:4] == b"\x89PNG"

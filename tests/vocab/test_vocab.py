@@ -34,7 +34,7 @@ def test_the_conversion_registry_reads_the_same_file() -> None:
 
 def test_forecast_fields_are_the_forecasts_own() -> None:
     fields = forecast_fields()
-    assert len(fields) == 15 and all(f["description"] for f in fields if f["name"] != "patient_id")
+    assert len(fields) == 16 and all(f["description"] for f in fields if f["name"] != "patient_id")
     assert {f["name"]: f["unit"] for f in fields}["lower80_mg_dl"] == "mg/dL"
     assert [f["name"] for f in fields] == list(GlucoseForecast.model_fields)
 

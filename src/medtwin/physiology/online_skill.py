@@ -152,7 +152,9 @@ class ForecastSkill:
                                 where=self.gain_w2 > 0)
         variance = np.maximum(self.gain_sq - self.gain_mean**2, 0.0)
         se = np.sqrt(np.divide(variance, independent, out=np.full_like(h, np.inf), where=independent > 0))
-        return np.divide(self.gain_mean, se, out=np.zeros_like(h), where=(se > 0) & np.isfinite(se))
+        t = np.zeros_like(h)  # 0 where there is no standard error yet (typed: np.divide with out= is Any)
+        np.divide(self.gain_mean, se, out=t, where=(se > 0) & np.isfinite(se))
+        return t
 
     def weight(self) -> Array:
         """(H,) the twin's weight in the forecast shown: the candidate shrunk toward persistence by

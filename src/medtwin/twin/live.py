@@ -14,7 +14,9 @@ How it runs:
   scores the earlier forecasts against the readings that answer them and shows, per horizon, persistence
   (the last reading) until the patient's own past errors give evidence that a blend with the twin beats it,
   then that blend shrunk by the evidence (the documented fall-back), with intervals calibrated online
-  (adaptive conformal); it is saved with the filter. Tests call ``process_pending()`` themselves (``start_worker=False``).
+  (adaptive conformal); it is saved with the filter. The forecast carries the weight used per horizon
+  (``GlucoseForecast.twin_share``), so its sentence says when it is the last reading held.
+  Tests call ``process_pending()`` themselves (``start_worker=False``).
 * **Starting a filter** at a patient's first reading: from the patient's latest fitted glucose twin
   (twin version kind ``glucose``, :func:`medtwin.twin.glucose.latest_twin_version`) with its posterior SDs
   on ``Vmx``, ``kp3`` and ``kabs``; else from the cohort prior: the population patient of the 30 published
@@ -387,6 +389,7 @@ class LiveGlucoseService:
                 trend_mg_dl_per_min=None if trend is None else round(trend, 3),
                 cgm_now_mg_dl=round(float(result.cgm_now_mg_dl[i]), 2),
                 sensor_offset_mg_dl=round(float(result.sensor_offset_mg_dl[i]), 2),
+                twin_share=tuple(round(float(w), 4) for w in shown.weight),  # the weight that built mean_mg_dl
             )
             live.forecast = item
             out.append(item)

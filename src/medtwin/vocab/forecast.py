@@ -7,7 +7,7 @@ from collections.abc import Sequence
 from datetime import datetime
 from typing import Any, Final
 
-from pydantic import BaseModel, ConfigDict, Field, computed_field
+from pydantic import BaseModel, ConfigDict, Field, computed_field, model_validator
 
 __all__ = ["SENSOR_OFFSET_MATERIAL_MG_DL", "STEADY_MG_DL_PER_MIN", "TREND_WINDOW_MIN", "GlucoseForecast", "forecast_fields",
            "glucose_trend_mg_dl_per_min"]
@@ -33,6 +33,10 @@ class GlucoseForecast(BaseModel):
     ``sensor_offset_mg_dl`` is the sensor error the twin holds now (reading minus glucose); from
     :data:`SENSOR_OFFSET_MATERIAL_MG_DL` on it is shown beside the reading (:meth:`sentence`).
     The measured fields are None in forecasts saved before they existed.
+    ``twin_share`` is the basis of the mean shown, per horizon: the weight the patient's own scored forecasts
+    give the twin in a blend with the last reading (:mod:`medtwin.physiology.online_skill`); 0 until the twin
+    has shown skill for this patient, so a flat line is said to be the last reading held, never passed off as
+    the twin's forecast (:meth:`sentence`).
     A screen quotes the sentence beside a CGM reading only while the forecast was issued from that reading
     (``issued_at`` is its time): once a newer reading is shown, the forecast is "updating" and named by the
     time of the reading it came from, so a tile reading 92 never sits beside "CGM 87 mg/dL, falling ...".
@@ -62,6 +66,17 @@ class GlucoseForecast(BaseModel):
         default=None, description="expected CGM reading at issued_at (horizon 0 of the forecast), mg/dL")
     sensor_offset_mg_dl: float | None = Field(
         default=None, description="sensor error the twin estimates at issued_at (reading minus glucose), mg/dL")
+    twin_share: tuple[float, ...] | None = Field(
+        default=None, description="the twin's weight in the mean shown at each horizon: 0 = the last reading held "
+                                  "(persistence; the twin has not yet shown skill for this patient), 1 = the twin's "
+                                  "forecast in full; None in forecasts saved before it was kept")
+
+    @model_validator(mode="after")
+    def _share_per_horizon(self) -> GlucoseForecast:
+        share = self.twin_share
+        if share is not None and (len(share) != len(self.horizons_min) or not all(0 <= w <= 1 for w in share)):
+            raise ValueError("twin_share: needs one share in [0, 1] per horizon")
+        return self
 
     @property
     def anchor_mg_dl(self) -> float:
@@ -95,11 +110,26 @@ class GlucoseForecast(BaseModel):
         else:
             measured = f"CGM {self.last_reading_mg_dl:.0f} mg/dL{_trend_words(self.trend_mg_dl_per_min)}"
         text = f"{measured}; forecast {mean:.0f} (95 % {lo95:.0f}-{hi95:.0f}) in {minutes} min"
+        text += self.basis_words(minutes)
         if self.material_offset and self.sensor_offset_mg_dl is not None:
             side = "above" if self.sensor_offset_mg_dl > 0 else "below"
             text += (f"; sensor reads ~{abs(self.sensor_offset_mg_dl):.0f} mg/dL {side} the twin's estimate "
                      f"(glucose {self.glucose_now_mg_dl:.0f} mg/dL)")
         return text
+
+    def basis_words(self, minutes: int) -> str:
+        """What the mean at ``minutes`` is built from, in words (empty when the twin's share is 1 or unknown):
+        `` (last reading held: the twin has not yet shown skill for this patient)`` at share 0, else the
+        twin's share in %, e.g. `` (twin 40 %, last reading held 60 %)``."""
+        if self.twin_share is None:
+            return ""
+        share = self.twin_share[self.horizons_min.index(minutes)]
+        if share <= 0:
+            return " (last reading held: the twin has not yet shown skill for this patient)"
+        if share >= 1:
+            return ""
+        pct = min(99, max(1, round(100 * share)))  # never "0 %" or "100 %" for a true blend
+        return f" (twin {pct} %, last reading held {100 - pct} %)"
 
     def at(self, minutes: int) -> tuple[float, float, float, float, float]:
         """(mean, lower80, upper80, lower95, upper95) at a horizon in ``horizons_min``."""
