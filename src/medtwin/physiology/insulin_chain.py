@@ -88,7 +88,9 @@ def _conv(s: float, x0: float, x1: float, e0: float, e1: float, inverse: float) 
 def _dd2(s: float, g: Any, base: int, mode: int, f01: float, f12: float, f02: float, e1: float) -> float:
     """``f[mu, -b, -a](s)`` from ``f01 = f[mu, -b]``, ``f12 = f[-b, -a]``, ``f02 = f[mu, -a]``: divided by the
     widest gap, or by a series about ``-b`` when all three nodes lie within ``1e-3 / s``."""
-    mu, ra, rb = g[base + _R1 + mode], g[base + _RA], g[base + _RB]
+    mu: float = g[base + _R1 + mode]
+    ra: float = g[base + _RA]
+    rb: float = g[base + _RB]
     if g[base + _SP1 + mode] * s > 1e-3:
         choice = g[base + _CH1 + mode]  # the widest gap: not 0 here, and at most ~1e3 x rounding lost
         if choice == 0.0:
