@@ -61,6 +61,13 @@ def test_the_forecast_starts_at_the_last_reading_and_the_alert_names_the_cgm_val
     assert "CGM below 70 mg/dL: CGM 55 mg/dL" in alert_text and "Glucose " not in alert_text
     stored = client.get("/alerts", params={"patient": patient, "rule": "predicted-hypo"}).json()["items"]
     assert stored and stored[0]["details"]["cgm_mg_dl"] == 55.0
+    # a new patient: the twin has not yet shown skill, so the flat line is the last reading held and the legend
+    # and the caption say so in the forecast's own words (never "Forecast (mean)" as if the twin drew it)
+    assert set(low["twin_share"]) == {0.0} and low["basis_label"] == "Forecast: last reading held", low["twin_share"]
+    wait(browser, lambda d: low["basis_label"] in text(d, "#chart-near .legend").splitlines(), timeout=30,
+         message="the forecast line's legend naming its basis")
+    assert "Forecast (mean)" not in text(browser, "#chart-near .legend")
+    assert text(browser, "#forecast-basis").startswith("Forecast: last reading held (issued from the CGM reading at")
 
     # the quick rise to 87: the filter's estimate lags below it; the chart starts at the reading regardless
     post(client, patient, READINGS[LOW_END:], start, LOW_END)
@@ -73,6 +80,7 @@ def test_the_forecast_starts_at_the_last_reading_and_the_alert_names_the_cgm_val
          timeout=20, message="the chart's last CGM point")
     drawn_start = float(browser.find_element(By.CSS_SELECTOR, near).get_attribute("data-forecast-start") or "nan")
     assert abs(drawn_start - 87.0) <= 1.0, (drawn_start, last["glucose_now_mg_dl"])
+    assert last["basis_label"] in text(browser, "#chart-near .legend").splitlines()  # the newer forecast's basis
     summary = text(browser, "#forecast-30")
     assert summary == last["summary"] and summary.startswith("CGM 87 mg/dL")
     if last["material_offset"]:  # the twin holds a sensor offset: both values are shown

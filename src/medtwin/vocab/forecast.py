@@ -98,7 +98,24 @@ class GlucoseForecast(BaseModel):
     @computed_field(description="the sentence() at 30 min (else the last horizon): measured value and forecast")  # type: ignore[prop-decorator]
     @property
     def summary(self) -> str:
-        return self.sentence(30 if 30 in self.horizons_min else self.horizons_min[-1])
+        return self.sentence(self._quoted_minutes())
+
+    @computed_field(description="the forecast line's legend label: its basis at the horizon the summary quotes, "  # type: ignore[prop-decorator]
+                                "as basis_words, e.g. 'Forecast: last reading held'")
+    @property
+    def basis_label(self) -> str:
+        minutes = self._quoted_minutes()
+        pct = self._twin_pct(minutes)
+        if pct is None:
+            return "Forecast (mean)"  # saved before the share was kept: the basis is not known, as before
+        label = ("Forecast: last reading held" if pct == 0 else "Forecast (twin)" if pct == 100
+                 else f"Forecast: twin {pct} %, last reading held {100 - pct} %")
+        if len(set(self.twin_share or ())) > 1:  # the basis differs by horizon: name the one the label states
+            label += f" (at {minutes} min)"
+        return label
+
+    def _quoted_minutes(self) -> int:
+        return 30 if 30 in self.horizons_min else self.horizons_min[-1]
 
     def sentence(self, minutes: int) -> str:
         """THE one-line statement of measured value and forecast, e.g. ``CGM 87 mg/dL, falling 2 mg/dL/min;
@@ -121,15 +138,20 @@ class GlucoseForecast(BaseModel):
         """What the mean at ``minutes`` is built from, in words (empty when the twin's share is 1 or unknown):
         `` (last reading held: the twin has not yet shown skill for this patient)`` at share 0, else the
         twin's share in %, e.g. `` (twin 40 %, last reading held 60 %)``."""
-        if self.twin_share is None:
+        pct = self._twin_pct(minutes)
+        if pct is None or pct == 100:
             return ""
-        share = self.twin_share[self.horizons_min.index(minutes)]
-        if share <= 0:
+        if pct == 0:
             return " (last reading held: the twin has not yet shown skill for this patient)"
-        if share >= 1:
-            return ""
-        pct = min(99, max(1, round(100 * share)))  # never "0 %" or "100 %" for a true blend
         return f" (twin {pct} %, last reading held {100 - pct} %)"
+
+    def _twin_pct(self, minutes: int) -> int | None:
+        """The twin's share of the mean at ``minutes`` in whole %: 0 and 100 only when exact (a true blend
+        is never "0 %" or "100 %"), None when not kept."""
+        if self.twin_share is None:
+            return None
+        share = self.twin_share[self.horizons_min.index(minutes)]
+        return 0 if share <= 0 else 100 if share >= 1 else min(99, max(1, round(100 * share)))
 
     def at(self, minutes: int) -> tuple[float, float, float, float, float]:
         """(mean, lower80, upper80, lower95, upper95) at a horizon in ``horizons_min``."""

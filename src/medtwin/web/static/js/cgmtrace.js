@@ -1,4 +1,4 @@
-// The CGM panel of the patient page: the last 3 h with the twin's forecast and its 80/95 % bands; the CGM
+// The CGM panel of the patient page: the last 3 h with the forecast (its basis named) and its 80/95 % bands; the CGM
 // trace with what happened on it (insulin boluses, carbohydrate, rescue treatment of a low, glucose alerts:
 // GET /dashboard/patients/{id}/cgm-events); a daily overlay (the last 7 days stacked by time of day in the
 // patient's zone, which the panel answer names with where it came from); and the live glucose twin.
@@ -28,9 +28,13 @@ export function mountCgmTrace(section, ctx, live) {
   let overlay = false;
   let overlayData = null;
   const figure = (key, title) => el("figure", { class: "chart-card", id: `chart-${key}` }, el("figcaption", el("h3", title)), el("div", { class: "chart-host" }));
-  const figs = { near: figure("near", "Glucose now: the last 3 h and the twin's forecast"), glucose: figure("glucose", "Glucose (CGM) with boluses, carbohydrate and alerts"),
+  const figs = { near: figure("near", "Glucose now: the last 3 h and the forecast"), glucose: figure("glucose", "Glucose (CGM) with boluses, carbohydrate and alerts"),
                  overlay: figure("overlay", `Daily overlay: the last 7 days by time of day (${live.timeZone || "UTC"}${live.timeZoneSource === "server" ? ", the server's zone: the record states none" : live.timeZoneSource === "record" ? ", the patient's zone" : ""})`) };
   figs.overlay.hidden = true;
+  // what the forecast line is built from (the domain's words, vocab/forecast.py basis_label): a flat line of
+  // the last reading held is never captioned as the twin's forecast
+  const basisNote = el("span", { class: "forecast-basis", id: "forecast-basis" });
+  figs.near.querySelector("figcaption").append(el("p", { class: "chart-note muted" }, basisNote));
   figs.glucose.append(el("p", { class: "chart-note muted" }, "▲ insulin bolus · ● carbohydrate · ◆ rescue carbohydrate (for a low) · "
     + "⚠ dashed line: a glucose alert opened. Move over the trace or use the arrow keys to read amounts."));
   const viewGroup = el("div", { class: "segmented", role: "group", "aria-label": "CGM view" },
@@ -62,13 +66,14 @@ export function mountCgmTrace(section, ctx, live) {
     const fx = { x, y: withNow(forecast.mean_mg_dl) };
     const band = (lo, hi) => ({ x, y: withNow(lo), y2: withNow(hi) });
     const at = (i) => forecast.horizons_min[i - 1];
+    const label = forecast.basis_label;  // its basis at the horizon the tile quotes (vocab/forecast.py)
     return [
       { id: "f95", label: "95 % interval", type: "band", ...band(forecast.lower95_mg_dl, forecast.upper95_mg_dl),
         color: COLORS.forecast, fill: "rgba(106, 61, 154, 0.14)", cursor: false },
       { id: "f80", label: "80 % interval", type: "band", ...band(forecast.lower80_mg_dl, forecast.upper80_mg_dl),
         color: COLORS.forecast, fill: "rgba(106, 61, 154, 0.28)", cursor: false },
-      { id: "forecast", label: "Forecast (mean)", type: "line", ...fx, color: COLORS.forecast, dash: [6, 4], width: 2,
-        describe: (i) => (i === 0 ? null : `forecast +${at(i)} min ${num(fx.y[i])} mg/dL (80 %: ${num(forecast.lower80_mg_dl[i - 1])}–${num(forecast.upper80_mg_dl[i - 1])})`) },
+      { id: "forecast", label, type: "line", ...fx, color: COLORS.forecast, dash: [6, 4], width: 2,
+        describe: (i) => (i === 0 ? null : `${label}, +${at(i)} min: ${num(fx.y[i])} mg/dL (80 %: ${num(forecast.lower80_mg_dl[i - 1])}–${num(forecast.upper80_mg_dl[i - 1])})`) },
       ...(forecast.material_offset ? [{ id: "twin-estimate", label: "Twin's glucose estimate (sensor error removed)", type: "points",
         x: [t0], y: [forecast.glucose_now_mg_dl], color: COLORS.forecast, cursor: false }] : []),
     ];
@@ -105,6 +110,7 @@ export function mountCgmTrace(section, ctx, live) {
     const fc = series.find((s) => s.id === "forecast");
     const cgm = state.glucose.y;  // what is drawn, for a reader (and the browser test) to compare
     figs.near.dataset.forecastStart = fc ? String(fc.y[0]) : "";
+    basisNote.textContent = fc ? `${fc.label}${forecast.issued_at ? ` (issued from the CGM reading at ${clock(forecast.issued_at)})` : ""}` : "";
     figs.near.dataset.lastCgm = cgm.length ? String(cgm[cgm.length - 1]) : "";
     figs.glucose.dataset.boluses = String(events.boluses.length);
     figs.glucose.dataset.carbs = String(events.carbs.length);
