@@ -299,7 +299,7 @@ def test_patients_are_independent_and_late_readings_can_revoke_an_onset(engine_s
     assert p1.status == "open" and p1.resolved_by is None and p1.condition_cleared_at is not None
 
 
-@settings(max_examples=40, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@settings(max_examples=40, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow])
 @given(steps=st.lists(st.tuples(st.sampled_from(sorted(VITAL_RANGES)), st.floats(0, 1), st.integers(0, 90)),
                       min_size=1, max_size=40),
        scale=st.sampled_from([1, 2]))

@@ -229,7 +229,7 @@ def test_no_episode_goes_unalerted_whatever_order_the_readings_arrive_in(
     assert {key for key, end in cleared.items() if end is None} == {key for key, end in expected.items() if end is None}
 
 
-@settings(max_examples=25, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@settings(max_examples=25, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow])
 @given(case=split_series(max_size=30))
 def test_through_the_engine_the_alerts_are_the_same_however_the_passes_fall(
         sqlite_store: Store, case: tuple[list[tuple[datetime, float]], list[int], int]) -> None:

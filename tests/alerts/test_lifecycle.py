@@ -141,7 +141,7 @@ def test_a_user_may_resolve_a_cleared_alert_and_the_filters_show_it(repo: AlertR
     assert {a.id for a in repo.list(statuses=("resolved",))[1]} == {serious.id, minor.id}
 
 
-@settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow])
 @given(severities=st.lists(st.sampled_from(SEVERITIES), min_size=1, max_size=4),
        ops=st.lists(st.sampled_from(["touch", "clear", "open", "acknowledge", "resolve"]), max_size=12))
 def test_no_serious_alert_is_ever_closed_without_a_person(sqlite_store: Store, severities: list[str],

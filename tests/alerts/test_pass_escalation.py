@@ -99,7 +99,7 @@ def _news2_alerts(store: Store, engine: AlertEngine, chunks: list[list[Sample]],
     return sorted((a.opened_at, peak(a), a.status, a.condition_cleared_at) for a in found)
 
 
-@settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow])
 @given(kinds=st.lists(st.integers(0, len(PROFILES) - 1), min_size=1, max_size=14), data=st.data())
 def test_news2_alerts_do_not_depend_on_how_observation_sets_are_split_into_passes(
         sqlite_store: Store, kinds: list[int], data: st.DataObject) -> None:
@@ -132,7 +132,7 @@ FORECASTS: list[tuple[list[float], str | None]] = [  # means, the severity predi
 ]
 
 
-@settings(max_examples=100, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@settings(max_examples=100, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow])
 @given(kinds=st.lists(st.integers(0, len(FORECASTS) - 1), min_size=1, max_size=12), data=st.data())
 def test_predicted_hypo_alerts_do_not_depend_on_how_forecasts_are_split_into_passes(
         sqlite_store: Store, kinds: list[int], data: st.DataObject) -> None:

@@ -224,7 +224,7 @@ _feeds = st.lists(st.tuples(st.integers(0, 2), st.sampled_from(["A01", "A02", "A
                   min_size=1, max_size=14)
 
 
-@settings(max_examples=25, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@settings(max_examples=25, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow])
 @given(feed=_feeds)
 def test_any_arrival_order_replays_to_the_same_census(store: Store, feed: list[tuple[int, str, int, str, str]]) -> None:
     """Whatever order messages arrive in (ties in time, duplicates, refusals), the census restored from the
