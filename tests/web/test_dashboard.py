@@ -184,7 +184,9 @@ def test_open_patient_with_30_days_of_data(world: World, browser: WebDriver) -> 
     t = timings(browser)
     record_timing("patient_open_click_to_ready_ms (in-app)", t["patient_open_ms"])
     record_timing("patient_open_click_to_ready_ms (selenium wall clock)", wall)
-    assert t["glucose_points"] >= 280 and t["heart_rate_points"] >= 1400  # the last 24 h is drawn
+    # the last 24 h is drawn: 288 CGM points a day and 1,440 heart-rate points, less what the window has slid
+    # past since the world was seeded 25 min before "now" (12 CGM points an hour: room for an hour's delay)
+    assert t["glucose_points"] >= 270 and t["heart_rate_points"] >= 1300
 
     # a fresh page load straight onto the patient (module scripts, sign-in check, every request)
     cold: list[int] = []
