@@ -25,6 +25,7 @@ import pytest
 from selenium.webdriver.common.keys import Keys
 from selenium.webdriver.remote.webdriver import WebDriver
 from tests.web.test_dashboard import api, css, fixed, open_patient, shot, text, wait
+from tests.web.test_live_forecast_anchor import forecast_at
 from tests.web.test_warfarin_whatif import sign_in
 
 from medtwin.alerts.repository import AlertCandidate, AlertRepository
@@ -46,15 +47,6 @@ def _post(client: httpx.Client, patient: str, readings: list[tuple[datetime, flo
     assert r.status_code == 200 and r.json()["accepted"] == len(readings), r.text
 
 
-def _forecast_from(client: httpx.Client, patient: str, reading_at: datetime) -> dict[str, Any] | None:
-    """The live twin's forecast once it was issued from the reading at ``reading_at`` (None before)."""
-    r = client.get(f"/patients/{patient}/forecast")
-    if r.status_code != 200 or datetime.fromisoformat(r.json()["issued_at"]) < reading_at:
-        return None
-    found: dict[str, Any] = r.json()
-    return found
-
-
 def _tile(driver: WebDriver) -> dict[str, str]:
     """The glucose tile's value, forecast sentence and pending note, read in one call."""
     found: dict[str, str] = driver.execute_script(
@@ -73,7 +65,7 @@ def test_the_tile_and_the_forecast_sentence_quote_the_same_reading(world: World,
     last_at, last_value = readings[-1]
     with api(world) as client:
         _post(client, patient, readings)
-        issued = wait(browser, lambda d: _forecast_from(client, patient, last_at), timeout=60,
+        issued = wait(browser, lambda d: forecast_at(client, patient, last_at), timeout=60,
                       message="the forecast issued from the last posted reading")
         assert issued["last_reading_mg_dl"] == last_value and issued["summary"].startswith(f"CGM {last_value:.0f} mg/dL")
 
@@ -112,7 +104,7 @@ def test_the_tile_and_the_forecast_sentence_quote_the_same_reading(world: World,
         # the next reading goes through the live twin: a forecast issued from it, and both quote it again
         newest = later + timedelta(minutes=5)
         _post(client, patient, [(newest, 128.0)])
-        fresh = wait(browser, lambda d: _forecast_from(client, patient, newest), timeout=60,
+        fresh = wait(browser, lambda d: forecast_at(client, patient, newest), timeout=60,
                      message="the forecast issued from the newest reading")
         assert fresh["last_reading_mg_dl"] == 128.0
         tile = wait(browser, lambda d: (t := _tile(d))["sentence"] and t, timeout=30,
