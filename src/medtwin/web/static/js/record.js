@@ -70,10 +70,19 @@ export async function mountRecord(panel, ctx) {
   const labCodes = new Set((s.labs || []).map((l) => l.code));
   const detail = el("div", { class: "lab-detail", id: "lab-detail" });
   let observations = [];
+  let loaded = false;  // the observations below arrive after the cards: a row chosen before waits for them
+  let chosen = null;
+  let failed = null;  // why the observations could not be loaded
 
   /** The history of a row's codes in the unit of its latest reading; readings in another unit are not drawn on
    *  that axis (nothing is converted here) and are named under the chart. */
   function showLab(codes, label, latest) {
+    chosen = [codes, label, latest];
+    if (!loaded) {  // never "No values recorded" for a history that has not arrived yet
+      clear(detail, el("h3", `${label}: history`),
+            el("p", { class: "muted", role: "status" }, failed ? `History: ${failed}` : "Loading history…"));
+      return;
+    }
     const all = observations.filter((o) => codes.includes(o.code) && o.effective && o.value !== null)
       .sort((a, b) => Date.parse(a.effective) - Date.parse(b.effective));
     const drawnUnit = latest && latest.unit ? latest.unit : (all.length ? all[all.length - 1].unit : null);
@@ -161,11 +170,15 @@ export async function mountRecord(panel, ctx) {
   try {
     const page = await call(`/patients/${encodeURIComponent(ctx.id)}/observations`, { query: { limit: 1000 } });
     observations = page.items;
+    loaded = true;
     status.textContent = `${page.total} observations on file${page.total > page.items.length ? ` (newest ${page.items.length} shown)` : ""}.`;
     build();
     render();
+    if (chosen) showLab(...chosen);
   } catch (error) {
-    status.textContent = `Labs: ${errorText(error)}`;
+    failed = errorText(error);
+    status.textContent = `Labs: ${failed}`;
+    if (chosen) showLab(...chosen);
   }
   return { destroy() {} };
 }
