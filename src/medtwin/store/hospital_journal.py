@@ -36,10 +36,8 @@ from typing import Any
 import orjson
 from sqlalchemy import (
     Column,
-    DateTime,
     Float,
     Index,
-    LargeBinary,
     String,
     Table,
     Text,
@@ -50,55 +48,49 @@ from sqlalchemy.dialects import postgresql, sqlite
 
 from medtwin.store.codec import Codec
 from medtwin.store.database import Store
-from medtwin.store.metadata import BIG_ID, metadata
+from medtwin.store.metadata import keyed_table, sealed, utc_time
 
-hospital_adt_journal = Table(
+hospital_adt_journal = keyed_table(
     "hospital_adt_journal",
-    metadata,
-    Column("pk", BIG_ID, primary_key=True, autoincrement=True),
     Column("scope", String(128), nullable=False, doc="The census the message belongs to"),
     Column("kind", String(16), nullable=False, doc="hl7v2 | encounter"),
     Column("status", String(16), nullable=False, doc="accepted | quarantined"),
     Column("control_id", String(255), nullable=False, doc="MSH-10 (an Encounter: its keyed id and version)"),
     Column("dedupe_key", String(255), doc="The control id when accepted, NULL when quarantined"),
     Column("event", String(8), doc="A01..A13, or encounter; NULL when unreadable"),
-    Column("event_time", DateTime(timezone=True), doc="EVN-2 else MSH-7 (Encounter: meta.lastUpdated), UTC"),
+    utc_time("event_time", doc="EVN-2 else MSH-7 (Encounter: meta.lastUpdated), UTC"),
     Column("patient", String(64), doc="The census's keyed hash (HMAC-SHA-256) of the patient, never clear"),
     Column("unit", String(128), doc="PV1-3 / the Encounter's active location, when given"),
     Column("field", String(64), doc="Quarantined: the HL7 location or FHIR path at fault"),
-    Column("received_at", DateTime(timezone=True), nullable=False),
-    Column("content", LargeBinary, nullable=False, info={"sealed": True},
+    utc_time("received_at", nullable=False),
+    sealed("content", nullable=False,
            doc="JSON {text, reason}: the message as received and why it was refused (sealed)"),
     UniqueConstraint("scope", "dedupe_key", name="uq_hospital_adt_journal_scope_dedupe"),
 )
 Index("ix_hospital_adt_journal_replay", hospital_adt_journal.c.scope, hospital_adt_journal.c.status,
       hospital_adt_journal.c.event_time)
 
-hospital_equipment_samples = Table(
+hospital_equipment_samples = keyed_table(
     "hospital_equipment_samples",
-    metadata,
-    Column("pk", BIG_ID, primary_key=True, autoincrement=True),
     Column("scope", String(128), nullable=False),
     Column("asset", String(128), nullable=False),
-    Column("time", DateTime(timezone=True), nullable=False),
+    utc_time("time", nullable=False),
     Column("value", Float, nullable=False, doc="In the asset kind's signal unit (UCUM)"),
     Column("original_value", Float, nullable=False),
     Column("original_unit", String(32), nullable=False),
     Column("source", String(32), nullable=False, doc="http | mqtt | demo"),
-    Column("received_at", DateTime(timezone=True), nullable=False),
+    utc_time("received_at", nullable=False),
     UniqueConstraint("scope", "asset", "time", name="uq_hospital_equipment_samples_scope_asset_time"),
 )
 
-hospital_equipment_quarantine = Table(
+hospital_equipment_quarantine = keyed_table(
     "hospital_equipment_quarantine",
-    metadata,
-    Column("pk", BIG_ID, primary_key=True, autoincrement=True),
     Column("scope", String(128), nullable=False),
     Column("topic", String(255), nullable=False, doc="The MQTT topic (or the route) it came on"),
     Column("field", String(255), nullable=False),
     Column("reason", Text, nullable=False, doc="Human-readable; names the field"),
-    Column("received_at", DateTime(timezone=True), nullable=False),
-    Column("payload", LargeBinary, nullable=False, info={"sealed": True}, doc="As received (sealed)"),
+    utc_time("received_at", nullable=False),
+    sealed("payload", nullable=False, doc="As received (sealed)"),
 )
 
 _CHUNK = 500  #: sample rows per INSERT (9 columns: 4,500 parameters; SQLite allows 32,766)

@@ -23,12 +23,9 @@ from sqlalchemy import (
     BigInteger,
     Column,
     Connection,
-    DateTime,
     Index,
     Integer,
-    LargeBinary,
     String,
-    Table,
     UniqueConstraint,
     delete,
     exists,
@@ -38,31 +35,27 @@ from sqlalchemy import (
 )
 
 from medtwin.store.codec import Codec
-from medtwin.store.metadata import BIG_ID, metadata
+from medtwin.store.metadata import keyed_table, patient_column, sealed, utc_time
 
 CHUNK_BYTES = 256 * 1024
-image_chunks = Table(
+image_chunks = keyed_table(
     "image_chunks",
-    metadata,
-    Column("pk", BIG_ID, primary_key=True, autoincrement=True),
     Column("address", String(64), nullable=False, doc="Blind (keyed hash) of the volume's content hash"),
     Column("seq", Integer, nullable=False, doc="Chunk number, from 0"),
-    Column("data", LargeBinary, nullable=False, info={"sealed": True}, doc="Compressed canonical bytes, sealed"),
+    sealed("data", nullable=False, doc="Compressed canonical bytes, sealed"),
     UniqueConstraint("address", "seq", name="uq_image_chunks_address_seq"),
 )
 
-image_volumes = Table(
+image_volumes = keyed_table(
     "image_volumes",
-    metadata,
-    Column("pk", BIG_ID, primary_key=True, autoincrement=True),
-    Column("patient_id", String(64), nullable=False),
+    patient_column(nullable=False),
     Column("volume_id", String(64), nullable=False, doc="The address of its chunks"),
     Column("study_id", String(64), doc="The ImagingStudy resource it is linked to"),
-    Column("created_at", DateTime(timezone=True), nullable=False),
+    utc_time("created_at", nullable=False),
     Column("actor", String(150), nullable=False),
     Column("raw_bytes", BigInteger, nullable=False, doc="Size of the canonical (uncompressed) bytes"),
     Column("stored_bytes", BigInteger, nullable=False, doc="Size of the sealed chunks"),
-    Column("meta", LargeBinary, nullable=False, info={"sealed": True},
+    sealed("meta", nullable=False,
            doc="JSON: shape, affine, frame, units, labels, provenance (sealed: source names, series description)"),
     UniqueConstraint("patient_id", "volume_id", name="uq_image_volumes_patient_volume"),
 )

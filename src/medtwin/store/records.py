@@ -39,7 +39,13 @@ from medtwin.record.prepare import (
     content_hash,
 )
 from medtwin.store.codec import Codec
-from medtwin.store.schema import resource_history, resource_identifiers, resource_index, resources
+from medtwin.store.schema import (
+    VERSION_COLUMNS,
+    resource_history,
+    resource_identifiers,
+    resource_index,
+    resources,
+)
 
 if TYPE_CHECKING:
     from medtwin.store.database import Store
@@ -505,14 +511,11 @@ class RecordRepository:
 
     def _keep_history(self, pks: list[int]) -> None:
         """Copy the current rows of ``pks`` to ``resource_history`` (before they are overwritten)."""
-        columns = ("resource_pk", "resource_type", "id", "patient_id", "version", "last_updated", "import_id",
-                   "content_hash", "content", "sent_last_updated")
+        current = select(resources.c.pk, *(resources.c[name] for name in VERSION_COLUMNS))
         for start in range(0, len(pks), _CHUNK):
             chunk = pks[start:start + _CHUNK]
-            self.connection.execute(insert(resource_history).from_select(list(columns), select(
-                resources.c.pk, resources.c.resource_type, resources.c.id, resources.c.patient_id,
-                resources.c.version, resources.c.last_updated, resources.c.import_id, resources.c.content_hash,
-                resources.c.content, resources.c.sent_last_updated).where(resources.c.pk.in_(chunk))))
+            self.connection.execute(insert(resource_history).from_select(
+                ["resource_pk", *VERSION_COLUMNS], current.where(resources.c.pk.in_(chunk))))
 
     def _refuse_reverts(self, changed: list[tuple[PreparedResource, str, bytes, int, int]]) -> None:
         """Raise :class:`ConflictError` for the first changed resource that would go back to the content of

@@ -7,10 +7,11 @@ Alembic revision. This module imports them all, so its ``metadata`` holds every 
 
 from __future__ import annotations
 
+from typing import Any
+
 from sqlalchemy import (
     Boolean,
     Column,
-    DateTime,
     Float,
     ForeignKey,
     Index,
@@ -28,42 +29,64 @@ from medtwin.store import hospital_journal as _hospital_journal  # noqa: F401
 from medtwin.store import images as _images  # noqa: F401
 from medtwin.store import live_tables as _live_tables  # noqa: F401
 from medtwin.store import security_tables as _security_tables  # noqa: F401
-from medtwin.store.metadata import BIG_ID, NAMING, metadata
+from medtwin.store.metadata import BIG_ID, NAMING, keyed_table, metadata, patient_column, sealed, utc_time
 
-__all__ = ["NAMING", "imports", "metadata", "resource_history", "resource_identifiers", "resource_index",
-           "resources", "samples", "twin_versions"]
+__all__ = ["NAMING", "VERSION_COLUMNS", "imports", "metadata", "resource_history", "resource_identifiers",
+           "resource_index", "resources", "samples", "twin_versions"]
 
 imports = Table(
     "imports",
     metadata,
     Column("id", String(36), primary_key=True),
-    Column("source", LargeBinary, nullable=False, info={"sealed": True},
+    sealed("source", nullable=False,
            doc="File name or 'request' (sealed: Synthea file names carry the patient's name)"),
-    Column("started_at", DateTime(timezone=True), nullable=False),
-    Column("finished_at", DateTime(timezone=True)),
+    utc_time("started_at", nullable=False),
+    utc_time("finished_at"),
     Column("actor", String(200), nullable=False, default="system"),
     Column("status", String(20), nullable=False, doc="running | committed | failed"),
     Column("created", Integer, nullable=False, default=0),
     Column("updated", Integer, nullable=False, default=0),
     Column("unchanged", Integer, nullable=False, default=0),
-    Column("summary", LargeBinary, info={"sealed": True}, doc="JSON: counts by type, warnings (sealed)"),
+    sealed("summary", doc="JSON: counts by type, warnings (sealed)"),
 )
 
-resources = Table(
+
+def _version_columns(*, patient_id: Column[str], version: Column[int], content: Column[bytes]) -> list[Column[Any]]:
+    """The columns of one version of a resource (:data:`VERSION_COLUMNS`, in that order), as ``resources``
+    holds the current version and ``resource_history`` each superseded one; the three that differ between
+    the two tables are given."""
+    return [
+        Column("resource_type", String(64), nullable=False),
+        Column("id", String(64), nullable=False, doc="FHIR logical id"),
+        patient_id,
+        version,
+        utc_time("last_updated", nullable=False),
+        Column("import_id", String(36), ForeignKey("imports.id"), nullable=True),
+        Column("content_hash", String(64), nullable=False, doc="SHA-256 of canonical JSON"),
+        content,
+        utc_time("sent_last_updated",
+                 doc="meta.lastUpdated as the sender gave it (meta.versionId/lastUpdated are the server's and are "
+                     "not kept in content): older content does not replace newer (0006)"),
+    ]
+
+
+def _resource_ref(**options: Any) -> Column[int]:
+    """``resource_pk``: the ``resources`` row this row belongs to, deleted with it."""
+    return Column("resource_pk", BIG_ID, ForeignKey("resources.pk", ondelete="CASCADE"), nullable=False, **options)
+
+
+#: What one version of a resource is: an update copies these columns of the current row from ``resources``
+#: to ``resource_history`` (``RecordRepository._keep_history``), and both tables declare them alike.
+VERSION_COLUMNS = ("resource_type", "id", "patient_id", "version", "last_updated", "import_id", "content_hash",
+                   "content", "sent_last_updated")
+
+resources = keyed_table(
     "resources",
-    metadata,
-    Column("pk", BIG_ID, primary_key=True, autoincrement=True),
-    Column("resource_type", String(64), nullable=False),
-    Column("id", String(64), nullable=False, doc="FHIR logical id"),
-    Column("patient_id", String(64), index=True, doc="Patient this resource belongs to, if any"),
-    Column("version", Integer, nullable=False, default=1),
-    Column("last_updated", DateTime(timezone=True), nullable=False),
-    Column("import_id", String(36), ForeignKey("imports.id"), nullable=True),
-    Column("content_hash", String(64), nullable=False, doc="SHA-256 of canonical JSON"),
-    Column("content", LargeBinary, nullable=False, doc="Full resource JSON, sealed by the codec"),
-    Column("sent_last_updated", DateTime(timezone=True),
-           doc="meta.lastUpdated as the sender gave it (meta.versionId/lastUpdated are the server's and are "
-               "not kept in content): older content does not replace newer (0006)"),
+    *_version_columns(
+        patient_id=patient_column(index=True, doc="Patient this resource belongs to, if any"),
+        version=Column("version", Integer, nullable=False, default=1),
+        content=Column("content", LargeBinary, nullable=False, doc="Full resource JSON, sealed by the codec"),
+    ),
     UniqueConstraint("resource_type", "id", name="uq_resources_type_id"),
 )
 Index("ix_resources_patient_type", resources.c.patient_id, resources.c.resource_type)
@@ -71,40 +94,31 @@ Index("ix_resources_patient_type", resources.c.patient_id, resources.c.resource_
 # Superseded versions. The current version stays in ``resources`` (what every query reads); an update first
 # copies the row it replaces here, so every version stays readable (vread, _history) and a first import
 # writes nothing extra.
-resource_history = Table(
+resource_history = keyed_table(
     "resource_history",
-    metadata,
-    Column("pk", BIG_ID, primary_key=True, autoincrement=True),
-    Column("resource_pk", BIG_ID,
-           ForeignKey("resources.pk", ondelete="CASCADE"), nullable=False),
-    Column("resource_type", String(64), nullable=False),
-    Column("id", String(64), nullable=False),
-    Column("patient_id", String(64), doc="Patient this version belonged to"),
-    Column("version", Integer, nullable=False),
-    Column("last_updated", DateTime(timezone=True), nullable=False),
-    Column("import_id", String(36), ForeignKey("imports.id"), nullable=True),
-    Column("content_hash", String(64), nullable=False),
-    Column("content", LargeBinary, nullable=False, info={"sealed": True},
-           doc="The version's JSON, sealed by the codec (marked: key rotation re-seals earlier versions too)"),
-    Column("sent_last_updated", DateTime(timezone=True)),
+    _resource_ref(),
+    *_version_columns(
+        patient_id=patient_column(doc="Patient this version belonged to"),
+        version=Column("version", Integer, nullable=False),
+        content=sealed("content", nullable=False,
+                       doc="The version's JSON, sealed by the codec (marked: key rotation re-seals earlier versions "
+                           "too)"),
+    ),
     UniqueConstraint("resource_pk", "version", name="uq_resource_history_resource_version"),
 )
 Index("ix_resource_history_type_updated", resource_history.c.resource_type, resource_history.c.last_updated)
 
-resource_index = Table(
+resource_index = keyed_table(
     "resource_index",
-    metadata,
-    Column("pk", BIG_ID, primary_key=True, autoincrement=True),
-    Column("resource_pk", BIG_ID,
-           ForeignKey("resources.pk", ondelete="CASCADE"), nullable=False, index=True),
-    Column("patient_id", String(64)),
+    _resource_ref(index=True),
+    patient_column(),
     Column("resource_type", String(64), nullable=False),
     Column("element", String(64), nullable=False, default="code", doc="code | component | ..."),
     Column("system", String(255)),
     Column("code", String(128)),
     Column("display", Text),
-    Column("effective_start", DateTime(timezone=True)),
-    Column("effective_end", DateTime(timezone=True)),
+    utc_time("effective_start"),
+    utc_time("effective_end"),
     Column("status", String(64)),
     Column("value_num", Float),
     Column("value_unit", String(64), doc="original unit as given"),
@@ -112,10 +126,8 @@ resource_index = Table(
     Column("value_norm", Float, doc="value in the normalised unit"),
     Column("unit_norm", String(64)),
     Column("unit_valid", Boolean, doc="False when the unit is not valid UCUM"),
-    Column("value_text", LargeBinary, info={"sealed": True},
-           doc="valueString / valueCodeableConcept code, sealed (free text may hold identifiers)"),
-    Column("chart_at", DateTime(timezone=True),
-           doc="the time of the reading (record.indexing.reading_time): what charts filter and sort on"),
+    sealed("value_text", doc="valueString / valueCodeableConcept code, sealed (free text may hold identifiers)"),
+    utc_time("chart_at", doc="the time of the reading (record.indexing.reading_time): what charts filter and sort on"),
 )
 Index("ix_resource_index_lookup", resource_index.c.patient_id, resource_index.c.code, resource_index.c.effective_start)
 Index("ix_resource_index_type", resource_index.c.patient_id, resource_index.c.resource_type)
@@ -123,21 +135,18 @@ Index("ix_resource_index_type", resource_index.c.patient_id, resource_index.c.re
 resource_identifiers = Table(
     "resource_identifiers",
     metadata,
-    Column("resource_pk", BIG_ID,
-           ForeignKey("resources.pk", ondelete="CASCADE"), nullable=False, index=True),
+    _resource_ref(index=True),
     Column("resource_type", String(64), nullable=False),
     Column("token", String(128), nullable=False, doc="codec.blind('system|value')"),
     Column("kind", String(16), nullable=False, default="identifier", doc="identifier | name"),
 )
 Index("ix_resource_identifiers_token", resource_identifiers.c.token, resource_identifiers.c.resource_type)
 
-samples = Table(
+samples = keyed_table(
     "samples",
-    metadata,
-    Column("pk", BIG_ID, primary_key=True, autoincrement=True),
-    Column("patient_id", String(64), nullable=False),
+    patient_column(nullable=False),
     Column("metric", String(64), nullable=False),
-    Column("time", DateTime(timezone=True), nullable=False),
+    utc_time("time", nullable=False),
     Column("value", Float, nullable=False),
     Column("unit", String(32), nullable=False),
     Column("original_value", Float),
@@ -145,22 +154,19 @@ samples = Table(
     Column("device", String(128)),
     Column("source", String(64)),
     Column("idempotency_key", String(255), nullable=False),
-    Column("received_at", DateTime(timezone=True)),
+    utc_time("received_at"),
     UniqueConstraint("idempotency_key", name="uq_samples_idempotency_key"),
 )
 Index("ix_samples_patient_metric_time", samples.c.patient_id, samples.c.metric, samples.c.time)
 
-twin_versions = Table(
+twin_versions = keyed_table(
     "twin_versions",
-    metadata,
-    Column("pk", BIG_ID, primary_key=True, autoincrement=True),
-    Column("patient_id", String(64), nullable=False),
+    patient_column(nullable=False),
     Column("version", Integer, nullable=False),
     Column("kind", String(32), nullable=False, doc="summary | glucose | drug | ..."),
-    Column("created_at", DateTime(timezone=True), nullable=False),
+    utc_time("created_at", nullable=False),
     Column("actor", String(200), nullable=False, default="system"),
-    Column("provenance", LargeBinary, nullable=False, info={"sealed": True},
-           doc="JSON: import ids, source, model, parameter set, algorithm (sealed)"),
+    sealed("provenance", nullable=False, doc="JSON: import ids, source, model, parameter set, algorithm (sealed)"),
     Column("payload", LargeBinary, nullable=False, doc="JSON sealed by the codec"),
     UniqueConstraint("patient_id", "version", name="uq_twin_versions_patient_version"),
 )

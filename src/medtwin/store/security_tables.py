@@ -8,7 +8,6 @@ from __future__ import annotations
 from sqlalchemy import (
     Boolean,
     Column,
-    DateTime,
     ForeignKey,
     Index,
     Integer,
@@ -17,7 +16,7 @@ from sqlalchemy import (
     Text,
 )
 
-from medtwin.store.metadata import BIG_ID, metadata
+from medtwin.store.metadata import BIG_ID, keyed_table, metadata, patient_column, utc_time
 
 users = Table(
     "users",
@@ -26,11 +25,11 @@ users = Table(
     Column("username", String(150), nullable=False, unique=True),
     Column("password_hash", Text, nullable=False, doc="Argon2id hash"),
     Column("role", String(20), nullable=False, doc="admin | clinician | patient | researcher"),
-    Column("patient_id", String(64), doc="For role 'patient': the one twin this user may see"),
+    patient_column(doc="For role 'patient': the one twin this user may see"),
     Column("active", Boolean, nullable=False, default=True),
     Column("token_generation", Integer, nullable=False, default=0,
            doc="Bumped to revoke every token issued before"),
-    Column("created_at", DateTime(timezone=True), nullable=False),
+    utc_time("created_at", nullable=False),
 )
 
 refresh_tokens = Table(
@@ -39,10 +38,10 @@ refresh_tokens = Table(
     Column("jti", String(64), primary_key=True),
     Column("user_id", String(36), ForeignKey("users.id", ondelete="CASCADE"), nullable=False, index=True),
     Column("family", String(64), nullable=False, index=True, doc="All rotations of one login share it"),
-    Column("issued_at", DateTime(timezone=True), nullable=False),
-    Column("expires_at", DateTime(timezone=True), nullable=False),
-    Column("used_at", DateTime(timezone=True), doc="Set when rotated; a second use revokes the family"),
-    Column("revoked_at", DateTime(timezone=True)),
+    utc_time("issued_at", nullable=False),
+    utc_time("expires_at", nullable=False),
+    utc_time("used_at", doc="Set when rotated; a second use revokes the family"),
+    utc_time("revoked_at"),
 )
 
 revoked_tokens = Table(
@@ -50,8 +49,8 @@ revoked_tokens = Table(
     metadata,
     Column("jti", String(64), primary_key=True),
     Column("user_id", String(36), nullable=False),
-    Column("expires_at", DateTime(timezone=True), nullable=False),
-    Column("revoked_at", DateTime(timezone=True), nullable=False),
+    utc_time("expires_at", nullable=False),
+    utc_time("revoked_at", nullable=False),
 )
 
 api_keys = Table(
@@ -59,30 +58,28 @@ api_keys = Table(
     metadata,
     Column("id", String(32), primary_key=True, doc="Public key id, part of the presented key"),
     Column("name", String(200), nullable=False),
-    Column("patient_id", String(64), nullable=False, doc="The one patient this device writes for"),
+    patient_column(nullable=False, doc="The one patient this device writes for"),
     Column("secret_hash", String(64), nullable=False, doc="HMAC-SHA256 of the secret part"),
-    Column("created_at", DateTime(timezone=True), nullable=False),
+    utc_time("created_at", nullable=False),
     Column("created_by", String(150), nullable=False),
-    Column("revoked_at", DateTime(timezone=True)),
+    utc_time("revoked_at"),
 )
 
 care_team = Table(
     "care_team",
     metadata,
     Column("user_id", String(36), ForeignKey("users.id", ondelete="CASCADE"), primary_key=True),
-    Column("patient_id", String(64), primary_key=True),
-    Column("added_at", DateTime(timezone=True), nullable=False),
+    patient_column(primary_key=True),
+    utc_time("added_at", nullable=False),
 )
 Index("ix_care_team_patient", care_team.c.patient_id)
 
-consents = Table(
+consents = keyed_table(
     "consents",
-    metadata,
-    Column("pk", BIG_ID, primary_key=True, autoincrement=True),
-    Column("patient_id", String(64), nullable=False),
+    patient_column(nullable=False),
     Column("purpose", String(32), nullable=False, doc="research"),
     Column("decision", String(8), nullable=False, doc="permit | deny"),
-    Column("recorded_at", DateTime(timezone=True), nullable=False),
+    utc_time("recorded_at", nullable=False),
     Column("recorded_by", String(150), nullable=False),
 )
 Index("ix_consents_patient_purpose", consents.c.patient_id, consents.c.purpose, consents.c.pk)
@@ -97,7 +94,7 @@ audit_log = Table(
     Column("action", String(20), nullable=False),
     Column("resource_type", String(64), nullable=False),
     Column("resource_id", String(200)),
-    Column("patient_id", String(64)),
+    patient_column(),
     Column("outcome", String(16), nullable=False, doc="success | denied | failure"),
     Column("status", Integer),
     Column("client", String(64)),
@@ -121,7 +118,7 @@ login_throttle = Table(
     metadata,
     Column("account", String(64), primary_key=True, doc="Blind index of the user name (known or not)"),
     Column("failures", Integer, nullable=False, doc="Consecutive failed logins"),
-    Column("last_failure_at", DateTime(timezone=True), nullable=False),
-    Column("blocked_until", DateTime(timezone=True), doc="No attempt is checked before this time"),
+    utc_time("last_failure_at", nullable=False),
+    utc_time("blocked_until", doc="No attempt is checked before this time"),
     Column("locked", Boolean, nullable=False, doc="Hard lockout: only an administrator unlocks"),
 )
