@@ -50,13 +50,19 @@ MAX_FIT_ITERATION_DAYS = 600
 # --- responses ------------------------------------------------------------------------------------------
 
 
-class GlucoseTwinPublic(BaseModel):
-    """The latest fitted glucose twin of a patient."""
+class TwinVersionStamp(BaseModel):
+    """Whose twin, which version, when and by whom: the fields of a stored
+    :class:`~medtwin.store.twins.TwinVersion` that every public view of one starts with."""
 
     patient_id: str
     version: int
     created_at: datetime
     actor: str
+
+
+class GlucoseTwinPublic(TwinVersionStamp):
+    """The latest fitted glucose twin of a patient."""
+
     params_: dict[str, float]
     param_sd_: dict[str, float]
     residual_sd_mg_dl: float
