@@ -31,7 +31,7 @@ from scipy import ndimage, optimize
 from medtwin.errors import InputError
 from medtwin.imaging.mesh import SurfaceMesh, check_mesh, mesh_mask
 from medtwin.imaging.segment import keep_largest, opening
-from medtwin.imaging.volume import Volume
+from medtwin.imaging.volume import Triple, Volume, triple
 
 F64 = NDArray[np.float64]
 CATALOGUES = {"acetabular-cup": "acetabular_cups.toml", "aortic-stent-graft": "stent_grafts.toml"}
@@ -142,7 +142,7 @@ class Measurement:
     value_mm: float
     uncertainty_mm: float
     method: str
-    centre_mm: tuple[float, float, float] | None = None
+    centre_mm: Triple | None = None
     extra: dict[str, float] = field(default_factory=dict)
 
 
@@ -170,7 +170,7 @@ def femoral_head_diameter(volume: Volume, label: int = 1) -> Measurement:
     centre, radius, rms = fit_sphere(mesh.vertices_mm)
     u = 0.5 * float(volume.spacing_mm.max()) + 2.0 * rms
     return Measurement(2.0 * radius, u, "sphere fit to the smoothed surface",
-                       (float(centre[0]), float(centre[1]), float(centre[2])), {"fit_rms_mm": rms})
+                       triple(centre), {"fit_rms_mm": rms})
 
 
 def _plane_basis(normal: F64) -> tuple[F64, F64]:
@@ -215,7 +215,7 @@ def vessel_diameter(volume: Volume, point_mm: list[float] | F64, direction: list
     in_plane = max(float(np.linalg.norm(u @ a3)), float(np.linalg.norm(v @ a3)))  # voxel size across the vessel
     return Measurement(2.0 * math.sqrt(area / math.pi), 0.5 * in_plane,
                        "equivalent-circle diameter of the perpendicular cross-section",
-                       (float(p[0]), float(p[1]), float(p[2])), {"area_mm2": area})
+                       triple(p), {"area_mm2": area})
 
 
 # --------------------------------------------------------------------------- cranial plate
@@ -227,7 +227,7 @@ class CranialPlate:
 
     plate: Volume
     mesh: SurfaceMesh
-    plane_normal: tuple[float, float, float]
+    plane_normal: Triple
     plane_offset_mm: float
     symmetry_rms_mm: float
     volume_ml: float
@@ -326,6 +326,6 @@ def cranial_plate(skull: Volume, *, label: int | None = None, clean_radius_mm: f
         raise ImplantError("plate", "the plate's surface is not watertight")
     return CranialPlate(plate, SurfaceMesh(mesh.vertices_mm, mesh.faces, mesh.frame,
                                            {**mesh.meta, "name": "cranial plate"}),
-                        (float(normal[0]), float(normal[1]), float(normal[2])), offset, rms, volume_ml,
+                        triple(normal), offset, rms, volume_ml,
                         tuple(warnings))
 

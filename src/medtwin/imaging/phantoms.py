@@ -28,7 +28,7 @@ import numpy as np
 from numpy.typing import NDArray
 from scipy import special
 
-from medtwin.imaging.volume import Frame, Volume, VolumeError, grid_affine
+from medtwin.imaging.volume import Frame, Triple, Volume, VolumeError, grid_affine, triple
 
 F64 = NDArray[np.float64]
 
@@ -465,22 +465,22 @@ def _arc_distance(p: F64, arc: _Arc) -> F64:
 # --------------------------------------------------------------------------- rasterising onto a grid
 
 
-def grid(shape: tuple[int, int, int], spacing_mm: tuple[float, float, float],
-         origin_mm: tuple[float, float, float] = (0.0, 0.0, 0.0), frame: Frame = "RAS") -> Volume:
+def grid(shape: tuple[int, int, int], spacing_mm: Triple, origin_mm: Triple = (0.0, 0.0, 0.0),
+         frame: Frame = "RAS") -> Volume:
     """An empty (zero) volume: the grid phantoms are drawn on."""
     if len(shape) != 3 or min(shape) < 1:
         raise VolumeError("shape", f"must be three positive voxel counts, got {shape}")
     return Volume(np.zeros(shape, dtype=np.uint8), grid_affine(spacing_mm, origin_mm, frame), frame, "label")
 
 
-def grid_around(shapes: Sequence[Shape], spacing_mm: tuple[float, float, float], margin_mm: float = 5.0,
+def grid_around(shapes: Sequence[Shape], spacing_mm: Triple, margin_mm: float = 5.0,
                 frame: Frame = "RAS") -> Volume:
     """The smallest axis-aligned grid with ``spacing_mm`` that holds ``shapes`` with ``margin_mm`` to spare."""
     lo = np.min([s.bounds_mm[0] for s in shapes], axis=0) - margin_mm
     hi = np.max([s.bounds_mm[1] for s in shapes], axis=0) + margin_mm
     sp = np.asarray(spacing_mm, dtype=np.float64)
     n = np.ceil((hi - lo) / sp).astype(int) + 1
-    return grid((int(n[0]), int(n[1]), int(n[2])), spacing_mm, (float(lo[0]), float(lo[1]), float(lo[2])), frame)
+    return grid((int(n[0]), int(n[1]), int(n[2])), spacing_mm, triple(lo), frame)
 
 
 def voxel_centres(like: Volume) -> F64:
@@ -584,7 +584,7 @@ class SkullPhantom:
 
 
 def skull_phantom(spacing_mm: float = 1.5, *, turn_deg: float = 4.0,
-                  centre_mm: tuple[float, float, float] = (0.0, 0.0, 0.0), defect: bool = True,
+                  centre_mm: Triple = (0.0, 0.0, 0.0), defect: bool = True,
                   midline: bool = False) -> SkullPhantom:
     """An ellipsoidal skull shell 7 mm thick (outer semi-axes 70 x 88 x 64 mm) turned ``turn_deg`` about the
     superior axis, with an 18 mm-radius cylindrical defect on the right side (or, with ``midline``, across the

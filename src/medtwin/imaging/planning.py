@@ -39,7 +39,7 @@ from scipy import ndimage
 from scipy.spatial import cKDTree
 
 from medtwin.imaging.edt import clearance_mm, window
-from medtwin.imaging.volume import Frame, Volume, VolumeError
+from medtwin.imaging.volume import Frame, Triple, Volume, VolumeError, triple
 
 F64 = NDArray[np.float64]
 RANK_BY = ("risk", "clearance")
@@ -132,8 +132,8 @@ class Trajectory:
     ``margin_excess_mm``: the smallest clearance beyond the margins along the path;
     ``min_distance_mm``: the smallest distance to any critical structure, and which one."""
 
-    entry_mm: tuple[float, float, float]
-    target_mm: tuple[float, float, float]
+    entry_mm: Triple
+    target_mm: Triple
     frame: Frame
     length_mm: float
     angle_deg: float
@@ -431,7 +431,7 @@ def _trajectory(maps: DistanceMaps, entry: F64, target: F64, scores: Scores, e: 
                 limits: Limits) -> Trajectory:
     d = _banded_distances(maps, path_samples(entry, target, limits.step_mm))  # the nearest: checked in _ranked
     s = int(np.argmin(d.min(axis=0)))
-    return Trajectory(tuple(entry.tolist()), tuple(target.tolist()), maps.grid.frame,  # type: ignore[arg-type]
+    return Trajectory(triple(entry), triple(target), maps.grid.frame,
                       float(scores.length_mm[e, t]), float(scores.angle_deg[e, t]), float(scores.risk[e, t]),
                       float(scores.min_excess_mm[e, t]), float(d[:, s].min()), maps.names[s])
 

@@ -14,7 +14,7 @@ import numpy as np
 from numpy.typing import NDArray
 
 from medtwin.imaging.planning import DistanceMaps, PlanningError, path_samples, structure_distances
-from medtwin.imaging.volume import Frame, Volume
+from medtwin.imaging.volume import Frame, Triple, Volume, triple
 
 
 @dataclass(frozen=True)
@@ -32,7 +32,7 @@ class Nearby:
 class Step:
     index: int
     depth_mm: float
-    position_mm: tuple[float, float, float]
+    position_mm: Triple
     inside: str
     nearby: tuple[Nearby, ...]  # nearest first
 
@@ -83,5 +83,5 @@ def rehearse(maps: DistanceMaps, entry_mm: object, target_mm: object, step_mm: f
     for k, p in enumerate(points):
         order = np.argsort(distances[k], kind="stable")
         nearby = tuple(Nearby(maps.names[s], float(distances[k, s]), maps.margins_mm[s]) for s in order)
-        steps.append(Step(k, float(depth[k]), (float(p[0]), float(p[1]), float(p[2])), inside[k], nearby))
+        steps.append(Step(k, float(depth[k]), triple(p), inside[k], nearby))
     return Rehearsal(maps.grid.frame, float(np.linalg.norm(target - entry)), tuple(steps))

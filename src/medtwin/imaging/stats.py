@@ -23,7 +23,7 @@ from scipy import ndimage
 from scipy.spatial import ConvexHull, QhullError
 
 from medtwin.imaging.mesh import mesh_mask
-from medtwin.imaging.volume import Frame, Volume, VolumeError
+from medtwin.imaging.volume import Frame, Triple, Volume, VolumeError, triple
 
 F64 = NDArray[np.float64]
 
@@ -43,18 +43,14 @@ class SegmentStatistics:
     surface_area_mm2: float | None
     surface_volume_ml: float | None
     feret_diameter_mm: float | None
-    centroid_mm: tuple[float, float, float]
-    bounds_min_mm: tuple[float, float, float]
-    bounds_max_mm: tuple[float, float, float]
+    centroid_mm: Triple
+    bounds_min_mm: Triple
+    bounds_max_mm: Triple
     inscribed_radius_voxels: float
     note: str = ""
 
     def as_dict(self) -> dict[str, object]:
         return asdict(self)
-
-
-def _triple(v: F64) -> tuple[float, float, float]:
-    return (float(v[0]), float(v[1]), float(v[2]))
 
 
 def feret_diameter(points_mm: F64) -> float:
@@ -143,8 +139,8 @@ def structure_statistics(volume: Volume, label: int, name: str | None = None) ->
     return SegmentStatistics(
         label=int(label), name=name if name is not None else volume.labels.get(int(label), ""), frame=volume.frame,
         voxel_count=count, volume_ml=count * volume.voxel_volume_ml, surface_area_mm2=area, surface_volume_ml=svol,
-        feret_diameter_mm=feret, centroid_mm=_triple(centroid), bounds_min_mm=_triple(low - half_voxel),
-        bounds_max_mm=_triple(high + half_voxel), inscribed_radius_voxels=inscribed, note=note)
+        feret_diameter_mm=feret, centroid_mm=triple(centroid), bounds_min_mm=triple(low - half_voxel),
+        bounds_max_mm=triple(high + half_voxel), inscribed_radius_voxels=inscribed, note=note)
 
 
 def segment_statistics(volume: Volume, labels: Sequence[int] | None = None) -> list[SegmentStatistics]:

@@ -12,6 +12,7 @@ never move, only the affine changes.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Literal
 
@@ -25,6 +26,14 @@ FRAMES: tuple[Frame, ...] = ("LPS", "RAS")
 
 #: LPS <-> RAS flip (its own inverse).
 LPS_TO_RAS: NDArray[np.float64] = np.diag([-1.0, -1.0, 1.0, 1.0])
+
+#: Three plain floats (a point or a spacing in mm, a unit direction): the form results and JSON carry.
+Triple = tuple[float, float, float]
+
+
+def triple(v: NDArray[np.floating] | Sequence[float]) -> Triple:
+    """The three components of ``v`` as plain Python floats."""
+    return (float(v[0]), float(v[1]), float(v[2]))
 
 
 class VolumeError(InputError):

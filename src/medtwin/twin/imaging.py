@@ -26,7 +26,7 @@ import numpy as np
 import orjson
 
 from medtwin.imaging import dicom, nifti, storage, study
-from medtwin.imaging.volume import ImageFileError, Volume
+from medtwin.imaging.volume import ImageFileError, Triple, Volume, triple
 from medtwin.record.prepare import uuid5
 from medtwin.record.sources import RawUnit
 from medtwin.security.write_policy import Writer
@@ -51,7 +51,7 @@ class ImportResult:
     study_id: str
     created: bool
     shape: tuple[int, int, int]
-    spacing_mm: tuple[float, float, float]
+    spacing_mm: Triple
     frame: str
     raw_bytes: int
     stored_bytes: int
@@ -190,8 +190,7 @@ def import_volume(store: Store, patient_id: str, volume: Volume, *, actor: str =
         if created:
             _unlink(store, patient_id, volume_id)
         raise
-    spacing = tuple(float(s) for s in volume.spacing_mm)
-    return ImportResult(patient_id, volume_id, study_id, created, volume.shape, (spacing[0], spacing[1], spacing[2]),
+    return ImportResult(patient_id, volume_id, study_id, created, volume.shape, triple(volume.spacing_mm),
                         volume.frame, raw_bytes, stored, study.series_uid_of(volume.meta, volume_id),
                         volume.meta.get("modality", "OT"))
 
