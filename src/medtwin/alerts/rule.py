@@ -32,24 +32,31 @@ __all__ = ["AlertKind", "AlertRule", "RuleInfo", "RuleInput", "Verdict"]
 
 
 @dataclass(frozen=True)
-class AlertKind:
-    """An alert a rule raises (``Alert.rule`` is its ``name``)."""
+class _Shown:
+    """What the dashboard shows of a rule and of each alert kind it raises."""
 
     name: str
     label: str  # short, for a badge or a list
     description: str  # one or two sentences, with the source of the threshold
-    severities: tuple[str, ...]  # the severities it may have, least severe first
 
-    def as_json(self) -> dict[str, Any]:
-        return {"name": self.name, "label": self.label, "description": self.description,
-                "severities": list(self.severities)}
+    def _shown_json(self) -> dict[str, Any]:
+        return {"name": self.name, "label": self.label, "description": self.description}
 
 
 @dataclass(frozen=True)
-class RuleInfo:
-    name: str
-    label: str
-    description: str
+class AlertKind(_Shown):
+    """An alert a rule raises (``Alert.rule`` is its ``name``)."""
+
+    severities: tuple[str, ...]  # the severities it may have, least severe first
+
+    def as_json(self) -> dict[str, Any]:
+        return {**self._shown_json(), "severities": list(self.severities)}
+
+
+@dataclass(frozen=True)
+class RuleInfo(_Shown):
+    """A rule's declaration: its name (the kind its state is saved under), what it shows, raises and reads."""
+
     alerts: tuple[AlertKind, ...]
     metrics: tuple[str, ...] = ()  # sample metrics it reads (vocabulary names)
     forecasts: tuple[str, ...] = ()  # forecasts it reads ("glucose": :class:`~medtwin.vocab.GlucoseForecast`)
@@ -77,8 +84,7 @@ class RuleInfo:
                 raise ValueError(f"rule {self.name!r}: alert {kind.name!r} severities must be among {SEVERITIES}")
 
     def as_json(self) -> dict[str, Any]:
-        return {"name": self.name, "label": self.label, "description": self.description,
-                "alerts": [k.as_json() for k in self.alerts], "metrics": list(self.metrics),
+        return {**self._shown_json(), "alerts": [k.as_json() for k in self.alerts], "metrics": list(self.metrics),
                 "forecasts": list(self.forecasts), "settings": list(self.settings), "source": self.source}
 
 
