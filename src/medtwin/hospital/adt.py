@@ -26,7 +26,8 @@ import hmac
 import logging
 import os
 from collections.abc import Callable, Iterable
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, replace
+from dataclasses import field as dc_field
 from datetime import UTC, datetime
 from typing import Protocol
 
@@ -62,6 +63,9 @@ class AdtEvent:
 
 @dataclass(frozen=True)
 class Outcome:
+    """The answer to one message: accepted (``AA``; ``duplicate`` when already applied), refused (``AE``, with
+    the ``field`` at fault and the ``reason``) or not taken (``retry``: ``AR``, the sender sends it again)."""
+
     control_id: str
     accepted: bool
     duplicate: bool = False
@@ -73,18 +77,21 @@ class Outcome:
 @dataclass(frozen=True)
 class Entry:
     """What the journal keeps of one decision: the message as received (``text``: HL7 ER7, or the Encounter
-    as JSON), the event time that places it, the patient's keyed hash, and the reason when refused."""
+    as JSON), the event time that places it, the patient's keyed hash, and the reason when refused.
+
+    ``text`` and ``reason`` (which may quote the message) carry names and identifiers: the journal seals
+    them, and they stay out of the ``repr``, which reaches logs and tracebacks."""
 
     kind: str  # hl7v2 | encounter
     control_id: str
     accepted: bool
-    text: str
+    text: str = dc_field(repr=False)
     time: datetime | None = None
     patient: str | None = None
     event: str | None = None
     unit: str | None = None
     field: str | None = None
-    reason: str | None = None
+    reason: str | None = dc_field(default=None, repr=False)
 
 
 class Journal(Protocol):
@@ -159,7 +166,7 @@ def parse_adt(text: str, units: set[str], pseudonymise: Pseudonymise | None = No
 class Stay:
     unit: str | None = None  # None: not in the hospital
     since: datetime | None = None
-    history: list[tuple[str | None, datetime]] = field(default_factory=list)  # (unit, since) for A12/A13
+    history: list[tuple[str | None, datetime]] = dc_field(default_factory=list)  # (unit, since) for A12/A13
 
 
 def replay(events: list[AdtEvent]) -> Stay:
@@ -414,14 +421,19 @@ def parse_encounter(resource: dict[str, object], units: set[str],
     return key, version, updated, Stay(unit, since)
 
 
+def _first_segment(text: str) -> list[str]:
+    """The fields of the message's first segment (MSH when well formed; read without parsing the message)."""
+    return text.replace("\n", "\r").split("\r", 1)[0].split("|")
+
+
 def _control_of(text: str) -> str:
-    first = text.replace("\n", "\r").split("\r", 1)[0].split("|")
+    first = _first_segment(text)
     return first[9] if len(first) > 9 and first[0] == "MSH" else ""
 
 
 def ack(text: str, outcome: Outcome, now: datetime) -> str:
     """The ACK (MSA AA) or NAK (MSA AE with an ERR segment naming the field) for a message."""
-    msh = text.replace("\n", "\r").split("\r", 1)[0].split("|")
+    msh = _first_segment(text)
     sender = msh[2:4] if len(msh) > 3 and msh[0] == "MSH" else ["", ""]
     event = msh[8].split("^")[1] if len(msh) > 8 and "^" in msh[8] else ""
     code = "AA" if outcome.accepted else ("AR" if outcome.retry else "AE")
