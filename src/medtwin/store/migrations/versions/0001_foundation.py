@@ -7,139 +7,108 @@ Create Date: 2026-11-21 08:05:29.996192
 import sqlalchemy as sa
 from alembic import op
 
+from medtwin.store.migrations import ddl
+
 revision = '0001_foundation'
 down_revision = None
-branch_labels = None
-depends_on = None
+
+
+def _tables() -> list[ddl.Table]:
+    return [
+        ddl.table("imports",
+            ddl.column("id", sa.String(36)),
+            ddl.column("source", sa.LargeBinary()),
+            ddl.timestamp("started_at"),
+            ddl.timestamp("finished_at", nullable=True),
+            ddl.column("actor", sa.String(200)),
+            ddl.column("status", sa.String(20)),
+            ddl.column("created", sa.Integer()),
+            ddl.column("updated", sa.Integer()),
+            ddl.column("unchanged", sa.Integer()),
+            ddl.column("summary", sa.LargeBinary(), nullable=True),
+            primary_key=("id",),
+        ),
+        ddl.keyed_table("samples",
+            ddl.column("patient_id", sa.String(64)),
+            ddl.column("metric", sa.String(64)),
+            ddl.timestamp("time"),
+            ddl.column("value", sa.Float()),
+            ddl.column("unit", sa.String(32)),
+            ddl.column("original_value", sa.Float(), nullable=True),
+            ddl.column("original_unit", sa.String(32), nullable=True),
+            ddl.column("device", sa.String(128), nullable=True),
+            ddl.column("source", sa.String(64), nullable=True),
+            ddl.column("idempotency_key", sa.String(255)),
+            ddl.timestamp("received_at", nullable=True),
+            sa.UniqueConstraint("idempotency_key", name="uq_samples_idempotency_key"),
+            indexes=[ddl.index("ix_samples_patient_metric_time", "patient_id", "metric", "time")],
+        ),
+        ddl.keyed_table("twin_versions",
+            ddl.column("patient_id", sa.String(64)),
+            ddl.column("version", sa.Integer()),
+            ddl.column("kind", sa.String(32)),
+            ddl.timestamp("created_at"),
+            ddl.column("actor", sa.String(200)),
+            ddl.column("provenance", sa.LargeBinary()),
+            ddl.column("payload", sa.LargeBinary()),
+            sa.UniqueConstraint("patient_id", "version", name="uq_twin_versions_patient_version"),
+        ),
+        ddl.keyed_table("resources",
+            ddl.column("resource_type", sa.String(64)),
+            ddl.column("id", sa.String(64)),
+            ddl.column("patient_id", sa.String(64), nullable=True),
+            ddl.column("version", sa.Integer()),
+            ddl.timestamp("last_updated"),
+            ddl.column("import_id", sa.String(36), nullable=True),
+            ddl.column("content_hash", sa.String(64)),
+            ddl.column("content", sa.LargeBinary()),
+            sa.ForeignKeyConstraint(["import_id"], ["imports.id"],
+                                    name=op.f("fk_resources_import_id_imports")),
+            sa.UniqueConstraint("resource_type", "id", name="uq_resources_type_id"),
+            indexes=[ddl.index("ix_resources_patient_id", "patient_id"),
+                     ddl.index("ix_resources_patient_type", "patient_id", "resource_type")],
+        ),
+        ddl.table("resource_identifiers",
+            ddl.column("resource_pk", ddl.KEY),
+            ddl.column("resource_type", sa.String(64)),
+            ddl.column("token", sa.String(128)),
+            ddl.column("kind", sa.String(16)),
+            sa.ForeignKeyConstraint(["resource_pk"], ["resources.pk"], ondelete="CASCADE",
+                                    name=op.f("fk_resource_identifiers_resource_pk_resources")),
+            primary_key=None,
+            indexes=[ddl.index("ix_resource_identifiers_resource_pk", "resource_pk"),
+                     ddl.index("ix_resource_identifiers_token", "token", "resource_type")],
+        ),
+        ddl.keyed_table("resource_index",
+            ddl.column("resource_pk", ddl.KEY),
+            ddl.column("patient_id", sa.String(64), nullable=True),
+            ddl.column("resource_type", sa.String(64)),
+            ddl.column("element", sa.String(64)),
+            ddl.column("system", sa.String(255), nullable=True),
+            ddl.column("code", sa.String(128), nullable=True),
+            ddl.column("display", sa.Text(), nullable=True),
+            ddl.timestamp("effective_start", nullable=True),
+            ddl.timestamp("effective_end", nullable=True),
+            ddl.column("status", sa.String(64), nullable=True),
+            ddl.column("value_num", sa.Float(), nullable=True),
+            ddl.column("value_unit", sa.String(64), nullable=True),
+            ddl.column("value_code", sa.String(64), nullable=True),
+            ddl.column("value_norm", sa.Float(), nullable=True),
+            ddl.column("unit_norm", sa.String(64), nullable=True),
+            ddl.column("unit_valid", sa.Boolean(), nullable=True),
+            ddl.column("value_text", sa.LargeBinary(), nullable=True),
+            sa.ForeignKeyConstraint(["resource_pk"], ["resources.pk"], ondelete="CASCADE",
+                                    name=op.f("fk_resource_index_resource_pk_resources")),
+            indexes=[ddl.index("ix_resource_index_lookup", "patient_id", "code", "effective_start"),
+                     ddl.index("ix_resource_index_resource_pk", "resource_pk"),
+                     ddl.index("ix_resource_index_type", "patient_id", "resource_type")],
+        ),
+    ]
 
 
 def upgrade() -> None:
-    # ### commands auto generated by Alembic - please adjust! ###
-    op.create_table('imports',
-    sa.Column('id', sa.String(length=36), nullable=False),
-    sa.Column('source', sa.LargeBinary(), nullable=False),
-    sa.Column('started_at', sa.DateTime(timezone=True), nullable=False),
-    sa.Column('finished_at', sa.DateTime(timezone=True), nullable=True),
-    sa.Column('actor', sa.String(length=200), nullable=False),
-    sa.Column('status', sa.String(length=20), nullable=False),
-    sa.Column('created', sa.Integer(), nullable=False),
-    sa.Column('updated', sa.Integer(), nullable=False),
-    sa.Column('unchanged', sa.Integer(), nullable=False),
-    sa.Column('summary', sa.LargeBinary(), nullable=True),
-    sa.PrimaryKeyConstraint('id', name=op.f('pk_imports'))
-    )
-    op.create_table('samples',
-    sa.Column('pk', sa.BigInteger().with_variant(sa.Integer(), 'sqlite'), autoincrement=True, nullable=False),
-    sa.Column('patient_id', sa.String(length=64), nullable=False),
-    sa.Column('metric', sa.String(length=64), nullable=False),
-    sa.Column('time', sa.DateTime(timezone=True), nullable=False),
-    sa.Column('value', sa.Float(), nullable=False),
-    sa.Column('unit', sa.String(length=32), nullable=False),
-    sa.Column('original_value', sa.Float(), nullable=True),
-    sa.Column('original_unit', sa.String(length=32), nullable=True),
-    sa.Column('device', sa.String(length=128), nullable=True),
-    sa.Column('source', sa.String(length=64), nullable=True),
-    sa.Column('idempotency_key', sa.String(length=255), nullable=False),
-    sa.Column('received_at', sa.DateTime(timezone=True), nullable=True),
-    sa.PrimaryKeyConstraint('pk', name=op.f('pk_samples')),
-    sa.UniqueConstraint('idempotency_key', name='uq_samples_idempotency_key')
-    )
-    with op.batch_alter_table('samples', schema=None) as batch_op:
-        batch_op.create_index('ix_samples_patient_metric_time', ['patient_id', 'metric', 'time'], unique=False)
-
-    op.create_table('twin_versions',
-    sa.Column('pk', sa.BigInteger().with_variant(sa.Integer(), 'sqlite'), autoincrement=True, nullable=False),
-    sa.Column('patient_id', sa.String(length=64), nullable=False),
-    sa.Column('version', sa.Integer(), nullable=False),
-    sa.Column('kind', sa.String(length=32), nullable=False),
-    sa.Column('created_at', sa.DateTime(timezone=True), nullable=False),
-    sa.Column('actor', sa.String(length=200), nullable=False),
-    sa.Column('provenance', sa.LargeBinary(), nullable=False),
-    sa.Column('payload', sa.LargeBinary(), nullable=False),
-    sa.PrimaryKeyConstraint('pk', name=op.f('pk_twin_versions')),
-    sa.UniqueConstraint('patient_id', 'version', name='uq_twin_versions_patient_version')
-    )
-    op.create_table('resources',
-    sa.Column('pk', sa.BigInteger().with_variant(sa.Integer(), 'sqlite'), autoincrement=True, nullable=False),
-    sa.Column('resource_type', sa.String(length=64), nullable=False),
-    sa.Column('id', sa.String(length=64), nullable=False),
-    sa.Column('patient_id', sa.String(length=64), nullable=True),
-    sa.Column('version', sa.Integer(), nullable=False),
-    sa.Column('last_updated', sa.DateTime(timezone=True), nullable=False),
-    sa.Column('import_id', sa.String(length=36), nullable=True),
-    sa.Column('content_hash', sa.String(length=64), nullable=False),
-    sa.Column('content', sa.LargeBinary(), nullable=False),
-    sa.ForeignKeyConstraint(['import_id'], ['imports.id'], name=op.f('fk_resources_import_id_imports')),
-    sa.PrimaryKeyConstraint('pk', name=op.f('pk_resources')),
-    sa.UniqueConstraint('resource_type', 'id', name='uq_resources_type_id')
-    )
-    with op.batch_alter_table('resources', schema=None) as batch_op:
-        batch_op.create_index(batch_op.f('ix_resources_patient_id'), ['patient_id'], unique=False)
-        batch_op.create_index('ix_resources_patient_type', ['patient_id', 'resource_type'], unique=False)
-
-    op.create_table('resource_identifiers',
-    sa.Column('resource_pk', sa.BigInteger().with_variant(sa.Integer(), 'sqlite'), nullable=False),
-    sa.Column('resource_type', sa.String(length=64), nullable=False),
-    sa.Column('token', sa.String(length=128), nullable=False),
-    sa.Column('kind', sa.String(length=16), nullable=False),
-    sa.ForeignKeyConstraint(['resource_pk'], ['resources.pk'], name=op.f('fk_resource_identifiers_resource_pk_resources'), ondelete='CASCADE')
-    )
-    with op.batch_alter_table('resource_identifiers', schema=None) as batch_op:
-        batch_op.create_index(batch_op.f('ix_resource_identifiers_resource_pk'), ['resource_pk'], unique=False)
-        batch_op.create_index('ix_resource_identifiers_token', ['token', 'resource_type'], unique=False)
-
-    op.create_table('resource_index',
-    sa.Column('pk', sa.BigInteger().with_variant(sa.Integer(), 'sqlite'), autoincrement=True, nullable=False),
-    sa.Column('resource_pk', sa.BigInteger().with_variant(sa.Integer(), 'sqlite'), nullable=False),
-    sa.Column('patient_id', sa.String(length=64), nullable=True),
-    sa.Column('resource_type', sa.String(length=64), nullable=False),
-    sa.Column('element', sa.String(length=64), nullable=False),
-    sa.Column('system', sa.String(length=255), nullable=True),
-    sa.Column('code', sa.String(length=128), nullable=True),
-    sa.Column('display', sa.Text(), nullable=True),
-    sa.Column('effective_start', sa.DateTime(timezone=True), nullable=True),
-    sa.Column('effective_end', sa.DateTime(timezone=True), nullable=True),
-    sa.Column('status', sa.String(length=64), nullable=True),
-    sa.Column('value_num', sa.Float(), nullable=True),
-    sa.Column('value_unit', sa.String(length=64), nullable=True),
-    sa.Column('value_code', sa.String(length=64), nullable=True),
-    sa.Column('value_norm', sa.Float(), nullable=True),
-    sa.Column('unit_norm', sa.String(length=64), nullable=True),
-    sa.Column('unit_valid', sa.Boolean(), nullable=True),
-    sa.Column('value_text', sa.LargeBinary(), nullable=True),
-    sa.ForeignKeyConstraint(['resource_pk'], ['resources.pk'], name=op.f('fk_resource_index_resource_pk_resources'), ondelete='CASCADE'),
-    sa.PrimaryKeyConstraint('pk', name=op.f('pk_resource_index'))
-    )
-    with op.batch_alter_table('resource_index', schema=None) as batch_op:
-        batch_op.create_index('ix_resource_index_lookup', ['patient_id', 'code', 'effective_start'], unique=False)
-        batch_op.create_index(batch_op.f('ix_resource_index_resource_pk'), ['resource_pk'], unique=False)
-        batch_op.create_index('ix_resource_index_type', ['patient_id', 'resource_type'], unique=False)
-
-    # ### end Alembic commands ###
+    ddl.create_tables(_tables())
 
 
 def downgrade() -> None:
-    # ### commands auto generated by Alembic - please adjust! ###
-    with op.batch_alter_table('resource_index', schema=None) as batch_op:
-        batch_op.drop_index('ix_resource_index_type')
-        batch_op.drop_index(batch_op.f('ix_resource_index_resource_pk'))
-        batch_op.drop_index('ix_resource_index_lookup')
-
-    op.drop_table('resource_index')
-    with op.batch_alter_table('resource_identifiers', schema=None) as batch_op:
-        batch_op.drop_index('ix_resource_identifiers_token')
-        batch_op.drop_index(batch_op.f('ix_resource_identifiers_resource_pk'))
-
-    op.drop_table('resource_identifiers')
-    with op.batch_alter_table('resources', schema=None) as batch_op:
-        batch_op.drop_index('ix_resources_patient_type')
-        batch_op.drop_index(batch_op.f('ix_resources_patient_id'))
-
-    op.drop_table('resources')
-    op.drop_table('twin_versions')
-    with op.batch_alter_table('samples', schema=None) as batch_op:
-        batch_op.drop_index('ix_samples_patient_metric_time')
-
-    op.drop_table('samples')
-    op.drop_table('imports')
-    # ### end Alembic commands ###
+    ddl.drop_tables(_tables())

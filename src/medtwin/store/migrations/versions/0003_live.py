@@ -5,75 +5,67 @@ Revises: 0002_security
 """
 
 import sqlalchemy as sa
-from alembic import op
+
+from medtwin.store.migrations import ddl
 
 revision = "0003_live"
 down_revision = "0002_security"
-branch_labels = None
-depends_on = None
 
-_BIGINT = sa.BigInteger().with_variant(sa.Integer(), "sqlite")
+
+def _tables() -> list[ddl.Table]:
+    return [
+        ddl.keyed_table("quarantine",
+            ddl.column("patient_id", sa.String(64), nullable=True),
+            ddl.column("device", sa.String(128), nullable=True),
+            ddl.column("metric", sa.String(64), nullable=True),
+            ddl.timestamp("time", nullable=True),
+            ddl.timestamp("received_at"),
+            ddl.column("source", sa.String(64)),
+            ddl.column("reason", sa.String(64)),
+            ddl.column("field", sa.String(255), nullable=True),
+            ddl.column("detail", sa.Text(), nullable=True),
+            ddl.column("payload", sa.LargeBinary(), nullable=True),
+            ddl.column("idempotency_key", sa.String(255), nullable=True),
+            indexes=[ddl.index("ix_quarantine_patient_received", "patient_id", "received_at"),
+                     ddl.index("ix_quarantine_idempotency_key", "idempotency_key", unique=True)],
+        ),
+        ddl.table("alerts",
+            ddl.column("id", sa.String(36)),
+            ddl.column("patient_id", sa.String(64)),
+            ddl.column("rule", sa.String(64)),
+            ddl.column("severity", sa.String(16)),
+            ddl.column("status", sa.String(16)),
+            ddl.column("dedupe_key", sa.String(255)),
+            ddl.timestamp("opened_at"),
+            ddl.timestamp("updated_at"),
+            ddl.timestamp("last_seen_at"),
+            ddl.column("occurrences", sa.Integer()),
+            ddl.column("score", sa.Float(), nullable=True),
+            ddl.timestamp("acknowledged_at", nullable=True),
+            ddl.column("acknowledged_by", sa.String(150), nullable=True),
+            ddl.timestamp("resolved_at", nullable=True),
+            ddl.column("resolved_by", sa.String(150), nullable=True),
+            ddl.column("message", sa.Text()),
+            ddl.column("details", sa.LargeBinary(), nullable=True),
+            primary_key=("id",),
+            indexes=[ddl.index("ix_alerts_patient_status", "patient_id", "status"),
+                     ddl.index("ix_alerts_dedupe_status", "dedupe_key", "status")],
+        ),
+        ddl.table("twin_live_state",
+            ddl.column("patient_id", sa.String(64)),
+            ddl.column("kind", sa.String(32)),
+            ddl.column("twin_version", sa.Integer(), nullable=True),
+            ddl.timestamp("updated_at"),
+            ddl.timestamp("data_time", nullable=True),
+            ddl.column("payload", sa.LargeBinary()),
+            primary_key=("patient_id", "kind"),
+        ),
+    ]
 
 
 def upgrade() -> None:
-    op.create_table(
-        "quarantine",
-        sa.Column("pk", _BIGINT, autoincrement=True, nullable=False),
-        sa.Column("patient_id", sa.String(64), nullable=True),
-        sa.Column("device", sa.String(128), nullable=True),
-        sa.Column("metric", sa.String(64), nullable=True),
-        sa.Column("time", sa.DateTime(timezone=True), nullable=True),
-        sa.Column("received_at", sa.DateTime(timezone=True), nullable=False),
-        sa.Column("source", sa.String(64), nullable=False),
-        sa.Column("reason", sa.String(64), nullable=False),
-        sa.Column("field", sa.String(255), nullable=True),
-        sa.Column("detail", sa.Text(), nullable=True),
-        sa.Column("payload", sa.LargeBinary(), nullable=True),
-        sa.Column("idempotency_key", sa.String(255), nullable=True),
-        sa.PrimaryKeyConstraint("pk", name=op.f("pk_quarantine")),
-    )
-    op.create_index("ix_quarantine_patient_received", "quarantine", ["patient_id", "received_at"])
-    op.create_index("ix_quarantine_idempotency_key", "quarantine", ["idempotency_key"], unique=True)
-    op.create_table(
-        "alerts",
-        sa.Column("id", sa.String(36), nullable=False),
-        sa.Column("patient_id", sa.String(64), nullable=False),
-        sa.Column("rule", sa.String(64), nullable=False),
-        sa.Column("severity", sa.String(16), nullable=False),
-        sa.Column("status", sa.String(16), nullable=False),
-        sa.Column("dedupe_key", sa.String(255), nullable=False),
-        sa.Column("opened_at", sa.DateTime(timezone=True), nullable=False),
-        sa.Column("updated_at", sa.DateTime(timezone=True), nullable=False),
-        sa.Column("last_seen_at", sa.DateTime(timezone=True), nullable=False),
-        sa.Column("occurrences", sa.Integer(), nullable=False),
-        sa.Column("score", sa.Float(), nullable=True),
-        sa.Column("acknowledged_at", sa.DateTime(timezone=True), nullable=True),
-        sa.Column("acknowledged_by", sa.String(150), nullable=True),
-        sa.Column("resolved_at", sa.DateTime(timezone=True), nullable=True),
-        sa.Column("resolved_by", sa.String(150), nullable=True),
-        sa.Column("message", sa.Text(), nullable=False),
-        sa.Column("details", sa.LargeBinary(), nullable=True),
-        sa.PrimaryKeyConstraint("id", name=op.f("pk_alerts")),
-    )
-    op.create_index("ix_alerts_patient_status", "alerts", ["patient_id", "status"])
-    op.create_index("ix_alerts_dedupe_status", "alerts", ["dedupe_key", "status"])
-    op.create_table(
-        "twin_live_state",
-        sa.Column("patient_id", sa.String(64), nullable=False),
-        sa.Column("kind", sa.String(32), nullable=False),
-        sa.Column("twin_version", sa.Integer(), nullable=True),
-        sa.Column("updated_at", sa.DateTime(timezone=True), nullable=False),
-        sa.Column("data_time", sa.DateTime(timezone=True), nullable=True),
-        sa.Column("payload", sa.LargeBinary(), nullable=False),
-        sa.PrimaryKeyConstraint("patient_id", "kind", name=op.f("pk_twin_live_state")),
-    )
+    ddl.create_tables(_tables())
 
 
 def downgrade() -> None:
-    op.drop_table("twin_live_state")
-    op.drop_index("ix_alerts_dedupe_status", table_name="alerts")
-    op.drop_index("ix_alerts_patient_status", table_name="alerts")
-    op.drop_table("alerts")
-    op.drop_index("ix_quarantine_idempotency_key", table_name="quarantine")
-    op.drop_index("ix_quarantine_patient_received", table_name="quarantine")
-    op.drop_table("quarantine")
+    ddl.drop_tables(_tables())

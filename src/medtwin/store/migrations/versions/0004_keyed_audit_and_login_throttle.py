@@ -14,29 +14,29 @@ same for names that do not exist, so throttling does not tell which accounts exi
 """
 
 import sqlalchemy as sa
-from alembic import op
+
+from medtwin.store.migrations import ddl
 
 revision = "0004_keyed_audit"
 down_revision = "0003_live"
-branch_labels = None
-depends_on = None
 
 
-def upgrade() -> None:
-    with op.batch_alter_table("audit_log") as batch:
-        batch.add_column(sa.Column("key_id", sa.String(64), nullable=True))
-    op.create_table(
-        "login_throttle",
-        sa.Column("account", sa.String(64), nullable=False),
-        sa.Column("failures", sa.Integer(), nullable=False),
-        sa.Column("last_failure_at", sa.DateTime(timezone=True), nullable=False),
-        sa.Column("blocked_until", sa.DateTime(timezone=True), nullable=True),
-        sa.Column("locked", sa.Boolean(), nullable=False),
-        sa.PrimaryKeyConstraint("account", name=op.f("pk_login_throttle")),
+def _login_throttle() -> ddl.Table:
+    return ddl.table("login_throttle",
+        ddl.column("account", sa.String(64)),
+        ddl.column("failures", sa.Integer()),
+        ddl.timestamp("last_failure_at"),
+        ddl.timestamp("blocked_until", nullable=True),
+        ddl.column("locked", sa.Boolean()),
+        primary_key=("account",),
     )
 
 
+def upgrade() -> None:
+    ddl.add_column("audit_log", ddl.column("key_id", sa.String(64), nullable=True))
+    ddl.create_tables([_login_throttle()])
+
+
 def downgrade() -> None:
-    op.drop_table("login_throttle")
-    with op.batch_alter_table("audit_log") as batch:
-        batch.drop_column("key_id")
+    ddl.drop_tables([_login_throttle()])
+    ddl.drop_column("audit_log", "key_id")

@@ -10,20 +10,15 @@ a level 2 hypoglycaemia auto-resolved within a minute and vanished from the work
 (or held until the alert was resolved). Existing rows keep NULL.
 """
 
-import sqlalchemy as sa
-from alembic import op
+from medtwin.store.migrations import ddl
 
 revision = "0005_alert_cleared"
 down_revision = "0004_keyed_audit"
-branch_labels = None
-depends_on = None
 
 
 def upgrade() -> None:
-    with op.batch_alter_table("alerts") as batch:
-        batch.add_column(sa.Column("condition_cleared_at", sa.DateTime(timezone=True), nullable=True))
+    ddl.add_column("alerts", ddl.timestamp("condition_cleared_at", nullable=True))
 
 
 def downgrade() -> None:
-    with op.batch_alter_table("alerts") as batch:
-        batch.drop_column("condition_cleared_at")
+    ddl.drop_column("alerts", "condition_cleared_at")

@@ -13,40 +13,37 @@ to keep (they were overwritten before this revision). ``sent_last_updated`` (bot
 import sqlalchemy as sa
 from alembic import op
 
+from medtwin.store.migrations import ddl
+
 revision = "0006_resource_history"
 down_revision = "0005_alert_cleared"
-branch_labels = None
-depends_on = None
 
 
-def upgrade() -> None:
-    key = sa.BigInteger().with_variant(sa.Integer, "sqlite")
-    op.create_table(
-        "resource_history",
-        sa.Column("pk", key, autoincrement=True, nullable=False),
-        sa.Column("resource_pk", key, nullable=False),
-        sa.Column("resource_type", sa.String(64), nullable=False),
-        sa.Column("id", sa.String(64), nullable=False),
-        sa.Column("patient_id", sa.String(64)),
-        sa.Column("version", sa.Integer, nullable=False),
-        sa.Column("last_updated", sa.DateTime(timezone=True), nullable=False),
-        sa.Column("import_id", sa.String(36), nullable=True),
-        sa.Column("content_hash", sa.String(64), nullable=False),
-        sa.Column("content", sa.LargeBinary, nullable=False),
-        sa.Column("sent_last_updated", sa.DateTime(timezone=True), nullable=True),
-        sa.PrimaryKeyConstraint("pk", name=op.f("pk_resource_history")),
+def _resource_history() -> ddl.Table:
+    return ddl.keyed_table("resource_history",
+        ddl.column("resource_pk", ddl.KEY),
+        ddl.column("resource_type", sa.String(64)),
+        ddl.column("id", sa.String(64)),
+        ddl.column("patient_id", sa.String(64), nullable=True),
+        ddl.column("version", sa.Integer),
+        ddl.timestamp("last_updated"),
+        ddl.column("import_id", sa.String(36), nullable=True),
+        ddl.column("content_hash", sa.String(64)),
+        ddl.column("content", sa.LargeBinary),
+        ddl.timestamp("sent_last_updated", nullable=True),
         sa.ForeignKeyConstraint(["resource_pk"], ["resources.pk"], ondelete="CASCADE",
                                 name=op.f("fk_resource_history_resource_pk_resources")),
         sa.ForeignKeyConstraint(["import_id"], ["imports.id"], name=op.f("fk_resource_history_import_id_imports")),
         sa.UniqueConstraint("resource_pk", "version", name=op.f("uq_resource_history_resource_version")),
+        indexes=[ddl.index("ix_resource_history_type_updated", "resource_type", "last_updated")],
     )
-    op.create_index("ix_resource_history_type_updated", "resource_history", ["resource_type", "last_updated"])
-    with op.batch_alter_table("resources") as batch:
-        batch.add_column(sa.Column("sent_last_updated", sa.DateTime(timezone=True), nullable=True))
+
+
+def upgrade() -> None:
+    ddl.create_tables([_resource_history()])
+    ddl.add_column("resources", ddl.timestamp("sent_last_updated", nullable=True))
 
 
 def downgrade() -> None:
-    with op.batch_alter_table("resources") as batch:
-        batch.drop_column("sent_last_updated")
-    op.drop_index("ix_resource_history_type_updated", table_name="resource_history")
-    op.drop_table("resource_history")
+    ddl.drop_column("resources", "sent_last_updated")
+    ddl.drop_tables([_resource_history()])

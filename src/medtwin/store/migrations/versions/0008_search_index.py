@@ -12,22 +12,17 @@ Idempotent; SQLite and PostgreSQL alike (SQLAlchemy core). Downgrade leaves the 
 it does not search).
 """
 
-from alembic import context, op
+from alembic import op
 
+from medtwin.store.migrations import ddl
 from medtwin.store.reindex import reindex
 
 revision = "0008_search_index"
 down_revision = "0007_images"
-branch_labels = None
-depends_on = None
 
 
 def upgrade() -> None:
-    codec = context.config.attributes.get("codec")
-    if codec is None:
-        raise RuntimeError("revision 0008_search_index reindexes sealed content and needs the store's codec: "
-                           "migrate through medtwin (Store.migrate), not the bare alembic command")
-    reindex(op.get_bind(), codec)
+    reindex(op.get_bind(), ddl.store_codec(revision))
 
 
 def downgrade() -> None:

@@ -12,27 +12,20 @@ else ``issued``). Added, then filled by rebuilding every resource's index rows f
 PostgreSQL alike. Downgrade drops the column.
 """
 
-import sqlalchemy as sa
-from alembic import context, op
+from alembic import op
 
+from medtwin.store.migrations import ddl
 from medtwin.store.reindex import reindex
 
 revision = "0009_chart_time"
 down_revision = "0008_search_index"
-branch_labels = None
-depends_on = None
 
 
 def upgrade() -> None:
-    codec = context.config.attributes.get("codec")
-    if codec is None:
-        raise RuntimeError("revision 0009_chart_time reindexes sealed content and needs the store's codec: "
-                           "migrate through medtwin (Store.migrate), not the bare alembic command")
-    with op.batch_alter_table("resource_index") as batch_op:
-        batch_op.add_column(sa.Column("chart_at", sa.DateTime(timezone=True), nullable=True))
+    codec = ddl.store_codec(revision)  # before any change: without it the revision must not start
+    ddl.add_column("resource_index", ddl.timestamp("chart_at", nullable=True))
     reindex(op.get_bind(), codec)
 
 
 def downgrade() -> None:
-    with op.batch_alter_table("resource_index") as batch_op:
-        batch_op.drop_column("chart_at")
+    ddl.drop_column("resource_index", "chart_at")

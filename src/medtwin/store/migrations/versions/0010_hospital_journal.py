@@ -11,65 +11,63 @@ answered, each equipment sample before it is applied or quarantined, and all are
 ``medtwin.store.hospital_journal``. New tables only; SQLite and PostgreSQL alike.
 """
 
+from collections.abc import Iterable
+
 import sqlalchemy as sa
-from alembic import op
+from sqlalchemy.schema import SchemaItem
+
+from medtwin.store.migrations import ddl
 
 revision = "0010_hospital_journal"
 down_revision = "0009_chart_time"
-branch_labels = None
-depends_on = None
+
+
+def _scoped_table(name: str, *items: SchemaItem, indexes: Iterable[ddl.Index] = ()) -> ddl.Table:
+    """A keyed table whose rows belong to one census or equipment twin (``scope``, the second column)."""
+    return ddl.keyed_table(name, ddl.column("scope", sa.String(128)), *items, indexes=indexes)
+
+
+def _tables() -> list[ddl.Table]:
+    return [
+        _scoped_table("hospital_adt_journal",
+            ddl.column("kind", sa.String(16)),
+            ddl.column("status", sa.String(16)),
+            ddl.column("control_id", sa.String(255)),
+            ddl.column("dedupe_key", sa.String(255), nullable=True),
+            ddl.column("event", sa.String(8), nullable=True),
+            ddl.timestamp("event_time", nullable=True),
+            ddl.column("patient", sa.String(64), nullable=True),
+            ddl.column("unit", sa.String(128), nullable=True),
+            ddl.column("field", sa.String(64), nullable=True),
+            ddl.timestamp("received_at"),
+            ddl.column("content", sa.LargeBinary()),
+            sa.UniqueConstraint("scope", "dedupe_key", name="uq_hospital_adt_journal_scope_dedupe"),
+            indexes=[ddl.index("ix_hospital_adt_journal_replay", "scope", "status", "event_time")],
+        ),
+        _scoped_table("hospital_equipment_samples",
+            ddl.column("asset", sa.String(128)),
+            ddl.timestamp("time"),
+            ddl.column("value", sa.Float()),
+            ddl.column("original_value", sa.Float()),
+            ddl.column("original_unit", sa.String(32)),
+            ddl.column("source", sa.String(32)),
+            ddl.timestamp("received_at"),
+            sa.UniqueConstraint("scope", "asset", "time",
+                                name="uq_hospital_equipment_samples_scope_asset_time"),
+        ),
+        _scoped_table("hospital_equipment_quarantine",
+            ddl.column("topic", sa.String(255)),
+            ddl.column("field", sa.String(255)),
+            ddl.column("reason", sa.Text()),
+            ddl.timestamp("received_at"),
+            ddl.column("payload", sa.LargeBinary()),
+        ),
+    ]
 
 
 def upgrade() -> None:
-    key = sa.BigInteger().with_variant(sa.Integer, "sqlite")
-    op.create_table(
-        "hospital_adt_journal",
-        sa.Column("pk", key, autoincrement=True, nullable=False),
-        sa.Column("scope", sa.String(128), nullable=False),
-        sa.Column("kind", sa.String(16), nullable=False),
-        sa.Column("status", sa.String(16), nullable=False),
-        sa.Column("control_id", sa.String(255), nullable=False),
-        sa.Column("dedupe_key", sa.String(255), nullable=True),
-        sa.Column("event", sa.String(8), nullable=True),
-        sa.Column("event_time", sa.DateTime(timezone=True), nullable=True),
-        sa.Column("patient", sa.String(64), nullable=True),
-        sa.Column("unit", sa.String(128), nullable=True),
-        sa.Column("field", sa.String(64), nullable=True),
-        sa.Column("received_at", sa.DateTime(timezone=True), nullable=False),
-        sa.Column("content", sa.LargeBinary(), nullable=False),
-        sa.PrimaryKeyConstraint("pk", name=op.f("pk_hospital_adt_journal")),
-        sa.UniqueConstraint("scope", "dedupe_key", name="uq_hospital_adt_journal_scope_dedupe"),
-    )
-    op.create_index("ix_hospital_adt_journal_replay", "hospital_adt_journal", ["scope", "status", "event_time"])
-    op.create_table(
-        "hospital_equipment_samples",
-        sa.Column("pk", key, autoincrement=True, nullable=False),
-        sa.Column("scope", sa.String(128), nullable=False),
-        sa.Column("asset", sa.String(128), nullable=False),
-        sa.Column("time", sa.DateTime(timezone=True), nullable=False),
-        sa.Column("value", sa.Float(), nullable=False),
-        sa.Column("original_value", sa.Float(), nullable=False),
-        sa.Column("original_unit", sa.String(32), nullable=False),
-        sa.Column("source", sa.String(32), nullable=False),
-        sa.Column("received_at", sa.DateTime(timezone=True), nullable=False),
-        sa.PrimaryKeyConstraint("pk", name=op.f("pk_hospital_equipment_samples")),
-        sa.UniqueConstraint("scope", "asset", "time", name="uq_hospital_equipment_samples_scope_asset_time"),
-    )
-    op.create_table(
-        "hospital_equipment_quarantine",
-        sa.Column("pk", key, autoincrement=True, nullable=False),
-        sa.Column("scope", sa.String(128), nullable=False),
-        sa.Column("topic", sa.String(255), nullable=False),
-        sa.Column("field", sa.String(255), nullable=False),
-        sa.Column("reason", sa.Text(), nullable=False),
-        sa.Column("received_at", sa.DateTime(timezone=True), nullable=False),
-        sa.Column("payload", sa.LargeBinary(), nullable=False),
-        sa.PrimaryKeyConstraint("pk", name=op.f("pk_hospital_equipment_quarantine")),
-    )
+    ddl.create_tables(_tables())
 
 
 def downgrade() -> None:
-    op.drop_table("hospital_equipment_quarantine")
-    op.drop_table("hospital_equipment_samples")
-    op.drop_index("ix_hospital_adt_journal_replay", table_name="hospital_adt_journal")
-    op.drop_table("hospital_adt_journal")
+    ddl.drop_tables(_tables())
