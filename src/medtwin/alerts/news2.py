@@ -32,7 +32,7 @@ set taken together, and the window bounds how stale a parameter may be.
 from __future__ import annotations
 
 import tomllib
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, fields
 from datetime import datetime, timedelta
 from decimal import ROUND_HALF_UP, Decimal
 from functools import lru_cache
@@ -152,18 +152,24 @@ def chart() -> Chart:
     return parse_chart(news2_chart_text())
 
 
+def _measured(low: float, high: float) -> Any:
+    """A measured parameter (default None: not measured) and the range a real measurement lies in (inclusive,
+    in the parameter's unit); :func:`score` refuses a value outside it."""
+    return field(default=None, metadata={"plausible": (low, high)})
+
+
 @dataclass(frozen=True)
 class VitalSigns:
     """One observation set. ``None``: not measured (or too old). Units are the stream's canonical ones:
     /min, %, mm[Hg], Cel; ``supplemental_oxygen`` True on oxygen; ``consciousness`` ACVPU 0..4."""
 
-    respiratory_rate: float | None = None
-    spo2: float | None = None
+    respiratory_rate: float | None = _measured(0, 120)
+    spo2: float | None = _measured(0, 100)
     supplemental_oxygen: bool | None = None
-    systolic_bp: float | None = None
-    heart_rate: float | None = None
+    systolic_bp: float | None = _measured(0, 400)
+    heart_rate: float | None = _measured(0, 400)
     consciousness: int | None = None
-    temperature: float | None = None
+    temperature: float | None = _measured(20, 46)
 
 
 @dataclass(frozen=True)
@@ -209,11 +215,9 @@ def _check(name: str, value: float | None, low: float, high: float) -> None:
 def _validate(v: VitalSigns, spo2_scale: int) -> None:
     if spo2_scale not in (1, 2):
         raise News2InputError("spo2_scale", f"must be 1 or 2, got {spo2_scale!r}")
-    _check("respiratory_rate", v.respiratory_rate, 0, 120)
-    _check("spo2", v.spo2, 0, 100)
-    _check("systolic_bp", v.systolic_bp, 0, 400)
-    _check("heart_rate", v.heart_rate, 0, 400)
-    _check("temperature", v.temperature, 20, 46)
+    for f in fields(VitalSigns):
+        if "plausible" in f.metadata:
+            _check(f.name, getattr(v, f.name), *f.metadata["plausible"])
     if v.consciousness is not None and v.consciousness not in (0, 1, 2, 3, 4):
         raise News2InputError("consciousness", f"must be ACVPU 0..4, got {v.consciousness!r}")
 
