@@ -5,7 +5,7 @@ from __future__ import annotations
 from collections import Counter
 from collections.abc import Callable
 from datetime import date, datetime
-from typing import Any
+from typing import Any, Self
 
 from pydantic import BaseModel, Field
 
@@ -19,7 +19,7 @@ class Measurement(BaseModel):
     code: str
     display: str | None = None
     value: float | None = None
-    unit: str | None = None
+    unit: str | None = Field(default=None, description="As recorded: the UCUM code, else the unit's text")
     text: str | None = None
     time: datetime | None = None
 
@@ -32,25 +32,32 @@ class Problem(BaseModel):
     status: str | None = None
 
 
-class MedicationItem(BaseModel):
+class CodedItem(BaseModel):
+    """An entry known by one concept: its first coding (``display`` falls back to the concept's text)."""
+
     code: str | None
     display: str | None
+
+    @classmethod
+    def of(cls, concept: Any, **values: Any) -> Self:
+        """The item of a FHIR CodeableConcept (or a list of them: the first) and its other fields."""
+        coding = _first_coding(concept)
+        return cls(code=coding.get("code"), display=coding.get("display"), **values)
+
+
+class MedicationItem(CodedItem):
     status: str | None
     authored_on: datetime | None = None
     dosage: str | None = None
 
 
-class AllergyItem(BaseModel):
-    code: str | None
-    display: str | None
+class AllergyItem(CodedItem):
     category: list[str] = Field(default_factory=list)
     criticality: str | None = None
     recorded: datetime | None = None
 
 
-class ImmunizationItem(BaseModel):
-    code: str | None
-    display: str | None
+class ImmunizationItem(CodedItem):
     date: datetime | None = None
 
 
@@ -203,29 +210,24 @@ def _condition(summary: PatientSummary, resource: dict[str, Any], start: datetim
 def _medication(summary: PatientSummary, resource: dict[str, Any], start: datetime | None,
                 end: datetime | None) -> None:
     if resource.get("status") == "active":
-        coding = _first_coding(resource.get("medicationCodeableConcept"))
         dosage = next((d.get("text") for d in resource.get("dosageInstruction") or []
                        if isinstance(d, dict) and d.get("text")), None)
-        summary.medications.append(MedicationItem(code=coding.get("code"), display=coding.get("display"),
-                                                  status="active", authored_on=start, dosage=dosage))
+        summary.medications.append(MedicationItem.of(resource.get("medicationCodeableConcept"), status="active",
+                                                     authored_on=start, dosage=dosage))
 
 
 def _allergy(summary: PatientSummary, resource: dict[str, Any], start: datetime | None,
              end: datetime | None) -> None:
     if status_of(resource) in (None, "active"):
-        coding = _first_coding(resource.get("code"))
-        summary.allergies.append(AllergyItem(
-            code=coding.get("code"), display=coding.get("display"),
-            category=[str(c) for c in resource.get("category") or []],
+        summary.allergies.append(AllergyItem.of(
+            resource.get("code"), category=[str(c) for c in resource.get("category") or []],
             criticality=resource.get("criticality"), recorded=start))
 
 
 def _immunization(summary: PatientSummary, resource: dict[str, Any], start: datetime | None,
                   end: datetime | None) -> None:
     if resource.get("status") == "completed":
-        coding = _first_coding(resource.get("vaccineCode"))
-        summary.immunizations.append(ImmunizationItem(code=coding.get("code"), display=coding.get("display"),
-                                                      date=start))
+        summary.immunizations.append(ImmunizationItem.of(resource.get("vaccineCode"), date=start))
 
 
 def _encounter(summary: PatientSummary, resource: dict[str, Any], start: datetime | None,
