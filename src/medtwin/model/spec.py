@@ -10,7 +10,7 @@ from __future__ import annotations
 import math
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, overload
 
 import numpy as np
 from numpy.typing import NDArray
@@ -84,6 +84,24 @@ class DoseRoute:
     upper: float = math.inf
 
 
+class _NamesOf:
+    """A read-only attribute: the names of one declared tuple of specs, in declared order (``state_names =
+    _NamesOf("states")``); one definition for the model's five name lists. Not annotated, so not a field."""
+
+    def __init__(self, specs: str) -> None:
+        self.specs = specs
+
+    @overload
+    def __get__(self, model: None, owner: type[Model]) -> _NamesOf: ...
+    @overload
+    def __get__(self, model: Model, owner: type[Model] | None = None) -> tuple[str, ...]: ...
+    def __get__(self, model: Model | None, owner: type[Model] | None = None) -> tuple[str, ...] | _NamesOf:
+        if model is None:
+            return self
+        specs: tuple[StateSpec | ParameterSpec | InputSpec | OutputSpec | DoseRoute, ...] = getattr(model, self.specs)
+        return tuple(spec.name for spec in specs)
+
+
 @dataclass(frozen=True)
 class Model:
     """A mechanistic model as data: its declarations and its pure right-hand side (see module docstring)."""
@@ -109,25 +127,11 @@ class Model:
     nonnegative: tuple[str, ...] = ()  # states clipped at 0 in filters
     derive: Callable[[Array], Array] | None = None  # params (n, P) -> params with derived ones recomputed
 
-    @property
-    def state_names(self) -> tuple[str, ...]:
-        return tuple(s.name for s in self.states)
-
-    @property
-    def parameter_names(self) -> tuple[str, ...]:
-        return tuple(p.name for p in self.parameters)
-
-    @property
-    def input_names(self) -> tuple[str, ...]:
-        return tuple(i.name for i in self.inputs)
-
-    @property
-    def output_names(self) -> tuple[str, ...]:
-        return tuple(o.name for o in self.outputs)
-
-    @property
-    def dose_names(self) -> tuple[str, ...]:
-        return tuple(d.name for d in self.doses)
+    state_names = _NamesOf("states")
+    parameter_names = _NamesOf("parameters")
+    input_names = _NamesOf("inputs")
+    output_names = _NamesOf("outputs")
+    dose_names = _NamesOf("doses")
 
     def state_index(self, name: str) -> int:
         return _index(self.state_names, name, "state")

@@ -298,24 +298,16 @@ INSULIN_BOLUS = DoseRoute("insulin_bolus", "U", "Isc1", "subcutaneous insulin bo
 DRIFTING = ("Vmx", "kp3", "kp1", "kabs", "kmax", "kmin", "p2u")
 
 UvaPadova2008 = Model(
-    name="UvaPadova2008",
-    states=STATES,
-    parameters=PARAMETERS,
-    inputs=INPUTS,
-    outputs=OUTPUTS,
-    rhs=rhs,
-    reference=SOURCE,
-    doses=(INSULIN_BOLUS,),
-    time_unit="min",
-    observe=_observe,
-    initial_state=basal_state,
-    drifting=DRIFTING,
-    on_input_step=_meal_memory,
-    input_stops=_eating_steps,
-    rhs_scalar=rhs_scalar,
+    name="UvaPadova2008", reference=SOURCE, time_unit="min",
     parameter_file="medtwin.physiology:data/uva_padova_2008_patients.csv",
-    nonnegative=tuple(STATES[i].name for i in _NONNEGATIVE),
-    derive=_steady_state,
+    # declarations
+    states=STATES, parameters=PARAMETERS, inputs=INPUTS, outputs=OUTPUTS, doses=(INSULIN_BOLUS,),
+    # dynamics: the right-hand side (array and plain-float forms), start and observation
+    rhs=rhs, rhs_scalar=rhs_scalar, initial_state=basal_state, observe=_observe,
+    # meals: the meal-size memory (state D) is updated at each input step; every step with carbohydrate eaten is a stop
+    on_input_step=_meal_memory, input_stops=_eating_steps,
+    # estimation: what filters may let drift, which states stay >= 0, what a fit recomputes
+    drifting=DRIFTING, nonnegative=tuple(STATES[i].name for i in _NONNEGATIVE), derive=_steady_state,
 )
 #: the compiled engine integrates this model patient by patient (medtwin.solve.kernels)
 COMPILED = CompiledModel(rhs=_rhs_kernel, step_jump=_meal_memory_kernel, needs_stop=_eating, exact=_insulin_kernel,
