@@ -172,6 +172,11 @@ class VitalSigns:
     temperature: float | None = _measured(20, 46)
 
 
+#: Parameter -> (low, high) of a real measurement, as :class:`VitalSigns` declares them (checked in this order).
+_PLAUSIBLE: Final[dict[str, tuple[float, float]]] = {
+    f.name: f.metadata["plausible"] for f in fields(VitalSigns) if "plausible" in f.metadata}
+
+
 @dataclass(frozen=True)
 class SubScore:
     parameter: str
@@ -215,9 +220,8 @@ def _check(name: str, value: float | None, low: float, high: float) -> None:
 def _validate(v: VitalSigns, spo2_scale: int) -> None:
     if spo2_scale not in (1, 2):
         raise News2InputError("spo2_scale", f"must be 1 or 2, got {spo2_scale!r}")
-    for f in fields(VitalSigns):
-        if "plausible" in f.metadata:
-            _check(f.name, getattr(v, f.name), *f.metadata["plausible"])
+    for name, (low, high) in _PLAUSIBLE.items():
+        _check(name, getattr(v, name), low, high)
     if v.consciousness is not None and v.consciousness not in (0, 1, 2, 3, 4):
         raise News2InputError("consciousness", f"must be ACVPU 0..4, got {v.consciousness!r}")
 
