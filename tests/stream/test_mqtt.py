@@ -102,6 +102,7 @@ def test_broker_url_and_topic_checks() -> None:
     address = parse_broker_url("mqtts://dev:s3cret@broker.example")
     assert (address.host, address.port, address.tls, address.username, address.password) == \
         ("broker.example", 8883, True, "dev", "s3cret")
+    assert "s3cret" not in repr(address) and "dev" in repr(address)  # the password stays out of logs
     assert parse_broker_url("mqtt://127.0.0.1").port == 1883
     with pytest.raises(MqttConfigError, match="broker_url"):
         parse_broker_url("http://127.0.0.1:1883")

@@ -83,7 +83,7 @@ class BrokerAddress:
     port: int
     tls: bool = False
     username: str | None = None
-    password: str | None = None
+    password: str | None = field(default=None, repr=False)  # a repr lands in logs and tracebacks
 
 
 def parse_broker_url(url: str) -> BrokerAddress:
