@@ -29,21 +29,26 @@ InitialState = Callable[[Array], Array]
 
 
 @dataclass(frozen=True)
-class StateSpec:
+class QuantitySpec:
+    """What every declared quantity has: its name, its unit and what it means (states, parameters, inputs
+    and outputs extend it; field order, and so positional construction, is the same for all)."""
+
     name: str
     unit: str
     description: str = ""
 
 
 @dataclass(frozen=True)
-class ParameterSpec:
+class StateSpec(QuantitySpec):
+    """A state variable of the right-hand side."""
+
+
+@dataclass(frozen=True)
+class ParameterSpec(QuantitySpec):
     """A parameter: unit, meaning, source; ``default`` the typical value; the population distribution is
     log-normal around the row's value with SD ``prior_sd_log`` (0: fixed, never fitted); ``lower``/``upper``
     bound the documented range the model is valid over."""
 
-    name: str
-    unit: str
-    description: str = ""
     source: str = ""
     default: float = math.nan
     prior_sd_log: float = 0.0
@@ -52,20 +57,15 @@ class ParameterSpec:
 
 
 @dataclass(frozen=True)
-class InputSpec:
+class InputSpec(QuantitySpec):
     """A piecewise-constant input (a rate: carbohydrate g/min, insulin U/min, inflow mL/s)."""
 
-    name: str
-    unit: str
-    description: str = ""
     upper: float = math.inf  # largest value of the documented range
 
 
 @dataclass(frozen=True)
-class OutputSpec:
-    name: str
-    unit: str
-    description: str = ""
+class OutputSpec(QuantitySpec):
+    """An observable output of the model (what a measurement is compared with)."""
 
 
 @dataclass(frozen=True)
@@ -98,7 +98,7 @@ class _NamesOf:
     def __get__(self, model: Model | None, owner: type[Model] | None = None) -> tuple[str, ...] | _NamesOf:
         if model is None:
             return self
-        specs: tuple[StateSpec | ParameterSpec | InputSpec | OutputSpec | DoseRoute, ...] = getattr(model, self.specs)
+        specs: tuple[QuantitySpec | DoseRoute, ...] = getattr(model, self.specs)
         return tuple(spec.name for spec in specs)
 
 
@@ -187,7 +187,7 @@ class Model:
 
     def describe(self) -> dict[str, Any]:
         """JSON-ready declaration (units everywhere): what ``GET /twin-kinds`` and the CLI show."""
-        def unit_list(items: Sequence[StateSpec | InputSpec | OutputSpec]) -> list[dict[str, str]]:
+        def unit_list(items: Sequence[QuantitySpec]) -> list[dict[str, str]]:
             return [{"name": x.name, "unit": x.unit, "description": x.description} for x in items]
 
         return {

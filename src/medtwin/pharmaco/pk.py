@@ -230,13 +230,13 @@ def _event_states(
     vinv: Array,
     boluses: list[tuple[float, int, Array]],
     infusions: list[tuple[float, float, int, Array]],
-    n: int,
-    k: int,
 ) -> tuple[Array, Array, Array | None]:
-    """Modal state just after each event time: ``(times (m,), z_plus (m, n, k), input rate (m, n, k) or None)``.
+    """Modal state just after each event time: ``(times (m,), z_plus (m, n, k), input rate (m, n, k) or None)``
+    for eigenvalues ``w`` (n, k) and inverse eigenvectors ``vinv`` (n, k, k).
 
     The rate term exists only when there are infusions: bolus- or oral-only dosing never pays for it.
     """
+    n, k = w.shape
     times = sorted(
         {t for t, _, _ in boluses} | {t for t, _, _, _ in infusions} | {e for _, e, _, _ in infusions}
     )
@@ -271,19 +271,18 @@ def _march(
     boluses: list[tuple[float, int, Array]],
     infusions: list[tuple[float, float, int, Array]],
     t_query: Array,
-    n: int,
-    k: int,
 ) -> Array:
     """Exact linear response at times ``t_query`` ((T,) shared or (n, T)); observed rows ``obs`` (n, o, k) -> (n, T, o).
 
     Before the first event the response is zero: a zero state is prepended to the event states, so no
     validity mask is needed, and the input-rate term is evaluated only when there are infusions.
     """
+    n, k = w.shape
     T = t_query.shape[-1]
     n_obs = obs.shape[1]
     if not boluses and not infusions:
         return np.zeros((n, T, n_obs))
-    b, z_plus, rz = _event_states(w, vinv, boluses, infusions, n, k)
+    b, z_plus, rz = _event_states(w, vinv, boluses, infusions)
     # observed modal amplitudes per mode, one zero row for "before the first event": (k, m + 1, n, o)
     amp = np.zeros((k, b.size + 1, n, n_obs))
     amp[:, 1:] = np.einsum("mni,noi->imno", z_plus, obs)
@@ -383,14 +382,12 @@ def simulate_closed_form(
     """The closed form on validated parameters (n,) each: the analytic fast path of the generic PK model."""
     if not model.has_closed_form:
         raise PharmacoInputError("method", "no closed form with transit compartments; use method='ode'")
-    a = model.rate_matrix(p)
-    k = a.shape[1]
-    w, vec, vinv = _eigen(a)
+    w, vec, vinv = _eigen(model.rate_matrix(p))
     obs = _observation_rows(model, vec)
     boluses, infusions, orals = _dose_inputs(model, p, schedule, n)
-    out = _march(w, vinv, obs, boluses, infusions, t, n, k)
+    out = _march(w, vinv, obs, boluses, infusions, t)
     if orals:
-        out += _march(w, vinv, obs, orals, [], _lagged(t, p["tlag"]), n, k)
+        out += _march(w, vinv, obs, orals, [], _lagged(t, p["tlag"]))
     conc = out[..., 0] / p["V1"][:, None]
     effect = out[..., 1] if model.effect_compartment else None
     return PkResult(t_h=t, concentration_mg_l=conc, effect_site_mg_l=effect)

@@ -115,7 +115,69 @@ class Dopri5:
     def run(self, f: RightHandSide, y: Array, t_out: Array, stops: Array,
             on_breakpoint: JumpFunction | None, out: Array) -> tuple[int, int, int]:
         """Fill ``out`` (len(t_out), n, k); returns (steps, rejected steps, right-hand-side evaluations)."""
-        return _run_dopri5(f, y, t_out, stops, on_breakpoint, self, out)
+        bounds = _segments(t_out, stops)
+        n_steps = n_rej = n_eval = 0
+        t = bounds[0]
+        y, i_out = _jump_and_write(on_breakpoint, stops, t, y, t_out, out, 0)
+        h: float | None = self.first_step
+        k = np.empty((7, *y.shape))
+        flat = k.reshape(7, -1)  # a view: stage combinations become one matrix product
+        for seg_end in bounds[1:]:
+            k[0] = _evaluate(f, t, y)
+            n_eval += 1
+            if h is None:
+                h, extra = _initial_step(f, t, y, k[0], self, seg_end - t, seg_end)
+                n_eval += extra
+            while t < seg_end:
+                h = min(h, self.max_step)
+                last = t + h >= seg_end - 1e-12 * max(1.0, abs(seg_end))
+                step = seg_end - t if last else h
+                rejected = False
+                while True:
+                    for s in range(1, 7):
+                        acc = (_DP_A_ROWS[s] @ flat[:s]).reshape(y.shape)
+                        ts = seg_end if (last and _DP_C[s] == 1.0) else t + _DP_C[s] * step
+                        k[s] = _evaluate(f, _stage_time(ts, seg_end), y + step * acc)
+                    n_eval += 6
+                    y_new = y + step * (_DP_B[:6] @ flat[:6]).reshape(y.shape)
+                    err = step * (_DP_E @ flat).reshape(y.shape)
+                    scale = self.atol + self.rtol * np.maximum(np.abs(y), np.abs(y_new))
+                    finite = bool(np.isfinite(y_new).all())
+                    norm = _rms_norm(err / scale) if finite else math.inf
+                    if norm <= 1.0:
+                        break
+                    rejected = True
+                    n_rej += 1
+                    factor = max(0.2, self.safety * norm ** (-1 / 5)) if finite else 0.25
+                    step *= factor
+                    last = False
+                    if step < 1e-12 * max(1.0, abs(t)):
+                        raise SolverFailure(f"step size underflow at t={t}")
+                n_steps += 1
+                if n_steps > self.max_steps:
+                    raise SolverFailure(f"more than max_steps={self.max_steps} steps")
+                t_new = seg_end if last else t + step
+                # dense output for requested times strictly inside (t, t_new)
+                j = _first_after(t_out, i_out, t_new)
+                if j > i_out:
+                    x = (t_out[i_out:j] - t) / step
+                    powers = x[:, None] ** _POWERS  # (m, 4)
+                    q = _DP_P.T @ flat  # (4, n*k)
+                    out[i_out:j] = y[None] + step * (powers @ q).reshape(j - i_out, *y.shape)
+                    i_out = j
+                if not last and i_out < t_out.size and t_out[i_out] == t_new:
+                    out[i_out] = y_new
+                    i_out += 1
+                factor = 10.0 if norm == 0.0 else min(10.0, max(0.2, self.safety * norm ** (-1 / 5)))
+                if rejected:
+                    factor = min(factor, 1.0)
+                new_h = step * factor
+                # a step shortened to land on a segment end does not shrink the next proposal
+                h = max(h, new_h) if last else new_h
+                t, y = t_new, y_new
+                k[0] = k[6]
+            y, i_out = _jump_and_write(on_breakpoint, stops, t, y, t_out, out, i_out)
+        return n_steps, n_rej, n_eval
 
 
 @dataclass(frozen=True)
@@ -136,7 +198,43 @@ class RK4:
     def run(self, f: RightHandSide, y: Array, t_out: Array, stops: Array,
             on_breakpoint: JumpFunction | None, out: Array) -> tuple[int, int, int]:
         """Fill ``out`` (len(t_out), n, k); returns (steps, rejected steps, right-hand-side evaluations)."""
-        return _run_rk4(f, y, t_out, stops, on_breakpoint, self, out)
+        bounds = _segments(t_out, stops)
+        n_steps = n_eval = 0
+        t = bounds[0]
+        y, i_out = _jump_and_write(on_breakpoint, stops, t, y, t_out, out, 0)
+        for seg_end in bounds[1:]:
+            n_sub = max(1, math.ceil((seg_end - t) / self.step - 1e-9))
+            grid = t + (seg_end - t) * np.arange(n_sub + 1) / n_sub
+            grid[-1] = seg_end
+            k1 = _evaluate(f, t, y)
+            n_eval += 1
+            for i in range(n_sub):
+                t_a, t_b = float(grid[i]), float(grid[i + 1])
+                h = t_b - t_a
+                k2 = _evaluate(f, t_a + h / 2, y + h / 2 * k1)
+                k3 = _evaluate(f, t_a + h / 2, y + h / 2 * k2)
+                k4 = _evaluate(f, _stage_time(t_b, seg_end), y + h * k3)
+                y_new = y + h / 6 * (k1 + 2 * k2 + 2 * k3 + k4)
+                k_end = _evaluate(f, _stage_time(t_b, seg_end), y_new)
+                n_eval += 4
+                n_steps += 1
+                if not np.all(np.isfinite(y_new)):
+                    raise SolverFailure(f"non-finite state at t={t_b}")
+                j = _first_after(t_out, i_out, t_b)
+                if j > i_out:  # cubic Hermite between (t_a, y, k1) and (t_b, y_new, k_end)
+                    s = ((t_out[i_out:j] - t_a) / h)[:, None, None]
+                    h00 = 2 * s**3 - 3 * s**2 + 1
+                    h10 = s**3 - 2 * s**2 + s
+                    h01 = -2 * s**3 + 3 * s**2
+                    h11 = s**3 - s**2
+                    out[i_out:j] = h00 * y + h10 * h * k1 + h01 * y_new + h11 * h * k_end
+                    i_out = j
+                y, t, k1 = y_new, t_b, k_end
+                if i_out < t_out.size and t_out[i_out] == t and i < n_sub - 1:
+                    out[i_out] = y
+                    i_out += 1
+            y, i_out = _jump_and_write(on_breakpoint, stops, t, y, t_out, out, i_out)
+        return n_steps, 0, n_eval
 
 
 @runtime_checkable
@@ -267,125 +365,3 @@ def _initial_step(
     d2 = _rms_norm((dy1 - dy) / scale) / h0
     h1 = max(1e-06, h0 * 0.001) if d1 <= 1e-15 and d2 <= 1e-15 else (0.01 / max(d1, d2)) ** (1 / 5)
     return min(100 * h0, h1, span, solver.max_step), 1
-
-
-def _run_dopri5(
-    f: RightHandSide,
-    y: Array,
-    t_out: Array,
-    stops: Array,
-    on_breakpoint: JumpFunction | None,
-    solver: Dopri5,
-    out: Array,
-) -> tuple[int, int, int]:
-    bounds = _segments(t_out, stops)
-    n_steps = n_rej = n_eval = 0
-    t = bounds[0]
-    y, i_out = _jump_and_write(on_breakpoint, stops, t, y, t_out, out, 0)
-    h: float | None = solver.first_step
-    k = np.empty((7, *y.shape))
-    flat = k.reshape(7, -1)  # a view: stage combinations become one matrix product
-    for seg_end in bounds[1:]:
-        k[0] = _evaluate(f, t, y)
-        n_eval += 1
-        if h is None:
-            h, extra = _initial_step(f, t, y, k[0], solver, seg_end - t, seg_end)
-            n_eval += extra
-        while t < seg_end:
-            h = min(h, solver.max_step)
-            last = t + h >= seg_end - 1e-12 * max(1.0, abs(seg_end))
-            step = seg_end - t if last else h
-            rejected = False
-            while True:
-                for s in range(1, 7):
-                    acc = (_DP_A_ROWS[s] @ flat[:s]).reshape(y.shape)
-                    ts = seg_end if (last and _DP_C[s] == 1.0) else t + _DP_C[s] * step
-                    k[s] = _evaluate(f, _stage_time(ts, seg_end), y + step * acc)
-                n_eval += 6
-                y_new = y + step * (_DP_B[:6] @ flat[:6]).reshape(y.shape)
-                err = step * (_DP_E @ flat).reshape(y.shape)
-                scale = solver.atol + solver.rtol * np.maximum(np.abs(y), np.abs(y_new))
-                finite = bool(np.isfinite(y_new).all())
-                norm = _rms_norm(err / scale) if finite else math.inf
-                if norm <= 1.0:
-                    break
-                rejected = True
-                n_rej += 1
-                factor = max(0.2, solver.safety * norm ** (-1 / 5)) if finite else 0.25
-                step *= factor
-                last = False
-                if step < 1e-12 * max(1.0, abs(t)):
-                    raise SolverFailure(f"step size underflow at t={t}")
-            n_steps += 1
-            if n_steps > solver.max_steps:
-                raise SolverFailure(f"more than max_steps={solver.max_steps} steps")
-            t_new = seg_end if last else t + step
-            # dense output for requested times strictly inside (t, t_new)
-            j = _first_after(t_out, i_out, t_new)
-            if j > i_out:
-                x = (t_out[i_out:j] - t) / step
-                powers = x[:, None] ** _POWERS  # (m, 4)
-                q = _DP_P.T @ flat  # (4, n*k)
-                out[i_out:j] = y[None] + step * (powers @ q).reshape(j - i_out, *y.shape)
-                i_out = j
-            if not last and i_out < t_out.size and t_out[i_out] == t_new:
-                out[i_out] = y_new
-                i_out += 1
-            factor = 10.0 if norm == 0.0 else min(10.0, max(0.2, solver.safety * norm ** (-1 / 5)))
-            if rejected:
-                factor = min(factor, 1.0)
-            new_h = step * factor
-            # a step shortened to land on a segment end does not shrink the next proposal
-            h = max(h, new_h) if last else new_h
-            t, y = t_new, y_new
-            k[0] = k[6]
-        y, i_out = _jump_and_write(on_breakpoint, stops, t, y, t_out, out, i_out)
-    return n_steps, n_rej, n_eval
-
-
-def _run_rk4(
-    f: RightHandSide,
-    y: Array,
-    t_out: Array,
-    stops: Array,
-    on_breakpoint: JumpFunction | None,
-    solver: RK4,
-    out: Array,
-) -> tuple[int, int, int]:
-    bounds = _segments(t_out, stops)
-    n_steps = n_eval = 0
-    t = bounds[0]
-    y, i_out = _jump_and_write(on_breakpoint, stops, t, y, t_out, out, 0)
-    for seg_end in bounds[1:]:
-        n_sub = max(1, math.ceil((seg_end - t) / solver.step - 1e-9))
-        grid = t + (seg_end - t) * np.arange(n_sub + 1) / n_sub
-        grid[-1] = seg_end
-        k1 = _evaluate(f, t, y)
-        n_eval += 1
-        for i in range(n_sub):
-            t_a, t_b = float(grid[i]), float(grid[i + 1])
-            h = t_b - t_a
-            k2 = _evaluate(f, t_a + h / 2, y + h / 2 * k1)
-            k3 = _evaluate(f, t_a + h / 2, y + h / 2 * k2)
-            k4 = _evaluate(f, _stage_time(t_b, seg_end), y + h * k3)
-            y_new = y + h / 6 * (k1 + 2 * k2 + 2 * k3 + k4)
-            k_end = _evaluate(f, _stage_time(t_b, seg_end), y_new)
-            n_eval += 4
-            n_steps += 1
-            if not np.all(np.isfinite(y_new)):
-                raise SolverFailure(f"non-finite state at t={t_b}")
-            j = _first_after(t_out, i_out, t_b)
-            if j > i_out:  # cubic Hermite between (t_a, y, k1) and (t_b, y_new, k_end)
-                s = ((t_out[i_out:j] - t_a) / h)[:, None, None]
-                h00 = 2 * s**3 - 3 * s**2 + 1
-                h10 = s**3 - 2 * s**2 + s
-                h01 = -2 * s**3 + 3 * s**2
-                h11 = s**3 - s**2
-                out[i_out:j] = h00 * y + h10 * h * k1 + h01 * y_new + h11 * h * k_end
-                i_out = j
-            y, t, k1 = y_new, t_b, k_end
-            if i_out < t_out.size and t_out[i_out] == t and i < n_sub - 1:
-                out[i_out] = y
-                i_out += 1
-        y, i_out = _jump_and_write(on_breakpoint, stops, t, y, t_out, out, i_out)
-    return n_steps, 0, n_eval
