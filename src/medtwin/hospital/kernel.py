@@ -17,22 +17,47 @@ from numba import njit
 CAPACITY, DEPART, ARRIVE = 0, 1, 2
 
 
+# The event heap holds keys (time, kind, unit, patient, token) in ``ht`` (time) and ``hi`` (the four integers);
+# each per-unit queue ``u`` holds keys (esi, t_join, patient) in ``qe[u]``, ``qt[u]``, ``qk[u]`` (no
+# indirection). Keys are read and written whole by the four helpers below and compared as tuples: numba's tuple
+# ``<`` is lexicographic with the same "first unequal element decides" rule as the Python engine's heap.
+# Helpers here and below are ``inline="always"`` and small: timed on bench_hospital's models, they cost nothing
+# beside the hand-written lines, whereas a helper taking the seven arrays of a whole "start a spell" step
+# (seat, first start, departure on the heap) made the loop ~1.7x slower (see run_loop's docstring on
+# reference counts), so that step stays written out in run_loop.
+@njit(cache=True, inline="always")
+def _event(ht: np.ndarray, hi: np.ndarray, i: int) -> tuple[float, int, int, int, int]:
+    return ht[i], hi[i, 0], hi[i, 1], hi[i, 2], hi[i, 3]
+
+
+@njit(cache=True, inline="always")
+def _set_event(ht: np.ndarray, hi: np.ndarray, i: int, key: tuple[float, int, int, int, int]) -> None:
+    ht[i] = key[0]
+    hi[i, 0], hi[i, 1], hi[i, 2], hi[i, 3] = key[1], key[2], key[3], key[4]
+
+
+@njit(cache=True, inline="always")
+def _waiting(qe: np.ndarray, qt: np.ndarray, qk: np.ndarray, u: int, i: int) -> tuple[int, float, int]:
+    return qe[u, i], qt[u, i], qk[u, i]
+
+
+@njit(cache=True, inline="always")
+def _set_waiting(qe: np.ndarray, qt: np.ndarray, qk: np.ndarray, u: int, i: int, key: tuple[int, float, int]) -> None:
+    qe[u, i], qt[u, i], qk[u, i] = key
+
+
 @njit(cache=True, inline="always")
 def _push(ht: np.ndarray, hi: np.ndarray, n: int, t: float, kind: int, unit: int, k: int, token: int) -> int:
-    """Add an event (the arrays are sized for the most the heap can hold: see :func:`run_loop`). The sift
-    compares keys held in locals: no helper call per level (each call of a helper taking arrays costs numba
-    reference-count updates, which were half the loop's time)."""
+    """Add an event (the arrays are sized for the most the heap can hold: see :func:`run_loop`)."""
+    key = (t, kind, unit, k, token)
     i = n
     while i > 0:
         parent = (i - 1) // 2
-        if not _key_less(t, kind, unit, k, token, ht[parent], hi[parent, 0], hi[parent, 1], hi[parent, 2],
-                         hi[parent, 3]):
+        if not key < _event(ht, hi, parent):
             break
-        ht[i] = ht[parent]
-        hi[i, 0], hi[i, 1], hi[i, 2], hi[i, 3] = hi[parent, 0], hi[parent, 1], hi[parent, 2], hi[parent, 3]
+        _set_event(ht, hi, i, _event(ht, hi, parent))
         i = parent
-    ht[i] = t
-    hi[i, 0], hi[i, 1], hi[i, 2], hi[i, 3] = kind, unit, k, token
+    _set_event(ht, hi, i, key)
     return n + 1
 
 
@@ -40,61 +65,35 @@ def _push(ht: np.ndarray, hi: np.ndarray, n: int, t: float, kind: int, unit: int
 def _pop(ht: np.ndarray, hi: np.ndarray, n: int) -> int:
     """Remove the smallest (the caller has read it at index 0); returns the new size."""
     n -= 1
-    t, a, b, c, d = ht[n], hi[n, 0], hi[n, 1], hi[n, 2], hi[n, 3]
+    key = _event(ht, hi, n)
     i = 0
     while True:
         small = 2 * i + 1
         if small >= n:
             break
         right = small + 1
-        if right < n and _key_less(ht[right], hi[right, 0], hi[right, 1], hi[right, 2], hi[right, 3],
-                                   ht[small], hi[small, 0], hi[small, 1], hi[small, 2], hi[small, 3]):
+        if right < n and _event(ht, hi, right) < _event(ht, hi, small):
             small = right
-        if not _key_less(ht[small], hi[small, 0], hi[small, 1], hi[small, 2], hi[small, 3], t, a, b, c, d):
+        if not _event(ht, hi, small) < key:
             break
-        ht[i] = ht[small]
-        hi[i, 0], hi[i, 1], hi[i, 2], hi[i, 3] = hi[small, 0], hi[small, 1], hi[small, 2], hi[small, 3]
+        _set_event(ht, hi, i, _event(ht, hi, small))
         i = small
-    ht[i] = t
-    hi[i, 0], hi[i, 1], hi[i, 2], hi[i, 3] = a, b, c, d
+    _set_event(ht, hi, i, key)
     return n
 
 
 @njit(cache=True, inline="always")
-def _key_less(t1: float, a1: int, b1: int, c1: int, d1: int, t2: float, a2: int, b2: int, c2: int, d2: int) -> bool:
-    if t1 != t2:
-        return t1 < t2
-    if a1 != a2:
-        return a1 < a2
-    if b1 != b2:
-        return b1 < b2
-    if c1 != c2:
-        return c1 < c2
-    return d1 < d2
-
-
-@njit(cache=True, inline="always")
-def _qkey_less(e1: int, t1: float, k1: int, e2: int, t2: float, k2: int) -> bool:
-    if e1 != e2:
-        return e1 < e2
-    if t1 != t2:
-        return t1 < t2
-    return k1 < k2
-
-
-# per-unit queues: heaps of patients keyed (esi, t_join, k), the key stored in the queue (no indirection)
-@njit(cache=True, inline="always")
 def _qpush(esi: np.ndarray, qt: np.ndarray, qk: np.ndarray, qn: np.ndarray, qe: np.ndarray, u: int, t: float, k: int) -> None:
-    e = esi[k]
+    key = (esi[k], t, k)
     i = qn[u]
     qn[u] += 1
     while i > 0:
         parent = (i - 1) // 2
-        if not _qkey_less(e, t, k, qe[u, parent], qt[u, parent], qk[u, parent]):
+        if not key < _waiting(qe, qt, qk, u, parent):
             break
-        qe[u, i], qt[u, i], qk[u, i] = qe[u, parent], qt[u, parent], qk[u, parent]
+        _set_waiting(qe, qt, qk, u, i, _waiting(qe, qt, qk, u, parent))
         i = parent
-    qe[u, i], qt[u, i], qk[u, i] = e, t, k
+    _set_waiting(qe, qt, qk, u, i, key)
 
 
 @njit(cache=True, inline="always")
@@ -102,21 +101,41 @@ def _qpop(esi: np.ndarray, qt: np.ndarray, qk: np.ndarray, qn: np.ndarray, qe: n
     top = qk[u, 0]
     n = qn[u] - 1
     qn[u] = n
-    e, t, k = qe[u, n], qt[u, n], qk[u, n]
+    key = _waiting(qe, qt, qk, u, n)
     i = 0
     while True:
         small = 2 * i + 1
         if small >= n:
             break
         right = small + 1
-        if right < n and _qkey_less(qe[u, right], qt[u, right], qk[u, right], qe[u, small], qt[u, small], qk[u, small]):
+        if right < n and _waiting(qe, qt, qk, u, right) < _waiting(qe, qt, qk, u, small):
             small = right
-        if not _qkey_less(qe[u, small], qt[u, small], qk[u, small], e, t, k):
+        if not _waiting(qe, qt, qk, u, small) < key:
             break
-        qe[u, i], qt[u, i], qk[u, i] = qe[u, small], qt[u, small], qk[u, small]
+        _set_waiting(qe, qt, qk, u, i, _waiting(qe, qt, qk, u, small))
         i = small
-    qe[u, i], qt[u, i], qk[u, i] = e, t, k
+    _set_waiting(qe, qt, qk, u, i, key)
     return top
+
+
+@njit(cache=True, inline="always")
+def _seat(slots: np.ndarray, pos: np.ndarray, busy: np.ndarray, u: int, k: int) -> None:
+    """Put patient k in the next bed of unit u (``slots[u]`` lists the unit's patients in beds, ``pos[k]`` is
+    k's index there)."""
+    slots[u, busy[u]] = k
+    pos[k] = busy[u]
+    busy[u] += 1
+
+
+@njit(cache=True, inline="always")
+def _unseat(slots: np.ndarray, pos: np.ndarray, busy: np.ndarray, u: int, k: int) -> None:
+    """Free patient k's bed in unit u: the last of the unit's patients in beds takes k's index."""
+    i = pos[k]
+    last = slots[u, busy[u] - 1]
+    slots[u, i] = last
+    pos[last] = i
+    pos[k] = -1
+    busy[u] -= 1
 
 
 @njit(cache=True, inline="always")
@@ -130,9 +149,7 @@ def _seed(path: np.ndarray, service: np.ndarray, in_bed: np.ndarray, joined: np.
         if in_bed[k]:
             t_join[k, 0] = joined[k]
             t_start[k, 0] = joined[k]
-            slots[u, busy[u]] = k
-            pos[k] = busy[u]
-            busy[u] += 1
+            _seat(slots, pos, busy, u, k)
             spell_end[k] = service[k, 0]
             hn = _push(ht, hi, hn, spell_end[k], DEPART, u, k, 0)
         elif joined[k] < 0:
@@ -214,9 +231,7 @@ def run_loop(  # noqa: C901  (one function on purpose: see the docstring)
         for u in range(wake_lo, wake_hi):
             while qn[u] > 0 and busy[u] < cap[u]:
                 w = _qpop(esi, qt, qk, qn, qe, u)
-                slots[u, busy[u]] = w
-                pos[w] = busy[u]
-                busy[u] += 1
+                _seat(slots, pos, busy, u, w)
                 if np.isnan(t_start[w, hop[w]]):
                     t_start[w, hop[w]] = t
                 spell_end[w] = t + remaining[w]
@@ -232,18 +247,11 @@ def run_loop(  # noqa: C901  (one function on purpose: see the docstring)
                 if victim >= 0:
                     token[victim] += 1
                     remaining[victim] = spell_end[victim] - t
-                    i = pos[victim]
-                    last = slots[u, busy[u] - 1]
-                    slots[u, i] = last
-                    pos[last] = i
-                    pos[victim] = -1
-                    busy[u] -= 1
+                    _unseat(slots, pos, busy, u, victim)
                     _qpush(esi, qt, qk, qn, qe, u, t_join[victim, hop[victim]], victim)
                     seated = True
             if seated:
-                slots[u, busy[u]] = k
-                pos[k] = busy[u]
-                busy[u] += 1
+                _seat(slots, pos, busy, u, k)
                 if np.isnan(t_start[k, hop[k]]):
                     t_start[k, hop[k]] = t
                 spell_end[k] = t + remaining[k]
@@ -259,9 +267,9 @@ def run_loop(  # noqa: C901  (one function on purpose: see the docstring)
             source, t, kind, unit, k, tok = 0, ht[0], hi[0, 0], hi[0, 1], hi[0, 2], hi[0, 3]
         if ai < na:
             a = arrive_order[ai]
-            if source < 0 or _key_less(t0[a], ARRIVE, path[a, 0], a, 0, t, kind, unit, k, tok):
+            if source < 0 or (t0[a], ARRIVE, path[a, 0], a, 0) < (t, kind, unit, k, tok):
                 source, t, kind, unit, k, tok = 1, t0[a], ARRIVE, path[a, 0], a, 0
-        if ci < nc and (source < 0 or _key_less(cap_t[ci], CAPACITY, cap_u[ci], cap_v[ci], 0, t, kind, unit, k, tok)):
+        if ci < nc and (source < 0 or (cap_t[ci], CAPACITY, cap_u[ci], cap_v[ci], 0) < (t, kind, unit, k, tok)):
             source, t, kind, unit, k, tok = 2, cap_t[ci], CAPACITY, cap_u[ci], cap_v[ci], 0
         if source < 0:
             break
@@ -282,12 +290,7 @@ def run_loop(  # noqa: C901  (one function on purpose: see the docstring)
                 continue
             j = hop[k]
             t_end[k, j] = t
-            i = pos[k]
-            last = slots[unit, busy[unit] - 1]
-            slots[unit, i] = last
-            pos[last] = i
-            pos[k] = -1
-            busy[unit] -= 1
+            _unseat(slots, pos, busy, unit, k)
             wake_lo, wake_hi = unit, unit + 1
             kind = -1
             if j + 1 < hops and path[k, j + 1] >= 0:
