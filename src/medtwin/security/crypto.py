@@ -306,16 +306,15 @@ class AesGcmCodec:
 
 
 def sealed_columns(tables: Iterable[Table]) -> list[tuple[Table, str, str]]:
-    """(table, primary key column, sealed column) of every column marked ``info={"sealed": True}`` plus
-    the record's known sealed blobs (``resources.content``, ``twin_versions.payload``)."""
-    known = {("resources", "content"), ("twin_versions", "payload")}
+    """(table, primary key column, sealed column) of every column marked ``info={"sealed": True}`` (the
+    tables declare it with ``store.metadata.sealed``: the one list of what the codec seals)."""
     found: list[tuple[Table, str, str]] = []
     for table in tables:
         pk = list(table.primary_key.columns)
         if len(pk) != 1:
             continue
         for column in table.columns:
-            if (table.name, column.name) in known or column.info.get("sealed"):
+            if column.info.get("sealed"):
                 found.append((table, pk[0].name, column.name))
     return found
 

@@ -16,7 +16,6 @@ from sqlalchemy import (
     ForeignKey,
     Index,
     Integer,
-    LargeBinary,
     String,
     Table,
     Text,
@@ -85,7 +84,7 @@ resources = keyed_table(
     *_version_columns(
         patient_id=patient_column(index=True, doc="Patient this resource belongs to, if any"),
         version=Column("version", Integer, nullable=False, default=1),
-        content=Column("content", LargeBinary, nullable=False, doc="Full resource JSON, sealed by the codec"),
+        content=sealed("content", nullable=False, doc="Full resource JSON, sealed by the codec"),
     ),
     UniqueConstraint("resource_type", "id", name="uq_resources_type_id"),
 )
@@ -167,6 +166,6 @@ twin_versions = keyed_table(
     utc_time("created_at", nullable=False),
     Column("actor", String(200), nullable=False, default="system"),
     sealed("provenance", nullable=False, doc="JSON: import ids, source, model, parameter set, algorithm (sealed)"),
-    Column("payload", LargeBinary, nullable=False, doc="JSON sealed by the codec"),
+    sealed("payload", nullable=False, doc="JSON sealed by the codec"),
     UniqueConstraint("patient_id", "version", name="uq_twin_versions_patient_version"),
 )
