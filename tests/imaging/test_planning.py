@@ -183,6 +183,9 @@ def test_bad_structures_and_grids_name_the_field() -> None:
     with pytest.raises(PlanningError) as info:
         distance_maps(GRID, [Critical("vein", np.ones((3, 3, 3), bool), 2.0)])
     assert info.value.field == "criticals.vein.mask"
+    with pytest.raises(PlanningError, match="positive number of mm, got -1.0") as info:
+        distance_maps(GRID, [Critical("vein", np.ones(GRID.shape, bool), 2.0)], reach_mm=-1.0)
+    assert info.value.field == "reach_mm"
     sheared = np.eye(4)
     sheared[0, 1] = 0.5
     g = Volume(np.zeros((5, 5, 5)), sheared)

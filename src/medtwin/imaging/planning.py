@@ -50,6 +50,12 @@ class PlanningError(VolumeError):
     """A planning input that cannot be used, or no admissible trajectory; ``field`` names the input."""
 
 
+def check_positive_mm(name: str, value: float) -> None:
+    """Raise :class:`PlanningError` naming ``name`` unless ``value`` is a finite positive length in mm."""
+    if not (math.isfinite(value) and value > 0):
+        raise PlanningError(name, f"must be a positive number of mm, got {value!r}")
+
+
 @dataclass(frozen=True, eq=False)
 class Critical:
     """A structure the path must avoid: a boolean ``mask`` on the planning grid and its safety margin."""
@@ -79,9 +85,7 @@ class Limits:
 
     def check(self) -> None:
         for name in ("max_length_mm", "step_mm", "risk_cutoff_mm"):
-            value = getattr(self, name)
-            if not (math.isfinite(value) and value > 0):
-                raise PlanningError(name, f"must be a positive number of mm, got {value!r}")
+            check_positive_mm(name, getattr(self, name))
         if not (0.0 < self.max_angle_deg <= 90.0):
             raise PlanningError("max_angle_deg", f"must be in (0, 90] degrees, got {self.max_angle_deg!r}")
         if self.step_mm > 0.5:
@@ -255,8 +259,8 @@ def distance_maps(grid: Volume, criticals: Sequence[Critical], reach_mm: float |
     _check_grid(grid)
     if not criticals:
         raise PlanningError("criticals", "name at least one critical structure (an empty list plans blind)")
-    if reach_mm is not None and not (math.isfinite(reach_mm) and reach_mm > 0):
-        raise PlanningError("reach_mm", f"must be a positive number of mm, got {reach_mm!r}")
+    if reach_mm is not None:
+        check_positive_mm("reach_mm", reach_mm)
     spacing = grid.spacing_mm
     half_diagonal = 0.5 * float(np.linalg.norm(spacing))
     maps = np.empty((len(criticals), *grid.shape), dtype=np.float32)

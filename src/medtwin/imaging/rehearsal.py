@@ -13,7 +13,13 @@ from dataclasses import dataclass
 import numpy as np
 from numpy.typing import NDArray
 
-from medtwin.imaging.planning import DistanceMaps, PlanningError, path_samples, structure_distances
+from medtwin.imaging.planning import (
+    DistanceMaps,
+    PlanningError,
+    check_positive_mm,
+    path_samples,
+    structure_distances,
+)
 from medtwin.imaging.volume import Frame, Triple, Volume, triple
 
 
@@ -62,8 +68,7 @@ def _label_names(labels: Volume | None, points: NDArray[np.float64]) -> list[str
 def rehearse(maps: DistanceMaps, entry_mm: object, target_mm: object, step_mm: float = 1.0,
              labels: Volume | None = None) -> Rehearsal:
     """The steps from ``entry_mm`` to ``target_mm`` (mm in the maps' frame)."""
-    if not (np.isfinite(step_mm) and step_mm > 0):
-        raise PlanningError("step_mm", f"must be a positive number of mm, got {step_mm!r}")
+    check_positive_mm("step_mm", step_mm)
     ends = []
     for name, value in (("entry_mm", entry_mm), ("target_mm", target_mm)):
         p = np.asarray(value, dtype=np.float64)
