@@ -19,16 +19,14 @@ from dataclasses import KW_ONLY, dataclass, field, replace
 from typing import Any
 
 import numpy as np
-from numpy.typing import NDArray
 from scipy.optimize import least_squares
 
+from medtwin.arrays import Array
 from medtwin.model.errors import ModelInputError
 from medtwin.model.simulate import simulate
 from medtwin.model.spec import Model
 from medtwin.model.timeline import Timeline
 from medtwin.solve import Solver
-
-Array = NDArray[np.float64]
 
 
 @dataclass(frozen=True)

@@ -25,13 +25,10 @@ from functools import cached_property
 from importlib.metadata import entry_points
 from typing import Any, Final
 
-import numpy as np
-from numpy.typing import NDArray
-
+from medtwin.arrays import Array
 from medtwin.model.errors import ModelInputError
 from medtwin.model.spec import Model
 
-Array = NDArray[np.float64]
 GROUP: Final = "medtwin.twin_kinds"
 log = logging.getLogger("medtwin.twin")
 

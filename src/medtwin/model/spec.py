@@ -15,12 +15,12 @@ from typing import TYPE_CHECKING, Any, overload
 import numpy as np
 from numpy.typing import NDArray
 
+from medtwin.arrays import Array
 from medtwin.model.errors import ModelInputError
 
 if TYPE_CHECKING:
     from medtwin.model.timeline import Timeline
 
-Array = NDArray[np.float64]
 RightHandSide = Callable[[float, Array, Array, Array], Array]
 ScalarRightHandSide = Callable[[float, Sequence[float], Sequence[float], Sequence[float]], list[float]]
 InputStepJump = Callable[[float, Array, Array, Array, Array], Array]

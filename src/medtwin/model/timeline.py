@@ -13,12 +13,11 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
-from numpy.typing import NDArray
 
+from medtwin.arrays import Array
 from medtwin.model.errors import ModelInputError
 from medtwin.model.spec import Model
 
-Array = NDArray[np.float64]
 Amount = float | Array | Callable[[float, Array, Array], Array]
 MAX_OUTPUT_TIMES = 200_000
 

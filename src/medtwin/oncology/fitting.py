@@ -21,9 +21,9 @@ from dataclasses import dataclass
 import numpy as np
 from numpy.typing import NDArray
 
+from medtwin.arrays import Array
 from medtwin.oncology.growth import FIXED_LAMBDA, from_theta, law, rescale, volume
 
-Array = NDArray[np.float64]
 BoolArray = NDArray[np.bool_]
 BROAD_TAU = 5.0  # prior SD on theta of the default (weakly regularised) fit
 DEFAULT_SIGMA = 0.1  # relative observation SD of the default fit

@@ -17,7 +17,7 @@ from importlib import resources
 import numpy as np
 from numpy.typing import NDArray
 
-Array = NDArray[np.float64]
+from medtwin.arrays import Array
 
 
 @dataclass(frozen=True)

@@ -25,12 +25,11 @@ import numpy as np
 from numba import cfunc
 from numpy.typing import ArrayLike, NDArray
 
+from medtwin.arrays import Array
 from medtwin.pharmaco.dosing import DoseSchedule, Route
 from medtwin.pharmaco.errors import PharmacoInputError
 from medtwin.solve import Dopri5, Solver, integrate
 from medtwin.solve.kernels import RHS_SIGNATURE, BatchState, CompiledModel, Doses, advance, no_jump, no_stop
-
-Array = NDArray[np.float64]
 
 #: unit and meaning of every PK symbol
 PARAMETER_INFO: dict[str, tuple[str, str]] = {

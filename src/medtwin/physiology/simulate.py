@@ -17,13 +17,13 @@ from dataclasses import dataclass
 import numpy as np
 from numpy.typing import NDArray
 
+from medtwin.arrays import Array
 from medtwin.model.simulate import integrate_compiled, simulate
 from medtwin.model.timeline import Dose, Timeline
 from medtwin.physiology.errors import PhysiologyInputError
 from medtwin.physiology.uva_padova import COMPILED, PatientParameters, UvaPadova2008
 from medtwin.solve import Dopri5, Solver
 
-Array = NDArray[np.float64]
 #: Default solver for the glucose model: error well below 0.01 mg/dL against a 1e-10 reference.
 DEFAULT_SOLVER = Dopri5(rtol=1e-6, atol=1e-6)
 #: For populations (virtual trials, the benchmark): tolerances matched to the 1 mg/dL agreement with simglucose

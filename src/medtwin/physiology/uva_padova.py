@@ -22,6 +22,7 @@ import numpy as np
 from numba import cfunc, njit
 from numpy.typing import NDArray
 
+from medtwin.arrays import Array
 from medtwin.model.spec import DoseRoute, InputSpec, Model, OutputSpec, ParameterSpec, StateSpec
 from medtwin.physiology import insulin_chain as chain
 from medtwin.physiology.errors import PhysiologyInputError
@@ -35,7 +36,6 @@ from medtwin.solve.kernels import (
     register,
 )
 
-Array = NDArray[np.float64]
 SOURCE = "Dalla Man et al. 2007 IEEE TBME 54(10):1740-9; values: UVA/Padova academic simulator via simglucose 0.2.11"
 PMOL_PER_UNIT = 6000.0  # pmol of insulin per international unit (simulator convention)
 

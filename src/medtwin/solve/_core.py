@@ -21,11 +21,11 @@ from dataclasses import dataclass
 from typing import Protocol, runtime_checkable
 
 import numpy as np
-from numpy.typing import ArrayLike, NDArray
+from numpy.typing import ArrayLike
 
+from medtwin.arrays import Array
 from medtwin.errors import InputError
 
-Array = NDArray[np.float64]
 RightHandSide = Callable[[float, Array], Array]
 JumpFunction = Callable[[float, Array], Array]
 
