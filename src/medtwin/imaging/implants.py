@@ -28,12 +28,12 @@ import numpy as np
 from numpy.typing import NDArray
 from scipy import ndimage, optimize
 
+from medtwin.arrays import Array
 from medtwin.errors import InputError
 from medtwin.imaging.mesh import SurfaceMesh, check_mesh, mesh_mask
 from medtwin.imaging.segment import keep_largest, opening
 from medtwin.imaging.volume import Triple, Volume, triple
 
-F64 = NDArray[np.float64]
 CATALOGUES = {"acetabular-cup": "acetabular_cups.toml", "aortic-stent-graft": "stent_grafts.toml"}
 
 
@@ -146,7 +146,7 @@ class Measurement:
     extra: dict[str, float] = field(default_factory=dict)
 
 
-def fit_sphere(points_mm: F64) -> tuple[F64, float, float]:
+def fit_sphere(points_mm: Array) -> tuple[Array, float, float]:
     """Least-squares sphere through points: centre (mm), radius (mm), RMS radial residual (mm)."""
     p = np.asarray(points_mm, dtype=np.float64)
     if p.ndim != 2 or p.shape[1] != 3 or len(p) < 4:
@@ -173,14 +173,14 @@ def femoral_head_diameter(volume: Volume, label: int = 1) -> Measurement:
                        triple(centre), {"fit_rms_mm": rms})
 
 
-def _plane_basis(normal: F64) -> tuple[F64, F64]:
+def _plane_basis(normal: Array) -> tuple[Array, Array]:
     helper = np.array([1.0, 0.0, 0.0]) if abs(normal[0]) < 0.9 else np.array([0.0, 1.0, 0.0])
     u = np.cross(normal, helper)
     u /= np.linalg.norm(u)
     return u, np.cross(normal, u)
 
 
-def vessel_diameter(volume: Volume, point_mm: list[float] | F64, direction: list[float] | F64, *,
+def vessel_diameter(volume: Volume, point_mm: list[float] | Array, direction: list[float] | Array, *,
                     label: int | None = None, step_mm: float = 0.1, max_radius_mm: float = 40.0) -> Measurement:
     """Equivalent-circle diameter sqrt(4 A / pi) of the vessel's cross-section through ``point_mm`` perpendicular
     to ``direction`` (the vessel's axis): the mask is interpolated (trilinear) on a fine grid in that plane and the
@@ -234,17 +234,17 @@ class CranialPlate:
     warnings: tuple[str, ...]
 
 
-def _reflect(points: F64, normal: F64, offset: float) -> F64:
+def _reflect(points: Array, normal: Array, offset: float) -> Array:
     return np.asarray(points - 2.0 * ((points @ normal) - offset)[..., None] * normal)
 
 
-def _normal(angles: F64) -> F64:
+def _normal(angles: Array) -> Array:
     theta, phi = float(angles[0]), float(angles[1])
     return np.array([math.cos(theta) * math.cos(phi), math.sin(theta) * math.cos(phi), math.sin(phi)])
 
 
 def fit_midsagittal_plane(skull: Volume, *, label: int | None = None, keep_fraction: float = 0.8,
-                          max_points: int = 20000) -> tuple[F64, float, float]:
+                          max_points: int = 20000) -> tuple[Array, float, float]:
     """The plane ``normal . x = offset`` across which the skull is most nearly its own mirror image.
 
     Starts from the frame's left-right axis (x in both RAS and LPS) through the skull's centroid; minimises the
@@ -264,7 +264,7 @@ def fit_midsagittal_plane(skull: Volume, *, label: int | None = None, keep_fract
     pts = skull.index_to_world(idx.astype(np.float64))
     centroid = pts.mean(axis=0)
 
-    def cost(x: F64) -> float:
+    def cost(x: Array) -> float:
         n = _normal(x[:2])
         mirrored = skull.world_to_index(_reflect(pts, n, float(x[2])))
         d = ndimage.map_coordinates(dist, mirrored.T, order=1, mode="nearest")
@@ -282,7 +282,7 @@ def fit_midsagittal_plane(skull: Volume, *, label: int | None = None, keep_fract
     return n, offset, float(best.fun)
 
 
-def _mirror_mask(mask: NDArray[np.bool_], volume: Volume, normal: F64, offset: float) -> NDArray[np.bool_]:
+def _mirror_mask(mask: NDArray[np.bool_], volume: Volume, normal: Array, offset: float) -> NDArray[np.bool_]:
     centres = np.moveaxis(np.indices(volume.shape, dtype=np.float64), 0, -1).reshape(-1, 3)
     world = volume.index_to_world(centres)
     source = volume.world_to_index(_reflect(world, normal, offset))

@@ -30,10 +30,10 @@ import trimesh
 from numpy.typing import NDArray
 from skimage import measure
 
+from medtwin.arrays import Array
 from medtwin.errors import InputError
 from medtwin.imaging.volume import Frame, Volume
 
-F64 = NDArray[np.float64]
 MeshFormat = Literal["stl", "obj", "ply"]
 FORMATS: tuple[MeshFormat, ...] = ("stl", "obj", "ply")
 
@@ -51,7 +51,7 @@ class MeshError(InputError):
 class SurfaceMesh:
     """Triangles in millimetres in ``frame``; faces wound counter-clockwise seen from outside."""
 
-    vertices_mm: F64
+    vertices_mm: Array
     faces: NDArray[np.int64]
     frame: Frame
     meta: dict[str, str] = field(default_factory=dict)
@@ -86,14 +86,14 @@ def _frame_words(frame: Frame) -> str:
 # --------------------------------------------------------------------------- surfaces
 
 
-def _to_world(verts_ijk: F64, faces: NDArray[np.int64], volume: Volume, offset: F64) -> tuple[F64, NDArray[np.int64]]:
+def _to_world(verts_ijk: Array, faces: NDArray[np.int64], volume: Volume, offset: Array) -> tuple[Array, NDArray[np.int64]]:
     verts = volume.index_to_world(verts_ijk + offset)
     if np.linalg.det(volume.affine[:3, :3]) < 0:  # a mirrored affine turns the winding inside out
         faces = faces[:, ::-1]
     return verts, np.ascontiguousarray(faces, dtype=np.int64)
 
 
-def _crop(mask: NDArray[np.bool_]) -> tuple[NDArray[np.bool_], F64]:
+def _crop(mask: NDArray[np.bool_]) -> tuple[NDArray[np.bool_], Array]:
     """The mask's bounding box padded by one empty voxel on every side, and the index of its first voxel."""
     axes = [np.flatnonzero(mask.any(axis=tuple(a for a in range(3) if a != ax))) for ax in range(3)]
     lo = np.array([a[0] for a in axes])
@@ -126,8 +126,8 @@ def mesh_mask(volume: Volume, mask: NDArray[np.bool_] | None = None, *,
     return decimate(mesh, target_faces, max_change_pct) if target_faces is not None else mesh
 
 
-def taubin(vertices: F64, faces: NDArray[np.int64], iterations: int = TAUBIN_ITERATIONS,
-           lamb: float = TAUBIN_LAMBDA, nu: float = TAUBIN_NU) -> F64:
+def taubin(vertices: Array, faces: NDArray[np.int64], iterations: int = TAUBIN_ITERATIONS,
+           lamb: float = TAUBIN_LAMBDA, nu: float = TAUBIN_NU) -> Array:
     """Taubin's lambda|mu smoothing with the umbrella operator (each vertex moves towards the mean of its edge
     neighbours): passes alternate ``+lamb`` and ``-nu``, which shrinks nothing to first order (Taubin 1995).
     The same filter as ``trimesh.smoothing.filter_taubin`` (tested equal), with the operator built once as CSR."""

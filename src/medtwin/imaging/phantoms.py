@@ -28,9 +28,8 @@ import numpy as np
 from numpy.typing import NDArray
 from scipy import special
 
+from medtwin.arrays import Array
 from medtwin.imaging.volume import Frame, Triple, Volume, VolumeError, grid_affine, triple
-
-F64 = NDArray[np.float64]
 
 #: Points per chunk when evaluating a distance field (bounds the temporary memory to a few hundred MB).
 _CHUNK = 1 << 20
@@ -44,22 +43,22 @@ class Shape(Protocol):
     @property
     def area_mm2(self) -> float: ...
     @property
-    def centroid_mm(self) -> F64: ...
+    def centroid_mm(self) -> Array: ...
     @property
-    def bounds_mm(self) -> F64: ...
+    def bounds_mm(self) -> Array: ...
     @property
     def feret_mm(self) -> float | None: ...
-    def sdf(self, points_mm: F64) -> F64: ...
-    def contains(self, points_mm: F64) -> NDArray[np.bool_]: ...
+    def sdf(self, points_mm: Array) -> Array: ...
+    def contains(self, points_mm: Array) -> NDArray[np.bool_]: ...
 
 
 class _Solid:
     """``contains`` from the distance field; shapes with a cheaper inside test override it."""
 
-    def sdf(self, points_mm: F64) -> F64:
+    def sdf(self, points_mm: Array) -> Array:
         raise NotImplementedError
 
-    def contains(self, points_mm: F64) -> NDArray[np.bool_]:
+    def contains(self, points_mm: Array) -> NDArray[np.bool_]:
         """Whether each point (..., 3) lies in the solid (its surface included)."""
         return np.asarray(self.sdf(points_mm) <= 0.0)
 
@@ -67,14 +66,14 @@ class _Solid:
 class _Centred(_Solid):
     """A solid symmetric about its ``centre_mm``, which is therefore its centroid."""
 
-    centre_mm: F64
+    centre_mm: Array
 
     @property
-    def centroid_mm(self) -> F64:
+    def centroid_mm(self) -> Array:
         return self.centre_mm.copy()
 
 
-def _vec3(value: Sequence[float] | F64, name: str) -> F64:
+def _vec3(value: Sequence[float] | Array, name: str) -> Array:
     v = np.asarray(value, dtype=np.float64)
     if v.shape != (3,) or not np.all(np.isfinite(v)):
         raise VolumeError(name, f"must be three finite numbers (mm), got {np.asarray(value).tolist()}")
@@ -88,7 +87,7 @@ def _positive(value: float, name: str) -> float:
     return v
 
 
-def _rotation(rotation: Sequence[Sequence[float]] | F64 | None) -> F64:
+def _rotation(rotation: Sequence[Sequence[float]] | Array | None) -> Array:
     if rotation is None:
         return np.eye(3)
     r = np.asarray(rotation, dtype=np.float64)
@@ -107,7 +106,7 @@ def _orient(solid: Ellipsoid | Box, extent: str) -> None:
     object.__setattr__(solid, "rotation", _rotation(solid.rotation))
 
 
-def rotation_about(axis: Sequence[float], angle_deg: float) -> F64:
+def rotation_about(axis: Sequence[float], angle_deg: float) -> Array:
     """The rotation by ``angle_deg`` about ``axis`` (Rodrigues)."""
     k = _vec3(axis, "axis")
     k = k / np.linalg.norm(k)
@@ -116,19 +115,19 @@ def rotation_about(axis: Sequence[float], angle_deg: float) -> F64:
     return np.eye(3) + math.sin(a) * kx + (1.0 - math.cos(a)) * kx @ kx
 
 
-def _local(points: F64, centre: F64, rotation: F64) -> F64:
+def _local(points: Array, centre: Array, rotation: Array) -> Array:
     """World points -> the shape's own axes (``world = centre + rotation @ local``)."""
     return np.asarray((np.asarray(points, dtype=np.float64) - centre) @ rotation, dtype=np.float64)
 
 
-def _rotated_half_extent(rotation: F64, half: F64) -> F64:
+def _rotated_half_extent(rotation: Array, half: Array) -> Array:
     """Half-extent along the world axes of a centred box with local half sizes ``half``."""
     return np.asarray(np.abs(rotation) @ half, dtype=np.float64)
 
 
 @dataclass(frozen=True)
 class Sphere(_Centred):
-    centre_mm: F64
+    centre_mm: Array
     radius_mm: float
 
     def __post_init__(self) -> None:
@@ -144,14 +143,14 @@ class Sphere(_Centred):
         return 4.0 * math.pi * self.radius_mm**2
 
     @property
-    def bounds_mm(self) -> F64:
+    def bounds_mm(self) -> Array:
         return np.stack([self.centre_mm - self.radius_mm, self.centre_mm + self.radius_mm])
 
     @property
     def feret_mm(self) -> float:
         return 2.0 * self.radius_mm
 
-    def sdf(self, points_mm: F64) -> F64:
+    def sdf(self, points_mm: Array) -> Array:
         return np.asarray(np.linalg.norm(np.asarray(points_mm) - self.centre_mm, axis=-1) - self.radius_mm)
 
 
@@ -159,9 +158,9 @@ class Sphere(_Centred):
 class Ellipsoid(_Centred):
     """Semi-axes ``semi_axes_mm`` along the local axes; ``world = centre + rotation @ local``."""
 
-    centre_mm: F64
-    semi_axes_mm: F64
-    rotation: F64 = field(default_factory=lambda: np.eye(3))
+    centre_mm: Array
+    semi_axes_mm: Array
+    rotation: Array = field(default_factory=lambda: np.eye(3))
 
     def __post_init__(self) -> None:
         _orient(self, "semi_axes_mm")
@@ -184,7 +183,7 @@ class Ellipsoid(_Centred):
         return 2.0 * math.pi * c * c + 2.0 * math.pi * a * b / s * (e * s * s + f * (1.0 - s * s))
 
     @property
-    def bounds_mm(self) -> F64:
+    def bounds_mm(self) -> Array:
         # support function of an ellipsoid along world axis i: sqrt(sum_j (R_ij a_j)^2)
         half = np.sqrt(((self.rotation * self.semi_axes_mm) ** 2).sum(axis=1))
         return np.stack([self.centre_mm - half, self.centre_mm + half])
@@ -193,7 +192,7 @@ class Ellipsoid(_Centred):
     def feret_mm(self) -> float:
         return 2.0 * float(self.semi_axes_mm.max())
 
-    def sdf(self, points_mm: F64) -> F64:
+    def sdf(self, points_mm: Array) -> Array:
         """Exact Euclidean signed distance: the root ``t`` of Eberly's closest-point equation
         ``sum((e_i y_i / (t + e_i^2))^2) = 1`` by Newton's method from the left, where the function is convex and
         decreasing, so every step stays left of the root and converges (quadratically near it)."""
@@ -219,7 +218,7 @@ class Ellipsoid(_Centred):
         d = np.linalg.norm(y - x, axis=-1)
         return np.asarray(np.where(inside, -d, d))
 
-    def contains(self, points_mm: F64) -> NDArray[np.bool_]:
+    def contains(self, points_mm: Array) -> NDArray[np.bool_]:
         y = _local(points_mm, self.centre_mm, self.rotation)
         return np.asarray(np.sum((y / self.semi_axes_mm) ** 2, axis=-1) <= 1.0)
 
@@ -228,8 +227,8 @@ class Ellipsoid(_Centred):
 class Cylinder(_Centred):
     """A solid cylinder with flat caps: ``axis`` direction, ``length_mm`` between the caps, centred on ``centre_mm``."""
 
-    centre_mm: F64
-    axis: F64
+    centre_mm: Array
+    axis: Array
     radius_mm: float
     length_mm: float
 
@@ -251,7 +250,7 @@ class Cylinder(_Centred):
         return 2.0 * math.pi * self.radius_mm * (self.radius_mm + self.length_mm)
 
     @property
-    def bounds_mm(self) -> F64:
+    def bounds_mm(self) -> Array:
         half = np.abs(self.axis) * self.length_mm / 2.0 + self.radius_mm * np.sqrt(
             np.clip(1.0 - self.axis**2, 0.0, None))
         return np.stack([self.centre_mm - half, self.centre_mm + half])
@@ -260,14 +259,14 @@ class Cylinder(_Centred):
     def feret_mm(self) -> float:
         return math.hypot(self.length_mm, 2.0 * self.radius_mm)
 
-    def sdf(self, points_mm: F64) -> F64:
+    def sdf(self, points_mm: Array) -> Array:
         q = np.asarray(points_mm, dtype=np.float64) - self.centre_mm
         along = q @ self.axis
         radial = np.linalg.norm(q - along[..., None] * self.axis, axis=-1)
         return _capped(radial - self.radius_mm, np.abs(along) - self.length_mm / 2.0)
 
 
-def _capped(d1: F64, d2: F64) -> F64:
+def _capped(d1: Array, d2: Array) -> Array:
     """Signed distance to the intersection of two orthogonal slabs/half-spaces (exact for box-like corners)."""
     outside = np.hypot(np.maximum(d1, 0.0), np.maximum(d2, 0.0))
     return np.asarray(outside + np.minimum(np.maximum(d1, d2), 0.0))
@@ -277,9 +276,9 @@ def _capped(d1: F64, d2: F64) -> F64:
 class Box(_Centred):
     """A rectangular box with edge lengths ``size_mm`` along its local axes; ``world = centre + rotation @ local``."""
 
-    centre_mm: F64
-    size_mm: F64
-    rotation: F64 = field(default_factory=lambda: np.eye(3))
+    centre_mm: Array
+    size_mm: Array
+    rotation: Array = field(default_factory=lambda: np.eye(3))
 
     def __post_init__(self) -> None:
         _orient(self, "size_mm")
@@ -294,7 +293,7 @@ class Box(_Centred):
         return 2.0 * (a * b + b * c + c * a)
 
     @property
-    def bounds_mm(self) -> F64:
+    def bounds_mm(self) -> Array:
         half = _rotated_half_extent(self.rotation, self.size_mm / 2.0)
         return np.stack([self.centre_mm - half, self.centre_mm + half])
 
@@ -302,7 +301,7 @@ class Box(_Centred):
     def feret_mm(self) -> float:
         return float(np.linalg.norm(self.size_mm))
 
-    def sdf(self, points_mm: F64) -> F64:
+    def sdf(self, points_mm: Array) -> Array:
         q = np.abs(_local(points_mm, self.centre_mm, self.rotation)) - self.size_mm / 2.0
         outside = np.linalg.norm(np.maximum(q, 0.0), axis=-1)
         return np.asarray(outside + np.minimum(q.max(axis=-1), 0.0))
@@ -310,9 +309,9 @@ class Box(_Centred):
 
 @dataclass(frozen=True)
 class _Arc:
-    centre: F64
-    u: F64  # unit, centre -> arc start
-    v: F64  # unit, in the arc's plane, 90 degrees on towards the arc's end
+    centre: Array
+    u: Array  # unit, centre -> arc start
+    v: Array  # unit, in the arc's plane, 90 degrees on towards the arc's end
     radius: float
     angle: float  # radians
 
@@ -325,10 +324,10 @@ class Tube(_Solid):
     (else the tube would fold over itself at a bend and the formulas would not hold).
     """
 
-    points_mm: F64
+    points_mm: Array
     radius_mm: float
     bend_radius_mm: float | None = None
-    _segments: tuple[tuple[F64, F64], ...] = field(init=False, repr=False)
+    _segments: tuple[tuple[Array, Array], ...] = field(init=False, repr=False)
     _arcs: tuple[_Arc, ...] = field(init=False, repr=False)
 
     def __post_init__(self) -> None:
@@ -364,10 +363,10 @@ class Tube(_Solid):
         r = self.radius_mm
         return 2.0 * math.pi * r * self.length_mm + 4.0 * math.pi * r * r
 
-    def centreline_mm(self, step_mm: float = 0.5) -> F64:
+    def centreline_mm(self, step_mm: float = 0.5) -> Array:
         """Points along the rounded centreline, about ``step_mm`` apart, from the first point to the last."""
         step = _positive(step_mm, "step_mm")
-        out: list[F64] = []
+        out: list[Array] = []
         for idx, (a, b) in enumerate(self._segments):
             n = max(int(math.ceil(np.linalg.norm(b - a) / step)), 1)
             out.append(a + np.linspace(0.0, 1.0, n, endpoint=False)[:, None] * (b - a))
@@ -380,7 +379,7 @@ class Tube(_Solid):
         return np.concatenate(out)
 
     @property
-    def centroid_mm(self) -> F64:
+    def centroid_mm(self) -> Array:
         """Centroid of the solid: the centreline's length-weighted mean plus the two end caps' share."""
         pts = self.centreline_mm(step_mm=min(0.05, self.radius_mm / 10.0))
         mid = 0.5 * (pts[1:] + pts[:-1])
@@ -394,7 +393,7 @@ class Tube(_Solid):
         return np.asarray((body + ends[0] + ends[1]) / (self.volume_ml * 1000.0))
 
     @property
-    def bounds_mm(self) -> F64:
+    def bounds_mm(self) -> Array:
         pts = self.centreline_mm(step_mm=min(0.05, self.radius_mm / 10.0))
         return np.stack([pts.min(axis=0) - self.radius_mm, pts.max(axis=0) + self.radius_mm])
 
@@ -403,7 +402,7 @@ class Tube(_Solid):
         """No closed form for a general tube."""
         return None
 
-    def centreline_distance(self, points_mm: F64) -> F64:
+    def centreline_distance(self, points_mm: Array) -> Array:
         """Distance (mm) from each point to the rounded centreline."""
         p = np.asarray(points_mm, dtype=np.float64)
         best = np.full(p.shape[:-1], np.inf)
@@ -415,11 +414,11 @@ class Tube(_Solid):
             best = np.minimum(best, _arc_distance(p, arc))
         return best
 
-    def sdf(self, points_mm: F64) -> F64:
+    def sdf(self, points_mm: Array) -> Array:
         return np.asarray(self.centreline_distance(points_mm) - self.radius_mm)
 
 
-def _fillet(pts: F64, rho: float) -> tuple[tuple[tuple[F64, F64], ...], tuple[_Arc, ...]]:
+def _fillet(pts: Array, rho: float) -> tuple[tuple[tuple[Array, Array], ...], tuple[_Arc, ...]]:
     """Straight pieces and corner arcs of a polyline rounded with radius ``rho``."""
     d = np.diff(pts, axis=0)
     lengths = np.linalg.norm(d, axis=1)
@@ -448,7 +447,7 @@ def _fillet(pts: F64, rho: float) -> tuple[tuple[tuple[F64, F64], ...], tuple[_A
     return tuple(zip(starts, ends, strict=True)), tuple(arcs)
 
 
-def _arc_distance(p: F64, arc: _Arc) -> F64:
+def _arc_distance(p: Array, arc: _Arc) -> Array:
     q = p - arc.centre
     x, y = q @ arc.u, q @ arc.v
     n = np.cross(arc.u, arc.v)
@@ -483,7 +482,7 @@ def grid_around(shapes: Sequence[Shape], spacing_mm: Triple, margin_mm: float = 
     return grid((int(n[0]), int(n[1]), int(n[2])), spacing_mm, triple(lo), frame)
 
 
-def voxel_centres(like: Volume) -> F64:
+def voxel_centres(like: Volume) -> Array:
     """World positions (mm) of every voxel centre, shape ``(i, j, k, 3)``."""
     idx = np.indices(like.shape, dtype=np.float64)
     return np.asarray(np.moveaxis(idx, 0, -1) @ like.affine[:3, :3].T + like.affine[:3, 3], dtype=np.float64)
@@ -579,7 +578,7 @@ class SkullPhantom:
 
     skull: Volume
     missing: NDArray[np.bool_]
-    plane_normal: F64
+    plane_normal: Array
     plane_offset_mm: float
 
 

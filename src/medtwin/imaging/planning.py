@@ -38,10 +38,10 @@ from numpy.typing import NDArray
 from scipy import ndimage
 from scipy.spatial import cKDTree
 
+from medtwin.arrays import Array
 from medtwin.imaging.edt import clearance_mm, window
 from medtwin.imaging.volume import Frame, Triple, Volume, VolumeError, triple
 
-F64 = NDArray[np.float64]
 RANK_BY = ("risk", "clearance")
 BAND_SLACK_MM = 1e-3  # float32 rounding of the band values (ulp ~1e-5 mm at 100 mm), with room to spare
 
@@ -69,8 +69,8 @@ class Critical:
 class Entries:
     """Candidate entry points (n, 3) in mm in the grid's frame, with unit outward surface normals (n, 3)."""
 
-    points_mm: F64
-    normals: F64
+    points_mm: Array
+    normals: Array
 
 
 @dataclass(frozen=True)
@@ -176,7 +176,7 @@ def _check_grid(grid: Volume) -> None:
         raise PlanningError("affine", "the grid is sheared (axes not orthogonal): resample it before planning")
 
 
-def _points(value: object, field_name: str) -> F64:
+def _points(value: object, field_name: str) -> Array:
     try:
         p = np.asarray(value, dtype=np.float64)
     except (TypeError, ValueError):
@@ -189,7 +189,7 @@ def _points(value: object, field_name: str) -> F64:
     return p
 
 
-def _inside(grid: Volume, points: F64, field_name: str) -> None:
+def _inside(grid: Volume, points: Array, field_name: str) -> None:
     outside = ~grid.contains(points)
     if np.any(outside):
         first = int(np.flatnonzero(outside)[0])
@@ -210,7 +210,7 @@ def _subsample(n: int, max_points: int | None) -> NDArray[np.intp]:
     return np.unique(np.linspace(0, n - 1, max_points).round().astype(np.intp))
 
 
-def targets_from_label(labels: Volume, label: int, max_points: int | None = None) -> F64:
+def targets_from_label(labels: Volume, label: int, max_points: int | None = None) -> Array:
     """Target points (mm) inside structure ``label`` of a label map: its voxel centres, evenly thinned."""
     ijk = np.argwhere(np.asarray(labels.data) == label)
     if ijk.size == 0:
@@ -278,7 +278,7 @@ def distance_maps(grid: Volume, criticals: Sequence[Critical], reach_mm: float |
                         maps, excess, reach_mm, tuple(criticals))
 
 
-def _endpoint_bounds(grid: Volume, criticals: Sequence[Critical], points_mm: F64) -> tuple[F64, F64]:
+def _endpoint_bounds(grid: Volume, criticals: Sequence[Critical], points_mm: Array) -> tuple[Array, Array]:
     """Upper bounds, at each of ``points_mm``, of the interpolated combined map and of the nearest structure's
     interpolated distance (exact at each point's nearest voxel centre from a k-d tree of the structures' surface
     voxels, plus a voxel diagonal: the maps are 1-Lipschitz and a trilinear cell spans one diagonal)."""
@@ -343,8 +343,8 @@ def _trilinear(volume: NDArray[np.float32], x: float, y: float, z: float) -> flo
 
 
 @numba.njit(parallel=True, cache=True)
-def _score_pairs(excess: NDArray[np.float32], entries: F64, targets: F64, pair_e: NDArray[np.int64],
-                 pair_t: NDArray[np.int64], n_samples: NDArray[np.int64], cutoff: float) -> tuple[F64, F64]:
+def _score_pairs(excess: NDArray[np.float32], entries: Array, targets: Array, pair_e: NDArray[np.int64],
+                 pair_t: NDArray[np.int64], n_samples: NDArray[np.int64], cutoff: float) -> tuple[Array, Array]:
     """For each (entry, target) pair (voxel-index coordinates): the minimum of ``excess`` over the samples and
     the length-normalised trapezoid integral of ``clip(1 - excess / cutoff, 0, 1)``."""
     n = pair_e.shape[0]
@@ -367,7 +367,7 @@ def _score_pairs(excess: NDArray[np.float32], entries: F64, targets: F64, pair_e
     return minimum, risk
 
 
-def sample_counts(lengths_mm: F64, step_mm: float) -> NDArray[np.int64]:
+def sample_counts(lengths_mm: Array, step_mm: float) -> NDArray[np.int64]:
     """Samples per path so that consecutive samples are at most ``step_mm`` apart (both ends included)."""
     return np.maximum(np.ceil(lengths_mm / step_mm).astype(np.int64), 1) + 1
 
@@ -376,14 +376,14 @@ def sample_counts(lengths_mm: F64, step_mm: float) -> NDArray[np.int64]:
 class Scores:
     """Every entry x target pair: geometry, which passed the cheap limits, and for those the path figures."""
 
-    length_mm: F64  # (ne, nt)
-    angle_deg: F64  # (ne, nt)
+    length_mm: Array  # (ne, nt)
+    angle_deg: Array  # (ne, nt)
     geometric_ok: NDArray[np.bool_]  # (ne, nt): length and angle within limits
-    min_excess_mm: F64  # (ne, nt), NaN where not sampled
-    risk: F64  # (ne, nt), NaN where not sampled
+    min_excess_mm: Array  # (ne, nt), NaN where not sampled
+    risk: Array  # (ne, nt), NaN where not sampled
 
 
-def score_paths(maps: DistanceMaps, entries: Entries, targets_mm: F64, limits: Limits) -> Scores:
+def score_paths(maps: DistanceMaps, entries: Entries, targets_mm: Array, limits: Limits) -> Scores:
     """Length, entry angle, minimum margin excess and risk of every entry x target straight path (vectorised:
     the geometry as arrays, the sampling in one compiled parallel loop over pairs)."""
     grid = maps.grid
@@ -410,19 +410,19 @@ def score_paths(maps: DistanceMaps, entries: Entries, targets_mm: F64, limits: L
 # --- planning --------------------------------------------------------------------------------------------------
 
 
-def path_samples(entry_mm: F64, target_mm: F64, step_mm: float) -> F64:
+def path_samples(entry_mm: Array, target_mm: Array, step_mm: float) -> Array:
     """Points (n, 3) from entry to target, consecutive ones at most ``step_mm`` apart."""
     n = int(sample_counts(np.asarray([np.linalg.norm(target_mm - entry_mm)]), step_mm)[0])
     f = np.linspace(0.0, 1.0, n)[:, None]
     return np.asarray(entry_mm + (target_mm - entry_mm) * f, dtype=np.float64)
 
 
-def _banded_distances(maps: DistanceMaps, points_mm: F64) -> F64:
+def _banded_distances(maps: DistanceMaps, points_mm: Array) -> Array:
     ijk = maps.grid.world_to_index(points_mm).T
     return np.stack([ndimage.map_coordinates(m, ijk, order=1, mode="nearest") for m in maps.surface_mm], axis=1)
 
 
-def structure_distances(maps: DistanceMaps, points_mm: F64) -> F64:
+def structure_distances(maps: DistanceMaps, points_mm: Array) -> Array:
     """Distance (mm) from each point to each structure: shape (n_points, n_structures). Exact-map values even
     on banded maps: a value read at or beyond its structure's band is read again on ``maps.exact()``."""
     d = _banded_distances(maps, points_mm)
@@ -431,7 +431,7 @@ def structure_distances(maps: DistanceMaps, points_mm: F64) -> F64:
     return d
 
 
-def _trajectory(maps: DistanceMaps, entry: F64, target: F64, scores: Scores, e: int, t: int,
+def _trajectory(maps: DistanceMaps, entry: Array, target: Array, scores: Scores, e: int, t: int,
                 limits: Limits) -> Trajectory:
     d = _banded_distances(maps, path_samples(entry, target, limits.step_mm))  # the nearest: checked in _ranked
     s = int(np.argmin(d.min(axis=0)))
@@ -485,7 +485,7 @@ def plan_trajectories(maps: DistanceMaps, entries: Entries, targets_mm: object, 
     return plan
 
 
-def _ranked(maps: DistanceMaps, entries: Entries, targets: F64, limits: Limits, top: int, rank_by: str) -> Plan | None:
+def _ranked(maps: DistanceMaps, entries: Entries, targets: Array, limits: Limits, top: int, rank_by: str) -> Plan | None:
     """The plan, or None when banded ``maps`` leave a figure it needs unresolved (read at or beyond the band)."""
     scores = score_paths(maps, entries, targets, limits)
     admissible = admissible_pairs(scores, limits)
@@ -518,7 +518,7 @@ def _with_rank(t: Trajectory, rank: int, electrode: str = "") -> Trajectory:
 # --- several electrodes ----------------------------------------------------------------------------------------
 
 
-def segment_distance(p0: F64, p1: F64, q0: F64, q1: F64) -> F64:
+def segment_distance(p0: Array, p1: Array, q0: Array, q1: Array) -> Array:
     """Closest distance between segments p0-p1 and q0-q1 (arrays broadcast over leading axes; Ericson,
     Real-Time Collision Detection, 5.1.9, with the parallel case handled)."""
     d1, d2, r = p1 - p0, q1 - q0, p0 - q0

@@ -22,10 +22,9 @@ from numpy.typing import NDArray
 from scipy import ndimage
 from scipy.spatial import ConvexHull, QhullError
 
+from medtwin.arrays import Array
 from medtwin.imaging.mesh import mesh_mask
 from medtwin.imaging.volume import Frame, Triple, Volume, VolumeError, triple
-
-F64 = NDArray[np.float64]
 
 #: Below this largest inscribed radius (voxels) a mask's surface area is not callable (a 3 mm vessel at 2 mm voxels
 #: reads 2-20 % low); below COARSE it is within ~5 % (a 20 mm sphere at 2 mm voxels: +4 %).
@@ -53,7 +52,7 @@ class SegmentStatistics:
         return asdict(self)
 
 
-def feret_diameter(points_mm: F64) -> float:
+def feret_diameter(points_mm: Array) -> float:
     """The largest distance between two of ``points_mm``. Exact: only convex-hull vertices can be its ends, and only
     those whose distance from the centroid plus the largest such distance reaches a known pair's length; the
     candidates are compared with every hull vertex by blocks of a float32 Gram matrix, the best pair again in float64.
@@ -92,7 +91,7 @@ def _crop(mask: NDArray[np.bool_]) -> tuple[NDArray[np.bool_], NDArray[np.int64]
     return mask[lo[0]:hi[0], lo[1]:hi[1], lo[2]:hi[2]], lo
 
 
-def inscribed_radius_voxels(mask: NDArray[np.bool_], spacing: F64) -> float:
+def inscribed_radius_voxels(mask: NDArray[np.bool_], spacing: Array) -> float:
     """Radius of the largest ball inside the mask, in units of the largest voxel size."""
     sub, _lo = _crop(mask)
     stride = max(1, int(np.ceil((sub.size / EDT_MAX_VOXELS) ** (1.0 / 3.0))))
@@ -101,7 +100,7 @@ def inscribed_radius_voxels(mask: NDArray[np.bool_], spacing: F64) -> float:
     return radius_mm / float(spacing.max())
 
 
-def _extremes(volume: Volume, sub: NDArray[np.bool_], lo: NDArray[np.int64]) -> tuple[F64, F64]:
+def _extremes(volume: Volume, sub: NDArray[np.bool_], lo: NDArray[np.int64]) -> tuple[Array, Array]:
     """World min and max of the voxel centres: a linear map's extremes over a row of voxels are at the row's
     first or last voxel, so only those are transformed."""
     rows = sub.any(axis=0)

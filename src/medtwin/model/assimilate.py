@@ -19,8 +19,8 @@ from dataclasses import replace
 from typing import Any
 
 import numpy as np
-from numpy.typing import NDArray
 
+from medtwin.arrays import Array
 from medtwin.model.errors import ModelInputError
 from medtwin.model.fit import Observations
 from medtwin.model.rngstate import generator_from_json, generator_to_json
@@ -29,7 +29,6 @@ from medtwin.model.spec import Model
 from medtwin.model.timeline import Timeline
 from medtwin.solve import Solver
 
-Array = NDArray[np.float64]
 FORMAT = 1
 LOG_MULTIPLIER_BOUND = math.log(5.0)
 

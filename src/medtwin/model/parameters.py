@@ -16,14 +16,12 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-from numpy.typing import NDArray
 
+from medtwin.arrays import Array
 from medtwin.model.errors import ModelInputError
 from medtwin.model.spec import Model
 from medtwin.physiology.errors import PhysiologyInputError
 from medtwin.physiology.parameters import parse_parameter_csv
-
-Array = NDArray[np.float64]
 
 
 @dataclass(frozen=True)

@@ -20,13 +20,13 @@ from typing import Any
 import numpy as np
 from numpy.typing import NDArray
 
+from medtwin.arrays import Array
 from medtwin.model.errors import ModelInputError
 from medtwin.model.spec import Model, ScalarRightHandSide
 from medtwin.model.timeline import Timeline
 from medtwin.solve import Dopri5, Solver, integrate
 from medtwin.solve.kernels import BatchState, CompiledModel, Doses, advance, kernel_for
 
-Array = NDArray[np.float64]
 DEFAULT_SOLVER = Dopri5(rtol=1e-6, atol=1e-8)
 
 

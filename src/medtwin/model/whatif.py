@@ -12,15 +12,14 @@ from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
-from numpy.typing import NDArray
 
+from medtwin.arrays import Array
 from medtwin.model.errors import ModelInputError
 from medtwin.model.simulate import simulate
 from medtwin.model.spec import Model
 from medtwin.model.timeline import Timeline
 from medtwin.solve import Solver
 
-Array = NDArray[np.float64]
 PERCENTILES = (5.0, 50.0, 95.0)
 
 

@@ -14,10 +14,10 @@ from dataclasses import dataclass
 import numpy as np
 from numpy.typing import NDArray
 
+from medtwin.arrays import Array
 from medtwin.oncology.fitting import BatchFit, Prior, fit_batch, population_prior
 from medtwin.oncology.growth import LAWS
 
-Array = NDArray[np.float64]
 BoolArray = NDArray[np.bool_]
 
 

@@ -15,13 +15,12 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 
 import numpy as np
-from numpy.typing import NDArray
 
+from medtwin.arrays import Array
 from medtwin.errors import InputError
 from medtwin.oncology.fitting import BatchFit, Prior, fit_batch
 from medtwin.oncology.growth import LAWS
 
-Array = NDArray[np.float64]
 ELLIPSOID = 0.52
 DIAMETER_MM = {"mm": 1.0, "cm": 10.0}
 VOLUME_MM3 = {"mm3": 1.0, "cm3": 1000.0, "ml": 1000.0}

@@ -12,15 +12,14 @@ from __future__ import annotations
 from typing import TYPE_CHECKING
 
 import numpy as np
-from numpy.typing import NDArray
 
+from medtwin.arrays import Array
 from medtwin.model.spec import InputSpec, Model, OutputSpec, ParameterSpec, StateSpec
 from medtwin.oncology.growth import LAWS, rate, volume
 
 if TYPE_CHECKING:
     from medtwin.model.timeline import Timeline
 
-Array = NDArray[np.float64]
 DATA = "medtwin.oncology:data/"
 SOURCE = "Laleh et al. 2022 PLoS Comput Biol 18:e1009822 (studies 1-3, median fits); Benzekry et al. 2014"
 _RANGES: dict[str, tuple[str, float, float, float]] = {

@@ -25,14 +25,13 @@ import numpy as np
 from numpy.typing import NDArray
 from pydantic import BaseModel, ConfigDict, Field
 
+from medtwin.arrays import Array
 from medtwin.model.parameters import read_text
 from medtwin.oncology import recist, treatment
 from medtwin.oncology.fitting import BatchFit, fit_batch
 from medtwin.oncology.growth import LAWS
 from medtwin.oncology.intervals import forecast_interval, load_calibration
 from medtwin.oncology.measurements import MeasurementError, Series, law_for, series
-
-Array = NDArray[np.float64]
 
 
 class Measurement(BaseModel):

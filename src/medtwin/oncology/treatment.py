@@ -21,9 +21,8 @@ import math
 from dataclasses import dataclass
 
 import numpy as np
-from numpy.typing import NDArray
 
-Array = NDArray[np.float64]
+from medtwin.arrays import Array
 
 
 def _exposure_integral(t: Array, on: Array, off: Array) -> Array:

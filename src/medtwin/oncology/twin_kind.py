@@ -9,14 +9,13 @@ batched fits, calibrated intervals, regimens and fractionation) are in :mod:`med
 from __future__ import annotations
 
 import numpy as np
-from numpy.typing import NDArray
 
+from medtwin.arrays import Array
 from medtwin.model.kinds import Chart, Control, Panel, Personalisation, TwinKind
 from medtwin.model.parameters import load_parameters
 from medtwin.model.spec import Model
 from medtwin.oncology.models import chemo_model
 
-Array = NDArray[np.float64]
 TUMOUR_SIZE_LOINC = "21889-1"  # Size Tumor
 VOLUME_NOISE_SOURCE = ("relative SD of volume readings about the fitted Gompertz curve in the Laleh 2022 "
                        "studies 1-3 (medtwin.oncology.fitting.population_prior)")

@@ -15,12 +15,11 @@ from __future__ import annotations
 from enum import StrEnum
 
 import numpy as np
-from numpy.typing import ArrayLike, NDArray
+from numpy.typing import ArrayLike
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
+from medtwin.arrays import Array
 from medtwin.pharmaco.errors import CovariateError
-
-Array = NDArray[np.float64]
 
 #: physiological ranges accepted for each covariate (inclusive), with unit
 PHYSIOLOGICAL_RANGE: dict[str, tuple[float, float, str]] = {

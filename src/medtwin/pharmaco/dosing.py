@@ -10,13 +10,11 @@ from dataclasses import dataclass
 from enum import StrEnum
 
 import numpy as np
-from numpy.typing import NDArray
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
+from medtwin.arrays import Array
 from medtwin.pharmaco.errors import DoseError
 from medtwin.pharmaco.units import MassText, parse_amount_mg
-
-Array = NDArray[np.float64]
 
 
 class Route(StrEnum):

@@ -12,12 +12,11 @@ from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 
 import numpy as np
-from numpy.typing import NDArray
 
+from medtwin.arrays import Array
 from medtwin.pharmaco.errors import PharmacoInputError
 from medtwin.pharmaco.population import ResidualError
 
-Array = NDArray[np.float64]
 Predictor = Callable[[Mapping[str, Array]], Array]  # parameters (n,) each -> predictions (n, m)
 
 

@@ -19,14 +19,13 @@ import numpy as np
 from numpy.typing import NDArray
 from pydantic import BaseModel, Field
 
+from medtwin.arrays import Array
 from medtwin.pharmaco.covariates import GeneStatus
 from medtwin.pharmaco.dosing import Route
 from medtwin.pharmaco.drug_files import DrugFileError, check_drug_file, entries_of
 from medtwin.pharmaco.errors import CovariateError, UnknownDrugError
 from medtwin.pharmaco.pk import CompartmentModel
 from medtwin.pharmaco.population import BetweenSubjectVariability, ResidualError
-
-Array = NDArray[np.float64]
 
 DRUG_FOLDER = "data/drugs"  # in the medtwin.pharmaco package
 log = logging.getLogger("medtwin.pharmaco")

@@ -9,14 +9,13 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 
 import numpy as np
-from numpy.typing import ArrayLike, NDArray
+from numpy.typing import ArrayLike
 
+from medtwin.arrays import Array
 from medtwin.pharmaco.dosing import DoseSchedule
 from medtwin.pharmaco.errors import PharmacoInputError
 from medtwin.pharmaco.pk import CompartmentModel, ode_system
 from medtwin.solve import Dopri5, Solver, integrate
-
-Array = NDArray[np.float64]
 
 
 def emax_effect(

@@ -16,8 +16,8 @@ from collections.abc import Mapping
 from dataclasses import replace
 
 import numpy as np
-from numpy.typing import NDArray
 
+from medtwin.arrays import Array
 from medtwin.model.spec import DoseRoute, InputSpec, Model, OutputSpec, ParameterSpec, StateSpec
 from medtwin.model.timeline import Timeline
 from medtwin.pharmaco.dosing import DoseSchedule, Route
@@ -26,7 +26,6 @@ from medtwin.pharmaco.library import DRUG_FOLDER, DrugModel
 from medtwin.pharmaco.pd import WARFARIN_PD_NAMES, warfarin_inr_rate
 from medtwin.pharmaco.pk import PARAMETER_INFO, CompartmentModel, simulate_closed_form
 
-Array = NDArray[np.float64]
 _DEFAULTS = {"F": 1.0, "tlag": 0.0}
 _UPPER = {"F": 1.0}
 

@@ -17,9 +17,6 @@ import logging
 from pathlib import Path
 from typing import Any
 
-import numpy as np
-from numpy.typing import NDArray
-
 from medtwin.errors import InputError
 from medtwin.model.kinds import Chart, Control, PagePanel, Panel, PanelSeries, Personalisation, TwinKind
 from medtwin.model.parameters import load_parameters
@@ -29,7 +26,6 @@ from medtwin.pharmaco.library import DrugModel, LeftOut, load_library
 from medtwin.pharmaco.pk_model import drug_model
 from medtwin.pharmaco.units import parse_amount_mg
 
-Array = NDArray[np.float64]
 log = logging.getLogger("medtwin.pharmaco")
 ASSUMED_PROPORTIONAL = 0.10
 EXAMPLE_DOSES = 4

@@ -10,14 +10,13 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 
 import numpy as np
-from numpy.typing import ArrayLike, NDArray
+from numpy.typing import ArrayLike
 
+from medtwin.arrays import Array
 from medtwin.pharmaco.dosing import DoseSchedule
 from medtwin.pharmaco.errors import PharmacoInputError
 from medtwin.pharmaco.pk import CompartmentModel, PkResult, simulate
 from medtwin.solve import Solver
-
-Array = NDArray[np.float64]
 
 
 @dataclass(frozen=True)

@@ -8,9 +8,9 @@ from collections.abc import Mapping
 from typing import Any
 
 import numpy as np
-from numpy.typing import NDArray
 from pydantic import BaseModel, Field
 
+from medtwin.arrays import Array
 from medtwin.pharmaco.covariates import PatientCovariates
 from medtwin.pharmaco.dosing import DoseEvent, DoseSchedule, Regimen, Route
 from medtwin.pharmaco.errors import CovariateError, PharmacoInputError
@@ -18,8 +18,6 @@ from medtwin.pharmaco.estimation import map_estimate
 from medtwin.pharmaco.library import DrugModel, GenotypeAdjustment, load_drug
 from medtwin.pharmaco.pd import simulate_pkpd, warfarin_inr, warfarin_inr_rate, warfarin_inr_steady_state
 from medtwin.pharmaco.pk import simulate, steady_state
-
-Array = NDArray[np.float64]
 
 
 class Level(BaseModel):

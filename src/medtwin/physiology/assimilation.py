@@ -57,6 +57,7 @@ from typing import Any
 import numpy as np
 from numpy.typing import NDArray
 
+from medtwin.arrays import Array
 from medtwin.model.rngstate import generator_from_json, generator_to_json
 from medtwin.physiology.devices import CGMSensor
 from medtwin.physiology.errors import PhysiologyInputError
@@ -70,8 +71,6 @@ from medtwin.physiology.uva_padova import (
     rhs,
 )
 from medtwin.solve import RK4, integrate
-
-Array = NDArray[np.float64]
 
 #: Eating speed of an announced meal, g/min (the academic simulator's and :func:`.simulate.eaten_per_minute`'s).
 EATING_RATE_G_PER_MIN = 5.0

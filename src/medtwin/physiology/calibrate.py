@@ -24,10 +24,10 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-from numpy.typing import NDArray
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 from scipy.optimize import least_squares
 
+from medtwin.arrays import Array
 from medtwin.physiology.errors import PhysiologyInputError, validate_input
 from medtwin.physiology.scenario import MAX_HORIZON_MIN, Bolus, Meal
 from medtwin.physiology.simulate import Event, eaten_per_minute, fixed_bolus, simulate_inputs
@@ -40,7 +40,6 @@ from medtwin.physiology.uva_padova import (
 )
 from medtwin.solve import Dopri5
 
-Array = NDArray[np.float64]
 FITTED = ("Gb", "Vmx", "kp3", "kabs")
 FIT_SOLVER = Dopri5(rtol=1e-5, atol=1e-4)
 MIN_DAYS = 3.0

@@ -12,12 +12,10 @@ from importlib import resources
 from typing import Any, Final
 
 import numpy as np
-from numpy.typing import NDArray
 from scipy.interpolate import CubicSpline
 
+from medtwin.arrays import Array
 from medtwin.physiology.errors import PhysiologyInputError
-
-Array = NDArray[np.float64]
 
 _FILE: Final[dict[str, dict[str, Any]]] = tomllib.loads(
     resources.files("medtwin.physiology").joinpath("data", "devices.toml").read_text(encoding="utf-8"))

@@ -20,8 +20,8 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 
 import numpy as np
-from numpy.typing import NDArray
 
+from medtwin.arrays import Array
 from medtwin.physiology.assimilation import FilterSettings, GlucoseFilter, cohort_prior_draws, start_filter
 from medtwin.physiology.calibrate import population_patient
 from medtwin.physiology.errors import PhysiologyInputError
@@ -40,8 +40,6 @@ from medtwin.physiology.streaming import (
 )
 from medtwin.physiology.synthetic import synthetic_log
 from medtwin.physiology.uva_padova import PatientParameters, virtual_patients
-
-Array = NDArray[np.float64]
 
 
 @dataclass(frozen=True)

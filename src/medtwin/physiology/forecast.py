@@ -27,9 +27,9 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 
 import numpy as np
-from numpy.typing import NDArray
 from scipy.special import ndtr
 
+from medtwin.arrays import Array
 from medtwin.physiology.assimilation import (
     AUGMENTED,
     INSULIN_SENSITIVITY,
@@ -40,7 +40,6 @@ from medtwin.physiology.assimilation import (
 from medtwin.physiology.errors import PhysiologyInputError
 from medtwin.physiology.uva_padova import PARAMETER_NAMES
 
-Array = NDArray[np.float64]
 DEFAULT_HORIZONS_MIN: tuple[int, ...] = tuple(range(5, 65, 5))
 _VG = PARAMETER_NAMES.index("Vg")
 _GS = 12

@@ -29,11 +29,10 @@ from typing import Any
 
 import numpy as np
 from numba import njit
-from numpy.typing import NDArray
 
+from medtwin.arrays import Array
 from medtwin.solve.kernels import STAGE_OFFSETS
 
-Array = NDArray[np.float64]
 PMOL_PER_UNIT = 6000.0
 #: state positions of Ip, Il, Isc1, Isc2 in UVA/Padova's state vector (checked by name in uva_padova)
 IP, IL, ISC1, ISC2 = 5, 9, 10, 11

@@ -17,6 +17,7 @@ import numpy as np
 from numpy.typing import NDArray
 from pydantic import BaseModel
 
+from medtwin.arrays import Array
 from medtwin.physiology.errors import PhysiologyInputError
 from medtwin.vocab.episodes import count_episodes
 from medtwin.vocab.glucose import HYPER_L1, HYPER_L2, HYPO_L1, HYPO_L2
@@ -24,7 +25,6 @@ from medtwin.vocab.glucose import HYPER_L1, HYPER_L2, HYPO_L1, HYPO_L2
 __all__ = ["AmbulatoryGlucoseProfile", "GlucoseMetrics", "ambulatory_glucose_profile", "count_episodes",
            "glucose_metrics", "risk_indices"]
 
-Array = NDArray[np.float64]
 
 
 class GlucoseMetrics(BaseModel):

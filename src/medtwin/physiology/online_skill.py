@@ -59,9 +59,9 @@ from typing import Any
 import numpy as np
 from numpy.typing import NDArray
 
+from medtwin.arrays import Array
 from medtwin.physiology.errors import PhysiologyInputError
 
-Array = NDArray[np.float64]
 LEVELS: tuple[float, float] = (0.80, 0.95)
 
 

@@ -16,11 +16,10 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-from numpy.typing import NDArray
 
+from medtwin.arrays import Array
 from medtwin.physiology.errors import PhysiologyInputError, UnknownPatientError
 
-Array = NDArray[np.float64]
 _COLUMN = re.compile(r"^\s*([A-Za-z_][A-Za-z0-9_]*)\s*\[([^\]]+)\]\s*$")
 IDENTIFIER_COLUMNS = ("name", "age_group")
 #: Quantities that are volumes, masses or rates that must be strictly positive.

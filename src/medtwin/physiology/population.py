@@ -14,6 +14,7 @@ from dataclasses import dataclass
 import numpy as np
 from numpy.typing import NDArray
 
+from medtwin.arrays import Array
 from medtwin.physiology.devices import CGMSensor, InsulinPump
 from medtwin.physiology.errors import PhysiologyInputError
 from medtwin.physiology.scenario import Scenario
@@ -22,7 +23,6 @@ from medtwin.physiology.simulate import DEFAULT_SOLVER, simulate_glucose
 from medtwin.physiology.uva_padova import PatientParameters
 from medtwin.solve import Dopri5
 
-Array = NDArray[np.float64]
 DEFAULT_BLOCK = 4096  # patients per block: ~ 4096 x 1440 min x 2 inputs x 8 B = 94 MB of minute inputs
 
 

@@ -3,9 +3,9 @@
 from __future__ import annotations
 
 import numpy as np
-from numpy.typing import NDArray
 from pydantic import BaseModel
 
+from medtwin.arrays import Array
 from medtwin.physiology.devices import BasalBolusController, CGMSensor, InsulinPump
 from medtwin.physiology.errors import PhysiologyInputError
 from medtwin.physiology.metrics import GlucoseMetrics, glucose_metrics
@@ -20,8 +20,6 @@ from medtwin.physiology.simulate import (
 )
 from medtwin.physiology.uva_padova import PatientParameters
 from medtwin.solve import Solver
-
-Array = NDArray[np.float64]
 
 
 class InsulinEvent(BaseModel):

@@ -22,13 +22,12 @@ from dataclasses import dataclass, field, replace
 import numpy as np
 from numpy.typing import NDArray
 
+from medtwin.arrays import Array
 from medtwin.physiology.assimilation import FilterSettings, GlucoseFilter, add_input, assimilate
 from medtwin.physiology.errors import PhysiologyInputError
 from medtwin.physiology.forecast import forecast, linear_forecast
 from medtwin.physiology.meal_detect import MealDetector, MealDetectSettings
 from medtwin.physiology.online_skill import ForecastSkill, SkillSettings, new_skills
-
-Array = NDArray[np.float64]
 
 
 @dataclass(frozen=True)

@@ -3,14 +3,12 @@
 from __future__ import annotations
 
 import numpy as np
-from numpy.typing import NDArray
 
+from medtwin.arrays import Array
 from medtwin.physiology.calibrate import GlucoseLog
 from medtwin.physiology.scenario import Bolus, random_meal_scenario
 from medtwin.physiology.service import run_scenario
 from medtwin.physiology.uva_padova import PatientParameters
-
-Array = NDArray[np.float64]
 
 
 def synthetic_log(

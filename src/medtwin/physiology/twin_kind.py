@@ -11,8 +11,8 @@ from functools import cache
 from typing import Any
 
 import numpy as np
-from numpy.typing import NDArray
 
+from medtwin.arrays import Array
 from medtwin.model.kinds import Chart, Control, PagePanel, Panel, PanelSeries, Personalisation, TwinKind
 from medtwin.model.parameters import load_parameters
 from medtwin.model.spec import Model
@@ -20,7 +20,6 @@ from medtwin.physiology.calibrate import FITTED
 from medtwin.physiology.uva_padova import PMOL_PER_UNIT, UvaPadova2008
 from medtwin.vocab.metrics import CARBS, GLUCOSE, INSULIN_BASAL, INSULIN_BOLUS, metrics
 
-Array = NDArray[np.float64]
 BASE_PATIENT = "adult#001"
 CGM_NOISE_SD_MG_DL = 10.0  # the calibrator's default (medtwin.physiology.calibrate.TwinCalibrator)
 

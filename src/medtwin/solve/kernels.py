@@ -47,13 +47,12 @@ from numba import cfunc, njit, types
 from numba.extending import intrinsic
 from numpy.typing import NDArray
 
+from medtwin.arrays import Array
 from medtwin.solve._core import _DP_A, _DP_B, _DP_C, _DP_E, Dopri5, SolverFailure
 from medtwin.solve._core import _DP_P as _P
 from medtwin.solve.cache_key import install as _keyed_caches
 
 _keyed_caches()  # before the first decorator: the caches below and the models' are keyed on all engine sources
-
-Array = NDArray[np.float64]
 
 # the Dormand-Prince tableau of medtwin.solve._core (scipy's RK45 values) as plain float constants, unrolled below
 _C2, _C3, _C4, _C5 = (float(c) for c in _DP_C[1:5])

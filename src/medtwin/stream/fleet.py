@@ -57,9 +57,9 @@ from typing import TYPE_CHECKING, Any, Literal, Protocol
 from urllib.parse import quote
 
 import numpy as np
-from numpy.typing import NDArray
 
 from medtwin import vocab as m
+from medtwin.arrays import Array
 from medtwin.clock import as_utc
 from medtwin.counters import Counters
 from medtwin.physiology.devices import BasalBolusController, CGMSensor, InsulinPump
@@ -73,7 +73,6 @@ if TYPE_CHECKING:  # pragma: no cover
 
     from medtwin.store.database import Store
 
-Array = NDArray[np.float64]
 log = logging.getLogger("medtwin.fleet")
 
 TICK_MIN = 5  # simulated minutes per tick (the CGM period)

@@ -15,6 +15,7 @@ import numpy as np
 from numpy.typing import NDArray
 from pydantic import BaseModel, ConfigDict, Field
 
+from medtwin.arrays import Array
 from medtwin.model.assimilate import EnsembleFilter
 from medtwin.model.errors import ModelInputError
 from medtwin.model.fit import MapFit, Observations
@@ -24,7 +25,6 @@ from medtwin.model.timeline import Timeline
 from medtwin.model.whatif import compare
 from medtwin.solve import Dopri5, SolverFailure
 
-Array = NDArray[np.float64]
 #: The generic default tolerances with a step budget: a request cannot keep a worker busy for minutes on a
 #: stiff corner of the parameter space (it answers 422 "not computable" instead).
 SOLVER = Dopri5(rtol=1e-6, atol=1e-8, max_steps=200_000)
