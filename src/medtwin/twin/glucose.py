@@ -21,7 +21,6 @@ from typing import Any
 
 import numpy as np
 import orjson
-from pydantic import BaseModel
 
 from medtwin.physiology.calibrate import FITTED, FittedTwin, GlucoseLog, TwinCalibrator, sample_twins
 from medtwin.physiology.errors import PhysiologyInputError, UnknownPatientError
@@ -30,6 +29,7 @@ from medtwin.physiology.uva_padova import PARAMETER_NAMES, PatientParameters, vi
 from medtwin.solve import Solver
 from medtwin.store.database import Store
 from medtwin.store.twins import TwinRepository, TwinVersion
+from medtwin.twin.stamp import TwinVersionStamp
 
 Clock = Callable[[], datetime]
 GLUCOSE_KIND = "glucose"
@@ -48,16 +48,6 @@ MAX_FIT_ITERATION_DAYS = 600
 
 
 # --- responses ------------------------------------------------------------------------------------------
-
-
-class TwinVersionStamp(BaseModel):
-    """Whose twin, which version, when and by whom: the fields of a stored
-    :class:`~medtwin.store.twins.TwinVersion` that every public view of one starts with."""
-
-    patient_id: str
-    version: int
-    created_at: datetime
-    actor: str
 
 
 class GlucoseTwinPublic(TwinVersionStamp):

@@ -58,6 +58,7 @@ from medtwin.twin.drug_genotype import (
     genotype_note,
     missing_genotype,
 )
+from medtwin.twin.stamp import TwinVersionStamp
 from medtwin.twin.summary import Measurement, PatientSummary
 from medtwin.vocab.renal import CREATININE_LOINC, creatinine_mg_dl
 
@@ -229,11 +230,7 @@ class PgxSummary(BaseModel):
     genes: list[PgxPhenotype]
 
 
-class StoredPgx(BaseModel):
-    patient_id: str
-    version: int
-    created_at: datetime
-    actor: str
+class StoredPgx(TwinVersionStamp):
     provenance: dict[str, Any]
     report: PgxReport
 
