@@ -70,3 +70,28 @@ def test_bad_file_exits_nonzero_naming_file_and_entry(env: dict[str, str], tmp_p
 def test_missing_path(env: dict[str, str]) -> None:
     result = runner.invoke(app, ["import", "/no/such/file.json"], env=env)
     assert result.exit_code == 2 and "no such file" in result.output
+
+
+def test_bracketed_ucum_units_print_as_recorded(env: dict[str, str], tmp_path: Path) -> None:
+    """UCUM writes customary units in brackets ([lb_av], [in_i]); the console must print them, not read them as
+    markup and drop them (a weight shown without its unit is a wrong statement)."""
+    def observation(oid: str, loinc: str, value: float, code: str) -> dict[str, object]:
+        return {"fullUrl": f"urn:uuid:{oid}", "resource": {
+            "resourceType": "Observation", "id": oid, "status": "final",
+            "category": [{"coding": [{"system": "http://terminology.hl7.org/CodeSystem/observation-category",
+                                      "code": "vital-signs"}]}],
+            "code": {"coding": [{"system": "http://loinc.org", "code": loinc}]},
+            "subject": {"reference": "urn:uuid:u1"}, "effectiveDateTime": "2024-03-05T10:00:00Z",
+            "valueQuantity": {"value": value, "system": "http://unitsofmeasure.org", "code": code}}}
+
+    bundle = tmp_path / "units.json"
+    bundle.write_text(json.dumps({"resourceType": "Bundle", "type": "collection", "entry": [
+        {"fullUrl": "urn:uuid:u1", "resource": {"resourceType": "Patient", "id": "u1", "gender": "female"}},
+        observation("w1", "29463-7", 150.0, "[lb_av]"),
+        observation("h1", "8867-4", 80.0, "[beats_x]")]}))
+    result = runner.invoke(app, ["import", str(bundle)], env=env)
+    assert result.exit_code == 0, result.output
+    assert "unit '[beats_x]' is not valid UCUM" in result.output
+    shown = runner.invoke(app, ["show", "u1"], env=env)
+    assert shown.exit_code == 0, shown.output
+    assert "weight 150 [lb_av] (2024-03-05)" in shown.output

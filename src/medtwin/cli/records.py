@@ -8,6 +8,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Annotated, TypeVar
 
 import typer
+from rich.markup import escape
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
@@ -70,7 +71,7 @@ def import_command(
         for failed in report.errors:
             assert failed.error is not None
             err = failed.error
-            err_console.print(f"[bold red]failed:[/] {err.describe()}  [dim](nothing of this file was stored)[/]")
+            err_console.print(f"[bold red]failed:[/] {escape(err.describe())}  [dim](nothing of this file was stored)[/]")
         raise typer.Exit(1)
 
 
@@ -89,7 +90,7 @@ def _print_report(report: ImportReport) -> None:
     if warnings:
         console.print(f"[yellow]{len(warnings)} value(s) with a unit that is not valid UCUM (kept as given):[/]")
         for warning in warnings[:20]:
-            console.print(f"  [yellow]-[/] {warning}")
+            console.print(f"  [yellow]-[/] {escape(warning)}")
 
 
 def patients_command(
@@ -126,19 +127,20 @@ def _fmt(measurement: Measurement | None) -> str:
 
 
 def print_summary(summary: PatientSummary, version: int, provenance: dict[str, object]) -> None:
-    console.rule(f"[bold]{summary.name or summary.patient_id}[/]")
-    console.print(f"id {summary.patient_id} · {summary.gender or 'sex unknown'} · born {summary.birth_date or '?'} "
+    console.rule(f"[bold]{escape(summary.name or summary.patient_id)}[/]")
+    console.print(f"id {escape(summary.patient_id)} · {summary.gender or 'sex unknown'} · born {summary.birth_date or '?'} "
                   f"· age {summary.age_years if summary.age_years is not None else '?'}"
                   f"{' · deceased' if summary.deceased else ''}")
-    console.print(f"height {_fmt(summary.height)} · weight {_fmt(summary.weight)} · BMI {_fmt(summary.bmi)}")
-    console.print(f"twin version {version} · from {provenance.get('source', '?')} at {provenance.get('imported_at', '?')}")
+    console.print(escape(f"height {_fmt(summary.height)} · weight {_fmt(summary.weight)} · BMI {_fmt(summary.bmi)}"))
+    console.print(escape(f"twin version {version} · from {provenance.get('source', '?')} at "
+                         f"{provenance.get('imported_at', '?')}"))
 
     def listing(title: str, rows: list[tuple[str, ...]], columns: tuple[str, ...]) -> None:
         table = Table(title=f"{title} ({len(rows)})", title_justify="left")
         for column in columns:
             table.add_column(column)
         for row in rows:
-            table.add_row(*row)
+            table.add_row(*(escape(cell) for cell in row))  # record text is data, not markup
         console.print(table)
 
     listing("Active problems", [(p.display or "", p.code or "", f"{p.onset:%Y-%m-%d}" if p.onset else "")
