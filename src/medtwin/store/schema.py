@@ -74,11 +74,6 @@ def _resource_ref(**options: Any) -> Column[int]:
     return Column("resource_pk", BIG_ID, ForeignKey("resources.pk", ondelete="CASCADE"), nullable=False, **options)
 
 
-#: What one version of a resource is: an update copies these columns of the current row from ``resources``
-#: to ``resource_history`` (``RecordRepository._keep_history``), and both tables declare them alike.
-VERSION_COLUMNS = ("resource_type", "id", "patient_id", "version", "last_updated", "import_id", "content_hash",
-                   "content", "sent_last_updated")
-
 resources = keyed_table(
     "resources",
     *_version_columns(
@@ -89,6 +84,11 @@ resources = keyed_table(
     UniqueConstraint("resource_type", "id", name="uq_resources_type_id"),
 )
 Index("ix_resources_patient_type", resources.c.patient_id, resources.c.resource_type)
+
+#: What one version of a resource is: an update copies these columns of the current row from ``resources``
+#: to ``resource_history`` (``RecordRepository._keep_history``), and both tables declare them alike
+#: (``_version_columns``); derived from ``resources`` so the names are written once.
+VERSION_COLUMNS = tuple(c.name for c in resources.c if c.name != "pk")
 
 # Superseded versions. The current version stays in ``resources`` (what every query reads); an update first
 # copies the row it replaces here, so every version stays readable (vread, _history) and a first import
