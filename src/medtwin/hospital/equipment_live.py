@@ -97,7 +97,7 @@ class SampleJournal(Protocol):
 
     def record_samples(self, asset: str, rows: list[Converted], source: str) -> None: ...
 
-    def samples(self, asset: str, keep: int) -> list[tuple[datetime, float, float, str, str]]: ...
+    def samples(self, asset: str, keep: int) -> list[Converted]: ...
 
     def record_refusal(self, topic: str, field: str, reason: str, payload: bytes) -> None: ...
 
@@ -158,9 +158,8 @@ class EquipmentTwin:
         self.quarantine.extend(self.journal.refusals())
         count = 0
         for asset in self.assets.values():
-            rows = self.journal.samples(asset.id, KEEP)
-            for source in {r[4] for r in rows}:
-                count += len(self._store(asset, [r[:4] for r in rows if r[4] == source], source))
+            # (asset, time) is unique in the journal: one call over all of them gives the series and count
+            count += len(self._store(asset, self.journal.samples(asset.id, KEEP), "journal"))
         return count
 
     def _store(self, asset: Asset, rows: list[Converted], source: str) -> list[Sample]:

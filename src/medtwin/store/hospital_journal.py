@@ -193,15 +193,15 @@ class HospitalJournal:
                 insert = self._insert(hospital_equipment_samples).values(values[i:i + _CHUNK])
                 connection.execute(insert.on_conflict_do_nothing())
 
-    def samples(self, asset: str, keep: int) -> list[tuple[datetime, float, float, str, str]]:
+    def samples(self, asset: str, keep: int) -> list[tuple[datetime, float, float, str]]:
         """The newest ``keep`` samples of ``asset``, oldest first: (time, value, original value, original
-        unit, source)."""
+        unit)."""
         t = hospital_equipment_samples
-        query = (select(t.c.time, t.c.value, t.c.original_value, t.c.original_unit, t.c.source)
+        query = (select(t.c.time, t.c.value, t.c.original_value, t.c.original_unit)
                  .where(t.c.scope == self.scope, t.c.asset == asset).order_by(t.c.time.desc()).limit(keep))
         with self.store.connect() as connection:
             rows = connection.execute(query).all()
-        return [(_utc(r[0]) or datetime.min, float(r[1]), float(r[2]), str(r[3]), str(r[4])) for r in rows[::-1]]
+        return [(_utc(r[0]) or datetime.min, float(r[1]), float(r[2]), str(r[3])) for r in rows[::-1]]
 
     def record_refusal(self, topic: str, field: str, reason: str, payload: bytes) -> None:
         row = {"scope": self.scope, "topic": topic[:255], "field": field[:255], "reason": reason,
