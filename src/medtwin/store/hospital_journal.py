@@ -46,6 +46,7 @@ from sqlalchemy import (
 )
 from sqlalchemy.dialects import postgresql, sqlite
 
+from medtwin.clock import as_utc
 from medtwin.store.codec import Codec
 from medtwin.store.database import Store
 from medtwin.store.metadata import keyed_table, sealed, utc_time
@@ -102,13 +103,11 @@ class JournalledMessage:
 
     kind: str
     control_id: str
-    accepted: bool
     event: str | None
     time: datetime | None
     patient: str | None
     unit: str | None
     field: str | None
-    received_at: datetime
     sealed: bytes = dc_field(repr=False)
     codec: Codec = dc_field(repr=False, compare=False)
 
@@ -128,11 +127,7 @@ class JournalledMessage:
 
 
 def _utc(value: datetime | None) -> datetime | None:
-    if value is None:
-        return None
-    if isinstance(value, str):
-        value = datetime.fromisoformat(value)
-    return value.replace(tzinfo=UTC) if value.tzinfo is None else value.astimezone(UTC)
+    return None if value is None else as_utc(value)
 
 
 class HospitalJournal:
@@ -152,7 +147,7 @@ class HospitalJournal:
         row = {"scope": self.scope, "kind": kind, "status": "accepted" if accepted else "quarantined",
                "control_id": control_id[:255], "dedupe_key": control_id[:255] if accepted else None,
                "event": event, "event_time": _utc(time), "patient": patient, "unit": unit,
-               "field": field[:64] if field else None, "received_at": _utc(self._now()),
+               "field": field[:64] if field else None, "received_at": as_utc(self._now()),
                "content": self.store.codec.seal(content)}
         with self.store.begin() as connection:
             result = connection.execute(self._insert(hospital_adt_journal).values(row).on_conflict_do_nothing())
@@ -172,21 +167,20 @@ class HospitalJournal:
 
     def _messages(self, where: Any, order: Sequence[Any]) -> Iterator[JournalledMessage]:
         t = hospital_adt_journal
-        query = (select(t.c.kind, t.c.control_id, t.c.status, t.c.event, t.c.event_time, t.c.patient, t.c.unit,
-                        t.c.field, t.c.received_at, t.c.content)
+        query = (select(t.c.kind, t.c.control_id, t.c.event, t.c.event_time, t.c.patient, t.c.unit, t.c.field,
+                        t.c.content)
                  .where(t.c.scope == self.scope, where).order_by(*order))
         with self.store.connect() as connection:
             for r in connection.execute(query.execution_options(yield_per=1000)):
-                yield JournalledMessage(r.kind, r.control_id, r.status == "accepted", r.event, _utc(r.event_time),
-                                        r.patient, r.unit, r.field, _utc(r.received_at) or datetime.min,
-                                        bytes(r.content), self.store.codec)
+                yield JournalledMessage(r.kind, r.control_id, r.event, _utc(r.event_time), r.patient, r.unit,
+                                        r.field, bytes(r.content), self.store.codec)
 
     # --- equipment telemetry ---------------------------------------------------------------------------
     def record_samples(self, asset: str, rows: Sequence[tuple[datetime, float, float, str]], source: str) -> None:
         """(time, value in the signal unit, original value, original unit) of one asset; a (asset, time)
         already journalled is kept as it was."""
-        now = _utc(self._now())
-        values = [{"scope": self.scope, "asset": asset, "time": _utc(t), "value": v, "original_value": o,
+        now = as_utc(self._now())
+        values = [{"scope": self.scope, "asset": asset, "time": as_utc(t), "value": v, "original_value": o,
                    "original_unit": u[:32], "source": source[:32], "received_at": now} for t, v, o, u in rows]
         with self.store.begin() as connection:
             for i in range(0, len(values), _CHUNK):
@@ -201,11 +195,11 @@ class HospitalJournal:
                  .where(t.c.scope == self.scope, t.c.asset == asset).order_by(t.c.time.desc()).limit(keep))
         with self.store.connect() as connection:
             rows = connection.execute(query).all()
-        return [(_utc(r[0]) or datetime.min, float(r[1]), float(r[2]), str(r[3])) for r in rows[::-1]]
+        return [(as_utc(r[0]), float(r[1]), float(r[2]), str(r[3])) for r in rows[::-1]]
 
     def record_refusal(self, topic: str, field: str, reason: str, payload: bytes) -> None:
         row = {"scope": self.scope, "topic": topic[:255], "field": field[:255], "reason": reason,
-               "received_at": _utc(self._now()), "payload": self.store.codec.seal(payload)}
+               "received_at": as_utc(self._now()), "payload": self.store.codec.seal(payload)}
         with self.store.begin() as connection:
             connection.execute(hospital_equipment_quarantine.insert().values(row))
 
