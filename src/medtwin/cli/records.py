@@ -161,18 +161,13 @@ def print_summary(summary: PatientSummary, version: int, provenance: dict[str, o
             ("date", "modality", "description", "images"))
 
 
-def _resolve(store: Store, patient: str) -> str | None:
-    from medtwin.store.records import RecordRepository
-
-    with store.connect() as connection:
-        return RecordRepository(connection, store.codec).resolve_patient(patient)
-
-
 def _patient_read(patient: str, action: str, read: Callable[[Store, str], T | None], missing: str) -> T:
     """Resolve ``patient`` (id or identifier), ``read`` what the command needs, audit the read as ``action``
     (failure when there is no such patient) and stop with ``missing`` when there is nothing."""
+    from medtwin.store.records import resolve_patient
+
     store = open_store(load_settings())
-    resolved = _resolve(store, patient)
+    resolved = resolve_patient(store, patient)
     found = read(store, resolved) if resolved else None
     audit_cli(store, action, "Patient", outcome="success" if found else "failure", patient_id=resolved)
     if found is None:

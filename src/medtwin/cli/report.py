@@ -14,7 +14,7 @@ import typer
 
 from medtwin.cli.common import audit_cli, console, fail, load_settings, open_store
 from medtwin.physiology.errors import PhysiologyInputError
-from medtwin.store.records import RecordRepository
+from medtwin.store.records import resolve_patient
 from medtwin.twin.cgm_report import DEFAULT_DAYS, MAX_DAYS, zone
 from medtwin.twin.report import DEFAULT_TREND_DAYS, FORMATS, build_report
 
@@ -37,8 +37,7 @@ def report_command(
     except PhysiologyInputError as error:
         fail(f"--tz: {error.message}", 2)
     store = open_store(load_settings())
-    with store.connect() as connection:
-        resolved = RecordRepository(connection, store.codec).resolve_patient(patient)
+    resolved = resolve_patient(store, patient)
     report = build_report(store, resolved, now=datetime.now(UTC), days=days, trend_days=trend_days, tz=tz) \
         if resolved else None
     audit_cli(store, "export", "Patient", outcome="success" if report else "failure", patient_id=resolved,

@@ -33,6 +33,7 @@ from medtwin.security.write_policy import Writer
 from medtwin.store.database import Store
 from medtwin.store.images import ImageRepository
 from medtwin.store.records import RecordRepository
+from medtwin.store.records import resolve_patient as resolve_stored_patient
 from medtwin.twin.build import import_unit
 
 #: Opened volumes kept in memory (per process), up to this many voxel bytes (at least the latest one): a CT and
@@ -89,8 +90,7 @@ def describe(volume: Volume) -> dict[str, Any]:
 
 
 def resolve_patient(store: Store, key: str) -> str:
-    with store.connect() as connection:
-        found = RecordRepository(connection, store.codec).resolve_patient(key)
+    found = resolve_stored_patient(store, key)
     if found is None:
         raise PatientNotFoundError(key)
     return found
