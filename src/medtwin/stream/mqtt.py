@@ -594,10 +594,9 @@ class MqttIngest:
                  took: float) -> None:
         stats = self.stats
         stats.inc("messages", messages)
-        for p in prepared:
-            stats.inc("accepted", p.report.accepted)
-            stats.inc("duplicates", p.report.duplicates)
-            stats.inc("quarantined_samples", len(p.report.quarantined))
+        stats.inc("accepted", sum(p.report.accepted for p in prepared))  # one lock round-trip per counter
+        stats.inc("duplicates", sum(p.report.duplicates for p in prepared))
+        stats.inc("quarantined_samples", sum(len(p.report.quarantined) for p in prepared))
         stats.peak("slowest_commit_s", took)
         stats.inc("slow_commits", int(took > SLOW_COMMIT_S))
         with self._lock:
