@@ -14,7 +14,7 @@ Engines: a model with a compiled kernel registered in :mod:`medtwin.solve.kernel
 from __future__ import annotations
 
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
@@ -284,9 +284,8 @@ def integrate_compiled(model: Model, compiled: CompiledModel, p: Array, timeline
     out = np.empty((t_out.size, n, columns.size))
     state = BatchState.start(_initial(model, p, initial_state), solver)
     fixed = _fixed_doses(model, p, timeline, dose_times)
-    kernel_p = p
-    if compiled.prepare is not None:  # the kernel's parameter rows, once for the run rather than once per call
-        kernel_p, compiled = compiled.prepare(p), replace(compiled, prepare=None)
+    # the kernel's parameter rows, once for the run (advance takes them prepared)
+    kernel_p = compiled.prepare(p) if compiled.prepare is not None else p
     for b, t_b in enumerate(bounds[: 1 if t_end == t0 else None]):
         if b > 0:
             advance(compiled, state, kernel_p, times, u, bounds[b - 1], t_b, solver, t_out, columns, out, fixed)

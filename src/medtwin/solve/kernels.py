@@ -18,7 +18,8 @@ of its declaration:
   every stage and at the step's end are the closed form's, not the Runge-Kutta combination, and they are left
   out of the error norm (no truncation error): a stiff linear block then sets no stability limit on the step,
   while the other states keep Dormand-Prince's order, error control and dense output. ``prepare(p)`` may
-  append per-patient constants to the parameter rows once per call.
+  append per-patient constants to the parameter rows; the caller applies it once per run and passes
+  :func:`advance` the prepared rows.
 
 A patient's stops are its own: the input steps where ITS inputs change or ``needs_stop`` says so, and its
 fixed doses (``dose_t (n, D)`` sorted per patient, ``dose_state``, ``dose_delta`` in state units). Jumps are
@@ -118,7 +119,8 @@ class CompiledModel:
     exact: Any = no_exact
     exact_stages: Any = no_exact
     exact_states: tuple[int, ...] = ()
-    #: the kernel's parameter rows from the model's (n, P) (e.g. per-patient constants appended), once per call
+    #: the kernel's parameter rows from the model's (n, P) (e.g. per-patient constants appended); applied once per
+    #: run by the caller (``model.simulate``), not by :func:`advance`
     prepare: Callable[[Array], Array] | None = None
 
 
@@ -505,8 +507,6 @@ def advance(model: CompiledModel, state: BatchState, p: Array, input_times: Arra
     :class:`~medtwin.solve.SolverFailure` naming the first patient that failed."""
     n = state.y.shape[0]
     doses = doses or Doses.none(n)
-    if model.prepare is not None:
-        p = model.prepare(p)
     settings = np.array([solver.rtol, solver.atol, solver.max_step, solver.safety, float(solver.max_steps)])
     status = np.zeros(n, dtype=np.int64)
     explicit = np.ones(state.y.shape[1])
