@@ -33,7 +33,7 @@ from numba import njit
 from medtwin.arrays import Array
 from medtwin.solve.kernels import STAGE_OFFSETS
 
-PMOL_PER_UNIT = 6000.0
+PMOL_PER_UNIT = 6000.0  # pmol of insulin per international unit (simulator convention; uva_padova reads it here)
 #: state positions of Ip, Il, Isc1, Isc2 in UVA/Padova's state vector (checked by name in uva_padova)
 IP, IL, ISC1, ISC2 = 5, 9, 10, 11
 STATES = (IP, IL, ISC1, ISC2)
@@ -63,11 +63,9 @@ def derived_columns(bw: Array, ka1: Array, kd: Array, ka2: Array, m1: Array, m2:
             ka1, ka2, kd, m1, m2, a, c, _inverse_gap(rb, ra), _inverse_gap(r1, ra), _inverse_gap(r1, rb),
             _inverse_gap(r2, ra), _inverse_gap(r2, rb), 1.0 / (r1 - r2)]
     # f[mu, -b, -a]: divided by the widest gap of its nodes (0: mu/-a, 1: mu/-b, 2: -b/-a), and that gap
-    for mu in (r1, r2):
-        gaps = np.stack([np.abs(mu - ra), np.abs(mu - rb), np.abs(rb - ra)])
-        cols.append(np.argmax(gaps, axis=0).astype(float))
-    for mu in (r1, r2):
-        cols.append(np.max(np.stack([np.abs(mu - ra), np.abs(mu - rb), np.abs(rb - ra)]), axis=0))
+    gaps = [np.stack([np.abs(mu - ra), np.abs(mu - rb), np.abs(rb - ra)]) for mu in (r1, r2)]
+    cols += [np.argmax(g, axis=0).astype(float) for g in gaps]
+    cols += [np.max(g, axis=0) for g in gaps]
     # both plasma/liver modes at least GAP_MIN from both subcutaneous rates (every patient of the shipped set:
     # >= 0.07 /min): the solution is a sum of exponentials with coefficients computed once per step
     cols.append(np.all(np.stack(cols[_I1A:_I2B + 1]) != 0.0, axis=0).astype(float))

@@ -37,7 +37,7 @@ from medtwin.solve.kernels import (
 )
 
 SOURCE = "Dalla Man et al. 2007 IEEE TBME 54(10):1740-9; values: UVA/Padova academic simulator via simglucose 0.2.11"
-PMOL_PER_UNIT = 6000.0  # pmol of insulin per international unit (simulator convention)
+PMOL_PER_UNIT = chain.PMOL_PER_UNIT  # pmol of insulin per international unit, one number for RHS and closed form
 
 STATES = (
     StateSpec("qsto1", "mg", "glucose in stomach, solid phase"),
@@ -174,8 +174,9 @@ _N_PARAMETERS = len(PARAMETER_NAMES)
 
 
 def kernel_parameters(p: Array) -> Array:
-    """Parameter rows (n, 34) with the insulin chain's per-patient constants appended (n, 34 + 25): the rows
-    the compiled engine's functions read (computed once per run, vectorised)."""
+    """Parameter rows (n, 34) with the insulin chain's per-patient constants appended (n, 34 +
+    ``insulin_chain.N_DERIVED``, i.e. 34 + 26): the rows the compiled engine's functions read (computed once
+    per run, vectorised)."""
     p = np.asarray(p, dtype=float)
     names = ("BW", "ka1", "kd", "ka2", "m1", "m2", "m4", "m30")
     derived = chain.derived_columns(*(p[:, _I[name]] for name in names))
