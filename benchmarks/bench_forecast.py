@@ -73,7 +73,7 @@ from medtwin.physiology.assimilation import (  # noqa: E402
     cohort_prior_draws,
     start_filter,
 )
-from medtwin.physiology.calibrate import log_inputs, population_patient  # noqa: E402
+from medtwin.physiology.calibrate import cohort_carb_ratio, log_inputs, population_patient  # noqa: E402
 from medtwin.physiology.evaluation import (  # noqa: E402
     ForecastPaths,
     ForecastScores,
@@ -81,7 +81,7 @@ from medtwin.physiology.evaluation import (  # noqa: E402
     evaluate_traces,
 )
 from medtwin.physiology.forecast import forecast  # noqa: E402
-from medtwin.physiology.meal_detect import MealDetectSettings, cohort_carb_ratio  # noqa: E402
+from medtwin.physiology.meal_detect import MealDetectSettings  # noqa: E402
 from medtwin.physiology.simulate import simulate_inputs  # noqa: E402
 from medtwin.physiology.streaming import PersonScores, Series  # noqa: E402
 from medtwin.physiology.synthetic import synthetic_log  # noqa: E402

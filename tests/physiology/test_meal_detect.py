@@ -50,7 +50,7 @@ def test_a_detected_meal_is_told_with_the_bolus_that_met_it() -> None:
     """In the stream (physiology/streaming.py) a detected meal reaches the filter as carbohydrate and, with a
     carb ratio, as the bolus carbs / ratio at the same time; the typical ratio is the cohort's geometric mean."""
     from medtwin.physiology.assimilation import FilterSettings, start_filter
-    from medtwin.physiology.meal_detect import cohort_carb_ratio
+    from medtwin.physiology.calibrate import cohort_carb_ratio
     from medtwin.physiology.streaming import Series, stream
     from medtwin.physiology.uva_padova import virtual_patients
 

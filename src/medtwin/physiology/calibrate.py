@@ -90,6 +90,11 @@ def parse_log(data: dict[str, Any]) -> GlucoseLog:
     return validate_input(GlucoseLog, data, lambda loc: ".".join(str(p) for p in loc) or "log")
 
 
+def cohort_carb_ratio(cohort: PatientParameters) -> float:
+    """The typical carb ratio of a cohort (g/U): the geometric mean, the population patient's."""
+    return float(np.exp(np.mean(np.log(cohort.carb_ratio_g_per_unit))))
+
+
 def population_patient(
     body_weight_kg: float | Array, basal_u_per_h: float | Array, cohort: PatientParameters
 ) -> PatientParameters:
@@ -104,7 +109,7 @@ def population_patient(
         names=tuple("population" for _ in range(n)),
         values=np.repeat(mean[None], n, axis=0),
         initial_state=np.zeros((n, cohort.initial_state.shape[1])),
-        carb_ratio_g_per_unit=np.full(n, np.exp(np.mean(np.log(cohort.carb_ratio_g_per_unit)))),
+        carb_ratio_g_per_unit=np.full(n, cohort_carb_ratio(cohort)),
         correction_factor_mg_dl_per_unit=np.full(
             n, np.exp(np.mean(np.log(cohort.correction_factor_mg_dl_per_unit)))
         ),

@@ -10,9 +10,9 @@ rise implies; ``grams_per_mg_dl`` fitted on the TRAINING virtual patients, whose
 never on the real traces it is measured on). The meal is told to the filter at the detection time (the
 carbohydrate already absorbed is in the filter's glucose; the rest will be), with the insulin that met it
 when ``carb_ratio_g_per_unit`` is given (a bolus of carbs / ratio: a person's own bolus or pancreas, which the
-record does not show either; :func:`cohort_carb_ratio` gives the typical one). Why the insulin: a meal told
-alone made the twin predict rises that did not come (training patients without records, 30-min RMSE 20.3
--> 24.4 mg/dL; with the insulin 20.1).
+record does not show either; :func:`~medtwin.physiology.calibrate.cohort_carb_ratio` gives the typical
+one). Why the insulin: a meal told alone made the twin predict rises that did not come (training patients
+without records, 30-min RMSE 20.3 -> 24.4 mg/dL; with the insulin 20.1).
 """
 
 from __future__ import annotations
@@ -20,10 +20,7 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass, field
 
-import numpy as np
-
 from medtwin.physiology.errors import PhysiologyInputError
-from medtwin.physiology.uva_padova import PatientParameters
 from medtwin.vocab.forecast import TREND_WINDOW_MIN, glucose_trend_mg_dl_per_min
 
 
@@ -67,8 +64,3 @@ class MealDetector:
         self.last_meal_min = time_min
         rise = reading_mg_dl - min(v for _, v in self.recent)
         return min(max(s.grams_per_mg_dl * rise, s.min_carbs_g), s.max_carbs_g)
-
-
-def cohort_carb_ratio(cohort: PatientParameters) -> float:
-    """The typical carb ratio of a cohort (g/U): the geometric mean, as the population patient's."""
-    return float(np.exp(np.mean(np.log(cohort.carb_ratio_g_per_unit))))
