@@ -51,6 +51,9 @@ from medtwin.physiology.population import simulate_population  # noqa: E402
 from medtwin.physiology.scenario import Meal, Regimen, Scenario, SensorSettings  # noqa: E402
 from medtwin.physiology.service import run_scenario, schedule_inputs  # noqa: E402
 from medtwin.physiology.simulate import POPULATION_SOLVER, simulate_inputs  # noqa: E402
+
+#: the population path at the population tolerances (simulate_population itself defaults to DEFAULT_SOLVER)
+run_population = partial(simulate_population, solver=POPULATION_SOLVER)
 from medtwin.physiology.uva_padova import PatientParameters, virtual_patients  # noqa: E402
 from medtwin.solve import kernels  # noqa: E402
 
@@ -116,12 +119,11 @@ def scaling(sizes: list[int], scenario: Scenario, horizon_days: float, plain_day
     print(f"  {'N':>7} {'total s':>9} {'ms per patient-day':>19} {'x plain-float':>14} {'core-ms per p-d':>16} "
           f"{'x per core':>11} {'peak MiB':>9} {'max steps':>10}")
     per_day: dict[int, tuple[float, float]] = {}
-    simulate_population(population(1, np.random.default_rng(0)), scenario, solver=POPULATION_SOLVER)  # warm: first-call costs are above
+    run_population(population(1, np.random.default_rng(0)), scenario)  # warm: first-call costs are above
     for n in sizes:
         params = population(n, np.random.default_rng(n))
         cpu = time.process_time()
-        result, seconds, peak = measure(partial(simulate_population, params, scenario, rng=np.random.default_rng(1),
-                                                solver=POPULATION_SOLVER))
+        result, seconds, peak = measure(partial(run_population, params, scenario, rng=np.random.default_rng(1)))
         cpu = time.process_time() - cpu
         wall, core = seconds / (n * horizon_days), cpu / (n * horizon_days)
         per_day[n] = (wall, core)
@@ -138,7 +140,7 @@ def one_core(n: int, scenario: Scenario, horizon_days: float) -> float:
     kernels.set_threads(1)
     try:
         start = time.perf_counter()
-        simulate_population(params, scenario, rng=np.random.default_rng(1), solver=POPULATION_SOLVER)
+        run_population(params, scenario, rng=np.random.default_rng(1))
         return (time.perf_counter() - start) / (n * horizon_days)
     finally:
         kernels.set_threads(before)
@@ -151,13 +153,13 @@ def batch_vs_alone(scenario: Scenario, days: float, repeats: int = 3) -> None:
     batch, alone = [], []
     for _ in range(repeats):
         start = time.perf_counter()
-        simulate_population(params, scenario, solver=POPULATION_SOLVER)
+        run_population(params, scenario)
         batch.append((time.perf_counter() - start) / 10)
         start = time.perf_counter()
         for i in range(10):
-            simulate_population(params.take([i]), scenario, solver=POPULATION_SOLVER)
+            run_population(params.take([i]), scenario)
         alone.append((time.perf_counter() - start) / 10)
-    steps = simulate_population(params, scenario, solver=POPULATION_SOLVER).steps
+    steps = run_population(params, scenario).steps
     print(f"per-patient cost, N = 10 batch vs the same 10 patients at N = 1: {min(batch) / days * 1e3:.3f} vs "
           f"{min(alone) / days * 1e3:.3f} ms per patient-day -> {min(batch) / min(alone):.2f} (aim <= 1); "
           f"steps per patient {steps.min()}-{steps.max()}")
@@ -249,8 +251,7 @@ def main() -> None:
 
     n_mem = args.memory_patients
     params = population(n_mem, np.random.default_rng(7))
-    result, seconds, peak = measure(partial(simulate_population, params, scenario, rng=np.random.default_rng(1),
-                                            solver=POPULATION_SOLVER))
+    result, seconds, peak = measure(partial(run_population, params, scenario, rng=np.random.default_rng(1)))
     print(f"memory run: {n_mem:,} patient-days ({n_mem:,} patients x {days:g} d), 5-min CGM output "
           f"{result.cgm_mg_dl.shape}: {seconds:.1f} s ({seconds / (n_mem * days) * 1e3:.4f} ms per patient-day), "
           f"peak {peak / 2**30:.2f} GiB above the start (target <= 2 GiB)")
