@@ -19,7 +19,6 @@ from typing import Any
 
 from medtwin.errors import InputError
 from medtwin.model.kinds import Chart, Control, PagePanel, Panel, PanelSeries, Personalisation, TwinKind
-from medtwin.model.parameters import load_parameters
 from medtwin.model.spec import Model
 from medtwin.pharmaco.dosing import Route
 from medtwin.pharmaco.library import DrugModel, LeftOut, load_library
@@ -65,7 +64,6 @@ def _mg(text: str) -> float:
 def drug_kind(drug: DrugModel) -> TwinKind:
     """The twin kind of one drug of the library."""
     model = drug_model(drug)
-    base = load_parameters(model).values[:1]  # read (and checked against the model's units) once, here
     controls = [Control("infusion_rate", "input", "mg/h", 0.0, 1e4, 0.0, "Infusion rate")]
     controls += [Control(route, "dose", "mg", 0.0, 1e5, _mg(drug.default_dose), route.replace("_", " "))
                  for route in model.dose_names]
@@ -73,7 +71,7 @@ def drug_kind(drug: DrugModel) -> TwinKind:
         name=f"drug-{drug.name}",
         title=f"{drug.name.capitalize()} ({drug.model_name})",
         model_factory=lambda: model,
-        base_parameters=lambda m: base.copy(),
+        base_parameters=lambda m: m.defaults(),  # the drug file's values (checked by drug_files on loading)
         personalisation=_personalisation(drug, model),
         forecasts=model.output_names,
         panel=Panel(drug.name.capitalize(), tuple(Chart(o.name, o.unit, drug.concentration_name if
