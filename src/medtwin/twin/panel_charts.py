@@ -188,8 +188,16 @@ def quantity_charts(records: RecordRepository, patient_id: str, quantities: Sequ
     """The charts of a panel's quantities (those with a point, a reading not drawn or a not-callable one): the
     calculated series and the readings it cannot use ("not callable", with the reason) are in their chart."""
     charts: list[QuantityChart] = []
+    read: dict[tuple[str, ...], list[Reading]] = {}  # each code list read once (eGFR's input is the creatinine chart's)
+
+    def observations(codes: Sequence[str]) -> list[Reading]:
+        key = tuple(codes)
+        if key not in read:
+            read[key] = read_observations(records, patient_id, key)
+        return read[key]
+
     for q in quantities:
-        readings = read_observations(records, patient_id, q.codes)
+        readings = observations(q.codes)
         unit, basis = _display_unit(q, readings)
         lines = _in_unit(q, unit, [{"value": v, "label": lab} for v, lab in q.reference])
         chart = QuantityChart(key=q.key, label=q.label, unit=unit, unit_basis=basis, codes=list(q.codes), series=[],
@@ -198,7 +206,7 @@ def quantity_charts(records: RecordRepository, patient_id: str, quantities: Sequ
         reported = _reported(q, readings, unit, chart.not_drawn)
         chart.series.append(reported)
         for spec in (d for d in derived if d.into == q.key):
-            inputs = read_observations(records, patient_id, spec.inputs)
+            inputs = observations(spec.inputs)
             calc, used = _calculated(spec, inputs, reported, tz, birth_date, sex)
             if calc.calls:
                 chart.series.append(_calculated_series(spec, calc, used, chart))
