@@ -63,13 +63,12 @@ from medtwin.twin.summary import Measurement, PatientSummary
 from medtwin.vocab.renal import CREATININE_LOINC, creatinine_mg_dl
 
 __all__ = [
-    "CREATININE", "PGX_KIND", "SIMULATION_KIND", "CovariateInput", "DrugInfo", "PgxPhenotype", "PgxSummary",
+    "PGX_KIND", "SIMULATION_KIND", "CovariateInput", "DrugInfo", "PgxPhenotype", "PgxSummary",
     "StoredPgx", "TwinCompareRequest", "TwinDoseSuggestion", "TwinDrugComparison", "TwinIndividualiseRequest",
     "drug_library", "latest_pgx", "pgx_summary", "resolve_covariates", "run_comparison", "run_individualisation",
     "store_pgx",
 ]
 
-CREATININE = CREATININE_LOINC[0]  # LOINC: Creatinine [Mass/volume] in Serum or Plasma (the mass code)
 PGX_KIND = "pgx"
 SIMULATION_KIND = "drug-simulation"
 RECORD_KIND = "record"
