@@ -3,33 +3,18 @@ load, a drug file left out with its entry and reason), not only in the log; the 
 
 from __future__ import annotations
 
-import re
-from importlib import resources
 from pathlib import Path
 
 import pytest
+from tests.pharmaco.drug_support import drug_folder, sub
 from typer.testing import CliRunner
 
 from medtwin.cli.twins import app, kind_problems
 from medtwin.model.kinds import load_errors
 
-SHIPPED = resources.files("medtwin.pharmaco").joinpath("data/drugs")
-NAMES = sorted(p.name.removesuffix(".toml") for p in SHIPPED.iterdir() if p.name.endswith(".toml"))
-
-
-def _folder(folder: Path, broken: dict[str, str]) -> Path:
-    """Every shipped drug file, with each of ``broken`` (name -> text) instead of the shipped one."""
-    for name in NAMES:
-        text = broken.get(name, SHIPPED.joinpath(f"{name}.toml").read_text(encoding="utf-8"))
-        (folder / f"{name}.toml").write_text(text, encoding="utf-8")
-    return folder
-
 
 def test_left_out_drug_files_are_listed_with_file_entry_and_reason(tmp_path: Path) -> None:
-    warfarin = SHIPPED.joinpath("warfarin.toml").read_text(encoding="utf-8")
-    no_cl, count = re.subn(r"^CL = .*\n", "", warfarin, count=1, flags=re.MULTILINE)
-    assert count == 1
-    folder = _folder(tmp_path, {"warfarin": no_cl, "theophylline": "[drug\n"})
+    folder = drug_folder(tmp_path, {"warfarin": sub(r"^CL = .*\n", ""), "theophylline": "[drug\n"})
     left = [line for line in kind_problems(folder) if line.startswith("left out: ")]
     assert len(left) == 2
     assert left[0].startswith("left out: theophylline.toml: toml: not valid TOML")

@@ -7,7 +7,6 @@ from __future__ import annotations
 import logging
 import re
 import tempfile
-from importlib import resources
 from importlib.metadata import entry_points
 from pathlib import Path
 
@@ -15,6 +14,7 @@ import numpy as np
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
+from tests.pharmaco.drug_support import NAMES, SHIPPED, WARFARIN, drug_folder, sub
 from typer.testing import CliRunner
 
 from medtwin.cli.drug import app
@@ -24,55 +24,37 @@ from medtwin.pharmaco.errors import UnknownDrugError
 from medtwin.pharmaco.library import LeftOut, drug_files, load_drug, load_library
 from medtwin.pharmaco.pk_twin_kind import checked_drug_kinds, drug_kinds
 
-SHIPPED = resources.files("medtwin.pharmaco").joinpath("data/drugs")
-NAMES = sorted(p.name.removesuffix(".toml") for p in SHIPPED.iterdir() if p.name.endswith(".toml"))
 SHIPPED_LIBRARY = load_library()
-WARFARIN = SHIPPED.joinpath("warfarin.toml").read_text(encoding="utf-8")
-
-
-def _library_with(folder: Path, name: str, text: str) -> Path:
-    """A drug folder: every shipped drug file, with ``name`` replaced by ``text``."""
-    for other in NAMES:
-        (folder / f"{other}.toml").write_text(SHIPPED.joinpath(f"{other}.toml").read_text(encoding="utf-8"),
-                                              encoding="utf-8")
-    (folder / f"{name}.toml").write_text(text, encoding="utf-8")
-    return folder
-
-
-def _sub(pattern: str, replacement: str, text: str = WARFARIN) -> str:
-    changed, count = re.subn(pattern, replacement, text, count=1, flags=re.MULTILINE)
-    assert count == 1, pattern
-    return changed
 
 
 # (what is broken, the warfarin file, the entry named, words of the reason)
 BROKEN = [
     ("bad TOML", WARFARIN.replace("[pk]", "[pk", 1), "toml", "not valid TOML"),
-    ("missing PK parameter", _sub(r"^CL = .*\n", ""), "parameters.CL", "missing PK parameter"),
-    ("missing INR parameter", _sub(r"^MTT2 = .*\n", ""), "parameters.MTT2", "missing INR-model parameter"),
-    ("PK unit error", _sub(r'(V1 = \{ value = 13.8, unit = )"L"', r'\1"mL"'), "parameters.V1.unit",
+    ("missing PK parameter", sub(r"^CL = .*\n", ""), "parameters.CL", "missing PK parameter"),
+    ("missing INR parameter", sub(r"^MTT2 = .*\n", ""), "parameters.MTT2", "missing INR-model parameter"),
+    ("PK unit error", sub(r'(V1 = \{ value = 13.8, unit = )"L"', r'\1"mL"'), "parameters.V1.unit",
      "'mL', but V1 is in 'L'"),
-    ("INR-model unit error", _sub(r'(EC50 = \{ value = 4.61, unit = )"mg/L"', r'\1"ug/L"'), "parameters.EC50.unit",
+    ("INR-model unit error", sub(r'(EC50 = \{ value = 4.61, unit = )"mg/L"', r'\1"ug/L"'), "parameters.EC50.unit",
      "'ug/L', but EC50 is in 'mg/L'"),
-    ("dose without a unit", _sub(r'^default_dose = "5 mg"', 'default_dose = "5"'), "drug.default_dose", "no unit"),
-    ("missing citation of a parameter", _sub(r'(EC50 = .*source = )"Hamberg 2007 Table 2"', r'\1""'),
+    ("dose without a unit", sub(r'^default_dose = "5 mg"', 'default_dose = "5"'), "drug.default_dose", "no unit"),
+    ("missing citation of a parameter", sub(r'(EC50 = .*source = )"Hamberg 2007 Table 2"', r'\1""'),
      "parameters.EC50.source", "missing citation"),
-    ("missing citation of the targets", _sub(r'^source = "Target INR.*\n', ""), "targets.source", "missing citation"),
-    ("missing section", _sub(r"^\[residual\]\n", "[residual_error]\n"), "residual", "missing section"),
-    ("value not a number", _sub(r"(Q2 = \{ value = )0.131", r'\1"fast"'), "parameters.Q2.value", "not a finite"),
-    ("residual without its SD", _sub(r"^additive_sd = .*\n", ""), "residual.additive_sd", "missing entry"),
-    ("covariate effect without its form", _sub(r'^form = "categorical_factor"\n', ""), "covariates[0].form",
+    ("missing citation of the targets", sub(r'^source = "Target INR.*\n', ""), "targets.source", "missing citation"),
+    ("missing section", sub(r"^\[residual\]\n", "[residual_error]\n"), "residual", "missing section"),
+    ("value not a number", sub(r"(Q2 = \{ value = )0.131", r'\1"fast"'), "parameters.Q2.value", "not a finite"),
+    ("residual without its SD", sub(r"^additive_sd = .*\n", ""), "residual.additive_sd", "missing entry"),
+    ("covariate effect without its form", sub(r'^form = "categorical_factor"\n', ""), "covariates[0].form",
      "missing entry"),
-    ("target range upside down", _sub(r"^target_high = 3.0", "target_high = 1.5"), "targets.target_high",
+    ("target range upside down", sub(r"^target_high = 3.0", "target_high = 1.5"), "targets.target_high",
      "must be above target_low"),
-    ("BSV on no parameter", _sub(r'^names = \["CL"', 'names = ["CLx"'), "bsv.names", "'CLx' is not a parameter"),
+    ("BSV on no parameter", sub(r'^names = \["CL"', 'names = ["CLx"'), "bsv.names", "'CLx' is not a parameter"),
 ]
 
 
 @pytest.mark.parametrize(("text", "entry", "reason"), [case[1:] for case in BROKEN], ids=[c[0] for c in BROKEN])
 def test_a_broken_file_is_left_out_alone_with_its_entry_and_reason(
         tmp_path: Path, caplog: pytest.LogCaptureFixture, text: str, entry: str, reason: str) -> None:
-    folder = _library_with(tmp_path, "warfarin", text)
+    folder = drug_folder(tmp_path, {"warfarin": text})
     with caplog.at_level(logging.ERROR, logger="medtwin.pharmaco"):
         built, left_out = checked_drug_kinds(folder)
     assert sorted(k.name for k in built) == [f"drug-{n}" for n in NAMES if n != "warfarin"]
@@ -104,7 +86,7 @@ def test_every_shipped_drug_file_loads_and_is_a_registered_kind() -> None:
 
 def test_a_kind_from_another_folder_reads_its_numbers_from_that_file(tmp_path: Path) -> None:
     text = SHIPPED.joinpath("theophylline.toml").read_text(encoding="utf-8")
-    folder = _library_with(tmp_path, "theophylline", _sub(r"(CL = \{ value = )2.76", r"\g<1>3.5", text))
+    folder = drug_folder(tmp_path, {"theophylline": sub(r"(CL = \{ value = )2.76", r"\g<1>3.5", text)})
     (kind,) = [k for k in drug_kinds(folder) if k.name == "drug-theophylline"]
     shipped = kinds()["drug-theophylline"]
     column = kind.model.parameter_index("CL")
@@ -138,7 +120,7 @@ PARAMETER_LINES = _lines(r'^\w+ = \{ value = .*unit = "')
 def test_every_citation_of_a_shipped_file_is_required(tmp_path: Path, name: str, line: int) -> None:
     lines = SHIPPED.joinpath(f"{name}.toml").read_text(encoding="utf-8").splitlines()
     del lines[line]
-    library = load_library(_library_with(tmp_path, name, "\n".join(lines)))
+    library = load_library(drug_folder(tmp_path, {name: "\n".join(lines)}))
     assert sorted(library.drugs) == [n for n in NAMES if n != name]
     (left,) = library.left_out
     assert left.file == f"{name}.toml" and left.field.endswith("source"), left
@@ -149,7 +131,7 @@ def test_every_parameter_unit_of_a_shipped_file_is_checked(tmp_path: Path, name:
     lines = SHIPPED.joinpath(f"{name}.toml").read_text(encoding="utf-8").splitlines()
     parameter = lines[line].split(" = ", 1)[0]
     lines[line] = re.sub(r'unit = "[^"]*"', 'unit = "furlong"', lines[line])
-    (left,) = load_library(_library_with(tmp_path, name, "\n".join(lines))).left_out
+    (left,) = load_library(drug_folder(tmp_path, {name: "\n".join(lines)})).left_out
     assert (left.file, left.field) == (f"{name}.toml", f"parameters.{parameter}.unit")
     assert left.reason.startswith("'furlong', but ")
 
@@ -166,7 +148,7 @@ def test_any_one_line_lost_leaves_at_most_that_file_out(name: str, at: float, cu
     else:
         del lines[i]
     with tempfile.TemporaryDirectory() as folder:
-        library = load_library(_library_with(Path(folder), name, "\n".join(lines)))
+        library = load_library(drug_folder(Path(folder), {name: "\n".join(lines)}))
     assert {n: d.parameters for n, d in library.drugs.items() if n != name} == \
         {n: d.parameters for n, d in SHIPPED_LIBRARY.drugs.items() if n != name}
     assert name in library.drugs or [e.file for e in library.left_out] == [f"{name}.toml"]
@@ -185,7 +167,7 @@ def _cli(*args: str) -> tuple[int, str]:
 
 
 def test_drug_check_names_the_left_out_file_and_exits_1(tmp_path: Path) -> None:
-    folder = _library_with(tmp_path, "warfarin", BROKEN[3][1])  # V1 in mL
+    folder = drug_folder(tmp_path, {"warfarin": BROKEN[3][1]})  # V1 in mL
     code, output = _cli("check", "--folder", str(folder))
     assert code == 1
     assert "left out: warfarin.toml: parameters.V1.unit: 'mL', but V1 is in 'L'" in output
