@@ -10,6 +10,7 @@ from collections.abc import Iterator
 from datetime import UTC, datetime
 
 import pytest
+from tests.hospital.hl7_support import msa
 
 from medtwin.hospital.adt import CensusTracker
 from medtwin.hospital.mllp import END, START, start_mllp
@@ -57,10 +58,6 @@ def send(port: int, *messages: str) -> list[str]:
                 data += conn.recv(4096)
             answers.append(data[1:-2].decode())
     return answers
-
-
-def msa(answer: str) -> list[str]:
-    return next(line for line in answer.split("\r") if line.startswith("MSA")).split("|")
 
 
 def test_admit_transfer_discharge_with_acks(listener) -> None:  # type: ignore[no-untyped-def]

@@ -20,6 +20,7 @@ from fastapi.testclient import TestClient
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from sqlalchemy import func, select
+from tests.hospital.hl7_support import msa
 
 from medtwin.api.app import create_app
 from medtwin.config import Settings
@@ -63,10 +64,6 @@ ENCOUNTER = {"resourceType": "Encounter", "id": "enc-41", "status": "in-progress
              "subject": {"reference": "Patient/p-41", "display": "BEZUKHOV PIERRE"},
              "location": [{"location": {"reference": "Location/icu"}, "status": "active",
                            "period": {"start": "2026-12-07T07:30:00Z"}}]}
-
-
-def msa(answer: str) -> list[str]:
-    return next(line for line in answer.split("\r") if line.startswith("MSA")).split("|")[1:3]
 
 
 @dataclass
@@ -117,7 +114,7 @@ def open_app(database_url: str, tmp_path: Path) -> Iterator[Any]:
 
 def _feed(app: App) -> None:
     answers = send_mllp("127.0.0.1", app.port, FEED, timeout_s=30)
-    assert [msa(a) for a in answers] == [["AA", "C1"], ["AA", "C2"], ["AA", "C3"], ["AA", "C4"], ["AE", "C5"],
+    assert [msa(a)[1:3] for a in answers] == [["AA", "C1"], ["AA", "C2"], ["AA", "C3"], ["AA", "C4"], ["AE", "C5"],
                                          ["AA", "C6"], ["AE", "C7"], ["AE", "C8"]]
     r = app.client.post("/api/v1/hospital/encounter", json=ENCOUNTER, headers=app.headers)
     assert r.status_code == 200 and r.json()["accepted"], r.text
@@ -148,7 +145,7 @@ def test_restart_keeps_census_quarantine_and_equipment(open_app: Any) -> None:
     with open_app() as second:
         assert second.state() == before  # the same census, quarantine, counts and equipment twin
         again = send_mllp("127.0.0.1", second.port, [FEED[0], FEED[3]], timeout_s=30)
-        assert [msa(a) for a in again] == [["AA", "C1"], ["AA", "C4"]]  # duplicates: acknowledged
+        assert [msa(a)[1:3] for a in again] == [["AA", "C1"], ["AA", "C4"]]  # duplicates: acknowledged
         r = second.client.post("/api/v1/hospital/encounter", json=ENCOUNTER, headers=second.headers)
         assert r.status_code == 200 and r.json()["duplicate"], r.text
         after = second.state()
@@ -187,10 +184,10 @@ def test_a_message_the_journal_cannot_take_is_answered_ar_and_applied_nowhere(tm
     listener = MllpThread(live, "127.0.0.1", 0, live.clock)
     try:
         answer = send_mllp("127.0.0.1", int(listener.port), [FEED[0]], timeout_s=30)[0]
-        assert msa(answer) == ["AR", "C1"]
+        assert msa(answer)[1:3] == ["AR", "C1"]
         assert live.tracker.counts()["ed_treatment"] == 0 and live.tracker.quarantine == [] and live.version == 0
         store.migrate()  # the store is back: the sender's resend is taken
-        assert msa(send_mllp("127.0.0.1", int(listener.port), [FEED[0]], timeout_s=30)[0]) == ["AA", "C1"]
+        assert msa(send_mllp("127.0.0.1", int(listener.port), [FEED[0]], timeout_s=30)[0])[1:3] == ["AA", "C1"]
         assert live.tracker.counts()["ed_treatment"] == 1 and live.version == 1
     finally:
         listener.stop()
